@@ -1,0 +1,3 @@
+from hipper.cli import main
+
+main()

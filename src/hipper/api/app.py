@@ -1,0 +1,70 @@
+"""Build the FastAPI application. Routers are found in `hipper.api.routers`: one module per area."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+import hipper
+from hipper.api import errors, routers
+from hipper.api.state import AppState
+from hipper.config import Settings
+from hipper.passwords import Hasher
+from hipper.store.db import create_engine, migrate, session_factory
+
+API_PREFIX = "/api/v1"
+
+
+def discover_routers() -> list[APIRouter]:
+    found = []
+    for module_info in sorted(pkgutil.iter_modules(routers.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{routers.__name__}.{module_info.name}")
+        router = getattr(module, "router", None)
+        if isinstance(router, APIRouter):
+            found.append(router)
+    return found
+
+
+def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.resolved_database_url())
+    state = AppState(
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        hasher=Hasher(settings.argon2_time_cost, settings.argon2_memory_cost),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if run_migrations:
+            await migrate(engine)
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="Hipper exchange API",
+        version=hipper.__version__,
+        description="The Hipper+ app's remote control for the Hipper business telephone exchange.",
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+    )
+    app.state.hipper = state
+    errors.install(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            allow_credentials=False,
+        )
+    for router in discover_routers():
+        app.include_router(router, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,86 @@
+"""Request dependencies: the database session, the authenticated user, the administrator, the step-up."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hipper.api.state import AppState
+from hipper.store.models import AuthSession, User
+
+bearer = HTTPBearer(auto_error=False, description="The session token from POST /api/v1/auth/login")
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.hipper
+    return state
+
+
+async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request; committing publishes the outbox (see `commit`)."""
+    async with app_state(request).sessions() as session:
+        yield session
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def as_utc(moment: datetime) -> datetime:
+    # SQLite returns naive datetimes; everything we store is UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@dataclass
+class Authenticated:
+    user: User
+    auth_session: AuthSession
+
+    @property
+    def stepped_up(self) -> bool:
+        until = self.auth_session.step_up_until
+        return until is not None and as_utc(until) > datetime.now(UTC)
+
+
+async def authenticated(
+    session: Annotated[AsyncSession, Depends(db_session)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Authenticated:
+    if credentials is None:
+        raise HTTPException(401, "log in first: no session token", headers={"WWW-Authenticate": "Bearer"})
+    row = (
+        await session.execute(
+            select(AuthSession, User)
+            .join(User, User.id == AuthSession.user_id)
+            .where(AuthSession.token_hash == hash_token(credentials.credentials))
+        )
+    ).one_or_none()
+    if row is None or as_utc(row[0].expires_at) <= datetime.now(UTC):
+        raise HTTPException(401, "the session has ended: log in again", headers={"WWW-Authenticate": "Bearer"})
+    return Authenticated(user=row[1], auth_session=row[0])
+
+
+async def administrator(auth: Annotated[Authenticated, Depends(authenticated)]) -> Authenticated:
+    if auth.user.role != "admin":
+        raise HTTPException(403, "this needs the administrator role")
+    return auth
+
+
+Session = Annotated[AsyncSession, Depends(db_session)]
+CurrentUser = Annotated[Authenticated, Depends(authenticated)]
+Admin = Annotated[Authenticated, Depends(administrator)]
+State = Annotated[AppState, Depends(app_state)]
+
+
+async def commit(session: AsyncSession, state: AppState) -> None:
+    """Commit, then publish: listeners are woken only once the change is durable."""
+    await session.commit()
+    state.events.published()

@@ -1,0 +1,57 @@
+"""Configuration: defaults, then a TOML file, then HIPPER_* environment variables (highest wins)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HIPPER_", extra="ignore")
+
+    data_dir: Path = Path("./hipper-data")
+    # Empty means SQLite in the data directory; otherwise any SQLAlchemy async URL
+    # (postgresql+asyncpg://user:pass@host/db).
+    database_url: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    sip_realm: str = "hipper.local"
+    log_level: str = "INFO"
+    log_json: bool = True
+    # Session tokens ("stay logged in on this device", SPEC A1).
+    session_days: int = 90
+    step_up_seconds: int = 300
+    login_attempts: int = 5
+    login_lockout_seconds: int = 300
+    pin_attempts: int = 5
+    pin_lockout_seconds: int = 900
+    cors_origins: list[str] = Field(default_factory=list)
+    # argon2 parameters; tests lower them to keep the suite fast.
+    argon2_time_cost: int = 3
+    argon2_memory_cost: int = 65536
+    default_region: str = "NL"
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'hipper.db').resolve()}"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    path = config_file or (Path(os.environ["HIPPER_CONFIG"]) if os.environ.get("HIPPER_CONFIG") else None)
+    file_values: dict[str, Any] = {}
+    if path is not None:
+        with path.open("rb") as handle:
+            file_values = tomllib.load(handle)
+    env_settings = Settings()
+    explicit_env = {
+        name: getattr(env_settings, name) for name in Settings.model_fields if f"HIPPER_{name.upper()}" in os.environ
+    }
+    return Settings.model_validate({**file_values, **explicit_env, **overrides})
