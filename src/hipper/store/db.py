@@ -42,12 +42,12 @@ def alembic_config(url: str) -> Config:
 
 
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
+    """Bring the schema to the newest revision (idempotent). Areas add migrations side by side, hence "heads"."""
 
     def _upgrade(connection: Any) -> None:
         config = alembic_config(str(engine.url))
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, "heads")
 
     async with engine.begin() as connection:
         await connection.run_sync(_upgrade)
