@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 import hipper
-from hipper.api import errors, routers
+from hipper.api import errors, routers, web
 from hipper.api.state import AppState
 from hipper.config import Settings
 from hipper.passwords import Hasher
@@ -67,4 +67,5 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         )
     for router in discover_routers():
         app.include_router(router, prefix=API_PREFIX)
+    web.mount(app)  # last: the app's files at / never shadow the API
     return app
