@@ -2,15 +2,17 @@
 
 A service's settings are one pydantic model. The model validates its own fields (types, ranges, numbers
 normalised); `check` applies the rules that need to know the user (no target that leads straight back into the
-same service). `change` is the one way a user changes a service: licence, read-only fields, validation and the
-step-up rule for phone numbers are applied here, the same for every service.
+same service), `check_change` the rules that depend on what was there before or on another service of the same
+user. `change` is the one way a user changes a service: licence, read-only fields, validation and the step-up
+rule for phone numbers are applied here, the same for every service.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from hipper.domain.context import UserContext
 from hipper.domain.errors import InvalidSetting, NotLicensed, ReadOnlySetting, StepUpRequired
@@ -22,8 +24,21 @@ class ServiceSettings(BaseModel):
     service: ClassVar[str]
     # Fields only the administrator sets (shown read-only to the user).
     read_only_fields: ClassVar[frozenset[str]] = frozenset()
+    # The whole document is the administrator's: every user write is refused (night forwarding).
+    administrator_only: ClassVar[bool] = False
     # Extra licences a service needs beyond its own name.
     extra_licences: ClassVar[frozenset[str]] = frozenset()
+    # Other services of the same user whose settings `check_change` needs (e.g. voicemail reads call waiting).
+    related_services: ClassVar[tuple[str, ...]] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ignore_derived_fields(cls, data: Any) -> Any:
+        # Derived (computed) fields are part of what GET returns; a client that sends the document back
+        # unchanged must not be refused for them, and they are never taken from the input.
+        if isinstance(data, dict) and cls.model_computed_fields:
+            return {key: value for key, value in data.items() if key not in cls.model_computed_fields}
+        return data
 
     def phone_numbers(self) -> set[str]:
         """Every phone number this document sets; a new one needs a step-up (SPEC A2)."""
@@ -31,6 +46,22 @@ class ServiceSettings(BaseModel):
 
     def check(self, ctx: UserContext) -> None:
         """Rules that need the user; raise InvalidSetting naming the field."""
+
+    def check_change(self, current: ServiceSettings, ctx: UserContext, related: Mapping[str, ServiceSettings]) -> None:
+        """Rules that depend on the previous document or on the user's other services (`related_services`).
+
+        `related` holds the documents of `related_services` the user is licensed for.
+        """
+
+
+class LicenceNeeded(NotLicensed):
+    """One option of a service needs a licence the user lacks (answered like any missing licence: 403)."""
+
+    def __init__(self, service: str, field: str, licence: str, what: str) -> None:
+        super().__init__(service)
+        self.field = field
+        self.licence = licence
+        self.args = (f"{field}: {what} needs the licence '{licence}', which you do not have",)
 
 
 def ensure_licensed(settings_class: type[ServiceSettings], ctx: UserContext) -> None:
@@ -54,23 +85,27 @@ def change(
     *,
     stepped_up: bool,
     by_administrator: bool = False,
+    related: Mapping[str, ServiceSettings] | None = None,
 ) -> ServiceSettings:
     """Validate a user's (or administrator's) new settings document against the current one."""
     ensure_licensed(settings_class, ctx)
+    if settings_class.administrator_only and not by_administrator:
+        raise ReadOnlySetting(settings_class.service)
     if not isinstance(proposed, dict):
         raise InvalidSetting("body", "expected a JSON object")
     merged = dict(proposed)
     if not by_administrator:
-        for field in settings_class.read_only_fields:
-            current_value = current.model_dump(mode="json")[field]
-            if field in merged and merged[field] != current_value:
+        current_values = current.model_dump(mode="json")
+        for field in sorted(settings_class.read_only_fields):
+            if field in merged and merged[field] != current_values[field]:
                 raise ReadOnlySetting(field)
-            merged[field] = current_value
+            merged[field] = current_values[field]
     try:
         new = settings_class.model_validate(merged)
     except ValidationError as exc:
         raise first_error(exc) from exc
     new.check(ctx)
+    new.check_change(current, ctx, related or {})
     if not by_administrator and not stepped_up and new.phone_numbers() - current.phone_numbers():
         raise StepUpRequired()
     return new
@@ -79,3 +114,12 @@ def change(
 def refuse_own_number(field: str, number: str | None, own: set[str], why: str) -> None:
     if number is not None and number in own:
         raise InvalidSetting(field, why)
+
+
+def refuse_duplicates(list_field: str, numbers: Iterable[str], item_field: str = "number") -> None:
+    """A number twice in one list rings (or exempts) the same phone twice: refuse the second one."""
+    seen: set[str] = set()
+    for index, number in enumerate(numbers):
+        if number in seen:
+            raise InvalidSetting(f"{list_field}.{index}.{item_field}", f"{number} is already in the list")
+        seen.add(number)
