@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     argon2_time_cost: int = 3
     argon2_memory_cost: int = 65536
     default_region: str = "NL"
+    # Media engine (src/hipper/media): RTP sockets bind here; the advertised address goes into SDP (empty = bind
+    # address); RTP/RTCP port pairs come from [rtp_port_min, rtp_port_max); no RTP for this long ends a call.
+    media_bind_address: str = "127.0.0.1"
+    media_advertised_address: str = ""
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 30000
+    rtp_timeout_seconds: float = 30.0
 
     def resolved_database_url(self) -> str:
         if self.database_url:
