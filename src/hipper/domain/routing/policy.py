@@ -1,0 +1,395 @@
+"""The routing policy: (incoming call, user state snapshot, now) -> RoutingPlan. Pure: no I/O, no clock.
+
+Read `plan_incoming` top to bottom: it is the precedence of docs/call-routing.md, one numbered line at a time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hipper.domain.numbers import same_number
+from hipper.domain.routing.plan import (
+    HISTORY_INFO_CAUSE,
+    Diversion,
+    DiversionReason,
+    Forward,
+    Hangup,
+    PersonalAssistant,
+    Reject,
+    Ring,
+    RingSplash,
+    RoutingPlan,
+    Step,
+    Target,
+    Voicemail,
+)
+from hipper.domain.routing.state import IncomingCall, RoutingRules, UserState, service
+from hipper.domain.services import (
+    Anywhere,
+    CallForwardingAlways,
+    CallForwardingAlwaysSecondary,
+    CallForwardingBusy,
+    CallForwardingNoAnswer,
+    CallForwardingNotReachable,
+    CallWaiting,
+    DoNotDisturb,
+    FixedMobile,
+    NightForwarding,
+    RemoteOffice,
+    SimultaneousRing,
+)
+from hipper.domain.services import PersonalAssistant as PersonalAssistantSettings
+from hipper.domain.services import Voicemail as VoicemailSettings
+
+PRESENCE_WORDS: dict[str, str] = {
+    "business_trip": "on a business trip",
+    "gone_for_the_day": "gone for the day",
+    "lunch": "at lunch",
+    "meeting": "in a meeting",
+    "out_of_office": "out of the office",
+    "temporarily_out": "temporarily out",
+    "training": "in a training",
+    "unavailable": "unavailable",
+    "vacation": "on vacation",
+}
+
+
+def plan_incoming(
+    call: IncomingCall, state: UserState, now: datetime, rules: RoutingRules | None = None
+) -> RoutingPlan:
+    """Decide what happens to a call for this user, as a plan the executor runs and the user can read."""
+    planner = _Planner(call, state, _aware(now), rules or RoutingRules())
+    steps = planner.plan()
+    return RoutingPlan(
+        user_id=state.user_id,
+        called=call.called,
+        caller=call.caller,
+        at=planner.now,
+        steps=tuple(steps),
+        notes=tuple(planner.notes),
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    # Stored datetimes are UTC; SQLite hands them back naive.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+class _Planner:
+    def __init__(self, call: IncomingCall, state: UserState, now: datetime, rules: RoutingRules) -> None:
+        self.call = call
+        self.state = state
+        self.now = now
+        self.rules = rules
+        self.notes: list[str] = []
+        self.voicemail = service(state, VoicemailSettings)
+        waiting = service(state, CallWaiting)
+        # Without the call-waiting service a second call finds the user busy (the BroadWorks default).
+        self.call_waiting = waiting is not None and waiting.active
+        called_number = state.fixed_number if call.called == "fixed" else state.mobile_number
+        self.called_number = called_number or state.extension or str(state.user_id)
+
+    # -- the precedence, line by line (docs/call-routing.md) ------------------------------------------------
+
+    def plan(self) -> list[Step]:
+        # Loops: RFC 3261 §16.3 — a request that arrives with Max-Forwards 0 goes no further.
+        if self.call.max_forwards <= 0:
+            return [Reject(status=483, reason_phrase="Too Many Hops", reason="the call arrived with Max-Forwards 0")]
+
+        # 1. Unconditional forwarding: forward always, the fixed-number forward, all calls to voicemail.
+        unconditional = self.forward_always()
+        if unconditional:
+            return unconditional
+
+        # 2. Personal Assistant answers unless the caller is one of its exceptions.
+        assistant = self.personal_assistant()
+        if assistant:
+            return assistant
+
+        # 3. Do not disturb: the busy treatment (7) without ringing anything.
+        dnd = service(self.state, DoNotDisturb)
+        if dnd is not None and dnd.active:
+            splash: list[Step] = []
+            if dnd.ring_splash:
+                splash = [RingSplash(reason="do not disturb is on with ring splash: your desk phone rings briefly")]
+            return splash + self.busy_treatment("do-not-disturb", "do not disturb is on")
+
+        # 6. Busy now: already on a call and call waiting is off.
+        if self.state.on_call and not self.call_waiting:
+            return self.busy_treatment("user-busy", "you are on a call and call waiting is off")
+
+        # 4 + 5. Who alerts: remote office or your own devices, plus simultaneous ring and Anywhere.
+        targets = self.alerting_targets()
+
+        # 9. Not reachable: nothing registered and no number to ring.
+        if not targets:
+            return self.not_reachable_treatment("none of your phones is registered and no number is set to ring")
+
+        # 8. No answer within N rings; 6/7 and 9 again as runtime outcomes of the ringing.
+        timeout, on_no_answer = self.no_answer_treatment()
+        waiting = self.state.on_call and self.call_waiting
+        return [
+            Ring(
+                targets=tuple(targets),
+                timeout_seconds=timeout,
+                on_busy=tuple(self.busy_treatment("user-busy", "every phone that rang refused the call as busy")),
+                on_no_answer=tuple(on_no_answer),
+                on_not_reachable=tuple(self.not_reachable_treatment("none of the phones that rang could be reached")),
+                reason=self.ring_reason(targets, timeout, waiting),
+            )
+        ]
+
+    # -- 1 ---------------------------------------------------------------------------------------------------
+
+    def forward_always(self) -> list[Step]:
+        night = service(self.state, NightForwarding)
+        if night is not None and night.night_mode and night.destination is not None:
+            return self.forward(
+                night.destination, "unconditional", f"night mode is on: calls go to {night.destination}"
+            )
+        always = service(self.state, CallForwardingAlways)
+        if always is not None and always.active:
+            splash: list[Step] = []
+            if always.ring_splash:
+                splash = [RingSplash(reason="forward always has ring splash on: your desk phone rings briefly")]
+            return splash + self.unconditional(always, "forward always is on")
+        secondary = service(self.state, CallForwardingAlwaysSecondary)
+        if secondary is not None and secondary.active:
+            if self.call.called == "fixed":
+                return self.unconditional(secondary, "forwarding of your fixed number is on")
+            self.notes.append("forwarding of your fixed number is on, but this call is to your mobile number")
+        vm = self.voicemail
+        if vm is not None and vm.active and vm.all_calls_to_voicemail:
+            return [self.to_voicemail("unconditional", "voicemail takes all calls")]
+        return []
+
+    def unconditional(self, forwarding: CallForwardingAlways | CallForwardingAlwaysSecondary, why: str) -> list[Step]:
+        if forwarding.to_voicemail or forwarding.destination is None:
+            return [self.to_voicemail("unconditional", f"{why}, to your voicemail")]
+        return self.forward(forwarding.destination, "unconditional", f"{why}, to {forwarding.destination}")
+
+    # -- 2 ---------------------------------------------------------------------------------------------------
+
+    def personal_assistant(self) -> list[Step]:
+        pa = service(self.state, PersonalAssistantSettings)
+        if pa is None or not pa.active:
+            return []
+        if pa.until is not None and _aware(pa.until) <= self.now:
+            self.notes.append(f"the Personal Assistant ended at {_aware(pa.until).isoformat()} and no longer answers")
+            return []
+        caller = self.call.caller
+        if caller is not None:
+            for exception in pa.exceptions:
+                if same_number(caller, exception.number):
+                    self.notes.append(
+                        f"the Personal Assistant lets {exception.name or exception.number} through (an exception)"
+                    )
+                    return []
+        presence = PRESENCE_WORDS.get(pa.presence, pa.presence)
+        back = f" until {_aware(pa.until).isoformat()}" if pa.until is not None else ""
+        on_zero: Forward | None = None
+        if pa.transfer_to is not None:
+            transfer = self.forward(pa.transfer_to, "deflection", f"the caller pressed 0: transfer to {pa.transfer_to}")
+            if isinstance(transfer[0], Forward):
+                on_zero = transfer[0]
+            else:
+                self.notes.append("pressing 0 would exceed the diversion limit, so it does nothing")
+        afterwards: Voicemail | Hangup
+        if self.voicemail is not None and self.voicemail.active:
+            afterwards = self.to_voicemail("unavailable", "after the announcement the caller can leave a message")
+        else:
+            afterwards = Hangup(reason="after the announcement the call ends: your voicemail is off")
+        steps: list[Step] = []
+        if pa.alert_tone:
+            steps.append(RingSplash(reason="the Personal Assistant alert tone is on: your desk phone rings briefly"))
+        steps.append(
+            PersonalAssistant(
+                presence=pa.presence,
+                until=_aware(pa.until) if pa.until is not None else None,
+                on_zero=on_zero,
+                afterwards=afterwards,
+                reason=f"the Personal Assistant is on: callers hear that you are {presence}{back}",
+            )
+        )
+        return steps
+
+    # -- 4, 5 ------------------------------------------------------------------------------------------------
+
+    def alerting_targets(self) -> list[Target]:
+        targets: list[Target] = []
+        remote = service(self.state, RemoteOffice)
+        if remote is not None and remote.active and remote.destination is not None:
+            targets.append(
+                Target(
+                    kind="remote_office",
+                    number=remote.destination,
+                    reason=f"remote office is on: {remote.destination} rings instead of your own phones",
+                )
+            )
+        else:
+            targets.extend(self.own_devices())
+        targets.extend(self.simultaneous_ring_targets())
+        targets.extend(self.anywhere_targets())
+        if self.state.on_call and self.call_waiting:
+            targets = [t.model_copy(update={"waiting": True}) for t in targets]
+        return _one_branch_per_number(targets)
+
+    def own_devices(self) -> list[Target]:
+        fmi = service(self.state, FixedMobile)
+        if fmi is None:
+            rings = "desk" if self.call.called == "fixed" else "mobile"
+            why = "calls to your fixed number ring your desk phone"
+            if self.call.called == "mobile":
+                why = "calls to your mobile number ring your mobile"
+        else:
+            setting = "fixed_rings" if self.call.called == "fixed" else "mobile_rings"
+            rings = fmi.fixed_rings if self.call.called == "fixed" else fmi.mobile_rings
+            why = f"fixed-mobile {setting} is {rings}"
+        targets: list[Target] = []
+        if rings in ("desk", "both"):
+            desks = tuple(d.id for d in self.state.devices if d.kind == "desk")
+            if desks:
+                targets.append(Target(kind="desk", device_ids=desks, reason=f"{why}: your desk phone rings"))
+            else:
+                self.notes.append("your desk phone is not registered, so it cannot ring")
+        if rings in ("mobile", "both"):
+            number = self.state.mobile_number
+            apps = tuple(d.id for d in self.state.devices if d.kind == "mobile")
+            if number is not None or apps:
+                targets.append(
+                    Target(kind="mobile", number=number, device_ids=apps, reason=f"{why}: your mobile rings")
+                )
+            else:
+                self.notes.append("you have no mobile number, so your mobile cannot ring")
+        return targets
+
+    def simultaneous_ring_targets(self) -> list[Target]:
+        simring = service(self.state, SimultaneousRing)
+        if simring is None or not simring.active or not simring.targets:
+            return []
+        if self.state.on_call and simring.do_not_ring_when_busy:
+            self.notes.append("simultaneous ring is left out: you are on a call and chose not to ring when busy")
+            return []
+        return [
+            Target(
+                kind="simultaneous_ring",
+                number=target.number,
+                answer_confirmation=target.answer_confirmation,
+                reason="simultaneous ring is on"
+                + (": answering needs a key press" if target.answer_confirmation else ""),
+            )
+            for target in simring.targets
+        ]
+
+    def anywhere_targets(self) -> list[Target]:
+        anywhere = service(self.state, Anywhere)
+        if anywhere is None:
+            return []
+        targets = []
+        for location in anywhere.locations:
+            if not location.active:
+                continue
+            # Blocking diversion matters for fixed-number calls: the mobile network's voicemail must not take them.
+            block = location.block_diversion and self.call.called == "fixed"
+            reason = f"Anywhere location '{location.name}' is active"
+            if location.answer_confirmation:
+                reason += ": answering needs a key press"
+            targets.append(
+                Target(
+                    kind="anywhere",
+                    number=location.number,
+                    answer_confirmation=location.answer_confirmation,
+                    call_control=location.call_control,
+                    block_diversion=block,
+                    reason=reason,
+                )
+            )
+        return targets
+
+    def ring_reason(self, targets: list[Target], timeout: int | None, waiting: bool) -> str:
+        count = f"{len(targets)} phone" + ("s" if len(targets) != 1 else "")
+        how = "as a waiting call (you are on a call, call waiting is on)" if waiting else "at the same time"
+        until = f"for {timeout} seconds" if timeout is not None else "until the caller hangs up"
+        return f"ring {count} {how}, {until}"
+
+    # -- 7 ---------------------------------------------------------------------------------------------------
+
+    def busy_treatment(self, cause: DiversionReason, why: str) -> list[Step]:
+        busy = service(self.state, CallForwardingBusy)
+        if busy is not None and busy.active and busy.destination is not None:
+            return self.forward(busy.destination, cause, f"{why}: forward on busy to {busy.destination}")
+        vm = self.voicemail
+        if vm is not None and vm.active and vm.on_busy:
+            # Manual §7.4.1: voicemail on busy works only with call waiting off.
+            if not self.call_waiting:
+                return [self.to_voicemail(cause, f"{why}: voicemail takes calls when you are busy")]
+            self.notes.append("voicemail on busy is set but does not apply while call waiting is on")
+        return [Reject(status=486, reason_phrase="Busy Here", reason=f"{why}: the caller hears busy")]
+
+    # -- 8 ---------------------------------------------------------------------------------------------------
+
+    def no_answer_treatment(self) -> tuple[int | None, list[Step]]:
+        seconds = self.rules.seconds_per_ring
+        no_answer = service(self.state, CallForwardingNoAnswer)
+        if no_answer is not None and no_answer.active and no_answer.destination is not None:
+            why = f"no answer after {no_answer.rings} rings: forward to {no_answer.destination}"
+            return no_answer.rings * seconds, self.forward(no_answer.destination, "no-answer", why)
+        vm = self.voicemail
+        if vm is not None and vm.active and vm.on_no_answer:
+            why = f"no answer after {vm.rings} rings: voicemail"
+            return vm.rings * seconds, [self.to_voicemail("no-answer", why)]
+        return None, []
+
+    # -- 9 ---------------------------------------------------------------------------------------------------
+
+    def not_reachable_treatment(self, why: str) -> list[Step]:
+        unreachable = service(self.state, CallForwardingNotReachable)
+        if unreachable is not None and unreachable.active and unreachable.destination is not None:
+            dest = unreachable.destination
+            return self.forward(dest, "unavailable", f"{why}: forward when not reachable to {dest}")
+        if self.voicemail is not None and self.voicemail.active:
+            return [self.to_voicemail("unavailable", f"{why}: voicemail")]
+        return [Reject(status=480, reason_phrase="Temporarily Unavailable", reason=f"{why}: you cannot be reached")]
+
+    # -- forwarding and loops ---------------------------------------------------------------------------------
+
+    def diversion(self, reason: DiversionReason) -> Diversion:
+        return Diversion(
+            reason=reason,
+            history_info_cause=HISTORY_INFO_CAUSE[reason],
+            diverted_by=self.called_number,
+            diversion_count=self.call.diversion_count + 1,
+            max_forwards=self.call.max_forwards - 1,
+        )
+
+    def forward(self, destination: str, reason: DiversionReason, why: str) -> list[Step]:
+        """A forward to another number, unless this call has been diverted too often already."""
+        too_many = self.call.diversion_count >= self.rules.diversion_limit
+        if too_many or self.call.max_forwards <= 1:
+            limit = (
+                f"the call was already diverted {self.call.diversion_count} times"
+                if too_many
+                else "Max-Forwards is exhausted"
+            )
+            refused = f"{why} — refused: {limit}"
+            if self.voicemail is not None and self.voicemail.active:
+                return [self.to_voicemail(reason, f"{refused}; voicemail takes the call instead")]
+            return [Reject(status=482, reason_phrase="Loop Detected", reason=refused)]
+        return [Forward(destination=destination, diversion=self.diversion(reason), reason=why)]
+
+    def to_voicemail(self, cause: DiversionReason, why: str) -> Voicemail:
+        # Voicemail is our own application: it ends the chain, so the diversion limit does not stop it.
+        return Voicemail(cause=cause, diversion=self.diversion(cause), reason=why)
+
+
+def _one_branch_per_number(targets: list[Target]) -> list[Target]:
+    """Ring a number once even when it is set in several places (your mobile as a simultaneous-ring target)."""
+    seen: set[str] = set()
+    unique = []
+    for target in targets:
+        if target.number is not None:
+            if target.number in seen:
+                continue
+            seen.add(target.number)
+        unique.append(target)
+    return unique
