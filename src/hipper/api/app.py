@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 import hipper
+from hipper import logs, metrics
 from hipper.api import errors, routers, web
 from hipper.api.state import AppState
 from hipper.config import Settings
@@ -42,9 +43,12 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Here rather than at import: uvicorn sets up its own logging after building the app.
+        logs.configure(settings.log_level, settings.log_json)
         if run_migrations:
             await migrate(engine)
-        yield
+        async with metrics.loop_lag_monitor():
+            yield
         await engine.dispose()
 
     app = FastAPI(
@@ -65,6 +69,8 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
             allow_headers=["*"],
             allow_credentials=False,
         )
+    # Added last so it is the outermost of ours: it also counts and logs what CORS answers by itself.
+    metrics.install(app)
     for router in discover_routers():
         app.include_router(router, prefix=API_PREFIX)
     web.mount(app)  # last: the app's files at / never shadow the API

@@ -50,22 +50,37 @@ class Authenticated:
         return until is not None and as_utc(until) > datetime.now(UTC)
 
 
-async def authenticated(
-    session: Annotated[AsyncSession, Depends(db_session)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Authenticated:
-    if credentials is None:
-        raise HTTPException(401, "log in first: no session token", headers={"WWW-Authenticate": "Bearer"})
+async def lookup(session: AsyncSession, token: str) -> Authenticated | None:
+    """The live session behind a token, or None when it is unknown or has expired."""
     row = (
         await session.execute(
             select(AuthSession, User)
             .join(User, User.id == AuthSession.user_id)
-            .where(AuthSession.token_hash == hash_token(credentials.credentials))
+            .where(AuthSession.token_hash == hash_token(token))
         )
     ).one_or_none()
     if row is None or as_utc(row[0].expires_at) <= datetime.now(UTC):
-        raise HTTPException(401, "the session has ended: log in again", headers={"WWW-Authenticate": "Bearer"})
+        return None
     return Authenticated(user=row[1], auth_session=row[0])
+
+
+def not_logged_in(reason: str) -> HTTPException:
+    return HTTPException(401, reason, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def authenticated(
+    request: Request,
+    session: Annotated[AsyncSession, Depends(db_session)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Authenticated:
+    if credentials is None:
+        raise not_logged_in("log in first: no session token")
+    auth = await lookup(session, credentials.credentials)
+    if auth is None:
+        raise not_logged_in("the session has ended: log in again")
+    # For the request log (hipper.metrics middleware): who asked, never the token.
+    request.state.user_id = auth.user.id
+    return auth
 
 
 async def administrator(auth: Annotated[Authenticated, Depends(authenticated)]) -> Authenticated:

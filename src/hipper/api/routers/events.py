@@ -1,0 +1,139 @@
+"""GET /events: the user's live events as Server-Sent Events, read from the outbox (`events` table).
+
+Every committed change writes its event row in the same transaction; this stream sends the rows of the
+authenticated user in id order. The row id is the SSE id, so a client that reconnects with Last-Event-ID
+(browsers do this by themselves) gets exactly the rows it missed. The stream holds no database connection
+while it waits: it opens a session only to read new rows, so open streams do not starve the pool.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from sqlalchemy import func, select
+
+from hipper import metrics
+from hipper.api.deps import State, bearer, lookup, not_logged_in
+from hipper.api.state import AppState
+from hipper.store.models import Event
+
+router = APIRouter(prefix="/events", tags=["events"])
+
+# Rows sent per read: a client that was away long catches up in pages rather than one huge query.
+PAGE = 200
+# Browsers wait this long before reconnecting a dropped stream (SSE `retry:` field, milliseconds).
+RETRY_MS = 3000
+
+
+async def stream_user(
+    request: Request,
+    state: State,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    token: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="The session token, for browsers' EventSource, which cannot send an Authorization header. "
+            "Prefer the header: a URL can end up in proxy logs and browser history.",
+        ),
+    ] = None,
+) -> int:
+    """The authenticated user's id, from a short-lived session: the stream itself must not pin a connection."""
+    presented = credentials.credentials if credentials is not None else token
+    if not presented:
+        raise not_logged_in("log in first: no session token")
+    async with state.sessions() as session:
+        auth = await lookup(session, presented)
+    if auth is None:
+        raise not_logged_in("the session has ended: log in again")
+    request.state.user_id = auth.user.id
+    return auth.user.id
+
+
+def resume_point(
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            max_length=19,
+            description="Resume after this event id: the events the client missed are sent first.",
+        ),
+    ] = None,
+) -> int | None:
+    """A dependency, so a bad header is refused before the stream (and its 200) starts."""
+    if last_event_id is None or last_event_id == "":
+        return None
+    if not last_event_id.isascii() or not last_event_id.isdigit():
+        raise HTTPException(
+            422,
+            [{"loc": ["header", "Last-Event-ID"], "msg": "must be an event id we sent", "type": "value_error"}],
+        )
+    return int(last_event_id)
+
+
+async def _newest_id(state: AppState, user_id: int) -> int:
+    async with state.sessions() as session:
+        newest = (await session.execute(select(func.max(Event.id)).where(Event.user_id == user_id))).scalar_one()
+    return int(newest or 0)
+
+
+async def _rows_after(state: AppState, user_id: int, after: int) -> list[tuple[int, str, Any]]:
+    async with state.sessions() as session:
+        result = await session.execute(
+            select(Event.id, Event.type, Event.payload)
+            .where(Event.user_id == user_id, Event.id > after)
+            .order_by(Event.id)
+            .limit(PAGE)
+        )
+        return [(row.id, row.type, row.payload) for row in result]
+
+
+@router.get(
+    "",
+    response_class=EventSourceResponse,
+    summary="Live events of the logged-in user",
+    responses={401: {"description": "no or an ended session token"}},
+)
+async def live_events(
+    request: Request,
+    state: State,
+    user_id: Annotated[int, Depends(stream_user)],
+    resume: Annotated[int | None, Depends(resume_point)],
+) -> AsyncIterator[ServerSentEvent]:
+    """A `text/event-stream` of this user's events (`service.changed`, `profile.changed`, …).
+
+    Each event's `id` is its outbox row id, its `event` the type and its `data` the JSON payload. Without
+    Last-Event-ID the stream starts with events that happen from now on. Comments (`: keepalive`) are sent
+    while nothing happens, so proxies keep the connection open.
+    """
+    hub = state.events
+    last = resume if resume is not None else await _newest_id(state, user_id)
+    waiter = hub.subscribe(state.sessions)
+    metrics.SSE_STREAMS.inc()
+    try:
+        yield ServerSentEvent(comment="connected", retry=RETRY_MS)
+        last_sent = time.monotonic()
+        # No disconnect check here: the response cancels this generator when the client goes away.
+        while True:
+            # Clear before reading: a commit that lands during the read sets it again, so no wake-up is lost.
+            waiter.clear()
+            rows = await _rows_after(state, user_id, last)
+            for event_id, type_, payload in rows:
+                yield ServerSentEvent(id=str(event_id), event=type_, data=payload)
+                last = event_id
+                last_sent = time.monotonic()
+            if len(rows) == PAGE:
+                continue
+            if await hub.wait(waiter, hub.keepalive_seconds):
+                continue
+            if time.monotonic() - last_sent >= hub.keepalive_seconds:
+                yield ServerSentEvent(comment="keepalive")
+                last_sent = time.monotonic()
+    finally:
+        metrics.SSE_STREAMS.dec()
+        hub.unsubscribe(waiter)

@@ -1,0 +1,62 @@
+"""Structured logs: one JSON object per line on stderr (or readable key=value lines for a developer's terminal).
+
+structlog renders our own events; the standard library's records (uvicorn, SQLAlchemy, alembic) pass through
+the same renderer, so a log shipper sees one format. Secrets never reach a log: the request log carries the
+path without its query string (the event stream's ?token=), and `drop_secrets` blanks keys that name one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+# Keys that must never be logged with their value, whoever passes them.
+SECRET_KEYS = frozenset({"token", "password", "pin", "authorization", "current_password", "new_password", "cookie"})
+
+
+def drop_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in list(event_dict):
+        if key.lower() in SECRET_KEYS:
+            event_dict[key] = "[redacted]"
+    return event_dict
+
+
+def configure(level: str = "INFO", json: bool = True) -> None:
+    """Route structlog and the standard library's logging into one renderer. Safe to call more than once."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        drop_secrets,
+    ]
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    handler.set_name("hipper")
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if h.get_name() != "hipper"] + [handler]
+    root.setLevel(level.upper())
+    # uvicorn installs its own text handlers when it starts; send its records through ours instead.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers = []
+        uvicorn_logger.propagate = True
