@@ -23,6 +23,12 @@ class Settings(BaseSettings):
     sip_host: str = "127.0.0.1"
     sip_port: int = 5060
     sip_realm: str = "hipper.local"
+    # SIP registrar and transports (hipper.sip); the node name is stored with each registration.
+    sip_tcp: bool = True
+    sip_min_expires: int = 60
+    sip_max_expires: int = 3600
+    sip_nonce_seconds: int = 300
+    sip_node: str = ""
     log_level: str = "INFO"
     log_json: bool = True
     # Session tokens ("stay logged in on this device", SPEC A1).
