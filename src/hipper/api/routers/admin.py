@@ -1,0 +1,675 @@
+"""Administration API (SPEC M1): companies, groups, users, licences, SIP devices, call centers, hunt groups,
+the enterprise phone list and the administrator-only values of user services.
+
+Every route needs the administrator role (403 otherwise). The rules live in `hipper.store.admin` and
+`hipper.store.devices`, shared with the CLI; this module only maps HTTP onto them. Bodies carry numbers as typed
+by the administrator: the store normalises and checks them, so the CLI gets exactly the same answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
+
+from hipper.api.deps import Session, State, administrator, commit
+from hipper.store import admin, devices
+from hipper.store.models import CallCenter, Company, DirectoryEntry, Group, HuntGroup, SipDevice, User
+
+
+class AdminRoute(APIRoute):
+    """Turns the store's Conflict/NotFound into 409/404 bodies shaped like FastAPI's own 422 (a `loc` naming
+    the field), and a uniqueness race lost at commit into a 409 instead of a 500."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def translated(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except admin.Conflict as exc:
+                return _error(409, exc.field, exc.reason, "conflict")
+            except admin.NotFound as exc:
+                return JSONResponse(status_code=404, content={"detail": str(exc)})
+            except IntegrityError:
+                return _error(409, "", "conflicts with existing data (changed at the same time?)", "conflict")
+
+        return translated
+
+
+def _error(status: int, field: str, reason: str, kind: str) -> JSONResponse:
+    location = ["body", *field.split(".")] if field else ["body"]
+    return JSONResponse(status_code=status, content={"detail": [{"loc": location, "msg": reason, "type": kind}]})
+
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(administrator)], route_class=AdminRoute)
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+# --- companies ---------------------------------------------------------------------------------------------------
+
+
+class CompanyIn(BaseModel):
+    name: str = Field(max_length=200)
+    number: str | None = Field(default=None, description="the company number; 0201230000, +31…, 0031…")
+    day_destination: str | None = Field(default=None, description="where the company number rings by day")
+    night_destination: str | None = Field(default=None, description="where it rings in night mode")
+
+
+class CompanyPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, max_length=200)
+    number: str | None = None
+    day_destination: str | None = None
+    night_destination: str | None = None
+    night_mode: bool | None = None
+
+
+class CompanyOut(Out):
+    id: int
+    name: str
+    number: str | None
+    night_mode: bool
+    day_destination: str | None
+    night_destination: str | None
+
+
+class NightMode(BaseModel):
+    night_mode: bool
+
+
+def _changes(body: BaseModel) -> dict[str, Any]:
+    return body.model_dump(exclude_unset=True)
+
+
+@router.post("/companies", response_model=CompanyOut, status_code=201)
+async def create_company(body: CompanyIn, session: Session, state: State) -> Company:
+    company = await admin.create_company(
+        session,
+        body.name,
+        body.number,
+        day_destination=body.day_destination,
+        night_destination=body.night_destination,
+    )
+    await commit(session, state)
+    return company
+
+
+@router.get("/companies", response_model=list[CompanyOut])
+async def list_companies(session: Session) -> list[Company]:
+    return await admin.list_companies(session)
+
+
+@router.get("/companies/{company_id}", response_model=CompanyOut)
+async def get_company(company_id: int, session: Session) -> Company:
+    return await admin.get_company(session, company_id)
+
+
+@router.patch("/companies/{company_id}", response_model=CompanyOut)
+async def update_company(company_id: int, body: CompanyPatch, session: Session, state: State) -> Company:
+    company = await admin.update_company(session, await admin.get_company(session, company_id), _changes(body))
+    await commit(session, state)
+    return company
+
+
+@router.put("/companies/{company_id}/night-mode", response_model=CompanyOut)
+async def set_night_mode(company_id: int, body: NightMode, session: Session, state: State) -> Company:
+    """Night mode on or off: the company and department numbers ring their night destinations."""
+    company = await admin.set_night_mode(session, await admin.get_company(session, company_id), body.night_mode)
+    await commit(session, state)
+    return company
+
+
+# --- groups (departments) ------------------------------------------------------------------------------------
+
+
+class GroupIn(BaseModel):
+    name: str = Field(max_length=200)
+    number: str | None = Field(default=None, description="the department number")
+    day_destination: str | None = None
+    night_destination: str | None = None
+
+
+class GroupPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, max_length=200)
+    number: str | None = None
+    day_destination: str | None = None
+    night_destination: str | None = None
+
+
+class GroupOut(Out):
+    id: int
+    company_id: int
+    name: str
+    number: str | None
+    day_destination: str | None
+    night_destination: str | None
+
+
+@router.post("/companies/{company_id}/groups", response_model=GroupOut, status_code=201)
+async def create_group(company_id: int, body: GroupIn, session: Session, state: State) -> Group:
+    company = await admin.get_company(session, company_id)
+    group = await admin.create_group(
+        session,
+        company,
+        body.name,
+        body.number,
+        day_destination=body.day_destination,
+        night_destination=body.night_destination,
+    )
+    await commit(session, state)
+    return group
+
+
+@router.get("/companies/{company_id}/groups", response_model=list[GroupOut])
+async def list_groups(company_id: int, session: Session) -> list[Group]:
+    await admin.get_company(session, company_id)
+    return await admin.list_groups(session, company_id)
+
+
+@router.get("/groups/{group_id}", response_model=GroupOut)
+async def get_group(group_id: int, session: Session) -> Group:
+    return await admin.get_group(session, group_id)
+
+
+@router.patch("/groups/{group_id}", response_model=GroupOut)
+async def update_group(group_id: int, body: GroupPatch, session: Session, state: State) -> Group:
+    group = await admin.update_group(session, await admin.get_group(session, group_id), _changes(body))
+    await commit(session, state)
+    return group
+
+
+@router.delete("/groups/{group_id}", status_code=204)
+async def delete_group(group_id: int, session: Session, state: State) -> None:
+    await admin.delete_group(session, await admin.get_group(session, group_id))
+    await commit(session, state)
+
+
+# --- users ---------------------------------------------------------------------------------------------------
+
+
+class UserIn(BaseModel):
+    username: str = Field(max_length=100)
+    password: str = Field(max_length=200, description=f"at least {admin.MIN_PASSWORD_LENGTH} characters")
+    company_id: int | None = None
+    group_id: int | None = None
+    first_name: str = Field(default="", max_length=100)
+    last_name: str = Field(default="", max_length=100)
+    email: str | None = Field(default=None, max_length=200)
+    extension: str | None = Field(default=None, description="the short number, unique in the company")
+    direct_number: str | None = None
+    mobile_number: str | None = None
+    licences: list[str] = Field(default_factory=list, description="licence or package names (basic, agent, full)")
+    role: Literal["user", "admin"] = "user"
+
+
+class UserPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    first_name: str | None = Field(default=None, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+    email: str | None = Field(default=None, max_length=200)
+    extension: str | None = None
+    direct_number: str | None = None
+    mobile_number: str | None = None
+    group_id: int | None = None
+    role: Literal["user", "admin"] | None = None
+    licences: list[str] | None = None
+
+
+class UserOut(Out):
+    id: int
+    username: str
+    role: str
+    company_id: int | None
+    group_id: int | None
+    first_name: str
+    last_name: str
+    email: str | None
+    extension: str | None
+    direct_number: str | None
+    mobile_number: str | None
+    licences: list[str]
+    locked_until: datetime | None
+    pin_locked_until: datetime | None
+    pin_set: bool = False
+
+
+def _user_out(user: User) -> UserOut:
+    out = UserOut.model_validate(user)
+    out.pin_set = user.pin_hash is not None
+    return out
+
+
+class PasswordIn(BaseModel):
+    password: str = Field(max_length=200)
+
+
+class LicencesIn(BaseModel):
+    licences: list[str] = Field(description="licence or package names")
+
+
+@router.post("/users", response_model=UserOut, status_code=201)
+async def create_user(body: UserIn, session: Session, state: State) -> UserOut:
+    company = await admin.get_company(session, body.company_id) if body.company_id is not None else None
+    group = await admin.get_group(session, body.group_id) if body.group_id is not None else None
+    user = await admin.create_user(
+        session,
+        state.hasher,
+        username=body.username,
+        password=body.password,
+        company=company,
+        group=group,
+        first_name=body.first_name,
+        last_name=body.last_name,
+        email=body.email,
+        extension=body.extension,
+        direct_number=body.direct_number,
+        mobile_number=body.mobile_number,
+        licences=body.licences,
+        role=body.role,
+    )
+    await commit(session, state)
+    return _user_out(user)
+
+
+@router.get("/users", response_model=list[UserOut])
+async def list_users(session: Session, company_id: int | None = None) -> list[UserOut]:
+    return [_user_out(user) for user in await admin.list_users(session, company_id)]
+
+
+@router.get("/users/{user_id}", response_model=UserOut)
+async def get_user(user_id: int, session: Session) -> UserOut:
+    return _user_out(await admin.get_user(session, user_id))
+
+
+@router.patch("/users/{user_id}", response_model=UserOut)
+async def update_user(user_id: int, body: UserPatch, session: Session, state: State) -> UserOut:
+    user = await admin.update_user(session, await admin.get_user(session, user_id), _changes(body))
+    await commit(session, state)
+    return _user_out(user)
+
+
+@router.delete("/users/{user_id}", status_code=204)
+async def delete_user(user_id: int, session: Session, state: State) -> None:
+    await admin.delete_user(session, await admin.get_user(session, user_id))
+    await commit(session, state)
+
+
+@router.post("/users/{user_id}/password", status_code=204)
+async def reset_password(user_id: int, body: PasswordIn, session: Session, state: State) -> None:
+    """Set a new password; every session of the user ends."""
+    await admin.reset_password(session, state.hasher, await admin.get_user(session, user_id), body.password)
+    await commit(session, state)
+
+
+@router.post("/users/{user_id}/unlock", response_model=UserOut)
+async def unlock_user(user_id: int, session: Session, state: State) -> UserOut:
+    """Lift the lockout after too many wrong passwords or PINs."""
+    user = await admin.get_user(session, user_id)
+    await admin.unlock_user(session, user)
+    await commit(session, state)
+    return _user_out(user)
+
+
+@router.put("/users/{user_id}/licences", response_model=UserOut)
+async def replace_licences(user_id: int, body: LicencesIn, session: Session, state: State) -> UserOut:
+    user = await admin.update_user(session, await admin.get_user(session, user_id), {"licences": body.licences})
+    await commit(session, state)
+    return _user_out(user)
+
+
+@router.post("/users/{user_id}/licences", response_model=UserOut)
+async def add_licences(user_id: int, body: LicencesIn, session: Session, state: State) -> UserOut:
+    user = await admin.add_licences(session, await admin.get_user(session, user_id), body.licences)
+    await commit(session, state)
+    return _user_out(user)
+
+
+@router.delete("/users/{user_id}/licences/{licence}", response_model=UserOut)
+async def remove_licence(user_id: int, licence: str, session: Session, state: State) -> UserOut:
+    """Remove one licence, or every licence of a package."""
+    user = await admin.remove_licences(session, await admin.get_user(session, user_id), [licence])
+    await commit(session, state)
+    return _user_out(user)
+
+
+# --- administrator-only values of user services ----------------------------------------------------------------
+
+
+@router.get("/users/{user_id}/services/{service}")
+async def read_user_service(user_id: int, service: str, session: Session) -> Any:
+    """Night forwarding, call-recording mode, fixed-mobile mode: the document as the user sees it."""
+    settings = await admin.read_user_service(session, await admin.get_user(session, user_id), service)
+    return settings.model_dump(mode="json")
+
+
+@router.put("/users/{user_id}/services/{service}")
+async def change_user_service(user_id: int, service: str, body: dict[str, Any], session: Session, state: State) -> Any:
+    """Set the administrator's values (the user's own values are kept); no step-up needed."""
+    user = await admin.get_user(session, user_id)
+    settings = await admin.change_user_service(session, user, service, body)
+    await commit(session, state)
+    return settings.model_dump(mode="json")
+
+
+# --- SIP devices ---------------------------------------------------------------------------------------------
+
+
+class DeviceIn(BaseModel):
+    auth_username: str = Field(max_length=100, description="the digest username the device registers with")
+    password: str | None = Field(default=None, max_length=200, description="omit to have one generated")
+    kind: Literal["desk", "softphone"] = "desk"
+    name: str = Field(default="", max_length=200)
+
+
+class DevicePasswordIn(BaseModel):
+    password: str | None = Field(default=None, max_length=200, description="omit to have one generated")
+
+
+class DeviceOut(Out):
+    id: int
+    user_id: int
+    auth_username: str
+    realm: str
+    kind: str
+    name: str
+    created_at: datetime
+
+
+class DeviceCreated(DeviceOut):
+    password: str = Field(description="shown this once; only digest hashes are stored")
+
+
+@router.post("/users/{user_id}/devices", response_model=DeviceCreated, status_code=201)
+async def create_device(user_id: int, body: DeviceIn, session: Session, state: State) -> DeviceCreated:
+    user = await admin.get_user(session, user_id)
+    password = body.password or devices.generate_password()
+    device = await devices.create_device(
+        session,
+        user,
+        auth_username=body.auth_username,
+        password=password,
+        realm=state.settings.sip_realm,
+        kind=body.kind,
+        name=body.name,
+    )
+    await commit(session, state)
+    return DeviceCreated(**DeviceOut.model_validate(device).model_dump(), password=password)
+
+
+@router.get("/users/{user_id}/devices", response_model=list[DeviceOut])
+async def list_devices(user_id: int, session: Session) -> list[SipDevice]:
+    await admin.get_user(session, user_id)
+    return await devices.list_devices(session, user_id)
+
+
+@router.get("/devices/{device_id}", response_model=DeviceOut)
+async def get_device(device_id: int, session: Session) -> SipDevice:
+    return await devices.get_device(session, device_id)
+
+
+@router.post("/devices/{device_id}/password", response_model=DeviceCreated)
+async def reset_device_password(
+    device_id: int, body: DevicePasswordIn, session: Session, state: State
+) -> DeviceCreated:
+    device = await devices.get_device(session, device_id)
+    password = body.password or devices.generate_password()
+    await devices.reset_password(session, device, password, state.settings.sip_realm)
+    await commit(session, state)
+    return DeviceCreated(**DeviceOut.model_validate(device).model_dump(), password=password)
+
+
+@router.delete("/devices/{device_id}", status_code=204)
+async def delete_device(device_id: int, session: Session, state: State) -> None:
+    await devices.delete_device(session, await devices.get_device(session, device_id))
+    await commit(session, state)
+
+
+# --- call centers --------------------------------------------------------------------------------------------
+
+
+class CallCenterIn(BaseModel):
+    name: str = Field(max_length=200)
+    number: str | None = None
+    extension: str | None = None
+    wrap_up_seconds: int = Field(default=30, description="agents return to available after this (SPEC J1)")
+
+
+class CallCenterPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, max_length=200)
+    number: str | None = None
+    extension: str | None = None
+    wrap_up_seconds: int | None = None
+
+
+class MemberOut(Out):
+    user_id: int
+    joined: bool
+
+
+class CallCenterOut(Out):
+    id: int
+    company_id: int
+    name: str
+    number: str | None
+    extension: str | None
+    wrap_up_seconds: int
+    members: list[MemberOut] = Field(default_factory=list)
+
+
+async def _call_center_out(session: Session, call_center: CallCenter) -> CallCenterOut:
+    members = await admin.call_center_members(session, call_center)
+    return CallCenterOut(
+        id=call_center.id,
+        company_id=call_center.company_id,
+        name=call_center.name,
+        number=call_center.number,
+        extension=call_center.extension,
+        wrap_up_seconds=call_center.wrap_up_seconds,
+        members=[MemberOut.model_validate(member) for member in members],
+    )
+
+
+@router.post("/companies/{company_id}/call-centers", response_model=CallCenterOut, status_code=201)
+async def create_call_center(company_id: int, body: CallCenterIn, session: Session, state: State) -> CallCenterOut:
+    company = await admin.get_company(session, company_id)
+    call_center = await admin.create_call_center(
+        session,
+        company,
+        body.name,
+        number=body.number,
+        extension=body.extension,
+        wrap_up_seconds=body.wrap_up_seconds,
+    )
+    await commit(session, state)
+    return await _call_center_out(session, call_center)
+
+
+@router.get("/companies/{company_id}/call-centers", response_model=list[CallCenterOut])
+async def list_call_centers(company_id: int, session: Session) -> list[CallCenterOut]:
+    await admin.get_company(session, company_id)
+    return [await _call_center_out(session, cc) for cc in await admin.list_call_centers(session, company_id)]
+
+
+@router.get("/call-centers/{call_center_id}", response_model=CallCenterOut)
+async def get_call_center(call_center_id: int, session: Session) -> CallCenterOut:
+    return await _call_center_out(session, await admin.get_call_center(session, call_center_id))
+
+
+@router.patch("/call-centers/{call_center_id}", response_model=CallCenterOut)
+async def update_call_center(
+    call_center_id: int, body: CallCenterPatch, session: Session, state: State
+) -> CallCenterOut:
+    call_center = await admin.get_call_center(session, call_center_id)
+    await admin.update_call_center(session, call_center, _changes(body))
+    await commit(session, state)
+    return await _call_center_out(session, call_center)
+
+
+@router.delete("/call-centers/{call_center_id}", status_code=204)
+async def delete_call_center(call_center_id: int, session: Session, state: State) -> None:
+    await admin.delete_call_center(session, await admin.get_call_center(session, call_center_id))
+    await commit(session, state)
+
+
+@router.put("/call-centers/{call_center_id}/members/{user_id}", response_model=CallCenterOut)
+async def add_call_center_member(call_center_id: int, user_id: int, session: Session, state: State) -> CallCenterOut:
+    call_center = await admin.get_call_center(session, call_center_id)
+    await admin.add_call_center_member(session, call_center, await admin.get_user(session, user_id))
+    await commit(session, state)
+    return await _call_center_out(session, call_center)
+
+
+@router.delete("/call-centers/{call_center_id}/members/{user_id}", response_model=CallCenterOut)
+async def remove_call_center_member(call_center_id: int, user_id: int, session: Session, state: State) -> CallCenterOut:
+    call_center = await admin.get_call_center(session, call_center_id)
+    await admin.remove_call_center_member(session, call_center, await admin.get_user(session, user_id))
+    await commit(session, state)
+    return await _call_center_out(session, call_center)
+
+
+# --- hunt groups ---------------------------------------------------------------------------------------------
+
+
+class HuntGroupIn(BaseModel):
+    name: str = Field(max_length=200)
+    number: str | None = None
+    extension: str | None = None
+    policy: Literal["simultaneous", "circular", "linear"] = "simultaneous"
+    member_user_ids: list[int] = Field(default_factory=list, description="in hunting order")
+
+
+class HuntGroupPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, max_length=200)
+    number: str | None = None
+    extension: str | None = None
+    policy: Literal["simultaneous", "circular", "linear"] | None = None
+    member_user_ids: list[int] | None = None
+
+
+class HuntGroupOut(Out):
+    id: int
+    company_id: int
+    name: str
+    number: str | None
+    extension: str | None
+    policy: str
+    member_user_ids: list[int]
+
+
+@router.post("/companies/{company_id}/hunt-groups", response_model=HuntGroupOut, status_code=201)
+async def create_hunt_group(company_id: int, body: HuntGroupIn, session: Session, state: State) -> HuntGroup:
+    company = await admin.get_company(session, company_id)
+    hunt_group = await admin.create_hunt_group(
+        session,
+        company,
+        body.name,
+        number=body.number,
+        extension=body.extension,
+        policy=body.policy,
+        member_user_ids=body.member_user_ids,
+    )
+    await commit(session, state)
+    return hunt_group
+
+
+@router.get("/companies/{company_id}/hunt-groups", response_model=list[HuntGroupOut])
+async def list_hunt_groups(company_id: int, session: Session) -> list[HuntGroup]:
+    await admin.get_company(session, company_id)
+    return await admin.list_hunt_groups(session, company_id)
+
+
+@router.get("/hunt-groups/{hunt_group_id}", response_model=HuntGroupOut)
+async def get_hunt_group(hunt_group_id: int, session: Session) -> HuntGroup:
+    return await admin.get_hunt_group(session, hunt_group_id)
+
+
+@router.patch("/hunt-groups/{hunt_group_id}", response_model=HuntGroupOut)
+async def update_hunt_group(hunt_group_id: int, body: HuntGroupPatch, session: Session, state: State) -> HuntGroup:
+    hunt_group = await admin.update_hunt_group(
+        session, await admin.get_hunt_group(session, hunt_group_id), _changes(body)
+    )
+    await commit(session, state)
+    return hunt_group
+
+
+@router.delete("/hunt-groups/{hunt_group_id}", status_code=204)
+async def delete_hunt_group(hunt_group_id: int, session: Session, state: State) -> None:
+    await admin.delete_hunt_group(session, await admin.get_hunt_group(session, hunt_group_id))
+    await commit(session, state)
+
+
+# --- enterprise phone list -----------------------------------------------------------------------------------
+
+
+class DirectoryIn(BaseModel):
+    first_name: str = Field(default="", max_length=100)
+    last_name: str = Field(default="", max_length=100)
+    company_name: str = Field(default="", max_length=200)
+    number: str
+    email: str | None = Field(default=None, max_length=200)
+
+
+class DirectoryPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    first_name: str | None = Field(default=None, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+    company_name: str | None = Field(default=None, max_length=200)
+    number: str | None = None
+    email: str | None = Field(default=None, max_length=200)
+
+
+class DirectoryOut(Out):
+    id: int
+    company_id: int
+    first_name: str
+    last_name: str
+    company_name: str
+    number: str
+    email: str | None
+
+
+@router.post("/companies/{company_id}/directory", response_model=DirectoryOut, status_code=201)
+async def create_directory_entry(company_id: int, body: DirectoryIn, session: Session, state: State) -> DirectoryEntry:
+    company = await admin.get_company(session, company_id)
+    entry = await admin.create_directory_entry(session, company, body.model_dump())
+    await commit(session, state)
+    return entry
+
+
+@router.get("/companies/{company_id}/directory", response_model=list[DirectoryOut])
+async def list_directory(company_id: int, session: Session) -> list[DirectoryEntry]:
+    await admin.get_company(session, company_id)
+    return await admin.list_directory(session, company_id)
+
+
+@router.get("/directory/{entry_id}", response_model=DirectoryOut)
+async def get_directory_entry(entry_id: int, session: Session) -> DirectoryEntry:
+    return await admin.get_directory_entry(session, entry_id)
+
+
+@router.patch("/directory/{entry_id}", response_model=DirectoryOut)
+async def update_directory_entry(entry_id: int, body: DirectoryPatch, session: Session, state: State) -> DirectoryEntry:
+    entry = await admin.update_directory_entry(
+        session, await admin.get_directory_entry(session, entry_id), _changes(body)
+    )
+    await commit(session, state)
+    return entry
+
+
+@router.delete("/directory/{entry_id}", status_code=204)
+async def delete_directory_entry(entry_id: int, session: Session, state: State) -> None:
+    await admin.delete_directory_entry(session, await admin.get_directory_entry(session, entry_id))
+    await commit(session, state)
