@@ -1,0 +1,275 @@
+"""SDP (RFC 4566) for audio, and the offer/answer rules (RFC 3264) the media engine needs.
+
+Scope: one audio stream, G.711 (PCMU/PCMA) and telephone-event (RFC 4733). Other media lines are kept and
+rejected in an answer (port 0), as RFC 3264 §6 requires, rather than dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Final
+
+from hipper.media.g711 import PCMA, PCMU
+
+TELEPHONE_EVENT: Final = "telephone-event"
+# RFC 3551 static payload types: these may appear without an a=rtpmap line.
+STATIC_PAYLOAD_TYPES: Final = {0: (PCMU, 8000), 8: (PCMA, 8000)}
+DIRECTIONS: Final = ("sendrecv", "sendonly", "recvonly", "inactive")
+_MIRROR: Final = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
+
+
+class SdpError(ValueError):
+    """SDP we cannot parse or cannot agree with (a SIP layer answers 488 Not Acceptable Here)."""
+
+
+@dataclass(slots=True)
+class MediaDescription:
+    media: str
+    port: int
+    proto: str
+    formats: list[str]
+    connection: str | None = None
+    rtpmap: dict[int, tuple[str, int]] = field(default_factory=dict)
+    fmtp: dict[int, str] = field(default_factory=dict)
+    direction: str = "sendrecv"
+    ptime: int | None = None
+    other_attributes: list[str] = field(default_factory=list)
+
+    def codec_of(self, payload_type: int) -> tuple[str, int] | None:
+        return self.rtpmap.get(payload_type) or STATIC_PAYLOAD_TYPES.get(payload_type)
+
+    def payload_types(self) -> list[int]:
+        return [int(f) for f in self.formats if f.isdigit()]
+
+
+@dataclass(slots=True)
+class SessionDescription:
+    origin_username: str
+    session_id: int
+    session_version: int
+    origin_address: str
+    session_name: str = "-"
+    connection: str | None = None
+    media: list[MediaDescription] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str) -> SessionDescription:
+        session: SessionDescription | None = None
+        current: MediaDescription | None = None
+        for number, raw in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            if len(line) < 2 or line[1] != "=":
+                raise SdpError(f"SDP line {number} is not 'x=value': {line[:40]!r}")
+            kind, value = line[0], line[2:]
+            if kind == "o":
+                parts = value.split()
+                if len(parts) != 6:
+                    raise SdpError("SDP o= line needs 6 fields")
+                try:
+                    session = cls(parts[0], int(parts[1]), int(parts[2]), parts[5])
+                except ValueError as error:
+                    raise SdpError("SDP o= session id and version must be numbers") from error
+            elif session is None:
+                if kind != "v":
+                    raise SdpError("SDP must start with v= and o=")
+            elif kind == "s":
+                session.session_name = value
+            elif kind == "c":
+                address = _connection_address(value)
+                if current is None:
+                    session.connection = address
+                else:
+                    current.connection = address
+            elif kind == "m":
+                parts = value.split()
+                if len(parts) < 4:
+                    raise SdpError("SDP m= line needs media, port, proto and at least one format")
+                try:
+                    port = int(parts[1].split("/")[0])
+                except ValueError as error:
+                    raise SdpError(f"SDP m= port is not a number: {parts[1]!r}") from error
+                current = MediaDescription(parts[0], port, parts[2], parts[3:])
+                session.media.append(current)
+            elif kind == "a" and current is not None:
+                _media_attribute(current, value)
+        if session is None:
+            raise SdpError("SDP has no o= line")
+        return session
+
+    def serialize(self) -> str:
+        lines = [
+            "v=0",
+            f"o={self.origin_username} {self.session_id} {self.session_version} IN IP4 {self.origin_address}",
+            f"s={self.session_name}",
+        ]
+        if self.connection:
+            lines.append(f"c=IN IP4 {self.connection}")
+        lines.append("t=0 0")
+        for media in self.media:
+            lines.append(f"m={media.media} {media.port} {media.proto} {' '.join(media.formats)}")
+            if media.connection:
+                lines.append(f"c=IN IP4 {media.connection}")
+            for payload_type in media.payload_types():
+                if payload_type in media.rtpmap:
+                    name, rate = media.rtpmap[payload_type]
+                    lines.append(f"a=rtpmap:{payload_type} {name}/{rate}")
+                if payload_type in media.fmtp:
+                    lines.append(f"a=fmtp:{payload_type} {media.fmtp[payload_type]}")
+            if media.ptime:
+                lines.append(f"a=ptime:{media.ptime}")
+            if media.port:
+                lines.append(f"a={media.direction}")
+        return "\r\n".join(lines) + "\r\n"
+
+    def audio(self) -> MediaDescription | None:
+        return next((m for m in self.media if m.media == "audio" and m.port != 0), None)
+
+
+def _connection_address(value: str) -> str:
+    parts = value.split()
+    if len(parts) != 3 or parts[0] != "IN" or parts[1] not in ("IP4", "IP6"):
+        raise SdpError(f"SDP c= line must be 'IN IP4 <address>': {value!r}")
+    return parts[2].split("/")[0]
+
+
+def _media_attribute(media: MediaDescription, value: str) -> None:
+    name, _, rest = value.partition(":")
+    try:
+        if name == "rtpmap":
+            payload_type, encoding = rest.split(None, 1)
+            codec, _, clock = encoding.partition("/")
+            media.rtpmap[int(payload_type)] = (codec, int(clock.split("/")[0] or 8000))
+        elif name == "fmtp":
+            payload_type, _, parameters = rest.partition(" ")
+            media.fmtp[int(payload_type)] = parameters.strip()
+        elif name == "ptime":
+            media.ptime = int(rest)
+        elif name in DIRECTIONS:
+            media.direction = name
+        else:
+            media.other_attributes.append(value)
+    except ValueError as error:
+        raise SdpError(f"SDP a={name} is malformed: {value!r}") from error
+
+
+@dataclass(frozen=True, slots=True)
+class AudioSession:
+    """What offer/answer agreed for one side: where to send, which codec, which DTMF payload types."""
+
+    remote_address: str
+    remote_port: int
+    codec: str
+    payload_type: int
+    # telephone-event payload type as the *remote* declared it (we send DTMF with it) and as *we* declared it
+    # (we receive DTMF with it); they can differ when we were the offerer (RFC 3264 §5.1, each side's own SDP).
+    remote_dtmf_payload_type: int | None
+    local_dtmf_payload_type: int | None
+    direction: str  # from our point of view: sendrecv / sendonly / recvonly / inactive
+
+    @property
+    def on_hold(self) -> bool:
+        return self.direction in ("sendonly", "inactive") or self.remote_address == "0.0.0.0"
+
+
+def build_offer(
+    address: str,
+    port: int,
+    codecs: tuple[str, ...] = (PCMU, PCMA),
+    dtmf_payload_type: int = 101,
+    direction: str = "sendrecv",
+    session_id: int | None = None,
+    session_version: int = 1,
+) -> SessionDescription:
+    static = {name: pt for pt, (name, _) in STATIC_PAYLOAD_TYPES.items()}
+    media = MediaDescription("audio", port, "RTP/AVP", [], direction=direction, ptime=20)
+    for codec in codecs:
+        payload_type = static[codec]
+        media.formats.append(str(payload_type))
+        media.rtpmap[payload_type] = (codec, 8000)
+    media.formats.append(str(dtmf_payload_type))
+    media.rtpmap[dtmf_payload_type] = (TELEPHONE_EVENT, 8000)
+    media.fmtp[dtmf_payload_type] = "0-16"
+    sid = session_id if session_id is not None else int(time.time())
+    return SessionDescription("hipper", sid, session_version, address, connection=address, media=[media])
+
+
+def answer_offer(
+    offer: SessionDescription,
+    address: str,
+    port: int,
+    codecs: tuple[str, ...] = (PCMU, PCMA),
+    session_id: int | None = None,
+) -> tuple[SessionDescription, AudioSession]:
+    """RFC 3264 §6: answer with the offerer's payload type numbers, the first offered codec we support."""
+    answer_media: list[MediaDescription] = []
+    agreed: AudioSession | None = None
+    for media in offer.media:
+        if agreed is not None or media.media != "audio" or media.port == 0 or "RTP/AVP" not in media.proto:
+            answer_media.append(MediaDescription(media.media, 0, media.proto, media.formats[:1]))
+            continue
+        chosen = _first_supported(media, codecs)
+        if chosen is None:
+            answer_media.append(MediaDescription(media.media, 0, media.proto, media.formats[:1]))
+            continue
+        codec, payload_type = chosen
+        dtmf = _dtmf_payload_type(media)
+        answer = MediaDescription("audio", port, media.proto, [str(payload_type)], ptime=20)
+        answer.rtpmap[payload_type] = (codec, 8000)
+        if dtmf is not None:
+            answer.formats.append(str(dtmf))
+            answer.rtpmap[dtmf] = (TELEPHONE_EVENT, 8000)
+            answer.fmtp[dtmf] = "0-16"
+        answer.direction = _MIRROR[media.direction]
+        answer_media.append(answer)
+        remote_address = media.connection or offer.connection
+        if remote_address is None:
+            raise SdpError("SDP offer has no c= line for its audio stream")
+        agreed = AudioSession(remote_address, media.port, codec, payload_type, dtmf, dtmf, answer.direction)
+    if agreed is None:
+        raise SdpError("no common audio codec: we support " + ", ".join(codecs))
+    sid = session_id if session_id is not None else int(time.time())
+    return SessionDescription("hipper", sid, 1, address, connection=address, media=answer_media), agreed
+
+
+def accept_answer(offer: SessionDescription, answer: SessionDescription) -> AudioSession:
+    """Our offer was answered: take codec, address and the answerer's own telephone-event payload type."""
+    ours, theirs = offer.audio(), answer.audio()
+    if ours is None:
+        raise SdpError("our offer has no audio stream")
+    if theirs is None:
+        raise SdpError("the answer rejected the audio stream")
+    offered = {name for pt in ours.payload_types() if (c := ours.codec_of(pt)) for name in (c[0].upper(),)}
+    chosen = _first_supported(theirs, tuple(n for n in (PCMU, PCMA) if n in offered))
+    if chosen is None:
+        raise SdpError("the answer chose no codec we offered")
+    remote_address = theirs.connection or answer.connection
+    if remote_address is None:
+        raise SdpError("SDP answer has no c= line for its audio stream")
+    return AudioSession(
+        remote_address,
+        theirs.port,
+        chosen[0],
+        chosen[1],
+        _dtmf_payload_type(theirs),
+        _dtmf_payload_type(ours),
+        _MIRROR[theirs.direction],
+    )
+
+
+def _first_supported(media: MediaDescription, codecs: tuple[str, ...]) -> tuple[str, int] | None:
+    for payload_type in media.payload_types():
+        codec = media.codec_of(payload_type)
+        if codec is not None and codec[0].upper() in codecs and codec[1] == 8000:
+            return codec[0].upper(), payload_type
+    return None
+
+
+def _dtmf_payload_type(media: MediaDescription) -> int | None:
+    for payload_type in media.payload_types():
+        codec = media.codec_of(payload_type)
+        if codec is not None and codec[0].lower() == TELEPHONE_EVENT and codec[1] == 8000:
+            return payload_type
+    return None
