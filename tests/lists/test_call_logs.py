@@ -85,7 +85,5 @@ async def test_record_call_validates_and_emits_events(make_user: UserFactory, ex
         assert (await session.execute(select(func.count()).select_from(CallLog))).scalar_one() == 1
     await user.post("/me/call-logs/delete", json={"ids": [row.id]})
     async with exchange.state.sessions() as session:
-        deleted = (
-            await session.execute(select(Event.payload).where(Event.type == "call_log.deleted"))
-        ).scalar_one()
+        deleted = (await session.execute(select(Event.payload).where(Event.type == "call_log.deleted"))).scalar_one()
         assert deleted == {"ids": [row.id]}

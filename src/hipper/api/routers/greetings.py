@@ -1,0 +1,144 @@
+"""/me/greetings: the voicemail greetings (SPEC H2). Licence: `voicemail`.
+
+An upload (a file, or a recording the app made) is decoded off the event loop and stored as 8 kHz mono
+16-bit WAV, the format callers hear; see `hipper.media.audio_files`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import PurePath
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from hipper.api.deps import CurrentUser, Session, State, as_utc, commit
+from hipper.api.errors import invalid
+from hipper.api.routers.voicemails import require_voicemail
+from hipper.media.audio_files import MAX_SECONDS, MAX_UPLOAD_BYTES, AudioRejected, decode_upload
+from hipper.offload import run_cpu
+from hipper.store import greetings, media_files
+from hipper.store.models import Greeting
+
+router = APIRouter(prefix="/me/greetings", tags=["voicemail"])
+
+NOT_FOUND = "no such greeting"
+GreetingName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class GreetingItem(BaseModel):
+    id: int
+    name: str
+    duration_ms: int
+    active: bool
+    created_at: datetime
+    audio_url: str
+
+
+class GreetingList(BaseModel):
+    greetings: list[GreetingItem]
+
+
+class GreetingChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: GreetingName | None = None
+    active: bool | None = Field(None, description="true makes this the one active greeting; false: none")
+
+
+def _item(row: Greeting) -> GreetingItem:
+    return GreetingItem(
+        id=row.id,
+        name=row.name,
+        duration_ms=row.duration_ms,
+        active=row.active,
+        created_at=as_utc(row.created_at),
+        audio_url=f"/api/v1/me/greetings/{row.id}/audio",
+    )
+
+
+@router.get("", response_model=GreetingList)
+async def list_greetings(auth: CurrentUser, session: Session) -> GreetingList:
+    require_voicemail(auth)
+    return GreetingList(greetings=[_item(row) for row in await greetings.list_for(session, auth.user.id)])
+
+
+@router.post(
+    "",
+    response_model=GreetingItem,
+    status_code=201,
+    responses={413: {"description": "file larger than 10 MB"}, 422: {"description": "not audio, or too long"}},
+)
+async def upload_greeting(
+    auth: CurrentUser,
+    session: Session,
+    state: State,
+    file: Annotated[UploadFile, File(description="WAV, FLAC, Ogg/Vorbis, Opus or MP3; at most 3 minutes, 10 MB")],
+    name: Annotated[str | None, Form(max_length=100)] = None,
+) -> GreetingItem | JSONResponse:
+    """Add a greeting from an audio file or an in-app recording; it starts inactive."""
+    require_voicemail(auth)
+    if await greetings.count_for(session, auth.user.id) >= greetings.MAX_GREETINGS:
+        return invalid("file", f"you can keep at most {greetings.MAX_GREETINGS} greetings: delete one first")
+    data = await file.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise HTTPException(413, f"file: larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+    try:
+        audio = await run_cpu(decode_upload, data, MAX_SECONDS)
+    except AudioRejected as exc:
+        return invalid("file", exc.reason)
+    title = (name or "").strip() or PurePath(file.filename or "").stem.strip() or "Greeting"
+    row = await greetings.add(
+        session,
+        state.settings.data_dir,
+        auth.user.id,
+        title[:100],
+        audio.wav,
+        audio.duration_ms,
+        published=state.events.published,
+    )
+    return _item(row)
+
+
+@router.get("/{greeting_id}/audio", response_class=FileResponse, responses={200: {"content": {"audio/wav": {}}}})
+async def greeting_audio(greeting_id: int, auth: CurrentUser, session: Session, state: State) -> FileResponse:
+    """The greeting as 8 kHz mono WAV; supports Range requests."""
+    require_voicemail(auth)
+    row = await greetings.get_for(session, auth.user.id, greeting_id)
+    if row is None:
+        raise HTTPException(404, NOT_FOUND)
+    path = media_files.resolve(state.settings.data_dir, row.media_path)
+    if not path.is_file():
+        raise HTTPException(404, "the greeting's audio is missing")
+    return FileResponse(path, media_type="audio/wav", filename=f"greeting-{row.id}.wav")
+
+
+@router.patch("/{greeting_id}", response_model=GreetingItem)
+async def change_greeting(
+    greeting_id: int, body: GreetingChange, auth: CurrentUser, session: Session, state: State
+) -> GreetingItem:
+    """Rename a greeting, or choose it as the active one (at most one is active)."""
+    require_voicemail(auth)
+    row = await greetings.get_for(session, auth.user.id, greeting_id)
+    if row is None:
+        raise HTTPException(404, NOT_FOUND)
+    if body.name is not None and body.name != row.name:
+        await greetings.rename(session, row, body.name)
+    if body.active is not None and body.active != row.active:
+        await greetings.set_active(session, row, body.active)
+    await commit(session, state)
+    return _item(row)
+
+
+@router.delete("/{greeting_id}", status_code=204, response_class=Response)
+async def delete_greeting(greeting_id: int, auth: CurrentUser, session: Session, state: State) -> Response:
+    """Delete a greeting and its audio; if it was active, callers hear the standard greeting again."""
+    require_voicemail(auth)
+    row = await greetings.get_for(session, auth.user.id, greeting_id)
+    if row is None:
+        raise HTTPException(404, NOT_FOUND)
+    path = await greetings.delete_one(session, row)
+    await commit(session, state)
+    await media_files.remove(state.settings.data_dir, [path])
+    return Response(status_code=204)

@@ -1,0 +1,124 @@
+"""Audio files in and out of the exchange's one stored format: 8 kHz mono 16-bit PCM WAV.
+
+That is what the telephone network carries (G.711 is 8 kHz, 8-bit companded from 13/14-bit linear), so a
+greeting or message stored this way plays without any conversion on the call path. Uploads arrive in whatever
+the user's device made — WAV, FLAC, Ogg/Vorbis, Opus, MP3 — and are decoded by libsndfile (through the
+`soundfile` wheels), mixed down to mono and resampled here. These functions block: run them with
+`hipper.offload.run_cpu`.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import soundfile
+
+TELEPHONY_RATE = 8000
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_SECONDS = 180
+# Above this a clip is all but silence: not worth a greeting, and normalising it would only amplify noise.
+_SILENCE_PEAK = 1e-4
+
+AudioArray = npt.NDArray[np.float64]
+
+
+class AudioRejected(ValueError):
+    """The upload is not usable audio; `reason` says why in words for the user."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TelephonyAudio:
+    wav: bytes
+    duration_ms: int
+
+
+def resample(samples: AudioArray, rate_in: int, rate_out: int) -> AudioArray:
+    """Band-limited resampling of a mono signal by the FFT (the method of scipy.signal.resample).
+
+    The spectrum of the whole clip is computed, the bins above the new Nyquist frequency are dropped (or zeros
+    are appended when going up), and the inverse transform is taken at the new length. Dropping the bins *is*
+    the anti-aliasing filter, with an ideal cut-off; a short raised-cosine taper over the top 5 % of the kept
+    band keeps the brick-wall edge from ringing audibly. The transform treats the clip as periodic, so the
+    clip is padded with silence first to keep its end from bleeding into its start. For a 3-minute clip at
+    48 kHz this is two FFTs of ~9 M points: well under a second, and no extra dependency.
+    """
+    if rate_in == rate_out or samples.size == 0:
+        return samples.astype(np.float64, copy=False)
+    pad = rate_in // 10  # 100 ms of silence on each side against wrap-around
+    padded = np.concatenate([np.zeros(pad), samples, np.zeros(pad)])
+    n_in = padded.size
+    n_out = round(n_in * rate_out / rate_in)
+    spectrum = np.fft.rfft(padded)
+    keep = min(spectrum.size, n_out // 2 + 1)
+    resized = np.zeros(n_out // 2 + 1, dtype=np.complex128)
+    resized[:keep] = spectrum[:keep]
+    if rate_out < rate_in:
+        taper = max(1, keep // 20)
+        resized[keep - taper : keep] *= 0.5 * (1 + np.cos(np.linspace(0, np.pi, taper)))
+    out = np.fft.irfft(resized, n_out) * (n_out / n_in)
+    out_pad = round(pad * rate_out / rate_in)
+    return out[out_pad : out_pad + round(samples.size * rate_out / rate_in)]
+
+
+def to_telephony_wav(samples: AudioArray, rate: int) -> TelephonyAudio:
+    """Mono float samples (-1..1) at `rate` as 8 kHz 16-bit PCM WAV bytes."""
+    mono = resample(samples, rate, TELEPHONY_RATE)
+    # Resampling can overshoot a full-scale input slightly; clip rather than wrap around in int16.
+    pcm = np.clip(mono, -1.0, 1.0)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, pcm, TELEPHONY_RATE, subtype="PCM_16", format="WAV")
+    return TelephonyAudio(wav=buffer.getvalue(), duration_ms=round(1000 * pcm.size / TELEPHONY_RATE))
+
+
+def decode_upload(data: bytes, max_seconds: int = MAX_SECONDS) -> TelephonyAudio:
+    """Decode any format libsndfile reads, refuse what is not audio or too long, return telephony WAV."""
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise AudioRejected(f"the file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+    try:
+        with soundfile.SoundFile(io.BytesIO(data)) as sound:
+            rate = sound.samplerate
+            frames = sound.frames
+            # The header tells the length before anything is decoded: refuse long files cheaply. MP3 and some
+            # Ogg streams report an estimate, so the decoded length is checked again below.
+            if rate <= 0:
+                raise AudioRejected("the file has no sample rate")
+            if frames > 0 and frames / rate > max_seconds + 1:
+                raise AudioRejected(f"the recording is longer than {max_seconds // 60} minutes")
+            samples = sound.read(dtype="float64", always_2d=True, frames=(max_seconds + 1) * rate + 1)
+    except soundfile.LibsndfileError as exc:
+        raise AudioRejected(f"this is not an audio file we can read ({exc.error_string})") from exc
+    except (RuntimeError, TypeError) as exc:
+        raise AudioRejected("this is not an audio file we can read") from exc
+    if samples.shape[0] / rate > max_seconds:
+        raise AudioRejected(f"the recording is longer than {max_seconds // 60} minutes")
+    if samples.shape[0] == 0:
+        raise AudioRejected("the recording is empty")
+    # Mixing down by averaging keeps a mono source unchanged and cannot clip.
+    mono: AudioArray = samples.mean(axis=1)
+    if float(np.max(np.abs(mono))) < _SILENCE_PEAK:
+        raise AudioRejected("the recording is silent")
+    return to_telephony_wav(mono, rate)
+
+
+def wav_duration_ms(data: bytes) -> int:
+    """Duration of a WAV (or any readable) file; raises AudioRejected when it cannot be read."""
+    try:
+        info = soundfile.info(io.BytesIO(data))
+    except soundfile.LibsndfileError as exc:
+        raise AudioRejected(f"this is not an audio file we can read ({exc.error_string})") from exc
+    return round(1000 * info.frames / info.samplerate) if info.samplerate else 0
+
+
+def pcm16_to_wav(pcm: bytes, rate: int = TELEPHONY_RATE) -> bytes:
+    """Raw 16-bit little-endian mono samples (as a recorder collects them) as a WAV file."""
+    samples = np.frombuffer(pcm, dtype="<i2")
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, rate, subtype="PCM_16", format="WAV")
+    return buffer.getvalue()

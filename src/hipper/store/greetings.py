@@ -1,0 +1,111 @@
+"""Voicemail greetings (SPEC H2): at most one active per user; its file is what callers hear (H3)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hipper.store import media_files
+from hipper.store.events import add_event
+from hipper.store.models import Greeting
+
+MEDIA_KIND = "greetings"
+MAX_GREETINGS = 20
+
+
+def _event(greeting: Greeting) -> dict[str, object]:
+    return {"id": greeting.id, "name": greeting.name, "active": greeting.active}
+
+
+async def list_for(session: AsyncSession, user_id: int) -> list[Greeting]:
+    result = await session.execute(
+        select(Greeting).where(Greeting.user_id == user_id).order_by(Greeting.created_at, Greeting.id)
+    )
+    return list(result.scalars())
+
+
+async def count_for(session: AsyncSession, user_id: int) -> int:
+    result = await session.execute(select(func.count()).select_from(Greeting).where(Greeting.user_id == user_id))
+    return int(result.scalar_one())
+
+
+async def get_for(session: AsyncSession, user_id: int, greeting_id: int) -> Greeting | None:
+    """The greeting if it is the user's; None both when it does not exist and when it is someone else's."""
+    result = await session.execute(select(Greeting).where(Greeting.user_id == user_id, Greeting.id == greeting_id))
+    return result.scalar_one_or_none()
+
+
+async def active_for(session: AsyncSession, user_id: int) -> Greeting | None:
+    """The greeting callers hear, or None for the exchange's standard greeting."""
+    result = await session.execute(select(Greeting).where(Greeting.user_id == user_id, Greeting.active))
+    return result.scalars().first()
+
+
+async def add(
+    session: AsyncSession,
+    data_dir: Path,
+    user_id: int,
+    name: str,
+    wav: bytes,
+    duration_ms: int,
+    *,
+    published: Callable[[], None] | None = None,
+) -> Greeting:
+    """Store a new (inactive) greeting: the file durably first, then the row in one commit."""
+    relative = media_files.new_relative_path(MEDIA_KIND, user_id)
+    await media_files.write_atomically(data_dir, relative, wav)
+    row = Greeting(
+        user_id=user_id,
+        name=name,
+        duration_ms=duration_ms,
+        active=False,
+        media_path=relative,
+        created_at=datetime.now(UTC),
+    )
+    try:
+        session.add(row)
+        await session.flush()
+        add_event(session, user_id, "greeting.added", _event(row))
+        await session.commit()
+    except BaseException:
+        await session.rollback()
+        await media_files.remove(data_dir, [relative])
+        raise
+    if published is not None:
+        published()
+    return row
+
+
+async def rename(session: AsyncSession, greeting: Greeting, name: str) -> None:
+    greeting.name = name
+    add_event(session, greeting.user_id, "greeting.changed", _event(greeting))
+
+
+async def set_active(session: AsyncSession, greeting: Greeting, active: bool) -> None:
+    """Make `greeting` the one active greeting (or none). The caller commits.
+
+    All the user's greetings are read FOR UPDATE, so two devices choosing at once are serialised on
+    PostgreSQL and the second sees the first's choice; a partial unique index (migration 0002_lists) is the
+    last guard that at most one is active.
+    """
+    rows = (
+        await session.execute(select(Greeting).where(Greeting.user_id == greeting.user_id).with_for_update())
+    ).scalars()
+    for row in rows:
+        if row.id != greeting.id and row.active and active:
+            row.active = False
+    # Deactivate the others before this one turns on, so the unique index never sees two at once.
+    await session.flush()
+    greeting.active = active
+    add_event(session, greeting.user_id, "greeting.changed", _event(greeting))
+
+
+async def delete_one(session: AsyncSession, greeting: Greeting) -> str:
+    """Delete the row; returns its media path to unlink after the commit."""
+    await session.execute(delete(Greeting).where(Greeting.id == greeting.id, Greeting.user_id == greeting.user_id))
+    add_event(session, greeting.user_id, "greeting.deleted", {"id": greeting.id, "was_active": greeting.active})
+    return greeting.media_path
