@@ -1,14 +1,31 @@
-"""`hipper serve`: one process, one event loop, hosting the HTTP API and app (and, later, SIP and media)."""
+"""`hipper serve`: one process, one event loop, hosting the HTTP API and app, and the SIP stack (registrar)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper.api.app import create_app
 from hipper.config import Settings
+from hipper.sip.digest import Authenticator
+from hipper.sip.registrar import Registrar, RegistrarPolicy
+from hipper.sip.stack import SipStack
+from hipper.store.registrations import DeviceDirectory, LocationStore
+
+
+def create_sip_stack(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> SipStack:
+    """The SIP stack with its registrar; the B2BUA attaches itself later as `stack.handler`."""
+    registrar = Registrar(
+        Authenticator(settings.sip_realm, nonce_lifetime=settings.sip_nonce_seconds),
+        DeviceDirectory(sessions, settings.sip_realm),
+        LocationStore(sessions, node=settings.sip_node or socket.gethostname()),
+        RegistrarPolicy(min_expires=settings.sip_min_expires, max_expires=settings.sip_max_expires),
+    )
+    return SipStack(registrar)
 
 
 async def serve(settings: Settings) -> None:
@@ -22,7 +39,14 @@ async def serve(settings: Settings) -> None:
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    await server.serve()
+    # The registrar only touches the database on a REGISTER; uvicorn's lifespan migrates right at startup.
+    stack = create_sip_stack(settings, app.state.hipper.sessions)
+    await stack.start(settings.sip_host, settings.sip_port, tcp=settings.sip_tcp)
+    app.state.sip = stack
+    try:
+        await server.serve()
+    finally:
+        await stack.close()
 
 
 def run(settings: Settings) -> None:

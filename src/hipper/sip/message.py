@@ -1,0 +1,732 @@
+"""SIP messages: parse and serialise (RFC 3261 §7, §20, §25; RFC 3581 rport; compact forms §7.3.3).
+
+Hand-written because no maintained asyncio SIP library exists for Python (see TELEPHONY-TESTING.md). The
+parser is liberal in what it accepts (folded lines §7.3.1, compact header names, case-insensitive names,
+comma-separated values, IPv6 references §19.1.1) and strict about what it cannot make sense of: it raises
+`ParseError` and never anything else, so a malformed datagram costs one exception, not the server.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+SIP_VERSION = "SIP/2.0"
+BRANCH_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7: marks a branch made by an RFC 3261 element
+MAX_MESSAGE_SIZE = 65535  # the largest UDP datagram; TCP messages are held to the same bound
+MAX_HEADERS = 256
+
+# §7.3.3 compact forms, plus the later RFCs' ones (3515 Refer-To, 3892 Referred-By, 3265 Event, 4028).
+COMPACT_FORMS = {
+    "i": "Call-ID",
+    "m": "Contact",
+    "e": "Content-Encoding",
+    "l": "Content-Length",
+    "c": "Content-Type",
+    "f": "From",
+    "s": "Subject",
+    "k": "Supported",
+    "t": "To",
+    "v": "Via",
+    "r": "Refer-To",
+    "b": "Referred-By",
+    "o": "Event",
+    "u": "Allow-Events",
+    "x": "Session-Expires",
+    "a": "Accept-Contact",
+    "j": "Reject-Contact",
+    "d": "Request-Disposition",
+    "y": "Identity",
+}
+
+_CANONICAL = {
+    name.lower(): name
+    for name in (
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Alert-Info",
+        "Allow",
+        "Allow-Events",
+        "Authentication-Info",
+        "Authorization",
+        "Call-ID",
+        "Call-Info",
+        "Contact",
+        "Content-Disposition",
+        "Content-Encoding",
+        "Content-Language",
+        "Content-Length",
+        "Content-Type",
+        "CSeq",
+        "Date",
+        "Diversion",
+        "Error-Info",
+        "Event",
+        "Expires",
+        "From",
+        "History-Info",
+        "In-Reply-To",
+        "Max-Forwards",
+        "Min-Expires",
+        "Min-SE",
+        "MIME-Version",
+        "Organization",
+        "P-Asserted-Identity",
+        "P-Preferred-Identity",
+        "Path",
+        "Priority",
+        "Privacy",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "Proxy-Require",
+        "RAck",
+        "Reason",
+        "Record-Route",
+        "Refer-To",
+        "Referred-By",
+        "Replaces",
+        "Reply-To",
+        "Require",
+        "Retry-After",
+        "Route",
+        "RSeq",
+        "Server",
+        "Service-Route",
+        "Session-Expires",
+        "Subject",
+        "Subscription-State",
+        "Supported",
+        "Timestamp",
+        "To",
+        "Unsupported",
+        "User-Agent",
+        "Via",
+        "Warning",
+        "WWW-Authenticate",
+    )
+}
+for _short, _long in COMPACT_FORMS.items():
+    _CANONICAL[_short] = _long
+
+# Headers whose grammar is a comma-separated list (§7.3.1): each value is stored on its own. The
+# authentication headers are not here: their parameters are separated by commas too.
+_LIST_HEADERS = frozenset(
+    name.lower()
+    for name in (
+        "Via",
+        "Contact",
+        "Route",
+        "Record-Route",
+        "Path",
+        "Service-Route",
+        "Allow",
+        "Allow-Events",
+        "Supported",
+        "Require",
+        "Proxy-Require",
+        "Unsupported",
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Content-Encoding",
+        "History-Info",
+        "Diversion",
+        "P-Asserted-Identity",
+    )
+)
+
+REASONS = {
+    100: "Trying",
+    180: "Ringing",
+    181: "Call Is Being Forwarded",
+    182: "Queued",
+    183: "Session Progress",
+    200: "OK",
+    202: "Accepted",
+    301: "Moved Permanently",
+    302: "Moved Temporarily",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    407: "Proxy Authentication Required",
+    408: "Request Timeout",
+    413: "Request Entity Too Large",
+    415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    423: "Interval Too Brief",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    484: "Address Incomplete",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    491: "Request Pending",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+    600: "Busy Everywhere",
+    603: "Decline",
+    604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+}
+
+_TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9\-._~%!$&'()*+,;=]+$")
+
+
+class ParseError(ValueError):
+    """The bytes are not a SIP message we can understand; `reason` is safe to put in a 400's reason phrase."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def canonical_name(name: str) -> str:
+    return _CANONICAL.get(name.lower(), name)
+
+
+def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    """Split on `separator` where it is not inside "quotes" or <angle brackets> (§7.3.1, §20.10)."""
+    parts: list[str] = []
+    depth = 0
+    quoted = False
+    escaped = False
+    start = 0
+    for index, char in enumerate(text):
+        if quoted:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                quoted = False
+        elif char == '"':
+            quoted = True
+        elif char == "<":
+            depth += 1
+        elif char == ">":
+            depth = max(0, depth - 1)
+        elif char == separator and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    if quoted:
+        raise ParseError("unterminated quoted string")
+    parts.append(text[start:])
+    return parts
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value
+
+
+def parse_params(text: str) -> dict[str, str | None]:
+    """`;a=b;flag;c="x y"` → {"a": "b", "flag": None, "c": "x y"}; names are lower-cased (§7.3.1)."""
+    params: dict[str, str | None] = {}
+    for part in _split_outside_quotes(text, ";"):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, value = part.partition("=")
+        name = name.strip().lower()
+        if not name:
+            raise ParseError("empty parameter name")
+        params[name] = _unquote(value.strip()) if sep else None
+    return params
+
+
+def format_params(params: dict[str, str | None]) -> str:
+    out = []
+    for name, value in params.items():
+        if value is None:
+            out.append(f";{name}")
+        elif value == "" or _TOKEN.match(value) or _HOSTNAME.match(value):
+            out.append(f";{name}={value}")
+        else:
+            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+            out.append(f';{name}="{escaped}"')
+    return "".join(out)
+
+
+def split_hostport(text: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[v6]`, `[v6]:port` → (host, port); IPv6 hosts are returned without brackets."""
+    text = text.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ParseError("unterminated IPv6 reference")
+        host = text[1:end]
+        rest = text[end + 1 :]
+        if ":" not in host:
+            raise ParseError("bad IPv6 reference")
+    else:
+        host, _, rest = text.partition(":")
+        rest = ":" + rest if _ else ""
+    port: int | None = None
+    if rest:
+        if not rest.startswith(":") or not rest[1:].isdigit() or len(rest) > 6:
+            raise ParseError("bad port")
+        port = int(rest[1:])
+        if not 0 < port < 65536:
+            raise ParseError("port out of range")
+    if not host or not _HOSTNAME.match(host.replace(":", "")):
+        raise ParseError("bad host")
+    return host, port
+
+
+def format_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def format_hostport(host: str, port: int | None) -> str:
+    return format_host(host) if port is None else f"{format_host(host)}:{port}"
+
+
+@dataclass
+class URI:
+    """A SIP or SIPS URI (§19.1); any other scheme (tel:, urn:) is kept opaque in `user`."""
+
+    scheme: str
+    host: str
+    user: str | None = None
+    password: str | None = None
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+    headers: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> URI:
+        text = text.strip()
+        scheme, colon, rest = text.partition(":")
+        if not colon or not scheme or not _TOKEN.match(scheme):
+            raise ParseError("bad URI scheme")
+        scheme = scheme.lower()
+        if scheme not in ("sip", "sips"):
+            if not rest or any(c.isspace() for c in rest):
+                raise ParseError("bad URI")
+            return cls(scheme=scheme, host="", user=rest)
+        rest, _, headers = rest.partition("?")
+        user: str | None = None
+        password: str | None = None
+        if "@" in rest:
+            userinfo, _, rest = rest.rpartition("@")
+            user, pcolon, pw = userinfo.partition(":")
+            password = pw if pcolon else None
+            if not user:
+                raise ParseError("empty user in URI")
+        hostport, _, param_text = rest.partition(";")
+        host, port = split_hostport(hostport)
+        return cls(
+            scheme=scheme,
+            host=host.lower(),
+            user=user,
+            password=password,
+            port=port,
+            params=parse_params(param_text),
+            headers=headers,
+        )
+
+    def __str__(self) -> str:
+        if self.scheme not in ("sip", "sips"):
+            return f"{self.scheme}:{self.user}"
+        userinfo = ""
+        if self.user is not None:
+            userinfo = self.user + (f":{self.password}" if self.password is not None else "") + "@"
+        text = f"{self.scheme}:{userinfo}{format_hostport(self.host, self.port)}{format_params(self.params)}"
+        return text + (f"?{self.headers}" if self.headers else "")
+
+    @property
+    def transport(self) -> str:
+        return (self.params.get("transport") or "udp").lower()
+
+    @property
+    def aor(self) -> str:
+        """The address-of-record form used as a registration key: scheme, user and host only (§10.3 step 5)."""
+        user = f"{self.user}@" if self.user else ""
+        return f"{self.scheme}:{user}{format_host(self.host)}"
+
+
+@dataclass
+class NameAddr:
+    """A From/To/Contact/Route value (§20.10, §25.1 name-addr / addr-spec) with its header parameters."""
+
+    uri: URI
+    display_name: str = ""
+    params: dict[str, str | None] = field(default_factory=dict)
+    wildcard: bool = False  # a Contact of "*" (§10.2.2)
+
+    @classmethod
+    def parse(cls, text: str) -> NameAddr:
+        text = text.strip()
+        if text == "*":
+            return cls(uri=URI("sip", "*"), wildcard=True)
+        if "<" in text:
+            open_at = text.index("<")
+            close_at = text.find(">", open_at)
+            if close_at < 0:
+                raise ParseError("unterminated <URI>")
+            display = text[:open_at].strip()
+            if display.startswith('"'):
+                display = _unquote(display)
+            uri = URI.parse(text[open_at + 1 : close_at])
+            return cls(uri=uri, display_name=display, params=parse_params(text[close_at + 1 :]))
+        # addr-spec without brackets: every ';' after the host belongs to the header (§20.10).
+        hostpart_at = text.find("@")
+        semicolon = text.find(";", hostpart_at + 1)
+        if semicolon < 0:
+            return cls(uri=URI.parse(text))
+        return cls(uri=URI.parse(text[:semicolon]), params=parse_params(text[semicolon:]))
+
+    def __str__(self) -> str:
+        if self.wildcard:
+            return "*"
+        display = ""
+        if self.display_name:
+            escaped = self.display_name.replace("\\", "\\\\").replace('"', '\\"')
+            display = f'"{escaped}" '
+        return f"{display}<{self.uri}>{format_params(self.params)}"
+
+    @property
+    def tag(self) -> str | None:
+        return self.params.get("tag")
+
+
+@dataclass
+class Via:
+    """One Via value (§20.42, §18.2.1 received, RFC 3581 rport)."""
+
+    transport: str
+    host: str
+    port: int | None = None
+    params: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> Via:
+        sent_protocol, _, rest = text.strip().partition(" ")
+        # Whitespace around the slashes is legal (RFC 4475 §3.1.1.1), so rebuild the protocol first.
+        match = re.match(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-]+)\s+(.*)$", text, re.S)
+        if not match:
+            raise ParseError(f"bad Via: {sent_protocol[:20]}")
+        transport, rest = match.group(1), match.group(2)
+        sent_by, _, param_text = rest.partition(";")
+        host, port = split_hostport(sent_by)
+        return cls(transport=transport.upper(), host=host, port=port, params=parse_params(param_text))
+
+    def __str__(self) -> str:
+        return f"{SIP_VERSION}/{self.transport} {format_hostport(self.host, self.port)}{format_params(self.params)}"
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+
+class Headers:
+    """An ordered, case-insensitive multimap; list headers (§7.3.1) hold one value per entry."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
+        self._items: list[tuple[str, str]] = items or []
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, name: str) -> str | None:
+        wanted = canonical_name(name).lower()
+        for key, value in self._items:
+            if key.lower() == wanted:
+                return value
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        wanted = canonical_name(name).lower()
+        return [value for key, value in self._items if key.lower() == wanted]
+
+    def add(self, name: str, value: str) -> None:
+        self._items.append((canonical_name(name), value))
+
+    def prepend(self, name: str, value: str) -> None:
+        self._items.insert(0, (canonical_name(name), value))
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every value of `name` by one, keeping the place of the first."""
+        name = canonical_name(name)
+        wanted = name.lower()
+        for index, (key, _) in enumerate(self._items):
+            if key.lower() == wanted:
+                self._items[index] = (name, value)
+                self._items = [item for i, item in enumerate(self._items) if i <= index or item[0].lower() != wanted]
+                return
+        self._items.append((name, value))
+
+    def remove(self, name: str) -> None:
+        wanted = canonical_name(name).lower()
+        self._items = [item for item in self._items if item[0].lower() != wanted]
+
+    def pop_first(self, name: str) -> str | None:
+        wanted = canonical_name(name).lower()
+        for index, (key, value) in enumerate(self._items):
+            if key.lower() == wanted:
+                del self._items[index]
+                return value
+        return None
+
+    def copy(self) -> Headers:
+        return Headers(list(self._items))
+
+
+class Message:
+    """What requests and responses share: headers, body and typed accessors for the mandatory headers."""
+
+    def __init__(self, headers: Headers | None = None, body: bytes = b"") -> None:
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+
+    def first_line(self) -> str:
+        raise NotImplementedError
+
+    def serialize(self) -> bytes:
+        lines = [self.first_line()]
+        for name, value in self.headers:
+            if name == "Content-Length":
+                continue
+            lines.append(f"{name}: {value}")
+        lines.append(f"Content-Length: {len(self.body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + self.body
+
+    # Typed accessors; each raises ParseError when the header is missing or malformed.
+    @property
+    def call_id(self) -> str:
+        value = self.headers.get("Call-ID")
+        if not value:
+            raise ParseError("missing Call-ID")
+        return value
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        value = self.headers.get("CSeq")
+        if value is None:
+            raise ParseError("missing CSeq")
+        parts = value.split()
+        if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10 or not _TOKEN.match(parts[1]):
+            raise ParseError("bad CSeq")
+        number = int(parts[0])
+        if number >= 2**31:  # §8.1.1.5
+            raise ParseError("CSeq out of range")
+        return number, parts[1].upper()
+
+    @property
+    def from_(self) -> NameAddr:
+        value = self.headers.get("From")
+        if value is None:
+            raise ParseError("missing From")
+        return NameAddr.parse(value)
+
+    @property
+    def to(self) -> NameAddr:
+        value = self.headers.get("To")
+        if value is None:
+            raise ParseError("missing To")
+        return NameAddr.parse(value)
+
+    @property
+    def vias(self) -> list[Via]:
+        return [Via.parse(value) for value in self.headers.get_all("Via")]
+
+    @property
+    def top_via(self) -> Via:
+        value = self.headers.get("Via")
+        if value is None:
+            raise ParseError("missing Via")
+        return Via.parse(value)
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        return [NameAddr.parse(value) for value in self.headers.get_all("Contact")]
+
+    def int_header(self, name: str) -> int | None:
+        value = self.headers.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        if not value.isdigit() or len(value) > 10:
+            raise ParseError(f"bad {canonical_name(name)}")
+        return int(value)
+
+
+class Request(Message):
+    def __init__(self, method: str, uri: URI, headers: Headers | None = None, body: bytes = b"") -> None:
+        super().__init__(headers, body)
+        self.method = method
+        self.uri = uri
+
+    def first_line(self) -> str:
+        return f"{self.method} {self.uri} {SIP_VERSION}"
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri}>"
+
+    def validate(self) -> None:
+        """The checks of §8.2 that do not need state: mandatory headers present and well-formed."""
+        self.top_via  # noqa: B018 - each accessor raises ParseError on a missing/bad header
+        self.from_  # noqa: B018
+        self.to  # noqa: B018
+        self.call_id  # noqa: B018
+        _, method = self.cseq
+        if method != self.method:
+            raise ParseError("CSeq method does not match the request method")
+        if self.int_header("Max-Forwards") is None and self.headers.get("Max-Forwards") is not None:
+            raise ParseError("bad Max-Forwards")
+        self.int_header("Expires")
+
+
+class Response(Message):
+    def __init__(self, status: int, reason: str = "", headers: Headers | None = None, body: bytes = b"") -> None:
+        super().__init__(headers, body)
+        self.status = status
+        self.reason = reason or REASONS.get(status, "Unknown")
+
+    def first_line(self) -> str:
+        return f"{SIP_VERSION} {self.status} {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
+
+    @classmethod
+    def for_request(
+        cls, request: Request, status: int, reason: str = "", *, to_tag: str | None = None, body: bytes = b""
+    ) -> Response:
+        """A response carrying the request's Via, From, To, Call-ID and CSeq (§8.2.6.2).
+
+        Raw header values are copied, so this works even for a request whose CSeq or To did not parse: that
+        is what lets us answer malformed requests with a 400 instead of dropping them.
+        """
+        headers = Headers()
+        for name, value in request.headers:
+            if name in ("Via", "From", "Call-ID", "CSeq"):
+                headers.add(name, value)
+            elif name == "To":
+                if to_tag and status > 100 and ";tag=" not in value.lower().replace(" ", ""):
+                    value = f"{value};tag={to_tag}"
+                headers.add(name, value)
+        return cls(status, reason, headers, body)
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        # §7.3: header values are UTF-8, but one bad byte should not cost the whole message; Latin-1 never fails.
+        return data.decode("latin-1")
+
+
+def split_head(data: bytes) -> tuple[bytes, bytes] | None:
+    """Split at the empty line that ends the headers; None if there is none yet."""
+    end = data.find(b"\r\n\r\n")
+    if end >= 0:
+        return data[:end], data[end + 4 :]
+    end = data.find(b"\n\n")  # bare LF line ends, which some stacks still send
+    if end >= 0:
+        return data[:end], data[end + 2 :]
+    return None
+
+
+def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
+    """Parse the start line and headers; return the message (without body) and its Content-Length."""
+    text = _decode(head).replace("\r\n", "\n")
+    lines = text.split("\n")
+    # §7.5: ignore empty lines before the start line (keepalive CRLFs on streams).
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if not lines:
+        raise ParseError("empty message")
+    start = lines[0].strip()
+    headers = Headers()
+    current: list[str] | None = None
+    raw: list[list[str]] = []
+    for line in lines[1:]:
+        if line[:1] in (" ", "\t"):
+            if current is None:
+                raise ParseError("continuation line before the first header")
+            current[1] += " " + line.strip()  # §7.3.1 folding: a continuation is one SP
+            continue
+        if not line.strip():
+            continue
+        name, colon, value = line.partition(":")
+        name = name.strip()
+        if not colon or not name or not _TOKEN.match(name):
+            raise ParseError("bad header line")
+        current = [name, value.strip()]
+        raw.append(current)
+        if len(raw) > MAX_HEADERS:
+            raise ParseError("too many headers")
+    for name, value in raw:
+        canonical = canonical_name(name)
+        if canonical.lower() in _LIST_HEADERS and "," in value:
+            for part in _split_outside_quotes(value, ","):
+                if part.strip():
+                    headers.add(canonical, part.strip())
+        else:
+            headers.add(canonical, value)
+    message: Request | Response
+    if start.startswith("SIP/"):
+        parts = start.split(" ", 2)
+        if len(parts) < 2 or parts[0].upper() != SIP_VERSION:
+            raise ParseError("bad status line")
+        if not parts[1].isdigit() or len(parts[1]) != 3 or not 100 <= int(parts[1]) <= 699:
+            raise ParseError("bad status code")
+        message = Response(int(parts[1]), parts[2] if len(parts) > 2 else "", headers)
+    else:
+        parts = start.split()
+        if len(parts) != 3 or not _TOKEN.match(parts[0]):
+            raise ParseError("bad request line")
+        if parts[2].upper() != SIP_VERSION:
+            raise ParseError("unsupported SIP version")
+        message = Request(parts[0], URI.parse(parts[1]), headers)
+    length = message.int_header("Content-Length")
+    return message, length
+
+
+def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
+    """Parse one whole message (a datagram, or one framed message from a stream).
+
+    On datagrams a Content-Length larger than the body is an error (§18.3); a missing one means "to the
+    end of the datagram"; a smaller one truncates.
+    """
+    if len(data) > MAX_MESSAGE_SIZE:
+        raise ParseError("message too large")
+    parts = split_head(data)
+    if parts is None:
+        # A datagram may end right after its last header line (no body, no final empty line).
+        head, body = data.rstrip(b"\r\n"), b""
+    else:
+        head, body = parts
+    message, length = parse_head(head)
+    if length is None:
+        if stream:
+            raise ParseError("missing Content-Length on a stream transport")
+        message.body = body
+    elif length > len(body):
+        raise ParseError("Content-Length larger than the body")
+    else:
+        message.body = body[:length]
+    return message
+
+
+def new_branch(token: str) -> str:
+    return f"{BRANCH_COOKIE}{token}"

@@ -1,0 +1,507 @@
+"""RFC 3261 §17 transactions, with RFC 6026's Accepted state for INVITE 2xx, §18.2.1/§18.2.2 response
+routing and RFC 3581 rport.
+
+Client and server, INVITE and non-INVITE, with timers A, B, D, E, F, G, H, I, J, K (and RFC 6026's L, M) on
+the event loop's monotonic clock (`loop.call_later`). Retransmission timers run only over UDP (§17.1.1.2).
+Transactions never decide anything about a call: they hand requests and responses to their user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from hipper.sip.message import (
+    BRANCH_COOKIE,
+    Headers,
+    ParseError,
+    Request,
+    Response,
+    Via,
+    format_hostport,
+)
+from hipper.sip.transport import Peer, TransportError, Transports
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TimerConfig:
+    """§17.1.1.1 / Table 4 defaults; tests shorten T1 to see many retransmissions quickly."""
+
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+
+    @property
+    def timeout(self) -> float:
+        return 64 * self.t1  # Timers B, F, H, J (UDP), L, M
+
+
+class State(Enum):
+    CALLING = "calling"
+    TRYING = "trying"
+    PROCEEDING = "proceeding"
+    ACCEPTED = "accepted"
+    COMPLETED = "completed"
+    CONFIRMED = "confirmed"
+    TERMINATED = "terminated"
+
+
+class TransactionUser(Protocol):
+    """What the layer above (the stack) receives."""
+
+    def on_request(self, tx: ServerTransaction) -> None: ...
+
+    def on_ack(self, request: Request, peer: Peer) -> None: ...
+
+    def on_cancel(self, tx: ServerTransaction, cancel: Request) -> None: ...
+
+    def on_stray_response(self, response: Response, peer: Peer) -> None: ...
+
+
+def response_peer(via: Via, peer: Peer) -> Peer:
+    """Where a response to a request with this (already stamped) top Via goes (§18.2.2, RFC 3581 §4)."""
+    if peer.reliable:
+        return peer  # back over the connection the request came on
+    host = via.params.get("received") or via.host
+    rport = via.params.get("rport")
+    if rport and rport.isdigit():
+        return Peer(peer.transport, host, int(rport))
+    return Peer(peer.transport, host, via.port or 5060)
+
+
+def stamp_via(request: Request, peer: Peer) -> None:
+    """§18.2.1 `received` and RFC 3581 `rport`: record where the request really came from in its top Via."""
+    values = request.headers.get_all("Via")
+    via = Via.parse(values[0])
+    changed = False
+    if via.host != peer.host:
+        via.params["received"] = peer.host
+        changed = True
+    if "rport" in via.params:
+        via.params["received"] = peer.host
+        via.params["rport"] = str(peer.port)
+        changed = True
+    if changed:
+        request.headers.pop_first("Via")
+        request.headers.prepend("Via", str(via))
+
+
+def server_key(request: Request, via: Via) -> tuple[str, ...]:
+    """§17.2.3 matching: the branch (RFC 3261) or the RFC 2543 fields; ACK matches its INVITE."""
+    method = request.cseq[1]
+    if method == "ACK":
+        method = "INVITE"
+    branch = via.branch
+    if branch and branch.startswith(BRANCH_COOKIE):
+        return (branch, format_hostport(via.host, via.port), method)
+    # RFC 2543 §17.2.3 fallback. The To tag is left out so that an ACK (which carries it) still matches.
+    return (request.call_id, request.from_.tag or "", str(request.cseq[0]), str(via), method)
+
+
+class ServerTransaction:
+    """§17.2.1 (INVITE) and §17.2.2 (non-INVITE) server transactions."""
+
+    def __init__(self, layer: TransactionLayer, request: Request, peer: Peer, key: tuple[str, ...]) -> None:
+        self.layer = layer
+        self.request = request
+        self.peer = peer
+        self.key = key
+        self.method = request.method
+        self.invite = request.method == "INVITE"
+        self.state = State.PROCEEDING if self.invite else State.TRYING
+        self.last_response: Response | None = None
+        self.destination = response_peer(request.top_via, peer)
+        self.to_tag = secrets.token_hex(6)
+        self.cancelled = False
+        self._timers: list[asyncio.TimerHandle] = []
+        self._retransmit_interval = layer.timers.t1
+        self.terminated = asyncio.get_running_loop().create_future()
+
+    def __repr__(self) -> str:
+        return f"<ServerTransaction {self.method} {self.state.value}>"
+
+    def response(self, status: int, reason: str = "", body: bytes = b"") -> Response:
+        """A response with this transaction's To tag (one tag per transaction: §8.2.6.2)."""
+        return Response.for_request(self.request, status, reason, to_tag=self.to_tag, body=body)
+
+    def respond(self, response: Response) -> None:
+        if self.state in (State.COMPLETED, State.CONFIRMED, State.TERMINATED):
+            return  # the final answer is out; later ones are the TU's mistake, ignored per §17.2
+        if self.state == State.ACCEPTED and not 200 <= response.status < 300:
+            return
+        self.last_response = response
+        self._send(response)
+        status = response.status
+        if status < 200:
+            if self.state == State.TRYING:
+                self.state = State.PROCEEDING
+            return
+        self._cancel_timers()
+        if self.invite and status < 300:
+            # RFC 6026 Accepted: absorb INVITE retransmissions; the TU retransmits the 2xx itself (§13.3.1.4).
+            self.state = State.ACCEPTED
+            self._after(self.layer.timers.timeout, self._terminate)  # Timer L
+        elif self.invite:
+            self.state = State.COMPLETED
+            if not self.peer.reliable:
+                self._after(self._retransmit_interval, self._timer_g)
+            self._after(self.layer.timers.timeout, self._timer_h)
+        else:
+            self.state = State.COMPLETED
+            self._after(0 if self.peer.reliable else self.layer.timers.timeout, self._terminate)  # Timer J
+
+    def receive_request(self, request: Request) -> None:
+        if request.method == "ACK":
+            if self.invite and self.state == State.COMPLETED:
+                self.state = State.CONFIRMED
+                self._cancel_timers()
+                self._after(0 if self.peer.reliable else self.layer.timers.t4, self._terminate)  # Timer I
+            elif self.state == State.ACCEPTED:
+                self.layer.tu.on_ack(request, self.peer)  # RFC 6026 §7.1: ACK of a 2xx goes to the TU
+            return
+        # A retransmission of the request: repeat the latest response (§17.2.1, §17.2.2).
+        if self.last_response is not None and self.state in (State.PROCEEDING, State.COMPLETED):
+            self._send(self.last_response)
+
+    def _send(self, response: Response) -> None:
+        self.layer.send(response.serialize(), self.destination)
+
+    def _timer_g(self) -> None:
+        if self.state != State.COMPLETED or self.last_response is None:
+            return
+        self._send(self.last_response)
+        self._retransmit_interval = min(2 * self._retransmit_interval, self.layer.timers.t2)
+        self._after(self._retransmit_interval, self._timer_g)
+
+    def _timer_h(self) -> None:
+        if self.state == State.COMPLETED:
+            log.info("sip.transaction.ack_timeout", extra={"call_id": self.request.headers.get("Call-ID")})
+            self._terminate()
+
+    def _after(self, delay: float, callback: Callable[[], None]) -> None:
+        self._timers.append(asyncio.get_running_loop().call_later(delay, callback))
+
+    def _cancel_timers(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+
+    def _terminate(self) -> None:
+        self._cancel_timers()
+        self.state = State.TERMINATED
+        self.layer.server.pop(self.key, None)
+        if not self.terminated.done():
+            self.terminated.set_result(None)
+
+
+ResponseCallback = Callable[[Response], None]
+
+
+class ClientTransaction:
+    """§17.1.1 (INVITE) and §17.1.2 (non-INVITE) client transactions.
+
+    `final` resolves with the first final response, or a locally made 408 (Timer B/F, or the per-branch
+    provisional timer) or 503 (transport error, §8.1.3.1). Every response, provisional and final (also 2xx
+    retransmissions in Accepted), is passed to `on_response` when given.
+    """
+
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        request: Request,
+        peer: Peer,
+        on_response: ResponseCallback | None = None,
+        provisional_timeout: float | None = None,
+    ) -> None:
+        self.layer = layer
+        self.request = request
+        self.peer = peer
+        self.invite = request.method == "INVITE"
+        self.state = State.CALLING if self.invite else State.TRYING
+        self.branch = request.top_via.branch or ""
+        self.key = (self.branch, request.method)
+        self.on_response = on_response
+        self.final: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self.provisional_received = False
+        self._cancel_requested = False
+        self._data = request.serialize()
+        self._interval = layer.timers.t1
+        self._timers: list[asyncio.TimerHandle] = []
+        self._ack: bytes | None = None
+        self.terminated = asyncio.get_running_loop().create_future()
+        self._provisional_timeout = provisional_timeout
+
+    def __repr__(self) -> str:
+        return f"<ClientTransaction {self.request.method} {self.state.value}>"
+
+    def start(self) -> None:
+        self._transmit()
+        if not self.peer.reliable:
+            self._after(self._interval, self._retransmit)  # Timer A / E
+        self._after(self.layer.timers.timeout, self._timeout)  # Timer B / F
+        if self._provisional_timeout is not None:
+            # A phone that went away would cost Timer B (32 s); give up sooner when nothing at all answers.
+            self._after(self._provisional_timeout, self._no_provisional)
+
+    def _transmit(self) -> None:
+        self.layer.send(self._data, self.peer, on_error=self._transport_error)
+
+    def _retransmit(self) -> None:
+        if self.state == State.CALLING:
+            self._transmit()
+            self._interval *= 2  # Timer A doubles without bound (§17.1.1.2)
+        elif self.state in (State.TRYING, State.PROCEEDING):
+            self._transmit()
+            # Timer E: doubles up to T2; in Proceeding it fires every T2 (§17.1.2.2).
+            self._interval = (
+                self.layer.timers.t2
+                if self.state == State.PROCEEDING
+                else min(2 * self._interval, self.layer.timers.t2)
+            )
+        else:
+            return
+        self._after(self._interval, self._retransmit)
+
+    def _timeout(self) -> None:
+        if self.state in (State.CALLING, State.TRYING, State.PROCEEDING) and not (
+            self.invite and self.state == State.PROCEEDING
+        ):
+            self._fail(408, "Request Timeout")
+
+    def _no_provisional(self) -> None:
+        if self.state in (State.CALLING, State.TRYING):
+            self._fail(408, "No Provisional Response")
+
+    def _transport_error(self, exc: BaseException) -> None:
+        if self.state not in (State.COMPLETED, State.TERMINATED, State.ACCEPTED):
+            log.info("sip.transaction.transport_error", extra={"peer": str(self.peer), "error": str(exc)})
+            self._fail(503, "Service Unavailable")
+
+    def _fail(self, status: int, reason: str) -> None:
+        response = Response.for_request(self.request, status, reason)
+        if not self.final.done():
+            self.final.set_result(response)
+        if self.on_response is not None:
+            self.on_response(response)
+        self._terminate()
+
+    def receive_response(self, response: Response) -> None:
+        status = response.status
+        if self.state == State.TERMINATED:
+            return
+        if status < 200:
+            if self.state in (State.CALLING, State.TRYING, State.PROCEEDING):
+                self.state = State.PROCEEDING
+                self.provisional_received = True
+                if self.invite:
+                    self._cancel_timers_except_b()
+                if self.on_response is not None:
+                    self.on_response(response)
+                if self._cancel_requested:
+                    self._cancel_requested = False
+                    self.layer.send_cancel(self)
+            return
+        if self.invite and status < 300:
+            if self.state != State.ACCEPTED:
+                self.state = State.ACCEPTED
+                self._cancel_timers()
+                self._after(self.layer.timers.timeout, self._terminate)  # Timer M (RFC 6026)
+                if not self.final.done():
+                    self.final.set_result(response)
+            if self.on_response is not None:
+                self.on_response(response)  # every 2xx, also retransmissions and forks, goes up (§17.1.1.2)
+            return
+        if self.state == State.COMPLETED:
+            if self._ack is not None:
+                self.layer.send(self._ack, self.peer)  # retransmitted final: ACK again
+            return
+        if self.state == State.ACCEPTED:
+            return
+        self.state = State.COMPLETED
+        self._cancel_timers()
+        if self.invite:
+            self._ack = self.ack_for(response).serialize()
+            self.layer.send(self._ack, self.peer)
+            self._after(0 if self.peer.reliable else 32.0, self._terminate)  # Timer D (> 32 s on UDP)
+        else:
+            self._after(0 if self.peer.reliable else self.layer.timers.t4, self._terminate)  # Timer K
+        if not self.final.done():
+            self.final.set_result(response)
+        if self.on_response is not None:
+            self.on_response(response)
+
+    def ack_for(self, response: Response) -> Request:
+        """§17.1.1.3: the ACK for a non-2xx final response is part of the INVITE transaction."""
+        headers = Headers()
+        headers.add("Via", self.request.headers.get_all("Via")[0])
+        for route in self.request.headers.get_all("Route"):
+            headers.add("Route", route)
+        headers.add("Max-Forwards", "70")
+        headers.add("From", self.request.headers.get("From") or "")
+        headers.add("To", response.headers.get("To") or "")
+        headers.add("Call-ID", self.request.call_id)
+        headers.add("CSeq", f"{self.request.cseq[0]} ACK")
+        return Request("ACK", self.request.uri, headers)
+
+    def cancel(self) -> None:
+        """§9.1: CANCEL only once a provisional response came (DESIGN.md trap); until then, remember it."""
+        if self.state == State.PROCEEDING:
+            self.layer.send_cancel(self)
+        elif self.state == State.CALLING:
+            self._cancel_requested = True
+
+    def _after(self, delay: float, callback: Callable[[], None]) -> None:
+        self._timers.append(asyncio.get_running_loop().call_later(delay, callback))
+
+    def _cancel_timers(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+
+    def _cancel_timers_except_b(self) -> None:
+        # In Proceeding an INVITE stops retransmitting; Timer B no longer applies either (§17.1.1.2),
+        # the TU's own timers (ringing timeout) take over.
+        self._cancel_timers()
+
+    def _terminate(self) -> None:
+        self._cancel_timers()
+        self.state = State.TERMINATED
+        self.layer.client.pop(self.key, None)
+        if not self.terminated.done():
+            self.terminated.set_result(None)
+
+
+class TransactionLayer:
+    """Matches messages to transactions (§17.1.3, §17.2.3) and creates new server transactions."""
+
+    def __init__(self, transports: Transports, tu: TransactionUser, timers: TimerConfig | None = None) -> None:
+        self.transports = transports
+        self.tu = tu
+        self.timers = timers or TimerConfig()
+        self.server: dict[tuple[str, ...], ServerTransaction] = {}
+        self.client: dict[tuple[str, str], ClientTransaction] = {}
+        self._pending_sends: set[asyncio.Task[None]] = set()
+
+    def send(self, data: bytes, peer: Peer, on_error: Callable[[BaseException], None] | None = None) -> None:
+        try:
+            task = self.transports.send_nowait(data, peer)
+        except (TransportError, OSError) as exc:
+            if on_error is not None:
+                on_error(exc)
+            else:
+                log.info("sip.send_failed", extra={"peer": str(peer), "error": str(exc)})
+            return
+        if task is not None:
+            self._pending_sends.add(task)
+
+            def _done(done: asyncio.Task[None]) -> None:
+                self._pending_sends.discard(done)
+                exc = done.exception() if not done.cancelled() else None
+                if exc is not None:
+                    if on_error is not None:
+                        on_error(exc)
+                    else:
+                        log.info("sip.send_failed", extra={"peer": str(peer), "error": str(exc)})
+
+            task.add_done_callback(_done)
+
+    def receive_request(self, request: Request, peer: Peer) -> None:
+        stamp_via(request, peer)
+        via = request.top_via
+        key = server_key(request, via)
+        tx = self.server.get(key)
+        if tx is not None:
+            tx.receive_request(request)
+            return
+        if request.method == "ACK":
+            self.tu.on_ack(request, peer)  # ACK of a 2xx: its own transaction (§17.1.1.3), the TU's business
+            return
+        tx = ServerTransaction(self, request, peer, key)
+        self.server[key] = tx
+        if request.method == "CANCEL":
+            invite_key = (*key[:-1], "INVITE")
+            invite_tx = self.server.get(invite_key)
+            if invite_tx is None:
+                tx.respond(tx.response(481))
+                return
+            tx.respond(tx.response(200))  # §9.2: the CANCEL is answered at once; the INVITE gets a 487
+            if invite_tx.state == State.PROCEEDING and not invite_tx.cancelled:
+                invite_tx.cancelled = True
+                self.tu.on_cancel(invite_tx, request)
+            return
+        if tx.invite:
+            tx.respond(tx.response(100))  # §17.2.1: stop the INVITE retransmissions at once
+        self.tu.on_request(tx)
+
+    def receive_response(self, response: Response, peer: Peer) -> None:
+        try:
+            via = response.top_via
+            method = response.cseq[1]
+        except ParseError:
+            return
+        tx = self.client.get((via.branch or "", method))
+        if tx is None:
+            self.tu.on_stray_response(response, peer)
+            return
+        tx.receive_response(response)
+
+    def via_for(self, transport: str) -> Via:
+        host = self.transports.host
+        return Via(
+            transport=transport.upper(),
+            host=host,
+            port=self.transports.local_port(transport),
+            params={"branch": f"{BRANCH_COOKIE}{secrets.token_hex(8)}", "rport": None},
+        )
+
+    def send_request(
+        self,
+        request: Request,
+        peer: Peer,
+        on_response: ResponseCallback | None = None,
+        *,
+        provisional_timeout: float | None = None,
+    ) -> ClientTransaction:
+        """Start a client transaction: adds our Via (with a fresh branch) and sends the request to `peer`."""
+        request.headers.prepend("Via", str(self.via_for(peer.transport)))
+        if request.headers.get("Max-Forwards") is None:
+            request.headers.add("Max-Forwards", "70")
+        tx = ClientTransaction(self, request, peer, on_response, provisional_timeout)
+        self.client[tx.key] = tx
+        tx.start()
+        return tx
+
+    def send_cancel(self, invite_tx: ClientTransaction) -> ClientTransaction:
+        """§9.1: CANCEL with the INVITE's Request-URI, Call-ID, From, To, CSeq number, Route and top Via."""
+        invite = invite_tx.request
+        headers = Headers()
+        headers.add("Via", invite.headers.get_all("Via")[0])
+        for route in invite.headers.get_all("Route"):
+            headers.add("Route", route)
+        headers.add("Max-Forwards", "70")
+        headers.add("From", invite.headers.get("From") or "")
+        headers.add("To", invite.headers.get("To") or "")
+        headers.add("Call-ID", invite.call_id)
+        headers.add("CSeq", f"{invite.cseq[0]} CANCEL")
+        cancel = Request("CANCEL", invite.uri, headers)
+        tx = ClientTransaction(self, cancel, invite_tx.peer)
+        self.client[tx.key] = tx
+        tx.start()
+        return tx
+
+    def close(self) -> None:
+        for server_tx in list(self.server.values()):
+            server_tx._terminate()
+        for client_tx in list(self.client.values()):
+            if not client_tx.final.done():
+                client_tx.final.cancel()
+            client_tx._terminate()
+        for task in self._pending_sends:
+            task.cancel()

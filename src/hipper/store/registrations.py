@@ -1,0 +1,222 @@
+"""User location (RFC 3261 §10) in the `registrations` table, and the device credentials the registrar checks.
+
+Registrations live in the database so that the API and other nodes can read them; expired rows are ignored
+by every read and purged lazily. Device credentials are cached in memory (the REGISTER path would otherwise
+query once per refresh of every phone): entries expire after `ttl` seconds and `invalidate()` drops them at
+once when an administrator changes a device (call it from the outbox consumer on `sip_device.*` events).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hipper.sip.digest import Credentials
+from hipper.store.models import Registration, SipDevice
+
+
+@dataclass(frozen=True)
+class Device:
+    id: int
+    user_id: int
+    credentials: Credentials
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One registered contact of a device: where to send requests (`source`, the NAT-facing address)."""
+
+    device_id: int
+    user_id: int
+    contact: str
+    source: str  # "udp:203.0.113.5:5060": where the REGISTER really came from
+    expires_at: datetime
+    call_id: str
+    cseq: int
+    user_agent: str = ""
+    node: str = ""
+
+    def expires_in(self, now: datetime) -> int:
+        return max(0, int((self.expires_at - now).total_seconds()))
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes even for timezone=True columns; they were written in UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _binding(row: Registration) -> Binding:
+    return Binding(
+        device_id=row.device_id,
+        user_id=row.user_id,
+        contact=row.contact,
+        source=row.source,
+        expires_at=_aware(row.expires_at),
+        call_id=row.call_id,
+        cseq=row.cseq,
+        user_agent=row.user_agent,
+        node=row.node,
+    )
+
+
+class DeviceDirectory:
+    """auth_username → device credentials, cached (also the misses, so a scanner cannot hammer the DB)."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], realm: str, *, ttl: float = 60.0, miss_ttl: float = 5.0
+    ) -> None:
+        self.sessions = sessions
+        self.realm = realm
+        self.ttl = ttl
+        self.miss_ttl = miss_ttl
+        self._cache: dict[str, tuple[float, Device | None]] = {}
+        self.queries = 0  # how often the database was asked; tests and benchmarks read it
+
+    async def lookup(self, auth_username: str) -> Device | None:
+        now = asyncio.get_running_loop().time()
+        cached = self._cache.get(auth_username)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        self.queries += 1
+        async with self.sessions() as session:
+            row = (
+                await session.execute(select(SipDevice).where(SipDevice.auth_username == auth_username))
+            ).scalar_one_or_none()
+        device = None
+        if row is not None and row.realm == self.realm:
+            device = Device(
+                id=row.id,
+                user_id=row.user_id,
+                credentials=Credentials(row.auth_username, row.realm, row.ha1_md5.lower(), row.ha1_sha256.lower()),
+            )
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[auth_username] = (now + (self.ttl if device else self.miss_ttl), device)
+        return device
+
+    def invalidate(self, auth_username: str | None = None) -> None:
+        if auth_username is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(auth_username, None)
+
+    def invalidate_device(self, device_id: int) -> None:
+        """For the outbox events `device.password_reset` / `device.deleted`, which name the device by id."""
+        for name, (_, device) in list(self._cache.items()):
+            if device is not None and device.id == device_id:
+                del self._cache[name]
+
+
+class LocationStore:
+    """Reads and writes the bindings of devices; every read ignores expired rows."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], node: str = "") -> None:
+        self.sessions = sessions
+        self.node = node
+
+    async def for_device(self, device_id: int, now: datetime | None = None) -> list[Binding]:
+        now = now or datetime.now(UTC)
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Registration)
+                    .where(Registration.device_id == device_id, Registration.expires_at > now)
+                    .order_by(Registration.id)
+                )
+            ).scalars()
+            return [_binding(row) for row in rows]
+
+    async def for_user(self, user_id: int, now: datetime | None = None) -> list[Binding]:
+        """Where a user's devices can be reached now (what the B2BUA forks to)."""
+        now = now or datetime.now(UTC)
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Registration)
+                    .where(Registration.user_id == user_id, Registration.expires_at > now)
+                    .order_by(Registration.id)
+                )
+            ).scalars()
+            return [_binding(row) for row in rows]
+
+    async def update(
+        self,
+        device: Device,
+        *,
+        upserts: list[Binding],
+        removals: list[str],
+        remove_all: bool = False,
+        now: datetime | None = None,
+    ) -> list[Binding]:
+        """Apply one REGISTER's changes in one transaction and return the device's current bindings."""
+        now = now or datetime.now(UTC)
+        for attempt in range(2):
+            try:
+                async with self.sessions() as session, session.begin():
+                    await self._apply(session, device, upserts, removals, remove_all, now)
+                break
+            except IntegrityError:
+                # Two REGISTERs of one device raced to insert the same contact; the second try updates it.
+                if attempt:
+                    raise
+        return await self.for_device(device.id, now)
+
+    async def _apply(
+        self,
+        session: AsyncSession,
+        device: Device,
+        upserts: list[Binding],
+        removals: list[str],
+        remove_all: bool,
+        now: datetime,
+    ) -> None:
+        if remove_all:
+            await session.execute(delete(Registration).where(Registration.device_id == device.id))
+            return
+        # Lazy purge of this device's expired rows keeps the table from growing with dead phones.
+        await session.execute(
+            delete(Registration).where(Registration.device_id == device.id, Registration.expires_at <= now)
+        )
+        if removals:
+            await session.execute(
+                delete(Registration).where(Registration.device_id == device.id, Registration.contact.in_(removals))
+            )
+        if not upserts:
+            return
+        existing = {
+            row.contact: row
+            for row in (
+                await session.execute(
+                    select(Registration).where(
+                        Registration.device_id == device.id,
+                        Registration.contact.in_([binding.contact for binding in upserts]),
+                    )
+                )
+            ).scalars()
+        }
+        for binding in upserts:
+            row = existing.get(binding.contact)
+            if row is None:
+                row = Registration(device_id=device.id, user_id=device.user_id, contact=binding.contact)
+                session.add(row)
+            row.source = binding.source
+            row.call_id = binding.call_id
+            row.cseq = binding.cseq
+            row.user_agent = binding.user_agent[:200]
+            row.node = self.node
+            row.expires_at = binding.expires_at
+
+    async def purge_expired(self, now: datetime | None = None) -> int:
+        now = now or datetime.now(UTC)
+        async with self.sessions() as session, session.begin():
+            result = await session.execute(delete(Registration).where(Registration.expires_at <= now))
+            return int(getattr(result, "rowcount", 0) or 0)
+
+
+def expiry(now: datetime, seconds: int) -> datetime:
+    return now + timedelta(seconds=seconds)
