@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import IO, Any
 
 import structlog
 
@@ -25,7 +25,7 @@ def drop_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any
     return event_dict
 
 
-def configure(level: str = "INFO", json: bool = True) -> None:
+def configure(level: str = "INFO", json: bool = True, stream: IO[str] | None = None) -> None:
     """Route structlog and the standard library's logging into one renderer. Safe to call more than once."""
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -49,7 +49,7 @@ def configure(level: str = "INFO", json: bool = True) -> None:
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     handler.set_name("hipper")
     root = logging.getLogger()
