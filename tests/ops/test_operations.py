@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from hipper import logs, metrics
 from hipper.api.app import create_app
 from hipper.config import Settings
-from tests.conftest import FAST_ARGON2, UserFactory
+from tests.conftest import UserFactory
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -35,7 +35,10 @@ async def test_health_answers_ok_with_a_working_database(client: httpx.AsyncClie
 async def test_health_answers_503_when_the_database_fails(tmp_path: Path) -> None:
     # A SQLite file in a directory that does not exist cannot be opened.
     broken = Settings(
-        data_dir=tmp_path / "data", database_url=f"sqlite+aiosqlite:///{tmp_path}/missing/dir/x.db", **FAST_ARGON2
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/missing/dir/x.db",
+        argon2_time_cost=1,
+        argon2_memory_cost=1024,
     )
     app = create_app(broken, run_migrations=False)
     try:
@@ -50,7 +53,10 @@ async def test_health_answers_503_when_the_database_fails(tmp_path: Path) -> Non
 async def test_health_answers_503_when_postgresql_is_down(tmp_path: Path) -> None:
     # Nothing listens on port 1: the connection is refused at once.
     broken = Settings(
-        data_dir=tmp_path / "data", database_url="postgresql+asyncpg://postgres@127.0.0.1:1/hipper", **FAST_ARGON2
+        data_dir=tmp_path / "data",
+        database_url="postgresql+asyncpg://postgres@127.0.0.1:1/hipper",
+        argon2_time_cost=1,
+        argon2_memory_cost=1024,
     )
     app = create_app(broken, run_migrations=False)
     try:
