@@ -1,0 +1,56 @@
+"""GET /me/routing/explain: what would happen to a call for me, step by step, with the reasons."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel
+
+from hipper.api.deps import CurrentUser, Session
+from hipper.domain.numbers import NumberError, normalise
+from hipper.domain.routing import IncomingCall, RoutingPlan, plan_incoming
+from hipper.store.user_state import load_user_state
+
+router = APIRouter(prefix="/me/routing", tags=["routing"])
+
+
+class Explanation(BaseModel):
+    plan: RoutingPlan
+    # The plan as indented sentences, branches included ("if busy", "if no answer", "if not reachable").
+    summary: list[str]
+
+
+def _invalid(field: str, message: str) -> HTTPException:
+    # The same shape as FastAPI's own 422, so clients read one format.
+    return HTTPException(422, [{"loc": ["query", field], "msg": message, "type": "value_error"}])
+
+
+@router.get("/explain", response_model=Explanation)
+async def explain(
+    auth: CurrentUser,
+    session: Session,
+    caller: Annotated[str | None, Query(description="The caller's number; omit for an anonymous caller")] = None,
+    at: Annotated[datetime | None, Query(description="When the call comes in (ISO 8601); default now")] = None,
+    called: Annotated[Literal["fixed", "mobile"], Query(description="Which of your numbers is called")] = "fixed",
+    on_call: Annotated[bool, Query(description="Explain as if you were on a call already")] = False,
+) -> Explanation:
+    """The routing plan for a call to you, as the exchange would run it, with the reason for every step.
+
+    Registrations are read as they are now, whatever `at` says: the devices registered at that time are unknown.
+    """
+    caller_number: str | None = None
+    if caller is not None and caller.strip():
+        try:
+            caller_number = normalise(caller)
+        except NumberError as exc:
+            raise _invalid("caller", str(exc)) from exc
+    real_now = datetime.now(UTC)
+    moment = real_now if at is None else (at if at.tzinfo is not None else at.replace(tzinfo=UTC))
+    user = auth.user
+    state = await load_user_state(session, user, real_now, on_call=on_call)
+    if called == "mobile" and (state.mobile_number is None or "fixed-mobile" not in state.licences):
+        raise _invalid("called", "calls to your mobile number pass through the exchange only with fixed-mobile")
+    plan = plan_incoming(IncomingCall(caller=caller_number, called=called), state, moment)
+    return Explanation(plan=plan, summary=plan.describe())

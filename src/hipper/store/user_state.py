@@ -1,0 +1,58 @@
+"""The routing snapshot of one user, built from the database (DESIGN "the call model").
+
+The call path is meant to read a cached snapshot; this builds one (the cache and its outbox invalidation are the
+executor's). Services come from `service_settings.load` for the services the user is licensed for, reachability
+from the `registrations` table (only bindings that have not expired).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hipper.domain.licences import licensed_services
+from hipper.domain.routing import RegisteredDevice, UserState
+from hipper.domain.routing.state import DeviceKind
+from hipper.domain.services import SERVICES, ServiceSettings
+from hipper.store import service_settings
+from hipper.store.models import Registration, SipDevice, User
+from hipper.store.users import numbers_of
+
+
+def device_kind(kind: str) -> DeviceKind:
+    # Desk phones and softphones on a desk both answer calls to the fixed number; only a device registered as
+    # the user's mobile (an app on the handset) counts as the mobile.
+    return "mobile" if kind == "mobile" else "desk"
+
+
+async def registered_devices(session: AsyncSession, user_id: int, now: datetime) -> list[RegisteredDevice]:
+    rows = (
+        await session.execute(
+            select(SipDevice.id, SipDevice.kind, SipDevice.name)
+            .join(Registration, Registration.device_id == SipDevice.id)
+            .where(Registration.user_id == user_id, SipDevice.user_id == user_id, Registration.expires_at > now)
+            .distinct()
+            .order_by(SipDevice.id)
+        )
+    ).all()
+    return [RegisteredDevice(id=row.id, kind=device_kind(row.kind), name=row.name) for row in rows]
+
+
+async def load_user_state(session: AsyncSession, user: User, now: datetime, *, on_call: bool = False) -> UserState:
+    licences = frozenset(user.licences or ())
+    documents: dict[str, ServiceSettings] = {}
+    for name in licensed_services(licences):
+        settings_class = SERVICES.get(name)
+        if settings_class is not None:
+            documents[name] = await service_settings.load(session, user.id, settings_class)
+    return UserState(
+        user_id=user.id,
+        extension=user.extension,
+        numbers=await numbers_of(session, user),
+        licences=licences,
+        services=documents,
+        on_call=on_call,
+        devices=tuple(await registered_devices(session, user.id, now)),
+    )
