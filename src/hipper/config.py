@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     sip_max_expires: int = 3600
     sip_nonce_seconds: int = 300
     sip_node: str = ""
+    # Offered in this order. SIPp and many phones only read the first WWW-Authenticate, so MD5 leads;
+    # RFC 8760 clients pick the first they support. Both are always verified.
+    sip_digest_algorithms: list[str] = Field(default_factory=lambda: ["MD5", "SHA-256"])
     log_level: str = "INFO"
     log_json: bool = True
     # Session tokens ("stay logged in on this device", SPEC A1).
