@@ -1,0 +1,938 @@
+"""The in-process media engine: RTP endpoints on the asyncio loop, driven by message-shaped commands.
+
+A B2BUA (or any application) sends commands (``CreateEndpoint``, ``Connect``, ``Play``, ``StartRecording``, …)
+through ``MediaEngine.execute`` and reads ``MediaEvent``s (DTMF, playback finished, RTP timeout, recording
+finished) from ``MediaEngine.events`` or a listener. Commands and events are plain dataclasses with ids and
+strings only, so the same interface can later cross a process boundary (one media worker per core, the way SIP
+proxies pair with rtpengine) without changing the callers.
+
+Design notes (see DESIGN.md "Media" and "Telephony traps"):
+
+- Every endpoint sends ONE outgoing stream for its whole life: one SSRC, continuous sequence numbers and
+  timestamps, whatever it is fed (ringback, prompt, bridged peer, mixer, silence). At every switch of source the
+  timestamp jumps by the wall-clock time since the last packet and the marker bit is set (RFC 3551 §4.1), so the
+  far end's jitter buffer resynchronises instead of discarding "late" packets from a "new" stream.
+- Packets go to where the remote's packets come from (latching / symmetric RTP, RFC 4961): the SDP address is
+  only the first guess, because a phone behind NAT announces an address nobody can reach.
+- Paced sources (players, tones, the mixer, DTMF) run off one 20 ms ticker scheduled with ``loop.call_at`` on
+  absolute deadlines of the loop's monotonic clock, so lateness does not accumulate (no ``sleep(0.02)`` drift).
+- Relayed audio is forwarded as it arrives (no pacing, no jitter buffer): the header is rewritten with
+  ``struct`` and PCMU<->PCMA is a ``bytes.translate``; no per-packet logging or objects beyond the datagram.
+- Sockets are non-blocking and read with ``add_reader`` until EAGAIN (several times the throughput of
+  ``DatagramProtocol`` here, see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+from hipper.config import Settings
+from hipper.media import g711
+from hipper.media.dtmf import DtmfReceiver, digit_to_event, event_payloads
+from hipper.media.g711 import PCMA, PCMU, SAMPLES_PER_FRAME, Pcm
+from hipper.media.mixer import MAX_BUFFERED_FRAMES, SILENT_FRAME, Mixer, mix
+from hipper.media.rtp import RTP_HEADER, RtcpReceiverReport, RtcpSenderReport, ntp_timestamp, parse_rtcp
+from hipper.media.sdp import AudioSession, SdpError, SessionDescription, accept_answer, answer_offer, build_offer
+from hipper.media.wavfile import AsyncWavWriter, read_wav
+
+log = logging.getLogger(__name__)
+
+FRAME_SECONDS: Final = 0.020
+# When the loop was blocked, send at most this many overdue frames at once; beyond that, skip ahead (a burst of
+# old audio is worse than a gap).
+MAX_CATCH_UP_FRAMES: Final = 3
+RTCP_INTERVAL_SECONDS: Final = 5.0
+# Datagrams read per readiness callback before yielding to other endpoints (fairness under load).
+READ_BATCH: Final = 64
+_UNPACK_HEADER = RTP_HEADER.unpack_from
+_PACK_HEADER = RTP_HEADER.pack
+
+
+class MediaError(Exception):
+    """A command that cannot be carried out (unknown endpoint, no free port, bad SDP, bad file)."""
+
+
+# ---------------------------------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class CreateEndpoint:
+    """Allocate an RTP/RTCP port pair. With ``remote_sdp`` (an offer) the reply carries our answer; without, an
+    offer, whose answer is given later with ``SetRemoteSdp``."""
+
+    remote_sdp: str | None = None
+    codecs: tuple[str, ...] = (PCMU, PCMA)
+
+
+@dataclass(frozen=True, slots=True)
+class SetRemoteSdp:
+    """The answer to our offer, or a new description of the remote (re-INVITE); resets latching."""
+
+    endpoint_id: str
+    sdp: str
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    """Bridge two endpoints: each hears what the other receives (transcoding if their codecs differ)."""
+
+    endpoint_a: str
+    endpoint_b: str
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """Stop whatever an endpoint hears (bridge, player, mixer); it then sends silence."""
+
+    endpoint_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Play:
+    """Play a WAV file (8 kHz mono 16-bit) or a sequence of them (a composed sentence) to an endpoint."""
+
+    endpoint_id: str
+    files: tuple[Path, ...]
+    loop: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PlayPcm:
+    """Play generated audio (a tone, a ringback cadence) to an endpoint."""
+
+    endpoint_id: str
+    samples: Pcm = field(compare=False)
+    loop: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SendDtmf:
+    endpoint_id: str
+    digits: str
+    duration_ms: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class StartRecording:
+    """Record what one endpoint receives, or (two endpoints of a bridged pair) a mix of both directions.
+
+    Pausing writes silence by default, so the recording keeps the call's timeline (a listener hears where the
+    pause was and how long it lasted); ``pause_writes_silence=False`` cuts the paused stretch out instead.
+    """
+
+    endpoint_ids: tuple[str, ...]
+    path: Path
+    pause_writes_silence: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PauseRecording:
+    recording_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRecording:
+    recording_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopRecording:
+    recording_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateMixer:
+    """A conference: each endpoint hears the sum of the others, never itself."""
+
+    endpoint_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AddToMixer:
+    mixer_id: str
+    endpoint_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    endpoint_id: str
+
+
+Command = (
+    CreateEndpoint | SetRemoteSdp | Connect | Disconnect | Play | PlayPcm | SendDtmf | StartRecording
+    | PauseRecording | ResumeRecording | StopRecording | CreateMixer | AddToMixer | Release
+)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------------ replies
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointCreated:
+    endpoint_id: str
+    local_port: int
+    local_sdp: str
+    session: AudioSession | None
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """Reply to commands that start something with an id (a playback, a recording, a mixer)."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    pass
+
+
+Reply = EndpointCreated | Started | Done | AudioSession | None
+
+
+# ------------------------------------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    endpoint_id: str
+    digit: str
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackFinished:
+    endpoint_id: str
+    playback_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RtpTimeout:
+    endpoint_id: str
+    silent_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingFinished:
+    recording_id: str
+    path: Path
+    duration_seconds: float
+
+
+MediaEvent = DtmfReceived | PlaybackFinished | RtpTimeout | RecordingFinished
+
+
+# ----------------------------------------------------------------------------------------------------- internals
+
+# What an endpoint's outgoing stream is fed by.
+SOURCE_NONE: Final = 0  # nothing sent (not yet answered, or on hold)
+SOURCE_SILENCE: Final = 1
+SOURCE_PLAYER: Final = 2
+SOURCE_PEER: Final = 3  # relayed packets from the bridged peer
+SOURCE_MIXER: Final = 4
+
+
+class _Player:
+    __slots__ = ("frames", "index", "loop", "playback_id")
+
+    def __init__(self, playback_id: str, payload: bytes, loop: bool) -> None:
+        self.playback_id = playback_id
+        # Pre-slice the encoded audio once; each tick then only indexes a list.
+        self.frames = [payload[i : i + SAMPLES_PER_FRAME] for i in range(0, len(payload), SAMPLES_PER_FRAME)]
+        self.index = 0
+        self.loop = loop
+
+    def next_frame(self) -> bytes | None:
+        if self.index >= len(self.frames):
+            if not self.loop or not self.frames:
+                return None
+            self.index = 0
+        frame = self.frames[self.index]
+        self.index += 1
+        return frame
+
+
+class _Endpoint:
+    def __init__(self, endpoint_id: str, rtp: socket.socket, rtcp: socket.socket, port: int) -> None:
+        self.id = endpoint_id
+        self.rtp = rtp
+        self.rtcp = rtcp
+        self.port = port
+        self.offer: SessionDescription | None = None
+        self.session: AudioSession | None = None
+        self.remote: tuple[str, int] | None = None
+        self.remote_rtcp: tuple[str, int] | None = None
+        self.latched = False
+        self.codec = PCMU
+        self.payload_type = 0
+        self.send_dtmf_pt: int | None = None
+        self.recv_dtmf_pts: frozenset[int] = frozenset()
+        # Outgoing stream state (RFC 3550 §5.1): random initial values, then continuous.
+        self.ssrc = random.getrandbits(32)
+        self.seq = random.getrandbits(16)
+        self.ts = random.getrandbits(32)
+        self.last_sent = 0.0  # loop time of the last packet sent; 0 = never
+        self.switched = True  # next packet starts a new talkspurt/source: marker bit, time-based timestamp jump
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.source = SOURCE_NONE
+        self.player: _Player | None = None
+        self.peer: _Endpoint | None = None
+        self.relay_ssrc = -1  # the SSRC we last rebased relayed packets from; a change means a new rebase
+        self.ts_offset = 0
+        self.seq_offset = 0
+        self.mixer: Mixer | None = None
+        self.dtmf_out: deque[bytes | None] = deque()
+        self.dtmf_ts = 0
+        self.dtmf_first = False
+        self.dtmf_rx = DtmfReceiver()
+        # Decoded received audio for recorders and the mixer; empty for plain bridges (no decoding then).
+        self.taps: list[deque[Pcm]] = []
+        self.last_received = 0.0
+        self.packets_received = 0
+        self.timed_out = False
+        self.highest_seq = -1
+
+
+class _Recording:
+    def __init__(self, recording_id: str, path: Path, writer: AsyncWavWriter, pause_writes_silence: bool) -> None:
+        self.id = recording_id
+        self.path = path
+        self.writer = writer
+        self.pause_writes_silence = pause_writes_silence
+        self.sources: list[tuple[_Endpoint, deque[Pcm]]] = []
+        self.paused = False
+        self.pending: list[Pcm] = []
+
+
+def _allowed_ports(port_min: int, port_max: int) -> list[int]:
+    first = port_min + (port_min % 2)  # RTP on even ports, RTCP on the next odd one (RFC 3550 §11)
+    return list(range(first, port_max - 1, 2))
+
+
+class MediaEngine:
+    """Owns every endpoint, the 20 ms ticker and the event queue. Use from one event loop only."""
+
+    def __init__(
+        self,
+        bind_address: str = "127.0.0.1",
+        advertised_address: str | None = None,
+        port_min: int = 20000,
+        port_max: int = 30000,
+        rtp_timeout_seconds: float = 30.0,
+        listener: Callable[[MediaEvent], None] | None = None,
+    ) -> None:
+        if port_max - port_min < 2:
+            raise ValueError("the RTP port range must hold at least one even/odd port pair")
+        self.bind_address = bind_address
+        self.advertised_address = advertised_address or bind_address
+        self.rtp_timeout_seconds = rtp_timeout_seconds
+        self.events: asyncio.Queue[MediaEvent] = asyncio.Queue()
+        self._listener = listener
+        self._ports = _allowed_ports(port_min, port_max)
+        self._port_cursor = random.randrange(len(self._ports))
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._recordings: dict[str, _Recording] = {}
+        self._mixers: dict[str, Mixer] = {}
+        self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._now = 0.0
+        self._next_housekeeping = 0.0
+        self._next_rtcp = 0.0
+
+    # ------------------------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._now = self._loop.time()
+        self._deadline = self._now + FRAME_SECONDS
+        self._next_housekeeping = self._now + 1.0
+        self._next_rtcp = self._now + RTCP_INTERVAL_SECONDS
+        self._tick_handle = self._loop.call_at(self._deadline, self._tick)
+
+    async def stop(self) -> None:
+        for recording_id in list(self._recordings):
+            await self._stop_recording(recording_id)
+        for endpoint_id in list(self._endpoints):
+            self._release(endpoint_id)
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+
+    async def __aenter__(self) -> MediaEngine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    # -------------------------------------------------------------------------------------------- commands
+
+    async def execute(self, command: Command) -> Reply:
+        """Carry out one command; raises ``MediaError`` with a reason when it cannot."""
+        if self._loop is None:
+            raise MediaError("the media engine is not started")
+        match command:
+            case CreateEndpoint():
+                return self._create_endpoint(command)
+            case SetRemoteSdp():
+                return self._set_remote_sdp(self._endpoint(command.endpoint_id), command.sdp)
+            case Connect():
+                self._connect(self._endpoint(command.endpoint_a), self._endpoint(command.endpoint_b))
+            case Disconnect():
+                self._detach(self._endpoint(command.endpoint_id))
+            case Play():
+                endpoint = self._endpoint(command.endpoint_id)
+                try:
+                    parts = [await asyncio.to_thread(read_wav, Path(path)) for path in command.files]
+                except OSError as error:
+                    raise MediaError(f"cannot read prompt: {error}") from error
+                except ValueError as error:
+                    raise MediaError(str(error)) from error
+                samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+                return Started(self._play(endpoint, samples, command.loop))
+            case PlayPcm():
+                return Started(self._play(self._endpoint(command.endpoint_id), command.samples, command.loop))
+            case SendDtmf():
+                self._send_dtmf(self._endpoint(command.endpoint_id), command.digits, command.duration_ms)
+            case StartRecording():
+                return Started(self._start_recording(command))
+            case PauseRecording():
+                self._recording(command.recording_id).paused = True
+            case ResumeRecording():
+                self._recording(command.recording_id).paused = False
+            case StopRecording():
+                await self._stop_recording(command.recording_id)
+            case CreateMixer():
+                return Started(self._create_mixer(command.endpoint_ids))
+            case AddToMixer():
+                mixer = self._mixers.get(command.mixer_id)
+                if mixer is None:
+                    raise MediaError(f"unknown mixer_id {command.mixer_id!r}")
+                self._join_mixer(mixer, self._endpoint(command.endpoint_id))
+            case Release():
+                self._release(command.endpoint_id)
+        return Done()
+
+    def local_port(self, endpoint_id: str) -> int:
+        return self._endpoint(endpoint_id).port
+
+    def stats(self, endpoint_id: str) -> dict[str, int]:
+        endpoint = self._endpoint(endpoint_id)
+        return {
+            "packets_sent": endpoint.packets_sent,
+            "packets_received": endpoint.packets_received,
+            "octets_sent": endpoint.octets_sent,
+        }
+
+    # ------------------------------------------------------------------------------------ command handlers
+
+    def _endpoint(self, endpoint_id: str) -> _Endpoint:
+        endpoint = self._endpoints.get(endpoint_id)
+        if endpoint is None:
+            raise MediaError(f"unknown endpoint_id {endpoint_id!r}")
+        return endpoint
+
+    def _recording(self, recording_id: str) -> _Recording:
+        recording = self._recordings.get(recording_id)
+        if recording is None:
+            raise MediaError(f"unknown recording_id {recording_id!r}")
+        return recording
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}-{next(self._ids)}"
+
+    def _bind_pair(self) -> tuple[socket.socket, socket.socket, int]:
+        for _ in range(len(self._ports)):
+            port = self._ports[self._port_cursor]
+            self._port_cursor = (self._port_cursor + 1) % len(self._ports)
+            rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                rtp.bind((self.bind_address, port))
+                rtcp.bind((self.bind_address, port + 1))
+            except OSError:
+                rtp.close()
+                rtcp.close()
+                continue
+            for sock in (rtp, rtcp):
+                sock.setblocking(False)
+            return rtp, rtcp, port
+        raise MediaError("no free RTP port pair in the configured range")
+
+    def _create_endpoint(self, command: CreateEndpoint) -> EndpointCreated:
+        assert self._loop is not None
+        unknown = [codec for codec in command.codecs if codec not in (PCMU, PCMA)]
+        if unknown or not command.codecs:
+            raise MediaError(f"codecs must be PCMU and/or PCMA, got {command.codecs!r}")
+        rtp, rtcp, port = self._bind_pair()
+        endpoint = _Endpoint(self._new_id("ep"), rtp, rtcp, port)
+        try:
+            if command.remote_sdp is not None:
+                answer, session = answer_offer(
+                    SessionDescription.parse(command.remote_sdp), self.advertised_address, port, command.codecs
+                )
+                self._apply_session(endpoint, session)
+                local_sdp = answer.serialize()
+            else:
+                endpoint.offer = build_offer(self.advertised_address, port, command.codecs)
+                local_sdp = endpoint.offer.serialize()
+        except SdpError as error:
+            rtp.close()
+            rtcp.close()
+            raise MediaError(f"remote_sdp: {error}") from error
+        self._endpoints[endpoint.id] = endpoint
+        self._loop.add_reader(rtp.fileno(), self._on_rtp_readable, endpoint)
+        self._loop.add_reader(rtcp.fileno(), self._on_rtcp_readable, endpoint)
+        endpoint.last_received = self._now
+        return EndpointCreated(endpoint.id, port, local_sdp, endpoint.session)
+
+    def _set_remote_sdp(self, endpoint: _Endpoint, sdp: str) -> AudioSession:
+        try:
+            remote = SessionDescription.parse(sdp)
+            if endpoint.offer is not None and endpoint.session is None:
+                session = accept_answer(endpoint.offer, remote)
+            else:
+                # A re-offer from the remote (re-INVITE, hold): answer within our existing codec choice.
+                _, session = answer_offer(remote, self.advertised_address, endpoint.port, (endpoint.codec,))
+        except SdpError as error:
+            raise MediaError(f"sdp: {error}") from error
+        self._apply_session(endpoint, session)
+        return session
+
+    def _apply_session(self, endpoint: _Endpoint, session: AudioSession) -> None:
+        endpoint.session = session
+        endpoint.codec = session.codec
+        endpoint.payload_type = session.payload_type
+        endpoint.send_dtmf_pt = session.remote_dtmf_payload_type
+        # Accept DTMF on our own declared payload type, and on the remote's (some phones send what they declared).
+        endpoint.recv_dtmf_pts = frozenset(
+            pt for pt in (session.local_dtmf_payload_type, session.remote_dtmf_payload_type) if pt is not None
+        )
+        endpoint.latched = False
+        if session.remote_address != "0.0.0.0" and session.remote_port:
+            endpoint.remote = (session.remote_address, session.remote_port)
+            endpoint.remote_rtcp = (session.remote_address, session.remote_port + 1)
+        if endpoint.source == SOURCE_NONE:
+            self._set_source(endpoint, SOURCE_SILENCE)
+
+    def _set_source(self, endpoint: _Endpoint, source: int) -> None:
+        endpoint.source = source
+        endpoint.switched = True
+        endpoint.relay_ssrc = -1
+
+    def _detach(self, endpoint: _Endpoint) -> None:
+        """Take an endpoint out of any bridge or mixer and stop its player; it falls back to silence."""
+        peer = endpoint.peer
+        if peer is not None:
+            endpoint.peer = peer.peer = None
+            if peer.source == SOURCE_PEER:
+                self._set_source(peer, SOURCE_SILENCE)
+        if endpoint.mixer is not None:
+            mixer = endpoint.mixer
+            buffer = mixer.buffers.get(endpoint.id)
+            mixer.remove(endpoint.id)
+            if buffer is not None and buffer in endpoint.taps:
+                endpoint.taps.remove(buffer)
+            endpoint.mixer = None
+        endpoint.player = None
+        self._set_source(endpoint, SOURCE_SILENCE)
+
+    def _connect(self, a: _Endpoint, b: _Endpoint) -> None:
+        if a is b:
+            raise MediaError("cannot connect an endpoint to itself")
+        self._detach(a)
+        self._detach(b)
+        a.peer, b.peer = b, a
+        self._set_source(a, SOURCE_PEER)
+        self._set_source(b, SOURCE_PEER)
+
+    def _play(self, endpoint: _Endpoint, samples: Pcm, loop: bool) -> str:
+        if endpoint.mixer is not None or endpoint.peer is not None:
+            self._detach(endpoint)
+        playback_id = self._new_id("play")
+        endpoint.player = _Player(playback_id, g711.encode(samples, endpoint.codec), loop)
+        self._set_source(endpoint, SOURCE_PLAYER)
+        return playback_id
+
+    def _send_dtmf(self, endpoint: _Endpoint, digits: str, duration_ms: int) -> None:
+        if endpoint.send_dtmf_pt is None:
+            raise MediaError("the remote did not negotiate telephone-event")
+        try:
+            for digit in digits:
+                digit_to_event(digit)
+            for index, digit in enumerate(digits):
+                if index:
+                    endpoint.dtmf_out.extend([None, None, None])  # 60 ms pause between digits
+                endpoint.dtmf_out.extend(event_payloads(digit, duration_ms))
+        except ValueError as error:
+            raise MediaError(f"digits: {error}") from error
+
+    def _start_recording(self, command: StartRecording) -> str:
+        endpoints = [self._endpoint(endpoint_id) for endpoint_id in command.endpoint_ids]
+        if not 1 <= len(endpoints) <= 2:
+            raise MediaError("endpoint_ids: record one endpoint, or the two endpoints of a bridged pair")
+        recording = _Recording(
+            self._new_id("rec"), command.path, AsyncWavWriter(command.path), command.pause_writes_silence
+        )
+        for endpoint in endpoints:
+            buffer: deque[Pcm] = deque(maxlen=MAX_BUFFERED_FRAMES)
+            endpoint.taps.append(buffer)
+            recording.sources.append((endpoint, buffer))
+        self._recordings[recording.id] = recording
+        return recording.id
+
+    async def _stop_recording(self, recording_id: str) -> None:
+        recording = self._recording(recording_id)
+        del self._recordings[recording_id]
+        for endpoint, buffer in recording.sources:
+            if buffer in endpoint.taps:
+                endpoint.taps.remove(buffer)
+        self._flush_recording(recording)
+        try:
+            samples = await recording.writer.commit()
+        except OSError as error:
+            raise MediaError(f"recording {recording.path}: {error}") from error
+        self._emit(RecordingFinished(recording.id, recording.path, samples / g711.SAMPLE_RATE))
+
+    def _create_mixer(self, endpoint_ids: tuple[str, ...]) -> str:
+        endpoints = [self._endpoint(endpoint_id) for endpoint_id in endpoint_ids]
+        mixer = Mixer(self._new_id("mix"))
+        self._mixers[mixer.mixer_id] = mixer
+        for endpoint in endpoints:
+            self._join_mixer(mixer, endpoint)
+        return mixer.mixer_id
+
+    def _join_mixer(self, mixer: Mixer, endpoint: _Endpoint) -> None:
+        self._detach(endpoint)
+        endpoint.taps.append(mixer.add(endpoint.id))
+        endpoint.mixer = mixer
+        self._set_source(endpoint, SOURCE_MIXER)
+
+    def _release(self, endpoint_id: str) -> None:
+        endpoint = self._endpoints.pop(endpoint_id, None)
+        if endpoint is None:
+            return
+        self._detach(endpoint)
+        endpoint.source = SOURCE_NONE
+        if self._loop is not None:
+            self._loop.remove_reader(endpoint.rtp.fileno())
+            self._loop.remove_reader(endpoint.rtcp.fileno())
+        endpoint.rtp.close()
+        endpoint.rtcp.close()
+        for mixer_id, mixer in list(self._mixers.items()):
+            if not mixer.buffers:
+                del self._mixers[mixer_id]
+
+    def _emit(self, event: MediaEvent) -> None:
+        self.events.put_nowait(event)
+        if self._listener is not None:
+            try:
+                self._listener(event)
+            except Exception:
+                log.exception("media event listener failed for %r", event)
+
+    # --------------------------------------------------------------------------------------- receive path
+
+    def _on_rtp_readable(self, endpoint: _Endpoint) -> None:
+        recvfrom = endpoint.rtp.recvfrom
+        for _ in range(READ_BATCH):
+            try:
+                data, address = recvfrom(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # e.g. ICMP errors surfacing on the socket: nothing to read
+            self._on_rtp(endpoint, data, address)
+
+    def _on_rtp(self, endpoint: _Endpoint, data: bytes, address: tuple[str, int]) -> None:
+        # Hot path: called for every datagram. Header fields straight from struct; no objects, no logging.
+        if len(data) < 12:
+            return
+        first, second, seq, ts, ssrc = _UNPACK_HEADER(data)
+        if first & 0xC0 != 0x80 or 72 <= (second & 0x7F) <= 76:
+            return  # not RTP v2, or RTCP multiplexed on the RTP port (RFC 5761): ignored here
+        if endpoint.latched:
+            if address != endpoint.remote:
+                return  # after latching, only the latched source is accepted (no media hijacking)
+        else:
+            # Symmetric RTP: answer to where the media really comes from, not to the (maybe NATed) SDP address.
+            endpoint.remote = address
+            endpoint.remote_rtcp = (address[0], address[1] + 1)
+            endpoint.latched = True
+        endpoint.last_received = self._now
+        endpoint.packets_received += 1
+        endpoint.highest_seq = seq
+        offset = 12 + 4 * (first & 0x0F)
+        if first & 0x10:
+            if len(data) < offset + 4:
+                return
+            offset += 4 + 4 * ((data[offset + 2] << 8) | data[offset + 3])
+        end = len(data) - data[-1] if first & 0x20 else len(data)
+        if offset > end:
+            return
+        payload_type = second & 0x7F
+        if payload_type == endpoint.payload_type:
+            if endpoint.taps:
+                pcm = g711.decode(data[offset:end], endpoint.codec)
+                for tap in endpoint.taps:
+                    tap.append(pcm)
+            peer = endpoint.peer
+            if peer is not None and peer.source == SOURCE_PEER and not peer.dtmf_out and peer.remote is not None:
+                payload = data[offset:end]
+                if peer.codec != endpoint.codec:
+                    payload = g711.transcode(payload, endpoint.codec, peer.codec)
+                self._relay(peer, payload, seq, ts, ssrc, second & 0x80, peer.payload_type)
+        elif payload_type in endpoint.recv_dtmf_pts:
+            for digit in endpoint.dtmf_rx.feed(ts, data[offset:end]):
+                self._emit(DtmfReceived(endpoint.id, digit.digit, digit.duration_ms))
+            peer = endpoint.peer
+            if peer is not None and peer.source == SOURCE_PEER and peer.send_dtmf_pt is not None and peer.remote:
+                # DTMF passes through the bridge on the peer's own telephone-event payload type.
+                self._relay(peer, data[offset:end], seq, ts, ssrc, second & 0x80, peer.send_dtmf_pt)
+
+    def _relay(self, out: _Endpoint, payload: bytes, seq: int, ts: int, ssrc: int, marker: int, pt: int) -> None:
+        if ssrc != out.relay_ssrc:
+            # A new incoming stream (first packet after a switch, or the peer restarted): rebase it onto our
+            # continuous outgoing stream.
+            now = self._loop.time() if self._loop is not None else self._now
+            next_ts = self._next_switch_ts(out, now)
+            out.ts_offset = (next_ts - ts) & 0xFFFFFFFF
+            out.seq_offset = (out.seq + 1 - seq) & 0xFFFF
+            out.relay_ssrc = ssrc
+            out.switched = False
+            marker = 0x80
+        out_seq = (seq + out.seq_offset) & 0xFFFF
+        out_ts = (ts + out.ts_offset) & 0xFFFFFFFF
+        packet = _PACK_HEADER(0x80, marker | pt, out_seq, out_ts, out.ssrc) + payload
+        try:
+            out.rtp.sendto(packet, out.remote)  # type: ignore[arg-type]  # callers checked remote
+        except OSError:
+            return  # a full socket buffer or an ICMP error: this packet is lost, like on the wire
+        out.seq = out_seq
+        out.ts = out_ts
+        out.last_sent = self._now
+        out.packets_sent += 1
+        out.octets_sent += len(payload)
+
+    def _on_rtcp_readable(self, endpoint: _Endpoint) -> None:
+        for _ in range(READ_BATCH):
+            try:
+                data, address = endpoint.rtcp.recvfrom(2048)
+            except OSError:
+                return
+            if endpoint.latched and endpoint.remote is not None and address[0] == endpoint.remote[0]:
+                endpoint.remote_rtcp = address
+            with contextlib.suppress(ValueError):
+                # RTCP only proves the remote is alive here; reports are not acted on yet.
+                parse_rtcp(data)
+                endpoint.last_received = self._now
+
+    # ------------------------------------------------------------------------------------------ send path
+
+    def _next_switch_ts(self, endpoint: _Endpoint, now: float) -> int:
+        """The first timestamp after a source switch: advanced by the wall-clock time since the last packet."""
+        if not endpoint.last_sent:
+            return endpoint.ts
+        elapsed = round((now - endpoint.last_sent) * g711.SAMPLE_RATE)
+        return (endpoint.ts + max(SAMPLES_PER_FRAME, elapsed)) & 0xFFFFFFFF
+
+    def _send_frame(self, endpoint: _Endpoint, payload: bytes, payload_type: int, now: float) -> None:
+        if endpoint.switched:
+            ts = self._next_switch_ts(endpoint, now)
+            marker = 0x80
+            endpoint.switched = False
+        else:
+            ts = (endpoint.ts + SAMPLES_PER_FRAME) & 0xFFFFFFFF
+            marker = 0
+        self._send_packet(endpoint, payload, payload_type, ts, marker, now)
+
+    def _send_packet(self, endpoint: _Endpoint, payload: bytes, pt: int, ts: int, marker: int, now: float) -> None:
+        seq = (endpoint.seq + 1) & 0xFFFF
+        if endpoint.remote is not None:
+            with contextlib.suppress(OSError):
+                endpoint.rtp.sendto(_PACK_HEADER(0x80, marker | pt, seq, ts, endpoint.ssrc) + payload, endpoint.remote)
+        endpoint.seq = seq
+        endpoint.ts = ts
+        endpoint.last_sent = now
+        endpoint.packets_sent += 1
+        endpoint.octets_sent += len(payload)
+
+    def _send_dtmf_tick(self, endpoint: _Endpoint, now: float) -> None:
+        payload = endpoint.dtmf_out.popleft()
+        assert endpoint.send_dtmf_pt is not None
+        if payload is None:  # the pause between two digits
+            endpoint.dtmf_first = False
+            return
+        if not endpoint.dtmf_first:
+            # A new event: it starts at the stream's next timestamp and keeps it for all its packets (RFC 4733).
+            endpoint.dtmf_ts = self._next_switch_ts(endpoint, now)
+            endpoint.dtmf_first = True
+            marker = 0x80
+        else:
+            marker = 0
+        self._send_packet(endpoint, payload, endpoint.send_dtmf_pt, endpoint.dtmf_ts, marker, now)
+        if payload[1] & 0x80 and (not endpoint.dtmf_out or endpoint.dtmf_out[0] != payload):
+            # Last end packet sent: continue the stream after the event's duration, as a new talkspurt.
+            duration = (payload[2] << 8) | payload[3]
+            endpoint.ts = (endpoint.dtmf_ts + duration - SAMPLES_PER_FRAME) & 0xFFFFFFFF
+            endpoint.dtmf_first = False
+            endpoint.switched = True
+            endpoint.relay_ssrc = -1
+
+    def _tick(self) -> None:
+        assert self._loop is not None
+        now = self._loop.time()
+        self._now = now
+        due = int((now - self._deadline) / FRAME_SECONDS) + 1
+        if due > MAX_CATCH_UP_FRAMES:
+            # The loop was blocked for a long time: skip ahead rather than send a burst of stale frames.
+            self._deadline += (due - 1) * FRAME_SECONDS
+            due = 1
+        for _ in range(due):
+            self._frame(now)
+            self._deadline += FRAME_SECONDS
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + 1.0
+            self._check_timeouts(now)
+        if now >= self._next_rtcp:
+            self._next_rtcp = now + RTCP_INTERVAL_SECONDS
+            self._send_rtcp()
+        self._tick_handle = self._loop.call_at(self._deadline, self._tick)
+
+    def _frame(self, now: float) -> None:
+        """One 20 ms step of every paced source."""
+        mixed: dict[str, Pcm] = {}
+        for mixer in self._mixers.values():
+            mixed.update(mixer.tick())
+        for endpoint in self._endpoints.values():
+            if endpoint.remote is None or endpoint.source == SOURCE_NONE:
+                continue
+            if endpoint.dtmf_out:
+                self._send_dtmf_tick(endpoint, now)
+                if endpoint.player is not None:
+                    endpoint.player.next_frame()  # a prompt keeps its place in time under the DTMF
+                continue
+            source = endpoint.source
+            if source == SOURCE_PLAYER:
+                player = endpoint.player
+                frame = player.next_frame() if player is not None else None
+                if frame is None:
+                    endpoint.player = None
+                    self._set_source(endpoint, SOURCE_SILENCE)
+                    if player is not None:
+                        self._emit(PlaybackFinished(endpoint.id, player.playback_id))
+                    frame = g711.silence(endpoint.codec)
+                    endpoint.switched = False  # silence continues the prompt's talkspurt seamlessly
+                elif len(frame) < SAMPLES_PER_FRAME:
+                    frame = frame + g711.silence(endpoint.codec, SAMPLES_PER_FRAME - len(frame))
+                self._send_frame(endpoint, frame, endpoint.payload_type, now)
+            elif source == SOURCE_SILENCE:
+                self._send_frame(endpoint, _SILENCE[endpoint.codec], endpoint.payload_type, now)
+            elif source == SOURCE_MIXER:
+                pcm = mixed.get(endpoint.id, SILENT_FRAME)
+                self._send_frame(endpoint, g711.encode(pcm, endpoint.codec), endpoint.payload_type, now)
+        for recording in self._recordings.values():
+            frames = [buffer.popleft() if buffer else SILENT_FRAME for _, buffer in recording.sources]
+            if recording.paused:
+                if not recording.pause_writes_silence:
+                    continue
+                frames = [SILENT_FRAME]
+            recording.pending.append(mix(frames))
+            if len(recording.pending) >= 50:  # hand a second of audio at a time to the writer thread
+                self._flush_recording(recording)
+
+    def _flush_recording(self, recording: _Recording) -> None:
+        if recording.pending:
+            recording.writer.append(np.concatenate(recording.pending).astype("<i2").tobytes())
+            recording.pending = []
+
+    def _check_timeouts(self, now: float) -> None:
+        for endpoint in list(self._endpoints.values()):
+            if endpoint.timed_out or endpoint.session is None:
+                continue
+            if endpoint.session.direction in ("sendonly", "inactive"):
+                endpoint.last_received = now  # on hold the remote sends nothing, rightly (RFC 3264 §8.4)
+                continue
+            silent = now - endpoint.last_received
+            if silent >= self.rtp_timeout_seconds:
+                endpoint.timed_out = True
+                self._emit(RtpTimeout(endpoint.id, round(silent, 1)))
+
+    def _send_rtcp(self) -> None:
+        wall = time.time()
+        for endpoint in self._endpoints.values():
+            if endpoint.remote_rtcp is None:
+                continue
+            report: RtcpSenderReport | RtcpReceiverReport
+            if endpoint.packets_sent:
+                report = RtcpSenderReport(
+                    endpoint.ssrc,
+                    ntp_timestamp(wall),
+                    endpoint.ts,
+                    endpoint.packets_sent & 0xFFFFFFFF,
+                    endpoint.octets_sent & 0xFFFFFFFF,
+                )
+            else:
+                report = RtcpReceiverReport(endpoint.ssrc)
+            with contextlib.suppress(OSError):
+                endpoint.rtcp.sendto(report.serialize(), endpoint.remote_rtcp)
+
+
+_SILENCE: Final = {PCMU: g711.silence(PCMU), PCMA: g711.silence(PCMA)}
+
+
+def engine_from_settings(settings: Settings, listener: Callable[[MediaEvent], None] | None = None) -> MediaEngine:
+    return MediaEngine(
+        bind_address=settings.media_bind_address,
+        advertised_address=settings.media_advertised_address or None,
+        port_min=settings.rtp_port_min,
+        port_max=settings.rtp_port_max,
+        rtp_timeout_seconds=settings.rtp_timeout_seconds,
+        listener=listener,
+    )
+
+
+__all__ = [
+    "AddToMixer",
+    "Command",
+    "Connect",
+    "CreateEndpoint",
+    "CreateMixer",
+    "Disconnect",
+    "Done",
+    "DtmfReceived",
+    "EndpointCreated",
+    "MediaEngine",
+    "MediaError",
+    "MediaEvent",
+    "PauseRecording",
+    "Play",
+    "PlayPcm",
+    "PlaybackFinished",
+    "RecordingFinished",
+    "Release",
+    "ResumeRecording",
+    "RtpTimeout",
+    "SendDtmf",
+    "SetRemoteSdp",
+    "StartRecording",
+    "Started",
+    "StopRecording",
+    "engine_from_settings",
+]

@@ -1,0 +1,325 @@
+"""The engine against real UDP sockets on loopback: what a phone would see on the wire."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import wave
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import pytest
+
+from hipper.media import g711
+from hipper.media.dtmf import TelephoneEvent
+from hipper.media.engine import (
+    Connect,
+    CreateEndpoint,
+    CreateMixer,
+    Disconnect,
+    DtmfReceived,
+    EndpointCreated,
+    MediaEngine,
+    MediaError,
+    MediaEvent,
+    PauseRecording,
+    PlaybackFinished,
+    PlayPcm,
+    RecordingFinished,
+    Release,
+    ResumeRecording,
+    RtpTimeout,
+    SendDtmf,
+    SetRemoteSdp,
+    Started,
+    StartRecording,
+    StopRecording,
+)
+from hipper.media.rtp import RtpPacket
+from tests.media.pcap import SIPP_CAPTURES, udp_payloads
+from tests.media.phones import Phone, Received, band_energy, dominant_frequency, rms, tone
+
+E = TypeVar("E", bound=MediaEvent)
+
+
+async def attach(engine: MediaEngine, phone: Phone, sdp_address: str = "127.0.0.1") -> str:
+    """The phone offers; the engine answers (what a B2BUA does with an incoming INVITE)."""
+    await phone.open()
+    reply = await engine.execute(CreateEndpoint(remote_sdp=phone.offer(sdp_address)))
+    assert isinstance(reply, EndpointCreated)
+    phone.engine_address = ("127.0.0.1", reply.local_port)
+    return reply.endpoint_id
+
+
+async def next_event(engine: MediaEngine, kind: type[E], within: float = 3.0) -> E:
+    async with asyncio.timeout(within):
+        while True:
+            event = await engine.events.get()
+            if isinstance(event, kind):
+                return event
+
+
+def audio_packets(phone: Phone) -> list[Received]:
+    return [r for r in phone.received if r.packet.payload_type in (0, 8)]
+
+
+def assert_one_continuous_stream(received: list[Received]) -> list[int]:
+    """Same SSRC, sequence +1 each packet, timestamps advancing with time; returns the marker positions."""
+    packets = [r.packet for r in received]
+    assert len({p.ssrc for p in packets}) == 1
+    markers = [i for i, p in enumerate(packets) if p.marker]
+    for i, (previous, current) in enumerate(itertools.pairwise(received), start=1):
+        assert current.packet.sequence_number == (previous.packet.sequence_number + 1) & 0xFFFF, i
+        step = (current.packet.timestamp - previous.packet.timestamp) & 0xFFFFFFFF
+        if current.packet.marker:
+            # A switch: the timestamp jumps by about the wall-clock gap (never backwards, never one frame less).
+            elapsed = round((current.at - previous.at) * 8000)
+            assert 160 <= step <= max(160, elapsed) + 800, (i, step, elapsed)
+        else:
+            assert step == 160, (i, step)
+    return markers
+
+
+async def test_one_outgoing_stream_across_silence_prompt_bridge_and_silence_again(engine: MediaEngine) -> None:
+    caller, callee = Phone("PCMU"), Phone("PCMA")
+    caller_ep, callee_ep = await attach(engine, caller), await attach(engine, callee)
+    await asyncio.sleep(0.1)  # silence while "ringing"
+    await engine.execute(PlayPcm(caller_ep, tone(1000, 0.2)))
+    await next_event(engine, PlaybackFinished)
+    await asyncio.sleep(0.1)
+    await engine.execute(Connect(caller_ep, callee_ep))
+    await callee.talk(tone(500, 0.4))
+    await asyncio.sleep(0.05)
+    await engine.execute(Disconnect(caller_ep))
+    await asyncio.sleep(0.1)
+
+    received = audio_packets(caller)
+    markers = assert_one_continuous_stream(received)
+    # Four sources began: initial silence, the prompt, the bridged callee, silence after the bridge.
+    # (The prompt running out into silence continues the same talkspurt: no marker.)
+    assert len(markers) == 4, markers
+    prompt = np.concatenate([g711.decode(r.packet.payload, "PCMU") for r in received[markers[1] : markers[1] + 10]])
+    assert dominant_frequency(prompt) == pytest.approx(1000, abs=25)
+    relayed = received[markers[2] : markers[3]]
+    assert len(relayed) == 20  # every packet the callee sent, transcoded PCMA -> PCMU
+    bridged = np.concatenate([g711.decode(r.packet.payload, "PCMU") for r in relayed])
+    assert dominant_frequency(bridged) == pytest.approx(500, abs=25)
+    assert rms(np.concatenate([g711.decode(r.packet.payload, "PCMU") for r in received[markers[3] :]])) == 0
+    caller.close()
+    callee.close()
+
+
+async def test_media_goes_where_packets_come_from_not_to_the_sdp_address(engine: MediaEngine) -> None:
+    phone = Phone()
+    # Behind NAT: the SDP names an address nobody can reach (TEST-NET-1).
+    endpoint = await attach(engine, phone, sdp_address="192.0.2.1")
+    await asyncio.sleep(0.1)
+    assert phone.received == []
+    phone.send(g711.silence("PCMU"))
+    await asyncio.sleep(0.15)
+    assert len(audio_packets(phone)) >= 4
+    assert engine.stats(endpoint)["packets_received"] == 1
+    # Once latched, packets from elsewhere are ignored (no hijacking of the call's media).
+    intruder = Phone()
+    await intruder.open()
+    intruder.engine_address = phone.engine_address
+    intruder.send(g711.silence("PCMU"))
+    await asyncio.sleep(0.05)
+    assert engine.stats(endpoint)["packets_received"] == 1
+    assert intruder.received == []
+    phone.close()
+    intruder.close()
+
+
+async def test_relay_between_two_sockets_transcodes_and_loses_nothing(engine: MediaEngine) -> None:
+    a, b = Phone("PCMU"), Phone("PCMA")
+    ea, eb = await attach(engine, a), await attach(engine, b)
+    await engine.execute(Connect(ea, eb))
+    count = 400
+    a_says, b_says = tone(700, count * 0.02), tone(1300, count * 0.02)
+    # Both directions at once, at ten times real-time rate, to exercise the unpaced relay path.
+    await asyncio.gather(a.talk(a_says, frame_seconds=0.002), b.talk(b_says, frame_seconds=0.002))
+    await asyncio.sleep(0.1)
+    silence = {g711.silence("PCMU"), g711.silence("PCMA")}
+    at_b = [r for r in audio_packets(b) if r.packet.payload not in silence]
+    at_a = [r for r in audio_packets(a) if r.packet.payload not in silence]
+    lost = (count - len(at_b)) + (count - len(at_a))
+    assert lost <= count * 2 // 100, f"lost {lost} of {2 * count} packets"
+    assert {r.packet.payload_type for r in at_b} == {8}
+    expected = g711.transcode(g711.encode(a_says[:160], "PCMU"), "PCMU", "PCMA")
+    assert at_b[0].packet.payload == expected
+    assert dominant_frequency(np.concatenate([g711.decode(r.packet.payload, "PCMA") for r in at_b])) == (
+        pytest.approx(700, abs=10)
+    )
+    if lost == 0:
+        assert_one_continuous_stream(audio_packets(b))
+    a.close()
+    b.close()
+
+
+async def test_dtmf_from_sipp_capture_is_reported_once_and_crosses_the_bridge_on_the_peers_payload_type(
+    engine: MediaEngine,
+) -> None:
+    a, b = Phone("PCMU", dtmf_payload_type=101), Phone("PCMA", dtmf_payload_type=96)
+    ea, eb = await attach(engine, a), await attach(engine, b)
+    await engine.execute(Connect(ea, eb))
+    for data in udp_payloads(SIPP_CAPTURES / "dtmf_2833_5.pcap"):
+        captured = RtpPacket.parse(data)
+        a.send(captured.payload, payload_type=101, marker=captured.marker, ts=captured.timestamp)
+        await asyncio.sleep(0.005)
+    event = await next_event(engine, DtmfReceived)
+    assert (event.endpoint_id, event.digit, event.duration_ms) == (ea, "5", 280)
+    await asyncio.sleep(0.2)
+    assert not any(isinstance(e, DtmfReceived) for e in _drain(engine))
+    forwarded = [r.packet for r in b.received if r.packet.payload_type == 96]
+    assert len(forwarded) == 10
+    assert len({p.timestamp for p in forwarded}) == 1
+    assert sum(TelephoneEvent.parse(p.payload).end for p in forwarded) == 3
+    a.close()
+    b.close()
+
+
+def _drain(engine: MediaEngine) -> list[MediaEvent]:
+    events = []
+    while not engine.events.empty():
+        events.append(engine.events.get_nowait())
+    return events
+
+
+async def test_send_dtmf_keeps_the_stream_continuous(engine: MediaEngine) -> None:
+    phone = Phone(dtmf_payload_type=100)
+    endpoint = await attach(engine, phone)
+    await asyncio.sleep(0.06)
+    await engine.execute(SendDtmf(endpoint, "1#", duration_ms=100))
+    await asyncio.sleep(0.5)
+    packets = [r.packet for r in phone.received]
+    assert len({p.ssrc for p in packets}) == 1
+    for previous, current in itertools.pairwise(packets):
+        assert current.sequence_number == (previous.sequence_number + 1) & 0xFFFF
+    events = [p for p in packets if p.payload_type == 100]
+    assert len(events) == 14  # two digits: 4 updates + 3 end packets each
+    by_timestamp: dict[int, list[RtpPacket]] = {}
+    for p in events:
+        by_timestamp.setdefault(p.timestamp, []).append(p)
+    assert len(by_timestamp) == 2
+    digits = []
+    for start, group in sorted(by_timestamp.items()):
+        decoded = [TelephoneEvent.parse(p.payload) for p in group]
+        assert group[0].marker and not any(p.marker for p in group[1:])
+        assert [e.end for e in decoded] == [False] * 4 + [True] * 3
+        digits.append(decoded[0].digit)
+        after = next(p for p in packets if p.sequence_number == (group[-1].sequence_number + 1) & 0xFFFF)
+        assert (after.timestamp - start) & 0xFFFFFFFF >= 800  # audio resumes after the event's duration
+    assert digits == ["1", "#"]
+    with pytest.raises(MediaError, match="digits"):
+        await engine.execute(SendDtmf(endpoint, "1x"))
+    phone.close()
+
+
+def read_recording(path: Path) -> np.ndarray:
+    with wave.open(str(path), "rb") as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2)
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+
+
+def window(samples: np.ndarray, start: float, end: float) -> np.ndarray:
+    return samples[int(start * 8000) : int(end * 8000)]
+
+
+@pytest.mark.parametrize("pause_writes_silence", [True, False])
+async def test_recording_holds_the_received_audio_and_the_pause(
+    engine: MediaEngine, tmp_path: Path, pause_writes_silence: bool
+) -> None:
+    phone = Phone("PCMA")
+    endpoint = await attach(engine, phone)
+    target = tmp_path / "calls" / "rec.wav"
+    reply = await engine.execute(StartRecording((endpoint,), target, pause_writes_silence))
+    assert isinstance(reply, Started)
+    await phone.talk(tone(1000, 0.6))
+    await engine.execute(PauseRecording(reply.id))
+    await phone.talk(tone(1000, 0.4))  # said while paused: must not be in the file
+    await engine.execute(ResumeRecording(reply.id))
+    await phone.talk(tone(500, 0.6))
+    assert not target.exists()  # the file appears only complete
+    await engine.execute(StopRecording(reply.id))
+    finished = await next_event(engine, RecordingFinished)
+    assert finished.path == target
+    assert [p.name for p in target.parent.iterdir()] == ["rec.wav"]  # no temp file left behind
+    samples = read_recording(target)
+    assert finished.duration_seconds == pytest.approx(len(samples) / 8000)
+    assert dominant_frequency(window(samples, 0.1, 0.5)) == pytest.approx(1000, abs=10)
+    if pause_writes_silence:
+        assert len(samples) / 8000 == pytest.approx(1.6, abs=0.12)
+        assert rms(window(samples, 0.7, 0.9)) == 0
+        tail = window(samples, 1.1, 1.5)
+    else:
+        assert len(samples) / 8000 == pytest.approx(1.2, abs=0.12)
+        tail = window(samples, 0.7, 1.1)
+    assert dominant_frequency(tail) == pytest.approx(500, abs=10)
+    phone.close()
+
+
+async def test_call_recording_mixes_both_directions_of_a_bridge(engine: MediaEngine, tmp_path: Path) -> None:
+    a, b = Phone("PCMU"), Phone("PCMA")
+    ea, eb = await attach(engine, a), await attach(engine, b)
+    await engine.execute(Connect(ea, eb))
+    reply = await engine.execute(StartRecording((ea, eb), tmp_path / "call.wav"))
+    assert isinstance(reply, Started)
+    await asyncio.gather(a.talk(tone(600, 1.0)), b.talk(tone(1400, 1.0)))
+    await engine.execute(StopRecording(reply.id))
+    samples = read_recording(tmp_path / "call.wav")
+    assert band_energy(samples, 600) > 0.3
+    assert band_energy(samples, 1400) > 0.3
+    a.close()
+    b.close()
+
+
+async def test_three_party_mixer_never_echoes_a_participant(engine: MediaEngine) -> None:
+    phones = [Phone("PCMU"), Phone("PCMA"), Phone("PCMU")]
+    frequencies = [500.0, 1100.0, 1900.0]
+    ids = [await attach(engine, phone) for phone in phones]
+    await engine.execute(CreateMixer(tuple(ids)))
+    await asyncio.gather(*(p.talk(tone(f, 1.0)) for p, f in zip(phones, frequencies, strict=True)))
+    await asyncio.sleep(0.05)
+    for phone, own in zip(phones, frequencies, strict=True):
+        heard = phone.audio()
+        assert band_energy(heard, own) < 0.01, f"{own} Hz participant hears itself"
+        for other in frequencies:
+            if other != own:
+                assert band_energy(heard, other) > 0.25
+        assert_one_continuous_stream(audio_packets(phone))
+    for phone in phones:
+        phone.close()
+
+
+async def test_rtp_timeout_fires_for_the_silent_endpoint_only(engine: MediaEngine) -> None:
+    quiet, talking = Phone(), Phone()
+    quiet_ep, _ = await attach(engine, quiet), await attach(engine, talking)
+    talker = asyncio.create_task(talking.talk(tone(400, 2.5)))
+    event = await next_event(engine, RtpTimeout, within=2.5)
+    assert event.endpoint_id == quiet_ep
+    assert event.silent_seconds >= 1.0
+    await talker
+    assert not any(isinstance(e, RtpTimeout) for e in _drain(engine))
+    quiet.close()
+    talking.close()
+
+
+async def test_offer_answer_through_the_engine_and_bad_input(engine: MediaEngine) -> None:
+    offer = await engine.execute(CreateEndpoint(codecs=("PCMA",)))
+    assert isinstance(offer, EndpointCreated)
+    assert "m=audio" in offer.local_sdp and offer.session is None
+    phone = Phone("PCMA", dtmf_payload_type=98)
+    await phone.open()
+    session = await engine.execute(SetRemoteSdp(offer.endpoint_id, phone.offer()))
+    assert session is not None and not isinstance(session, (Started, EndpointCreated))
+    with pytest.raises(MediaError, match="remote_sdp"):
+        await engine.execute(CreateEndpoint(remote_sdp="v=0\r\nbroken\r\n"))
+    with pytest.raises(MediaError, match="endpoint_id"):
+        await engine.execute(Connect(offer.endpoint_id, "ep-nope"))
+    await engine.execute(Release(offer.endpoint_id))
+    with pytest.raises(MediaError, match="endpoint_id"):
+        engine.stats(offer.endpoint_id)
+    await engine.execute(Release(offer.endpoint_id))  # releasing twice is harmless (BYE and timeout can race)
+    phone.close()
