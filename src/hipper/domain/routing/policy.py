@@ -87,7 +87,8 @@ class _Planner:
         # Without the call-waiting service a second call finds the user busy (the BroadWorks default).
         self.call_waiting = waiting is not None and waiting.active
         called_number = state.fixed_number if call.called == "fixed" else state.mobile_number
-        self.called_number = called_number or state.extension or str(state.user_id)
+        # The number History-Info / Diversion name as the diverting user.
+        self.called_number = called_number or state.extension or ""
 
     # -- the precedence, line by line (docs/call-routing.md) ------------------------------------------------
 
@@ -174,7 +175,7 @@ class _Planner:
         pa = service(self.state, PersonalAssistantSettings)
         if pa is None or not pa.active:
             return []
-        if pa.until is not None and _aware(pa.until) <= self.now:
+        if not pa.in_effect(self.now) and pa.until is not None:
             self.notes.append(f"the Personal Assistant ended at {_aware(pa.until).isoformat()} and no longer answers")
             return []
         caller = self.call.caller
