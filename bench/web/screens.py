@@ -1,0 +1,141 @@
+"""Screenshots of every Hipper+ screen at 360×740, light and dark, into docs/screens/.
+
+Runs a real exchange (SQLite in a temp dir) and real headless Chromium; prints any console error or
+horizontal overflow it sees, so a glance at the output tells whether a screen broke.
+
+Run: .venv/bin/python bench/web/screens.py
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from playwright.sync_api import Page, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.web.live_server import CHROMIUM, CHROMIUM_ARGS, PASSWORD, LiveServer  # noqa: E402
+
+OUT = ROOT / "docs" / "screens"
+VIEWPORT = {"width": 360, "height": 740}
+SCREENS = [
+    "overview",
+    "quick-settings",
+    "profile",
+    "settings",
+    "incoming",
+    "outgoing",
+    "service/call-forwarding-always",
+    "service/call-forwarding-always-secondary",
+    "service/remote-office",
+    "service/fixed-mobile-rings",
+    "service/personal-assistant",
+    "service/simultaneous-ring",
+    "service/call-forwarding-busy",
+    "service/call-forwarding-no-answer",
+    "service/call-forwarding-not-reachable",
+    "service/do-not-disturb",
+    "service/call-waiting",
+    "service/night-forwarding",
+    "service/anywhere",
+    "service/fixed-mobile",
+    "service/anonymous",
+    "service/outgoing-identity",
+    "service/call-method",
+    "service/voicemail",
+    "service/call-recording",
+    "service/call-center-agent",
+    "calls",
+    "voicemails",
+    "voicemail/1",
+    "contacts",
+    "app-settings",
+    "help",
+]
+
+
+def settle(page: Page) -> None:
+    page.wait_for_function("document.documentElement.dataset.ready === 'true'")
+    page.wait_for_load_state("networkidle")
+    page.wait_for_timeout(150)
+
+
+def check(page: Page, name: str, problems: list[str]) -> None:
+    overflow = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+    if overflow:
+        problems.append(f"{name}: wider than the screen")
+
+
+def shoot(page: Page, name: str, scheme: str, problems: list[str]) -> None:
+    check(page, name, problems)
+    page.screenshot(path=str(OUT / f"{name.replace('/', '-')}-{scheme}.png"), full_page=False)
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        server = LiveServer(Path(tmp) / "data")
+        server.start()
+        try:
+            server.add_user(
+                "anna",
+                pin="2580",
+                first_name="Anna",
+                last_name="de Vries",
+                extension="201",
+                direct_number="+31201234101",
+                mobile_number="+31612345601",
+            )
+            server.add_history("anna")
+            server.add_user("bram", first_name="Bram", last_name="Jansen", extension="202")
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                for scheme in ("light", "dark"):
+                    context = browser.new_context(
+                        viewport=VIEWPORT, color_scheme=scheme, locale="nl-NL", device_scale_factor=1
+                    )
+                    page = context.new_page()
+                    page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+                    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+                    page.goto(server.url + "/")
+                    settle(page)
+                    shoot(page, "login", scheme, problems)
+                    # First login of a user without a PIN shows the PIN setup.
+                    page.fill("#username", "bram")
+                    page.fill("#password", PASSWORD)
+                    page.click("button[type=submit]")
+                    page.wait_for_selector("#new-pin")
+                    shoot(page, "pin-setup", scheme, problems)
+                    page.evaluate("localStorage.clear()")
+                    page.goto(server.url + "/#/login")
+                    page.reload()
+                    settle(page)
+                    page.fill("#username", "anna")
+                    page.fill("#password", PASSWORD)
+                    page.click("button[type=submit]")
+                    page.wait_for_selector(".tiles")
+                    for screen in SCREENS:
+                        page.goto(f"{server.url}/#/{screen}")
+                        settle(page)
+                        shoot(page, screen, scheme, problems)
+                    page.goto(f"{server.url}/#/service/call-forwarding-always")
+                    settle(page)
+                    page.get_by_label("Doorschakelen naar").fill("+31201234999")
+                    page.get_by_role("button", name="Opslaan").click()
+                    page.wait_for_selector("dialog[open]")
+                    shoot(page, "step-up", scheme, problems)
+                    context.close()
+                browser.close()
+        finally:
+            server.stop()
+    for problem in sorted(set(problems)):
+        print("PROBLEM", problem)
+    print(f"screens written to {OUT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

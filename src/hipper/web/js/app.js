@@ -1,0 +1,163 @@
+// Hipper+: boot, theme, hash routing and the screen frame (header with back button, bottom navigation).
+
+import { ApiError, listenToEvents, session, setStepUpHandler, setUnauthorizedHandler } from "./api.js";
+import { clear, h } from "./dom.js";
+import { language, loadLanguage, resolveLanguage, t } from "./i18n.js";
+import { routes } from "./screens.js";
+import { forget, languagePreference, loadUser, store } from "./state.js";
+import { stepUp } from "./ui.js";
+
+export const VERSION = "0.1.0";
+
+const NAV = [
+  { path: "overview", icon: "⌂" },
+  { path: "calls", icon: "☎" },
+  { path: "contacts", icon: "☺" },
+  { path: "settings", icon: "⚙" },
+];
+
+let events = null;
+
+export function applyTheme(theme) {
+  const root = document.documentElement;
+  if (theme === "light" || theme === "dark") root.dataset.theme = theme;
+  else delete root.dataset.theme;
+  const dark = theme === "dark" || (theme !== "light" && matchMedia("(prefers-color-scheme: dark)").matches);
+  document.querySelector('meta[name="theme-color"]').setAttribute("content", dark ? "#121821" : "#0b57d0");
+}
+
+export async function applyLanguage(preference) {
+  await loadLanguage(preference);
+  render();
+}
+
+export function go(path) {
+  if (location.hash === `#/${path}`) render();
+  else location.hash = `#/${path}`;
+}
+
+export async function logOut() {
+  if (events) events.abort();
+  try {
+    const { api } = await import("./api.js");
+    await api.post("/auth/logout");
+  } catch {
+    /* the token is dropped locally anyway */
+  }
+  forget();
+  go("login");
+}
+
+function startEvents() {
+  if (events) events.abort();
+  events = new AbortController();
+  listenToEvents(async (type) => {
+    // Any change to this user's data: re-read the profile (voicemail count, licences) and redraw the screen
+    // unless the user is typing in it.
+    try {
+      await loadUser();
+    } catch {
+      return;
+    }
+    window.dispatchEvent(new CustomEvent("hipper:event", { detail: type }));
+    const active = document.activeElement;
+    const typing = active && (active.tagName === "INPUT" || active.tagName === "TEXTAREA") && active.type !== "checkbox";
+    if (!typing && !document.querySelector("dialog[open]") && currentRoute && currentRoute.live) render();
+  }, events.signal);
+}
+
+// The app settings kept by the exchange may differ from this device's copy: apply theme and language.
+export async function syncPrefs() {
+  applyTheme(store.prefs.theme);
+  if (resolveLanguage(languagePreference()) !== language()) await loadLanguage(languagePreference());
+}
+
+let currentRoute = null;
+let renderCount = 0;
+
+export async function render() {
+  const [name, ...params] = (location.hash.replace(/^#\/?/, "") || "overview").split("/").map(decodeURIComponent);
+  const app = document.getElementById("app");
+  if (!session.token && name !== "login") return go("login");
+  if (session.token && !store.profile && name !== "login") {
+    try {
+      await loadUser();
+      startEvents();
+      await syncPrefs();
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) {
+        forget();
+        return go("login");
+      }
+      clear(app).append(h("main", { class: "content" }, h("p", { class: "error" }, t("error.offline"))));
+      return;
+    }
+  }
+  if (store.profile && !store.profile.pin_set && name !== "pin-setup" && name !== "login") return go("pin-setup");
+  const route = routes[name] || routes.overview;
+  currentRoute = route;
+  const count = ++renderCount;
+  const title = typeof route.title === "function" ? route.title(...params) : t(route.title);
+  document.title = `${title} · Hipper+`;
+  const heading = h("h1", { tabindex: "-1" }, title);
+  const header = h(
+    "header",
+    { class: "topbar" },
+    route.back
+      ? h("a", { class: "back", href: `#/${route.back}`, "aria-label": t("action.back") }, "←")
+      : h("span", { class: "logo", "aria-hidden": "true" }, "H+"),
+    heading,
+    h("div", { class: "topbar-actions", id: "topbar-actions" }),
+  );
+  const main = h("main", { class: "content", id: "main" });
+  const nav = route.bare
+    ? null
+    : h(
+        "nav",
+        { class: "tabbar", "aria-label": t("nav.label") },
+        NAV.map((item) =>
+          h(
+            "a",
+            {
+              href: `#/${item.path}`,
+              "aria-current": (route.tab || name) === item.path ? "page" : undefined,
+            },
+            h("span", { class: "tab-icon", "aria-hidden": "true" }, item.icon),
+            h("span", {}, t(`nav.${item.path}`)),
+          ),
+        ),
+      );
+  const shell = h("div", { class: route.bare ? "shell bare" : "shell" }, header, main, nav);
+  clear(app).append(shell);
+  try {
+    await route.render(main, ...params);
+  } catch (error) {
+    if (count !== renderCount) return;
+    if (error instanceof ApiError && error.status === 401) return;
+    main.append(h("p", { class: "error", role: "alert" }, error instanceof ApiError && error.status === 0 ? t("error.offline") : `${t("error.generic")} ${error.message}`));
+  }
+  if (count === renderCount && !main.contains(document.activeElement)) heading.focus({ preventScroll: true });
+}
+
+async function boot() {
+  applyTheme(store.prefs.theme);
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => applyTheme(store.prefs.theme));
+  await loadLanguage(languagePreference());
+  setStepUpHandler(stepUp);
+  setUnauthorizedHandler(() => {
+    forget();
+    go("login");
+  });
+  window.addEventListener("hashchange", render);
+  if ("serviceWorker" in navigator && location.protocol !== "file:") {
+    navigator.serviceWorker.register("/sw.js").catch(() => {});
+  }
+  await render();
+  document.documentElement.dataset.ready = "true";
+}
+
+export function afterLogin() {
+  startEvents();
+}
+
+boot();

@@ -1,0 +1,345 @@
+// Renders a service's settings document as a form: one control per field, saved as a whole document.
+
+import { ApiError, Cancelled, api } from "./api.js";
+import { h, uid } from "./dom.js";
+import { formatDateTime, t } from "./i18n.js";
+import { SERVICES, documentOf } from "./services.js";
+import { toast } from "./ui.js";
+
+const clone = (value) => JSON.parse(JSON.stringify(value));
+
+export function toggle(label, checked, onChange, { disabled = false, id = uid("t"), describedBy } = {}) {
+  return h(
+    "div",
+    { class: "row switch-row" },
+    h("label", { for: id }, label),
+    h("input", {
+      id,
+      type: "checkbox",
+      role: "switch",
+      class: "switch",
+      checked: Boolean(checked),
+      disabled,
+      "aria-describedby": describedBy,
+      onChange: (event) => onChange(event.target.checked),
+    }),
+  );
+}
+
+function fieldLabel(screen, name) {
+  return t(`field.${screen}.${name}`) !== `field.${screen}.${name}` ? t(`field.${screen}.${name}`) : t(`field.${name}`);
+}
+
+// "Until" of the Personal Assistant: the manual's choices 1 h, 2 h, 4 h, 1 day, end of day, a date, always.
+export function untilFromChoice(choice, now = new Date()) {
+  const hours = { h1: 1, h2: 2, h4: 4, d1: 24 }[choice];
+  if (hours) return new Date(now.getTime() + hours * 3600 * 1000).toISOString();
+  if (choice === "end_of_day") {
+    const end = new Date(now);
+    end.setHours(23, 59, 0, 0);
+    return end.toISOString();
+  }
+  return null;
+}
+
+function localInputValue(iso) {
+  const date = iso ? new Date(iso) : new Date(Date.now() + 3600 * 1000);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
+function untilControl(value, set, disabled) {
+  const id = uid("until");
+  const choices = ["always", "h1", "h2", "h4", "d1", "end_of_day", "date"];
+  let dateInput;
+  const summary = h("p", { class: "value", id: `${id}-summary` }, value ? t("until.at", { when: formatDateTime(value) }) : t("until.always"));
+  const pick = (choice) => {
+    if (choice === "date") {
+      dateInput.hidden = false;
+      dateInput.focus();
+      if (dateInput.value) set(new Date(dateInput.value).toISOString());
+      return;
+    }
+    dateInput.hidden = true;
+    set(untilFromChoice(choice));
+  };
+  dateInput = h("input", {
+    type: "datetime-local",
+    "aria-label": t("until.date"),
+    value: localInputValue(value),
+    hidden: true,
+    disabled,
+    onChange: (event) => event.target.value && set(new Date(event.target.value).toISOString()),
+  });
+  return h(
+    "fieldset",
+    { class: "field" },
+    h("legend", {}, t("field.until")),
+    summary,
+    h(
+      "div",
+      { class: "chips", role: "group", "aria-describedby": `${id}-summary` },
+      choices.map((choice) =>
+        h("button", { type: "button", class: "chip", disabled, onClick: () => pick(choice) }, t(`until.${choice === "always" ? "always_short" : choice}`)),
+      ),
+    ),
+    dateInput,
+  );
+}
+
+function choiceControl(screen, field, value, set, ctx, disabled) {
+  const name = uid("choice");
+  const options = field.options.filter((option) => !field.offer || field.offer(option, { ...ctx, current: value }));
+  return h(
+    "fieldset",
+    { class: "field" },
+    h("legend", {}, fieldLabel(screen, field.name)),
+    options.map((option) => {
+      const id = uid("opt");
+      const detail = field.detail && field.detail(option, ctx);
+      const explain = field.explain ? t(`explain.${field.name}.${option}`) : null;
+      return h(
+        "div",
+        { class: "radio-row" },
+        h("input", {
+          type: "radio",
+          id,
+          name,
+          value: option,
+          checked: value === option,
+          disabled: disabled || Boolean(field.locked && field.locked(option, value)),
+          onChange: () => set(option),
+        }),
+        h(
+          "label",
+          { for: id },
+          h("span", {}, t(`opt.${field.name}.${option}`)),
+          detail ? h("span", { class: "muted" }, ` ${detail}`) : null,
+          explain && explain !== `explain.${field.name}.${option}` ? h("small", { class: "explain" }, explain) : null,
+        ),
+      );
+    }),
+  );
+}
+
+function inputControl(label, type, value, set, { disabled, error, hint } = {}) {
+  const id = uid("in");
+  const errorId = `${id}-error`;
+  const attributes = {
+    id,
+    value: value ?? "",
+    disabled,
+    "aria-invalid": error ? "true" : undefined,
+    "aria-describedby": error ? errorId : undefined,
+    onInput: (event) => set(event.target.value.trim() === "" ? null : event.target.value.trim()),
+  };
+  if (type === "phone") Object.assign(attributes, { type: "tel", inputmode: "tel", autocomplete: "tel" });
+  else if (type === "email") Object.assign(attributes, { type: "email", autocomplete: "email" });
+  else attributes.type = "text";
+  return h(
+    "div",
+    { class: "field" },
+    h("label", { for: id }, label),
+    h("input", attributes),
+    hint ? h("small", { class: "muted" }, hint) : null,
+    error ? h("p", { class: "error", id: errorId }, error) : null,
+  );
+}
+
+function ringsControl(label, value, set, disabled) {
+  const id = uid("rings");
+  const out = h("output", { for: id }, t("rings.value", { rings: value, seconds: value * 5 }));
+  return h(
+    "div",
+    { class: "field" },
+    h("label", { for: id }, label),
+    h("input", {
+      id,
+      type: "range",
+      min: 1,
+      max: 20,
+      value,
+      disabled,
+      "aria-valuetext": t("rings.value", { rings: value, seconds: value * 5 }),
+      onInput: (event) => {
+        const rings = Number(event.target.value);
+        out.textContent = t("rings.value", { rings, seconds: rings * 5 });
+        event.target.setAttribute("aria-valuetext", out.textContent);
+        set(rings);
+      },
+    }),
+    out,
+  );
+}
+
+function listControl(screen, field, items, set, rerender, disabled, errors) {
+  const section = h("section", { class: "field list-field", "aria-label": fieldLabel(screen, field.name) });
+  section.append(h("h2", {}, fieldLabel(screen, field.name)));
+  if (items.length === 0) section.append(h("p", { class: "muted" }, t("list.empty")));
+  items.forEach((item, index) => {
+    const card = h("div", { class: "card" });
+    const title = field.title(item) || t("list.new");
+    const details = h("details", { open: !item.number && !field.fixed ? true : undefined }, h("summary", {}, title));
+    for (const sub of field.item) {
+      const label = fieldLabel(screen, `${field.name}.${sub.name}`);
+      const update = (value) => {
+        items[index] = { ...items[index], [sub.name]: value };
+        set(items);
+      };
+      const error = errors[`${field.name}.${index}.${sub.name}`];
+      if (sub.type === "toggle") details.append(toggle(label, item[sub.name], update, { disabled }));
+      else details.append(inputControl(label, sub.type, item[sub.name], update, { disabled, error }));
+    }
+    if (!field.fixed && !disabled) {
+      details.append(
+        h(
+          "button",
+          {
+            type: "button",
+            class: "danger",
+            onClick: () => {
+              items.splice(index, 1);
+              set(items);
+              rerender();
+            },
+          },
+          t("list.remove", { name: title }),
+        ),
+      );
+    }
+    if (field.fixed) {
+      card.append(h("span", {}, title), ...field.item.map((sub) => toggle(fieldLabel(screen, `${field.name}.${sub.name}`), item[sub.name], (value) => {
+        items[index] = { ...items[index], [sub.name]: value };
+        set(items);
+      }, { disabled })));
+    } else card.append(details);
+    section.append(card);
+  });
+  if (!field.fixed && !disabled && items.length < (field.max || 10)) {
+    section.append(
+      h(
+        "button",
+        {
+          type: "button",
+          class: "secondary",
+          onClick: () => {
+            const blank = {};
+            for (const sub of field.item) blank[sub.name] = sub.blank === undefined ? null : sub.blank;
+            items.push(blank);
+            set(items);
+            rerender(`${field.name}.${items.length - 1}`);
+          },
+        },
+        `+ ${t(`list.add.${field.name}`)}`,
+      ),
+    );
+  }
+  return section;
+}
+
+// Load, show and save one service screen. `ctx` holds the profile's numbers and licences.
+export async function serviceScreen(container, screen, ctx) {
+  const definition = SERVICES[screen];
+  const path = `/me/services/${documentOf(screen)}`;
+  let saved;
+  try {
+    saved = await api.get(path);
+  } catch (error) {
+    if (error instanceof ApiError && error.unavailable) {
+      container.append(notAvailable());
+      return;
+    }
+    throw error;
+  }
+  let draft = clone(saved);
+  let errors = {};
+  let generalError = null;
+  const form = h("form", { class: "service-form", novalidate: true });
+  container.append(form);
+  const readOnly = Boolean(definition.readOnly);
+
+  const render = (focusField) => {
+    form.replaceChildren();
+    if (readOnly) form.append(h("p", { class: "notice" }, t("service.read_only")));
+    for (const field of definition.fields) {
+      if (field.licence && !ctx.licences.has(field.licence)) continue;
+      if (field.when && !field.when(draft)) continue;
+      if (!(field.name in draft)) continue;
+      const disabled = readOnly || Boolean(field.readOnly);
+      const set = (value) => {
+        draft[field.name] = value;
+        if (field.type === "toggle" || field.type === "choice") render();
+      };
+      const label = fieldLabel(screen, field.name);
+      const value = draft[field.name];
+      const wrap = h("div", { "data-field": field.name });
+      if (field.type === "toggle") wrap.append(toggle(label, value, set, { disabled }));
+      else if (field.type === "choice") wrap.append(choiceControl(screen, field, value, set, ctx, disabled));
+      else if (field.type === "until") {
+        wrap.append(
+          untilControl(value, (next) => {
+            draft.until = next;
+            render();
+          }, disabled),
+        );
+      } else if (field.type === "rings") wrap.append(ringsControl(label, value, set, disabled));
+      else if (field.type === "list") wrap.append(listControl(screen, field, draft[field.name], (items) => (draft[field.name] = items), render, disabled, errors));
+      else if (disabled) wrap.append(h("div", { class: "row" }, h("span", {}, label), h("span", { class: "value" }, value ?? "—")));
+      else {
+        const hint = field.hint ? t(`hint.${screen}.${field.name}`) : undefined;
+        wrap.append(inputControl(label, field.type, value, set, { disabled, error: errors[field.name], hint }));
+      }
+      if (field.readOnly && !readOnly) wrap.append(h("small", { class: "muted" }, t("service.admin_field")));
+      form.append(wrap);
+    }
+    if (generalError) form.append(h("p", { class: "error", role: "alert" }, generalError));
+    if (!readOnly) {
+      form.append(
+        h(
+          "div",
+          { class: "actions sticky" },
+          h("button", { type: "submit", class: "primary" }, t("action.save")),
+        ),
+      );
+    }
+    if (focusField) {
+      const target = form.querySelectorAll(".list-field details");
+      const last = target[target.length - 1];
+      if (last) last.querySelector("input")?.focus();
+    }
+  };
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      saved = await api.put(path, draft);
+      draft = clone(saved);
+      errors = {};
+      generalError = null;
+      render();
+      toast(t("toast.saved"));
+    } catch (error) {
+      if (error instanceof Cancelled) {
+        generalError = t("stepup.cancelled");
+      } else if (error instanceof ApiError && error.status === 422) {
+        errors = error.fields;
+        const unplaced = Object.entries(errors).filter(([key]) => !form.querySelector(`[data-field="${key}"] input`) || key === "_");
+        generalError = unplaced.length ? unplaced.map(([key, msg]) => `${key === "_" ? "" : `${key}: `}${msg}`).join("; ") : null;
+      } else if (error instanceof ApiError) {
+        generalError = error.code === "read_only" ? t("service.read_only") : error.message;
+      } else throw error;
+      render();
+      form.querySelector("[aria-invalid=true]")?.focus();
+    } finally {
+      const again = form.querySelector("button[type=submit]");
+      if (again) again.disabled = false;
+    }
+  });
+  render();
+}
+
+export function notAvailable() {
+  return h("div", { class: "empty", role: "status" }, h("p", { class: "big" }, "🛈"), h("p", {}, t("not_available")));
+}

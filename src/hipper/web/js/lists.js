@@ -1,0 +1,411 @@
+// Recent calls, voicemail (list, player, greetings) and contacts (§4, §6, §7.4.2).
+
+import { ApiError, api } from "./api.js";
+import { h } from "./dom.js";
+import { notAvailable } from "./forms.js";
+import { formatDateTime, t } from "./i18n.js";
+import { store } from "./state.js";
+import { confirmDialog, modal, toast } from "./ui.js";
+
+const API_PREFIX = "/api/v1";
+
+async function fetchPage(path, main) {
+  try {
+    return await api.get(path);
+  } catch (error) {
+    if (error instanceof ApiError && error.unavailable) {
+      main.append(notAvailable());
+      return null;
+    }
+    throw error;
+  }
+}
+
+function tabs(current) {
+  return h(
+    "nav",
+    { class: "segmented", "aria-label": t("screen.calls") },
+    ["calls", "voicemails"].map((path) =>
+      h("a", { href: `#/${path}`, "aria-current": current === path ? "page" : undefined }, t(`tab.${path}`)),
+    ),
+  );
+}
+
+const whatsappLink = (number, name) =>
+  h("a", { class: "icon-button whatsapp", href: `https://wa.me/${number.replace(/[^0-9]/g, "").replace(/^0(?=6)/, "31")}`, target: "_blank", rel: "noopener", "aria-label": t("contacts.whatsapp", { name }) }, "✆");
+
+// A list with the manual's "Wijzigen" mode: tick several rows, delete them at once (not undoable).
+function editableList(main, items, { row, remove, empty, label }) {
+  let editing = false;
+  const selected = new Set();
+  const list = h("ul", { class: "card list", "aria-label": label });
+  const bar = h("div", { class: "actions sticky", hidden: true });
+  const editButton = h("button", { type: "button", class: "link", "aria-pressed": "false" }, t("action.edit"));
+  document.getElementById("topbar-actions").append(editButton);
+  const draw = () => {
+    editButton.textContent = editing ? t("action.done") : t("action.edit");
+    editButton.setAttribute("aria-pressed", String(editing));
+    editButton.hidden = items.length === 0;
+    list.replaceChildren(
+      ...items.map((item) =>
+        h(
+          "li",
+          { class: "list-row" },
+          editing
+            ? h("input", {
+                type: "checkbox",
+                id: `sel-${item.id}`,
+                checked: selected.has(item.id),
+                "aria-labelledby": `name-${item.id}`,
+                onChange: (event) => {
+                  if (event.target.checked) selected.add(item.id);
+                  else selected.delete(item.id);
+                  draw();
+                  list.querySelector(`#sel-${item.id}`).focus();
+                },
+              })
+            : null,
+          row(item, editing),
+        ),
+      ),
+    );
+    if (items.length === 0) list.replaceChildren(h("li", { class: "empty" }, empty));
+    bar.hidden = !editing;
+    bar.replaceChildren(
+      h(
+        "button",
+        {
+          type: "button",
+          class: "primary danger-bg",
+          disabled: selected.size === 0,
+          onClick: async () => {
+            const sure = await confirmDialog(t("delete.title"), t("delete.text", { count: selected.size }), t("action.delete"));
+            if (!sure) return;
+            await remove([...selected]);
+            items = items.filter((item) => !selected.has(item.id));
+            selected.clear();
+            editing = false;
+            draw();
+            toast(t("toast.deleted"));
+          },
+        },
+        t("delete.button", { count: selected.size }),
+      ),
+    );
+  };
+  editButton.addEventListener("click", () => {
+    editing = !editing;
+    selected.clear();
+    draw();
+  });
+  draw();
+  main.append(list, bar);
+}
+
+const CALL_ICONS = { placed: "↗", received: "↙", missed: "✕" };
+
+async function recentScreen(main) {
+  main.append(tabs("calls"));
+  const page = await fetchPage("/me/call-logs", main);
+  if (!page) return;
+  editableList(main, page.calls, {
+    label: t("tab.calls"),
+    empty: t("calls.empty"),
+    remove: (ids) => api.post("/me/call-logs/delete", { ids }),
+    row: (call, editing) => {
+      const name = call.remote_name || call.remote_number || t("calls.anonymous");
+      const body = [
+        h("span", { class: `call-icon ${call.kind}`, "aria-hidden": "true" }, CALL_ICONS[call.kind] || "•"),
+        h("span", { class: "grow" }, h("strong", { id: `name-${call.id}` }, name), h("small", { class: "muted" }, `${t(`calls.${call.kind}`)} · ${formatDateTime(call.started_at)}`)),
+      ];
+      const callable = !editing && call.remote_number;
+      return h(
+        "div",
+        { class: "row-body" },
+        callable ? h("a", { class: "row-body", href: `tel:${call.remote_number}`, "aria-label": `${t("action.call")} ${name}, ${t(`calls.${call.kind}`)}` }, body) : body,
+        callable && call.whatsapp && store.prefs.contacts.whatsapp_button ? whatsappLink(call.remote_number, name) : null,
+      );
+    },
+  });
+}
+
+async function voicemailsScreen(main) {
+  main.append(tabs("voicemails"));
+  const page = await fetchPage("/me/voicemails", main);
+  if (!page) return;
+  editableList(main, page.messages, {
+    label: t("tab.voicemails"),
+    empty: t("voicemail.empty"),
+    remove: async (ids) => {
+      await api.post("/me/voicemails/delete", { ids });
+    },
+    row: (message, editing) => {
+      const name = message.caller_name || message.caller_number || t("calls.anonymous");
+      const body = [
+        message.heard ? h("span", { class: "dot-space", "aria-hidden": "true" }) : h("span", { class: "dot", role: "img", "aria-label": t("voicemail.new") }),
+        h("span", { class: "grow" }, h("strong", { id: `name-${message.id}` }, name), h("small", { class: "muted" }, formatDateTime(message.received_at))),
+        h("small", { class: "muted" }, `${Math.round(message.duration_ms / 1000)} s`),
+      ];
+      return editing ? h("div", { class: "row-body" }, body) : h("a", { class: "row-body", href: `#/voicemail/${message.id}` }, body);
+    },
+  });
+}
+
+async function audioBlob(url) {
+  return api.get(url.startsWith(API_PREFIX) ? url.slice(API_PREFIX.length) : url, { blob: true });
+}
+
+async function voicemailScreen(main, id) {
+  const page = await fetchPage("/me/voicemails", main);
+  if (!page) return;
+  const message = page.messages.find((item) => String(item.id) === String(id));
+  if (!message) {
+    main.append(h("p", { class: "empty" }, t("voicemail.gone")));
+    return;
+  }
+  const number = message.caller_number;
+  const name = message.caller_name || number || t("calls.anonymous");
+  main.append(
+    h("section", { class: "card" }, h("h2", {}, name), h("p", { class: "muted" }, `${formatDateTime(message.received_at)} · ${Math.round(message.duration_ms / 1000)} s`)),
+  );
+  try {
+    const blob = await audioBlob(message.audio_url);
+    const url = URL.createObjectURL(blob);
+    const file = new File([blob], `voicemail-${id}.wav`, { type: blob.type || "audio/wav" });
+    main.append(
+      h("audio", { controls: true, src: url, class: "player", "aria-label": t("voicemail.player") }),
+      h(
+        "div",
+        { class: "actions" },
+        navigator.canShare && navigator.canShare({ files: [file] })
+          ? h("button", { type: "button", class: "secondary", onClick: () => navigator.share({ files: [file], title: t("voicemail.share_title") }).catch(() => {}) }, t("action.share"))
+          : h("a", { class: "button secondary", href: url, download: file.name }, t("action.download")),
+        number ? h("a", { class: "button primary", href: `tel:${number}` }, t("action.call_back")) : null,
+      ),
+    );
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    main.append(h("p", { class: "error" }, t("voicemail.no_audio")));
+  }
+  if (!message.heard) {
+    try {
+      await api.patch(`/me/voicemails/${encodeURIComponent(id)}`, { heard: true });
+      store.profile.new_voicemails = Math.max(0, (store.profile.new_voicemails || 0) - 1);
+    } catch {
+      /* marking as heard is best effort: the list shows it as new again */
+    }
+  }
+}
+
+// 16-bit PCM WAV from decoded audio: the exchange takes WAV, and Chromium records only WebM, so the recording
+// is decoded by the browser and written out here (44 header bytes + samples; no library needed for that).
+function wavFromAudioBuffer(buffer) {
+  const samples = buffer.getChannelData(0);
+  const data = new DataView(new ArrayBuffer(44 + samples.length * 2));
+  const text = (offset, value) => [...value].forEach((char, i) => data.setUint8(offset + i, char.charCodeAt(0)));
+  text(0, "RIFF");
+  data.setUint32(4, 36 + samples.length * 2, true);
+  text(8, "WAVE");
+  text(12, "fmt ");
+  data.setUint32(16, 16, true);
+  data.setUint16(20, 1, true);
+  data.setUint16(22, 1, true);
+  data.setUint32(24, buffer.sampleRate, true);
+  data.setUint32(28, buffer.sampleRate * 2, true);
+  data.setUint16(32, 2, true);
+  data.setUint16(34, 16, true);
+  text(36, "data");
+  data.setUint32(40, samples.length * 2, true);
+  samples.forEach((sample, i) => data.setInt16(44 + i * 2, Math.max(-1, Math.min(1, sample)) * 0x7fff, true));
+  return new Blob([data], { type: "audio/wav" });
+}
+
+// Record a new greeting (§7.4.2): record, stop, listen, then save or record again.
+async function recordGreeting() {
+  if (!navigator.mediaDevices || !window.MediaRecorder) {
+    toast(t("greetings.no_microphone"));
+    return false;
+  }
+  return modal(t("greetings.record_title"), (close) => {
+    let recorder = null;
+    let wav = null;
+    const status = h("p", { role: "status" }, t("greetings.record_help"));
+    const player = h("audio", { controls: true, class: "player", hidden: true });
+    const nameInput = h("input", { id: "greeting-name", type: "text", maxlength: 100, value: t("greetings.default_name") });
+    const recordButton = h("button", { type: "button", class: "record", "aria-pressed": "false" }, t("greetings.record"));
+    const saveButton = h("button", { type: "button", class: "primary", disabled: true }, t("action.save"));
+    recordButton.addEventListener("click", async () => {
+      if (recorder && recorder.state === "recording") {
+        recorder.stop();
+        return;
+      }
+      try {
+        const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+        const chunks = [];
+        recorder = new MediaRecorder(stream);
+        recorder.ondataavailable = (event) => chunks.push(event.data);
+        recorder.onstop = async () => {
+          stream.getTracks().forEach((track) => track.stop());
+          const context = new AudioContext();
+          const decoded = await context.decodeAudioData(await new Blob(chunks).arrayBuffer());
+          context.close();
+          wav = wavFromAudioBuffer(decoded);
+          player.src = URL.createObjectURL(wav);
+          player.hidden = false;
+          saveButton.disabled = false;
+          recordButton.textContent = t("greetings.record_again");
+          recordButton.setAttribute("aria-pressed", "false");
+          status.textContent = t("greetings.recorded");
+        };
+        recorder.start();
+        recordButton.textContent = t("greetings.stop");
+        recordButton.setAttribute("aria-pressed", "true");
+        status.textContent = t("greetings.recording");
+      } catch {
+        status.textContent = t("greetings.no_microphone");
+      }
+    });
+    saveButton.addEventListener("click", async () => {
+      const form = new FormData();
+      form.append("file", wav, "greeting.wav");
+      form.append("name", nameInput.value.trim() || t("greetings.default_name"));
+      const response = await fetch(`${API_PREFIX}/me/greetings`, { method: "POST", body: form, headers: { Authorization: `Bearer ${localStorage.getItem("hipper.token")}` } });
+      if (response.ok) close(true);
+      else status.textContent = (await response.json().catch(() => ({}))).detail || t("error.generic");
+    });
+    return h(
+      "div",
+      { class: "recorder" },
+      h("label", { for: "greeting-name" }, t("greetings.name")),
+      nameInput,
+      status,
+      recordButton,
+      player,
+      h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", onClick: () => close(false) }, t("action.cancel")), saveButton),
+    );
+  });
+}
+
+// Greetings (§7.4.2): choose the active one, play, rename, delete, record a new one.
+export async function greetingsSection(main) {
+  const section = h("section", { class: "card", "aria-labelledby": "greetings-title" });
+  main.append(section);
+  let greetings;
+  try {
+    greetings = (await api.get("/me/greetings")).greetings;
+  } catch (error) {
+    if (error instanceof ApiError && error.unavailable) {
+      section.append(h("h2", { id: "greetings-title" }, t("greetings.title")), h("p", { class: "muted" }, t("not_available")));
+      return;
+    }
+    throw error;
+  }
+  const list = h("ul", { class: "list plain" });
+  const draw = () => {
+    list.replaceChildren(
+      ...greetings.map((greeting) =>
+        h(
+          "li",
+          { class: "list-row" },
+          h("input", {
+            type: "radio",
+            name: "active-greeting",
+            id: `greeting-${greeting.id}`,
+            checked: greeting.active,
+            onChange: async () => {
+              await api.patch(`/me/greetings/${greeting.id}`, { active: true });
+              greetings.forEach((item) => (item.active = item.id === greeting.id));
+              toast(t("toast.saved"));
+            },
+          }),
+          h("label", { for: `greeting-${greeting.id}`, class: "grow" }, greeting.name, h("small", { class: "muted" }, `${Math.round(greeting.duration_ms / 1000)} s`)),
+          h("button", { type: "button", class: "icon-button", "aria-label": t("greetings.play", { name: greeting.name }), onClick: async (event) => {
+            const row = event.currentTarget.closest("li");
+            const player = h("audio", { src: URL.createObjectURL(await audioBlob(greeting.audio_url)), controls: true, class: "player" });
+            row.nextElementSibling?.tagName === "AUDIO" ? row.nextElementSibling.replaceWith(player) : row.after(player);
+            player.play().catch(() => {});
+          } }, "▶"),
+          h("button", { type: "button", class: "icon-button", "aria-label": t("greetings.rename", { name: greeting.name }), onClick: async () => {
+            const name = prompt(t("greetings.name"), greeting.name);
+            if (!name || name === greeting.name) return;
+            Object.assign(greeting, await api.patch(`/me/greetings/${greeting.id}`, { name }));
+            draw();
+          } }, "✎"),
+          h("button", { type: "button", class: "icon-button", "aria-label": t("greetings.delete", { name: greeting.name }), onClick: async () => {
+            if (!(await confirmDialog(t("delete.title"), t("greetings.delete", { name: greeting.name }), t("action.delete")))) return;
+            await api.del(`/me/greetings/${greeting.id}`);
+            greetings = greetings.filter((item) => item.id !== greeting.id);
+            draw();
+          } }, "✕"),
+        ),
+      ),
+    );
+    if (greetings.length === 0) list.replaceChildren(h("li", { class: "muted" }, t("greetings.empty")));
+  };
+  draw();
+  section.append(
+    h(
+      "div",
+      { class: "section-head" },
+      h("h2", { id: "greetings-title" }, t("greetings.title")),
+      h("button", { type: "button", class: "icon-button", "aria-label": t("greetings.record_title"), onClick: async () => {
+        if (await recordGreeting()) {
+          greetings = (await api.get("/me/greetings")).greetings;
+          draw();
+          toast(t("toast.saved"));
+        }
+      } }, "+"),
+    ),
+    list,
+  );
+}
+
+async function contactsScreen(main) {
+  const page = await fetchPage("/me/contacts", main);
+  if (!page) return;
+  const contacts = page.contacts;
+  const prefs = store.prefs.contacts;
+  const search = h("input", { type: "search", id: "contact-search", placeholder: t("contacts.search"), "aria-label": t("contacts.search"), autocomplete: "off" });
+  const count = h("p", { class: "sr-only", "aria-live": "polite" });
+  const list = h("ul", { class: "card list", "aria-label": t("screen.contacts") });
+  // The exchange already sorts and filters by the app settings; the search runs here, on what was loaded.
+  const label = (contact) =>
+    prefs.sort === "last_name" && contact.last_name ? [contact.last_name, contact.first_name].filter(Boolean).join(", ") : contact.display_name;
+  const draw = () => {
+    const words = search.value.trim().toLowerCase().split(/\s+/).filter(Boolean);
+    const shown = contacts.filter((contact) => {
+      const haystack = [contact.display_name, contact.company_name, contact.extension, ...contact.numbers.map((n) => n.number)].join(" ").toLowerCase();
+      return words.every((word) => haystack.includes(word));
+    });
+    count.textContent = t("contacts.count", { count: shown.length });
+    list.replaceChildren(
+      ...shown.map((contact) => {
+        const name = label(contact);
+        const first = contact.numbers[0] && contact.numbers[0].number;
+        const whatsapp = prefs.whatsapp_button && contact.numbers.find((n) => n.whatsapp);
+        return h(
+          "li",
+          { class: "list-row" },
+          h(
+            "a",
+            { class: "row-body", href: first ? `tel:${first}` : undefined, "aria-label": first ? `${t("action.call")} ${name}` : undefined },
+            h("span", { class: "avatar", "aria-hidden": "true" }, (name || "?").slice(0, 1).toUpperCase()),
+            h("span", { class: "grow" }, h("strong", {}, name), h("small", { class: "muted" }, [t(`contacts.list.${contact.list}`), ...contact.numbers.map((n) => n.number)].join(" · "))),
+          ),
+          whatsapp ? whatsappLink(whatsapp.number, name) : null,
+        );
+      }),
+    );
+    if (shown.length === 0) list.replaceChildren(h("li", { class: "empty" }, t("contacts.empty")));
+  };
+  search.addEventListener("input", draw);
+  main.append(h("div", { class: "search" }, search), count, list);
+  draw();
+}
+
+export const listRoutes = {
+  calls: { title: "screen.calls", live: true, render: recentScreen },
+  voicemails: { title: "screen.calls", tab: "calls", live: true, render: voicemailsScreen },
+  voicemail: { title: "screen.voicemail-message", back: "voicemails", tab: "calls", render: voicemailScreen },
+  contacts: { title: "screen.contacts", render: contactsScreen },
+};

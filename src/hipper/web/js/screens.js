@@ -1,0 +1,472 @@
+// The screens of the manual: login, PIN setup, overview, quick settings, profile, the settings menus and
+// every service screen. Calls, voicemail and contacts live in lists.js; the app settings in settings.js.
+
+import { afterLogin, go, syncPrefs } from "./app.js";
+import { ApiError, Cancelled, api, session } from "./api.js";
+import { h, icon } from "./dom.js";
+import { serviceScreen, toggle } from "./forms.js";
+import { t } from "./i18n.js";
+import { listRoutes } from "./lists.js";
+import { GROUPS, QUICK_SETTINGS, SERVICES, documentOf } from "./services.js";
+import { settingsRoutes } from "./settings.js";
+import { context, loadUser, savePrefs, store } from "./state.js";
+import { modal, pinInput, toast } from "./ui.js";
+
+const available = (screen) => store.services.has(documentOf(screen)) && (screen !== "fixed-mobile-rings" || store.services.has("fixed-mobile"));
+
+function field(id, label, attributes) {
+  return [h("label", { for: id }, label), h("input", { id, name: id, ...attributes })];
+}
+
+function loginScreen(main) {
+  const error = h("p", { class: "error", role: "alert", hidden: true });
+  const form = h(
+    "form",
+    {
+      class: "login",
+      onSubmit: async (event) => {
+        event.preventDefault();
+        error.hidden = true;
+        const button = form.querySelector("button");
+        button.disabled = true;
+        try {
+          const result = await api.post("/auth/login", {
+            username: form.username.value.trim(),
+            password: form.password.value,
+            device_name: navigator.userAgent.slice(0, 200),
+          });
+          session.token = result.token;
+          await loadUser();
+          await syncPrefs();
+          afterLogin();
+          go(result.pin_required ? "pin-setup" : "overview");
+        } catch (failure) {
+          error.hidden = false;
+          error.textContent =
+            failure instanceof ApiError && failure.status === 429
+              ? t("login.locked")
+              : failure instanceof ApiError && failure.status === 401
+                ? t("login.wrong")
+                : t("error.offline");
+          button.disabled = false;
+        }
+      },
+    },
+    h("div", { class: "brand", "aria-hidden": "true" }, "H+"),
+    h("p", {}, t("login.intro")),
+    ...field("username", t("field.username"), { type: "text", autocomplete: "username", autocapitalize: "none", required: true }),
+    ...field("password", t("field.password"), { type: "password", autocomplete: "current-password", required: true }),
+    error,
+    h("button", { type: "submit", class: "primary wide" }, t("login.submit")),
+  );
+  main.append(form);
+}
+
+function pinSetupScreen(main) {
+  const error = h("p", { class: "error", role: "alert", hidden: true });
+  const form = h(
+    "form",
+    {
+      class: "login",
+      onSubmit: async (event) => {
+        event.preventDefault();
+        const pin = form.querySelector("#new-pin").value;
+        const again = form.querySelector("#new-pin-again").value;
+        error.hidden = false;
+        if (!/^[0-9]{4,8}$/.test(pin)) {
+          error.textContent = t("pin.format");
+          return;
+        }
+        if (pin !== again) {
+          error.textContent = t("pin.mismatch");
+          return;
+        }
+        try {
+          await api.put("/auth/pin", { pin });
+          store.profile.pin_set = true;
+          toast(t("pin.saved"));
+          go("overview");
+        } catch (failure) {
+          error.textContent = failure instanceof ApiError && failure.status === 422 ? Object.values(failure.fields).join(" ") || failure.message : failure.message;
+        }
+      },
+    },
+    h("p", {}, t("pin.intro")),
+    ...pinInput("new-pin", t("field.new_pin"), "new-password"),
+    ...pinInput("new-pin-again", t("field.new_pin_again"), "new-password"),
+    error,
+    h("button", { type: "submit", class: "primary wide" }, t("pin.submit")),
+  );
+  main.append(form);
+}
+
+async function quickToggles(container) {
+  const chosen = (store.prefs.quick_settings || []).filter((name) => name in QUICK_SETTINGS && available(name));
+  if (chosen.length === 0) {
+    container.append(h("p", { class: "muted" }, t("quick.none")));
+    return;
+  }
+  const documents = await Promise.all(
+    chosen.map((name) => api.get(`/me/services/${name}`).catch((error) => (error instanceof ApiError && error.unavailable ? null : Promise.reject(error)))),
+  );
+  chosen.forEach((name, index) => {
+    const doc = documents[index];
+    if (!doc) return;
+    const fieldName = QUICK_SETTINGS[name];
+    container.append(
+      toggle(t(`service.${name}`), doc[fieldName], async (value) => {
+        try {
+          const saved = await api.put(`/me/services/${name}`, { ...doc, [fieldName]: value });
+          Object.assign(doc, saved);
+          toast(t(value ? "toast.on" : "toast.off", { name: t(`service.${name}`) }));
+        } catch (error) {
+          if (error instanceof ApiError && error.status === 422) {
+            // Switching on needs more (a destination, a reason): finish it on the service's own screen.
+            toast(t("quick.needs_more"));
+            go(`service/${name}`);
+            return;
+          }
+          if (!(error instanceof Cancelled)) toast(error.message);
+          go("overview");
+        }
+      }),
+    );
+  });
+}
+
+async function overviewScreen(main) {
+  const profile = store.profile;
+  if (profile.new_voicemails > 0) {
+    main.append(
+      h(
+        "a",
+        { class: "banner", href: "#/voicemails" },
+        icon("voicemail"),
+        t(profile.new_voicemails === 1 ? "overview.voicemail_one" : "overview.voicemail_many", { count: profile.new_voicemails }),
+      ),
+    );
+  }
+  main.append(
+    h(
+      "div",
+      { class: "tiles" },
+      ["profile", "outgoing", "incoming"].map((path) => h("a", { class: "tile", href: `#/${path}` }, icon(path), h("span", {}, t(`screen.${path}`)))),
+    ),
+  );
+  const quick = h("section", { class: "card quick", "aria-labelledby": "quick-title" });
+  quick.append(
+    h(
+      "div",
+      { class: "section-head" },
+      h("h2", { id: "quick-title" }, t("quick.title")),
+      h("a", { class: "icon-button", href: "#/quick-settings", "aria-label": t("quick.edit") }, "⋯"),
+    ),
+  );
+  main.append(quick);
+  await quickToggles(quick);
+}
+
+// Choose and order the quick settings (§3.5): checkboxes, and a handle that drags or moves with the arrow keys.
+function quickSettingsScreen(main) {
+  const all = Object.keys(QUICK_SETTINGS).filter(available);
+  const chosen = (store.prefs.quick_settings || []).filter((name) => all.includes(name));
+  let order = [...chosen, ...all.filter((name) => !chosen.includes(name))];
+  const shown = new Set(chosen);
+  const live = h("p", { class: "sr-only", "aria-live": "polite" });
+  const list = h("ul", { class: "reorder", "aria-label": t("quick.title") });
+  const move = (name, delta, focus = true) => {
+    const index = order.indexOf(name);
+    const target = index + delta;
+    if (target < 0 || target >= order.length) return;
+    order.splice(index, 1);
+    order.splice(target, 0, name);
+    draw();
+    live.textContent = t("quick.moved", { name: t(`service.${name}`), position: target + 1, total: order.length });
+    if (focus) list.querySelector(`[data-name="${name}"] .handle`).focus();
+  };
+  const startDrag = (event, name) => {
+    event.preventDefault();
+    const handle = event.currentTarget;
+    handle.setPointerCapture(event.pointerId);
+    const onMove = (moveEvent) => {
+      const rows = [...list.children];
+      const over = rows.find((row) => {
+        const box = row.getBoundingClientRect();
+        return moveEvent.clientY >= box.top && moveEvent.clientY < box.bottom;
+      });
+      if (!over || over.dataset.name === name) return;
+      const delta = order.indexOf(over.dataset.name) - order.indexOf(name);
+      move(name, delta, false);
+      list.querySelector(`[data-name="${name}"]`).classList.add("dragging");
+    };
+    const onUp = () => {
+      handle.removeEventListener("pointermove", onMove);
+      list.querySelectorAll(".dragging").forEach((row) => row.classList.remove("dragging"));
+      list.querySelector(`[data-name="${name}"] .handle`).focus();
+    };
+    // Re-rendering replaces the handle, so listen on the list while the pointer is down.
+    list.addEventListener("pointermove", onMove);
+    window.addEventListener(
+      "pointerup",
+      () => {
+        list.removeEventListener("pointermove", onMove);
+        onUp();
+      },
+      { once: true },
+    );
+  };
+  const draw = () => {
+    list.replaceChildren(
+      ...order.map((name) => {
+        const id = `quick-${name}`;
+        return h(
+          "li",
+          { class: "reorder-row", "data-name": name },
+          h("input", {
+            type: "checkbox",
+            id,
+            checked: shown.has(name),
+            onChange: (event) => (event.target.checked ? shown.add(name) : shown.delete(name)),
+          }),
+          h("label", { for: id }, t(`service.${name}`)),
+          h(
+            "button",
+            {
+              type: "button",
+              class: "handle",
+              "aria-label": t("quick.move", { name: t(`service.${name}`) }),
+              "aria-keyshortcuts": "ArrowUp ArrowDown",
+              onKeydown: (event) => {
+                if (event.key === "ArrowUp") {
+                  event.preventDefault();
+                  move(name, -1);
+                } else if (event.key === "ArrowDown") {
+                  event.preventDefault();
+                  move(name, 1);
+                }
+              },
+              onPointerdown: (event) => startDrag(event, name),
+            },
+            "≡",
+          ),
+        );
+      }),
+    );
+  };
+  draw();
+  main.append(
+    h("p", { class: "muted" }, t("quick.help")),
+    list,
+    live,
+    h(
+      "div",
+      { class: "actions sticky" },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "primary",
+          onClick: async () => {
+            try {
+              await savePrefs({ quick_settings: order.filter((name) => shown.has(name)) });
+              toast(t("toast.saved"));
+              go("overview");
+            } catch (error) {
+              toast(error.message);
+            }
+          },
+        },
+        t("action.save"),
+      ),
+    ),
+  );
+  if (!store.prefsOnServer) main.append(h("p", { class: "muted small" }, t("prefs.local_only")));
+}
+
+const NUMBER_KINDS = ["company", "direct", "department", "mobile", "call_center"];
+
+function profileScreen(main) {
+  const profile = store.profile;
+  const name = `${profile.first_name || ""} ${profile.last_name || ""}`.trim();
+  main.append(
+    h(
+      "section",
+      { class: "card" },
+      h("h2", {}, name || profile.username),
+      h("dl", { class: "facts" }, [
+        h("dt", {}, t("field.username")),
+        h("dd", {}, profile.username),
+        h("dt", {}, t("field.extension")),
+        h("dd", {}, profile.extension || "—"),
+        ...NUMBER_KINDS.filter((kind) => profile.numbers[kind]).flatMap((kind) => [h("dt", {}, t(`number.${kind}`)), h("dd", {}, h("a", { href: `tel:${profile.numbers[kind]}` }, profile.numbers[kind]))]),
+      ]),
+    ),
+    h(
+      "section",
+      { class: "card menu" },
+      h("button", { type: "button", class: "menu-item", onClick: changePassword }, t("profile.change_password")),
+      h("button", { type: "button", class: "menu-item", onClick: changePin }, t("profile.change_pin")),
+      h("button", { type: "button", class: "menu-item", disabled: true, "aria-describedby": "passkey-note" }, t("profile.passkey")),
+      h("small", { id: "passkey-note", class: "muted pad" }, t("profile.passkey_soon")),
+    ),
+    h("button", { type: "button", class: "danger wide", onClick: () => import("./app.js").then((m) => m.logOut()) }, t("action.logout")),
+  );
+}
+
+function formDialog(title, fields, submit) {
+  return modal(title, (close) => {
+    const error = h("p", { class: "error", role: "alert", hidden: true });
+    const form = h(
+      "form",
+      {
+        onSubmit: async (event) => {
+          event.preventDefault();
+          try {
+            await submit(form);
+            close(true);
+          } catch (failure) {
+            error.hidden = false;
+            error.textContent = failure instanceof ApiError && failure.status === 422 ? Object.values(failure.fields).join(" ") || failure.message : failure.message;
+          }
+        },
+      },
+      ...fields,
+      error,
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", class: "secondary", onClick: () => close(false) }, t("action.cancel")),
+        h("button", { type: "submit", class: "primary" }, t("action.save")),
+      ),
+    );
+    return form;
+  });
+}
+
+async function changePassword() {
+  const done = await formDialog(
+    t("profile.change_password"),
+    [
+      ...field("current-password", t("field.current_password"), { type: "password", autocomplete: "current-password", required: true }),
+      ...field("new-password", t("field.new_password"), { type: "password", autocomplete: "new-password", required: true }),
+    ],
+    (form) =>
+      api.put("/auth/password", {
+        current_password: form.querySelector("#current-password").value,
+        new_password: form.querySelector("#new-password").value,
+      }),
+  );
+  if (done) toast(t("toast.saved"));
+}
+
+async function changePin() {
+  const done = await formDialog(
+    t("profile.change_pin"),
+    [...pinInput("current-pin", t("field.current_pin")), ...pinInput("changed-pin", t("field.new_pin"), "new-password")],
+    (form) =>
+      api.put("/auth/pin", {
+        current_pin: form.querySelector("#current-pin").value,
+        pin: form.querySelector("#changed-pin").value,
+      }),
+  );
+  if (done) toast(t("pin.saved"));
+}
+
+function summary(screen, doc) {
+  if (!doc) return "";
+  if (screen === "fixed-mobile-rings") return `${t(`opt.fixed_rings.${doc.fixed_rings}`)}`;
+  if (screen === "outgoing-identity") return t(`opt.fixed.${doc.fixed}`);
+  if (screen === "call-method") return t(`opt.method.${doc.method}`);
+  if (screen === "anonymous") return t(doc.desk ? "state.on" : "state.off");
+  if (screen === "night-forwarding") return t(doc.night_mode ? "state.on" : "state.off");
+  if (screen === "anywhere") return t("summary.locations", { count: doc.locations.length });
+  if ("active" in doc) return t(doc.active ? "state.on" : "state.off");
+  return "";
+}
+
+async function serviceMenu(main, group) {
+  const screens = GROUPS[group].filter(available);
+  if (screens.length === 0) {
+    main.append(h("p", { class: "empty" }, t("menu.nothing")));
+    return;
+  }
+  const documents = await Promise.all(screens.map((screen) => api.get(`/me/services/${documentOf(screen)}`).catch(() => null)));
+  main.append(
+    h(
+      "ul",
+      { class: "card menu" },
+      screens.map((screen, index) =>
+        h(
+          "li",
+          {},
+          h(
+            "a",
+            { class: "menu-item", href: `#/service/${screen}` },
+            h("span", {}, t(`service.${screen}`)),
+            h("span", { class: "muted" }, documents[index] ? summary(screen, documents[index]) : t("state.unavailable")),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+function settingsMenu(main) {
+  const items = [
+    ["profile", true],
+    ["incoming", GROUPS.incoming.some(available)],
+    ["outgoing", GROUPS.outgoing.some(available)],
+    ["service/voicemail", available("voicemail")],
+    ["service/call-recording", available("call-recording")],
+    ["service/call-center-agent", available("call-center-agent")],
+    ["service/fixed-mobile", available("fixed-mobile")],
+    ["app-settings", true],
+    ["help", true],
+  ];
+  main.append(
+    h(
+      "ul",
+      { class: "card menu" },
+      items
+        .filter(([, shown]) => shown)
+        .map(([path]) => h("li", {}, h("a", { class: "menu-item", href: `#/${path}` }, t(`screen.${path.replace("service/", "")}`)))),
+    ),
+  );
+}
+
+const BACK = {};
+for (const [group, screens] of Object.entries(GROUPS)) for (const screen of screens) BACK[screen] = group;
+
+export const routes = {
+  login: { title: "screen.login", bare: true, render: loginScreen },
+  "pin-setup": { title: "screen.pin-setup", bare: true, render: pinSetupScreen },
+  overview: { title: "screen.overview", live: true, render: overviewScreen },
+  "quick-settings": { title: "screen.quick-settings", back: "overview", tab: "overview", render: quickSettingsScreen },
+  profile: { title: "screen.profile", back: "settings", tab: "settings", render: profileScreen },
+  incoming: { title: "screen.incoming", back: "settings", tab: "settings", live: true, render: (main) => serviceMenu(main, "incoming") },
+  outgoing: { title: "screen.outgoing", back: "settings", tab: "settings", live: true, render: (main) => serviceMenu(main, "outgoing") },
+  settings: { title: "screen.settings", render: settingsMenu },
+  service: {
+    title: (screen) => t(`service.${screen}`),
+    back: "settings",
+    tab: "settings",
+    render: async (main, screen) => {
+      if (!SERVICES[screen] || !available(screen)) {
+        const { notAvailable } = await import("./forms.js");
+        main.append(notAvailable());
+        return;
+      }
+      const back = document.querySelector(".topbar .back");
+      if (back && BACK[screen]) back.setAttribute("href", `#/${BACK[screen]}`);
+      const intro = t(`intro.${screen}`);
+      if (intro !== `intro.${screen}`) main.append(h("p", { class: "muted" }, intro));
+      await serviceScreen(main, screen, context());
+      if (screen === "voicemail") {
+        const { greetingsSection } = await import("./lists.js");
+        await greetingsSection(main);
+      }
+    },
+  },
+  ...listRoutes,
+  ...settingsRoutes,
+};

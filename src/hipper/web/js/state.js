@@ -1,0 +1,100 @@
+// What the app knows about the logged-in user: the profile (/me), the licensed services and the app settings.
+
+import { ApiError, api, session } from "./api.js";
+import { DEFAULT_QUICK } from "./services.js";
+
+const PREFS_KEY = "hipper.app-settings";
+
+// The shape of GET /me/app-settings (the exchange keeps them so every device of the user shows the same).
+export const DEFAULT_PREFS = {
+  quick_settings: DEFAULT_QUICK,
+  theme: "system",
+  push: { missed_calls: true, voicemail: true },
+  contacts: { lists: ["group", "enterprise", "personal"], sort: "first_name", whatsapp_button: true },
+  privacy: { analytics: true },
+  language: "nl",
+};
+const LANGUAGE_CHOSEN_KEY = "hipper.language-chosen";
+
+// Until the user picks a language in the app settings, the app follows the browser's language (Dutch unless
+// the browser asks for English); the exchange's stored default ("nl") is not a choice the user made.
+export function languagePreference() {
+  return localStorage.getItem(LANGUAGE_CHOSEN_KEY) ? store.prefs.language : "system";
+}
+
+export function chooseLanguage(language) {
+  localStorage.setItem(LANGUAGE_CHOSEN_KEY, "1");
+  return savePrefs({ language });
+}
+
+export const store = {
+  profile: null,
+  services: new Set(),
+  prefs: loadLocalPrefs(),
+  // Whether the exchange keeps the app settings (/me/app-settings); otherwise they stay on this device.
+  prefsOnServer: false,
+};
+
+function loadLocalPrefs() {
+  try {
+    return { ...DEFAULT_PREFS, ...JSON.parse(localStorage.getItem(PREFS_KEY) || "{}") };
+  } catch {
+    return { ...DEFAULT_PREFS };
+  }
+}
+
+export function context() {
+  return {
+    numbers: (store.profile && store.profile.numbers) || {},
+    licences: new Set((store.profile && store.profile.licences) || []),
+  };
+}
+
+// "Restart app" (§7.8.5) does exactly this: re-read the profile, the licences and the app settings.
+export async function loadUser() {
+  store.profile = await api.get("/me");
+  try {
+    store.services = new Set((await api.get("/me/services")).services);
+  } catch {
+    store.services = new Set(store.profile.services || []);
+  }
+  try {
+    const remote = await api.get("/me/app-settings");
+    store.prefs = { ...DEFAULT_PREFS, ...remote };
+    store.prefsOnServer = true;
+    localStorage.setItem(PREFS_KEY, JSON.stringify(store.prefs));
+  } catch (error) {
+    if (!(error instanceof ApiError && error.unavailable)) throw error;
+    store.prefsOnServer = false;
+  }
+  return store.profile;
+}
+
+// Nested objects merge field by field, as the exchange does with a partial document.
+function merge(base, change) {
+  const out = { ...base };
+  for (const [key, value] of Object.entries(change)) {
+    const nested = value && typeof value === "object" && !Array.isArray(value) && base[key] && typeof base[key] === "object";
+    out[key] = nested ? merge(base[key], value) : value;
+  }
+  return out;
+}
+
+export async function savePrefs(changes) {
+  const next = merge(store.prefs, changes);
+  if (store.prefsOnServer) {
+    // The exchange merges a partial document, so only the change is sent.
+    const saved = await api.put("/me/app-settings", changes);
+    store.prefs = { ...DEFAULT_PREFS, ...(saved || next) };
+  } else {
+    store.prefs = next;
+  }
+  localStorage.setItem(PREFS_KEY, JSON.stringify(store.prefs));
+  return store.prefs;
+}
+
+export function forget() {
+  session.token = null;
+  store.profile = null;
+  store.services = new Set();
+}

@@ -1,0 +1,55 @@
+// Offline shell: the app's own files are served network-first (so an update shows at once) and fall back to
+// the cache when offline. The API is never cached: settings must be live or clearly unavailable.
+const CACHE = "hipper-shell-v1";
+const SHELL = [
+  "/",
+  "/index.html",
+  "/app.css",
+  "/manifest.webmanifest",
+  "/icons/icon.svg",
+  "/icons/icon-192.png",
+  "/js/app.js",
+  "/js/api.js",
+  "/js/dom.js",
+  "/js/forms.js",
+  "/js/i18n.js",
+  "/js/lists.js",
+  "/js/screens.js",
+  "/js/services.js",
+  "/js/settings.js",
+  "/js/state.js",
+  "/js/ui.js",
+  "/i18n/nl.json",
+  "/i18n/en.json",
+];
+
+self.addEventListener("install", (event) => {
+  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener("activate", (event) => {
+  event.waitUntil(
+    caches
+      .keys()
+      .then((keys) => Promise.all(keys.filter((key) => key !== CACHE).map((key) => caches.delete(key))))
+      .then(() => self.clients.claim()),
+  );
+});
+
+self.addEventListener("fetch", (event) => {
+  const url = new URL(event.request.url);
+  if (event.request.method !== "GET" || url.origin !== self.location.origin || url.pathname.startsWith("/api/")) return;
+  event.respondWith(
+    fetch(event.request)
+      .then((response) => {
+        if (response.ok) {
+          const copy = response.clone();
+          caches.open(CACHE).then((cache) => cache.put(event.request, copy));
+        }
+        return response;
+      })
+      .catch(() =>
+        caches.match(event.request).then((hit) => hit || (event.request.mode === "navigate" ? caches.match("/index.html") : Response.error())),
+      ),
+  );
+});

@@ -1,0 +1,174 @@
+"""A real exchange on a free localhost port (uvicorn in a thread, SQLite in a temp dir) for browser tests.
+
+Shared by the browser tests and bench/web/screens.py. Users are written with `hipper.store.admin` through their
+own engine on the same SQLite file, the way the CLI would, so the server sees them on the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+import socket
+import threading
+import time
+import wave
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from hipper.api.app import create_app
+from hipper.config import Settings
+from hipper.passwords import Hasher
+from hipper.store import admin, call_logs, voicemails
+from hipper.store.db import create_engine, migrate, session_factory
+from hipper.store.models import Company
+from hipper.store.users import by_username
+
+FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_cost": 1024}
+PASSWORD = "correct horse 1"
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass
+class LiveServer:
+    data_dir: Path
+    port: int = 0
+    _server: uvicorn.Server | None = None
+    _thread: threading.Thread | None = None
+    _company_id: int | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(data_dir=self.data_dir, **FAST_ARGON2)  # type: ignore[arg-type]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        asyncio.run(self._migrate())
+        self.port = free_port()
+        app = create_app(self.settings, run_migrations=False)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="live-exchange", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the exchange did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    async def _migrate(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(self.settings.resolved_database_url())
+        await migrate(engine)
+        await engine.dispose()
+
+    def add_user(
+        self, username: str, *, licences: list[str] | None = None, pin: str | None = None, **fields: Any
+    ) -> None:
+        asyncio.run(self._add_user(username, licences or ["full"], pin, fields))
+
+    async def _add_user(self, username: str, licences: list[str], pin: str | None, fields: dict[str, Any]) -> None:
+        engine = create_engine(self.settings.resolved_database_url())
+        hasher = Hasher(**{key.removeprefix("argon2_"): value for key, value in FAST_ARGON2.items()})
+        try:
+            async with session_factory(engine)() as session:
+                if self._company_id is None:
+                    created = await admin.create_company(session, "Acme BV", "+31201234000")
+                    self._company_id = created.id
+                company = await session.get(Company, self._company_id)
+                user = await admin.create_user(
+                    session, hasher, username=username, password=PASSWORD, company=company, licences=licences, **fields
+                )
+                if pin is not None:
+                    user.pin_hash = await hasher.hash(pin)
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    def add_history(self, username: str) -> None:
+        """A few received, placed and missed calls and one new voicemail, as call processing would leave them."""
+        asyncio.run(self._add_history(username))
+
+    async def _add_history(self, username: str) -> None:
+        engine = create_engine(self.settings.resolved_database_url())
+        now = datetime.now(UTC)
+        try:
+            async with session_factory(engine)() as session:
+                user = await by_username(session, username)
+                assert user is not None
+                calls = [
+                    ("missed", "+31612345678", "Manager", 5),
+                    ("received", "+31301234567", "Receptie", 45),
+                    ("placed", "+31201234102", "Bram Jansen", 90),
+                ]
+                for kind, number, name, minutes_ago in calls:
+                    started = now - timedelta(minutes=minutes_ago)
+                    await call_logs.record_call(
+                        session,
+                        user.id,
+                        kind=kind,  # type: ignore[arg-type]
+                        started_at=started,
+                        remote_number=number,
+                        remote_name=name,
+                        answered_at=None if kind == "missed" else started + timedelta(seconds=5),
+                        ended_at=started + timedelta(seconds=65),
+                        outcome="no_answer" if kind == "missed" else "answered",
+                    )
+                await session.commit()
+                user_id = user.id
+            async with session_factory(engine)() as session:
+                await voicemails.deposit(
+                    session,
+                    self.data_dir,
+                    user_id,
+                    tone_wav(1.0),
+                    received_at=now - timedelta(minutes=5),
+                    duration_ms=1000,
+                    caller_number="+31612345678",
+                    caller_name="Manager",
+                )
+        finally:
+            await engine.dispose()
+
+
+def tone_wav(seconds: float, rate: int = 8000) -> bytes:
+    """A 440 Hz tone as 8 kHz mono 16-bit WAV: a message the player can really play."""
+    frames = bytearray()
+    for n in range(int(seconds * rate)):
+        frames += int(8000 * math.sin(2 * math.pi * 440 * n / rate)).to_bytes(2, "little", signed=True)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(rate)
+        writer.writeframes(bytes(frames))
+    return out.getvalue()
