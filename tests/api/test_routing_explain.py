@@ -163,3 +163,55 @@ async def test_needs_login_and_sees_only_own_settings(make_user: UserFactory) ->
     assert bob_plan["steps"][0]["action"] == "reject"
     assert bob_plan["user_id"] == bob.id
     assert bob_plan["caller"] is None
+
+
+async def outgoing(user: LoggedIn, **params: Any) -> Any:
+    return await user.get("/me/routing/outgoing-identity", params=params)
+
+
+async def test_outgoing_identity_follows_settings_and_choice(make_user: UserFactory) -> None:
+    user = await make_user()
+    shown = await outgoing(user, dialled="030 123 4567")
+    assert shown.status_code == 200, shown.text
+    assert (shown.json()["kind"], shown.json()["from_user"], shown.json()["privacy"]) == (
+        "direct",
+        "+31201234101",
+        None,
+    )
+    assert (await user.put("/me/services/outgoing-identity", json={"fixed": "company"})).status_code == 200
+    assert (await outgoing(user, dialled=CALLER)).json()["number"] == "+31201234000"
+    chosen = await outgoing(user, dialled=CALLER, identity="mobile", device="mobile")
+    assert chosen.json()["number"] == "+31612345601"
+
+
+async def test_anonymous_call_asserts_identity_only_to_the_trunk(make_user: UserFactory) -> None:
+    user = await make_user()
+    assert (await user.put("/me/services/anonymous", json={"desk": True})).status_code == 200
+    body = (await outgoing(user, dialled=CALLER)).json()
+    assert body["anonymous"] is True
+    assert (body["from_user"], body["from_host"], body["privacy"]) == ("anonymous", "anonymous.invalid", "id")
+    assert body["asserted_identity"] == "+31201234101"
+
+
+async def test_colleagues_see_the_extension(make_user: UserFactory) -> None:
+    alice = await make_user()
+    bob = await make_user()
+    assert (await alice.put("/me/services/anonymous", json={"desk": True})).status_code == 200
+    by_extension = (await outgoing(alice, dialled="202")).json()
+    assert (by_extension["kind"], by_extension["from_user"], by_extension["anonymous"]) == ("extension", "201", False)
+    assert bob.id != alice.id
+    # An extension nobody in the company has is not internal.
+    assert (await outgoing(alice, dialled="299")).json()["kind"] == "direct"
+
+
+async def test_outgoing_bad_input_names_the_field(make_user: UserFactory) -> None:
+    user = await make_user(["basic"])
+    for params, field in (
+        ({"dialled": "abc"}, "dialled"),
+        ({"dialled": CALLER, "device": "mobile"}, "device"),
+        ({"dialled": CALLER, "identity": "call_center"}, "identity"),
+        ({"dialled": CALLER, "identity": "boss"}, "identity"),
+    ):
+        response = await outgoing(user, **params)
+        assert response.status_code == 422, params
+        assert response.json()["detail"][0]["loc"][-1] == field

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.domain.licences import licensed_services
+from hipper.domain.numbers import is_extension
 from hipper.domain.routing import RegisteredDevice, UserState
 from hipper.domain.routing.state import DeviceKind
 from hipper.domain.services import SERVICES, ServiceSettings
@@ -56,3 +57,14 @@ async def load_user_state(session: AsyncSession, user: User, now: datetime, *, o
         on_call=on_call,
         devices=tuple(await registered_devices(session, user.id, now)),
     )
+
+
+async def is_colleague(session: AsyncSession, user: User, dialled: str) -> bool:
+    """Whether `dialled` (normalised) reaches another user of the same company: an internal call."""
+    if user.company_id is None:
+        return False
+    match = User.extension == dialled if is_extension(dialled) else User.direct_number == dialled
+    found = await session.execute(
+        select(User.id).where(User.company_id == user.company_id, User.id != user.id, match).limit(1)
+    )
+    return found.first() is not None

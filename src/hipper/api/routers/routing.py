@@ -9,9 +9,11 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
 from hipper.api.deps import CurrentUser, Session
+from hipper.domain.errors import InvalidSetting
 from hipper.domain.numbers import NumberError, normalise
+from hipper.domain.outgoing import CallerIdentity, IdentityKind, PlacedCall, outgoing_identity
 from hipper.domain.routing import IncomingCall, RoutingPlan, plan_incoming
-from hipper.store.user_state import load_user_state
+from hipper.store.user_state import is_colleague, load_user_state
 
 router = APIRouter(prefix="/me/routing", tags=["routing"])
 
@@ -54,3 +56,30 @@ async def explain(
         raise _invalid("called", "calls to your mobile number pass through the exchange only with fixed-mobile")
     plan = plan_incoming(IncomingCall(caller=caller_number, called=called), state, moment)
     return Explanation(plan=plan, summary=plan.describe())
+
+
+@router.get("/outgoing-identity", response_model=CallerIdentity)
+async def explain_outgoing(
+    auth: CurrentUser,
+    session: Session,
+    dialled: Annotated[str, Query(description="The number or extension to call")],
+    device: Annotated[Literal["desk", "mobile"], Query(description="Where you call from")] = "desk",
+    identity: Annotated[IdentityKind | None, Query(description="Your choice for this call (D2)")] = None,
+) -> CallerIdentity:
+    """Which number the callee would see for this call, and whether it is hidden (SPEC D1, D2, G1–G3)."""
+    try:
+        number = normalise(dialled)
+    except NumberError as exc:
+        raise _invalid("dialled", str(exc)) from exc
+    user = auth.user
+    now = datetime.now(UTC)
+    state = await load_user_state(session, user, now)
+    if device == "mobile" and "fixed-mobile" not in state.licences:
+        raise _invalid("device", "calls from your mobile pass through the exchange only with fixed-mobile")
+    call = PlacedCall(
+        dialled=number, device=device, internal=await is_colleague(session, user, number), choice=identity
+    )
+    try:
+        return outgoing_identity(call, state)
+    except InvalidSetting as exc:
+        raise _invalid(exc.field, exc.reason) from exc
