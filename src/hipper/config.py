@@ -29,9 +29,10 @@ class Settings(BaseSettings):
     sip_max_expires: int = 3600
     sip_nonce_seconds: int = 300
     sip_node: str = ""
-    # Offered in this order. SIPp and many phones only read the first WWW-Authenticate, so MD5 leads;
-    # RFC 8760 clients pick the first they support. Both are always verified.
-    sip_digest_algorithms: list[str] = Field(default_factory=lambda: ["MD5", "SHA-256"])
+    # Digest challenges offered, in this order (RFC 8760: clients pick the first they support). MD5 only by
+    # default: SIPp 3.6 reads just the first challenge and baresip 1.0 fails on any SHA-256 one. Credentials
+    # with either algorithm are always verified; offer ["SHA-256", "MD5"] when all phones can take it.
+    sip_digest_algorithms: list[str] = Field(default_factory=lambda: ["MD5"])
     log_level: str = "INFO"
     log_json: bool = True
     # Session tokens ("stay logged in on this device", SPEC A1).
