@@ -12,13 +12,14 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hipper.domain.group_routing import GroupNumber
 from hipper.domain.licences import licensed_services
 from hipper.domain.numbers import is_extension
 from hipper.domain.routing import RegisteredDevice, UserState
 from hipper.domain.routing.state import DeviceKind
 from hipper.domain.services import SERVICES, ServiceSettings
 from hipper.store import service_settings
-from hipper.store.models import Registration, SipDevice, User
+from hipper.store.models import Company, Group, Registration, SipDevice, User
 from hipper.store.users import numbers_of
 
 
@@ -68,3 +69,36 @@ async def is_colleague(session: AsyncSession, user: User, dialled: str) -> bool:
         select(User.id).where(User.company_id == user.company_id, User.id != user.id, match).limit(1)
     )
     return found.first() is not None
+
+
+async def group_number_of(session: AsyncSession, number: str) -> GroupNumber | None:
+    """The company or department a dialled number belongs to, for `plan_group_call`; None if it is neither."""
+    company = (await session.execute(select(Company).where(Company.number == number))).scalar_one_or_none()
+    if company is not None:
+        return GroupNumber(
+            kind="company",
+            name=company.name,
+            number=number,
+            day_destination=company.day_destination,
+            night_destination=company.night_destination,
+            night_mode=company.night_mode,
+        )
+    row = (
+        await session.execute(
+            select(Group, Company.night_mode)
+            .join(Company, Company.id == Group.company_id)
+            .where(Group.number == number)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    group, night_mode = row
+    # A department has no night switch of its own: it follows its company's night mode.
+    return GroupNumber(
+        kind="department",
+        name=group.name,
+        number=number,
+        day_destination=group.day_destination,
+        night_destination=group.night_destination,
+        night_mode=bool(night_mode),
+    )
