@@ -41,7 +41,7 @@ async def test_unknown_kind_is_422_naming_the_field(make_user: UserFactory) -> N
     assert response.json()["detail"][0]["loc"][-1] == "kind"
 
 
-async def test_delete_several(make_user: UserFactory, exchange: Exchange, app: object) -> None:
+async def test_delete_several(make_user: UserFactory, exchange: Exchange) -> None:
     user = await make_user()
     rows = [await exchange.call(user.id, "received") for _ in range(3)]
     response = await user.post("/me/call-logs/delete", json={"ids": [rows[0].id, rows[2].id]})
@@ -52,15 +52,14 @@ async def test_delete_several(make_user: UserFactory, exchange: Exchange, app: o
 
 async def test_delete_validates_ids(make_user: UserFactory) -> None:
     user = await make_user()
-    for body in ({"ids": []}, {"ids": ["x"]}, {}, {"ids": list(range(501))}):
+    bodies: list[dict[str, object]] = [{"ids": []}, {"ids": ["x"]}, {}, {"ids": list(range(501))}]
+    for body in bodies:
         response = await user.post("/me/call-logs/delete", json=body)
         assert response.status_code == 422, body
         assert response.json()["detail"][0]["loc"][:2] == ["body", "ids"]
 
 
-async def test_other_users_calls_are_neither_shown_nor_deleted(
-    make_user: UserFactory, exchange: Exchange, app: object
-) -> None:
+async def test_other_users_calls_are_neither_shown_nor_deleted(make_user: UserFactory, exchange: Exchange) -> None:
     alice = await make_user()
     bob = await make_user()
     mine = await exchange.call(alice.id, "placed")
