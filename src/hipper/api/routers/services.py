@@ -1,4 +1,8 @@
-"""GET/PUT /me/services/{service}: one route pair per user service, each documented with its own model."""
+"""GET/PUT /me/services/{service}: one route pair per user service, each documented with its own model.
+
+The call-center agent has its own routes (`call_center_agent.py`): its document is assembled from the call
+centers in the database. The administrator's values are set through `/admin/users/{id}/services/{service}`.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,14 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from hipper.api.deps import CurrentUser, Session, State, commit
+from hipper.domain.context import UserContext
 from hipper.domain.licences import licensed_services
-from hipper.domain.services import SERVICES, ServiceSettings, change, ensure_licensed
+from hipper.domain.services import SERVICES, CallCenterAgent, ServiceSettings, change, ensure_licensed
 from hipper.store import service_settings
 from hipper.store.users import context_of
+
+# Services whose routes live in their own module.
+OWN_ROUTES = frozenset({CallCenterAgent.service})
 
 router = APIRouter(prefix="/me/services", tags=["services"])
 
@@ -26,6 +34,17 @@ async def list_services(auth: CurrentUser) -> ServiceList:
     return ServiceList(services=licensed_services(frozenset(auth.user.licences or ())))
 
 
+async def related_documents(
+    session: Session, user_id: int, settings_class: type[ServiceSettings], ctx: UserContext
+) -> dict[str, ServiceSettings]:
+    """The user's other services a service's rules look at; an unlicensed one is left out (the user lacks it)."""
+    return {
+        name: await service_settings.load(session, user_id, SERVICES[name])
+        for name in settings_class.related_services
+        if ctx.has(name)
+    }
+
+
 def _add_routes(settings_class: type[ServiceSettings]) -> None:
     name = settings_class.service
     doc = (settings_class.__doc__ or "").strip()
@@ -35,12 +54,13 @@ def _add_routes(settings_class: type[ServiceSettings]) -> None:
         ensure_licensed(settings_class, ctx)
         return await service_settings.load(session, auth.user.id, settings_class)
 
-    async def write(body: ServiceSettings, auth: CurrentUser, session: Session, state: State) -> Any:
+    async def write(body: ServiceSettings | dict[str, Any], auth: CurrentUser, session: Session, state: State) -> Any:
         ctx = await context_of(session, auth.user)
         ensure_licensed(settings_class, ctx)
         current = await service_settings.load(session, auth.user.id, settings_class)
-        proposed = body.model_dump(mode="json", exclude_unset=True)
-        new = change(settings_class, current, proposed, ctx, stepped_up=auth.stepped_up)
+        proposed = body if isinstance(body, dict) else body.model_dump(mode="json", exclude_unset=True)
+        related = await related_documents(session, auth.user.id, settings_class, ctx)
+        new = change(settings_class, current, proposed, ctx, stepped_up=auth.stepped_up, related=related)
         await service_settings.save(session, auth.user.id, new)
         await commit(session, state)
         return new
@@ -57,16 +77,31 @@ def _add_routes(settings_class: type[ServiceSettings]) -> None:
         description=doc,
         name=f"get_{name}",
     )
+    if settings_class.administrator_only:
+        # Every change is refused before the body is looked at, so the body is not parsed as the document.
+        write.__annotations__["body"] = dict[str, Any]
     router.add_api_route(
         f"/{name}",
         write,
         methods=["PUT"],
         response_model=settings_class,
         summary=f"Change {name}",
-        description=doc + "\n\nSetting a new phone number needs a fresh step-up (POST /auth/step-up).",
+        description=_write_description(settings_class, doc),
         name=f"put_{name}",
+        responses={403: {"description": "not_licensed, read_only or step_up_required (see `code`)"}},
     )
 
 
+def _write_description(settings_class: type[ServiceSettings], doc: str) -> str:
+    if settings_class.administrator_only:
+        return doc + "\n\nThe whole document is the administrator's: every change answers 403 `read_only`."
+    text = doc + "\n\nSetting a new phone number needs a fresh step-up (POST /auth/step-up)."
+    if settings_class.read_only_fields:
+        fields = ", ".join(sorted(settings_class.read_only_fields))
+        text += f" Set by the administrator (403 `read_only` when changed): {fields}."
+    return text
+
+
 for _settings_class in SERVICES.values():
-    _add_routes(_settings_class)
+    if _settings_class.service not in OWN_ROUTES:
+        _add_routes(_settings_class)

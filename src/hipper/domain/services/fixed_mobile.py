@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
-
+from hipper.domain.context import UserContext
 from hipper.domain.errors import InvalidSetting
 from hipper.domain.services.base import ServiceSettings
 
@@ -28,9 +27,8 @@ class FixedMobile(ServiceSettings):
     group_calls_to_mobile: bool = False
     click_to_dial_to_mobile: bool = False
 
-    @model_validator(mode="after")
-    def _always_enabled(self) -> FixedMobile:
-        # A plain bool (not Literal[True]) so that a user's `false` is answered as a read-only field (403).
+    def check(self, ctx: UserContext) -> None:
+        # Checked here, after the read-only fields were applied, so that a user's `false` is answered as a
+        # read-only field (403) and only the administrator learns that the switch cannot be turned off.
         if not self.enabled:
             raise InvalidSetting("enabled", "fixed-mobile integration is always on while the licence is assigned")
-        return self
