@@ -171,7 +171,7 @@ async def test_dtmf_from_sipp_capture_is_reported_once_and_crosses_the_bridge_on
     event = await next_event(engine, DtmfReceived)
     assert (event.endpoint_id, event.digit, event.duration_ms) == (ea, "5", 280)
     await asyncio.sleep(0.2)
-    assert not any(isinstance(e, DtmfReceived) for e in _drain(engine))
+    assert not any(isinstance(e, DtmfReceived) for e in drain(engine))
     forwarded = [r.packet for r in b.received if r.packet.payload_type == 96]
     assert len(forwarded) == 10
     assert len({p.timestamp for p in forwarded}) == 1
@@ -180,7 +180,7 @@ async def test_dtmf_from_sipp_capture_is_reported_once_and_crosses_the_bridge_on
     b.close()
 
 
-def _drain(engine: MediaEngine) -> list[MediaEvent]:
+def drain(engine: MediaEngine) -> list[MediaEvent]:
     events = []
     while not engine.events.empty():
         events.append(engine.events.get_nowait())
@@ -301,7 +301,7 @@ async def test_rtp_timeout_fires_for_the_silent_endpoint_only(engine: MediaEngin
     assert event.endpoint_id == quiet_ep
     assert event.silent_seconds >= 1.0
     await talker
-    assert not any(isinstance(e, RtpTimeout) for e in _drain(engine))
+    assert not any(isinstance(e, RtpTimeout) for e in drain(engine))
     quiet.close()
     talking.close()
 
