@@ -208,10 +208,14 @@ def admin_group() -> None:
 @admin_group.command("create")
 @click.argument("username")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True, help="at least 8 characters")
-@click.option("--company", "company_name", help="company name (optional)")
+@click.option("--company", "company_name", help="limit the administrator to this company")
 @click.pass_context
 def admin_create(ctx: click.Context, username: str, password: str, company_name: str | None) -> None:
-    """Create an administrator (the first one, to use the admin API)."""
+    """Create an administrator for the admin API.
+
+    Without --company: the platform's administrator (every company, creates companies). With --company: that
+    company's administrator, who sees and changes nothing of other companies.
+    """
     from hipper.store import admin
 
     async def _work(session: AsyncSession, settings: Settings) -> User:

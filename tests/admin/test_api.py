@@ -11,13 +11,21 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from hipper.api.state import AppState
-from hipper.store.models import AuthSession, Event, SipDevice
+from hipper.store.models import AuthSession, Event, SipDevice, User
 from tests.conftest import LoggedIn, UserFactory
 
 
 @pytest.fixture
-async def administrator(make_user: UserFactory) -> LoggedIn:
-    return await make_user([], role="admin", extension=None, direct_number=None, mobile_number=None)
+async def administrator(make_user: UserFactory, app: FastAPI) -> LoggedIn:
+    """A platform administrator (no company of their own); the factory's company Acme (id 1) exists."""
+    made = await make_user([], role="admin", extension=None, direct_number=None, mobile_number=None)
+    state: AppState = app.state.hipper
+    async with state.sessions() as session:
+        user = await session.get(User, made.id)
+        assert user is not None
+        user.company_id = None
+        await session.commit()
+    return made
 
 
 async def patch(user: LoggedIn, path: str, body: Any) -> httpx.Response:
@@ -441,3 +449,64 @@ async def test_changes_write_outbox_events(administrator: LoggedIn, make_user: U
         assert "user.changed" in types
         sessions = (await session.execute(select(AuthSession).where(AuthSession.user_id == user.id))).all()
         assert sessions  # a profile change does not log the user out
+
+
+async def test_a_company_administrator_manages_only_their_company(
+    administrator: LoggedIn, make_user: UserFactory
+) -> None:
+    acme_admin = await make_user([], role="admin", username="acme-admin")
+    acme_user = await make_user(["agent"])
+    beta = await new_company(administrator)
+    stranger = await new_user(administrator, beta, extension="301")
+    device = (
+        await administrator.post(f"/admin/users/{stranger['id']}/devices", json={"auth_username": "beta301"})
+    ).json()
+    call_center = (await administrator.post(f"/admin/companies/{beta}/call-centers", json={"name": "Beta CC"})).json()
+    hunt_group = (await administrator.post(f"/admin/companies/{beta}/hunt-groups", json={"name": "Beta HG"})).json()
+    entry = (
+        await administrator.post(f"/admin/companies/{beta}/directory", json={"last_name": "X", "number": "0611112222"})
+    ).json()
+
+    assert [c["name"] for c in (await acme_admin.get("/admin/companies")).json()] == ["Acme"]
+    assert (await acme_admin.post("/admin/companies", json={"name": "Mine"})).status_code == 403
+    usernames = {u["username"] for u in (await acme_admin.get("/admin/users")).json()}
+    assert "dirk" not in usernames and acme_user.username in usernames
+    assert administrator.username not in usernames  # the platform administrator is nobody's company's
+    # Everything of another company answers like a missing id.
+    name = {"name": "x"}
+    for method, path, body in [
+        ("get", f"/admin/companies/{beta}", None),
+        ("patch", f"/admin/companies/{beta}", name),
+        ("put", f"/admin/companies/{beta}/night-mode", {"night_mode": True}),
+        ("get", f"/admin/users?company_id={beta}", None),
+        ("get", f"/admin/users/{stranger['id']}", None),
+        ("patch", f"/admin/users/{stranger['id']}", {"first_name": "x"}),
+        ("delete", f"/admin/users/{stranger['id']}", None),
+        ("post", f"/admin/users/{stranger['id']}/password", {"password": "long enough 9"}),
+        ("get", f"/admin/users/{stranger['id']}/devices", None),
+        ("get", f"/admin/devices/{device['id']}", None),
+        ("delete", f"/admin/devices/{device['id']}", None),
+        ("get", f"/admin/call-centers/{call_center['id']}", None),
+        ("put", f"/admin/call-centers/{call_center['id']}/members/{acme_user.id}", None),
+        ("get", f"/admin/hunt-groups/{hunt_group['id']}", None),
+        ("get", f"/admin/directory/{entry['id']}", None),
+        ("post", f"/admin/companies/{beta}/call-centers", name),
+        ("get", f"/admin/users/{stranger['id']}/services/night-forwarding", None),
+    ]:
+        response = await acme_admin.client.request(method, f"/api/v1{path}", headers=acme_admin.headers, json=body)
+        assert response.status_code == 404, (method, path, response.text)
+    into_beta = await acme_admin.post(
+        "/admin/users", json={"username": "sneaky", "password": "long enough 1", "company_id": beta}
+    )
+    assert into_beta.status_code == 404
+    # Without a company_id a company's administrator creates the user in their own company.
+    own = await acme_admin.post("/admin/users", json={"username": "newbie", "password": "long enough 1"})
+    assert own.status_code == 201
+    assert own.json()["company_id"] == 1
+    # A member from another company is refused by the store's own rule too.
+    acme_cc = (await acme_admin.post("/admin/companies/1/call-centers", json={"name": "Acme CC"})).json()
+    foreign = await administrator.put(f"/admin/call-centers/{acme_cc['id']}/members/{stranger['id']}")
+    assert foreign.status_code == 422
+    assert (await administrator.get(f"/admin/users/{stranger['id']}")).status_code == 200  # untouched
+    self_delete = await acme_admin.delete(f"/admin/users/{acme_admin.id}")
+    assert self_delete.status_code == 422

@@ -12,13 +12,15 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from hipper.api.deps import Session, State, administrator, commit
+from hipper.api.deps import Admin, Authenticated, Session, State, administrator, commit
+from hipper.domain.errors import InvalidSetting
 from hipper.store import admin, devices
 from hipper.store.models import CallCenter, Company, DirectoryEntry, Group, HuntGroup, SipDevice, User
 
@@ -49,6 +51,67 @@ def _error(status: int, field: str, reason: str, kind: str) -> JSONResponse:
 
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(administrator)], route_class=AdminRoute)
+
+
+# --- scope: a company's administrator manages that company only ----------------------------------------------
+#
+# An administrator without a company (created with `hipper admin create`) runs the platform: every company.
+# An administrator inside a company manages that company only; anything of another company answers 404, the
+# same as a missing id, so ids of other tenants reveal nothing.
+
+
+def _check_scope(auth: Authenticated, company_id: int | None, what: str, key: object) -> None:
+    scope = auth.user.company_id
+    if scope is not None and company_id != scope:
+        raise admin.NotFound(what, key)
+
+
+def _platform_only(auth: Authenticated) -> None:
+    if auth.user.company_id is not None:
+        raise HTTPException(403, "only a platform administrator (one without a company) manages companies")
+
+
+async def _company(auth: Authenticated, session: AsyncSession, company_id: int) -> Company:
+    company = await admin.get_company(session, company_id)
+    _check_scope(auth, company.id, "company", company_id)
+    return company
+
+
+async def _group(auth: Authenticated, session: AsyncSession, group_id: int) -> Group:
+    group = await admin.get_group(session, group_id)
+    _check_scope(auth, group.company_id, "group", group_id)
+    return group
+
+
+async def _user(auth: Authenticated, session: AsyncSession, user_id: int) -> User:
+    user = await admin.get_user(session, user_id)
+    _check_scope(auth, user.company_id, "user", user_id)
+    return user
+
+
+async def _call_center(auth: Authenticated, session: AsyncSession, call_center_id: int) -> CallCenter:
+    call_center = await admin.get_call_center(session, call_center_id)
+    _check_scope(auth, call_center.company_id, "call center", call_center_id)
+    return call_center
+
+
+async def _hunt_group(auth: Authenticated, session: AsyncSession, hunt_group_id: int) -> HuntGroup:
+    hunt_group = await admin.get_hunt_group(session, hunt_group_id)
+    _check_scope(auth, hunt_group.company_id, "hunt group", hunt_group_id)
+    return hunt_group
+
+
+async def _directory_entry(auth: Authenticated, session: AsyncSession, entry_id: int) -> DirectoryEntry:
+    entry = await admin.get_directory_entry(session, entry_id)
+    _check_scope(auth, entry.company_id, "enterprise directory entry", entry_id)
+    return entry
+
+
+async def _device(auth: Authenticated, session: AsyncSession, device_id: int) -> SipDevice:
+    device = await devices.get_device(session, device_id)
+    owner = await admin.get_user(session, device.user_id)
+    _check_scope(auth, owner.company_id, "SIP device", device_id)
+    return device
 
 
 class Out(BaseModel):
@@ -92,7 +155,8 @@ def _changes(body: BaseModel) -> dict[str, Any]:
 
 
 @router.post("/companies", response_model=CompanyOut, status_code=201)
-async def create_company(body: CompanyIn, session: Session, state: State) -> Company:
+async def create_company(body: CompanyIn, auth: Admin, session: Session, state: State) -> Company:
+    _platform_only(auth)
     company = await admin.create_company(
         session,
         body.name,
@@ -105,26 +169,28 @@ async def create_company(body: CompanyIn, session: Session, state: State) -> Com
 
 
 @router.get("/companies", response_model=list[CompanyOut])
-async def list_companies(session: Session) -> list[Company]:
+async def list_companies(auth: Admin, session: Session) -> list[Company]:
+    if auth.user.company_id is not None:
+        return [await _company(auth, session, auth.user.company_id)]
     return await admin.list_companies(session)
 
 
 @router.get("/companies/{company_id}", response_model=CompanyOut)
-async def get_company(company_id: int, session: Session) -> Company:
-    return await admin.get_company(session, company_id)
+async def get_company(company_id: int, auth: Admin, session: Session) -> Company:
+    return await _company(auth, session, company_id)
 
 
 @router.patch("/companies/{company_id}", response_model=CompanyOut)
-async def update_company(company_id: int, body: CompanyPatch, session: Session, state: State) -> Company:
-    company = await admin.update_company(session, await admin.get_company(session, company_id), _changes(body))
+async def update_company(company_id: int, body: CompanyPatch, auth: Admin, session: Session, state: State) -> Company:
+    company = await admin.update_company(session, await _company(auth, session, company_id), _changes(body))
     await commit(session, state)
     return company
 
 
 @router.put("/companies/{company_id}/night-mode", response_model=CompanyOut)
-async def set_night_mode(company_id: int, body: NightMode, session: Session, state: State) -> Company:
+async def set_night_mode(company_id: int, body: NightMode, auth: Admin, session: Session, state: State) -> Company:
     """Night mode on or off: the company and department numbers ring their night destinations."""
-    company = await admin.set_night_mode(session, await admin.get_company(session, company_id), body.night_mode)
+    company = await admin.set_night_mode(session, await _company(auth, session, company_id), body.night_mode)
     await commit(session, state)
     return company
 
@@ -157,8 +223,8 @@ class GroupOut(Out):
 
 
 @router.post("/companies/{company_id}/groups", response_model=GroupOut, status_code=201)
-async def create_group(company_id: int, body: GroupIn, session: Session, state: State) -> Group:
-    company = await admin.get_company(session, company_id)
+async def create_group(company_id: int, body: GroupIn, auth: Admin, session: Session, state: State) -> Group:
+    company = await _company(auth, session, company_id)
     group = await admin.create_group(
         session,
         company,
@@ -172,26 +238,26 @@ async def create_group(company_id: int, body: GroupIn, session: Session, state: 
 
 
 @router.get("/companies/{company_id}/groups", response_model=list[GroupOut])
-async def list_groups(company_id: int, session: Session) -> list[Group]:
-    await admin.get_company(session, company_id)
+async def list_groups(company_id: int, auth: Admin, session: Session) -> list[Group]:
+    await _company(auth, session, company_id)
     return await admin.list_groups(session, company_id)
 
 
 @router.get("/groups/{group_id}", response_model=GroupOut)
-async def get_group(group_id: int, session: Session) -> Group:
-    return await admin.get_group(session, group_id)
+async def get_group(group_id: int, auth: Admin, session: Session) -> Group:
+    return await _group(auth, session, group_id)
 
 
 @router.patch("/groups/{group_id}", response_model=GroupOut)
-async def update_group(group_id: int, body: GroupPatch, session: Session, state: State) -> Group:
-    group = await admin.update_group(session, await admin.get_group(session, group_id), _changes(body))
+async def update_group(group_id: int, body: GroupPatch, auth: Admin, session: Session, state: State) -> Group:
+    group = await admin.update_group(session, await _group(auth, session, group_id), _changes(body))
     await commit(session, state)
     return group
 
 
 @router.delete("/groups/{group_id}", status_code=204)
-async def delete_group(group_id: int, session: Session, state: State) -> None:
-    await admin.delete_group(session, await admin.get_group(session, group_id))
+async def delete_group(group_id: int, auth: Admin, session: Session, state: State) -> None:
+    await admin.delete_group(session, await _group(auth, session, group_id))
     await commit(session, state)
 
 
@@ -259,9 +325,11 @@ class LicencesIn(BaseModel):
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
-async def create_user(body: UserIn, session: Session, state: State) -> UserOut:
-    company = await admin.get_company(session, body.company_id) if body.company_id is not None else None
-    group = await admin.get_group(session, body.group_id) if body.group_id is not None else None
+async def create_user(body: UserIn, auth: Admin, session: Session, state: State) -> UserOut:
+    # A company's administrator creates users in their own company; the platform's may create company-less ones.
+    company_id = body.company_id if body.company_id is not None else auth.user.company_id
+    company = await _company(auth, session, company_id) if company_id is not None else None
+    group = await _group(auth, session, body.group_id) if body.group_id is not None else None
     user = await admin.create_user(
         session,
         state.hasher,
@@ -283,62 +351,67 @@ async def create_user(body: UserIn, session: Session, state: State) -> UserOut:
 
 
 @router.get("/users", response_model=list[UserOut])
-async def list_users(session: Session, company_id: int | None = None) -> list[UserOut]:
+async def list_users(auth: Admin, session: Session, company_id: int | None = None) -> list[UserOut]:
+    if company_id is not None:
+        await _company(auth, session, company_id)
+    company_id = company_id if company_id is not None else auth.user.company_id
     return [_user_out(user) for user in await admin.list_users(session, company_id)]
 
 
 @router.get("/users/{user_id}", response_model=UserOut)
-async def get_user(user_id: int, session: Session) -> UserOut:
-    return _user_out(await admin.get_user(session, user_id))
+async def get_user(user_id: int, auth: Admin, session: Session) -> UserOut:
+    return _user_out(await _user(auth, session, user_id))
 
 
 @router.patch("/users/{user_id}", response_model=UserOut)
-async def update_user(user_id: int, body: UserPatch, session: Session, state: State) -> UserOut:
-    user = await admin.update_user(session, await admin.get_user(session, user_id), _changes(body))
+async def update_user(user_id: int, body: UserPatch, auth: Admin, session: Session, state: State) -> UserOut:
+    user = await admin.update_user(session, await _user(auth, session, user_id), _changes(body))
     await commit(session, state)
     return _user_out(user)
 
 
 @router.delete("/users/{user_id}", status_code=204)
-async def delete_user(user_id: int, session: Session, state: State) -> None:
-    await admin.delete_user(session, await admin.get_user(session, user_id))
+async def delete_user(user_id: int, auth: Admin, session: Session, state: State) -> None:
+    if user_id == auth.user.id:
+        raise InvalidSetting("user_id", "you cannot delete your own account")
+    await admin.delete_user(session, await _user(auth, session, user_id))
     await commit(session, state)
 
 
 @router.post("/users/{user_id}/password", status_code=204)
-async def reset_password(user_id: int, body: PasswordIn, session: Session, state: State) -> None:
+async def reset_password(user_id: int, body: PasswordIn, auth: Admin, session: Session, state: State) -> None:
     """Set a new password; every session of the user ends."""
-    await admin.reset_password(session, state.hasher, await admin.get_user(session, user_id), body.password)
+    await admin.reset_password(session, state.hasher, await _user(auth, session, user_id), body.password)
     await commit(session, state)
 
 
 @router.post("/users/{user_id}/unlock", response_model=UserOut)
-async def unlock_user(user_id: int, session: Session, state: State) -> UserOut:
+async def unlock_user(user_id: int, auth: Admin, session: Session, state: State) -> UserOut:
     """Lift the lockout after too many wrong passwords or PINs."""
-    user = await admin.get_user(session, user_id)
+    user = await _user(auth, session, user_id)
     await admin.unlock_user(session, user)
     await commit(session, state)
     return _user_out(user)
 
 
 @router.put("/users/{user_id}/licences", response_model=UserOut)
-async def replace_licences(user_id: int, body: LicencesIn, session: Session, state: State) -> UserOut:
-    user = await admin.update_user(session, await admin.get_user(session, user_id), {"licences": body.licences})
+async def replace_licences(user_id: int, body: LicencesIn, auth: Admin, session: Session, state: State) -> UserOut:
+    user = await admin.update_user(session, await _user(auth, session, user_id), {"licences": body.licences})
     await commit(session, state)
     return _user_out(user)
 
 
 @router.post("/users/{user_id}/licences", response_model=UserOut)
-async def add_licences(user_id: int, body: LicencesIn, session: Session, state: State) -> UserOut:
-    user = await admin.add_licences(session, await admin.get_user(session, user_id), body.licences)
+async def add_licences(user_id: int, body: LicencesIn, auth: Admin, session: Session, state: State) -> UserOut:
+    user = await admin.add_licences(session, await _user(auth, session, user_id), body.licences)
     await commit(session, state)
     return _user_out(user)
 
 
 @router.delete("/users/{user_id}/licences/{licence}", response_model=UserOut)
-async def remove_licence(user_id: int, licence: str, session: Session, state: State) -> UserOut:
+async def remove_licence(user_id: int, licence: str, auth: Admin, session: Session, state: State) -> UserOut:
     """Remove one licence, or every licence of a package."""
-    user = await admin.remove_licences(session, await admin.get_user(session, user_id), [licence])
+    user = await admin.remove_licences(session, await _user(auth, session, user_id), [licence])
     await commit(session, state)
     return _user_out(user)
 
@@ -347,16 +420,18 @@ async def remove_licence(user_id: int, licence: str, session: Session, state: St
 
 
 @router.get("/users/{user_id}/services/{service}")
-async def read_user_service(user_id: int, service: str, session: Session) -> Any:
+async def read_user_service(user_id: int, service: str, auth: Admin, session: Session) -> Any:
     """Night forwarding, call-recording mode, fixed-mobile mode: the document as the user sees it."""
-    settings = await admin.read_user_service(session, await admin.get_user(session, user_id), service)
+    settings = await admin.read_user_service(session, await _user(auth, session, user_id), service)
     return settings.model_dump(mode="json")
 
 
 @router.put("/users/{user_id}/services/{service}")
-async def change_user_service(user_id: int, service: str, body: dict[str, Any], session: Session, state: State) -> Any:
+async def change_user_service(
+    user_id: int, service: str, body: dict[str, Any], auth: Admin, session: Session, state: State
+) -> Any:
     """Set the administrator's values (the user's own values are kept); no step-up needed."""
-    user = await admin.get_user(session, user_id)
+    user = await _user(auth, session, user_id)
     settings = await admin.change_user_service(session, user, service, body)
     await commit(session, state)
     return settings.model_dump(mode="json")
@@ -391,8 +466,8 @@ class DeviceCreated(DeviceOut):
 
 
 @router.post("/users/{user_id}/devices", response_model=DeviceCreated, status_code=201)
-async def create_device(user_id: int, body: DeviceIn, session: Session, state: State) -> DeviceCreated:
-    user = await admin.get_user(session, user_id)
+async def create_device(user_id: int, body: DeviceIn, auth: Admin, session: Session, state: State) -> DeviceCreated:
+    user = await _user(auth, session, user_id)
     password = body.password or devices.generate_password()
     device = await devices.create_device(
         session,
@@ -408,21 +483,21 @@ async def create_device(user_id: int, body: DeviceIn, session: Session, state: S
 
 
 @router.get("/users/{user_id}/devices", response_model=list[DeviceOut])
-async def list_devices(user_id: int, session: Session) -> list[SipDevice]:
-    await admin.get_user(session, user_id)
+async def list_devices(user_id: int, auth: Admin, session: Session) -> list[SipDevice]:
+    await _user(auth, session, user_id)
     return await devices.list_devices(session, user_id)
 
 
 @router.get("/devices/{device_id}", response_model=DeviceOut)
-async def get_device(device_id: int, session: Session) -> SipDevice:
-    return await devices.get_device(session, device_id)
+async def get_device(device_id: int, auth: Admin, session: Session) -> SipDevice:
+    return await _device(auth, session, device_id)
 
 
 @router.post("/devices/{device_id}/password", response_model=DeviceCreated)
 async def reset_device_password(
-    device_id: int, body: DevicePasswordIn, session: Session, state: State
+    device_id: int, body: DevicePasswordIn, auth: Admin, session: Session, state: State
 ) -> DeviceCreated:
-    device = await devices.get_device(session, device_id)
+    device = await _device(auth, session, device_id)
     password = body.password or devices.generate_password()
     await devices.reset_password(session, device, password, state.settings.sip_realm)
     await commit(session, state)
@@ -430,8 +505,8 @@ async def reset_device_password(
 
 
 @router.delete("/devices/{device_id}", status_code=204)
-async def delete_device(device_id: int, session: Session, state: State) -> None:
-    await devices.delete_device(session, await devices.get_device(session, device_id))
+async def delete_device(device_id: int, auth: Admin, session: Session, state: State) -> None:
+    await devices.delete_device(session, await _device(auth, session, device_id))
     await commit(session, state)
 
 
@@ -482,8 +557,10 @@ async def _call_center_out(session: Session, call_center: CallCenter) -> CallCen
 
 
 @router.post("/companies/{company_id}/call-centers", response_model=CallCenterOut, status_code=201)
-async def create_call_center(company_id: int, body: CallCenterIn, session: Session, state: State) -> CallCenterOut:
-    company = await admin.get_company(session, company_id)
+async def create_call_center(
+    company_id: int, body: CallCenterIn, auth: Admin, session: Session, state: State
+) -> CallCenterOut:
+    company = await _company(auth, session, company_id)
     call_center = await admin.create_call_center(
         session,
         company,
@@ -497,44 +574,48 @@ async def create_call_center(company_id: int, body: CallCenterIn, session: Sessi
 
 
 @router.get("/companies/{company_id}/call-centers", response_model=list[CallCenterOut])
-async def list_call_centers(company_id: int, session: Session) -> list[CallCenterOut]:
-    await admin.get_company(session, company_id)
+async def list_call_centers(company_id: int, auth: Admin, session: Session) -> list[CallCenterOut]:
+    await _company(auth, session, company_id)
     return [await _call_center_out(session, cc) for cc in await admin.list_call_centers(session, company_id)]
 
 
 @router.get("/call-centers/{call_center_id}", response_model=CallCenterOut)
-async def get_call_center(call_center_id: int, session: Session) -> CallCenterOut:
-    return await _call_center_out(session, await admin.get_call_center(session, call_center_id))
+async def get_call_center(call_center_id: int, auth: Admin, session: Session) -> CallCenterOut:
+    return await _call_center_out(session, await _call_center(auth, session, call_center_id))
 
 
 @router.patch("/call-centers/{call_center_id}", response_model=CallCenterOut)
 async def update_call_center(
-    call_center_id: int, body: CallCenterPatch, session: Session, state: State
+    call_center_id: int, body: CallCenterPatch, auth: Admin, session: Session, state: State
 ) -> CallCenterOut:
-    call_center = await admin.get_call_center(session, call_center_id)
+    call_center = await _call_center(auth, session, call_center_id)
     await admin.update_call_center(session, call_center, _changes(body))
     await commit(session, state)
     return await _call_center_out(session, call_center)
 
 
 @router.delete("/call-centers/{call_center_id}", status_code=204)
-async def delete_call_center(call_center_id: int, session: Session, state: State) -> None:
-    await admin.delete_call_center(session, await admin.get_call_center(session, call_center_id))
+async def delete_call_center(call_center_id: int, auth: Admin, session: Session, state: State) -> None:
+    await admin.delete_call_center(session, await _call_center(auth, session, call_center_id))
     await commit(session, state)
 
 
 @router.put("/call-centers/{call_center_id}/members/{user_id}", response_model=CallCenterOut)
-async def add_call_center_member(call_center_id: int, user_id: int, session: Session, state: State) -> CallCenterOut:
-    call_center = await admin.get_call_center(session, call_center_id)
-    await admin.add_call_center_member(session, call_center, await admin.get_user(session, user_id))
+async def add_call_center_member(
+    call_center_id: int, user_id: int, auth: Admin, session: Session, state: State
+) -> CallCenterOut:
+    call_center = await _call_center(auth, session, call_center_id)
+    await admin.add_call_center_member(session, call_center, await _user(auth, session, user_id))
     await commit(session, state)
     return await _call_center_out(session, call_center)
 
 
 @router.delete("/call-centers/{call_center_id}/members/{user_id}", response_model=CallCenterOut)
-async def remove_call_center_member(call_center_id: int, user_id: int, session: Session, state: State) -> CallCenterOut:
-    call_center = await admin.get_call_center(session, call_center_id)
-    await admin.remove_call_center_member(session, call_center, await admin.get_user(session, user_id))
+async def remove_call_center_member(
+    call_center_id: int, user_id: int, auth: Admin, session: Session, state: State
+) -> CallCenterOut:
+    call_center = await _call_center(auth, session, call_center_id)
+    await admin.remove_call_center_member(session, call_center, await _user(auth, session, user_id))
     await commit(session, state)
     return await _call_center_out(session, call_center)
 
@@ -570,8 +651,10 @@ class HuntGroupOut(Out):
 
 
 @router.post("/companies/{company_id}/hunt-groups", response_model=HuntGroupOut, status_code=201)
-async def create_hunt_group(company_id: int, body: HuntGroupIn, session: Session, state: State) -> HuntGroup:
-    company = await admin.get_company(session, company_id)
+async def create_hunt_group(
+    company_id: int, body: HuntGroupIn, auth: Admin, session: Session, state: State
+) -> HuntGroup:
+    company = await _company(auth, session, company_id)
     hunt_group = await admin.create_hunt_group(
         session,
         company,
@@ -586,28 +669,28 @@ async def create_hunt_group(company_id: int, body: HuntGroupIn, session: Session
 
 
 @router.get("/companies/{company_id}/hunt-groups", response_model=list[HuntGroupOut])
-async def list_hunt_groups(company_id: int, session: Session) -> list[HuntGroup]:
-    await admin.get_company(session, company_id)
+async def list_hunt_groups(company_id: int, auth: Admin, session: Session) -> list[HuntGroup]:
+    await _company(auth, session, company_id)
     return await admin.list_hunt_groups(session, company_id)
 
 
 @router.get("/hunt-groups/{hunt_group_id}", response_model=HuntGroupOut)
-async def get_hunt_group(hunt_group_id: int, session: Session) -> HuntGroup:
-    return await admin.get_hunt_group(session, hunt_group_id)
+async def get_hunt_group(hunt_group_id: int, auth: Admin, session: Session) -> HuntGroup:
+    return await _hunt_group(auth, session, hunt_group_id)
 
 
 @router.patch("/hunt-groups/{hunt_group_id}", response_model=HuntGroupOut)
-async def update_hunt_group(hunt_group_id: int, body: HuntGroupPatch, session: Session, state: State) -> HuntGroup:
-    hunt_group = await admin.update_hunt_group(
-        session, await admin.get_hunt_group(session, hunt_group_id), _changes(body)
-    )
+async def update_hunt_group(
+    hunt_group_id: int, body: HuntGroupPatch, auth: Admin, session: Session, state: State
+) -> HuntGroup:
+    hunt_group = await admin.update_hunt_group(session, await _hunt_group(auth, session, hunt_group_id), _changes(body))
     await commit(session, state)
     return hunt_group
 
 
 @router.delete("/hunt-groups/{hunt_group_id}", status_code=204)
-async def delete_hunt_group(hunt_group_id: int, session: Session, state: State) -> None:
-    await admin.delete_hunt_group(session, await admin.get_hunt_group(session, hunt_group_id))
+async def delete_hunt_group(hunt_group_id: int, auth: Admin, session: Session, state: State) -> None:
+    await admin.delete_hunt_group(session, await _hunt_group(auth, session, hunt_group_id))
     await commit(session, state)
 
 
@@ -642,34 +725,36 @@ class DirectoryOut(Out):
 
 
 @router.post("/companies/{company_id}/directory", response_model=DirectoryOut, status_code=201)
-async def create_directory_entry(company_id: int, body: DirectoryIn, session: Session, state: State) -> DirectoryEntry:
-    company = await admin.get_company(session, company_id)
+async def create_directory_entry(
+    company_id: int, body: DirectoryIn, auth: Admin, session: Session, state: State
+) -> DirectoryEntry:
+    company = await _company(auth, session, company_id)
     entry = await admin.create_directory_entry(session, company, body.model_dump())
     await commit(session, state)
     return entry
 
 
 @router.get("/companies/{company_id}/directory", response_model=list[DirectoryOut])
-async def list_directory(company_id: int, session: Session) -> list[DirectoryEntry]:
-    await admin.get_company(session, company_id)
+async def list_directory(company_id: int, auth: Admin, session: Session) -> list[DirectoryEntry]:
+    await _company(auth, session, company_id)
     return await admin.list_directory(session, company_id)
 
 
 @router.get("/directory/{entry_id}", response_model=DirectoryOut)
-async def get_directory_entry(entry_id: int, session: Session) -> DirectoryEntry:
-    return await admin.get_directory_entry(session, entry_id)
+async def get_directory_entry(entry_id: int, auth: Admin, session: Session) -> DirectoryEntry:
+    return await _directory_entry(auth, session, entry_id)
 
 
 @router.patch("/directory/{entry_id}", response_model=DirectoryOut)
-async def update_directory_entry(entry_id: int, body: DirectoryPatch, session: Session, state: State) -> DirectoryEntry:
-    entry = await admin.update_directory_entry(
-        session, await admin.get_directory_entry(session, entry_id), _changes(body)
-    )
+async def update_directory_entry(
+    entry_id: int, body: DirectoryPatch, auth: Admin, session: Session, state: State
+) -> DirectoryEntry:
+    entry = await admin.update_directory_entry(session, await _directory_entry(auth, session, entry_id), _changes(body))
     await commit(session, state)
     return entry
 
 
 @router.delete("/directory/{entry_id}", status_code=204)
-async def delete_directory_entry(entry_id: int, session: Session, state: State) -> None:
-    await admin.delete_directory_entry(session, await admin.get_directory_entry(session, entry_id))
+async def delete_directory_entry(entry_id: int, auth: Admin, session: Session, state: State) -> None:
+    await admin.delete_directory_entry(session, await _directory_entry(auth, session, entry_id))
     await commit(session, state)
