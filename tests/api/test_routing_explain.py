@@ -215,3 +215,13 @@ async def test_outgoing_bad_input_names_the_field(make_user: UserFactory) -> Non
         response = await outgoing(user, **params)
         assert response.status_code == 422, params
         assert response.json()["detail"][0]["loc"][-1] == field
+
+
+async def test_openapi_documents_the_plan(make_user: UserFactory) -> None:
+    user = await make_user()
+    schema = (await user.client.get("/api/v1/openapi.json")).json()
+    assert "/api/v1/me/routing/explain" in schema["paths"]
+    assert "/api/v1/me/routing/outgoing-identity" in schema["paths"]
+    assert {"RingStep", "ForwardStep", "VoicemailStep", "PersonalAssistantStep", "RoutingPlan"} <= set(
+        schema["components"]["schemas"]
+    )

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from hipper.domain.group_routing import plan_group_call
-from hipper.domain.routing import Forward
+from hipper.domain.routing import ForwardStep
 from hipper.domain.services import DoNotDisturb
 from hipper.store import admin, service_settings
 from hipper.store.models import User
@@ -27,7 +27,7 @@ async def test_company_and_department_numbers_by_day_and_night(app: FastAPI) -> 
         assert day is not None
         assert (day.kind, day.night_mode) == ("company", False)
         step = plan_group_call(day, None, datetime.now(UTC)).step
-        assert isinstance(step, Forward)
+        assert isinstance(step, ForwardStep)
         assert step.destination == "200"
 
         await admin.set_night_mode(session, company, True)
@@ -35,7 +35,7 @@ async def test_company_and_department_numbers_by_day_and_night(app: FastAPI) -> 
         night = await group_number_of(session, "+31205551000")
         assert night is not None
         step = plan_group_call(night, None, datetime.now(UTC)).step
-        assert isinstance(step, Forward)
+        assert isinstance(step, ForwardStep)
         assert step.destination == "+31205551999"
 
         # Sales follows the company's night mode; without a night destination it keeps its day destination.
@@ -44,7 +44,7 @@ async def test_company_and_department_numbers_by_day_and_night(app: FastAPI) -> 
         assert (sales.kind, sales.night_mode, sales.name) == ("department", True, "Sales")
         plan = plan_group_call(sales, None, datetime.now(UTC))
         assert plan.mode == "night"
-        assert isinstance(plan.step, Forward)
+        assert isinstance(plan.step, ForwardStep)
         assert plan.step.destination == "210"
 
         assert await group_number_of(session, "+31205559999") is None

@@ -15,19 +15,19 @@ from typing import Any
 import pytest
 
 from hipper.domain.routing import (
-    Forward,
-    Hangup,
+    ForwardStep,
+    HangupStep,
     IncomingCall,
-    PersonalAssistant,
+    PersonalAssistantStep,
     RegisteredDevice,
-    Reject,
-    Ring,
-    RingSplash,
+    RejectStep,
+    RingSplashStep,
+    RingStep,
     RoutingPlan,
     RoutingRules,
     Step,
     UserState,
-    Voicemail,
+    VoicemailStep,
     plan_incoming,
 )
 from hipper.domain.routing.state import CalledNumber
@@ -73,21 +73,21 @@ def picture(steps: tuple[Step, ...]) -> str:
 
 
 def _one(step: Step) -> str:
-    if isinstance(step, Forward):
+    if isinstance(step, ForwardStep):
         assert step.diversion is not None
         return f"forward {step.destination} ({step.diversion.reason})"
-    if isinstance(step, Voicemail):
+    if isinstance(step, VoicemailStep):
         return f"voicemail ({step.cause})"
-    if isinstance(step, Reject):
+    if isinstance(step, RejectStep):
         return f"reject {step.status}"
-    if isinstance(step, Hangup):
+    if isinstance(step, HangupStep):
         return "hangup"
-    if isinstance(step, RingSplash):
+    if isinstance(step, RingSplashStep):
         return "splash"
-    if isinstance(step, PersonalAssistant):
+    if isinstance(step, PersonalAssistantStep):
         zero = step.on_zero.destination if step.on_zero else "-"
         return f"assistant(0: {zero}, then {_one(step.afterwards)})"
-    assert isinstance(step, Ring)
+    assert isinstance(step, RingStep)
     targets = ",".join(
         t.kind
         + (f":{t.number}" if t.kind not in ("desk", "mobile") else "")
@@ -373,7 +373,7 @@ def _every_step(steps: tuple[Step, ...]) -> list[Step]:
     found: list[Step] = []
     for step in steps:
         found.append(step)
-        if isinstance(step, Ring):
+        if isinstance(step, RingStep):
             found += _every_step(step.on_busy + step.on_no_answer + step.on_not_reachable)
     return found
 
@@ -381,7 +381,7 @@ def _every_step(steps: tuple[Step, ...]) -> list[Step]:
 def test_one_ring_is_five_seconds_by_default() -> None:
     plan = plan_incoming(IncomingCall(caller=CALLER, called="fixed"), user_state(), NOW)
     ring = plan.steps[0]
-    assert isinstance(ring, Ring)
+    assert isinstance(ring, RingStep)
     assert ring.timeout_seconds == 20
 
 
@@ -389,7 +389,7 @@ def test_forwarded_leg_carries_history_info_and_counters() -> None:
     state = user_state({"call-forwarding-always": {"active": True, "destination": X}})
     call = IncomingCall(caller=CALLER, called="fixed", diversion_count=2, max_forwards=30)
     forward = plan_incoming(call, state, NOW, RULES).steps[0]
-    assert isinstance(forward, Forward)
+    assert isinstance(forward, ForwardStep)
     assert forward.diversion is not None
     assert forward.diversion.model_dump() == {
         "reason": "unconditional",
@@ -416,7 +416,7 @@ def test_forwarded_leg_carries_history_info_and_counters() -> None:
 def test_history_info_causes_follow_rfc_4458(services: dict[str, dict[str, Any]], cause: int) -> None:
     state = user_state(services, on_call=True, devices=())
     step = plan_incoming(IncomingCall(caller=CALLER, called="fixed"), state, NOW, RULES).steps[0]
-    assert isinstance(step, Forward)
+    assert isinstance(step, ForwardStep)
     assert step.diversion is not None
     assert step.diversion.history_info_cause == cause
 
@@ -443,8 +443,8 @@ def test_target_flags_for_the_executor() -> None:
     )
     fixed = plan_incoming(IncomingCall(caller=CALLER, called="fixed"), state, NOW, RULES).steps[0]
     mobile = plan_incoming(IncomingCall(caller=CALLER, called="mobile"), state, NOW, RULES).steps[0]
-    assert isinstance(fixed, Ring)
-    assert isinstance(mobile, Ring)
+    assert isinstance(fixed, RingStep)
+    assert isinstance(mobile, RingStep)
     assert fixed.targets[0].device_ids == (1,)
     assert fixed.targets[1].number == MOBILE
     car = fixed.targets[2]
@@ -464,7 +464,7 @@ def test_notes_say_what_did_not_apply() -> None:
 def test_personal_assistant_announces_presence_and_return() -> None:
     plan = plan_incoming(IncomingCall(caller=Z, called="fixed"), user_state(PA_ON), NOW, RULES)
     step = plan.steps[0]
-    assert isinstance(step, PersonalAssistant)
+    assert isinstance(step, PersonalAssistantStep)
     assert step.presence == "meeting"
     assert step.until == NOW + timedelta(hours=2)
     assert "in a meeting until 2026-11-25T12:00:00+00:00" in step.reason
@@ -493,4 +493,4 @@ def test_policy_is_pure() -> None:
     assert plan_incoming(call, state, NOW, RULES) == plan_incoming(call, state, NOW, RULES)
     # Time only enters through `now`: two hours later the assistant has ended.
     later = plan_incoming(call, state, NOW + timedelta(hours=2), RULES)
-    assert isinstance(later.steps[0], Ring)
+    assert isinstance(later.steps[0], RingStep)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from hipper.domain.group_routing import GroupNumber, GroupPlan, plan_group_call
-from hipper.domain.routing import Forward, Reject
+from hipper.domain.routing import ForwardStep, RejectStep
 
 NOW = datetime(2026, 11, 25, 22, 0, tzinfo=UTC)
 
@@ -37,7 +37,7 @@ def group(night_mode: bool, day: str | None = "200", night: str | None = "+31201
 def test_day_and_night(night_mode: bool, day: str | None, night: str | None, expected: str, mode: str) -> None:
     plan = plan_group_call(group(night_mode, day, night), "+31301234567", NOW)
     step = plan.step
-    shown = f"forward {step.destination}" if isinstance(step, Forward) else f"reject {step.status}"
+    shown = f"forward {step.destination}" if isinstance(step, ForwardStep) else f"reject {step.status}"
     assert shown == expected
     assert plan.mode == mode
     assert step.reason
@@ -50,7 +50,7 @@ def test_night_without_destination_says_so() -> None:
 
 def test_max_forwards_zero() -> None:
     plan = plan_group_call(group(False), None, NOW, max_forwards=0)
-    assert isinstance(plan.step, Reject)
+    assert isinstance(plan.step, RejectStep)
     assert plan.step.status == 483
 
 

@@ -10,23 +10,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hipper.domain.routing import (
-    Forward,
+    ForwardStep,
     IncomingCall,
-    PersonalAssistant,
+    PersonalAssistantStep,
     RegisteredDevice,
-    Reject,
-    Ring,
-    RingSplash,
+    RejectStep,
+    RingSplashStep,
+    RingStep,
     RoutingPlan,
     RoutingRules,
     Step,
-    Voicemail,
+    VoicemailStep,
     plan_incoming,
 )
 from tests.domain.test_routing import NOW, X, Y, Z, user_state
 
 RULES = RoutingRules(seconds_per_ring=1)
-TERMINAL = (Forward, Voicemail, Reject, PersonalAssistant, Ring)
+TERMINAL = (ForwardStep, VoicemailStep, RejectStep, PersonalAssistantStep, RingStep)
 
 forwarding = st.fixed_dictionaries({"active": st.booleans(), "destination": st.sampled_from([X, Y, Z])})
 services = st.fixed_dictionaries(
@@ -86,9 +86,9 @@ def walk(steps: tuple[Step, ...]) -> list[Step]:
     found: list[Step] = []
     for step in steps:
         found.append(step)
-        if isinstance(step, Ring):
+        if isinstance(step, RingStep):
             found += walk(step.on_busy) + walk(step.on_no_answer) + walk(step.on_not_reachable)
-        if isinstance(step, PersonalAssistant):
+        if isinstance(step, PersonalAssistantStep):
             found += [step.afterwards] + ([step.on_zero] if step.on_zero else [])
     return found
 
@@ -124,22 +124,22 @@ def test_every_plan_is_sound(
     assert RoutingPlan.model_validate(json.loads(json.dumps(plan.model_dump(mode="json")))) == plan
     # The main path is splashes followed by exactly one step that decides the call.
     *splashes, decisive = plan.steps
-    assert all(isinstance(step, RingSplash) for step in splashes)
+    assert all(isinstance(step, RingSplashStep) for step in splashes)
     assert isinstance(decisive, TERMINAL)
     for step in walk(plan.steps):
         assert step.reason
-        if isinstance(step, Forward):
+        if isinstance(step, ForwardStep):
             # Never forwarded beyond the loop limits.
             assert diversion_count < RULES.diversion_limit
             assert max_forwards > 1
             assert step.diversion is not None
             assert step.diversion.diversion_count == diversion_count + 1
-        if isinstance(step, Ring):
+        if isinstance(step, RingStep):
             assert step.targets
             # Branches never ring again: they decide.
             for branch in (step.on_busy, step.on_not_reachable):
                 assert len(branch) == 1
-                assert not isinstance(branch[0], Ring)
+                assert not isinstance(branch[0], RingStep)
             assert len(step.on_no_answer) <= 1
             assert (step.timeout_seconds is None) == (not step.on_no_answer)
             if on_call and documents.get("simultaneous-ring", {}).get("do_not_ring_when_busy"):

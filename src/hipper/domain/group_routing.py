@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from hipper.domain.routing.plan import Forward, Reject
+from hipper.domain.routing.plan import ForwardStep, RejectStep
 
 
 @dataclass(frozen=True)
@@ -33,16 +33,16 @@ class GroupPlan(BaseModel):
     mode: Literal["day", "night"]
     caller: str | None
     at: datetime
-    step: Forward | Reject
+    step: ForwardStep | RejectStep
 
 
 def plan_group_call(group: GroupNumber, caller: str | None, now: datetime, *, max_forwards: int = 70) -> GroupPlan:
     mode: Literal["day", "night"] = "night" if group.night_mode else "day"
-    step: Forward | Reject
+    step: ForwardStep | RejectStep
     if max_forwards <= 0:
-        step = Reject(status=483, reason_phrase="Too Many Hops", reason="the call arrived with Max-Forwards 0")
+        step = RejectStep(status=483, reason_phrase="Too Many Hops", reason="the call arrived with Max-Forwards 0")
     elif group.night_mode and group.night_destination:
-        step = Forward(
+        step = ForwardStep(
             destination=group.night_destination,
             reason=f"night mode is on: the {group.kind} number {group.name} rings {group.night_destination}",
         )
@@ -50,9 +50,9 @@ def plan_group_call(group: GroupNumber, caller: str | None, now: datetime, *, ma
         why = f"the {group.kind} number {group.name} rings {group.day_destination}"
         if group.night_mode:
             why = f"night mode is on but no night destination is set: {why}"
-        step = Forward(destination=group.day_destination, reason=why)
+        step = ForwardStep(destination=group.day_destination, reason=why)
     else:
-        step = Reject(
+        step = RejectStep(
             status=480,
             reason_phrase="Temporarily Unavailable",
             reason=f"the {group.kind} number {group.name} has no {mode} destination",

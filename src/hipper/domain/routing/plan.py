@@ -5,7 +5,7 @@ A plan is stored on the call-log row and shown by the explain endpoint, so every
 was chosen, and the whole plan serialises to JSON (`RoutingPlan.model_dump(mode="json")`) and back.
 
 Steps run in order until one of them ends the call (forward, voicemail, reject, personal assistant, ring).
-`Ring` is the only step that waits for an outcome: its branches say what happens when every alerted target
+`RingStep` is the only step that waits for an outcome: its branches say what happens when every alerted target
 refused busy, when nobody answered in time, or when no target could be reached at all.
 """
 
@@ -51,7 +51,7 @@ TargetKind = Literal["desk", "mobile", "remote_office", "simultaneous_ring", "an
 
 
 class Target(_Data):
-    """One device or number alerted in parallel by a `Ring` step (a fork branch)."""
+    """One device or number alerted in parallel by a `RingStep` step (a fork branch)."""
 
     kind: TargetKind
     # E.164 number or extension dialled for this branch; None for the user's own registered SIP devices.
@@ -69,7 +69,7 @@ class Target(_Data):
     reason: str
 
 
-class Forward(_Data):
+class ForwardStep(_Data):
     action: Literal["forward"] = "forward"
     destination: str
     # None for company/department numbers delivered to their destination (not a user's diversion).
@@ -77,7 +77,7 @@ class Forward(_Data):
     reason: str
 
 
-class Voicemail(_Data):
+class VoicemailStep(_Data):
     action: Literal["voicemail"] = "voicemail"
     # Which greeting situation the voicemail application is entered for.
     cause: DiversionReason
@@ -85,40 +85,40 @@ class Voicemail(_Data):
     reason: str
 
 
-class Reject(_Data):
+class RejectStep(_Data):
     action: Literal["reject"] = "reject"
     status: int
     reason_phrase: str
     reason: str
 
 
-class RingSplash(_Data):
+class RingSplashStep(_Data):
     """A short alert on the desk phone (Alert-Info) for a call that does not ring it; the call continues."""
 
     action: Literal["ring_splash"] = "ring_splash"
     reason: str
 
 
-class Hangup(_Data):
+class HangupStep(_Data):
     """End an answered call (the Personal Assistant finished and the user has no voicemail)."""
 
     action: Literal["hangup"] = "hangup"
     reason: str
 
 
-class PersonalAssistant(_Data):
+class PersonalAssistantStep(_Data):
     """Answer and play the absence announcement; 0 transfers, otherwise `afterwards` ends the call."""
 
     action: Literal["personal_assistant"] = "personal_assistant"
     presence: str
     until: datetime | None
     # Where the caller goes on pressing 0; None when there is no transfer number (0 does nothing).
-    on_zero: Forward | None
-    afterwards: Voicemail | Hangup
+    on_zero: ForwardStep | None
+    afterwards: VoicemailStep | HangupStep
     reason: str
 
 
-class Ring(_Data):
+class RingStep(_Data):
     """Alert every target at once; the first real answer wins, the other branches are cancelled."""
 
     action: Literal["ring"] = "ring"
@@ -132,7 +132,7 @@ class Ring(_Data):
 
 
 Step = Annotated[
-    Forward | Voicemail | Reject | Hangup | RingSplash | PersonalAssistant | Ring,
+    ForwardStep | VoicemailStep | RejectStep | HangupStep | RingSplashStep | PersonalAssistantStep | RingStep,
     Field(discriminator="action"),
 ]
 
@@ -157,7 +157,7 @@ def _describe(steps: tuple[Step, ...], depth: int, lines: list[str]) -> None:
     pad = "  " * depth
     for step in steps:
         lines.append(f"{pad}{step.action}: {step.reason}")
-        if isinstance(step, Ring):
+        if isinstance(step, RingStep):
             for target in step.targets:
                 lines.append(f"{pad}  - {target.kind} {target.number or ''}".rstrip() + f": {target.reason}")
             for label, branch in (
@@ -170,5 +170,5 @@ def _describe(steps: tuple[Step, ...], depth: int, lines: list[str]) -> None:
                     _describe(branch, depth + 2, lines)
 
 
-Ring.model_rebuild()
+RingStep.model_rebuild()
 RoutingPlan.model_rebuild()

@@ -12,16 +12,16 @@ from hipper.domain.routing.plan import (
     HISTORY_INFO_CAUSE,
     Diversion,
     DiversionReason,
-    Forward,
-    Hangup,
-    PersonalAssistant,
-    Reject,
-    Ring,
-    RingSplash,
+    ForwardStep,
+    HangupStep,
+    PersonalAssistantStep,
+    RejectStep,
+    RingSplashStep,
+    RingStep,
     RoutingPlan,
     Step,
     Target,
-    Voicemail,
+    VoicemailStep,
 )
 from hipper.domain.routing.state import IncomingCall, RoutingRules, UserState, service
 from hipper.domain.services import (
@@ -35,11 +35,11 @@ from hipper.domain.services import (
     DoNotDisturb,
     FixedMobile,
     NightForwarding,
+    PersonalAssistant,
     RemoteOffice,
     SimultaneousRing,
+    Voicemail,
 )
-from hipper.domain.services import PersonalAssistant as PersonalAssistantSettings
-from hipper.domain.services import Voicemail as VoicemailSettings
 
 PRESENCE_WORDS: dict[str, str] = {
     "business_trip": "on a business trip",
@@ -82,7 +82,7 @@ class _Planner:
         self.now = now
         self.rules = rules
         self.notes: list[str] = []
-        self.voicemail = service(state, VoicemailSettings)
+        self.voicemail = service(state, Voicemail)
         waiting = service(state, CallWaiting)
         # Without the call-waiting service a second call finds the user busy (the BroadWorks default).
         self.call_waiting = waiting is not None and waiting.active
@@ -95,7 +95,9 @@ class _Planner:
     def plan(self) -> list[Step]:
         # Loops: RFC 3261 §16.3 — a request that arrives with Max-Forwards 0 goes no further.
         if self.call.max_forwards <= 0:
-            return [Reject(status=483, reason_phrase="Too Many Hops", reason="the call arrived with Max-Forwards 0")]
+            return [
+                RejectStep(status=483, reason_phrase="Too Many Hops", reason="the call arrived with Max-Forwards 0")
+            ]
 
         # 1. Unconditional forwarding: forward always, the fixed-number forward, all calls to voicemail.
         unconditional = self.forward_always()
@@ -112,7 +114,7 @@ class _Planner:
         if dnd is not None and dnd.active:
             splash: list[Step] = []
             if dnd.ring_splash:
-                splash = [RingSplash(reason="do not disturb is on with ring splash: your desk phone rings briefly")]
+                splash = [RingSplashStep(reason="do not disturb is on with ring splash: your desk phone rings briefly")]
             return splash + self.busy_treatment("do-not-disturb", "do not disturb is on")
 
         # 6. Busy now: already on a call and call waiting is off.
@@ -130,7 +132,7 @@ class _Planner:
         timeout, on_no_answer = self.no_answer_treatment()
         waiting = self.state.on_call and self.call_waiting
         return [
-            Ring(
+            RingStep(
                 targets=tuple(targets),
                 timeout_seconds=timeout,
                 on_busy=tuple(self.busy_treatment("user-busy", "every phone that rang refused the call as busy")),
@@ -152,7 +154,7 @@ class _Planner:
         if always is not None and always.active:
             splash: list[Step] = []
             if always.ring_splash:
-                splash = [RingSplash(reason="forward always has ring splash on: your desk phone rings briefly")]
+                splash = [RingSplashStep(reason="forward always has ring splash on: your desk phone rings briefly")]
             return splash + self.unconditional(always, "forward always is on")
         secondary = service(self.state, CallForwardingAlwaysSecondary)
         if secondary is not None and secondary.active:
@@ -172,7 +174,7 @@ class _Planner:
     # -- 2 ---------------------------------------------------------------------------------------------------
 
     def personal_assistant(self) -> list[Step]:
-        pa = service(self.state, PersonalAssistantSettings)
+        pa = service(self.state, PersonalAssistant)
         if pa is None or not pa.active:
             return []
         if not pa.in_effect(self.now) and pa.until is not None:
@@ -188,23 +190,25 @@ class _Planner:
                     return []
         presence = PRESENCE_WORDS.get(pa.presence, pa.presence)
         back = f" until {_aware(pa.until).isoformat()}" if pa.until is not None else ""
-        on_zero: Forward | None = None
+        on_zero: ForwardStep | None = None
         if pa.transfer_to is not None:
             transfer = self.forward(pa.transfer_to, "deflection", f"the caller pressed 0: transfer to {pa.transfer_to}")
-            if isinstance(transfer[0], Forward):
+            if isinstance(transfer[0], ForwardStep):
                 on_zero = transfer[0]
             else:
                 self.notes.append("pressing 0 would exceed the diversion limit, so it does nothing")
-        afterwards: Voicemail | Hangup
+        afterwards: VoicemailStep | HangupStep
         if self.voicemail is not None and self.voicemail.active:
             afterwards = self.to_voicemail("unavailable", "after the announcement the caller can leave a message")
         else:
-            afterwards = Hangup(reason="after the announcement the call ends: your voicemail is off")
+            afterwards = HangupStep(reason="after the announcement the call ends: your voicemail is off")
         steps: list[Step] = []
         if pa.alert_tone:
-            steps.append(RingSplash(reason="the Personal Assistant alert tone is on: your desk phone rings briefly"))
+            steps.append(
+                RingSplashStep(reason="the Personal Assistant alert tone is on: your desk phone rings briefly")
+            )
         steps.append(
-            PersonalAssistant(
+            PersonalAssistantStep(
                 presence=pa.presence,
                 until=_aware(pa.until) if pa.until is not None else None,
                 on_zero=on_zero,
@@ -325,7 +329,7 @@ class _Planner:
             if not self.call_waiting:
                 return [self.to_voicemail(cause, f"{why}: voicemail takes calls when you are busy")]
             self.notes.append("voicemail on busy is set but does not apply while call waiting is on")
-        return [Reject(status=486, reason_phrase="Busy Here", reason=f"{why}: the caller hears busy")]
+        return [RejectStep(status=486, reason_phrase="Busy Here", reason=f"{why}: the caller hears busy")]
 
     # -- 8 ---------------------------------------------------------------------------------------------------
 
@@ -350,7 +354,7 @@ class _Planner:
             return self.forward(dest, "unavailable", f"{why}: forward when not reachable to {dest}")
         if self.voicemail is not None and self.voicemail.active:
             return [self.to_voicemail("unavailable", f"{why}: voicemail")]
-        return [Reject(status=480, reason_phrase="Temporarily Unavailable", reason=f"{why}: you cannot be reached")]
+        return [RejectStep(status=480, reason_phrase="Temporarily Unavailable", reason=f"{why}: you cannot be reached")]
 
     # -- forwarding and loops ---------------------------------------------------------------------------------
 
@@ -375,16 +379,16 @@ class _Planner:
             refused = f"{why} — refused: {limit}"
             if self.voicemail is not None and self.voicemail.active:
                 return [self.to_voicemail(reason, f"{refused}; voicemail takes the call instead")]
-            return [Reject(status=482, reason_phrase="Loop Detected", reason=refused)]
-        return [Forward(destination=destination, diversion=self.diversion(reason), reason=why)]
+            return [RejectStep(status=482, reason_phrase="Loop Detected", reason=refused)]
+        return [ForwardStep(destination=destination, diversion=self.diversion(reason), reason=why)]
 
-    def to_voicemail(self, cause: DiversionReason, why: str) -> Voicemail:
-        # Voicemail is our own application: it ends the chain, so the diversion limit does not stop it.
-        return Voicemail(cause=cause, diversion=self.diversion(cause), reason=why)
+    def to_voicemail(self, cause: DiversionReason, why: str) -> VoicemailStep:
+        # VoicemailStep is our own application: it ends the chain, so the diversion limit does not stop it.
+        return VoicemailStep(cause=cause, diversion=self.diversion(cause), reason=why)
 
 
 def _one_branch_per_number(targets: list[Target]) -> list[Target]:
-    """Ring a number once even when it is set in several places (your mobile as a simultaneous-ring target)."""
+    """RingStep a number once even when it is set in several places (your mobile as a simultaneous-ring target)."""
     seen: set[str] = set()
     unique = []
     for target in targets:
