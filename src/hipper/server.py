@@ -20,7 +20,11 @@ from hipper.store.registrations import DeviceDirectory, LocationStore
 def create_sip_stack(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> SipStack:
     """The SIP stack with its registrar; the B2BUA attaches itself later as `stack.handler`."""
     registrar = Registrar(
-        Authenticator(settings.sip_realm, nonce_lifetime=settings.sip_nonce_seconds),
+        Authenticator(
+            settings.sip_realm,
+            nonce_lifetime=settings.sip_nonce_seconds,
+            algorithms=tuple(settings.sip_digest_algorithms),
+        ),
         DeviceDirectory(sessions, settings.sip_realm),
         LocationStore(sessions, node=settings.sip_node or socket.gethostname()),
         RegistrarPolicy(min_expires=settings.sip_min_expires, max_expires=settings.sip_max_expires),

@@ -95,8 +95,8 @@ class RawClient(asyncio.DatagramProtocol):
         assert self.transport is not None
         self.transport.sendto(data.encode() if isinstance(data, str) else data, ("127.0.0.1", port))
 
-    async def receive(self, timeout: float = 2.0) -> Response:
-        async with asyncio.timeout(timeout):
+    async def receive(self, wait: float = 2.0) -> Response:
+        async with asyncio.timeout(wait):
             message = parse_message(await self.queue.get())
         assert isinstance(message, Response)
         return message

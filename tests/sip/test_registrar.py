@@ -32,7 +32,11 @@ async def register(
     return await client.receive()
 
 
-async def test_challenge_offers_sha256_then_md5(sip_server: SipServer, udp_client: RawClient) -> None:
+async def test_challenge_offers_the_configured_algorithms(sip_server: SipServer, udp_client: RawClient) -> None:
+    udp_client.send(register_text(port=sip_server.port, client_port=udp_client.port), sip_server.port)
+    default = await udp_client.receive()
+    assert [parse_credentials(v)["algorithm"] for v in default.headers.get_all("WWW-Authenticate")] == ["MD5"]
+    sip_server.stack.registrar.authenticator.algorithms = ("SHA-256", "MD5")  # type: ignore[union-attr]
     udp_client.send(register_text(port=sip_server.port, client_port=udp_client.port), sip_server.port)
     challenge = await udp_client.receive()
     assert challenge.status == 401
@@ -77,6 +81,7 @@ async def test_register_behind_nat_stores_the_real_source(sip_server: SipServer,
 
 
 async def test_sha256_registration(sip_server: SipServer, udp_client: RawClient) -> None:
+    sip_server.stack.registrar.authenticator.algorithms = ("SHA-256", "MD5")  # type: ignore[union-attr]
     ok = await register(sip_server, udp_client, algorithm="SHA-256")
     assert ok.status == 200
 

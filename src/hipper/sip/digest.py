@@ -105,6 +105,9 @@ class Authenticator:
         self.nonce_lifetime = nonce_lifetime
         # Nodes that share the secret accept each other's nonces (a phone re-registering through another node).
         self._secret = secret or secrets.token_bytes(32)
+        unknown = set(algorithms) - set(ALGORITHMS)
+        if unknown or not algorithms:
+            raise ValueError(f"unsupported digest algorithms: {sorted(unknown)}")
         self.algorithms = algorithms
 
     def _sign(self, payload: bytes) -> bytes:
@@ -127,7 +130,7 @@ class Authenticator:
         return (time.time() if now is None else now) - float(issued)
 
     def challenges(self, *, stale: bool = False) -> list[str]:
-        """WWW-Authenticate values, strongest first (RFC 8760 §2.4: the client takes the first it supports)."""
+        """WWW-Authenticate values in the configured order (RFC 8760 §2.4: the client takes the first it supports)."""
         nonce = self.nonce()
         values = []
         for algorithm in self.algorithms:
@@ -140,7 +143,7 @@ class Authenticator:
     def verify(self, params: dict[str, str], method: str, credentials: Credentials) -> Verdict:
         """Check digest credentials for a request whose method is `method` (RFC 3261 §22.4)."""
         algorithm = params.get("algorithm", "MD5").upper()
-        if algorithm not in self.algorithms:
+        if algorithm not in ALGORITHMS:
             return Verdict.WRONG
         stored = credentials.ha1_for(algorithm)
         nonce = params.get("nonce", "")

@@ -226,11 +226,20 @@ class Transports:
 
     async def start(self, host: str, port: int, *, tcp: bool = True) -> None:
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(lambda: self.udp, local_addr=(host, port))
-        self._udp_transport = transport
-        if tcp:
-            # Port 0 means "any free port": give TCP the port UDP got, so both share one address.
-            await self.tcp.start(host, self.udp.port)
+        for attempt in range(20):
+            transport, _ = await loop.create_datagram_endpoint(lambda: self.udp, local_addr=(host, port))
+            self._udp_transport = transport
+            if not tcp:
+                return
+            try:
+                # Port 0 means "any free port": give TCP the port UDP got, so both share one address.
+                await self.tcp.start(host, self.udp.port)
+                return
+            except OSError:
+                transport.close()
+                if port != 0 or attempt == 19:
+                    raise  # a configured port that is taken is the operator's to fix
+                # The free UDP port is taken on TCP by someone else: try another one.
 
     @property
     def host(self) -> str:
