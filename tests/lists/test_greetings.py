@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from typing import Any
 
@@ -154,3 +155,14 @@ async def test_another_user_can_neither_see_play_rename_activate_nor_delete(make
     [kept] = (await alice.get("/me/greetings")).json()["greetings"]
     assert (kept["name"], kept["active"]) == ("Alice", False)
     assert (await alice.get(f"/me/greetings/{greeting['id']}/audio")).status_code == 200
+
+
+async def test_two_devices_choosing_at_once_leave_one_active(make_user: UserFactory) -> None:
+    user = await make_user()
+    ids = [(await upload(user, sine(), name=name)).json()["id"] for name in ("a", "b", "c")]
+    for _round in range(3):
+        responses = await asyncio.gather(*(patch(user, greeting_id, {"active": True}) for greeting_id in ids))
+        # Each request either won or was told to retry; never two active greetings.
+        assert all(r.status_code in (200, 409) for r in responses), [r.text for r in responses]
+        active = [g["id"] for g in (await user.get("/me/greetings")).json()["greetings"] if g["active"]]
+        assert len(active) == 1

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.store import media_files
@@ -88,20 +88,29 @@ async def rename(session: AsyncSession, greeting: Greeting, name: str) -> None:
 async def set_active(session: AsyncSession, greeting: Greeting, active: bool) -> None:
     """Make `greeting` the one active greeting (or none). The caller commits.
 
-    All the user's greetings are read FOR UPDATE, so two devices choosing at once are serialised on
-    PostgreSQL and the second sees the first's choice; a partial unique index (migration 0002_lists) is the
-    last guard that at most one is active.
+    Two devices may choose at the same moment. On PostgreSQL the user's greetings are first locked FOR UPDATE,
+    so the second chooser waits for the first and then sees its choice. The changes themselves are UPDATE
+    statements rather than edits of loaded rows, so they act on the newest committed state (on SQLite the first
+    UPDATE opens the write transaction and so reads the latest data). The others are switched off before this
+    one is switched on; a partial unique index (migration 0002_lists) is the last guard.
     """
-    rows = (
-        await session.execute(select(Greeting).where(Greeting.user_id == greeting.user_id).with_for_update())
-    ).scalars()
-    for row in rows:
-        if row.id != greeting.id and row.active and active:
-            row.active = False
-    # Deactivate the others before this one turns on, so the unique index never sees two at once.
-    await session.flush()
+    user_id = greeting.user_id
+    await session.execute(select(Greeting.id).where(Greeting.user_id == user_id).with_for_update())
+    if active:
+        await session.execute(
+            update(Greeting)
+            .where(Greeting.user_id == user_id, Greeting.id != greeting.id, Greeting.active)
+            .values(active=False)
+            .execution_options(synchronize_session="fetch")
+        )
+    await session.execute(
+        update(Greeting)
+        .where(Greeting.user_id == user_id, Greeting.id == greeting.id)
+        .values(active=active)
+        .execution_options(synchronize_session="fetch")
+    )
     greeting.active = active
-    add_event(session, greeting.user_id, "greeting.changed", _event(greeting))
+    add_event(session, user_id, "greeting.changed", _event(greeting))
 
 
 async def delete_one(session: AsyncSession, greeting: Greeting) -> str:

@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sqlalchemy.exc import IntegrityError
 
 from hipper.api.deps import CurrentUser, Session, State, as_utc, commit
 from hipper.api.errors import invalid
@@ -127,7 +128,11 @@ async def change_greeting(
         await greetings.rename(session, row, body.name)
     if body.active is not None and body.active != row.active:
         await greetings.set_active(session, row, body.active)
-    await commit(session, state)
+    try:
+        await commit(session, state)
+    except IntegrityError as exc:
+        # Only the one-active-greeting index can refuse this; another device chose at the very same moment.
+        raise HTTPException(409, "active: another device changed your greetings just now; try again") from exc
     return _item(row)
 
 
