@@ -57,9 +57,11 @@ SCREENS = [
 ]
 
 
+SETTLED = "document.documentElement.dataset.ready === 'true' && !document.documentElement.dataset.busy"
+
+
 def settle(page: Page) -> None:
-    page.wait_for_function("document.documentElement.dataset.ready === 'true'")
-    page.wait_for_load_state("networkidle")
+    page.wait_for_function(SETTLED)
     page.wait_for_timeout(150)
 
 

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 import wave
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +43,24 @@ CHROMIUM_ARGS = [
 ]
 
 
+def run_apart(work: Coroutine[Any, Any, None]) -> None:
+    """Run a coroutine to the end on its own loop in its own thread: Playwright's sync API already runs a loop
+    in the test's thread, so asyncio.run there is refused."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            asyncio.run(work)
+        except BaseException as exc:  # handed to the caller's thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="exchange-admin")
+    thread.start()
+    thread.join(timeout=60)
+    if failure:
+        raise failure[0]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -66,7 +85,7 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        asyncio.run(self._migrate())
+        run_apart(self._migrate())
         self.port = free_port()
         app = create_app(self.settings, run_migrations=False)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
@@ -94,7 +113,7 @@ class LiveServer:
     def add_user(
         self, username: str, *, licences: list[str] | None = None, pin: str | None = None, **fields: Any
     ) -> None:
-        asyncio.run(self._add_user(username, licences or ["full"], pin, fields))
+        run_apart(self._add_user(username, licences or ["full"], pin, fields))
 
     async def _add_user(self, username: str, licences: list[str], pin: str | None, fields: dict[str, Any]) -> None:
         engine = create_engine(self.settings.resolved_database_url())
@@ -116,7 +135,7 @@ class LiveServer:
 
     def add_history(self, username: str) -> None:
         """A few received, placed and missed calls and one new voicemail, as call processing would leave them."""
-        asyncio.run(self._add_history(username))
+        run_apart(self._add_history(username))
 
     async def _add_history(self, username: str) -> None:
         engine = create_engine(self.settings.resolved_database_url())

@@ -97,6 +97,8 @@ export async function render() {
   const route = routes[name] || routes.overview;
   currentRoute = route;
   const count = ++renderCount;
+  // Marks the screen as loading until its data arrived (tests and screenshots wait for this).
+  document.documentElement.dataset.busy = "true";
   const title = typeof route.title === "function" ? route.title(...params) : t(route.title);
   document.title = `${title} · Hipper+`;
   const heading = h("h1", { tabindex: "-1" }, title);
@@ -136,7 +138,9 @@ export async function render() {
     if (error instanceof ApiError && error.status === 401) return;
     main.append(h("p", { class: "error", role: "alert" }, error instanceof ApiError && error.status === 0 ? t("error.offline") : `${t("error.generic")} ${error.message}`));
   }
-  if (count === renderCount && !main.contains(document.activeElement)) heading.focus({ preventScroll: true });
+  if (count !== renderCount) return;
+  delete document.documentElement.dataset.busy;
+  if (!main.contains(document.activeElement)) heading.focus({ preventScroll: true });
 }
 
 async function boot() {

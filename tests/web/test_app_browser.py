@@ -1,0 +1,277 @@
+"""End to end in real headless Chromium against a real exchange: the Hipper+ screens as a user walks them."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.web.live_server import PASSWORD, LiveServer
+
+pytestmark = pytest.mark.browser
+
+_names = itertools.count(1)
+
+
+SETTLED = "document.documentElement.dataset.ready === 'true' && !document.documentElement.dataset.busy"
+
+
+def new_user(exchange: LiveServer, **fields: Any) -> str:
+    username = f"walker{next(_names)}"
+    exchange.add_user(
+        username,
+        first_name="Anna",
+        last_name="de Vries",
+        extension=str(300 + next(_names)),
+        direct_number=f"+312012{next(_names):05d}",
+        mobile_number=f"+316123{next(_names):05d}",
+        **fields,
+    )
+    return username
+
+
+def log_in(page: Page, exchange: LiveServer, username: str) -> None:
+    page.goto(exchange.url + "/")
+    page.get_by_label("Gebruikersnaam").fill(username)
+    page.get_by_label("Wachtwoord").fill(PASSWORD)
+    page.get_by_role("button", name="Inloggen").click()
+    page.wait_for_function("location.hash !== '#/login' && document.querySelector('h1')?.textContent !== 'Inloggen'")
+
+
+def api(page: Page, exchange: LiveServer, path: str) -> Any:
+    """Read what the exchange stored, with the token the app keeps in localStorage."""
+    token = page.evaluate("localStorage.getItem('hipper.token')")
+    response = httpx.get(f"{exchange.url}/api/v1{path}", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def wait_ready(page: Page) -> None:
+    """Until the screen's data arrived (the app marks <html data-busy> while a screen loads)."""
+    page.wait_for_function(SETTLED)
+
+
+def test_first_login_sets_a_pin_then_shows_the_overview(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange)
+    log_in(page, exchange, username)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Cijfercode instellen")
+    page.get_by_label("Nieuwe cijfercode").fill("2580")
+    page.get_by_label("Herhaal de cijfercode").fill("2581")
+    page.get_by_role("button", name="Cijfercode opslaan").click()
+    expect(page.get_by_role("alert")).to_have_text("De cijfercodes zijn niet gelijk.")
+    page.get_by_label("Herhaal de cijfercode").fill("2580")
+    page.get_by_role("button", name="Cijfercode opslaan").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Overzicht")
+    for tile in ("Mijn profiel", "Uitgaande oproepen", "Inkomende oproepen"):
+        expect(page.get_by_role("link", name=tile)).to_be_visible()
+    assert api(page, exchange, "/me")["pin_set"] is True
+    # Stays logged in: a reload (a new visit) goes straight to the overview.
+    page.reload()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Overzicht")
+
+
+def test_wrong_password_is_refused(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    page.goto(exchange.url + "/")
+    page.get_by_label("Gebruikersnaam").fill(username)
+    page.get_by_label("Wachtwoord").fill("not it")
+    page.get_by_role("button", name="Inloggen").click()
+    expect(page.get_by_role("alert")).to_have_text("Gebruikersnaam of wachtwoord klopt niet.")
+
+
+def test_forwarding_to_a_number_asks_for_the_pin_and_retries(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Overzicht")
+    page.get_by_role("link", name="Inkomende oproepen").click()
+    page.get_by_role("link", name="Doorschakelen alle gesprekken").click()
+    page.get_by_role("switch", name="Actief").check()
+    page.get_by_label("Doorschakelen naar").fill("+31 20 765 4321")
+    page.get_by_role("button", name="Opslaan").click()
+    dialog = page.get_by_role("dialog", name="Bevestig met uw cijfercode")
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Cijfercode").fill("1111")
+    dialog.get_by_role("button", name="Bevestigen").click()
+    expect(dialog.get_by_role("alert")).to_have_text("Onjuiste cijfercode.")
+    dialog.get_by_label("Cijfercode").fill("2580")
+    dialog.get_by_role("button", name="Bevestigen").click()
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_role("status").filter(has_text="Opgeslagen")).to_be_visible()
+    stored = api(page, exchange, "/me/services/call-forwarding-always")
+    assert stored["active"] is True
+    assert stored["destination"] == "+31207654321"
+    # The exchange's normalised number is what the screen shows now.
+    expect(page.get_by_label("Doorschakelen naar")).to_have_value("+31207654321")
+
+
+def test_cancelling_the_step_up_saves_nothing(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Overzicht")
+    page.goto(exchange.url + "/#/service/remote-office")
+    page.get_by_label("Telefoonnummer").fill("+31207654321")
+    page.get_by_role("button", name="Opslaan").click()
+    page.get_by_role("dialog").get_by_role("button", name="Annuleren").click()
+    expect(page.get_by_role("alert")).to_contain_text("niet bevestigd")
+    assert api(page, exchange, "/me/services/remote-office")["destination"] is None
+
+
+def test_quick_settings_toggle_and_reorder_by_keyboard_and_drag(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    quick = page.get_by_role("region", name="Snel instellen")
+    quick.get_by_role("switch", name="Niet storen").check()
+    expect(page.get_by_role("status").filter(has_text="Niet storen staat aan")).to_be_visible()
+    assert api(page, exchange, "/me/services/do-not-disturb")["active"] is True
+
+    page.get_by_role("link", name="Snel instellen aanpassen").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Snel instellen")
+    rows = page.locator(".reorder-row label")
+    before = rows.all_inner_texts()
+    assert before[:3] == ["Niet storen", "Doorschakelen alle gesprekken", "Voicemail"]
+    # Keyboard: the handle of the third row moves it up one place with the arrow key.
+    page.get_by_role("button", name="Verplaats Voicemail").focus()
+    page.keyboard.press("ArrowUp")
+    expect(page.get_by_role("button", name="Verplaats Voicemail")).to_be_focused()
+    assert rows.all_inner_texts()[:3] == ["Niet storen", "Voicemail", "Doorschakelen alle gesprekken"]
+    # Drag: pull "Niet storen" by its handle below the next row.
+    handle = page.get_by_role("button", name="Verplaats Niet storen").bounding_box()
+    target = page.locator(".reorder-row").nth(1).bounding_box()
+    assert handle is not None and target is not None
+    page.mouse.move(handle["x"] + handle["width"] / 2, handle["y"] + handle["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(handle["x"] + handle["width"] / 2, target["y"] + target["height"] * 0.7, steps=8)
+    page.mouse.up()
+    assert rows.all_inner_texts()[:2] == ["Voicemail", "Niet storen"]
+    # Show one more on the overview.
+    page.get_by_role("checkbox", name="Wisselgesprek").check()
+    page.get_by_role("button", name="Opslaan").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Overzicht")
+    saved = api(page, exchange, "/me/app-settings")["quick_settings"]
+    assert saved == ["voicemail", "do-not-disturb", "call-forwarding-always", "call-waiting"]
+    expect(quick.get_by_role("switch")).to_have_count(4)
+    assert quick.get_by_role("switch").first.get_attribute("aria-label") is None
+    expect(quick.locator(".switch-row label").first).to_have_text("Voicemail")
+
+
+def test_theme_and_language_switch(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Overzicht")
+    page.goto(exchange.url + "/#/app-settings")
+    page.get_by_role("radio", name="Donker").check()
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(15, 20, 27)"
+    page.get_by_role("radio", name="English (Engels)").check()
+    expect(page.get_by_role("heading", level=1)).to_have_text("App settings")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    stored = api(page, exchange, "/me/app-settings")
+    assert (stored["theme"], stored["language"]) == ("dark", "en")
+    # Both survive a new visit: they come back from the exchange and this device.
+    page.reload()
+    wait_ready(page)
+    expect(page.get_by_role("heading", level=1)).to_have_text("App settings")
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+
+
+SCREENS = {
+    "profile": "Mijn profiel",
+    "incoming": "Inkomende oproepen",
+    "outgoing": "Uitgaande oproepen",
+    "settings": "Instellingen",
+    "calls": "Oproepen",
+    "voicemails": "Oproepen",
+    "contacts": "Contacten",
+    "app-settings": "App-instellingen",
+    "help": "Help",
+}
+SERVICE_SCREENS = [
+    "call-forwarding-always",
+    "call-forwarding-always-secondary",
+    "remote-office",
+    "fixed-mobile-rings",
+    "personal-assistant",
+    "simultaneous-ring",
+    "call-forwarding-busy",
+    "call-forwarding-no-answer",
+    "call-forwarding-not-reachable",
+    "do-not-disturb",
+    "call-waiting",
+    "night-forwarding",
+    "anywhere",
+    "fixed-mobile",
+    "anonymous",
+    "outgoing-identity",
+    "call-method",
+    "voicemail",
+    "call-recording",
+    "call-center-agent",
+]
+
+
+def test_every_screen_loads(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    exchange.add_history(username)
+    log_in(page, exchange, username)
+    expect(page.get_by_role("link", name="U heeft 1 nieuwe voicemail")).to_be_visible()
+    for path, title in SCREENS.items():
+        page.goto(f"{exchange.url}/#/{path}")
+        expect(page.get_by_role("heading", level=1)).to_have_text(title)
+        wait_ready(page)
+        expect(page.get_by_role("alert")).to_have_count(0)
+    failures = []
+    for service in SERVICE_SCREENS:
+        page.goto(f"{exchange.url}/#/service/{service}")
+        wait_ready(page)
+        if page.locator(".service-form").count() == 0 or page.get_by_role("alert").count():
+            failures.append(service)
+        overflow = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+        if overflow:
+            failures.append(f"{service} is wider than 360 px")
+    assert not failures, failures
+
+
+def test_voicemail_plays_and_is_marked_heard(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    exchange.add_history(username)
+    log_in(page, exchange, username)
+    page.get_by_role("link", name="U heeft 1 nieuwe voicemail").click()
+    page.get_by_role("link", name="Manager").click()
+    player = page.get_by_label("Voicemail afspelen")
+    expect(player).to_be_visible()
+    page.wait_for_function("document.querySelector('audio').readyState >= 1")
+    assert page.evaluate("document.querySelector('audio').duration") == pytest.approx(1.0, abs=0.05)
+    expect(page.get_by_role("link", name="Bellen")).to_have_attribute("href", "tel:+31612345678")
+    wait_ready(page)
+    assert api(page, exchange, "/me/voicemails")["new_count"] == 0
+
+
+def test_recent_calls_delete_several_at_once(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    exchange.add_history(username)
+    log_in(page, exchange, username)
+    page.get_by_role("navigation", name="Hoofdmenu").get_by_role("link", name="Oproepen").click()
+    expect(page.locator(".list-row")).to_have_count(3)
+    page.get_by_role("button", name="Wijzigen").click()
+    page.get_by_role("checkbox", name="Manager").check()
+    page.get_by_role("checkbox", name="Receptie").check()
+    page.get_by_role("button", name="Verwijderen (2)").click()
+    page.get_by_role("dialog").get_by_role("button", name="Verwijderen").click()
+    expect(page.locator(".list-row")).to_have_count(1)
+    remaining = api(page, exchange, "/me/call-logs")["calls"]
+    assert [call["remote_name"] for call in remaining] == ["Bram Jansen"]
+
+
+def test_unlicensed_services_do_not_appear(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580", licences=["basic"])
+    log_in(page, exchange, username)
+    page.get_by_role("link", name="Inkomende oproepen").click()
+    menu = page.locator(".card.menu")
+    expect(menu.get_by_role("link", name="Niet storen")).to_be_visible()
+    expect(menu.get_by_role("link", name="Persoonlijke Assistent")).to_have_count(0)
+    page.goto(f"{exchange.url}/#/service/personal-assistant")
+    expect(page.get_by_role("status").filter(has_text="niet beschikbaar")).to_be_visible()
