@@ -116,6 +116,9 @@ def test_valid_documents_are_accepted_and_normalised(
 
 
 INVALID: list[tuple[str, dict[str, Any], str]] = [
+    ("call-forwarding-always", {"active": True}, "destination"),
+    ("call-forwarding-always-secondary", {"active": True, "to_voicemail": False}, "destination"),
+    ("call-forwarding-no-answer", {"active": True}, "destination"),
     ("remote-office", {"active": True}, "destination"),
     ("remote-office", {"active": True, "destination": "abc"}, "destination"),
     ("remote-office", {"active": True, "destination": "201"}, "destination"),  # own extension: loop

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from hipper.domain.context import UserContext
+from hipper.domain.errors import InvalidSetting
 from hipper.domain.numbers import PhoneNumber
 from hipper.domain.services.base import ServiceSettings, refuse_own_number
 
@@ -18,7 +19,7 @@ class _Forwarding(ServiceSettings):
     @model_validator(mode="after")
     def _needs_destination(self) -> _Forwarding:
         if self.active and self.destination is None:
-            raise ValueError("destination is required when forwarding is active")
+            raise InvalidSetting("destination", "a destination is required when forwarding is active")
         return self
 
     def phone_numbers(self) -> set[str]:
@@ -40,7 +41,7 @@ class CallForwardingAlways(ServiceSettings):
     @model_validator(mode="after")
     def _needs_destination(self) -> CallForwardingAlways:
         if self.active and not self.to_voicemail and self.destination is None:
-            raise ValueError("destination is required when forwarding to a number")
+            raise InvalidSetting("destination", "a destination is required when forwarding to a number")
         return self
 
     def phone_numbers(self) -> set[str]:
@@ -65,7 +66,7 @@ class CallForwardingAlwaysSecondary(ServiceSettings):
     @model_validator(mode="after")
     def _needs_destination(self) -> CallForwardingAlwaysSecondary:
         if self.active and not self.to_voicemail and self.destination is None:
-            raise ValueError("destination is required when forwarding to a number")
+            raise InvalidSetting("destination", "a destination is required when forwarding to a number")
         return self
 
     def phone_numbers(self) -> set[str]:
