@@ -494,3 +494,34 @@ def test_policy_is_pure() -> None:
     # Time only enters through `now`: two hours later the assistant has ended.
     later = plan_incoming(call, state, NOW + timedelta(hours=2), RULES)
     assert isinstance(later.steps[0], RingStep)
+
+
+@pytest.mark.parametrize(
+    ("services", "on_call", "expected"),
+    [
+        ({"call-forwarding-always": {"active": True, "destination": X}}, False, [(1, "call-forwarding-always")]),
+        ({"voicemail": {"all_calls_to_voicemail": True}}, False, [(1, "voicemail")]),
+        (
+            {"personal-assistant": {"active": True, "alert_tone": True}},
+            False,
+            [(2, "personal-assistant"), (2, "personal-assistant")],
+        ),
+        ({"do-not-disturb": {"active": True, "ring_splash": True}}, False, [(3, "do-not-disturb"), (7, None)]),
+        ({"call-waiting": {"active": False}, **FWD_BUSY}, True, [(7, "call-forwarding-busy")]),
+        ({}, False, [(5, None)]),
+    ],
+)
+def test_steps_name_their_line_and_service(
+    services: dict[str, dict[str, Any]], on_call: bool, expected: list[tuple[int, str | None]]
+) -> None:
+    plan = plan_incoming(IncomingCall(caller=Z, called="fixed"), user_state(services, on_call=on_call), NOW, RULES)
+    assert [(step.line, step.service) for step in plan.steps] == expected
+
+
+def test_ring_branches_name_their_line_and_service() -> None:
+    state = user_state({**FWD_BUSY, "fixed-mobile": {"fixed_rings": "mobile"}})
+    ring = plan_incoming(IncomingCall(caller=Z, called="fixed"), state, NOW, RULES).steps[0]
+    assert isinstance(ring, RingStep)
+    assert [(s.line, s.service) for s in ring.on_busy] == [(7, "call-forwarding-busy")]
+    assert [(s.line, s.service) for s in ring.on_no_answer] == [(8, "voicemail")]
+    assert [(s.line, s.service) for s in ring.on_not_reachable] == [(9, "voicemail")]

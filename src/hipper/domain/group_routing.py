@@ -40,9 +40,13 @@ def plan_group_call(group: GroupNumber, caller: str | None, now: datetime, *, ma
     mode: Literal["day", "night"] = "night" if group.night_mode else "day"
     step: ForwardStep | RejectStep
     if max_forwards <= 0:
-        step = RejectStep(status=483, reason_phrase="Too Many Hops", reason="the call arrived with Max-Forwards 0")
+        step = RejectStep(
+            line=0, status=483, reason_phrase="Too Many Hops", reason="the call arrived with Max-Forwards 0"
+        )
     elif group.night_mode and group.night_destination:
         step = ForwardStep(
+            line=1,
+            service="night-forwarding",
             destination=group.night_destination,
             reason=f"night mode is on: the {group.kind} number {group.name} rings {group.night_destination}",
         )
@@ -50,9 +54,10 @@ def plan_group_call(group: GroupNumber, caller: str | None, now: datetime, *, ma
         why = f"the {group.kind} number {group.name} rings {group.day_destination}"
         if group.night_mode:
             why = f"night mode is on but no night destination is set: {why}"
-        step = ForwardStep(destination=group.day_destination, reason=why)
+        step = ForwardStep(line=5, destination=group.day_destination, reason=why)
     else:
         step = RejectStep(
+            line=9,
             status=480,
             reason_phrase="Temporarily Unavailable",
             reason=f"the {group.kind} number {group.name} has no {mode} destination",

@@ -35,6 +35,13 @@ class _Data(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _Step(_Data):
+    # The precedence line of docs/call-routing.md that chose the step (0: the exchange's loop rules), and the
+    # user service whose setting it follows: with the step's own fields, enough for the app to say it in Dutch.
+    line: int = Field(ge=0, le=9)
+    service: str | None = None
+
+
 class Diversion(_Data):
     """What the forwarded leg carries: Diversion / History-Info reason, cause code and the new counters."""
 
@@ -69,7 +76,7 @@ class Target(_Data):
     reason: str
 
 
-class ForwardStep(_Data):
+class ForwardStep(_Step):
     action: Literal["forward"] = "forward"
     destination: str
     # None for company/department numbers delivered to their destination (not a user's diversion).
@@ -77,7 +84,7 @@ class ForwardStep(_Data):
     reason: str
 
 
-class VoicemailStep(_Data):
+class VoicemailStep(_Step):
     action: Literal["voicemail"] = "voicemail"
     # Which greeting situation the voicemail application is entered for.
     cause: DiversionReason
@@ -85,28 +92,28 @@ class VoicemailStep(_Data):
     reason: str
 
 
-class RejectStep(_Data):
+class RejectStep(_Step):
     action: Literal["reject"] = "reject"
     status: int
     reason_phrase: str
     reason: str
 
 
-class RingSplashStep(_Data):
+class RingSplashStep(_Step):
     """A short alert on the desk phone (Alert-Info) for a call that does not ring it; the call continues."""
 
     action: Literal["ring_splash"] = "ring_splash"
     reason: str
 
 
-class HangupStep(_Data):
+class HangupStep(_Step):
     """End an answered call (the Personal Assistant finished and the user has no voicemail)."""
 
     action: Literal["hangup"] = "hangup"
     reason: str
 
 
-class PersonalAssistantStep(_Data):
+class PersonalAssistantStep(_Step):
     """Answer and play the absence announcement; 0 transfers, otherwise `afterwards` ends the call."""
 
     action: Literal["personal_assistant"] = "personal_assistant"
@@ -118,7 +125,7 @@ class PersonalAssistantStep(_Data):
     reason: str
 
 
-class RingStep(_Data):
+class RingStep(_Step):
     """Alert every target at once; the first real answer wins, the other branches are cancelled."""
 
     action: Literal["ring"] = "ring"

@@ -96,7 +96,9 @@ class _Planner:
         # Loops: RFC 3261 §16.3 — a request that arrives with Max-Forwards 0 goes no further.
         if self.call.max_forwards <= 0:
             return [
-                RejectStep(status=483, reason_phrase="Too Many Hops", reason="the call arrived with Max-Forwards 0")
+                RejectStep(
+                    line=0, status=483, reason_phrase="Too Many Hops", reason="the call arrived with Max-Forwards 0"
+                )
             ]
 
         # 1. Unconditional forwarding: forward always, the fixed-number forward, all calls to voicemail.
@@ -114,7 +116,13 @@ class _Planner:
         if dnd is not None and dnd.active:
             splash: list[Step] = []
             if dnd.ring_splash:
-                splash = [RingSplashStep(reason="do not disturb is on with ring splash: your desk phone rings briefly")]
+                splash = [
+                    RingSplashStep(
+                        line=3,
+                        service="do-not-disturb",
+                        reason="do not disturb is on with ring splash: your desk phone rings briefly",
+                    )
+                ]
             return splash + self.busy_treatment("do-not-disturb", "do not disturb is on")
 
         # 6. Busy now: already on a call and call waiting is off.
@@ -133,6 +141,7 @@ class _Planner:
         waiting = self.state.on_call and self.call_waiting
         return [
             RingStep(
+                line=5,
                 targets=tuple(targets),
                 timeout_seconds=timeout,
                 on_busy=tuple(self.busy_treatment("user-busy", "every phone that rang refused the call as busy")),
@@ -147,14 +156,19 @@ class _Planner:
     def forward_always(self) -> list[Step]:
         night = service(self.state, NightForwarding)
         if night is not None and night.night_mode and night.destination is not None:
-            return self.forward(
-                night.destination, "unconditional", f"night mode is on: calls go to {night.destination}"
-            )
+            why = f"night mode is on: calls go to {night.destination}"
+            return self.forward(night.destination, "unconditional", why, line=1, service=NightForwarding.service)
         always = service(self.state, CallForwardingAlways)
         if always is not None and always.active:
             splash: list[Step] = []
             if always.ring_splash:
-                splash = [RingSplashStep(reason="forward always has ring splash on: your desk phone rings briefly")]
+                splash = [
+                    RingSplashStep(
+                        line=1,
+                        service=always.service,
+                        reason="forward always has ring splash on: your desk phone rings briefly",
+                    )
+                ]
             return splash + self.unconditional(always, "forward always is on")
         secondary = service(self.state, CallForwardingAlwaysSecondary)
         if secondary is not None and secondary.active:
@@ -163,13 +177,14 @@ class _Planner:
             self.notes.append("forwarding of your fixed number is on, but this call is to your mobile number")
         vm = self.voicemail
         if vm is not None and vm.active and vm.all_calls_to_voicemail:
-            return [self.to_voicemail("unconditional", "voicemail takes all calls")]
+            return [self.to_voicemail("unconditional", "voicemail takes all calls", line=1, service=vm.service)]
         return []
 
     def unconditional(self, forwarding: CallForwardingAlways | CallForwardingAlwaysSecondary, why: str) -> list[Step]:
         if forwarding.to_voicemail or forwarding.destination is None:
-            return [self.to_voicemail("unconditional", f"{why}, to your voicemail")]
-        return self.forward(forwarding.destination, "unconditional", f"{why}, to {forwarding.destination}")
+            return [self.to_voicemail("unconditional", f"{why}, to your voicemail", line=1, service=forwarding.service)]
+        why = f"{why}, to {forwarding.destination}"
+        return self.forward(forwarding.destination, "unconditional", why, line=1, service=forwarding.service)
 
     # -- 2 ---------------------------------------------------------------------------------------------------
 
@@ -192,23 +207,33 @@ class _Planner:
         back = f" until {_aware(pa.until).isoformat()}" if pa.until is not None else ""
         on_zero: ForwardStep | None = None
         if pa.transfer_to is not None:
-            transfer = self.forward(pa.transfer_to, "deflection", f"the caller pressed 0: transfer to {pa.transfer_to}")
+            why = f"the caller pressed 0: transfer to {pa.transfer_to}"
+            transfer = self.forward(pa.transfer_to, "deflection", why, line=2, service=pa.service)
             if isinstance(transfer[0], ForwardStep):
                 on_zero = transfer[0]
             else:
                 self.notes.append("pressing 0 would exceed the diversion limit, so it does nothing")
         afterwards: VoicemailStep | HangupStep
         if self.voicemail is not None and self.voicemail.active:
-            afterwards = self.to_voicemail("unavailable", "after the announcement the caller can leave a message")
+            why = "after the announcement the caller can leave a message"
+            afterwards = self.to_voicemail("unavailable", why, line=2, service=pa.service)
         else:
-            afterwards = HangupStep(reason="after the announcement the call ends: your voicemail is off")
+            afterwards = HangupStep(
+                line=2, service=pa.service, reason="after the announcement the call ends: your voicemail is off"
+            )
         steps: list[Step] = []
         if pa.alert_tone:
             steps.append(
-                RingSplashStep(reason="the Personal Assistant alert tone is on: your desk phone rings briefly")
+                RingSplashStep(
+                    line=2,
+                    service=pa.service,
+                    reason="the Personal Assistant alert tone is on: your desk phone rings briefly",
+                )
             )
         steps.append(
             PersonalAssistantStep(
+                line=2,
+                service=pa.service,
                 presence=pa.presence,
                 until=_aware(pa.until) if pa.until is not None else None,
                 on_zero=on_zero,
@@ -322,14 +347,16 @@ class _Planner:
     def busy_treatment(self, cause: DiversionReason, why: str) -> list[Step]:
         busy = service(self.state, CallForwardingBusy)
         if busy is not None and busy.active and busy.destination is not None:
-            return self.forward(busy.destination, cause, f"{why}: forward on busy to {busy.destination}")
+            why = f"{why}: forward on busy to {busy.destination}"
+            return self.forward(busy.destination, cause, why, line=7, service=busy.service)
         vm = self.voicemail
         if vm is not None and vm.active and vm.on_busy:
             # Manual §7.4.1: voicemail on busy works only with call waiting off.
             if not self.call_waiting:
-                return [self.to_voicemail(cause, f"{why}: voicemail takes calls when you are busy")]
+                why = f"{why}: voicemail takes calls when you are busy"
+                return [self.to_voicemail(cause, why, line=7, service=vm.service)]
             self.notes.append("voicemail on busy is set but does not apply while call waiting is on")
-        return [RejectStep(status=486, reason_phrase="Busy Here", reason=f"{why}: the caller hears busy")]
+        return [RejectStep(line=7, status=486, reason_phrase="Busy Here", reason=f"{why}: the caller hears busy")]
 
     # -- 8 ---------------------------------------------------------------------------------------------------
 
@@ -338,11 +365,12 @@ class _Planner:
         no_answer = service(self.state, CallForwardingNoAnswer)
         if no_answer is not None and no_answer.active and no_answer.destination is not None:
             why = f"no answer after {no_answer.rings} rings: forward to {no_answer.destination}"
-            return no_answer.rings * seconds, self.forward(no_answer.destination, "no-answer", why)
+            forward = self.forward(no_answer.destination, "no-answer", why, line=8, service=no_answer.service)
+            return no_answer.rings * seconds, forward
         vm = self.voicemail
         if vm is not None and vm.active and vm.on_no_answer:
             why = f"no answer after {vm.rings} rings: voicemail"
-            return vm.rings * seconds, [self.to_voicemail("no-answer", why)]
+            return vm.rings * seconds, [self.to_voicemail("no-answer", why, line=8, service=vm.service)]
         return None, []
 
     # -- 9 ---------------------------------------------------------------------------------------------------
@@ -351,10 +379,15 @@ class _Planner:
         unreachable = service(self.state, CallForwardingNotReachable)
         if unreachable is not None and unreachable.active and unreachable.destination is not None:
             dest = unreachable.destination
-            return self.forward(dest, "unavailable", f"{why}: forward when not reachable to {dest}")
+            why = f"{why}: forward when not reachable to {dest}"
+            return self.forward(dest, "unavailable", why, line=9, service=unreachable.service)
         if self.voicemail is not None and self.voicemail.active:
-            return [self.to_voicemail("unavailable", f"{why}: voicemail")]
-        return [RejectStep(status=480, reason_phrase="Temporarily Unavailable", reason=f"{why}: you cannot be reached")]
+            return [self.to_voicemail("unavailable", f"{why}: voicemail", line=9, service=self.voicemail.service)]
+        return [
+            RejectStep(
+                line=9, status=480, reason_phrase="Temporarily Unavailable", reason=f"{why}: you cannot be reached"
+            )
+        ]
 
     # -- forwarding and loops ---------------------------------------------------------------------------------
 
@@ -367,7 +400,7 @@ class _Planner:
             max_forwards=self.call.max_forwards - 1,
         )
 
-    def forward(self, destination: str, reason: DiversionReason, why: str) -> list[Step]:
+    def forward(self, destination: str, reason: DiversionReason, why: str, *, line: int, service: str) -> list[Step]:
         """A forward to another number, unless this call has been diverted too often already."""
         too_many = self.call.diversion_count >= self.rules.diversion_limit
         if too_many or self.call.max_forwards <= 1:
@@ -378,13 +411,15 @@ class _Planner:
             )
             refused = f"{why} — refused: {limit}"
             if self.voicemail is not None and self.voicemail.active:
-                return [self.to_voicemail(reason, f"{refused}; voicemail takes the call instead")]
-            return [RejectStep(status=482, reason_phrase="Loop Detected", reason=refused)]
-        return [ForwardStep(destination=destination, diversion=self.diversion(reason), reason=why)]
+                why = f"{refused}; voicemail takes the call instead"
+                return [self.to_voicemail(reason, why, line=line, service=self.voicemail.service)]
+            return [RejectStep(line=0, status=482, reason_phrase="Loop Detected", reason=refused)]
+        diversion = self.diversion(reason)
+        return [ForwardStep(line=line, service=service, destination=destination, diversion=diversion, reason=why)]
 
-    def to_voicemail(self, cause: DiversionReason, why: str) -> VoicemailStep:
+    def to_voicemail(self, cause: DiversionReason, why: str, *, line: int, service: str) -> VoicemailStep:
         # VoicemailStep is our own application: it ends the chain, so the diversion limit does not stop it.
-        return VoicemailStep(cause=cause, diversion=self.diversion(cause), reason=why)
+        return VoicemailStep(line=line, service=service, cause=cause, diversion=self.diversion(cause), reason=why)
 
 
 def _one_branch_per_number(targets: list[Target]) -> list[Target]:
