@@ -510,3 +510,39 @@ async def test_a_company_administrator_manages_only_their_company(
     assert (await administrator.get(f"/admin/users/{stranger['id']}")).status_code == 200  # untouched
     self_delete = await acme_admin.delete(f"/admin/users/{acme_admin.id}")
     assert self_delete.status_code == 422
+
+
+NASTY = ["\x00", "a\x00b", "x" * 5000, "😀", "   ", "-", "+", "00", "0", "+999999999999999999999", "٢٠١", "\u202e201"]
+
+
+async def test_odd_input_is_refused_with_a_reason_never_a_500(administrator: LoggedIn, make_user: UserFactory) -> None:
+    target = await make_user()
+    accepted = 0
+    for value in NASTY:
+        for field in ("username", "first_name", "last_name", "email", "extension", "direct_number", "mobile_number"):
+            body = {"username": f"u{accepted}", "password": "long enough 1", "company_id": 1, field: value}
+            response = await administrator.post("/admin/users", json=body)
+            assert response.status_code in (201, 409, 422), (field, value, response.text)
+            accepted += response.status_code == 201
+            if response.status_code == 422:
+                assert response.json()["detail"][0]["loc"][-1] == field, (field, value, response.text)
+            changed = await patch(
+                administrator, f"/admin/users/{target.id}", {field: value} if field != "username" else {}
+            )
+            assert changed.status_code in (200, 409, 422), (field, value, changed.text)
+        for path, body in [
+            ("/admin/companies", {"name": value, "number": value}),
+            ("/admin/companies/1/groups", {"name": value}),
+            ("/admin/companies/1/call-centers", {"name": "cc", "number": value, "extension": value}),
+            ("/admin/companies/1/hunt-groups", {"name": value}),
+            ("/admin/companies/1/directory", {"last_name": value, "number": "0612345678"}),
+            ("/admin/companies/1/directory", {"last_name": "x", "number": value}),
+            (f"/admin/users/{target.id}/devices", {"auth_username": value}),
+            (f"/admin/users/{target.id}/devices", {"auth_username": f"dev{accepted}", "password": value}),
+            (f"/admin/users/{target.id}/devices", {"auth_username": f"dev{accepted}x", "name": value}),
+            (f"/admin/users/{target.id}/licences", {"licences": [value]}),
+            (f"/admin/users/{target.id}/password", {"password": value}),
+        ]:
+            response = await administrator.post(path, json=body)
+            assert response.status_code in (200, 201, 204, 409, 422), (path, value, response.text)
+            accepted += 1

@@ -94,12 +94,28 @@ def extension_value(field: str, value: str | None) -> str | None:
     return cleaned
 
 
+def text(field: str, value: Any, limit: int = 100) -> str:
+    """Free text (names): trimmed, at most `limit` characters, no control characters.
+
+    Control characters are refused here because PostgreSQL rejects NUL in text (a 500 otherwise) and they only
+    garble phone displays and lists.
+    """
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidSetting(field, "text expected")
+    cleaned = value.strip()
+    if len(cleaned) > limit:
+        raise InvalidSetting(field, f"at most {limit} characters")
+    if any(not char.isprintable() for char in cleaned):
+        raise InvalidSetting(field, "no control characters")
+    return cleaned
+
+
 def _name(field: str, value: Any) -> str:
-    cleaned = value.strip() if isinstance(value, str) else ""
+    cleaned = text(field, value, 200)
     if not cleaned:
         raise InvalidSetting(field, "a name is required")
-    if len(cleaned) > 200:
-        raise InvalidSetting(field, "at most 200 characters")
     return cleaned
 
 
@@ -357,8 +373,8 @@ async def create_user(
         password_hash=await hasher.hash(password),
         company_id=company_id,
         group_id=group.id if group else None,
-        first_name=first_name.strip(),
-        last_name=last_name.strip(),
+        first_name=text("first_name", first_name),
+        last_name=text("last_name", last_name),
         email=_email(email),
         extension=user_extension,
         direct_number=direct,
@@ -382,9 +398,12 @@ def _email(value: str | None) -> str | None:
     from email_validator import EmailNotValidError, validate_email
 
     try:
-        return validate_email(value.strip(), check_deliverability=False).normalized
+        address = validate_email(value.strip(), check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise InvalidSetting("email", str(exc)) from exc
+    if len(address) > 200:
+        raise InvalidSetting("email", "at most 200 characters")
+    return address
 
 
 async def _user_by_username(session: AsyncSession, username: str) -> User | None:
@@ -430,7 +449,7 @@ async def update_user(session: AsyncSession, user: User, changes: Mapping[str, A
     _only(changes, USER_FIELDS)
     for field in ("first_name", "last_name"):
         if field in changes:
-            setattr(user, field, str(changes[field] or "").strip())
+            setattr(user, field, text(field, changes[field]))
     if "email" in changes:
         user.email = _email(changes["email"])
     if "extension" in changes:
@@ -722,9 +741,9 @@ DIRECTORY_FIELDS = ("first_name", "last_name", "company_name", "number", "email"
 def _directory_values(changes: Mapping[str, Any]) -> dict[str, Any]:
     _only(changes, DIRECTORY_FIELDS)
     values: dict[str, Any] = {}
-    for field in ("first_name", "last_name", "company_name"):
+    for field, limit in (("first_name", 100), ("last_name", 100), ("company_name", 200)):
         if field in changes:
-            values[field] = str(changes[field] or "").strip()
+            values[field] = text(field, changes[field], limit)
     if "number" in changes:
         values["number"] = destination("number", changes["number"])
         if values["number"] is None:

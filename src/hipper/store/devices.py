@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.domain.errors import InvalidSetting
-from hipper.store.admin import Conflict, NotFound
+from hipper.store.admin import Conflict, NotFound, text
 from hipper.store.events import add_event
 from hipper.store.models import SipDevice, User
 
@@ -75,7 +75,7 @@ async def create_device(
         user_id=user.id,
         auth_username=auth_username,
         kind=kind,
-        name=name.strip() or auth_username,
+        name=text("name", name, 200) or auth_username,
         created_at=datetime.now(UTC),
     )
     _set_password(device, password, realm)
