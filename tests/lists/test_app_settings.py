@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from hipper.api.state import AppState
+from hipper.store import app_settings
 from hipper.store.models import Event, User
 from tests.conftest import UserFactory
 
@@ -91,3 +92,30 @@ async def test_settings_are_per_user(make_user: UserFactory) -> None:
     assert (await alice.put("/me/app-settings", json={"theme": "dark", "quick_settings": []})).is_success
     assert (await bob.get("/me/app-settings")).json()["theme"] == "system"
     assert (await alice.get("/me/app-settings")).json()["quick_settings"] == []
+
+
+async def test_push_preferences_for_the_notifier(make_user: UserFactory, app: FastAPI) -> None:
+    user = await make_user()
+    state: AppState = app.state.hipper
+    async with state.sessions() as session:
+        assert await app_settings.push_enabled(session, user.id, "voicemail") is True
+    await user.put("/me/app-settings", json={"push": {"voicemail": False}})
+    async with state.sessions() as session:
+        assert await app_settings.push_enabled(session, user.id, "voicemail") is False
+        assert await app_settings.push_enabled(session, user.id, "missed_calls") is True
+
+
+async def test_the_api_is_documented(client: object, app: FastAPI) -> None:
+    schema = app.openapi()
+    for path in (
+        "/api/v1/me/app-settings",
+        "/api/v1/me/contacts",
+        "/api/v1/me/contacts/personal/import",
+        "/api/v1/me/call-logs",
+        "/api/v1/me/call-logs/delete",
+        "/api/v1/me/voicemails/{voicemail_id}/audio",
+        "/api/v1/me/greetings",
+    ):
+        assert path in schema["paths"], path
+    assert "text/vcard" in schema["paths"]["/api/v1/me/contacts/personal/import"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in schema["paths"]["/api/v1/me/greetings"]["post"]["requestBody"]["content"]

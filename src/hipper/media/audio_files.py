@@ -19,6 +19,7 @@ import soundfile
 TELEPHONY_RATE = 8000
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_SECONDS = 180
+READABLE = "WAV, FLAC, Ogg/Vorbis, Opus or MP3"
 # Above this a clip is all but silence: not worth a greeting, and normalising it would only amplify noise.
 _SILENCE_PEAK = 1e-4
 
@@ -93,9 +94,9 @@ def decode_upload(data: bytes, max_seconds: int = MAX_SECONDS) -> TelephonyAudio
                 raise AudioRejected(f"the recording is longer than {max_seconds // 60} minutes")
             samples = sound.read(dtype="float64", always_2d=True, frames=(max_seconds + 1) * rate + 1)
     except soundfile.LibsndfileError as exc:
-        raise AudioRejected(f"this is not an audio file we can read ({exc.error_string})") from exc
+        raise AudioRejected(f"this is not an audio file we can read ({exc.error_string}); send {READABLE}") from exc
     except (RuntimeError, TypeError) as exc:
-        raise AudioRejected("this is not an audio file we can read") from exc
+        raise AudioRejected(f"this is not an audio file we can read; send {READABLE}") from exc
     if samples.shape[0] / rate > max_seconds:
         raise AudioRejected(f"the recording is longer than {max_seconds // 60} minutes")
     if samples.shape[0] == 0:

@@ -7,6 +7,7 @@ name — but it is no licensed service, so it is read and written only through h
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,3 +34,11 @@ async def save(session: AsyncSession, user_id: int, settings: AppSettings) -> No
         row.data = data
         row.updated_at = now
     add_event(session, user_id, "app_settings.changed", {"settings": data})
+
+
+async def push_enabled(session: AsyncSession, user_id: int, kind: Literal["missed_calls", "voicemail"]) -> bool:
+    """Whether the user wants Web Push for missed calls or new voicemail (SPEC L); on until switched off."""
+    row = await session.get(ServiceSetting, (user_id, SERVICE))
+    if row is None:
+        return True
+    return bool(getattr(AppSettings.model_validate(row.data).push, kind))
