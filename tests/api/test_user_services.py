@@ -79,7 +79,7 @@ CASES: dict[str, Case] = {
         {
             "active": True,
             "presence": "meeting",
-            "until": "2026-11-25T17:00:00+01:00",
+            "until": "2099-11-25T17:00:00+01:00",
             "transfer_to": "0201234999",
             "alert_tone": True,
             "exceptions": [{"name": "Manager", "number": "06 87654321"}],

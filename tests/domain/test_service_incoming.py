@@ -255,3 +255,18 @@ def test_step_up_is_needed_only_for_a_new_number(
 @pytest.mark.parametrize("service", ["call-waiting", "fixed-mobile"])
 def test_services_without_numbers_never_need_a_step_up(service: str) -> None:
     _change(service, {}, stepped_up=False)
+
+
+def test_pa_until_a_moment_already_past_is_refused_when_set() -> None:
+    from datetime import UTC, datetime
+
+    cls = SERVICES["personal-assistant"]
+    now = datetime(2026, 11, 25, 14, 0, tzinfo=UTC)
+    past = {"active": True, "until": "2026-11-25T13:00:00+00:00"}
+    with pytest.raises(InvalidSetting) as info:
+        change(cls, cls(), past, CTX, stepped_up=False, now=now)
+    assert info.value.field == "until"
+    # It ran out by itself: sending the document back (e.g. to change the alert tone) is still fine.
+    ran_out = cls.model_validate(past)
+    change(cls, ran_out, {**past, "alert_tone": True}, CTX, stepped_up=False, now=now)
+    assert change(cls, cls(), {**past, "until": "2026-11-25T15:00:00+00:00"}, CTX, stepped_up=False, now=now)

@@ -6,6 +6,7 @@ centers in the database. The administrator's values are set through `/admin/user
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter
@@ -60,7 +61,15 @@ def _add_routes(settings_class: type[ServiceSettings]) -> None:
         current = await service_settings.load(session, auth.user.id, settings_class)
         proposed = body if isinstance(body, dict) else body.model_dump(mode="json", exclude_unset=True)
         related = await related_documents(session, auth.user.id, settings_class, ctx)
-        new = change(settings_class, current, proposed, ctx, stepped_up=auth.stepped_up, related=related)
+        new = change(
+            settings_class,
+            current,
+            proposed,
+            ctx,
+            stepped_up=auth.stepped_up,
+            related=related,
+            now=datetime.now(UTC),
+        )
         await service_settings.save(session, auth.user.id, new)
         await commit(session, state)
         return new

@@ -10,6 +10,7 @@ rule for phone numbers are applied here, the same for every service.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -53,6 +54,9 @@ class ServiceSettings(BaseModel):
         `related` holds the documents of `related_services` the user is licensed for.
         """
 
+    def check_time(self, current: ServiceSettings, now: datetime) -> None:
+        """Rules that need the clock (a moment already past); only run when the caller passes `now`."""
+
 
 class LicenceNeeded(NotLicensed):
     """One option of a service needs a licence the user lacks (answered like any missing licence: 403)."""
@@ -86,6 +90,7 @@ def change(
     stepped_up: bool,
     by_administrator: bool = False,
     related: Mapping[str, ServiceSettings] | None = None,
+    now: datetime | None = None,
 ) -> ServiceSettings:
     """Validate a user's (or administrator's) new settings document against the current one."""
     ensure_licensed(settings_class, ctx)
@@ -106,6 +111,8 @@ def change(
         raise first_error(exc) from exc
     new.check(ctx)
     new.check_change(current, ctx, related or {})
+    if now is not None:
+        new.check_time(current, now)
     if not by_administrator and not stepped_up and new.phone_numbers() - current.phone_numbers():
         raise StepUpRequired()
     return new

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from hipper.domain.context import UserContext
+from hipper.domain.errors import InvalidSetting
 from hipper.domain.numbers import PhoneNumber
 from hipper.domain.services.base import ServiceSettings, refuse_duplicates, refuse_own_number
 
@@ -50,6 +51,15 @@ class PersonalAssistant(ServiceSettings):
     def in_effect(self, now: datetime) -> bool:
         """Whether callers meet the assistant at `now` (it ends by itself at `until`)."""
         return self.active and (self.until is None or now < self.until)
+
+    def check_time(self, current: ServiceSettings, now: datetime) -> None:
+        # Switching the assistant on until a moment already past (or moving `until` into the past) is a slip:
+        # it would be off at once. A document whose `until` simply ran out can still be sent back unchanged.
+        if self.until is None or not self.active or self.until > now:
+            return
+        was_active = getattr(current, "active", False)
+        if not was_active or getattr(current, "until", None) != self.until:
+            raise InvalidSetting("until", "that moment has already passed: choose a later one, or none for always")
 
     def phone_numbers(self) -> set[str]:
         numbers = {exception.number for exception in self.exceptions}
