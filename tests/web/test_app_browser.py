@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -275,3 +276,32 @@ def test_unlicensed_services_do_not_appear(page: Page, exchange: LiveServer) -> 
     expect(menu.get_by_role("link", name="Persoonlijke Assistent")).to_have_count(0)
     page.goto(f"{exchange.url}/#/service/personal-assistant")
     expect(page.get_by_role("status").filter(has_text="niet beschikbaar")).to_be_visible()
+
+
+def test_personal_assistant_reason_duration_and_exception(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.goto(exchange.url + "/#/service/personal-assistant")
+    wait_ready(page)
+    page.get_by_role("switch", name="Actief").check()
+    page.get_by_role("radio", name="Lunch").check()
+    page.get_by_role("button", name="2 uur").click()
+    expect(page.locator(".until-summary")).to_contain_text("Niet beschikbaar tot")
+    page.get_by_role("button", name="Uitzondering toevoegen").click()
+    page.get_by_label("Naam").fill("Manager")
+    page.get_by_label("Telefoonnummer").fill("+31687654321")
+    page.get_by_role("button", name="Opslaan").click()
+    page.get_by_role("dialog").get_by_label("Cijfercode").fill("2580")
+    page.get_by_role("dialog").get_by_role("button", name="Bevestigen").click()
+    expect(page.get_by_role("status").filter(has_text="Opgeslagen")).to_be_visible()
+    stored = api(page, exchange, "/me/services/personal-assistant")
+    assert (stored["active"], stored["presence"]) == (True, "lunch")
+    assert stored["exceptions"] == [{"name": "Manager", "number": "+31687654321"}]
+    until = datetime.fromisoformat(stored["until"])
+    assert abs((until - datetime.now(UTC)).total_seconds() - 7200) < 120
+    # Removing the exception needs no step-up (no new number) and leaves the list empty.
+    page.locator("summary", has_text="Manager").click()
+    page.get_by_role("button", name="Manager verwijderen").click()
+    page.get_by_role("button", name="Opslaan").click()
+    expect(page.get_by_role("status").filter(has_text="Opgeslagen")).to_be_visible()
+    assert api(page, exchange, "/me/services/personal-assistant")["exceptions"] == []

@@ -52,7 +52,7 @@ function untilControl(value, set, disabled) {
   const id = uid("until");
   const choices = ["always", "h1", "h2", "h4", "d1", "end_of_day", "date"];
   let dateInput;
-  const summary = h("p", { class: "value", id: `${id}-summary` }, value ? t("until.at", { when: formatDateTime(value) }) : t("until.always"));
+  const summary = h("p", { class: "until-summary", id: `${id}-summary`, "aria-live": "polite" }, value ? t("until.at", { when: formatDateTime(value) }) : t("until.always"));
   const pick = (choice) => {
     if (choice === "date") {
       dateInput.hidden = false;
