@@ -305,3 +305,34 @@ def test_personal_assistant_reason_duration_and_exception(page: Page, exchange: 
     page.get_by_role("button", name="Opslaan").click()
     expect(page.get_by_role("status").filter(has_text="Opgeslagen")).to_be_visible()
     assert api(page, exchange, "/me/services/personal-assistant")["exceptions"] == []
+
+
+def test_a_change_from_another_device_shows_live(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    switch = page.get_by_role("region", name="Snel instellen").get_by_role("switch", name="Niet storen")
+    expect(switch).not_to_be_checked()
+    # Another device of the same user switches Do Not Disturb on; the overview follows through /events.
+    login = httpx.post(f"{exchange.url}/api/v1/auth/login", json={"username": username, "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {login.json()['token']}"}
+    changed = httpx.put(f"{exchange.url}/api/v1/me/services/do-not-disturb", json={"active": True}, headers=headers)
+    assert changed.status_code == 200, changed.text
+    expect(switch).to_be_checked()
+
+
+def test_the_shell_opens_offline(page: Page, exchange: LiveServer) -> None:
+    page.goto(exchange.url + "/")
+    wait_ready(page)
+    page.wait_for_function("navigator.serviceWorker.ready.then(() => true)")
+    page.wait_for_function("caches.has('hipper-shell-v1')")
+    page.context.set_offline(True)
+    try:
+        page.reload()
+        wait_ready(page)
+        expect(page.get_by_role("heading", level=1)).to_have_text("Inloggen")
+        page.get_by_label("Gebruikersnaam").fill("nobody")
+        page.get_by_label("Wachtwoord").fill("whatever")
+        page.get_by_role("button", name="Inloggen").click()
+        expect(page.get_by_role("alert")).to_contain_text("Geen verbinding")
+    finally:
+        page.context.set_offline(False)
