@@ -112,6 +112,21 @@ async def test_bad_uploads_are_refused_naming_the_file(make_user: UserFactory, e
     assert too_large.status_code == 413
     assert "file" in too_large.json()["detail"]
 
+    # Refused from the Content-Length alone, before the form is parsed.
+    huge = await upload(user, bytes(11 * 1024 * 1024), filename="huge.wav")
+    assert huge.status_code == 413
+
+    not_a_form = await user.post("/me/greetings", json={"file": "hello"})
+    assert not_a_form.status_code in (400, 422)
+    two_files = await user.client.post(
+        "/api/v1/me/greetings",
+        headers=user.headers,
+        files=[("file", ("a.wav", sine(), "audio/wav")), ("file", ("b.wav", sine(), "audio/wav"))],
+    )
+    assert two_files.status_code in (400, 422)
+    long_name = await upload(user, sine(), name="x" * 101)
+    assert long_name.status_code == 422 and long_name.json()["detail"][0]["loc"] == ["body", "name"]
+
     silent = await upload(user, sine(0.0), filename="silence.wav")
     assert silent.status_code == 422 and "silent" in silent.json()["detail"][0]["msg"]
 

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import PurePath
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.exc import IntegrityError
+from starlette.datastructures import UploadFile
 
 from hipper.api.deps import CurrentUser, Session, State, as_utc, commit
 from hipper.api.errors import invalid
 from hipper.api.routers.voicemails import require_voicemail
-from hipper.media.audio_files import MAX_SECONDS, MAX_UPLOAD_BYTES, AudioRejected, decode_upload
+from hipper.media.audio_files import MAX_SECONDS, MAX_UPLOAD_BYTES, READABLE, AudioRejected, decode_upload
 from hipper.offload import run_cpu
 from hipper.store import greetings, media_files
 from hipper.store.models import Greeting
@@ -65,31 +66,70 @@ async def list_greetings(auth: CurrentUser, session: Session) -> GreetingList:
     return GreetingList(greetings=[_item(row) for row in await greetings.list_for(session, auth.user.id)])
 
 
+# Multipart overhead allowed on top of the file itself (boundaries, part headers, the name field).
+_FORM_OVERHEAD = 64 * 1024
+_UPLOAD_SCHEMA = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": f"{READABLE}; at most {MAX_SECONDS // 60} minutes and "
+                        f"{MAX_UPLOAD_BYTES // (1024 * 1024)} MB",
+                    },
+                    "name": {"type": "string", "maxLength": 100, "description": "defaults to the file's name"},
+                },
+            }
+        }
+    },
+}
+
+
 @router.post(
     "",
     response_model=GreetingItem,
     status_code=201,
     responses={413: {"description": "file larger than 10 MB"}, 422: {"description": "not audio, or too long"}},
+    openapi_extra={"requestBody": _UPLOAD_SCHEMA},
 )
-async def upload_greeting(
-    auth: CurrentUser,
-    session: Session,
-    state: State,
-    file: Annotated[UploadFile, File(description="WAV, FLAC, Ogg/Vorbis, Opus or MP3; at most 3 minutes, 10 MB")],
-    name: Annotated[str | None, Form(max_length=100)] = None,
-) -> GreetingItem | JSONResponse:
-    """Add a greeting from an audio file or an in-app recording; it starts inactive."""
+async def upload_greeting(request: Request, auth: CurrentUser, session: Session, state: State) -> Any:
+    """Add a greeting from an audio file or an in-app recording; it starts inactive.
+
+    The form is parsed here rather than by FastAPI so an oversized upload is refused from its Content-Length
+    before anything is read or spooled to disk.
+    """
     require_voicemail(auth)
+    too_large = f"file: larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB"
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_UPLOAD_BYTES + _FORM_OVERHEAD:
+        raise HTTPException(413, too_large)
     if await greetings.count_for(session, auth.user.id) >= greetings.MAX_GREETINGS:
         return invalid("file", f"you can keep at most {greetings.MAX_GREETINGS} greetings: delete one first")
-    data = await file.read(MAX_UPLOAD_BYTES + 1)
+    try:
+        async with request.form(max_files=1, max_fields=2) as form:
+            upload = form.get("file")
+            name = form.get("name")
+            if not isinstance(upload, UploadFile):
+                return invalid("file", "a file is required")
+            if name is not None and (not isinstance(name, str) or len(name.strip()) > 100):
+                return invalid("name", "at most 100 characters")
+            data = await upload.read(MAX_UPLOAD_BYTES + 1)
+            filename = upload.filename or ""
+    except (AssertionError, ValueError) as exc:
+        # Starlette's parser refuses a body that is no multipart form, or has more parts than allowed.
+        return invalid("file", f"send the greeting as multipart/form-data with one file ({exc})")
     if len(data) > MAX_UPLOAD_BYTES:
-        raise HTTPException(413, f"file: larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+        raise HTTPException(413, too_large)
     try:
         audio = await run_cpu(decode_upload, data, MAX_SECONDS)
     except AudioRejected as exc:
         return invalid("file", exc.reason)
-    title = (name or "").strip() or PurePath(file.filename or "").stem.strip() or "Greeting"
+    title = (name or "").strip() or PurePath(filename).stem.strip() or "Greeting"
     row = await greetings.add(
         session,
         state.settings.data_dir,
@@ -99,7 +139,7 @@ async def upload_greeting(
         audio.duration_ms,
         published=state.events.published,
     )
-    return _item(row)
+    return JSONResponse(status_code=201, content=_item(row).model_dump(mode="json"))
 
 
 @router.get("/{greeting_id}/audio", response_class=FileResponse, responses={200: {"content": {"audio/wav": {}}}})
