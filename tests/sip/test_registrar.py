@@ -235,12 +235,12 @@ async def test_register_over_tcp_and_reach_the_device_on_its_connection(sip_serv
             "transport": "TCP",
             "contact": f"<sip:alice@192.0.2.1:{local_port};transport=tcp>",
         }
-        writer.write(register_text(**fields).encode())  # type: ignore[arg-type]
+        writer.write(register_text(**fields).encode())
         challenge = await read_message()
         assert isinstance(challenge, Response) and challenge.status == 401
         auth = authorization_for(challenge)
-        # Two messages in one segment, then one split across segments: framing by Content-Length.
-        text = register_text(cseq=2, authorization=auth, **fields).encode()  # type: ignore[arg-type]
+        # One message split across two TCP segments: framing waits for Content-Length bytes.
+        text = register_text(cseq=2, authorization=auth, **fields).encode()
         writer.write(text[:40])
         await writer.drain()
         await asyncio.sleep(0.05)

@@ -8,6 +8,7 @@ comma-separated values, IPv6 references §19.1.1) and strict about what it canno
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -269,8 +270,10 @@ def split_hostport(text: str) -> tuple[str, int | None]:
             raise ParseError("unterminated IPv6 reference")
         host = text[1:end]
         rest = text[end + 1 :]
-        if ":" not in host:
-            raise ParseError("bad IPv6 reference")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ParseError("bad IPv6 reference") from None
     else:
         host, _, rest = text.partition(":")
         rest = ":" + rest if _ else ""
@@ -281,7 +284,7 @@ def split_hostport(text: str) -> tuple[str, int | None]:
         port = int(rest[1:])
         if not 0 < port < 65536:
             raise ParseError("port out of range")
-    if not host or not _HOSTNAME.match(host.replace(":", "")):
+    if not host or (":" not in host and not _HOSTNAME.match(host)):
         raise ParseError("bad host")
     return host, port
 
@@ -372,8 +375,15 @@ class NameAddr:
         text = text.strip()
         if text == "*":
             return cls(uri=URI("sip", "*"), wildcard=True)
-        if "<" in text:
-            open_at = text.index("<")
+        search_from = 0
+        if text.startswith('"'):
+            # A quoted display name may itself contain '<' (RFC 4475 §3.1.1.x): skip past its closing quote.
+            match = re.match(r'"(?:[^"\\]|\\.)*"', text)
+            if match is None:
+                raise ParseError("unterminated quoted display name")
+            search_from = match.end()
+        if "<" in text[search_from:]:
+            open_at = text.index("<", search_from)
             close_at = text.find(">", open_at)
             if close_at < 0:
                 raise ParseError("unterminated <URI>")

@@ -1,0 +1,196 @@
+"""The parser on real-world messages, RFC 4475-style torture cases, and hypothesis fuzzing."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hipper.sip.message import URI, NameAddr, ParseError, Request, Response, Via, parse_message
+
+# As SIPp 3.6 sends it (captured on loopback), bare LF line ends folded into CRLF by SIPp itself.
+SIPP_REGISTER = (
+    b"REGISTER sip:127.0.0.1:5060 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-12345-1-0;rport\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"From: <sip:alice@hipper.test>;tag=12345SIPpTag1\r\n"
+    b"To: <sip:alice@hipper.test>\r\n"
+    b"Call-ID: 1-12345@127.0.0.1\r\n"
+    b"CSeq: 2 REGISTER\r\n"
+    b"Contact: <sip:alice@192.0.2.1:5061>\r\n"
+    b"Expires: 120\r\n"
+    b'Authorization: Digest username="alice",realm="hipper.test",uri="sip:127.0.0.1:5060",'
+    b'nonce="abc",response="0123456789abcdef0123456789abcdef",algorithm=MD5\r\n'
+    b"Content-Length: 0\r\n\r\n"
+)
+
+# baresip 1.0 style INVITE with SDP body, compact forms mixed in and a multi-value Allow.
+INVITE = (
+    b"INVITE sip:bob@[2001:db8::10]:5080;transport=udp SIP/2.0\r\n"
+    b"v: SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bKnashds8;rport,\r\n"
+    b" SIP/2.0/UDP 192.0.2.2:5062;branch=z9hG4bKold\r\n"
+    b"Max-Forwards: 70\r\n"
+    b'f: "Alice \\"A\\" Smith" <sip:alice@hipper.test>;tag=1928301774\r\n'
+    b"t: Bob <sip:bob@hipper.test>\r\n"
+    b"i: a84b4c76e66710@pc33.atlanta.example.com\r\n"
+    b"CSeq: 314159 INVITE\r\n"
+    b'm: <sip:alice@[2001:db8::1]:5060;transport=udp>;+sip.instance="<urn:uuid:1>"\r\n'
+    b"Allow: INVITE,ACK,BYE,CANCEL,OPTIONS,NOTIFY,SUBSCRIBE,INFO,MESSAGE,UPDATE,REFER\r\n"
+    b"Subject: folded\r\n"
+    b"\tsubject line\r\n"
+    b"c: application/sdp\r\n"
+    b"l: 30\r\n\r\n"
+    b"v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\n"
+)
+
+
+def test_sipp_register() -> None:
+    message = parse_message(SIPP_REGISTER)
+    assert isinstance(message, Request)
+    message.validate()
+    assert message.method == "REGISTER" and message.uri.port == 5060
+    assert message.cseq == (2, "REGISTER")
+    assert message.top_via.params == {"branch": "z9hG4bK-12345-1-0", "rport": None}
+    assert message.contacts[0].uri.host == "192.0.2.1"
+    assert message.int_header("expires") == 120
+    assert message.headers.get(
+        "authorization",
+    ).startswith("Digest")  # type: ignore[union-attr]
+
+
+def test_compact_forms_folding_ipv6_and_lists() -> None:
+    message = parse_message(INVITE)
+    assert isinstance(message, Request)
+    message.validate()
+    assert message.uri.host == "2001:db8::10" and message.uri.port == 5080 and message.uri.transport == "udp"
+    vias = message.vias
+    assert [(v.host, v.port) for v in vias] == [("2001:db8::1", 5060), ("192.0.2.2", 5062)]
+    assert message.from_.display_name == 'Alice "A" Smith' and message.from_.tag == "1928301774"
+    assert message.to.display_name == "Bob" and message.to.tag is None
+    assert message.call_id == "a84b4c76e66710@pc33.atlanta.example.com"
+    assert len(message.headers.get_all("Allow")) == 11
+    assert message.headers.get("Subject") == "folded subject line"
+    assert message.contacts[0].params["+sip.instance"] == "<urn:uuid:1>"
+    assert message.body == b"v=0\r\no=- 1 1 IN IP6 ::1\r\ns=-\r\n"
+    # Round trip: what we write, we read back the same.
+    again = parse_message(message.serialize())
+    assert isinstance(again, Request)
+    assert str(again.uri) == str(message.uri)
+    assert [str(v) for v in again.vias] == [str(v) for v in vias]
+    assert again.body == message.body
+    assert "[2001:db8::1]:5060" in str(vias[0])
+
+
+def test_response_and_body_rules() -> None:
+    text = b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCSeq: 1 INVITE\r\n\r\nbody-without-length"
+    response = parse_message(text)
+    assert isinstance(response, Response) and response.status == 180
+    assert response.body == b"body-without-length"  # datagram: to its end (§18.3)
+    with pytest.raises(ParseError):
+        parse_message(text, stream=True)  # a stream needs Content-Length
+    with pytest.raises(ParseError, match="larger"):
+        parse_message(text.replace(b"CSeq", b"Content-Length: 500\r\nCSeq"))
+    truncated = parse_message(text.replace(b"CSeq", b"Content-Length: 4\r\nCSeq"))
+    assert truncated.body == b"body"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (b"INVITE sip:a@b SIP/3.0\r\n\r\n", "unsupported SIP version"),
+        (b"INVITE  sip:a@b\r\n\r\n", "bad request line"),
+        (b"SIP/2.0 99 Odd\r\n\r\n", "bad status code"),
+        (b"INVITE sip:a@[::1 SIP/2.0\r\n\r\n", "unterminated IPv6"),
+        (b"INVITE sip:a@b:99999 SIP/2.0\r\n\r\n", "port out of range"),
+        (b"INVITE sip:a@b SIP/2.0\r\n no header before\r\n\r\n", "continuation"),
+        (b"INVITE sip:a@b SIP/2.0\r\nNo colon here\r\n\r\n", "bad header line"),
+    ],
+)
+def test_malformed_start_and_header_lines(text: bytes, problem: str) -> None:
+    with pytest.raises(ParseError, match=problem):
+        parse_message(text)
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "problem"),
+    [
+        ("CSeq", "1 REGISTER", "CSeq method"),
+        ("CSeq", "99999999999 INVITE", "CSeq"),
+        ("Max-Forwards", "-1", "Max-Forwards"),
+        ("To", '"unterminated <sip:a@b>', "unterminated"),
+        ("Via", "SIP/2.0/UDP", "bad Via"),
+        ("Via", "SIP/2.0/UDP :5060;branch=z9hG4bK1", "bad host"),
+    ],
+)
+def test_semantic_errors_name_the_header(header: str, value: str, problem: str) -> None:
+    base = parse_message(INVITE)
+    assert isinstance(base, Request)
+    base.headers.set(header, value)
+    with pytest.raises(ParseError, match=problem):
+        parse_message(base.serialize()).validate()  # type: ignore[union-attr]
+
+
+def test_uri_name_addr_and_via_forms() -> None:
+    uri = URI.parse("sips:+31201234567;phone-context=x@Example.COM:5061;user=phone;lr?subject=hi")
+    assert (uri.scheme, uri.user, uri.host, uri.port) == ("sips", "+31201234567;phone-context=x", "example.com", 5061)
+    assert uri.params == {"user": "phone", "lr": None} and uri.headers == "subject=hi"
+    assert str(URI.parse(str(uri))) == str(uri)
+    assert URI.parse("tel:+31201234567").user == "+31201234567"
+    bare = NameAddr.parse("sip:bob@biloxi.example.com;tag=a6c85cf")  # addr-spec: the param is the header's
+    assert bare.tag == "a6c85cf" and bare.uri.params == {}
+    assert NameAddr.parse("*").wildcard
+    via = Via.parse("SIP / 2.0 / TCP  host.example.com:5061 ; branch = z9hG4bK1 ; received=10.0.0.1")
+    assert (via.transport, via.host, via.port, via.branch) == ("TCP", "host.example.com", 5061, "z9hG4bK1")
+    assert via.params["received"] == "10.0.0.1"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2000))
+def test_random_bytes_only_ever_raise_parse_error(data: bytes) -> None:
+    try:
+        message = parse_message(data)
+        if isinstance(message, Request):
+            message.validate()
+    except ParseError:
+        pass
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=0, max_value=len(INVITE) - 1), st.binary(min_size=0, max_size=8)),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_mutated_real_messages_only_ever_raise_parse_error(edits: list[tuple[int, bytes]]) -> None:
+    data = bytearray(INVITE)
+    for position, replacement in edits:
+        data[position : position + len(replacement)] = replacement
+    try:
+        message = parse_message(bytes(data))
+        if isinstance(message, Request):
+            message.validate()
+            message.contacts  # noqa: B018
+            message.vias  # noqa: B018
+        parse_message(message.serialize())
+    except ParseError:
+        pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    user=st.from_regex(r"[A-Za-z0-9_.~-]{1,20}", fullmatch=True),
+    host=st.one_of(
+        st.from_regex(r"[a-z][a-z0-9-]{0,20}(\.[a-z]{2,5}){0,2}", fullmatch=True),
+        st.ip_addresses().map(str),
+    ),
+    port=st.one_of(st.none(), st.integers(min_value=1, max_value=65535)),
+    tag=st.from_regex(r"[A-Za-z0-9]{1,16}", fullmatch=True),
+)
+def test_name_addr_round_trip(user: str, host: str, port: int | None, tag: str) -> None:
+    host_text = f"[{host}]" if ":" in host else host
+    text = f'"Some One" <sip:{user}@{host_text}{f":{port}" if port else ""}>;tag={tag}'
+    parsed = NameAddr.parse(text)
+    assert (parsed.uri.user, parsed.uri.host, parsed.uri.port, parsed.tag) == (user, host.lower(), port, tag)
+    assert NameAddr.parse(str(parsed)) == parsed

@@ -1,0 +1,163 @@
+"""Transaction timers (RFC 3261 §17) over real UDP sockets, with T1 shortened to keep the test quick."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+
+import pytest
+
+from hipper.sip.message import URI, Headers, Request, Response, parse_message
+from hipper.sip.stack import SipStack
+from hipper.sip.transaction import ServerTransaction, TimerConfig
+from hipper.sip.transport import Peer
+from tests.sip.conftest import RawClient
+
+FAST = TimerConfig(t1=0.02, t2=0.08, t4=0.1)
+
+
+class Busy:
+    """A call handler that answers every INVITE 486, or rings and waits for CANCEL when told to."""
+
+    def __init__(self, ring: bool = False) -> None:
+        self.ring = ring
+        self.acks: list[Request] = []
+
+    def on_request(self, tx: ServerTransaction) -> None:
+        tx.respond(tx.response(180 if self.ring else 486))
+
+    def on_ack(self, request: Request, peer: Peer) -> None:
+        self.acks.append(request)
+
+    def on_cancel(self, tx: ServerTransaction, cancel: Request) -> None:
+        tx.respond(tx.response(487))
+
+    def on_stray_response(self, response: Response, peer: Peer) -> None:
+        pass
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[SipStack]:
+    sip = SipStack(timers=FAST)
+    await sip.start("127.0.0.1", 0, tcp=False)
+    yield sip
+    await sip.close()
+
+
+def options(method: str = "OPTIONS") -> Request:
+    headers = Headers()
+    for name, value in (
+        ("From", "<sip:a@hipper.test>;tag=f1"),
+        ("To", "<sip:b@hipper.test>"),
+        ("Call-ID", f"{method}-timers"),
+        ("CSeq", f"1 {method}"),
+    ):
+        headers.add(name, value)
+    return Request(method, URI.parse("sip:b@127.0.0.1"), headers)
+
+
+async def arrivals(client: RawClient, until: float) -> list[float]:
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+    deadline = loop.time() + until
+    while (left := deadline - loop.time()) > 0:
+        try:
+            async with asyncio.timeout(left):
+                await client.queue.get()
+        except TimeoutError:
+            break
+        times.append(loop.time())
+    return times
+
+
+async def test_non_invite_timer_e_backs_off_to_t2_and_timer_f_gives_408(stack: SipStack, udp_client: RawClient) -> None:
+    tx = stack.send_request(options(), Peer("udp", "127.0.0.1", udp_client.port))
+    times = await arrivals(udp_client, FAST.timeout + 0.2)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert 0.015 < gaps[0] < 0.05 and 0.03 < gaps[1] < 0.08  # T1, 2·T1
+    assert all(gap < FAST.t2 + 0.05 for gap in gaps)  # capped at T2
+    assert 12 <= len(times) <= 20
+    final = await tx.final
+    assert final.status == 408
+
+
+async def test_invite_timer_a_doubles_and_timer_b_gives_408(stack: SipStack, udp_client: RawClient) -> None:
+    tx = stack.send_request(options("INVITE"), Peer("udp", "127.0.0.1", udp_client.port))
+    times = await arrivals(udp_client, FAST.timeout + 0.2)
+    assert len(times) == 7  # 0, 1, 3, 7, 15, 31, 63 × T1 before Timer B at 64 × T1
+    assert (await tx.final).status == 408
+
+
+async def test_provisional_stops_invite_retransmissions(stack: SipStack, udp_client: RawClient) -> None:
+    seen: list[int] = []
+    tx = stack.send_request(
+        options("INVITE"), Peer("udp", "127.0.0.1", udp_client.port), lambda r: seen.append(r.status)
+    )
+    invite = parse_message(await udp_client.queue.get())
+    assert isinstance(invite, Request)
+    udp_client.send(Response.for_request(invite, 180, to_tag="t").serialize(), stack.port)
+    await asyncio.sleep(0.05)
+    while not udp_client.queue.empty():
+        udp_client.queue.get_nowait()  # a retransmission that crossed the 180
+    await udp_client.nothing(0.4)
+    udp_client.send(Response.for_request(invite, 486, to_tag="t").serialize(), stack.port)
+    assert (await tx.final).status == 486
+    ack = parse_message(await udp_client.queue.get())
+    assert isinstance(ack, Request) and ack.method == "ACK" and ack.to.tag == "t"
+    assert ack.top_via.branch == invite.top_via.branch  # §17.1.1.3: same transaction
+    assert seen == [180, 486]
+
+
+def invite_text(port: int, client_port: int, branch: str = "z9hG4bKinv1") -> str:
+    return (
+        f"INVITE sip:b@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{client_port};branch={branch};rport\r\n"
+        "From: <sip:a@hipper.test>;tag=a1\r\nTo: <sip:b@hipper.test>\r\nCall-ID: inv-1\r\nCSeq: 1 INVITE\r\n"
+        f"Contact: <sip:a@127.0.0.1:{client_port}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+
+
+async def test_server_invite_timer_g_until_ack(stack: SipStack, udp_client: RawClient) -> None:
+    stack.handler = Busy()
+    udp_client.send(invite_text(stack.port, udp_client.port), stack.port)
+    trying = await udp_client.receive()
+    busy = await udp_client.receive()
+    assert (trying.status, busy.status) == (100, 486)
+    again = await udp_client.receive(0.2)  # Timer G: the 486 again, since no ACK came
+    assert again.status == 486 and again.to.tag == busy.to.tag
+    ack = (
+        f"ACK sip:b@127.0.0.1:{stack.port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{udp_client.port};branch=z9hG4bKinv1\r\n"
+        f"From: <sip:a@hipper.test>;tag=a1\r\nTo: {busy.headers.get('To')}\r\nCall-ID: inv-1\r\nCSeq: 1 ACK\r\n"
+        "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    udp_client.send(ack, stack.port)
+    await asyncio.sleep(0.05)
+    while not udp_client.queue.empty():
+        udp_client.queue.get_nowait()
+    await udp_client.nothing(0.4)  # confirmed: retransmissions stopped
+    assert stack.handler.acks == []  # the ACK of a non-2xx belongs to the transaction, not the handler
+
+
+async def test_server_invite_without_ack_ends_at_timer_h(stack: SipStack, udp_client: RawClient) -> None:
+    stack.handler = Busy()
+    udp_client.send(invite_text(stack.port, udp_client.port, "z9hG4bKnoack"), stack.port)
+    times = await arrivals(udp_client, FAST.timeout + 0.3)
+    assert 12 <= len(times) <= 20  # 100, then the 486 every T1·2^n ≤ T2 until Timer H
+    assert not stack.transactions.server
+
+
+async def test_cancel_gets_200_and_invite_487(stack: SipStack, udp_client: RawClient) -> None:
+    stack.handler = Busy(ring=True)
+    udp_client.send(invite_text(stack.port, udp_client.port, "z9hG4bKcancel"), stack.port)
+    assert (await udp_client.receive()).status == 100
+    assert (await udp_client.receive()).status == 180
+    cancel = (
+        f"CANCEL sip:b@127.0.0.1:{stack.port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{udp_client.port};branch=z9hG4bKcancel;rport\r\n"
+        "From: <sip:a@hipper.test>;tag=a1\r\nTo: <sip:b@hipper.test>\r\nCall-ID: inv-1\r\nCSeq: 1 CANCEL\r\n"
+        "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    udp_client.send(cancel, stack.port)
+    answers = {(r.cseq[1], r.status) for r in [await udp_client.receive(), await udp_client.receive()]}
+    assert answers == {("CANCEL", 200), ("INVITE", 487)}
