@@ -4,6 +4,7 @@ licence gate, one user never seeing or changing another's settings, and the step
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from fastapi import FastAPI
 from hipper.domain.licences import ALL_LICENCES, USER_SERVICES
 from hipper.domain.services import SERVICES, change
 from hipper.store import service_settings
-from hipper.store.models import User
+from hipper.store.models import ServiceSetting, User
 from hipper.store.users import context_of
 from tests.conftest import LoggedIn, UserFactory
 
@@ -355,3 +356,18 @@ async def test_openapi_documents_each_service_with_its_own_schema(make_user: Use
         assert schema_name.startswith(SERVICES[service].__name__)
         assert spec["components"]["schemas"][response_schema["$ref"].split("/")[-1]]["properties"]
         assert "put" in path
+
+
+async def test_a_stored_document_that_no_longer_validates_keeps_what_fits(app: FastAPI, make_user: UserFactory) -> None:
+    user = await _user(make_user)
+    async with app.state.hipper.sessions() as session:
+        stale = {"active": True, "destination": "+31687654321", "rings": 99, "retired_field": 1}
+        session.add(
+            ServiceSetting(
+                user_id=user.id, service="call-forwarding-no-answer", data=stale, updated_at=datetime.now(UTC)
+            )
+        )
+        await session.commit()
+    shown = await user.get("/me/services/call-forwarding-no-answer")
+    assert shown.status_code == 200, shown.text
+    assert shown.json() == {"active": True, "destination": "+31687654321", "rings": 4}
