@@ -296,9 +296,10 @@ CASES = [
         " | not reachable: voicemail (unavailable)",
     ),
     Case(
-        "7 voicemail on busy does not apply with call waiting on",
+        "7 voicemail on busy still takes a really busy call with call waiting on (every phone refused busy)",
         {"voicemail": {"on_busy": True}, "call-waiting": {"active": True}},
-        expected=f"ring[desk,mobile] 4s | {DEFAULT_RING}",
+        expected="ring[desk,mobile] 4s | busy: voicemail (user-busy) | no answer: voicemail (no-answer)"
+        " | not reachable: voicemail (unavailable)",
     ),
     # 8
     Case(

@@ -351,11 +351,11 @@ class _Planner:
             return self.forward(busy.destination, cause, why, line=7, service=busy.service)
         vm = self.voicemail
         if vm is not None and vm.active and vm.on_busy:
-            # Manual §7.4.1: voicemail on busy works only with call waiting off.
-            if not self.call_waiting:
-                why = f"{why}: voicemail takes calls when you are busy"
-                return [self.to_voicemail(cause, why, line=7, service=vm.service)]
-            self.notes.append("voicemail on busy is set but does not apply while call waiting is on")
+            # Manual §7.4.1 ties "on busy" to call waiting off because with call waiting on a second call is not
+            # busy: it alerts as a waiting call. Once the busy treatment is reached (do-not-disturb, every phone
+            # refused busy) the user really is busy, and the voicemail takes the call either way.
+            why = f"{why}: voicemail takes calls when you are busy"
+            return [self.to_voicemail(cause, why, line=7, service=vm.service)]
         return [RejectStep(line=7, status=486, reason_phrase="Busy Here", reason=f"{why}: the caller hears busy")]
 
     # -- 8 ---------------------------------------------------------------------------------------------------
