@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import click
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.config import Settings, load_settings
 from hipper.domain.errors import DomainError, InvalidSetting
 from hipper.passwords import Hasher
-from hipper.store.models import CallCenter, Company, User
+from hipper.store.models import CallCenter, Company, Group, User
 
 T = TypeVar("T")
 
@@ -55,6 +56,9 @@ def run_in_database(ctx: click.Context, work: Callable[[AsyncSession, Settings],
 
     try:
         return asyncio.run(_go())
+    except IntegrityError as exc:
+        # Another writer (the admin API, a second CLI) took the same value between our check and our commit.
+        raise click.ClickException("the change conflicts with data written at the same time; try again") from exc
     except InvalidSetting as exc:
         raise click.ClickException(f"{exc.field.replace('_', '-')}: {exc.reason}") from exc
     except DomainError as exc:
@@ -177,6 +181,47 @@ def company_list(ctx: click.Context) -> None:
     for found in companies:
         night = "night mode ON" if found.night_mode else "day"
         click.echo(f"{found.id:4}  {found.name}  {found.number or '-'}  {night}")
+
+
+# --- groups (departments) ------------------------------------------------------------------------------------
+
+
+@main.group()
+def group() -> None:
+    """Groups (departments) of a company."""
+
+
+@group.command("add")
+@click.argument("name")
+@click.option("--company", "company_name", help="company name (default: the only company)")
+@click.option("--number", "group_number", help="the department number")
+@click.pass_context
+def group_add(ctx: click.Context, name: str, company_name: str | None, group_number: str | None) -> None:
+    """Create a group (department)."""
+    from hipper.store import admin
+
+    async def _work(session: AsyncSession, _settings: Settings) -> Group:
+        return await admin.create_group(session, await _company(session, company_name), name, group_number)
+
+    created = run_in_database(ctx, _work)
+    click.echo(f"Created group '{created.name}' (id {created.id}, number {created.number or '-'})")
+
+
+@group.command("list")
+@click.option("--company", "company_name", help="company name (default: the only company)")
+@click.pass_context
+def group_list(ctx: click.Context, company_name: str | None) -> None:
+    """List the groups of a company."""
+    from hipper.store import admin
+
+    async def _work(session: AsyncSession, _settings: Settings) -> list[Group]:
+        return await admin.list_groups(session, (await _company(session, company_name)).id)
+
+    groups = run_in_database(ctx, _work)
+    if not groups:
+        click.echo("No groups.")
+    for found in groups:
+        click.echo(f"{found.id:4}  {found.name}  {found.number or '-'}")
 
 
 # --- night mode ----------------------------------------------------------------------------------------------
@@ -486,6 +531,24 @@ def device_add(
     realm = run_in_database(ctx, _work)
     click.echo(f"Created SIP device '{auth_username}' for '{username}' (realm {realm})")
     click.echo(f"SIP password: {secret}   (shown once; only its digest hashes are stored)")
+
+
+@device.command("passwd")
+@click.argument("auth_username")
+@click.option("--password", help="new SIP password (default: a generated one, printed once)")
+@click.pass_context
+def device_passwd(ctx: click.Context, auth_username: str, password: str | None) -> None:
+    """Set a new SIP password for a device."""
+    from hipper.store import devices
+
+    secret = password or devices.generate_password()
+
+    async def _work(session: AsyncSession, settings: Settings) -> None:
+        found = await devices.device_by_auth_username(session, auth_username)
+        await devices.reset_password(session, found, secret, settings.sip_realm)
+
+    run_in_database(ctx, _work)
+    click.echo(f"New SIP password for '{auth_username}': {secret}   (shown once)")
 
 
 @device.command("list")

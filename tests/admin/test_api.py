@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -546,3 +547,12 @@ async def test_odd_input_is_refused_with_a_reason_never_a_500(administrator: Log
             response = await administrator.post(path, json=body)
             assert response.status_code in (200, 201, 204, 409, 422), (path, value, response.text)
             accepted += 1
+
+
+async def test_a_race_for_the_same_username_ends_in_409_not_500(administrator: LoggedIn) -> None:
+    # Both requests may pass the uniqueness check before either commits; the database's constraint decides then.
+    body = {"username": "twin", "password": "long enough 1", "company_id": 1}
+    first, second = await asyncio.gather(
+        administrator.post("/admin/users", json=body), administrator.post("/admin/users", json=body)
+    )
+    assert sorted([first.status_code, second.status_code]) == [201, 409], (first.text, second.text)

@@ -29,6 +29,10 @@ def test_first_administrator_company_and_users(hipper: Hipper) -> None:
     assert "call-recording" in shown and "voicemail" in shown
 
     # The password is asked for (twice) when not given.
+    assert "Created group 'Sales'" in hipper("group", "add", "Sales", "--number", "020 123 0100").output
+    assert "+31201230100" in hipper("group", "list").output
+    assert "group" in hipper("user", "add", "x1", "--password", "long enough 1", "--group", "Nope", ok=False).output
+    hipper("user", "add", "in-sales", "--password", "long enough 1", "--group", "Sales")
     prompted = hipper("user", "add", "bram", "--extension", "202", input="long enough 2\nlong enough 2\n")
     assert "Created user bram" in prompted.output
 
@@ -119,6 +123,9 @@ def test_sip_devices(hipper: Hipper) -> None:
 
     assert "taken" in hipper("device", "add", "anna", "anna-desk", "--password", "x" * 10, ok=False).output
     assert "at least 8" in hipper("device", "add", "anna", "anna-x", "--password", "short", ok=False).output
+    renewed = hipper("device", "passwd", "anna-soft", "--password", "renewed sip 1").output
+    assert "New SIP password for 'anna-soft': renewed sip 1" in renewed
+    assert hipper.query(soft_ha1) == hashlib.md5(f"anna-soft:{realm}:renewed sip 1".encode()).hexdigest()
     listed = hipper("device", "list", "anna").output
     assert "anna-desk" in listed and "anna-soft" in listed
     assert "Deleted SIP device 'anna-desk'" in hipper("device", "delete", "anna-desk").output
