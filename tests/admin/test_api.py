@@ -556,3 +556,34 @@ async def test_a_race_for_the_same_username_ends_in_409_not_500(administrator: L
         administrator.post("/admin/users", json=body), administrator.post("/admin/users", json=body)
     )
     assert sorted([first.status_code, second.status_code]) == [201, 409], (first.text, second.text)
+
+
+async def test_recording_mode_and_fixed_mobile_mode_are_the_administrators(
+    administrator: LoggedIn, make_user: UserFactory
+) -> None:
+    user = await make_user()
+    recording = await administrator.put(
+        f"/admin/users/{user.id}/services/call-recording", json={"mode": "always_pause_resume"}
+    )
+    assert recording.status_code == 200, recording.text
+    assert recording.json()["pause_resume_allowed"] is True
+    seen = (await user.get("/me/services/call-recording")).json()
+    assert seen["mode"] == "always_pause_resume"
+    read_back = await administrator.get(f"/admin/users/{user.id}/services/call-recording")
+    assert read_back.json()["mode"] == "always_pause_resume"
+    bad = await administrator.put(f"/admin/users/{user.id}/services/call-recording", json={"mode": "sometimes"})
+    assert bad.status_code == 422
+    assert field_of(bad) == "mode"
+
+    control = await administrator.put(
+        f"/admin/users/{user.id}/services/fixed-mobile", json={"call_control_mode": "mobile_network"}
+    )
+    assert control.status_code == 200, control.text
+    assert (await user.get("/me/services/fixed-mobile")).json()["call_control_mode"] == "mobile_network"
+
+    basic = await make_user(["basic"])
+    unlicensed = await administrator.put(f"/admin/users/{basic.id}/services/call-recording", json={"mode": "always"})
+    assert unlicensed.status_code == 422
+    assert "no licence" in unlicensed.json()["detail"][0]["msg"]
+    unknown = await administrator.get(f"/admin/users/{user.id}/services/teleportation")
+    assert unknown.status_code == 422
