@@ -28,6 +28,7 @@ from hipper.domain.contacts import (
 )
 from hipper.domain.errors import InvalidSetting
 from hipper.domain.licences import licensed_services
+from hipper.offload import run_cpu
 from hipper.store import app_settings, directories
 from hipper.store.models import User
 
@@ -141,7 +142,8 @@ async def import_vcards(request: Request, auth: CurrentUser, session: Session, s
     except UnicodeDecodeError:
         # vCard 2.1 exports of older phones are often Latin-1; every byte decodes there.
         text = raw.decode("latin-1")
-    entries, skipped = parse_vcards(text)
+    # Parsing is pure Python and takes about a second per 150 kB: keep it off the event loop, where SIP timers run.
+    entries, skipped = await run_cpu(parse_vcards, text)
     existing = {row.number for row in await directories.personal_entries(session, auth.user.id)}
     new: list[PersonalEntry] = []
     for entry in entries:
