@@ -117,6 +117,8 @@ def test_malformed_start_and_header_lines(text: bytes, problem: str) -> None:
         ("CSeq", "1 REGISTER", "CSeq method"),
         ("CSeq", "99999999999 INVITE", "CSeq"),
         ("Max-Forwards", "-1", "Max-Forwards"),
+        ("Max-Forwards", "\u00b2", "Max-Forwards"),  # a digit to str.isdigit(), not to int()
+        ("CSeq", "\u00b9 INVITE", "CSeq"),
         ("To", '"unterminated <sip:a@b>', "unterminated"),
         ("Via", "SIP/2.0/UDP", "bad Via"),
         ("Via", "SIP/2.0/UDP :5060;branch=z9hG4bK1", "bad host"),
@@ -194,3 +196,24 @@ def test_name_addr_round_trip(user: str, host: str, port: int | None, tag: str) 
     parsed = NameAddr.parse(text)
     assert (parsed.uri.user, parsed.uri.host, parsed.uri.port, parsed.tag) == (user, host.lower(), port, tag)
     assert NameAddr.parse(str(parsed)) == parsed
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    name=st.sampled_from(["Via", "v", "From", "To", "Contact", "m", "CSeq", "Call-ID", "Max-Forwards", "Expires", "l"]),
+    value=st.text(max_size=60),
+)
+def test_any_unicode_header_value_only_ever_raises_parse_error(name: str, value: str) -> None:
+    if "\r" in value or "\n" in value:
+        value = value.replace("\r", " ").replace("\n", " ")
+    base = parse_message(INVITE)
+    base.headers.set(name, value)
+    data = base.serialize().replace(b"Content-Length: 30", b"") if name == "l" else base.serialize()
+    try:
+        message = parse_message(data)
+        assert isinstance(message, Request)
+        message.validate()
+        message.contacts  # noqa: B018
+        message.vias  # noqa: B018
+    except ParseError:
+        pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -10,7 +11,7 @@ from sqlalchemy import select
 from hipper.sip.digest import parse_credentials
 from hipper.sip.message import URI, Headers, Request, Response, parse_message
 from hipper.sip.transport import Peer
-from hipper.store.models import Registration
+from hipper.store.models import Registration, SipDevice
 from tests.sip.conftest import PASSWORD, RawClient, SipServer, authorization_for, register_text
 
 
@@ -267,3 +268,41 @@ async def test_register_over_tcp_and_reach_the_device_on_its_connection(sip_serv
         assert final.status == 200
     finally:
         writer.close()
+
+
+async def test_device_credentials_are_cached_until_invalidated(sip_server: SipServer, udp_client: RawClient) -> None:
+    directory = sip_server.stack.registrar.devices  # type: ignore[union-attr]
+    for round_ in range(3):
+        assert (await register(sip_server, udp_client, cseq=1 + 2 * round_)).status == 200
+    assert directory.queries == 1  # six REGISTERs, one credentials query
+    # The administrator resets the password (device.password_reset event → invalidate_device).
+    async with sip_server.sessions() as session:
+        device = await session.get(SipDevice, sip_server.device_id)
+        assert device is not None
+        device.ha1_md5 = hashlib.md5(b"alice:hipper.test:new-password").hexdigest()
+        await session.commit()
+    directory.invalidate_device(sip_server.device_id)
+    refused = await register(sip_server, udp_client, cseq=7)
+    assert refused.status == 403 and directory.queries == 2
+
+
+async def test_authenticate_is_reusable_for_invite(sip_server: SipServer) -> None:
+    registrar = sip_server.stack.registrar
+    assert registrar is not None
+    device = await registrar.devices.lookup("alice")
+    assert device is not None
+    text = (
+        "INVITE sip:bob@hipper.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKi1\r\n"
+        "From: <sip:alice@hipper.test>;tag=1\r\nTo: <sip:bob@hipper.test>\r\nCall-ID: inv\r\nCSeq: 1 INVITE\r\n"
+        "Contact: <sip:alice@127.0.0.1:5999>\r\nMax-Forwards: 70\r\n\r\n"
+    )
+    invite = parse_message(text.encode())
+    assert isinstance(invite, Request)
+    challenge = await registrar.authenticate(invite, device)
+    assert challenge is not None and challenge.status == 401
+    auth = authorization_for(challenge, method="INVITE", uri="sip:bob@hipper.test")
+    invite.headers.add("Authorization", auth)
+    assert await registrar.authenticate(invite, device) is None
+    invite.method = "BYE"  # the same credentials do not authorise another method
+    refused = await registrar.authenticate(invite, device)
+    assert refused is not None and refused.status == 403

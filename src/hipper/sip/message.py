@@ -185,6 +185,11 @@ _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9\-._~%!$&'()*+,;=]+$")
 
 
+def is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' and other digits that int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 class ParseError(ValueError):
     """The bytes are not a SIP message we can understand; `reason` is safe to put in a 400's reason phrase."""
 
@@ -279,7 +284,7 @@ def split_hostport(text: str) -> tuple[str, int | None]:
         rest = ":" + rest if _ else ""
     port: int | None = None
     if rest:
-        if not rest.startswith(":") or not rest[1:].isdigit() or len(rest) > 6:
+        if not rest.startswith(":") or not is_number(rest[1:]) or len(rest) > 6:
             raise ParseError("bad port")
         port = int(rest[1:])
         if not 0 < port < 65536:
@@ -533,7 +538,7 @@ class Message:
         if value is None:
             raise ParseError("missing CSeq")
         parts = value.split()
-        if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10 or not _TOKEN.match(parts[1]):
+        if len(parts) != 2 or not is_number(parts[0]) or len(parts[0]) > 10 or not _TOKEN.match(parts[1]):
             raise ParseError("bad CSeq")
         number = int(parts[0])
         if number >= 2**31:  # §8.1.1.5
@@ -574,7 +579,7 @@ class Message:
         if value is None:
             return None
         value = value.strip()
-        if not value.isdigit() or len(value) > 10:
+        if not is_number(value) or len(value) > 10:
             raise ParseError(f"bad {canonical_name(name)}")
         return int(value)
 
@@ -698,7 +703,7 @@ def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
         parts = start.split(" ", 2)
         if len(parts) < 2 or parts[0].upper() != SIP_VERSION:
             raise ParseError("bad status line")
-        if not parts[1].isdigit() or len(parts[1]) != 3 or not 100 <= int(parts[1]) <= 699:
+        if not is_number(parts[1]) or len(parts[1]) != 3 or not 100 <= int(parts[1]) <= 699:
             raise ParseError("bad status code")
         message = Response(int(parts[1]), parts[2] if len(parts) > 2 else "", headers)
     else:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 from hipper.sip.digest import Authenticator, Verdict, parse_credentials
-from hipper.sip.message import NameAddr, ParseError, Request, Response
+from hipper.sip.message import NameAddr, ParseError, Request, Response, is_number
 from hipper.sip.transport import Peer
 from hipper.store.registrations import Binding, Device, DeviceDirectory, LocationStore, expiry
 
@@ -144,7 +144,7 @@ class Registrar:
     def _expires(self, contact: NameAddr, header_expires: int | None) -> int:
         value = contact.params.get("expires")
         if value is not None:
-            if not value.isdigit() or len(value) > 10:
+            if not is_number(value) or len(value) > 10:
                 raise ParseError("bad Contact expires parameter")
             return int(value)
         if header_expires is not None:

@@ -24,6 +24,7 @@ from hipper.sip.message import (
     Response,
     Via,
     format_hostport,
+    is_number,
 )
 from hipper.sip.transport import Peer, TransportError, Transports
 
@@ -71,7 +72,7 @@ def response_peer(via: Via, peer: Peer) -> Peer:
         return peer  # back over the connection the request came on
     host = via.params.get("received") or via.host
     rport = via.params.get("rport")
-    if rport and rport.isdigit():
+    if rport and is_number(rport) and 0 < int(rport) < 65536:
         return Peer(peer.transport, host, int(rport))
     return Peer(peer.transport, host, via.port or 5060)
 
