@@ -54,6 +54,21 @@ class Settings(BaseSettings):
     rtp_port_min: int = 20000
     rtp_port_max: int = 30000
     rtp_timeout_seconds: float = 30.0
+    # Call processing (src/hipper/apps). One ring lasts this long (manual §7.4.3: about 5 s; tests use 1 s).
+    seconds_per_ring: int = 5
+    # A branch that sends no provisional response within this time is given up (a phone that went away would
+    # otherwise cost Timer B, 32 s).
+    branch_provisional_seconds: float = 4.0
+    # The public network trunk and the mobile network as SIP peers, "udp:host:port" (empty: none configured).
+    # Calls arriving from these addresses are not challenged; the trunk is trusted with P-Asserted-Identity.
+    trunk_address: str = ""
+    trunk_trusted: bool = True
+    mobile_network_address: str = ""
+    # Prefix put before a user's mobile number when the exchange rings the handset, so the mobile network
+    # delivers the call to the handset instead of routing it back into the exchange.
+    mobile_routing_prefix: str = ""
+    # Language of the prompts callers hear (nl or en).
+    prompt_language: str = "nl"
 
     def resolved_database_url(self) -> str:
         if self.database_url:
