@@ -224,3 +224,16 @@ async def test_contact_lists_follow_the_app_settings(make_user: UserFactory) -> 
     assert [c["first_name"] for c in (await me.get("/me/contacts")).json()["contacts"]] == ["Zora", "Adam"]
     await me.put("/me/app-settings", json={"contacts": {"lists": ["personal"]}})
     assert [c["first_name"] for c in (await me.get("/me/contacts")).json()["contacts"]] == ["Adam"]
+
+
+async def test_unchanged_lists_answer_304(make_user: UserFactory) -> None:
+    me = await make_user()
+    first = await me.get("/me/contacts")
+    etag = first.headers["etag"]
+    assert first.headers["cache-control"] == "private, no-cache"
+    again = await me.client.get("/api/v1/me/contacts", headers={**me.headers, "If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b""
+    await me.post("/me/contacts/personal", json={"first_name": "Nieuw", "number": "0612345678"})
+    changed = await me.client.get("/api/v1/me/contacts", headers={**me.headers, "If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    assert [c["first_name"] for c in changed.json()["contacts"]] == ["Nieuw"]

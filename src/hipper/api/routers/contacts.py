@@ -6,6 +6,7 @@ its number is only something to call, never a routing target (SPEC A2 is about n
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
@@ -55,8 +56,9 @@ def _company_of(user: User) -> int:
     return user.company_id
 
 
-@router.get("", response_model=ContactPage)
+@router.get("", response_model=ContactPage, responses={304: {"description": "unchanged since the given ETag"}})
 async def list_contacts(
+    request: Request,
     auth: CurrentUser,
     session: Session,
     list_: ContactList | None = Query(
@@ -64,7 +66,9 @@ async def list_contacts(
     ),
     q: str | None = Query(None, max_length=100, description="words to find in names, company or numbers"),
     sort: SortKey | None = Query(None, description="without it, the order chosen in the app settings"),
-) -> ContactPage:
+) -> Response:
+    """The contacts, with an ETag: the app refreshes weekly and on pull-to-refresh (SPEC E3), and sending
+    If-None-Match makes an unchanged list a bodiless 304."""
     display, _saved = await app_settings.load(
         session, auth.user.id, licensed_services(frozenset(auth.user.licences or ()))
     )
@@ -72,7 +76,13 @@ async def list_contacts(
     found = await directories.contacts(session, auth.user, lists)
     if q and q.strip():
         found = [contact for contact in found if matches(contact, q)]
-    return ContactPage(contacts=sort_contacts(found, sort or display.contacts.sort))
+    body = ContactPage(contacts=sort_contacts(found, sort or display.contacts.sort)).model_dump_json().encode()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    # private: the list is the user's own; no-cache: always revalidate, which costs one 304 when unchanged.
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if etag in [tag.strip() for tag in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(content=body, media_type="application/json", headers=headers)
 
 
 @router.post("/personal", response_model=Contact, status_code=201)
