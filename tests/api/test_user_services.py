@@ -371,3 +371,22 @@ async def test_a_stored_document_that_no_longer_validates_keeps_what_fits(app: F
     shown = await user.get("/me/services/call-forwarding-no-answer")
     assert shown.status_code == 200, shown.text
     assert shown.json() == {"active": True, "destination": "+31687654321", "rings": 4}
+
+
+async def test_administrator_values_through_the_admin_api(make_user: UserFactory) -> None:
+    """The admin area's route sets what this area shows read-only (the contract between the two)."""
+    user = await _user(make_user)
+    admin = await make_user(role="admin")
+    night = await admin.put(
+        f"/admin/users/{user.id}/services/night-forwarding", json={"night_mode": True, "destination": "0201234999"}
+    )
+    assert night.status_code == 200, night.text
+    assert (await user.get("/me/services/night-forwarding")).json() == {
+        "night_mode": True,
+        "destination": "+31201234999",
+    }
+    recording = await admin.put(f"/admin/users/{user.id}/services/call-recording", json={"mode": "always"})
+    assert recording.status_code == 200, recording.text
+    assert (await user.get("/me/services/call-recording")).json() == {"mode": "always", "pause_resume_allowed": False}
+    refused = await user.put("/me/services/call-recording", json={"mode": "never"})
+    assert refused.json()["code"] == "read_only"
