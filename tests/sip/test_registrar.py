@@ -70,9 +70,8 @@ async def test_register_behind_nat_stores_the_real_source(sip_server: SipServer,
         ("CSeq", "1 OPTIONS"),
     ):
         headers.add(name, value)
-    tx = sip_server.stack.send_request(
-        Request("OPTIONS", URI.parse(bindings[0].contact), headers), Peer.parse(bindings[0].source)
-    )
+    assert bindings[0].peer == Peer("udp", "127.0.0.1", udp_client.port)
+    tx = sip_server.stack.send_request(Request("OPTIONS", URI.parse(bindings[0].contact), headers), bindings[0].peer)
     async with asyncio.timeout(2):
         data = await udp_client.queue.get()
     options = parse_message(data)
@@ -266,6 +265,15 @@ async def test_register_over_tcp_and_reach_the_device_on_its_connection(sip_serv
         async with asyncio.timeout(2):
             final = await tx.final
         assert final.status == 200
+        # An absurd Content-Length cannot be framed: the server drops that connection, and only that one.
+        other_reader, other_writer = await asyncio.open_connection("127.0.0.1", sip_server.port)
+        other_writer.write(b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 99999999\r\n\r\n")
+        async with asyncio.timeout(2):
+            assert await other_reader.read() == b""  # closed by the server
+        other_writer.close()
+        writer.write(b"\r\n\r\n")
+        async with asyncio.timeout(2):
+            assert await reader.readexactly(2) == b"\r\n"  # the registered connection lives on
     finally:
         writer.close()
 

@@ -161,3 +161,48 @@ async def test_cancel_gets_200_and_invite_487(stack: SipStack, udp_client: RawCl
     udp_client.send(cancel, stack.port)
     answers = {(r.cseq[1], r.status) for r in [await udp_client.receive(), await udp_client.receive()]}
     assert answers == {("CANCEL", 200), ("INVITE", 487)}
+
+
+class Answer(Busy):
+    """Answers every INVITE 200 and keeps the transaction, to see the 2xx retransmissions stop at the ACK."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tx: ServerTransaction | None = None
+
+    def on_request(self, tx: ServerTransaction) -> None:
+        self.tx = tx
+        tx.respond(tx.response(200))
+
+
+async def test_2xx_is_retransmitted_until_the_ack(stack: SipStack, udp_client: RawClient) -> None:
+    handler = Answer()
+    stack.handler = handler
+    udp_client.send(invite_text(stack.port, udp_client.port, "z9hG4bK2xx"), stack.port)
+    assert (await udp_client.receive()).status == 100
+    ok = await udp_client.receive()
+    assert ok.status == 200 and (await udp_client.receive(0.2)).status == 200  # §13.3.1.4 retransmission
+    ack = (
+        f"ACK sip:b@127.0.0.1:{udp_client.port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{udp_client.port};branch=z9hG4bKack2xx\r\n"  # a new branch, as for any 2xx
+        f"From: <sip:a@hipper.test>;tag=a1\r\nTo: {ok.headers.get('To')}\r\nCall-ID: inv-1\r\nCSeq: 1 ACK\r\n"
+        "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    udp_client.send(ack, stack.port)
+    assert handler.tx is not None
+    async with asyncio.timeout(1):
+        assert await handler.tx.acked is True
+    while not udp_client.queue.empty():
+        udp_client.queue.get_nowait()
+    await udp_client.nothing(0.4)
+    assert [a.method for a in handler.acks] == ["ACK"]
+
+
+async def test_2xx_without_ack_tells_the_handler(stack: SipStack, udp_client: RawClient) -> None:
+    handler = Answer()
+    stack.handler = handler
+    udp_client.send(invite_text(stack.port, udp_client.port, "z9hG4bKnoack2xx"), stack.port)
+    await udp_client.receive()
+    assert handler.tx is not None
+    async with asyncio.timeout(FAST.timeout + 1):
+        assert await handler.tx.acked is False  # Timer L ran out: the handler sends BYE (§13.3.1.4)

@@ -124,6 +124,8 @@ class ServerTransaction:
         self._timers: list[asyncio.TimerHandle] = []
         self._retransmit_interval = layer.timers.t1
         self.terminated = asyncio.get_running_loop().create_future()
+        # For an INVITE answered 2xx: True once the ACK came, False when Timer L ran out without one.
+        self.acked: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
     def __repr__(self) -> str:
         return f"<ServerTransaction {self.method} {self.state.value}>"
@@ -144,11 +146,17 @@ class ServerTransaction:
             if self.state == State.TRYING:
                 self.state = State.PROCEEDING
             return
+        if self.state == State.ACCEPTED:
+            return  # another 2xx (or the TU retransmitting one): sent above, timers already run
         self._cancel_timers()
         if self.invite and status < 300:
-            # RFC 6026 Accepted: absorb INVITE retransmissions; the TU retransmits the 2xx itself (§13.3.1.4).
+            # RFC 6026 Accepted: absorb INVITE retransmissions. §13.3.1.4 makes retransmitting the 2xx until
+            # the ACK arrives the UAS core's job; it is done here, once, for every user of the stack.
             self.state = State.ACCEPTED
-            self._after(self.layer.timers.timeout, self._terminate)  # Timer L
+            self.layer.awaiting_ack[self.ack_key] = self
+            if not self.peer.reliable:
+                self._after(self._retransmit_interval, self._retransmit_2xx)
+            self._after(self.layer.timers.timeout, self._no_ack)  # Timer L
         elif self.invite:
             self.state = State.COMPLETED
             if not self.peer.reliable:
@@ -165,7 +173,9 @@ class ServerTransaction:
                 self._cancel_timers()
                 self._after(0 if self.peer.reliable else self.layer.timers.t4, self._terminate)  # Timer I
             elif self.state == State.ACCEPTED:
-                self.layer.tu.on_ack(request, self.peer)  # RFC 6026 §7.1: ACK of a 2xx goes to the TU
+                # An ACK that reused the INVITE's branch (RFC 2543 peers): still the ACK of our 2xx.
+                self.ack_received()
+                self.layer.tu.on_ack(request, self.peer)
             return
         # A retransmission of the request: repeat the latest response (§17.2.1, §17.2.2).
         if self.last_response is not None and self.state in (State.PROCEEDING, State.COMPLETED):
@@ -173,6 +183,30 @@ class ServerTransaction:
 
     def _send(self, response: Response) -> None:
         self.layer.send(response.serialize(), self.destination)
+
+    @property
+    def ack_key(self) -> tuple[str, str, int]:
+        """What an ACK for our 2xx shares with the INVITE (it has a branch of its own, §17.1.1.3)."""
+        return (self.request.call_id, self.request.from_.tag or "", self.request.cseq[0])
+
+    def ack_received(self) -> None:
+        if self.state == State.ACCEPTED and not self.acked.done():
+            self.acked.set_result(True)
+            self._cancel_timers()
+            self._after(self.layer.timers.timeout, self._terminate)  # still absorb INVITE retransmissions
+
+    def _retransmit_2xx(self) -> None:
+        if self.state != State.ACCEPTED or self.acked.done() or self.last_response is None:
+            return
+        self._send(self.last_response)
+        self._retransmit_interval = min(2 * self._retransmit_interval, self.layer.timers.t2)
+        self._after(self._retransmit_interval, self._retransmit_2xx)
+
+    def _no_ack(self) -> None:
+        # §13.3.1.4: no ACK within 64·T1 — the TU should end the session (BYE); it learns it from `acked`.
+        if not self.acked.done():
+            self.acked.set_result(False)
+        self._terminate()
 
     def _timer_g(self) -> None:
         if self.state != State.COMPLETED or self.last_response is None:
@@ -198,6 +232,10 @@ class ServerTransaction:
         self._cancel_timers()
         self.state = State.TERMINATED
         self.layer.server.pop(self.key, None)
+        if self.invite and self.layer.awaiting_ack.get(self.ack_key) is self:
+            del self.layer.awaiting_ack[self.ack_key]
+        if not self.acked.done():
+            self.acked.set_result(False)
         if not self.terminated.done():
             self.terminated.set_result(None)
 
@@ -388,6 +426,7 @@ class TransactionLayer:
         self.timers = timers or TimerConfig()
         self.server: dict[tuple[str, ...], ServerTransaction] = {}
         self.client: dict[tuple[str, str], ClientTransaction] = {}
+        self.awaiting_ack: dict[tuple[str, str, int], ServerTransaction] = {}
         self._pending_sends: set[asyncio.Task[None]] = set()
 
     def send(self, data: bytes, peer: Peer, on_error: Callable[[BaseException], None] | None = None) -> None:
@@ -422,7 +461,11 @@ class TransactionLayer:
             tx.receive_request(request)
             return
         if request.method == "ACK":
-            self.tu.on_ack(request, peer)  # ACK of a 2xx: its own transaction (§17.1.1.3), the TU's business
+            # The ACK of a 2xx: its own transaction (§17.1.1.3). It stops our 2xx retransmissions, then goes up.
+            accepted = self.awaiting_ack.pop((request.call_id, request.from_.tag or "", request.cseq[0]), None)
+            if accepted is not None:
+                accepted.ack_received()
+            self.tu.on_ack(request, peer)
             return
         tx = ServerTransaction(self, request, peer, key)
         self.server[key] = tx

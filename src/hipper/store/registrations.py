@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper.sip.digest import Credentials
+from hipper.sip.transport import Peer
 from hipper.store.models import Registration, SipDevice
 
 
@@ -40,6 +41,11 @@ class Binding:
     cseq: int
     user_agent: str = ""
     node: str = ""
+
+    @property
+    def peer(self) -> Peer:
+        """Where requests to this device go: the address and connection it registered from (NAT, RFC 3581)."""
+        return Peer.parse(self.source)
 
     def expires_in(self, now: datetime) -> int:
         return max(0, int((self.expires_at - now).total_seconds()))
