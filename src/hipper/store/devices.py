@@ -53,6 +53,11 @@ def _set_password(device: SipDevice, password: str, realm: str) -> None:
     device.ha1_sha256 = ha1(device.auth_username, realm, password, "SHA-256")
 
 
+def _payload(device: SipDevice) -> dict[str, object]:
+    # The registrar caches credentials by auth username; the event names it so exactly that entry is dropped.
+    return {"id": device.id, "auth_username": device.auth_username}
+
+
 async def create_device(
     session: AsyncSession,
     user: User,
@@ -81,7 +86,7 @@ async def create_device(
     _set_password(device, password, realm)
     session.add(device)
     await session.flush()
-    add_event(session, user.id, "device.created", {"id": device.id}, company_id=user.company_id)
+    add_event(session, user.id, "device.created", _payload(device), company_id=user.company_id)
     return device
 
 
@@ -110,11 +115,11 @@ async def device_by_auth_username(session: AsyncSession, auth_username: str) -> 
 async def reset_password(session: AsyncSession, device: SipDevice, password: str, realm: str) -> None:
     _set_password(device, password, realm)
     # Registrations made with the old password stay until they expire; the registrar challenges the next one.
-    add_event(session, device.user_id, "device.password_reset", {"id": device.id})
+    add_event(session, device.user_id, "device.password_reset", _payload(device))
     await session.flush()
 
 
 async def delete_device(session: AsyncSession, device: SipDevice) -> None:
-    add_event(session, device.user_id, "device.deleted", {"id": device.id})
+    add_event(session, device.user_id, "device.deleted", _payload(device))
     await session.delete(device)
     await session.flush()
