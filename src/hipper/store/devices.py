@@ -6,7 +6,6 @@ SHA-256 (RFC 7616), so the registrar can challenge with either algorithm. A pass
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.domain.errors import InvalidSetting
+from hipper.sip.digest import ha1
 from hipper.store.admin import Conflict, NotFound, text
 from hipper.store.events import add_event
 from hipper.store.models import SipDevice, User
@@ -23,16 +23,6 @@ from hipper.store.models import SipDevice, User
 AUTH_USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._~-]{2,99}$")
 MIN_SIP_PASSWORD_LENGTH = 8
 DEVICE_KINDS = ("desk", "softphone")
-
-
-def ha1(auth_username: str, realm: str, password: str, algorithm: str = "MD5") -> str:
-    text = f"{auth_username}:{realm}:{password}".encode()
-    if algorithm == "MD5":
-        # MD5 is what RFC 2617 digest requires of every phone; it is not used for anything else here.
-        return hashlib.md5(text, usedforsecurity=False).hexdigest()
-    if algorithm == "SHA-256":
-        return hashlib.sha256(text).hexdigest()
-    raise ValueError(f"unknown digest algorithm {algorithm}")
 
 
 def generate_password() -> str:
