@@ -13,7 +13,9 @@ from tests.web.live_server import CHROMIUM, CHROMIUM_ARGS, LiveServer
 VIEWPORT = {"width": 360, "height": 740}
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: sync Playwright keeps an event loop running in the test thread while it is open,
+# and the shared session fixtures (tests/conftest.py) call asyncio.run, which a running loop refuses.
+@pytest.fixture(scope="module")
 def exchange(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed here")
@@ -23,7 +25,7 @@ def exchange(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed here")

@@ -336,3 +336,30 @@ def test_the_shell_opens_offline(page: Page, exchange: LiveServer) -> None:
         expect(page.get_by_role("alert")).to_contain_text("Geen verbinding")
     finally:
         page.context.set_offline(False)
+
+
+def test_explain_shows_the_exchanges_plan(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.goto(exchange.url + "/#/incoming")
+    page.get_by_role("link", name="Wat gebeurt er als ik gebeld word?").click()
+    page.get_by_label("Nummer van de beller").fill("+31612345678")
+    page.get_by_role("button", name="Toon wat er gebeurt").click()
+    expect(page.locator("ol.plan li").first).to_be_visible()
+
+
+def test_contacts_search_and_whatsapp_for_dutch_mobiles(page: Page, exchange: LiveServer) -> None:
+    exchange.add_user("colleague-mobile", first_name="Mila", last_name="Smit", mobile_number="+31687650001")
+    exchange.add_user("colleague-desk", first_name="Daan", last_name="Bakker", extension="299")
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.get_by_role("navigation", name="Hoofdmenu").get_by_role("link", name="Contacten").click()
+    page.get_by_role("searchbox", name="Zoeken").fill("mila")
+    rows = page.locator(".list-row")
+    expect(rows).to_have_count(1)
+    expect(rows.first.get_by_role("link", name="WhatsApp Mila Smit")).to_have_attribute(
+        "href", "https://wa.me/31687650001"
+    )
+    page.get_by_role("searchbox", name="Zoeken").fill("daan")
+    expect(rows).to_have_count(1)
+    expect(rows.first.get_by_role("link", name="WhatsApp Daan Bakker")).to_have_count(0)

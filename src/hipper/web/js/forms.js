@@ -175,7 +175,7 @@ function ringsControl(label, value, set, disabled) {
 function listControl(screen, field, items, set, rerender, disabled, errors) {
   const section = h("section", { class: "field list-field", "aria-label": fieldLabel(screen, field.name) });
   section.append(h("h2", {}, fieldLabel(screen, field.name)));
-  if (items.length === 0) section.append(h("p", { class: "muted" }, t("list.empty")));
+  if (items.length === 0) section.append(h("p", { class: "muted" }, t(field.fixed ? `list.none.${field.name}` : "list.empty")));
   items.forEach((item, index) => {
     const card = h("div", { class: "card" });
     const title = field.title(item) || t("list.new");
@@ -273,7 +273,11 @@ export async function serviceScreen(container, screen, ctx) {
       const label = fieldLabel(screen, field.name);
       const value = draft[field.name];
       const wrap = h("div", { "data-field": field.name });
-      if (field.type === "toggle") wrap.append(toggle(label, value, set, { disabled }));
+      if (field.type === "toggle") {
+        const hintId = field.hint ? uid("hint") : undefined;
+        wrap.append(toggle(label, value, set, { disabled, describedBy: hintId }));
+        if (hintId) wrap.append(h("small", { class: "muted", id: hintId }, t(`hint.${screen}.${field.name}`)));
+      }
       else if (field.type === "choice") wrap.append(choiceControl(screen, field, value, set, ctx, disabled));
       else if (field.type === "until") {
         wrap.append(

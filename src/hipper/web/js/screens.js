@@ -391,6 +391,9 @@ async function serviceMenu(main, group) {
     return;
   }
   const documents = await Promise.all(screens.map((screen) => api.get(`/me/services/${documentOf(screen)}`).catch(() => null)));
+  if (group === "incoming") {
+    main.append(h("a", { class: "card explain-link", href: "#/explain" }, t("screen.explain")));
+  }
   main.append(
     h(
       "ul",
@@ -409,6 +412,55 @@ async function serviceMenu(main, group) {
       ),
     ),
   );
+}
+
+// "What happens when I am called?": the exchange's own routing plan for a test call, with its reasons. The
+// sentences come from the exchange in English, so they are marked as such for screen readers.
+function explainScreen(main) {
+  const output = h("section", { class: "card", "aria-live": "polite", hidden: true });
+  const fixedMobile = store.services.has("fixed-mobile") && store.profile.numbers.mobile;
+  const form = h(
+    "form",
+    {
+      class: "service-form",
+      onSubmit: async (event) => {
+        event.preventDefault();
+        const query = new URLSearchParams();
+        const caller = form.querySelector("#explain-caller").value.trim();
+        if (caller) query.set("caller", caller);
+        if (form.querySelector("#explain-busy").checked) query.set("on_call", "true");
+        const called = form.querySelector("input[name=called]:checked");
+        if (called) query.set("called", called.value);
+        output.hidden = false;
+        try {
+          const result = await api.get(`/me/routing/explain?${query}`);
+          output.replaceChildren(
+            h("h2", {}, t("explain.result")),
+            h("ol", { class: "plan", lang: "en" }, result.summary.map((line) => h("li", { style: `margin-left:${(line.length - line.trimStart().length) / 2}rem` }, line.trim()))),
+          );
+          output.scrollIntoView({ block: "start" });
+        } catch (error) {
+          if (error instanceof ApiError && error.unavailable) output.replaceChildren(h("p", {}, t("not_available")));
+          else output.replaceChildren(h("p", { class: "error", role: "alert" }, error instanceof ApiError && error.status === 422 ? Object.values(error.fields).join(" ") : error.message));
+        }
+      },
+    },
+    h("p", { class: "muted" }, t("explain.intro")),
+    h("div", { "data-field": "caller" }, h("div", { class: "field" }, h("label", { for: "explain-caller" }, t("explain.caller")), h("input", { id: "explain-caller", type: "tel", inputmode: "tel", placeholder: "+31 6 12345678" }))),
+    h("div", { "data-field": "on_call" }, toggle(t("explain.on_call"), false, () => {}, { id: "explain-busy" })),
+    fixedMobile
+      ? h(
+          "fieldset",
+          { class: "field", "data-field": "called" },
+          h("legend", {}, t("explain.called")),
+          ["fixed", "mobile"].map((value) =>
+            h("div", { class: "radio-row" }, h("input", { type: "radio", name: "called", id: `called-${value}`, value, checked: value === "fixed" }), h("label", { for: `called-${value}` }, t(`explain.called.${value}`))),
+          ),
+        )
+      : null,
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "primary wide" }, t("explain.run"))),
+  );
+  main.append(form, output);
 }
 
 function settingsMenu(main) {
@@ -446,6 +498,7 @@ export const routes = {
   incoming: { title: "screen.incoming", back: "settings", tab: "settings", live: true, render: (main) => serviceMenu(main, "incoming") },
   outgoing: { title: "screen.outgoing", back: "settings", tab: "settings", live: true, render: (main) => serviceMenu(main, "outgoing") },
   settings: { title: "screen.settings", render: settingsMenu },
+  explain: { title: "screen.explain", back: "incoming", tab: "settings", render: explainScreen },
   service: {
     title: (screen) => t(`service.${screen}`),
     back: "settings",
