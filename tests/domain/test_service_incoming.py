@@ -128,6 +128,10 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("personal-assistant", {"transfer_to": "201"}, "transfer_to"),
     ("personal-assistant", {"exceptions": [{"name": "", "number": OTHER}]}, "exceptions.0.name"),
     ("personal-assistant", {"exceptions": [{"name": "A", "number": "x"}]}, "exceptions.0.number"),
+    ("personal-assistant", {"exceptions": [{"name": "  ", "number": OTHER}]}, "exceptions.0.name"),
+    ("personal-assistant", {"exceptions": [{"name": "a\u0000b", "number": OTHER}]}, "exceptions.0.name"),
+    ("anywhere", {"locations": [{"name": "evil\u202eexe", "number": OTHER}]}, "locations.0.name"),
+    ("anywhere", {"locations": [{"name": "x" * 101, "number": OTHER}]}, "locations.0.name"),
     (
         "personal-assistant",
         {"exceptions": [{"name": "A", "number": OTHER}, {"name": "B", "number": "0687654321"}]},

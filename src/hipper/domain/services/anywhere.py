@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from hipper.domain.context import UserContext
 from hipper.domain.errors import InvalidSetting
 from hipper.domain.numbers import PhoneNumber
-from hipper.domain.services.base import ServiceSettings, refuse_duplicates, refuse_own_number
+from hipper.domain.services.base import DisplayName, ServiceSettings, refuse_duplicates, refuse_own_number
 
 MAX_LOCATIONS = 10
 
@@ -17,7 +17,7 @@ class AnywhereLocation(BaseModel):
     # Assigned by the exchange when a location is added (send it back to keep a location's identity).
     id: int | None = Field(default=None, ge=1)
     active: bool = True
-    name: str = Field(default="", max_length=100)
+    name: DisplayName = ""
     number: PhoneNumber
     # Offer a waiting call as a separate call (mobile networks with 2G only).
     call_control: bool = False

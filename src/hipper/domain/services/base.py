@@ -9,14 +9,27 @@ rule for phone numbers are applied here, the same for every service.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
 
 from hipper.domain.context import UserContext
 from hipper.domain.errors import InvalidSetting, NotLicensed, ReadOnlySetting, StepUpRequired
+
+
+def _printable(text: str) -> str:
+    # Names are shown in the app and on phone displays: control and format characters (NUL, bidi overrides)
+    # would garble them or hide what they say.
+    if any(unicodedata.category(char) in ("Cc", "Cf") for char in text):
+        raise ValueError("may hold only printable characters")
+    return text
+
+
+DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100), AfterValidator(_printable)]
+"""A name the user gives an entry (an exception, an Anywhere location): trimmed, printable, at most 100."""
 
 
 class ServiceSettings(BaseModel):

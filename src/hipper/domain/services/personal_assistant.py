@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from hipper.domain.context import UserContext
 from hipper.domain.errors import InvalidSetting
 from hipper.domain.numbers import PhoneNumber
-from hipper.domain.services.base import ServiceSettings, refuse_duplicates, refuse_own_number
+from hipper.domain.services.base import DisplayName, ServiceSettings, refuse_duplicates, refuse_own_number
 
 Presence = Literal[
     "business_trip",
@@ -31,7 +31,7 @@ class PersonalAssistantException(BaseModel):
     """A caller who still rings through while the Personal Assistant is active."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=100)
+    name: Annotated[DisplayName, Field(min_length=1)]
     number: PhoneNumber
 
 
