@@ -214,6 +214,21 @@ SERVICE_SCREENS = [
 ]
 
 
+# Controls without an accessible name, and images of text without alternatives: the basics a screen reader needs.
+UNNAMED_CONTROLS = """
+() => [...document.querySelectorAll('input, button, select, textarea, a[href]')]
+  .filter((el) => !el.closest('[hidden]') && el.type !== 'hidden')
+  .filter((el) => {
+    const labelled = el.labels && [...el.labels].some((label) => label.textContent.trim());
+    const named = el.getAttribute('aria-label') || el.getAttribute('aria-labelledby') || el.getAttribute('title');
+    const text = el.tagName !== 'INPUT' && el.textContent.trim();
+    const placeholder = el.getAttribute('placeholder');
+    return !(labelled || named || text || placeholder);
+  })
+  .map((el) => el.outerHTML.slice(0, 80))
+"""
+
+
 def test_every_screen_loads(page: Page, exchange: LiveServer) -> None:
     username = new_user(exchange, pin="2580")
     exchange.add_history(username)
@@ -224,6 +239,7 @@ def test_every_screen_loads(page: Page, exchange: LiveServer) -> None:
         expect(page.get_by_role("heading", level=1)).to_have_text(title)
         wait_ready(page)
         expect(page.get_by_role("alert")).to_have_count(0)
+        assert page.evaluate(UNNAMED_CONTROLS) == [], path
     failures = []
     for service in SERVICE_SCREENS:
         page.goto(f"{exchange.url}/#/service/{service}")
@@ -233,6 +249,9 @@ def test_every_screen_loads(page: Page, exchange: LiveServer) -> None:
         overflow = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
         if overflow:
             failures.append(f"{service} is wider than 360 px")
+        unnamed = page.evaluate(UNNAMED_CONTROLS)
+        if unnamed:
+            failures.append(f"{service}: controls without a name {unnamed}")
     assert not failures, failures
 
 
@@ -363,3 +382,27 @@ def test_contacts_search_and_whatsapp_for_dutch_mobiles(page: Page, exchange: Li
     page.get_by_role("searchbox", name="Zoeken").fill("daan")
     expect(rows).to_have_count(1)
     expect(rows.first.get_by_role("link", name="WhatsApp Daan Bakker")).to_have_count(0)
+
+
+def test_profile_changes_the_pin_and_logs_out(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.get_by_role("link", name="Mijn profiel").click()
+    expect(page.get_by_text(username, exact=True)).to_be_visible()
+    expect(page.get_by_text("Mobiel nummer")).to_be_visible()
+    page.get_by_role("button", name="Cijfercode wijzigen").click()
+    dialog = page.get_by_role("dialog", name="Cijfercode wijzigen")
+    dialog.get_by_label("Huidige cijfercode").fill("2580")
+    dialog.get_by_label("Nieuwe cijfercode").fill("135790")
+    dialog.get_by_role("button", name="Opslaan").click()
+    expect(dialog).to_be_hidden()
+    token = page.evaluate("localStorage.getItem('hipper.token')")
+    step_up = httpx.post(
+        f"{exchange.url}/api/v1/auth/step-up", json={"pin": "135790"}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert step_up.status_code == 200, step_up.text
+    page.get_by_role("button", name="Uitloggen").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Inloggen")
+    assert page.evaluate("localStorage.getItem('hipper.token')") is None
+    gone = httpx.get(f"{exchange.url}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert gone.status_code == 401
