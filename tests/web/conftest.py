@@ -30,14 +30,16 @@ def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.skip("Chromium is not installed here")
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        # A fake microphone (a beep) lets the greeting recorder run for real.
+        fake_media = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + fake_media)
         yield launched
         launched.close()
 
 
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport=VIEWPORT, locale="nl-NL", color_scheme="light")
+    ctx = browser.new_context(viewport=VIEWPORT, locale="nl-NL", color_scheme="light", permissions=["microphone"])
     ctx.set_default_timeout(10_000)
     yield ctx
     ctx.close()

@@ -406,3 +406,25 @@ def test_profile_changes_the_pin_and_logs_out(page: Page, exchange: LiveServer) 
     assert page.evaluate("localStorage.getItem('hipper.token')") is None
     gone = httpx.get(f"{exchange.url}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert gone.status_code == 401
+
+
+def test_record_a_greeting_and_make_it_active(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.goto(exchange.url + "/#/service/voicemail")
+    wait_ready(page)
+    page.get_by_role("button", name="Nieuwe begroeting opnemen").click()
+    dialog = page.get_by_role("dialog", name="Nieuwe begroeting opnemen")
+    dialog.get_by_label("Naam van de begroeting").fill("Vakantie")
+    dialog.get_by_role("button", name="Opnemen").click()
+    expect(dialog.get_by_role("status")).to_have_text("Opname loopt…")
+    page.wait_for_timeout(1500)
+    dialog.get_by_role("button", name="Stoppen").click()
+    expect(dialog.get_by_role("status")).to_have_text("Luister de opname terug en kies Opslaan.")
+    dialog.get_by_role("button", name="Opslaan").click()
+    expect(dialog).to_be_hidden()
+    page.get_by_role("radio", name="Vakantie").check()
+    expect(page.get_by_role("status").filter(has_text="Opgeslagen")).to_be_visible()
+    greetings = api(page, exchange, "/me/greetings")["greetings"]
+    assert [(g["name"], g["active"]) for g in greetings] == [("Vakantie", True)]
+    assert 1000 <= greetings[0]["duration_ms"] <= 3000
