@@ -314,3 +314,13 @@ async def test_authenticate_is_reusable_for_invite(sip_server: SipServer) -> Non
     invite.method = "BYE"  # the same credentials do not authorise another method
     refused = await registrar.authenticate(invite, device)
     assert refused is not None and refused.status == 403
+
+
+async def test_a_burst_of_lookups_makes_one_query(sip_server: SipServer) -> None:
+    directory = sip_server.stack.registrar.devices  # type: ignore[union-attr]
+    directory.invalidate()
+    before = directory.queries
+    found = await asyncio.gather(*(directory.lookup("alice") for _ in range(20)), directory.lookup("ghost"))
+    assert all(device is not None and device.id == sip_server.device_id for device in found[:20])
+    assert found[20] is None
+    assert directory.queries - before == 2

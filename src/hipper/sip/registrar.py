@@ -15,9 +15,17 @@ from email.utils import format_datetime
 from hipper.sip.digest import Authenticator, Verdict, parse_credentials
 from hipper.sip.message import NameAddr, ParseError, Request, Response, is_number
 from hipper.sip.transport import Peer
-from hipper.store.registrations import Binding, Device, DeviceDirectory, LocationStore, expiry
+from hipper.store.registrations import Binding, BindingChange, Device, DeviceDirectory, LocationStore, expiry
 
 log = logging.getLogger(__name__)
+
+
+class _Refused(Exception):
+    """Aborts a binding change (rolling its transaction back) with the response to send instead."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.reason)
+        self.response = response
 
 
 @dataclass(frozen=True)
@@ -92,53 +100,60 @@ class Registrar:
         call_id = request.call_id
         cseq = request.cseq[0]
         user_agent = request.headers.get("User-Agent") or ""
-        current = await self.locations.for_device(device.id, now)
-        if not contacts:
-            return self._ok(request, current, now)  # a query (§10.2.3)
-        if any(contact.wildcard for contact in contacts):
-            if len(contacts) != 1 or header_expires != 0:
-                return Response.for_request(request, 400, "Wildcard Contact needs Expires: 0 and no other Contact")
-            if any(binding.call_id == call_id and binding.cseq >= cseq for binding in current):
-                return Response.for_request(request, 500, "Out of order CSeq")
-            bindings = await self.locations.update(device, upserts=[], removals=[], remove_all=True, now=now)
-            return self._ok(request, bindings, now)
-        existing = {binding.contact: binding for binding in current}
-        upserts: list[Binding] = []
-        removals: list[str] = []
+        if any(contact.wildcard for contact in contacts) and (len(contacts) != 1 or header_expires != 0):
+            return Response.for_request(request, 400, "Wildcard Contact needs Expires: 0 and no other Contact")
+        wanted: list[tuple[str, int]] = []
         for contact in contacts:
+            if contact.wildcard:
+                continue
             seconds = self._expires(contact, header_expires)
             if 0 < seconds < self.policy.min_expires:
                 response = Response.for_request(request, 423)
                 response.headers.add("Min-Expires", str(self.policy.min_expires))
                 return response
-            key = str(contact.uri)
-            old = existing.get(key)
-            if old is not None and old.call_id == call_id and old.cseq >= cseq:
-                return Response.for_request(request, 500, "Out of order CSeq")  # §10.3 step 7
-            if seconds == 0:
-                removals.append(key)
-                continue
-            seconds = min(seconds, self.policy.max_expires)
-            upserts.append(
-                Binding(
-                    device_id=device.id,
-                    user_id=device.user_id,
-                    contact=key,
-                    source=str(source),
-                    expires_at=expiry(now, seconds),
-                    call_id=call_id,
-                    cseq=cseq,
-                    user_agent=user_agent,
+            wanted.append((str(contact.uri), min(seconds, self.policy.max_expires)))
+
+        def decide(current: list[Binding]) -> BindingChange:
+            # §10.3 step 7: within one Call-ID the CSeq must grow; an older REGISTER must not undo a newer one.
+            existing = {binding.contact: binding for binding in current}
+            if not contacts:
+                return BindingChange([], [])  # a query (§10.2.3)
+            if contacts[0].wildcard:
+                if any(b.call_id == call_id and b.cseq >= cseq for b in current):
+                    raise _Refused(Response.for_request(request, 500, "Out of order CSeq"))
+                return BindingChange([], [], remove_all=True)
+            upserts: list[Binding] = []
+            removals: list[str] = []
+            for key, seconds in wanted:
+                old = existing.get(key)
+                if old is not None and old.call_id == call_id and old.cseq >= cseq:
+                    raise _Refused(Response.for_request(request, 500, "Out of order CSeq"))
+                if seconds == 0:
+                    removals.append(key)
+                    continue
+                upserts.append(
+                    Binding(
+                        device_id=device.id,
+                        user_id=device.user_id,
+                        contact=key,
+                        source=str(source),
+                        expires_at=expiry(now, seconds),
+                        call_id=call_id,
+                        cseq=cseq,
+                        user_agent=user_agent,
+                    )
                 )
-            )
-        after = set(existing) - set(removals) | {binding.contact for binding in upserts}
-        if len(after) > self.policy.max_contacts:
-            return Response.for_request(request, 403, "Too many contacts")
-        bindings = await self.locations.update(device, upserts=upserts, removals=removals, now=now)
-        log.info(
-            "sip.registered",
-            extra={"device_id": device.id, "source": str(source), "bindings": len(bindings)},
-        )
+            after = set(existing) - set(removals) | {binding.contact for binding in upserts}
+            if len(after) > self.policy.max_contacts:
+                raise _Refused(Response.for_request(request, 403, "Too many contacts"))
+            return BindingChange(upserts, removals)
+
+        try:
+            bindings = await self.locations.change(device, decide, now)
+        except _Refused as refused:
+            return refused.response
+        if contacts:
+            log.info("sip.registered", extra={"device_id": device.id, "source": str(source), "bindings": len(bindings)})
         return self._ok(request, bindings, now)
 
     def _expires(self, contact: NameAddr, header_expires: int | None) -> int:

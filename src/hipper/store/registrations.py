@@ -9,6 +9,7 @@ once when an administrator changes a device (call it from the outbox consumer on
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -70,6 +71,15 @@ def _binding(row: Registration) -> Binding:
     )
 
 
+@dataclass(frozen=True)
+class BindingChange:
+    """What one REGISTER changes (RFC 3261 §10.3 step 8)."""
+
+    upserts: list[Binding]
+    removals: list[str]
+    remove_all: bool = False
+
+
 class DeviceDirectory:
     """auth_username → device credentials, cached (also the misses, so a scanner cannot hammer the DB)."""
 
@@ -81,6 +91,7 @@ class DeviceDirectory:
         self.ttl = ttl
         self.miss_ttl = miss_ttl
         self._cache: dict[str, tuple[float, Device | None]] = {}
+        self._inflight: dict[str, asyncio.Future[Device | None]] = {}
         self.queries = 0  # how often the database was asked; tests and benchmarks read it
 
     async def lookup(self, auth_username: str) -> Device | None:
@@ -88,6 +99,25 @@ class DeviceDirectory:
         cached = self._cache.get(auth_username)
         if cached is not None and cached[0] > now:
             return cached[1]
+        # Phones re-register in bursts (after a restart, all at once): one query per name, however many wait.
+        pending = self._inflight.get(auth_username)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Device | None] = asyncio.get_running_loop().create_future()
+        self._inflight[auth_username] = future
+        try:
+            device = await self._load(auth_username, now)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here, so an unawaited failure is not logged as "never retrieved"
+            raise
+        else:
+            future.set_result(device)
+            return device
+        finally:
+            del self._inflight[auth_username]
+
+    async def _load(self, auth_username: str, now: float) -> Device | None:
         self.queries += 1
         async with self.sessions() as session:
             row = (
@@ -150,72 +180,64 @@ class LocationStore:
             ).scalars()
             return [_binding(row) for row in rows]
 
-    async def update(
-        self,
-        device: Device,
-        *,
-        upserts: list[Binding],
-        removals: list[str],
-        remove_all: bool = False,
-        now: datetime | None = None,
+    async def change(
+        self, device: Device, decide: Callable[[list[Binding]], BindingChange], now: datetime | None = None
     ) -> list[Binding]:
-        """Apply one REGISTER's changes in one transaction and return the device's current bindings."""
+        """Read the device's bindings, let `decide` say what changes, apply it: one transaction, no re-read.
+
+        `decide` sees only unexpired bindings and may raise to abort (the registrar's 423/500/403 cases).
+        """
         now = now or datetime.now(UTC)
         for attempt in range(2):
             try:
                 async with self.sessions() as session, session.begin():
-                    await self._apply(session, device, upserts, removals, remove_all, now)
-                break
+                    return await self._change(session, device, decide, now)
             except IntegrityError:
                 # Two REGISTERs of one device raced to insert the same contact; the second try updates it.
                 if attempt:
                     raise
-        return await self.for_device(device.id, now)
+        raise AssertionError("unreachable")
 
-    async def _apply(
+    async def _change(
         self,
         session: AsyncSession,
         device: Device,
-        upserts: list[Binding],
-        removals: list[str],
-        remove_all: bool,
+        decide: Callable[[list[Binding]], BindingChange],
         now: datetime,
-    ) -> None:
-        if remove_all:
-            await session.execute(delete(Registration).where(Registration.device_id == device.id))
-            return
-        # Lazy purge of this device's expired rows keeps the table from growing with dead phones.
-        await session.execute(
-            delete(Registration).where(Registration.device_id == device.id, Registration.expires_at <= now)
-        )
-        if removals:
-            await session.execute(
-                delete(Registration).where(Registration.device_id == device.id, Registration.contact.in_(removals))
-            )
-        if not upserts:
-            return
-        existing = {
-            row.contact: row
-            for row in (
+    ) -> list[Binding]:
+        rows = list(
+            (
                 await session.execute(
-                    select(Registration).where(
-                        Registration.device_id == device.id,
-                        Registration.contact.in_([binding.contact for binding in upserts]),
-                    )
+                    select(Registration).where(Registration.device_id == device.id).order_by(Registration.id)
                 )
             ).scalars()
-        }
-        for binding in upserts:
-            row = existing.get(binding.contact)
-            if row is None:
-                row = Registration(device_id=device.id, user_id=device.user_id, contact=binding.contact)
-                session.add(row)
+        )
+        live = [row for row in rows if _aware(row.expires_at) > now]
+        live_ids = {id(row) for row in live}
+        wanted = decide([_binding(row) for row in live])
+        # Expired rows go too: a lazy purge keeps the table from growing with phones that went away.
+        removed = set(wanted.removals)
+        keep: dict[str, Registration] = {}
+        for row in rows:
+            if wanted.remove_all or id(row) not in live_ids or row.contact in removed:
+                await session.delete(row)
+            else:
+                keep[row.contact] = row
+        for binding in wanted.upserts:
+            found = keep.get(binding.contact)
+            if found is None:
+                found = Registration(device_id=device.id, user_id=device.user_id, contact=binding.contact)
+                session.add(found)
+                keep[binding.contact] = found
+            row = found
             row.source = binding.source
             row.call_id = binding.call_id
             row.cseq = binding.cseq
             row.user_agent = binding.user_agent[:200]
             row.node = self.node
             row.expires_at = binding.expires_at
+        await session.flush()
+        return [_binding(row) for row in sorted(keep.values(), key=lambda row: row.id)]
 
     async def purge_expired(self, now: datetime | None = None) -> int:
         now = now or datetime.now(UTC)
