@@ -137,6 +137,21 @@ def main() -> None:
                     page.wait_for_selector("dialog[open]")
                     shoot(page, "step-up", scheme, problems)
                     context.close()
+                # English follows the browser's language.
+                context = browser.new_context(viewport=VIEWPORT, color_scheme="light", locale="en-GB")
+                page = context.new_page()
+                page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+                page.goto(server.url + "/")
+                settle(page)
+                page.fill("#username", "anna")
+                page.fill("#password", PASSWORD)
+                page.click("button[type=submit]")
+                page.wait_for_selector(".tiles")
+                for screen in ("overview", "service/personal-assistant"):
+                    page.goto(f"{server.url}/#/{screen}")
+                    settle(page)
+                    shoot(page, f"{screen}-en", "light", problems)
+                context.close()
                 browser.close()
         finally:
             server.stop()

@@ -428,3 +428,15 @@ def test_record_a_greeting_and_make_it_active(page: Page, exchange: LiveServer) 
     greetings = api(page, exchange, "/me/greetings")["greetings"]
     assert [(g["name"], g["active"]) for g in greetings] == [("Vakantie", True)]
     assert 1000 <= greetings[0]["duration_ms"] <= 3000
+
+
+def test_agent_becomes_available(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.goto(exchange.url + "/#/service/call-center-agent")
+    wait_ready(page)
+    expect(page.get_by_role("radio", name="Afronden")).to_be_disabled()
+    page.get_by_role("radio", name="Beschikbaar", exact=True).check()
+    page.get_by_role("button", name="Opslaan").click()
+    expect(page.get_by_role("status").filter(has_text="Opgeslagen")).to_be_visible()
+    assert api(page, exchange, "/me/services/call-center-agent")["state"] == "available"

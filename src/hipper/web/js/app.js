@@ -62,7 +62,13 @@ function startEvents() {
     window.dispatchEvent(new CustomEvent("hipper:event", { detail: type }));
     const active = document.activeElement;
     const typing = active && (active.tagName === "INPUT" || active.tagName === "TEXTAREA") && active.type !== "checkbox";
-    if (!typing && !document.querySelector("dialog[open]") && currentRoute && currentRoute.live) render();
+    if (!typing && !document.querySelector("dialog[open]") && currentRoute && currentRoute.live) {
+      // Redraw in place: keep the keyboard focus on the same control (ids of live controls are stable).
+      const focused = document.activeElement && document.activeElement.id;
+      await render();
+      const again = focused && document.getElementById(focused);
+      if (again) again.focus({ preventScroll: true });
+    }
   }, events.signal);
 }
 

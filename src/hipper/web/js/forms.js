@@ -288,7 +288,10 @@ export async function serviceScreen(container, screen, ctx) {
         );
       } else if (field.type === "rings") wrap.append(ringsControl(label, value, set, disabled));
       else if (field.type === "list") wrap.append(listControl(screen, field, draft[field.name], (items) => (draft[field.name] = items), render, disabled, errors));
-      else if (disabled) wrap.append(h("div", { class: "row" }, h("span", {}, label), h("span", { class: "value" }, value ?? "—")));
+      else if (disabled) {
+        const shown = t(`opt.${field.name}.${value}`);
+        wrap.append(h("div", { class: "row" }, h("span", {}, label), h("span", { class: "value" }, value === null || value === undefined ? "—" : shown.startsWith("opt.") ? value : shown)));
+      }
       else {
         const hint = field.hint ? t(`hint.${screen}.${field.name}`) : undefined;
         wrap.append(inputControl(label, field.type, value, set, { disabled, error: errors[field.name], hint }));

@@ -52,7 +52,7 @@ function loginScreen(main) {
         }
       },
     },
-    h("div", { class: "brand", "aria-hidden": "true" }, "H+"),
+    h("img", { class: "brand", src: "/icons/icon.svg", alt: "", width: 72, height: 72 }),
     h("p", {}, t("login.intro")),
     ...field("username", t("field.username"), { type: "text", autocomplete: "username", autocapitalize: "none", required: true }),
     ...field("password", t("field.password"), { type: "password", autocomplete: "current-password", required: true }),
@@ -129,7 +129,7 @@ async function quickToggles(container) {
           if (!(error instanceof Cancelled)) toast(error.message);
           go("overview");
         }
-      }),
+      }, { id: `quick-${name}` }),
     );
   });
 }
