@@ -17,6 +17,7 @@ from hipper.media.engine import (
     Connect,
     CreateEndpoint,
     CreateMixer,
+    CreateOffer,
     Disconnect,
     DtmfReceived,
     EndpointCreated,
@@ -24,6 +25,7 @@ from hipper.media.engine import (
     MediaError,
     MediaEvent,
     PauseRecording,
+    Play,
     PlaybackFinished,
     PlayPcm,
     RecordingFinished,
@@ -31,6 +33,7 @@ from hipper.media.engine import (
     ResumeRecording,
     RtpTimeout,
     SendDtmf,
+    SessionUpdated,
     SetRemoteSdp,
     Started,
     StartRecording,
@@ -306,20 +309,60 @@ async def test_rtp_timeout_fires_for_the_silent_endpoint_only(engine: MediaEngin
     talking.close()
 
 
-async def test_offer_answer_through_the_engine_and_bad_input(engine: MediaEngine) -> None:
+async def test_offer_answer_through_the_engine_and_bad_input(engine: MediaEngine, tmp_path: Path) -> None:
     offer = await engine.execute(CreateEndpoint(codecs=("PCMA",)))
     assert isinstance(offer, EndpointCreated)
     assert "m=audio" in offer.local_sdp and offer.session is None
     phone = Phone("PCMA", dtmf_payload_type=98)
     await phone.open()
-    session = await engine.execute(SetRemoteSdp(offer.endpoint_id, phone.offer()))
-    assert session is not None and not isinstance(session, (Started, EndpointCreated))
+    updated = await engine.execute(SetRemoteSdp(offer.endpoint_id, phone.offer()))
+    assert isinstance(updated, SessionUpdated) and updated.local_sdp is None  # it was the answer to our offer
+    assert updated.session is not None and updated.session.remote_dtmf_payload_type == 98
     with pytest.raises(MediaError, match="remote_sdp"):
         await engine.execute(CreateEndpoint(remote_sdp="v=0\r\nbroken\r\n"))
+    with pytest.raises(MediaError, match="codecs"):
+        await engine.execute(CreateEndpoint(codecs=("G729",)))
     with pytest.raises(MediaError, match="endpoint_id"):
         await engine.execute(Connect(offer.endpoint_id, "ep-nope"))
+    with pytest.raises(MediaError, match="files"):
+        await engine.execute(Play(offer.endpoint_id, (tmp_path / "missing.wav",)))
+    (tmp_path / "not.wav").write_bytes(b"RIFF nonsense")
+    with pytest.raises(MediaError, match="files"):
+        await engine.execute(Play(offer.endpoint_id, (tmp_path / "not.wav",)))
+    with pytest.raises(MediaError, match="path"):
+        await engine.execute(StartRecording((offer.endpoint_id,), Path("/proc/hipper/rec.wav")))
+    with pytest.raises(MediaError, match="direction"):
+        await engine.execute(CreateOffer(offer.endpoint_id, "sideways"))
     await engine.execute(Release(offer.endpoint_id))
     with pytest.raises(MediaError, match="endpoint_id"):
         engine.stats(offer.endpoint_id)
     await engine.execute(Release(offer.endpoint_id))  # releasing twice is harmless (BYE and timeout can race)
+    phone.close()
+
+
+async def test_hold_and_resume_by_re_offer_stop_and_restart_our_stream(engine: MediaEngine) -> None:
+    phone = Phone()
+    endpoint = await attach(engine, phone)
+    await asyncio.sleep(0.1)
+    # The phone puts us on hold: it offers sendonly, we answer recvonly and must not send (RFC 3264 §8.4).
+    hold = await engine.execute(SetRemoteSdp(endpoint, phone.offer().replace("a=sendrecv", "a=sendonly")))
+    assert isinstance(hold, SessionUpdated) and hold.local_sdp is not None
+    assert "a=recvonly" in hold.local_sdp
+    first_version = int(hold.local_sdp.split("o=hipper ")[1].split()[1])
+    await asyncio.sleep(0.06)
+    held_at = len(phone.received)
+    await asyncio.sleep(0.2)
+    assert len(phone.received) == held_at
+    resume = await engine.execute(SetRemoteSdp(endpoint, phone.offer()))
+    assert isinstance(resume, SessionUpdated) and resume.local_sdp is not None and "a=sendrecv" in resume.local_sdp
+    assert int(resume.local_sdp.split("o=hipper ")[1].split()[1]) == first_version + 1
+    await asyncio.sleep(0.2)
+    assert len(phone.received) >= held_at + 5
+    assert_one_continuous_stream(audio_packets(phone))  # the same stream resumes, with a marker
+    # We put the phone on hold: a new offer from us, sendonly; the phone's answer is recvonly.
+    reoffer = await engine.execute(CreateOffer(endpoint, "sendonly"))
+    assert isinstance(reoffer, SessionUpdated) and reoffer.local_sdp is not None and "a=sendonly" in reoffer.local_sdp
+    answered = await engine.execute(SetRemoteSdp(endpoint, phone.offer().replace("a=sendrecv", "a=recvonly")))
+    assert isinstance(answered, SessionUpdated) and answered.local_sdp is None
+    assert answered.session is not None and answered.session.on_hold
     phone.close()

@@ -10,8 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from hipper.media.engine import CreateEndpoint, DtmfReceived, EndpointCreated, MediaEngine, SetRemoteSdp
-from hipper.media.sdp import AudioSession
+from hipper.media.engine import (
+    CreateEndpoint,
+    DtmfReceived,
+    EndpointCreated,
+    MediaEngine,
+    SessionUpdated,
+    SetRemoteSdp,
+)
 from tests.media.test_engine import drain, next_event
 
 pytestmark = [
@@ -48,12 +54,16 @@ def request(method: str, sipp_port: int, my_port: int, call_id: str, cseq: int, 
 async def test_dtmf_played_by_sipp_reaches_the_engine_once(engine: MediaEngine, tmp_path: Path) -> None:
     loop = asyncio.get_running_loop()
     sipp_port, media_port = free_udp_port(), free_udp_port() & ~1
-    sipp = await asyncio.create_subprocess_exec(
-        "timeout", "15", "sipp", "-sf", str(SCENARIO), "-i", "127.0.0.1", "-p", str(sipp_port),
-        "-mi", "127.0.0.1", "-mp", str(media_port), "-m", "1", "-nostdin", "-trace_err",
-        "-error_file", str(tmp_path / "sipp_errors.log"),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
-    )  # fmt: skip
+    errors = tmp_path / "sipp_stderr.txt"
+    with errors.open("wb") as stderr:
+        # SIPp runs directly (no `timeout` wrapper, whose death would orphan it) and bounds itself with -timeout;
+        # its output goes to a file, since a pipe held by a stray process would block Process.wait().
+        sipp = await asyncio.create_subprocess_exec(
+            "sipp", "-sf", str(SCENARIO), "-i", "127.0.0.1", "-p", str(sipp_port),
+            "-mi", "127.0.0.1", "-mp", str(media_port), "-m", "1", "-nostdin", "-trace_err", "-timeout", "15s",
+            "-error_file", str(tmp_path / "sipp_errors.log"),
+            stdout=asyncio.subprocess.DEVNULL, stderr=stderr, cwd=tmp_path,
+        )  # fmt: skip
     sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sip.bind(("127.0.0.1", 0))
     sip.setblocking(False)
@@ -76,8 +86,9 @@ async def test_dtmf_played_by_sipp_reaches_the_engine_once(engine: MediaEngine, 
                     continue
         head, _, body = answer.partition("\r\n\r\n")
         to_tag = next(line for line in head.split("\r\n") if line.lower().startswith("to:")).split(">", 1)[1]
-        session = await engine.execute(SetRemoteSdp(offer.endpoint_id, body))
-        assert isinstance(session, AudioSession) and session.codec == "PCMA"
+        updated = await engine.execute(SetRemoteSdp(offer.endpoint_id, body))
+        assert isinstance(updated, SessionUpdated) and updated.session is not None
+        assert updated.session.codec == "PCMA"
         await loop.sock_sendto(sip, request("ACK", sipp_port, my_port, call_id, 1, to_tag), ("127.0.0.1", sipp_port))
         digit = await next_event(engine, DtmfReceived, within=5)
         assert (digit.endpoint_id, digit.digit) == (offer.endpoint_id, "1")
@@ -85,10 +96,11 @@ async def test_dtmf_played_by_sipp_reaches_the_engine_once(engine: MediaEngine, 
         assert not any(isinstance(event, DtmfReceived) for event in drain(engine))  # three end packets, one digit
         await loop.sock_sendto(sip, request("BYE", sipp_port, my_port, call_id, 2, to_tag), ("127.0.0.1", sipp_port))
         async with asyncio.timeout(10):
-            _, stderr = await sipp.communicate()
-        assert sipp.returncode == 0, stderr.decode()[-2000:]
+            await sipp.wait()
+        assert sipp.returncode == 0, errors.read_text(errors="replace")[-2000:]
     finally:
         sip.close()
         if sipp.returncode is None:
-            sipp.kill()
-            await sipp.wait()
+            sipp.kill()  # by its own process id
+            async with asyncio.timeout(5):
+                await sipp.wait()

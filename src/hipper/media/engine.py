@@ -47,6 +47,7 @@ from hipper.media.mixer import MAX_BUFFERED_FRAMES, SILENT_FRAME, Mixer, mix
 from hipper.media.rtp import RTP_HEADER, RtcpReceiverReport, RtcpSenderReport, ntp_timestamp, parse_rtcp
 from hipper.media.sdp import AudioSession, SdpError, SessionDescription, accept_answer, answer_offer, build_offer
 from hipper.media.wavfile import AsyncWavWriter, read_wav
+from hipper.offload import run_cpu
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,11 @@ FRAME_SECONDS: Final = 0.020
 # When the loop was blocked, send at most this many overdue frames at once; beyond that, skip ahead (a burst of
 # old audio is worse than a gap).
 MAX_CATCH_UP_FRAMES: Final = 3
+RECORDING_CATCH_UP_FRAMES: Final = 50
 RTCP_INTERVAL_SECONDS: Final = 5.0
 # Datagrams read per readiness callback before yielding to other endpoints (fairness under load).
 READ_BATCH: Final = 64
+PROMPT_CACHE_SIZE: Final = 512
 _UNPACK_HEADER = RTP_HEADER.unpack_from
 _PACK_HEADER = RTP_HEADER.pack
 
@@ -79,10 +82,19 @@ class CreateEndpoint:
 
 @dataclass(frozen=True, slots=True)
 class SetRemoteSdp:
-    """The answer to our offer, or a new description of the remote (re-INVITE); resets latching."""
+    """The remote's SDP: the answer to our pending offer, or else a new offer (re-INVITE, hold), which the reply
+    (``SessionUpdated.local_sdp``) answers. Resets latching: the remote may have moved."""
 
     endpoint_id: str
     sdp: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateOffer:
+    """A new offer for an existing endpoint (a re-INVITE: hold with ``sendonly``, resume with ``sendrecv``)."""
+
+    endpoint_id: str
+    direction: str = "sendrecv"
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +184,7 @@ class Release:
 
 
 Command = (
-    CreateEndpoint | SetRemoteSdp | Connect | Disconnect | Play | PlayPcm | SendDtmf | StartRecording
+    CreateEndpoint | SetRemoteSdp | CreateOffer | Connect | Disconnect | Play | PlayPcm | SendDtmf | StartRecording
     | PauseRecording | ResumeRecording | StopRecording | CreateMixer | AddToMixer | Release
 )  # fmt: skip
 
@@ -189,6 +201,16 @@ class EndpointCreated:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionUpdated:
+    """Reply to ``SetRemoteSdp`` / ``CreateOffer``: what was agreed so far, and SDP to send (an answer or an
+    offer), if any."""
+
+    endpoint_id: str
+    session: AudioSession | None
+    local_sdp: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Started:
     """Reply to commands that start something with an id (a playback, a recording, a mixer)."""
 
@@ -200,7 +222,7 @@ class Done:
     pass
 
 
-Reply = EndpointCreated | Started | Done | AudioSession | None
+Reply = EndpointCreated | SessionUpdated | Started | Done
 
 
 # ------------------------------------------------------------------------------------------------------- events
@@ -246,22 +268,24 @@ SOURCE_MIXER: Final = 4
 
 
 class _Player:
-    __slots__ = ("frames", "index", "loop", "playback_id")
+    """Linear audio, encoded one 20 ms frame at a time when sent: the leg's codec can change (re-INVITE)."""
 
-    def __init__(self, playback_id: str, payload: bytes, loop: bool) -> None:
+    __slots__ = ("index", "loop", "playback_id", "samples")
+
+    def __init__(self, playback_id: str, samples: Pcm, loop: bool) -> None:
         self.playback_id = playback_id
-        # Pre-slice the encoded audio once; each tick then only indexes a list.
-        self.frames = [payload[i : i + SAMPLES_PER_FRAME] for i in range(0, len(payload), SAMPLES_PER_FRAME)]
+        padding = -len(samples) % SAMPLES_PER_FRAME  # whole frames: the last one is padded with silence
+        self.samples = np.concatenate([samples.astype(np.int16), np.zeros(padding, dtype=np.int16)])
         self.index = 0
         self.loop = loop
 
-    def next_frame(self) -> bytes | None:
-        if self.index >= len(self.frames):
-            if not self.loop or not self.frames:
+    def next_frame(self) -> Pcm | None:
+        if self.index >= len(self.samples):
+            if not self.loop or not len(self.samples):
                 return None
             self.index = 0
-        frame = self.frames[self.index]
-        self.index += 1
+        frame = self.samples[self.index : self.index + SAMPLES_PER_FRAME]
+        self.index += SAMPLES_PER_FRAME
         return frame
 
 
@@ -271,8 +295,13 @@ class _Endpoint:
         self.rtp = rtp
         self.rtcp = rtcp
         self.port = port
-        self.offer: SessionDescription | None = None
+        self.codecs: tuple[str, ...] = (PCMU, PCMA)
+        self.pending_offer: SessionDescription | None = None
+        # RFC 3264 §8: every new SDP from us keeps the o= session id and increments the version.
+        self.sdp_session_id = random.getrandbits(31)
+        self.sdp_version = 0
         self.session: AudioSession | None = None
+        self.may_send = True  # false while the negotiated direction is recvonly/inactive
         self.remote: tuple[str, int] | None = None
         self.remote_rtcp: tuple[str, int] | None = None
         self.latched = False
@@ -304,7 +333,6 @@ class _Endpoint:
         self.last_received = 0.0
         self.packets_received = 0
         self.timed_out = False
-        self.highest_seq = -1
 
 
 class _Recording:
@@ -347,6 +375,7 @@ class MediaEngine:
         self._endpoints: dict[str, _Endpoint] = {}
         self._recordings: dict[str, _Recording] = {}
         self._mixers: dict[str, Mixer] = {}
+        self._prompt_cache: dict[Path, tuple[int, Pcm]] = {}
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -392,18 +421,15 @@ class MediaEngine:
                 return self._create_endpoint(command)
             case SetRemoteSdp():
                 return self._set_remote_sdp(self._endpoint(command.endpoint_id), command.sdp)
+            case CreateOffer():
+                return self._create_offer(self._endpoint(command.endpoint_id), command.direction)
             case Connect():
                 self._connect(self._endpoint(command.endpoint_a), self._endpoint(command.endpoint_b))
             case Disconnect():
                 self._detach(self._endpoint(command.endpoint_id))
             case Play():
                 endpoint = self._endpoint(command.endpoint_id)
-                try:
-                    parts = [await asyncio.to_thread(read_wav, Path(path)) for path in command.files]
-                except OSError as error:
-                    raise MediaError(f"cannot read prompt: {error}") from error
-                except ValueError as error:
-                    raise MediaError(str(error)) from error
+                parts = [await self._load_prompt(Path(path)) for path in command.files]
                 samples = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
                 return Started(self._play(endpoint, samples, command.loop))
             case PlayPcm():
@@ -411,7 +437,7 @@ class MediaEngine:
             case SendDtmf():
                 self._send_dtmf(self._endpoint(command.endpoint_id), command.digits, command.duration_ms)
             case StartRecording():
-                return Started(self._start_recording(command))
+                return Started(await self._start_recording(command))
             case PauseRecording():
                 self._recording(command.recording_id).paused = True
             case ResumeRecording():
@@ -482,16 +508,12 @@ class MediaEngine:
             raise MediaError(f"codecs must be PCMU and/or PCMA, got {command.codecs!r}")
         rtp, rtcp, port = self._bind_pair()
         endpoint = _Endpoint(self._new_id("ep"), rtp, rtcp, port)
+        endpoint.codecs = command.codecs
         try:
             if command.remote_sdp is not None:
-                answer, session = answer_offer(
-                    SessionDescription.parse(command.remote_sdp), self.advertised_address, port, command.codecs
-                )
-                self._apply_session(endpoint, session)
-                local_sdp = answer.serialize()
+                local_sdp = self._answer(endpoint, SessionDescription.parse(command.remote_sdp))
             else:
-                endpoint.offer = build_offer(self.advertised_address, port, command.codecs)
-                local_sdp = endpoint.offer.serialize()
+                local_sdp = self._offer(endpoint, "sendrecv")
         except SdpError as error:
             rtp.close()
             rtcp.close()
@@ -502,18 +524,64 @@ class MediaEngine:
         endpoint.last_received = self._now
         return EndpointCreated(endpoint.id, port, local_sdp, endpoint.session)
 
-    def _set_remote_sdp(self, endpoint: _Endpoint, sdp: str) -> AudioSession:
+    def _offer(self, endpoint: _Endpoint, direction: str) -> str:
+        endpoint.sdp_version += 1
+        endpoint.pending_offer = build_offer(
+            self.advertised_address,
+            endpoint.port,
+            endpoint.codecs,
+            direction=direction,
+            session_id=endpoint.sdp_session_id,
+            session_version=endpoint.sdp_version,
+        )
+        return endpoint.pending_offer.serialize()
+
+    def _answer(self, endpoint: _Endpoint, offer: SessionDescription) -> str:
+        answer, session = answer_offer(
+            offer,
+            self.advertised_address,
+            endpoint.port,
+            endpoint.codecs,
+            session_id=endpoint.sdp_session_id,
+            session_version=endpoint.sdp_version + 1,
+        )
+        endpoint.sdp_version += 1
+        self._apply_session(endpoint, session)
+        return answer.serialize()
+
+    def _set_remote_sdp(self, endpoint: _Endpoint, sdp: str) -> SessionUpdated:
         try:
             remote = SessionDescription.parse(sdp)
-            if endpoint.offer is not None and endpoint.session is None:
-                session = accept_answer(endpoint.offer, remote)
-            else:
-                # A re-offer from the remote (re-INVITE, hold): answer within our existing codec choice.
-                _, session = answer_offer(remote, self.advertised_address, endpoint.port, (endpoint.codec,))
+            if endpoint.pending_offer is not None:
+                session = accept_answer(endpoint.pending_offer, remote)
+                endpoint.pending_offer = None
+                self._apply_session(endpoint, session)
+                return SessionUpdated(endpoint.id, session, None)
+            return SessionUpdated(endpoint.id, endpoint.session, self._answer(endpoint, remote))
         except SdpError as error:
             raise MediaError(f"sdp: {error}") from error
-        self._apply_session(endpoint, session)
-        return session
+
+    def _create_offer(self, endpoint: _Endpoint, direction: str) -> SessionUpdated:
+        if direction not in ("sendrecv", "sendonly", "recvonly", "inactive"):
+            raise MediaError(f"direction must be sendrecv, sendonly, recvonly or inactive, got {direction!r}")
+        return SessionUpdated(endpoint.id, endpoint.session, self._offer(endpoint, direction))
+
+    async def _load_prompt(self, path: Path) -> Pcm:
+        """Decoded prompt audio, cached by path and modification time (prompts repeat on every call)."""
+        try:
+            stamp = (await run_cpu(path.stat)).st_mtime_ns
+            cached = self._prompt_cache.get(path)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            samples = await run_cpu(read_wav, path)
+        except OSError as error:
+            raise MediaError(f"files: cannot read {path}: {error.strerror or error}") from error
+        except ValueError as error:
+            raise MediaError(f"files: {error}") from error
+        if len(self._prompt_cache) >= PROMPT_CACHE_SIZE:
+            self._prompt_cache.pop(next(iter(self._prompt_cache)))
+        self._prompt_cache[path] = (stamp, samples)
+        return samples
 
     def _apply_session(self, endpoint: _Endpoint, session: AudioSession) -> None:
         endpoint.session = session
@@ -525,6 +593,8 @@ class MediaEngine:
             pt for pt in (session.local_dtmf_payload_type, session.remote_dtmf_payload_type) if pt is not None
         )
         endpoint.latched = False
+        # RFC 3264 §6.1: recvonly/inactive from our point of view means we must not send.
+        endpoint.may_send = session.direction in ("sendrecv", "sendonly")
         if session.remote_address != "0.0.0.0" and session.remote_port:
             endpoint.remote = (session.remote_address, session.remote_port)
             endpoint.remote_rtcp = (session.remote_address, session.remote_port + 1)
@@ -566,7 +636,7 @@ class MediaEngine:
         if endpoint.mixer is not None or endpoint.peer is not None:
             self._detach(endpoint)
         playback_id = self._new_id("play")
-        endpoint.player = _Player(playback_id, g711.encode(samples, endpoint.codec), loop)
+        endpoint.player = _Player(playback_id, samples, loop)
         self._set_source(endpoint, SOURCE_PLAYER)
         return playback_id
 
@@ -583,13 +653,15 @@ class MediaEngine:
         except ValueError as error:
             raise MediaError(f"digits: {error}") from error
 
-    def _start_recording(self, command: StartRecording) -> str:
+    async def _start_recording(self, command: StartRecording) -> str:
         endpoints = [self._endpoint(endpoint_id) for endpoint_id in command.endpoint_ids]
         if not 1 <= len(endpoints) <= 2:
             raise MediaError("endpoint_ids: record one endpoint, or the two endpoints of a bridged pair")
-        recording = _Recording(
-            self._new_id("rec"), command.path, AsyncWavWriter(command.path), command.pause_writes_silence
-        )
+        try:
+            writer = await AsyncWavWriter.open(command.path)
+        except OSError as error:
+            raise MediaError(f"path: cannot write {command.path}: {error.strerror or error}") from error
+        recording = _Recording(self._new_id("rec"), command.path, writer, command.pause_writes_silence)
         for endpoint in endpoints:
             buffer: deque[Pcm] = deque(maxlen=MAX_BUFFERED_FRAMES)
             endpoint.taps.append(buffer)
@@ -677,7 +749,6 @@ class MediaEngine:
             endpoint.latched = True
         endpoint.last_received = self._now
         endpoint.packets_received += 1
-        endpoint.highest_seq = seq
         offset = 12 + 4 * (first & 0x0F)
         if first & 0x10:
             if len(data) < offset + 4:
@@ -693,7 +764,7 @@ class MediaEngine:
                 for tap in endpoint.taps:
                     tap.append(pcm)
             peer = endpoint.peer
-            if peer is not None and peer.source == SOURCE_PEER and not peer.dtmf_out and peer.remote is not None:
+            if peer is not None and peer.source == SOURCE_PEER and peer.may_send and not peer.dtmf_out:
                 payload = data[offset:end]
                 if peer.codec != endpoint.codec:
                     payload = g711.transcode(payload, endpoint.codec, peer.codec)
@@ -702,11 +773,14 @@ class MediaEngine:
             for digit in endpoint.dtmf_rx.feed(ts, data[offset:end]):
                 self._emit(DtmfReceived(endpoint.id, digit.digit, digit.duration_ms))
             peer = endpoint.peer
-            if peer is not None and peer.source == SOURCE_PEER and peer.send_dtmf_pt is not None and peer.remote:
+            if peer is not None and peer.source == SOURCE_PEER and peer.may_send and peer.send_dtmf_pt is not None:
                 # DTMF passes through the bridge on the peer's own telephone-event payload type.
                 self._relay(peer, data[offset:end], seq, ts, ssrc, second & 0x80, peer.send_dtmf_pt)
 
     def _relay(self, out: _Endpoint, payload: bytes, seq: int, ts: int, ssrc: int, marker: int, pt: int) -> None:
+        remote = out.remote
+        if remote is None:
+            return  # the peer's remote is not known yet (our offer is unanswered)
         if ssrc != out.relay_ssrc:
             # A new incoming stream (first packet after a switch, or the peer restarted): rebase it onto our
             # continuous outgoing stream.
@@ -721,7 +795,7 @@ class MediaEngine:
         out_ts = (ts + out.ts_offset) & 0xFFFFFFFF
         packet = _PACK_HEADER(0x80, marker | pt, out_seq, out_ts, out.ssrc) + payload
         try:
-            out.rtp.sendto(packet, out.remote)  # type: ignore[arg-type]  # callers checked remote
+            out.rtp.sendto(packet, remote)
         except OSError:
             return  # a full socket buffer or an ICMP error: this packet is lost, like on the wire
         out.seq = out_seq
@@ -800,13 +874,17 @@ class MediaEngine:
         now = self._loop.time()
         self._now = now
         due = int((now - self._deadline) / FRAME_SECONDS) + 1
+        # Recordings keep the call's timeline even when the loop was blocked (up to a second of catch-up);
+        # sending skips ahead instead, because a burst of stale frames is worse for the listener than a gap.
+        for _ in range(min(due, RECORDING_CATCH_UP_FRAMES) - min(due, MAX_CATCH_UP_FRAMES)):
+            self._record_frame()
         if due > MAX_CATCH_UP_FRAMES:
-            # The loop was blocked for a long time: skip ahead rather than send a burst of stale frames.
-            self._deadline += (due - 1) * FRAME_SECONDS
-            due = 1
-        for _ in range(due):
+            for endpoint in self._endpoints.values():
+                endpoint.switched = True  # the skipped time shows in the timestamps, with a marker
+        for _ in range(min(due, MAX_CATCH_UP_FRAMES)):
             self._frame(now)
-            self._deadline += FRAME_SECONDS
+            self._record_frame()
+        self._deadline += due * FRAME_SECONDS
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + 1.0
             self._check_timeouts(now)
@@ -821,7 +899,7 @@ class MediaEngine:
         for mixer in self._mixers.values():
             mixed.update(mixer.tick())
         for endpoint in self._endpoints.values():
-            if endpoint.remote is None or endpoint.source == SOURCE_NONE:
+            if endpoint.remote is None or endpoint.source == SOURCE_NONE or not endpoint.may_send:
                 continue
             if endpoint.dtmf_out:
                 self._send_dtmf_tick(endpoint, now)
@@ -837,16 +915,18 @@ class MediaEngine:
                     self._set_source(endpoint, SOURCE_SILENCE)
                     if player is not None:
                         self._emit(PlaybackFinished(endpoint.id, player.playback_id))
-                    frame = g711.silence(endpoint.codec)
                     endpoint.switched = False  # silence continues the prompt's talkspurt seamlessly
-                elif len(frame) < SAMPLES_PER_FRAME:
-                    frame = frame + g711.silence(endpoint.codec, SAMPLES_PER_FRAME - len(frame))
-                self._send_frame(endpoint, frame, endpoint.payload_type, now)
+                    payload = _SILENCE[endpoint.codec]
+                else:
+                    payload = g711.encode(frame, endpoint.codec)
+                self._send_frame(endpoint, payload, endpoint.payload_type, now)
             elif source == SOURCE_SILENCE:
                 self._send_frame(endpoint, _SILENCE[endpoint.codec], endpoint.payload_type, now)
             elif source == SOURCE_MIXER:
                 pcm = mixed.get(endpoint.id, SILENT_FRAME)
                 self._send_frame(endpoint, g711.encode(pcm, endpoint.codec), endpoint.payload_type, now)
+
+    def _record_frame(self) -> None:
         for recording in self._recordings.values():
             frames = [buffer.popleft() if buffer else SILENT_FRAME for _, buffer in recording.sources]
             if recording.paused:

@@ -202,6 +202,7 @@ def answer_offer(
     port: int,
     codecs: tuple[str, ...] = (PCMU, PCMA),
     session_id: int | None = None,
+    session_version: int = 1,
 ) -> tuple[SessionDescription, AudioSession]:
     """RFC 3264 §6: answer with the offerer's payload type numbers, the first offered codec we support."""
     answer_media: list[MediaDescription] = []
@@ -231,7 +232,8 @@ def answer_offer(
     if agreed is None:
         raise SdpError("no common audio codec: we support " + ", ".join(codecs))
     sid = session_id if session_id is not None else int(time.time())
-    return SessionDescription("hipper", sid, 1, address, connection=address, media=answer_media), agreed
+    answer_sdp = SessionDescription("hipper", sid, session_version, address, connection=address, media=answer_media)
+    return answer_sdp, agreed
 
 
 def accept_answer(offer: SessionDescription, answer: SessionDescription) -> AudioSession:

@@ -89,33 +89,43 @@ class AtomicWavWriter:
 
 
 class AsyncWavWriter:
-    """Queues blocking ``AtomicWavWriter`` calls on the single writer thread, in order, without awaiting them."""
+    """Queues blocking ``AtomicWavWriter`` calls on the single writer thread, in order, without awaiting appends.
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._loop = asyncio.get_running_loop()
-        self._writer: AtomicWavWriter | None = None
-        self._last: asyncio.Future[None] = self._loop.run_in_executor(_writer_executor, self._open)
+    A failed append (disk full) is remembered and raised by ``commit``, which then leaves no file behind.
+    """
 
-    def _open(self) -> None:
-        self._writer = AtomicWavWriter(self.path)
+    def __init__(self, writer: AtomicWavWriter, loop: asyncio.AbstractEventLoop) -> None:
+        self.path = writer.path
+        self._writer = writer
+        self._loop = loop
+        self._error: OSError | None = None
+
+    @classmethod
+    async def open(cls, path: Path) -> AsyncWavWriter:
+        loop = asyncio.get_running_loop()
+        return cls(await loop.run_in_executor(_writer_executor, AtomicWavWriter, path), loop)
 
     def _append(self, pcm: bytes) -> None:
-        if self._writer is not None:
-            self._writer.append(pcm)
+        if self._error is None:
+            try:
+                self._writer.append(pcm)
+            except OSError as error:
+                self._error = error
 
     def append(self, pcm: bytes) -> None:
-        self._last = self._loop.run_in_executor(_writer_executor, self._append, pcm)
+        # Fire and forget: the single worker keeps the order, and commit() waits behind every queued append.
+        self._loop.run_in_executor(_writer_executor, self._append, pcm)
+
+    def _commit(self) -> int:
+        if self._error is not None:
+            self._writer.abort()
+            raise self._error
+        self._writer.commit()
+        return self._writer.samples
 
     async def commit(self) -> int:
         """Wait for every queued append, then fsync and rename; returns the number of samples written."""
-        await self._loop.run_in_executor(_writer_executor, self._commit)
-        return self._writer.samples if self._writer else 0
-
-    def _commit(self) -> None:
-        if self._writer is None:
-            raise OSError(f"could not open a temp file for {self.path}")
-        self._writer.commit()
+        return await self._loop.run_in_executor(_writer_executor, self._commit)
 
     async def abort(self) -> None:
-        await self._loop.run_in_executor(_writer_executor, lambda: self._writer.abort() if self._writer else None)
+        await self._loop.run_in_executor(_writer_executor, self._writer.abort)
