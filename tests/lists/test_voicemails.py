@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from hipper.media.audio_files import AudioRejected, pcm16_to_wav
 from hipper.store import voicemails
 from hipper.store.models import Event, Voicemail
 from tests.conftest import UserFactory
@@ -136,3 +137,19 @@ async def test_failed_commit_removes_the_written_file(make_user: UserFactory, ex
                 session, data_dir, user.id + 999, telephony_wav(), received_at=exchange.tick(), duration_ms=1000
             )
     assert media_files_of(data_dir) == []
+
+
+async def test_deposit_measures_the_message_and_refuses_what_is_no_audio(
+    make_user: UserFactory, exchange: Exchange
+) -> None:
+    user = await make_user()
+    data_dir = exchange.state.settings.data_dir
+    async with exchange.state.sessions() as session:
+        row = await voicemails.deposit(
+            session, data_dir, user.id, pcm16_to_wav(bytes(2 * 8000 * 3)), received_at=exchange.tick()
+        )
+    assert row.duration_ms == 3000
+    async with exchange.state.sessions() as session:
+        with pytest.raises(AudioRejected):
+            await voicemails.deposit(session, data_dir, user.id, b"not a wav", received_at=exchange.tick())
+    assert len(media_files_of(data_dir)) == 1

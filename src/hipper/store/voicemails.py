@@ -9,6 +9,8 @@ from pathlib import Path
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hipper.media.audio_files import wav_duration_ms
+from hipper.offload import run_cpu
 from hipper.store import media_files
 from hipper.store.events import add_event
 from hipper.store.models import Voicemail
@@ -23,7 +25,7 @@ async def deposit(
     wav: bytes,
     *,
     received_at: datetime,
-    duration_ms: int,
+    duration_ms: int | None = None,
     caller_number: str = "",
     caller_name: str = "",
     published: Callable[[], None] | None = None,
@@ -32,7 +34,12 @@ async def deposit(
 
     `published` is called after the commit (the event hub's wake-up), keeping "commit, then publish".
     If the commit fails the file is removed again, so no orphan is left behind in the normal failure case.
+    Without `duration_ms` the length is read from the WAV header; a WAV that cannot be read raises
+    AudioRejected before anything is written.
     """
+    measured = await run_cpu(wav_duration_ms, wav)
+    if duration_ms is None:
+        duration_ms = measured
     relative = media_files.new_relative_path(MEDIA_KIND, user_id)
     await media_files.write_atomically(data_dir, relative, wav)
     row = Voicemail(
