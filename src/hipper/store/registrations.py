@@ -154,6 +154,11 @@ class LocationStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], node: str = "") -> None:
         self.sessions = sessions
         self.node = node
+        bind = sessions.kw.get("bind")
+        # SQLite has one writer; a read-then-write transaction that loses the race gets "database is locked"
+        # at once (WAL cannot upgrade a stale snapshot). Queue this node's writers instead; PostgreSQL needs not.
+        sqlite = bind is not None and bind.dialect.name == "sqlite"
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if sqlite else None
 
     async def for_device(self, device_id: int, now: datetime | None = None) -> list[Binding]:
         now = now or datetime.now(UTC)
@@ -190,7 +195,10 @@ class LocationStore:
         now = now or datetime.now(UTC)
         for attempt in range(2):
             try:
-                async with self.sessions() as session, session.begin():
+                if self._write_lock is None:
+                    async with self.sessions() as session, session.begin():
+                        return await self._change(session, device, decide, now)
+                async with self._write_lock, self.sessions() as session, session.begin():
                     return await self._change(session, device, decide, now)
             except IntegrityError:
                 # Two REGISTERs of one device raced to insert the same contact; the second try updates it.
