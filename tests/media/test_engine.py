@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
+import socket
 import wave
 from pathlib import Path
 from typing import TypeVar
@@ -39,7 +41,8 @@ from hipper.media.engine import (
     StartRecording,
     StopRecording,
 )
-from hipper.media.rtp import RtpPacket
+from hipper.media.rtp import RtcpReceiverReport, RtcpSenderReport, RtpPacket, parse_rtcp
+from hipper.media.sdp import build_offer
 from tests.media.pcap import SIPP_CAPTURES, udp_payloads
 from tests.media.phones import Phone, Received, band_energy, dominant_frequency, rms, tone
 
@@ -366,3 +369,37 @@ async def test_hold_and_resume_by_re_offer_stop_and_restart_our_stream(engine: M
     assert isinstance(answered, SessionUpdated) and answered.local_sdp is None
     assert answered.session is not None and answered.session.on_hold
     phone.close()
+
+
+async def test_rtcp_sender_reports_go_out_and_garbage_rtcp_is_survived() -> None:
+    # RTCP needs the phone's RTP port + 1 (no rtcp-mux): find a free even/odd pair.
+    for _ in range(50):
+        rtp_sock, rtcp_sock = (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
+        )
+        port = random.randrange(40000, 60000, 2)
+        try:
+            rtp_sock.bind(("127.0.0.1", port))
+            rtcp_sock.bind(("127.0.0.1", port + 1))
+            break
+        except OSError:
+            rtp_sock.close()
+            rtcp_sock.close()
+    rtcp_sock.settimeout(0)
+    base = random.randrange(40000, 59000, 2)
+    async with MediaEngine(port_min=base, port_max=base + 200, rtcp_interval_seconds=0.2) as engine:
+        offer = build_offer("127.0.0.1", port, ("PCMU",)).serialize()
+        created = await engine.execute(CreateEndpoint(remote_sdp=offer))
+        assert isinstance(created, EndpointCreated)
+        rtcp_sock.sendto(b"\x80\xc9\x00\x07garbage", ("127.0.0.1", created.local_port + 1))
+        rtcp_sock.sendto(RtcpReceiverReport(1234).serialize(), ("127.0.0.1", created.local_port + 1))
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(2):
+            report = parse_rtcp(await loop.sock_recv(rtcp_sock, 2048))
+        rtp = RtpPacket.parse(rtp_sock.recv(2048))
+    rtp_sock.close()
+    rtcp_sock.close()
+    assert isinstance(report[0], RtcpSenderReport)
+    assert report[0].ssrc == rtp.ssrc
+    assert report[0].packet_count > 0

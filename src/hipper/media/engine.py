@@ -362,12 +362,14 @@ class MediaEngine:
         port_max: int = 30000,
         rtp_timeout_seconds: float = 30.0,
         listener: Callable[[MediaEvent], None] | None = None,
+        rtcp_interval_seconds: float = RTCP_INTERVAL_SECONDS,
     ) -> None:
         if port_max - port_min < 2:
             raise ValueError("the RTP port range must hold at least one even/odd port pair")
         self.bind_address = bind_address
         self.advertised_address = advertised_address or bind_address
         self.rtp_timeout_seconds = rtp_timeout_seconds
+        self.rtcp_interval_seconds = rtcp_interval_seconds
         self.events: asyncio.Queue[MediaEvent] = asyncio.Queue()
         self._listener = listener
         self._ports = _allowed_ports(port_min, port_max)
@@ -391,7 +393,7 @@ class MediaEngine:
         self._now = self._loop.time()
         self._deadline = self._now + FRAME_SECONDS
         self._next_housekeeping = self._now + 1.0
-        self._next_rtcp = self._now + RTCP_INTERVAL_SECONDS
+        self._next_rtcp = self._now + self.rtcp_interval_seconds
         self._tick_handle = self._loop.call_at(self._deadline, self._tick)
 
     async def stop(self) -> None:
@@ -889,7 +891,7 @@ class MediaEngine:
             self._next_housekeeping = now + 1.0
             self._check_timeouts(now)
         if now >= self._next_rtcp:
-            self._next_rtcp = now + RTCP_INTERVAL_SECONDS
+            self._next_rtcp = now + self.rtcp_interval_seconds
             self._send_rtcp()
         self._tick_handle = self._loop.call_at(self._deadline, self._tick)
 
