@@ -440,3 +440,35 @@ def test_agent_becomes_available(page: Page, exchange: LiveServer) -> None:
     page.get_by_role("button", name="Opslaan").click()
     expect(page.get_by_role("status").filter(has_text="Opgeslagen")).to_be_visible()
     assert api(page, exchange, "/me/services/call-center-agent")["state"] == "available"
+
+
+def test_personal_contacts_add_import_and_delete(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.get_by_role("navigation", name="Hoofdmenu").get_by_role("link", name="Contacten").click()
+    wait_ready(page)
+    page.get_by_role("button", name="Contact toevoegen").click()
+    dialog = page.get_by_role("dialog", name="Contact toevoegen")
+    dialog.get_by_label("Voornaam").fill("Loodgieter")
+    dialog.get_by_label("Telefoonnummer").fill("06 11 22 33 44")
+    dialog.get_by_role("button", name="Opslaan").click()
+    expect(dialog).to_be_hidden()
+    wait_ready(page)
+    page.get_by_role("searchbox", name="Zoeken").fill("loodgieter")
+    expect(page.get_by_role("link", name="WhatsApp Loodgieter")).to_have_attribute("href", "https://wa.me/31611223344")
+    # A vCard file (the device's contacts where the Contact Picker API is missing).
+    vcard = (
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Tandarts Noord\r\nN:Noord;Tandarts;;;\r\nTEL:+31205550123\r\nEND:VCARD\r\n"
+    )
+    page.locator("#vcard-file").set_input_files(
+        files=[{"name": "contacts.vcf", "mimeType": "text/vcard", "buffer": vcard.encode()}]
+    )
+    expect(page.get_by_role("status").filter(has_text="1 nummers geïmporteerd")).to_be_visible()
+    wait_ready(page)
+    page.get_by_role("searchbox", name="Zoeken").fill("tandarts")
+    expect(page.locator(".list-row")).to_have_count(1)
+    page.get_by_role("button", name="Tandarts Noord verwijderen uit uw persoonlijke lijst").click()
+    page.get_by_role("dialog").get_by_role("button", name="Verwijderen").click()
+    expect(page.get_by_text("Geen contacten gevonden.")).to_be_visible()
+    personal = [c["display_name"] for c in api(page, exchange, "/me/contacts?list=personal")["contacts"]]
+    assert personal == ["Loodgieter"]

@@ -54,17 +54,19 @@ export function setUnauthorizedHandler(handler) {
   onUnauthorized = handler;
 }
 
-export async function request(method, path, body, { retryStepUp = true, blob = false } = {}) {
+// `raw` sends the body as it is (a file, a FormData) with `contentType` (none for FormData: the browser sets it).
+export async function request(method, path, body, { retryStepUp = true, blob = false, raw = false, contentType } = {}) {
   const headers = { Accept: blob ? "*/*" : "application/json" };
   const token = session.token;
   if (token) headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (body !== undefined && !raw) headers["Content-Type"] = "application/json";
+  if (raw && contentType) headers["Content-Type"] = contentType;
   let response;
   try {
     response = await fetch(BASE + path, {
       method,
       headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
+      body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
     });
   } catch {
     throw new ApiError(0, { detail: "offline" });
@@ -78,7 +80,7 @@ export async function request(method, path, body, { retryStepUp = true, blob = f
     const error = new ApiError(response.status, data);
     if (response.status === 403 && error.code === "step_up_required" && retryStepUp && stepUp) {
       await stepUp(); // throws Cancelled when the user gives up
-      return request(method, path, body, { retryStepUp: false, blob });
+      return request(method, path, body, { retryStepUp: false, blob, raw, contentType });
     }
     if (response.status === 401 && token && onUnauthorized) onUnauthorized();
     throw error;
@@ -92,6 +94,7 @@ export const api = {
   put: (path, body) => request("PUT", path, body),
   patch: (path, body) => request("PATCH", path, body),
   del: (path, body) => request("DELETE", path, body),
+  upload: (path, body, contentType) => request("POST", path, body, { raw: true, contentType }),
 };
 
 // Lists may come bare or wrapped ({items: [...]}, {voicemails: [...]}): take the first array.

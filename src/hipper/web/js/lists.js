@@ -269,9 +269,12 @@ async function recordGreeting() {
       const form = new FormData();
       form.append("file", wav, "greeting.wav");
       form.append("name", nameInput.value.trim() || t("greetings.default_name"));
-      const response = await fetch(`${API_PREFIX}/me/greetings`, { method: "POST", body: form, headers: { Authorization: `Bearer ${localStorage.getItem("hipper.token")}` } });
-      if (response.ok) close(true);
-      else status.textContent = (await response.json().catch(() => ({}))).detail || t("error.generic");
+      try {
+        await api.upload("/me/greetings", form);
+        close(true);
+      } catch (error) {
+        status.textContent = error.message || t("error.generic");
+      }
     });
     return h(
       "div",
@@ -360,9 +363,95 @@ export async function greetingsSection(main) {
   );
 }
 
+function personalDialog() {
+  return modal(t("contacts.add"), (close) => {
+    const error = h("p", { class: "error", role: "alert", hidden: true });
+    const input = (id, type, autocomplete) => [h("label", { for: id }, t(`contacts.field.${id}`)), h("input", { id, type, autocomplete })];
+    const form = h(
+      "form",
+      {
+        onSubmit: async (event) => {
+          event.preventDefault();
+          const value = (id) => form.querySelector(`#${id}`).value.trim();
+          const entry = { first_name: value("first_name"), last_name: value("last_name"), company_name: value("company_name"), number: value("number") };
+          if (value("email")) entry.email = value("email");
+          try {
+            await api.post("/me/contacts/personal", entry);
+            close(true);
+          } catch (failure) {
+            error.hidden = false;
+            error.textContent = failure instanceof ApiError && failure.status === 422 ? Object.values(failure.fields).join(" ") : failure.message;
+          }
+        },
+      },
+      ...input("first_name", "text", "given-name"),
+      ...input("last_name", "text", "family-name"),
+      ...input("company_name", "text", "organization"),
+      ...input("number", "tel", "tel"),
+      ...input("email", "email", "email"),
+      error,
+      h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", onClick: () => close(false) }, t("action.cancel")), h("button", { type: "submit", class: "primary" }, t("action.save"))),
+    );
+    return form;
+  });
+}
+
+// The device's own contacts (§6 "Lokaal"): the Contact Picker API where the browser has it, a vCard file
+// otherwise; either way they land in the personal phone list on the exchange.
+async function importContacts(file) {
+  let result;
+  if (file) {
+    result = await api.upload("/me/contacts/personal/import", file, "text/vcard");
+  } else {
+    const picked = await navigator.contacts.select(["name", "tel"], { multiple: true });
+    const cards = picked.flatMap((contact) => (contact.tel || []).map((tel) => `BEGIN:VCARD\r\nVERSION:3.0\r\nFN:${(contact.name || [""])[0]}\r\nTEL:${tel}\r\nEND:VCARD`));
+    if (cards.length === 0) return;
+    result = await api.upload("/me/contacts/personal/import", new Blob([cards.join("\r\n")]), "text/vcard");
+  }
+  toast(t("contacts.imported", { count: result.imported, skipped: result.skipped.length }));
+}
+
 async function contactsScreen(main) {
   const page = await fetchPage("/me/contacts", main);
   if (!page) return;
+  const reload = () => import("./app.js").then((app) => app.render());
+  const fileInput = h("input", {
+    type: "file",
+    accept: ".vcf,text/vcard,text/x-vcard",
+    hidden: true,
+    id: "vcard-file",
+    onChange: async (event) => {
+      const [file] = event.target.files;
+      if (!file) return;
+      try {
+        await importContacts(file);
+        reload();
+      } catch (error) {
+        toast(error.message);
+      }
+    },
+  });
+  const actions = document.getElementById("topbar-actions");
+  actions.append(
+    h("button", { type: "button", class: "icon-button", "aria-label": t("contacts.refresh"), onClick: reload }, "⟳"),
+    h("button", { type: "button", class: "icon-button", "aria-label": t("contacts.import"), onClick: async () => {
+      if ("contacts" in navigator && "select" in navigator.contacts) {
+        try {
+          await importContacts(null);
+          reload();
+        } catch (error) {
+          toast(error.message);
+        }
+      } else fileInput.click();
+    } }, "⇩"),
+    h("button", { type: "button", class: "icon-button", "aria-label": t("contacts.add"), onClick: async () => {
+      if (await personalDialog()) {
+        toast(t("toast.saved"));
+        reload();
+      }
+    } }, "+"),
+  );
+  main.append(fileInput);
   const contacts = page.contacts;
   const prefs = store.prefs.contacts;
   const search = h("input", { type: "search", id: "contact-search", placeholder: t("contacts.search"), "aria-label": t("contacts.search"), autocomplete: "off" });
@@ -393,6 +482,15 @@ async function contactsScreen(main) {
             h("span", { class: "grow" }, h("strong", {}, name), h("small", { class: "muted" }, [t(`contacts.list.${contact.list}`), ...contact.numbers.map((n) => n.number)].join(" · "))),
           ),
           whatsapp ? whatsappLink(whatsapp.number, name) : null,
+          contact.list === "personal"
+            ? h("button", { type: "button", class: "icon-button", "aria-label": t("contacts.delete", { name }), onClick: async () => {
+                if (!(await confirmDialog(t("delete.title"), t("contacts.delete", { name }), t("action.delete")))) return;
+                await api.del(`/me/contacts/personal/${contact.id}`);
+                contacts.splice(contacts.indexOf(contact), 1);
+                draw();
+                toast(t("toast.deleted"));
+              } }, "✕")
+            : null,
         );
       }),
     );
