@@ -4,17 +4,55 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 
 import uvicorn
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper.api.app import create_app
+from hipper.api.state import AppState
 from hipper.config import Settings
 from hipper.sip.digest import Authenticator
 from hipper.sip.registrar import Registrar, RegistrarPolicy
 from hipper.sip.stack import SipStack
+from hipper.store.models import Event
 from hipper.store.registrations import DeviceDirectory, LocationStore
+
+DEVICE_EVENTS = ("device.created", "device.password_reset", "device.deleted")
+
+
+async def follow_device_events(state: AppState, directory: DeviceDirectory) -> None:
+    """Drop cached device credentials as soon as an administrator's change is committed on this node.
+
+    The outbox hub wakes us after commits; the events name the device's auth username. Other nodes fall back
+    to the directory's TTL until cross-node events exist.
+    """
+    async with state.sessions() as session:
+        last = (await session.execute(select(func.max(Event.id)))).scalar() or 0
+    waiter = state.events.subscribe()
+    try:
+        while True:
+            await waiter.wait()
+            waiter.clear()
+            async with state.sessions() as session:
+                rows = (
+                    await session.execute(
+                        select(Event.id, Event.payload)
+                        .where(Event.id > last, Event.type.in_(DEVICE_EVENTS))
+                        .order_by(Event.id)
+                    )
+                ).all()
+            for event_id, payload in rows:
+                last = max(last, event_id)
+                name = payload.get("auth_username") if isinstance(payload, dict) else None
+                if isinstance(name, str):
+                    directory.invalidate(name)
+                elif isinstance(payload, dict) and isinstance(payload.get("id"), int):
+                    directory.invalidate_device(payload["id"])
+    finally:
+        state.events.unsubscribe(waiter)
 
 
 def create_sip_stack(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> SipStack:
@@ -44,13 +82,31 @@ async def serve(settings: Settings) -> None:
     )
     server = uvicorn.Server(config)
     # The registrar only touches the database on a REGISTER; uvicorn's lifespan migrates right at startup.
-    stack = create_sip_stack(settings, app.state.hipper.sessions)
+    state: AppState = app.state.hipper
+    stack = create_sip_stack(settings, state.sessions)
     await stack.start(settings.sip_host, settings.sip_port, tcp=settings.sip_tcp)
     app.state.sip = stack
+    assert stack.registrar is not None
+    background = [
+        asyncio.create_task(follow_device_events(state, stack.registrar.devices)),
+        asyncio.create_task(purge_registrations(stack.registrar.locations)),
+    ]
     try:
         await server.serve()
     finally:
+        for task in background:
+            task.cancel()
         await stack.close()
+
+
+async def purge_registrations(locations: LocationStore, every: float = 600.0) -> None:
+    """Expired bindings are ignored by every read; this only keeps phones that went away from piling up."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await locations.purge_expired()
+        except Exception:  # the database may be briefly away; the next round tries again
+            logging.getLogger(__name__).exception("sip.purge_failed")
 
 
 def run(settings: Settings) -> None:

@@ -324,3 +324,26 @@ async def test_a_burst_of_lookups_makes_one_query(sip_server: SipServer) -> None
     assert all(device is not None and device.id == sip_server.device_id for device in found[:20])
     assert found[20] is None
     assert directory.queries - before == 2
+
+
+async def test_committed_device_events_drop_cached_credentials(sip_server: SipServer) -> None:
+    from hipper.api.state import AppState
+    from hipper.server import follow_device_events
+    from hipper.store.events import add_event
+
+    directory = sip_server.stack.registrar.devices  # type: ignore[union-attr]
+    state = AppState(settings=sip_server.settings, engine=None, sessions=sip_server.sessions, hasher=None)  # type: ignore[arg-type]
+    follower = asyncio.create_task(follow_device_events(state, directory))
+    try:
+        await asyncio.sleep(0.1)  # let it note the newest event id before the change
+        assert await directory.lookup("alice") is not None
+        async with sip_server.sessions() as session:
+            add_event(session, sip_server.user_id, "device.password_reset", {"id": 1, "auth_username": "alice"})
+            await session.commit()
+        state.events.published()  # what hipper.api.deps.commit does after every commit
+        async with asyncio.timeout(2):
+            # The follower is another task with no completion hook to await; watch its effect, bounded.
+            while "alice" in directory._cache:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    finally:
+        follower.cancel()
