@@ -403,3 +403,24 @@ async def test_rtcp_sender_reports_go_out_and_garbage_rtcp_is_survived() -> None
     assert isinstance(report[0], RtcpSenderReport)
     assert report[0].ssrc == rtp.ssrc
     assert report[0].packet_count > 0
+
+
+async def test_a_listener_gets_the_events_instead_of_the_queue() -> None:
+    heard: list[MediaEvent] = []
+    arrived = asyncio.Event()
+
+    def listener(event: MediaEvent) -> None:
+        heard.append(event)
+        arrived.set()
+
+    base = random.randrange(40000, 59000, 2)
+    async with MediaEngine(port_min=base, port_max=base + 200, listener=listener) as engine:
+        phone = Phone()
+        endpoint = await attach(engine, phone)
+        reply = await engine.execute(PlayPcm(endpoint, tone(800, 0.06)))
+        assert isinstance(reply, Started)
+        async with asyncio.timeout(2):
+            await arrived.wait()
+        assert heard == [PlaybackFinished(endpoint, reply.id)]
+        assert engine.events.empty()
+        phone.close()

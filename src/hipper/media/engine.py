@@ -20,6 +20,20 @@ Design notes (see DESIGN.md "Media" and "Telephony traps"):
   ``struct`` and PCMU<->PCMA is a ``bytes.translate``; no per-packet logging or objects beyond the datagram.
 - Sockets are non-blocking and read with ``add_reader`` until EAGAIN (several times the throughput of
   ``DatagramProtocol`` here, see docs/performance.md).
+- Latching is strict once learnt: after the first packet, datagrams from any other address are dropped (no media
+  hijacking). ``SetRemoteSdp`` (a re-INVITE) unlatches, for a phone that moved.
+
+A call, as a B2BUA drives it::
+
+    caller = await engine.execute(CreateEndpoint(remote_sdp=invite_sdp))      # answer goes in our 200 OK
+    await engine.execute(Play(caller.endpoint_id, (tone_path("ringback"),), loop=True))
+    callee = await engine.execute(CreateEndpoint())                           # offer goes in the new INVITE
+    await engine.execute(SetRemoteSdp(callee.endpoint_id, answer_sdp))        # the callee answered
+    await engine.execute(Connect(caller.endpoint_id, callee.endpoint_id))     # ringback -> callee, one stream
+    rec = await engine.execute(StartRecording((caller.endpoint_id, callee.endpoint_id), path))
+    ...  # DtmfReceived / RtpTimeout events arrive on engine.events (or the listener)
+    await engine.execute(StopRecording(rec.id))                               # -> RecordingFinished
+    await engine.execute(Release(caller.endpoint_id))
 """
 
 from __future__ import annotations
@@ -352,7 +366,10 @@ def _allowed_ports(port_min: int, port_max: int) -> list[int]:
 
 
 class MediaEngine:
-    """Owns every endpoint, the 20 ms ticker and the event queue. Use from one event loop only."""
+    """Owns every endpoint, the 20 ms ticker and the events. Use from one event loop only.
+
+    Events go to ``listener`` when one is given (called on the loop; it must not block), else to ``events``.
+    """
 
     def __init__(
         self,
@@ -714,12 +731,14 @@ class MediaEngine:
                 del self._mixers[mixer_id]
 
     def _emit(self, event: MediaEvent) -> None:
-        self.events.put_nowait(event)
-        if self._listener is not None:
-            try:
-                self._listener(event)
-            except Exception:
-                log.exception("media event listener failed for %r", event)
+        if self._listener is None:
+            self.events.put_nowait(event)
+            return
+        # With a listener nobody reads the queue, so events go only to the listener (no unbounded growth).
+        try:
+            self._listener(event)
+        except Exception:
+            log.exception("media event listener failed for %r", event)
 
     # --------------------------------------------------------------------------------------- receive path
 
