@@ -1,0 +1,274 @@
+"""The back-to-back user agent: the SIP stack's `RequestHandler`, owning every call of this node.
+
+It authenticates INVITEs from devices (digest with a 407 challenge, RFC 3261 §22.3), recognises the trunk and the
+mobile network by their address, starts a `Call` per new INVITE, and routes in-dialog requests, ACKs of our 2xx,
+CANCELs and stray 2xx retransmissions to the leg they belong to. Media events from the engine go to the call
+that owns the endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter, deque
+from collections.abc import Coroutine
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hipper.apps.directory import user_row
+from hipper.apps.executor import Call, CallerInfo, CallSummary
+from hipper.apps.legs import CalleeLeg, CallerLeg, Leg
+from hipper.apps.peers import Peers, number_of
+from hipper.config import Settings
+from hipper.domain.routing import RoutingRules
+from hipper.media.engine import MediaEngine, MediaEvent, RtpTimeout, engine_from_settings
+from hipper.sip.digest import Verdict, parse_credentials
+from hipper.sip.message import ParseError, Request, Response
+from hipper.sip.registrar import Registrar
+from hipper.sip.stack import SipStack
+from hipper.sip.transaction import ServerTransaction
+from hipper.sip.transport import Peer
+from hipper.store.registrations import Device
+
+log = logging.getLogger(__name__)
+
+HISTORY = 200
+
+
+class B2bua:
+    def __init__(
+        self,
+        settings: Settings,
+        stack: SipStack,
+        sessions: async_sessionmaker[AsyncSession],
+        media: MediaEngine,
+        *,
+        own_media: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.stack = stack
+        self.sessions = sessions
+        self.media = media
+        self.own_media = own_media
+        self.peers = Peers.from_settings(settings)
+        self.rules = RoutingRules(seconds_per_ring=settings.seconds_per_ring)
+        self.registrar: Registrar | None = stack.registrar
+        self.legs: dict[tuple[str, str], Leg] = {}
+        self.invites: dict[ServerTransaction, Call] = {}
+        self.endpoints: dict[str, Call] = {}
+        self.calls: set[Call] = set()
+        self.active_users: Counter[int] = Counter()
+        self.history: deque[CallSummary] = deque(maxlen=HISTORY)
+        self.ended: asyncio.Queue[CallSummary] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._events_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._events_task = asyncio.get_running_loop().create_task(self._media_events())
+        self.stack.handler = self
+
+    async def close(self) -> None:
+        self.stack.handler = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._events_task is not None:
+            self._events_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._events_task
+        if self.own_media:
+            await self.media.stop()
+
+    # -- bookkeeping the calls use ---------------------------------------------------------------------------
+
+    def add_leg(self, leg: Leg) -> None:
+        if leg.dialog is not None:
+            self.legs[(leg.dialog.call_id, leg.local_tag)] = leg
+
+    def watch(self, endpoint_id: str, call: Call) -> None:
+        self.endpoints[endpoint_id] = call
+
+    def unwatch(self, endpoint_id: str) -> None:
+        self.endpoints.pop(endpoint_id, None)
+
+    def on_call(self, user_id: int) -> bool:
+        return self.active_users[user_id] > 0
+
+    def on_call_started(self, user_id: int) -> None:
+        self.active_users[user_id] += 1
+
+    def on_call_ended(self, user_id: int) -> None:
+        self.active_users[user_id] -= 1
+        if self.active_users[user_id] <= 0:
+            del self.active_users[user_id]
+
+    def finished(self, call: Call) -> None:
+        self.calls.discard(call)
+        self.invites.pop(call.a.tx, None)
+        for key in [key for key, leg in self.legs.items() if leg.call is call]:
+            del self.legs[key]
+        if call.summary is not None:
+            self.history.append(call.summary)
+            self.ended.put_nowait(call.summary)
+
+    async def _media_events(self) -> None:
+        while True:
+            event: MediaEvent = await self.media.events.get()
+            endpoint_id = getattr(event, "endpoint_id", None)
+            call = self.endpoints.get(endpoint_id) if endpoint_id is not None else None
+            if call is None:
+                continue
+            if isinstance(event, RtpTimeout):
+                call.rtp_timeout(event.endpoint_id)
+            else:
+                call.media_event(event)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- RequestHandler --------------------------------------------------------------------------------------
+
+    def on_request(self, tx: ServerTransaction) -> None:
+        request = tx.request
+        try:
+            to_tag = request.to.tag
+        except ParseError:
+            tx.respond(tx.response(400))
+            return
+        if to_tag is None:
+            if request.method == "INVITE":
+                self._spawn(self._new_call(tx))
+            elif request.method in ("BYE", "INFO", "UPDATE", "PRACK"):
+                tx.respond(tx.response(481))
+            else:
+                tx.respond(tx.response(405))
+            return
+        leg = self.legs.get((request.call_id, to_tag))
+        if leg is None:
+            tx.respond(tx.response(481))
+            return
+        leg.call.in_dialog(leg, tx)
+
+    def on_ack(self, request: Request, peer: Peer) -> None:
+        try:
+            key = (request.call_id, request.to.tag or "")
+        except ParseError:
+            return
+        leg = self.legs.get(key)
+        if isinstance(leg, CallerLeg):
+            leg.ack_received()
+
+    def on_cancel(self, tx: ServerTransaction, cancel: Request) -> None:
+        call = self.invites.get(tx)
+        if call is None:
+            tx.respond(tx.response(487))
+            return
+        call.cancelled_by_caller()
+
+    def on_stray_response(self, response: Response, peer: Peer) -> None:
+        """A 2xx retransmitted after its transaction ended: the leg ACKs it again (§13.2.2.4)."""
+        try:
+            if response.cseq[1] != "INVITE" or not 200 <= response.status < 300:
+                return
+            key = (response.call_id, response.from_.tag or "")
+        except ParseError:
+            return
+        leg = self.legs.get(key)
+        if isinstance(leg, CalleeLeg):
+            leg._on_success(response)
+
+    # -- new calls ---------------------------------------------------------------------------------------------
+
+    async def _new_call(self, tx: ServerTransaction) -> None:
+        request = tx.request
+        try:
+            caller = await self._identify(tx)
+        except ParseError as exc:
+            tx.respond(tx.response(400, exc.reason))
+            return
+        if caller is None:
+            return  # challenged or refused
+        if tx.cancelled:
+            tx.respond(tx.response(487))
+            return
+        call = Call(self, tx, caller)
+        self.calls.add(call)
+        self.invites[tx] = call
+        self.legs[(request.call_id, tx.to_tag)] = call.a
+        await call.run()
+
+    async def _identify(self, tx: ServerTransaction) -> CallerInfo | None:
+        request = tx.request
+        origin = self.peers.origin(tx.peer)
+        if origin is not None:
+            from_ = request.from_
+            privacy = (request.headers.get("Privacy") or "").lower()
+            number = None if "id" in privacy.split(";") else number_of(from_)
+            return CallerInfo("trunk" if origin == "trunk" else "mobile", number, from_.display_name)
+        device = await self._authenticate(tx)
+        if device is None:
+            return None
+        user = await user_row(self.sessions, device.user_id)
+        if user is None:
+            tx.respond(tx.response(403, "Device without user"))
+            return None
+        name = f"{user.first_name} {user.last_name}".strip() or user.username
+        return CallerInfo(
+            "device",
+            user.extension or user.direct_number,
+            name,
+            user_id=user.id,
+            company_id=user.company_id,
+        )
+
+    async def _authenticate(self, tx: ServerTransaction) -> Device | None:
+        """Digest on INVITE as a proxy-style challenge (407 Proxy-Authenticate, RFC 3261 §22.3)."""
+        if self.registrar is None:
+            tx.respond(tx.response(403, "No devices here"))
+            return None
+        request = tx.request
+        values = [v for v in request.headers.get_all("Proxy-Authorization") if v.lower().startswith("digest")]
+        if not values:
+            self._challenge(tx, stale=False)
+            return None
+        params = parse_credentials(values[0])
+        device = await self.registrar.devices.lookup(params.get("username", ""))
+        if device is None:
+            tx.respond(tx.response(403, "Wrong credentials"))
+            return None
+        verdict = self.registrar.authenticator.verify(params, "INVITE", device.credentials)
+        if verdict == Verdict.STALE:
+            self._challenge(tx, stale=True)
+            return None
+        if verdict == Verdict.WRONG:
+            tx.respond(tx.response(403, "Wrong credentials"))
+            return None
+        return device
+
+    def _challenge(self, tx: ServerTransaction, *, stale: bool) -> None:
+        assert self.registrar is not None
+        response = tx.response(407)
+        for value in self.registrar.authenticator.challenges(stale=stale):
+            response.headers.add("Proxy-Authenticate", value)
+        tx.respond(response)
+
+
+async def start_call_processing(
+    settings: Settings,
+    stack: SipStack,
+    sessions: async_sessionmaker[AsyncSession],
+    media: MediaEngine | None = None,
+) -> B2bua:
+    """Attach call processing to a running SIP stack (the media engine is made and started when not given)."""
+    own_media = media is None
+    if media is None:
+        media = engine_from_settings(settings)
+        await media.start()
+    b2bua = B2bua(settings, stack, sessions, media, own_media=own_media)
+    await b2bua.start()
+    return b2bua

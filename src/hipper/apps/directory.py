@@ -1,0 +1,83 @@
+"""Who a dialled number is: a user (and which of their numbers), a company/department number, or outside.
+
+Reads the database for each call. Snapshots are loaded fresh per call (no cache yet), so a committed settings
+change is seen by the very next call without any invalidation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hipper.domain.group_routing import GroupNumber
+from hipper.domain.numbers import NumberError, is_extension, normalise
+from hipper.domain.routing import UserState
+from hipper.store.models import User
+from hipper.store.user_state import group_number_of, load_user_state
+
+
+@dataclass(frozen=True)
+class Callee:
+    user_id: int
+    company_id: int | None
+    called: Literal["fixed", "mobile"]
+    extension: str | None
+    name: str
+
+
+@dataclass(frozen=True)
+class Resolved:
+    kind: Literal["user", "group", "external", "unknown"]
+    number: str
+    callee: Callee | None = None
+    group: GroupNumber | None = None
+
+
+def _callee(user: User, called: Literal["fixed", "mobile"]) -> Callee:
+    name = f"{user.first_name} {user.last_name}".strip() or user.username
+    return Callee(user.id, user.company_id, called, user.extension, name)
+
+
+async def resolve(session: AsyncSession, dialled: str, company_id: int | None, region: str) -> Resolved:
+    """Extensions are looked up inside the caller's company (no company: nowhere); numbers everywhere."""
+    try:
+        number = normalise(dialled, region)
+    except NumberError:
+        return Resolved("unknown", dialled)
+    if is_extension(number):
+        if company_id is None:
+            return Resolved("unknown", number)
+        user = (
+            await session.execute(select(User).where(User.company_id == company_id, User.extension == number))
+        ).scalar_one_or_none()
+        return Resolved("user", number, _callee(user, "fixed")) if user is not None else Resolved("unknown", number)
+    user = (
+        await session.execute(
+            select(User).where(or_(User.direct_number == number, User.mobile_number == number)).limit(1)
+        )
+    ).scalar_one_or_none()
+    if user is not None:
+        return Resolved("user", number, _callee(user, "fixed" if user.direct_number == number else "mobile"))
+    group = await group_number_of(session, number)
+    if group is not None:
+        return Resolved("group", number, group=group)
+    return Resolved("external", number)
+
+
+async def user_state(
+    sessions: async_sessionmaker[AsyncSession], user_id: int, now: datetime, *, on_call: bool
+) -> UserState | None:
+    async with sessions() as session:
+        user = await session.get(User, user_id)
+        if user is None:
+            return None
+        return await load_user_state(session, user, now, on_call=on_call)
+
+
+async def user_row(sessions: async_sessionmaker[AsyncSession], user_id: int) -> User | None:
+    async with sessions() as session:
+        return await session.get(User, user_id)

@@ -1,0 +1,908 @@
+"""One call: the caller's leg, the plan(s) the routing policy made, and the legs and media that carry them out.
+
+The executor never decides: `plan_incoming` (domain/routing) and `plan_group_call` say what happens; this module
+turns steps into SIP legs and media commands (docs/architecture.md "How a call flows through apps/"):
+
+- `RingStep`: fork to every target at once (each branch its own anchored RTP endpoint), relay 180, the first
+  2xx wins — except branches with answer confirmation, whose 200 is ACKed and prompted ("press 1") while the
+  caller keeps ringing; the other branches are cancelled (CANCEL only after their 1xx). Its outcome (busy, no
+  answer in time, not reachable) runs the matching branch of the plan.
+- `ForwardStep`: a colleague's number re-enters routing for that user with the diversion count; any other number
+  leaves through the trunk with History-Info and Diversion.
+- `VoicemailStep`: until the voicemail application exists, answer and say that it is not available yet.
+- `PersonalAssistantStep`: answer, play the announcement; 0 transfers, otherwise what the plan says afterwards.
+- `RingSplashStep`: a short alert (Alert-Info) on the desk phones; the call goes on meanwhile.
+
+Every call ends with one call-log row per involved user (placed / received / missed), the executed plan on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal, TypeVar
+from zoneinfo import ZoneInfo
+
+from hipper.apps.directory import Callee, resolve, user_state
+from hipper.apps.legs import CalleeLeg, CallerLeg, Leg, contact_header
+from hipper.apps.peers import diversion_headers, diversions_so_far, identity_headers
+from hipper.domain.call_logs import CallKind
+from hipper.domain.errors import DomainError
+from hipper.domain.group_routing import GroupNumber, plan_group_call
+from hipper.domain.outgoing import ANONYMOUS_DISPLAY, ANONYMOUS_HOST, ANONYMOUS_USER, PlacedCall, outgoing_identity
+from hipper.domain.routing import (
+    ForwardStep,
+    HangupStep,
+    IncomingCall,
+    PersonalAssistantStep,
+    RejectStep,
+    RingSplashStep,
+    RingStep,
+    Step,
+    Target,
+    VoicemailStep,
+    plan_incoming,
+)
+from hipper.media.engine import (
+    Connect,
+    CreateEndpoint,
+    DtmfReceived,
+    EndpointCreated,
+    MediaError,
+    MediaEvent,
+    Play,
+    PlaybackFinished,
+    RecordingFinished,
+    Release,
+    SessionUpdated,
+    SetRemoteSdp,
+    Started,
+)
+from hipper.media.prompts import PRESENCE_REASONS, personal_assistant_announcement, sentence, tone_path
+from hipper.sip.message import URI, NameAddr, ParseError, Response
+from hipper.sip.transaction import ServerTransaction
+from hipper.sip.transport import Peer
+from hipper.store import call_logs
+from hipper.store.registrations import Binding, LocationStore
+
+if TYPE_CHECKING:
+    from hipper.apps.b2bua import B2bua
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+BUSY_STATUSES = frozenset({486, 600, 603})
+# After the Personal Assistant's announcement the caller still has this long to press 0.
+ASSISTANT_GRACE_SECONDS = 5.0
+# A prompt that never reports its end (a stuck engine) must not hold the call forever.
+PROMPT_LIMIT_SECONDS = 60.0
+RING_SPLASH_SECONDS = 1.5
+LOCAL_ZONE = ZoneInfo("Europe/Amsterdam")
+
+
+@dataclass(frozen=True)
+class CallerInfo:
+    """Who is calling, as the exchange knows it."""
+
+    origin: Literal["device", "trunk", "mobile"]
+    number: str | None  # what callees see: the extension of a colleague, E.164 from outside; None = anonymous
+    display: str = ""
+    user_id: int | None = None  # a device's user
+    company_id: int | None = None
+    device_kind: Literal["desk", "mobile"] = "desk"
+
+
+@dataclass
+class Party:
+    """One involved user's side of the call: becomes their call-log row."""
+
+    user_id: int
+    kind: CallKind
+    remote_number: str
+    remote_name: str = ""
+    local_identity: str = ""
+    plan: dict[str, object] | None = None
+    outcome: list[str] = field(default_factory=list)
+    answered_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Branch:
+    """Where one fork branch goes."""
+
+    uri: URI
+    peer: Peer
+    to: NameAddr
+    label: str
+    confirm: bool = False
+    headers: tuple[tuple[str, str], ...] = ()
+    user_id: int | None = None  # the user whose phone this is (an answer there is their "received" call)
+
+
+@dataclass(frozen=True)
+class RingResult:
+    outcome: Literal["answered", "busy", "no-answer", "not-reachable", "gone"]
+    status: int = 0
+
+
+@dataclass
+class CallSummary:
+    """What tests and metrics read about a finished call."""
+
+    call_id: str
+    outcome: str
+    answered: bool
+    branches: list[tuple[str, int | None]]
+    media: dict[str, int]
+    parties: list[tuple[int, str, str]]
+
+
+@dataclass
+class Routing:
+    """The user whose plan runs, and what their forwarded legs carry."""
+
+    party: Party
+    callee: Callee
+    incoming: IncomingCall
+    called_number: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class Call:
+    def __init__(self, b2bua: B2bua, tx: ServerTransaction, caller: CallerInfo) -> None:
+        self.b2bua = b2bua
+        self.media = b2bua.media
+        self.settings = b2bua.settings
+        self.caller = caller
+        self.a = CallerLeg(b2bua.stack, self, tx)
+        self.a_sdp = ""
+        self.call_id = tx.request.call_id
+        self.started_at = datetime.now(UTC)
+        self.answered_at: datetime | None = None
+        self.over = asyncio.Event()
+        self.connected: CalleeLeg | None = None
+        self.branches: list[CalleeLeg] = []
+        self.parties: list[Party] = []
+        self.placed: Party | None = None
+        self.final_status: int | None = None
+        self.events: dict[str, asyncio.Queue[MediaEvent]] = {}
+        self._ring_queue: asyncio.Queue[tuple[CalleeLeg, Response | str]] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.summary: CallSummary | None = None
+        self.a.on_no_ack = self.over.set
+
+    # -- life cycle -------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            offer = self.a.request.body.decode(errors="replace")
+            if not offer.strip():
+                # Late offer (INVITE without SDP) is not supported yet: the phones we meet all offer.
+                self.fail(488, "Offer Required")
+                return
+            try:
+                created = await self.media.execute(CreateEndpoint(remote_sdp=offer))
+            except MediaError:
+                self.fail(488, "Not Acceptable Here")
+                return
+            assert isinstance(created, EndpointCreated)
+            self.a.endpoint_id = created.endpoint_id
+            self.a_sdp = created.local_sdp
+            self.watch(created.endpoint_id)
+            await self.route()
+            if not self.a.finished:
+                self.fail(480, "Temporarily Unavailable")
+            if self.a.answered:
+                await self.over.wait()
+        except Exception:
+            log.exception("call.failed", extra={"call_id": self.call_id})
+            self.fail(500, "Server Internal Error")
+        finally:
+            self.over.set()
+            await self.teardown()
+            await self.write_logs()
+            self.b2bua.finished(self)
+
+    def fail(self, status: int, reason: str = "") -> None:
+        """The call cannot be completed: a final error to the caller, or (already answered) hang up."""
+        if self.final_status is None:
+            self.final_status = status
+        if not self.a.finished:
+            self.a.reject(status, reason)
+        self.over.set()
+
+    async def teardown(self) -> None:
+        self.a.stop_timers()
+        for task in list(self._tasks):
+            task.cancel()
+        media = self._media_stats()
+        endings: list[Awaitable[None]] = []
+        if self.a.answered and not self.a.ended:
+            endings.append(self.a.bye())
+        for leg in self.branches:
+            if leg.status is None:
+                leg.cancel()
+            elif 200 <= leg.status < 300 and not leg.ended:
+                endings.append(leg.bye())
+        if endings:
+            await asyncio.gather(*endings, return_exceptions=True)
+        for endpoint_id in list(self.events):
+            with contextlib.suppress(MediaError):
+                await self.media.execute(Release(endpoint_id))
+            self.b2bua.unwatch(endpoint_id)
+        self.events.clear()
+        if self.connected is not None:
+            for user_id in self._connected_users():
+                self.b2bua.on_call_ended(user_id)
+        self.summary = CallSummary(
+            call_id=self.call_id,
+            outcome=self.outcome(),
+            answered=self.answered_at is not None,
+            branches=[(leg.label, leg.status) for leg in self.branches],
+            media=media,
+            parties=[(p.user_id, p.kind, ", ".join(p.outcome)) for p in self._all_parties()],
+        )
+
+    def _media_stats(self) -> dict[str, int]:
+        stats: dict[str, int] = {}
+        for name, leg in (("caller", self.a), ("callee", self.connected)):
+            if leg is None or leg.endpoint_id is None or leg.endpoint_id not in self.events:
+                continue
+            with contextlib.suppress(MediaError):
+                for key, value in self.media.stats(leg.endpoint_id).items():
+                    stats[f"{name}_{key}"] = value
+        return stats
+
+    def outcome(self) -> str:
+        if self.answered_at is not None:
+            return "answered"
+        for party in reversed(self.parties):
+            if party.outcome:
+                return party.outcome[-1]
+        if self.final_status == 487:
+            return "cancelled"
+        return {486: "busy", 480: "not-reachable", 404: "unknown-number"}.get(self.final_status or 0, "failed")
+
+    def _all_parties(self) -> list[Party]:
+        return ([self.placed] if self.placed is not None else []) + self.parties
+
+    def _connected_users(self) -> list[int]:
+        users = [self.caller.user_id] if self.caller.user_id is not None else []
+        return users + [p.user_id for p in self.parties if p.kind == "received"]
+
+    async def write_logs(self) -> None:
+        ended = datetime.now(UTC)
+        parties = self._all_parties()
+        if not parties:
+            return
+        try:
+            async with self.b2bua.sessions() as session:
+                for party in parties:
+                    outcome = ", ".join(party.outcome) or self.outcome()
+                    await call_logs.record_call(
+                        session,
+                        party.user_id,
+                        kind=party.kind,
+                        started_at=self.started_at,
+                        call_id=self.call_id[:200],
+                        remote_number=party.remote_number[:64],
+                        remote_name=party.remote_name[:200],
+                        local_identity=party.local_identity[:64],
+                        answered_at=party.answered_at,
+                        ended_at=ended,
+                        outcome=outcome[:40],
+                        plan=party.plan,
+                    )
+                await session.commit()
+        except Exception:
+            log.exception("call.log_failed", extra={"call_id": self.call_id})
+
+    # -- SIP events from the B2BUA -------------------------------------------------------------------------------
+
+    def cancelled_by_caller(self) -> None:
+        self.final_status = 487
+        self.a.reject(487, "Request Terminated")
+        self.over.set()
+
+    def in_dialog(self, leg: Leg, tx: ServerTransaction) -> None:
+        request = tx.request
+        if leg.dialog is not None and not leg.dialog.accept_remote_cseq(request):
+            tx.respond(tx.response(500, "Out of order CSeq"))
+            return
+        method = request.method
+        if method == "BYE":
+            tx.respond(tx.response(200))
+            leg.ended = True
+            self.leg_gone(leg)
+        elif method in ("INVITE", "UPDATE"):
+            self.spawn(self._renegotiate(leg, tx))
+        elif method == "REFER":
+            tx.respond(tx.response(501, "Transfers come later"))
+        else:
+            tx.respond(tx.response(200))  # INFO, OPTIONS, NOTIFY: acknowledged, nothing to do yet
+
+    def leg_gone(self, leg: Leg) -> None:
+        if leg is self.a or leg is self.connected:
+            self.over.set()
+        elif isinstance(leg, CalleeLeg) and self._ring_queue is not None:
+            self._ring_queue.put_nowait((leg, "bye"))
+
+    async def _renegotiate(self, leg: Leg, tx: ServerTransaction) -> None:
+        """A re-INVITE / UPDATE (hold, resume, a moved phone): answered from this leg's own anchored endpoint."""
+        body = tx.request.body.decode(errors="replace")
+        if not body.strip() or leg.endpoint_id is None:
+            tx.respond(tx.response(488, "Offer Required"))
+            return
+        try:
+            updated = await self.media.execute(SetRemoteSdp(leg.endpoint_id, body))
+        except MediaError:
+            tx.respond(tx.response(488))
+            return
+        assert isinstance(updated, SessionUpdated)
+        response = tx.response(200, body=(updated.local_sdp or "").encode())
+        response.headers.add("Contact", contact_header(self.b2bua.stack, leg.peer.transport))
+        if updated.local_sdp:
+            response.headers.add("Content-Type", "application/sdp")
+        tx.respond(response)
+
+    # -- media ------------------------------------------------------------------------------------------------
+
+    def watch(self, endpoint_id: str) -> None:
+        self.events[endpoint_id] = asyncio.Queue()
+        self.b2bua.watch(endpoint_id, self)
+
+    def media_event(self, event: MediaEvent) -> None:
+        if isinstance(event, RecordingFinished):
+            return
+        queue = self.events.get(event.endpoint_id)
+        if queue is not None:
+            queue.put_nowait(event)
+
+    def rtp_timeout(self, endpoint_id: str) -> None:
+        legs = [self.a, self.connected]
+        if any(leg is not None and leg.endpoint_id == endpoint_id for leg in legs):
+            log.info("call.rtp_timeout", extra={"call_id": self.call_id})
+            self.over.set()
+
+    async def new_endpoint(self) -> EndpointCreated:
+        created = await self.media.execute(CreateEndpoint())
+        assert isinstance(created, EndpointCreated)
+        self.watch(created.endpoint_id)
+        return created
+
+    async def release(self, endpoint_id: str | None) -> None:
+        if endpoint_id is None or endpoint_id not in self.events:
+            return
+        del self.events[endpoint_id]
+        self.b2bua.unwatch(endpoint_id)
+        with contextlib.suppress(MediaError):
+            await self.media.execute(Release(endpoint_id))
+
+    async def play(self, endpoint_id: str, files: tuple[object, ...], *, loop: bool = False) -> str:
+        started = await self.media.execute(Play(endpoint_id, tuple(files), loop=loop))  # type: ignore[arg-type]
+        assert isinstance(started, Started)
+        return started.id
+
+    async def race(self, awaitable: Awaitable[T], limit: float | None) -> T | None:
+        """`awaitable`'s result, or None when the call ends or `limit` seconds pass first."""
+        task = asyncio.ensure_future(awaitable)
+        over = asyncio.ensure_future(self.over.wait())
+        try:
+            done, _ = await asyncio.wait({task, over}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pending in (task, over):
+                if not pending.done():
+                    pending.cancel()
+        if task in done and not task.cancelled():
+            return task.result()
+        return None
+
+    def spawn(self, coroutine: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def answer_caller(self) -> None:
+        """Answer the caller ourselves (an application takes the call) and give the ACK a moment to arrive."""
+        if not self.a.answered:
+            self.a.answer(self.a_sdp)
+            await self.race(asyncio.shield(self.a.acked), 2.0)
+
+    # -- routing -----------------------------------------------------------------------------------------------
+
+    async def route(self) -> None:
+        request = self.a.request
+        dialled = request.uri.user or request.to.uri.user or ""
+        async with self.b2bua.sessions() as session:
+            resolved = await resolve(session, dialled, self.caller.company_id, self.settings.default_region)
+        if self.caller.origin == "device" and self.caller.user_id is not None:
+            self.placed = Party(self.caller.user_id, "placed", resolved.number)
+            if resolved.callee is not None:
+                self.placed.remote_name = resolved.callee.name
+        try:
+            max_forwards = request.int_header("Max-Forwards")
+        except ParseError:
+            max_forwards = None
+        incoming_base = IncomingCall(
+            caller=self.caller.number,
+            called="fixed",
+            diversion_count=diversions_so_far(request),
+            max_forwards=70 if max_forwards is None else max_forwards,
+        )
+        if resolved.kind == "user" and resolved.callee is not None:
+            incoming = IncomingCall(
+                caller=incoming_base.caller,
+                called=resolved.callee.called,
+                diversion_count=incoming_base.diversion_count,
+                max_forwards=incoming_base.max_forwards,
+            )
+            await self.route_user(resolved.callee, incoming, resolved.number, ())
+        elif resolved.kind == "group" and resolved.group is not None:
+            await self.route_group(resolved.group, incoming_base)
+        elif resolved.kind == "external" and self.caller.origin == "device":
+            await self.call_out(resolved.number)
+        else:
+            self.fail(404, "Not Found")
+
+    async def route_user(
+        self, callee: Callee, incoming: IncomingCall, called_number: str, headers: tuple[tuple[str, str], ...]
+    ) -> None:
+        now = datetime.now(UTC)
+        state = await user_state(self.b2bua.sessions, callee.user_id, now, on_call=self.b2bua.on_call(callee.user_id))
+        if state is None:
+            self.fail(404, "Not Found")
+            return
+        plan = plan_incoming(incoming, state, now, self.b2bua.rules)
+        party = Party(
+            callee.user_id,
+            "missed",
+            self.caller.number or "",
+            remote_name=self.caller.display,
+            local_identity=called_number,
+            plan=plan.model_dump(mode="json"),
+        )
+        self.parties.append(party)
+        log.info("call.plan", extra={"call_id": self.call_id, "user_id": callee.user_id, "plan": plan.describe()})
+        await self.run_steps(plan.steps, Routing(party, callee, incoming, called_number, headers))
+
+    async def route_group(self, group: GroupNumber, incoming: IncomingCall) -> None:
+        plan = plan_group_call(group, incoming.caller, datetime.now(UTC), max_forwards=incoming.max_forwards)
+        if isinstance(plan.step, RejectStep):
+            self.fail(plan.step.status, plan.step.reason_phrase)
+            return
+        await self.forward_to(plan.step.destination, None, None)
+
+    async def run_steps(self, steps: tuple[Step, ...], routing: Routing) -> None:
+        party = routing.party
+        for step in steps:
+            if self.over.is_set():
+                party.outcome.append("cancelled")
+                return
+            if isinstance(step, RingSplashStep):
+                self.spawn(self.ring_splash(routing.callee.user_id))
+                continue
+            if isinstance(step, ForwardStep):
+                party.outcome.append("forwarded")
+                await self.forward_to(step.destination, step, routing)
+                return
+            if isinstance(step, VoicemailStep):
+                party.outcome.append("voicemail")
+                await self.voicemail()
+                return
+            if isinstance(step, RejectStep):
+                party.outcome.append({486: "busy", 480: "not-reachable"}.get(step.status, "rejected"))
+                self.fail(step.status, step.reason_phrase)
+                return
+            if isinstance(step, HangupStep):
+                self.fail(480, "Temporarily Unavailable")
+                return
+            if isinstance(step, PersonalAssistantStep):
+                party.outcome.append("assistant")
+                await self.assistant(step, routing)
+                return
+            if isinstance(step, RingStep):
+                result = await self.ring_step(step, routing)
+                if result.outcome == "answered":
+                    return
+                party.outcome.append("cancelled" if result.outcome == "gone" else result.outcome)
+                if result.outcome == "gone":
+                    return
+                branch = {
+                    "busy": step.on_busy,
+                    "no-answer": step.on_no_answer,
+                    "not-reachable": step.on_not_reachable,
+                }[result.outcome]
+                if branch:
+                    await self.run_steps(branch, routing)
+                else:
+                    self.fail(486 if result.outcome == "busy" else 480)
+                return
+        self.fail(480, "Temporarily Unavailable")
+
+    # -- ringing ----------------------------------------------------------------------------------------------
+
+    async def ring_step(self, step: RingStep, routing: Routing) -> RingResult:
+        branches: list[Branch] = []
+        for target in step.targets:
+            branches.extend(await self.branches_for(target, routing))
+        if not branches:
+            return RingResult("not-reachable")
+        max_forwards = max(1, routing.incoming.max_forwards - 1)
+        result = await self.ring(branches, step.timeout_seconds, max_forwards, routing.headers)
+        if result.outcome == "answered":
+            party = routing.party
+            winner = self.connected
+            if winner is not None:
+                party.kind = "received"
+                party.outcome.append("answered")
+                party.answered_at = self.answered_at
+        return result
+
+    async def bindings(self, user_id: int, device_ids: tuple[int, ...] | None = None) -> list[Binding]:
+        found = await LocationStore(self.b2bua.sessions).for_user(user_id)
+        return [b for b in found if device_ids is None or b.device_id in device_ids]
+
+    def device_branches(self, bindings: list[Binding], label: str, user_id: int, to: NameAddr) -> list[Branch]:
+        branches = []
+        for binding in bindings:
+            try:
+                uri = URI.parse(binding.contact)
+                peer = Peer.parse(binding.source)  # where it registered from, not its (maybe private) Contact
+            except (ParseError, ValueError):
+                continue
+            branches.append(Branch(uri, peer, to, label, user_id=user_id))
+        return branches
+
+    async def branches_for(self, target: Target, routing: Routing) -> list[Branch]:
+        user_id = routing.callee.user_id
+        to = self.b2bua.peers.address(routing.called_number)
+        if target.kind == "desk":
+            return self.device_branches(await self.bindings(user_id, target.device_ids), "desk", user_id, to)
+        branches: list[Branch] = []
+        if target.kind == "mobile" and target.device_ids:
+            branches += self.device_branches(await self.bindings(user_id, target.device_ids), "mobile", user_id, to)
+        if target.number is None:
+            return branches
+        if target.kind == "mobile":
+            where = self.b2bua.peers.handset_uri(target.number)
+            if where is not None:
+                branches.append(Branch(where[0], where[1], to, "mobile", user_id=user_id))
+            return branches
+        # Remote office, simultaneous ring, Anywhere: a colleague's number rings their phones directly.
+        async with self.b2bua.sessions() as session:
+            resolved = await resolve(session, target.number, routing.callee.company_id, self.settings.default_region)
+        if resolved.kind == "user" and resolved.callee is not None:
+            found = self.device_branches(await self.bindings(resolved.callee.user_id), target.kind, user_id, to)
+            return [Branch(b.uri, b.peer, b.to, b.label, target.answer_confirmation, user_id=user_id) for b in found]
+        trunk = self.b2bua.peers.trunk_uri(resolved.number)
+        if trunk is None:
+            return branches
+        headers: list[tuple[str, str]] = []
+        if target.block_diversion:
+            # Ask the mobile network not to divert this branch to its own voicemail (it would take the call).
+            headers.append(("Privacy", "none"))
+            headers.append(("Diversion-Inhibitor", "yes"))
+        branches.append(
+            Branch(
+                trunk[0],
+                trunk[1],
+                self.b2bua.peers.address(resolved.number),
+                target.kind,
+                target.answer_confirmation,
+                tuple(headers),
+                user_id,
+            )
+        )
+        return branches
+
+    def caller_address(self) -> NameAddr:
+        if self.caller.number is None:
+            return NameAddr(URI("sip", ANONYMOUS_HOST, user=ANONYMOUS_USER), ANONYMOUS_DISPLAY)
+        return NameAddr(URI("sip", self.settings.sip_realm, user=self.caller.number), self.caller.display)
+
+    async def ring(
+        self,
+        branches: list[Branch],
+        ring_seconds: float | None,
+        max_forwards: int,
+        headers: tuple[tuple[str, str], ...],
+        from_: NameAddr | None = None,
+    ) -> RingResult:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[CalleeLeg, Response | str]] = asyncio.Queue()
+        self._ring_queue = queue
+        legs: list[CalleeLeg] = []
+        ringback: str | None = None
+        if self.a.answered and self.a.endpoint_id is not None:
+            # The caller was answered by an application (Personal Assistant): they hear ringback meanwhile.
+            ringback = await self.play(self.a.endpoint_id, (tone_path("ringback"),), loop=True)
+        for branch in branches:
+            endpoint = await self.new_endpoint()
+            leg = CalleeLeg(
+                self.b2bua.stack,
+                self,
+                peer=branch.peer,
+                uri=branch.uri,
+                from_=from_ or self.caller_address(),
+                to=branch.to,
+                label=branch.label,
+                confirm=branch.confirm,
+            )
+            leg.endpoint_id = endpoint.endpoint_id
+            leg.listener = lambda leg, response: queue.put_nowait((leg, response))
+            leg.start(
+                endpoint.local_sdp,
+                [*headers, *branch.headers],
+                max_forwards=max_forwards,
+                provisional_timeout=self.settings.branch_provisional_seconds,
+            )
+            legs.append(leg)
+            self.branches.append(leg)
+        deadline = None if ring_seconds is None else loop.time() + ring_seconds
+        pending = set(legs)
+        statuses: list[int] = []
+        rang = False
+        winner: CalleeLeg | None = None
+        timed_out = False
+        confirming: dict[CalleeLeg, asyncio.Task[None]] = {}
+        try:
+            while pending:
+                wait = None if deadline is None else deadline - loop.time()
+                if wait is not None and wait <= 0:
+                    timed_out = True
+                    break
+                item = await self.race(queue.get(), wait)
+                if item is None:
+                    timed_out = not self.over.is_set()
+                    break
+                leg, event = item
+                if leg not in pending:
+                    continue
+                if isinstance(event, Response):
+                    status = event.status
+                    if status < 200:
+                        if status > 100:
+                            rang = True
+                            self.a.ringing()
+                        continue
+                    if status < 300:
+                        if not await self._accept_answer(leg, event):
+                            pending.discard(leg)
+                            statuses.append(488)
+                            self.spawn(leg.bye())
+                            continue
+                        if leg.confirm:
+                            confirming[leg] = asyncio.ensure_future(self._confirm(leg, queue))
+                            continue
+                        winner = leg
+                        break
+                    pending.discard(leg)
+                    statuses.append(status)
+                    await self.release(leg.endpoint_id)
+                elif event == "confirmed":
+                    winner = leg
+                    break
+                elif event == "bye":
+                    pending.discard(leg)
+                    statuses.append(487)
+                    if leg in confirming:
+                        confirming.pop(leg).cancel()
+                    await self.release(leg.endpoint_id)
+        finally:
+            self._ring_queue = None
+            for task in confirming.values():
+                task.cancel()
+            for leg in legs:
+                if leg is winner:
+                    continue
+                if leg.status is None:
+                    leg.cancel()  # the transaction sends the CANCEL once (if ever) a 1xx came (§9.1)
+                elif 200 <= leg.status < 300 and not leg.ended:
+                    self.spawn(leg.bye())
+                self.spawn(self.release(leg.endpoint_id))
+        if winner is not None:
+            await self.connect(winner, ringback)
+            return RingResult("answered", 200)
+        if self.over.is_set():
+            return RingResult("gone")
+        if timed_out:
+            return RingResult("no-answer")
+        if statuses and all(status in BUSY_STATUSES for status in statuses):
+            return RingResult("busy", statuses[-1])
+        if not rang and not any(status in BUSY_STATUSES for status in statuses):
+            return RingResult("not-reachable", statuses[-1] if statuses else 480)
+        if any(status in BUSY_STATUSES for status in statuses):
+            return RingResult("busy", 486)
+        return RingResult("no-answer", statuses[-1] if statuses else 480)
+
+    async def _accept_answer(self, leg: CalleeLeg, response: Response) -> bool:
+        if leg.endpoint_id is None:
+            return False
+        try:
+            await self.media.execute(SetRemoteSdp(leg.endpoint_id, response.body.decode(errors="replace")))
+        except MediaError:
+            return False
+        return True
+
+    async def _confirm(self, leg: CalleeLeg, queue: asyncio.Queue[tuple[CalleeLeg, Response | str]]) -> None:
+        """Answer confirmation: prompt the answered branch for 1; only then is it the call's answer."""
+        assert leg.endpoint_id is not None
+        events = self.events[leg.endpoint_id]
+        language = self.settings.prompt_language
+        await self.play(leg.endpoint_id, sentence(language, ["incoming_call", "press_1_to_accept"]), loop=True)
+        while True:
+            event = await events.get()
+            if isinstance(event, DtmfReceived) and event.digit == "1":
+                queue.put_nowait((leg, "confirmed"))
+                return
+
+    async def connect(self, leg: CalleeLeg, ringback: str | None) -> None:
+        assert leg.endpoint_id is not None and self.a.endpoint_id is not None
+        leg.answered = True
+        self.connected = leg
+        await self.media.execute(Connect(self.a.endpoint_id, leg.endpoint_id))
+        self.answered_at = datetime.now(UTC)
+        if self.placed is not None:
+            self.placed.answered_at = self.answered_at
+            self.placed.outcome.append("answered")
+        if not self.a.answered:
+            self.a.answer(self.a_sdp)
+        for user_id in self._connected_users():
+            self.b2bua.on_call_started(user_id)
+        log.info("call.connected", extra={"call_id": self.call_id, "branch": leg.label})
+
+    # -- forwarding and calls out ----------------------------------------------------------------------------
+
+    async def forward_to(self, destination: str, step: ForwardStep | None, routing: Routing | None) -> None:
+        company_id = routing.callee.company_id if routing is not None else self.caller.company_id
+        async with self.b2bua.sessions() as session:
+            resolved = await resolve(session, destination, company_id, self.settings.default_region)
+        diversion = step.diversion if step is not None else None
+        headers: tuple[tuple[str, str], ...] = ()
+        if diversion is not None and routing is not None:
+            realm = self.settings.sip_realm
+            headers = tuple(diversion_headers(diversion, routing.called_number, resolved.number, realm))
+        base = routing.incoming if routing is not None else IncomingCall(caller=self.caller.number, called="fixed")
+        if resolved.kind == "user" and resolved.callee is not None:
+            incoming = IncomingCall(
+                caller=self.caller.number,
+                called=resolved.callee.called,
+                diversion_count=diversion.diversion_count if diversion is not None else base.diversion_count,
+                max_forwards=diversion.max_forwards if diversion is not None else base.max_forwards - 1,
+            )
+            await self.route_user(resolved.callee, incoming, resolved.number, headers)
+            return
+        if resolved.kind == "group" and resolved.group is not None:
+            await self.route_group(resolved.group, base)
+            return
+        trunk = self.b2bua.peers.trunk_uri(resolved.number)
+        if trunk is None or resolved.kind == "unknown":
+            self.fail(404 if resolved.kind == "unknown" else 503, "No route to the destination")
+            return
+        max_forwards = diversion.max_forwards if diversion is not None else max(1, base.max_forwards - 1)
+        from_, privacy = await self.presented_identity()
+        branch = Branch(trunk[0], trunk[1], self.b2bua.peers.address(resolved.number), "forward")
+        result = await self.ring([branch], None, max_forwards, (*headers, *privacy), from_)
+        if result.outcome not in ("answered", "gone"):
+            self.fail(result.status or 480)
+
+    async def presented_identity(self) -> tuple[NameAddr, tuple[tuple[str, str], ...]]:
+        """Who the outside world sees: a colleague's configured outgoing identity, or the original caller."""
+        if self.caller.origin == "device" and self.caller.user_id is not None:
+            state = await user_state(self.b2bua.sessions, self.caller.user_id, datetime.now(UTC), on_call=False)
+            if state is not None:
+                try:
+                    identity = outgoing_identity(PlacedCall("", self.caller.device_kind), state)
+                except DomainError:
+                    identity = None
+                if identity is not None:
+                    from_, headers = identity_headers(
+                        identity, self.settings.sip_realm, trusted=self.b2bua.peers.trunk_trusted
+                    )
+                    if self.placed is not None:
+                        self.placed.local_identity = identity.number
+                    return from_, tuple(headers)
+        return self.caller_address(), ()
+
+    async def call_out(self, number: str) -> None:
+        """A device calls an external number: out through the trunk with the user's outgoing identity."""
+        trunk = self.b2bua.peers.trunk_uri(number)
+        if trunk is None:
+            self.fail(503, "No trunk configured")
+            return
+        from_, headers = await self.presented_identity()
+        branch = Branch(trunk[0], trunk[1], self.b2bua.peers.address(number), "trunk")
+        result = await self.ring([branch], None, 69, headers, from_)
+        if result.outcome not in ("answered", "gone"):
+            if self.placed is not None:
+                self.placed.outcome.append(result.outcome)
+            self.fail(result.status or 480)
+
+    # -- applications ------------------------------------------------------------------------------------------
+
+    async def voicemail(self) -> None:
+        """Placeholder until the voicemail application exists: say so, then hang up."""
+        await self.answer_caller()
+        assert self.a.endpoint_id is not None
+        files = sentence(self.settings.prompt_language, ["voicemail_not_available", "goodbye"])
+        await self.play_to_end(self.a.endpoint_id, files)
+        self.over.set()
+
+    async def play_to_end(self, endpoint_id: str, files: tuple[object, ...]) -> None:
+        playback = await self.play(endpoint_id, files)
+        events = self.events[endpoint_id]
+
+        async def finished() -> None:
+            while True:
+                event = await events.get()
+                if isinstance(event, PlaybackFinished) and event.playback_id == playback:
+                    return
+
+        await self.race(finished(), PROMPT_LIMIT_SECONDS)
+
+    async def assistant(self, step: PersonalAssistantStep, routing: Routing) -> None:
+        await self.answer_caller()
+        assert self.a.endpoint_id is not None
+        language = self.settings.prompt_language
+        presence = step.presence if step.presence in PRESENCE_REASONS else "unavailable"
+        until = step.until.astimezone(LOCAL_ZONE) if step.until is not None else None
+        files = personal_assistant_announcement(
+            language,
+            presence,
+            until,
+            now=datetime.now(LOCAL_ZONE),
+            transfer_available=step.on_zero is not None,
+        )
+        playback = await self.play(self.a.endpoint_id, files)
+        events = self.events[self.a.endpoint_id]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PROMPT_LIMIT_SECONDS
+        while True:
+            event = await self.race(events.get(), max(0.0, deadline - loop.time()))
+            if event is None:
+                break
+            if isinstance(event, PlaybackFinished) and event.playback_id == playback:
+                deadline = loop.time() + ASSISTANT_GRACE_SECONDS
+            elif isinstance(event, DtmfReceived) and event.digit == "0" and step.on_zero is not None:
+                routing.party.outcome.append("transferred")
+                await self.forward_to(step.on_zero.destination, step.on_zero, routing)
+                return
+        if self.over.is_set():
+            return
+        if isinstance(step.afterwards, VoicemailStep):
+            routing.party.outcome.append("voicemail")
+            await self.voicemail()
+        else:
+            self.over.set()
+
+    async def ring_splash(self, user_id: int) -> None:
+        """A short alert on the user's desk phones (Alert-Info), cancelled after a moment; never answered."""
+        bindings = await self.bindings(user_id)
+        to = self.b2bua.peers.address(str(user_id))
+        legs: list[CalleeLeg] = []
+        for branch in self.device_branches(bindings, "ring-splash", user_id, to):
+            endpoint = await self.new_endpoint()
+            leg = CalleeLeg(
+                self.b2bua.stack, self, peer=branch.peer, uri=branch.uri, from_=self.caller_address(), to=to,
+                label="ring-splash",
+            )  # fmt: skip
+            leg.endpoint_id = endpoint.endpoint_id
+            leg.start(
+                endpoint.local_sdp,
+                [("Alert-Info", "<urn:alert:service:ring-splash>")],
+                provisional_timeout=self.settings.branch_provisional_seconds,
+            )
+            legs.append(leg)
+        try:
+            await asyncio.sleep(RING_SPLASH_SECONDS)
+        finally:
+            for leg in legs:
+                if leg.status is None:
+                    leg.cancel()
+                elif 200 <= leg.status < 300:
+                    await leg.bye()  # a phone that answered the splash anyway
+                await self.release(leg.endpoint_id)

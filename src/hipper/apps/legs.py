@@ -1,0 +1,298 @@
+"""The two kinds of call legs of the B2BUA: the caller's side (UAS) and each callee branch (UAC).
+
+A leg is one SIP dialog plus the media endpoint that anchors its RTP. Legs know the protocol duties the
+transaction layer leaves to its user (RFC 3261 §13.3.1.4: retransmit our own 2xx until the ACK; §13.2.2.4: ACK
+every 2xx, also retransmitted ones; §9.1: CANCEL only after a provisional response — the client transaction
+defers it — and a 2xx that still arrives after CANCEL is ACKed and then ended with BYE). They never decide what
+happens to the call: they report to a listener (the call) and do what it asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
+
+from hipper.sip.dialog import Dialog, new_call_id, new_tag
+from hipper.sip.message import URI, Headers, NameAddr, ParseError, Request, Response
+from hipper.sip.stack import SipStack
+from hipper.sip.transaction import ClientTransaction, ServerTransaction
+from hipper.sip.transport import Peer
+
+if TYPE_CHECKING:
+    from hipper.apps.executor import Call
+
+log = logging.getLogger(__name__)
+
+SDP = "application/sdp"
+BYE_WAIT_SECONDS = 4.0
+
+
+def contact_header(stack: SipStack, transport: str = "udp") -> str:
+    host = stack.transports.host
+    port = stack.transports.local_port(transport)
+    suffix = "" if transport == "udp" else f";transport={transport}"
+    return f"<sip:hipper@{host}:{port}{suffix}>"
+
+
+class Leg:
+    """What both kinds share: the dialog, where in-dialog requests go, the media endpoint, the owning call."""
+
+    side: Literal["caller", "callee"]
+
+    def __init__(self, stack: SipStack, call: Call, peer: Peer) -> None:
+        self.stack = stack
+        self.call = call
+        self.peer = peer  # in-dialog requests go here: where the device really is (NAT), not its Contact
+        self.dialog: Dialog | None = None
+        self.endpoint_id: str | None = None
+        self.ended = False  # BYE sent or received, or the INVITE failed
+
+    @property
+    def local_tag(self) -> str:
+        raise NotImplementedError
+
+    async def bye(self) -> None:
+        """End a confirmed dialog; waits briefly for the answer (a dead phone must not hold up the call's end)."""
+        if self.ended or self.dialog is None or self.dialog.early:
+            self.ended = True
+            return
+        self.ended = True
+        request = self.dialog.create_request("BYE")
+        request.headers.add("Contact", contact_header(self.stack, self.peer.transport))
+        tx = self.stack.send_request(request, self.peer)
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            async with asyncio.timeout(BYE_WAIT_SECONDS):
+                await asyncio.shield(tx.final)
+
+
+class CallerLeg(Leg):
+    """The incoming INVITE's side: we answer it (180, 200 with the anchored SDP, or a final failure)."""
+
+    side = "caller"
+
+    def __init__(self, stack: SipStack, call: Call, tx: ServerTransaction) -> None:
+        super().__init__(stack, call, tx.peer)
+        self.tx = tx
+        self.request = tx.request
+        self.ringing_sent = False
+        self.answered = False
+        self.finished = False  # a final response went out
+        self.acked = asyncio.get_running_loop().create_future()
+        self._retransmit: asyncio.TimerHandle | None = None
+        self._interval = stack.transactions.timers.t1
+        self._given_up: asyncio.TimerHandle | None = None
+        self.on_no_ack: Callable[[], None] | None = None
+
+    @property
+    def local_tag(self) -> str:
+        return self.tx.to_tag
+
+    def _with_contact(self, response: Response) -> Response:
+        response.headers.add("Contact", contact_header(self.stack, self.peer.transport))
+        return response
+
+    def ringing(self) -> None:
+        if self.ringing_sent or self.finished:
+            return
+        self.ringing_sent = True
+        response = self._with_contact(self.tx.response(180))
+        if self.dialog is None:
+            with contextlib.suppress(ParseError):
+                self.dialog = Dialog.as_uas(self.request, response)
+        self.tx.respond(response)
+
+    def answer(self, sdp: str) -> None:
+        """200 OK with our SDP, retransmitted (T1 doubling up to T2) until the ACK comes (§13.3.1.4)."""
+        if self.finished:
+            return
+        self.finished = True
+        self.answered = True
+        response = self._with_contact(self.tx.response(200, body=sdp.encode()))
+        response.headers.add("Content-Type", SDP)
+        if self.dialog is None:
+            self.dialog = Dialog.as_uas(self.request, response)
+        else:
+            self.dialog.early = False
+        self.tx.respond(response)
+        data = response.serialize()
+        destination = self.tx.destination
+        loop = asyncio.get_running_loop()
+        if self.peer.reliable:
+            return  # §13.3.1.4: over TCP the transport delivers it; no retransmissions
+
+        def retransmit() -> None:
+            if self.acked.done():
+                return
+            self.stack.transactions.send(data, destination)
+            self._interval = min(2 * self._interval, self.stack.transactions.timers.t2)
+            self._retransmit = loop.call_later(self._interval, retransmit)
+
+        def give_up() -> None:
+            if not self.acked.done():
+                log.info("call.no_ack", extra={"call_id": self.request.call_id})
+                if self.on_no_ack is not None:
+                    self.on_no_ack()
+
+        self._retransmit = loop.call_later(self._interval, retransmit)
+        self._given_up = loop.call_later(self.stack.transactions.timers.timeout, give_up)
+
+    def ack_received(self) -> None:
+        if not self.acked.done():
+            self.acked.set_result(None)
+        for timer in (self._retransmit, self._given_up):
+            if timer is not None:
+                timer.cancel()
+
+    def reject(self, status: int, reason: str = "", headers: list[tuple[str, str]] | None = None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.ended = True
+        response = self.tx.response(status, reason)
+        for name, value in headers or []:
+            response.headers.add(name, value)
+        self.tx.respond(response)
+
+    def stop_timers(self) -> None:
+        for timer in (self._retransmit, self._given_up):
+            if timer is not None:
+                timer.cancel()
+
+
+BranchListener = Callable[["CalleeLeg", Response], None]
+
+
+class CalleeLeg(Leg):
+    """One outgoing INVITE (a fork branch, a forward, a trunk call): we are its UAC."""
+
+    side = "callee"
+
+    def __init__(
+        self,
+        stack: SipStack,
+        call: Call,
+        *,
+        peer: Peer,
+        uri: URI,
+        from_: NameAddr,
+        to: NameAddr,
+        label: str,
+        confirm: bool = False,
+    ) -> None:
+        super().__init__(stack, call, peer)
+        self.uri = uri
+        self.from_ = NameAddr(from_.uri, from_.display_name, {"tag": new_tag()})
+        self.to = to
+        self.label = label  # which plan target this branch is, for logs and tests
+        self.confirm = confirm  # answer confirmation: its 200 is not an answer until the key press
+        self.request: Request | None = None
+        self.provisional = False
+        self.status: int | None = None  # final status once it came
+        self.cancelled = False
+        self.answered = False
+        self.listener: BranchListener | None = None
+        self._ack: bytes | None = None
+        self.tx: ClientTransaction | None = None
+
+    @property
+    def local_tag(self) -> str:
+        return str(self.from_.tag)
+
+    def start(
+        self,
+        sdp: str | None,
+        headers: list[tuple[str, str]],
+        *,
+        max_forwards: int = 70,
+        provisional_timeout: float | None = None,
+    ) -> None:
+        host = self.stack.transports.host
+        message = Headers()
+        message.add("From", str(self.from_))
+        message.add("To", str(self.to))
+        message.add("Call-ID", new_call_id(host))
+        message.add("CSeq", "1 INVITE")
+        message.add("Max-Forwards", str(max(0, max_forwards)))
+        message.add("Contact", contact_header(self.stack, self.peer.transport))
+        for name, value in headers:
+            message.add(name, value)
+        body = b""
+        if sdp is not None:
+            message.add("Content-Type", SDP)
+            body = sdp.encode()
+        self.request = Request("INVITE", self.uri, message, body)
+        self.tx = self.stack.send_request(
+            self.request, self.peer, self._on_response, provisional_timeout=provisional_timeout
+        )
+
+    def cancel(self) -> None:
+        """Stop ringing this branch: CANCEL now if it sent a 1xx, else as soon as one comes (§9.1)."""
+        if self.cancelled or self.status is not None or self.tx is None:
+            return
+        self.cancelled = True
+        self.tx.cancel()
+
+    def _on_response(self, response: Response) -> None:
+        assert self.request is not None
+        status = response.status
+        if status < 200:
+            self.provisional = True
+            if response.to.tag is not None and self.dialog is None:
+                with contextlib.suppress(ParseError):
+                    self.dialog = Dialog.as_uac(self.request, response)
+            self._tell(response)
+            return
+        if status < 300:
+            self._on_success(response)
+            return
+        if self.status is None:
+            self.status = status
+            self.ended = True
+            self._tell(response)
+
+    def _on_success(self, response: Response) -> None:
+        assert self.request is not None
+        remote_tag = response.to.tag or ""
+        if self._ack is not None and self.dialog is not None:
+            if remote_tag == self.dialog.remote_tag:
+                self.stack.transactions.send(self._ack, self.peer)  # a retransmitted 2xx: ACK it again
+                return
+            # A second 2xx from another fork behind this branch: accept it only to end it at once.
+            stray = Dialog.as_uac(self.request, response)
+            self._send_ack(stray)
+            asyncio.get_running_loop().create_task(self._bye_dialog(stray))
+            return
+        if self.dialog is None or self.dialog.remote_tag != remote_tag:
+            self.dialog = Dialog.as_uac(self.request, response)
+        else:
+            self.dialog.update_from_response(response)
+        self.dialog.early = False
+        self.status = response.status
+        self._ack = self._send_ack(self.dialog)
+        self.call.b2bua.add_leg(self)
+        if self.cancelled:
+            # §9.1 race: the callee answered while our CANCEL was under way. ACK, then BYE (DESIGN trap).
+            asyncio.get_running_loop().create_task(self.bye())
+            return
+        self._tell(response)
+
+    def _send_ack(self, dialog: Dialog) -> bytes:
+        ack = dialog.create_request("ACK")
+        ack.headers.prepend("Via", str(self.stack.transactions.via_for(self.peer.transport)))
+        data = ack.serialize()
+        self.stack.transactions.send(data, self.peer)
+        return data
+
+    async def _bye_dialog(self, dialog: Dialog) -> None:
+        request = dialog.create_request("BYE")
+        tx = self.stack.send_request(request, self.peer)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(BYE_WAIT_SECONDS):
+                await asyncio.shield(tx.final)
+
+    def _tell(self, response: Response) -> None:
+        if self.listener is not None:
+            self.listener(self, response)

@@ -1,0 +1,110 @@
+"""The exchange's two peers to the outside world, and the headers calls to them carry.
+
+- The public network trunk: calls to and from external numbers. It is trusted (RFC 3325 §2.3): it gets the real
+  identity in P-Asserted-Identity even for anonymous calls, and removes it before the callee (`Privacy: id`).
+- The mobile network: calls to users' mobile numbers arrive from it; ringing a handset goes back to it with a
+  routing prefix so the mobile network delivers the call to the handset instead of back to us.
+
+Forwarded calls carry History-Info (RFC 7044, with RFC 4458 cause values) and Diversion (RFC 5806), so the next
+exchange can count diversions and stop loops (docs/call-routing.md "Loops").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from hipper.config import Settings
+from hipper.domain.outgoing import CallerIdentity
+from hipper.domain.routing.plan import Diversion
+from hipper.sip.message import URI, NameAddr, Request
+from hipper.sip.transport import Peer
+
+
+@dataclass(frozen=True)
+class Peers:
+    trunk: Peer | None
+    trunk_trusted: bool
+    mobile: Peer | None
+    mobile_prefix: str
+    realm: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Peers:
+        return cls(
+            trunk=Peer.parse(settings.trunk_address) if settings.trunk_address else None,
+            trunk_trusted=settings.trunk_trusted,
+            mobile=Peer.parse(settings.mobile_network_address) if settings.mobile_network_address else None,
+            mobile_prefix=settings.mobile_routing_prefix,
+            realm=settings.sip_realm,
+        )
+
+    def origin(self, source: Peer) -> str | None:
+        """'trunk' or 'mobile' when a request came from that peer's address (then it is not challenged)."""
+        for name, peer in (("trunk", self.trunk), ("mobile", self.mobile)):
+            if peer is not None and peer.host == source.host and peer.port == source.port:
+                return name
+        return None
+
+    def trunk_uri(self, number: str) -> tuple[URI, Peer] | None:
+        if self.trunk is None:
+            return None
+        return URI("sip", self.trunk.host, user=number, port=self.trunk.port), self.trunk
+
+    def handset_uri(self, mobile_number: str) -> tuple[URI, Peer] | None:
+        """Where ringing a user's handset goes: the mobile network with the prefix, else the trunk."""
+        if self.mobile is not None:
+            user = self.mobile_prefix + mobile_number
+            return URI("sip", self.mobile.host, user=user, port=self.mobile.port), self.mobile
+        return self.trunk_uri(mobile_number)
+
+    def address(self, number: str) -> NameAddr:
+        return NameAddr(URI("sip", self.realm, user=number))
+
+
+def diversion_headers(diversion: Diversion, original: str, target: str, realm: str) -> list[tuple[str, str]]:
+    """History-Info (the diverting number, then the new target with its RFC 4458 cause) and Diversion."""
+    history = (
+        f"<sip:{original}@{realm}>;index=1,<sip:{target}@{realm};cause={diversion.history_info_cause}>;index=1.1;mp=1"
+    )
+    reason = diversion.reason
+    return [
+        ("History-Info", history),
+        ("Diversion", f"<sip:{diversion.diverted_by}@{realm}>;reason={reason};counter={diversion.diversion_count}"),
+    ]
+
+
+def identity_headers(identity: CallerIdentity, realm: str, *, trusted: bool) -> tuple[NameAddr, list[tuple[str, str]]]:
+    """From and the privacy headers of a call leaving through the trunk (RFC 3323 §4.1.1.3, RFC 3325 §9.1)."""
+    from_ = NameAddr(URI("sip", identity.from_host or realm, user=identity.from_user), identity.from_display or "")
+    headers: list[tuple[str, str]] = []
+    if identity.privacy is not None:
+        headers.append(("Privacy", identity.privacy))
+    if trusted:
+        headers.append(("P-Asserted-Identity", f"<sip:{identity.asserted_identity}@{realm}>"))
+    return from_, headers
+
+
+_COUNTER = re.compile(r";\s*counter\s*=\s*(\d{1,3})", re.IGNORECASE)
+
+
+def diversions_so_far(request: Request) -> int:
+    """How often an arriving call was diverted already: Diversion counters, else History-Info causes."""
+    count = 0
+    for value in request.headers.get_all("Diversion"):
+        for entry in value.split(","):
+            match = _COUNTER.search(entry)
+            count += int(match.group(1)) if match else 1
+    if count:
+        return count
+    for value in request.headers.get_all("History-Info"):
+        count += sum(1 for entry in value.split(",") if "cause=" in entry.lower())
+    return count
+
+
+def number_of(address: NameAddr) -> str | None:
+    """The caller's number from a From header; None when it is anonymous (RFC 3323)."""
+    user = address.uri.user
+    if not user or user.lower() in ("anonymous", "restricted", "unavailable"):
+        return None
+    return user

@@ -1,0 +1,222 @@
+"""A real exchange for call tests: SIP stack + registrar + B2BUA + media engine + database, on free ports.
+
+SQLite only (a fresh copy of the migrated template per test): the call path's queries are the store's, which
+the store tests run on PostgreSQL too; running every SIPp call twice would double the slowest tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import string
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hipper.apps.b2bua import B2bua, start_call_processing
+from hipper.apps.executor import CallSummary
+from hipper.config import Settings
+from hipper.domain.services import ServiceSettings
+from hipper.media.engine import MediaEngine
+from hipper.passwords import Hasher
+from hipper.server import create_sip_stack
+from hipper.sip.stack import SipStack
+from hipper.store import admin, devices, service_settings
+from hipper.store.db import create_engine, session_factory
+from hipper.store.models import CallLog, Company, Registration, User
+from tests.sip.peers import free_udp_port, require, stop
+
+REALM = "hipper.test"
+PASSWORD = "phone-secret-1"
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+
+@dataclass
+class Exchange:
+    settings: Settings
+    stack: SipStack
+    sessions: async_sessionmaker[AsyncSession]
+    media: MediaEngine
+    b2bua: B2bua
+    trunk_port: int
+    workdir: Path
+    company_id: int = 0
+    users: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def port(self) -> int:
+        return self.stack.port
+
+    async def add_user(self, name: str, extension: str, *, direct: str | None = None, mobile: str | None = None,
+                       licences: tuple[str, ...] = ("full",)) -> int:  # fmt: skip
+        async with self.sessions() as session:
+            company = await session.get(Company, self.company_id)
+            user = await admin.create_user(
+                session, Hasher(1, 1024), username=name, password="correct horse 1", company=company,
+                first_name=name.capitalize(), extension=extension, direct_number=direct, mobile_number=mobile,
+                licences=list(licences),
+            )  # fmt: skip
+            await devices.create_device(session, user, auth_username=name, password=PASSWORD, realm=REALM)
+            await session.commit()
+            self.users[name] = user.id
+            return user.id
+
+    async def set_service(self, name: str, settings: ServiceSettings) -> None:
+        async with self.sessions() as session:
+            await service_settings.save(session, self.users[name], settings)
+            await session.commit()
+
+    async def call_logs(self, name: str) -> list[CallLog]:
+        async with self.sessions() as session:
+            rows = await session.execute(
+                select(CallLog).where(CallLog.user_id == self.users[name]).order_by(CallLog.id)
+            )
+            return list(rows.scalars())
+
+    async def registrations(self, name: str) -> list[Registration]:
+        async with self.sessions() as session:
+            rows = await session.execute(select(Registration).where(Registration.user_id == self.users[name]))
+            return list(rows.scalars())
+
+    async def next_call(self, limit: float = 20.0) -> CallSummary:
+        async with asyncio.timeout(limit):
+            return await self.b2bua.ended.get()
+
+
+@pytest.fixture
+async def exchange(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Exchange]:
+    database = tmp_path / "hipper.db"
+    shutil.copy(sqlite_template, database)
+    trunk_port = free_udp_port()
+    base = random.randrange(30000, 39000, 2)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite+aiosqlite:///{database}",
+        sip_realm=REALM,
+        sip_min_expires=30,
+        sip_node="calls-test",
+        seconds_per_ring=1,
+        branch_provisional_seconds=3.0,
+        trunk_address=f"udp:127.0.0.1:{trunk_port}",
+        prompt_language="en",
+        rtp_port_min=base,
+        rtp_port_max=base + 200,
+        rtp_timeout_seconds=30.0,
+        argon2_time_cost=1,
+        argon2_memory_cost=1024,
+    )
+    engine = create_engine(settings.resolved_database_url())
+    sessions = session_factory(engine)
+    async with sessions() as session:
+        company = await admin.create_company(session, "Acme", "+31201234000")
+        await session.commit()
+        company_id = company.id
+    stack = create_sip_stack(settings, sessions)
+    await stack.start("127.0.0.1", 0, tcp=False)
+    b2bua = await start_call_processing(settings, stack, sessions)
+    exchange = Exchange(settings, stack, sessions, b2bua.media, b2bua, trunk_port, tmp_path, company_id)
+    try:
+        yield exchange
+    finally:
+        await b2bua.close()
+        await stack.close()
+        await engine.dispose()
+
+
+# -- SIPp -----------------------------------------------------------------------------------------------------
+
+
+def scenario(name: str, **values: Any) -> str:
+    """A scenario from tests/calls/scenarios with its $placeholders filled (fragments named by `final`)."""
+    text = (SCENARIOS / name).read_text()
+    final = values.pop("final", None)
+    if final is not None:
+        values["final"] = string.Template((SCENARIOS / final).read_text()).safe_substitute(values)
+    values.setdefault("check", "")
+    values.setdefault("after_ack", "")
+    values.setdefault("keys", "")
+    return string.Template(text).safe_substitute({k: str(v) for k, v in values.items()})
+
+
+@dataclass
+class Sipp:
+    process: asyncio.subprocess.Process
+    workdir: Path
+    name: str
+
+    async def result(self, limit: float = 30.0) -> tuple[int, str]:
+        try:
+            async with asyncio.timeout(limit):
+                await self.process.wait()
+        finally:
+            await stop(self.process)
+        errors = ""
+        for log in self.workdir.glob(f"{self.name}*_errors.log"):
+            errors += log.read_text()
+        stderr = await self.process.stderr.read() if self.process.stderr is not None else b""
+        return self.process.returncode or 0, errors + stderr.decode(errors="replace")
+
+    async def succeeded(self, limit: float = 30.0) -> None:
+        code, errors = await self.result(limit)
+        assert code == 0, f"SIPp {self.name} failed ({code}): {errors[-3000:]}"
+
+
+async def start_sipp(
+    exchange: Exchange, name: str, text: str, *args: str, port: int | None = None, limit: int = 25
+) -> Sipp:
+    """SIPp in the foreground under `timeout`, talking to the exchange; stopped by its own pid."""
+    sipp = require("sipp")
+    path = exchange.workdir / f"{name}.xml"
+    path.write_text(text)
+    media_port = free_udp_port() & ~1
+    process = await asyncio.create_subprocess_exec(
+        "timeout", str(limit + 5), sipp, f"127.0.0.1:{exchange.port}", "-sf", str(path),
+        "-i", "127.0.0.1", "-p", str(port or free_udp_port()), "-mi", "127.0.0.1", "-mp", str(media_port),
+        "-m", "1", "-l", "1", "-nostdin", "-trace_err", "-timeout", f"{limit}s", "-timeout_error",
+        "-default_behaviors", "all,-bye", "-trace_msg", *args,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=exchange.workdir,
+    )  # fmt: skip
+    return Sipp(process, exchange.workdir, name)
+
+
+async def register(exchange: Exchange, user: str, port: int) -> None:
+    """A real digest REGISTER from `port` (where a SIPp UAS will then answer calls for `user`)."""
+    sipp = await start_sipp(
+        exchange, f"register-{user}", scenario("register.xml"), "-s", user, "-au", user, "-ap", PASSWORD, port=port
+    )
+    await sipp.succeeded(15)
+    assert await exchange.registrations(user)
+
+
+async def phone(exchange: Exchange, user: str, name: str, text: str, *args: str, limit: int = 25) -> Sipp:
+    """Register `user` from a fresh port, then run a SIPp UAS scenario on that same port."""
+    port = free_udp_port()
+    await register(exchange, user, port)
+    return await start_sipp(exchange, name, text, *args, port=port, limit=limit)
+
+
+async def trunk(exchange: Exchange, name: str, text: str, *args: str, limit: int = 25) -> Sipp:
+    """SIPp playing the public network trunk on the exchange's configured trunk address."""
+    return await start_sipp(exchange, name, text, *args, port=exchange.trunk_port, limit=limit)
+
+
+async def place_call(exchange: Exchange, user: str, dialled: str, final: str, *args: str, limit: int = 25,
+                     **values: Any) -> Sipp:  # fmt: skip
+    text = scenario("caller.xml", final=final, user=user, **values)
+    return await start_sipp(
+        exchange, f"caller-{user}", text, "-s", dialled, "-au", user, "-ap", PASSWORD, *args, limit=limit
+    )
+
+
+async def rows_of(sessions: async_sessionmaker[AsyncSession], user_id: int) -> list[CallLog]:
+    async with sessions() as session:
+        return list((await session.execute(select(CallLog).where(CallLog.user_id == user_id))).scalars())
+
+
+__all__ = ["User"]

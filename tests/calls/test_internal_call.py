@@ -1,0 +1,53 @@
+"""Slice (a): an internal call A → B through the B2BUA with anchored media, between real SIP peers."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.calls.conftest import Exchange, phone, place_call, scenario, start_sipp
+
+pytestmark = pytest.mark.sip
+
+
+async def test_internal_call_with_digest_ringing_answer_media_and_call_logs(exchange: Exchange) -> None:
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    bob = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=300), "-rtp_echo")
+    alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=3000)
+    await alice.succeeded()
+    await bob.succeeded()
+    call = await exchange.next_call()
+    assert call.answered and call.outcome == "answered"
+    assert call.branches == [("desk", 200)]
+    # RTP really went through the exchange both ways: the caller's capture to Bob, Bob's echo back to Alice.
+    assert call.media["caller_packets_received"] > 100
+    assert call.media["callee_packets_sent"] > 100
+    assert call.media["callee_packets_received"] > 100
+    assert call.media["caller_packets_sent"] > 100
+    placed = await exchange.call_logs("alice")
+    received = await exchange.call_logs("bob")
+    assert [(r.direction, r.outcome, r.remote_number) for r in placed] == [("placed", "answered", "202")]
+    assert [(r.direction, r.outcome, r.remote_number) for r in received] == [("received", "answered", "201")]
+    assert received[0].plan is not None and received[0].plan["steps"][0]["action"] == "ring"
+    assert received[0].answered_at is not None
+
+
+async def test_callee_hangs_up_and_both_legs_end(exchange: Exchange) -> None:
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    callee = scenario("callee_hangs_up.xml")
+    bob = await phone(exchange, "bob", "bob", callee)
+    alice = await place_call(exchange, "alice", "202", "final_application.xml")
+    await bob.succeeded()
+    await alice.succeeded()
+    call = await exchange.next_call()
+    assert call.answered
+
+
+async def test_unknown_extension_is_404_and_wrong_password_is_403(exchange: Exchange) -> None:
+    await exchange.add_user("alice", "201")
+    alice = await place_call(exchange, "alice", "299", "final_rejected.xml", status=404)
+    await alice.succeeded()
+    wrong = scenario("caller.xml", final="final_rejected.xml", user="alice", status=403)
+    sipp = await start_sipp(exchange, "wrong", wrong, "-s", "201", "-au", "alice", "-ap", "not-the-password")
+    await sipp.succeeded()
