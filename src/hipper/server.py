@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper.api.app import create_app
 from hipper.api.state import AppState
+from hipper.apps.b2bua import start_call_processing
 from hipper.config import Settings
 from hipper.sip.digest import Authenticator
 from hipper.sip.registrar import Registrar, RegistrarPolicy
@@ -91,11 +92,13 @@ async def serve(settings: Settings) -> None:
         asyncio.create_task(follow_device_events(state, stack.registrar.devices)),
         asyncio.create_task(purge_registrations(stack.registrar.locations)),
     ]
+    calls = await start_call_processing(settings, stack, state.sessions)
     try:
         await server.serve()
     finally:
         for task in background:
             task.cancel()
+        await calls.close()
         await stack.close()
 
 
