@@ -13,7 +13,7 @@ from typing import TypeVar
 import numpy as np
 import pytest
 
-from hipper.media import g711
+from hipper.media import g711, tones
 from hipper.media.dtmf import TelephoneEvent
 from hipper.media.engine import (
     Connect,
@@ -41,6 +41,7 @@ from hipper.media.engine import (
     StartRecording,
     StopRecording,
 )
+from hipper.media.prompts import tone_path
 from hipper.media.rtp import RtcpReceiverReport, RtcpSenderReport, RtpPacket, parse_rtcp
 from hipper.media.sdp import build_offer
 from tests.media.pcap import SIPP_CAPTURES, udp_payloads
@@ -87,12 +88,16 @@ def assert_one_continuous_stream(received: list[Received]) -> list[int]:
     return markers
 
 
-async def test_one_outgoing_stream_across_silence_prompt_bridge_and_silence_again(engine: MediaEngine) -> None:
+async def test_one_outgoing_stream_across_ringback_prompt_bridge_and_silence(engine: MediaEngine) -> None:
     caller, callee = Phone("PCMU"), Phone("PCMA")
     caller_ep, callee_ep = await attach(engine, caller), await attach(engine, callee)
-    await asyncio.sleep(0.1)  # silence while "ringing"
-    await engine.execute(PlayPcm(caller_ep, tone(1000, 0.2)))
-    await next_event(engine, PlaybackFinished)
+    await asyncio.sleep(0.06)  # a moment of silence right after the answer
+    await engine.execute(PlayPcm(caller_ep, tones.ringback(), loop=True))
+    await asyncio.sleep(0.3)
+    prompt = await engine.execute(Play(caller_ep, (tone_path("beep"),)))
+    assert isinstance(prompt, Started)
+    finished = await next_event(engine, PlaybackFinished)
+    assert finished.playback_id == prompt.id
     await asyncio.sleep(0.1)
     await engine.execute(Connect(caller_ep, callee_ep))
     await callee.talk(tone(500, 0.4))
@@ -102,16 +107,19 @@ async def test_one_outgoing_stream_across_silence_prompt_bridge_and_silence_agai
 
     received = audio_packets(caller)
     markers = assert_one_continuous_stream(received)
-    # Four sources began: initial silence, the prompt, the bridged callee, silence after the bridge.
+    # Five sources began: silence, ringback, the prompt, the bridged callee, silence after the bridge.
     # (The prompt running out into silence continues the same talkspurt: no marker.)
-    assert len(markers) == 4, markers
-    prompt = np.concatenate([g711.decode(r.packet.payload, "PCMU") for r in received[markers[1] : markers[1] + 10]])
-    assert dominant_frequency(prompt) == pytest.approx(1000, abs=25)
-    relayed = received[markers[2] : markers[3]]
+    assert len(markers) == 5, markers
+
+    def heard(start: int, end: int) -> np.ndarray:
+        return np.concatenate([g711.decode(r.packet.payload, "PCMU") for r in received[start:end]])
+
+    assert dominant_frequency(heard(markers[1], markers[1] + 10)) == pytest.approx(425, abs=25)
+    assert dominant_frequency(heard(markers[2], markers[2] + 20)) == pytest.approx(1000, abs=25)
+    relayed = received[markers[3] : markers[4]]
     assert len(relayed) == 20  # every packet the callee sent, transcoded PCMA -> PCMU
-    bridged = np.concatenate([g711.decode(r.packet.payload, "PCMU") for r in relayed])
-    assert dominant_frequency(bridged) == pytest.approx(500, abs=25)
-    assert rms(np.concatenate([g711.decode(r.packet.payload, "PCMU") for r in received[markers[3] :]])) == 0
+    assert dominant_frequency(heard(markers[3], markers[4])) == pytest.approx(500, abs=25)
+    assert rms(heard(markers[4], len(received))) == 0
     caller.close()
     callee.close()
 

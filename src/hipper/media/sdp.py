@@ -243,7 +243,7 @@ def accept_answer(offer: SessionDescription, answer: SessionDescription) -> Audi
         raise SdpError("our offer has no audio stream")
     if theirs is None:
         raise SdpError("the answer rejected the audio stream")
-    offered = {name for pt in ours.payload_types() if (c := ours.codec_of(pt)) for name in (c[0].upper(),)}
+    offered = {codec[0].upper() for pt in ours.payload_types() if (codec := ours.codec_of(pt)) is not None}
     chosen = _first_supported(theirs, tuple(n for n in (PCMU, PCMA) if n in offered))
     if chosen is None:
         raise SdpError("the answer chose no codec we offered")
