@@ -12,7 +12,7 @@ from hipper.domain.routing import RoutingPlan
 from hipper.sip.digest import Credentials
 from hipper.store import devices
 from hipper.store.models import User
-from hipper.store.registrations import Binding, Device, LocationStore
+from hipper.store.registrations import Binding, BindingChange, Device, LocationStore
 from tests.conftest import LoggedIn, UserFactory
 
 CALLER = "+31301234567"
@@ -46,7 +46,9 @@ async def register_desk_phone(app: FastAPI, user: LoggedIn, *, seconds: int = 36
         call_id=f"reg-{name}",
         cseq=1,
     )
-    await LocationStore(sessions).update(Device(device_id, user.id, credentials), upserts=[binding], removals=[])
+    await LocationStore(sessions).change(
+        Device(device_id, user.id, credentials), lambda _live: BindingChange(upserts=[binding], removals=[])
+    )
     return device_id
 
 
