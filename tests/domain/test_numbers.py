@@ -20,7 +20,7 @@ def test_normalise_accepts_dutch_and_international_forms(typed: str, expected: s
     assert normalise(typed) == expected
 
 
-@pytest.mark.parametrize("typed", ["", "abc", "06123", "+3161234567890123", "0"])
+@pytest.mark.parametrize("typed", ["", "abc", "06123", "+3161234567890123", "0", "0800-nope", "06-1234567a"])
 def test_normalise_refuses_what_is_no_number(typed: str) -> None:
     with pytest.raises(NumberError):
         normalise(typed)

@@ -31,6 +31,10 @@ def normalise(text: str, region: str = DEFAULT_REGION) -> str:
         raise NumberError("a phone number is required")
     if is_extension(cleaned):
         return cleaned
+    # phonenumbers reads letters as keypad digits (0800-FLOWERS); a settings field takes digits only, so that
+    # a typo or a word never becomes a routing target.
+    if not re.fullmatch(r"\+?[0-9]+", cleaned):
+        raise NumberError(f"'{text}' is not a phone number: use digits only")
     if cleaned.startswith("00"):
         cleaned = "+" + cleaned[2:]
     try:
