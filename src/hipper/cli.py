@@ -694,5 +694,8 @@ async def _call_center(session: AsyncSession, name_or_id: str) -> CallCenter:
     from hipper.store import admin
 
     if name_or_id.isdigit():
+        # Beyond the database's integer range nothing can match (and the driver would fail on it).
+        if int(name_or_id) > 2_147_483_647:
+            raise admin.NotFound("call center", name_or_id)
         return await admin.get_call_center(session, int(name_or_id))
     return await admin.call_center_by_name(session, name_or_id)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
@@ -114,6 +114,14 @@ async def _device(auth: Authenticated, session: AsyncSession, device_id: int) ->
     return device
 
 
+# Ids beyond what the database's integer columns hold (PostgreSQL INTEGER, 2^31-1) are refused as input
+# (422) instead of failing in the driver (a 500).
+MAX_ID = 2_147_483_647
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+OptionalId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
 class Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -176,19 +184,19 @@ async def list_companies(auth: Admin, session: Session) -> list[Company]:
 
 
 @router.get("/companies/{company_id}", response_model=CompanyOut)
-async def get_company(company_id: int, auth: Admin, session: Session) -> Company:
+async def get_company(company_id: Id, auth: Admin, session: Session) -> Company:
     return await _company(auth, session, company_id)
 
 
 @router.patch("/companies/{company_id}", response_model=CompanyOut)
-async def update_company(company_id: int, body: CompanyPatch, auth: Admin, session: Session, state: State) -> Company:
+async def update_company(company_id: Id, body: CompanyPatch, auth: Admin, session: Session, state: State) -> Company:
     company = await admin.update_company(session, await _company(auth, session, company_id), _changes(body))
     await commit(session, state)
     return company
 
 
 @router.put("/companies/{company_id}/night-mode", response_model=CompanyOut)
-async def set_night_mode(company_id: int, body: NightMode, auth: Admin, session: Session, state: State) -> Company:
+async def set_night_mode(company_id: Id, body: NightMode, auth: Admin, session: Session, state: State) -> Company:
     """Night mode on or off: the company and department numbers ring their night destinations."""
     company = await admin.set_night_mode(session, await _company(auth, session, company_id), body.night_mode)
     await commit(session, state)
@@ -223,7 +231,7 @@ class GroupOut(Out):
 
 
 @router.post("/companies/{company_id}/groups", response_model=GroupOut, status_code=201)
-async def create_group(company_id: int, body: GroupIn, auth: Admin, session: Session, state: State) -> Group:
+async def create_group(company_id: Id, body: GroupIn, auth: Admin, session: Session, state: State) -> Group:
     company = await _company(auth, session, company_id)
     group = await admin.create_group(
         session,
@@ -238,25 +246,25 @@ async def create_group(company_id: int, body: GroupIn, auth: Admin, session: Ses
 
 
 @router.get("/companies/{company_id}/groups", response_model=list[GroupOut])
-async def list_groups(company_id: int, auth: Admin, session: Session) -> list[Group]:
+async def list_groups(company_id: Id, auth: Admin, session: Session) -> list[Group]:
     await _company(auth, session, company_id)
     return await admin.list_groups(session, company_id)
 
 
 @router.get("/groups/{group_id}", response_model=GroupOut)
-async def get_group(group_id: int, auth: Admin, session: Session) -> Group:
+async def get_group(group_id: Id, auth: Admin, session: Session) -> Group:
     return await _group(auth, session, group_id)
 
 
 @router.patch("/groups/{group_id}", response_model=GroupOut)
-async def update_group(group_id: int, body: GroupPatch, auth: Admin, session: Session, state: State) -> Group:
+async def update_group(group_id: Id, body: GroupPatch, auth: Admin, session: Session, state: State) -> Group:
     group = await admin.update_group(session, await _group(auth, session, group_id), _changes(body))
     await commit(session, state)
     return group
 
 
 @router.delete("/groups/{group_id}", status_code=204)
-async def delete_group(group_id: int, auth: Admin, session: Session, state: State) -> None:
+async def delete_group(group_id: Id, auth: Admin, session: Session, state: State) -> None:
     await admin.delete_group(session, await _group(auth, session, group_id))
     await commit(session, state)
 
@@ -267,8 +275,8 @@ async def delete_group(group_id: int, auth: Admin, session: Session, state: Stat
 class UserIn(BaseModel):
     username: str = Field(max_length=100)
     password: str = Field(max_length=200, description=f"at least {admin.MIN_PASSWORD_LENGTH} characters")
-    company_id: int | None = None
-    group_id: int | None = None
+    company_id: BodyId | None = None
+    group_id: BodyId | None = None
     first_name: str = Field(default="", max_length=100)
     last_name: str = Field(default="", max_length=100)
     email: str | None = Field(default=None, max_length=200)
@@ -287,7 +295,7 @@ class UserPatch(BaseModel):
     extension: str | None = None
     direct_number: str | None = None
     mobile_number: str | None = None
-    group_id: int | None = None
+    group_id: BodyId | None = None
     role: Literal["user", "admin"] | None = None
     licences: list[str] | None = None
 
@@ -351,7 +359,7 @@ async def create_user(body: UserIn, auth: Admin, session: Session, state: State)
 
 
 @router.get("/users", response_model=list[UserOut])
-async def list_users(auth: Admin, session: Session, company_id: int | None = None) -> list[UserOut]:
+async def list_users(auth: Admin, session: Session, company_id: OptionalId = None) -> list[UserOut]:
     if company_id is not None:
         await _company(auth, session, company_id)
     company_id = company_id if company_id is not None else auth.user.company_id
@@ -359,19 +367,19 @@ async def list_users(auth: Admin, session: Session, company_id: int | None = Non
 
 
 @router.get("/users/{user_id}", response_model=UserOut)
-async def get_user(user_id: int, auth: Admin, session: Session) -> UserOut:
+async def get_user(user_id: Id, auth: Admin, session: Session) -> UserOut:
     return _user_out(await _user(auth, session, user_id))
 
 
 @router.patch("/users/{user_id}", response_model=UserOut)
-async def update_user(user_id: int, body: UserPatch, auth: Admin, session: Session, state: State) -> UserOut:
+async def update_user(user_id: Id, body: UserPatch, auth: Admin, session: Session, state: State) -> UserOut:
     user = await admin.update_user(session, await _user(auth, session, user_id), _changes(body))
     await commit(session, state)
     return _user_out(user)
 
 
 @router.delete("/users/{user_id}", status_code=204)
-async def delete_user(user_id: int, auth: Admin, session: Session, state: State) -> None:
+async def delete_user(user_id: Id, auth: Admin, session: Session, state: State) -> None:
     if user_id == auth.user.id:
         raise InvalidSetting("user_id", "you cannot delete your own account")
     await admin.delete_user(session, await _user(auth, session, user_id))
@@ -379,14 +387,14 @@ async def delete_user(user_id: int, auth: Admin, session: Session, state: State)
 
 
 @router.post("/users/{user_id}/password", status_code=204)
-async def reset_password(user_id: int, body: PasswordIn, auth: Admin, session: Session, state: State) -> None:
+async def reset_password(user_id: Id, body: PasswordIn, auth: Admin, session: Session, state: State) -> None:
     """Set a new password; every session of the user ends."""
     await admin.reset_password(session, state.hasher, await _user(auth, session, user_id), body.password)
     await commit(session, state)
 
 
 @router.post("/users/{user_id}/unlock", response_model=UserOut)
-async def unlock_user(user_id: int, auth: Admin, session: Session, state: State) -> UserOut:
+async def unlock_user(user_id: Id, auth: Admin, session: Session, state: State) -> UserOut:
     """Lift the lockout after too many wrong passwords or PINs."""
     user = await _user(auth, session, user_id)
     await admin.unlock_user(session, user)
@@ -395,21 +403,21 @@ async def unlock_user(user_id: int, auth: Admin, session: Session, state: State)
 
 
 @router.put("/users/{user_id}/licences", response_model=UserOut)
-async def replace_licences(user_id: int, body: LicencesIn, auth: Admin, session: Session, state: State) -> UserOut:
+async def replace_licences(user_id: Id, body: LicencesIn, auth: Admin, session: Session, state: State) -> UserOut:
     user = await admin.update_user(session, await _user(auth, session, user_id), {"licences": body.licences})
     await commit(session, state)
     return _user_out(user)
 
 
 @router.post("/users/{user_id}/licences", response_model=UserOut)
-async def add_licences(user_id: int, body: LicencesIn, auth: Admin, session: Session, state: State) -> UserOut:
+async def add_licences(user_id: Id, body: LicencesIn, auth: Admin, session: Session, state: State) -> UserOut:
     user = await admin.add_licences(session, await _user(auth, session, user_id), body.licences)
     await commit(session, state)
     return _user_out(user)
 
 
 @router.delete("/users/{user_id}/licences/{licence}", response_model=UserOut)
-async def remove_licence(user_id: int, licence: str, auth: Admin, session: Session, state: State) -> UserOut:
+async def remove_licence(user_id: Id, licence: str, auth: Admin, session: Session, state: State) -> UserOut:
     """Remove one licence, or every licence of a package."""
     user = await admin.remove_licences(session, await _user(auth, session, user_id), [licence])
     await commit(session, state)
@@ -420,7 +428,7 @@ async def remove_licence(user_id: int, licence: str, auth: Admin, session: Sessi
 
 
 @router.get("/users/{user_id}/services/{service}")
-async def read_user_service(user_id: int, service: str, auth: Admin, session: Session) -> Any:
+async def read_user_service(user_id: Id, service: str, auth: Admin, session: Session) -> Any:
     """Night forwarding, call-recording mode, fixed-mobile mode: the document as the user sees it."""
     settings = await admin.read_user_service(session, await _user(auth, session, user_id), service)
     return settings.model_dump(mode="json")
@@ -428,7 +436,7 @@ async def read_user_service(user_id: int, service: str, auth: Admin, session: Se
 
 @router.put("/users/{user_id}/services/{service}")
 async def change_user_service(
-    user_id: int, service: str, body: dict[str, Any], auth: Admin, session: Session, state: State
+    user_id: Id, service: str, body: dict[str, Any], auth: Admin, session: Session, state: State
 ) -> Any:
     """Set the administrator's values (the user's own values are kept); no step-up needed."""
     user = await _user(auth, session, user_id)
@@ -466,7 +474,7 @@ class DeviceCreated(DeviceOut):
 
 
 @router.post("/users/{user_id}/devices", response_model=DeviceCreated, status_code=201)
-async def create_device(user_id: int, body: DeviceIn, auth: Admin, session: Session, state: State) -> DeviceCreated:
+async def create_device(user_id: Id, body: DeviceIn, auth: Admin, session: Session, state: State) -> DeviceCreated:
     user = await _user(auth, session, user_id)
     password = body.password or devices.generate_password()
     device = await devices.create_device(
@@ -483,19 +491,19 @@ async def create_device(user_id: int, body: DeviceIn, auth: Admin, session: Sess
 
 
 @router.get("/users/{user_id}/devices", response_model=list[DeviceOut])
-async def list_devices(user_id: int, auth: Admin, session: Session) -> list[SipDevice]:
+async def list_devices(user_id: Id, auth: Admin, session: Session) -> list[SipDevice]:
     await _user(auth, session, user_id)
     return await devices.list_devices(session, user_id)
 
 
 @router.get("/devices/{device_id}", response_model=DeviceOut)
-async def get_device(device_id: int, auth: Admin, session: Session) -> SipDevice:
+async def get_device(device_id: Id, auth: Admin, session: Session) -> SipDevice:
     return await _device(auth, session, device_id)
 
 
 @router.post("/devices/{device_id}/password", response_model=DeviceCreated)
 async def reset_device_password(
-    device_id: int, body: DevicePasswordIn, auth: Admin, session: Session, state: State
+    device_id: Id, body: DevicePasswordIn, auth: Admin, session: Session, state: State
 ) -> DeviceCreated:
     device = await _device(auth, session, device_id)
     password = body.password or devices.generate_password()
@@ -505,7 +513,7 @@ async def reset_device_password(
 
 
 @router.delete("/devices/{device_id}", status_code=204)
-async def delete_device(device_id: int, auth: Admin, session: Session, state: State) -> None:
+async def delete_device(device_id: Id, auth: Admin, session: Session, state: State) -> None:
     await devices.delete_device(session, await _device(auth, session, device_id))
     await commit(session, state)
 
@@ -517,7 +525,7 @@ class CallCenterIn(BaseModel):
     name: str = Field(max_length=200)
     number: str | None = None
     extension: str | None = None
-    wrap_up_seconds: int = Field(default=30, description="agents return to available after this (SPEC J1)")
+    wrap_up_seconds: int = Field(default=30, ge=0, le=3600, description="agents return to available after this (J1)")
 
 
 class CallCenterPatch(BaseModel):
@@ -525,7 +533,7 @@ class CallCenterPatch(BaseModel):
     name: str | None = Field(default=None, max_length=200)
     number: str | None = None
     extension: str | None = None
-    wrap_up_seconds: int | None = None
+    wrap_up_seconds: int | None = Field(default=None, ge=0, le=3600)
 
 
 class MemberOut(Out):
@@ -558,7 +566,7 @@ async def _call_center_out(session: Session, call_center: CallCenter) -> CallCen
 
 @router.post("/companies/{company_id}/call-centers", response_model=CallCenterOut, status_code=201)
 async def create_call_center(
-    company_id: int, body: CallCenterIn, auth: Admin, session: Session, state: State
+    company_id: Id, body: CallCenterIn, auth: Admin, session: Session, state: State
 ) -> CallCenterOut:
     company = await _company(auth, session, company_id)
     call_center = await admin.create_call_center(
@@ -574,19 +582,19 @@ async def create_call_center(
 
 
 @router.get("/companies/{company_id}/call-centers", response_model=list[CallCenterOut])
-async def list_call_centers(company_id: int, auth: Admin, session: Session) -> list[CallCenterOut]:
+async def list_call_centers(company_id: Id, auth: Admin, session: Session) -> list[CallCenterOut]:
     await _company(auth, session, company_id)
     return [await _call_center_out(session, cc) for cc in await admin.list_call_centers(session, company_id)]
 
 
 @router.get("/call-centers/{call_center_id}", response_model=CallCenterOut)
-async def get_call_center(call_center_id: int, auth: Admin, session: Session) -> CallCenterOut:
+async def get_call_center(call_center_id: Id, auth: Admin, session: Session) -> CallCenterOut:
     return await _call_center_out(session, await _call_center(auth, session, call_center_id))
 
 
 @router.patch("/call-centers/{call_center_id}", response_model=CallCenterOut)
 async def update_call_center(
-    call_center_id: int, body: CallCenterPatch, auth: Admin, session: Session, state: State
+    call_center_id: Id, body: CallCenterPatch, auth: Admin, session: Session, state: State
 ) -> CallCenterOut:
     call_center = await _call_center(auth, session, call_center_id)
     await admin.update_call_center(session, call_center, _changes(body))
@@ -595,14 +603,14 @@ async def update_call_center(
 
 
 @router.delete("/call-centers/{call_center_id}", status_code=204)
-async def delete_call_center(call_center_id: int, auth: Admin, session: Session, state: State) -> None:
+async def delete_call_center(call_center_id: Id, auth: Admin, session: Session, state: State) -> None:
     await admin.delete_call_center(session, await _call_center(auth, session, call_center_id))
     await commit(session, state)
 
 
 @router.put("/call-centers/{call_center_id}/members/{user_id}", response_model=CallCenterOut)
 async def add_call_center_member(
-    call_center_id: int, user_id: int, auth: Admin, session: Session, state: State
+    call_center_id: Id, user_id: Id, auth: Admin, session: Session, state: State
 ) -> CallCenterOut:
     call_center = await _call_center(auth, session, call_center_id)
     await admin.add_call_center_member(session, call_center, await _user(auth, session, user_id))
@@ -612,7 +620,7 @@ async def add_call_center_member(
 
 @router.delete("/call-centers/{call_center_id}/members/{user_id}", response_model=CallCenterOut)
 async def remove_call_center_member(
-    call_center_id: int, user_id: int, auth: Admin, session: Session, state: State
+    call_center_id: Id, user_id: Id, auth: Admin, session: Session, state: State
 ) -> CallCenterOut:
     call_center = await _call_center(auth, session, call_center_id)
     await admin.remove_call_center_member(session, call_center, await _user(auth, session, user_id))
@@ -628,7 +636,7 @@ class HuntGroupIn(BaseModel):
     number: str | None = None
     extension: str | None = None
     policy: Literal["simultaneous", "circular", "linear"] = "simultaneous"
-    member_user_ids: list[int] = Field(default_factory=list, description="in hunting order")
+    member_user_ids: list[BodyId] = Field(default_factory=list, max_length=100, description="in hunting order")
 
 
 class HuntGroupPatch(BaseModel):
@@ -637,7 +645,7 @@ class HuntGroupPatch(BaseModel):
     number: str | None = None
     extension: str | None = None
     policy: Literal["simultaneous", "circular", "linear"] | None = None
-    member_user_ids: list[int] | None = None
+    member_user_ids: list[BodyId] | None = Field(default=None, max_length=100)
 
 
 class HuntGroupOut(Out):
@@ -652,7 +660,7 @@ class HuntGroupOut(Out):
 
 @router.post("/companies/{company_id}/hunt-groups", response_model=HuntGroupOut, status_code=201)
 async def create_hunt_group(
-    company_id: int, body: HuntGroupIn, auth: Admin, session: Session, state: State
+    company_id: Id, body: HuntGroupIn, auth: Admin, session: Session, state: State
 ) -> HuntGroup:
     company = await _company(auth, session, company_id)
     hunt_group = await admin.create_hunt_group(
@@ -669,19 +677,19 @@ async def create_hunt_group(
 
 
 @router.get("/companies/{company_id}/hunt-groups", response_model=list[HuntGroupOut])
-async def list_hunt_groups(company_id: int, auth: Admin, session: Session) -> list[HuntGroup]:
+async def list_hunt_groups(company_id: Id, auth: Admin, session: Session) -> list[HuntGroup]:
     await _company(auth, session, company_id)
     return await admin.list_hunt_groups(session, company_id)
 
 
 @router.get("/hunt-groups/{hunt_group_id}", response_model=HuntGroupOut)
-async def get_hunt_group(hunt_group_id: int, auth: Admin, session: Session) -> HuntGroup:
+async def get_hunt_group(hunt_group_id: Id, auth: Admin, session: Session) -> HuntGroup:
     return await _hunt_group(auth, session, hunt_group_id)
 
 
 @router.patch("/hunt-groups/{hunt_group_id}", response_model=HuntGroupOut)
 async def update_hunt_group(
-    hunt_group_id: int, body: HuntGroupPatch, auth: Admin, session: Session, state: State
+    hunt_group_id: Id, body: HuntGroupPatch, auth: Admin, session: Session, state: State
 ) -> HuntGroup:
     hunt_group = await admin.update_hunt_group(session, await _hunt_group(auth, session, hunt_group_id), _changes(body))
     await commit(session, state)
@@ -689,7 +697,7 @@ async def update_hunt_group(
 
 
 @router.delete("/hunt-groups/{hunt_group_id}", status_code=204)
-async def delete_hunt_group(hunt_group_id: int, auth: Admin, session: Session, state: State) -> None:
+async def delete_hunt_group(hunt_group_id: Id, auth: Admin, session: Session, state: State) -> None:
     await admin.delete_hunt_group(session, await _hunt_group(auth, session, hunt_group_id))
     await commit(session, state)
 
@@ -726,7 +734,7 @@ class DirectoryOut(Out):
 
 @router.post("/companies/{company_id}/directory", response_model=DirectoryOut, status_code=201)
 async def create_directory_entry(
-    company_id: int, body: DirectoryIn, auth: Admin, session: Session, state: State
+    company_id: Id, body: DirectoryIn, auth: Admin, session: Session, state: State
 ) -> DirectoryEntry:
     company = await _company(auth, session, company_id)
     entry = await admin.create_directory_entry(session, company, body.model_dump())
@@ -735,19 +743,19 @@ async def create_directory_entry(
 
 
 @router.get("/companies/{company_id}/directory", response_model=list[DirectoryOut])
-async def list_directory(company_id: int, auth: Admin, session: Session) -> list[DirectoryEntry]:
+async def list_directory(company_id: Id, auth: Admin, session: Session) -> list[DirectoryEntry]:
     await _company(auth, session, company_id)
     return await admin.list_directory(session, company_id)
 
 
 @router.get("/directory/{entry_id}", response_model=DirectoryOut)
-async def get_directory_entry(entry_id: int, auth: Admin, session: Session) -> DirectoryEntry:
+async def get_directory_entry(entry_id: Id, auth: Admin, session: Session) -> DirectoryEntry:
     return await _directory_entry(auth, session, entry_id)
 
 
 @router.patch("/directory/{entry_id}", response_model=DirectoryOut)
 async def update_directory_entry(
-    entry_id: int, body: DirectoryPatch, auth: Admin, session: Session, state: State
+    entry_id: Id, body: DirectoryPatch, auth: Admin, session: Session, state: State
 ) -> DirectoryEntry:
     entry = await admin.update_directory_entry(session, await _directory_entry(auth, session, entry_id), _changes(body))
     await commit(session, state)
@@ -755,6 +763,6 @@ async def update_directory_entry(
 
 
 @router.delete("/directory/{entry_id}", status_code=204)
-async def delete_directory_entry(entry_id: int, auth: Admin, session: Session, state: State) -> None:
+async def delete_directory_entry(entry_id: Id, auth: Admin, session: Session, state: State) -> None:
     await admin.delete_directory_entry(session, await _directory_entry(auth, session, entry_id))
     await commit(session, state)
