@@ -23,6 +23,7 @@ import uvicorn
 
 from hipper.api.app import create_app
 from hipper.config import Settings
+from hipper.domain.licences import expand
 from hipper.passwords import Hasher
 from hipper.store import admin, call_logs, voicemails
 from hipper.store.db import create_engine, migrate, session_factory
@@ -129,6 +130,21 @@ class LiveServer:
                 )
                 if pin is not None:
                     user.pin_hash = await hasher.hash(pin)
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    def set_licences(self, username: str, licences: list[str]) -> None:
+        """What an administrator does when assigning licences (the app sees it after "restart app")."""
+        run_apart(self._set_licences(username, licences))
+
+    async def _set_licences(self, username: str, licences: list[str]) -> None:
+        engine = create_engine(self.settings.resolved_database_url())
+        try:
+            async with session_factory(engine)() as session:
+                user = await by_username(session, username)
+                assert user is not None
+                user.licences = sorted(expand(licences))
                 await session.commit()
         finally:
             await engine.dispose()

@@ -486,3 +486,18 @@ def test_personal_contacts_add_import_and_delete(page: Page, exchange: LiveServe
     expect(page.get_by_text("Geen contacten gevonden.")).to_be_visible()
     personal = [c["display_name"] for c in api(page, exchange, "/me/contacts?list=personal")["contacts"]]
     assert personal == ["Loodgieter"]
+
+
+def test_restart_app_reads_new_licences(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580", licences=["basic"])
+    log_in(page, exchange, username)
+    page.goto(exchange.url + "/#/settings")
+    wait_ready(page)
+    expect(page.get_by_role("link", name="Agent status")).to_have_count(0)
+    exchange.set_licences(username, ["basic", "call-center-agent"])
+    page.goto(exchange.url + "/#/app-settings")
+    wait_ready(page)
+    page.get_by_role("button", name="Herstart app").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Overzicht")
+    page.get_by_role("navigation", name="Hoofdmenu").get_by_role("link", name="Instellingen").click()
+    expect(page.get_by_role("link", name="Agent status")).to_be_visible()
