@@ -1,8 +1,9 @@
-"""baresip (Debian), a real softphone, registers with digest auth; then unregisters when it stops."""
+"""baresip (Debian), a real softphone, registers with digest auth, then unregisters when it stops."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -65,11 +66,14 @@ async def test_baresip_registers_with_digest(sip_server: SipServer, tmp_path: Pa
     except TimeoutError:
         pass  # reported below with baresip's own output
     finally:
-        await stop(process)
+        await stop(process)  # SIGTERM: baresip unregisters (Expires: 0) on its way out
         output = (await process.stdout.read()).decode(errors="replace") if process.stdout else ""
     assert len(rows) == 1, output
+    assert await stored(sip_server) == [], output
     row = rows[0]
     assert row.source == f"udp:127.0.0.1:{sip_port}", output
     assert row.contact.startswith("sip:alice")  # baresip adds a per-instance suffix to the user
     assert "baresip" in row.user_agent.lower()
     assert row.user_id == sip_server.user_id
+    expires_at = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+    assert 45 < (expires_at - datetime.now(UTC)).total_seconds() <= 60  # regint=60
