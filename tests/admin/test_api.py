@@ -521,8 +521,9 @@ async def test_odd_input_is_refused_with_a_reason_never_a_500(administrator: Log
     accepted = 0
     for value in NASTY:
         for field in ("username", "first_name", "last_name", "email", "extension", "direct_number", "mobile_number"):
-            body = {"username": f"u{accepted}", "password": "long enough 1", "company_id": 1, field: value}
-            response = await administrator.post("/admin/users", json=body)
+            fields: dict[str, object] = {"username": f"u{accepted}", "password": "long enough 1", "company_id": 1}
+            fields[field] = value
+            response = await administrator.post("/admin/users", json=fields)
             assert response.status_code in (201, 409, 422), (field, value, response.text)
             accepted += response.status_code == 201
             if response.status_code == 422:
@@ -531,7 +532,7 @@ async def test_odd_input_is_refused_with_a_reason_never_a_500(administrator: Log
                 administrator, f"/admin/users/{target.id}", {field: value} if field != "username" else {}
             )
             assert changed.status_code in (200, 409, 422), (field, value, changed.text)
-        for path, body in [
+        requests: list[tuple[str, object]] = [
             ("/admin/companies", {"name": value, "number": value}),
             ("/admin/companies/1/groups", {"name": value}),
             ("/admin/companies/1/call-centers", {"name": "cc", "number": value, "extension": value}),
@@ -543,7 +544,8 @@ async def test_odd_input_is_refused_with_a_reason_never_a_500(administrator: Log
             (f"/admin/users/{target.id}/devices", {"auth_username": f"dev{accepted}x", "name": value}),
             (f"/admin/users/{target.id}/licences", {"licences": [value]}),
             (f"/admin/users/{target.id}/password", {"password": value}),
-        ]:
+        ]
+        for path, body in requests:
             response = await administrator.post(path, json=body)
             assert response.status_code in (200, 201, 204, 409, 422), (path, value, response.text)
             accepted += 1
