@@ -432,3 +432,16 @@ async def test_a_listener_gets_the_events_instead_of_the_queue() -> None:
         assert heard == [PlaybackFinished(endpoint, reply.id)]
         assert engine.events.empty()
         phone.close()
+
+
+async def test_ports_come_in_even_odd_pairs_from_the_range_and_are_reused_after_release() -> None:
+    base = random.randrange(40000, 59000, 2)
+    async with MediaEngine(port_min=base, port_max=base + 4) as engine:  # room for exactly two pairs
+        first, second = await engine.execute(CreateEndpoint()), await engine.execute(CreateEndpoint())
+        assert isinstance(first, EndpointCreated) and isinstance(second, EndpointCreated)
+        assert {first.local_port, second.local_port} == {base, base + 2}
+        with pytest.raises(MediaError, match="no free RTP port"):
+            await engine.execute(CreateEndpoint())
+        await engine.execute(Release(first.endpoint_id))
+        third = await engine.execute(CreateEndpoint())
+        assert isinstance(third, EndpointCreated) and third.local_port == first.local_port
