@@ -445,3 +445,24 @@ async def test_ports_come_in_even_odd_pairs_from_the_range_and_are_reused_after_
         await engine.execute(Release(first.endpoint_id))
         third = await engine.execute(CreateEndpoint())
         assert isinstance(third, EndpointCreated) and third.local_port == first.local_port
+
+
+def test_the_engine_runs_on_uvloop_as_in_production() -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> tuple[int, float]:
+        base = random.randrange(40000, 59000, 2)
+        async with MediaEngine(port_min=base, port_max=base + 200) as engine:
+            a, b = Phone("PCMU"), Phone("PCMA")
+            ea, eb = await attach(engine, a), await attach(engine, b)
+            await engine.execute(Connect(ea, eb))
+            await a.talk(tone(900, 0.4))
+            await asyncio.sleep(0.05)
+            relayed = [r for r in audio_packets(b) if r.packet.payload != g711.silence("PCMA")]
+            a.close()
+            b.close()
+            return len(relayed), dominant_frequency(b.audio()[-3200:])
+
+    count, frequency = uvloop.run(scenario())
+    assert count == 20
+    assert frequency == pytest.approx(900, abs=25)
