@@ -589,3 +589,22 @@ async def test_recording_mode_and_fixed_mobile_mode_are_the_administrators(
     assert "no licence" in unlicensed.json()["detail"][0]["msg"]
     unknown = await administrator.get(f"/admin/users/{user.id}/services/teleportation")
     assert unknown.status_code == 422
+
+
+async def test_deleting_things_that_others_point_at(administrator: LoggedIn, make_user: UserFactory) -> None:
+    agent = await make_user(["agent"])
+    other = await make_user(["agent"])
+    group = (await administrator.post("/admin/companies/1/groups", json={"name": "Sales"})).json()
+    assert (await patch(administrator, f"/admin/users/{agent.id}", {"group_id": group["id"]})).status_code == 200
+    first = (await administrator.post("/admin/companies/1/call-centers", json={"name": "One"})).json()
+    second = (await administrator.post("/admin/companies/1/call-centers", json={"name": "Two"})).json()
+    for call_center in (first, second):
+        for member in (agent, other):
+            await administrator.put(f"/admin/call-centers/{call_center['id']}/members/{member.id}")
+    # A call center with agents, a user in a call center, a group with users: all go cleanly.
+    assert (await administrator.delete(f"/admin/call-centers/{first['id']}")).status_code == 204
+    assert (await administrator.delete(f"/admin/users/{other.id}")).status_code == 204
+    remaining = (await administrator.get(f"/admin/call-centers/{second['id']}")).json()["members"]
+    assert remaining == [{"user_id": agent.id, "joined": True}]
+    assert (await administrator.delete(f"/admin/groups/{group['id']}")).status_code == 204
+    assert (await administrator.get(f"/admin/users/{agent.id}")).json()["group_id"] is None
