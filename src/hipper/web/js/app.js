@@ -62,7 +62,8 @@ function startEvents() {
     window.dispatchEvent(new CustomEvent("hipper:event", { detail: type }));
     const active = document.activeElement;
     const typing = active && (active.tagName === "INPUT" || active.tagName === "TEXTAREA") && active.type !== "checkbox";
-    if (!typing && !document.querySelector("dialog[open]") && currentRoute && currentRoute.live) {
+    const busy = typing || document.querySelector("dialog[open]") || document.body.dataset.editing;
+    if (!busy && currentRoute && currentRoute.live) {
       // Redraw in place: keep the keyboard focus on the same control (ids of live controls are stable).
       const focused = document.activeElement && document.activeElement.id;
       await render();
@@ -103,6 +104,7 @@ export async function render() {
   const route = routes[name] || routes.overview;
   currentRoute = route;
   const count = ++renderCount;
+  delete document.body.dataset.editing;
   // Marks the screen as loading until its data arrived (tests and screenshots wait for this).
   document.documentElement.dataset.busy = "true";
   const title = typeof route.title === "function" ? route.title(...params) : t(route.title);

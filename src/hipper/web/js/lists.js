@@ -43,6 +43,9 @@ function editableList(main, items, { row, remove, empty, label }) {
   const editButton = h("button", { type: "button", class: "link", "aria-pressed": "false" }, t("action.edit"));
   document.getElementById("topbar-actions").append(editButton);
   const draw = () => {
+    // While rows are ticked, live events must not redraw the list (app.js checks this flag).
+    if (editing) document.body.dataset.editing = "true";
+    else delete document.body.dataset.editing;
     editButton.textContent = editing ? t("action.done") : t("action.edit");
     editButton.setAttribute("aria-pressed", String(editing));
     editButton.hidden = items.length === 0;
