@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -69,6 +69,27 @@ class Settings(BaseSettings):
     mobile_routing_prefix: str = ""
     # Language of the prompts callers hear (nl or en).
     prompt_language: str = "nl"
+    # Notifications (src/hipper/notify, docs/operations.md "Notifications"). E-mail is off while smtp_host is
+    # empty. smtp_security: "starttls" (port 587), "tls" (implicit TLS, port 465) or "none" (a local relay).
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_from: str = ""  # empty: hipper@<sip_realm>
+    smtp_timeout_seconds: float = 30.0
+    # A message that fails (server away, 4xx) is tried this many times in all, waiting retry seconds doubling.
+    notify_email_attempts: int = 5
+    notify_retry_seconds: float = 30.0
+    # Times in e-mails and push messages are shown in this zone (users have no zone of their own yet).
+    notify_time_zone: str = "Europe/Amsterdam"
+    # Web Push (RFC 8030/8291/8292): the VAPID private key (PEM) is generated on first start; empty path means
+    # <data_dir>/vapid-private.pem. The subject (mailto: or https:) is how push services contact the operator.
+    vapid_private_key_file: Path | None = None
+    vapid_subject: str = ""  # empty: mailto:hipper@<sip_realm>
+    push_timeout_seconds: float = 10.0
+    # How long a push service keeps a message for a device that is offline.
+    push_ttl_seconds: int = 86400
 
     def resolved_database_url(self) -> str:
         if self.database_url:
