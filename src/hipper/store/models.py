@@ -259,3 +259,12 @@ class Event(Base):
     type: Mapped[str] = mapped_column(String(60))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class NotificationCursor(Base):
+    """How far a reader of the outbox got (hipper.notify): restarts resume there, and because it is advanced
+    with a compare-and-set, two nodes never claim the same events (so nobody is notified twice)."""
+
+    __tablename__ = "notification_cursors"
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(BigInteger)
