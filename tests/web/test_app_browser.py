@@ -414,11 +414,19 @@ def test_profile_changes_the_pin_and_logs_out(page: Page, exchange: LiveServer) 
         f"{exchange.url}/api/v1/auth/step-up", json={"pin": "135790"}, headers={"Authorization": f"Bearer {token}"}
     )
     assert step_up.status_code == 200, step_up.text
+    page.get_by_role("button", name="Wachtwoord wijzigen").click()
+    dialog = page.get_by_role("dialog", name="Wachtwoord wijzigen")
+    dialog.get_by_label("Huidig wachtwoord").fill(PASSWORD)
+    dialog.get_by_label("Nieuw wachtwoord").fill("a much longer secret 2")
+    dialog.get_by_role("button", name="Opslaan").click()
+    expect(dialog).to_be_hidden()
     page.get_by_role("button", name="Uitloggen").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Inloggen")
     assert page.evaluate("localStorage.getItem('hipper.token')") is None
     gone = httpx.get(f"{exchange.url}/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert gone.status_code == 401
+    again = {"username": username, "password": "a much longer secret 2"}
+    assert httpx.post(f"{exchange.url}/api/v1/auth/login", json=again).status_code == 200
 
 
 def test_record_a_greeting_and_make_it_active(page: Page, exchange: LiveServer) -> None:
