@@ -347,3 +347,15 @@ async def test_committed_device_events_drop_cached_credentials(sip_server: SipSe
                 await asyncio.sleep(0.02)
     finally:
         follower.cancel()
+
+
+async def test_tcp_connections_that_send_nothing_are_closed(sip_server: SipServer) -> None:
+    sip_server.stack.transports.tcp.first_message_timeout = 0.3
+    reader, writer = await asyncio.open_connection("127.0.0.1", sip_server.port)
+    writer.write(b"REGISTER sip:x SIP/2.0\r\nVia: SIP/2.0/TCP")  # and then nothing more (slowloris)
+    try:
+        async with asyncio.timeout(2):
+            assert await reader.read() == b""
+    finally:
+        writer.close()
+    assert not sip_server.stack.transports.tcp.connections

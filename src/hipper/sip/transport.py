@@ -109,14 +109,36 @@ class TcpConnection(asyncio.Protocol):
         self.peer: Peer | None = None
         self.buffer = bytearray()
         self.closed = asyncio.get_running_loop().create_future()
+        self.messages = 0
+        self.last_activity = asyncio.get_running_loop().time()
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         peername = transport.get_extra_info("peername")
         self.peer = Peer("tcp", peername[0], peername[1])
+        if len(self.owner.connections) >= self.owner.max_connections:
+            self.transport.abort()  # a connection flood must not exhaust file descriptors
+            return
         self.owner.connections[self.peer] = self
+        self._idle_timer = asyncio.get_running_loop().call_later(self.owner.first_message_timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        """Close connections that never sent a whole message (slow or idle scanners) or went silent.
+
+        A registered phone refreshes its registration (and usually pings) well within the idle limit.
+        """
+        loop = asyncio.get_running_loop()
+        limit = self.owner.idle_timeout if self.messages else self.owner.first_message_timeout
+        left = self.last_activity + limit - loop.time()
+        if left <= 0:
+            self.abort("idle")
+            return
+        self._idle_timer = loop.call_later(left, self._check_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
         if self.peer is not None and self.owner.connections.get(self.peer) is self:
             del self.owner.connections[self.peer]
         if not self.closed.done():
@@ -128,6 +150,7 @@ class TcpConnection(asyncio.Protocol):
             # RFC 5626 §4.4.1: a double CRLF is a ping, answered with a single CRLF pong.
             if self.buffer.startswith(b"\r\n\r\n"):
                 del self.buffer[:4]
+                self.last_activity = asyncio.get_running_loop().time()
                 self.write(b"\r\n")
                 continue
             if self.buffer[0] in (13, 10):
@@ -155,6 +178,8 @@ class TcpConnection(asyncio.Protocol):
                 return
             message = bytes(self.buffer[:total])
             del self.buffer[:total]
+            self.messages += 1
+            self.last_activity = asyncio.get_running_loop().time()
             assert self.peer is not None
             try:
                 self.owner.receiver(message, self.peer)
@@ -174,9 +199,21 @@ class TcpConnection(asyncio.Protocol):
 
 
 class TcpTransport:
-    def __init__(self, receiver: Receiver, connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        receiver: Receiver,
+        connect_timeout: float = 5.0,
+        *,
+        first_message_timeout: float = 32.0,
+        idle_timeout: float = 3900.0,
+        max_connections: int = 10_000,
+    ) -> None:
         self.receiver = receiver
         self.connect_timeout = connect_timeout
+        self.first_message_timeout = first_message_timeout
+        # Longer than the longest registration interval (3600 s by default) plus a margin.
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
         self.connections: dict[Peer, TcpConnection] = {}
         self.server: asyncio.Server | None = None
         self.host = ""
