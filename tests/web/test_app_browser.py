@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.web.live_server import PASSWORD, LiveServer
 
@@ -509,3 +509,40 @@ def test_restart_app_reads_new_licences(page: Page, exchange: LiveServer) -> Non
     expect(page.get_by_role("heading", level=1)).to_have_text("Overzicht")
     page.get_by_role("navigation", name="Hoofdmenu").get_by_role("link", name="Instellingen").click()
     expect(page.get_by_role("link", name="Agent status")).to_be_visible()
+
+
+def test_voicemails_delete_several(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    exchange.add_history(username)
+    exchange.add_history(username)
+    log_in(page, exchange, username)
+    page.get_by_role("link", name="U heeft 2 nieuwe voicemails").click()
+    expect(page.locator(".list-row")).to_have_count(2)
+    page.get_by_role("button", name="Wijzigen").click()
+    for box in page.get_by_role("checkbox", name="Manager").all():
+        box.check()
+    page.get_by_role("button", name="Verwijderen (2)").click()
+    page.get_by_role("dialog").get_by_role("button", name="Verwijderen").click()
+    expect(page.get_by_text("Geen voicemails.")).to_be_visible()
+    assert api(page, exchange, "/me/voicemails")["messages"] == []
+
+
+def test_english_browser_gets_english_and_keyboard_logs_in(browser: Browser, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    context = browser.new_context(viewport={"width": 360, "height": 740}, locale="en-GB")
+    try:
+        page = context.new_page()
+        page.goto(exchange.url + "/")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Log in")
+        # Keyboard only: the fields come in reading order and Enter submits.
+        page.keyboard.press("Tab")
+        expect(page.get_by_label("Username")).to_be_focused()
+        page.keyboard.type(username)
+        page.keyboard.press("Tab")
+        expect(page.get_by_label("Password")).to_be_focused()
+        page.keyboard.type(PASSWORD)
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", level=1)).to_have_text("Overview")
+        expect(page.get_by_role("link", name="Incoming calls")).to_be_visible()
+    finally:
+        context.close()
