@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import pytest
 from sqlalchemy import select
@@ -141,7 +142,18 @@ def scenario(name: str, **values: Any) -> str:
     values.setdefault("check", "")
     values.setdefault("after_ack", "")
     values.setdefault("keys", "")
+    values.setdefault("refs", "")
     return string.Template(text).safe_substitute({k: str(v) for k, v in values.items()})
+
+
+def expect_headers(*checks: tuple[str, str]) -> dict[str, str]:
+    """Scenario values making SIPp fail unless the INVITE's `header` matches each regular expression."""
+    actions = "".join(
+        f'<ereg regexp="{escape(regexp)}" search_in="hdr" header="{header}:" check_it="true" assign_to="seen{index}" />'
+        for index, (header, regexp) in enumerate(checks)
+    )
+    names = ",".join(f"seen{index}" for index in range(len(checks)))
+    return {"check": f"<action>{actions}</action>", "refs": f'<Reference variables="{names}" />'}
 
 
 @dataclass
