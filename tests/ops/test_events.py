@@ -203,3 +203,15 @@ async def test_a_malformed_last_event_id_gets_422(http: httpx.AsyncClient, make_
     response = await http.get("/api/v1/events", headers={**auth(alice), "Last-Event-ID": "abc"})
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["header", "Last-Event-ID"]
+
+
+async def test_logging_out_ends_an_open_stream(http: httpx.AsyncClient, make_user: UserFactory) -> None:
+    alice = await make_user()
+    async with http.stream("GET", "/api/v1/events", headers=auth(alice)) as response:
+        events = read_events(response)
+        await anext(events)
+        assert (await http.post("/api/v1/auth/logout", headers=auth(alice))).status_code == 204
+        # The server closes the stream within a keepalive interval (0.5 s in these tests).
+        async with asyncio.timeout(5):
+            async for _ in events:
+                pass

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncpg  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, DBAPIError
 
 from hipper.domain.errors import InvalidSetting, NotLicensed, ReadOnlySetting, StepUpRequired
 
@@ -13,7 +15,40 @@ def invalid(field: str, reason: str) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": [{"loc": location, "msg": reason, "type": "value_error"}]})
 
 
+def _out_of_range(request: Request) -> JSONResponse:
+    where = ["path", *request.path_params] if request.path_params else ["body"]
+    return JSONResponse(
+        status_code=422,
+        content={"detail": [{"loc": where, "msg": "a value is out of the range we can store", "type": "value_error"}]},
+    )
+
+
+def _is_bad_value(exc: BaseException) -> bool:
+    """A value the database cannot take (SQLAlchemy wraps asyncpg's DataError as a plain DBAPIError)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, DataError | asyncpg.exceptions.DataError | OverflowError):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
+    return False
+
+
 def install(app: FastAPI) -> None:
+    # Safety nets for input the routers did not bound: an id beyond 64 bits makes SQLite's driver raise
+    # OverflowError, one beyond 32 bits (or a too long text) makes PostgreSQL raise DataError. Either is the
+    # client's mistake, never a server error; routers should still bound their fields (Path(le=...)).
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, _exc: OverflowError) -> JSONResponse:
+        return _out_of_range(request)
+
+    @app.exception_handler(DBAPIError)
+    async def _data_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if _is_bad_value(exc):
+            return _out_of_range(request)
+        raise exc
+
     @app.exception_handler(InvalidSetting)
     async def _invalid(_request: Request, exc: InvalidSetting) -> JSONResponse:
         return invalid(exc.field, exc.reason)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
@@ -18,9 +20,9 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy import func, select
 
 from hipper import metrics
-from hipper.api.deps import State, bearer, lookup, not_logged_in
+from hipper.api.deps import State, as_utc, bearer, lookup, not_logged_in
 from hipper.api.state import AppState
-from hipper.store.models import Event
+from hipper.store.models import AuthSession, Event
 
 router = APIRouter(prefix="/events", tags=["events"])
 
@@ -28,6 +30,12 @@ router = APIRouter(prefix="/events", tags=["events"])
 PAGE = 200
 # Browsers wait this long before reconnecting a dropped stream (SSE `retry:` field, milliseconds).
 RETRY_MS = 3000
+
+
+@dataclass(frozen=True)
+class StreamUser:
+    user_id: int
+    token_hash: str
 
 
 async def stream_user(
@@ -42,8 +50,8 @@ async def stream_user(
             "Prefer the header: a URL can end up in proxy logs and browser history.",
         ),
     ] = None,
-) -> int:
-    """The authenticated user's id, from a short-lived session: the stream itself must not pin a connection."""
+) -> StreamUser:
+    """The authenticated user, from a short-lived session: the stream itself must not pin a connection."""
     presented = credentials.credentials if credentials is not None else token
     if not presented:
         raise not_logged_in("log in first: no session token")
@@ -52,7 +60,15 @@ async def stream_user(
     if auth is None:
         raise not_logged_in("the session has ended: log in again")
     request.state.user_id = auth.user.id
-    return auth.user.id
+    return StreamUser(auth.user.id, auth.auth_session.token_hash)
+
+
+async def _still_logged_in(state: AppState, token_hash: str) -> bool:
+    async with state.sessions() as session:
+        expires = (
+            await session.execute(select(AuthSession.expires_at).where(AuthSession.token_hash == token_hash))
+        ).scalar_one_or_none()
+    return expires is not None and as_utc(expires) > datetime.now(UTC)
 
 
 def resume_point(
@@ -102,7 +118,7 @@ async def _rows_after(state: AppState, user_id: int, after: int) -> list[tuple[i
 async def live_events(
     request: Request,
     state: State,
-    user_id: Annotated[int, Depends(stream_user)],
+    user: Annotated[StreamUser, Depends(stream_user)],
     resume: Annotated[int | None, Depends(resume_point)],
 ) -> AsyncIterator[ServerSentEvent]:
     """A `text/event-stream` of this user's events (`service.changed`, `profile.changed`, …).
@@ -112,6 +128,7 @@ async def live_events(
     while nothing happens, so proxies keep the connection open.
     """
     hub = state.events
+    user_id, token_hash = user.user_id, user.token_hash
     last = resume if resume is not None else await _newest_id(state, user_id)
     waiter = hub.subscribe(state.sessions)
     metrics.SSE_STREAMS.inc()
@@ -132,6 +149,10 @@ async def live_events(
             if await hub.wait(waiter, hub.keepalive_seconds):
                 continue
             if time.monotonic() - last_sent >= hub.keepalive_seconds:
+                # A logout (or expiry) ends open streams too, within one keepalive interval; the browser's
+                # reconnect then gets 401 and EventSource gives up.
+                if not await _still_logged_in(state, token_hash):
+                    return
                 yield ServerSentEvent(comment="keepalive")
                 last_sent = time.monotonic()
     finally:
