@@ -72,14 +72,14 @@ class Phone:
         self.transport.sendto(packet.serialize(), self.engine_address)
         self.sent += 1
 
-    async def talk(self, samples: Pcm, frame_seconds: float = 0.02) -> None:
-        """Send audio in 20 ms packets paced on absolute deadlines of the loop clock."""
+    async def talk(self, samples: Pcm, frame_seconds: float = 0.02, packet_samples: int = 160) -> None:
+        """Send audio in packets (20 ms unless told) paced on absolute deadlines of the loop clock."""
         loop = asyncio.get_running_loop()
         deadline = loop.time()
-        for start in range(0, len(samples) - 159, 160):
-            self.send(g711.encode(samples[start : start + 160], self.codec))
-            self.ts = (self.ts + 160) & 0xFFFFFFFF
-            deadline += frame_seconds
+        for start in range(0, len(samples) - packet_samples + 1, packet_samples):
+            self.send(g711.encode(samples[start : start + packet_samples], self.codec))
+            self.ts = (self.ts + packet_samples) & 0xFFFFFFFF
+            deadline += frame_seconds * packet_samples / 160
             await asyncio.sleep(max(0.0, deadline - loop.time()))
 
     def audio(self) -> Pcm:

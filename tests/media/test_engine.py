@@ -274,6 +274,21 @@ async def test_recording_holds_the_received_audio_and_the_pause(
     phone.close()
 
 
+async def test_recording_a_phone_that_sends_30_ms_packets_keeps_time(engine: MediaEngine, tmp_path: Path) -> None:
+    # SIPp's own g711a capture uses 30 ms packets; the recorder takes 20 ms frames.
+    phone = Phone("PCMA")
+    endpoint = await attach(engine, phone)
+    reply = await engine.execute(StartRecording((endpoint,), tmp_path / "rec.wav"))
+    assert isinstance(reply, Started)
+    await phone.talk(tone(1000, 0.99), packet_samples=240)
+    await engine.execute(StopRecording(reply.id))
+    samples = read_recording(tmp_path / "rec.wav")
+    assert len(samples) / 8000 == pytest.approx(1.0, abs=0.12)
+    assert dominant_frequency(window(samples, 0.1, 0.9)) == pytest.approx(1000, abs=10)
+    assert rms(window(samples, 0.1, 0.9)) > 4000  # continuous tone, no silent frames interleaved
+    phone.close()
+
+
 async def test_call_recording_mixes_both_directions_of_a_bridge(engine: MediaEngine, tmp_path: Path) -> None:
     a, b = Phone("PCMU"), Phone("PCMA")
     ea, eb = await attach(engine, a), await attach(engine, b)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hipper.media.mixer import Mixer, mix, mix_minus
+from hipper.media.mixer import SILENT_FRAME, FrameBuffer, Mixer, mix, mix_minus
 from hipper.media.sdp import SdpError, SessionDescription, accept_answer, answer_offer, build_offer
 
 PHONE_OFFER = (
@@ -82,7 +82,25 @@ def test_mixer_uses_silence_for_a_participant_without_audio() -> None:
     mixer = Mixer("m")
     for name in ("a", "b", "c"):
         mixer.add(name)
-    mixer.buffers["a"].append(np.full(160, 100, dtype=np.int16))
+    mixer.buffers["a"].push(np.full(160, 100, dtype=np.int16))
     out = mixer.tick()
     assert out["a"].max() == 0  # a hears only b and c, who are silent
     assert out["b"].tolist() == out["c"].tolist() == [100] * 160
+
+
+def test_frame_buffer_recuts_30_ms_packets_into_20_ms_frames() -> None:
+    buffer = FrameBuffer()
+    audio = np.arange(720, dtype=np.int16)
+    for start in range(0, 720, 240):  # three 30 ms packets = 90 ms = 4.5 frames
+        buffer.push(audio[start : start + 240])
+    assert len(buffer) == 4
+    frames = [buffer.pop() for _ in range(4)]
+    assert np.array_equal(np.concatenate(frames), audio[:640])
+    assert buffer.pop() is SILENT_FRAME  # the half frame waits for the next packet
+
+
+def test_frame_buffer_drops_the_oldest_beyond_its_bound() -> None:
+    buffer = FrameBuffer(max_frames=2)
+    for value in (1, 2, 3):
+        buffer.push(np.full(160, value, dtype=np.int16))
+    assert [int(buffer.pop()[0]) for _ in range(2)] == [2, 3]

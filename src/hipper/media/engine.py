@@ -57,7 +57,7 @@ from hipper.config import Settings
 from hipper.media import g711
 from hipper.media.dtmf import DtmfReceiver, digit_to_event, event_payloads
 from hipper.media.g711 import PCMA, PCMU, SAMPLES_PER_FRAME, Pcm
-from hipper.media.mixer import MAX_BUFFERED_FRAMES, SILENT_FRAME, Mixer, mix
+from hipper.media.mixer import SILENT_FRAME, FrameBuffer, Mixer, mix
 from hipper.media.rtp import RTP_HEADER, RtcpReceiverReport, RtcpSenderReport, ntp_timestamp, parse_rtcp
 from hipper.media.sdp import AudioSession, SdpError, SessionDescription, accept_answer, answer_offer, build_offer
 from hipper.media.wavfile import AsyncWavWriter, read_wav
@@ -343,7 +343,7 @@ class _Endpoint:
         self.dtmf_first = False
         self.dtmf_rx = DtmfReceiver()
         # Decoded received audio for recorders and the mixer; empty for plain bridges (no decoding then).
-        self.taps: list[deque[Pcm]] = []
+        self.taps: list[FrameBuffer] = []
         self.last_received = 0.0
         self.packets_received = 0
         self.timed_out = False
@@ -355,7 +355,7 @@ class _Recording:
         self.path = path
         self.writer = writer
         self.pause_writes_silence = pause_writes_silence
-        self.sources: list[tuple[_Endpoint, deque[Pcm]]] = []
+        self.sources: list[tuple[_Endpoint, FrameBuffer]] = []
         self.paused = False
         self.pending: list[Pcm] = []
 
@@ -636,8 +636,8 @@ class MediaEngine:
             mixer = endpoint.mixer
             buffer = mixer.buffers.get(endpoint.id)
             mixer.remove(endpoint.id)
-            if buffer is not None and buffer in endpoint.taps:
-                endpoint.taps.remove(buffer)
+            if buffer is not None:
+                endpoint.taps = [tap for tap in endpoint.taps if tap is not buffer]
             endpoint.mixer = None
         endpoint.player = None
         self._set_source(endpoint, SOURCE_SILENCE)
@@ -682,7 +682,7 @@ class MediaEngine:
             raise MediaError(f"path: cannot write {command.path}: {error.strerror or error}") from error
         recording = _Recording(self._new_id("rec"), command.path, writer, command.pause_writes_silence)
         for endpoint in endpoints:
-            buffer: deque[Pcm] = deque(maxlen=MAX_BUFFERED_FRAMES)
+            buffer = FrameBuffer()
             endpoint.taps.append(buffer)
             recording.sources.append((endpoint, buffer))
         self._recordings[recording.id] = recording
@@ -692,8 +692,7 @@ class MediaEngine:
         recording = self._recording(recording_id)
         del self._recordings[recording_id]
         for endpoint, buffer in recording.sources:
-            if buffer in endpoint.taps:
-                endpoint.taps.remove(buffer)
+            endpoint.taps = [tap for tap in endpoint.taps if tap is not buffer]
         self._flush_recording(recording)
         try:
             samples = await recording.writer.commit()
@@ -783,7 +782,7 @@ class MediaEngine:
             if endpoint.taps:
                 pcm = g711.decode(data[offset:end], endpoint.codec)
                 for tap in endpoint.taps:
-                    tap.append(pcm)
+                    tap.push(pcm)
             peer = endpoint.peer
             if peer is not None and peer.source == SOURCE_PEER and peer.may_send and not peer.dtmf_out:
                 payload = data[offset:end]
@@ -949,7 +948,7 @@ class MediaEngine:
 
     def _record_frame(self) -> None:
         for recording in self._recordings.values():
-            frames = [buffer.popleft() if buffer else SILENT_FRAME for _, buffer in recording.sources]
+            frames = [buffer.pop() for _, buffer in recording.sources]
             if recording.paused:
                 if not recording.pause_writes_silence:
                     continue

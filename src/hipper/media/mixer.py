@@ -14,6 +14,38 @@ MAX_BUFFERED_FRAMES = 5
 SILENT_FRAME: Pcm = np.zeros(SAMPLES_PER_FRAME, dtype=np.int16)
 
 
+class FrameBuffer:
+    """Received audio cut into 20 ms frames for a per-tick consumer (a recording or the mixer).
+
+    Phones may send 10, 30 or 60 ms packets (SIPp's own capture uses 30 ms); consumers take exactly one 160-sample
+    frame per tick, so packets are re-cut here. Compared by identity, so one endpoint's taps never mix up.
+    """
+
+    __slots__ = ("_frames", "_rest")
+
+    def __init__(self, max_frames: int = MAX_BUFFERED_FRAMES) -> None:
+        self._frames: deque[Pcm] = deque(maxlen=max_frames)
+        self._rest: Pcm | None = None
+
+    def push(self, pcm: Pcm) -> None:
+        if self._rest is None and len(pcm) == SAMPLES_PER_FRAME:
+            self._frames.append(pcm)  # the common case: one 20 ms packet is one frame
+            return
+        if self._rest is not None:
+            pcm = np.concatenate([self._rest, pcm])
+        whole = len(pcm) - len(pcm) % SAMPLES_PER_FRAME
+        for start in range(0, whole, SAMPLES_PER_FRAME):
+            self._frames.append(pcm[start : start + SAMPLES_PER_FRAME])
+        self._rest = pcm[whole:] if whole < len(pcm) else None
+
+    def pop(self) -> Pcm:
+        """The oldest frame, or silence when nothing arrived in time (loss, or the remote is not talking)."""
+        return self._frames.popleft() if self._frames else SILENT_FRAME
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+
 def mix_minus(frames: list[Pcm]) -> list[Pcm]:
     """For N equal-length frames, return N frames: frame i = clip(sum of all frames except frame i)."""
     if not frames:
@@ -36,10 +68,10 @@ class Mixer:
 
     def __init__(self, mixer_id: str) -> None:
         self.mixer_id = mixer_id
-        self.buffers: dict[str, deque[Pcm]] = {}
+        self.buffers: dict[str, FrameBuffer] = {}
 
-    def add(self, participant: str) -> deque[Pcm]:
-        buffer: deque[Pcm] = deque(maxlen=MAX_BUFFERED_FRAMES)
+    def add(self, participant: str) -> FrameBuffer:
+        buffer = FrameBuffer()
         self.buffers[participant] = buffer
         return buffer
 
@@ -49,5 +81,5 @@ class Mixer:
     def tick(self) -> dict[str, Pcm]:
         """One 20 ms step: take one frame per participant (silence if none arrived) and mix."""
         names = list(self.buffers)
-        frames = [self.buffers[name].popleft() if self.buffers[name] else SILENT_FRAME for name in names]
+        frames = [self.buffers[name].pop() for name in names]
         return dict(zip(names, mix_minus(frames), strict=True))
