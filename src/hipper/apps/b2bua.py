@@ -126,7 +126,7 @@ class B2bua:
             else:
                 call.media_event(event)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -142,7 +142,7 @@ class B2bua:
             return
         if to_tag is None:
             if request.method == "INVITE":
-                self._spawn(self._new_call(tx))
+                self.spawn(self._new_call(tx))
             elif request.method in ("BYE", "INFO", "UPDATE", "PRACK"):
                 tx.respond(tx.response(481))
             else:

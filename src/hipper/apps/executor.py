@@ -483,7 +483,8 @@ class Call:
                 party.outcome.append("cancelled")
                 return
             if isinstance(step, RingSplashStep):
-                self.spawn(self.ring_splash(routing.callee.user_id))
+                # The splash lasts its moment even when the call itself ends at once (do not disturb: 486).
+                self.b2bua.spawn(self.ring_splash(routing.callee.user_id, routing.called_number))
                 continue
             if isinstance(step, ForwardStep):
                 party.outcome.append("forwarded")
@@ -584,7 +585,7 @@ class Call:
         headers: list[tuple[str, str]] = []
         if target.block_diversion:
             # Ask the mobile network not to divert this branch to its own voicemail (it would take the call).
-            headers.append(("Privacy", "none"))
+            # SIP has no standard for ISUP's diversion inhibitor; this header is what our trunk peer reads.
             headers.append(("Diversion-Inhibitor", "yes"))
         branches.append(
             Branch(
@@ -879,10 +880,10 @@ class Call:
         else:
             self.over.set()
 
-    async def ring_splash(self, user_id: int) -> None:
+    async def ring_splash(self, user_id: int, number: str) -> None:
         """A short alert on the user's desk phones (Alert-Info), cancelled after a moment; never answered."""
         bindings = await self.bindings(user_id)
-        to = self.b2bua.peers.address(str(user_id))
+        to = self.b2bua.peers.address(number)
         legs: list[CalleeLeg] = []
         for branch in self.device_branches(bindings, "ring-splash", user_id, to):
             endpoint = await self.new_endpoint()
