@@ -546,3 +546,14 @@ def test_english_browser_gets_english_and_keyboard_logs_in(browser: Browser, exc
         expect(page.get_by_role("link", name="Incoming calls")).to_be_visible()
     finally:
         context.close()
+
+
+def test_a_quick_toggle_that_needs_a_number_opens_its_screen(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.get_by_role("region", name="Snel instellen").get_by_role(
+        "switch", name="Doorschakelen alle gesprekken"
+    ).check()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Doorschakelen alle gesprekken")
+    expect(page.get_by_label("Doorschakelen naar")).to_be_visible()
+    assert api(page, exchange, "/me/services/call-forwarding-always")["active"] is False

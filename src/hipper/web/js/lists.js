@@ -414,6 +414,24 @@ async function importContacts(file) {
   toast(t("contacts.imported", { count: result.imported, skipped: result.skipped.length }));
 }
 
+// Pull to refresh (§6): pulling down from the top of the list reloads it; the ⟳ button does the same.
+function pullToRefresh(main, reload) {
+  const hint = h("p", { class: "pull-hint", "aria-hidden": "true", hidden: true }, t("contacts.pull"));
+  main.prepend(hint);
+  let startY = null;
+  main.addEventListener("touchstart", (event) => {
+    startY = window.scrollY === 0 ? event.touches[0].clientY : null;
+  }, { passive: true });
+  main.addEventListener("touchmove", (event) => {
+    if (startY !== null) hint.hidden = event.touches[0].clientY - startY < 80;
+  }, { passive: true });
+  main.addEventListener("touchend", () => {
+    if (startY !== null && !hint.hidden) reload();
+    hint.hidden = true;
+    startY = null;
+  });
+}
+
 async function contactsScreen(main) {
   const page = await fetchPage("/me/contacts", main);
   if (!page) return;
@@ -455,6 +473,7 @@ async function contactsScreen(main) {
     } }, "+"),
   );
   main.append(fileInput);
+  pullToRefresh(main, reload);
   const contacts = page.contacts;
   const prefs = store.prefs.contacts;
   const search = h("input", { type: "search", id: "contact-search", placeholder: t("contacts.search"), "aria-label": t("contacts.search"), autocomplete: "off" });
