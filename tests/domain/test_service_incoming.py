@@ -274,3 +274,12 @@ def test_pa_until_a_moment_already_past_is_refused_when_set() -> None:
     ran_out = cls.model_validate(past)
     change(cls, ran_out, {**past, "alert_tone": True}, CTX, stepped_up=False, now=now)
     assert change(cls, cls(), {**past, "until": "2026-11-25T15:00:00+00:00"}, CTX, stepped_up=False, now=now)
+
+
+def test_new_anywhere_locations_get_unused_ids_within_range() -> None:
+    top = 2**31 - 1
+    saved = _change("anywhere", {"locations": [{"id": top, "number": OTHER}, {"number": OTHER2}]})
+    assert [location["id"] for location in saved["locations"]] == [top, 1]
+    with pytest.raises(InvalidSetting) as info:
+        _change("anywhere", {"locations": [{"id": top + 1, "number": OTHER}]})
+    assert info.value.field == "locations.0.id"

@@ -10,12 +10,14 @@ from hipper.domain.numbers import PhoneNumber
 from hipper.domain.services.base import DisplayName, ServiceSettings, refuse_duplicates, refuse_own_number
 
 MAX_LOCATIONS = 10
+# Ids stay well inside what every client (JavaScript numbers included) represents exactly.
+MAX_LOCATION_ID = 2**31 - 1
 
 
 class AnywhereLocation(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # Assigned by the exchange when a location is added (send it back to keep a location's identity).
-    id: int | None = Field(default=None, ge=1)
+    id: int | None = Field(default=None, ge=1, le=MAX_LOCATION_ID)
     active: bool = True
     name: DisplayName = ""
     number: PhoneNumber
@@ -43,11 +45,13 @@ class Anywhere(ServiceSettings):
             if location.id in seen:
                 raise InvalidSetting(f"locations.{index}.id", f"id {location.id} is used by another location")
             seen.add(location.id)
-        next_id = max(seen, default=0) + 1
+        # New locations get ids above the highest one, so an id is not reused for another location; only when
+        # a client already used the top of the range are the lowest free ids taken instead.
+        candidates = iter(range(max(seen, default=0) + 1, MAX_LOCATION_ID + 1))
+        fallback = (n for n in range(1, MAX_LOCATION_ID + 1) if n not in seen)
         for location in self.locations:
             if location.id is None:
-                location.id = next_id
-                next_id += 1
+                location.id = next(candidates, None) or next(fallback)
         return self
 
     def phone_numbers(self) -> set[str]:

@@ -19,7 +19,7 @@ from hipper.domain.services.base import LicenceNeeded, ServiceSettings
 
 class CallCenterMembership(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    id: int
+    id: int = Field(ge=1, le=2**63 - 1)
     # Name and number are the administrator's; they are shown, and ignored when sent back.
     name: str = ""
     number: str | None = None
