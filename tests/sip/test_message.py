@@ -217,3 +217,53 @@ def test_any_unicode_header_value_only_ever_raises_parse_error(name: str, value:
         message.vias  # noqa: B018
     except ParseError:
         pass
+
+
+# In the spirit of RFC 4475 §3.1.1 (valid but unusual): odd whitespace, folding, case, escapes, other schemes.
+UNUSUAL = (
+    b"OPTIONS sip:%61lice@Hipper.TEST;Transport=TCP SIP/2.0\r\n"
+    b"TO :\r\n sip:%61lice@hipper.test ;   tag = 1918181833n\r\n"
+    b'from   : "J Rosenberg \\\\\\""       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8\r\n'
+    b"MaX-fOrWaRdS: 0068\r\n"
+    b"Call-ID: wsinv.ndaksdj@192.0.2.1\r\n"
+    b"cseq: 0009\r\n  OPTIONS\r\n"
+    b"Via  : SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;rport;branch=z9hG4bK390skdjuw\r\n"
+    b"s :\r\n"
+    b"NewFangledHeader:   newfangled value\r\n continued newfangled value\r\n"
+    b"UnknownHeaderWithUnusualValue: ;;,,;;,;\r\n"
+    b"Contact: <urn:service:sos>\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+def test_unusual_but_valid_message() -> None:
+    message = parse_message(UNUSUAL)
+    assert isinstance(message, Request)
+    message.validate()
+    assert message.uri.user == "%61lice" and message.uri.host == "hipper.test" and message.uri.transport == "tcp"
+    assert message.to.tag == "1918181833n"
+    assert message.from_.tag == "98asjd8" and message.from_.display_name == 'J Rosenberg \\"'
+    assert message.int_header("Max-Forwards") == 68
+    assert message.cseq == (9, "OPTIONS")
+    assert (message.top_via.transport, message.top_via.host, message.top_via.port) == ("UDP", "192.0.2.2", None)
+    assert message.headers.get("Subject") == ""
+    assert message.headers.get("newfangledheader") == "newfangled value continued newfangled value"
+    assert message.headers.get("UnknownHeaderWithUnusualValue") == ";;,,;;,;"
+    assert message.contacts[0].uri.scheme == "urn"
+
+
+@pytest.mark.parametrize(
+    "replacement",
+    [
+        (b"Content-Length: 0", b"Content-Length: -5"),
+        (b"Content-Length: 0", b"Content-Length: 0\r\nContent-Length: abc"),
+        (b"MaX-fOrWaRdS: 0068", b"Max-Forwards: 99999999999"),
+        (b"Call-ID: wsinv.ndaksdj@192.0.2.1\r\n", b""),
+        (b"OPTIONS sip:", b"OPTIONS sip :"),
+    ],
+)
+def test_invalid_variants_are_parse_errors(replacement: tuple[bytes, bytes]) -> None:
+    with pytest.raises(ParseError):
+        message = parse_message(UNUSUAL.replace(*replacement))
+        assert isinstance(message, Request)
+        message.validate()

@@ -713,6 +713,10 @@ def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
         if parts[2].upper() != SIP_VERSION:
             raise ParseError("unsupported SIP version")
         message = Request(parts[0], URI.parse(parts[1]), headers)
+    lengths = headers.get_all("Content-Length")
+    if len(lengths) > 1 and len({value.strip() for value in lengths}) > 1:
+        # Two different lengths would let a stream peer smuggle one message inside another.
+        raise ParseError("conflicting Content-Length")
     length = message.int_header("Content-Length")
     return message, length
 

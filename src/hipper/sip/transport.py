@@ -164,12 +164,12 @@ class TcpConnection(asyncio.Protocol):
                     self.abort("headers too long")
                 return
             head = bytes(self.buffer[: end.start()])
-            match = _CONTENT_LENGTH.search(head)
-            if match is None:
-                # Without a length the stream cannot be re-synchronised: §18.3 makes it mandatory here.
-                self.abort("missing Content-Length")
+            found = {int(value) for value in _CONTENT_LENGTH.findall(head)}
+            if len(found) != 1:
+                # Without one clear length the stream cannot be re-synchronised: §18.3 makes it mandatory here.
+                self.abort("missing or conflicting Content-Length")
                 return
-            length = int(match.group(1))
+            length = found.pop()
             total = end.end() + length
             if total > MAX_MESSAGE_SIZE:
                 self.abort("absurd Content-Length")
