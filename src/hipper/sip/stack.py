@@ -6,6 +6,13 @@ are matched to client transactions only when their top Via is ours).
 
 The stack never decides what happens to a call: INVITE, BYE, REFER and the rest go to a `RequestHandler`
 (the B2BUA), which answers through the server transaction it is given.
+
+For the B2BUA: set `stack.handler`; answer with `tx.respond(tx.response(180))` etc. A 2xx to an INVITE is
+retransmitted by the transaction until the ACK, and `await tx.acked` tells whether it came (§13.3.1.4). To
+ring a user, `await stack.registrar.locations.for_user(user_id)` gives bindings; send each leg with
+`stack.send_request(request, binding.peer, on_response, provisional_timeout=...)` so it reaches the phone
+where it registered from (NAT), and `Dialog.as_uac(request, response)` builds the dialog from a 1xx/2xx.
+Devices are authenticated on INVITE with `stack.registrar.authenticate(request, device)`.
 """
 
 from __future__ import annotations
