@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     # default: SIPp 3.6 reads just the first challenge and baresip 1.0 fails on any SHA-256 one. Credentials
     # with either algorithm are always verified; offer ["SHA-256", "MD5"] when all phones can take it.
     sip_digest_algorithms: list[str] = Field(default_factory=lambda: ["MD5"])
+    # The address put in our Via/Contact when sip_host is a wildcard (0.0.0.0) or behind NAT; empty = sip_host.
+    sip_advertised_host: str = ""
     log_level: str = "INFO"
     log_json: bool = True
     # Session tokens ("stay logged in on this device", SPEC A1).
