@@ -360,6 +360,7 @@ def user_list(ctx: click.Context, company_name: str | None) -> None:
 def user_show(ctx: click.Context, username: str) -> None:
     """Show a user: numbers, licences, devices, lockouts."""
     from hipper.store import admin, devices
+    from hipper.store.users import numbers_of
 
     async def _work(session: AsyncSession, _settings: Settings) -> list[str]:
         found = await admin.user_by_username(session, username)
@@ -370,6 +371,7 @@ def user_show(ctx: click.Context, username: str) -> None:
             f"extension:  {found.extension or '-'}",
             f"direct:     {found.direct_number or '-'}",
             f"mobile:     {found.mobile_number or '-'}",
+            f"numbers:    {', '.join(f'{kind} {n}' for kind, n in (await numbers_of(session, found)).items()) or '-'}",
             f"licences:   {', '.join(found.licences or []) or '-'}",
             f"PIN set:    {'yes' if found.pin_hash else 'no'}",
         ]

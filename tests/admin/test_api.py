@@ -338,6 +338,8 @@ async def test_call_centers_and_members(administrator: LoggedIn, make_user: User
     # The member now has the call center number among their numbers (SPEC A4).
     me = await agent.get("/me")
     assert "+31201234900" in me.text
+    numbers = (await administrator.get(f"/admin/users/{agent.id}")).json()["numbers"]
+    assert numbers["call_center"] == "+31201234900" and numbers["company"] == "+31201234000"
 
     patched = await patch(administrator, f"/admin/call-centers/{call_center['id']}", {"wrap_up_seconds": 45})
     assert patched.json()["wrap_up_seconds"] == 45

@@ -27,6 +27,7 @@ def test_first_administrator_company_and_users(hipper: Hipper) -> None:
     assert "anna" in listed and "root" in listed and "[admin]" in listed
     shown = hipper("user", "show", "anna").output
     assert "call-recording" in shown and "voicemail" in shown
+    assert "numbers:    company +31201230000, direct +31201230201, mobile +31612340201" in shown
 
     # The password is asked for (twice) when not given.
     assert "Created group 'Sales'" in hipper("group", "add", "Sales", "--number", "020 123 0100").output

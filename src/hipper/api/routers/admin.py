@@ -23,6 +23,7 @@ from hipper.api.deps import Admin, Authenticated, Session, State, administrator,
 from hipper.domain.errors import InvalidSetting
 from hipper.store import admin, devices
 from hipper.store.models import CallCenter, Company, DirectoryEntry, Group, HuntGroup, SipDevice, User
+from hipper.store.users import numbers_of
 
 
 class AdminRoute(APIRoute):
@@ -316,6 +317,9 @@ class UserOut(Out):
     locked_until: datetime | None
     pin_locked_until: datetime | None
     pin_set: bool = False
+    numbers: dict[str, str] | None = Field(
+        default=None, description="every number of the user by kind (SPEC A4); only when reading one user"
+    )
 
 
 def _user_out(user: User) -> UserOut:
@@ -368,7 +372,11 @@ async def list_users(auth: Admin, session: Session, company_id: OptionalId = Non
 
 @router.get("/users/{user_id}", response_model=UserOut)
 async def get_user(user_id: Id, auth: Admin, session: Session) -> UserOut:
-    return _user_out(await _user(auth, session, user_id))
+    """The user, with every number they are reached on (company, direct, department, mobile, call center)."""
+    user = await _user(auth, session, user_id)
+    out = _user_out(user)
+    out.numbers = await numbers_of(session, user)
+    return out
 
 
 @router.patch("/users/{user_id}", response_model=UserOut)
