@@ -85,7 +85,9 @@ async def serve(settings: Settings) -> None:
     # The registrar only touches the database on a REGISTER; uvicorn's lifespan migrates right at startup.
     state: AppState = app.state.hipper
     stack = create_sip_stack(settings, state.sessions)
-    await stack.start(settings.sip_host, settings.sip_port, tcp=settings.sip_tcp)
+    await stack.start(
+        settings.sip_host, settings.sip_port, tcp=settings.sip_tcp, advertised_host=settings.sip_advertised_host
+    )
     app.state.sip = stack
     assert stack.registrar is not None
     background = [

@@ -222,3 +222,19 @@ async def test_max_forwards_zero_and_no_handler(stack: SipStack, udp_client: Raw
     assert (await udp_client.receive()).status == 480  # no call handler attached yet
     udp_client.send(invite_text(stack.port, udp_client.port, "z9hG4bKodd").replace("INVITE", "FROB"), stack.port)
     assert (await udp_client.receive()).status == 501
+
+
+async def test_via_names_the_advertised_host_when_bound_to_a_wildcard(udp_client: RawClient) -> None:
+    sip = SipStack(timers=FAST)
+    await sip.start("0.0.0.0", 0, tcp=False, advertised_host="127.0.0.1")
+    try:
+        tx = sip.send_request(options(), Peer("udp", "127.0.0.1", udp_client.port))
+        request = parse_message(await udp_client.queue.get())
+        assert isinstance(request, Request)
+        via = request.top_via
+        assert (via.host, via.port, "rport" in via.params) == ("127.0.0.1", sip.port, True)
+        assert via.branch is not None and via.branch.startswith("z9hG4bK")
+        udp_client.send(Response.for_request(request, 200, to_tag="x").serialize(), sip.port)
+        assert (await tx.final).status == 200
+    finally:
+        await sip.close()

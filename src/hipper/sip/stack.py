@@ -77,7 +77,8 @@ class SipStack:
         self._tasks: set[asyncio.Task[None]] = set()
         self.malformed = 0  # counted, not logged one by one: a flood must not become a log flood
 
-    async def start(self, host: str, port: int, *, tcp: bool = True) -> None:
+    async def start(self, host: str, port: int, *, tcp: bool = True, advertised_host: str = "") -> None:
+        self.transports.advertised_host = advertised_host
         await self.transports.start(host, port, tcp=tcp)
         log.info("sip.listening", extra={"host": self.transports.host, "port": self.transports.port})
 

@@ -260,6 +260,7 @@ class Transports:
         self.udp = UdpTransport(receiver)
         self.tcp = TcpTransport(receiver)
         self._udp_transport: asyncio.DatagramTransport | None = None
+        self.advertised_host = ""  # what our Via names when the bound address is a wildcard or private
 
     async def start(self, host: str, port: int, *, tcp: bool = True) -> None:
         loop = asyncio.get_running_loop()
@@ -280,7 +281,7 @@ class Transports:
 
     @property
     def host(self) -> str:
-        return self.udp.host
+        return self.advertised_host or self.udp.host
 
     @property
     def port(self) -> int:
