@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 from pathlib import Path
 
 import httpx
+import pytest
 import soundfile
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hipper.demo import DEMO_DEVICE_PASSWORD, DEMO_DEVICES, DEMO_PASSWORD
+from hipper.demo import DEMO_DEVICE_PASSWORD, DEMO_DEVICES, DEMO_PASSWORD, message_wav
 from hipper.store.models import (
     Base,
     CallCenter,
@@ -90,3 +92,14 @@ def test_demo_contents(hipper: Hipper) -> None:
     hipper.query(check)
     # No temporary files left behind by the atomic writer.
     assert not [p for p in (data_dir / "media").rglob("*") if p.name.startswith(".tmp")]
+
+
+def test_without_espeak_the_messages_are_a_tone(monkeypatch: pytest.MonkeyPatch) -> None:
+    spoken, spoken_ms = message_wav("Hallo")
+    monkeypatch.setenv("PATH", "/nonexistent")  # neither espeak-ng nor sox can be found now
+    tone, tone_ms = message_wav("Hallo")
+    assert tone != spoken
+    assert tone_ms == 2000
+    info = soundfile.info(io.BytesIO(tone))
+    assert (info.samplerate, info.channels, info.subtype) == (8000, 1, "PCM_16")
+    assert spoken_ms > 0
