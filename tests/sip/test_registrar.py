@@ -359,3 +359,27 @@ async def test_tcp_connections_that_send_nothing_are_closed(sip_server: SipServe
     finally:
         writer.close()
     assert not sip_server.stack.transports.tcp.connections
+
+
+async def test_responses_follow_rport_and_received(sip_server: SipServer, udp_client: RawClient) -> None:
+    def options(via: str, branch: str) -> str:
+        return (
+            f"OPTIONS sip:127.0.0.1:{sip_server.port} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch={branch}\r\n"
+            "From: <sip:alice@hipper.test>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: nat\r\nCSeq: 1 OPTIONS\r\n"
+            "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+
+    # Behind NAT with rport: the Via names a private address; the answer goes to where the packet came from.
+    udp_client.send(options("192.0.2.1:5060;rport", "z9hG4bKnat1"), sip_server.port)
+    ok = await udp_client.receive()
+    assert ok.top_via.params["received"] == "127.0.0.1" and ok.top_via.params["rport"] == str(udp_client.port)
+    # Without rport (RFC 3261 §18.2.2): to the source address (`received`) but the port the Via names.
+    loop = asyncio.get_running_loop()
+    other_transport, other = await loop.create_datagram_endpoint(RawClient, local_addr=("127.0.0.1", 0))
+    try:
+        udp_client.send(options(f"192.0.2.1:{other.port}", "z9hG4bKnat2"), sip_server.port)
+        answer = await other.receive()
+        assert answer.status == 200 and answer.top_via.params["received"] == "127.0.0.1"
+        await udp_client.nothing(0.2)
+    finally:
+        other_transport.close()
