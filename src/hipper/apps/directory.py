@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hipper.domain.group_routing import GroupNumber
 from hipper.domain.numbers import NumberError, is_extension, normalise
 from hipper.domain.routing import UserState
-from hipper.store.models import User
+from hipper.store.models import Company, Group, User
 from hipper.store.user_state import group_number_of, load_user_state
 
 
@@ -35,6 +35,8 @@ class Resolved:
     number: str
     callee: Callee | None = None
     group: GroupNumber | None = None
+    # The company a group number belongs to: its destinations' extensions are looked up there.
+    company_id: int | None = None
 
 
 def _callee(user: User, called: Literal["fixed", "mobile"]) -> Callee:
@@ -64,7 +66,10 @@ async def resolve(session: AsyncSession, dialled: str, company_id: int | None, r
         return Resolved("user", number, _callee(user, "fixed" if user.direct_number == number else "mobile"))
     group = await group_number_of(session, number)
     if group is not None:
-        return Resolved("group", number, group=group)
+        owner = (await session.execute(select(Company.id).where(Company.number == number))).scalar_one_or_none()
+        if owner is None:
+            owner = (await session.execute(select(Group.company_id).where(Group.number == number))).scalar_one_or_none()
+        return Resolved("group", number, group=group, company_id=owner)
     return Resolved("external", number)
 
 

@@ -442,7 +442,7 @@ class Call:
             )
             await self.route_user(resolved.callee, incoming, resolved.number, ())
         elif resolved.kind == "group" and resolved.group is not None:
-            await self.route_group(resolved.group, incoming_base)
+            await self.route_group(resolved.group, resolved.company_id, incoming_base)
         elif resolved.kind == "external" and self.caller.origin == "device":
             await self.call_out(resolved.number)
         else:
@@ -469,12 +469,12 @@ class Call:
         log.info("call.plan", extra={"call_id": self.call_id, "user_id": callee.user_id, "plan": plan.describe()})
         await self.run_steps(plan.steps, Routing(party, callee, incoming, called_number, headers))
 
-    async def route_group(self, group: GroupNumber, incoming: IncomingCall) -> None:
+    async def route_group(self, group: GroupNumber, company_id: int | None, incoming: IncomingCall) -> None:
         plan = plan_group_call(group, incoming.caller, datetime.now(UTC), max_forwards=incoming.max_forwards)
         if isinstance(plan.step, RejectStep):
             self.fail(plan.step.status, plan.step.reason_phrase)
             return
-        await self.forward_to(plan.step.destination, None, None)
+        await self.forward_to(plan.step.destination, None, None, company_id=company_id)
 
     async def run_steps(self, steps: tuple[Step, ...], routing: Routing) -> None:
         party = routing.party
@@ -758,8 +758,11 @@ class Call:
 
     # -- forwarding and calls out ----------------------------------------------------------------------------
 
-    async def forward_to(self, destination: str, step: ForwardStep | None, routing: Routing | None) -> None:
-        company_id = routing.callee.company_id if routing is not None else self.caller.company_id
+    async def forward_to(
+        self, destination: str, step: ForwardStep | None, routing: Routing | None, *, company_id: int | None = None
+    ) -> None:
+        if company_id is None:
+            company_id = routing.callee.company_id if routing is not None else self.caller.company_id
         async with self.b2bua.sessions() as session:
             resolved = await resolve(session, destination, company_id, self.settings.default_region)
         diversion = step.diversion if step is not None else None
@@ -778,7 +781,7 @@ class Call:
             await self.route_user(resolved.callee, incoming, resolved.number, headers)
             return
         if resolved.kind == "group" and resolved.group is not None:
-            await self.route_group(resolved.group, base)
+            await self.route_group(resolved.group, resolved.company_id, base)
             return
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None or resolved.kind == "unknown":
