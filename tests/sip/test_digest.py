@@ -95,7 +95,7 @@ def test_verify_fresh_stale_forged_and_wrong() -> None:
     )
     nonce = auth.nonce()
     assert auth.verify(_answer(auth, nonce, "pw"), "INVITE", creds) == Verdict.OK
-    assert auth.verify(_answer(auth, nonce, "pw", "MD5"), "INVITE", creds) == Verdict.OK
+    assert auth.verify(_answer(auth, auth.nonce(), "pw", "MD5"), "INVITE", creds) == Verdict.OK
     assert auth.verify(_answer(auth, nonce, "wrong"), "INVITE", creds) == Verdict.WRONG
     assert auth.verify(_answer(auth, nonce, "pw"), "REGISTER", creds) == Verdict.WRONG  # digest of another method
     old = auth.nonce(now=time.time() - 120)
@@ -107,3 +107,30 @@ def test_verify_fresh_stale_forged_and_wrong() -> None:
     assert auth.verify({**_answer(auth, nonce, "pw"), "realm": "other"}, "INVITE", creds) == Verdict.WRONG
     assert auth.verify({**_answer(auth, nonce, "pw"), "qop": "auth-int"}, "INVITE", creds) == Verdict.WRONG
     assert all("stale=true" in value for value in auth.challenges(stale=True))
+
+
+def test_a_replayed_nonce_count_gets_a_fresh_challenge() -> None:
+    auth = Authenticator("hipper.test")
+    creds = Credentials(
+        "alice", "hipper.test", ha1("alice", "hipper.test", "pw"), ha1("alice", "hipper.test", "pw", "SHA-256")
+    )
+    nonce = auth.nonce()
+
+    def answer(nc: str) -> dict[str, str]:
+        stored = ha1("alice", "hipper.test", "pw", "SHA-256")
+        params = {**_answer(auth, nonce, "pw"), "nc": nc}
+        params["response"] = response(
+            algorithm="SHA-256",
+            ha1_hex=stored,
+            method="INVITE",
+            uri="sip:hipper.test",
+            nonce=nonce,
+            qop="auth",
+            nc=nc,
+            cnonce="c0ffee",
+        )
+        return params
+
+    assert auth.verify(answer("00000001"), "INVITE", creds) == Verdict.OK
+    assert auth.verify(answer("00000001"), "INVITE", creds) == Verdict.STALE  # the same request again: a replay
+    assert auth.verify(answer("00000002"), "INVITE", creds) == Verdict.OK  # how SIPp and phones reuse a nonce

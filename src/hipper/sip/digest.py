@@ -109,6 +109,8 @@ class Authenticator:
         if unknown or not algorithms:
             raise ValueError(f"unsupported digest algorithms: {sorted(unknown)}")
         self.algorithms = algorithms
+        # Highest nonce count seen per nonce, in this process (a replay to another node is not caught).
+        self._nonce_counts: dict[str, int] = {}
 
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self._secret, payload, hashlib.sha256).digest()[:16]
@@ -171,4 +173,21 @@ class Authenticator:
         # before a restart, or from the future) only earns a fresh challenge with stale=true.
         if age is None or age < -5 or age > self.nonce_lifetime:
             return Verdict.STALE
+        if qop:
+            # RFC 7616 §3.3 / RFC 2617 §3.2.2: the nonce count must grow with each use of a nonce; a repeated one
+            # is a replay (a captured REGISTER sent again, perhaps with another Contact). The sender gets a fresh
+            # challenge, which a genuine phone answers at once.
+            count = int(params["nc"], 16)
+            if count <= self._nonce_counts.get(nonce, 0):
+                return Verdict.STALE
+            self._remember_count(nonce, count)
         return Verdict.OK
+
+    def _remember_count(self, nonce: str, count: int) -> None:
+        if len(self._nonce_counts) >= 50_000:
+            # Forget the nonces that expired (they are refused as stale anyway), then, if still full, the oldest.
+            for old in [n for n in self._nonce_counts if (self.nonce_age(n) or 0) > self.nonce_lifetime]:
+                del self._nonce_counts[old]
+            while len(self._nonce_counts) >= 50_000:
+                del self._nonce_counts[next(iter(self._nonce_counts))]
+        self._nonce_counts[nonce] = count
