@@ -7,6 +7,7 @@ Authorization header's JWT signature (RFC 8292) against the exchange's public ke
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -124,6 +125,7 @@ class PushService:
     delivered: list[Delivered] = field(default_factory=list)
     status_for: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def new_browser(self) -> Browser:
         path = f"/push/{b64url(os.urandom(9))}"
@@ -143,6 +145,7 @@ class PushService:
         status = self.status_for.get(request.path, 201)
         if status < 300:
             self.delivered.append(delivered)
+            self.arrived.set()
         return web.Response(status=status)
 
     def _open(self, request: web.Request, browser: Browser, body: bytes) -> Delivered:
@@ -152,7 +155,8 @@ class PushService:
             body, private_key=browser.private_key, auth_secret=browser.auth_secret, version="aes128gcm"
         )
         claims, key = verify_vapid(request.headers["Authorization"])
-        return Delivered(request.path, json.loads(plaintext), dict(request.headers), claims, key)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        return Delivered(request.path, json.loads(plaintext), headers, claims, key)
 
 
 def verify_vapid(authorization: str) -> tuple[dict[str, Any], str]:
