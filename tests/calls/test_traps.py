@@ -1,0 +1,87 @@
+"""The telephony traps of DESIGN.md, each against real SIPp peers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hipper.sip.message import Response
+from tests.calls.conftest import Exchange, phone, place_call, scenario
+from tests.sip.conftest import RawClient
+from tests.sip.peers import free_udp_port
+
+pytestmark = pytest.mark.sip
+
+
+async def test_the_caller_gives_up_while_ringing(exchange: Exchange) -> None:
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    bob = await phone(exchange, "bob", "bob", scenario("callee_rings.xml"))
+    alice = await place_call(
+        exchange, "alice", "202", "final_cancel.xml", ring_ms=800,
+        provisional='<recv response="100" optional="true" />\n  <recv response="180" />',
+    )  # fmt: skip
+    await alice.succeeded()  # CANCEL → 200, then 487 for the INVITE, ACKed
+    await bob.succeeded()  # the ringing phone got a CANCEL too
+    call = await exchange.next_call()
+    assert call.outcome == "cancelled" and [label for label, _ in call.branches] == ["desk"]
+    assert [(r.direction, r.outcome) for r in await exchange.call_logs("bob")] == [("missed", "cancelled")]
+
+
+async def test_a_200_that_crosses_the_cancel_is_acked_and_ended_with_bye(exchange: Exchange) -> None:
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    await exchange.add_device("bob", "bob-softphone")
+    late = await phone(exchange, "bob-softphone", "late", scenario("callee_answers_after_cancel.xml"))
+    desk = await phone(exchange, "bob", "desk", scenario("callee.xml", ring_ms=500), "-rtp_echo")
+    alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=1000)
+    await alice.succeeded()
+    await desk.succeeded()
+    await late.succeeded()  # its late 200 got an ACK and then a BYE
+    call = await exchange.next_call()
+    assert call.answered
+    assert sorted(call.branches) == [("desk", 200), ("desk", 200)]
+
+
+async def test_our_200_is_retransmitted_until_the_ack(exchange: Exchange) -> None:
+    """RFC 3261 §13.3.1.4 with a hand-driven trunk (no SIPp: it would take the retransmission for its own)."""
+    await exchange.add_user("bob", "202", direct="+31201234102")
+    bob = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100))
+    loop = asyncio.get_running_loop()
+    transport, network = await loop.create_datagram_endpoint(RawClient, local_addr=("127.0.0.1", exchange.trunk_port))
+    try:
+        media = free_udp_port()
+        sdp = f"v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" \
+              f"m=audio {media} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"  # fmt: skip
+        head = (
+            f"INVITE sip:+31201234102@127.0.0.1:{exchange.port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{exchange.trunk_port};branch=z9hG4bKraw1;rport\r\n"
+            "From: <sip:+31301234567@127.0.0.1>;tag=raw\r\nTo: <sip:+31201234102@127.0.0.1>\r\n"
+            "Call-ID: raw-call@127.0.0.1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+            f"Contact: <sip:trunk@127.0.0.1:{exchange.trunk_port}>\r\nContent-Type: application/sdp\r\n"
+        )
+        network.send(f"{head}Content-Length: {len(sdp)}\r\n\r\n{sdp}", exchange.port)
+        oks: list[Response] = []
+        async with asyncio.timeout(10):
+            while len(oks) < 3:  # the 200 and two retransmissions (T1 = 0.5 s, then 1 s)
+                response = await network.receive(10)
+                if response.status == 200:
+                    oks.append(response)
+        to = oks[0].headers.get("To")
+        ack = (
+            f"ACK sip:hipper@127.0.0.1:{exchange.port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{exchange.trunk_port};branch=z9hG4bKraw2;rport\r\n"
+            f"From: <sip:+31301234567@127.0.0.1>;tag=raw\r\nTo: {to}\r\nCall-ID: raw-call@127.0.0.1\r\n"
+            "CSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+        network.send(ack, exchange.port)
+        await network.nothing(2.5)  # the ACK stopped the retransmissions
+        bye = ack.replace("ACK sip", "BYE sip", 1).replace("CSeq: 1 ACK", "CSeq: 2 BYE").replace("raw2", "raw3")
+        network.send(bye, exchange.port)
+        assert (await network.receive(5)).status == 200
+        await bob.succeeded()
+        call = await exchange.next_call()
+        assert call.answered
+    finally:
+        transport.close()
