@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -107,3 +107,9 @@ async def commit(session: AsyncSession, state: AppState) -> None:
     """Commit, then publish: listeners are woken only once the change is durable."""
     await session.commit()
     state.events.published()
+
+
+# Row ids are 32-bit integers in PostgreSQL; a larger id in a path or body would make the driver raise, so the
+# API refuses it with a 422 before it reaches the database.
+MAX_ROW_ID = 2_147_483_647
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hipper.api.deps import Admin, Authenticated, Session, State, administrator, commit
+from hipper.api.deps import MAX_ROW_ID, Admin, Authenticated, Session, State, administrator, commit
 from hipper.domain.errors import InvalidSetting
 from hipper.store import admin, devices
 from hipper.store.models import CallCenter, Company, DirectoryEntry, Group, HuntGroup, SipDevice, User
@@ -117,7 +117,7 @@ async def _device(auth: Authenticated, session: AsyncSession, device_id: int) ->
 
 # Ids beyond what the database's integer columns hold (PostgreSQL INTEGER, 2^31-1) are refused as input
 # (422) instead of failing in the driver (a 500).
-MAX_ID = 2_147_483_647
+MAX_ID = MAX_ROW_ID
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 OptionalId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from hipper.api.deps import CurrentUser, Session, State, as_utc, commit
+from hipper.api.deps import MAX_ROW_ID, CurrentUser, Session, State, as_utc, commit
 from hipper.domain.call_logs import CALL_KINDS, MAX_DELETE, CallKind, duration_seconds
 from hipper.domain.numbers import is_dutch_mobile
 from hipper.store import call_logs
 from hipper.store.models import CallLog
 
 router = APIRouter(prefix="/me/call-logs", tags=["calls"])
+
+
+BodyRowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
 
 
 class CallLogItem(BaseModel):
@@ -35,7 +39,7 @@ class CallLogList(BaseModel):
 
 
 class CallLogIds(BaseModel):
-    ids: list[int] = Field(min_length=1, max_length=MAX_DELETE, description="ids of the user's own calls")
+    ids: list[BodyRowId] = Field(min_length=1, max_length=MAX_DELETE, description="ids of the user's own calls")
 
 
 def _item(row: CallLog) -> CallLogItem:

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 
-from hipper.api.deps import CurrentUser, Session, State, commit
+from hipper.api.deps import CurrentUser, RowId, Session, State, commit
 from hipper.domain.contacts import (
     CONTACT_LISTS,
     MAX_PERSONAL_ENTRIES,
@@ -98,7 +98,7 @@ async def add_personal(body: PersonalEntry, auth: CurrentUser, session: Session,
 
 @router.patch("/personal/{entry_id}", response_model=Contact)
 async def change_personal(
-    entry_id: int,
+    entry_id: RowId,
     auth: CurrentUser,
     session: Session,
     state: State,
@@ -116,7 +116,7 @@ async def change_personal(
 
 
 @router.delete("/personal/{entry_id}", status_code=204, response_class=Response)
-async def delete_personal(entry_id: int, auth: CurrentUser, session: Session, state: State) -> Response:
+async def delete_personal(entry_id: RowId, auth: CurrentUser, session: Session, state: State) -> Response:
     row = await directories.get_personal(session, auth.user.id, entry_id)
     if row is None:
         raise HTTPException(404, NOT_FOUND)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import UploadFile
 
-from hipper.api.deps import CurrentUser, Session, State, as_utc, commit
+from hipper.api.deps import CurrentUser, RowId, Session, State, as_utc, commit
 from hipper.api.errors import invalid
 from hipper.api.routers.voicemails import require_voicemail
 from hipper.media.audio_files import MAX_SECONDS, MAX_UPLOAD_BYTES, READABLE, AudioRejected, decode_upload
@@ -143,7 +143,7 @@ async def upload_greeting(request: Request, auth: CurrentUser, session: Session,
 
 
 @router.get("/{greeting_id}/audio", response_class=FileResponse, responses={200: {"content": {"audio/wav": {}}}})
-async def greeting_audio(greeting_id: int, auth: CurrentUser, session: Session, state: State) -> FileResponse:
+async def greeting_audio(greeting_id: RowId, auth: CurrentUser, session: Session, state: State) -> FileResponse:
     """The greeting as 8 kHz mono WAV; supports Range requests."""
     require_voicemail(auth)
     row = await greetings.get_for(session, auth.user.id, greeting_id)
@@ -157,7 +157,7 @@ async def greeting_audio(greeting_id: int, auth: CurrentUser, session: Session, 
 
 @router.patch("/{greeting_id}", response_model=GreetingItem)
 async def change_greeting(
-    greeting_id: int, body: GreetingChange, auth: CurrentUser, session: Session, state: State
+    greeting_id: RowId, body: GreetingChange, auth: CurrentUser, session: Session, state: State
 ) -> GreetingItem:
     """Rename a greeting, or choose it as the active one (at most one is active)."""
     require_voicemail(auth)
@@ -177,7 +177,7 @@ async def change_greeting(
 
 
 @router.delete("/{greeting_id}", status_code=204, response_class=Response)
-async def delete_greeting(greeting_id: int, auth: CurrentUser, session: Session, state: State) -> Response:
+async def delete_greeting(greeting_id: RowId, auth: CurrentUser, session: Session, state: State) -> Response:
     """Delete a greeting and its audio; if it was active, callers hear the standard greeting again."""
     require_voicemail(auth)
     row = await greetings.get_for(session, auth.user.id, greeting_id)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from hipper.api.deps import Authenticated, CurrentUser, Session, State, as_utc, commit
+from hipper.api.deps import MAX_ROW_ID, Authenticated, CurrentUser, RowId, Session, State, as_utc, commit
 from hipper.domain.errors import NotLicensed
 from hipper.domain.licences import licensed_services
 from hipper.domain.numbers import is_dutch_mobile
@@ -26,6 +26,9 @@ NOT_FOUND = "no such voicemail message"
 def require_voicemail(auth: Authenticated) -> None:
     if LICENCE not in licensed_services(frozenset(auth.user.licences or ())):
         raise NotLicensed(LICENCE)
+
+
+BodyRowId = Annotated[int, Field(ge=1, le=MAX_ROW_ID)]
 
 
 class VoicemailItem(BaseModel):
@@ -50,7 +53,7 @@ class VoicemailChange(BaseModel):
 
 
 class VoicemailIds(BaseModel):
-    ids: list[int] = Field(min_length=1, max_length=MAX_IDS, description="ids of the user's own messages")
+    ids: list[BodyRowId] = Field(min_length=1, max_length=MAX_IDS, description="ids of the user's own messages")
 
 
 def _item(row: Voicemail) -> VoicemailItem:
@@ -86,7 +89,7 @@ async def list_voicemails(
     response_class=FileResponse,
     responses={200: {"content": {"audio/wav": {}}}, 206: {"description": "the requested byte range"}},
 )
-async def voicemail_audio(voicemail_id: int, auth: CurrentUser, session: Session, state: State) -> FileResponse:
+async def voicemail_audio(voicemail_id: RowId, auth: CurrentUser, session: Session, state: State) -> FileResponse:
     """The message as 8 kHz mono WAV; supports Range requests (seeking in the app's player)."""
     require_voicemail(auth)
     row = await voicemails.get_for(session, auth.user.id, voicemail_id)
@@ -101,7 +104,7 @@ async def voicemail_audio(voicemail_id: int, auth: CurrentUser, session: Session
 
 @router.patch("/{voicemail_id}", response_model=VoicemailItem)
 async def change_voicemail(
-    voicemail_id: int, body: VoicemailChange, auth: CurrentUser, session: Session, state: State
+    voicemail_id: RowId, body: VoicemailChange, auth: CurrentUser, session: Session, state: State
 ) -> VoicemailItem:
     """Mark a message heard or new again."""
     require_voicemail(auth)
