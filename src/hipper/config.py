@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     push_timeout_seconds: float = 10.0
     # How long a push service keeps a message for a device that is offline.
     push_ttl_seconds: int = 86400
+    # WebAuthn passkeys (SPEC A2): the relying party id (a domain, never an IP address; empty = the host the app
+    # was loaded from) and the origins whose assertions count (empty = the request's own origin + cors_origins).
+    webauthn_rp_id: str = ""
+    webauthn_origins: list[str] = Field(default_factory=list)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -268,3 +268,14 @@ class NotificationCursor(Base):
     __tablename__ = "notification_cursors"
     name: Mapped[str] = mapped_column(String(60), primary_key=True)
     last_event_id: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebAuthnChallenge(Base):
+    """The one pending WebAuthn challenge of a login session per purpose: single use and short-lived, kept in
+    the database so any node of the exchange can verify the browser's answer."""
+
+    __tablename__ = "webauthn_challenges"
+    auth_session_id: Mapped[int] = mapped_column(ForeignKey("auth_sessions.id", ondelete="CASCADE"), primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(20), primary_key=True)  # register | step_up
+    challenge: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
