@@ -47,6 +47,7 @@ class Exchange:
     b2bua: B2bua
     trunk_port: int
     workdir: Path
+    mobile_port: int
     company_id: int = 0
     users: dict[str, int] = field(default_factory=dict)
 
@@ -103,6 +104,7 @@ async def exchange(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Excha
     database = tmp_path / "hipper.db"
     shutil.copy(sqlite_template, database)
     trunk_port = free_udp_port()
+    mobile_port = free_udp_port()
     base = random.randrange(30000, 39000, 2)
     settings = Settings(
         data_dir=tmp_path / "data",
@@ -113,6 +115,8 @@ async def exchange(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Excha
         seconds_per_ring=1,
         branch_provisional_seconds=3.0,
         trunk_address=f"udp:127.0.0.1:{trunk_port}",
+        mobile_network_address=f"udp:127.0.0.1:{mobile_port}",
+        mobile_routing_prefix="9",
         prompt_language="en",
         rtp_port_min=base,
         rtp_port_max=base + 200,
@@ -129,7 +133,7 @@ async def exchange(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Excha
     stack = create_sip_stack(settings, sessions)
     await stack.start("127.0.0.1", 0, tcp=False)
     b2bua = await start_call_processing(settings, stack, sessions)
-    exchange = Exchange(settings, stack, sessions, b2bua.media, b2bua, trunk_port, tmp_path, company_id)
+    exchange = Exchange(settings, stack, sessions, b2bua.media, b2bua, trunk_port, tmp_path, mobile_port, company_id)
     try:
         yield exchange
     finally:

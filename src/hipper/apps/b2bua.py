@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from hipper.apps.directory import user_row
+from hipper.apps.directory import mobile_user, user_row
 from hipper.apps.executor import Call, CallerInfo, CallSummary
 from hipper.apps.legs import CalleeLeg, CallerLeg, Leg
 from hipper.apps.peers import Peers, number_of
@@ -209,6 +209,15 @@ class B2bua:
             from_ = request.from_
             privacy = (request.headers.get("Privacy") or "").lower()
             number = None if "id" in privacy.split(";") else number_of(from_)
+            if origin == "mobile" and number_of(from_) is not None:
+                # A user's own handset dialling (SPEC G3): the call is theirs, placed from the mobile.
+                user = await mobile_user(self.sessions, str(number_of(from_)), self.settings.default_region)
+                if user is not None:
+                    name = f"{user.first_name} {user.last_name}".strip() or user.username
+                    return CallerInfo(
+                        "mobile", user.extension or user.mobile_number, name, user_id=user.id,
+                        company_id=user.company_id, device_kind="mobile",
+                    )  # fmt: skip
             return CallerInfo("trunk" if origin == "trunk" else "mobile", number, from_.display_name)
         device = await self._authenticate(tx)
         if device is None:

@@ -86,3 +86,13 @@ async def user_state(
 async def user_row(sessions: async_sessionmaker[AsyncSession], user_id: int) -> User | None:
     async with sessions() as session:
         return await session.get(User, user_id)
+
+
+async def mobile_user(sessions: async_sessionmaker[AsyncSession], number: str, region: str) -> User | None:
+    """The user whose mobile number this is (a call from their own handset through the mobile network)."""
+    try:
+        normalised = normalise(number, region)
+    except NumberError:
+        return None
+    async with sessions() as session:
+        return (await session.execute(select(User).where(User.mobile_number == normalised))).scalar_one_or_none()

@@ -419,7 +419,7 @@ class Call:
         dialled = request.uri.user or request.to.uri.user or ""
         async with self.b2bua.sessions() as session:
             resolved = await resolve(session, dialled, self.caller.company_id, self.settings.default_region)
-        if self.caller.origin == "device" and self.caller.user_id is not None:
+        if self.caller.user_id is not None:
             self.placed = Party(self.caller.user_id, "placed", resolved.number)
             if resolved.callee is not None:
                 self.placed.remote_name = resolved.callee.name
@@ -443,7 +443,7 @@ class Call:
             await self.route_user(resolved.callee, incoming, resolved.number, ())
         elif resolved.kind == "group" and resolved.group is not None:
             await self.route_group(resolved.group, resolved.company_id, incoming_base)
-        elif resolved.kind == "external" and self.caller.origin == "device":
+        elif resolved.kind == "external" and self.caller.user_id is not None:
             await self.call_out(resolved.number)
         else:
             self.fail(404, "Not Found")
@@ -796,7 +796,7 @@ class Call:
 
     async def presented_identity(self) -> tuple[NameAddr, tuple[tuple[str, str], ...]]:
         """Who the outside world sees: a colleague's configured outgoing identity, or the original caller."""
-        if self.caller.origin == "device" and self.caller.user_id is not None:
+        if self.caller.user_id is not None:
             state = await user_state(self.b2bua.sessions, self.caller.user_id, datetime.now(UTC), on_call=False)
             if state is not None:
                 try:
