@@ -221,3 +221,17 @@ async def test_two_dispatchers_never_notify_twice(
     await other_node.close()
     tags = sorted(d.message["tag"] for d in push_service.delivered)
     assert tags == sorted(f"missed-call-{row.id}" for row in rows)
+
+
+async def test_the_app_lifespan_starts_and_stops_notifications(
+    app: FastAPI, make_user: UserFactory, push_service: PushService
+) -> None:
+    """`hipper serve` runs the app's lifespan: a missed call committed while it runs is pushed."""
+    state: AppState = app.state.hipper
+    user = await make_user()
+    await subscribe(state, user.id, push_service.new_browser())
+    async with app.router.lifespan_context(app):
+        await missed_call(state, user.id)
+        async with asyncio.timeout(10):
+            await push_service.arrived.wait()
+    assert [d.message["type"] for d in push_service.delivered] == ["missed_call"]

@@ -15,6 +15,7 @@ from hipper import logs, metrics
 from hipper.api import errors, routers, web
 from hipper.api.state import AppState
 from hipper.config import Settings
+from hipper.notify import start_notifications
 from hipper.passwords import Hasher
 from hipper.store.db import create_engine, migrate, session_factory
 
@@ -48,7 +49,9 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         if run_migrations:
             await migrate(engine)
         async with metrics.loop_lag_monitor():
+            notifications = await start_notifications(state)  # e-mail and Web Push (hipper.notify)
             yield
+            await notifications.close()
         await engine.dispose()
 
     app = FastAPI(
