@@ -96,6 +96,17 @@ class Settings(BaseSettings):
     # was loaded from) and the origins whose assertions count (empty = the request's own origin + cors_origins).
     webauthn_rp_id: str = ""
     webauthn_origins: list[str] = Field(default_factory=list)
+    # Media applications (src/hipper/apps: voicemail, recording, conference, MWI; docs/voicemail.md). A message
+    # ends at hang-up, after this much silence, or at the maximum length.
+    voicemail_max_seconds: float = 180.0
+    voicemail_silence_seconds: float = 10.0
+    # Dialled from one's own phone: one's mailbox without a PIN. The voicemail number (empty: none) is the same
+    # service reached from outside through the trunk: mailbox (extension) + # then PIN + #.
+    voicemail_access_code: str = "*86"
+    voicemail_number: str = ""
+    # Unsolicited message-summary NOTIFY (RFC 3842 §3) to registered phones that do not subscribe.
+    mwi_unsolicited: bool = False
+    mwi_subscription_seconds: int = 3600
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -71,6 +71,8 @@ FRAME_SECONDS: Final = 0.020
 MAX_CATCH_UP_FRAMES: Final = 3
 RECORDING_CATCH_UP_FRAMES: Final = 50
 RTCP_INTERVAL_SECONDS: Final = 5.0
+# A recorded frame whose peak stays at or below this (about -50 dBFS, line noise and comfort noise) is silence.
+SILENCE_LEVEL: Final = 100
 # Datagrams read per readiness callback before yielding to other endpoints (fairness under load).
 READ_BATCH: Final = 64
 PROMPT_CACHE_SIZE: Final = 512
@@ -358,6 +360,7 @@ class _Recording:
         self.sources: list[tuple[_Endpoint, FrameBuffer]] = []
         self.paused = False
         self.pending: list[Pcm] = []
+        self.loud_at = 0.0  # loop time of the last frame above the silence level (voicemail ends on silence)
 
 
 def _allowed_ports(port_min: int, port_max: int) -> list[int]:
@@ -473,6 +476,10 @@ class MediaEngine:
             case Release():
                 self._release(command.endpoint_id)
         return Done()
+
+    def recording_quiet_seconds(self, recording_id: str) -> float:
+        """How long a running recording has heard nothing above the silence level (0 = sound just now)."""
+        return max(0.0, self._now - self._recording(recording_id).loud_at)
 
     def local_port(self, endpoint_id: str) -> int:
         return self._endpoint(endpoint_id).port
@@ -681,6 +688,7 @@ class MediaEngine:
         except OSError as error:
             raise MediaError(f"path: cannot write {command.path}: {error.strerror or error}") from error
         recording = _Recording(self._new_id("rec"), command.path, writer, command.pause_writes_silence)
+        recording.loud_at = self._now
         for endpoint in endpoints:
             buffer = FrameBuffer()
             endpoint.taps.append(buffer)
@@ -953,7 +961,10 @@ class MediaEngine:
                 if not recording.pause_writes_silence:
                     continue
                 frames = [SILENT_FRAME]
-            recording.pending.append(mix(frames))
+            frame = mix(frames)
+            if not recording.paused and int(np.abs(frame).max()) > SILENCE_LEVEL:
+                recording.loud_at = self._now
+            recording.pending.append(frame)
             if len(recording.pending) >= 50:  # hand a second of audio at a time to the writer thread
                 self._flush_recording(recording)
 
