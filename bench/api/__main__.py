@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -165,6 +166,12 @@ def run_load(url: str, op: str, rate: float, seconds: float, tokens_file: Path, 
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def loop_lag_max_ms(url: str) -> float | None:
     from prometheus_client.parser import text_string_to_metric_families
 
@@ -174,6 +181,10 @@ def loop_lag_max_ms(url: str) -> float | None:
             if sample.name == "hipper_event_loop_lag_max_seconds":
                 return float(sample.value) * 1000
     return None
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def fmt(value: float | None) -> str:
@@ -193,6 +204,8 @@ def main() -> None:
     if len(cores) < 2:
         sys.exit("needs two cores: one for the server, one for the load generator")
 
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the server and PostgreSQL are stopped below.
+    signal.signal(signal.SIGTERM, _interrupt)
     work = Path(tempfile.mkdtemp(prefix="hipper-bench-"))
     postgres: PostgresServer | None = None
     server: subprocess.Popen[bytes] | None = None
@@ -213,12 +226,19 @@ def main() -> None:
         results = []
         for op in args.ops.split(","):
             for rate in rates:
+                cpu_before = cpu_seconds(server.pid)
                 result = run_load(url, op, rate, args.seconds, tokens_file, cores[1])
+                # CPU time the server spent per answered request: a capacity figure that does not depend on how
+                # busy the machine was (latency does). 1000 / cpu_ms ≈ requests per second on one free core.
+                used = cpu_seconds(server.pid) - cpu_before
+                answered = result["answered_total"]
+                result["server_cpu_ms_per_request"] = used / answered * 1000 if answered else None
                 results.append(result)
                 print(
                     f"{args.db:10} {op.upper():4} {rate:6.0f}/s  p50 {fmt(result['p50_ms']):>7} ms  "
                     f"p99 {fmt(result['p99_ms']):>7} ms  max {fmt(result['max_ms']):>8} ms  "
-                    f"errors {result['errors']}  statuses {result['statuses']}",
+                    f"cpu/req {fmt(result['server_cpu_ms_per_request'])} ms  errors {result['errors']}  "
+                    f"statuses {result['statuses']}",
                     file=sys.stderr,
                 )
         lag = loop_lag_max_ms(url)
@@ -250,12 +270,15 @@ def main() -> None:
         }
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / f"{args.db}.json").write_text(json.dumps(summary, indent=2) + "\n")
-        print("\n| op | rate (req/s) | p50 (ms) | p99 (ms) | max (ms) | errors |", file=sys.stderr)
-        print("|---|---:|---:|---:|---:|---:|", file=sys.stderr)
+        print(
+            "\n| op | rate (req/s) | p50 (ms) | p99 (ms) | max (ms) | errors | server CPU/request (ms) |",
+            file=sys.stderr,
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|", file=sys.stderr)
         for r in results:
             print(
                 f"| {r['op'].upper()} | {r['rate']:.0f} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
-                f"{fmt(r['max_ms'])} | {r['errors']} |",
+                f"{fmt(r['max_ms'])} | {r['errors']} | {fmt(r['server_cpu_ms_per_request'])} |",
                 file=sys.stderr,
             )
         print(

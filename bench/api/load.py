@@ -87,12 +87,13 @@ async def run(url: str, op: str, rate: float, seconds: float, warmup: float, tok
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     errors = 0
+    answered = 0  # including the warm-up: the server's CPU time is divided by this
     total = int(rate * (seconds + warmup))
     start = clock() + 0.1
     measure_from = start + warmup
 
     async def one(scheduled: float, request: bytes) -> None:
-        nonlocal errors
+        nonlocal errors, answered
         async with slots:
             connection = idle.pop() if idle else None
             try:
@@ -107,6 +108,7 @@ async def run(url: str, op: str, rate: float, seconds: float, warmup: float, tok
                     connection.writer.close()
                 return
             idle.append(connection)
+            answered += 1
         if scheduled >= measure_from:
             latencies.append(clock() - scheduled)
             statuses[str(status)] = statuses.get(str(status), 0) + 1
@@ -137,6 +139,7 @@ async def run(url: str, op: str, rate: float, seconds: float, warmup: float, tok
         "rate": rate,
         "seconds": seconds,
         "completed": len(latencies),
+        "answered_total": answered,
         "errors": errors,
         "statuses": statuses,
         "connections": opened,
