@@ -173,6 +173,7 @@ class Call:
         self._ring_queue: asyncio.Queue[tuple[CalleeLeg, Response | str]] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.summary: CallSummary | None = None
+        self.on_call_users: list[int] = []
         self.a.on_no_ack = self.over.set
 
     # -- life cycle -------------------------------------------------------------------------------------------
@@ -235,9 +236,9 @@ class Call:
                 await self.media.execute(Release(endpoint_id))
             self.b2bua.unwatch(endpoint_id)
         self.events.clear()
-        if self.connected is not None:
-            for user_id in self._connected_users():
-                self.b2bua.on_call_ended(user_id)
+        for user_id in self.on_call_users:
+            self.b2bua.on_call_ended(user_id)
+        self.on_call_users = []
         self.summary = CallSummary(
             call_id=self.call_id,
             outcome=self.outcome(),
@@ -269,10 +270,6 @@ class Call:
 
     def _all_parties(self) -> list[Party]:
         return ([self.placed] if self.placed is not None else []) + self.parties
-
-    def _connected_users(self) -> list[int]:
-        users = [self.caller.user_id] if self.caller.user_id is not None else []
-        return users + [p.user_id for p in self.parties if p.kind == "received"]
 
     async def write_logs(self) -> None:
         ended = datetime.now(UTC)
@@ -634,6 +631,7 @@ class Call:
                 confirm=branch.confirm,
             )
             leg.endpoint_id = endpoint.endpoint_id
+            leg.user_id = branch.user_id
             leg.listener = lambda leg, response: queue.put_nowait((leg, response))
             leg.start(
                 endpoint.local_sdp,
@@ -752,7 +750,9 @@ class Call:
             self.placed.outcome.append("answered")
         if not self.a.answered:
             self.a.answer(self.a_sdp)
-        for user_id in self._connected_users():
+        # Both users are now on a call: a second call finds them busy (or waiting) per their settings.
+        self.on_call_users = [u for u in (self.caller.user_id, leg.user_id) if u is not None]
+        for user_id in self.on_call_users:
             self.b2bua.on_call_started(user_id)
         log.info("call.connected", extra={"call_id": self.call_id, "branch": leg.label})
 

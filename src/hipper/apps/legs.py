@@ -187,6 +187,7 @@ class CalleeLeg(Leg):
         self.from_ = NameAddr(from_.uri, from_.display_name, {"tag": new_tag()})
         self.to = to
         self.label = label  # which plan target this branch is, for logs and tests
+        self.user_id: int | None = None  # whose phone this branch rings (an answer makes them busy)
         self.confirm = confirm  # answer confirmation: its 200 is not an answer until the key press
         self.request: Request | None = None
         self.provisional = False

@@ -1,0 +1,155 @@
+"""Voicemail deposit (SPEC H3): the caller hears the user's greeting and a tone, then leaves a message.
+
+The message is recorded by the media engine into a spool file (the engine writes it to a hidden temp name and
+renames it only when the recording is stopped), then handed to `store.voicemails.deposit`, which writes it
+durably under media/voicemail (temp, fsync, rename, fsync the directory) and only then commits the row with its
+`voicemail.deposited` event. A process killed mid-message therefore leaves at most a `.part` file in the spool,
+which is never a message: no row exists without its complete file (docs/voicemail.md).
+
+The recording ends when the caller hangs up, after `voicemail_silence_seconds` without sound (the silent tail is
+cut off again, keeping a moment of it), or at `voicemail_max_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hipper.media.engine import MediaError, StartRecording, Started, StopRecording
+from hipper.media.g711 import SAMPLE_RATE
+from hipper.media.prompts import PromptError, prompt_path, sentence, tone_path
+from hipper.media.wavfile import WavFormatError, read_wav, write_wav
+from hipper.offload import run_cpu
+from hipper.store import greetings, media_files, voicemails
+
+if TYPE_CHECKING:
+    from hipper.apps.executor import Call
+
+log = logging.getLogger(__name__)
+
+SPOOL_DIR = "spool"
+# Silence kept at the end of a message that ended on silence (a cut right after the last word sounds abrupt).
+KEEP_SILENCE_SECONDS = 1.0
+# Shorter than this is a caller who hung up at the tone: no message.
+MIN_MESSAGE_SECONDS = 0.5
+POLL_SECONDS = 0.2
+
+
+def spool_directory(data_dir: Path) -> Path:
+    return data_dir / SPOOL_DIR / "voicemail"
+
+
+def system_greeting(language: str, number: str) -> tuple[Path, ...]:
+    """ "The person you are calling, 2 0 2, is unavailable. Please leave a message after the tone." """
+    digits: list[Path] = []
+    for digit in number:
+        if digit.isdigit():
+            with contextlib.suppress(PromptError):
+                digits.append(prompt_path(language, f"n{digit}"))
+    return (
+        sentence(language, ["person_you_are_calling"])
+        + tuple(digits)
+        + sentence(language, ["is", "reason_unavailable", "leave_message_after_tone"])
+    )
+
+
+async def greeting_files(call: Call, user_id: int, called_number: str) -> tuple[Path, ...]:
+    """The user's active greeting (then the tone), or the system greeting naming the number."""
+    data_dir = call.settings.data_dir
+    async with call.b2bua.sessions() as session:
+        active = await greetings.active_for(session, user_id)
+    if active is not None:
+        try:
+            path = media_files.resolve(data_dir, active.media_path)
+            if path.is_file():
+                return (path,)
+        except media_files.MediaPathError:
+            pass
+        log.warning("voicemail.greeting_missing", extra={"user_id": user_id, "greeting_id": active.id})
+    return system_greeting(call.settings.prompt_language, called_number)
+
+
+def _trimmed_wav(path: Path, cut_seconds: float) -> tuple[bytes, int]:
+    """The recorded file's bytes with `cut_seconds` of silent tail removed, and its duration in ms."""
+    samples = read_wav(path)
+    if cut_seconds > 0:
+        keep = max(0, len(samples) - int(cut_seconds * SAMPLE_RATE))
+        samples = samples[:keep]
+    trimmed = path.with_name(path.name + ".trimmed.wav")
+    write_wav(trimmed, samples)
+    data = trimmed.read_bytes()
+    trimmed.unlink(missing_ok=True)
+    return data, len(samples) * 1000 // SAMPLE_RATE
+
+
+async def record_message(call: Call, endpoint_id: str) -> tuple[Path, float] | None:
+    """Record what the caller says until hang-up, silence or the maximum; the spool file and the silent tail
+    to cut. None when the recording could not start."""
+    settings = call.settings
+    spool = spool_directory(settings.data_dir) / f"{uuid.uuid4().hex}.wav"
+    try:
+        started = await call.media.execute(StartRecording((endpoint_id,), spool))
+    except MediaError:
+        log.exception("voicemail.record_failed", extra={"call_id": call.call_id})
+        return None
+    assert isinstance(started, Started)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.voicemail_max_seconds
+    cut = 0.0
+    try:
+        while not call.over.is_set():
+            if loop.time() >= deadline:
+                break
+            quiet = call.media.recording_quiet_seconds(started.id)
+            if quiet >= settings.voicemail_silence_seconds:
+                cut = max(0.0, quiet - KEEP_SILENCE_SECONDS)
+                break
+            await call.race(asyncio.sleep(POLL_SECONDS), POLL_SECONDS * 2)
+    finally:
+        await call.media.execute(StopRecording(started.id))
+    return spool, cut
+
+
+async def leave_message(call: Call, user_id: int, called_number: str) -> None:
+    """The whole deposit: answer, greeting, tone, record, store; then say goodbye if the caller is still there."""
+    await call.answer_caller()
+    endpoint_id = call.a.endpoint_id
+    assert endpoint_id is not None
+    language = call.settings.prompt_language
+    files = await greeting_files(call, user_id, called_number)
+    await call.play_to_end(endpoint_id, (*files, tone_path("beep")))
+    if call.over.is_set():
+        return
+    received_at = datetime.now(UTC)
+    recorded = await record_message(call, endpoint_id)
+    if recorded is None:
+        call.over.set()
+        return
+    spool, cut = recorded
+    try:
+        data, duration_ms = await run_cpu(_trimmed_wav, spool, cut)
+        if duration_ms >= MIN_MESSAGE_SECONDS * 1000:
+            async with call.b2bua.sessions() as session:
+                row = await voicemails.deposit(
+                    session,
+                    call.settings.data_dir,
+                    user_id,
+                    data,
+                    received_at=received_at,
+                    duration_ms=duration_ms,
+                    caller_number=(call.caller.number or "")[:64],
+                    caller_name=call.caller.display[:200],
+                )
+            log.info("voicemail.deposited", extra={"call_id": call.call_id, "voicemail_id": row.id})
+    except (OSError, WavFormatError):
+        log.exception("voicemail.deposit_failed", extra={"call_id": call.call_id})
+    finally:
+        await run_cpu(spool.unlink, True)
+    if not call.over.is_set():
+        await call.play_to_end(endpoint_id, sentence(language, ["goodbye"]))
+    call.over.set()

@@ -1,0 +1,61 @@
+"""Precedence line 6: a user already on a call is busy when call waiting is off; with it on, a second call rings."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hipper.domain.services import CallWaiting
+from tests.calls.conftest import Exchange, phone, place_call, scenario
+
+pytestmark = pytest.mark.sip
+
+
+async def on_call(exchange: Exchange, name: str) -> None:
+    async with asyncio.timeout(10):
+        while not exchange.b2bua.on_call(exchange.users[name]):  # noqa: ASYNC110 - state of the B2BUA
+            await asyncio.sleep(0.05)
+
+
+async def test_a_second_call_finds_the_user_busy_when_call_waiting_is_off(exchange: Exchange) -> None:
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    await exchange.add_user("carol", "203")
+    await exchange.set_service("bob", CallWaiting(active=False))
+    bob = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=2500)
+    await on_call(exchange, "bob")
+    carol = await place_call(exchange, "carol", "202", "final_rejected.xml", status=486)
+    await carol.succeeded()
+    await alice.succeeded()
+    await bob.succeeded()
+    first = await exchange.next_call()
+    second = await exchange.next_call()
+    outcomes = sorted([first.outcome, second.outcome])
+    assert outcomes == ["answered", "busy"]
+    rows = await exchange.call_logs("bob")
+    busy = [r for r in rows if r.outcome == "busy"]
+    assert busy and busy[0].plan is not None and busy[0].plan["steps"][0]["line"] == 7
+    assert not exchange.b2bua.on_call(exchange.users["bob"])  # the finished call freed Bob
+
+
+async def test_with_call_waiting_on_the_second_call_alerts_as_a_waiting_call(exchange: Exchange) -> None:
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    await exchange.add_user("carol", "203")
+    await exchange.add_device("bob", "bob-second")
+    # Bob answers Alice's call on one phone; Carol's call then still rings the other, as a waiting call.
+    bob2 = await phone(exchange, "bob-second", "bob-second", scenario("callee.xml", ring_ms=100))
+    first = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=3000)
+    await on_call(exchange, "bob")
+    carol = await place_call(exchange, "carol", "202", "final_talks.xml", talk_ms=500)
+    await carol.succeeded()
+    await alice.succeeded()
+    await first.succeeded()
+    await bob2.succeeded()
+    calls = [await exchange.next_call(), await exchange.next_call()]
+    assert all(call.answered for call in calls)
+    rows = await exchange.call_logs("bob")
+    assert any(r.plan is not None and "waiting call" in r.plan["steps"][0]["reason"] for r in rows)
