@@ -79,8 +79,8 @@ def text_of(mail: EmailMessage) -> str:
 async def drain(notifications: Notifications) -> None:
     """Claim and handle everything in the outbox now, then wait for the sending to finish."""
     while True:
-        events, _ = await notifications.claim()
-        if not events:
+        events, again = await notifications.claim()
+        if not events and again != 0.0:
             break
         for event in events:
             notifications.handle(event)

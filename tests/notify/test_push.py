@@ -12,13 +12,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from hipper.api.state import AppState
 from hipper.media.audio_files import pcm16_to_wav
 from hipper.notify import Notifications, start_notifications
+from hipper.notify.dispatcher import PAGE
 from hipper.store import call_logs, push_subscriptions, voicemails
-from hipper.store.models import CallLog, PushSubscription, Voicemail
+from hipper.store.events import add_event
+from hipper.store.models import CallLog, Event, NotificationCursor, PushSubscription, Voicemail
 from tests.conftest import LoggedIn, UserFactory
 from tests.notify.conftest import Browser, PushService, origin
 from tests.notify.test_email import drain
@@ -235,3 +237,22 @@ async def test_the_app_lifespan_starts_and_stops_notifications(
         async with asyncio.timeout(10):
             await push_service.arrived.wait()
     assert [d.message["type"] for d in push_service.delivered] == ["missed_call"]
+
+
+async def test_long_runs_of_other_events_are_passed(
+    app: FastAPI, make_user: UserFactory, push_service: PushService, notifications: Notifications
+) -> None:
+    state: AppState = app.state.hipper
+    user = await make_user()
+    await subscribe(state, user.id, push_service.new_browser())
+    async with state.sessions() as session:
+        for n in range(PAGE + 20):
+            add_event(session, user.id, "service.changed", {"service": "do-not-disturb", "n": n})
+        await session.commit()
+    row = await missed_call(state, user.id)
+    await drain(notifications)
+    assert [d.message["call_log_id"] for d in push_service.delivered] == [row.id]
+    async with state.sessions() as session:
+        cursor = await session.get(NotificationCursor, "notifications")
+        newest = (await session.execute(select(func.max(Event.id)))).scalar_one()
+        assert cursor is not None and cursor.last_event_id == newest

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 CURSOR = "notifications"
 EVENT_TYPES = ("voicemail.deposited", "call_log.added")
-PAGE = 100
+PAGE = 500
 Language = Literal["nl", "en"]
 
 
@@ -214,7 +214,12 @@ class Notifications:
     # --- following the outbox ------------------------------------------------------------------------------
 
     async def claim(self) -> tuple[list[ClaimedEvent], float | None]:
-        """Take the next settled batch of our events; also says when to look again (None: when woken)."""
+        """Take the next settled batch of our events; also says when to look again (None: when woken).
+
+        Every event type is read, not only ours, so the cursor also moves past long runs of other events (a
+        burst of settings changes) instead of scanning them again on every wake-up. The cursor is written only
+        when something was claimed or a full page was passed, so other events cost no write each.
+        """
         async with self.sessions() as session:
             last = (
                 await session.execute(select(NotificationCursor.last_event_id).where(NotificationCursor.name == CURSOR))
@@ -222,30 +227,35 @@ class Notifications:
             if last is None:
                 await self._start_cursor(session)
                 return [], 0.0
-            result = await session.execute(
-                select(Event.id, Event.type, Event.user_id, Event.payload, Event.created_at)
-                .where(Event.id > last, Event.type.in_(EVENT_TYPES))
-                .order_by(Event.id)
-                .limit(PAGE)
-            )
+            rows = (
+                await session.execute(
+                    select(Event.id, Event.type, Event.user_id, Event.payload, Event.created_at)
+                    .where(Event.id > last)
+                    .order_by(Event.id)
+                    .limit(PAGE)
+                )
+            ).all()
             cutoff = datetime.now(UTC) - timedelta(seconds=self.settle_seconds)
             claimed: list[ClaimedEvent] = []
+            passed = last
             again: float | None = None
-            for event_id, type_, user_id, payload, created_at in result:
+            for event_id, type_, user_id, payload, created_at in rows:
                 created = _utc(created_at)
                 if created > cutoff:
                     again = (created - cutoff).total_seconds()
                     break
-                claimed.append(ClaimedEvent(event_id, type_, user_id, payload if isinstance(payload, dict) else {}))
+                passed = event_id
+                if type_ in EVENT_TYPES:
+                    claimed.append(ClaimedEvent(event_id, type_, user_id, payload if isinstance(payload, dict) else {}))
             else:
-                if len(claimed) == PAGE:
+                if len(rows) == PAGE:
                     again = 0.0
-            if not claimed:
+            if not claimed and again != 0.0:
                 return [], again
             moved = await session.execute(
                 update(NotificationCursor)
                 .where(NotificationCursor.name == CURSOR, NotificationCursor.last_event_id == last)
-                .values(last_event_id=claimed[-1].id)
+                .values(last_event_id=passed)
             )
             if getattr(moved, "rowcount", 0) != 1:
                 # Another node claimed this batch first; look again for what comes after it.
