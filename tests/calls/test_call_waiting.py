@@ -46,10 +46,10 @@ async def test_with_call_waiting_on_the_second_call_alerts_as_a_waiting_call(exc
     await exchange.add_user("carol", "203")
     await exchange.add_device("bob", "bob-second")
     # Bob answers Alice's call on one phone; Carol's call then still rings the other, as a waiting call.
-    bob2 = await phone(exchange, "bob-second", "bob-second", scenario("callee.xml", ring_ms=100))
     first = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
-    alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=3000)
+    alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=4000)
     await on_call(exchange, "bob")
+    bob2 = await phone(exchange, "bob-second", "bob-second", scenario("callee.xml", ring_ms=100))
     carol = await place_call(exchange, "carol", "202", "final_talks.xml", talk_ms=500)
     await carol.succeeded()
     await alice.succeeded()
