@@ -155,6 +155,8 @@ def scenario(name: str, **values: Any) -> str:
     values.setdefault("after_ack", "")
     values.setdefault("keys", "")
     values.setdefault("refs", "")
+    values.setdefault("contact_host", "[local_ip]")
+    values.setdefault("media_host", "[media_ip]")
     values.setdefault(
         "provisional",
         '<recv response="100" optional="true" />\n  <recv response="180" optional="true" />\n'
@@ -214,18 +216,18 @@ async def start_sipp(
     return Sipp(process, exchange.workdir, name)
 
 
-async def register(exchange: Exchange, user: str, port: int) -> None:
+async def register(exchange: Exchange, user: str, port: int, contact_host: str = "[local_ip]") -> None:
     """A real digest REGISTER from `port` (where a SIPp UAS will then answer calls for `user`)."""
-    sipp = await start_sipp(
-        exchange, f"register-{user}", scenario("register.xml"), "-s", user, "-au", user, "-ap", PASSWORD, port=port
-    )
+    text = scenario("register.xml", contact_host=contact_host)
+    sipp = await start_sipp(exchange, f"register-{user}", text, "-s", user, "-au", user, "-ap", PASSWORD, port=port)
     await sipp.succeeded(15)
 
 
-async def phone(exchange: Exchange, user: str, name: str, text: str, *args: str, limit: int = 25) -> Sipp:
+async def phone(exchange: Exchange, user: str, name: str, text: str, *args: str, limit: int = 25,
+                contact_host: str = "[local_ip]") -> Sipp:  # fmt: skip
     """Register `user` from a fresh port, then run a SIPp UAS scenario on that same port."""
     port = free_udp_port()
-    await register(exchange, user, port)
+    await register(exchange, user, port, contact_host)
     return await start_sipp(exchange, name, text, *args, port=port, limit=limit)
 
 

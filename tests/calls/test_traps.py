@@ -85,3 +85,29 @@ async def test_our_200_is_retransmitted_until_the_ack(exchange: Exchange) -> Non
         assert call.answered
     finally:
         transport.close()
+
+
+TALK_BACK = """
+  <nop>
+    <action>
+      <exec play_pcap_audio="/usr/share/sip-tester/g711a.pcap" />
+    </action>
+  </nop>
+"""
+
+
+async def test_a_phone_behind_nat_is_reached_where_it_registered_from_and_media_latches(exchange: Exchange) -> None:
+    """Contact and SDP name 192.0.2.1 (unreachable): SIP goes to the REGISTER's source, RTP to where it comes from."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    natted = scenario("callee.xml", ring_ms=100, contact_host="192.0.2.1", media_host="192.0.2.1", after_ack=TALK_BACK)
+    bob = await phone(exchange, "bob", "bob", natted, contact_host="192.0.2.1")
+    [binding] = await exchange.registrations("bob")
+    assert binding.contact.startswith("sip:bob@192.0.2.1:") and binding.source.startswith("udp:127.0.0.1:")
+    alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=2500)
+    await alice.succeeded()
+    await bob.succeeded()
+    call = await exchange.next_call()
+    assert call.answered
+    assert call.media["callee_packets_received"] > 50  # Bob's audio arrived from 127.0.0.1 …
+    assert call.media["caller_packets_sent"] > 50  # … and went on to Alice
