@@ -100,7 +100,9 @@ class Exchange:
 
 
 @pytest.fixture
-async def exchange(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Exchange]:
+async def exchange(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Exchange]:
+    """Settings overrides come from indirect parametrisation: `parametrize("exchange", [{...}], indirect=True)`."""
+    overrides: dict[str, Any] = getattr(request, "param", {})
     database = tmp_path / "hipper.db"
     shutil.copy(sqlite_template, database)
     trunk_port = free_udp_port()
@@ -123,7 +125,7 @@ async def exchange(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[Excha
         rtp_timeout_seconds=30.0,
         argon2_time_cost=1,
         argon2_memory_cost=1024,
-    )
+    ).model_copy(update=overrides)
     engine = create_engine(settings.resolved_database_url())
     sessions = session_factory(engine)
     async with sessions() as session:

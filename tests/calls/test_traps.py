@@ -111,3 +111,17 @@ async def test_a_phone_behind_nat_is_reached_where_it_registered_from_and_media_
     assert call.answered
     assert call.media["callee_packets_received"] > 50  # Bob's audio arrived from 127.0.0.1 …
     assert call.media["caller_packets_sent"] > 50  # … and went on to Alice
+
+
+@pytest.mark.parametrize("exchange", [{"rtp_timeout_seconds": 1.5}], indirect=True)
+async def test_a_call_without_rtp_is_ended_by_the_rtp_timeout(exchange: Exchange) -> None:
+    """A leaked dialog would leave both users busy forever: no RTP for a while ends the call (BYE both ways)."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    bob = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100))
+    alice = await place_call(exchange, "alice", "202", "final_application.xml")  # sends no RTP, waits for BYE
+    await alice.succeeded()
+    await bob.succeeded()
+    call = await exchange.next_call()
+    assert call.answered
+    assert not exchange.b2bua.on_call(exchange.users["bob"])
