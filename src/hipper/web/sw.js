@@ -1,6 +1,6 @@
 // Offline shell: the app's own files are served network-first (so an update shows at once) and fall back to
 // the cache when offline. The API is never cached: settings must be live or clearly unavailable.
-const CACHE = "hipper-shell-v1";
+const CACHE = "hipper-shell-v2";
 const SHELL = [
   "/",
   "/index.html",
@@ -14,6 +14,7 @@ const SHELL = [
   "/js/forms.js",
   "/js/i18n.js",
   "/js/lists.js",
+  "/js/passkeys.js",
   "/js/screens.js",
   "/js/services.js",
   "/js/settings.js",

@@ -285,8 +285,56 @@ function quickSettingsScreen(main) {
 
 const NUMBER_KINDS = ["company", "direct", "department", "mobile", "call_center"];
 
-function profileScreen(main) {
+// Biometric step-up (SPEC A3): switching it on registers this device's passkey (after the PIN), off removes it.
+async function passkeyCard() {
+  const { localPasskey, passkeysSupported, registerPasskey, removePasskey } = await import("./passkeys.js");
+  const card = h("section", { class: "card" });
+  if (!passkeysSupported()) {
+    card.append(toggle(t("profile.passkey"), false, () => {}, { id: "passkey-switch", disabled: true, describedBy: "passkey-note" }));
+    card.append(h("small", { id: "passkey-note", class: "muted pad" }, t("profile.passkey_unsupported")));
+    return card;
+  }
+  // A passkey this device remembers but the exchange no longer has (removed elsewhere) counts as off.
+  let on = Boolean(localPasskey());
+  if (on) {
+    try {
+      const listed = await api.get("/me/passkeys");
+      on = listed.credentials.some((item) => item.id === localPasskey().id);
+      if (!on) await removePasskey();
+    } catch (error) {
+      if (!(error instanceof ApiError && error.unavailable)) throw error;
+      on = false;
+    }
+  }
+  card.append(
+    toggle(
+      t("profile.passkey"),
+      on,
+      async (value) => {
+        const input = card.querySelector("#passkey-switch");
+        try {
+          if (value) {
+            await registerPasskey();
+            toast(t("profile.passkey_on"));
+          } else {
+            await removePasskey();
+            toast(t("profile.passkey_off"));
+          }
+        } catch (error) {
+          input.checked = !value;
+          if (!(error instanceof Cancelled)) toast(error instanceof ApiError ? error.message : t("profile.passkey_failed"));
+        }
+      },
+      { id: "passkey-switch", describedBy: "passkey-note" },
+    ),
+    h("small", { id: "passkey-note", class: "muted pad" }, t("profile.passkey_help")),
+  );
+  return card;
+}
+
+async function profileScreen(main) {
   const profile = store.profile;
+  const passkeySection = await passkeyCard();
   const name = `${profile.first_name || ""} ${profile.last_name || ""}`.trim();
   main.append(
     h(
@@ -306,9 +354,8 @@ function profileScreen(main) {
       { class: "card menu" },
       h("button", { type: "button", class: "menu-item", onClick: changePassword }, t("profile.change_password")),
       h("button", { type: "button", class: "menu-item", onClick: changePin }, t("profile.change_pin")),
-      h("button", { type: "button", class: "menu-item", disabled: true, "aria-describedby": "passkey-note" }, t("profile.passkey")),
-      h("small", { id: "passkey-note", class: "muted pad" }, t("profile.passkey_soon")),
     ),
+    passkeySection,
     h("button", { type: "button", class: "danger wide", onClick: () => import("./app.js").then((m) => m.logOut()) }, t("action.logout")),
   );
 }

@@ -69,13 +69,27 @@ function pinInput(id, label, autocomplete = "off") {
   ];
 }
 
-// Step-up methods, tried in order. A passkey (WebAuthn) method slots in before the PIN later:
-// { available: async () => bool, run: async () => void } — run resolves once the server granted the step-up.
-export const stepUpMethods = [];
+// Step-up methods offered before the PIN: { label, available: async () => bool, run: async () => void }, where
+// run resolves once the server granted the step-up. The passkey (fingerprint / Face ID) is the first.
+export const stepUpMethods = [
+  {
+    label: () => t("stepup.passkey"),
+    available: async () => {
+      const { localPasskey, passkeysSupported } = await import("./passkeys.js");
+      return passkeysSupported() && Boolean(localPasskey());
+    },
+    run: async () => (await import("./passkeys.js")).passkeyStepUp(),
+  },
+];
 
-async function pinStepUp() {
-  const done = await modal(t("stepup.title"), (close) => {
+// One dialog: the other methods as buttons first, the PIN below as the fallback.
+async function stepUpDialog(methods) {
+  const done = await modal(t(methods.length ? "stepup.title_any" : "stepup.title"), (close) => {
     const error = h("p", { class: "error", role: "alert", hidden: true });
+    const fail = (message) => {
+      error.hidden = false;
+      error.textContent = message;
+    };
     const form = h(
       "form",
       {
@@ -86,21 +100,42 @@ async function pinStepUp() {
             await api.post("/auth/step-up", { pin });
             close(true);
           } catch (failure) {
-            error.hidden = false;
-            error.textContent =
-              failure instanceof ApiError && failure.status === 429 ? t("stepup.locked") : t("stepup.wrong");
+            fail(failure instanceof ApiError && failure.status === 429 ? t("stepup.locked") : t("stepup.wrong"));
             form.querySelector("input").select();
           }
         },
       },
-      h("p", {}, t("stepup.text")),
-      ...pinInput("stepup-pin", t("field.pin")),
+      h("p", {}, t(methods.length ? "stepup.text_any" : "stepup.text")),
+      methods.map((method) =>
+        h(
+          "button",
+          {
+            type: "button",
+            class: "primary wide",
+            onClick: async (event) => {
+              const button = event.currentTarget;
+              button.disabled = true;
+              try {
+                await method.run();
+                close(true);
+              } catch {
+                fail(t("stepup.passkey_failed"));
+                form.querySelector("input").focus();
+              } finally {
+                button.disabled = false;
+              }
+            },
+          },
+          method.label(),
+        ),
+      ),
+      ...pinInput("stepup-pin", t(methods.length ? "stepup.or_pin" : "field.pin")),
       error,
       h(
         "div",
         { class: "actions" },
         h("button", { type: "button", class: "secondary", onClick: () => close(false) }, t("action.cancel")),
-        h("button", { type: "submit", class: "primary" }, t("action.confirm")),
+        h("button", { type: "submit", class: methods.length ? "secondary" : "primary" }, t("action.confirm")),
       ),
     );
     return form;
@@ -109,17 +144,15 @@ async function pinStepUp() {
 }
 
 export async function stepUp() {
+  const offered = [];
   for (const method of stepUpMethods) {
-    if (await method.available()) {
-      try {
-        await method.run();
-        return;
-      } catch {
-        /* fall back to the PIN */
-      }
+    try {
+      if (await method.available()) offered.push(method);
+    } catch {
+      /* a method that cannot tell is not offered */
     }
   }
-  await pinStepUp();
+  await stepUpDialog(offered);
 }
 
 export { pinInput };
