@@ -51,3 +51,13 @@ async def test_unknown_extension_is_404_and_wrong_password_is_403(exchange: Exch
     wrong = scenario("caller.xml", final="final_rejected.xml", user="alice", status=403)
     sipp = await start_sipp(exchange, "wrong", wrong, "-s", "201", "-au", "alice", "-ap", "not-the-password")
     await sipp.succeeded()
+
+
+async def test_the_caller_puts_the_call_on_hold_with_a_re_invite(exchange: Exchange) -> None:
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    bob = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    alice = await place_call(exchange, "alice", "202", "final_hold.xml")
+    await alice.succeeded()  # its sendonly offer was answered recvonly by the exchange
+    await bob.succeeded()
+    assert (await exchange.next_call()).answered
