@@ -9,7 +9,7 @@ turns steps into SIP legs and media commands (docs/architecture.md "How a call f
   answer in time, not reachable) runs the matching branch of the plan.
 - `ForwardStep`: a colleague's number re-enters routing for that user with the diversion count; any other number
   leaves through the trunk with History-Info and Diversion.
-- `VoicemailStep`: until the voicemail application exists, answer and say that it is not available yet.
+- `VoicemailStep`: the voicemail application (apps/voicemail.py): greeting, tone, the message.
 - `PersonalAssistantStep`: answer, play the announcement; 0 transfers, otherwise what the plan says afterwards.
 - `RingSplashStep`: a short alert (Alert-Info) on the desk phones; the call goes on meanwhile.
 
@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from hipper.apps.directory import Callee, resolve, user_state
 from hipper.apps.legs import CalleeLeg, CallerLeg, Leg, contact_header
 from hipper.apps.peers import diversion_headers, diversions_so_far, identity_headers
+from hipper.apps.voicemail import leave_message
 from hipper.domain.call_logs import CallKind
 from hipper.domain.errors import DomainError
 from hipper.domain.group_routing import GroupNumber, plan_group_call
@@ -489,7 +490,7 @@ class Call:
                 return
             if isinstance(step, VoicemailStep):
                 party.outcome.append("voicemail")
-                await self.voicemail()
+                await self.voicemail(routing)
                 return
             if isinstance(step, RejectStep):
                 party.outcome.append({486: "busy", 480: "not-reachable"}.get(step.status, "rejected"))
@@ -828,13 +829,9 @@ class Call:
 
     # -- applications ------------------------------------------------------------------------------------------
 
-    async def voicemail(self) -> None:
-        """Placeholder until the voicemail application exists: say so, then hang up."""
-        await self.answer_caller()
-        assert self.a.endpoint_id is not None
-        files = sentence(self.settings.prompt_language, ["voicemail_not_available", "goodbye"])
-        await self.play_to_end(self.a.endpoint_id, files)
-        self.over.set()
+    async def voicemail(self, routing: Routing) -> None:
+        """The voicemail application takes the call: greeting, tone, the message (apps/voicemail.py)."""
+        await leave_message(self, routing.callee.user_id, routing.called_number)
 
     async def play_to_end(self, endpoint_id: str, files: tuple[object, ...]) -> None:
         playback = await self.play(endpoint_id, files)
@@ -879,7 +876,7 @@ class Call:
             return
         if isinstance(step.afterwards, VoicemailStep):
             routing.party.outcome.append("voicemail")
-            await self.voicemail()
+            await self.voicemail(routing)
         else:
             self.over.set()
 

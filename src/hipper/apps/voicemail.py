@@ -20,7 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hipper.media.engine import MediaError, StartRecording, Started, StopRecording
+import numpy as np
+
+from hipper.media.engine import SILENCE_LEVEL, MediaError, Started, StartRecording, StopRecording
 from hipper.media.g711 import SAMPLE_RATE
 from hipper.media.prompts import PromptError, prompt_path, sentence, tone_path
 from hipper.media.wavfile import WavFormatError, read_wav, write_wav
@@ -75,11 +77,14 @@ async def greeting_files(call: Call, user_id: int, called_number: str) -> tuple[
 
 
 def _trimmed_wav(path: Path, cut_seconds: float) -> tuple[bytes, int]:
-    """The recorded file's bytes with `cut_seconds` of silent tail removed, and its duration in ms."""
+    """The recorded file's bytes with `cut_seconds` of silent tail removed, and its duration in ms (0 when
+    nothing but silence was recorded: a caller who said nothing leaves no message)."""
     samples = read_wav(path)
     if cut_seconds > 0:
         keep = max(0, len(samples) - int(cut_seconds * SAMPLE_RATE))
         samples = samples[:keep]
+    if not len(samples) or int(np.abs(samples).max()) <= SILENCE_LEVEL:
+        return b"", 0
     trimmed = path.with_name(path.name + ".trimmed.wav")
     write_wav(trimmed, samples)
     data = trimmed.read_bytes()

@@ -1,0 +1,138 @@
+"""Media application tests: the call tests' real exchange, SIPp for the signalling, and a test-owned RTP socket
+per phone that sends tones and RFC 4733 digits and keeps what it hears, so tests judge the audio itself.
+
+SIPp's SDP names the test socket (`$rtp_port`), so the exchange's media engine sends there and latches on to
+what the socket sends (symmetric RTP): SIPp does SIP, the socket does the talking and listening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hipper.media.dtmf import event_payloads
+from hipper.media.g711 import Pcm
+from tests.calls.conftest import PASSWORD, Exchange, exchange, register, start_sipp
+from tests.media.phones import Phone, band_energy, dominant_frequency, rms, tone
+from tests.sip.peers import free_udp_port
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+
+__all__ = ["band_energy", "dominant_frequency", "exchange", "rms", "tone"]
+
+
+def scenario(name: str, end: str | None = None, **values: Any) -> str:
+    text = (SCENARIOS / name).read_text()
+    if end is not None:
+        values["end"] = string.Template((SCENARIOS / end).read_text()).safe_substitute(
+            {k: str(v) for k, v in values.items()}
+        )
+    values.setdefault("end", "")
+    return string.Template(text).safe_substitute({k: str(v) for k, v in values.items()})
+
+
+@dataclass
+class Ear:
+    """A phone's audio side: sends paced audio and DTMF from its own port, records everything it receives."""
+
+    phone: Phone = field(default_factory=lambda: Phone(codec="PCMA"))
+    talking: asyncio.Task[None] | None = None
+
+    async def open(self) -> Ear:
+        await self.phone.open()
+        return self
+
+    @property
+    def port(self) -> int:
+        return self.phone.port
+
+    def close(self) -> None:
+        if self.talking is not None:
+            self.talking.cancel()
+        self.phone.close()
+
+    async def connected(self, limit: float = 15.0) -> None:
+        """Wait for the exchange's first packet: from then on we know where to send (it latches on to us)."""
+        async with asyncio.timeout(limit):
+            while True:  # polled: the phone's datagram protocol has no "first packet" event to wait on
+                if self.phone.received:
+                    break
+                await asyncio.sleep(0.02)
+        self.phone.engine_address = self.phone.received[0].source
+
+    def audio(self) -> Pcm:
+        return self.phone.audio()
+
+    async def talk(self, samples: Pcm) -> None:
+        await self.connected()
+        await self.phone.talk(samples)
+
+    def keep_talking(self, samples: Pcm) -> None:
+        """Send `samples` in the background (e.g. a conference participant's tone), replacing what was sent."""
+        if self.talking is not None:
+            self.talking.cancel()
+        self.talking = asyncio.ensure_future(self.talk(samples))
+
+    async def quiet(self) -> None:
+        if self.talking is not None:
+            self.talking.cancel()
+            self.talking = None
+
+    async def press(self, digits: str) -> None:
+        """RFC 4733 telephone-events on payload type 101, each a new event with its own timestamp."""
+        await self.connected()
+        for digit in digits:
+            first = True
+            for payload in event_payloads(digit, 100):
+                self.phone.send(payload, payload_type=101, marker=first)
+                first = False
+                await asyncio.sleep(0.02)
+            self.phone.ts = (self.phone.ts + 1600) & 0xFFFFFFFF
+            await asyncio.sleep(0.08)
+
+    async def wait_for_tone(self, frequency: float, limit: float = 30.0, after: int = 0) -> int:
+        """Wait until the last 200 ms heard are mostly `frequency`; returns the sample index where it was heard."""
+        async with asyncio.timeout(limit):
+            while True:
+                audio = self.audio()
+                recent = audio[-1600:]
+                if len(audio) - after >= 1600 and band_energy(recent, frequency) > 0.6 and rms(recent) > 300:
+                    return len(audio)
+                await asyncio.sleep(0.05)
+
+
+def silence(seconds: float) -> Pcm:
+    return np.zeros(int(8000 * seconds), dtype=np.int16)
+
+
+async def ear() -> Ear:
+    return await Ear().open()
+
+
+async def call_from_phone(
+    exchange: Exchange, user: str, dialled: str, ear: Ear, end: str = "end_wait_bye.xml", limit: int = 40, **values: Any
+) -> Any:
+    """A registered user's phone dials `dialled`; its audio runs through `ear`."""
+    text = scenario("caller.xml", end, user=user, from_user=user, rtp_port=ear.port, **values)
+    return await start_sipp(exchange, f"caller-{user}", text, "-s", dialled, "-au", user, "-ap", PASSWORD, limit=limit)
+
+
+async def call_from_trunk(
+    exchange: Exchange, from_number: str, dialled: str, ear: Ear, end: str = "end_wait_bye.xml", limit: int = 40,
+    **values: Any,
+) -> Any:  # fmt: skip
+    text = scenario("trunk_caller.xml", end, from_user=from_number, rtp_port=ear.port, **values)
+    return await start_sipp(exchange, "trunk-caller", text, "-s", dialled, port=exchange.trunk_port, limit=limit)
+
+
+async def answering_phone(exchange: Exchange, user: str, ear: Ear, limit: int = 40) -> Any:
+    """`user` registers from a fresh port and answers the next call there, its audio through `ear`."""
+    port = free_udp_port()
+    await register(exchange, user, port)
+    text = scenario("callee.xml", rtp_port=ear.port)
+    return await start_sipp(exchange, f"callee-{user}", text, port=port, limit=limit)
