@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hipper.domain.services import Anonymous
+from hipper.domain.services import Anonymous, CallForwardingAlways, Voicemail
 from hipper.store.models import Company
 from tests.calls.conftest import (
     PASSWORD,
@@ -138,3 +138,30 @@ async def test_the_company_number_rings_the_day_destination_and_at_night_the_nig
 
 
 __all__ = ["PASSWORD"]
+
+
+async def test_a_call_diverted_too_often_elsewhere_is_not_forwarded_again(exchange: Exchange) -> None:
+    """Loops across exchanges: the incoming Diversion counter counts; past the limit the forward is refused."""
+    await exchange.add_user("bob", "202", direct="+31201234102")
+    await exchange.set_service("bob", CallForwardingAlways(active=True, destination="+31612345678"))
+    await exchange.set_service("bob", Voicemail(active=False))
+    text = scenario(
+        "trunk_caller.xml", final="final_rejected.xml", user=OUTSIDE, from_user=OUTSIDE, display="Outside",
+        extra="\n      Diversion: <sip:+31309999999@example.net>;reason=unconditional;counter=5", status=482,
+    ).replace("[branch-5]", "[branch-4]")  # fmt: skip
+    outside = await start_sipp(exchange, "trunk-caller", text, "-s", "+31201234102", port=exchange.trunk_port)
+    await outside.succeeded()
+    await exchange.next_call()
+    [row] = await exchange.call_logs("bob")
+    assert row.plan is not None and "refused" in row.plan["steps"][0]["reason"]
+
+
+async def test_max_forwards_is_decremented_on_the_way_out(exchange: Exchange) -> None:
+    await exchange.add_user("alice", "201", direct="+31201234101")
+    checks = expect_headers(("Max-Forwards", r"^ *69"))
+    network = await start_sipp(
+        exchange, "trunk", scenario("callee.xml", ring_ms=100, **checks), port=exchange.trunk_port
+    )
+    alice = await place_call(exchange, "alice", "0612345678", "final_talks.xml", talk_ms=300)
+    await alice.succeeded()
+    await network.succeeded()
