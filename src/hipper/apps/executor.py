@@ -493,7 +493,9 @@ class Call:
                 await self.voicemail(routing)
                 return
             if isinstance(step, RejectStep):
-                party.outcome.append({486: "busy", 480: "not-reachable"}.get(step.status, "rejected"))
+                word = {486: "busy", 480: "not-reachable"}.get(step.status, "rejected")
+                if not party.outcome or party.outcome[-1] != word:  # "busy", not "busy, busy"
+                    party.outcome.append(word)
                 self.fail(step.status, step.reason_phrase)
                 return
             if isinstance(step, HangupStep):
@@ -821,11 +823,18 @@ class Call:
             return
         from_, headers = await self.presented_identity()
         branch = Branch(trunk[0], trunk[1], self.b2bua.peers.address(number), "trunk")
-        result = await self.ring([branch], None, 69, headers, from_)
+        result = await self.ring([branch], None, max(1, self.incoming_max_forwards() - 1), headers, from_)
         if result.outcome not in ("answered", "gone"):
             if self.placed is not None:
                 self.placed.outcome.append(result.outcome)
             self.fail(result.status or 480)
+
+    def incoming_max_forwards(self) -> int:
+        try:
+            value = self.a.request.int_header("Max-Forwards")
+        except ParseError:
+            value = None
+        return 70 if value is None else value
 
     # -- applications ------------------------------------------------------------------------------------------
 
