@@ -1,0 +1,33 @@
+"""The call tests' exchange as a process of its own, so a test can kill it with SIGKILL mid-call.
+
+    python -m tests.media_apps.exchange_process SETTINGS.json
+
+SETTINGS.json holds `Settings` fields; the database must exist (migrated, with its users). Prints
+"READY <sip port>" once the SIP stack and call processing run, then runs until killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from hipper.apps.b2bua import start_call_processing
+from hipper.config import Settings
+from hipper.server import create_sip_stack
+from hipper.store.db import create_engine, session_factory
+
+
+async def main(settings: Settings) -> None:
+    engine = create_engine(settings.resolved_database_url())
+    sessions = session_factory(engine)
+    stack = create_sip_stack(settings, sessions)
+    await stack.start("127.0.0.1", 0, tcp=False)
+    await start_call_processing(settings, stack, sessions)
+    print(f"READY {stack.port}", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Settings(**json.loads(Path(sys.argv[1]).read_text()))))
