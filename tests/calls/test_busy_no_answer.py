@@ -55,18 +55,18 @@ async def test_forward_on_busy_leaves_through_the_trunk_with_history_info_and_di
     assert bob_rows[0].plan["steps"][0]["on_busy"][0]["action"] == "forward"
 
 
-async def test_no_answer_goes_to_the_voicemail_placeholder(exchange: Exchange) -> None:
+async def test_no_answer_goes_to_voicemail(exchange: Exchange) -> None:
     await exchange.add_user("alice", "201")
     await exchange.add_user("bob", "202")
     await exchange.set_service("bob", Voicemail(active=True, on_no_answer=True, rings=2))
     bob = await phone(exchange, "bob", "bob", scenario("callee_rings.xml"))
     alice = await place_call(exchange, "alice", "202", "final_application.xml")
     await bob.succeeded()  # it rang, then got a CANCEL after two rings
-    await alice.succeeded()  # answered by the exchange, heard the prompt, got a BYE
+    await alice.succeeded()  # answered by voicemail, heard the greeting and the tone, said nothing, got a BYE
     call = await exchange.next_call()
     assert call.outcome == "voicemail"
     assert call.branches == [("desk", 487)]
-    # "The voicemail service is not available yet. Goodbye." went to the caller as RTP.
+    # The greeting (and the tone) went to the caller as RTP.
     assert call.media["caller_packets_sent"] > 100
     assert [(r.direction, r.outcome) for r in await exchange.call_logs("bob")] == [("missed", "no-answer, voicemail")]
 
