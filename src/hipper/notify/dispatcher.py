@@ -88,7 +88,11 @@ class Notifications:
         self._hub = hub
         self.settle_seconds = settle_seconds
         self.idle_seconds = idle_seconds
-        self._slots = asyncio.Semaphore(concurrency)
+        # Separate limits: an SMTP server that is away holds its sends through minutes of retries, and missed
+        # calls must still be pushed meanwhile.
+        self._mail_slots = asyncio.Semaphore(concurrency)
+        self._push_slots = asyncio.Semaphore(concurrency)
+        self._max_pending = max(PAGE, 4 * concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
 
@@ -126,8 +130,7 @@ class Notifications:
             title = "Nieuwe voicemail" if language == "nl" else "New voicemail"
             body = f"{caller} ({when})"
             jobs.append(
-                push.push_to_user(
-                    self.sessions,
+                self._push(
                     user_id,
                     push.PushMessage(
                         kind="voicemail",
@@ -143,10 +146,12 @@ class Notifications:
                             "duration_ms": duration_ms,
                         },
                     ),
-                    self.push_config,
                 )
             )
-        await asyncio.gather(*jobs)
+        # Each channel on its own: a failing e-mail must not keep the push from going out, or the reverse.
+        for outcome in await asyncio.gather(*jobs, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                log.error("voicemail %s notification failed", voicemail_id, exc_info=outcome)
 
     async def notify_missed_call(self, call_log_id: int) -> None:
         """Push for a missed call, unless the user switched it off (no licence needed: SPEC L)."""
@@ -160,8 +165,7 @@ class Notifications:
             user_id, number, name, started_at = row.user_id, row.remote_number, row.remote_name, _utc(row.started_at)
         caller = name or number or ("onbekend nummer" if language == "nl" else "unknown number")
         title = "Gemiste oproep" if language == "nl" else "Missed call"
-        await push.push_to_user(
-            self.sessions,
+        await self._push(
             user_id,
             push.PushMessage(
                 kind="missed_call",
@@ -176,7 +180,6 @@ class Notifications:
                     "started_at": started_at.isoformat(),
                 },
             ),
-            self.push_config,
         )
 
     async def _mail_voicemail(
@@ -191,13 +194,18 @@ class Notifications:
     ) -> None:
         try:
             wav = await media_files.read(self.settings.data_dir, media_path)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a path outside the media directory (media_files.resolve)
             log.warning("voicemail e-mail to %s not sent: the audio file %s cannot be read", address, media_path)
             return
         mail = email.VoicemailMail(address, language, caller_number, caller_name, received_at, duration_ms, wav)
         # Building the MIME message base64-encodes the audio: a few MB at most, but still not on the loop.
         message = await run_cpu(email.compose, mail, self.settings)
-        await email.send(message, self.settings)
+        async with self._mail_slots:
+            await email.send(message, self.settings)
+
+    async def _push(self, user_id: int, message: push.PushMessage) -> None:
+        async with self._push_slots:
+            await push.push_to_user(self.sessions, user_id, message, self.push_config)
 
     async def _language(self, session: AsyncSession, user_id: int) -> Language:
         row = await session.get(ServiceSetting, (user_id, APP_SETTINGS))
@@ -299,11 +307,10 @@ class Notifications:
             task.add_done_callback(self._tasks.discard)
 
     async def _guarded(self, job: Coroutine[Any, Any, None], event: ClaimedEvent) -> None:
-        async with self._slots:
-            try:
-                await job
-            except Exception:
-                log.exception("notification for event %s (%s) failed", event.id, event.type)
+        try:
+            await job
+        except Exception:
+            log.exception("notification for event %s (%s) failed", event.id, event.type)
 
     async def run(self) -> None:
         waiter = self._hub.subscribe(self.sessions) if self._hub is not None else asyncio.Event()
@@ -315,6 +322,10 @@ class Notifications:
 
     async def _follow(self, waiter: asyncio.Event) -> None:
         while True:
+            # Back-pressure: while a slow SMTP server or push service holds many sends, claim nothing more, so
+            # pending work stays bounded (and unclaimed events are left for another node).
+            while len(self._tasks) >= self._max_pending:
+                await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
             # Clear before reading: a commit during the read sets it again, so no wake-up is lost.
             waiter.clear()
             try:
