@@ -21,6 +21,7 @@ from hipper.apps.directory import mobile_user, user_row
 from hipper.apps.executor import Call, CallerInfo, CallSummary
 from hipper.apps.legs import CalleeLeg, CallerLeg, Leg
 from hipper.apps.peers import Peers, number_of
+from hipper.apps.snapshots import SnapshotCache
 from hipper.config import Settings
 from hipper.domain.routing import RoutingRules
 from hipper.media.engine import MediaEngine, MediaEvent, RtpTimeout, engine_from_settings
@@ -55,6 +56,7 @@ class B2bua:
         self.peers = Peers.from_settings(settings)
         self.rules = RoutingRules(seconds_per_ring=settings.seconds_per_ring)
         self.registrar: Registrar | None = stack.registrar
+        self.snapshots = SnapshotCache(sessions)
         self.legs: dict[tuple[str, str], Leg] = {}
         self.invites: dict[ServerTransaction, Call] = {}
         self.endpoints: dict[str, Call] = {}

@@ -27,9 +27,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from hipper.apps.directory import Callee, resolve, user_state
+from hipper.apps.directory import Callee, resolve
 from hipper.apps.legs import CalleeLeg, CallerLeg, Leg, contact_header
 from hipper.apps.peers import diversion_headers, diversions_so_far, identity_headers
+from hipper.apps.recording import in_call
 from hipper.apps.voicemail import leave_message
 from hipper.domain.call_logs import CallKind
 from hipper.domain.errors import DomainError
@@ -450,7 +451,7 @@ class Call:
         self, callee: Callee, incoming: IncomingCall, called_number: str, headers: tuple[tuple[str, str], ...]
     ) -> None:
         now = datetime.now(UTC)
-        state = await user_state(self.b2bua.sessions, callee.user_id, now, on_call=self.b2bua.on_call(callee.user_id))
+        state = await self.b2bua.snapshots.state(callee.user_id, now, on_call=self.b2bua.on_call(callee.user_id))
         if state is None:
             self.fail(404, "Not Found")
             return
@@ -758,6 +759,9 @@ class Call:
         for user_id in self.on_call_users:
             self.b2bua.on_call_started(user_id)
         log.info("call.connected", extra={"call_id": self.call_id, "branch": leg.label})
+        # In-call keypad codes and call recording (apps/recording.py) last until the call ends; the B2BUA owns the
+        # task, so the call's teardown does not cancel the storing of a recording.
+        self.b2bua.spawn(in_call(self, leg))
 
     # -- forwarding and calls out ----------------------------------------------------------------------------
 
@@ -800,7 +804,7 @@ class Call:
     async def presented_identity(self) -> tuple[NameAddr, tuple[tuple[str, str], ...]]:
         """Who the outside world sees: a colleague's configured outgoing identity, or the original caller."""
         if self.caller.user_id is not None:
-            state = await user_state(self.b2bua.sessions, self.caller.user_id, datetime.now(UTC), on_call=False)
+            state = await self.b2bua.snapshots.state(self.caller.user_id, datetime.now(UTC), on_call=False)
             if state is not None:
                 try:
                     identity = outgoing_identity(PlacedCall("", self.caller.device_kind), state)

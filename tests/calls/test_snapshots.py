@@ -1,0 +1,61 @@
+"""The per-user snapshot cache: reused between calls, dropped by the outbox events that change routing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from hipper.apps.snapshots import SnapshotCache
+from hipper.domain.services import DoNotDisturb
+from hipper.store import admin, call_logs
+from hipper.store.models import Company
+from tests.calls.conftest import Exchange, phone, place_call, scenario
+
+pytestmark = pytest.mark.sip
+
+
+async def test_snapshots_are_reused_and_dropped_by_relevant_events_only(exchange: Exchange) -> None:
+    bob = await exchange.add_user("bob", "202")
+    cache = SnapshotCache(exchange.sessions)
+    now = datetime.now(UTC)
+    first = await cache.state(bob, now, on_call=False)
+    assert first is not None and cache.loads == 1
+    again = await cache.state(bob, now, on_call=True)
+    assert again is not None and again.on_call and (cache.loads, cache.hits) == (1, 1)
+
+    await exchange.set_service("bob", DoNotDisturb(active=True))  # emits service.changed for Bob
+    changed = await cache.state(bob, now, on_call=False)
+    assert changed is not None and cache.loads == 2
+    dnd = changed.services["do-not-disturb"]
+    assert isinstance(dnd, DoNotDisturb) and dnd.active
+
+    async with exchange.sessions() as session:  # a call-log row changes nothing the policy reads
+        await call_logs.record_call(session, bob, kind="missed", started_at=now, outcome="busy")
+        await session.commit()
+    await cache.state(bob, now, on_call=False)
+    assert cache.loads == 2
+
+    async with exchange.sessions() as session:  # a company-wide change (no user named) drops everything
+        company = await session.get(Company, exchange.company_id)
+        assert company is not None
+        await admin.set_night_mode(session, company, True)
+        await session.commit()
+    await cache.state(bob, now, on_call=False)
+    assert cache.loads == 3
+    assert await cache.state(10_000, now, on_call=False) is None
+
+
+async def test_the_next_call_sees_a_setting_changed_between_calls(exchange: Exchange) -> None:
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    bob = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=500)
+    await alice.succeeded()
+    await bob.succeeded()
+    assert (await exchange.next_call()).answered
+    await exchange.set_service("bob", DoNotDisturb(active=True))
+    alice = await place_call(exchange, "alice", "202", "final_rejected.xml", status=486)
+    await alice.succeeded()
+    assert (await exchange.next_call()).outcome == "busy"
+    assert exchange.b2bua.snapshots.loads == 2  # Bob's cached snapshot was dropped by the change's event
