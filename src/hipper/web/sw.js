@@ -1,6 +1,6 @@
 // Offline shell: the app's own files are served network-first (so an update shows at once) and fall back to
 // the cache when offline. The API is never cached: settings must be live or clearly unavailable.
-const CACHE = "hipper-shell-v2";
+const CACHE = "hipper-shell-v3";
 const SHELL = [
   "/",
   "/index.html",
@@ -9,6 +9,7 @@ const SHELL = [
   "/icons/icon.svg",
   "/icons/icon-192.png",
   "/js/app.js",
+  "/js/calls.js",
   "/js/api.js",
   "/js/dom.js",
   "/js/forms.js",

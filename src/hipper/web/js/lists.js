@@ -1,6 +1,7 @@
 // Recent calls, voicemail (list, player, greetings) and contacts (§4, §6, §7.4.2).
 
 import { ApiError, api } from "./api.js";
+import { callLink } from "./calls.js";
 import { h } from "./dom.js";
 import { notAvailable } from "./forms.js";
 import { formatDateTime, t } from "./i18n.js";
@@ -21,11 +22,11 @@ async function fetchPage(path, main) {
   }
 }
 
-function tabs(current) {
+export function callTabs(current) {
   return h(
     "nav",
     { class: "segmented", "aria-label": t("screen.calls") },
-    ["calls", "voicemails"].map((path) =>
+    ["calls", "voicemails", "dialpad"].map((path) =>
       h("a", { href: `#/${path}`, "aria-current": current === path ? "page" : undefined }, t(`tab.${path}`)),
     ),
   );
@@ -108,7 +109,7 @@ function editableList(main, items, { row, remove, empty, label }) {
 const CALL_ICONS = { placed: "↗", received: "↙", missed: "✕" };
 
 async function recentScreen(main) {
-  main.append(tabs("calls"));
+  main.append(callTabs("calls"));
   const page = await fetchPage("/me/call-logs", main);
   if (!page) return;
   editableList(main, page.calls, {
@@ -125,7 +126,7 @@ async function recentScreen(main) {
       return h(
         "div",
         { class: "row-body" },
-        callable ? h("a", { class: "row-body", href: `tel:${call.remote_number}`, "aria-label": `${t("action.call")} ${name}, ${t(`calls.${call.kind}`)}` }, body) : body,
+        callable ? callLink(call.remote_number, { class: "row-body", "aria-label": `${t("action.call")} ${name}, ${t(`calls.${call.kind}`)}` }, body) : body,
         callable && call.whatsapp && store.prefs.contacts.whatsapp_button ? whatsappLink(call.remote_number, name) : null,
       );
     },
@@ -133,7 +134,7 @@ async function recentScreen(main) {
 }
 
 async function voicemailsScreen(main) {
-  main.append(tabs("voicemails"));
+  main.append(callTabs("voicemails"));
   const page = await fetchPage("/me/voicemails", main);
   if (!page) return;
   editableList(main, page.messages, {
@@ -183,7 +184,7 @@ async function voicemailScreen(main, id) {
         navigator.canShare && navigator.canShare({ files: [file] })
           ? h("button", { type: "button", class: "secondary", onClick: () => navigator.share({ files: [file], title: t("voicemail.share_title") }).catch(() => {}) }, t("action.share"))
           : h("a", { class: "button secondary", href: url, download: file.name }, t("action.download")),
-        number ? h("a", { class: "button primary", href: `tel:${number}` }, t("action.call_back")) : null,
+        number ? callLink(number, { class: "button primary" }, t("action.call_back")) : null,
       ),
     );
   } catch (error) {
@@ -366,10 +367,10 @@ export async function greetingsSection(main) {
   );
 }
 
-function personalDialog() {
+export function personalDialog(prefill = {}) {
   return modal(t("contacts.add"), (close) => {
     const error = h("p", { class: "error", role: "alert", hidden: true });
-    const input = (id, type, autocomplete) => [h("label", { for: id }, t(`contacts.field.${id}`)), h("input", { id, type, autocomplete })];
+    const input = (id, type, autocomplete) => [h("label", { for: id }, t(`contacts.field.${id}`)), h("input", { id, type, autocomplete, value: prefill[id] || "" })];
     const form = h(
       "form",
       {
@@ -497,9 +498,7 @@ async function contactsScreen(main) {
         return h(
           "li",
           { class: "list-row" },
-          h(
-            "a",
-            { class: "row-body", href: first ? `tel:${first}` : undefined, "aria-label": first ? `${t("action.call")} ${name}` : undefined },
+          (first ? (...content) => callLink(first, { class: "row-body", "aria-label": `${t("action.call")} ${name}` }, ...content) : (...content) => h("div", { class: "row-body" }, ...content))(
             h("span", { class: "avatar", "aria-hidden": "true" }, (name || "?").slice(0, 1).toUpperCase()),
             h("span", { class: "grow" }, h("strong", {}, name), h("small", { class: "muted" }, [t(`contacts.list.${contact.list}`), ...contact.numbers.map((n) => n.number)].join(" · "))),
           ),
@@ -526,6 +525,7 @@ async function contactsScreen(main) {
 export const listRoutes = {
   calls: { title: "screen.calls", live: true, render: recentScreen },
   voicemails: { title: "screen.calls", tab: "calls", live: true, render: voicemailsScreen },
+  dialpad: { title: "screen.calls", tab: "calls", render: (main) => import("./calls.js").then((calls) => calls.dialpadScreen(main)) },
   voicemail: { title: "screen.voicemail-message", back: "voicemails", tab: "calls", render: voicemailScreen },
   contacts: { title: "screen.contacts", render: contactsScreen },
 };
