@@ -1,0 +1,793 @@
+"""Call-processing benchmarks of the exchange (issue 3 point 11), with Kamailio beside it in the same run.
+
+Usage: .venv/bin/python -m bench.sip.calls [--calls 2000] [--rate 40] [--levels 50,100,200,300,500]
+       [--login-level 200] [--parts setup,media,login,memory] [--no-kamailio] [--no-profile]
+
+The exchange runs in this process exactly as `hipper serve` wires it (HTTP API under uvicorn, SIP stack with
+registrar, B2BUA, media engine; SQLite in a temporary directory; INFO logging, written to a file) on uvloop,
+pinned to core 0. SIPp, the login client and py-spy are pinned to core 1; Kamailio, when measured, to core 0
+like the exchange. The open-file limit is raised to its hard limit first (every anchored call holds four
+sockets). Parts:
+
+setup   Call setups + teardowns through the B2BUA: a SIPp UAC on the trunk's address calls the users' direct
+        numbers (INVITE with an SDP offer, 200, ACK, BYE at once; no RTP) at a fixed rate; one SIPp UAS,
+        registered for every user, answers. Figures: calls/s achieved, failures, this process's CPU per call
+        (time.process_time over the run, idle CPU subtracted). Then the same caller and callee through
+        Kamailio 5.6 as a stateful proxy (bench/kamailio/proxy.cfg), its CPU summed over its processes from
+        /proc. Then, when py-spy is installed, a second exchange run under py-spy for the hot spots.
+media   Concurrent media-anchored G.711 calls at each level: the caller plays /usr/share/sip-tester/g711a.pcap
+        twice per call, the callee echoes (-rtp_echo); calls last ~14 s and ramp at 100 calls/s, so every
+        call of the level is up at once for several seconds. Loss from the engine's own per-endpoint counters.
+login   The media run at one level again while users log in through the API (argon2 in the thread pool).
+memory  RSS deltas: per registration (all users registering) and per active call (media levels).
+Event-loop lag (a task asking to wake every 10 ms, recording how late it woke) is reported for every part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+
+import uvicorn
+from sqlalchemy import event
+
+from hipper.api.app import create_app
+from hipper.api.state import AppState
+from hipper.apps.b2bua import B2bua, start_call_processing
+from hipper.apps.executor import CallSummary
+from hipper.config import Settings
+from hipper.passwords import Hasher
+from hipper.server import create_sip_stack
+from hipper.sip.stack import SipStack
+from hipper.store import admin, devices
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+KAMAILIO_CFG = ROOT / "bench" / "kamailio" / "proxy.cfg"
+PCAP = Path("/usr/share/sip-tester/g711a.pcap")
+REALM = "hipper.test"
+DEVICE_PASSWORD = "bench-phone-secret"
+LOGIN_PASSWORD = "bench login password 1"
+EXCHANGE_CORE = 0
+LOAD_CORE = 1
+RTP_PORTS = (40000, 46000)  # the engine's pairs; SIPp's media ports sit above them
+CALLER_MEDIA_PORT = 47000
+CALLEE_MEDIA_PORT = 47100
+PCAP_PLAYS = 2
+RAMP_RATE = 100
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# -- machine --------------------------------------------------------------------------------------------------
+
+
+def pin_and_raise_limits() -> None:
+    """The exchange (this process and every thread it starts) on core 0; as many open files as allowed."""
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(0, {EXCHANGE_CORE})
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def on_core(core: int) -> list[str]:
+    return ["taskset", "-c", str(core)] if shutil.which("taskset") else []
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def cpu_of_tree(root: int) -> float:
+    """CPU seconds (user + system) of a process and all its descendants, read from /proc (Kamailio forks)."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            text = (entry / "stat").read_text()
+            fields = text[text.rindex(")") + 2 :].split()
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    members, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, _) in stats.items():
+            if ppid == parent and pid not in members:
+                members.add(pid)
+                frontier.append(pid)
+    return sum(stats[pid][1] for pid in members if pid in stats)
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pcap_packets(path: Path = PCAP) -> int:
+    data = path.read_bytes()
+    offset, count = 24, 0
+    while offset + 16 <= len(data):
+        captured = struct.unpack_from("<I", data, offset + 8)[0]
+        offset += 16 + captured
+        count += 1
+    return count
+
+
+# -- event-loop lag -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Watch:
+    """Wakes every 10 ms and records how late; samples RSS every 100 ms. `window()` returns what was seen."""
+
+    interval: float = 0.010
+    lags: list[float] = field(default_factory=list)
+    rss_peak: int = 0
+    _task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.lags, self.rss_peak = [], rss_bytes()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> dict[str, float]:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        ordered = sorted(self.lags) or [0.0]
+
+        def at(q: float) -> float:
+            return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
+
+        return {
+            "lag_p50_ms": at(0.5),
+            "lag_p99_ms": at(0.99),
+            "lag_max_ms": ordered[-1] * 1000,
+            "lag_over_20ms": sum(1 for lag in ordered if lag > 0.020),
+            "rss_peak_mib": self.rss_peak / 2**20,
+        }
+
+    async def _run(self) -> None:
+        # perf_counter, not loop.time(): uvloop's clock has millisecond steps (libuv's uv_now).
+        ticks = 0
+        while True:
+            asked = time.perf_counter() + self.interval
+            await asyncio.sleep(self.interval)
+            self.lags.append(max(0.0, time.perf_counter() - asked))
+            ticks += 1
+            if ticks % 10 == 0:
+                self.rss_peak = max(self.rss_peak, rss_bytes())
+
+
+# -- SIPp -----------------------------------------------------------------------------------------------------
+
+
+async def stop_process(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(5):
+                await process.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+
+
+@dataclass
+class SippRun:
+    code: int
+    stats: dict[str, str]
+    errors: str
+
+    @property
+    def ok(self) -> int:
+        return int(self.stats.get("SuccessfulCall(C)", 0))
+
+    @property
+    def failed(self) -> int:
+        return int(self.stats.get("FailedCall(C)", 0))
+
+
+async def run_sipp(workdir: Path, name: str, target: str, scenario: Path, *args: str, limit: float) -> SippRun:
+    """SIPp in the foreground on the load core, bounded by `timeout` and by our own wait; stopped by its pid."""
+    stat = workdir / f"{name}-stat.csv"
+    process = await asyncio.create_subprocess_exec(
+        *on_core(LOAD_CORE), "timeout", str(int(limit) + 10), "sipp", target, "-sf", str(scenario),
+        "-i", "127.0.0.1", "-nostdin", "-trace_err", "-error_file", str(workdir / f"{name}-errors.log"),
+        "-trace_stat", "-stf", str(stat), "-fd", "1", "-timeout", f"{int(limit)}s", "-timeout_error",
+        "-max_recv_loops", "10000", *args,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=workdir,
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(limit + 20):
+            await process.wait()
+    finally:
+        await stop_process(process)
+    stderr = await process.stderr.read() if process.stderr is not None else b""
+    stats: dict[str, str] = {}
+    if stat.exists():
+        lines = [line for line in stat.read_text().splitlines() if line.strip()]
+        if len(lines) >= 2:
+            stats = dict(zip(lines[0].split(";"), lines[-1].split(";"), strict=False))
+    errors = (
+        (workdir / f"{name}-errors.log").read_text(errors="replace")
+        if (workdir / f"{name}-errors.log").exists()
+        else ""
+    )
+    return SippRun(process.returncode or 0, stats, (errors + stderr.decode(errors="replace"))[-2000:])
+
+
+async def start_callee(workdir: Path, port: int) -> asyncio.subprocess.Process:
+    """One SIPp UAS for every user (they all registered from its port), echoing RTP, until we stop it."""
+    return await asyncio.create_subprocess_exec(
+        *on_core(LOAD_CORE), "sipp", "-sf", str(HERE / "call_uas.xml"), "-i", "127.0.0.1", "-p", str(port),
+        "-mi", "127.0.0.1", "-mp", str(CALLEE_MEDIA_PORT), "-rtp_echo", "-nostdin", "-trace_err",
+        "-error_file", str(workdir / "callee-errors.log"), "-max_recv_loops", "10000",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, cwd=workdir,
+    )  # fmt: skip
+
+
+def caller_scenario(workdir: Path, plays: int) -> Path:
+    media = "".join(
+        f'<nop><action><exec play_pcap_audio="{PCAP}" /></action></nop>\n  <pause milliseconds="7100" />\n  '
+        for _ in range(plays)
+    )
+    path = workdir / f"caller-{plays}.xml"
+    path.write_text((HERE / "call_uac.xml").read_text().replace("$media", media))
+    return path
+
+
+def numbers_file(workdir: Path, numbers: list[str]) -> Path:
+    path = workdir / f"numbers-{len(numbers)}.csv"
+    path.write_text("SEQUENTIAL\n" + "".join(f"{n};\n" for n in numbers))
+    return path
+
+
+# -- the exchange ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Exchange:
+    settings: Settings
+    state: AppState
+    stack: SipStack
+    b2bua: B2bua
+    server: uvicorn.Server
+    server_task: asyncio.Task[None]
+    http_port: int
+    numbers: list[str] = field(default_factory=list)
+    statements: Counter[str] = field(default_factory=Counter)
+
+    async def close(self) -> None:
+        await self.b2bua.close()
+        await self.stack.close()
+        self.server.should_exit = True
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(10):
+                await self.server_task
+
+    async def ended(self, count: int, limit: float) -> list[CallSummary]:
+        """The next `count` calls to end (fewer if `limit` seconds pass first)."""
+        summaries: list[CallSummary] = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(limit):
+                while len(summaries) < count:
+                    summaries.append(await self.b2bua.ended.get())
+        return summaries
+
+    def drain(self) -> None:
+        while not self.b2bua.ended.empty():
+            self.b2bua.ended.get_nowait()
+
+
+async def start_exchange(workdir: Path, users: int, trunk_port: int) -> Exchange:
+    http_port = free_port(socket.SOCK_STREAM)
+    settings = Settings(
+        data_dir=workdir / "data",
+        database_url=f"sqlite+aiosqlite:///{workdir / 'hipper.db'}",
+        http_port=http_port,
+        sip_realm=REALM,
+        sip_node="bench",
+        sip_max_expires=3600,
+        trunk_address=f"udp:127.0.0.1:{trunk_port}",
+        rtp_port_min=RTP_PORTS[0],
+        rtp_port_max=RTP_PORTS[1],
+        rtp_timeout_seconds=120.0,
+        prompt_language="en",
+    )
+    app = create_app(settings)
+    state: AppState = app.state.hipper
+    statements: Counter[str] = Counter()
+
+    def count_statement(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        # Every SQL statement the exchange sends, by its first 90 characters: the database is the suspect.
+        statements[" ".join(statement.split())[:90]] += 1
+
+    event.listen(state.engine.sync_engine, "before_cursor_execute", count_statement)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=http_port, log_level="warning", access_log=False, lifespan="on")
+    )
+    server_task = asyncio.get_running_loop().create_task(server.serve())
+    async with asyncio.timeout(30):
+        while not server.started:  # noqa: ASYNC110 (uvicorn offers a flag, not an event)
+            await asyncio.sleep(0.05)
+    cheap = Hasher(1, 1024)  # device users never log in to the API: cheap hashes keep the set-up short
+    numbers: list[str] = []
+    async with state.sessions() as session:
+        company = await admin.create_company(session, "Bench", "+31205550000")
+        for index in range(users):
+            number = f"+3120555{1000 + index:04d}"
+            user = await admin.create_user(
+                session, cheap, username=f"u{index:04d}", password="bench password 1", company=company,
+                extension=str(2000 + index), direct_number=number,
+            )  # fmt: skip
+            await devices.create_device(
+                session, user, auth_username=f"u{index:04d}", password=DEVICE_PASSWORD, realm=REALM
+            )
+            numbers.append(number)
+        for index in range(2):
+            # Logging in is the argon2 verify at production cost: these two users carry the settings' hasher.
+            await admin.create_user(session, state.hasher, username=f"login{index}", password=LOGIN_PASSWORD,
+                                    company=company)  # fmt: skip
+        await session.commit()
+    stack = create_sip_stack(settings, state.sessions)
+    await stack.start("127.0.0.1", 0, tcp=False)
+    b2bua = await start_call_processing(settings, stack, state.sessions)
+    return Exchange(settings, state, stack, b2bua, server, server_task, http_port, numbers, statements)
+
+
+# -- parts ----------------------------------------------------------------------------------------------------
+
+
+async def register_all(exchange: Exchange, workdir: Path, callee_port: int) -> dict[str, float]:
+    users = len(exchange.numbers)
+    csv = workdir / "users.csv"
+    csv.write_text(
+        "SEQUENTIAL\n"
+        + "".join(f"u{i:04d};[authentication username=u{i:04d} password={DEVICE_PASSWORD}];\n" for i in range(users))
+    )
+    await asyncio.sleep(1.0)
+    rss_before, cpu_before, wall_before = rss_bytes(), time.process_time(), time.perf_counter()
+    run = await run_sipp(
+        workdir, "register", f"127.0.0.1:{exchange.stack.port}", HERE / "register_users.xml",
+        "-p", str(callee_port), "-inf", str(csv), "-m", str(users), "-r", "100", "-l", "50", limit=120,
+    )  # fmt: skip
+    cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
+    await asyncio.sleep(1.0)
+    rss_after = rss_bytes()
+    if run.ok != users:
+        raise SystemExit(f"registering {users} users: {run.ok} ok, {run.failed} failed\n{run.errors}")
+    return {
+        "registrations": users,
+        "cpu_ms_per_registration": cpu / users * 1000,
+        "rss_before_mib": rss_before / 2**20,
+        "rss_after_mib": rss_after / 2**20,
+        "rss_kib_per_registration": (rss_after - rss_before) / users / 1024,
+        "wall_s": wall,
+    }
+
+
+async def idle_cpu_rate(seconds: float = 2.0, pid: int | None = None) -> float:
+    """CPU seconds per wall second spent doing nothing (timers, tickers), subtracted from the busy figures."""
+    before = time.process_time() if pid is None else cpu_of_tree(pid)
+    await asyncio.sleep(seconds)
+    after = time.process_time() if pid is None else cpu_of_tree(pid)
+    return (after - before) / seconds
+
+
+async def setup_through_exchange(
+    exchange: Exchange, workdir: Path, calls: int, rate: int, trunk_port: int, name: str = "setup"
+) -> dict[str, Any]:
+    numbers = numbers_file(workdir, exchange.numbers)
+    scenario = caller_scenario(workdir, 0)
+    idle = await idle_cpu_rate()
+    exchange.drain()
+    statements_before = exchange.statements.copy()
+    watch = Watch()
+    watch.start()
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    run = await run_sipp(
+        workdir, name, f"127.0.0.1:{exchange.stack.port}", scenario, "-p", str(trunk_port),
+        "-mp", str(CALLER_MEDIA_PORT), "-inf", str(numbers), "-r", str(rate), "-m", str(calls), "-l", "400",
+        limit=calls / rate + 60,
+    )  # fmt: skip
+    summaries = await exchange.ended(run.ok + run.failed, 15.0)
+    cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
+    lag = await watch.stop()
+    outcomes = Counter(s.outcome for s in summaries)
+    statements = exchange.statements - statements_before
+    calls_done = max(run.ok, 1)
+    return {
+        "offered_rate": rate,
+        "calls_ok": run.ok,
+        "calls_failed": run.failed,
+        "calls_per_second": run.ok / wall,
+        "cpu_ms_per_call": cpu / max(run.ok, 1) * 1000,
+        "cpu_ms_per_call_net_of_idle": (cpu - idle * wall) / max(run.ok, 1) * 1000,
+        "cpu_percent": 100 * cpu / wall,
+        "idle_cpu_percent": 100 * idle,
+        "answered": outcomes.get("answered", 0),
+        "sql_statements_per_call": statements.total() / calls_done,
+        "sql_per_call_by_statement": {k: round(v / calls_done, 2) for k, v in statements.most_common(15)},
+        **lag,
+    }
+
+
+async def setup_through_kamailio(
+    workdir: Path, calls: int, rate: int, callee_port: int, numbers: list[str]
+) -> dict[str, float]:
+    if shutil.which("kamailio") is None:
+        # Debian package kamailio; the benchmark may install it, the tests never depend on it.
+        installer = await asyncio.create_subprocess_exec(
+            "apt-get", "install", "-y", "kamailio", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        await installer.wait()
+        if shutil.which("kamailio") is None:
+            return {"error": 1.0}
+    port = free_port()
+    rundir = workdir / "kamailio"
+    rundir.mkdir(exist_ok=True)
+    cfg = rundir / "proxy.cfg"
+    cfg.write_text(KAMAILIO_CFG.read_text().replace("$listen_port", str(port)).replace("$uas_port", str(callee_port)))
+    log = (rundir / "kamailio.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        *on_core(EXCHANGE_CORE), "kamailio", "-f", str(cfg), "-DD", "-E", "-Y", str(rundir),
+        "-P", str(rundir / "pid"), "-m", "64", "-M", "8",
+        stdout=log, stderr=log,
+    )  # fmt: skip
+    try:
+        await asyncio.sleep(2.0)
+        if process.returncode is not None:
+            return {"error": 2.0}
+        idle = await idle_cpu_rate(pid=process.pid)
+        cpu_before, wall_before = cpu_of_tree(process.pid), time.perf_counter()
+        run = await run_sipp(
+            workdir, "kamailio", f"127.0.0.1:{port}", caller_scenario(workdir, 0), "-p", str(free_port()),
+            "-mp", str(CALLER_MEDIA_PORT), "-inf", str(numbers_file(workdir, numbers)), "-r", str(rate),
+            "-m", str(calls), "-l", "400", limit=calls / rate + 60,
+        )  # fmt: skip
+        await asyncio.sleep(0.5)
+        cpu, wall = cpu_of_tree(process.pid) - cpu_before, time.perf_counter() - wall_before
+        return {
+            "offered_rate": rate,
+            "calls_ok": run.ok,
+            "calls_failed": run.failed,
+            "calls_per_second": run.ok / wall,
+            "cpu_ms_per_call": cpu / max(run.ok, 1) * 1000,
+            "cpu_ms_per_call_net_of_idle": (cpu - idle * wall) / max(run.ok, 1) * 1000,
+            "cpu_percent": 100 * cpu / wall,
+            "idle_cpu_percent": 100 * idle,
+        }
+    finally:
+        await stop_process(process)
+        log.close()
+
+
+def find_py_spy() -> str | None:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return spy if os.path.exists(spy) else None
+
+
+async def profile_setup(exchange: Exchange, workdir: Path, calls: int, rate: int, trunk_port: int) -> list[str]:
+    """The same call load under py-spy (sampling this process from the load core); the hottest functions."""
+    spy = find_py_spy()
+    if spy is None:
+        return ["py-spy not installed (.venv/bin/pip install py-spy)"]
+    raw = workdir / "profile.txt"
+    seconds = int(calls / rate) + 3
+    process = await asyncio.create_subprocess_exec(
+        *on_core(LOAD_CORE), spy, "record", "--pid", str(os.getpid()), "--duration", str(seconds), "--rate", "200",
+        "--format", "raw", "--output", str(raw), "--nonblocking", "--gil",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    await asyncio.sleep(1.0)
+    await setup_through_exchange(exchange, workdir, calls, rate, trunk_port, name="profiled")
+    try:
+        async with asyncio.timeout(seconds + 30):
+            await process.wait()
+    finally:
+        await stop_process(process)
+    if not raw.exists():
+        error = await process.stderr.read() if process.stderr is not None else b""
+        return [f"py-spy failed: {error.decode(errors='replace')[-500:]}"]
+    (HERE / "results").mkdir(exist_ok=True)
+    shutil.copy(raw, HERE / "results" / "calls-profile.txt")
+    return summarise_profile(raw)
+
+
+CATEGORIES = (
+    ("database (SQLAlchemy, aiosqlite)", ("sqlalchemy/", "aiosqlite/")),
+    ("logging (structlog, logging)", ("structlog/", "logging/")),
+    ("HTTP (uvicorn, starlette, fastapi)", ("uvicorn/", "starlette/", "fastapi/")),
+    ("media engine", ("hipper/media/",)),
+    ("call processing (hipper/apps, domain)", ("hipper/apps/", "hipper/domain/")),
+    ("SIP stack (hipper/sip)", ("hipper/sip/",)),
+    ("store (hipper/store)", ("hipper/store/",)),
+)
+
+
+def summarise_profile(raw: Path, top: int = 20) -> list[str]:
+    """Where the GIL-holding samples went: by area (innermost match wins), by function, and who calls the DB."""
+    own: Counter[str] = Counter()
+    areas: Counter[str] = Counter()
+    db_callers: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        own[frames[-1]] += count
+        area = "event loop and other"
+        for frame in reversed(frames):
+            match = next((name for name, marks in CATEGORIES if any(mark in frame for mark in marks)), None)
+            if match is not None:
+                area = match
+                break
+        areas[area] += count
+        if area.startswith("database"):
+            # SQLAlchemy's async layer runs the ORM in a greenlet whose stack starts at its own entry point,
+            # so the hipper caller is not on it: the outermost SQLAlchemy frame tells query from commit/flush.
+            entry = next((f for f in frames if "sqlalchemy/" in f or "aiosqlite/" in f), frames[0])
+            db_callers[entry.split(" (")[0]] += count
+    if total == 0:
+        return ["no samples"]
+    lines = [f"{total} samples holding the GIL; by area:"]
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in areas.most_common()]
+    lines.append("database time by its entry point:")
+    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in db_callers.most_common(top)]
+    lines.append("self time by function:")
+    lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    return lines
+
+
+async def media_level(
+    exchange: Exchange, workdir: Path, level: int, trunk_port: int, per_call: int, baseline_rss: int,
+    login: tuple[str, float] | None = None,
+) -> dict[str, float]:  # fmt: skip
+    numbers = numbers_file(workdir, exchange.numbers[:level])
+    scenario = caller_scenario(workdir, PCAP_PLAYS)
+    exchange.drain()
+    watch = Watch()
+    watch.start()
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    login_process = None
+    if login is not None:
+        login_process = await asyncio.create_subprocess_exec(
+            *on_core(LOAD_CORE), sys.executable, str(HERE / "login_load.py"), login[0], "login0", LOGIN_PASSWORD,
+            str(login[1]), "2", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+    run = await run_sipp(
+        workdir, f"media-{level}", f"127.0.0.1:{exchange.stack.port}", scenario, "-p", str(trunk_port),
+        "-mp", str(CALLER_MEDIA_PORT), "-inf", str(numbers), "-r", str(RAMP_RATE), "-m", str(level),
+        "-l", str(level), limit=level / RAMP_RATE + PCAP_PLAYS * 7.1 + 60,
+    )  # fmt: skip
+    summaries = await exchange.ended(run.ok + run.failed, 20.0)
+    cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
+    lag = await watch.stop()
+    logins: dict[str, Any] = {}
+    if login_process is not None:
+        try:
+            async with asyncio.timeout(60):
+                out, _ = await login_process.communicate()
+            logins = {f"login_{k}": v for k, v in json.loads(out.decode().strip().splitlines()[-1]).items()}
+        finally:
+            await stop_process(login_process)
+    media: Counter[str] = Counter()
+    for summary in summaries:
+        media.update(summary.media)
+    expected = run.ok * per_call
+    into_engine = media["caller_packets_received"]
+    to_callees = media["callee_packets_sent"]
+    echoed = media["callee_packets_received"]
+    to_callers = media["caller_packets_sent"]
+    return {
+        "level": level,
+        "calls_ok": run.ok,
+        "calls_failed": run.failed,
+        "answered": sum(1 for s in summaries if s.answered),
+        "sent_by_callers": expected,
+        "into_engine_from_callers": into_engine,
+        "relayed_to_callees": to_callees,
+        "echoed_back_into_engine": echoed,
+        "relayed_to_callers": to_callers,
+        "loss_caller_to_engine_percent": 100 * (expected - into_engine) / max(expected, 1),
+        # Caller → callee is pure relay (the callee's leg has no paced source once connected): exact counts.
+        "loss_in_engine_percent": 100 * (into_engine - to_callees) / max(into_engine, 1),
+        # Engine → callee SIPp → echo → engine: the kernel's socket buffers and SIPp's echo thread.
+        "loss_echo_path_percent": 100 * (to_callees - echoed) / max(to_callees, 1),
+        # To the callers the engine also sends ringback before the answer, so that count is not pure relay.
+        "cpu_percent": 100 * cpu / wall,
+        "rss_kib_per_call": (watch.rss_peak - baseline_rss) / max(level, 1) / 1024,
+        **lag,
+        **logins,
+    }
+
+
+# -- report ---------------------------------------------------------------------------------------------------
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row.get(column, "")
+            cells.append(
+                f"{value:,.2f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value)
+            )
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    parts = set(args.parts.split(","))
+    levels = [int(level) for level in args.levels.split(",")] if args.levels else []
+    users = max([*levels, args.login_level, 200])
+    workdir = Path(tempfile.mkdtemp(prefix="hipper-calls-bench-"))
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} vCPU, load average at start {os.getloadavg()[0]:.1f}",
+        "exchange_core": EXCHANGE_CORE,
+        "load_core": LOAD_CORE,
+        "open_files": resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+    }
+    # The exchange logs at INFO like production; into a file so the report on stdout stays readable.
+    log_path = workdir / "exchange.log"
+    saved_stderr = os.dup(2)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    os.dup2(log_fd, 2)
+    trunk_port = free_port()
+    callee_port = free_port()
+    exchange = await start_exchange(workdir, users, trunk_port)
+    callee: asyncio.subprocess.Process | None = None
+    try:
+        report("registering", users, "users")
+        results["registration"] = await register_all(exchange, workdir, callee_port)
+        report(results["registration"])
+        callee = await start_callee(workdir, callee_port)
+        await asyncio.sleep(1.0)
+        if "setup" in parts:
+            report(f"setup: {args.calls} calls at {args.rate}/s through the exchange")
+            results["setup_exchange"] = await setup_through_exchange(
+                exchange, workdir, args.calls, args.rate, trunk_port
+            )
+            report(results["setup_exchange"])
+            overload = args.rate * 5 // 2
+            report(f"setup: {args.calls // 2} calls offered at {overload}/s through the exchange (overload)")
+            results["setup_exchange_overload"] = await setup_through_exchange(
+                exchange, workdir, args.calls // 2, overload, trunk_port, name="overload"
+            )
+            report(results["setup_exchange_overload"])
+            if not args.no_kamailio:
+                report(f"setup: {args.calls} calls at {args.rate}/s through Kamailio")
+                results["setup_kamailio"] = await setup_through_kamailio(
+                    workdir, args.calls, args.rate, callee_port, exchange.numbers
+                )
+                report(results["setup_kamailio"])
+                kamailio = results["setup_kamailio"].get("cpu_ms_per_call_net_of_idle")
+                if kamailio:
+                    results["cpu_ratio_exchange_to_kamailio"] = (
+                        results["setup_exchange"]["cpu_ms_per_call_net_of_idle"] / kamailio
+                    )
+            if not args.no_profile:
+                report("setup: profiling the exchange with py-spy")
+                results["profile"] = await profile_setup(
+                    exchange, workdir, min(args.calls, 2000), args.rate, trunk_port
+                )
+                report("\n".join(results["profile"]))
+        if "media" in parts or "login" in parts or "memory" in parts:
+            per_call = pcap_packets() * PCAP_PLAYS
+            await asyncio.sleep(2.0)
+            baseline = rss_bytes()
+            results["rss_before_calls_mib"] = baseline / 2**20
+            results["media"] = []
+            for level in levels if ("media" in parts or "memory" in parts) else []:
+                report(f"media: {level} concurrent anchored calls")
+                row = await media_level(exchange, workdir, level, trunk_port, per_call, baseline)
+                results["media"].append(row)
+                report(row)
+                await asyncio.sleep(3.0)
+                if row["calls_failed"] > level // 5:
+                    report("more than a fifth of the calls failed: not going higher")
+                    break
+            if results["media"]:
+                report(
+                    table(
+                        results["media"],
+                        [
+                            "level",
+                            "calls_ok",
+                            "calls_failed",
+                            "loss_caller_to_engine_percent",
+                            "loss_in_engine_percent",
+                            "loss_echo_path_percent",
+                            "cpu_percent",
+                            "lag_p99_ms",
+                            "lag_max_ms",
+                            "rss_kib_per_call",
+                        ],
+                    )
+                )
+            if "login" in parts:
+                level = args.login_level
+                report(f"login: {level} concurrent anchored calls while users log in")
+                url = f"http://127.0.0.1:{exchange.http_port}"
+                results["login"] = await media_level(
+                    exchange, workdir, level, trunk_port, per_call, baseline,
+                    login=(url, level / RAMP_RATE + PCAP_PLAYS * 7.1),
+                )  # fmt: skip
+                report(results["login"])
+    finally:
+        if callee is not None:
+            await stop_process(callee)
+        await exchange.close()
+        os.dup2(saved_stderr, 2)
+        os.close(log_fd)
+        if args.keep:
+            report("work directory kept:", workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def report(*items: Any) -> None:
+    for item in items:
+        if isinstance(item, dict):
+            print(json.dumps(item, indent=1, default=str), flush=True)
+        else:
+            print(item, end=" ", flush=True)
+    if not any(isinstance(item, dict) for item in items):
+        print(flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000, help="calls in the set-up runs")
+    parser.add_argument("--rate", type=int, default=40, help="offered calls per second in the set-up runs")
+    parser.add_argument("--levels", default="50,100,200,300,500", help="concurrent media-call levels")
+    parser.add_argument("--login-level", type=int, default=200, help="concurrent calls while users log in")
+    parser.add_argument("--parts", default="setup,media,login,memory")
+    parser.add_argument("--no-kamailio", action="store_true")
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, SIPp traces)")
+    args = parser.parse_args()
+    pin_and_raise_limits()
+    import uvloop
+
+    results = uvloop.run(main_async(args))
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    path = out / f"calls-{results['date'][:16].replace(':', '')}.json"
+    path.write_text(json.dumps(results, indent=1, default=str))
+    print(f"results written to {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
