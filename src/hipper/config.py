@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     smtp_password: str = ""
     smtp_from: str = ""  # empty: hipper@<sip_realm>
     smtp_timeout_seconds: float = 30.0
+    # CA certificates (PEM) to trust for the SMTP server's certificate besides the system's, for a relay with a
+    # private CA.
+    smtp_ca_file: Path | None = None
     # A message that fails (server away, 4xx) is tried this many times in all, waiting retry seconds doubling.
     notify_email_attempts: int = 5
     notify_retry_seconds: float = 30.0

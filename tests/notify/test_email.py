@@ -18,7 +18,7 @@ from hipper.notify import Notifications, start_notifications
 from hipper.store import media_files, voicemails
 from hipper.store.models import Voicemail
 from tests.conftest import LoggedIn, UserFactory
-from tests.notify.conftest import SmtpServer, free_port
+from tests.notify.conftest import SmtpServer, TlsSmtpServer, free_port
 
 RECEIVED = datetime(2026, 11, 25, 17, 5, 30, tzinfo=UTC)  # 18:05 in Amsterdam
 
@@ -266,3 +266,51 @@ async def test_no_server_at_all_is_logged_not_raised(
     failures = [r.getMessage() for r in caplog.records if "attempt" in r.getMessage()]
     assert len(failures) == 3
     assert "giving up" in failures[-1]
+
+
+async def test_starttls_and_login_as_on_a_submission_server(
+    app: FastAPI, make_user: UserFactory, tls_smtp_server: TlsSmtpServer, notifications: Notifications
+) -> None:
+    state = mail_settings(
+        app.state.hipper,
+        tls_smtp_server,
+        smtp_security="starttls",
+        smtp_username=tls_smtp_server.username,
+        smtp_password=tls_smtp_server.password,
+        smtp_ca_file=tls_smtp_server.ca_file,
+    )
+    notifications.settings = state.settings
+    user = await make_user()
+    await email_on(user)
+    wav = message_audio(0.2)
+    await deposit(state, user.id, wav)
+    await drain(notifications)
+    [mail] = tls_smtp_server.sink.messages
+    assert tls_smtp_server.logins  # it logged in (only possible after STARTTLS)
+    [attachment] = list(mail.iter_attachments())
+    assert attachment.get_content() == wav
+
+
+async def test_an_untrusted_certificate_is_refused(
+    app: FastAPI,
+    make_user: UserFactory,
+    tls_smtp_server: TlsSmtpServer,
+    notifications: Notifications,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state = mail_settings(
+        app.state.hipper,
+        tls_smtp_server,
+        smtp_security="starttls",
+        smtp_username=tls_smtp_server.username,
+        smtp_password=tls_smtp_server.password,
+    )
+    notifications.settings = state.settings
+    user = await make_user()
+    await email_on(user)
+    with caplog.at_level(logging.WARNING, logger="hipper.notify"):
+        await deposit(state, user.id, message_audio(0.2))
+        await drain(notifications)
+    assert tls_smtp_server.sink.messages == []
+    assert tls_smtp_server.logins == []  # the password never left the exchange
+    assert any("CERTIFICATE_VERIFY_FAILED" in r.getMessage() for r in caplog.records)

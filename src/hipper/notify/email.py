@@ -122,6 +122,7 @@ async def send(
                 use_tls=settings.smtp_security == "tls",
                 start_tls=settings.smtp_security == "starttls",
                 timeout=settings.smtp_timeout_seconds,
+                cert_bundle=str(settings.smtp_ca_file) if settings.smtp_ca_file else None,
             )
         except (aiosmtplib.SMTPException, OSError) as exc:
             permanent = _permanent(exc)
