@@ -22,7 +22,7 @@ from hipper.store import call_logs, push_subscriptions, voicemails
 from hipper.store.events import add_event
 from hipper.store.models import CallLog, Event, NotificationCursor, PushSubscription, Voicemail
 from tests.conftest import LoggedIn, UserFactory
-from tests.notify.conftest import Browser, PushService, origin
+from tests.notify.conftest import Browser, PushService, SmtpServer, origin
 from tests.notify.test_email import drain
 
 STARTED = datetime(2026, 11, 25, 8, 30, tzinfo=UTC)  # 09:30 in Amsterdam
@@ -256,3 +256,41 @@ async def test_long_runs_of_other_events_are_passed(
         cursor = await session.get(NotificationCursor, "notifications")
         newest = (await session.execute(select(func.max(Event.id)))).scalar_one()
         assert cursor is not None and cursor.last_event_id == newest
+
+
+async def test_an_smtp_outage_does_not_hold_up_pushes(
+    app: FastAPI, make_user: UserFactory, push_service: PushService, smtp_server: SmtpServer
+) -> None:
+    """E-mail retries wait minutes; pushes have their own send slots and go out meanwhile."""
+    state: AppState = app.state.hipper
+    state.settings = state.settings.model_copy(
+        update={
+            "smtp_host": smtp_server.host,
+            "smtp_port": smtp_server.port,
+            "smtp_security": "none",
+            "notify_retry_seconds": 60.0,
+        }
+    )
+    smtp_server.sink.refuse = 1000
+    dispatcher = Notifications(state.settings, state.sessions, settle_seconds=0.0, concurrency=1)
+    await dispatcher.ensure_cursor()
+    user = await make_user()
+    response = await user.put("/me/services/voicemail", json={"email_notification": True, "email_address": "a@b.nl"})
+    assert response.status_code == 200, response.text
+    await subscribe(state, user.id, push_service.new_browser())
+    first, second = await voicemail(state, user.id), await voicemail(state, user.id)
+    call = await missed_call(state, user.id)
+    try:
+        events, _ = await dispatcher.claim()
+        for event in events:
+            dispatcher.handle(event)
+        async with asyncio.timeout(10):
+            while len(push_service.delivered) < 3:
+                push_service.arrived.clear()
+                await push_service.arrived.wait()
+        assert smtp_server.sink.attempts == 1  # the one mail slot is waiting to retry; the other mail queues
+    finally:
+        await dispatcher.close(grace_seconds=0.1)
+    assert sorted(d.message["tag"] for d in push_service.delivered) == sorted(
+        [f"voicemail-{first.id}", f"voicemail-{second.id}", f"missed-call-{call.id}"]
+    )
