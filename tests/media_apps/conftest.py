@@ -8,6 +8,7 @@ what the socket sends (symmetric RTP): SIPp does SIP, the socket does the talkin
 from __future__ import annotations
 
 import asyncio
+import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ class Ear:
 
     phone: Phone = field(default_factory=lambda: Phone(codec="PCMA"))
     talking: asyncio.Task[None] | None = None
+    sipp_logs: tuple[Path, str] | None = None  # SIPp's message log (directory, name prefix), for the engine's SDP
 
     async def open(self) -> Ear:
         await self.phone.open()
@@ -56,14 +58,33 @@ class Ear:
             self.talking.cancel()
         self.phone.close()
 
+    def _engine_port_from_sdp(self) -> int | None:
+        """The exchange's RTP port from the SDP in SIPp's message log (any m=audio port that is not ours)."""
+        if self.sipp_logs is None:
+            return None
+        directory, prefix = self.sipp_logs
+        for log in directory.glob(f"{prefix}_*_messages.log"):
+            ports = [int(port) for port in re.findall(r"m=audio (\d+)", log.read_text(errors="replace"))]
+            theirs = [port for port in ports if port != self.port]
+            if theirs:
+                return theirs[-1]
+        return None
+
     async def connected(self, limit: float = 15.0) -> None:
-        """Wait for the exchange's first packet: from then on we know where to send (it latches on to us)."""
+        """Learn where the exchange's media is: its first packet, or (a bridged leg hears nothing before the
+        other side talks) the SDP it sent. From then on it latches on to what we send (symmetric RTP)."""
+        if self.phone.engine_address is not None:
+            return
         async with asyncio.timeout(limit):
-            while True:  # polled: the phone's datagram protocol has no "first packet" event to wait on
+            while True:  # polled: neither the datagram protocol nor SIPp's log has an event to wait on
                 if self.phone.received:
-                    break
+                    self.phone.engine_address = self.phone.received[0].source
+                    return
+                port = self._engine_port_from_sdp()
+                if port is not None:
+                    self.phone.engine_address = ("127.0.0.1", port)
+                    return
                 await asyncio.sleep(0.02)
-        self.phone.engine_address = self.phone.received[0].source
 
     def audio(self) -> Pcm:
         return self.phone.audio()
@@ -119,6 +140,7 @@ async def call_from_phone(
 ) -> Any:
     """A registered user's phone dials `dialled`; its audio runs through `ear`."""
     text = scenario("caller.xml", end, user=user, from_user=user, rtp_port=ear.port, **values)
+    ear.sipp_logs = (exchange.workdir, f"caller-{user}")
     return await start_sipp(exchange, f"caller-{user}", text, "-s", dialled, "-au", user, "-ap", PASSWORD, limit=limit)
 
 
@@ -127,6 +149,7 @@ async def call_from_trunk(
     **values: Any,
 ) -> Any:  # fmt: skip
     text = scenario("trunk_caller.xml", end, from_user=from_number, rtp_port=ear.port, **values)
+    ear.sipp_logs = (exchange.workdir, "trunk-caller")
     return await start_sipp(exchange, "trunk-caller", text, "-s", dialled, port=exchange.trunk_port, limit=limit)
 
 
@@ -135,4 +158,5 @@ async def answering_phone(exchange: Exchange, user: str, ear: Ear, limit: int = 
     port = free_udp_port()
     await register(exchange, user, port)
     text = scenario("callee.xml", rtp_port=ear.port)
+    ear.sipp_logs = (exchange.workdir, f"callee-{user}")
     return await start_sipp(exchange, f"callee-{user}", text, port=port, limit=limit)

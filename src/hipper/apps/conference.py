@@ -1,0 +1,139 @@
+"""Three-way calling, "Add" then "Merge" (SPEC D7), driven from the phone (*7<number># then *8; see
+apps/recording.py for the codes).
+
+Add: the exchange rings the number (a colleague's phones, or out through the trunk) from the user's own
+identity; when it answers the user talks to the new party while the first party hears silence (waiting).
+If the new party hangs up before the merge, the user is back with the first party.
+Merge: the media engine's mixer joins all three; each participant hears the other two, never themself
+("mix-minus", media/mixer.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from hipper.apps.directory import resolve, user_row
+from hipper.apps.legs import CalleeLeg
+from hipper.media.engine import Connect, CreateMixer, MediaError, SetRemoteSdp
+from hipper.sip.message import URI, NameAddr, Response
+
+if TYPE_CHECKING:
+    from hipper.apps.executor import Branch, Call
+
+log = logging.getLogger(__name__)
+
+ADD_RING_SECONDS = 30.0
+WATCH_SECONDS = 0.5
+
+
+class ThreeWay:
+    """One user's Add/Merge within a call: `own` is the user's endpoint, `other` the first party's."""
+
+    def __init__(self, call: Call, user_id: int, own: str, other: str) -> None:
+        self.call = call
+        self.user_id = user_id
+        self.own = own
+        self.other = other
+        self.third: CalleeLeg | None = None
+        self.merged = False
+        self._watch: asyncio.Task[None] | None = None
+
+    async def _branches(self, number: str) -> tuple[list[Branch], NameAddr, NameAddr]:
+        from hipper.apps.executor import Branch
+
+        call = self.call
+        user = await user_row(call.b2bua.sessions, self.user_id)
+        company_id = user.company_id if user is not None else None
+        own_number = (user.extension or user.direct_number or "") if user is not None else ""
+        realm = call.settings.sip_realm
+        from_ = NameAddr(URI("sip", realm, user=own_number or None), "")
+        async with call.b2bua.sessions() as session:
+            resolved = await resolve(session, number, company_id, call.settings.default_region)
+        to = call.b2bua.peers.address(resolved.number)
+        if resolved.kind == "user" and resolved.callee is not None:
+            bindings = await call.bindings(resolved.callee.user_id)
+            return call.device_branches(bindings, "conference", resolved.callee.user_id, to), from_, to
+        trunk = call.b2bua.peers.trunk_uri(resolved.number)
+        if resolved.kind == "external" and trunk is not None:
+            return [Branch(trunk[0], trunk[1], to, "conference")], from_, to
+        return [], from_, to
+
+    async def add(self, number: str) -> None:
+        if self.third is not None or self.call.over.is_set():
+            return  # one added party at a time
+        branches, from_, _ = await self._branches(number)
+        if not branches:
+            log.info("conference.add_unroutable", extra={"call_id": self.call.call_id})
+            return
+        call = self.call
+        queue: asyncio.Queue[tuple[CalleeLeg, Response]] = asyncio.Queue()
+        legs: list[CalleeLeg] = []
+        for branch in branches:
+            endpoint = await call.new_endpoint()
+            leg = CalleeLeg(
+                call.b2bua.stack, call, peer=branch.peer, uri=branch.uri, from_=from_, to=branch.to,
+                label="conference",
+            )  # fmt: skip
+            leg.endpoint_id = endpoint.endpoint_id
+            leg.user_id = branch.user_id
+            leg.listener = lambda leg, response: queue.put_nowait((leg, response))
+            leg.start(endpoint.local_sdp, [], provisional_timeout=call.settings.branch_provisional_seconds)
+            legs.append(leg)
+            call.branches.append(leg)  # the call's end hangs it up (BYE) or cancels it
+        winner: CalleeLeg | None = None
+        pending = set(legs)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ADD_RING_SECONDS
+        while pending and winner is None:
+            item = await call.race(queue.get(), max(0.0, deadline - loop.time()))
+            if item is None:
+                break
+            leg, response = item
+            if response.status < 200:
+                continue
+            pending.discard(leg)
+            if response.status < 300 and leg.endpoint_id is not None:
+                try:
+                    await call.media.execute(SetRemoteSdp(leg.endpoint_id, response.body.decode(errors="replace")))
+                except MediaError:
+                    call.spawn(leg.bye())
+                    continue
+                winner = leg
+        for leg in legs:
+            if leg is winner:
+                continue
+            if leg.status is None:
+                leg.cancel()
+            elif 200 <= leg.status < 300 and not leg.ended:
+                call.spawn(leg.bye())
+            call.spawn(call.release(leg.endpoint_id))
+        if winner is None or winner.endpoint_id is None:
+            log.info("conference.add_failed", extra={"call_id": call.call_id})
+            return
+        self.third = winner
+        await call.media.execute(Connect(self.own, winner.endpoint_id))  # the first party now waits
+        self._watch = asyncio.ensure_future(self._watch_third(winner))
+        log.info("conference.added", extra={"call_id": call.call_id})
+
+    async def _watch_third(self, leg: CalleeLeg) -> None:
+        """The added party hung up before the merge: back to the first party."""
+        while True:  # polled: a leg's end is a flag set by the SIP side, with no event to await
+            if leg.ended or self.call.over.is_set():
+                break
+            await asyncio.sleep(WATCH_SECONDS)
+        if self.call.over.is_set() or self.merged or self.third is not leg:
+            return
+        self.third = None
+        with contextlib.suppress(MediaError):
+            await self.call.media.execute(Connect(self.own, self.other))
+
+    async def merge(self) -> None:
+        third = self.third
+        if third is None or third.endpoint_id is None or self.merged or self.call.over.is_set():
+            return
+        await self.call.media.execute(CreateMixer((self.own, self.other, third.endpoint_id)))
+        self.merged = True
+        log.info("conference.merged", extra={"call_id": self.call.call_id})

@@ -1,0 +1,232 @@
+"""Call recording in the five modes of SPEC I, and the in-call DTMF codes that drive it (and the three-way call).
+
+Until the live-call-control API exists, a user drives recording and conferencing from the phone's keypad during
+an answered call (RFC 4733 digits; documented in docs/call-recording.md):
+
+    *1            record: keep this call's recording (on demand) / start recording now (on demand, user start)
+    *2            pause the recording (modes with pause/resume)
+    *3            resume it
+    *7<number>#   add a third party (they ring; you talk to them while the other party waits)
+    *8            merge everyone into a three-way conference
+
+Modes (the administrator's `call-recording` setting of the user):
+
+- always: recorded from the answer to the end; *2/*3 do nothing.
+- always_pause_resume: the same, with pause and resume.
+- on_demand: recorded from the answer, but kept only when the user pressed *1 during the call.
+- on_demand_user_start: recorded from the moment the user presses *1.
+- never: not recorded.
+
+A recording holds both directions mixed. A paused stretch is written as silence, so the recording keeps the
+call's timeline. The engine records into a spool file (hidden temp name, renamed when stopped); a kept recording
+is then stored like a voicemail message (`store.recordings.add`: file atomically, then the row), a discarded one
+is removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from hipper.apps.conference import ThreeWay
+from hipper.domain.services.call_recording import PAUSE_RESUME_MODES, CallRecording
+from hipper.media.engine import (
+    DtmfReceived,
+    MediaError,
+    PauseRecording,
+    ResumeRecording,
+    Started,
+    StartRecording,
+    StopRecording,
+)
+from hipper.media.g711 import SAMPLE_RATE
+from hipper.media.wavfile import WavFormatError, read_wav
+from hipper.offload import run_cpu
+from hipper.store import recordings, service_settings
+
+if TYPE_CHECKING:
+    from hipper.apps.executor import Call
+    from hipper.apps.legs import CalleeLeg
+
+log = logging.getLogger(__name__)
+
+# Digits of one code must follow each other within this time; a lone * is forgotten after it.
+CODE_GAP_SECONDS = 5.0
+MAX_NUMBER_DIGITS = 20
+
+
+@dataclass(frozen=True)
+class Code:
+    action: str  # record | pause | resume | add | merge
+    number: str = ""
+
+
+class CodeReader:
+    """Turns single DTMF digits into in-call codes (*1, *2, *3, *7<number>#, *8)."""
+
+    def __init__(self) -> None:
+        self.buffer = ""
+        self.last = 0.0
+
+    def feed(self, digit: str, now: float) -> Code | None:
+        if self.buffer and now - self.last > CODE_GAP_SECONDS:
+            self.buffer = ""
+        self.last = now
+        if not self.buffer:
+            self.buffer = "*" if digit == "*" else ""
+            return None
+        if self.buffer == "*":
+            simple = {"1": "record", "2": "pause", "3": "resume", "8": "merge"}.get(digit)
+            if simple is not None:
+                self.buffer = ""
+                return Code(simple)
+            self.buffer = "*7" if digit == "7" else ("*" if digit == "*" else "")
+            return None
+        # Collecting *7<number>#
+        if digit == "#":
+            number, self.buffer = self.buffer[2:], ""
+            return Code("add", number) if number else None
+        if digit.isdigit() and len(self.buffer) < 2 + MAX_NUMBER_DIGITS:
+            self.buffer += digit
+        else:
+            self.buffer = "*" if digit == "*" else ""
+        return None
+
+
+def spool_directory(data_dir: Path) -> Path:
+    return data_dir / "spool" / "recordings"
+
+
+class CallRecorder:
+    """One user's recording of one call, following their mode."""
+
+    def __init__(self, call: Call, user_id: int, mode: str, endpoints: tuple[str, str], remote_number: str) -> None:
+        self.call = call
+        self.user_id = user_id
+        self.mode = mode
+        self.endpoints = endpoints
+        self.remote_number = remote_number
+        self.recording_id: str | None = None
+        self.path: Path | None = None
+        self.started_at: datetime | None = None
+        self.keep = mode in ("always", "always_pause_resume")
+        self.paused = False
+
+    async def start(self) -> None:
+        if self.recording_id is not None or self.call.over.is_set():
+            return
+        path = spool_directory(self.call.settings.data_dir) / f"{uuid.uuid4().hex}.wav"
+        try:
+            started = await self.call.media.execute(StartRecording(self.endpoints, path))
+        except MediaError:
+            log.exception("recording.start_failed", extra={"call_id": self.call.call_id})
+            return
+        assert isinstance(started, Started)
+        self.recording_id, self.path, self.started_at = started.id, path, datetime.now(UTC)
+        log.info("recording.started", extra={"call_id": self.call.call_id, "user_id": self.user_id})
+
+    async def on_code(self, code: Code) -> None:
+        if code.action == "record":
+            if self.mode == "on_demand":
+                self.keep = True
+            elif self.mode == "on_demand_user_start":
+                self.keep = True
+                await self.start()
+        elif code.action in ("pause", "resume") and self.mode in PAUSE_RESUME_MODES:
+            if self.recording_id is None:
+                return
+            pause = code.action == "pause"
+            if pause != self.paused:
+                command = PauseRecording(self.recording_id) if pause else ResumeRecording(self.recording_id)
+                await self.call.media.execute(command)
+                self.paused = pause
+
+    async def finish(self) -> None:
+        """Stop; store the recording when it is to be kept, else remove it."""
+        if self.recording_id is None or self.path is None or self.started_at is None:
+            return
+        recording_id, self.recording_id = self.recording_id, None
+        try:
+            await self.call.media.execute(StopRecording(recording_id))
+        except MediaError:
+            log.exception("recording.stop_failed", extra={"call_id": self.call.call_id})
+            return
+        path = self.path
+        try:
+            if not self.keep:
+                log.info("recording.discarded", extra={"call_id": self.call.call_id, "user_id": self.user_id})
+                return
+            data = await run_cpu(path.read_bytes)
+            samples = await run_cpu(read_wav, path)
+            async with self.call.b2bua.sessions() as session:
+                await recordings.add(
+                    session,
+                    self.call.settings.data_dir,
+                    self.user_id,
+                    data,
+                    call_id=self.call.call_id,
+                    remote_number=self.remote_number,
+                    started_at=self.started_at,
+                    duration_ms=len(samples) * 1000 // SAMPLE_RATE,
+                )
+        except (OSError, WavFormatError):
+            log.exception("recording.store_failed", extra={"call_id": self.call.call_id})
+        finally:
+            await run_cpu(path.unlink, True)
+
+
+async def recording_mode(call: Call, user_id: int) -> str:
+    async with call.b2bua.sessions() as session:
+        settings = await service_settings.load(session, user_id, CallRecording)
+    assert isinstance(settings, CallRecording)
+    return settings.mode
+
+
+async def user_controls(call: Call, user_id: int, own: str, other: str, remote_number: str) -> None:
+    """One user's side of an answered call: their recording and their keypad codes, until the call ends."""
+    queue = call.events.get(own)
+    if queue is None:
+        return
+    mode = await recording_mode(call, user_id)
+    recorder = CallRecorder(call, user_id, mode, (own, other), remote_number) if mode != "never" else None
+    conference = ThreeWay(call, user_id, own, other)
+    reader = CodeReader()
+    loop = asyncio.get_running_loop()
+    try:
+        if recorder is not None and mode != "on_demand_user_start":
+            await recorder.start()
+        while not call.over.is_set():
+            event = await call.race(queue.get(), None)
+            if not isinstance(event, DtmfReceived):
+                continue
+            code = reader.feed(event.digit, loop.time())
+            if code is None:
+                continue
+            log.info("call.code", extra={"call_id": call.call_id, "user_id": user_id, "code": code.action})
+            if code.action in ("add", "merge"):
+                await (conference.add(code.number) if code.action == "add" else conference.merge())
+            elif recorder is not None:
+                await recorder.on_code(code)
+    finally:
+        if recorder is not None:
+            await recorder.finish()
+
+
+async def in_call(call: Call, leg: CalleeLeg) -> None:
+    """Started when a call is answered (executor.connect): the controls of each involved user."""
+    sides: list[tuple[int, str, str, str]] = []
+    if call.a.endpoint_id is None or leg.endpoint_id is None:
+        return
+    if call.caller.user_id is not None:
+        sides.append((call.caller.user_id, call.a.endpoint_id, leg.endpoint_id, leg.to.uri.user or ""))
+    if leg.user_id is not None and leg.user_id != call.caller.user_id:
+        sides.append((leg.user_id, leg.endpoint_id, call.a.endpoint_id, call.caller.number or ""))
+    try:
+        await asyncio.gather(*(user_controls(call, *side) for side in sides))
+    except Exception:
+        log.exception("call.in_call_failed", extra={"call_id": call.call_id})

@@ -1,0 +1,145 @@
+"""Call recording in its five modes, driven by in-call keypad codes (*1 record, *2 pause, *3 resume), judged
+on the stored audio: which tones are in it, and silence where it was paused."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from hipper.domain.services import CallRecording
+from hipper.media.g711 import SAMPLE_RATE
+from hipper.media.wavfile import read_wav
+from hipper.store import media_files
+from hipper.store.models import Recording
+from tests.calls.conftest import Exchange
+from tests.media_apps.conftest import Ear, answering_phone, band_energy, call_from_phone, ear, rms, tone
+
+pytestmark = pytest.mark.sip
+
+
+async def recorded_call(exchange: Exchange, mode: str, script: Callable[[Ear], Awaitable[None]]) -> list[Recording]:
+    """alice (mode `mode`) calls bob; `script` talks and presses keys on alice's phone; then alice hangs up."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    await exchange.set_service("alice", CallRecording.model_validate({"mode": mode}))
+    alice, bob = await ear(), await ear()
+    try:
+        bob_phone = await answering_phone(exchange, "bob", bob)
+        sipp = await call_from_phone(exchange, "alice", "202", alice, end="end_hang_up.xml", talk_ms=7000)
+        await bob.connected()
+        await alice.connected()
+        await script(alice)
+        await sipp.succeeded(20)
+        await bob_phone.succeeded(20)
+    finally:
+        alice.close()
+        bob.close()
+    call = await exchange.next_call()
+    assert call.answered
+    await settled(exchange)
+    async with exchange.sessions() as session:
+        return list((await session.execute(select(Recording).order_by(Recording.id))).scalars())
+
+
+async def settled(exchange: Exchange, limit: float = 10.0) -> None:
+    """Recordings are stored (or discarded) just after the call ends: wait until the spool is empty."""
+    spool = exchange.settings.data_dir / "spool"
+    async with asyncio.timeout(limit):
+        while True:  # polled: storing happens in the exchange's own task, with no event a test can await
+            if not [p for p in spool.rglob("*") if p.is_file()]:
+                return
+            await asyncio.sleep(0.05)
+
+
+def audio_of(exchange: Exchange, row: Recording) -> np.ndarray:
+    return read_wav(media_files.resolve(exchange.settings.data_dir, row.media_path))
+
+
+def loud_seconds(audio: np.ndarray) -> float:
+    """How much of the recording is loud, in 100 ms windows."""
+    windows = audio[: len(audio) - len(audio) % 800].reshape(-1, 800)
+    return float((np.sqrt((windows.astype(np.float64) ** 2).mean(axis=1)) > 300).sum()) * 0.1
+
+
+def has_tone(audio: np.ndarray, frequency: float) -> bool:
+    return band_energy(audio, frequency, width=15) > 0.1
+
+
+async def test_always_with_pause_resume_writes_silence_where_paused(exchange: Exchange) -> None:
+    async def script(alice: Ear) -> None:
+        await alice.talk(tone(440.0, 1.0))
+        await alice.press("*2")
+        await alice.talk(tone(880.0, 1.0))  # said while paused: must not be in the recording
+        await alice.press("*3")
+        await alice.talk(tone(660.0, 1.0))
+
+    rows = await recorded_call(exchange, "always_pause_resume", script)
+    assert len(rows) == 1 and rows[0].user_id == exchange.users["alice"] and rows[0].remote_number == "202"
+    audio = audio_of(exchange, rows[0])
+    assert abs(rows[0].duration_ms - len(audio) * 1000 // SAMPLE_RATE) <= 1
+    assert has_tone(audio, 440.0) and has_tone(audio, 660.0) and not has_tone(audio, 880.0)
+    assert 1.7 <= loud_seconds(audio) <= 2.3  # the two unpaused seconds
+    # The paused stretch is kept as silence between them (the recording keeps the call's timeline).
+    loud = np.flatnonzero(np.abs(audio) > 500)
+    gaps = np.diff(loud)
+    assert gaps.max() >= 1.0 * SAMPLE_RATE
+    start = loud[int(np.argmax(gaps))] + 400
+    assert rms(audio[start : start + int(0.8 * SAMPLE_RATE)]) < 50
+
+
+async def test_always_records_the_whole_call_and_ignores_pause(exchange: Exchange) -> None:
+    async def script(alice: Ear) -> None:
+        await alice.talk(tone(440.0, 1.0))
+        await alice.press("*2")
+        await alice.talk(tone(880.0, 1.0))
+
+    rows = await recorded_call(exchange, "always", script)
+    assert len(rows) == 1
+    audio = audio_of(exchange, rows[0])
+    assert has_tone(audio, 440.0) and has_tone(audio, 880.0)
+    assert len(audio) / SAMPLE_RATE >= 5.0  # from the answer to the hang-up
+
+
+async def test_on_demand_is_discarded_unless_record_is_pressed(exchange: Exchange) -> None:
+    async def script(alice: Ear) -> None:
+        await alice.talk(tone(440.0, 1.5))
+
+    assert await recorded_call(exchange, "on_demand", script) == []
+    assert not [p for p in (exchange.settings.data_dir / "spool").rglob("*") if p.is_file()]
+
+
+async def test_on_demand_kept_when_record_pressed_holds_the_call_from_the_start(exchange: Exchange) -> None:
+    async def script(alice: Ear) -> None:
+        await alice.talk(tone(440.0, 1.0))
+        await alice.press("*1")
+        await alice.talk(tone(660.0, 1.0))
+
+    rows = await recorded_call(exchange, "on_demand", script)
+    assert len(rows) == 1
+    audio = audio_of(exchange, rows[0])
+    assert has_tone(audio, 440.0) and has_tone(audio, 660.0)  # from the start, not from the key press
+
+
+async def test_on_demand_user_start_records_from_the_key_press(exchange: Exchange) -> None:
+    async def script(alice: Ear) -> None:
+        await alice.talk(tone(440.0, 1.0))
+        await alice.press("*1")
+        await alice.talk(tone(660.0, 1.0))
+
+    rows = await recorded_call(exchange, "on_demand_user_start", script)
+    assert len(rows) == 1
+    audio = audio_of(exchange, rows[0])
+    assert has_tone(audio, 660.0) and not has_tone(audio, 440.0)
+    assert 0.8 <= loud_seconds(audio) <= 1.2
+
+
+async def test_never_records_nothing_even_when_asked(exchange: Exchange) -> None:
+    async def script(alice: Ear) -> None:
+        await alice.press("*1")
+        await alice.talk(tone(440.0, 1.0))
+
+    assert await recorded_call(exchange, "never", script) == []
