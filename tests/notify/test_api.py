@@ -102,6 +102,9 @@ NOT_ON_CURVE = b64url(b"\x04" + b"\x01" * 64)
     [
         ({"endpoint": "http://push.example.com/x"}, ["body", "endpoint"]),
         ({"endpoint": "not a url"}, ["body", "endpoint"]),
+        ({"endpoint": "https://push.example.com/a\x00b"}, ["body", "endpoint"]),
+        ({"endpoint": "https://push.example.com/é"}, ["body", "endpoint"]),
+        ({"endpoint": "https://["}, ["body", "endpoint"]),
         ({"endpoint": "https://" + "a" * 1000}, ["body", "endpoint"]),
         ({"keys.p256dh": "abc"}, ["body", "keys", "p256dh"]),
         ({"keys.p256dh": NOT_ON_CURVE}, ["body", "keys", "p256dh"]),
@@ -126,6 +129,9 @@ async def test_bad_ids_and_missing_login(make_user: UserFactory) -> None:
     assert (await user.delete("/me/push-subscriptions/0")).status_code == 422
     assert (await user.delete(f"/me/push-subscriptions/{2**63}")).status_code == 422
     assert (await user.delete("/me/push-subscriptions")).status_code == 422  # no endpoint
+    refused = await user.delete("/me/push-subscriptions", params={"endpoint": "https://x/\x00"})
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["query", "endpoint"]
     assert (await user.client.get("/api/v1/me/push-subscriptions")).status_code == 401
     assert (await user.client.post("/api/v1/me/push-subscriptions", json=browser_subscription())).status_code == 401
 

@@ -76,8 +76,11 @@ class SubscriptionIn(BaseModel):
     def _https(cls, value: str) -> str:
         # Browsers' push services are all https; refusing anything else also keeps users from making the
         # exchange POST to plain-HTTP addresses of their choosing.
+        # Printable ASCII only (a URL's own alphabet): a NUL would also be refused by PostgreSQL with a 500.
+        if not value.isascii() or not value.isprintable() or " " in value:
+            raise ValueError("must be an https URL")
         parts = urlsplit(value)
-        if parts.scheme != "https" or not parts.hostname or any(c.isspace() for c in value):
+        if parts.scheme != "https" or not parts.hostname:
             raise ValueError("must be an https URL")
         return value
 
@@ -138,7 +141,15 @@ async def unsubscribe_endpoint(
     auth: CurrentUser,
     session: Session,
     state: State,
-    endpoint: Annotated[str, Query(min_length=1, max_length=MAX_ENDPOINT, description="as given when subscribing")],
+    endpoint: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=MAX_ENDPOINT,
+            pattern=r"^[!-~]+$",  # printable ASCII, like every endpoint we accept
+            description="as given when subscribing",
+        ),
+    ],
 ) -> Response:
     """For the app after `PushSubscription.unsubscribe()`: it knows the endpoint. Always 204, so endpoints of
     other users cannot be probed."""
