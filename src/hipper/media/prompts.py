@@ -80,6 +80,13 @@ _PHRASES: Final[dict[str, tuple[str, str]]] = {
     "greeting_saved": ("Your greeting has been saved.", "Uw begroeting is opgeslagen."),
     "invalid_choice": ("That is not a valid choice.", "Dat is geen geldige keuze."),
     "goodbye": ("Goodbye.", "Tot ziens."),
+    # Voicemail by phone from outside (apps/voicemail_menu.py).
+    "enter_mailbox": (
+        "Please enter your mailbox number, then press hash.",
+        "Toets uw mailboxnummer in, gevolgd door hekje.",
+    ),
+    "enter_pin": ("Please enter your PIN, then press hash.", "Toets uw pincode in, gevolgd door hekje."),
+    "wrong_pin": ("That PIN is not correct.", "Die pincode is niet juist."),
     "busy": (
         "The number you are calling is busy. Please try again later.",
         "Het nummer dat u belt is in gesprek. Probeer het later nog eens.",
