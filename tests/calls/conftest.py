@@ -115,7 +115,7 @@ async def exchange(request: pytest.FixtureRequest, tmp_path: Path, sqlite_templa
         sip_min_expires=30,
         sip_node="calls-test",
         seconds_per_ring=1,
-        branch_provisional_seconds=3.0,
+        branch_provisional_seconds=8.0,  # generous: the machine is shared and SIPp may start slowly
         trunk_address=f"udp:127.0.0.1:{trunk_port}",
         mobile_network_address=f"udp:127.0.0.1:{mobile_port}",
         mobile_routing_prefix="9",

@@ -103,7 +103,7 @@ async def test_an_answer_without_the_key_is_not_an_answer(exchange: Exchange) ->
     # The Anywhere location answers (a mobile voicemail would) but presses nothing: the desk still wins.
     network = await trunk(exchange, "trunk", scenario("callee.xml", ring_ms=100))
     bob = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=1500), "-rtp_echo")
-    alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=1000)
+    alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=2000)
     await alice.succeeded()
     await bob.succeeded()
     await network.succeeded()  # got a BYE once the desk answered
