@@ -259,7 +259,7 @@ export async function dialpadScreen(main) {
       "div",
       { class: "keys" },
       KEYS.map(([digit, letters]) =>
-        h("button", { type: "button", class: "key", "aria-label": digit, onClick: () => press(digit) }, h("span", { "aria-hidden": "true" }, digit), h("small", { "aria-hidden": "true" }, letters || " ")),
+        h("button", { type: "button", class: "key", onClick: () => press(digit) }, h("span", {}, digit), h("small", { "aria-hidden": "true" }, letters || " ")),
       ),
     ),
     h("div", { class: "dial-actions" }, call),

@@ -126,7 +126,8 @@ async function recentScreen(main) {
       return h(
         "div",
         { class: "row-body" },
-        callable ? callLink(call.remote_number, { class: "row-body", "aria-label": `${t("action.call")} ${name}, ${t(`calls.${call.kind}`)}` }, body) : body,
+        // The visible text is the link's name (WCAG 2.5.3 label in name), with "Call" before it for screen readers.
+        callable ? callLink(call.remote_number, { class: "row-body" }, h("span", { class: "sr-only" }, `${t("action.call")} `), body) : body,
         callable && call.whatsapp && store.prefs.contacts.whatsapp_button ? whatsappLink(call.remote_number, name) : null,
       );
     },
@@ -498,7 +499,7 @@ async function contactsScreen(main) {
         return h(
           "li",
           { class: "list-row" },
-          (first ? (...content) => callLink(first, { class: "row-body", "aria-label": `${t("action.call")} ${name}` }, ...content) : (...content) => h("div", { class: "row-body" }, ...content))(
+          (first ? (...content) => callLink(first, { class: "row-body" }, h("span", { class: "sr-only" }, `${t("action.call")} `), ...content) : (...content) => h("div", { class: "row-body" }, ...content))(
             h("span", { class: "avatar", "aria-hidden": "true" }, (name || "?").slice(0, 1).toUpperCase()),
             h("span", { class: "grow" }, h("strong", {}, name), h("small", { class: "muted" }, [t(`contacts.list.${contact.list}`), ...contact.numbers.map((n) => n.number)].join(" · "))),
           ),
