@@ -1,0 +1,96 @@
+"""Voicemail by phone: the access code from one's own phone (no PIN), the voicemail number from outside
+(mailbox + PIN); keys replay, save (heard), delete and end. Judged by the tones of the messages heard."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from hipper.domain.services import Voicemail as VoicemailService
+from hipper.media.tones import sine
+from hipper.media.wavfile import write_wav
+from hipper.passwords import Hasher
+from hipper.store import media_files, voicemails
+from hipper.store.models import User, Voicemail
+from tests.calls.conftest import Exchange
+from tests.media_apps.conftest import band_energy, call_from_phone, call_from_trunk, ear, rms
+
+pytestmark = pytest.mark.sip
+
+
+async def leave(exchange: Exchange, user: str, frequency: float, minutes_ago: int) -> int:
+    path = exchange.workdir / f"message-{frequency:.0f}.wav"
+    write_wav(path, sine(frequency, 1.5))
+    async with exchange.sessions() as session:
+        row = await voicemails.deposit(
+            session, exchange.settings.data_dir, exchange.users[user], path.read_bytes(),
+            received_at=datetime.now(UTC) - timedelta(minutes=minutes_ago), caller_number="+31612345678",
+        )  # fmt: skip
+        return row.id
+
+
+async def rows(exchange: Exchange, user: str) -> dict[int, Voicemail]:
+    async with exchange.sessions() as session:
+        found = await session.execute(select(Voicemail).where(Voicemail.user_id == exchange.users[user]))
+        return {row.id: row for row in found.scalars()}
+
+
+async def test_own_phone_replays_saves_and_deletes(exchange: Exchange) -> None:
+    await exchange.add_user("bob", "202")
+    first = await leave(exchange, "bob", 600.0, minutes_ago=30)
+    second = await leave(exchange, "bob", 900.0, minutes_ago=5)
+    second_path = (await rows(exchange, "bob"))[second].media_path
+    bob = await ear()
+    try:
+        sipp = await call_from_phone(exchange, "bob", "*86", bob)
+        await bob.wait_for_tone(600.0, limit=20)  # the oldest new message first
+        await bob.press("1")  # replay
+        await asyncio.sleep(1.0)
+        await bob.wait_for_tone(600.0, limit=20)
+        await bob.press("9")  # save: marked heard
+        await bob.wait_for_tone(900.0, limit=20)  # then the next
+        await bob.press("7")  # delete
+        await sipp.succeeded(30)  # "no more messages, goodbye" and the exchange hangs up
+    finally:
+        bob.close()
+    await exchange.next_call()
+    heard = bob.audio()
+    start_of_first = heard[: 8000 * 3]
+    assert rms(start_of_first) > 300 and band_energy(start_of_first, 600.0) < 0.2  # "You have 2 new messages"
+    left = await rows(exchange, "bob")
+    assert list(left) == [first] and left[first].heard
+    assert not media_files.resolve(exchange.settings.data_dir, second_path).exists()
+
+
+async def test_from_outside_with_mailbox_and_pin_after_a_wrong_pin(exchange: Exchange) -> None:
+    exchange.settings.voicemail_number = "+31201234999"
+    await exchange.add_user("bob", "202", direct="+31201234102")
+    await exchange.set_service("bob", VoicemailService(active=True))
+    async with exchange.sessions() as session:
+        user = await session.get(User, exchange.users["bob"])
+        assert user is not None
+        user.pin_hash = Hasher(1, 1024).hash_sync("2580")
+        await session.commit()
+    await leave(exchange, "bob", 700.0, minutes_ago=1)
+    caller = await ear()
+    try:
+        sipp = await call_from_trunk(exchange, "+31611112222", "+31201234999", caller)
+        await caller.connected()
+        await caller.press("0201234102#")
+        await caller.press("1111#")  # wrong
+        await asyncio.sleep(0.5)
+        assert band_energy(caller.audio(), 700.0) < 0.05
+        await asyncio.sleep(3.5)  # "That PIN is not correct", then the mailbox prompt again
+        await caller.press("0201234102#")
+        await caller.press("2580#")
+        await caller.wait_for_tone(700.0, limit=20)
+        await caller.press("*")  # end
+        await sipp.succeeded(30)
+    finally:
+        caller.close()
+    await exchange.next_call()
+    left = await rows(exchange, "bob")
+    assert len(left) == 1 and not next(iter(left.values())).heard  # only listened to, not saved
