@@ -55,6 +55,7 @@ async def test_forward_on_busy_leaves_through_the_trunk_with_history_info_and_di
     assert bob_rows[0].plan["steps"][0]["on_busy"][0]["action"] == "forward"
 
 
+@pytest.mark.parametrize("exchange", [{"voicemail_silence_seconds": 2.0}], indirect=True)
 async def test_no_answer_goes_to_voicemail(exchange: Exchange) -> None:
     await exchange.add_user("alice", "201")
     await exchange.add_user("bob", "202")

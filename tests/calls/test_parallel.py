@@ -7,6 +7,7 @@ import pytest
 from hipper.domain.services import (
     Anywhere,
     CallForwardingAlways,
+    CallForwardingAlwaysSecondary,
     DoNotDisturb,
     RemoteOffice,
     SimultaneousRing,
@@ -111,3 +112,17 @@ async def test_an_answer_without_the_key_is_not_an_answer(exchange: Exchange) ->
     assert call.answered
     assert sorted(call.branches) == [("anywhere", 200), ("desk", 200)]
     assert call.media["callee_packets_received"] > 30  # the desk's echo, not the location's silence
+
+
+async def test_the_fixed_number_forward_takes_calls_to_the_fixed_number(exchange: Exchange) -> None:
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202", direct="+31201234102", mobile="+31612340002")
+    await exchange.set_service("bob", CallForwardingAlwaysSecondary(active=True, destination=EXTERNAL))
+    checks = expect_headers(("History-Info", r"cause=302"), ("To", r"sip:\+31612345678@"))
+    network = await trunk(exchange, "trunk", scenario("callee.xml", ring_ms=100, **checks))
+    alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=300)
+    await alice.succeeded()
+    await network.succeeded()
+    assert (await exchange.next_call()).branches == [("forward", 200)]
+    rows = await exchange.call_logs("bob")
+    assert rows[0].plan is not None and rows[0].plan["steps"][0]["service"] == "call-forwarding-always-secondary"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hipper.domain.services import Anonymous, CallForwardingAlways, Voicemail
+from hipper.store import admin
 from hipper.store.models import Company
 from tests.calls.conftest import (
     PASSWORD,
@@ -165,3 +166,17 @@ async def test_max_forwards_is_decremented_on_the_way_out(exchange: Exchange) ->
     alice = await place_call(exchange, "alice", "0612345678", "final_talks.xml", talk_ms=300)
     await alice.succeeded()
     await network.succeeded()
+
+
+async def test_a_department_number_rings_its_destination(exchange: Exchange) -> None:
+    await exchange.add_user("bob", "202")
+    async with exchange.sessions() as session:
+        company = await session.get(Company, exchange.company_id)
+        assert company is not None
+        await admin.create_group(session, company, "Sales", "+31201234500", day_destination="202")
+        await session.commit()
+    bob = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100))
+    outside = await call_from_trunk(exchange, "+31201234500")
+    await outside.succeeded()
+    await bob.succeeded()
+    assert (await exchange.next_call()).answered
