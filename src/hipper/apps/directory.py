@@ -1,13 +1,12 @@
 """Who a dialled number is: a user (and which of their numbers), a company/department number, or outside.
 
-Reads the database for each call. Snapshots are loaded fresh per call (no cache yet), so a committed settings
-change is seen by the very next call without any invalidation.
+Reads the database for each call (a few indexed lookups); the routing snapshots themselves are cached by
+`apps/snapshots.py`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import or_, select
@@ -15,9 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper.domain.group_routing import GroupNumber
 from hipper.domain.numbers import NumberError, is_extension, normalise
-from hipper.domain.routing import UserState
 from hipper.store.models import Company, Group, User
-from hipper.store.user_state import group_number_of, load_user_state
+from hipper.store.user_state import group_number_of
 
 
 @dataclass(frozen=True)
@@ -71,16 +69,6 @@ async def resolve(session: AsyncSession, dialled: str, company_id: int | None, r
             owner = (await session.execute(select(Group.company_id).where(Group.number == number))).scalar_one_or_none()
         return Resolved("group", number, group=group, company_id=owner)
     return Resolved("external", number)
-
-
-async def user_state(
-    sessions: async_sessionmaker[AsyncSession], user_id: int, now: datetime, *, on_call: bool
-) -> UserState | None:
-    async with sessions() as session:
-        user = await session.get(User, user_id)
-        if user is None:
-            return None
-        return await load_user_state(session, user, now, on_call=on_call)
 
 
 async def user_row(sessions: async_sessionmaker[AsyncSession], user_id: int) -> User | None:

@@ -255,6 +255,7 @@ class CalleeLeg(Leg):
             self._tell(response)
 
     def _on_success(self, response: Response) -> None:
+        """A 2xx (also a retransmission the transaction no longer matches): ACK it, once per dialog."""
         assert self.request is not None
         remote_tag = response.to.tag or ""
         if self._ack is not None and self.dialog is not None:
