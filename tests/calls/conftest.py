@@ -184,16 +184,16 @@ class Sipp:
     name: str
 
     async def result(self, limit: float = 30.0) -> tuple[int, str]:
+        stderr = b""
         try:
             async with asyncio.timeout(limit):
-                await self.process.wait()
+                _, stderr = await self.process.communicate()  # reads stderr meanwhile: a full pipe cannot stall it
         finally:
             await stop(self.process)
         errors = ""
         for log in self.workdir.glob(f"{self.name}*_errors.log"):
             errors += log.read_text()
-        stderr = await self.process.stderr.read() if self.process.stderr is not None else b""
-        return self.process.returncode or 0, errors + stderr.decode(errors="replace")
+        return self.process.returncode or 0, errors + (stderr or b"").decode(errors="replace")
 
     async def succeeded(self, limit: float = 30.0) -> None:
         code, errors = await self.result(limit)
