@@ -1,6 +1,6 @@
 // Offline shell: the app's own files are served network-first (so an update shows at once) and fall back to
 // the cache when offline. The API is never cached: settings must be live or clearly unavailable.
-const CACHE = "hipper-shell-v3";
+const CACHE = "hipper-shell-v4";
 const SHELL = [
   "/",
   "/index.html",
@@ -15,6 +15,7 @@ const SHELL = [
   "/js/forms.js",
   "/js/i18n.js",
   "/js/lists.js",
+  "/js/push.js",
   "/js/passkeys.js",
   "/js/screens.js",
   "/js/services.js",
@@ -53,5 +54,38 @@ self.addEventListener("fetch", (event) => {
       .catch(() =>
         caches.match(event.request).then((hit) => hit || (event.request.mode === "navigate" ? caches.match("/index.html") : Response.error())),
       ),
+  );
+});
+
+// Web Push from the exchange (hipper.notify.push): {type, title, body, url, tag}. Every push shows a notification
+// (userVisibleOnly); a tag replaces the previous one of the same kind instead of piling up.
+self.addEventListener("push", (event) => {
+  let message = {};
+  try {
+    message = event.data ? event.data.json() : {};
+  } catch {
+    message = { body: event.data ? event.data.text() : "" };
+  }
+  event.waitUntil(
+    self.registration.showNotification(message.title || "Hipper+", {
+      body: message.body || "",
+      tag: message.tag || message.type || undefined,
+      icon: "/icons/icon-192.png",
+      badge: "/icons/icon-192.png",
+      data: { url: message.url || "/#/overview" },
+    }),
+  );
+});
+
+// A tap opens the app at the message's screen, reusing an open window when there is one.
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const url = new URL(event.notification.data?.url || "/", self.location.origin).href;
+  event.waitUntil(
+    self.clients.matchAll({ type: "window", includeUncontrolled: true }).then((windows) => {
+      const open = windows.find((client) => new URL(client.url).origin === self.location.origin);
+      if (open) return open.navigate(url).then((client) => (client || open).focus());
+      return self.clients.openWindow(url);
+    }),
   );
 });

@@ -33,8 +33,47 @@ async function save(changes) {
   }
 }
 
-function appSettingsScreen(main) {
+// Whether this device gets the notifications: the toggles are the user's (every device), the subscription is
+// this browser's.
+async function showDeviceStatus(status) {
+  const { currentSubscription, permission } = await import("./push.js");
+  const state = permission();
+  let key = state === "unsupported" ? "unsupported" : state === "denied" ? "denied" : "off";
+  if (key === "off" && (await currentSubscription().catch(() => null))) key = "on";
+  const wanted = store.prefs.push.missed_calls || store.prefs.push.voicemail;
+  status.replaceChildren(
+    h("span", {}, t(`push.device_${key}`)),
+    key === "off" && wanted
+      ? h("button", { type: "button", class: "secondary", onClick: () => subscribeDevice(status) }, t("push.enable_here"))
+      : null,
+  );
+}
+
+async function subscribeDevice(status) {
+  const { subscribe } = await import("./push.js");
+  try {
+    await subscribe();
+    await showDeviceStatus(status);
+  } catch (error) {
+    await showDeviceStatus(status);
+    status.prepend(h("span", { class: "error" }, t(`push.failed_${error.step || "other"}`), " "));
+  }
+}
+
+async function saveNotification(change, status) {
+  await save({ push: change });
+  const { unsubscribe } = await import("./push.js");
+  if (store.prefs.push.missed_calls || store.prefs.push.voicemail) await subscribeDevice(status);
+  else {
+    await unsubscribe().catch(() => {});
+    await showDeviceStatus(status);
+  }
+}
+
+async function appSettingsScreen(main) {
   const prefs = store.prefs;
+  const deviceStatus = h("p", { class: "muted push-status", id: "push-status", role: "status" });
+  await showDeviceStatus(deviceStatus);
   const contacts = { ...prefs.contacts };
   const push = { ...prefs.push };
   main.append(
@@ -42,8 +81,9 @@ function appSettingsScreen(main) {
       "section",
       { class: "card", "aria-labelledby": "s-notifications" },
       h("h2", { id: "s-notifications" }, t("app.notifications")),
-      toggle(t("app.notify_missed"), push.missed_calls, (value) => save({ push: { missed_calls: value } })),
-      toggle(t("app.notify_voicemail"), push.voicemail, (value) => save({ push: { voicemail: value } })),
+      toggle(t("app.notify_missed"), push.missed_calls, (value) => saveNotification({ missed_calls: value }, deviceStatus)),
+      toggle(t("app.notify_voicemail"), push.voicemail, (value) => saveNotification({ voicemail: value }, deviceStatus)),
+      deviceStatus,
     ),
     h(
       "section",
