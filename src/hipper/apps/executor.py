@@ -207,7 +207,11 @@ class Call:
             self.fail(500, "Server Internal Error")
         finally:
             self.over.set()
-            await self.teardown()
+            try:
+                await self.teardown()
+            except Exception:
+                # Whatever went wrong ending the legs, the call is still logged and forgotten (no leaked state).
+                log.exception("call.teardown_failed", extra={"call_id": self.call_id})
             await self.write_logs()
             self.b2bua.finished(self)
 
