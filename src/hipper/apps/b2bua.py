@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hipper.apps.directory import mobile_user, user_row
 from hipper.apps.executor import Call, CallerInfo, CallSummary
 from hipper.apps.legs import CalleeLeg, CallerLeg, Leg
+from hipper.apps.mwi import Mwi
 from hipper.apps.peers import Peers, number_of
 from hipper.apps.snapshots import SnapshotCache
 from hipper.config import Settings
@@ -66,13 +67,16 @@ class B2bua:
         self.ended: asyncio.Queue[CallSummary] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._events_task: asyncio.Task[None] | None = None
+        self.mwi = Mwi(self)
 
     async def start(self) -> None:
         self._events_task = asyncio.get_running_loop().create_task(self._media_events())
+        await self.mwi.start()
         self.stack.handler = self
 
     async def close(self) -> None:
         self.stack.handler = None
+        await self.mwi.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -141,6 +145,9 @@ class B2bua:
             to_tag = request.to.tag
         except ParseError:
             tx.respond(tx.response(400))
+            return
+        if request.method == "SUBSCRIBE":
+            self.mwi.on_subscribe(tx)  # message-summary subscriptions (RFC 3842): new ones and refreshes
             return
         if to_tag is None:
             if request.method == "INVITE":

@@ -1,0 +1,265 @@
+"""Message waiting indication (RFC 3842): the voicemail lamp of phones.
+
+A registered device SUBSCRIBEs to the `message-summary` event package (digest-authenticated like its REGISTER:
+401 challenge, RFC 3261 §22). The subscription is a dialog (RFC 6665); we answer 200 and send a NOTIFY at once
+with the current summary, again whenever the user's messages change, and a final one when the subscription ends
+(Expires: 0, or it runs out). The body is `application/simple-message-summary` (RFC 3842 §5)::
+
+    Messages-Waiting: yes
+    Message-Account: sip:202@hipper.example
+    Voice-Message: 2/1 (0/0)
+
+("2 new, 1 old"; the urgent counts are always 0 here.)
+
+Changes are learnt from the outbox (`events` table: voicemail.deposited / changed / deleted), so a message
+deposited or marked heard on any node, by a call or through the API, reaches the phones subscribed on this node.
+With `mwi_unsolicited` on, users whose phones did not subscribe get the same NOTIFY out of dialog at every
+registered contact (what many phones expect from a PBX).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from hipper.apps.legs import contact_header
+from hipper.sip.dialog import Dialog, new_call_id, new_tag
+from hipper.sip.message import URI, Headers, NameAddr, ParseError, Request, Response
+from hipper.sip.transaction import ServerTransaction
+from hipper.sip.transport import Peer
+from hipper.store import voicemails
+from hipper.store.models import Event, User
+from hipper.store.registrations import LocationStore
+
+if TYPE_CHECKING:
+    from hipper.apps.b2bua import B2bua
+
+log = logging.getLogger(__name__)
+
+EVENT_PACKAGE = "message-summary"
+CONTENT_TYPE = "application/simple-message-summary"
+FOLLOWED_EVENTS = ("voicemail.deposited", "voicemail.changed", "voicemail.deleted")
+POLL_SECONDS = 0.3
+BATCH = 500
+MIN_EXPIRES = 60  # RFC 6665 §4.2.1.1: shorter refresh intervals are answered 423
+
+
+@dataclass
+class Subscription:
+    user_id: int
+    dialog: Dialog
+    peer: Peer
+    expires_at: float
+
+
+def summary_body(new: int, old: int, account: str) -> bytes:
+    waiting = "yes" if new else "no"
+    return f"Messages-Waiting: {waiting}\r\nMessage-Account: {account}\r\nVoice-Message: {new}/{old} (0/0)\r\n".encode()
+
+
+class Mwi:
+    def __init__(self, b2bua: B2bua) -> None:
+        self.b2bua = b2bua
+        self.settings = b2bua.settings
+        self.subscriptions: dict[tuple[str, str], Subscription] = {}
+        self._cursor = 0
+        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        async with self.b2bua.sessions() as session:
+            self._cursor = int((await session.execute(select(func.coalesce(func.max(Event.id), 0)))).scalar_one())
+        self._task = asyncio.get_running_loop().create_task(self._follow())
+
+    async def close(self) -> None:
+        for task in [self._task, *self._tasks]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- SUBSCRIBE ---------------------------------------------------------------------------------------------
+
+    def on_subscribe(self, tx: ServerTransaction) -> None:
+        self._spawn(self._subscribe(tx))
+
+    async def _subscribe(self, tx: ServerTransaction) -> None:
+        request = tx.request
+        try:
+            event = (request.headers.get("Event") or "").split(";")[0].strip().lower()
+            if event != EVENT_PACKAGE:
+                response = tx.response(489, "Bad Event")
+                response.headers.add("Allow-Events", EVENT_PACKAGE)
+                tx.respond(response)
+                return
+            expires = request.int_header("Expires")
+            to_tag = request.to.tag
+        except ParseError as error:
+            tx.respond(tx.response(400, error.reason))
+            return
+        seconds = (
+            self.settings.mwi_subscription_seconds
+            if expires is None
+            else min(expires, self.settings.mwi_subscription_seconds)
+        )
+        if 0 < seconds < MIN_EXPIRES:
+            response = tx.response(423, "Interval Too Brief")
+            response.headers.add("Min-Expires", str(MIN_EXPIRES))
+            tx.respond(response)
+            return
+        loop = asyncio.get_running_loop()
+        if to_tag is not None:
+            subscription = self.subscriptions.get((request.call_id, to_tag))
+            if subscription is None:
+                tx.respond(tx.response(481))
+                return
+            if not subscription.dialog.accept_remote_cseq(request):
+                tx.respond(tx.response(500, "Out of order CSeq"))
+                return
+        else:
+            user_id = await self._authenticated_user(tx)
+            if user_id is None:
+                return
+            response = self._ok(tx, seconds)
+            try:
+                dialog = Dialog.as_uas(request, response)
+            except ParseError as error:
+                tx.respond(tx.response(400, error.reason))
+                return
+            subscription = Subscription(user_id, dialog, tx.peer, 0.0)
+            self.subscriptions[(request.call_id, tx.to_tag)] = subscription
+            tx.respond(response)
+        if to_tag is not None:
+            tx.respond(self._ok(tx, seconds))
+        subscription.expires_at = loop.time() + seconds
+        await self._notify(subscription, terminated=seconds == 0)
+        if seconds == 0:
+            self.subscriptions.pop((subscription.dialog.call_id, subscription.dialog.local_tag), None)
+
+    def _ok(self, tx: ServerTransaction, seconds: int) -> Response:
+        response = tx.response(200)
+        response.headers.add("Expires", str(seconds))
+        response.headers.add("Contact", contact_header(self.b2bua.stack, tx.peer.transport))
+        return response
+
+    async def _authenticated_user(self, tx: ServerTransaction) -> int | None:
+        """The subscribing device's user, after digest authentication (401 challenge, as for REGISTER)."""
+        registrar = self.b2bua.registrar
+        request = tx.request
+        if registrar is None:
+            tx.respond(tx.response(403, "No devices here"))
+            return None
+        device = await registrar.devices.lookup(request.from_.uri.user or "")
+        if device is None:
+            tx.respond(tx.response(403, "Unknown device"))
+            return None
+        refused = await registrar.authenticate(request, device)
+        if refused is not None:
+            tx.respond(refused)
+            return None
+        return device.user_id
+
+    # -- NOTIFY ------------------------------------------------------------------------------------------------
+
+    async def _summary(self, user_id: int) -> tuple[bytes, str] | None:
+        async with self.b2bua.sessions() as session:
+            user = await session.get(User, user_id)
+            if user is None:
+                return None
+            new = await voicemails.count_new(session, user_id)
+            total = len(await voicemails.list_for(session, user_id))
+        number = user.extension or user.direct_number or user.username
+        account = f"sip:{number}@{self.settings.sip_realm}"
+        return summary_body(new, total - new, account), account
+
+    async def _notify(self, subscription: Subscription, *, terminated: bool = False) -> None:
+        summary = await self._summary(subscription.user_id)
+        if summary is None:
+            return
+        body, _ = summary
+        request = subscription.dialog.create_request("NOTIFY", body=body, content_type=CONTENT_TYPE)
+        remaining = max(0, round(subscription.expires_at - asyncio.get_running_loop().time()))
+        state = "terminated;reason=timeout" if terminated else f"active;expires={remaining}"
+        self._send(request, subscription.peer, state)
+
+    def _send(self, request: Request, peer: Peer, state: str) -> None:
+        request.headers.add("Event", EVENT_PACKAGE)
+        request.headers.add("Subscription-State", state)
+        request.headers.add("Contact", contact_header(self.b2bua.stack, peer.transport))
+        self.b2bua.stack.send_request(request, peer)
+
+    async def _unsolicited(self, user_id: int) -> None:
+        summary = await self._summary(user_id)
+        if summary is None:
+            return
+        body, account = summary
+        stack = self.b2bua.stack
+        for binding in await LocationStore(self.b2bua.sessions).for_user(user_id):
+            try:
+                uri = URI.parse(binding.contact)
+                peer = Peer.parse(binding.source)
+            except (ParseError, ValueError):
+                continue
+            headers = Headers()
+            headers.add("From", str(NameAddr(URI.parse(account), "", {"tag": new_tag()})))
+            headers.add("To", str(NameAddr(URI.parse(account))))
+            headers.add("Call-ID", new_call_id(stack.transports.host))
+            headers.add("CSeq", "1 NOTIFY")
+            headers.add("Max-Forwards", "70")
+            headers.add("Content-Type", CONTENT_TYPE)
+            self._send(Request("NOTIFY", uri, headers, body), peer, "active")
+
+    async def changed(self, user_id: int) -> None:
+        """The user's messages changed: tell their subscribed phones (or, configured so, their phones anyway)."""
+        now = asyncio.get_running_loop().time()
+        mine = [s for s in self.subscriptions.values() if s.user_id == user_id]
+        for subscription in mine:
+            if subscription.expires_at <= now:
+                self.subscriptions.pop((subscription.dialog.call_id, subscription.dialog.local_tag), None)
+                continue
+            await self._notify(subscription)
+        if not mine and self.settings.mwi_unsolicited:
+            await self._unsolicited(user_id)
+
+    async def _follow(self) -> None:
+        """Read the outbox from where we started; every voicemail change re-counts that user's messages."""
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            try:
+                async with self.b2bua.sessions() as session:
+                    rows = (
+                        await session.execute(
+                            select(Event.id, Event.user_id)
+                            .where(Event.id > self._cursor, Event.type.in_(FOLLOWED_EVENTS))
+                            .order_by(Event.id)
+                            .limit(BATCH)
+                        )
+                    ).all()
+                users: list[int] = []
+                for event_id, user_id in rows:
+                    self._cursor = max(self._cursor, int(event_id))
+                    if user_id is not None and user_id not in users:
+                        users.append(int(user_id))
+                for user_id in users:
+                    await self.changed(user_id)
+                self._expire()
+            except Exception:
+                log.exception("mwi.follow_failed")
+
+    def _expire(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for key, subscription in list(self.subscriptions.items()):
+            if subscription.expires_at <= now:
+                del self.subscriptions[key]
+                self._spawn(self._notify(subscription, terminated=True))
