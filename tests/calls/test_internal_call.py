@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.calls.conftest import Exchange, phone, place_call, scenario, start_sipp
+from tests.calls.conftest import PASSWORD, Exchange, phone, place_call, scenario, start_sipp
 
 pytestmark = pytest.mark.sip
 
@@ -61,3 +61,18 @@ async def test_the_caller_puts_the_call_on_hold_with_a_re_invite(exchange: Excha
     await alice.succeeded()  # its sendonly offer was answered recvonly by the exchange
     await bob.succeeded()
     assert (await exchange.next_call()).answered
+
+
+async def test_a_late_offer_is_answered_in_the_ack(exchange: Exchange) -> None:
+    """An INVITE without SDP: our 200 carries the offer, the caller's ACK the answer; media flows both ways."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    bob = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    text = scenario("caller_late_offer.xml", final="final_late_offer.xml", user="alice", talk_ms=2000)
+    alice = await start_sipp(exchange, "caller-alice", text, "-s", "202", "-au", "alice", "-ap", PASSWORD)
+    await alice.succeeded()
+    await bob.succeeded()
+    call = await exchange.next_call()
+    assert call.answered
+    assert call.media["caller_packets_received"] > 50  # Alice's audio to the address our offer named
+    assert call.media["caller_packets_sent"] > 50  # Bob's echo back to Alice

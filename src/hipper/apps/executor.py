@@ -184,12 +184,13 @@ class Call:
     async def run(self) -> None:
         try:
             offer = self.a.request.body.decode(errors="replace")
-            if not offer.strip():
-                # Late offer (INVITE without SDP) is not supported yet: the phones we meet all offer.
-                self.fail(488, "Offer Required")
-                return
             try:
-                created = await self.media.execute(CreateEndpoint(remote_sdp=offer))
+                if offer.strip():
+                    created = await self.media.execute(CreateEndpoint(remote_sdp=offer))
+                else:
+                    # Late offer: we offer in our 200 and the caller answers in its ACK.
+                    self.a.late_offer = True
+                    created = await self.media.execute(CreateEndpoint())
             except MediaError:
                 self.fail(488, "Not Acceptable Here")
                 return
@@ -328,6 +329,16 @@ class Call:
             tx.respond(tx.response(501, "Transfers come later"))
         else:
             tx.respond(tx.response(200))  # INFO, OPTIONS, NOTIFY: acknowledged, nothing to do yet
+
+    async def caller_answered_offer(self, sdp: str) -> None:
+        """The caller's answer to the offer in our 200 (late offer) arrived in its ACK."""
+        if self.a.endpoint_id is None:
+            return
+        try:
+            await self.media.execute(SetRemoteSdp(self.a.endpoint_id, sdp))
+        except MediaError:
+            log.info("call.bad_ack_sdp", extra={"call_id": self.call_id})
+            self.over.set()  # no usable media: end the call rather than leave it silent
 
     def leg_gone(self, leg: Leg) -> None:
         if leg is self.a or leg is self.connected:

@@ -79,6 +79,7 @@ class CallerLeg(Leg):
         self.request = tx.request
         self.ringing_sent = False
         self.answered = False
+        self.late_offer = False  # the INVITE had no SDP: our 200 offers, the ACK answers
         self.finished = False  # a final response went out
         self.acked = asyncio.get_running_loop().create_future()
         self._retransmit: asyncio.TimerHandle | None = None
