@@ -1,0 +1,212 @@
+"""Media applications under load: concurrent recordings (voicemail deposits, call recordings) and conference mixing.
+
+Usage:
+    .venv/bin/python bench/media/apps.py record [--streams 200] [--seconds 10]
+    .venv/bin/python bench/media/apps.py mix [--conferences 20] [--seconds 10]
+
+The media engine runs in this process, on its event loop, exactly as in the exchange. A load generator in a child
+process (the other core) plays the callers: one UDP socket per engine endpoint, each sending a 440 Hz G.711 A-law
+tone as 20 ms RTP packets (50 packets/s) on absolute deadlines.
+
+- record: every endpoint is recorded into its own WAV (StartRecording, the path a voicemail deposit or a call
+  recording takes: decode, 20 ms frames, a writer thread, atomic rename on stop). Afterwards each file is checked
+  for gaps: every 20 ms frame of the steady middle must hold the tone (a frame of silence is a gap: a packet the
+  recorder did not get in time).
+- mix: endpoints are grouped three by three into conferences (CreateMixer): per 20 ms each participant's frame is
+  decoded, mixed minus itself and encoded, and sent back to the generator.
+
+Reported: engine CPU (this process, including the writer thread) as a share of one core, per stream or per
+conference and participant, the worst event-loop lag, and (record) the gaps found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import random
+import shutil
+import socket
+import struct
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+
+from hipper.media import g711
+from hipper.media.engine import (
+    CreateEndpoint,
+    CreateMixer,
+    EndpointCreated,
+    MediaEngine,
+    Started,
+    StartRecording,
+    StopRecording,
+)
+from hipper.media.sdp import build_offer
+from hipper.media.wavfile import read_wav
+
+TONE_HZ = 440.0
+
+
+def tone_frames() -> list[bytes]:
+    """One second of a 440 Hz tone as 20 ms A-law frames (a whole number of cycles, so it loops seamlessly)."""
+    t = np.arange(160 * 50) / 8000
+    pcm = (8000 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.int16)
+    return [g711.encode(pcm[i : i + 160], g711.PCMA) for i in range(0, len(pcm), 160)]
+
+
+def generator(conn: Connection, streams: int, seconds: float) -> None:
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(streams)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+    conn.send([s.getsockname()[1] for s in sockets])
+    targets: list[int] = conn.recv()
+    frames = tone_frames()
+    header = struct.Struct("!BBHII")
+    ssrcs = [random.getrandbits(32) for _ in range(streams)]
+    sent = 0
+    late = 0  # ticks the generator itself sent a whole frame late (a starved sender, not the engine's fault)
+    start = time.perf_counter()
+    tick = 0
+    while (now := time.perf_counter()) - start < seconds:
+        deadline = start + tick * 0.020
+        if now < deadline:
+            time.sleep(deadline - now)
+        elif now - deadline > 0.020:
+            late += 1
+        payload = frames[tick % len(frames)]
+        packet_header = (0x80, 8, tick & 0xFFFF, (tick * 160) & 0xFFFFFFFF)
+        for k, sock in enumerate(sockets):
+            try:
+                sock.sendto(header.pack(*packet_header, ssrcs[k]) + payload, ("127.0.0.1", targets[k]))
+                sent += 1
+            except BlockingIOError:
+                pass
+            try:
+                while True:
+                    sock.recv(2048)  # what the engine sends back (silence, or the mix): drained, not judged
+            except BlockingIOError:
+                pass
+        tick += 1
+    conn.send((sent, late, tick))
+
+
+def check_recordings(scratch: Path, count: int, seconds: float) -> tuple[int, int, int]:
+    """Gap frames (20 ms without the tone in the steady middle), frames checked, recordings shorter than the run."""
+    gaps = checked = short = 0
+    for index in range(count):
+        audio = read_wav(scratch / f"{index}.wav")
+        middle = audio[8000 : len(audio) - 8000]  # the steady part: after the warm-up, before the stop
+        frames = middle[: len(middle) - len(middle) % 160].reshape(-1, 160).astype(np.float64)
+        loudness = np.sqrt((frames**2).mean(axis=1))
+        gaps += int((loudness < 1000).sum())
+        checked += len(frames)
+        if len(audio) < (seconds - 0.5) * 8000:
+            short += 1
+    return gaps, checked, short
+
+
+async def lag_sampler(samples: list[float], stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        before = loop.time()
+        await asyncio.sleep(0.005)
+        samples.append(loop.time() - before - 0.005)
+
+
+async def run(mode: str, count: int, seconds: float) -> dict[str, float]:
+    streams = count if mode == "record" else 3 * count
+    span = 4 * streams + 200  # room for ports other programs hold
+    base = random.randrange(20000, 60000 - span, 2)
+    engine = MediaEngine(port_min=base, port_max=base + span, rtp_timeout_seconds=3600)
+    await engine.start()
+    parent, child = multiprocessing.Pipe()
+    warmup = 1.0
+    process = multiprocessing.Process(target=generator, args=(child, streams, seconds + warmup + 1.0), daemon=True)
+    process.start()
+    ports: list[int] = parent.recv()
+    endpoints: list[str] = []
+    for port in ports:
+        created = await engine.execute(CreateEndpoint(remote_sdp=build_offer("127.0.0.1", port, ("PCMA",)).serialize()))
+        assert isinstance(created, EndpointCreated)
+        endpoints.append(created.endpoint_id)
+    parent.send([engine.local_port(e) for e in endpoints])
+    scratch = Path(tempfile.mkdtemp(prefix="hipper-bench-media-"))
+    recordings: list[str] = []
+    if mode == "record":
+        for index, endpoint_id in enumerate(endpoints):
+            started = await engine.execute(StartRecording((endpoint_id,), scratch / f"{index}.wav"))
+            assert isinstance(started, Started)
+            recordings.append(started.id)
+    else:
+        for index in range(count):
+            await engine.execute(CreateMixer(tuple(endpoints[3 * index : 3 * index + 3])))
+    await asyncio.sleep(warmup)
+    lags: list[float] = []
+    stop = asyncio.Event()
+    sampler = asyncio.ensure_future(lag_sampler(lags, stop))
+    cpu_before, wall_before = time.process_time(), time.perf_counter()
+    await asyncio.sleep(seconds)
+    cpu = time.process_time() - cpu_before
+    wall = time.perf_counter() - wall_before
+    stop.set()
+    await sampler
+    for recording_id in recordings:
+        await engine.execute(StopRecording(recording_id))
+    _sent, late, ticks = await asyncio.to_thread(parent.recv)
+    await asyncio.to_thread(process.join, 10)
+    await engine.stop()
+    core_share = cpu / wall
+    result: dict[str, float] = {
+        "engine_cpu_share_of_one_core": round(core_share, 4),
+        "worst_loop_lag_ms": round(1000 * max(lags, default=0.0), 1),
+        "p99_loop_lag_ms": round(1000 * float(np.percentile(lags, 99)) if lags else 0.0, 1),
+        "generator_late_ticks_pct": round(100 * late / max(1, ticks), 2),
+        "load_average_1min": round(os.getloadavg()[0], 1),
+    }
+    if mode == "record":
+        gaps, checked, short = await asyncio.to_thread(check_recordings, scratch, count, seconds + warmup)
+        result.update(
+            {
+                "recordings": count,
+                "frames_checked": checked,
+                "gap_frames": gaps,
+                "short_recordings": short,
+                "recordings_per_core": round(count / core_share) if core_share else 0,
+            }
+        )
+    else:
+        result.update(
+            {
+                "conferences": count,
+                "share_per_conference_pct": round(100 * core_share / count, 3),
+                "share_per_participant_pct": round(100 * core_share / (3 * count), 3),
+            }
+        )
+    await asyncio.to_thread(shutil.rmtree, scratch)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=("record", "mix"))
+    parser.add_argument("--streams", type=int, default=200, help="concurrent recordings (record)")
+    parser.add_argument("--conferences", type=int, default=20, help="concurrent three-way conferences (mix)")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    count = args.streams if args.mode == "record" else args.conferences
+    result = asyncio.run(run(args.mode, count, args.seconds))
+    for key, value in result.items():
+        print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()
