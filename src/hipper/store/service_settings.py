@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
+from sqlalchemy import Insert, Table, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.domain.errors import DomainError
@@ -39,26 +41,66 @@ def _salvage(settings_class: type[ServiceSettings], data: dict[str, Any]) -> Ser
     return settings_class.model_validate(kept)
 
 
-async def load(session: AsyncSession, user_id: int, settings_class: type[ServiceSettings]) -> ServiceSettings:
-    row = await session.get(ServiceSetting, (user_id, settings_class.service))
-    if row is None:
+def _document(settings_class: type[ServiceSettings], user_id: int, data: dict[str, Any] | None) -> ServiceSettings:
+    if data is None:
         return settings_class()
     # Stored documents were validated when written; the user rules (`check`) are not run again.
     try:
-        return settings_class.model_validate(row.data)
+        return settings_class.model_validate(data)
     except (ValidationError, DomainError):
-        log.warning("stored %s settings of user %s no longer validate; keeping what fits", row.service, user_id)
-        return _salvage(settings_class, dict(row.data))
+        log.warning(
+            "stored %s settings of user %s no longer validate; keeping what fits", settings_class.service, user_id
+        )
+        return _salvage(settings_class, dict(data))
+
+
+async def load(session: AsyncSession, user_id: int, settings_class: type[ServiceSettings]) -> ServiceSettings:
+    # The document column only, not an ORM entity: nothing to keep in the identity map, and `save` writes with a
+    # Core upsert that an entity held here would not see.
+    data = (
+        await session.execute(
+            select(ServiceSetting.data).where(
+                ServiceSetting.user_id == user_id, ServiceSetting.service == settings_class.service
+            )
+        )
+    ).scalar_one_or_none()
+    return _document(settings_class, user_id, data)
+
+
+async def load_many(
+    session: AsyncSession, user_id: int, settings_classes: list[type[ServiceSettings]]
+) -> dict[str, ServiceSettings]:
+    """Several of the user's documents in one statement (a PUT needs its own and the related services')."""
+    wanted = {settings_class.service: settings_class for settings_class in settings_classes}
+    if len(wanted) == 1:
+        (settings_class,) = wanted.values()
+        return {settings_class.service: await load(session, user_id, settings_class)}
+    rows = await session.execute(
+        select(ServiceSetting.service, ServiceSetting.data).where(
+            ServiceSetting.user_id == user_id, ServiceSetting.service.in_(list(wanted))
+        )
+    )
+    stored: dict[str, dict[str, Any]] = {service: data for service, data in rows.tuples()}
+    return {name: _document(settings_class, user_id, stored.get(name)) for name, settings_class in wanted.items()}
+
+
+def _upsert(dialect: str, values: dict[str, Any]) -> Insert:
+    """INSERT … ON CONFLICT (user_id, service) DO UPDATE: concurrent first writes cannot collide on the key."""
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    statement = insert(cast(Table, ServiceSetting.__table__)).values(values)
+    return statement.on_conflict_do_update(
+        index_elements=[ServiceSetting.user_id, ServiceSetting.service],
+        set_={"data": statement.excluded.data, "updated_at": statement.excluded.updated_at},
+    )
 
 
 async def save(session: AsyncSession, user_id: int, settings: ServiceSettings) -> None:
-    """Store the document and queue its event in the same transaction (the caller commits)."""
+    """Store the document and queue its event in the same transaction (the caller commits).
+
+    One upsert statement, no read first: a read-then-insert let two concurrent first writes of the same service
+    both insert, and the loser answered 500 (unique key). Both databases support ON CONFLICT (SQLite ≥ 3.24).
+    """
     data = settings.model_dump(mode="json")
-    row = await session.get(ServiceSetting, (user_id, settings.service))
-    now = datetime.now(UTC)
-    if row is None:
-        session.add(ServiceSetting(user_id=user_id, service=settings.service, data=data, updated_at=now))
-    else:
-        row.data = data
-        row.updated_at = now
+    values = {"user_id": user_id, "service": settings.service, "data": data, "updated_at": datetime.now(UTC)}
+    await session.execute(_upsert(session.get_bind().dialect.name, values))
     add_event(session, user_id, "service.changed", {"service": settings.service, "settings": data})

@@ -35,15 +35,17 @@ async def list_services(auth: CurrentUser) -> ServiceList:
     return ServiceList(services=licensed_services(frozenset(auth.user.licences or ())))
 
 
-async def related_documents(
+async def current_and_related(
     session: Session, user_id: int, settings_class: type[ServiceSettings], ctx: UserContext
-) -> dict[str, ServiceSettings]:
-    """The user's other services a service's rules look at; an unlicensed one is left out (the user lacks it)."""
-    return {
-        name: await service_settings.load(session, user_id, SERVICES[name])
-        for name in settings_class.related_services
-        if ctx.has(name)
-    }
+) -> tuple[ServiceSettings, dict[str, ServiceSettings]]:
+    """The document being changed and the user's other services its rules look at, read in one statement.
+
+    An unlicensed related service is left out (the user lacks it).
+    """
+    related = [SERVICES[name] for name in settings_class.related_services if ctx.has(name)]
+    documents = await service_settings.load_many(session, user_id, [settings_class, *related])
+    current = documents.pop(settings_class.service)
+    return current, documents
 
 
 def _add_routes(settings_class: type[ServiceSettings]) -> None:
@@ -58,9 +60,8 @@ def _add_routes(settings_class: type[ServiceSettings]) -> None:
     async def write(body: ServiceSettings | dict[str, Any], auth: CurrentUser, session: Session, state: State) -> Any:
         ctx = await context_of(session, auth.user)
         ensure_licensed(settings_class, ctx)
-        current = await service_settings.load(session, auth.user.id, settings_class)
+        current, related = await current_and_related(session, auth.user.id, settings_class, ctx)
         proposed = body if isinstance(body, dict) else body.model_dump(mode="json", exclude_unset=True)
-        related = await related_documents(session, auth.user.id, settings_class, ctx)
         new = change(
             settings_class,
             current,

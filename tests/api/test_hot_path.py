@@ -1,0 +1,78 @@
+"""The settings hot path (GET/PUT /me/services/{service}): correct under concurrency, and lean in SQL.
+
+The benchmark (bench/api, docs/performance.md) drives these two routes; these tests pin what its changes must
+keep: no 5xx when one user's PUTs race, the stored document and the last event agree, and the number of SQL
+statements a request costs does not creep back up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import event, select
+
+from hipper.store.models import Event, ServiceSetting
+from tests.conftest import UserFactory
+
+
+@contextmanager
+def counting_statements(app: FastAPI) -> Iterator[list[str]]:
+    """Every SQL statement the app's engine sends while the block runs (pool resets included)."""
+    statements: list[str] = []
+    engine = app.state.hipper.engine.sync_engine
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+async def test_concurrent_puts_of_one_service_never_fail(make_user: UserFactory, app: FastAPI) -> None:
+    # The first PUTs race to create the row: a read-then-insert answered 500 (unique key) for the losers.
+    user = await make_user(["full"])
+    bodies = [{"active": n % 2 == 0} for n in range(24)]
+    responses = await asyncio.gather(*(user.put("/me/services/do-not-disturb", json=body) for body in bodies))
+    assert [r.status_code for r in responses] == [200] * len(bodies), [r.text for r in responses if r.is_error]
+
+    final = (await user.get("/me/services/do-not-disturb")).json()
+    assert final["active"] in {True, False}
+    async with app.state.hipper.sessions() as session:
+        rows = (await session.execute(select(ServiceSetting).where(ServiceSetting.user_id == user.id))).scalars()
+        stored = [row for row in rows if row.service == "do-not-disturb"]
+        events = (
+            (
+                await session.execute(
+                    select(Event).where(Event.user_id == user.id, Event.type == "service.changed").order_by(Event.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(stored) == 1
+    assert stored[0].data == final
+    # One event per accepted change, and the last one published tells listeners the state that was kept.
+    changes = [e for e in events if e.payload["service"] == "do-not-disturb"]
+    assert len(changes) == len(bodies)
+    assert changes[-1].payload["settings"] == final
+
+
+async def test_concurrent_puts_of_different_services(make_user: UserFactory) -> None:
+    user = await make_user(["full"])
+    puts = [
+        user.put("/me/services/do-not-disturb", json={"active": True}),
+        user.put("/me/services/call-waiting", json={"active": False}),
+        user.put("/me/services/anonymous", json={"desk": True}),
+    ] * 4
+    responses = await asyncio.gather(*puts)
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.is_error]
+    assert (await user.get("/me/services/do-not-disturb")).json()["active"] is True
+    assert (await user.get("/me/services/call-waiting")).json()["active"] is False
+    assert (await user.get("/me/services/anonymous")).json()["desk"] is True
