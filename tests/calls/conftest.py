@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
+import socket
 import string
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -200,6 +201,26 @@ class Sipp:
         assert code == 0, f"SIPp {self.name} failed ({code}): {errors[-3000:]}"
 
 
+def free_media_port() -> int:
+    """An even port with the next three free, below the ephemeral range and the engine's range (30000+):
+    SIPp binds RTP/RTCP (and video) there at start, and a port some other process just took would fail it."""
+    for _ in range(100):
+        port = random.randrange(10000, 29000, 2)
+        sockets = []
+        try:
+            for offset in range(4):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return port
+    raise RuntimeError("no free media port pair")
+
+
 async def start_sipp(
     exchange: Exchange, name: str, text: str, *args: str, port: int | None = None, limit: int = 25
 ) -> Sipp:
@@ -207,7 +228,7 @@ async def start_sipp(
     sipp = require("sipp")
     path = exchange.workdir / f"{name}.xml"
     path.write_text(text)
-    media_port = free_udp_port() & ~1
+    media_port = free_media_port()
     process = await asyncio.create_subprocess_exec(
         "timeout", str(limit + 5), sipp, f"127.0.0.1:{exchange.port}", "-sf", str(path),
         "-i", "127.0.0.1", "-p", str(port or free_udp_port()), "-mi", "127.0.0.1", "-mp", str(media_port),

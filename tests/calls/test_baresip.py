@@ -70,8 +70,8 @@ async def test_baresip_registers_and_auto_answers_an_internal_call(exchange: Exc
     log = (tmp_path / "baresip.log").read_text(errors="replace")
     assert call.answered and call.branches == [("desk", 200)], (call, log[-3000:])
     # Both directions went through the engine: Alice's capture to baresip, baresip's tone back to Alice.
-    assert call.media["callee_packets_sent"] > 80
-    assert call.media["callee_packets_received"] > 80
-    assert call.media["caller_packets_sent"] > 80
+    assert call.media["callee_packets_sent"] > 50
+    assert call.media["callee_packets_received"] > 50
+    assert call.media["caller_packets_sent"] > 50
     logs = await exchange.call_logs("bob")
     assert [(row.direction, row.outcome) for row in logs] == [("received", "answered")]

@@ -20,10 +20,10 @@ async def test_internal_call_with_digest_ringing_answer_media_and_call_logs(exch
     assert call.answered and call.outcome == "answered"
     assert call.branches == [("desk", 200)]
     # RTP really went through the exchange both ways: the caller's capture to Bob, Bob's echo back to Alice.
-    assert call.media["caller_packets_received"] > 100
-    assert call.media["callee_packets_sent"] > 100
-    assert call.media["callee_packets_received"] > 100
-    assert call.media["caller_packets_sent"] > 100
+    assert call.media["caller_packets_received"] > 50
+    assert call.media["callee_packets_sent"] > 50
+    assert call.media["callee_packets_received"] > 50
+    assert call.media["caller_packets_sent"] > 50
     placed = await exchange.call_logs("alice")
     received = await exchange.call_logs("bob")
     assert [(r.direction, r.outcome, r.remote_number) for r in placed] == [("placed", "answered", "202")]
