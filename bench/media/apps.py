@@ -1,8 +1,8 @@
 """Media applications under load: concurrent recordings (voicemail deposits, call recordings) and conference mixing.
 
 Usage:
-    .venv/bin/python bench/media/apps.py record [--streams 200] [--seconds 10]
-    .venv/bin/python bench/media/apps.py mix [--conferences 20] [--seconds 10]
+    .venv/bin/python bench/media/apps.py record [--streams 200] [--seconds 10] [--no-uvloop]
+    .venv/bin/python bench/media/apps.py mix [--conferences 20] [--seconds 10] [--no-uvloop]
 
 The media engine runs in this process, on its event loop, exactly as in the exchange. A load generator in a child
 process (the other core) plays the callers: one UDP socket per engine endpoint, each sending a 440 Hz G.711 A-law
@@ -201,9 +201,19 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=200, help="concurrent recordings (record)")
     parser.add_argument("--conferences", type=int, default=20, help="concurrent three-way conferences (mix)")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--no-uvloop", action="store_true", help="the stock asyncio loop (the server uses uvloop)")
     args = parser.parse_args()
     count = args.streams if args.mode == "record" else args.conferences
-    result = asyncio.run(run(args.mode, count, args.seconds))
+    runner = asyncio.run
+    if not args.no_uvloop:
+        try:
+            import uvloop
+
+            runner = uvloop.run
+        except ImportError:
+            pass
+    print(f"loop: {'asyncio' if runner is asyncio.run else 'uvloop'}")
+    result = runner(run(args.mode, count, args.seconds))
     for key, value in result.items():
         print(f"{key}: {value}")
 
