@@ -18,43 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.web.live_server import CHROMIUM, CHROMIUM_ARGS, PASSWORD, LiveServer  # noqa: E402
+from tests.web.screens import SCREENS  # noqa: E402
 
 OUT = ROOT / "docs" / "screens"
 VIEWPORT = {"width": 360, "height": 740}
-SCREENS = [
-    "overview",
-    "quick-settings",
-    "profile",
-    "settings",
-    "incoming",
-    "outgoing",
-    "service/call-forwarding-always",
-    "service/call-forwarding-always-secondary",
-    "service/remote-office",
-    "service/fixed-mobile-rings",
-    "service/personal-assistant",
-    "service/simultaneous-ring",
-    "service/call-forwarding-busy",
-    "service/call-forwarding-no-answer",
-    "service/call-forwarding-not-reachable",
-    "service/do-not-disturb",
-    "service/call-waiting",
-    "service/night-forwarding",
-    "service/anywhere",
-    "service/fixed-mobile",
-    "service/anonymous",
-    "service/outgoing-identity",
-    "service/call-method",
-    "service/voicemail",
-    "service/call-recording",
-    "service/call-center-agent",
-    "calls",
-    "voicemails",
-    "voicemail/1",
-    "contacts",
-    "app-settings",
-    "help",
-]
 
 
 SETTLED = "document.documentElement.dataset.ready === 'true' && !document.documentElement.dataset.busy"
@@ -121,9 +88,19 @@ def main() -> None:
                     page.click("button[type=submit]")
                     page.wait_for_selector(".tiles")
                     for screen in SCREENS:
+                        if screen == "explain":
+                            continue  # below, with a result
                         page.goto(f"{server.url}/#/{screen}")
                         settle(page)
                         shoot(page, screen, scheme, problems)
+                    # D2: calling back asks which number to call with.
+                    page.goto(f"{server.url}/#/calls")
+                    settle(page)
+                    page.get_by_role("link", name="Bellen Manager").click()
+                    page.wait_for_selector("dialog[open]")
+                    page.wait_for_timeout(150)
+                    shoot(page, "call-choice", scheme, problems)
+                    page.keyboard.press("Escape")
                     page.goto(f"{server.url}/#/explain")
                     settle(page)
                     page.get_by_label("Nummer van de beller").fill("+31612345678")

@@ -70,6 +70,7 @@ def test_register_a_passkey_then_confirm_a_forwarding_number_with_it(page: Page,
 
     # A new login session has no step-up yet: the next number change asks, and offers the passkey first.
     page.get_by_role("button", name="Uitloggen").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Inloggen")
     log_in_on_localhost(page, exchange, username)
     page.get_by_role("link", name="Inkomende oproepen").click()
     page.get_by_role("link", name="Doorschakelen alle gesprekken").click()
@@ -109,6 +110,7 @@ def test_a_refused_passkey_falls_back_to_the_pin(page: Page, exchange: LiveServe
     # The finger is not recognised any more.
     cdp.send("WebAuthn.setUserVerified", {"authenticatorId": authenticator, "isUserVerified": False})
     page.get_by_role("button", name="Uitloggen").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Inloggen")
     log_in_on_localhost(page, exchange, username)
     page.goto(f"http://localhost:{exchange.port}/#/service/remote-office")
     wait_ready(page)

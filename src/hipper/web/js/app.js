@@ -3,7 +3,7 @@
 import { ApiError, listenToEvents, session, setStepUpHandler, setUnauthorizedHandler } from "./api.js";
 import { clear, h } from "./dom.js";
 import { language, loadLanguage, resolveLanguage, t } from "./i18n.js";
-import { routes } from "./screens.js";
+import { prefetchOverview, routes } from "./screens.js";
 import { forget, languagePreference, loadUser, store } from "./state.js";
 import { stepUp } from "./ui.js";
 
@@ -38,14 +38,15 @@ export function go(path) {
 
 export async function logOut() {
   if (events) events.abort();
-  try {
-    const { api } = await import("./api.js");
-    await api.post("/auth/logout");
-  } catch {
-    /* the token is dropped locally anyway */
-  }
+  // Forget the token on this device first: whatever happens next (a reload, no network), it is gone here.
+  const token = session.token;
   forget();
   go("login");
+  try {
+    await fetch("/api/v1/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } });
+  } catch {
+    /* offline: the session ends on the exchange when it expires */
+  }
 }
 
 function startEvents() {
@@ -152,6 +153,12 @@ export async function render() {
 }
 
 async function boot() {
+  // Logged in on this device: ask for the user's data now, in parallel with the language file (render() waits
+  // for the same load). Failures are handled by render().
+  if (session.token) {
+    loadUser().catch(() => {});
+    if (/^(#\/?(overview)?)?$/.test(location.hash)) prefetchOverview();
+  }
   applyTheme(store.prefs.theme);
   matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => applyTheme(store.prefs.theme));
   await loadLanguage(languagePreference());
@@ -161,11 +168,14 @@ async function boot() {
     go("login");
   });
   window.addEventListener("hashchange", render);
+  await render();
+  document.documentElement.dataset.ready = "true";
+  // The first screen is drawn with its data and its controls work: bench/web/first_load.py reads this mark.
+  performance.mark("hipper:usable", { detail: location.hash });
+  // Only now: installing the worker downloads the whole shell, which must not compete with the first screen.
   if ("serviceWorker" in navigator && location.protocol !== "file:") {
     navigator.serviceWorker.register("/sw.js").catch(() => {});
   }
-  await render();
-  document.documentElement.dataset.ready = "true";
 }
 
 export function afterLogin() {

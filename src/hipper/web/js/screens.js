@@ -100,15 +100,31 @@ function pinSetupScreen(main) {
   main.append(form);
 }
 
+const quickDocument = (name) => api.get(`/me/services/${name}`).catch((error) => (error instanceof ApiError && error.unavailable ? null : Promise.reject(error)));
+const prefetched = new Map();
+
+// At boot, before the profile is in: the overview's switches as this device last saw them chosen, so their
+// documents arrive together with the profile instead of one round trip later (bench/web/first_load.py).
+export function prefetchOverview() {
+  for (const name of store.prefs.quick_settings || []) {
+    if (!(name in QUICK_SETTINGS)) continue;
+    const pending = quickDocument(name);
+    pending.catch(() => {}); // judged when used
+    prefetched.set(name, { token: session.token, pending });
+  }
+}
+
 async function quickToggles(container) {
   const chosen = (store.prefs.quick_settings || []).filter((name) => name in QUICK_SETTINGS && available(name));
   if (chosen.length === 0) {
     container.append(h("p", { class: "muted" }, t("quick.none")));
     return;
   }
-  const documents = await Promise.all(
-    chosen.map((name) => api.get(`/me/services/${name}`).catch((error) => (error instanceof ApiError && error.unavailable ? null : Promise.reject(error)))),
-  );
+  // A prefetched document is used once, by the first overview; later ones read afresh.
+  // Only what was asked with this login: a token that turned out stale (logged out elsewhere) answered 401.
+  const early = (name) => prefetched.has(name) && prefetched.get(name).token === session.token && prefetched.get(name).pending;
+  const documents = await Promise.all(chosen.map((name) => early(name) || quickDocument(name)));
+  prefetched.clear();
   chosen.forEach((name, index) => {
     const doc = documents[index];
     if (!doc) return;

@@ -244,4 +244,5 @@ export const QUICK_SETTINGS = {
   anonymous: "desk",
 };
 
-export const DEFAULT_QUICK = ["do-not-disturb", "call-forwarding-always", "personal-assistant", "call-waiting"];
+// The exchange's default too (hipper.domain.app_settings.DEFAULT_QUICK_SETTINGS): a first visit prefetches these.
+export const DEFAULT_QUICK = ["do-not-disturb", "call-forwarding-always", "voicemail"];

@@ -50,21 +50,28 @@ export function context() {
   };
 }
 
-// "Restart app" (§7.8.5) does exactly this: re-read the profile, the licences and the app settings.
-export async function loadUser() {
-  store.profile = await api.get("/me");
-  try {
-    store.services = new Set((await api.get("/me/services")).services);
-  } catch {
-    store.services = new Set(store.profile.services || []);
-  }
-  try {
-    const remote = await api.get("/me/app-settings");
+// "Restart app" (§7.8.5) does exactly this: re-read the profile, the licences and the app settings. The three
+// requests go out together, and callers arriving while a load runs share it (boot starts it early).
+let loading = null;
+
+export function loadUser() {
+  if (!loading) loading = readUser().finally(() => (loading = null));
+  return loading;
+}
+
+async function readUser() {
+  const [profile, services, remote] = await Promise.all([
+    api.get("/me"),
+    api.get("/me/services").catch(() => null),
+    api.get("/me/app-settings").catch((error) => (error instanceof ApiError && error.unavailable ? null : Promise.reject(error))),
+  ]);
+  store.profile = profile;
+  store.services = new Set(services ? services.services : profile.services || []);
+  if (remote) {
     store.prefs = { ...DEFAULT_PREFS, ...remote };
     store.prefsOnServer = true;
     localStorage.setItem(PREFS_KEY, JSON.stringify(store.prefs));
-  } catch (error) {
-    if (!(error instanceof ApiError && error.unavailable)) throw error;
+  } else {
     store.prefsOnServer = false;
   }
   return store.profile;

@@ -1,0 +1,157 @@
+"""How soon the Hipper+ overview is usable on a slow phone: loopback, CPU throttled 4× (CDP
+Emulation.setCPUThrottlingRate), real headless Chromium against a real exchange with demo data.
+
+"Usable" is the app's own `hipper:usable` performance mark (js/app.js): set when the first screen is drawn
+with its data — the overview's banner, tiles and quick-settings switches from /me, /me/services,
+/me/app-settings and three service documents — and its controls answer. Measured from navigation start, for
+a first visit (empty cache, no service worker, already logged in) and a return visit (HTTP cache and service
+worker in place). The budget is 1 s (issue 5).
+
+Writes the figures to docs/screens/first-load.md (its timing section) and prints them; with --performance
+also to the "Hipper+ app" section of docs/performance.md.
+
+Run: .venv/bin/python bench/web/first_load.py [--runs 7] [--performance]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Browser, sync_playwright
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.web.live_server import CHROMIUM, CHROMIUM_ARGS, PASSWORD, LiveServer  # noqa: E402
+
+SCREENS_DOC = ROOT / "docs" / "screens" / "first-load.md"
+PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
+TIMING_HEADING = "## Time to a usable overview"
+PERFORMANCE_HEADING = "## Hipper+ app"
+BUDGET_MS = 1000.0
+THROTTLE = 4
+VIEWPORT = {"width": 360, "height": 740}
+
+READ_MARKS = """() => {
+  const usable = performance.getEntriesByName("hipper:usable")[0];
+  const paint = performance.getEntriesByName("first-contentful-paint")[0];
+  const nav = performance.getEntriesByType("navigation")[0];
+  return {
+    usable: usable ? usable.startTime : null,
+    screen: usable ? usable.detail : null,
+    fcp: paint ? paint.startTime : null,
+    transferred: nav ? nav.transferSize : null,
+  };
+}"""
+
+
+@dataclass
+class Visit:
+    usable_ms: float
+    fcp_ms: float
+
+
+def one_visit(browser: Browser, url: str, token: str, runs: int) -> tuple[list[Visit], list[Visit]]:
+    first: list[Visit] = []
+    back: list[Visit] = []
+    for _ in range(runs):
+        context = browser.new_context(viewport=VIEWPORT, locale="nl-NL")
+        # Logged in on this device before ("stay logged in", SPEC A1): the token is already stored.
+        context.add_init_script(f"localStorage.setItem('hipper.token', {token!r})")
+        page = context.new_page()
+        cdp = context.new_cdp_session(page)
+        cdp.send("Emulation.setCPUThrottlingRate", {"rate": THROTTLE})
+        for visits in (first, back):
+            if visits is first:
+                page.goto(url + "/#/overview")
+            else:
+                page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+                page.reload()
+            page.wait_for_function("performance.getEntriesByName('hipper:usable').length > 0", timeout=30_000)
+            marks = page.evaluate(READ_MARKS)
+            assert marks["screen"] == "#/overview", marks
+            assert page.locator(".tiles").count() == 1
+            visits.append(Visit(usable_ms=marks["usable"], fcp_ms=marks["fcp"] or 0.0))
+        context.close()
+    return first, back
+
+
+def summary(visits: list[Visit]) -> tuple[float, float, float]:
+    usable = [visit.usable_ms for visit in visits]
+    return statistics.median(usable), max(usable), statistics.median(visit.fcp_ms for visit in visits)
+
+
+def replace_section(path: Path, heading: str, body: str) -> None:
+    """Put `heading` + `body` at the end of the file, replacing an earlier copy of that section."""
+    text = path.read_text() if path.exists() else ""
+    if heading in text:
+        start = text.index(heading)
+        rest = text[start + len(heading) :]
+        following = rest.find("\n## ")
+        text = text[:start] + (rest[following + 1 :] if following >= 0 else "")
+    path.write_text(text.rstrip("\n") + "\n\n" + heading + "\n\n" + body.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--performance", action="store_true", help="also write docs/performance.md")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = LiveServer(Path(tmp) / "data")
+        server.start()
+        try:
+            server.add_user("anna", pin="2580", first_name="Anna", last_name="de Vries", extension="201")
+            server.add_history("anna")
+            login = httpx.post(f"{server.url}/api/v1/auth/login", json={"username": "anna", "password": PASSWORD})
+            token = login.json()["token"]
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                one_visit(browser, server.url, token, 1)  # warm up the server (imports, SQLite pages)
+                first, back = one_visit(browser, server.url, token, args.runs)
+                version = browser.version
+                browser.close()
+        finally:
+            server.stop()
+    load = os.getloadavg()[0]
+    first_median, first_max, first_fcp = summary(first)
+    back_median, back_max, back_fcp = summary(back)
+    verdict = "within" if max(first_max, back_max) <= BUDGET_MS else "OVER"
+    table = "\n".join(
+        [
+            f"Made by `bench/web/first_load.py`: Chromium {version} headless, 360×740, CPU throttled {THROTTLE}× "
+            f"(CDP `Emulation.setCPUThrottlingRate`), the exchange on loopback (uvicorn, SQLite), {args.runs} "
+            "runs each. *Usable* is the app's `hipper:usable` mark: the overview drawn with its data "
+            "(voicemail banner, tiles, quick-settings switches) and answering; times from navigation start.",
+            "",
+            "| visit | usable, median | usable, worst | first contentful paint, median |",
+            "|---|---:|---:|---:|",
+            f"| first (empty cache, no service worker, logged in) | {first_median:.0f} ms | {first_max:.0f} ms "
+            f"| {first_fcp:.0f} ms |",
+            f"| return (HTTP cache revalidated, service worker) | {back_median:.0f} ms | {back_max:.0f} ms "
+            f"| {back_fcp:.0f} ms |",
+            "",
+            f"Budget: 1 s — {verdict} budget in this run, on a machine with {os.cpu_count()} cores and a load "
+            f"average of {load:.1f} at the end of the run (other work shares the cores; the figures move with it).",
+        ]
+    )
+    replace_section(SCREENS_DOC, TIMING_HEADING, table)
+    if args.performance:
+        replace_section(
+            PERFORMANCE_DOC,
+            PERFORMANCE_HEADING,
+            "Time until the overview is usable on a phone-speed CPU (issue 5: within 1 s, loopback, CPU "
+            "throttled 4×). Size of the first load: `docs/screens/first-load.md` (`bench/web/size.py`).\n\n" + table,
+        )
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
