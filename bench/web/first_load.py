@@ -39,6 +39,16 @@ BUDGET_MS = 1000.0
 THROTTLE = 4
 VIEWPORT = {"width": 360, "height": 740}
 
+WHAT_THE_APP_DOES = (
+    "The critical path is three rounds on the network: the page; every first-load module at once "
+    "(`<link rel=modulepreload>` for the whole static import graph, so no level-by-level discovery); then "
+    "`/me`, `/me/services`, `/me/app-settings`, the language file and the overview's quick-settings documents "
+    "together (`state.loadUser` reads in parallel and is started at boot; `screens.prefetchOverview` asks for "
+    "the switches this device last saw chosen — the exchange's default set on a first visit). The service "
+    "worker is registered only after the first screen, so installing the offline shell does not compete with "
+    "it. Most of what remains is the exchange answering on a loaded machine."
+)
+
 READ_MARKS = """() => {
   const usable = performance.getEntriesByName("hipper:usable")[0];
   const paint = performance.getEntriesByName("first-contentful-paint")[0];
@@ -123,7 +133,12 @@ def main() -> None:
     load = os.getloadavg()[0]
     first_median, first_max, first_fcp = summary(first)
     back_median, back_max, back_fcp = summary(back)
-    verdict = "within" if max(first_max, back_max) <= BUDGET_MS else "OVER"
+    if max(first_max, back_max) <= BUDGET_MS:
+        verdict = "every run within the"
+    elif max(first_median, back_median) <= BUDGET_MS:
+        verdict = "the medians within, the slowest runs over the"
+    else:
+        verdict = "OVER the"
     table = "\n".join(
         [
             f"Made by `bench/web/first_load.py`: Chromium {version} headless, 360×740, CPU throttled {THROTTLE}× "
@@ -148,7 +163,10 @@ def main() -> None:
             PERFORMANCE_DOC,
             PERFORMANCE_HEADING,
             "Time until the overview is usable on a phone-speed CPU (issue 5: within 1 s, loopback, CPU "
-            "throttled 4×). Size of the first load: `docs/screens/first-load.md` (`bench/web/size.py`).\n\n" + table,
+            "throttled 4×). Size of the first load: `docs/screens/first-load.md` (`bench/web/size.py`).\n\n"
+            + WHAT_THE_APP_DOES
+            + "\n\n"
+            + table,
         )
     print(table)
 
