@@ -138,9 +138,6 @@ async def test_the_company_number_rings_the_day_destination_and_at_night_the_nig
     assert [(r.direction, r.outcome) for r in await exchange.call_logs("carol")] == [("received", "answered")]
 
 
-__all__ = ["PASSWORD"]
-
-
 async def test_a_call_diverted_too_often_elsewhere_is_not_forwarded_again(exchange: Exchange) -> None:
     """Loops across exchanges: the incoming Diversion counter counts; past the limit the forward is refused."""
     await exchange.add_user("bob", "202", direct="+31201234102")
@@ -180,3 +177,19 @@ async def test_a_department_number_rings_its_destination(exchange: Exchange) -> 
     await outside.succeeded()
     await bob.succeeded()
     assert (await exchange.next_call()).answered
+
+
+async def test_early_media_from_the_network_reaches_the_caller(exchange: Exchange) -> None:
+    """183 with SDP: the caller gets a 183 with the exchange's SDP and hears the network's announcement."""
+    await exchange.add_user("alice", "201", direct="+31201234101")
+    network = await start_sipp(exchange, "trunk", scenario("callee_early_media.xml"), port=exchange.trunk_port)
+    text = scenario(
+        "caller.xml", final="final_rejected.xml", user="alice", status=486,
+        provisional='<recv response="100" optional="true" />\n  <recv response="183" />',  # the 183 must come
+    ).replace("[branch-5]", "[branch-4]")  # fmt: skip
+    alice = await start_sipp(exchange, "caller", text, "-s", "0612345678", "-au", "alice", "-ap", PASSWORD)
+    await alice.succeeded()
+    await network.succeeded()
+    call = await exchange.next_call()
+    assert not call.answered and call.outcome == "busy"
+    assert call.media["caller_packets_sent"] > 40  # the announcement, relayed before any answer

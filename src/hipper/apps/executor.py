@@ -670,6 +670,7 @@ class Call:
         winner: CalleeLeg | None = None
         timed_out = False
         confirming: dict[CalleeLeg, asyncio.Task[None]] = {}
+        early: CalleeLeg | None = None
         try:
             while pending:
                 wait = None if deadline is None else deadline - loop.time()
@@ -688,10 +689,26 @@ class Call:
                     if status < 200:
                         if status > 100:
                             rang = True
+                            # Early media (a network's ringback or announcement): the caller hears it too. Not
+                            # with a late offer (our SDP would be an offer in an unreliable 183).
+                            if (
+                                event.body
+                                and early is None
+                                and not self.a.answered
+                                and not self.a.late_offer
+                                and not leg.confirm
+                                and await self._accept_answer(leg, event)
+                            ):
+                                early = leg
+                                await self.media.execute(Connect(self.a.endpoint_id or "", leg.endpoint_id or ""))
+                                self.a.early_media(self.a_sdp)
+                                continue
                             self.a.ringing()
                         continue
                     if status < 300:
-                        if not await self._accept_answer(leg, event):
+                        if leg is early:
+                            pass  # its SDP came with the early media already (the 200 repeats it, RFC 3261 §13.2.1)
+                        elif not await self._accept_answer(leg, event):
                             pending.discard(leg)
                             statuses.append(488)
                             self.spawn(leg.bye())

@@ -80,6 +80,7 @@ class CallerLeg(Leg):
         self.ringing_sent = False
         self.answered = False
         self.late_offer = False  # the INVITE had no SDP: our 200 offers, the ACK answers
+        self.early_sent = False
         self.finished = False  # a final response went out
         self.acked = asyncio.get_running_loop().create_future()
         self._retransmit: asyncio.TimerHandle | None = None
@@ -100,6 +101,18 @@ class CallerLeg(Leg):
             return
         self.ringing_sent = True
         response = self._with_contact(self.tx.response(180))
+        if self.dialog is None:
+            with contextlib.suppress(ParseError):
+                self.dialog = Dialog.as_uas(self.request, response)
+        self.tx.respond(response)
+
+    def early_media(self, sdp: str) -> None:
+        """183 Session Progress with our SDP: the caller hears what the callee side plays before answering."""
+        if self.finished or self.early_sent:
+            return
+        self.early_sent = True
+        response = self._with_contact(self.tx.response(183, body=sdp.encode()))
+        response.headers.add("Content-Type", SDP)
         if self.dialog is None:
             with contextlib.suppress(ParseError):
                 self.dialog = Dialog.as_uas(self.request, response)
