@@ -36,9 +36,13 @@ async def test_add_then_merge_each_hears_the_others_never_itself(exchange: Excha
         # Add: carol's phone rings and answers; alice talks to carol, bob waits.
         await ears["alice"].press("*7203#")
         await ears["carol"].connected()
+        bob_before = len(ears["bob"].audio())
         ears["carol"].keep_talking(tone(TONES["carol"], 1.0))
         await ears["alice"].wait_for_tone(TONES["carol"], limit=10)
         await ears["carol"].quiet()
+        # Before the merge bob waits: he does not hear carol.
+        waiting = ears["bob"].audio()[bob_before:]
+        assert not len(waiting) or band_energy(waiting, TONES["carol"]) < 0.01 or rms(waiting) < 50
         await ears["alice"].press("*8")
         await asyncio.sleep(0.3)
         starts = {name: len(phone.audio()) for name, phone in ears.items()}
