@@ -153,10 +153,14 @@ async def call_from_trunk(
     return await start_sipp(exchange, "trunk-caller", text, "-s", dialled, port=exchange.trunk_port, limit=limit)
 
 
-async def answering_phone(exchange: Exchange, user: str, ear: Ear, limit: int = 40) -> Any:
-    """`user` registers from a fresh port and answers the next call there, its audio through `ear`."""
+async def answering_phone(exchange: Exchange, user: str, ear: Ear, limit: int = 40, hang_up_ms: int = 0) -> Any:
+    """`user` registers from a fresh port and answers the next call there, its audio through `ear`; with
+    `hang_up_ms` it hangs up itself that long after answering."""
     port = free_udp_port()
     await register(exchange, user, port)
-    text = scenario("callee.xml", rtp_port=ear.port)
+    if hang_up_ms:
+        text = scenario("callee_hangs_up.xml", rtp_port=ear.port, talk_ms=hang_up_ms)
+    else:
+        text = scenario("callee.xml", rtp_port=ear.port)
     ear.sipp_logs = (exchange.workdir, f"callee-{user}")
     return await start_sipp(exchange, f"callee-{user}", text, port=port, limit=limit)

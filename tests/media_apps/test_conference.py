@@ -65,3 +65,32 @@ async def test_add_then_merge_each_hears_the_others_never_itself(exchange: Excha
         for other in others:
             assert band_energy(middle, TONES[other]) > 0.2, f"{name} does not hear {other}"
         assert band_energy(middle, TONES[name]) < 0.01, f"{name} hears itself"
+
+
+async def test_added_party_hanging_up_before_the_merge_brings_back_the_first(exchange: Exchange) -> None:
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    await exchange.add_user("carol", "203")
+    ears = {name: await ear() for name in TONES}
+    try:
+        bob_phone = await answering_phone(exchange, "bob", ears["bob"])
+        carol_phone = await answering_phone(exchange, "carol", ears["carol"], hang_up_ms=1500)
+        alice_phone = await call_from_phone(
+            exchange, "alice", "202", ears["alice"], end="end_hang_up.xml", talk_ms=9000
+        )
+        await ears["bob"].connected()
+        await ears["alice"].connected()
+        await ears["alice"].press("*7203#")
+        await carol_phone.succeeded(15)  # answered, then hung up
+        ears["bob"].keep_talking(tone(TONES["bob"], 4.0))
+        await ears["alice"].wait_for_tone(TONES["bob"], limit=5)  # alice is back with bob
+        await ears["alice"].press("*8")  # nothing to merge now: the call goes on as it was
+        await asyncio.sleep(0.5)
+        await ears["alice"].wait_for_tone(TONES["bob"], limit=3)
+        await alice_phone.succeeded(20)
+        await bob_phone.succeeded(20)
+    finally:
+        for phone in ears.values():
+            phone.close()
+    call = await exchange.next_call()
+    assert call.answered
