@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, ViewportSize, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -37,7 +37,7 @@ TIMING_HEADING = "## Time to a usable overview"
 PERFORMANCE_HEADING = "## Hipper+ app"
 BUDGET_MS = 1000.0
 THROTTLE = 4
-VIEWPORT = {"width": 360, "height": 740}
+VIEWPORT: ViewportSize = {"width": 360, "height": 740}
 
 WHAT_THE_APP_DOES = (
     "The critical path is three rounds on the network: the page; every first-load module at once "

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import ConsoleMessage, Page, ViewportSize, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -21,7 +21,7 @@ from tests.web.live_server import CHROMIUM, CHROMIUM_ARGS, PASSWORD, LiveServer 
 from tests.web.screens import SCREENS  # noqa: E402
 
 OUT = ROOT / "docs" / "screens"
-VIEWPORT = {"width": 360, "height": 740}
+VIEWPORT: ViewportSize = {"width": 360, "height": 740}
 
 
 SETTLED = "document.documentElement.dataset.ready === 'true' && !document.documentElement.dataset.busy"
@@ -30,6 +30,11 @@ SETTLED = "document.documentElement.dataset.ready === 'true' && !document.docume
 def settle(page: Page) -> None:
     page.wait_for_function(SETTLED)
     page.wait_for_timeout(150)
+
+
+def console_error(message: ConsoleMessage, problems: list[str]) -> None:
+    if message.type == "error":
+        problems.append(f"console: {message.text}")
 
 
 def check(page: Page, name: str, problems: list[str]) -> None:
@@ -68,7 +73,7 @@ def main() -> None:
                         viewport=VIEWPORT, color_scheme=scheme, locale="nl-NL", device_scale_factor=1
                     )
                     page = context.new_page()
-                    page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+                    page.on("console", lambda message: console_error(message, problems))
                     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
                     page.goto(server.url + "/")
                     settle(page)

@@ -8,7 +8,7 @@ here and never shipped with the app.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from playwright.sync_api import Browser, Page
@@ -44,7 +44,9 @@ def settle(page: Page) -> None:
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
-def test_no_axe_violations_on_any_screen(browser: Browser, exchange: LiveServer, scheme: str) -> None:
+def test_no_axe_violations_on_any_screen(
+    browser: Browser, exchange: LiveServer, scheme: Literal["light", "dark"]
+) -> None:
     username = new_user(exchange, pin="2580")
     exchange.add_history(username)
     fresh = new_user(exchange)  # without a PIN: the first-run screen

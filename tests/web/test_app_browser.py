@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, FilePayload, Page, expect
 
 from tests.web.live_server import PASSWORD, LiveServer
 
@@ -483,7 +483,7 @@ def test_personal_contacts_add_import_and_delete(page: Page, exchange: LiveServe
         "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Tandarts Noord\r\nN:Noord;Tandarts;;;\r\nTEL:+31205550123\r\nEND:VCARD\r\n"
     )
     page.locator("#vcard-file").set_input_files(
-        files=[{"name": "contacts.vcf", "mimeType": "text/vcard", "buffer": vcard.encode()}]
+        files=[FilePayload(name="contacts.vcf", mimeType="text/vcard", buffer=vcard.encode())]
     )
     expect(page.get_by_role("status").filter(has_text="1 nummers geïmporteerd")).to_be_visible()
     wait_ready(page)
