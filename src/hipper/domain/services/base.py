@@ -12,12 +12,13 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
 
 from hipper.domain.context import UserContext
 from hipper.domain.errors import InvalidSetting, NotLicensed, ReadOnlySetting, StepUpRequired
+from hipper.domain.numbers import PhoneNumber
 
 
 def _printable(text: str) -> str:
@@ -143,3 +144,33 @@ def refuse_duplicates(list_field: str, numbers: Iterable[str], item_field: str =
         if number in seen:
             raise InvalidSetting(f"{list_field}.{index}.{item_field}", f"{number} is already in the list")
         seen.add(number)
+
+
+class SingleDestination(ServiceSettings):
+    """The shape of every service that sends calls to one number: forwarding, remote office, night forwarding.
+
+    Subclasses say when the destination is required and which of the user's own numbers would be a loop: all of
+    them (forwarding), or only the fixed ones (one's own mobile is a legitimate remote office or fixed-number
+    forward).
+    """
+
+    destination: PhoneNumber | None = None
+    missing_reason: ClassVar[str] = "a destination is required when forwarding is active"
+    loop_reason: ClassVar[str] = "forwarding to your own number would ring straight back to you"
+    mobile_is_a_loop: ClassVar[bool] = True
+
+    def destination_required(self) -> bool:
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _needs_destination(self) -> Self:
+        if self.destination is None and self.destination_required():
+            raise InvalidSetting("destination", self.missing_reason)
+        return self
+
+    def phone_numbers(self) -> set[str]:
+        return {self.destination} if self.destination else set()
+
+    def check(self, ctx: UserContext) -> None:
+        own = ctx.own_numbers() if self.mobile_is_a_loop else ctx.fixed_numbers()
+        refuse_own_number("destination", self.destination, own, self.loop_reason)

@@ -2,56 +2,32 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from hipper.domain.context import UserContext
-from hipper.domain.errors import InvalidSetting
-from hipper.domain.numbers import PhoneNumber
-from hipper.domain.services.base import ServiceSettings, refuse_own_number
-
-LOOP_REASON = "forwarding to your own number would ring straight back to you"
+from hipper.domain.services.base import SingleDestination
 
 
-class _Forwarding(ServiceSettings):
+class _Forwarding(SingleDestination):
     active: bool = False
-    destination: PhoneNumber | None = None
 
-    @model_validator(mode="after")
-    def _needs_destination(self) -> _Forwarding:
-        if self.active and self.destination is None:
-            raise InvalidSetting("destination", "a destination is required when forwarding is active")
-        return self
-
-    def phone_numbers(self) -> set[str]:
-        return {self.destination} if self.destination else set()
-
-    def check(self, ctx: UserContext) -> None:
-        refuse_own_number("destination", self.destination, ctx.own_numbers(), LOOP_REASON)
+    def destination_required(self) -> bool:
+        return self.active
 
 
-class CallForwardingAlways(ServiceSettings):
+class CallForwardingAlways(SingleDestination):
     """Forward every call to a number or to voicemail."""
 
     service = "call-forwarding-always"
+    missing_reason = "a destination is required when forwarding to a number"
     active: bool = False
     to_voicemail: bool = False
-    destination: PhoneNumber | None = None
     ring_splash: bool = False
 
-    @model_validator(mode="after")
-    def _needs_destination(self) -> CallForwardingAlways:
-        if self.active and not self.to_voicemail and self.destination is None:
-            raise InvalidSetting("destination", "a destination is required when forwarding to a number")
-        return self
-
-    def phone_numbers(self) -> set[str]:
-        return {self.destination} if self.destination else set()
-
-    def check(self, ctx: UserContext) -> None:
-        refuse_own_number("destination", self.destination, ctx.own_numbers(), LOOP_REASON)
+    def destination_required(self) -> bool:
+        return self.active and not self.to_voicemail
 
 
-class CallForwardingAlwaysSecondary(ServiceSettings):
+class CallForwardingAlwaysSecondary(SingleDestination):
     """Fixed-mobile: forward the fixed number while the mobile stays reachable (F2).
 
     Forwarding the fixed number to one's own mobile is legitimate; to the fixed number itself is a loop.
@@ -59,26 +35,14 @@ class CallForwardingAlwaysSecondary(ServiceSettings):
 
     service = "call-forwarding-always-secondary"
     extra_licences = frozenset({"fixed-mobile"})
+    missing_reason = "a destination is required when forwarding to a number"
+    loop_reason = "forwarding the fixed number to itself would ring straight back to it"
+    mobile_is_a_loop = False
     active: bool = False
     to_voicemail: bool = False
-    destination: PhoneNumber | None = None
 
-    @model_validator(mode="after")
-    def _needs_destination(self) -> CallForwardingAlwaysSecondary:
-        if self.active and not self.to_voicemail and self.destination is None:
-            raise InvalidSetting("destination", "a destination is required when forwarding to a number")
-        return self
-
-    def phone_numbers(self) -> set[str]:
-        return {self.destination} if self.destination else set()
-
-    def check(self, ctx: UserContext) -> None:
-        refuse_own_number(
-            "destination",
-            self.destination,
-            ctx.fixed_numbers(),
-            "forwarding the fixed number to itself would ring straight back to it",
-        )
+    def destination_required(self) -> bool:
+        return self.active and not self.to_voicemail
 
 
 class CallForwardingBusy(_Forwarding):
