@@ -76,3 +76,71 @@ async def test_concurrent_puts_of_different_services(make_user: UserFactory) -> 
     assert (await user.get("/me/services/do-not-disturb")).json()["active"] is True
     assert (await user.get("/me/services/call-waiting")).json()["active"] is False
     assert (await user.get("/me/services/anonymous")).json()["desk"] is True
+
+
+async def test_statements_per_settings_request(make_user: UserFactory, app: FastAPI) -> None:
+    # GET: the session lookup (session, user, company, department, call-center number) and the document.
+    # PUT: the same two reads (the document together with its related services), the upsert and the event.
+    user = await make_user(["full"])
+    await user.get("/me/services/do-not-disturb")  # warm: the first request may compile and connect
+    with counting_statements(app) as statements:
+        response = await user.get("/me/services/do-not-disturb")
+    assert response.status_code == 200
+    assert statements == ["SELECT", "SELECT"]
+    with counting_statements(app) as statements:
+        response = await user.put("/me/services/do-not-disturb", json={"active": True})
+    assert response.status_code == 200
+    assert sorted(statements) == ["INSERT", "INSERT", "SELECT", "SELECT"]
+    # Voicemail's rules look at call waiting: both documents are read in one statement.
+    with counting_statements(app) as statements:
+        response = await user.put("/me/services/voicemail", json={})
+    assert response.status_code == 200, response.text
+    assert statements.count("SELECT") == 2
+
+
+async def test_numbers_come_with_the_session(make_user: UserFactory, app: FastAPI) -> None:
+    # The call-center number is read in the session lookup's statement; it must still reach the numbers.
+    from hipper.store.models import CallCenter, CallCenterMember, User
+
+    user = await make_user(["full"])
+    async with app.state.hipper.sessions() as session:
+        company_id = (await session.get(User, user.id)).company_id  # type: ignore[union-attr]
+        center = CallCenter(company_id=company_id, name="Support", number="+31201234999")
+        session.add(center)
+        await session.flush()
+        session.add(CallCenterMember(call_center_id=center.id, user_id=user.id))
+        await session.commit()
+    profile = (await user.client.get("/api/v1/me", headers=user.headers)).json()
+    assert profile["numbers"]["call_center"] == "+31201234999"
+    assert profile["numbers"]["company"] == "+31201234000"
+
+
+def test_the_fast_request_line_reads_like_any_other_line() -> None:
+    # hot_line skips the standard library's record machinery; what it writes must not differ from log.info.
+    import io
+    import json
+    import logging
+
+    import structlog
+
+    from hipper import logs
+
+    fields: dict[str, Any] = {"request_id": "r1", "user_id": 7, "method": "GET", "status": 200, "token": "s3cret"}
+    for as_json in (True, False):
+        stream = io.StringIO()
+        logs.configure("INFO", json=as_json, stream=stream)
+        try:
+            structlog.get_logger("hipper.http").info("request", **fields)
+            assert logs.hot_line(logging.getLogger("hipper.http"), "request", **fields)
+            logs.configure("WARNING", json=as_json, stream=stream)
+            assert logs.hot_line(logging.getLogger("hipper.http"), "request", **fields)  # below the level
+        finally:
+            logs.configure("WARNING", json=True)
+        ordinary, fast = stream.getvalue().splitlines()
+        assert "s3cret" not in fast
+        if as_json:
+            ordinary_fields, fast_fields = json.loads(ordinary), json.loads(fast)
+            assert ordinary_fields.pop("timestamp") and fast_fields.pop("timestamp")
+            assert list(fast_fields.items()) == list(ordinary_fields.items())
+        else:
+            assert ordinary.split(" ", 1)[1] == fast.split(" ", 1)[1]  # all but the timestamp

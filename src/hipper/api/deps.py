@@ -14,7 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.api.state import AppState
+from hipper.domain.context import UserContext
 from hipper.store.models import AuthSession, Company, Group, User
+from hipper.store.users import call_center_number_of, context_from, numbers_from
 
 bearer = HTTPBearer(auto_error=False, description="The session token from POST /api/v1/auth/login")
 
@@ -46,6 +48,17 @@ class Authenticated:
     # Held so they stay in the session's identity map (it keeps only weak references) for the request.
     company: Company | None = None
     group: Group | None = None
+    # The user's first call-center number (SPEC A4), read with the session: None when there is none.
+    call_center_number: str | None = None
+
+    @property
+    def numbers(self) -> dict[str, str]:
+        """The user's numbers by kind, from what the session lookup read (no further query)."""
+        return numbers_from(self.user, self.company, self.group, self.call_center_number)
+
+    @property
+    def context(self) -> UserContext:
+        return context_from(self.user, self.numbers)
 
     @property
     def stepped_up(self) -> bool:
@@ -58,9 +71,11 @@ async def lookup(session: AsyncSession, token: str) -> Authenticated | None:
     # The user's company and department come along in the same query: most requests need their numbers
     # (store.users.numbers_of), and `session.get` then finds them in the identity map instead of asking the
     # database again — one round trip less per request (docs/performance.md).
+    # The call-center number rides along as a scalar subquery, so a settings GET needs only this statement and
+    # the document's: session, user, company, department and every number in one round trip.
     row = (
         await session.execute(
-            select(AuthSession, User, Company, Group)
+            select(AuthSession, User, Company, Group, call_center_number_of(AuthSession.user_id))
             .join(User, User.id == AuthSession.user_id)
             .outerjoin(Company, Company.id == User.company_id)
             .outerjoin(Group, Group.id == User.group_id)
@@ -69,7 +84,7 @@ async def lookup(session: AsyncSession, token: str) -> Authenticated | None:
     ).one_or_none()
     if row is None or as_utc(row[0].expires_at) <= datetime.now(UTC):
         return None
-    return Authenticated(user=row[1], auth_session=row[0], company=row[2], group=row[3])
+    return Authenticated(user=row[1], auth_session=row[0], company=row[2], group=row[3], call_center_number=row[4])
 
 
 def not_logged_in(reason: str) -> HTTPException:

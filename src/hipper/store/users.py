@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import ScalarSelect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.domain.context import UserContext
@@ -13,39 +15,49 @@ async def by_username(session: AsyncSession, username: str) -> User | None:
     return (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
 
 
-async def numbers_of(session: AsyncSession, user: User) -> dict[str, str]:
+def call_center_number_of(user_id: Any) -> ScalarSelect[str | None]:
+    """The number of the user's first call center that has one, as a scalar subquery (`user_id` a column or value)."""
+    return (
+        select(CallCenter.number)
+        .join(CallCenterMember, CallCenterMember.call_center_id == CallCenter.id)
+        .where(CallCenterMember.user_id == user_id, CallCenter.number.is_not(None))
+        .order_by(CallCenter.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def numbers_from(
+    user: User, company: Company | None, group: Group | None, call_center_number: str | None
+) -> dict[str, str]:
     """Every number of the user by kind (SPEC A4): company, direct, department, mobile, call center."""
     numbers: dict[str, str] = {}
-    if user.company_id is not None:
-        company = await session.get(Company, user.company_id)
-        if company is not None and company.number:
-            numbers["company"] = company.number
+    if company is not None and company.number:
+        numbers["company"] = company.number
     if user.direct_number:
         numbers["direct"] = user.direct_number
-    if user.group_id is not None:
-        group = await session.get(Group, user.group_id)
-        if group is not None and group.number:
-            numbers["department"] = group.number
+    if group is not None and group.number:
+        numbers["department"] = group.number
     if user.mobile_number:
         numbers["mobile"] = user.mobile_number
-    call_center_number = (
-        await session.execute(
-            select(CallCenter.number)
-            .join(CallCenterMember, CallCenterMember.call_center_id == CallCenter.id)
-            .where(CallCenterMember.user_id == user.id, CallCenter.number.is_not(None))
-            .order_by(CallCenter.id)
-            .limit(1)
-        )
-    ).scalar_one_or_none()
     if call_center_number:
         numbers["call_center"] = call_center_number
     return numbers
 
 
-async def context_of(session: AsyncSession, user: User) -> UserContext:
+async def numbers_of(session: AsyncSession, user: User) -> dict[str, str]:
+    """Every number of the user by kind (SPEC A4), read from the database."""
+    company = await session.get(Company, user.company_id) if user.company_id is not None else None
+    group = await session.get(Group, user.group_id) if user.group_id is not None else None
+    call_center_number = (await session.execute(select(call_center_number_of(user.id)))).scalar_one_or_none()
+    return numbers_from(user, company, group, call_center_number)
+
+
+def context_from(user: User, numbers: dict[str, str]) -> UserContext:
     return UserContext(
-        user_id=user.id,
-        extension=user.extension,
-        numbers=await numbers_of(session, user),
-        licences=frozenset(user.licences or ()),
+        user_id=user.id, extension=user.extension, numbers=numbers, licences=frozenset(user.licences or ())
     )
+
+
+async def context_of(session: AsyncSession, user: User) -> UserContext:
+    return context_from(user, await numbers_of(session, user))

@@ -9,7 +9,6 @@ from sqlalchemy import func, select
 from hipper.api.deps import CurrentUser, Session
 from hipper.domain.licences import licensed_services
 from hipper.store.models import Voicemail
-from hipper.store.users import numbers_of
 
 router = APIRouter(prefix="/me", tags=["profile"])
 
@@ -45,7 +44,7 @@ async def profile(auth: CurrentUser, session: Session) -> Profile:
         last_name=user.last_name,
         email=user.email,
         extension=user.extension,
-        numbers=await numbers_of(session, user),
+        numbers=auth.numbers,
         licences=sorted(licences),
         services=licensed_services(licences),
         pin_set=user.pin_hash is not None,

@@ -17,7 +17,6 @@ from hipper.domain.context import UserContext
 from hipper.domain.licences import licensed_services
 from hipper.domain.services import SERVICES, CallCenterAgent, ServiceSettings, change, ensure_licensed
 from hipper.store import service_settings
-from hipper.store.users import context_of
 
 # Services whose routes live in their own module.
 OWN_ROUTES = frozenset({CallCenterAgent.service})
@@ -53,12 +52,12 @@ def _add_routes(settings_class: type[ServiceSettings]) -> None:
     doc = (settings_class.__doc__ or "").strip()
 
     async def read(auth: CurrentUser, session: Session) -> Any:
-        ctx = await context_of(session, auth.user)
+        ctx = auth.context
         ensure_licensed(settings_class, ctx)
         return await service_settings.load(session, auth.user.id, settings_class)
 
     async def write(body: ServiceSettings | dict[str, Any], auth: CurrentUser, session: Session, state: State) -> Any:
-        ctx = await context_of(session, auth.user)
+        ctx = auth.context
         ensure_licensed(settings_class, ctx)
         current, related = await current_and_related(session, auth.user.id, settings_class, ctx)
         proposed = body if isinstance(body, dict) else body.model_dump(mode="json", exclude_unset=True)
