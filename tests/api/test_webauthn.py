@@ -235,3 +235,42 @@ async def test_other_users_passkeys_are_invisible_and_unusable(make_user: UserFa
     assert (await owner.delete(f"/me/passkeys/{created['id']}")).status_code == 204
     assert (await owner.get("/me/passkeys")).json()["enabled"] is False
     assert (await owner.post("/auth/passkeys/step-up/options")).status_code == 409
+
+
+GARBAGE: list[Any] = [
+    {},
+    {"id": 1},
+    {"id": "x", "response": "not an object"},
+    {"id": "x", "rawId": "!!!", "type": "public-key", "response": {"clientDataJSON": "abc", "attestationObject": "zz"}},
+    {"id": "AAAA", "rawId": "AAAA", "type": "public-key", "response": {"clientDataJSON": b64url(b"{}")}},
+    {
+        "id": "AAAA",
+        "rawId": "AAAA",
+        "type": "nope",
+        "response": {"clientDataJSON": b64url(b"[1]"), "attestationObject": b64url(b"\xff")},
+    },
+    {
+        "id": "AAAA",
+        "rawId": "AAAA",
+        "type": "public-key",
+        "response": {"clientDataJSON": b64url(b"\xff\xfe"), "authenticatorData": "", "signature": ""},
+    },
+    {"id": ["a"], "rawId": None, "response": None},
+]
+
+
+async def test_malformed_credentials_are_refused_with_a_400(make_user: UserFactory) -> None:
+    user = await make_user()
+    await register(user, SoftAuthenticator())
+    for garbage in GARBAGE:
+        await user.step_up()
+        await user.post("/auth/passkeys/register/options")
+        registered = await user.post("/auth/passkeys/register", json={"credential": garbage})
+        assert registered.status_code == 400, (garbage, registered.text)
+        await user.post("/auth/passkeys/step-up/options")
+        stepped = await user.post("/auth/passkeys/step-up", json={"credential": garbage})
+        assert stepped.status_code == 400, (garbage, stepped.text)
+    # Not a JSON object at all: the request model says which field.
+    wrong = await user.post("/auth/passkeys/step-up", json={"credential": "text"})
+    assert wrong.status_code == 422
+    assert wrong.json()["detail"][0]["loc"][-1] == "credential"
