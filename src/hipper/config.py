@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     # Unsolicited message-summary NOTIFY (RFC 3842 §3) to registered phones that do not subscribe.
     mwi_unsolicited: bool = False
     mwi_subscription_seconds: int = 3600
+    # Calls placed from the app "via the exchange" (SPEC D9): the number the user's mobile calls (empty: that
+    # method is unavailable), and how long after the app's request such a call is connected to the number.
+    call_access_number: str = ""
+    call_access_seconds: float = 30.0
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -95,6 +95,7 @@ async def serve(settings: Settings) -> None:
         asyncio.create_task(purge_registrations(stack.registrar.locations)),
     ]
     calls = await start_call_processing(settings, stack, state.sessions)
+    app.state.calls = calls  # the API lists and ends the user's live calls (api/routers/calls.py)
     try:
         await server.serve()
     finally:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from hipper.apps.click_to_dial import AppCalls
 from hipper.apps.directory import mobile_user, user_row
 from hipper.apps.executor import Call, CallerInfo, CallSummary
 from hipper.apps.legs import CalleeLeg, CallerLeg, Leg
@@ -68,6 +69,7 @@ class B2bua:
         self._tasks: set[asyncio.Task[None]] = set()
         self._events_task: asyncio.Task[None] | None = None
         self.mwi = Mwi(self)
+        self.app_calls = AppCalls(self)  # calls placed from the app (apps/click_to_dial.py)
 
     async def start(self) -> None:
         self._events_task = asyncio.get_running_loop().create_task(self._media_events())

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from hipper.apps import voicemail_menu
+from hipper.apps import click_to_dial, voicemail_menu
 from hipper.apps.directory import Callee, resolve
 from hipper.apps.legs import CalleeLeg, CallerLeg, Leg, contact_header
 from hipper.apps.peers import diversion_headers, diversions_so_far, identity_headers
@@ -434,6 +434,8 @@ class Call:
         dialled = request.uri.user or request.to.uri.user or ""
         if await voicemail_menu.handles(self, dialled):
             return  # the voicemail access code / number: listening by phone (apps/voicemail_menu.py)
+        if await click_to_dial.handles(self, dialled):
+            return  # the access number of a call placed from the app "via the exchange" (apps/click_to_dial.py)
         async with self.b2bua.sessions() as session:
             resolved = await resolve(session, dialled, self.caller.company_id, self.settings.default_region)
         if self.caller.user_id is not None:

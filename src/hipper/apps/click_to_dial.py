@@ -1,0 +1,448 @@
+"""Calls placed from the app, which is a remote control for the exchange (SPEC D1/D2/D9).
+
+- **callback** ("the exchange calls you back"): ring the user's chosen phone first; when it answers, call the
+  number and bridge the two (third-party call control as RFC 3725 flow I would do it, but inside the B2BUA: each
+  leg has its own anchored media endpoint, so both legs simply get our SDP and the engine connects them).
+- **via_exchange**: the app arms the access number for the user for a short window; a call from the user's own
+  mobile (arriving from the mobile network peer) to that number within the window is connected to the number.
+- **via_mobile**: nothing happens here; the app uses the phone's dialer and the exchange applies SPEC G3.
+
+`AppCalls` lives on the B2BUA (one per node) and is what the API reads for the user's live calls and ends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import secrets
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal, TypeVar, cast
+
+from hipper.apps.legs import CalleeLeg, Leg, contact_header
+from hipper.apps.peers import identity_headers
+from hipper.domain.outgoing import CallerIdentity
+from hipper.media.engine import (
+    Connect,
+    CreateEndpoint,
+    EndpointCreated,
+    MediaError,
+    Play,
+    Release,
+    SessionUpdated,
+    SetRemoteSdp,
+)
+from hipper.media.prompts import tone_path
+from hipper.sip.message import URI, NameAddr, ParseError, Response
+from hipper.sip.transaction import ServerTransaction
+from hipper.sip.transport import Peer
+from hipper.store import call_logs
+from hipper.store.events import add_event
+from hipper.store.registrations import LocationStore
+
+if TYPE_CHECKING:
+    from hipper.apps.b2bua import B2bua
+    from hipper.apps.executor import Call
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+CallState = Literal["ringing", "active"]
+# How long the user's own phone rings for a callback before the exchange gives up (they walked away).
+CALLBACK_RING_RINGS = 6
+# The far end of a callback rings at most this long (the user hears ringback meanwhile and can hang up).
+FAR_END_RING_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class LiveCall:
+    """One of a user's calls as the app lists it."""
+
+    id: str
+    direction: Literal["outgoing", "incoming"]
+    remote_number: str
+    state: CallState
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class Armed:
+    """An access-number call the app announced: the user's mobile may call in until `expires` (loop time)."""
+
+    user_id: int
+    to: str
+    identity: CallerIdentity
+    expires: float
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one branch of a callback rings."""
+
+    uri: URI
+    peer: Peer
+    label: str
+
+
+def call_key(call_id: str) -> str:
+    """A URL-safe id for a B2BUA call (the SIP Call-ID may hold '@' and is the callers' to choose)."""
+    return hashlib.sha256(call_id.encode()).hexdigest()[:16]
+
+
+class AppCalls:
+    """The callbacks in progress and the armed access-number calls of this node."""
+
+    def __init__(self, b2bua: B2bua) -> None:
+        self.b2bua = b2bua
+        self.callbacks: dict[str, Callback] = {}
+        self.armed: dict[int, Armed] = {}
+
+    # -- via the exchange -----------------------------------------------------------------------------------
+
+    def arm(self, user_id: int, to: str, identity: CallerIdentity) -> None:
+        """A newer request replaces the user's earlier one: the app shows only the latest number to call."""
+        expires = asyncio.get_running_loop().time() + self.b2bua.settings.call_access_seconds
+        self.armed[user_id] = Armed(user_id, to, identity, expires)
+
+    def claim(self, user_id: int) -> Armed | None:
+        armed = self.armed.pop(user_id, None)
+        if armed is None or armed.expires < asyncio.get_running_loop().time():
+            return None
+        return armed
+
+    # -- callback ---------------------------------------------------------------------------------------------
+
+    async def user_targets(self, user_id: int, device: str, number: str | None) -> list[Target]:
+        """The phone(s) a callback rings first: registered desk phones, the handset, or the remote office."""
+        peers = self.b2bua.peers
+        if device == "desk":
+            targets = []
+            for binding in await LocationStore(self.b2bua.sessions).for_user(user_id):
+                try:
+                    targets.append(Target(URI.parse(binding.contact), Peer.parse(binding.source), "desk"))
+                except (ParseError, ValueError):
+                    continue
+            return targets
+        if number is None:
+            return []
+        where = peers.handset_uri(number) if device == "mobile" else peers.trunk_uri(number)
+        return [] if where is None else [Target(where[0], where[1], device)]
+
+    def start_callback(
+        self, user_id: int, user_number: str, to: str, identity: CallerIdentity, targets: list[Target]
+    ) -> Callback:
+        callback = Callback(self, user_id, user_number, to, identity, targets)
+        self.callbacks[callback.id] = callback
+        self.b2bua.spawn(callback.run())
+        return callback
+
+    # -- what the API reads -------------------------------------------------------------------------------------
+
+    def live(self, user_id: int) -> list[LiveCall]:
+        found = [c.live() for c in self.callbacks.values() if c.user_id == user_id]
+        for call in self.b2bua.calls:
+            live = _live_call(call, user_id)
+            if live is not None:
+                found.append(live)
+        return sorted(found, key=lambda c: c.started_at)
+
+    def hang_up(self, user_id: int, call_id: str) -> bool:
+        """End one of the user's calls (BYE or CANCEL on every leg); False when it is not theirs or gone."""
+        callback = self.callbacks.get(call_id)
+        if callback is not None and callback.user_id == user_id:
+            callback.over.set()
+            return True
+        for call in self.b2bua.calls:
+            if call_key(call.call_id) == call_id and _live_call(call, user_id) is not None:
+                call.fail(487, "Request Terminated")  # answered already: the call's teardown BYEs both legs
+                return True
+        return False
+
+
+def _live_call(call: Call, user_id: int) -> LiveCall | None:
+    state: CallState = "ringing" if call.answered_at is None else "active"
+    if call.caller.user_id == user_id:
+        remote = call.placed.remote_number if call.placed is not None else ""
+        return LiveCall(call_key(call.call_id), "outgoing", remote, state, call.started_at)
+    connected = call.connected
+    ringing = call.answered_at is None and any(p.user_id == user_id for p in call.parties)
+    if (connected is not None and connected.user_id == user_id) or ringing:
+        return LiveCall(call_key(call.call_id), "incoming", call.caller.number or "", state, call.started_at)
+    return None
+
+
+async def handles(call: Call, dialled: str) -> bool:
+    """Whether `dialled` is the access number; if so the call is handled here (connected or refused)."""
+    from hipper.apps.executor import Branch, Party  # here: the executor imports this module
+
+    settings = call.settings
+    access = settings.call_access_number
+    if not access or dialled not in (access, access.lstrip("+")):
+        return False
+    b2bua = call.b2bua
+    user_id = call.caller.user_id
+    armed = b2bua.app_calls.claim(user_id) if call.caller.origin == "mobile" and user_id is not None else None
+    if armed is None:
+        # Nobody announced this call from the app (or the window passed): the number leads nowhere by itself.
+        call.fail(403, "No call announced from the app")
+        return True
+    call.placed = Party(armed.user_id, "placed", armed.to, local_identity=armed.identity.number)
+    trunk = b2bua.peers.trunk_uri(armed.to)
+    if trunk is None:
+        call.fail(503, "No trunk configured")
+        return True
+    from_, headers = identity_headers(armed.identity, settings.sip_realm, trusted=b2bua.peers.trunk_trusted)
+    branch = Branch(trunk[0], trunk[1], b2bua.peers.address(armed.to), "access-number")
+    await publish(b2bua, armed.user_id, "call.started", {"id": call_key(call.call_id), "to": armed.to})
+    result = await call.ring([branch], None, max(1, call.incoming_max_forwards() - 1), tuple(headers), from_)
+    if result.outcome == "answered":
+        await call.over.wait()
+    else:
+        call.placed.outcome.append(result.outcome)
+        call.fail(result.status or 480)
+    await publish(b2bua, armed.user_id, "call.ended", {"id": call_key(call.call_id), "to": armed.to})
+    return True
+
+
+async def publish(b2bua: B2bua, user_id: int, type_: str, payload: dict[str, object]) -> None:
+    """An outbox event for the user's app (SPEC D3); the API's event hub finds it on its next poll."""
+    try:
+        async with b2bua.sessions() as session:
+            add_event(session, user_id, type_, payload)
+            await session.commit()
+    except Exception:  # a database hiccup must not break the call itself
+        log.exception("click_to_dial.event_failed", extra={"user_id": user_id, "type": type_})
+
+
+class Callback:
+    """One callback: the user's leg (rung first), then the far leg, bridged through two media endpoints.
+
+    It stands in for the executor's `Call` toward its legs, which use only `b2bua`, `in_dialog` and `leg_gone`.
+    """
+
+    def __init__(
+        self, calls: AppCalls, user_id: int, user_number: str, to: str, identity: CallerIdentity, targets: list[Target]
+    ) -> None:
+        self.calls = calls
+        self.b2bua = calls.b2bua
+        self.settings = calls.b2bua.settings
+        self.id = secrets.token_hex(8)
+        self.user_id = user_id
+        self.user_number = user_number
+        self.to = to
+        self.identity = identity
+        self.targets = targets
+        self.state: CallState = "ringing"
+        self.started_at = datetime.now(UTC)
+        self.answered_at: datetime | None = None
+        self.outcome = "cancelled"
+        self.over = asyncio.Event()
+        self.legs: list[CalleeLeg] = []
+        self.user_leg: CalleeLeg | None = None
+        self.far_leg: CalleeLeg | None = None
+        self.endpoints: set[str] = set()
+        self.on_call = False
+
+    def live(self) -> LiveCall:
+        return LiveCall(self.id, "outgoing", self.to, self.state, self.started_at)
+
+    # -- what the legs and the B2BUA call ----------------------------------------------------------------------
+
+    def in_dialog(self, leg: Leg, tx: ServerTransaction) -> None:
+        request = tx.request
+        if leg.dialog is not None and not leg.dialog.accept_remote_cseq(request):
+            tx.respond(tx.response(500, "Out of order CSeq"))
+            return
+        if request.method == "BYE":
+            tx.respond(tx.response(200))
+            leg.ended = True
+            self.leg_gone(leg)
+        elif request.method in ("INVITE", "UPDATE"):
+            self.b2bua.spawn(self._renegotiate(leg, tx))
+        else:
+            tx.respond(tx.response(200))
+
+    def leg_gone(self, leg: Leg) -> None:
+        if leg is self.user_leg or leg is self.far_leg:
+            self.over.set()
+
+    async def _renegotiate(self, leg: Leg, tx: ServerTransaction) -> None:
+        """Hold, resume, a moved phone: answered from this leg's own endpoint (as the executor does)."""
+        body = tx.request.body.decode(errors="replace")
+        if not body.strip() or leg.endpoint_id is None:
+            tx.respond(tx.response(488, "Offer Required"))
+            return
+        try:
+            updated = await self.b2bua.media.execute(SetRemoteSdp(leg.endpoint_id, body))
+        except MediaError:
+            tx.respond(tx.response(488))
+            return
+        assert isinstance(updated, SessionUpdated)
+        response = tx.response(200, body=(updated.local_sdp or "").encode())
+        response.headers.add("Contact", contact_header(self.b2bua.stack, leg.peer.transport))
+        if updated.local_sdp:
+            response.headers.add("Content-Type", "application/sdp")
+        tx.respond(response)
+
+    # -- the flow ---------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        except Exception:
+            log.exception("click_to_dial.failed", extra={"id": self.id})
+            self.outcome = "failed"
+        finally:
+            self.over.set()
+            await self._teardown()
+            await self._write_log()
+            self.calls.callbacks.pop(self.id, None)
+            await publish(self.b2bua, self.user_id, "call.ended", {"id": self.id, "to": self.to})
+
+    async def _run(self) -> None:
+        peers = self.b2bua.peers
+        # The user's phone shows whom the exchange is about to call for them.
+        shown = NameAddr(URI("sip", self.settings.sip_realm, user=self.to), "")
+        ring_limit = float(self.settings.seconds_per_ring * CALLBACK_RING_RINGS)
+        self.user_leg = await self._ring(self.targets, shown, peers.address(self.user_number), [], ring_limit)
+        if self.user_leg is None:
+            self.outcome = "cancelled" if self.over.is_set() else "not-answered"
+            return
+        assert self.user_leg.endpoint_id is not None
+        # The user listens to ringback while the far end is called (the engine's tone, anchored on their leg).
+        with contextlib.suppress(MediaError):
+            await self.b2bua.media.execute(Play(self.user_leg.endpoint_id, (tone_path("ringback"),), loop=True))
+        trunk = peers.trunk_uri(self.to)
+        if trunk is None:
+            self.outcome = "failed"
+            return
+        from_, headers = identity_headers(self.identity, self.settings.sip_realm, trusted=peers.trunk_trusted)
+        far = Target(trunk[0], trunk[1], "trunk")
+        self.far_leg = await self._ring([far], from_, peers.address(self.to), headers, FAR_END_RING_SECONDS)
+        if self.far_leg is None:
+            if not self.over.is_set():
+                self.outcome = "not-answered"
+            return
+        assert self.far_leg.endpoint_id is not None
+        await self.b2bua.media.execute(Connect(self.user_leg.endpoint_id, self.far_leg.endpoint_id))
+        self.answered_at = datetime.now(UTC)
+        self.state = "active"
+        self.outcome = "answered"
+        self.on_call = True
+        self.b2bua.on_call_started(self.user_id)  # a second call to the user finds them busy (or waiting)
+        log.info("click_to_dial.connected", extra={"id": self.id})
+        await self.over.wait()
+
+    async def _ring(
+        self, targets: list[Target], from_: NameAddr, to: NameAddr, headers: list[tuple[str, str]], limit: float
+    ) -> CalleeLeg | None:
+        """Fork to `targets`; the first 2xx with usable SDP wins, the others are cancelled."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[CalleeLeg, Response]] = asyncio.Queue()
+        legs: list[CalleeLeg] = []
+        for target in targets:
+            created = await self.b2bua.media.execute(CreateEndpoint())
+            assert isinstance(created, EndpointCreated)
+            self.endpoints.add(created.endpoint_id)
+            # The legs are typed for the executor's Call; a Callback offers the same three things they use.
+            leg = CalleeLeg(
+                self.b2bua.stack, cast("Call", self), peer=target.peer, uri=target.uri, from_=from_, to=to,
+                label=target.label,
+            )  # fmt: skip
+            leg.endpoint_id = created.endpoint_id
+            leg.listener = lambda leg, response: queue.put_nowait((leg, response))
+            leg.start(created.local_sdp, headers, provisional_timeout=self.settings.branch_provisional_seconds)
+            legs.append(leg)
+            self.legs.append(leg)
+        pending = set(legs)
+        winner: CalleeLeg | None = None
+        deadline = loop.time() + limit
+        try:
+            while pending and winner is None:
+                item = await self._race(queue.get(), max(0.0, deadline - loop.time()))
+                if item is None:
+                    break
+                leg, response = item
+                if leg not in pending or response.status < 200:
+                    continue
+                if response.status >= 300:
+                    pending.discard(leg)
+                    continue
+                try:
+                    body = response.body.decode(errors="replace")
+                    await self.b2bua.media.execute(SetRemoteSdp(leg.endpoint_id or "", body))
+                except MediaError:
+                    pending.discard(leg)
+                    self.b2bua.spawn(leg.bye())
+                    continue
+                winner = leg
+        finally:
+            for leg in legs:
+                if leg is winner:
+                    continue
+                if leg.status is None:
+                    leg.cancel()  # the transaction sends it once a 1xx came (§9.1)
+                elif 200 <= leg.status < 300 and not leg.ended:
+                    self.b2bua.spawn(leg.bye())
+                self.b2bua.spawn(self._release(leg.endpoint_id))
+        return winner
+
+    async def _race(self, awaitable: Awaitable[T], limit: float) -> T | None:
+        """`awaitable`'s result, or None when the call is over (hung up) or `limit` seconds pass first."""
+        task = asyncio.ensure_future(awaitable)
+        over = asyncio.ensure_future(self.over.wait())
+        try:
+            done, _ = await asyncio.wait({task, over}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pending in (task, over):
+                if not pending.done():
+                    pending.cancel()
+        if task in done and not task.cancelled():
+            return task.result()
+        return None
+
+    async def _release(self, endpoint_id: str | None) -> None:
+        if endpoint_id is None or endpoint_id not in self.endpoints:
+            return
+        self.endpoints.discard(endpoint_id)
+        with contextlib.suppress(MediaError):
+            await self.b2bua.media.execute(Release(endpoint_id))
+
+    async def _teardown(self) -> None:
+        endings = []
+        for leg in self.legs:
+            if leg.status is None:
+                leg.cancel()
+            elif 200 <= leg.status < 300 and not leg.ended:
+                endings.append(leg.bye())
+        if endings:
+            await asyncio.gather(*endings, return_exceptions=True)
+        for endpoint_id in list(self.endpoints):
+            await self._release(endpoint_id)
+        for key in [key for key, leg in self.b2bua.legs.items() if leg in self.legs]:
+            del self.b2bua.legs[key]
+        if self.on_call:
+            self.b2bua.on_call_ended(self.user_id)
+            self.on_call = False
+
+    async def _write_log(self) -> None:
+        try:
+            async with self.b2bua.sessions() as session:
+                await call_logs.record_call(
+                    session,
+                    self.user_id,
+                    kind="placed",
+                    started_at=self.started_at,
+                    call_id=self.id,
+                    remote_number=self.to[:64],
+                    local_identity=self.identity.number[:64],
+                    answered_at=self.answered_at,
+                    ended_at=datetime.now(UTC),
+                    outcome=f"callback, {self.outcome}"[:40],
+                )
+                await session.commit()
+        except Exception:
+            log.exception("click_to_dial.log_failed", extra={"id": self.id})
