@@ -8,11 +8,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
-from hipper.api.deps import CurrentUser, Session
+from hipper.api.deps import CurrentUser, Session, State
 from hipper.domain.errors import InvalidSetting
 from hipper.domain.numbers import NumberError, normalise
 from hipper.domain.outgoing import CallerIdentity, IdentityKind, PlacedCall, outgoing_identity
-from hipper.domain.routing import IncomingCall, RoutingPlan, plan_incoming
+from hipper.domain.routing import IncomingCall, RoutingPlan, RoutingRules, plan_incoming
 from hipper.store.user_state import is_colleague, load_user_state
 
 router = APIRouter(prefix="/me/routing", tags=["routing"])
@@ -33,6 +33,7 @@ def _invalid(field: str, message: str) -> HTTPException:
 async def explain(
     auth: CurrentUser,
     session: Session,
+    app: State,
     caller: Annotated[str | None, Query(description="The caller's number; omit for an anonymous caller")] = None,
     at: Annotated[datetime | None, Query(description="When the call comes in (ISO 8601); default now")] = None,
     called: Annotated[Literal["fixed", "mobile"], Query(description="Which of your numbers is called")] = "fixed",
@@ -54,7 +55,9 @@ async def explain(
     state = await load_user_state(session, user, real_now, on_call=on_call)
     if called == "mobile" and (state.mobile_number is None or "fixed-mobile" not in state.licences):
         raise _invalid("called", "calls to your mobile number pass through the exchange only with fixed-mobile")
-    plan = plan_incoming(IncomingCall(caller=caller_number, called=called), state, moment)
+    # The exchange's own ring length, so the timeouts shown are the ones a real call gets.
+    rules = RoutingRules(seconds_per_ring=app.settings.seconds_per_ring)
+    plan = plan_incoming(IncomingCall(caller=caller_number, called=called), state, moment, rules)
     return Explanation(plan=plan, summary=plan.describe())
 
 
