@@ -127,6 +127,15 @@ class Ear:
                 await asyncio.sleep(0.05)
 
 
+def tone_heard(audio: Pcm, frequency: float) -> bool:
+    """Whether some 200 ms of `audio` is mostly `frequency` (speech has energy there too, but never that pure)."""
+    for start in range(0, len(audio) - 1600 + 1, 400):
+        window = audio[start : start + 1600]
+        if rms(window) > 300 and band_energy(window, frequency) > 0.6:
+            return True
+    return False
+
+
 def silence(seconds: float) -> Pcm:
     return np.zeros(int(8000 * seconds), dtype=np.int16)
 

@@ -16,7 +16,7 @@ from hipper.passwords import Hasher
 from hipper.store import media_files, voicemails
 from hipper.store.models import User, Voicemail
 from tests.calls.conftest import Exchange
-from tests.media_apps.conftest import band_energy, call_from_phone, call_from_trunk, ear, rms
+from tests.media_apps.conftest import band_energy, call_from_phone, call_from_trunk, ear, rms, tone_heard
 
 pytestmark = pytest.mark.sip
 
@@ -82,7 +82,7 @@ async def test_from_outside_with_mailbox_and_pin_after_a_wrong_pin(exchange: Exc
         await caller.press("0201234102#")
         await caller.press("1111#")  # wrong
         await asyncio.sleep(0.5)
-        assert band_energy(caller.audio(), 700.0) < 0.05
+        assert not tone_heard(caller.audio(), 700.0)
         await asyncio.sleep(3.5)  # "That PIN is not correct", then the mailbox prompt again
         await caller.press("0201234102#")
         await caller.press("2580#")
@@ -94,3 +94,34 @@ async def test_from_outside_with_mailbox_and_pin_after_a_wrong_pin(exchange: Exc
     await exchange.next_call()
     left = await rows(exchange, "bob")
     assert len(left) == 1 and not next(iter(left.values())).heard  # only listened to, not saved
+
+
+async def test_a_locked_pin_opens_nothing_even_when_right(exchange: Exchange) -> None:
+    exchange.settings.voicemail_number = "+31201234999"
+    await exchange.add_user("bob", "202", direct="+31201234102")
+    locked_until = datetime.now(UTC) + timedelta(minutes=15)
+    async with exchange.sessions() as session:
+        user = await session.get(User, exchange.users["bob"])
+        assert user is not None
+        user.pin_hash = Hasher(1, 1024).hash_sync("2580")
+        user.pin_locked_until = locked_until  # e.g. after wrong PINs in the app or by phone
+        await session.commit()
+    await leave(exchange, "bob", 700.0, minutes_ago=1)
+    caller = await ear()
+    try:
+        sipp = await call_from_trunk(
+            exchange, "+31611112222", "+31201234999", caller, end="end_hang_up.xml", talk_ms=12000
+        )
+        await caller.connected()
+        await caller.press("0201234102#")
+        await caller.press("2580#")  # right, but locked
+        await sipp.succeeded(20)
+    finally:
+        caller.close()
+    await exchange.next_call()
+    heard = caller.audio()
+    assert rms(heard) > 300  # prompts were heard ...
+    assert not tone_heard(heard, 700.0)  # ... but never the message
+    async with exchange.sessions() as session:
+        user = await session.get(User, exchange.users["bob"])
+        assert user is not None and user.pin_locked_until is not None

@@ -4,7 +4,8 @@
   device's digest login already proves who it is.
 - From outside (the trunk or a mobile), dial the voicemail number (`voicemail_number`): the mailbox (the user's
   direct number or mobile number, as dialled in the country) then #, then the PIN then #. Three wrong tries end
-  the call.
+  the call; wrong PINs count against the user like the app's PIN (`pin_attempts`, then locked for
+  `pin_lockout_seconds`). Users without the voicemail licence have no mailbox here.
 
 Then: "You have N new messages (and M saved messages)"; the new messages play oldest first, then the saved ones,
 each as "Message received on <date> at <time>", the message, and the choices:
@@ -21,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from hipper.apps.directory import resolve
+from hipper.domain.licences import licensed_services
 from hipper.media.engine import Disconnect, DtmfReceived, MediaError, PlaybackFinished
 from hipper.media.prompts import say_datetime, sentence, voicemail_count
 from hipper.passwords import Hasher
@@ -40,6 +42,7 @@ log = logging.getLogger(__name__)
 
 KEY_WAIT_SECONDS = 10.0  # after the choices, how long we wait for a key before ending
 DIGIT_GAP_SECONDS = 5.0  # between the digits of a mailbox number or PIN
+LICENCE = "voicemail"
 PROMPT_LIMIT_SECONDS = 300.0  # a message plays at most this long (longest voicemail plus the prompts)
 LOGIN_TRIES = 3
 MAX_DIGITS = 20
@@ -174,12 +177,37 @@ async def listen(call: Call, user_id: int) -> None:
     call.over.set()
 
 
-async def _mailbox_owner(call: Call, mailbox: str) -> User | None:
+async def _login(call: Call, hasher: Hasher, mailbox: str, pin: str) -> int | None:
+    """The mailbox owner's id when the PIN is right. Wrong PINs count on the user like the app's PIN step-up
+    (`pin_attempts` within the lockout lock the PIN for `pin_lockout_seconds`, on every node); a locked PIN
+    fails even when right. An unknown mailbox costs the same hashing time as a known one."""
+    settings = call.settings
     async with call.b2bua.sessions() as session:
-        resolved = await resolve(session, mailbox, None, call.settings.default_region)
-        if resolved.kind != "user" or resolved.callee is None:
+        resolved = await resolve(session, mailbox, None, settings.default_region) if mailbox else None
+        owner = None
+        if resolved is not None and resolved.kind == "user" and resolved.callee is not None:
+            owner = await session.get(User, resolved.callee.user_id)
+        licensed = owner is not None and LICENCE in licensed_services(frozenset(owner.licences or ()))
+        now = datetime.now(UTC)
+        locked_until = owner.pin_locked_until if owner is not None else None
+        if locked_until is not None and locked_until.tzinfo is None:
+            locked_until = locked_until.replace(tzinfo=UTC)
+        right = await hasher.verify(owner.pin_hash if owner is not None else None, pin)
+        if owner is None or not licensed:
             return None
-        return await session.get(User, resolved.callee.user_id)
+        if locked_until is not None and locked_until > now:
+            return None
+        if not right:
+            owner.failed_pins += 1
+            if owner.failed_pins >= settings.pin_attempts:
+                owner.pin_locked_until = now + timedelta(seconds=settings.pin_lockout_seconds)
+                owner.failed_pins = 0
+            await session.commit()
+            return None
+        if owner.failed_pins:
+            owner.failed_pins = 0
+            await session.commit()
+        return owner.id
 
 
 async def from_outside(call: Call) -> None:
@@ -194,11 +222,10 @@ async def from_outside(call: Call) -> None:
         pin = await keypad.digits(sentence(keypad.language, ["enter_pin"]))
         if pin is None or call.over.is_set():
             break
-        owner = await _mailbox_owner(call, mailbox) if mailbox else None
-        # verify() spends the same time on an unknown mailbox, so the answer does not tell which one was wrong.
-        if await hasher.verify(owner.pin_hash if owner is not None else None, pin) and owner is not None:
-            log.info("voicemail.menu_login", extra={"call_id": call.call_id, "user_id": owner.id})
-            await listen(call, owner.id)
+        owner_id = await _login(call, hasher, mailbox, pin)
+        if owner_id is not None:
+            log.info("voicemail.menu_login", extra={"call_id": call.call_id, "user_id": owner_id})
+            await listen(call, owner_id)
             return
         log.info("voicemail.menu_wrong_pin", extra={"call_id": call.call_id})
         await keypad.words(["wrong_pin"])
