@@ -11,8 +11,9 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
+from typing import Literal
 
-from playwright.sync_api import ConsoleMessage, Page, ViewportSize, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, ViewportSize, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -22,6 +23,8 @@ from tests.web.screens import SCREENS  # noqa: E402
 
 OUT = ROOT / "docs" / "screens"
 VIEWPORT: ViewportSize = {"width": 360, "height": 740}
+Scheme = Literal["light", "dark"]
+SCHEMES: tuple[Scheme, ...] = ("light", "dark")
 
 
 SETTLED = "document.documentElement.dataset.ready === 'true' && !document.documentElement.dataset.busy"
@@ -48,6 +51,52 @@ def shoot(page: Page, name: str, scheme: str, problems: list[str]) -> None:
     page.screenshot(path=str(OUT / f"{name.replace('/', '-')}-{scheme}.png"), full_page=False)
 
 
+def log_in(page: Page, url: str) -> None:
+    page.goto(url + "/#/login")
+    settle(page)
+    page.fill("#username", "anna")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector(".tiles")
+
+
+def passkey_step_up(browser: Browser, server: LiveServer, scheme: Scheme, problems: list[str]) -> None:
+    """The step-up dialog once this device has a passkey: Chromium's virtual authenticator, on localhost (a
+    WebAuthn relying party is a domain, never an IP address)."""
+    url = f"http://localhost:{server.port}"
+    context = browser.new_context(viewport=VIEWPORT, color_scheme=scheme, locale="nl-NL", device_scale_factor=1)
+    page = context.new_page()
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    options = {"protocol": "ctap2", "transport": "internal", "hasResidentKey": True, "hasUserVerification": True}
+    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {**options, "isUserVerified": True}})
+    log_in(page, url)
+    page.goto(url + "/#/profile")
+    settle(page)
+    page.get_by_role("switch", name="Vingerafdruk / Face ID").check()
+    page.get_by_role("dialog").get_by_label("Cijfercode").fill("2580")
+    page.get_by_role("dialog").get_by_role("button", name="Bevestigen").click()
+    # Registered once the exchange confirmed it (the switch itself flips at the tap).
+    expect(page.get_by_role("status").filter(has_text="Vingerafdruk / Face ID staat aan.")).to_be_visible()
+    page.get_by_role("button", name="Uitloggen").click()
+    log_in(page, url)  # a new session: no step-up yet
+    page.goto(url + "/#/service/remote-office")
+    settle(page)
+    page.get_by_label("Telefoonnummer").fill("+31201234998")
+    page.get_by_role("button", name="Opslaan").click()
+    page.wait_for_selector("dialog[open]")
+    page.wait_for_timeout(150)
+    shoot(page, "step-up-passkey", scheme, problems)
+    # Leave the demo user as it was for the next colour scheme: this device's passkey removed again.
+    page.keyboard.press("Escape")
+    page.goto(url + "/#/profile")
+    settle(page)
+    page.get_by_role("switch", name="Vingerafdruk / Face ID").uncheck()
+    expect(page.get_by_role("status").filter(has_text="Vingerafdruk / Face ID staat uit.")).to_be_visible()
+    context.close()
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
@@ -68,7 +117,7 @@ def main() -> None:
             server.add_user("bram", first_name="Bram", last_name="Jansen", extension="202")
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                for scheme in ("light", "dark"):
+                for scheme in SCHEMES:
                     context = browser.new_context(
                         viewport=VIEWPORT, color_scheme=scheme, locale="nl-NL", device_scale_factor=1
                     )
@@ -119,6 +168,7 @@ def main() -> None:
                     page.wait_for_selector("dialog[open]")
                     shoot(page, "step-up", scheme, problems)
                     context.close()
+                    passkey_step_up(browser, server, scheme, problems)
                 # English follows the browser's language.
                 context = browser.new_context(viewport=VIEWPORT, color_scheme="light", locale="en-GB")
                 page = context.new_page()
