@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 import time
 import uuid
@@ -19,6 +20,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hipper import logs
 
 HTTP_REQUESTS = Counter(
     "hipper_http_requests_total",
@@ -40,6 +43,7 @@ LOOP_LAG = Gauge(
 LOOP_LAG_MAX = Gauge("hipper_event_loop_lag_max_seconds", "The largest event-loop lag seen since the monitor started")
 
 log = structlog.get_logger("hipper.http")
+request_logger = logging.getLogger("hipper.http")
 
 # Incoming request ids are echoed only when they look like ids, so a client cannot inject into our logs.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -103,16 +107,17 @@ class RequestMetricsMiddleware:
             HTTP_LATENCY.labels(method, route).observe(duration)
             state = scope.get("state") or {}
             # The path only: the query string may hold the event stream's ?token=.
-            log.info(
-                "request",
-                request_id=request_id,
-                user_id=state.get("user_id"),
-                method=method,
-                path=scope["path"],
-                route=route,
-                status=status,
-                duration_ms=round(duration * 1000, 3),
-            )
+            fields = {
+                "request_id": request_id,
+                "user_id": state.get("user_id"),
+                "method": method,
+                "path": scope["path"],
+                "route": route,
+                "status": status,
+                "duration_ms": round(duration * 1000, 3),
+            }
+            if not logs.hot_line(request_logger, "request", **fields):
+                log.info("request", **fields)
 
 
 async def metrics_endpoint(_request: Request) -> Response:
