@@ -99,6 +99,8 @@ class AppCalls:
         self.b2bua = b2bua
         self.callbacks: dict[str, Callback] = {}
         self.armed: dict[int, Armed] = {}
+        # Finished callbacks, for tests and metrics (like the B2BUA's `ended` for its calls).
+        self.ended: asyncio.Queue[Callback] = asyncio.Queue()
 
     # -- via the exchange -----------------------------------------------------------------------------------
 
@@ -245,6 +247,7 @@ class Callback:
         self.far_leg: CalleeLeg | None = None
         self.endpoints: set[str] = set()
         self.on_call = False
+        self.media: dict[str, int] = {}  # RTP counters of both legs when the call ended ("user_…", "far_…")
 
     def live(self) -> LiveCall:
         return LiveCall(self.id, "outgoing", self.to, self.state, self.started_at)
@@ -300,6 +303,7 @@ class Callback:
             await self._teardown()
             await self._write_log()
             self.calls.callbacks.pop(self.id, None)
+            self.calls.ended.put_nowait(self)
             await publish(self.b2bua, self.user_id, "call.ended", {"id": self.id, "to": self.to})
 
     async def _run(self) -> None:
@@ -418,6 +422,11 @@ class Callback:
                 leg.cancel()
             elif 200 <= leg.status < 300 and not leg.ended:
                 endings.append(leg.bye())
+        for name, bridged in (("user", self.user_leg), ("far", self.far_leg)):
+            if bridged is not None and bridged.endpoint_id in self.endpoints:
+                with contextlib.suppress(MediaError):
+                    for counter, value in self.b2bua.media.stats(bridged.endpoint_id or "").items():
+                        self.media[f"{name}_{counter}"] = value
         if endings:
             await asyncio.gather(*endings, return_exceptions=True)
         for endpoint_id in list(self.endpoints):

@@ -1,0 +1,154 @@
+"""/me/calls: place a call from the app, list one's live calls, hang one up (SPEC D1/D2/D9; apps/click_to_dial.py).
+
+The API and the B2BUA run in one process (`hipper serve` puts the B2BUA on `app.state.calls`), so the live
+calls are read straight from the B2BUA's call table: they are never stored.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from hipper.api.deps import CurrentUser, Session, State, commit
+from hipper.apps.b2bua import B2bua
+from hipper.apps.click_to_dial import AppCalls
+from hipper.domain.errors import InvalidSetting, NotLicensed
+from hipper.domain.numbers import NumberError, normalise
+from hipper.domain.outgoing import CallerIdentity, IdentityKind, PlacedCall, outgoing_identity
+from hipper.domain.routing.state import service
+from hipper.domain.services.call_method import CallMethod
+from hipper.domain.services.remote_office import RemoteOffice
+from hipper.store.events import add_event
+from hipper.store.user_state import is_colleague, load_user_state
+
+router = APIRouter(prefix="/me/calls", tags=["calls"])
+
+PlaceMethod = Literal["callback", "via_exchange", "via_mobile"]
+
+
+class PlaceCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: str = Field(min_length=1, max_length=64, description="The number or extension to call")
+    identity: IdentityKind | None = Field(None, description="Which of your numbers the callee sees (D2)")
+    method: PlaceMethod | None = Field(None, description="Default: your call-method setting")
+
+
+class CallPlaced(BaseModel):
+    method: PlaceMethod
+    to: str  # normalised
+    identity: CallerIdentity  # what the callee will see, and why
+    id: str | None = None  # callback: the call's id in GET /me/calls
+    access_number: str | None = None  # via_exchange: what the app dials from the mobile
+    expires_in_seconds: float | None = None  # via_exchange: the window for that call
+
+
+class LiveCallOut(BaseModel):
+    id: str
+    direction: Literal["outgoing", "incoming"]
+    remote_number: str
+    state: Literal["ringing", "active"]
+    started_at: datetime
+
+
+class LiveCalls(BaseModel):
+    calls: list[LiveCallOut]
+
+
+def app_calls(request: Request) -> AppCalls:
+    b2bua = getattr(request.app.state, "calls", None)
+    if not isinstance(b2bua, B2bua):
+        raise HTTPException(503, "call processing is not running on this node")
+    return b2bua.app_calls
+
+
+Calls = Annotated[AppCalls, Depends(app_calls)]
+CallId = Annotated[str, Path(min_length=1, max_length=32, pattern="^[0-9a-f]+$")]
+
+
+def _invalid(field: str, message: str) -> HTTPException:
+    # The same shape as FastAPI's own 422, so clients read one format.
+    return HTTPException(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
+
+
+@router.post(
+    "",
+    response_model=CallPlaced,
+    responses={
+        202: {"description": "callback started, or the access number armed"},
+        403: {"description": "not_licensed (see `code`)"},
+        409: {"description": "nothing to call you back on, or no access number"},
+    },
+)
+async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state: State, calls: Calls,
+                     response: Response) -> CallPlaced:  # fmt: skip
+    """Place a call: the exchange calls you back first, arms its access number for your mobile, or (via the
+    mobile) only tells you which number the callee will see."""
+    try:
+        to = normalise(body.to, state.settings.default_region)
+    except NumberError as exc:
+        raise _invalid("to", str(exc)) from exc
+    user = auth.user
+    now = datetime.now(UTC)
+    user_state = await load_user_state(session, user, now)
+    if "call-method" not in user_state.licences:
+        raise NotLicensed("call-method")
+    setting = service(user_state, CallMethod) or CallMethod()
+    method = body.method or setting.method
+    if method == "ask":
+        raise _invalid("method", "your call method is 'ask': choose callback, via_exchange or via_mobile")
+    device: Literal["desk", "mobile"] = (
+        "mobile" if method != "callback" or setting.callback_device == "mobile" else "desk"
+    )
+    placed = PlacedCall(dialled=to, device=device, internal=await is_colleague(session, user, to), choice=body.identity)
+    try:
+        identity = outgoing_identity(placed, user_state)
+    except InvalidSetting as exc:
+        raise _invalid(exc.field, exc.reason) from exc
+    if method == "via_mobile":
+        return CallPlaced(method=method, to=to, identity=identity)
+    if method == "via_exchange":
+        access = state.settings.call_access_number
+        if not access:
+            raise HTTPException(409, "this exchange has no access number for calls via the exchange")
+        if user_state.mobile_number is None:
+            raise HTTPException(409, "calls via the exchange come from your mobile, and you have no mobile number")
+        calls.arm(user.id, to, identity)
+        response.status_code = 202
+        return CallPlaced(method=method, to=to, identity=identity, access_number=access,
+                          expires_in_seconds=state.settings.call_access_seconds)  # fmt: skip
+    number = {"desk": user_state.fixed_number, "mobile": user_state.mobile_number}.get(setting.callback_device)
+    if setting.callback_device == "remote_office":
+        remote = service(user_state, RemoteOffice)
+        number = remote.destination if remote is not None else None
+    targets = await calls.user_targets(user.id, setting.callback_device, number)
+    if not targets:
+        reason = {
+            "desk": "none of your desk phones is registered",
+            "mobile": "you have no mobile number, or no mobile network is configured",
+            "remote_office": "you have no remote office number",
+        }[setting.callback_device]
+        raise HTTPException(409, f"nothing to call you back on: {reason}")
+    callback = calls.start_callback(user.id, number or user_state.fixed_number or "", to, identity, targets)
+    add_event(session, user.id, "call.started", {"id": callback.id, "to": to, "method": method})
+    await commit(session, state)
+    response.status_code = 202
+    return CallPlaced(method=method, to=to, identity=identity, id=callback.id)
+
+
+@router.get("", response_model=LiveCalls)
+async def list_calls(auth: CurrentUser, calls: Calls) -> LiveCalls:
+    """Your calls going on now (ringing or active), oldest first."""
+    live = calls.live(auth.user.id)
+    return LiveCalls(calls=[LiveCallOut.model_validate(call, from_attributes=True) for call in live])
+
+
+@router.delete("/{call_id}", status_code=204, responses={404: {"description": "no such call of yours"}})
+async def hang_up(call_id: CallId, auth: CurrentUser, calls: Calls) -> Response:
+    """Hang up: every leg of the call gets its BYE (or CANCEL while ringing)."""
+    if not calls.hang_up(auth.user.id, call_id):
+        raise HTTPException(404, "no such call")
+    return Response(status_code=204)

@@ -1,0 +1,239 @@
+"""Calls placed from the app (SPEC D1/D2/D9): callback, via the exchange's access number, via the mobile; the
+user's live calls listed and hung up through the API, with real SIPp phones, trunk and mobile network."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import uvicorn
+
+from hipper.api.app import create_app
+from hipper.apps.click_to_dial import Callback
+from hipper.domain.services import CallMethod
+from tests.calls.conftest import Exchange, expect_headers, phone, scenario, start_sipp, trunk
+from tests.ops.conftest import free_port
+from tests.ops.test_events import next_event, read_events
+
+pytestmark = pytest.mark.sip
+
+ACCESS = "+31201234999"
+ALICE_DIRECT = "+31201234201"
+SHOWN = re.escape(ALICE_DIRECT)  # SIPp checks headers with regular expressions
+ALICE_MOBILE = "+31612340201"
+FAR = "+31207654321"  # what "020 765 4321" becomes
+SETTINGS = {"call_access_number": ACCESS, "call_access_seconds": 2.0}
+
+
+@dataclass
+class Api:
+    http: httpx.AsyncClient
+
+    async def login(self, name: str) -> dict[str, str]:
+        response = await self.http.post("/api/v1/auth/login", json={"username": name, "password": "correct horse 1"})
+        assert response.status_code == 200, response.text
+        return {"Authorization": f"Bearer {response.json()['token']}"}
+
+
+@pytest.fixture
+async def api(exchange: Exchange) -> AsyncIterator[Api]:
+    """The HTTP API over a real connection (SSE needs one), sharing the exchange's B2BUA as `hipper serve` does."""
+    app = create_app(exchange.settings, run_migrations=False)
+    app.state.calls = exchange.b2bua
+    app.state.hipper.events.poll_seconds = 0.2
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
+                       timeout_graceful_shutdown=1)
+    )  # fmt: skip
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
+                await asyncio.sleep(0.02)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            yield Api(http)
+    finally:
+        server.should_exit = True
+        server.force_exit = True
+        async with asyncio.timeout(10):
+            await task
+        await app.state.hipper.engine.dispose()
+
+
+async def alice(exchange: Exchange, method: str = "callback", device: str = "desk") -> None:
+    await exchange.add_user("alice", "201", direct=ALICE_DIRECT, mobile=ALICE_MOBILE)
+    await exchange.add_user("bob", "202", direct="+31201234202")
+    await exchange.set_service("alice", CallMethod(method=method, callback_device=device))
+
+
+async def finished_callback(exchange: Exchange, limit: float = 20.0) -> Callback:
+    async with asyncio.timeout(limit):
+        return await exchange.b2bua.app_calls.ended.get()
+
+
+async def live_calls(api: Api, headers: dict[str, str]) -> list[dict[str, object]]:
+    response = await api.http.get("/api/v1/me/calls", headers=headers)
+    assert response.status_code == 200, response.text
+    calls: list[dict[str, object]] = response.json()["calls"]
+    return calls
+
+
+async def wait_for_state(api: Api, headers: dict[str, str], state: str, limit: float = 15.0) -> dict[str, object]:
+    async with asyncio.timeout(limit):
+        while True:
+            calls = await live_calls(api, headers)
+            if calls and calls[0]["state"] == state:
+                return calls[0]
+            await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_callback_rings_the_desk_phone_then_calls_the_number_and_bridges_them(
+    exchange: Exchange, api: Api
+) -> None:
+    await alice(exchange)
+    desk = await phone(
+        exchange, "alice", "alice-desk",
+        scenario("callback_user_talks.xml", ring_ms=1500, wait_ms=300, talk_ms=2500, from_check=r"\+31207654321"),
+    )  # fmt: skip
+    checks = expect_headers(("From", SHOWN), ("P-Asserted-Identity", SHOWN), ("To", r"\+31207654321"))
+    network = await trunk(exchange, "far", scenario("callee.xml", ring_ms=200, **checks), "-rtp_echo")
+    headers = await api.login("alice")
+
+    placed = await api.http.post("/api/v1/me/calls", json={"to": "020 765 4321"}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    body = placed.json()
+    assert body["method"] == "callback" and body["to"] == FAR and body["identity"]["number"] == ALICE_DIRECT
+    # The desk phone rings first (for 1.5 s): meanwhile the call is "ringing" and the number is not called yet.
+    listed = await wait_for_state(api, headers, "ringing")
+    assert listed["id"] == body["id"] and listed["direction"] == "outgoing" and listed["remote_number"] == FAR
+    assert exchange.b2bua.app_calls.callbacks[body["id"]].far_leg is None
+    await wait_for_state(api, headers, "active")
+
+    await desk.succeeded()
+    await network.succeeded()  # it got the INVITE with Alice's number in From and P-Asserted-Identity, then BYE
+    callback = await finished_callback(exchange)
+    assert callback.media["user_packets_received"] > 50  # the desk phone's audio …
+    assert callback.media["far_packets_sent"] > 50  # … relayed to the far end,
+    assert callback.media["far_packets_received"] > 50  # its echo …
+    assert callback.media["user_packets_sent"] > 50  # … relayed back to the desk phone
+    assert await live_calls(api, headers) == []
+    [row] = await exchange.call_logs("alice")
+    assert (row.direction, row.remote_number, row.local_identity) == ("placed", FAR, ALICE_DIRECT)
+    assert row.outcome == "callback, answered" and row.answered_at is not None
+
+    # The app's live event stream saw the call start and end (SPEC D3).
+    async with api.http.stream("GET", "/api/v1/events", headers={**headers, "Last-Event-ID": "0"}) as response:
+        events = read_events(response)
+        seen = []
+        while "call.ended" not in seen:
+            sse = await next_event(events)
+            seen.append(sse.event)
+            if sse.event in ("call.started", "call.ended"):
+                assert sse.data["id"] == body["id"]
+    assert seen.index("call.started") < seen.index("call.ended")
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_hanging_up_through_the_api_ends_both_legs_and_only_the_owner_can(exchange: Exchange, api: Api) -> None:
+    await alice(exchange)
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    network = await trunk(exchange, "far", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    headers = await api.login("alice")
+    bob = await api.login("bob")
+
+    placed = await api.http.post("/api/v1/me/calls", json={"to": FAR, "method": "callback"}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    call_id = placed.json()["id"]
+    await wait_for_state(api, headers, "active")
+    assert await live_calls(api, bob) == []  # Bob never sees Alice's calls …
+    assert (await api.http.delete(f"/api/v1/me/calls/{call_id}", headers=bob)).status_code == 404  # … nor ends them
+    assert len(await live_calls(api, headers)) == 1
+
+    ended = await api.http.delete(f"/api/v1/me/calls/{call_id}", headers=headers)
+    assert ended.status_code == 204, ended.text
+    await desk.succeeded()  # both got their BYE
+    await network.succeeded()
+    await finished_callback(exchange)
+    assert await live_calls(api, headers) == []
+    assert (await api.http.delete(f"/api/v1/me/calls/{call_id}", headers=headers)).status_code == 404
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_via_the_exchange_the_mobile_calling_the_access_number_in_time_is_connected(
+    exchange: Exchange, api: Api
+) -> None:
+    await alice(exchange, method="via_exchange")
+    headers = await api.login("alice")
+    checks = expect_headers(("From", SHOWN), ("P-Asserted-Identity", SHOWN))
+    network = await trunk(exchange, "far", scenario("callee.xml", ring_ms=100, **checks), "-rtp_echo")
+
+    placed = await api.http.post("/api/v1/me/calls", json={"to": "020 765 4321"}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    assert placed.json()["access_number"] == ACCESS and placed.json()["expires_in_seconds"] == 2.0
+    text = scenario(
+        "trunk_caller.xml", final="final_talks.xml", user=ALICE_MOBILE, from_user=ALICE_MOBILE, display="Alice",
+        extra="", talk_ms=1500,
+    )  # fmt: skip
+    handset = await start_sipp(exchange, "handset", text, "-s", ACCESS, port=exchange.mobile_port)
+    listed = await wait_for_state(api, headers, "active")
+    assert (listed["direction"], listed["remote_number"]) == ("outgoing", FAR)
+    await handset.succeeded()
+    await network.succeeded()
+    call = await exchange.next_call()
+    assert call.answered
+    assert call.media["caller_packets_received"] > 30 and call.media["callee_packets_received"] > 30
+    rows = await exchange.call_logs("alice")
+    assert [(r.direction, r.remote_number, r.local_identity) for r in rows] == [("placed", FAR, ALICE_DIRECT)]
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_via_the_exchange_a_call_after_the_window_or_unannounced_is_refused(exchange: Exchange, api: Api) -> None:
+    await alice(exchange, method="via_exchange")
+    headers = await api.login("alice")
+    placed = await api.http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    await asyncio.sleep(2.5)  # the window (2 s here, 30 s by default) has passed
+    for attempt in ("late", "again"):  # a second try finds nothing armed either
+        text = scenario(
+            "trunk_caller.xml", final="final_rejected.xml", user=ALICE_MOBILE, from_user=ALICE_MOBILE,
+            display="Alice", extra="", status=403,
+        )  # fmt: skip
+        handset = await start_sipp(exchange, f"handset-{attempt}", text, "-s", ACCESS, port=exchange.mobile_port)
+        await handset.succeeded()
+        call = await exchange.next_call()
+        assert not call.answered
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_bad_requests_get_a_clear_answer(exchange: Exchange, api: Api) -> None:
+    await alice(exchange)
+    await exchange.add_user("carol", "203", direct="+31201234203", licences=("do-not-disturb",))
+    headers = await api.login("alice")
+
+    async def post(json: dict[str, object], who: dict[str, str] = headers) -> httpx.Response:
+        return await api.http.post("/api/v1/me/calls", json=json, headers=who)
+
+    bad = await post({"to": "not a number"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "to"]
+    missing = await post({"to": FAR, "identity": "call_center", "method": "via_mobile"})
+    assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["body", "identity"]
+    wrong = await post({"to": FAR, "method": "teleport"})
+    assert wrong.status_code == 422
+    nothing = await post({"to": FAR})  # callback to the desk phone, and none is registered
+    assert nothing.status_code == 409 and "registered" in nothing.json()["detail"]
+    unlicensed = await post({"to": FAR}, await api.login("carol"))
+    assert unlicensed.status_code == 403 and unlicensed.json()["code"] == "not_licensed"
+    assert (await api.http.delete("/api/v1/me/calls/abc123", headers=headers)).status_code == 404
+    assert (await api.http.get("/api/v1/me/calls")).status_code == 401
+
+    # Via the mobile: nothing happens in the exchange, the app learns which number the callee will see (G3).
+    mobile = await post({"to": "020 765 4321", "method": "via_mobile", "identity": "mobile"})
+    assert mobile.status_code == 200, mobile.text
+    assert mobile.json()["identity"]["number"] == ALICE_MOBILE and mobile.json()["id"] is None
+    assert await live_calls(api, headers) == []
