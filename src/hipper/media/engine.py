@@ -690,7 +690,7 @@ class MediaEngine:
         recording = _Recording(self._new_id("rec"), command.path, writer, command.pause_writes_silence)
         recording.loud_at = self._now
         for endpoint in endpoints:
-            buffer = FrameBuffer()
+            buffer = FrameBuffer(RECORDING_CATCH_UP_FRAMES)  # a recording may lag; it must not drop audio
             endpoint.taps.append(buffer)
             recording.sources.append((endpoint, buffer))
         self._recordings[recording.id] = recording
@@ -902,6 +902,14 @@ class MediaEngine:
         now = self._loop.time()
         self._now = now
         due = int((now - self._deadline) / FRAME_SECONDS) + 1
+        if due > 1 and self._recordings:
+            # After a stall the packets of the stalled time wait in the sockets: read them before catching up,
+            # else the catch-up records silence for audio that did arrive (a gap) and the burst read later
+            # overflows the frame buffer.
+            for recording in self._recordings.values():
+                for endpoint, _ in recording.sources:
+                    if endpoint.id in self._endpoints:
+                        self._on_rtp_readable(endpoint)
         # Recordings keep the call's timeline even when the loop was blocked (up to a second of catch-up);
         # sending skips ahead instead, because a burst of stale frames is worse for the listener than a gap.
         for _ in range(min(due, RECORDING_CATCH_UP_FRAMES) - min(due, MAX_CATCH_UP_FRAMES)):
