@@ -701,6 +701,10 @@ class MediaEngine:
         del self._recordings[recording_id]
         for endpoint, buffer in recording.sources:
             endpoint.taps = [tap for tap in endpoint.taps if tap is not buffer]
+        if not recording.paused:
+            # Audio that arrived but was still buffered (a recording may lag behind after jitter) belongs in it.
+            while any(len(buffer) for _, buffer in recording.sources):
+                recording.pending.append(mix([buffer.pop() for _, buffer in recording.sources]))
         self._flush_recording(recording)
         try:
             samples = await recording.writer.commit()
