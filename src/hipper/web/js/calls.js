@@ -130,13 +130,25 @@ export async function placeCall(number, { ask = true } = {}) {
       dialLocally(number);
       return;
     }
+    let placed;
     try {
-      await api.post("/me/calls", { to: number, identity, method });
-      toast(t(method === "callback" ? "call.calling_back" : "call.placing"));
+      placed = await api.post("/me/calls", { to: number, identity, method });
     } catch (error) {
-      // An exchange without call placement: the phone's dialer does it (the callee then sees the mobile).
-      if (error instanceof ApiError && error.unavailable) dialLocally(number);
-      else throw error;
+      // An exchange that does not place calls (or not on this node): the phone's dialer does it, and the callee
+      // sees the mobile number.
+      if (error instanceof ApiError && (error.unavailable || error.status === 503)) {
+        dialLocally(number);
+        return;
+      }
+      throw error;
+    }
+    if (placed && placed.access_number) {
+      // Via the exchange: the mobile dials the exchange's access number, which connects to the armed number
+      // with the chosen identity.
+      dialLocally(placed.access_number);
+      toast(t("call.via_access", { number: placed.to }));
+    } else {
+      toast(t("call.calling_back")); // the call shows under Recent once the exchange reports it (call.started)
     }
   } catch (error) {
     if (!(error instanceof Cancelled)) toast(error instanceof ApiError ? error.message : t("error.generic"));
@@ -265,4 +277,55 @@ export async function dialpadScreen(main) {
     h("div", { class: "dial-actions" }, call),
   );
   main.append(form);
+}
+
+// D3: the calls the exchange reports as going on now, with hang-up. Hidden where the exchange does not report
+// live calls (no call processing on this node).
+export async function liveCallsSection(main) {
+  let live;
+  try {
+    live = (await api.get("/me/calls")).calls;
+  } catch (error) {
+    if (error instanceof ApiError && (error.unavailable || error.status === 503)) return;
+    throw error;
+  }
+  if (live.length === 0) return;
+  main.append(
+    h(
+      "section",
+      { class: "card", "aria-labelledby": "live-title" },
+      h("h2", { id: "live-title" }, t("call.live")),
+      h(
+        "ul",
+        { class: "list plain" },
+        live.map((call) =>
+          h(
+            "li",
+            { class: "list-row" },
+            h("span", { class: "grow" }, h("strong", {}, call.remote_number), h("small", { class: "muted" }, t(`call.state.${call.state}`))),
+            h(
+              "button",
+              {
+                type: "button",
+                class: "danger",
+                onClick: async (event) => {
+                  const button = event.currentTarget;
+                  button.disabled = true;
+                  try {
+                    await api.del(`/me/calls/${encodeURIComponent(call.id)}`);
+                    button.closest("li").remove();
+                    toast(t("call.hung_up"));
+                  } catch (error) {
+                    button.disabled = false;
+                    toast(error instanceof ApiError ? error.message : t("error.generic"));
+                  }
+                },
+              },
+              t("call.hang_up"),
+            ),
+          ),
+        ),
+      ),
+    ),
+  );
 }

@@ -1,7 +1,7 @@
 // Recent calls, voicemail (list, player, greetings) and contacts (§4, §6, §7.4.2).
 
 import { ApiError, api } from "./api.js";
-import { callLink } from "./calls.js";
+import { callLink, liveCallsSection } from "./calls.js";
 import { h } from "./dom.js";
 import { notAvailable } from "./forms.js";
 import { formatDateTime, t } from "./i18n.js";
@@ -110,6 +110,7 @@ const CALL_ICONS = { placed: "↗", received: "↙", missed: "✕" };
 
 async function recentScreen(main) {
   main.append(callTabs("calls"));
+  await liveCallsSection(main);
   const page = await fetchPage("/me/call-logs", main);
   if (!page) return;
   editableList(main, page.calls, {
