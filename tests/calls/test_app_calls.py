@@ -15,7 +15,7 @@ import uvicorn
 from hipper.api.app import create_app
 from hipper.apps.click_to_dial import Callback
 from hipper.domain.services import CallMethod
-from tests.calls.conftest import Exchange, expect_headers, phone, scenario, start_sipp, trunk
+from tests.calls.conftest import Exchange, expect_headers, phone, place_call, scenario, start_sipp, trunk
 from tests.ops.conftest import free_port
 from tests.ops.test_events import next_event, read_events
 
@@ -236,4 +236,78 @@ async def test_bad_requests_get_a_clear_answer(exchange: Exchange, api: Api) -> 
     mobile = await post({"to": "020 765 4321", "method": "via_mobile", "identity": "mobile"})
     assert mobile.status_code == 200, mobile.text
     assert mobile.json()["identity"]["number"] == ALICE_MOBILE and mobile.json()["id"] is None
+    assert await live_calls(api, headers) == []
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_callback_on_the_mobile_rings_the_handset_through_the_mobile_network(
+    exchange: Exchange, api: Api
+) -> None:
+    await alice(exchange, device="mobile")
+    # The handset is reached through the mobile network with its routing prefix; the far end hangs up after 1 s.
+    mobile_checks = expect_headers(("To", re.escape(ALICE_MOBILE)))
+    handset = await start_sipp(
+        exchange, "handset", scenario("callee.xml", ring_ms=100, **mobile_checks), "-rtp_echo",
+        port=exchange.mobile_port,
+    )  # fmt: skip
+    network = await trunk(exchange, "far", scenario("callee_hangs_up.xml"))
+    headers = await api.login("alice")
+    placed = await api.http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    await handset.succeeded()  # rung first, answered, and got its BYE when the far end hung up
+    await network.succeeded()
+    callback = await finished_callback(exchange)
+    assert callback.targets[0].uri.user == "9" + ALICE_MOBILE and callback.outcome == "answered"
+    [row] = await exchange.call_logs("alice")
+    assert row.outcome == "callback, answered"
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_callback_to_a_busy_number_plays_busy_then_hangs_up_the_user(exchange: Exchange, api: Api) -> None:
+    await alice(exchange)
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    network = await trunk(exchange, "far", scenario("callee_refuses.xml", status=486))
+    headers = await api.login("alice")
+    placed = await api.http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    await network.succeeded()
+    await desk.succeeded()  # the exchange hung up on the desk phone after the busy tone
+    callback = await finished_callback(exchange)
+    assert callback.media["user_packets_sent"] > 50  # the busy tone (and ringback) reached the desk phone
+    [row] = await exchange.call_logs("alice")
+    assert (row.outcome, row.answered_at) == ("callback, busy", None)
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_callback_to_a_colleague_rings_their_phone_showing_the_extension(exchange: Exchange, api: Api) -> None:
+    await alice(exchange)
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    bob_checks = expect_headers(("From", "sip:201@"))
+    bob = await phone(exchange, "bob", "bob-desk", scenario("callee.xml", ring_ms=100, **bob_checks), "-rtp_echo")
+    headers = await api.login("alice")
+    placed = await api.http.post("/api/v1/me/calls", json={"to": "202"}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    assert placed.json()["identity"]["kind"] == "extension"
+    await wait_for_state(api, headers, "active")
+    ended = await api.http.delete(f"/api/v1/me/calls/{placed.json()['id']}", headers=headers)
+    assert ended.status_code == 204
+    await desk.succeeded()
+    await bob.succeeded()
+    await finished_callback(exchange)
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_an_incoming_call_is_listed_while_it_rings_and_can_be_refused(exchange: Exchange, api: Api) -> None:
+    await alice(exchange)
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee_rings.xml"))
+    bob_calls = await place_call(exchange, "bob", "201", "final_rejected.xml", status=487)
+    headers = await api.login("alice")
+    listed = await wait_for_state(api, headers, "ringing")
+    assert (listed["direction"], listed["remote_number"]) == ("incoming", "202")
+    assert [c["direction"] for c in await live_calls(api, await api.login("bob"))] == ["outgoing"]
+    ended = await api.http.delete(f"/api/v1/me/calls/{listed['id']}", headers=headers)
+    assert ended.status_code == 204
+    await bob_calls.succeeded()  # Bob's phone got 487
+    await desk.succeeded()  # Alice's phone got CANCEL
+    await exchange.next_call()
     assert await live_calls(api, headers) == []

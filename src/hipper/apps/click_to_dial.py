@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
+from hipper.apps.directory import resolve
 from hipper.apps.legs import CalleeLeg, Leg, contact_header
 from hipper.apps.peers import identity_headers
 from hipper.domain.outgoing import CallerIdentity
@@ -55,6 +56,9 @@ CallState = Literal["ringing", "active"]
 CALLBACK_RING_RINGS = 6
 # The far end of a callback rings at most this long (the user hears ringback meanwhile and can hang up).
 FAR_END_RING_SECONDS = 120.0
+# A callback whose number is busy or unreachable plays the busy tone this long before hanging up the user.
+TONE_SECONDS = 3.0
+BUSY_STATUSES = frozenset({486, 600, 603})
 
 
 @dataclass(frozen=True)
@@ -134,9 +138,16 @@ class AppCalls:
         return [] if where is None else [Target(where[0], where[1], device)]
 
     def start_callback(
-        self, user_id: int, user_number: str, to: str, identity: CallerIdentity, targets: list[Target]
+        self,
+        user_id: int,
+        company_id: int | None,
+        user_number: str,
+        to: str,
+        identity: CallerIdentity,
+        targets: list[Target],
     ) -> Callback:
         callback = Callback(self, user_id, user_number, to, identity, targets)
+        callback.company_id = company_id
         self.callbacks[callback.id] = callback
         self.b2bua.spawn(callback.run())
         return callback
@@ -170,7 +181,10 @@ def _live_call(call: Call, user_id: int) -> LiveCall | None:
         remote = call.placed.remote_number if call.placed is not None else ""
         return LiveCall(call_key(call.call_id), "outgoing", remote, state, call.started_at)
     connected = call.connected
-    ringing = call.answered_at is None and any(p.user_id == user_id for p in call.parties)
+    # Incoming and still ringing one of the user's phones (not: forwarded away, or in their voicemail).
+    ringing = call.answered_at is None and any(
+        leg.user_id == user_id and leg.status is None and not leg.cancelled for leg in call.branches
+    )
     if (connected is not None and connected.user_id == user_id) or ringing:
         return LiveCall(call_key(call.call_id), "incoming", call.caller.number or "", state, call.started_at)
     return None
@@ -248,6 +262,8 @@ class Callback:
         self.endpoints: set[str] = set()
         self.on_call = False
         self.media: dict[str, int] = {}  # RTP counters of both legs when the call ended ("user_…", "far_…")
+        self.company_id: int | None = None  # where an extension in `to` is looked up
+        self.refused: int | None = None  # the last final failure a ring got (486 busy, 480, …)
 
     def live(self) -> LiveCall:
         return LiveCall(self.id, "outgoing", self.to, self.state, self.started_at)
@@ -319,16 +335,20 @@ class Callback:
         # The user listens to ringback while the far end is called (the engine's tone, anchored on their leg).
         with contextlib.suppress(MediaError):
             await self.b2bua.media.execute(Play(self.user_leg.endpoint_id, (tone_path("ringback"),), loop=True))
-        trunk = peers.trunk_uri(self.to)
-        if trunk is None:
-            self.outcome = "failed"
+        far, internal = await self._far_targets()
+        if not far:
+            self.outcome = "not-reachable"
+            await self._tone("busy_tone")
             return
-        from_, headers = identity_headers(self.identity, self.settings.sip_realm, trusted=peers.trunk_trusted)
-        far = Target(trunk[0], trunk[1], "trunk")
-        self.far_leg = await self._ring([far], from_, peers.address(self.to), headers, FAR_END_RING_SECONDS)
+        # A colleague's phone is ours to ring: no P-Asserted-Identity or Privacy toward it (RFC 3325 §5).
+        trusted = peers.trunk_trusted and not internal
+        from_, headers = identity_headers(self.identity, self.settings.sip_realm, trusted=trusted)
+        self.refused = None
+        self.far_leg = await self._ring(far, from_, peers.address(self.to), headers, FAR_END_RING_SECONDS)
         if self.far_leg is None:
             if not self.over.is_set():
-                self.outcome = "not-answered"
+                self.outcome = "busy" if self.refused in BUSY_STATUSES else "not-answered"
+                await self._tone("busy_tone")  # the user hears why before the exchange hangs up
             return
         assert self.far_leg.endpoint_id is not None
         await self.b2bua.media.execute(Connect(self.user_leg.endpoint_id, self.far_leg.endpoint_id))
@@ -339,6 +359,27 @@ class Callback:
         self.b2bua.on_call_started(self.user_id)  # a second call to the user finds them busy (or waiting)
         log.info("click_to_dial.connected", extra={"id": self.id})
         await self.over.wait()
+
+    async def _far_targets(self) -> tuple[list[Target], bool]:
+        """Where `to` rings, and whether it is a colleague (their registered phones) rather than the trunk."""
+        async with self.b2bua.sessions() as session:
+            resolved = await resolve(session, self.to, self.company_id, self.settings.default_region)
+        if resolved.kind == "user" and resolved.callee is not None:
+            # The colleague's phones ring directly: their routing plan (forwarding, voicemail) is not applied to
+            # callbacks yet.
+            return await self.calls.user_targets(resolved.callee.user_id, "desk", None), True
+        trunk = self.b2bua.peers.trunk_uri(resolved.number)
+        if trunk is None or resolved.kind == "unknown":
+            return [], False
+        return [Target(trunk[0], trunk[1], "trunk")], False
+
+    async def _tone(self, name: str) -> None:
+        """Play a tone to the user's answered leg for a moment (or until they hang up)."""
+        if self.user_leg is None or self.user_leg.endpoint_id is None:
+            return
+        with contextlib.suppress(MediaError):
+            await self.b2bua.media.execute(Play(self.user_leg.endpoint_id, (tone_path(name),), loop=True))
+            await self._race(asyncio.sleep(TONE_SECONDS), TONE_SECONDS + 1)
 
     async def _ring(
         self, targets: list[Target], from_: NameAddr, to: NameAddr, headers: list[tuple[str, str]], limit: float
@@ -374,6 +415,7 @@ class Callback:
                     continue
                 if response.status >= 300:
                     pending.discard(leg)
+                    self.refused = response.status
                     continue
                 try:
                     body = response.body.decode(errors="replace")

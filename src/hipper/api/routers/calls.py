@@ -132,7 +132,9 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
             "remote_office": "you have no remote office number",
         }[setting.callback_device]
         raise HTTPException(409, f"nothing to call you back on: {reason}")
-    callback = calls.start_callback(user.id, number or user_state.fixed_number or "", to, identity, targets)
+    callback = calls.start_callback(
+        user.id, user.company_id, number or user_state.fixed_number or "", to, identity, targets
+    )
     add_event(session, user.id, "call.started", {"id": callback.id, "to": to, "method": method})
     await commit(session, state)
     response.status_code = 202
