@@ -22,9 +22,11 @@ from typing import Any
 import uvicorn
 
 from hipper.api.app import create_app
+from hipper.apps.b2bua import start_call_processing
 from hipper.config import Settings
 from hipper.domain.licences import expand
 from hipper.passwords import Hasher
+from hipper.server import create_sip_stack
 from hipper.store import admin, call_logs, voicemails
 from hipper.store.db import create_engine, migrate, session_factory
 from hipper.store.models import Company
@@ -76,10 +78,14 @@ class LiveServer:
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
     _company_id: int | None = None
+    # With call processing (the SIP stack and B2BUA on a free port, as `hipper serve` runs them), POST /me/calls
+    # really places calls; without it the API answers 503 there and the app falls back to tel: links.
+    call_processing: bool = False
+    extra_settings: dict[str, Any] | None = None
 
     @property
     def settings(self) -> Settings:
-        return Settings(data_dir=self.data_dir, **FAST_ARGON2)  # type: ignore[arg-type]
+        return Settings(data_dir=self.data_dir, **FAST_ARGON2, **(self.extra_settings or {}))  # type: ignore[arg-type]
 
     @property
     def url(self) -> str:
@@ -91,13 +97,34 @@ class LiveServer:
         app = create_app(self.settings, run_migrations=False)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="live-exchange", daemon=True)
+        server = self._server
+
+        def run() -> None:
+            if self.call_processing:
+                asyncio.run(self._serve_with_calls(app, server))
+            else:
+                server.run()
+
+        self._thread = threading.Thread(target=run, name="live-exchange", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 15
         while not self._server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError("the exchange did not start")
             time.sleep(0.05)
+
+    async def _serve_with_calls(self, app: Any, server: uvicorn.Server) -> None:
+        """What hipper.server.serve does, on a free SIP port: the B2BUA on app.state.calls for /me/calls."""
+        settings = Settings(data_dir=self.data_dir, sip_port=free_port(), **FAST_ARGON2, **(self.extra_settings or {}))  # type: ignore[arg-type]
+        stack = create_sip_stack(settings, app.state.hipper.sessions)
+        await stack.start(settings.sip_host, settings.sip_port)
+        calls = await start_call_processing(settings, stack, app.state.hipper.sessions)
+        app.state.calls = calls
+        try:
+            await server.serve()
+        finally:
+            await calls.close()
+            await stack.close()
 
     def stop(self) -> None:
         if self._server is not None:
