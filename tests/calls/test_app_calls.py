@@ -83,6 +83,18 @@ async def live_calls(api: Api, headers: dict[str, str]) -> list[dict[str, object
     return calls
 
 
+async def call_events(api: Api, headers: dict[str, str]) -> list[tuple[str, str]]:
+    """The user's call.started / call.ended events from the live stream, up to the first call.ended."""
+    found: list[tuple[str, str]] = []
+    async with api.http.stream("GET", "/api/v1/events", headers={**headers, "Last-Event-ID": "0"}) as response:
+        events = read_events(response)
+        while not found or found[-1][0] != "call.ended":
+            sse = await next_event(events)
+            if sse.event in ("call.started", "call.ended"):
+                found.append((sse.event, sse.data["id"]))
+    return found
+
+
 async def wait_for_state(api: Api, headers: dict[str, str], state: str, limit: float = 15.0) -> dict[str, object]:
     async with asyncio.timeout(limit):
         while True:
@@ -128,15 +140,7 @@ async def test_callback_rings_the_desk_phone_then_calls_the_number_and_bridges_t
     assert row.outcome == "callback, answered" and row.answered_at is not None
 
     # The app's live event stream saw the call start and end (SPEC D3).
-    async with api.http.stream("GET", "/api/v1/events", headers={**headers, "Last-Event-ID": "0"}) as response:
-        events = read_events(response)
-        seen = []
-        while "call.ended" not in seen:
-            sse = await next_event(events)
-            seen.append(sse.event)
-            if sse.event in ("call.started", "call.ended"):
-                assert sse.data["id"] == body["id"]
-    assert seen.index("call.started") < seen.index("call.ended")
+    assert await call_events(api, headers) == [("call.started", body["id"]), ("call.ended", body["id"])]
 
 
 @pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
@@ -183,6 +187,7 @@ async def test_via_the_exchange_the_mobile_calling_the_access_number_in_time_is_
     handset = await start_sipp(exchange, "handset", text, "-s", ACCESS, port=exchange.mobile_port)
     listed = await wait_for_state(api, headers, "active")
     assert (listed["direction"], listed["remote_number"]) == ("outgoing", FAR)
+    assert (await call_events(api, headers))[0] == ("call.started", listed["id"])
     await handset.succeeded()
     await network.succeeded()
     call = await exchange.next_call()
@@ -190,6 +195,7 @@ async def test_via_the_exchange_the_mobile_calling_the_access_number_in_time_is_
     assert call.media["caller_packets_received"] > 30 and call.media["callee_packets_received"] > 30
     rows = await exchange.call_logs("alice")
     assert [(r.direction, r.remote_number, r.local_identity) for r in rows] == [("placed", FAR, ALICE_DIRECT)]
+    assert await call_events(api, headers) == [("call.started", listed["id"]), ("call.ended", listed["id"])]
 
 
 @pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)

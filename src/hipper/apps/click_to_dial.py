@@ -212,25 +212,31 @@ async def handles(call: Call, dialled: str) -> bool:
         return True
     from_, headers = identity_headers(armed.identity, settings.sip_realm, trusted=b2bua.peers.trunk_trusted)
     branch = Branch(trunk[0], trunk[1], b2bua.peers.address(armed.to), "access-number")
-    await publish(b2bua, armed.user_id, "call.started", {"id": call_key(call.call_id), "to": armed.to})
     result = await call.ring([branch], None, max(1, call.incoming_max_forwards() - 1), tuple(headers), from_)
     if result.outcome == "answered":
         await call.over.wait()
     else:
         call.placed.outcome.append(result.outcome)
         call.fail(result.status or 480)
-    await publish(b2bua, armed.user_id, "call.ended", {"id": call_key(call.call_id), "to": armed.to})
     return True
 
 
-async def publish(b2bua: B2bua, user_id: int, type_: str, payload: dict[str, object]) -> None:
-    """An outbox event for the user's app (SPEC D3); the API's event hub finds it on its next poll."""
+def announce_started(call: Call) -> None:
+    """`call.started` for the users a call just connected; the executor writes `call.ended` with the call log."""
+    if call.on_call_users:
+        payload: dict[str, object] = {"id": call_key(call.call_id)}
+        call.b2bua.spawn(publish(call.b2bua, list(call.on_call_users), "call.started", payload))
+
+
+async def publish(b2bua: B2bua, user_ids: list[int], type_: str, payload: dict[str, object]) -> None:
+    """An outbox event for each user's app (SPEC D3); the API's event hub finds it on its next poll."""
     try:
         async with b2bua.sessions() as session:
-            add_event(session, user_id, type_, payload)
+            for user_id in user_ids:
+                add_event(session, user_id, type_, payload)
             await session.commit()
     except Exception:  # a database hiccup must not break the call itself
-        log.exception("click_to_dial.event_failed", extra={"user_id": user_id, "type": type_})
+        log.exception("click_to_dial.event_failed", extra={"users": user_ids, "type": type_})
 
 
 class Callback:
@@ -320,7 +326,7 @@ class Callback:
             await self._write_log()
             self.calls.callbacks.pop(self.id, None)
             self.calls.ended.put_nowait(self)
-            await publish(self.b2bua, self.user_id, "call.ended", {"id": self.id, "to": self.to})
+            await publish(self.b2bua, [self.user_id], "call.ended", {"id": self.id, "to": self.to})
 
     async def _run(self) -> None:
         peers = self.b2bua.peers

@@ -70,6 +70,7 @@ from hipper.sip.message import URI, NameAddr, ParseError, Response
 from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
 from hipper.store import call_logs
+from hipper.store.events import add_event
 from hipper.store.registrations import Binding, LocationStore
 
 if TYPE_CHECKING:
@@ -302,6 +303,7 @@ class Call:
                         outcome=outcome[:40],
                         plan=party.plan,
                     )
+                    add_event(session, party.user_id, "call.ended", {"id": click_to_dial.call_key(self.call_id)})
                 await session.commit()
         except Exception:
             log.exception("call.log_failed", extra={"call_id": self.call_id})
@@ -795,6 +797,7 @@ class Call:
         self.on_call_users = [u for u in (self.caller.user_id, leg.user_id) if u is not None]
         for user_id in self.on_call_users:
             self.b2bua.on_call_started(user_id)
+        click_to_dial.announce_started(self)  # call.started: the users' apps refresh their call lists (SPEC D3)
         log.info("call.connected", extra={"call_id": self.call_id, "branch": leg.label})
         # In-call keypad codes and call recording (apps/recording.py) last until the call ends; the B2BUA owns the
         # task, so the call's teardown does not cancel the storing of a recording.
