@@ -1,6 +1,9 @@
 // The only door to the exchange: the public REST API under /api/v1, with the session token from the login.
 
-const BASE = "/api/v1";
+// Served by the exchange itself the API is on the same origin. Hosted elsewhere, the page names the exchange in
+// <meta name="hipper-api" content="https://pbx.example.com"> and the exchange allows that origin (cors_origins).
+const EXCHANGE = document.querySelector('meta[name="hipper-api"]')?.getAttribute("content") || "";
+export const BASE = `${EXCHANGE.replace(/\/+$/, "")}/api/v1`;
 const TOKEN_KEY = "hipper.token";
 
 export class ApiError extends Error {

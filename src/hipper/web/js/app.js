@@ -1,6 +1,6 @@
 // Hipper+: boot, theme, hash routing and the screen frame (header with back button, bottom navigation).
 
-import { ApiError, listenToEvents, session, setStepUpHandler, setUnauthorizedHandler } from "./api.js";
+import { ApiError, BASE, listenToEvents, session, setStepUpHandler, setUnauthorizedHandler } from "./api.js";
 import { clear, h } from "./dom.js";
 import { language, loadLanguage, resolveLanguage, t } from "./i18n.js";
 import { prefetchOverview, routes } from "./screens.js";
@@ -43,7 +43,7 @@ export async function logOut() {
   forget();
   go("login");
   try {
-    await fetch("/api/v1/auth/logout", { method: "POST", headers: { Authorization: `Bearer ${token}` } });
+    await fetch(`${BASE}/auth/logout`, { method: "POST", headers: { Authorization: `Bearer ${token}` } });
   } catch {
     /* offline: the session ends on the exchange when it expires */
   }
