@@ -14,7 +14,7 @@ import uvicorn
 
 from hipper.api.app import create_app
 from hipper.apps.click_to_dial import Callback
-from hipper.domain.services import CallMethod
+from hipper.domain.services import CallMethod, FixedMobile
 from tests.calls.conftest import Exchange, expect_headers, phone, place_call, scenario, start_sipp, trunk
 from tests.ops.conftest import free_port
 from tests.ops.test_events import next_event, read_events
@@ -317,3 +317,40 @@ async def test_an_incoming_call_is_listed_while_it_rings_and_can_be_refused(exch
     await desk.succeeded()  # Alice's phone got CANCEL
     await exchange.next_call()
     assert await live_calls(api, headers) == []
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_callback_rings_the_mobile_too_when_fixed_mobile_says_so(exchange: Exchange, api: Api) -> None:
+    await alice(exchange)
+    await exchange.set_service("alice", FixedMobile(click_to_dial_to_mobile=True))
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee_rings.xml"))  # rings until cancelled
+    handset = await start_sipp(
+        exchange, "handset", scenario("callee.xml", ring_ms=300), "-rtp_echo", port=exchange.mobile_port
+    )
+    network = await trunk(exchange, "far", scenario("callee_hangs_up.xml"))
+    headers = await api.login("alice")
+    placed = await api.http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    await desk.succeeded()  # cancelled once the handset answered
+    await handset.succeeded()
+    await network.succeeded()
+    callback = await finished_callback(exchange)
+    assert sorted(t.label for t in callback.targets) == ["desk", "mobile"]
+    assert callback.user_leg is not None and callback.user_leg.label == "mobile"
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_hanging_up_a_callback_while_the_desk_phone_rings_cancels_it(exchange: Exchange, api: Api) -> None:
+    await alice(exchange)
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee_rings.xml"))
+    headers = await api.login("alice")
+    placed = await api.http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    await wait_for_state(api, headers, "ringing")
+    await asyncio.sleep(0.5)  # the phone's 180 has come: the CANCEL can go (RFC 3261 §9.1)
+    assert (await api.http.delete(f"/api/v1/me/calls/{placed.json()['id']}", headers=headers)).status_code == 204
+    await desk.succeeded()
+    callback = await finished_callback(exchange)
+    assert callback.far_leg is None and callback.outcome == "cancelled"
+    [row] = await exchange.call_logs("alice")
+    assert row.outcome == "callback, cancelled"

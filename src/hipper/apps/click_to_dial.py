@@ -122,7 +122,8 @@ class AppCalls:
     # -- callback ---------------------------------------------------------------------------------------------
 
     async def user_targets(self, user_id: int, device: str, number: str | None) -> list[Target]:
-        """The phone(s) a callback rings first: registered desk phones, the handset, or the remote office."""
+        """The phone(s) a callback rings first: registered desk phones, the handset, or a number through the trunk
+        (the remote office, an Anywhere location; `device` is then the branch's label)."""
         peers = self.b2bua.peers
         if device == "desk":
             targets = []

@@ -19,7 +19,9 @@ from hipper.domain.errors import InvalidSetting, NotLicensed
 from hipper.domain.numbers import NumberError, normalise
 from hipper.domain.outgoing import CallerIdentity, IdentityKind, PlacedCall, outgoing_identity
 from hipper.domain.routing.state import service
+from hipper.domain.services.anywhere import Anywhere
 from hipper.domain.services.call_method import CallMethod
+from hipper.domain.services.fixed_mobile import FixedMobile
 from hipper.domain.services.remote_office import RemoteOffice
 from hipper.store.events import add_event
 from hipper.store.user_state import is_colleague, load_user_state
@@ -125,6 +127,16 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
         remote = service(user_state, RemoteOffice)
         number = remote.destination if remote is not None else None
     targets = await calls.user_targets(user.id, setting.callback_device, number)
+    if setting.callback_device == "desk":
+        # The user's own options: a callback rings the mobile too (fixed-mobile) and the Anywhere locations.
+        fixed_mobile = service(user_state, FixedMobile)
+        if fixed_mobile is not None and fixed_mobile.click_to_dial_to_mobile and user_state.mobile_number:
+            targets += await calls.user_targets(user.id, "mobile", user_state.mobile_number)
+        anywhere = service(user_state, Anywhere)
+        if anywhere is not None and anywhere.click_to_dial_rings_locations:
+            for location in anywhere.locations:
+                if location.active:
+                    targets += await calls.user_targets(user.id, "anywhere", location.number)
     if not targets:
         reason = {
             "desk": "none of your desk phones is registered",
