@@ -329,6 +329,7 @@ class Exchange:
     numbers: list[str] = field(default_factory=list)
     statements: Counter[str] = field(default_factory=Counter)
     idle_rate: float = 0.0  # CPU seconds per second with no calls (measured once, after the registrations)
+    database_pid: int | None = None  # PostgreSQL's postmaster, whose backends' CPU is part of a call's cost
 
     async def close(self) -> None:
         await self.b2bua.close()
@@ -508,6 +509,7 @@ async def setup_through_exchange(
     statements_before = exchange.statements.copy()
     watch = Watch()
     watch.start()
+    database_before = cpu_of_tree(exchange.database_pid) if exchange.database_pid else 0.0
     cpu_before, wall_before = time.process_time(), time.perf_counter()
     run = await run_sipp(
         workdir, name, f"127.0.0.1:{exchange.stack.port}", scenario, "-p", str(trunk_port),
@@ -517,6 +519,7 @@ async def setup_through_exchange(
     summaries = await exchange.ended(run.ok + run.failed, 15.0)
     await settle(exchange.idle_rate)
     cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
+    database_cpu = cpu_of_tree(exchange.database_pid) - database_before if exchange.database_pid else 0.0
     lag = await watch.stop()
     outcomes = Counter(s.outcome for s in summaries)
     statements = exchange.statements - statements_before
@@ -530,6 +533,7 @@ async def setup_through_exchange(
         "cpu_ms_per_call_net_of_idle": (cpu - idle * wall) / max(run.ok, 1) * 1000,
         "cpu_percent": 100 * cpu / wall,
         "idle_cpu_percent": 100 * idle,
+        "database_server_cpu_ms_per_call": database_cpu / max(run.ok, 1) * 1000,
         "answered": outcomes.get("answered", 0),
         "rss_after_mib": rss_bytes() / 2**20,
         "live_after": live_state(exchange),
@@ -782,7 +786,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     os.dup2(log_fd, 2)
     trunk_port = free_port()
     callee_port = free_port()
-    exchange = await start_exchange(workdir, users, trunk_port, args.database_url)
+    database_url, postgres = args.database_url, None
+    if args.postgres:
+        # A private server from Debian's packages, started from this process so it shares the exchange's core.
+        from tests.support.postgres import PostgresServer
+
+        postgres = PostgresServer()
+        await asyncio.to_thread(postgres.start)
+        database_url = postgres.url()
+        results["database"] = "PostgreSQL (private server, fsync off, on the exchange's core)"
+    exchange = await start_exchange(workdir, users, trunk_port, database_url)
+    if postgres is not None:
+        exchange.database_pid = int((postgres.data / "postmaster.pid").read_text().split()[0])
     callee: asyncio.subprocess.Process | None = None
     try:
         report("registering", users, "users")
@@ -875,6 +890,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if callee is not None:
             await stop_process(callee)
         await exchange.close()
+        if postgres is not None:
+            await asyncio.to_thread(postgres.stop)
         os.dup2(saved_stderr, 2)
         os.close(log_fd)
         if args.keep:
@@ -904,6 +921,7 @@ def main() -> None:
     parser.add_argument(
         "--database-url", help="an empty PostgreSQL database (postgresql+asyncpg://...) instead of SQLite"
     )
+    parser.add_argument("--postgres", action="store_true", help="start a private PostgreSQL and use it")
     parser.add_argument("--no-kamailio", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument(
