@@ -347,6 +347,8 @@ async def test_hanging_up_a_callback_while_the_desk_phone_rings_cancels_it(excha
     placed = await api.http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
     assert placed.status_code == 202, placed.text
     await wait_for_state(api, headers, "ringing")
+    again = await api.http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
+    assert again.status_code == 409 and "under way" in again.json()["detail"]
     await asyncio.sleep(0.5)  # the phone's 180 has come: the CANCEL can go (RFC 3261 §9.1)
     assert (await api.http.delete(f"/api/v1/me/calls/{placed.json()['id']}", headers=headers)).status_code == 204
     await desk.succeeded()
@@ -354,3 +356,19 @@ async def test_hanging_up_a_callback_while_the_desk_phone_rings_cancels_it(excha
     assert callback.far_leg is None and callback.outcome == "cancelled"
     [row] = await exchange.call_logs("alice")
     assert row.outcome == "callback, cancelled"
+
+
+async def test_a_node_without_call_processing_has_no_live_calls_and_places_none(exchange: Exchange) -> None:
+    await alice(exchange)
+    app = create_app(exchange.settings, run_migrations=False)  # no B2BUA on app.state.calls: an API-only node
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http:
+            headers = await Api(http).login("alice")
+            assert (await http.get("/api/v1/me/calls", headers=headers)).json() == {"calls": []}
+            placed = await http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
+            assert placed.status_code == 409 and "not running" in placed.json()["detail"]
+            mobile = await http.post("/api/v1/me/calls", json={"to": FAR, "method": "via_mobile"}, headers=headers)
+            assert mobile.status_code == 200  # nothing in the exchange is needed for that
+            assert (await http.delete("/api/v1/me/calls/abc", headers=headers)).status_code == 404
+    finally:
+        await app.state.hipper.engine.dispose()

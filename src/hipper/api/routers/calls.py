@@ -60,14 +60,15 @@ class LiveCalls(BaseModel):
     calls: list[LiveCallOut]
 
 
-def app_calls(request: Request) -> AppCalls:
+def app_calls(request: Request) -> AppCalls | None:
+    """The B2BUA's app calls; None on a node without call processing (an API-only process): it has no live
+    calls, and placing one there is a conflict with how it runs (409), not a server fault."""
     b2bua = getattr(request.app.state, "calls", None)
-    if not isinstance(b2bua, B2bua):
-        raise HTTPException(503, "call processing is not running on this node")
-    return b2bua.app_calls
+    return b2bua.app_calls if isinstance(b2bua, B2bua) else None
 
 
-Calls = Annotated[AppCalls, Depends(app_calls)]
+Calls = Annotated[AppCalls | None, Depends(app_calls)]
+NO_CALL_PROCESSING = "call processing is not running on this node"
 CallId = Annotated[str, Path(min_length=1, max_length=32, pattern="^[0-9a-f]+$")]
 
 
@@ -112,6 +113,8 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
         raise _invalid(exc.field, exc.reason) from exc
     if method == "via_mobile":
         return CallPlaced(method=method, to=to, identity=identity)
+    if calls is None:
+        raise HTTPException(409, NO_CALL_PROCESSING)
     if method == "via_exchange":
         access = state.settings.call_access_number
         if not access:
@@ -144,6 +147,9 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
             "remote_office": "you have no remote office number",
         }[setting.callback_device]
         raise HTTPException(409, f"nothing to call you back on: {reason}")
+    if any(c.user_id == user.id and c.state == "ringing" for c in calls.callbacks.values()):
+        # One at a time: a second tap must not ring the user's phones twice over.
+        raise HTTPException(409, "a callback is already under way: answer it or hang it up first")
     callback = calls.start_callback(
         user.id, user.company_id, number or user_state.fixed_number or "", to, identity, targets
     )
@@ -156,13 +162,13 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
 @router.get("", response_model=LiveCalls)
 async def list_calls(auth: CurrentUser, calls: Calls) -> LiveCalls:
     """Your calls going on now (ringing or active), oldest first."""
-    live = calls.live(auth.user.id)
+    live = calls.live(auth.user.id) if calls is not None else []
     return LiveCalls(calls=[LiveCallOut.model_validate(call, from_attributes=True) for call in live])
 
 
 @router.delete("/{call_id}", status_code=204, responses={404: {"description": "no such call of yours"}})
 async def hang_up(call_id: CallId, auth: CurrentUser, calls: Calls) -> Response:
     """Hang up: every leg of the call gets its BYE (or CANCEL while ringing)."""
-    if not calls.hang_up(auth.user.id, call_id):
+    if calls is None or not calls.hang_up(auth.user.id, call_id):
         raise HTTPException(404, "no such call")
     return Response(status_code=204)
