@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -15,6 +16,7 @@ from typing import cast
 import pytest
 from sqlalchemy import func, select
 
+from hipper.apps.voicemail import sweep_spool
 from hipper.config import Settings
 from hipper.domain.services import Voicemail
 from hipper.store.db import create_engine, session_factory
@@ -87,3 +89,16 @@ async def test_sigkill_mid_message_leaves_no_message(exchange: Exchange, tmp_pat
     # What is left is the engine's hidden temp file in the spool, which no listing counts as a message.
     leftovers = list((settings.data_dir / "spool" / "voicemail").iterdir())
     assert leftovers and all(p.name.startswith(".") and p.name.endswith(".part") for p in leftovers)
+
+
+def test_stale_spool_files_are_swept_fresh_ones_kept(tmp_path: Path) -> None:
+    spool = tmp_path / "spool" / "voicemail"
+    spool.mkdir(parents=True)
+    stale = spool / ".abc.wav.0123.part"
+    fresh = spool / ".def.wav.4567.part"
+    for path in (stale, fresh):
+        path.write_bytes(b"RIFF")
+    day_ago = time.time() - 2 * 86400
+    os.utime(stale, (day_ago, day_ago))
+    assert sweep_spool(tmp_path) == 1
+    assert not stale.exists() and fresh.exists()  # a recording may still be writing the fresh one

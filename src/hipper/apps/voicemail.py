@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,10 +41,36 @@ KEEP_SILENCE_SECONDS = 1.0
 # Shorter than this is a caller who hung up at the tone: no message.
 MIN_MESSAGE_SECONDS = 0.5
 POLL_SECONDS = 0.2
+# Spool files untouched this long belong to no running recording (a call recording may last hours).
+STALE_SPOOL_SECONDS = 86400.0
+_swept: set[Path] = set()
 
 
 def spool_directory(data_dir: Path) -> Path:
     return data_dir / SPOOL_DIR / "voicemail"
+
+
+def sweep_spool(data_dir: Path, older_than_seconds: float = STALE_SPOOL_SECONDS) -> int:
+    """Remove spool files a killed process left behind (hidden `.part` temp files and finished files it never
+    stored), once they are older than any running recording could be. Returns how many were removed."""
+    removed = 0
+    cutoff = time.time() - older_than_seconds
+    for path in (data_dir / SPOOL_DIR).rglob("*"):
+        with contextlib.suppress(OSError):
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+    return removed
+
+
+async def sweep_spool_once(data_dir: Path) -> None:
+    """The first deposit of a process sweeps the spool (off the event loop)."""
+    if data_dir in _swept:
+        return
+    _swept.add(data_dir)
+    removed = await run_cpu(sweep_spool, data_dir)
+    if removed:
+        log.info("voicemail.spool_swept", extra={"removed": removed})
 
 
 def system_greeting(language: str, number: str) -> tuple[Path, ...]:
@@ -123,6 +150,7 @@ async def record_message(call: Call, endpoint_id: str) -> tuple[Path, float] | N
 async def leave_message(call: Call, user_id: int, called_number: str) -> None:
     """The whole deposit: answer, greeting, tone, record, store; then say goodbye if the caller is still there."""
     await call.answer_caller()
+    await sweep_spool_once(call.settings.data_dir)
     endpoint_id = call.a.endpoint_id
     assert endpoint_id is not None
     language = call.settings.prompt_language
