@@ -50,3 +50,10 @@ async def test_owner_lists_plays_and_deletes_others_get_404(app: FastAPI, make_u
     assert (await alice.delete(f"/me/recordings/{recording_id}")).status_code == 204
     assert (await alice.get("/me/recordings")).json()["recordings"] == []
     assert not list((state.settings.data_dir / "media" / "recordings").rglob("*.wav"))
+
+
+async def test_without_the_call_recording_licence_recordings_are_not_there(make_user: UserFactory) -> None:
+    user = await make_user(["basic"])
+    response = await user.get("/me/recordings")
+    assert response.status_code == 403
+    assert response.json()["code"] == "not_licensed"

@@ -5,15 +5,26 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from hipper.api.deps import CurrentUser, RowId, Session, State, as_utc, commit
+from hipper.domain.errors import NotLicensed
+from hipper.domain.licences import licensed_services
 from hipper.store import media_files, recordings
 from hipper.store.models import Recording
 
-router = APIRouter(prefix="/me/recordings", tags=["recordings"])
+LICENCE = "call-recording"
+
+
+async def _licensed(auth: CurrentUser) -> None:
+    # Recordings belong to the call-recording service: without its licence the list is not there at all.
+    if LICENCE not in licensed_services(frozenset(auth.user.licences or ())):
+        raise NotLicensed(LICENCE)
+
+
+router = APIRouter(prefix="/me/recordings", tags=["recordings"], dependencies=[Depends(_licensed)])
 
 NOT_FOUND = "no such recording"
 
