@@ -372,3 +372,18 @@ async def test_a_node_without_call_processing_has_no_live_calls_and_places_none(
             assert (await http.delete("/api/v1/me/calls/abc", headers=headers)).status_code == 404
     finally:
         await app.state.hipper.engine.dispose()
+
+
+@pytest.mark.parametrize("exchange", [{**SETTINGS, "rtp_timeout_seconds": 2.0}], indirect=True)
+async def test_a_callback_whose_far_end_falls_silent_ends_by_rtp_timeout(exchange: Exchange, api: Api) -> None:
+    await alice(exchange)
+    # Neither side sends audio of its own after the bridge (the desk phone only echoes): no RTP in 2 s ends it.
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    network = await trunk(exchange, "far", scenario("callee.xml", ring_ms=100))
+    headers = await api.login("alice")
+    placed = await api.http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    await desk.succeeded()  # both got a BYE from the exchange
+    await network.succeeded()
+    callback = await finished_callback(exchange)
+    assert callback.outcome == "rtp-timeout"

@@ -31,6 +31,7 @@ from hipper.media.engine import (
     CreateEndpoint,
     EndpointCreated,
     MediaError,
+    MediaEvent,
     Play,
     Release,
     SessionUpdated,
@@ -291,6 +292,16 @@ class Callback:
         else:
             tx.respond(tx.response(200))
 
+    def media_event(self, event: MediaEvent) -> None:
+        """Nothing in a callback waits for keys or prompts; only the RTP timeout matters (below)."""
+
+    def rtp_timeout(self, endpoint_id: str) -> None:
+        """A bridged phone fell silent (gone without a BYE): end the callback (the engine's RTP timeout)."""
+        if any(leg is not None and leg.endpoint_id == endpoint_id for leg in (self.user_leg, self.far_leg)):
+            log.info("click_to_dial.rtp_timeout", extra={"id": self.id})
+            self.outcome = "rtp-timeout" if self.outcome == "answered" else self.outcome
+            self.over.set()
+
     def leg_gone(self, leg: Leg) -> None:
         if leg is self.user_leg or leg is self.far_leg:
             self.over.set()
@@ -399,6 +410,7 @@ class Callback:
             created = await self.b2bua.media.execute(CreateEndpoint())
             assert isinstance(created, EndpointCreated)
             self.endpoints.add(created.endpoint_id)
+            self.b2bua.watch(created.endpoint_id, cast("Call", self))  # RTP timeouts come to `rtp_timeout`
             # The legs are typed for the executor's Call; a Callback offers the same three things they use.
             leg = CalleeLeg(
                 self.b2bua.stack, cast("Call", self), peer=target.peer, uri=target.uri, from_=from_, to=to,
@@ -461,6 +473,7 @@ class Callback:
         if endpoint_id is None or endpoint_id not in self.endpoints:
             return
         self.endpoints.discard(endpoint_id)
+        self.b2bua.unwatch(endpoint_id)
         with contextlib.suppress(MediaError):
             await self.b2bua.media.execute(Release(endpoint_id))
 
