@@ -4,12 +4,15 @@ each precedence line and setting of docs/call-routing.md has at least one call t
 from __future__ import annotations
 
 import asyncio
+import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
+from hipper.apps.voicemail import system_greeting
 from hipper.domain.services import (
     Anonymous,
     Anywhere,
@@ -22,8 +25,10 @@ from hipper.domain.services import (
 )
 from hipper.domain.services.anywhere import AnywhereLocation
 from hipper.domain.services.simultaneous_ring import SimultaneousRingTarget
+from hipper.media.prompts import tone_path
 from hipper.store import admin
 from hipper.store.models import Company, User
+from hipper.store.models import Voicemail as VoicemailMessage
 from tests.calls.conftest import (
     Exchange,
     Sipp,
@@ -93,22 +98,43 @@ def with_request_uri(checks: dict[str, str], regexp: str) -> dict[str, str]:
 # -- voicemail: on busy, not reachable, forward always to voicemail ------------------------------------------
 
 
+def greeting_ms(extension: str) -> int:
+    """How long the system greeting and the tone play, so that the caller speaks only once recording starts."""
+    seconds = 0.0
+    for path in (*system_greeting("en", extension), tone_path("beep")):
+        with wave.open(str(path)) as audio:
+            seconds += audio.getnframes() / audio.getframerate()
+    return int(seconds * 1000) + 700  # a margin for the engine's start and the shared machine
+
+
 @pytest.mark.parametrize("exchange", [{"voicemail_silence_seconds": 2.0}], indirect=True)
-async def test_voicemail_on_busy_answers_the_caller_when_the_desk_refuses_busy(exchange: Exchange) -> None:
+async def test_voicemail_on_busy_takes_a_message_when_the_desk_refuses_busy(exchange: Exchange) -> None:
     await exchange.add_user("alice", "201")
     await exchange.add_user("bob", "202")
     await exchange.set_service("bob", Voicemail(active=True, on_busy=True, on_no_answer=False))
     bob = await phone(exchange, "bob", "bob", scenario("callee_refuses.xml", status=486))
-    alice = await place_call(exchange, "alice", "202", "final_application.xml")
+    alice = await place_call(
+        exchange, "alice", "202", "final_leaves_message.xml", greeting_ms=greeting_ms("202"), limit=40
+    )
     await bob.succeeded()
-    await alice.succeeded()  # a 200 from the voicemail, the greeting and the tone, then its BYE after the silence
-    call = await exchange.next_call()
+    await alice.succeeded(45)  # a 200 from the voicemail, greeting and tone, a message, then its BYE
+    call = await exchange.next_call(45)
     assert call.outcome == "voicemail"
     assert call.branches == [("desk", 486)]
     assert call.media["caller_packets_sent"] > 100  # the greeting reached the caller as RTP
     rows = await exchange.call_logs("bob")
     assert [(r.direction, r.outcome) for r in rows] == [("missed", "busy, voicemail")]
     assert rows[0].plan is not None and rows[0].plan["steps"][0]["on_busy"][0]["action"] == "voicemail"
+    async with asyncio.timeout(10):
+        while not (messages := await voicemails_of(exchange, "bob")):  # noqa: ASYNC110 - stored after the BYE
+            await asyncio.sleep(0.1)
+    assert messages[0].caller_number == "201" and messages[0].duration_ms > 1000
+
+
+async def voicemails_of(exchange: Exchange, name: str) -> list[VoicemailMessage]:
+    async with exchange.sessions() as session:
+        rows = await session.execute(select(VoicemailMessage).where(VoicemailMessage.user_id == exchange.users[name]))
+        return list(rows.scalars())
 
 
 @pytest.mark.parametrize("exchange", [{"voicemail_silence_seconds": 2.0}], indirect=True)
