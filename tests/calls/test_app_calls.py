@@ -387,3 +387,26 @@ async def test_a_callback_whose_far_end_falls_silent_ends_by_rtp_timeout(exchang
     await network.succeeded()
     callback = await finished_callback(exchange)
     assert callback.outcome == "rtp-timeout"
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_via_the_exchange_to_a_colleague_rings_their_phone(exchange: Exchange, api: Api) -> None:
+    await alice(exchange, method="via_exchange")
+    bob = await phone(
+        exchange, "bob", "bob-desk", scenario("callee.xml", ring_ms=100, **expect_headers(("From", "sip:201@"))),
+        "-rtp_echo",
+    )  # fmt: skip
+    headers = await api.login("alice")
+    placed = await api.http.post("/api/v1/me/calls", json={"to": "202"}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    text = scenario(
+        "trunk_caller.xml", final="final_talks.xml", user=ALICE_MOBILE, from_user=ALICE_MOBILE, display="Alice",
+        extra="", talk_ms=1000,
+    )  # fmt: skip
+    handset = await start_sipp(exchange, "handset", text, "-s", ACCESS, port=exchange.mobile_port)
+    await handset.succeeded()
+    await bob.succeeded()
+    call = await exchange.next_call()
+    assert call.answered
+    assert [(r.direction, r.remote_number) for r in await exchange.call_logs("alice")] == [("placed", "202")]
+    assert [r.direction for r in await exchange.call_logs("bob")] == ["received"]

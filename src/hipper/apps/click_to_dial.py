@@ -208,6 +208,12 @@ async def handles(call: Call, dialled: str) -> bool:
         call.fail(403, "No call announced from the app")
         return True
     call.placed = Party(armed.user_id, "placed", armed.to, local_identity=armed.identity.number)
+    async with b2bua.sessions() as session:
+        resolved = await resolve(session, armed.to, call.caller.company_id, settings.default_region)
+    if resolved.kind in ("user", "group"):
+        # A colleague or a group number: routed like any call of the user's, by the callee's own plan.
+        await call.forward_to(armed.to, None, None)
+        return True
     trunk = b2bua.peers.trunk_uri(armed.to)
     if trunk is None:
         call.fail(503, "No trunk configured")
