@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Insert, Table, select
+from sqlalchemy import Insert, Table, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -54,16 +54,15 @@ def _document(settings_class: type[ServiceSettings], user_id: int, data: dict[st
         return _salvage(settings_class, dict(data))
 
 
+# The document column only, not an ORM entity: nothing to keep in the identity map, and `save` writes with a Core
+# upsert that an entity held here would not see. Built once: composing it per request cost measurable CPU.
+_LOAD = select(ServiceSetting.data).where(
+    ServiceSetting.user_id == bindparam("user_id"), ServiceSetting.service == bindparam("service")
+)
+
+
 async def load(session: AsyncSession, user_id: int, settings_class: type[ServiceSettings]) -> ServiceSettings:
-    # The document column only, not an ORM entity: nothing to keep in the identity map, and `save` writes with a
-    # Core upsert that an entity held here would not see.
-    data = (
-        await session.execute(
-            select(ServiceSetting.data).where(
-                ServiceSetting.user_id == user_id, ServiceSetting.service == settings_class.service
-            )
-        )
-    ).scalar_one_or_none()
+    data = (await session.execute(_LOAD, {"user_id": user_id, "service": settings_class.service})).scalar_one_or_none()
     return _document(settings_class, user_id, data)
 
 
