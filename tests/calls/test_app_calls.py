@@ -14,7 +14,7 @@ import uvicorn
 
 from hipper.api.app import create_app
 from hipper.apps.click_to_dial import Callback
-from hipper.domain.services import CallMethod, FixedMobile
+from hipper.domain.services import CallForwardingNoAnswer, CallMethod, FixedMobile
 from tests.calls.conftest import Exchange, expect_headers, phone, place_call, scenario, start_sipp, trunk
 from tests.ops.conftest import free_port
 from tests.ops.test_events import next_event, read_events
@@ -410,3 +410,13 @@ async def test_via_the_exchange_to_a_colleague_rings_their_phone(exchange: Excha
     assert call.answered
     assert [(r.direction, r.remote_number) for r in await exchange.call_logs("alice")] == [("placed", "202")]
     assert [r.direction for r in await exchange.call_logs("bob")] == ["received"]
+
+
+async def test_explain_plans_with_the_exchanges_ring_length(exchange: Exchange, api: Api) -> None:
+    """The exchange here rings 1 s per ring: explain's no-answer timeout is 3 rings × 1 s, as a real call's."""
+    await alice(exchange)
+    await exchange.set_service("alice", CallForwardingNoAnswer(active=True, destination="+31612349999", rings=3))
+    headers = await api.login("alice")
+    explained = await api.http.get("/api/v1/me/routing/explain", params={"caller": FAR}, headers=headers)
+    assert explained.status_code == 200, explained.text
+    assert explained.json()["plan"]["steps"][0]["timeout_seconds"] == 3 * exchange.settings.seconds_per_ring == 3
