@@ -104,7 +104,7 @@ async def test_numbers_come_with_the_session(make_user: UserFactory, app: FastAP
 
     user = await make_user(["full"])
     async with app.state.hipper.sessions() as session:
-        company_id = (await session.get(User, user.id)).company_id  # type: ignore[union-attr]
+        company_id = (await session.get(User, user.id)).company_id
         center = CallCenter(company_id=company_id, name="Support", number="+31201234999")
         session.add(center)
         await session.flush()
