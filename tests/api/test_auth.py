@@ -72,3 +72,34 @@ async def test_no_token_no_access(make_user: UserFactory) -> None:
     assert (await user.client.get("/api/v1/me")).status_code == 401
     bogus = await user.client.get("/api/v1/me", headers={"Authorization": "Bearer nonsense"})
     assert bogus.status_code == 401
+
+
+async def test_unknown_usernames_answer_exactly_like_real_ones(make_user: UserFactory) -> None:
+    """No enumeration: an unknown name gets the same 401s, then the same lockout, as a real account."""
+    user = await make_user()
+    for name in (user.username, "nobody-here"):
+        answers = []
+        for _ in range(6):
+            response = await user.client.post("/api/v1/auth/login", json={"username": name, "password": "wrong"})
+            answers.append((response.status_code, response.json()["detail"]))
+        assert [status for status, _ in answers] == [401] * 5 + [429], name
+    assert answers[0][1] == "wrong username or password"
+
+
+async def test_wrong_current_passwords_lock_the_account_too(make_user: UserFactory) -> None:
+    user = await make_user()
+    for _ in range(5):
+        response = await user.put("/auth/password", json={"current_password": "guess", "new_password": "new pass 2"})
+        assert response.status_code == 403
+    locked = await user.put("/auth/password", json={"current_password": user.password, "new_password": "new pass 2"})
+    assert locked.status_code == 429
+
+
+async def test_a_new_password_ends_the_other_sessions(make_user: UserFactory) -> None:
+    user = await make_user()
+    other = await user.client.post("/api/v1/auth/login", json={"username": user.username, "password": user.password})
+    other_headers = {"Authorization": f"Bearer {other.json()['token']}"}
+    changed = await user.put("/auth/password", json={"current_password": user.password, "new_password": "new pass 2"})
+    assert changed.status_code == 204
+    assert (await user.client.get("/api/v1/me", headers=other_headers)).status_code == 401
+    assert (await user.get("/me")).status_code == 200

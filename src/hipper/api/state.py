@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from hipper.api.login_guard import UnknownNameFailures
 from hipper.config import Settings
 from hipper.passwords import Hasher
 
@@ -86,3 +87,4 @@ class AppState:
     sessions: async_sessionmaker[AsyncSession]
     hasher: Hasher
     events: EventHub = field(default_factory=EventHub)
+    unknown_logins: UnknownNameFailures = field(default_factory=UnknownNameFailures)

@@ -7,11 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, Field
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.api.deps import CurrentUser, Session, State, as_utc, commit, hash_token
+from hipper.config import Settings
 from hipper.domain.pin import check_password, check_pin
 from hipper.store.events import add_event
-from hipper.store.models import AuthSession
+from hipper.store.models import AuthSession, User
 from hipper.store.users import by_username
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -47,8 +50,19 @@ class PasswordRequest(BaseModel):
     new_password: str = Field(max_length=200)
 
 
+LOCKED = "too many failed attempts: this account is locked for a few minutes"
+
+
 def _locked(until: datetime | None, now: datetime) -> bool:
     return until is not None and as_utc(until) > now
+
+
+async def _count_failure(user: User, now: datetime, settings: Settings, session: AsyncSession) -> None:
+    user.failed_logins += 1
+    if user.failed_logins >= settings.login_attempts:
+        user.locked_until = now + timedelta(seconds=settings.login_lockout_seconds)
+        user.failed_logins = 0
+    await session.commit()
 
 
 @router.post("/login", response_model=LoginResponse)
@@ -56,15 +70,17 @@ async def login(body: LoginRequest, session: Session, state: State) -> LoginResp
     settings = state.settings
     now = datetime.now(UTC)
     user = await by_username(session, body.username)
-    if user is not None and _locked(user.locked_until, now):
-        raise HTTPException(429, "too many failed attempts: this account is locked for a few minutes")
-    if user is None or not await state.hasher.verify(user.password_hash if user else None, body.password):
-        if user is not None:
-            user.failed_logins += 1
-            if user.failed_logins >= settings.login_attempts:
-                user.locked_until = now + timedelta(seconds=settings.login_lockout_seconds)
-                user.failed_logins = 0
-            await session.commit()
+    if user is None:
+        # An unknown name is locked out exactly like a real account, so the answers never tell which
+        # usernames exist (OWASP authentication guidance); the hash is spent either way.
+        await state.hasher.verify(None, body.password)
+        if state.unknown_logins.failed(body.username, now, settings.login_attempts, settings.login_lockout_seconds):
+            raise HTTPException(429, LOCKED)
+        raise HTTPException(401, "wrong username or password")
+    if _locked(user.locked_until, now):
+        raise HTTPException(429, LOCKED)
+    if not await state.hasher.verify(user.password_hash, body.password):
+        await _count_failure(user, now, settings, session)
         raise HTTPException(401, "wrong username or password")
     user.failed_logins = 0
     user.locked_until = None
@@ -132,8 +148,17 @@ async def step_up(body: StepUpRequest, auth: CurrentUser, session: Session, stat
 
 @router.put("/password", status_code=204)
 async def change_password(body: PasswordRequest, auth: CurrentUser, session: Session, state: State) -> None:
+    now = datetime.now(UTC)
+    if _locked(auth.user.locked_until, now):
+        raise HTTPException(429, LOCKED)
     if not await state.hasher.verify(auth.user.password_hash, body.current_password):
+        # A stolen session token must not become unlimited password guessing: count it like a failed login.
+        await _count_failure(auth.user, now, state.settings, session)
         raise HTTPException(403, "the current password is wrong")
     check_password(body.new_password)
     auth.user.password_hash = await state.hasher.hash(body.new_password)
+    # A new password ends every other session of the user (a lost phone stays logged out); this one stays.
+    await session.execute(
+        delete(AuthSession).where(AuthSession.user_id == auth.user.id, AuthSession.id != auth.auth_session.id)
+    )
     await session.commit()
