@@ -79,7 +79,7 @@ class LiveServer:
     _thread: threading.Thread | None = None
     _company_id: int | None = None
     # With call processing (the SIP stack and B2BUA on a free port, as `hipper serve` runs them), POST /me/calls
-    # really places calls; without it the API answers 503 there and the app falls back to tel: links.
+    # really places calls; without it the API answers 409 "not running" there and the app falls back to tel: links.
     call_processing: bool = False
     extra_settings: dict[str, Any] | None = None
 

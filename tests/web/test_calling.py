@@ -1,21 +1,23 @@
 """Placing calls in real Chromium (SPEC D1, D2, D9): the number choice with "don't ask again", the dialpad
 with the identity in use and its menu, and the "always ask" call method.
 
-The exchange places calls through POST /me/calls where it offers that; otherwise the app hands the number to
-the phone's dialer with a tel: link. A headless browser has no dialer, so the page records tel: links the app
-opens (and stops them there) — the app's own code path is unchanged.
+The app asks the exchange to place calls (POST /me/calls); this test exchange runs no call processing (as an
+API-only node), answers 409 "not running", and the app then hands the number to the phone's dialer with a tel:
+link (against an exchange that places calls: test_calling_exchange.py). A headless browser has no dialer, so
+the page records tel: links the app opens (and stops them there) — the app's own code path is unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.web.live_server import LiveServer
+from tests.web.live_server import CHROMIUM, LiveServer
 from tests.web.test_app_browser import api, log_in, new_user, wait_ready
 
 pytestmark = pytest.mark.browser
@@ -29,11 +31,6 @@ document.addEventListener("click", (event) => {
 """
 
 
-def exchange_places_calls(exchange: LiveServer) -> bool:
-    paths = httpx.get(f"{exchange.url}/api/v1/openapi.json").json()["paths"]
-    return "post" in paths.get("/api/v1/me/calls", {})
-
-
 def put(page: Page, exchange: LiveServer, path: str, body: dict[str, Any]) -> None:
     token = page.evaluate("localStorage.getItem('hipper.token')")
     response = httpx.put(f"{exchange.url}/api/v1{path}", json=body, headers={"Authorization": f"Bearer {token}"})
@@ -45,21 +42,33 @@ def dialled(page: Page) -> list[str]:
     return result
 
 
+NOT_RUNNING = "call processing is not running on this node"
+
+
 def expect_call(
-    page: Page, exchange: LiveServer, action: Callable[[], None], *, to: str, tel: str, identity: str, method: str
+    page: Page,
+    action: Callable[[], None],
+    *,
+    to: str,
+    tel: str,
+    identity: str,
+    method: str,
+    refused: str = NOT_RUNNING,
 ) -> None:
-    """Run `action` and check the call it places: POST /me/calls with the body the app sends, where the exchange
-    has that endpoint; this test exchange runs no call processing (503), so the phone's dialer then gets the
-    number as a tel: link — as it does on an exchange without the endpoint."""
+    """Run `action` and check the call it places: the app asks the exchange (POST /me/calls with the chosen number,
+    identity and method); the exchange cannot place it and answers 409 with `refused` (this module's exchange
+    runs no call processing: "not running"), and the app then hands the number to the phone's dialer as a tel:
+    link instead of stopping at an error."""
     before = len(dialled(page))
-    if exchange_places_calls(exchange):
-        with page.expect_request(lambda r: r.url.endswith("/api/v1/me/calls") and r.method == "POST") as placed:
-            action()
-        assert placed.value.post_data_json == {"to": to, "identity": identity, "method": method}
-    else:
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/me/calls") and r.request.method == "POST") as placed:
         action()
+    assert placed.value.request.post_data_json == {"to": to, "identity": identity, "method": method}
+    assert placed.value.status == 409
+    assert placed.value.json()["detail"] == refused
     page.wait_for_function(f"window.dialled.length === {before + 1}")
     assert dialled(page)[-1] == tel
+    # The fallback is the answer to that 409: the user is not shown the exchange's error as well.
+    expect(page.get_by_role("status").filter(has_text=refused)).to_have_count(0)
 
 
 def test_call_back_asks_for_the_number_until_told_not_to(page: Page, exchange: LiveServer) -> None:
@@ -78,7 +87,6 @@ def test_call_back_asks_for_the_number_until_told_not_to(page: Page, exchange: L
     dialog.get_by_role("checkbox", name="Niet meer vragen").check()
     expect_call(
         page,
-        exchange,
         dialog.get_by_role("button", name="Bellen").click,
         to="+31612345678",
         tel="tel:+31612345678",
@@ -92,7 +100,6 @@ def test_call_back_asks_for_the_number_until_told_not_to(page: Page, exchange: L
     # Not asked again: the next call goes straight out.
     expect_call(
         page,
-        exchange,
         page.get_by_role("link", name="Bellen Receptie").click,
         to="+31301234567",
         tel="tel:+31301234567",
@@ -140,7 +147,6 @@ def test_dialpad_shows_and_changes_the_identity_and_adds_a_number(page: Page, ex
     page.get_by_role("button", name="9", exact=True).click()
     expect_call(
         page,
-        exchange,
         page.get_by_role("button", name="Bellen", exact=True).click,
         to="0612345679",
         tel="tel:0612345679",
@@ -188,10 +194,42 @@ def test_always_ask_offers_the_call_method(page: Page, exchange: LiveServer) -> 
     dialog.get_by_role("radio", name="Centrale belt terug").check()
     expect_call(
         page,
-        exchange,
         dialog.get_by_role("button", name="Bellen").click,
         to="+31 20 555 0101",
         tel="tel:+31205550101",
         identity="direct",
         method="callback",
+    )
+
+
+@pytest.fixture(scope="module")
+def exchange_without_access_number(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """An exchange that runs call processing but has no access number configured (call_access_number unset)."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed here")
+    server = LiveServer(tmp_path_factory.mktemp("exchange") / "data", call_processing=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_via_the_exchange_without_an_access_number_the_phone_dials(
+    page: Page, exchange_without_access_number: LiveServer
+) -> None:
+    exchange = exchange_without_access_number
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    assert api(page, exchange, "/me/services/call-method")["method"] == "via_exchange"
+    page.evaluate(RECORD_DIALLED)
+    page.goto(exchange.url + "/#/dialpad")
+    wait_ready(page)
+    page.get_by_label("Te bellen nummer").fill("020 765 4321")
+    expect_call(
+        page,
+        page.get_by_role("button", name="Bellen", exact=True).click,
+        to="020 765 4321",
+        tel="tel:0207654321",
+        identity="direct",
+        method="via_exchange",
+        refused="this exchange has no access number for calls via the exchange",
     )

@@ -107,6 +107,17 @@ function dialLocally(number) {
   link.remove();
 }
 
+// POST /me/calls answers that the exchange does not place calls: no such endpoint (404/405), an older
+// exchange's 503, or a 409 saying this node runs no call processing or has no access number for "via the
+// exchange". Those 409s carry no `code`, so their detail text is what tells them apart from the 409s the user can
+// act on (no phone to call back, a callback already ringing), which must be shown rather than dialled around.
+const CANNOT_PLACE = [/call processing is not running/i, /no access number/i];
+function exchangeCannotPlace(error) {
+  if (!(error instanceof ApiError)) return false;
+  if (error.unavailable || error.status === 503) return true;
+  return error.status === 409 && typeof error.detail === "string" && CANNOT_PLACE.some((pattern) => pattern.test(error.detail));
+}
+
 // Call `number`. From recents, contacts and voicemail the user is asked for the identity (unless they said not
 // to); from the dialpad (`ask: false`) the identity shown there is used.
 export async function placeCall(number, { ask = true } = {}) {
@@ -134,13 +145,13 @@ export async function placeCall(number, { ask = true } = {}) {
     try {
       placed = await api.post("/me/calls", { to: number, identity, method });
     } catch (error) {
-      // An exchange that does not place calls (or not on this node): the phone's dialer does it, and the callee
-      // sees the mobile number.
-      if (error instanceof ApiError && (error.unavailable || error.status === 503)) {
+      // An exchange that cannot place this call at all: the phone's dialer does it (the callee then sees the
+      // mobile number), so the user still gets the call.
+      if (exchangeCannotPlace(error)) {
         dialLocally(number);
         return;
       }
-      throw error;
+      throw error; // e.g. 409 "nothing to call you back on", "a callback is already under way": the toast says why
     }
     if (placed && placed.access_number) {
       // Via the exchange: the mobile dials the exchange's access number, which connects to the armed number
