@@ -128,7 +128,9 @@ def demo(ctx: click.Context, then_serve: bool) -> None:
     created = run_in_database(ctx, _create)
     settings = _settings(ctx)
     click.echo(("Created" if created else "Found") + f" demo data in {settings.data_dir.resolve()}")
-    click.echo(f"Open http://{settings.http_host}:{settings.http_port}/ and log in with password {DEMO_PASSWORD}:")
+    # Passkeys (WebAuthn) refuse an IP address as relying party: point people at localhost when serving locally.
+    host = "localhost" if settings.http_host in ("127.0.0.1", "::1") else settings.http_host
+    click.echo(f"Open http://{host}:{settings.http_port}/ and log in with password {DEMO_PASSWORD}:")
     for user in DEMO_USERS:
         click.echo(f"  {user.username:8} {user.description}")
     click.echo(

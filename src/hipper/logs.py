@@ -94,3 +94,6 @@ def configure(level: str = "INFO", json: bool = True, stream: IO[str] | None = N
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers = []
         uvicorn_logger.propagate = True
+    # Our request middleware already writes one structured line per request (with route, user and duration);
+    # uvicorn's access line would say the same thing twice.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

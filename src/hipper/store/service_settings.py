@@ -79,7 +79,7 @@ async def load_many(
             ServiceSetting.user_id == user_id, ServiceSetting.service.in_(list(wanted))
         )
     )
-    stored: dict[str, dict[str, Any]] = {service: data for service, data in rows.tuples()}
+    stored: dict[str, dict[str, Any]] = {service: data for service, data in rows}
     return {name: _document(settings_class, user_id, stored.get(name)) for name, settings_class in wanted.items()}
 
 
