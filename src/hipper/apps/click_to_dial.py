@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar, cast
 from hipper.apps.directory import resolve
 from hipper.apps.legs import CalleeLeg, Leg, contact_header
 from hipper.apps.peers import identity_headers
+from hipper.apps.waiting import race_until
 from hipper.domain.outgoing import CallerIdentity
 from hipper.media.engine import (
     Connect,
@@ -463,17 +464,7 @@ class Callback:
 
     async def _race(self, awaitable: Awaitable[T], limit: float) -> T | None:
         """`awaitable`'s result, or None when the call is over (hung up) or `limit` seconds pass first."""
-        task = asyncio.ensure_future(awaitable)
-        over = asyncio.ensure_future(self.over.wait())
-        try:
-            done, _ = await asyncio.wait({task, over}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for pending in (task, over):
-                if not pending.done():
-                    pending.cancel()
-        if task in done and not task.cancelled():
-            return task.result()
-        return None
+        return await race_until(awaitable, self.over, limit)
 
     async def _release(self, endpoint_id: str | None) -> None:
         if endpoint_id is None or endpoint_id not in self.endpoints:

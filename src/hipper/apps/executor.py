@@ -33,6 +33,7 @@ from hipper.apps.legs import CalleeLeg, CallerLeg, Leg, contact_header
 from hipper.apps.peers import diversion_headers, diversions_so_far, identity_headers
 from hipper.apps.recording import in_call
 from hipper.apps.voicemail import leave_message
+from hipper.apps.waiting import race_until
 from hipper.domain.call_logs import CallKind
 from hipper.domain.errors import DomainError
 from hipper.domain.group_routing import GroupNumber, plan_group_call
@@ -406,17 +407,7 @@ class Call:
 
     async def race(self, awaitable: Awaitable[T], limit: float | None) -> T | None:
         """`awaitable`'s result, or None when the call ends or `limit` seconds pass first."""
-        task = asyncio.ensure_future(awaitable)
-        over = asyncio.ensure_future(self.over.wait())
-        try:
-            done, _ = await asyncio.wait({task, over}, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for pending in (task, over):
-                if not pending.done():
-                    pending.cancel()
-        if task in done and not task.cancelled():
-            return task.result()
-        return None
+        return await race_until(awaitable, self.over, limit)
 
     def spawn(self, coroutine: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
