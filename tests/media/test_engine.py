@@ -315,6 +315,80 @@ async def test_call_recording_mixes_both_directions_of_a_bridge(engine: MediaEng
     b.close()
 
 
+def loud_frames(samples: np.ndarray) -> np.ndarray:
+    """Per 20 ms frame: whether it holds sound (a frame of silence inside a tone is a gap)."""
+    frames = samples[: len(samples) - len(samples) % 160].reshape(-1, 160).astype(np.float64)
+    return np.asarray(np.sqrt((frames**2).mean(axis=1)) > 1000)
+
+
+async def test_a_call_recording_follows_the_call_into_a_conference(engine: MediaEngine, tmp_path: Path) -> None:
+    a, b, c = Phone("PCMU"), Phone("PCMA"), Phone("PCMU")
+    ea, eb, ec = await attach(engine, a), await attach(engine, b), await attach(engine, c)
+    await engine.execute(Connect(ea, eb))
+    reply = await engine.execute(StartRecording((ea, eb), tmp_path / "call.wav"))
+    assert isinstance(reply, Started)
+
+    async def merge_after(seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        await engine.execute(CreateMixer((ea, eb, ec)))
+
+    # b talks throughout; c talks all along too, but is in the recording only from the merge on.
+    await asyncio.gather(a.talk(tone(600, 2.0)), b.talk(tone(1400, 2.0)), c.talk(tone(1000, 2.0)), merge_after(1.0))
+    await engine.execute(StopRecording(reply.id))
+    samples = read_recording(tmp_path / "call.wav")
+    assert len(samples) / 8000 == pytest.approx(2.0, abs=0.15)  # one timeline: no jump at the merge
+    before, after = window(samples, 0.1, 0.9), window(samples, 1.2, 1.9)
+    for part, expected in ((before, (600, 1400)), (after, (600, 1400, 1000))):
+        for frequency in (600, 1400, 1000):
+            if frequency in expected:
+                assert band_energy(part, frequency) > 0.2, frequency
+            else:
+                assert band_energy(part, frequency) < 0.01, frequency
+    assert loud_frames(window(samples, 0.05, 1.95)).all()  # no gap, at the merge or elsewhere
+    for phone in (a, b, c):
+        phone.close()
+
+
+async def test_a_recording_started_in_a_conference_holds_every_participant(
+    engine: MediaEngine, tmp_path: Path
+) -> None:
+    phones = [Phone("PCMU"), Phone("PCMA"), Phone("PCMU")]
+    ids = [await attach(engine, phone) for phone in phones]
+    await engine.execute(CreateMixer(tuple(ids)))
+    reply = await engine.execute(StartRecording((ids[0], ids[1]), tmp_path / "conference.wav"))
+    assert isinstance(reply, Started)
+    await asyncio.gather(*(p.talk(tone(f, 1.0)) for p, f in zip(phones, (500, 1100, 1900), strict=True)))
+    await engine.execute(StopRecording(reply.id))
+    samples = read_recording(tmp_path / "conference.wav")
+    for frequency in (500, 1100, 1900):
+        assert band_energy(samples, frequency) > 0.2, frequency
+
+
+async def test_packets_arriving_late_leave_no_gap_in_a_recording(engine: MediaEngine, tmp_path: Path) -> None:
+    """A sender that stalls (a loaded machine) and then sends the overdue packets in a burst."""
+    phone = Phone("PCMA")
+    endpoint = await attach(engine, phone)
+    reply = await engine.execute(StartRecording((endpoint,), tmp_path / "rec.wav"))
+    assert isinstance(reply, Started)
+    samples = tone(1000, 2.0)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for index in range(100):
+        if index % 20 == 10:
+            await asyncio.sleep(0.12)  # six packets' worth of stall, then the burst below
+        phone.send(g711.encode(samples[160 * index : 160 * index + 160], "PCMA"))
+        phone.ts = (phone.ts + 160) & 0xFFFFFFFF
+        await asyncio.sleep(max(0.0, start + 0.02 * (index + 1) - loop.time()))
+    await engine.execute(StopRecording(reply.id))
+    recorded = read_recording(tmp_path / "rec.wav")
+    assert len(recorded) / 8000 == pytest.approx(2.0, abs=0.15)
+    loud = loud_frames(recorded)
+    first, last = int(np.argmax(loud)), len(loud) - 1 - int(np.argmax(loud[::-1]))
+    assert loud[first : last + 1].all(), "a late packet left a frame of silence"
+    assert last - first + 1 == 100
+    phone.close()
+
+
 async def test_three_party_mixer_never_echoes_a_participant(engine: MediaEngine) -> None:
     phones = [Phone("PCMU"), Phone("PCMA"), Phone("PCMU")]
     frequencies = [500.0, 1100.0, 1900.0]

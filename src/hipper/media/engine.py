@@ -57,10 +57,11 @@ from hipper.config import Settings
 from hipper.media import g711
 from hipper.media.dtmf import DtmfReceiver, digit_to_event, event_payloads
 from hipper.media.g711 import PCMA, PCMU, SAMPLES_PER_FRAME, Pcm
+from hipper.media.jitter import DELAY_FRAMES, RecordingBuffer
 from hipper.media.mixer import SILENT_FRAME, FrameBuffer, Mixer, mix
 from hipper.media.rtp import RTP_HEADER, RtcpReceiverReport, RtcpSenderReport, ntp_timestamp, parse_rtcp
 from hipper.media.sdp import AudioSession, SdpError, SessionDescription, accept_answer, answer_offer, build_offer
-from hipper.media.wavfile import AsyncWavWriter, read_wav
+from hipper.media.wavfile import AsyncWavWriter, append_all, read_wav
 from hipper.offload import run_cpu
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,12 @@ RTCP_INTERVAL_SECONDS: Final = 5.0
 SILENCE_LEVEL: Final = 100
 # Datagrams read per readiness callback before yielding to other endpoints (fairness under load).
 READ_BATCH: Final = 64
+# Receive buffer asked for on RTP sockets (the kernel doubles it, capped by net.core.rmem_max): the 208 KiB
+# default holds only a few seconds of one stream, and packets arriving while the loop is stalled (a busy shared
+# core) overflow it and are lost; with this, a stall shows up as late audio, which recordings put in place.
+RTP_RECEIVE_BUFFER: Final = 1 << 20
+# Recordings hand their audio to the writer thread about once a second, spread over the second.
+FLUSH_FRAMES: Final = 50
 PROMPT_CACHE_SIZE: Final = 512
 _UNPACK_HEADER = RTP_HEADER.unpack_from
 _PACK_HEADER = RTP_HEADER.pack
@@ -157,6 +164,12 @@ class SendDtmf:
 class StartRecording:
     """Record what one endpoint receives, or (two endpoints of a bridged pair) a mix of both directions.
 
+    A recording follows its endpoints into a conference: when one of them is (or comes to be) in a mixer
+    (``CreateMixer``, ``AddToMixer``), every participant of that mixer is recorded too, so from then on the file
+    holds the conference (everyone once), continuing the same timeline.
+
+    Received audio is placed by its RTP timestamps with a fixed delay (``jitter.RecordingBuffer``), so late
+    packets do not leave gaps; pause and resume take effect at the point of the stream where they were asked for.
     Pausing writes silence by default, so the recording keeps the call's timeline (a listener hears where the
     pause was and how long it lasted); ``pause_writes_silence=False`` cuts the paused stretch out instead.
     """
@@ -344,8 +357,9 @@ class _Endpoint:
         self.dtmf_ts = 0
         self.dtmf_first = False
         self.dtmf_rx = DtmfReceiver()
-        # Decoded received audio for recorders and the mixer; empty for plain bridges (no decoding then).
+        # Decoded received audio for the mixer and for recordings; both empty for plain bridges (no decoding).
         self.taps: list[FrameBuffer] = []
+        self.recorders: list[RecordingBuffer] = []
         self.last_received = 0.0
         self.packets_received = 0
         self.timed_out = False
@@ -357,10 +371,22 @@ class _Recording:
         self.path = path
         self.writer = writer
         self.pause_writes_silence = pause_writes_silence
-        self.sources: list[tuple[_Endpoint, FrameBuffer]] = []
-        self.paused = False
+        self.sources: list[tuple[_Endpoint, RecordingBuffer]] = []
+        self.paused = False  # as written now; a command takes effect DELAY_FRAMES later (see ``toggles``)
+        # (frame index, paused): pause/resume at the frame holding the audio that arrived when it was asked for.
+        self.toggles: deque[tuple[int, bool]] = deque()
+        self.frames = 0  # frames taken from the sources so far
         self.pending: list[Pcm] = []
+        self.flush_after = random.randint(1, FLUSH_FRAMES)  # spread: recordings started together flush apart
         self.loud_at = 0.0  # loop time of the last frame above the silence level (voicemail ends on silence)
+
+    def add_source(self, endpoint: _Endpoint) -> None:
+        buffer = RecordingBuffer()
+        endpoint.recorders.append(buffer)
+        self.sources.append((endpoint, buffer))
+
+    def toggle(self, paused: bool) -> None:
+        self.toggles.append((self.frames + DELAY_FRAMES, paused))
 
 
 def _allowed_ports(port_min: int, port_max: int) -> list[int]:
@@ -405,6 +431,7 @@ class MediaEngine:
         self._now = 0.0
         self._next_housekeeping = 0.0
         self._next_rtcp = 0.0
+        self._writes: list[tuple[AsyncWavWriter, bytes]] = []
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
@@ -461,9 +488,9 @@ class MediaEngine:
             case StartRecording():
                 return Started(await self._start_recording(command))
             case PauseRecording():
-                self._recording(command.recording_id).paused = True
+                self._recording(command.recording_id).toggle(True)
             case ResumeRecording():
-                self._recording(command.recording_id).paused = False
+                self._recording(command.recording_id).toggle(False)
             case StopRecording():
                 await self._stop_recording(command.recording_id)
             case CreateMixer():
@@ -473,6 +500,7 @@ class MediaEngine:
                 if mixer is None:
                     raise MediaError(f"unknown mixer_id {command.mixer_id!r}")
                 self._join_mixer(mixer, self._endpoint(command.endpoint_id))
+                self._recordings_follow(mixer)
             case Release():
                 self._release(command.endpoint_id)
         return Done()
@@ -524,6 +552,8 @@ class MediaEngine:
                 continue
             for sock in (rtp, rtcp):
                 sock.setblocking(False)
+            with contextlib.suppress(OSError):  # a smaller buffer only means less tolerance for stalls
+                rtp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RTP_RECEIVE_BUFFER)
             return rtp, rtcp, port
         raise MediaError("no free RTP port pair in the configured range")
 
@@ -689,23 +719,38 @@ class MediaEngine:
             raise MediaError(f"path: cannot write {command.path}: {error.strerror or error}") from error
         recording = _Recording(self._new_id("rec"), command.path, writer, command.pause_writes_silence)
         recording.loud_at = self._now
+        # The sources' first DELAY_FRAMES frames are always empty (audio is placed that far behind its arrival):
+        # not written, so the file starts when the recording was asked for.
+        recording.frames = -DELAY_FRAMES
         for endpoint in endpoints:
-            buffer = FrameBuffer(RECORDING_CATCH_UP_FRAMES)  # a recording may lag; it must not drop audio
-            endpoint.taps.append(buffer)
-            recording.sources.append((endpoint, buffer))
+            recording.add_source(endpoint)
         self._recordings[recording.id] = recording
+        for endpoint in endpoints:
+            if endpoint.mixer is not None:
+                self._recordings_follow(endpoint.mixer)
         return recording.id
+
+    def _recordings_follow(self, mixer: Mixer) -> None:
+        """Recordings of a mixer's participants record every participant: the conference, each voice once."""
+        for recording in self._recordings.values():
+            recorded = {endpoint.id for endpoint, _ in recording.sources}
+            if recorded.isdisjoint(mixer.buffers):
+                continue
+            for participant in mixer.buffers:
+                endpoint = self._endpoints.get(participant)
+                if participant not in recorded and endpoint is not None:
+                    recording.add_source(endpoint)
 
     async def _stop_recording(self, recording_id: str) -> None:
         recording = self._recording(recording_id)
         del self._recordings[recording_id]
         for endpoint, buffer in recording.sources:
-            endpoint.taps = [tap for tap in endpoint.taps if tap is not buffer]
-        if not recording.paused:
-            # Audio that arrived but was still buffered (a recording may lag behind after jitter) belongs in it.
-            while any(len(buffer) for _, buffer in recording.sources):
-                recording.pending.append(mix([buffer.pop() for _, buffer in recording.sources]))
+            endpoint.recorders = [tap for tap in endpoint.recorders if tap is not buffer]
+        # Audio that arrived but is not written yet (the jitter delay) belongs in it.
+        while any(len(buffer) for _, buffer in recording.sources):
+            self._write_frame(recording)
         self._flush_recording(recording)
+        self._flush_writes()
         try:
             samples = await recording.writer.commit()
         except OSError as error:
@@ -718,6 +763,7 @@ class MediaEngine:
         self._mixers[mixer.mixer_id] = mixer
         for endpoint in endpoints:
             self._join_mixer(mixer, endpoint)
+        self._recordings_follow(mixer)
         return mixer.mixer_id
 
     def _join_mixer(self, mixer: Mixer, endpoint: _Endpoint) -> None:
@@ -791,10 +837,12 @@ class MediaEngine:
             return
         payload_type = second & 0x7F
         if payload_type == endpoint.payload_type:
-            if endpoint.taps:
+            if endpoint.taps or endpoint.recorders:
                 pcm = g711.decode(data[offset:end], endpoint.codec)
                 for tap in endpoint.taps:
                     tap.push(pcm)
+                for recorder in endpoint.recorders:
+                    recorder.push(pcm, ts, ssrc)
             peer = endpoint.peer
             if peer is not None and peer.source == SOURCE_PEER and peer.may_send and not peer.dtmf_out:
                 payload = data[offset:end]
@@ -924,6 +972,7 @@ class MediaEngine:
         for _ in range(min(due, MAX_CATCH_UP_FRAMES)):
             self._frame(now)
             self._record_frame()
+        self._flush_writes()
         self._deadline += due * FRAME_SECONDS
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + 1.0
@@ -968,22 +1017,40 @@ class MediaEngine:
 
     def _record_frame(self) -> None:
         for recording in self._recordings.values():
-            frames = [buffer.pop() for _, buffer in recording.sources]
-            if recording.paused:
-                if not recording.pause_writes_silence:
-                    continue
-                frames = [SILENT_FRAME]
+            self._write_frame(recording)
+
+    def _write_frame(self, recording: _Recording) -> None:
+        frames = [buffer.pop() for _, buffer in recording.sources]
+        index = recording.frames
+        recording.frames = index + 1
+        if index < 0:
+            return  # the jitter delay at the start (see _start_recording)
+        toggles = recording.toggles
+        while toggles and toggles[0][0] <= index:
+            recording.paused = toggles.popleft()[1]
+        if recording.paused:
+            if not recording.pause_writes_silence:
+                return
+            frame = SILENT_FRAME
+        else:
             frame = mix(frames)
-            if not recording.paused and int(np.abs(frame).max()) > SILENCE_LEVEL:
+            if int(np.abs(frame).max()) > SILENCE_LEVEL:
                 recording.loud_at = self._now
-            recording.pending.append(frame)
-            if len(recording.pending) >= 50:  # hand a second of audio at a time to the writer thread
-                self._flush_recording(recording)
+        recording.pending.append(frame)
+        if len(recording.pending) >= recording.flush_after:  # about a second of audio at a time to the writer
+            recording.flush_after = FLUSH_FRAMES
+            self._flush_recording(recording)
 
     def _flush_recording(self, recording: _Recording) -> None:
         if recording.pending:
-            recording.writer.append(np.concatenate(recording.pending).astype("<i2").tobytes())
+            self._writes.append((recording.writer, np.concatenate(recording.pending).astype("<i2").tobytes()))
             recording.pending = []
+
+    def _flush_writes(self) -> None:
+        """One job for the writer thread per tick, whatever the number of recordings (no per-file wake-ups)."""
+        if self._writes:
+            append_all(self._writes)
+            self._writes = []
 
     def _check_timeouts(self, now: float) -> None:
         for endpoint in list(self._endpoints.values()):

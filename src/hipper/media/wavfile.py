@@ -114,7 +114,8 @@ class AsyncWavWriter:
 
     def append(self, pcm: bytes) -> None:
         # Fire and forget: the single worker keeps the order, and commit() waits behind every queued append.
-        self._loop.run_in_executor(_writer_executor, self._append, pcm)
+        # Submitted to the executor directly, not through the loop: no future, no loop wake-up when it is done.
+        _writer_executor.submit(self._append, pcm)
 
     def _commit(self) -> int:
         if self._error is not None:
@@ -129,3 +130,13 @@ class AsyncWavWriter:
 
     async def abort(self) -> None:
         await self._loop.run_in_executor(_writer_executor, self._writer.abort)
+
+
+def _append_all(writes: list[tuple[AsyncWavWriter, bytes]]) -> None:
+    for writer, pcm in writes:
+        writer._append(pcm)
+
+
+def append_all(writes: list[tuple[AsyncWavWriter, bytes]]) -> None:
+    """Queue appends to many recordings as one job: the media engine hands over a tick's audio at once."""
+    _writer_executor.submit(_append_all, writes)
