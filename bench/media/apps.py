@@ -63,6 +63,8 @@ def tone_frames() -> list[bytes]:
 
 
 def generator(conn: Connection, streams: int, seconds: float) -> None:
+    """Send until told to stop (or `seconds` at most): the stops of many recordings take a while, and a
+    recording must hold the tone up to its own stop, else the check would count the sender's end as gaps."""
     sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(streams)]
     for sock in sockets:
         sock.bind(("127.0.0.1", 0))
@@ -73,15 +75,17 @@ def generator(conn: Connection, streams: int, seconds: float) -> None:
     header = struct.Struct("!BBHII")
     ssrcs = [random.getrandbits(32) for _ in range(streams)]
     sent = 0
+    worst = 0.0  # the latest the generator sent a tick's packets
     late = 0  # ticks the generator itself sent a whole frame late (a starved sender, not the engine's fault)
     start = time.perf_counter()
     tick = 0
-    while (now := time.perf_counter()) - start < seconds:
+    while (now := time.perf_counter()) - start < seconds and not conn.poll():
         deadline = start + tick * 0.020
         if now < deadline:
             time.sleep(deadline - now)
         elif now - deadline > 0.020:
             late += 1
+        worst = max(worst, now - deadline)
         payload = frames[tick % len(frames)]
         packet_header = (0x80, 8, tick & 0xFFFF, (tick * 160) & 0xFFFFFFFF)
         for k, sock in enumerate(sockets):
@@ -96,22 +100,30 @@ def generator(conn: Connection, streams: int, seconds: float) -> None:
             except BlockingIOError:
                 pass
         tick += 1
-    conn.send((sent, late, tick))
+    conn.recv()
+    conn.send((sent, late, tick, worst))
 
 
-def check_recordings(scratch: Path, count: int, seconds: float) -> tuple[int, int, int]:
-    """Gap frames (20 ms without the tone in the steady middle), frames checked, recordings shorter than the run."""
-    gaps = checked = short = 0
+def check_recordings(scratch: Path, count: int, seconds: float) -> tuple[int, int, int, int, int]:
+    """Gap frames (20 ms without the tone in the steady middle), frames checked, recordings shorter than the run,
+    recordings with a gap, and the longest run of gap frames."""
+    gaps = checked = short = gapped = longest = 0
     for index in range(count):
         audio = read_wav(scratch / f"{index}.wav")
         middle = audio[8000 : len(audio) - 8000]  # the steady part: after the warm-up, before the stop
         frames = middle[: len(middle) - len(middle) % 160].reshape(-1, 160).astype(np.float64)
-        loudness = np.sqrt((frames**2).mean(axis=1))
-        gaps += int((loudness < 1000).sum())
+        silent = np.sqrt((frames**2).mean(axis=1)) < 1000
+        gaps += int(silent.sum())
         checked += len(frames)
+        if silent.any():
+            gapped += 1
+            run = 0
+            for value in silent:
+                run = run + 1 if value else 0
+                longest = max(longest, run)
         if len(audio) < (seconds - 0.5) * 8000:
             short += 1
-    return gaps, checked, short
+    return gaps, checked, short, gapped, longest
 
 
 async def lag_sampler(samples: list[float], stop: asyncio.Event) -> None:
@@ -146,7 +158,7 @@ async def run(mode: str, count: int, seconds: float) -> dict[str, float]:
     idle_share, _ = await measured(2.0)
     parent, child = multiprocessing.Pipe()
     warmup = 1.0
-    process = multiprocessing.Process(target=generator, args=(child, streams, seconds + warmup + 1.0), daemon=True)
+    process = multiprocessing.Process(target=generator, args=(child, streams, seconds + warmup + 300.0), daemon=True)
     process.start()
     ports: list[int] = parent.recv()
     endpoints: list[str] = []
@@ -167,9 +179,11 @@ async def run(mode: str, count: int, seconds: float) -> dict[str, float]:
             await engine.execute(CreateMixer(tuple(endpoints[3 * index : 3 * index + 3])))
     await asyncio.sleep(warmup)
     core_share, lags = await measured(seconds)
+    stats = [engine.recording_stats(recording_id) for recording_id in recordings]
     for recording_id in recordings:
         await engine.execute(StopRecording(recording_id))
-    _sent, late, ticks = await asyncio.to_thread(parent.recv)
+    parent.send("stop")
+    _sent, late, ticks, worst_late = await asyncio.to_thread(parent.recv)
     await asyncio.to_thread(process.join, 10)
     await engine.stop()
     result: dict[str, float] = {
@@ -178,15 +192,22 @@ async def run(mode: str, count: int, seconds: float) -> dict[str, float]:
         "worst_loop_lag_ms": round(1000 * max(lags, default=0.0), 1),
         "p99_loop_lag_ms": round(1000 * float(np.percentile(lags, 99)) if lags else 0.0, 1),
         "generator_late_ticks_pct": round(100 * late / max(1, ticks), 2),
+        "generator_worst_late_ms": round(1000 * worst_late, 1),
         "load_average_1min": round(os.getloadavg()[0], 1),
     }
     if mode == "record":
-        gaps, checked, short = await asyncio.to_thread(check_recordings, scratch, count, seconds + warmup)
+        gaps, checked, short, gapped, longest = await asyncio.to_thread(
+            check_recordings, scratch, count, seconds + warmup
+        )
         result.update(
             {
                 "recordings": count,
                 "frames_checked": checked,
                 "gap_frames": gaps,
+                "recordings_with_gaps": gapped,
+                "longest_gap_ms": 20 * longest,
+                "late_packets_dropped": sum(item["late_packets_dropped"] for item in stats),
+                "streams_placed_afresh": sum(item["streams_placed"] for item in stats) - count,
                 "short_recordings": short,
                 "recordings_per_core": round(count / (core_share - idle_share)) if core_share > idle_share else 0,
             }

@@ -349,9 +349,7 @@ async def test_a_call_recording_follows_the_call_into_a_conference(engine: Media
         phone.close()
 
 
-async def test_a_recording_started_in_a_conference_holds_every_participant(
-    engine: MediaEngine, tmp_path: Path
-) -> None:
+async def test_a_recording_started_in_a_conference_holds_every_participant(engine: MediaEngine, tmp_path: Path) -> None:
     phones = [Phone("PCMU"), Phone("PCMA"), Phone("PCMU")]
     ids = [await attach(engine, phone) for phone in phones]
     await engine.execute(CreateMixer(tuple(ids)))

@@ -99,3 +99,21 @@ def test_the_ring_wraps_without_losing_or_mixing_audio() -> None:
     written.extend(timeline(buffer, len(buffer)))
     assert written == [0] * DELAY_FRAMES + [index % 30000 + 1 for index in range(1000)]
     assert DELAY_SAMPLES == DELAY_FRAMES * 160
+
+
+def test_a_consumer_that_fell_behind_finds_the_audio_waiting_in_order() -> None:
+    """The engine's loop stalled for longer than it catches up on: packets are early, not a jump."""
+    buffer = RecordingBuffer()
+    for index in range(150):  # 3 s arrive while nothing is taken
+        buffer.push(frame(index + 1), ts=160 * index, ssrc=SSRC)
+    assert buffer.reanchored == 1 and buffer.skipped == 0
+    assert timeline(buffer, len(buffer)) == [0] * DELAY_FRAMES + [index + 1 for index in range(150)]
+
+
+def test_a_consumer_a_whole_ring_behind_loses_the_oldest_audio_only() -> None:
+    buffer = RecordingBuffer()
+    for index in range(300):  # 6 s: more than the ring holds
+        buffer.push(frame(index + 1), ts=160 * index, ssrc=SSRC)
+    assert buffer.skipped > 0
+    kept = timeline(buffer, len(buffer))
+    assert kept == list(range(301 - len(kept), 301))  # the newest audio, in order

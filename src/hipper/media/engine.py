@@ -509,6 +509,15 @@ class MediaEngine:
         """How long a running recording has heard nothing above the silence level (0 = sound just now)."""
         return max(0.0, self._now - self._recording(recording_id).loud_at)
 
+    def recording_stats(self, recording_id: str) -> dict[str, int]:
+        """Of a running recording's streams: packets that came too late to be written (beyond the jitter delay),
+        and the times a stream was placed afresh (its first packet, a new SSRC, a timestamp jump)."""
+        sources = [buffer for _, buffer in self._recording(recording_id).sources]
+        return {
+            "late_packets_dropped": sum(buffer.dropped_late for buffer in sources),
+            "streams_placed": sum(buffer.reanchored for buffer in sources),
+        }
+
     def local_port(self, endpoint_id: str) -> int:
         return self._endpoint(endpoint_id).port
 
