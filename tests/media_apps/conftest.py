@@ -18,6 +18,9 @@ import numpy as np
 
 from hipper.media.dtmf import event_payloads
 from hipper.media.g711 import Pcm
+from hipper.media.wavfile import read_wav
+from hipper.store import media_files
+from hipper.store.models import Recording
 from tests.calls.conftest import PASSWORD, Exchange, exchange, register, start_sipp
 from tests.media.phones import Phone, band_energy, dominant_frequency, rms, tone
 from tests.sip.peers import free_udp_port
@@ -173,3 +176,17 @@ async def answering_phone(exchange: Exchange, user: str, ear: Ear, limit: int = 
         text = scenario("callee.xml", rtp_port=ear.port)
     ear.sipp_logs = (exchange.workdir, f"callee-{user}")
     return await start_sipp(exchange, f"callee-{user}", text, port=port, limit=limit)
+
+
+async def settled(exchange: Exchange, limit: float = 10.0) -> None:
+    """Recordings are stored (or discarded) just after the call ends: wait until the spool is empty."""
+    spool = exchange.settings.data_dir / "spool"
+    async with asyncio.timeout(limit):
+        while True:  # polled: storing happens in the exchange's own task, with no event a test can await
+            if not [p for p in spool.rglob("*") if p.is_file()]:
+                return
+            await asyncio.sleep(0.05)
+
+
+def audio_of(exchange: Exchange, row: Recording) -> np.ndarray:
+    return read_wav(media_files.resolve(exchange.settings.data_dir, row.media_path))

@@ -3,7 +3,6 @@ on the stored audio: which tones are in it, and silence where it was paused."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 import numpy as np
@@ -12,11 +11,19 @@ from sqlalchemy import select
 
 from hipper.domain.services import CallRecording
 from hipper.media.g711 import SAMPLE_RATE
-from hipper.media.wavfile import read_wav
-from hipper.store import media_files
 from hipper.store.models import Recording
 from tests.calls.conftest import Exchange
-from tests.media_apps.conftest import Ear, answering_phone, band_energy, call_from_phone, ear, rms, tone
+from tests.media_apps.conftest import (
+    Ear,
+    answering_phone,
+    audio_of,
+    band_energy,
+    call_from_phone,
+    ear,
+    rms,
+    settled,
+    tone,
+)
 
 pytestmark = pytest.mark.sip
 
@@ -43,20 +50,6 @@ async def recorded_call(exchange: Exchange, mode: str, script: Callable[[Ear], A
     await settled(exchange)
     async with exchange.sessions() as session:
         return list((await session.execute(select(Recording).order_by(Recording.id))).scalars())
-
-
-async def settled(exchange: Exchange, limit: float = 10.0) -> None:
-    """Recordings are stored (or discarded) just after the call ends: wait until the spool is empty."""
-    spool = exchange.settings.data_dir / "spool"
-    async with asyncio.timeout(limit):
-        while True:  # polled: storing happens in the exchange's own task, with no event a test can await
-            if not [p for p in spool.rglob("*") if p.is_file()]:
-                return
-            await asyncio.sleep(0.05)
-
-
-def audio_of(exchange: Exchange, row: Recording) -> np.ndarray:
-    return read_wav(media_files.resolve(exchange.settings.data_dir, row.media_path))
 
 
 def loud_seconds(audio: np.ndarray) -> float:

@@ -1,5 +1,6 @@
 """Three-way calling from the phone: alice calls bob, adds carol with *7203#, merges with *8. Three SIPp legs,
-each with its own RTP socket sending its own tone; each hears the other two tones and never its own."""
+each with its own RTP socket sending its own tone; each hears the other two tones and never its own, and a
+recording of the call holds the conference from the merge on."""
 
 from __future__ import annotations
 
@@ -7,9 +8,22 @@ import asyncio
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
+from hipper.domain.services import CallRecording
+from hipper.store.models import Recording
 from tests.calls.conftest import Exchange
-from tests.media_apps.conftest import Ear, answering_phone, band_energy, call_from_phone, ear, rms, tone
+from tests.media_apps.conftest import (
+    Ear,
+    answering_phone,
+    audio_of,
+    band_energy,
+    call_from_phone,
+    ear,
+    rms,
+    settled,
+    tone,
+)
 
 pytestmark = pytest.mark.sip
 
@@ -94,3 +108,80 @@ async def test_added_party_hanging_up_before_the_merge_brings_back_the_first(exc
             phone.close()
     call = await exchange.next_call()
     assert call.answered
+
+
+def windows(audio: np.ndarray, size: int) -> np.ndarray:
+    return audio[: len(audio) - len(audio) % size].reshape(-1, size)
+
+
+async def test_a_recorded_call_records_the_conference_from_the_merge_on(exchange: Exchange) -> None:
+    """alice records (always, with pause/resume); bob and carol talk all along, carol also before the merge,
+    while only alice hears her. The file: alice and bob, then all three from the merge on, without a gap."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    await exchange.add_user("carol", "203")
+    await exchange.set_service("alice", CallRecording.model_validate({"mode": "always_pause_resume"}))
+    talk_ms = 16000
+    ears = {name: await ear() for name in TONES}
+    alice, bob, carol = ears["alice"], ears["bob"], ears["carol"]
+    try:
+        bob_phone = await answering_phone(exchange, "bob", bob)
+        carol_phone = await answering_phone(exchange, "carol", carol)
+        alice_phone = await call_from_phone(exchange, "alice", "202", alice, end="end_hang_up.xml", talk_ms=talk_ms)
+        await bob.connected()
+        await alice.connected()
+        bob.keep_talking(tone(TONES["bob"], 30.0))
+        await alice.talk(tone(TONES["alice"], 1.2))
+        await alice.press("*7203#")
+        await carol.connected()
+        carol.keep_talking(tone(TONES["carol"], 30.0))
+        await alice.wait_for_tone(TONES["carol"], limit=10)
+        await asyncio.sleep(1.0)  # carol talks to alice: not recorded yet
+        await alice.press("*8")
+        alice.keep_talking(tone(TONES["alice"], 2.0))
+        await asyncio.sleep(2.2)
+        await alice.press("*2")
+        await asyncio.sleep(1.2)  # everyone talks on, into the paused recording
+        await alice.press("*3")
+        alice.keep_talking(tone(TONES["alice"], 30.0))
+        await alice_phone.succeeded(talk_ms / 1000 + 20)
+        await bob_phone.succeeded(20)
+        await carol_phone.succeeded(20)
+    finally:
+        for phone in ears.values():
+            phone.close()
+    await exchange.next_call()
+    await settled(exchange)
+    async with exchange.sessions() as session:
+        rows = list((await session.execute(select(Recording))).scalars())
+    assert len(rows) == 1 and rows[0].user_id == exchange.users["alice"]
+    audio = audio_of(exchange, rows[0])
+    # From the answer to alice's hang-up, on one timeline (a jump at the merge would lengthen or shorten it).
+    assert abs(len(audio) / 8000 - talk_ms / 1000) < 1.0
+
+    parts = windows(audio, 1600)  # 200 ms
+    energy = {name: np.array([band_energy(part, f) for part in parts]) for name, f in TONES.items()}
+    loudness = np.array([rms(part) for part in parts])
+    has = {name: energy[name] > 0.15 for name in TONES}
+    merged = int(np.argmax(has["carol"]))
+    assert has["carol"][merged], "carol is never in the recording"
+    # Before the merge: alice and bob, and never carol, though she talked to alice for over a second.
+    before = slice(0, merged - 1)
+    assert (has["alice"][before] & has["bob"][before]).sum() >= 3
+    assert has["bob"][before].sum() >= 10
+    assert (energy["carol"][before] < 0.01).all()
+    # The pause: silence, though all three talked on.
+    silent = np.flatnonzero(loudness[merged:] == 0) + merged
+    assert len(silent) >= 4, "no paused stretch"
+    paused_from, paused_to = int(silent[0]), int(silent[-1])
+    assert 4 <= paused_to - paused_from + 1 <= 8
+    # After the merge, before and after the pause: all three, each well audible.
+    for stretch in (slice(merged + 1, paused_from), slice(paused_to + 2, len(parts) - 1)):
+        together = has["alice"][stretch] & has["bob"][stretch] & has["carol"][stretch]
+        assert together.sum() >= 4, f"not all three in {stretch}"
+    # No gap: bob talks throughout, so every 20 ms up to the pause holds sound (across the merge too).
+    frames = windows(audio, 160).astype(np.float64)
+    frame_loud = np.sqrt((frames**2).mean(axis=1)) > 1000
+    first = int(np.argmax(frame_loud))
+    gaps = np.flatnonzero(~frame_loud[first : (paused_from - 1) * 10])  # up to the window the pause starts in
+    assert not len(gaps), f"gaps in the recording at {[(first + gap) * 20 for gap in gaps]} ms"

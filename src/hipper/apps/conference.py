@@ -5,7 +5,8 @@ Add: the exchange rings the number (a colleague's phones, or out through the tru
 identity; when it answers the user talks to the new party while the first party hears silence (waiting).
 If the new party hangs up before the merge, the user is back with the first party.
 Merge: the media engine's mixer joins all three; each participant hears the other two, never themself
-("mix-minus", media/mixer.py).
+("mix-minus", media/mixer.py). Running recordings of the call follow into the mix by themselves (the engine
+records every participant of a mixer one of a recording's endpoints joins): from the merge on they hold all three.
 """
 
 from __future__ import annotations
