@@ -2,7 +2,7 @@
 
 Usage:
     .venv/bin/python bench/media/apps.py record [--streams 200] [--seconds 10] [--no-uvloop]
-    .venv/bin/python bench/media/apps.py mix [--conferences 20] [--seconds 10] [--no-uvloop]
+    .venv/bin/python bench/media/apps.py mix [--conferences 20] [--seconds 10] [--spread] [--no-uvloop]
 
 The media engine runs in this process, on its event loop, exactly as in the exchange. A load generator in a child
 process (the other core) plays the callers: one UDP socket per engine endpoint, each sending a 440 Hz G.711 A-law
@@ -62,9 +62,12 @@ def tone_frames() -> list[bytes]:
     return [g711.encode(pcm[i : i + 160], g711.PCMA) for i in range(0, len(pcm), 160)]
 
 
-def generator(conn: Connection, streams: int, seconds: float) -> None:
+def generator(conn: Connection, streams: int, seconds: float, spread: bool = False) -> None:
     """Send until told to stop (or `seconds` at most): the stops of many recordings take a while, and a
-    recording must hold the tone up to its own stop, else the check would count the sender's end as gaps."""
+    recording must hold the tone up to its own stop, else the check would count the sender's end as gaps.
+
+    With `spread`, stream k sends k/streams of a frame after stream 0, as independent phones do, instead of all
+    streams at the same instant (which lets the engine read them all in one wake-up)."""
     sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(streams)]
     for sock in sockets:
         sock.bind(("127.0.0.1", 0))
@@ -89,6 +92,10 @@ def generator(conn: Connection, streams: int, seconds: float) -> None:
         payload = frames[tick % len(frames)]
         packet_header = (0x80, 8, tick & 0xFFFF, (tick * 160) & 0xFFFFFFFF)
         for k, sock in enumerate(sockets):
+            if spread and k:
+                pause = deadline + 0.020 * k / streams - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
             try:
                 sock.sendto(header.pack(*packet_header, ssrcs[k]) + payload, ("127.0.0.1", targets[k]))
                 sent += 1
@@ -126,6 +133,13 @@ def check_recordings(scratch: Path, count: int, seconds: float) -> tuple[int, in
     return gaps, checked, short, gapped, longest
 
 
+def udp_receive_buffer_errors() -> int:
+    """The kernel's count of UDP datagrams dropped because a socket's receive buffer was full (machine-wide:
+    other programs' drops count too, so a run's difference is an upper bound for the engine's)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Udp:")]
+    return int(lines[1][lines[0].index("RcvbufErrors")])
+
+
 async def lag_sampler(samples: list[float], stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     while not stop.is_set():
@@ -147,7 +161,7 @@ async def measured(seconds: float) -> tuple[float, list[float]]:
     return share, lags
 
 
-async def run(mode: str, count: int, seconds: float) -> dict[str, float]:
+async def run(mode: str, count: int, seconds: float, spread: bool = False) -> dict[str, float]:
     streams = count if mode == "record" else 3 * count
     span = 4 * streams + 200  # room for ports other programs hold
     base = random.randrange(20000, 60000 - span, 2)
@@ -155,10 +169,11 @@ async def run(mode: str, count: int, seconds: float) -> dict[str, float]:
     await engine.start()
     # What the engine costs with nothing to do (its 20 ms ticker, this script's lag sampler): subtracted, so the
     # per-conference figure is what one more conference adds.
-    idle_share, _ = await measured(2.0)
+    idle_share, _ = await measured(min(seconds, 10.0))  # as long as the run (up to 10 s): a small difference
     parent, child = multiprocessing.Pipe()
     warmup = 1.0
-    process = multiprocessing.Process(target=generator, args=(child, streams, seconds + warmup + 300.0), daemon=True)
+    arguments = (child, streams, seconds + warmup + 300.0, spread)
+    process = multiprocessing.Process(target=generator, args=arguments, daemon=True)
     process.start()
     ports: list[int] = parent.recv()
     endpoints: list[str] = []
@@ -178,7 +193,9 @@ async def run(mode: str, count: int, seconds: float) -> dict[str, float]:
         for index in range(count):
             await engine.execute(CreateMixer(tuple(endpoints[3 * index : 3 * index + 3])))
     await asyncio.sleep(warmup)
+    rcvbuf_errors = udp_receive_buffer_errors()
     core_share, lags = await measured(seconds)
+    rcvbuf_errors = udp_receive_buffer_errors() - rcvbuf_errors
     stats = [engine.recording_stats(recording_id) for recording_id in recordings]
     for recording_id in recordings:
         await engine.execute(StopRecording(recording_id))
@@ -193,6 +210,7 @@ async def run(mode: str, count: int, seconds: float) -> dict[str, float]:
         "p99_loop_lag_ms": round(1000 * float(np.percentile(lags, 99)) if lags else 0.0, 1),
         "generator_late_ticks_pct": round(100 * late / max(1, ticks), 2),
         "generator_worst_late_ms": round(1000 * worst_late, 1),
+        "udp_rcvbuf_errors_machine_wide": rcvbuf_errors,
         "load_average_1min": round(os.getloadavg()[0], 1),
     }
     if mode == "record":
@@ -230,6 +248,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=200, help="concurrent recordings (record)")
     parser.add_argument("--conferences", type=int, default=20, help="concurrent three-way conferences (mix)")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--spread", action="store_true", help="streams send at different times within a frame")
     parser.add_argument("--no-uvloop", action="store_true", help="the stock asyncio loop (the server uses uvloop)")
     args = parser.parse_args()
     count = args.streams if args.mode == "record" else args.conferences
@@ -242,7 +261,7 @@ def main() -> None:
         except ImportError:
             pass
     print(f"loop: {'asyncio' if runner is asyncio.run else 'uvloop'}")
-    result = runner(run(args.mode, count, args.seconds))
+    result = runner(run(args.mode, count, args.seconds, args.spread))
     for key, value in result.items():
         print(f"{key}: {value}")
 
