@@ -61,6 +61,18 @@ class Settings(BaseSettings):
     # A branch that sends no provisional response within this time is given up (a phone that went away would
     # otherwise cost Timer B, 32 s).
     branch_provisional_seconds: float = 4.0
+    # Hunt groups and call centers (apps/groups.py, docs/call-routing.md), in rings of seconds_per_ring: how long
+    # each member of a linear/circular group rings, how long a simultaneous group rings (0: until the caller hangs
+    # up), how long each call-center agent is offered a call. A queued caller waits at most queue_max_wait_seconds
+    # (then the call ends); after every free agent let the call ring out, they are offered it again after
+    # queue_retry_seconds. While callers wait, the queue looks for agents who became free every
+    # queue_poll_seconds (agent state lives in the database: any node's change counts).
+    hunt_member_rings: int = 3
+    hunt_group_rings: int = 12
+    queue_agent_rings: int = 3
+    queue_max_wait_seconds: float = 300.0
+    queue_retry_seconds: float = 5.0
+    queue_poll_seconds: float = 1.0
     # The public network trunk and the mobile network as SIP peers, "udp:host:port" (empty: none configured).
     # Calls arriving from these addresses are not challenged; the trunk is trusted with P-Asserted-Identity.
     trunk_address: str = ""
