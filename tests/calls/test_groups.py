@@ -97,6 +97,13 @@ class Api:
         body: dict[str, Any] = response.json()
         return body
 
+    async def agent_in(self, state: str, name: str, limit: float = 5.0) -> dict[str, Any]:
+        """The agent document once it shows `state`: the wrap-up is stored by the call's end, just after it."""
+        async with asyncio.timeout(limit):
+            while (shown := await self.agent(name))["state"] != state:  # noqa: ASYNC110 - the API has no push here
+                await asyncio.sleep(0.1)
+        return shown
+
     async def change_agent(self, name: str, **changes: Any) -> dict[str, Any]:
         response = await self.http.put(
             "/api/v1/me/services/call-center-agent", json=changes, headers=await self._headers(name)
@@ -264,9 +271,7 @@ async def test_a_call_center_call_goes_only_to_the_available_agent_who_then_wrap
         assert await rows(exchange, name) == []
 
     # The call ended: alice wraps up (stored, so the app shows it), then is available again by herself.
-    async with asyncio.timeout(5):
-        while (shown := await api.agent("alice"))["state"] != "wrap_up":
-            await asyncio.sleep(0.1)
+    shown = await api.agent_in("wrap_up", "alice")
     assert shown["wrap_up_until"] is not None
     await asyncio.sleep(2.2)
     assert (await api.agent("alice"))["state"] == "available"
@@ -289,9 +294,7 @@ async def test_a_queued_caller_waits_and_gets_the_agent_who_becomes_available(ex
     [row] = await exchange.call_logs("alice")
     assert (row.direction, row.outcome) == ("received", "answered")
     assert row.plan is not None and row.plan["kind"] == "call_center"
-    async with asyncio.timeout(5):
-        while (await api.agent("alice"))["state"] != "wrap_up":
-            await asyncio.sleep(0.1)
+    await api.agent_in("wrap_up", "alice")
 
 
 async def test_a_call_center_without_a_signed_in_agent_is_480(exchange: Exchange, api: Api) -> None:
