@@ -321,3 +321,26 @@ async def test_a_queued_caller_is_told_and_let_go_after_the_longest_wait(exchang
     await outside.succeeded(40)
     call = await exchange.next_call()
     assert not call.answered and call.branches == []
+
+
+async def test_a_queued_call_goes_to_the_agent_whose_wrap_up_ends(exchange: Exchange, api: Api) -> None:
+    from datetime import UTC, datetime
+
+    from hipper.store import call_centers
+
+    await exchange.add_user("alice", "201")
+    center = await call_center(exchange, ["alice"], wrap_up_seconds=3)
+    await api.change_agent("alice", state="available")
+    alice = await phone(exchange, "alice", "alice", scenario("callee.xml", ring_ms=200))
+    # Alice just finished a call of this call center (what the exchange writes when such a call ends).
+    async with exchange.sessions() as session:
+        await call_centers.call_center_call_ended(session, exchange.users["alice"], center, datetime.now(UTC))
+        await session.commit()
+    assert (await api.agent("alice"))["state"] == "wrap_up"
+    outside = await call_from_trunk(exchange, QUEUE_NUMBER, talk_ms=6000)
+    await outside.succeeded()
+    await alice.succeeded()
+    call = await exchange.next_call()
+    assert call.answered and call.branches == [("desk", 200)]
+    [row] = await exchange.call_logs("alice")
+    assert row.answered_at is not None and row.answered_at - row.started_at >= timedelta(seconds=1.5)

@@ -6,10 +6,11 @@
   (`store.group_calls.took_call`).
 - **Call center**: a queue per call center on this node, first come first served. `next_agent` picks the free
   agent idle the longest; they ring for `queue_agent_rings`; no answer → the next one. While nobody is free the
-  caller is answered, hears "please hold" and a hold tone, and the queue looks again every `queue_poll_seconds`
-  (or at once when another queued call on this node lets an agent go). After `queue_max_wait_seconds` the caller
-  hears that nobody can be reached and the call ends. The agent who answered wraps up when the call ends
-  (`store.call_centers.call_center_call_ended`) and is not offered another queue call until that is stored.
+  caller is answered, hears the queue announcement and a hold tone, and the queue looks again every
+  `queue_poll_seconds` (or at once when another queued call on this node lets an agent go). After
+  `queue_max_wait_seconds` the caller hears that nobody can be reached and the call ends. The agent who
+  answered wraps up when the call ends (`store.call_centers.call_center_call_ended`) and is not offered another
+  queue call until that is stored.
 
 Call logs: the member who answered gets a `received` row; when nobody answered, every member who was alerted gets
 a `missed` row; members who rang while a colleague took the call get none (docs/call-routing.md).
@@ -229,12 +230,12 @@ async def _agents(call: Call, call_center_id: int, now: datetime) -> list[Agent]
 
 
 async def _hold(call: Call) -> None:
-    """Answer a caller who has to wait: "please hold", then a hold tone until an agent is offered the call."""
+    """Answer a caller who has to wait: the queue announcement, then a hold tone until an agent is offered it."""
     await call.answer_caller()
     endpoint = call.a.endpoint_id
     if endpoint is None or call.over.is_set():
         return
-    await call.play_to_end(endpoint, sentence(call.settings.prompt_language, ["please_hold"]))
+    await call.play_to_end(endpoint, sentence(call.settings.prompt_language, ["queue_wait"]))
     if call.connected is None and not call.over.is_set():
         await call.play(endpoint, (tone_path("ringback"),), loop=True)
 
