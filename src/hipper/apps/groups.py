@@ -126,7 +126,8 @@ async def _hunt(call: Call, hunt_group_id: int, number: str, incoming: IncomingC
         return
     group, last_user_id = found
     policy: HuntPolicy = next((p for p in POLICIES if p == group.policy), "simultaneous")
-    members = tuple(int(m) for m in group.member_user_ids or ())
+    # A member calling their own group is not rung by it.
+    members = tuple(int(m) for m in group.member_user_ids or () if int(m) != call.caller.user_id)
     info = HuntGroupInfo(group.name, number, policy, members, last_user_id)
     states = {user_id: await _snapshot(call, user_id, now) for user_id in members}
     plan = plan_hunt_group(info, states, incoming.caller, now, rules_of(call), max_forwards=incoming.max_forwards)
@@ -222,6 +223,8 @@ async def _agents(call: Call, call_center_id: int, now: datetime) -> list[Agent]
         members = await group_calls.queue_members(session, call_center_id)
     agents = []
     for member in members:
+        if member.user_id == call.caller.user_id:
+            continue  # an agent calling their own call center is not offered the call
         state = None
         if member.joined and receives_call_center_calls(member.acd, now):
             state = await _snapshot(call, member.user_id, now)  # only who could get the call needs the snapshot
@@ -328,7 +331,8 @@ async def _queue(call: Call, call_center_id: int, name: str, number: str, incomi
     if call.over.is_set():
         return
     # The longest wait has passed (or nobody is signed in any more): the caller hears so, then the call ends.
-    plan.setdefault("gave_up", f"nobody took the call within {settings.queue_max_wait_seconds:g} s")
+    if "refused" not in plan:
+        plan["gave_up"] = f"nobody took the call within {settings.queue_max_wait_seconds:g} s"
     if call.a.answered and call.a.endpoint_id is not None:
         await call.play_to_end(call.a.endpoint_id, sentence(settings.prompt_language, ["not_reachable", "goodbye"]))
         call.over.set()
