@@ -313,7 +313,7 @@ async def _queue(call: Call, call_center_id: int, name: str, number: str, incomi
             if passed and retry_at is None:
                 retry_at = loop.time() + settings.queue_retry_seconds
                 entry.status = "exhausted"
-            if not call.a.answered:
+            if not call.a.answered and (holding is None or holding.done()):
                 log.info("call.queued", extra={"call_id": call.call_id, "reason": decision.reason})
                 holding = asyncio.ensure_future(_hold(call))
             entry.wake.clear()
