@@ -344,3 +344,24 @@ async def test_a_queued_call_goes_to_the_agent_whose_wrap_up_ends(exchange: Exch
     assert call.answered and call.branches == [("desk", 200)]
     [row] = await exchange.call_logs("alice")
     assert row.answered_at is not None and row.answered_at - row.started_at >= timedelta(seconds=1.5)
+
+
+async def test_queued_callers_are_served_first_come_first_served(exchange: Exchange, api: Api) -> None:
+    """Two callers wait; the one agent takes the first caller, then (no wrap-up) the second."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    await call_center(exchange, ["alice"], wrap_up_seconds=0)
+    await api.change_agent("alice", state="unavailable")
+    alice = await phone(exchange, "alice", "alice", scenario("callee.xml", ring_ms=200), "-m", "2", limit=40)
+    first = await call_from_trunk(exchange, QUEUE_NUMBER, talk_ms=5000)  # from its queue answer on
+    await asyncio.sleep(0.5)
+    second = await place_call(exchange, "bob", "600", "final_talks.xml", talk_ms=10000, limit=40)
+    await asyncio.sleep(1.0)
+    await api.change_agent("alice", state="available")
+    await first.succeeded(40)
+    await second.succeeded(40)
+    await alice.succeeded(40)
+    calls = [await exchange.next_call(), await exchange.next_call()]
+    assert all(call.answered and call.branches == [("desk", 200)] for call in calls)
+    taken = sorted(await exchange.call_logs("alice"), key=lambda row: row.answered_at or row.started_at)
+    assert [(row.direction, row.remote_number) for row in taken] == [("received", OUTSIDE), ("received", "202")]
