@@ -436,7 +436,7 @@ class Call:
             resolved = await resolve(session, dialled, self.caller.company_id, self.settings.default_region)
         if self.caller.user_id is not None and not self.caller.for_callback:
             self.placed = Party(self.caller.user_id, "placed", resolved.number)
-            if resolved.kind in ("user", "group"):
+            if resolved.kind in ("user", "group", "hunt_group", "call_center"):
                 self.placed.local_identity = self.caller.number or ""  # colleagues see the caller's extension
             if resolved.callee is not None:
                 self.placed.remote_name = resolved.callee.name
