@@ -365,3 +365,23 @@ async def test_queued_callers_are_served_first_come_first_served(exchange: Excha
     assert all(call.answered and call.branches == [("desk", 200)] for call in calls)
     taken = sorted(await exchange.call_logs("alice"), key=lambda row: row.answered_at or row.started_at)
     assert [(row.direction, row.remote_number) for row in taken] == [("received", OUTSIDE), ("received", "202")]
+
+
+async def test_an_agent_with_calls_to_mobile_is_offered_queue_calls_on_the_mobile_too(
+    exchange: Exchange, api: Api
+) -> None:
+    await exchange.add_user("alice", "201", mobile="+31612340001")
+    await call_center(exchange, ["alice"])
+    await api.change_agent("alice", state="available", calls_to_mobile=True)  # J2: stored as fixed-mobile's option
+    desk = await phone(exchange, "alice", "desk", scenario("callee_rings.xml"))
+    checks = expect_headers(("To", rf"sip:\{QUEUE_NUMBER}@"))
+    handset = await start_sipp(
+        exchange, "handset", scenario("callee.xml", ring_ms=300, **checks), port=exchange.mobile_port
+    )
+    outside = await call_from_trunk(exchange, QUEUE_NUMBER)
+    await outside.succeeded()
+    await handset.succeeded()
+    await desk.succeeded()
+    call = await exchange.next_call()
+    assert call.answered and sorted(call.branches) == [("desk", 487), ("mobile", 200)]
+    assert await rows(exchange, "alice") == [("received", "answered", QUEUE_NUMBER)]
