@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.domain.agent_state import AgentState
@@ -29,34 +29,35 @@ class GroupRef:
     name: str
 
 
-_TABLES: tuple[tuple[Literal["hunt_group", "call_center"], type[HuntGroup] | type[CallCenter]], ...] = (
-    ("hunt_group", HuntGroup),
-    ("call_center", CallCenter),
-)
+async def _first(
+    session: AsyncSession, hunt_group_filter: ColumnElement[bool], call_center_filter: ColumnElement[bool]
+) -> GroupRef | None:
+    """One statement for both tables (every call to an outside number asks, so it should cost one round trip)."""
+    query = union_all(
+        select(literal("hunt_group").label("kind"), HuntGroup.id, HuntGroup.company_id, HuntGroup.name).where(
+            hunt_group_filter
+        ),
+        select(literal("call_center").label("kind"), CallCenter.id, CallCenter.company_id, CallCenter.name).where(
+            call_center_filter
+        ),
+    ).limit(1)
+    row = (await session.execute(query)).first()
+    if row is None:
+        return None
+    kind: Literal["hunt_group", "call_center"] = "hunt_group" if row[0] == "hunt_group" else "call_center"
+    return GroupRef(kind, row[1], row[2], row[3])
 
 
 async def find_by_extension(session: AsyncSession, company_id: int, extension: str) -> GroupRef | None:
-    for kind, model in _TABLES:
-        row = (
-            await session.execute(
-                select(model.id, model.company_id, model.name)
-                .where(model.company_id == company_id, model.extension == extension)
-                .limit(1)
-            )
-        ).first()
-        if row is not None:
-            return GroupRef(kind, row[0], row[1], row[2])
-    return None
+    return await _first(
+        session,
+        (HuntGroup.company_id == company_id) & (HuntGroup.extension == extension),
+        (CallCenter.company_id == company_id) & (CallCenter.extension == extension),
+    )
 
 
 async def find_by_number(session: AsyncSession, number: str) -> GroupRef | None:
-    for kind, model in _TABLES:
-        row = (
-            await session.execute(select(model.id, model.company_id, model.name).where(model.number == number).limit(1))
-        ).first()
-        if row is not None:
-            return GroupRef(kind, row[0], row[1], row[2])
-    return None
+    return await _first(session, HuntGroup.number == number, CallCenter.number == number)
 
 
 async def hunt_group(session: AsyncSession, hunt_group_id: int) -> tuple[HuntGroup, int | None] | None:
