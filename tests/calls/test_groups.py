@@ -134,7 +134,8 @@ async def test_a_simultaneous_hunt_group_rings_every_member_at_once(exchange: Ex
     await exchange.add_user("bob", "202")
     await exchange.add_user("carol", "203")
     await hunt_group(exchange, "simultaneous", ["bob", "carol"])
-    checks = expect_headers(("To", rf"sip:\{HUNT_NUMBER}@"), ("From", rf"sip:\{OUTSIDE}@"))
+    # Members see the group's name before the caller's, and the caller's own number.
+    checks = expect_headers(("To", rf"sip:\{HUNT_NUMBER}@"), ("From", rf"Reception: Outside. <sip:\{OUTSIDE}@"))
     bob = await phone(exchange, "bob", "bob", scenario("callee_rings.xml", **checks))
     carol = await phone(exchange, "carol", "carol", scenario("callee.xml", ring_ms=500, **checks), "-rtp_echo")
     outside = await call_from_trunk(exchange, HUNT_NUMBER)

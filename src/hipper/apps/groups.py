@@ -110,6 +110,14 @@ def _answered(call: Call, party: Party) -> None:
     call.parties.append(party)
 
 
+def _from(call: Call, group_name: str) -> NameAddr:
+    """The caller as members see them, with the group's name first ("Reception: Jan"): they know it is a group
+    call before answering. The number (the From URI) stays the caller's."""
+    caller = call.caller_address()
+    display = f"{group_name}: {caller.display_name}" if caller.display_name else group_name
+    return NameAddr(caller.uri, display[:100])
+
+
 def _max_forwards(incoming: IncomingCall) -> int:
     return max(1, incoming.max_forwards - 1)
 
@@ -146,7 +154,7 @@ async def _hunt(call: Call, hunt_group_id: int, number: str, incoming: IncomingC
             continue  # registered a moment ago, gone now: as if it had not been reached
         for target in round_.members:
             alerted.setdefault(target.user_id, _party(call, target.user_id, number, plan_json))
-        result = await call.ring(branches, round_.timeout_seconds, _max_forwards(incoming), ())
+        result = await call.ring(branches, round_.timeout_seconds, _max_forwards(incoming), (), _from(call, group.name))
         if result.outcome == "answered" and call.connected is not None:
             winner = call.connected.user_id
             if winner is not None and winner in alerted:
@@ -292,7 +300,9 @@ async def _queue(call: Call, call_center_id: int, name: str, number: str, incomi
                 try:
                     if holding is not None:
                         holding.cancel()  # the ring step plays its own ringback to an answered caller
-                    result = await call.ring(branches, decision.timeout_seconds, _max_forwards(incoming), ())
+                    result = await call.ring(
+                        branches, decision.timeout_seconds, _max_forwards(incoming), (), _from(call, name)
+                    )
                 finally:
                     registry.ringing.discard(user_id)
                     entry.status = "waiting"
