@@ -386,3 +386,22 @@ async def test_an_agent_with_calls_to_mobile_is_offered_queue_calls_on_the_mobil
     call = await exchange.next_call()
     assert call.answered and sorted(call.branches) == [("desk", 487), ("mobile", 200)]
     assert await rows(exchange, "alice") == [("received", "answered", QUEUE_NUMBER)]
+
+
+async def test_a_hunt_group_call_nobody_answers_is_a_missed_call_for_every_member_who_rang(exchange: Exchange) -> None:
+    await exchange.add_user("bob", "202")
+    await exchange.add_user("carol", "203")
+    await exchange.add_user("dave", "204")
+    await hunt_group(exchange, "linear", ["bob", "carol", "dave"])  # dave has no phone: skipped, no row
+    bob = await phone(exchange, "bob", "bob", scenario("callee_rings.xml"))
+    carol = await phone(exchange, "carol", "carol", scenario("callee_rings.xml"))
+    outside = await call_from_trunk(exchange, HUNT_NUMBER, status=480)
+    await outside.succeeded()
+    await bob.succeeded()
+    await carol.succeeded()
+    call = await exchange.next_call()
+    # Both rang in turn (carol's 487 to the CANCEL may come after the summary is taken).
+    assert not call.answered and [label for label, _status in call.branches] == ["desk", "desk"]
+    assert await rows(exchange, "bob") == [("missed", "no-answer", HUNT_NUMBER)]
+    assert await rows(exchange, "carol") == [("missed", "no-answer", HUNT_NUMBER)]
+    assert await rows(exchange, "dave") == []

@@ -135,7 +135,8 @@ async def _hunt(call: Call, hunt_group_id: int, number: str, incoming: IncomingC
     group, last_user_id = found
     policy: HuntPolicy = next((p for p in POLICIES if p == group.policy), "simultaneous")
     # A member calling their own group is not rung by it.
-    members = tuple(int(m) for m in group.member_user_ids or () if int(m) != call.caller.user_id)
+    listed = group.member_user_ids if isinstance(group.member_user_ids, list) else []
+    members = tuple(m for m in listed if isinstance(m, int) and not isinstance(m, bool) and m != call.caller.user_id)
     info = HuntGroupInfo(group.name, number, policy, members, last_user_id)
     states = {user_id: await _snapshot(call, user_id, now) for user_id in members}
     plan = plan_hunt_group(info, states, incoming.caller, now, rules_of(call), max_forwards=incoming.max_forwards)
