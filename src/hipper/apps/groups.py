@@ -160,9 +160,13 @@ async def _hunt(call: Call, hunt_group_id: int, number: str, incoming: IncomingC
             winner = call.connected.user_id
             if winner is not None and winner in alerted:
                 _answered(call, alerted[winner])
-                async with call.b2bua.sessions() as session:
-                    await group_calls.took_call(session, hunt_group_id, winner)
-                    await session.commit()
+                try:
+                    async with call.b2bua.sessions() as session:
+                        await group_calls.took_call(session, hunt_group_id, winner)
+                        await session.commit()
+                except Exception:
+                    # The rotation is a nicety: a database hiccup must not end a call that was just answered.
+                    log.exception("call.hunt_rotation_failed", extra={"call_id": call.call_id})
             return
         outcome = "cancelled" if result.outcome == "gone" else result.outcome
         outcomes.append(outcome)
