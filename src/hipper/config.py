@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     sip_digest_algorithms: list[str] = Field(default_factory=lambda: ["MD5"])
     # The address put in our Via/Contact when sip_host is a wildcard (0.0.0.0) or behind NAT; empty = sip_host.
     sip_advertised_host: str = ""
+    # SIP over TLS (RFC 3261 §26) on its own port, off while None (5061 is the usual port). Needs a PEM
+    # certificate (chain) and its unencrypted private key; `hipper serve` refuses to start without them.
+    sip_tls_port: int | None = None
+    sip_tls_cert_file: Path | None = None
+    sip_tls_key_file: Path | None = None
     log_level: str = "INFO"
     log_json: bool = True
     # Session tokens ("stay logged in on this device", SPEC A1).

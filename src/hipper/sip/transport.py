@@ -1,9 +1,15 @@
-"""SIP transports on asyncio: UDP and TCP (RFC 3261 §18; stream framing by Content-Length §18.3;
-RFC 5626 §4.4.1 CRLF keepalives on TCP).
+"""SIP transports on asyncio: UDP, TCP and TLS (RFC 3261 §18 and §26; stream framing by Content-Length
+§18.3; RFC 5626 §4.4.1 CRLF keepalives on TCP and TLS).
 
 Transports only move bytes: they hand every complete message, with the address and connection it came
-from, to a receiver (the stack), which parses it. TCP connections are remembered by the peer's address so
-that a request to a device behind NAT goes back over the very connection it registered on.
+from, to a receiver (the stack), which parses it. TCP and TLS connections are remembered by the peer's
+address so that a request to a device behind NAT goes back over the very connection it registered on
+(RFC 5630 §3.3: a phone behind NAT cannot take a new connection from us anyway).
+
+TLS is the TCP transport with a handshake in front: the server accepts a plain TCP connection (so the
+connection limit counts it from the first byte), then upgrades it with `loop.start_tls` under a bounded
+handshake timeout. Hipper opens no outgoing TLS connections: requests reach TLS peers only over a connection
+they opened (their registration's), which is how phones use SIP over TLS.
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ import contextlib
 import ipaddress
 import logging
 import re
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 from hipper.sip.message import MAX_MESSAGE_SIZE, format_hostport, split_hostport
@@ -26,11 +34,14 @@ _CONTENT_LENGTH = re.compile(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d{1,10}
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 
+TRANSPORTS = ("udp", "tcp", "tls")
+
+
 @dataclass(frozen=True, slots=True)
 class Peer:
     """Where a message came from or goes to: transport, IP address and port (never a host name)."""
 
-    transport: str  # "udp" | "tcp"
+    transport: str  # "udp" | "tcp" | "tls"
     host: str
     port: int
 
@@ -41,7 +52,7 @@ class Peer:
     def parse(cls, text: str) -> Peer:
         transport, _, hostport = text.partition(":")
         host, port = split_hostport(hostport)
-        if transport not in ("udp", "tcp") or port is None:
+        if transport not in TRANSPORTS or port is None:
             raise ValueError(f"not a peer address: {text!r}")
         return cls(transport, host, port)
 
@@ -101,27 +112,68 @@ class UdpTransport(asyncio.DatagramProtocol):
 
 
 class TcpConnection(asyncio.Protocol):
-    """One TCP connection; frames the byte stream into messages by Content-Length (§18.3)."""
+    """One TCP or TLS connection; frames the byte stream into messages by Content-Length (§18.3).
 
-    def __init__(self, owner: TcpTransport) -> None:
+    An accepted TLS connection is first a plain TCP one: it counts against the connection limit at once, reads
+    nothing until `loop.start_tls` owns the socket, and joins `owner.connections` (where sends look for it)
+    only once the handshake is done, so that nothing is ever written to it in the clear.
+    """
+
+    def __init__(self, owner: TcpTransport, *, accepted: bool = False) -> None:
         self.owner = owner
+        self.accepted = accepted
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
         self.buffer = bytearray()
         self.closed = asyncio.get_running_loop().create_future()
         self.messages = 0
         self.last_activity = asyncio.get_running_loop().time()
+        self.ready = False  # TLS: the handshake is done (TCP: at once)
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._handshake: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        peername = transport.get_extra_info("peername")
-        self.peer = Peer("tcp", peername[0], peername[1])
-        if len(self.owner.connections) >= self.owner.max_connections:
-            self.transport.abort()  # a connection flood must not exhaust file descriptors
+        raw = cast(asyncio.Transport, transport)
+        peername = raw.get_extra_info("peername")
+        self.peer = Peer(self.owner.name, peername[0], peername[1])
+        if self.owner.open_connections() >= self.owner.max_connections:
+            raw.abort()  # a connection flood must not exhaust file descriptors
             return
+        self.transport = raw
+        loop = asyncio.get_running_loop()
+        self._idle_timer = loop.call_later(self.owner.first_message_timeout, self._check_idle)
+        context = self.owner.server_context
+        if self.accepted and context is not None:
+            # Not a byte may reach data_received before the TLS layer takes the socket over: start_tls runs in a
+            # task, a loop iteration later.
+            raw.pause_reading()
+            self.owner.handshaking.add(self)
+            self._handshake = loop.create_task(self._start_tls(raw, context))
+            return
+        self._become_ready()
+
+    async def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            secured = await loop.start_tls(
+                raw, self, context, server_side=True, ssl_handshake_timeout=self.owner.handshake_timeout
+            )
+        except Exception as exc:  # not TLS, a bad or slow handshake: that connection only; start_tls closed it
+            log.info("sip.tls.handshake_failed", extra={"peer": str(self.peer), "error": str(exc) or repr(exc)})
+            self._forget()
+            return
+        finally:
+            self.owner.handshaking.discard(self)
+        if secured is None or secured.is_closing():  # closed during the handshake (start_tls gives None then)
+            self._forget()
+            return
+        self.transport = secured
+        self._become_ready()
+
+    def _become_ready(self) -> None:
+        assert self.peer is not None
+        self.ready = True
         self.owner.connections[self.peer] = self
-        self._idle_timer = asyncio.get_running_loop().call_later(self.owner.first_message_timeout, self._check_idle)
 
     def _check_idle(self) -> None:
         """Close connections that never sent a whole message (slow or idle scanners) or went silent.
@@ -136,15 +188,23 @@ class TcpConnection(asyncio.Protocol):
             return
         self._idle_timer = loop.call_later(left, self._check_idle)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _forget(self) -> None:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
+            self._idle_timer = None
+        self.owner.handshaking.discard(self)
         if self.peer is not None and self.owner.connections.get(self.peer) is self:
             del self.owner.connections[self.peer]
+        self.ready = False
         if not self.closed.done():
             self.closed.set_result(None)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._forget()
+
     def data_received(self, data: bytes) -> None:
+        if not self.ready:
+            return  # cannot happen (reading is paused until TLS is up); never treat handshake bytes as SIP
         self.buffer += data
         while self.buffer:
             # RFC 5626 §4.4.1: a double CRLF is a ping, answered with a single CRLF pong.
@@ -184,21 +244,23 @@ class TcpConnection(asyncio.Protocol):
             try:
                 self.owner.receiver(message, self.peer)
             except Exception:
-                log.exception("sip.tcp.receive_failed")
+                log.exception("sip.stream.receive_failed")
 
     def write(self, data: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
-            raise TransportError("TCP connection is closed")
+        if not self.ready or self.transport is None or self.transport.is_closing():
+            raise TransportError(f"{self.owner.name.upper()} connection is closed")
         self.transport.write(data)
 
     def abort(self, why: str) -> None:
-        log.info("sip.tcp.abort", extra={"peer": str(self.peer), "why": why})
+        log.info("sip.stream.abort", extra={"peer": str(self.peer), "why": why})
         self.buffer.clear()
         if self.transport is not None:
             self.transport.abort()
 
 
 class TcpTransport:
+    """SIP over TCP, or over TLS when given a server context (name "tls")."""
+
     def __init__(
         self,
         receiver: Receiver,
@@ -207,25 +269,40 @@ class TcpTransport:
         first_message_timeout: float = 32.0,
         idle_timeout: float = 3900.0,
         max_connections: int = 10_000,
+        server_context: ssl.SSLContext | None = None,
+        handshake_timeout: float = 10.0,
     ) -> None:
         self.receiver = receiver
+        self.name = "tcp" if server_context is None else "tls"
+        self.server_context = server_context
         self.connect_timeout = connect_timeout
+        self.handshake_timeout = handshake_timeout
         self.first_message_timeout = first_message_timeout
         # Longer than the longest registration interval (3600 s by default) plus a margin.
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.connections: dict[Peer, TcpConnection] = {}
+        self.handshaking: set[TcpConnection] = set()  # accepted TLS connections not yet secured
         self.server: asyncio.Server | None = None
         self.host = ""
         self.port = 0
 
+    def open_connections(self) -> int:
+        return len(self.connections) + len(self.handshaking)
+
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: TcpConnection(self), host, port, reuse_address=True)
+        self.server = await loop.create_server(
+            lambda: TcpConnection(self, accepted=True), host, port, reuse_address=True
+        )
         sockname = self.server.sockets[0].getsockname()
         self.host, self.port = sockname[0], sockname[1]
 
     async def connect(self, peer: Peer) -> TcpConnection:
+        if self.server_context is not None:
+            # Outgoing TLS would need a host name to verify the peer's certificate against, and our peers are
+            # addresses; TLS phones are reached over the connection they registered on.
+            raise TransportError(f"no TLS connection from {peer}; Hipper opens no outgoing TLS connections")
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
@@ -244,7 +321,9 @@ class TcpTransport:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
-        for connection in list(self.connections.values()):
+        for connection in [*self.connections.values(), *self.handshaking]:
+            if connection._handshake is not None:
+                connection._handshake.cancel()
             if connection.transport is not None:
                 connection.transport.close()
         if self.server is not None:
@@ -253,31 +332,77 @@ class TcpTransport:
                     await self.server.wait_closed()
 
 
+def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """The TLS server context for SIP (RFC 3261 §26.3.1: TLS 1.2 or newer here, the ssl module's defaults).
+
+    Raises `TlsSetupError` naming the setting and the file when a file is missing, unreadable or not PEM.
+    Phones are not asked for client certificates: they authenticate with digest, as over UDP and TCP.
+    """
+    for setting, path in (("sip_tls_cert_file", cert_file), ("sip_tls_key_file", key_file)):
+        try:
+            with path.open("rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            raise TlsSetupError(f"{setting} {path}: {exc.strerror or exc}") from exc
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (ssl.SSLError, ValueError) as exc:
+        raise TlsSetupError(
+            f"sip_tls_cert_file {cert_file} / sip_tls_key_file {key_file}: not a PEM certificate and its key ({exc})"
+        ) from exc
+    return context
+
+
+class TlsSetupError(ValueError):
+    """The TLS certificate or key cannot be used; the exchange must not start half configured."""
+
+
 class Transports:
-    """The node's UDP and TCP transports on one address."""
+    """The node's UDP and TCP transports on one address, and TLS on its own port when configured."""
 
     def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
         self.udp = UdpTransport(receiver)
         self.tcp = TcpTransport(receiver)
+        self.tls: TcpTransport | None = None
         self._udp_transport: asyncio.DatagramTransport | None = None
         self.advertised_host = ""  # what our Via names when the bound address is a wildcard or private
 
-    async def start(self, host: str, port: int, *, tcp: bool = True) -> None:
+    async def start(
+        self,
+        host: str,
+        port: int,
+        *,
+        tcp: bool = True,
+        tls_port: int | None = None,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
         loop = asyncio.get_running_loop()
         for attempt in range(20):
             transport, _ = await loop.create_datagram_endpoint(lambda: self.udp, local_addr=(host, port))
             self._udp_transport = transport
             if not tcp:
-                return
+                break
             try:
                 # Port 0 means "any free port": give TCP the port UDP got, so both share one address.
                 await self.tcp.start(host, self.udp.port)
-                return
+                break
             except OSError:
                 transport.close()
                 if port != 0 or attempt == 19:
                     raise  # a configured port that is taken is the operator's to fix
                 # The free UDP port is taken on TCP by someone else: try another one.
+        if tls_port is not None:
+            if tls_context is None:
+                raise TlsSetupError("a TLS port needs a certificate and key (sip_tls_cert_file, sip_tls_key_file)")
+            self.tls = TcpTransport(self.receiver, server_context=tls_context)
+            try:
+                await self.tls.start(host, tls_port)
+            except OSError:
+                await self.close()
+                raise
 
     @property
     def host(self) -> str:
@@ -287,29 +412,45 @@ class Transports:
     def port(self) -> int:
         return self.udp.port
 
+    @property
+    def tls_port(self) -> int | None:
+        return self.tls.port if self.tls is not None else None
+
     def local_port(self, transport: str) -> int:
+        if transport == "tls" and self.tls is not None:
+            return self.tls.port
         return self.tcp.port if transport == "tcp" else self.udp.port
+
+    def _stream(self, peer: Peer) -> TcpTransport:
+        if peer.transport == "tcp":
+            return self.tcp
+        if peer.transport == "tls" and self.tls is not None:
+            return self.tls
+        raise TransportError(f"unsupported transport {peer.transport}")
 
     async def send(self, data: bytes, peer: Peer) -> None:
         if peer.transport == "udp":
             self.udp.send(data, peer)
-        elif peer.transport == "tcp":
-            await self.tcp.send(data, peer)
         else:
-            raise TransportError(f"unsupported transport {peer.transport}")
+            await self._stream(peer).send(data, peer)
 
     def send_nowait(self, data: bytes, peer: Peer) -> asyncio.Task[None] | None:
-        """Send without awaiting: UDP and existing TCP connections are synchronous; a new connection is a task."""
+        """Send without awaiting: UDP and existing connections are synchronous; a new connection is a task."""
         if peer.transport == "udp":
             self.udp.send(data, peer)
             return None
-        connection = self.tcp.connections.get(peer)
+        stream = self._stream(peer)
+        connection = stream.connections.get(peer)
         if connection is not None:
             connection.write(data)
             return None
-        return asyncio.get_running_loop().create_task(self.tcp.send(data, peer))
+        if stream.server_context is not None:
+            raise TransportError(f"no TLS connection from {peer}")  # none will be opened (TcpTransport.connect)
+        return asyncio.get_running_loop().create_task(stream.send(data, peer))
 
     async def close(self) -> None:
         if self._udp_transport is not None:
             self._udp_transport.close()
         await self.tcp.close()
+        if self.tls is not None:
+            await self.tls.close()
