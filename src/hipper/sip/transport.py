@@ -4,12 +4,12 @@
 Transports only move bytes: they hand every complete message, with the address and connection it came
 from, to a receiver (the stack), which parses it. TCP and TLS connections are remembered by the peer's
 address so that a request to a device behind NAT goes back over the very connection it registered on
-(RFC 5630 §3.3: a phone behind NAT cannot take a new connection from us anyway).
+(RFC 5626 flows: a phone behind NAT cannot take a new connection from us anyway).
 
-TLS is the TCP transport with a handshake in front: the server accepts a plain TCP connection (so the
-connection limit counts it from the first byte), then upgrades it with `loop.start_tls` under a bounded
-handshake timeout. Hipper opens no outgoing TLS connections: requests reach TLS peers only over a connection
-they opened (their registration's), which is how phones use SIP over TLS.
+TLS is the TCP transport with a handshake in front: its accept loop counts a socket against the connection
+limit from the moment it is accepted, then gives it a bounded time to finish the TLS handshake. Hipper opens
+no outgoing TLS connections: requests reach TLS peers only over a connection they opened (their
+registration's), which is how phones use SIP over TLS.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import contextlib
 import ipaddress
 import logging
 import re
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,66 +115,30 @@ class UdpTransport(asyncio.DatagramProtocol):
 class TcpConnection(asyncio.Protocol):
     """One TCP or TLS connection; frames the byte stream into messages by Content-Length (§18.3).
 
-    An accepted TLS connection is first a plain TCP one: it counts against the connection limit at once, reads
-    nothing until `loop.start_tls` owns the socket, and joins `owner.connections` (where sends look for it)
-    only once the handshake is done, so that nothing is ever written to it in the clear.
+    A TLS connection is made only once its handshake is done (the transport's accept loop counts it before),
+    so everything here sees decrypted bytes and nothing is ever written in the clear.
     """
 
-    def __init__(self, owner: TcpTransport, *, accepted: bool = False) -> None:
+    def __init__(self, owner: TcpTransport, *, admitted: bool = False) -> None:
         self.owner = owner
-        self.accepted = accepted
+        self.admitted = admitted  # counted against the connection limit already (TLS: at accept)
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
         self.buffer = bytearray()
         self.closed = asyncio.get_running_loop().create_future()
         self.messages = 0
         self.last_activity = asyncio.get_running_loop().time()
-        self.ready = False  # TLS: the handshake is done (TCP: at once)
         self._idle_timer: asyncio.TimerHandle | None = None
-        self._handshake: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        raw = cast(asyncio.Transport, transport)
-        peername = raw.get_extra_info("peername")
+        self.transport = cast(asyncio.Transport, transport)
+        peername = transport.get_extra_info("peername")
         self.peer = Peer(self.owner.name, peername[0], peername[1])
-        if self.owner.open_connections() >= self.owner.max_connections:
-            raw.abort()  # a connection flood must not exhaust file descriptors
+        if not self.admitted and self.owner.open_connections() >= self.owner.max_connections:
+            self.transport.abort()  # a connection flood must not exhaust file descriptors
             return
-        self.transport = raw
-        loop = asyncio.get_running_loop()
-        self._idle_timer = loop.call_later(self.owner.first_message_timeout, self._check_idle)
-        context = self.owner.server_context
-        if self.accepted and context is not None:
-            # Not a byte may reach data_received before the TLS layer takes the socket over: start_tls runs in a
-            # task, a loop iteration later.
-            raw.pause_reading()
-            self.owner.handshaking.add(self)
-            self._handshake = loop.create_task(self._start_tls(raw, context))
-            return
-        self._become_ready()
-
-    async def _start_tls(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            secured = await loop.start_tls(
-                raw, self, context, server_side=True, ssl_handshake_timeout=self.owner.handshake_timeout
-            )
-        except Exception as exc:  # not TLS, a bad or slow handshake: that connection only; start_tls closed it
-            log.info("sip.tls.handshake_failed", extra={"peer": str(self.peer), "error": str(exc) or repr(exc)})
-            self._forget()
-            return
-        finally:
-            self.owner.handshaking.discard(self)
-        if secured is None or secured.is_closing():  # closed during the handshake (start_tls gives None then)
-            self._forget()
-            return
-        self.transport = secured
-        self._become_ready()
-
-    def _become_ready(self) -> None:
-        assert self.peer is not None
-        self.ready = True
         self.owner.connections[self.peer] = self
+        self._idle_timer = asyncio.get_running_loop().call_later(self.owner.first_message_timeout, self._check_idle)
 
     def _check_idle(self) -> None:
         """Close connections that never sent a whole message (slow or idle scanners) or went silent.
@@ -188,23 +153,15 @@ class TcpConnection(asyncio.Protocol):
             return
         self._idle_timer = loop.call_later(left, self._check_idle)
 
-    def _forget(self) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
-            self._idle_timer = None
-        self.owner.handshaking.discard(self)
         if self.peer is not None and self.owner.connections.get(self.peer) is self:
             del self.owner.connections[self.peer]
-        self.ready = False
         if not self.closed.done():
             self.closed.set_result(None)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._forget()
-
     def data_received(self, data: bytes) -> None:
-        if not self.ready:
-            return  # cannot happen (reading is paused until TLS is up); never treat handshake bytes as SIP
         self.buffer += data
         while self.buffer:
             # RFC 5626 §4.4.1: a double CRLF is a ping, answered with a single CRLF pong.
@@ -247,7 +204,7 @@ class TcpConnection(asyncio.Protocol):
                 log.exception("sip.stream.receive_failed")
 
     def write(self, data: bytes) -> None:
-        if not self.ready or self.transport is None or self.transport.is_closing():
+        if self.transport is None or self.transport.is_closing():
             raise TransportError(f"{self.owner.name.upper()} connection is closed")
         self.transport.write(data)
 
@@ -259,7 +216,12 @@ class TcpConnection(asyncio.Protocol):
 
 
 class TcpTransport:
-    """SIP over TCP, or over TLS when given a server context (name "tls")."""
+    """SIP over TCP, or over TLS when given a server context (then named "tls").
+
+    TLS runs its own accept loop instead of `create_server(ssl=...)`: there a connection is seen only after its
+    handshake, so a flood of sockets that never finish one could not be limited. Here every accepted socket
+    counts at once, is refused over the limit, and gets `handshake_timeout` seconds to become a TLS connection.
+    """
 
     def __init__(
         self,
@@ -282,21 +244,64 @@ class TcpTransport:
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.connections: dict[Peer, TcpConnection] = {}
-        self.handshaking: set[TcpConnection] = set()  # accepted TLS connections not yet secured
+        self.handshakes: set[asyncio.Task[None]] = set()  # accepted TLS sockets not yet secured
         self.server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
         self.host = ""
         self.port = 0
 
     def open_connections(self) -> int:
-        return len(self.connections) + len(self.handshaking)
+        return len(self.connections) + len(self.handshakes)
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            lambda: TcpConnection(self, accepted=True), host, port, reuse_address=True
-        )
-        sockname = self.server.sockets[0].getsockname()
+        if self.server_context is None:
+            self.server = await loop.create_server(lambda: TcpConnection(self), host, port, reuse_address=True)
+            sockname = self.server.sockets[0].getsockname()
+        else:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            self._listener = socket.create_server((host, port), family=family, backlog=128)
+            self._listener.setblocking(False)
+            sockname = self._listener.getsockname()
+            self._accepting = loop.create_task(self._accept(self._listener, self.server_context))
         self.host, self.port = sockname[0], sockname[1]
+
+    async def _accept(self, listener: socket.socket, context: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(listener)
+            except OSError as exc:  # out of descriptors, or the peer gave up meanwhile: keep serving
+                log.warning("sip.tls.accept_failed", extra={"error": str(exc)})
+                await asyncio.sleep(0.1)
+                continue
+            if self.open_connections() >= self.max_connections:
+                sock.close()  # a connection flood must not exhaust file descriptors
+                continue
+            task = loop.create_task(self._secure(sock, context))
+            self.handshakes.add(task)
+            task.add_done_callback(self.handshakes.discard)
+
+    async def _secure(self, sock: socket.socket, context: ssl.SSLContext) -> None:
+        """The TLS handshake of one accepted socket, bounded; a failure costs that connection only."""
+        loop = asyncio.get_running_loop()
+        try:
+            peer = sock.getpeername()
+        except OSError:
+            sock.close()
+            return
+        try:
+            async with asyncio.timeout(self.handshake_timeout + 1):  # the loop's own timeout should come first
+                await loop.connect_accepted_socket(
+                    lambda: TcpConnection(self, admitted=True),
+                    sock,
+                    ssl=context,
+                    ssl_handshake_timeout=self.handshake_timeout,
+                )
+        except Exception as exc:  # not TLS, a bad or slow handshake: logged, the socket closed
+            log.info("sip.tls.handshake_failed", extra={"peer": str(peer), "error": str(exc) or repr(exc)})
+            sock.close()
 
     async def connect(self, peer: Peer) -> TcpConnection:
         if self.server_context is not None:
@@ -321,9 +326,13 @@ class TcpTransport:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
-        for connection in [*self.connections.values(), *self.handshaking]:
-            if connection._handshake is not None:
-                connection._handshake.cancel()
+        if self._accepting is not None:
+            self._accepting.cancel()
+        if self._listener is not None:
+            self._listener.close()
+        for task in list(self.handshakes):
+            task.cancel()
+        for connection in list(self.connections.values()):
             if connection.transport is not None:
                 connection.transport.close()
         if self.server is not None:
