@@ -406,12 +406,19 @@ class Transports:
         if tls_port is not None:
             if tls_context is None:
                 raise TlsSetupError("a TLS port needs a certificate and key (sip_tls_cert_file, sip_tls_key_file)")
-            self.tls = TcpTransport(self.receiver, server_context=tls_context)
             try:
-                await self.tls.start(host, tls_port)
+                await self.start_tls(host, tls_port, tls_context)
             except OSError:
                 await self.close()
                 raise
+
+    async def start_tls(self, host: str, port: int, context: ssl.SSLContext) -> None:
+        """Listen for SIP over TLS on `port` (0: any free port) with this server context."""
+        if self.tls is not None:
+            raise RuntimeError("SIP over TLS is already listening")
+        tls = TcpTransport(self.receiver, server_context=context)
+        await tls.start(host, port)
+        self.tls = tls
 
     @property
     def host(self) -> str:
