@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -119,6 +119,14 @@ class Settings(BaseSettings):
     # method is unavailable), and how long after the app's request such a call is connected to the number.
     call_access_number: str = ""
     call_access_seconds: float = 30.0
+
+    @field_validator("trunk_address", "mobile_network_address")
+    @classmethod
+    def _no_outgoing_tls(cls, value: str) -> str:
+        # Peers we send new requests to need connections we open; Hipper opens none over TLS (docs/operations.md).
+        if value.lower().startswith("tls:"):
+            raise ValueError("SIP peers over TLS are not supported (no outgoing TLS connections): use udp: or tcp:")
+        return value
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -40,6 +40,8 @@ def test_certificate_problems_are_named_at_start_up(tmp_path: Path, certificate:
     with pytest.raises(TlsSetupError, match="sip_tls_cert_file and sip_tls_key_file"):
         sip_tls_context(Settings(sip_tls_port=5061))
     assert sip_tls_context(Settings()) is None  # off by default
+    with pytest.raises(ValueError, match="SIP peers over TLS are not supported"):
+        Settings(trunk_address="tls:192.0.2.1:5061")
     assert isinstance(sip_tls_context(Settings(sip_tls_port=5061, sip_tls_cert_file=cert_file,
                                                sip_tls_key_file=key_file)), ssl.SSLContext)  # fmt: skip
 
