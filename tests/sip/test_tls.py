@@ -7,6 +7,7 @@ Every test runs on asyncio's loop and on uvloop (what `hipper serve` runs): the 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -190,6 +191,7 @@ async def test_bad_clients_on_the_tls_port_cost_one_connection_each(
     tls = tls_server.stack.transports.tls
     assert tls is not None
     tls.handshake_timeout = 0.5
+    descriptors = len(os.listdir("/proc/self/fd"))
     # Plain SIP (not TLS) on the TLS port: the handshake fails and that connection is closed.
     reader, writer = await asyncio.open_connection("127.0.0.1", tls.port)
     writer.write(register_text(port=tls.port, client_port=1).encode())
@@ -233,6 +235,9 @@ async def test_bad_clients_on_the_tls_port_cost_one_connection_each(
         writer.close()
     async with asyncio.timeout(3):
         while tls.open_connections():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    async with asyncio.timeout(3):
+        while len(os.listdir("/proc/self/fd")) > descriptors:  # noqa: ASYNC110 - no socket of theirs leaked
             await asyncio.sleep(0.02)
     # After all that a good phone still registers.
     tls.max_connections = 10

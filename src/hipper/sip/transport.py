@@ -299,9 +299,10 @@ class TcpTransport:
                     ssl=context,
                     ssl_handshake_timeout=self.handshake_timeout,
                 )
-        except Exception as exc:  # not TLS, a bad or slow handshake: logged, the socket closed
+        except Exception as exc:  # not TLS, a bad or slow handshake: that connection only
+            # The loop owns the socket now and has closed it (both asyncio and uvloop do on any failure,
+            # cancellation included); closing it here too could close a descriptor number already reused.
             log.info("sip.tls.handshake_failed", extra={"peer": str(peer), "error": str(exc) or repr(exc)})
-            sock.close()
 
     async def connect(self, peer: Peer) -> TcpConnection:
         if self.server_context is not None:
