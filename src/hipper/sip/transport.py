@@ -343,7 +343,7 @@ class TcpTransport:
 
 
 def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
-    """The TLS server context for SIP (RFC 3261 §26.3.1: TLS 1.2 or newer here, the ssl module's defaults).
+    """The TLS server context for SIP: TLS 1.2 or newer, with the ssl module's default ciphers.
 
     Raises `TlsSetupError` naming the setting and the file when a file is missing, unreadable or not PEM.
     Phones are not asked for client certificates: they authenticate with digest, as over UDP and TCP.
@@ -389,6 +389,8 @@ class Transports:
         tls_port: int | None = None,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
+        if tls_port is not None and tls_context is None:
+            raise TlsSetupError("a TLS port needs a certificate and key (sip_tls_cert_file, sip_tls_key_file)")
         loop = asyncio.get_running_loop()
         for attempt in range(20):
             transport, _ = await loop.create_datagram_endpoint(lambda: self.udp, local_addr=(host, port))
@@ -404,9 +406,7 @@ class Transports:
                 if port != 0 or attempt == 19:
                     raise  # a configured port that is taken is the operator's to fix
                 # The free UDP port is taken on TCP by someone else: try another one.
-        if tls_port is not None:
-            if tls_context is None:
-                raise TlsSetupError("a TLS port needs a certificate and key (sip_tls_cert_file, sip_tls_key_file)")
+        if tls_port is not None and tls_context is not None:
             try:
                 await self.start_tls(host, tls_port, tls_context)
             except OSError:
