@@ -511,7 +511,7 @@ class Call:
                 return
             if isinstance(step, VoicemailStep):
                 party.outcome.append("voicemail")
-                await self.voicemail(routing)
+                await self.voicemail(routing, step)
                 return
             if isinstance(step, RejectStep):
                 word = {486: "busy", 480: "not-reachable"}.get(step.status, "rejected")
@@ -884,9 +884,9 @@ class Call:
 
     # -- applications ------------------------------------------------------------------------------------------
 
-    async def voicemail(self, routing: Routing) -> None:
-        """The voicemail application takes the call: greeting, tone, the message (apps/voicemail.py)."""
-        await leave_message(self, routing.callee.user_id, routing.called_number)
+    async def voicemail(self, routing: Routing, step: VoicemailStep) -> None:
+        """The voicemail application takes the call: greeting (chosen by why: busy or not), tone, the message."""
+        await leave_message(self, routing.callee.user_id, routing.called_number, step.cause)
 
     async def play_to_end(self, endpoint_id: str, files: tuple[object, ...]) -> None:
         playback = await self.play(endpoint_id, files)
@@ -931,7 +931,7 @@ class Call:
             return
         if isinstance(step.afterwards, VoicemailStep):
             routing.party.outcome.append("voicemail")
-            await self.voicemail(routing)
+            await self.voicemail(routing, step.afterwards)
         else:
             self.over.set()
 

@@ -41,6 +41,8 @@ _PHRASES: Final[dict[str, tuple[str, str]]] = {
     "reason_training": ("in training", "op training"),
     "reason_unavailable": ("unavailable", "niet beschikbaar"),
     "reason_vacation": ("on vacation", "op vakantie"),
+    # Not a Personal Assistant presence: the system voicemail greeting for a busy user ("... is busy").
+    "reason_busy": ("busy", "in gesprek"),
     "until": ("until", "tot"),
     "at": ("at", "om"),
     "today": ("today", "vandaag"),
