@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from hipper.apps import click_to_dial, voicemail_menu
+from hipper.apps import click_to_dial, groups, voicemail_menu
 from hipper.apps.directory import Callee, resolve
 from hipper.apps.legs import CalleeLeg, CallerLeg, Leg, contact_header
 from hipper.apps.peers import diversion_headers, diversions_so_far, identity_headers
@@ -99,6 +99,9 @@ class CallerInfo:
     user_id: int | None = None  # a device's user
     company_id: int | None = None
     device_kind: Literal["desk", "mobile"] = "desk"
+    # The far leg of the user's own callback (apps/click_to_dial.py): the callback writes the user's call-log row
+    # and counts them as on a call, so this call must not do either a second time.
+    for_callback: bool = False
 
 
 @dataclass
@@ -431,8 +434,10 @@ class Call:
             return  # the access number of a call placed from the app "via the exchange" (apps/click_to_dial.py)
         async with self.b2bua.sessions() as session:
             resolved = await resolve(session, dialled, self.caller.company_id, self.settings.default_region)
-        if self.caller.user_id is not None:
+        if self.caller.user_id is not None and not self.caller.for_callback:
             self.placed = Party(self.caller.user_id, "placed", resolved.number)
+            if resolved.kind in ("user", "group", "hunt_group", "call_center"):
+                self.placed.local_identity = self.caller.number or ""  # colleagues see the caller's extension
             if resolved.callee is not None:
                 self.placed.remote_name = resolved.callee.name
         try:
@@ -455,6 +460,8 @@ class Call:
             await self.route_user(resolved.callee, incoming, resolved.number, ())
         elif resolved.kind == "group" and resolved.group is not None:
             await self.route_group(resolved.group, resolved.company_id, incoming_base)
+        elif resolved.kind in ("hunt_group", "call_center"):
+            await groups.route(self, resolved, incoming_base)  # apps/groups.py
         elif resolved.kind == "external" and self.caller.user_id is not None:
             await self.call_out(resolved.number)
         else:
@@ -504,7 +511,7 @@ class Call:
                 return
             if isinstance(step, VoicemailStep):
                 party.outcome.append("voicemail")
-                await self.voicemail(routing)
+                await self.voicemail(routing, step)
                 return
             if isinstance(step, RejectStep):
                 word = {486: "busy", 480: "not-reachable"}.get(step.status, "rejected")
@@ -785,7 +792,8 @@ class Call:
         if not self.a.answered:
             self.a.answer(self.a_sdp)
         # Both users are now on a call: a second call finds them busy (or waiting) per their settings.
-        self.on_call_users = [u for u in (self.caller.user_id, leg.user_id) if u is not None]
+        caller_user = None if self.caller.for_callback else self.caller.user_id
+        self.on_call_users = [u for u in (caller_user, leg.user_id) if u is not None]
         for user_id in self.on_call_users:
             self.b2bua.on_call_started(user_id)
         click_to_dial.announce_started(self)  # call.started: the users' apps refresh their call lists (SPEC D3)
@@ -820,6 +828,9 @@ class Call:
             return
         if resolved.kind == "group" and resolved.group is not None:
             await self.route_group(resolved.group, resolved.company_id, base)
+            return
+        if resolved.kind in ("hunt_group", "call_center"):
+            await groups.route(self, resolved, base)  # members ring directly: a group call is never forwarded on
             return
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None or resolved.kind == "unknown":
@@ -873,9 +884,9 @@ class Call:
 
     # -- applications ------------------------------------------------------------------------------------------
 
-    async def voicemail(self, routing: Routing) -> None:
-        """The voicemail application takes the call: greeting, tone, the message (apps/voicemail.py)."""
-        await leave_message(self, routing.callee.user_id, routing.called_number)
+    async def voicemail(self, routing: Routing, step: VoicemailStep) -> None:
+        """The voicemail application takes the call: greeting (chosen by why: busy or not), tone, the message."""
+        await leave_message(self, routing.callee.user_id, routing.called_number, step.cause)
 
     async def play_to_end(self, endpoint_id: str, files: tuple[object, ...]) -> None:
         playback = await self.play(endpoint_id, files)
@@ -920,7 +931,7 @@ class Call:
             return
         if isinstance(step.afterwards, VoicemailStep):
             routing.party.outcome.append("voicemail")
-            await self.voicemail(routing)
+            await self.voicemail(routing, step.afterwards)
         else:
             self.over.set()
 
