@@ -7,6 +7,7 @@ audio); decoding arbitrary uploads (MP3, other rates) is ``audio_files.py``'s jo
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 import wave
@@ -16,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from hipper.media.g711 import SAMPLE_RATE, Pcm
+
+log = logging.getLogger(__name__)
 
 # One worker: appends to a recording must reach the file in order, and file I/O (write, fsync) must never run
 # on the event loop, where it would stall RTP pacing. Small writes, so one thread serves every recording.
@@ -134,7 +137,10 @@ class AsyncWavWriter:
 
 def _append_all(writes: list[tuple[AsyncWavWriter, bytes]]) -> None:
     for writer, pcm in writes:
-        writer._append(pcm)
+        try:
+            writer._append(pcm)  # an OSError is kept for that recording's commit()
+        except Exception:  # one broken recording must not cost the others of the batch their audio
+            log.exception("append to %s failed", writer.path)
 
 
 def append_all(writes: list[tuple[AsyncWavWriter, bytes]]) -> None:
