@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # A branch that sends no provisional response within this time is given up (a phone that went away would
     # otherwise cost Timer B, 32 s).
     branch_provisional_seconds: float = 4.0
+    # Anywhere's block diversion: an answer sooner than this after the INVITE is the mobile network's voicemail
+    # (busy / not reachable), not a person, and is refused (apps/diversion_guard.py).
+    block_diversion_min_answer_seconds: float = 3.0
     # The public network trunk and the mobile network as SIP peers, "udp:host:port" (empty: none configured).
     # Calls arriving from these addresses are not challenged; the trunk is trusted with P-Asserted-Identity.
     trunk_address: str = ""

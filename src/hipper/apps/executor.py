@@ -126,6 +126,7 @@ class Branch:
     confirm: bool = False
     headers: tuple[tuple[str, str], ...] = ()
     user_id: int | None = None  # the user whose phone this is (an answer there is their "received" call)
+    block_diversion: bool = False  # Anywhere: the network's voicemail must not take it (apps/diversion_guard.py)
 
 
 @dataclass(frozen=True)
@@ -596,22 +597,9 @@ class Call:
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None:
             return branches
-        headers: list[tuple[str, str]] = []
-        if target.block_diversion:
-            # Ask the mobile network not to divert this branch to its own voicemail (it would take the call).
-            # SIP has no standard for ISUP's diversion inhibitor; this header is what our trunk peer reads.
-            headers.append(("Diversion-Inhibitor", "yes"))
-        branches.append(
-            Branch(
-                trunk[0],
-                trunk[1],
-                self.b2bua.peers.address(resolved.number),
-                target.kind,
-                target.answer_confirmation,
-                tuple(headers),
-                user_id,
-            )
-        )
+        to_number = self.b2bua.peers.address(resolved.number)
+        kind, confirm, block = target.kind, target.answer_confirmation, target.block_diversion
+        branches.append(Branch(trunk[0], trunk[1], to_number, kind, confirm, (), user_id, block_diversion=block))
         return branches
 
     def caller_address(self) -> NameAddr:
@@ -646,7 +634,9 @@ class Call:
                 to=branch.to,
                 label=branch.label,
                 confirm=branch.confirm,
+                block_diversion=branch.block_diversion,
             )
+            leg.min_answer_seconds = self.settings.block_diversion_min_answer_seconds
             leg.endpoint_id = endpoint.endpoint_id
             leg.user_id = branch.user_id
             leg.listener = lambda leg, response: queue.put_nowait((leg, response))
@@ -692,6 +682,7 @@ class Call:
                                 and not self.a.answered
                                 and not self.a.late_offer
                                 and not leg.confirm
+                                and not leg.block_diversion  # the network's "not reachable" announcement
                                 and await self._accept_answer(leg, event)
                             ):
                                 early = leg

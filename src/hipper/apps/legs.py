@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
+from hipper.apps.diversion_guard import diverting, refused_answer
 from hipper.sip.dialog import Dialog, new_call_id, new_tag
 from hipper.sip.message import URI, Headers, NameAddr, ParseError, Request, Response
 from hipper.sip.stack import SipStack
@@ -195,6 +196,7 @@ class CalleeLeg(Leg):
         to: NameAddr,
         label: str,
         confirm: bool = False,
+        block_diversion: bool = False,
     ) -> None:
         super().__init__(stack, call, peer)
         self.uri = uri
@@ -203,6 +205,11 @@ class CalleeLeg(Leg):
         self.label = label  # which plan target this branch is, for logs and tests
         self.user_id: int | None = None  # whose phone this branch rings (an answer makes them busy)
         self.confirm = confirm  # answer confirmation: its 200 is not an answer until the key press
+        # Anywhere's block diversion: an answer from the network's voicemail is refused (apps/diversion_guard.py).
+        self.block_diversion = block_diversion
+        self.min_answer_seconds = 0.0
+        self.refused: str | None = None  # why the guard refused this branch's answer
+        self._sent_at = 0.0
         self.request: Request | None = None
         self.provisional = False
         self.status: int | None = None  # final status once it came
@@ -238,7 +245,11 @@ class CalleeLeg(Leg):
         if sdp is not None:
             message.add("Content-Type", SDP)
             body = sdp.encode()
+        if self.block_diversion:
+            # RFC 7044 §5: ask for History-Info in responses, the guard reads diversions from it.
+            message.add("Supported", "histinfo")
         self.request = Request("INVITE", self.uri, message, body)
+        self._sent_at = asyncio.get_running_loop().time()
         self.tx = self.stack.send_request(
             self.request, self.peer, self._on_response, provisional_timeout=provisional_timeout
         )
@@ -255,6 +266,12 @@ class CalleeLeg(Leg):
         status = response.status
         if status < 200:
             self.provisional = True
+            if self.block_diversion and self.refused is None:
+                why = diverting(response)
+                if why is not None:
+                    self._refuse(why)
+                    self.cancel()  # its 487 ends the branch for the call, like any failed branch
+                    return
             if response.to.tag is not None and self.dialog is None:
                 with contextlib.suppress(ParseError):
                     self.dialog = Dialog.as_uac(self.request, response)
@@ -293,7 +310,21 @@ class CalleeLeg(Leg):
             # §9.1 race: the callee answered while our CANCEL was under way. ACK, then BYE (DESIGN trap).
             asyncio.get_running_loop().create_task(self.bye())
             return
+        if self.block_diversion and self.refused is None:
+            elapsed = asyncio.get_running_loop().time() - self._sent_at
+            why = refused_answer(self.request, response, elapsed, self.min_answer_seconds)
+            if why is not None:
+                # The mobile network's voicemail answered, not the person: end it, and to the call this branch
+                # simply went away (as after a BYE), so the others keep ringing.
+                self._refuse(why)
+                asyncio.get_running_loop().create_task(self.bye())
+                self.call.leg_gone(self)
+                return
         self._tell(response)
+
+    def _refuse(self, why: str) -> None:
+        self.refused = why
+        log.info("call.diverted_branch_refused", extra={"branch": self.label, "why": why})
 
     def _send_ack(self, dialog: Dialog) -> bytes:
         ack = dialog.create_request("ACK")
