@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     # Anywhere's block diversion: an answer sooner than this after the INVITE is the mobile network's voicemail
     # (busy / not reachable), not a person, and is refused (apps/diversion_guard.py).
     block_diversion_min_answer_seconds: float = 3.0
+    # Alert-Info of a ring splash (forward always, do not disturb, the Personal Assistant's alert tone): the
+    # convention most desk phones map to their splash ring (Bellcore GR-506 distinctive ring 5, e.g. Yealink's
+    # "ring splash that reminds of DND or call forward"), then the RFC 7462 URNs for phones that render those.
+    ring_splash_alert_info: str = (
+        "<http://127.0.0.1/Bellcore-dr5>, <urn:alert:service:forward>, <urn:alert:duration:short>"
+    )
     # The public network trunk and the mobile network as SIP peers, "udp:host:port" (empty: none configured).
     # Calls arriving from these addresses are not challenged; the trunk is trusted with P-Asserted-Identity.
     trunk_address: str = ""

@@ -929,7 +929,7 @@ class Call:
             leg.endpoint_id = endpoint.endpoint_id
             leg.start(
                 endpoint.local_sdp,
-                [("Alert-Info", "<urn:alert:service:ring-splash>")],
+                [("Alert-Info", self.settings.ring_splash_alert_info)],
                 provisional_timeout=self.settings.branch_provisional_seconds,
             )
             legs.append(leg)
