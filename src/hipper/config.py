@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     # Anywhere's block diversion: an answer sooner than this after the INVITE is the mobile network's voicemail
     # (busy / not reachable), not a person, and is refused (apps/diversion_guard.py).
     block_diversion_min_answer_seconds: float = 3.0
+    # RFC 4028 session timers on calls (apps/session_timers.py): the interval we ask for and the smallest we accept
+    # (a shorter Session-Expires is answered 422 with Min-SE). RFC 4028 allows no Min-SE below 90 s; tests use less.
+    session_timers: bool = True
+    session_expires_seconds: int = 1800
+    session_min_se_seconds: int = 90
     # Alert-Info of a ring splash (forward always, do not disturb, the Personal Assistant's alert tone): the
     # convention most desk phones map to their splash ring (Bellcore GR-506 distinctive ring 5, e.g. Yealink's
     # "ring splash that reminds of DND or call forward"), then the RFC 7462 URNs for phones that render those.

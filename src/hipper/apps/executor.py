@@ -32,6 +32,7 @@ from hipper.apps.directory import Callee, resolve
 from hipper.apps.legs import CalleeLeg, CallerLeg, Leg, contact_header
 from hipper.apps.peers import diversion_headers, diversions_so_far, identity_headers
 from hipper.apps.recording import in_call
+from hipper.apps.session_timers import policy_of, refresh_received
 from hipper.apps.voicemail import leave_message
 from hipper.apps.waiting import race_until
 from hipper.domain.call_logs import CallKind
@@ -236,6 +237,7 @@ class Call:
         if self.a.answered and not self.a.ended:
             endings.append(self.a.bye())
         for leg in self.branches:
+            leg.stop_session()  # also when the far end's BYE ended it first
             if leg.status is None:
                 leg.cancel()
             elif 200 <= leg.status < 300 and not leg.ended:
@@ -353,6 +355,15 @@ class Call:
     async def _renegotiate(self, leg: Leg, tx: ServerTransaction) -> None:
         """A re-INVITE / UPDATE (hold, resume, a moved phone): answered from this leg's own anchored endpoint."""
         body = tx.request.body.decode(errors="replace")
+        timer_headers = refresh_received(leg, tx.request, policy_of(self.settings))  # RFC 4028 refresh
+        if not body.strip() and tx.request.method == "UPDATE":
+            # RFC 3311 §5.2: an UPDATE without an offer only refreshes the session.
+            response = tx.response(200)
+            for name, value in timer_headers:
+                response.headers.add(name, value)
+            response.headers.add("Contact", contact_header(self.b2bua.stack, leg.peer.transport))
+            tx.respond(response)
+            return
         if not body.strip() or leg.endpoint_id is None:
             tx.respond(tx.response(488, "Offer Required"))
             return
@@ -364,6 +375,8 @@ class Call:
         assert isinstance(updated, SessionUpdated)
         response = tx.response(200, body=(updated.local_sdp or "").encode())
         response.headers.add("Contact", contact_header(self.b2bua.stack, leg.peer.transport))
+        for name, value in timer_headers:
+            response.headers.add(name, value)
         if updated.local_sdp:
             response.headers.add("Content-Type", "application/sdp")
         tx.respond(response)
@@ -637,6 +650,7 @@ class Call:
                 block_diversion=branch.block_diversion,
             )
             leg.min_answer_seconds = self.settings.block_diversion_min_answer_seconds
+            leg.session_policy = policy_of(self.settings)
             leg.endpoint_id = endpoint.endpoint_id
             leg.user_id = branch.user_id
             leg.listener = lambda leg, response: queue.put_nowait((leg, response))
@@ -768,6 +782,7 @@ class Call:
         assert leg.endpoint_id is not None and self.a.endpoint_id is not None
         leg.answered = True
         self.connected = leg
+        leg.start_session_timer()  # RFC 4028 on the callee's side (the caller's started with our 200)
         await self.media.execute(Connect(self.a.endpoint_id, leg.endpoint_id))
         self.answered_at = datetime.now(UTC)
         if self.placed is not None:

@@ -16,8 +16,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from hipper.apps.diversion_guard import diverting, refused_answer
+from hipper.apps.session_timers import SessionTimer, policy_of
 from hipper.sip.dialog import Dialog, new_call_id, new_tag
-from hipper.sip.message import URI, Headers, NameAddr, ParseError, Request, Response
+from hipper.sip.message import URI, Headers, Message, NameAddr, ParseError, Request, Response
+from hipper.sip.session_timer import Session, SessionTimerPolicy, answer, answer_headers, from_answer, offer_headers
 from hipper.sip.stack import SipStack
 from hipper.sip.transaction import ClientTransaction, ServerTransaction
 from hipper.sip.transport import Peer
@@ -50,13 +52,28 @@ class Leg:
         self.dialog: Dialog | None = None
         self.endpoint_id: str | None = None
         self.ended = False  # BYE sent or received, or the INVITE failed
+        # RFC 4028 (apps/session_timers.py): the running timer, how a refresh can reach the peer, what it repeats.
+        self.session_timer: SessionTimer | None = None
+        self.session_expired = False
+        self.peer_allows_update = False
+        self.local_sdp = ""
 
     @property
     def local_tag(self) -> str:
         raise NotImplementedError
 
+    def start_session(self, session: Session | None, *, we_refresh: bool) -> None:
+        if session is not None and self.session_timer is None:
+            self.session_timer = SessionTimer(self, session, we_refresh=we_refresh)
+            self.session_timer.start()
+
+    def stop_session(self) -> None:
+        if self.session_timer is not None:
+            self.session_timer.stop()
+
     async def bye(self) -> None:
         """End a confirmed dialog; waits briefly for the answer (a dead phone must not hold up the call's end)."""
+        self.stop_session()
         if self.ended or self.dialog is None or self.dialog.early:
             self.ended = True
             return
@@ -88,6 +105,11 @@ class CallerLeg(Leg):
         self._interval = stack.transactions.timers.t1
         self._given_up: asyncio.TimerHandle | None = None
         self.on_no_ack: Callable[[], None] | None = None
+        # The session timer our 2xx will set (the INVITE's Session-Expires was checked by the B2BUA: 422 / 400).
+        self.session: Session | None = None
+        with contextlib.suppress(ParseError):
+            self.session = answer(self.request, policy_of(call.settings))
+        self.peer_allows_update = allows_update(self.request)
 
     @property
     def local_tag(self) -> str:
@@ -127,11 +149,17 @@ class CallerLeg(Leg):
         self.answered = True
         response = self._with_contact(self.tx.response(200, body=sdp.encode()))
         response.headers.add("Content-Type", SDP)
+        if self.session is not None:
+            for name, value in answer_headers(self.session):
+                response.headers.add(name, value)
+        self.local_sdp = sdp
         if self.dialog is None:
             self.dialog = Dialog.as_uas(self.request, response)
         else:
             self.dialog.early = False
         self.tx.respond(response)
+        # We are the INVITE's UAS: we refresh when our 2xx said refresher=uas.
+        self.start_session(self.session, we_refresh=self.session is not None and self.session.refresher == "uas")
         data = response.serialize()
         destination = self.tx.destination
         loop = asyncio.get_running_loop()
@@ -175,6 +203,7 @@ class CallerLeg(Leg):
         for timer in (self._retransmit, self._given_up):
             if timer is not None:
                 timer.cancel()
+        self.stop_session()
 
 
 BranchListener = Callable[["CalleeLeg", Response], None]
@@ -209,6 +238,9 @@ class CalleeLeg(Leg):
         self.block_diversion = block_diversion
         self.min_answer_seconds = 0.0
         self.refused: str | None = None  # why the guard refused this branch's answer
+        # Offer RFC 4028 session timers in the INVITE (the executor's call branches; not ring splashes).
+        self.session_policy: SessionTimerPolicy | None = None
+        self.answer_response: Response | None = None
         self._sent_at = 0.0
         self.request: Request | None = None
         self.provisional = False
@@ -245,6 +277,10 @@ class CalleeLeg(Leg):
         if sdp is not None:
             message.add("Content-Type", SDP)
             body = sdp.encode()
+            self.local_sdp = sdp
+        if self.session_policy is not None:
+            for name, value in offer_headers(self.session_policy):
+                message.add(name, value)
         if self.block_diversion:
             # RFC 7044 §5: ask for History-Info in responses, the guard reads diversions from it.
             message.add("Supported", "histinfo")
@@ -304,6 +340,8 @@ class CalleeLeg(Leg):
             self.dialog.update_from_response(response)
         self.dialog.early = False
         self.status = response.status
+        self.answer_response = response
+        self.peer_allows_update = allows_update(response)
         self._ack = self._send_ack(self.dialog)
         self.call.b2bua.add_leg(self)
         if self.cancelled:
@@ -321,6 +359,13 @@ class CalleeLeg(Leg):
                 self.call.leg_gone(self)
                 return
         self._tell(response)
+
+    def start_session_timer(self) -> None:
+        """The call connected this branch: run the session timer its 2xx agreed (we are the INVITE's UAC)."""
+        if self.answer_response is None or self.session_policy is None or not self.session_policy.enabled:
+            return
+        session = from_answer(self.answer_response, offered=True)
+        self.start_session(session, we_refresh=session is not None and session.refresher == "uac")
 
     def _refuse(self, why: str) -> None:
         self.refused = why
@@ -343,3 +388,9 @@ class CalleeLeg(Leg):
     def _tell(self, response: Response) -> None:
         if self.listener is not None:
             self.listener(self, response)
+
+
+def allows_update(message: Message) -> bool:
+    """RFC 3311 §5.1: the peer lists UPDATE in Allow (then a body-less UPDATE refreshes a session)."""
+    methods = (method.strip().upper() for value in message.headers.get_all("Allow") for method in value.split(","))
+    return "UPDATE" in methods
