@@ -30,17 +30,18 @@ def invite(*headers: tuple[str, str]) -> Request:
     [
         # No timer asked, none supported: we still set one and refresh it ourselves (§9).
         ((), Session(1800, "uas")),
-        # Supported but not asked: the caller refreshes.
-        ((("Supported", "timer"),), Session(1800, "uac")),
+        # Supported but not asked: we refresh all the same (a phone listing "timer" may still never refresh).
+        ((("Supported", "timer"),), Session(1800, "uas")),
         # Asked with a refresher: kept; a longer interval than ours is shortened to ours.
         ((("Supported", "timer"), ("Session-Expires", "3600;refresher=uas")), Session(1800, "uas")),
         ((("Supported", "timer"), ("Session-Expires", "600;refresher=uac")), Session(600, "uac")),
-        # Compact form (x) and no refresher: our choice, the caller since it supports timers.
-        ((("k", "timer"), ("x", "600")), Session(600, "uac")),
+        # Compact forms (k, x) and no refresher: our choice, ourselves.
+        ((("k", "timer"), ("x", "600")), Session(600, "uas")),
+        ((("k", "timer"), ("x", "600;refresher=uac")), Session(600, "uac")),
         # A proxy inserted Session-Expires for a caller without timer support: only we can refresh (§9).
         ((("Session-Expires", "600;refresher=uac"),), Session(600, "uas")),
         # The request's Min-SE is a floor for the interval we choose.
-        ((("Supported", "timer"), ("Session-Expires", "600"), ("Min-SE", "900")), Session(900, "uac")),
+        ((("Supported", "timer"), ("Session-Expires", "600"), ("Min-SE", "900")), Session(900, "uas")),
     ],
 )
 def test_our_answer(headers: tuple[tuple[str, str], ...], expected: Session) -> None:

@@ -373,6 +373,7 @@ class Call:
             tx.respond(tx.response(488))
             return
         assert isinstance(updated, SessionUpdated)
+        leg.local_sdp = updated.local_sdp or leg.local_sdp  # what a session refresh of ours repeats
         response = tx.response(200, body=(updated.local_sdp or "").encode())
         response.headers.add("Contact", contact_header(self.b2bua.stack, leg.peer.transport))
         for name, value in timer_headers:

@@ -103,15 +103,16 @@ def answer(request: Request, policy: SessionTimerPolicy) -> Session | None:
     asked = session_expires(request)
     floor = max(policy.min_se, min_se(request) or 0)
     if asked is None:
-        # The caller did not ask: we may still use a timer (§9), refreshing it ourselves unless it can.
+        # The caller did not ask: we may still use a timer (§9), refreshing it ourselves.
         interval = max(policy.expires, floor)
-        return Session(min(interval, MAX_INTERVAL), "uac" if supports_timer(request) else "uas")
+        return Session(min(interval, MAX_INTERVAL), "uas")
     interval, refresher = asked
     # §9: the UAS may shorten the interval, never below the request's Min-SE (or our own).
     interval = max(min(interval, policy.expires), floor)
     if refresher is None:
-        # §9: our choice when the caller left it open; a caller without timer support cannot refresh.
-        refresher = "uac" if supports_timer(request) else "uas"
+        # §9: our choice when the caller left it open. We refresh: a phone that lists "timer" but never refreshes
+        # would otherwise lose its call at the interval, and refreshing costs us one UPDATE per half interval.
+        refresher = "uas"
     elif refresher == "uac" and not supports_timer(request):
         refresher = "uas"
     return Session(min(interval, MAX_INTERVAL), refresher)
