@@ -278,12 +278,18 @@ class CalleeLeg(Leg):
             message.add("Content-Type", SDP)
             body = sdp.encode()
             self.local_sdp = sdp
+        supported: list[str] = []
         if self.session_policy is not None:
             for name, value in offer_headers(self.session_policy):
-                message.add(name, value)
+                if name == "Supported":
+                    supported.append(value)
+                else:
+                    message.add(name, value)
         if self.block_diversion:
             # RFC 7044 §5: ask for History-Info in responses, the guard reads diversions from it.
-            message.add("Supported", "histinfo")
+            supported.append("histinfo")
+        if supported:
+            message.add("Supported", ", ".join(supported))
         self.request = Request("INVITE", self.uri, message, body)
         self._sent_at = asyncio.get_running_loop().time()
         self.tx = self.stack.send_request(
