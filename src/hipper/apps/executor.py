@@ -611,9 +611,18 @@ class Call:
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None:
             return branches
-        to_number = self.b2bua.peers.address(resolved.number)
-        kind, confirm, block = target.kind, target.answer_confirmation, target.block_diversion
-        branches.append(Branch(trunk[0], trunk[1], to_number, kind, confirm, (), user_id, block_diversion=block))
+        branches.append(
+            Branch(
+                trunk[0],
+                trunk[1],
+                self.b2bua.peers.address(resolved.number),
+                target.kind,
+                target.answer_confirmation,
+                (),
+                user_id,
+                block_diversion=target.block_diversion,
+            )
+        )
         return branches
 
     def caller_address(self) -> NameAddr:
