@@ -14,7 +14,7 @@ import uvicorn
 
 from hipper.api.app import create_app
 from hipper.apps.click_to_dial import Callback
-from hipper.domain.services import CallForwardingNoAnswer, CallMethod, FixedMobile
+from hipper.domain.services import CallForwardingNoAnswer, CallMethod, DoNotDisturb, FixedMobile, Voicemail
 from tests.calls.conftest import Exchange, expect_headers, phone, place_call, scenario, start_sipp, trunk
 from tests.ops.conftest import free_port
 from tests.ops.test_events import next_event, read_events
@@ -421,3 +421,38 @@ async def test_explain_plans_with_the_exchanges_ring_length(exchange: Exchange, 
     explained = await api.http.get("/api/v1/me/routing/explain", params={"caller": FAR}, headers=headers)
     assert explained.status_code == 200, explained.text
     assert explained.json()["plan"]["steps"][0]["timeout_seconds"] == 3 * exchange.settings.seconds_per_ring == 3
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_callback_to_a_colleague_follows_their_do_not_disturb(exchange: Exchange, api: Api) -> None:
+    """The colleague's own plan applies to a callback's far leg: do-not-disturb is busy (486), where ringing their
+    phones directly would find nothing registered (480, "not-answered")."""
+    await alice(exchange)
+    await exchange.set_service("bob", DoNotDisturb(active=True))
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    headers = await api.login("alice")
+    placed = await api.http.post("/api/v1/me/calls", json={"to": "202"}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    await desk.succeeded()  # busy tone, then the exchange hung up
+    callback = await finished_callback(exchange)
+    assert callback.outcome == "busy"
+    assert (await exchange.next_call()).outcome == "busy"  # the far leg: Bob's busy treatment, a 486
+    [row] = await exchange.call_logs("alice")  # one row for Alice: the callback's, not a second "placed"
+    assert (row.direction, row.outcome) == ("placed", "callback, busy")
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_callback_to_a_colleague_reaches_their_voicemail(exchange: Exchange, api: Api) -> None:
+    await alice(exchange)
+    await exchange.set_service("bob", Voicemail(active=True, all_calls_to_voicemail=True))
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    headers = await api.login("alice")
+    placed = await api.http.post("/api/v1/me/calls", json={"to": "202"}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    await wait_for_state(api, headers, "active")  # voicemail answered Bob's line
+    await asyncio.sleep(1.0)  # Bob's greeting plays (what a deposit stores is tested in tests/media_apps)
+    ended = await api.http.delete(f"/api/v1/me/calls/{placed.json()['id']}", headers=headers)
+    assert ended.status_code == 204
+    await desk.succeeded()
+    assert (await finished_callback(exchange)).outcome == "answered"
+    assert (await exchange.next_call()).outcome == "voicemail"

@@ -232,6 +232,18 @@ class B2bua:
 
     async def _identify(self, tx: ServerTransaction) -> CallerInfo | None:
         request = tx.request
+        callback_user = self.app_calls.callback_user(request)
+        if callback_user is not None:
+            # The far leg of a user's callback, sent by this exchange to itself so the callee's own plan applies.
+            user = await user_row(self.sessions, callback_user)
+            if user is None:
+                tx.respond(tx.response(404, "User gone"))
+                return None
+            name = f"{user.first_name} {user.last_name}".strip() or user.username
+            return CallerInfo(
+                "device", user.extension or user.direct_number, name, user_id=user.id, company_id=user.company_id,
+                for_callback=True,
+            )  # fmt: skip
         origin = self.peers.origin(tx.peer)
         if origin is not None:
             from_ = request.from_

@@ -100,6 +100,9 @@ class CallerInfo:
     user_id: int | None = None  # a device's user
     company_id: int | None = None
     device_kind: Literal["desk", "mobile"] = "desk"
+    # The far leg of the user's own callback (apps/click_to_dial.py): the callback writes the user's call-log row
+    # and counts them as on a call, so this call must not do either a second time.
+    for_callback: bool = False
 
 
 @dataclass
@@ -446,8 +449,10 @@ class Call:
             return  # the access number of a call placed from the app "via the exchange" (apps/click_to_dial.py)
         async with self.b2bua.sessions() as session:
             resolved = await resolve(session, dialled, self.caller.company_id, self.settings.default_region)
-        if self.caller.user_id is not None:
+        if self.caller.user_id is not None and not self.caller.for_callback:
             self.placed = Party(self.caller.user_id, "placed", resolved.number)
+            if resolved.kind in ("user", "group"):
+                self.placed.local_identity = self.caller.number or ""  # colleagues see the caller's extension
             if resolved.callee is not None:
                 self.placed.remote_name = resolved.callee.name
         try:
@@ -801,7 +806,8 @@ class Call:
         if not self.a.answered:
             self.a.answer(self.a_sdp)
         # Both users are now on a call: a second call finds them busy (or waiting) per their settings.
-        self.on_call_users = [u for u in (self.caller.user_id, leg.user_id) if u is not None]
+        caller_user = None if self.caller.for_callback else self.caller.user_id
+        self.on_call_users = [u for u in (caller_user, leg.user_id) if u is not None]
         for user_id in self.on_call_users:
             self.b2bua.on_call_started(user_id)
         click_to_dial.announce_started(self)  # call.started: the users' apps refresh their call lists (SPEC D3)
