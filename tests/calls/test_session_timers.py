@@ -88,3 +88,14 @@ async def test_the_exchange_refreshes_both_legs_when_it_is_the_refresher(exchang
     await callee.succeeded()
     call = await exchange.next_call()
     assert call.answered
+
+
+@pytest.mark.parametrize("exchange", [{"session_expires_seconds": 120}], indirect=True)
+async def test_a_callee_asking_for_a_longer_interval_gets_the_invite_again(exchange: Exchange) -> None:
+    await bob(exchange)
+    callee = await phone(exchange, "bob", "bob", scenario("callee_wants_longer_session.xml", min_se=600))
+    caller = await trunk_call(exchange, "final_talks.xml", "", talk_ms=500)
+    await caller.succeeded()
+    await callee.succeeded()  # 422 Min-SE 600, then the retried INVITE asked for 600 s and was answered
+    call = await exchange.next_call()
+    assert call.answered and call.branches == [("desk", 200)]

@@ -19,7 +19,16 @@ from hipper.apps.diversion_guard import diverting, refused_answer
 from hipper.apps.session_timers import SessionTimer, policy_of
 from hipper.sip.dialog import Dialog, new_call_id, new_tag
 from hipper.sip.message import URI, Headers, Message, NameAddr, ParseError, Request, Response
-from hipper.sip.session_timer import Session, SessionTimerPolicy, answer, answer_headers, from_answer, offer_headers
+from hipper.sip.session_timer import (
+    MAX_INTERVAL,
+    Session,
+    SessionTimerPolicy,
+    answer,
+    answer_headers,
+    from_answer,
+    min_se,
+    offer_headers,
+)
 from hipper.sip.stack import SipStack
 from hipper.sip.transaction import ClientTransaction, ServerTransaction
 from hipper.sip.transport import Peer
@@ -241,6 +250,8 @@ class CalleeLeg(Leg):
         # Offer RFC 4028 session timers in the INVITE (the executor's call branches; not ring splashes).
         self.session_policy: SessionTimerPolicy | None = None
         self.answer_response: Response | None = None
+        self._retried_422 = False
+        self._provisional_timeout: float | None = None
         self._sent_at = 0.0
         self.request: Request | None = None
         self.provisional = False
@@ -292,6 +303,7 @@ class CalleeLeg(Leg):
             message.add("Supported", ", ".join(supported))
         self.request = Request("INVITE", self.uri, message, body)
         self._sent_at = asyncio.get_running_loop().time()
+        self._provisional_timeout = provisional_timeout
         self.tx = self.stack.send_request(
             self.request, self.peer, self._on_response, provisional_timeout=provisional_timeout
         )
@@ -322,10 +334,41 @@ class CalleeLeg(Leg):
         if status < 300:
             self._on_success(response)
             return
+        if status == 422 and self._retry_with_larger_interval(response):
+            return
         if self.status is None:
             self.status = status
             self.ended = True
             self._tell(response)
+
+    def _retry_with_larger_interval(self, response: Response) -> bool:
+        """RFC 4028 §7.1: a 422 names the callee's Min-SE; the INVITE goes again, once, asking for that much."""
+        if self.session_policy is None or self._retried_422 or self.cancelled or self.request is None:
+            return False
+        try:
+            wanted = min_se(response)
+        except ParseError:
+            return False
+        if wanted is None or wanted > MAX_INTERVAL:
+            return False
+        self._retried_422 = True
+        headers = Headers()
+        for name, value in self.request.headers:
+            if name == "Via":
+                continue  # the new transaction adds its own
+            if name == "CSeq":
+                value = f"{self.request.cseq[0] + 1} INVITE"  # §8.1.3.5: same Call-ID and From tag, next CSeq
+            elif name in ("Session-Expires", "Min-SE"):
+                value = str(wanted)
+            headers.add(name, value)
+        self.request = Request("INVITE", self.uri, headers, self.request.body)
+        self.dialog = None
+        self.provisional = False
+        self.tx = self.stack.send_request(
+            self.request, self.peer, self._on_response, provisional_timeout=self._provisional_timeout
+        )
+        log.info("call.session_interval_raised", extra={"branch": self.label, "min_se": wanted})
+        return True
 
     def _on_success(self, response: Response) -> None:
         """A 2xx (also a retransmission the transaction no longer matches): ACK it, once per dialog."""
