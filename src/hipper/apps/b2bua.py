@@ -196,8 +196,10 @@ class B2bua:
         except ParseError:
             return
         leg = self.legs.get(key)
-        if isinstance(leg, CalleeLeg):
+        if isinstance(leg, CalleeLeg) and leg.request is not None and response.cseq[0] == leg.request.cseq[0]:
             leg._on_success(response)
+        elif leg is not None:
+            leg.ack_refresh(response)  # a session refresh's re-INVITE (apps/session_timers.py), either leg
 
     # -- new calls ---------------------------------------------------------------------------------------------
 

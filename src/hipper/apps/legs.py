@@ -76,6 +76,14 @@ class Leg:
             self.session_timer = SessionTimer(self, session, we_refresh=we_refresh)
             self.session_timer.start()
 
+    def ack_refresh(self, response: Response) -> None:
+        """ACK a 2xx to a re-INVITE of ours (a session refresh), also a retransmitted one (§13.2.2.4)."""
+        if self.dialog is None:
+            return
+        ack = self.dialog.create_request("ACK")
+        ack.headers.set("CSeq", f"{response.cseq[0]} ACK")
+        self.stack.send_ack(ack, self.peer)
+
     def stop_session(self) -> None:
         if self.session_timer is not None:
             self.session_timer.stop()

@@ -98,8 +98,8 @@ class SessionTimer:
                     response: Response = await asyncio.shield(tx.final)
             except TimeoutError:
                 return False
-            if request.method == "INVITE" and 200 <= response.status < 300 and leg.dialog is not None:
-                leg.stack.send_ack(leg.dialog.create_request("ACK"), leg.peer)  # §13.2.2.4, outside the tx
+            if request.method == "INVITE" and 200 <= response.status < 300:
+                leg.ack_refresh(response)  # §13.2.2.4: outside the transaction
             if response.status == 491:
                 await asyncio.sleep(GLARE_RETRY_SECONDS)
                 continue
