@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     sip_digest_algorithms: list[str] = Field(default_factory=lambda: ["MD5"])
     # The address put in our Via/Contact when sip_host is a wildcard (0.0.0.0) or behind NAT; empty = sip_host.
     sip_advertised_host: str = ""
+    # SIP over TLS (RFC 3261 §26) on its own port, off while None (5061 is the usual port). Needs a PEM
+    # certificate (chain) and its unencrypted private key; `hipper serve` refuses to start without them.
+    sip_tls_port: int | None = None
+    sip_tls_cert_file: Path | None = None
+    sip_tls_key_file: Path | None = None
     log_level: str = "INFO"
     log_json: bool = True
     # Session tokens ("stay logged in on this device", SPEC A1).
@@ -75,6 +80,18 @@ class Settings(BaseSettings):
     ring_splash_alert_info: str = (
         "<http://127.0.0.1/Bellcore-dr5>, <urn:alert:service:forward>, <urn:alert:duration:short>"
     )
+    # Hunt groups and call centers (apps/groups.py, docs/call-routing.md), in rings of seconds_per_ring: how long
+    # each member of a linear/circular group rings, how long a simultaneous group rings (0: until the caller hangs
+    # up), how long each call-center agent is offered a call. A queued caller waits at most queue_max_wait_seconds
+    # (then the call ends); after every free agent let the call ring out, they are offered it again after
+    # queue_retry_seconds. While callers wait, the queue looks for agents who became free every
+    # queue_poll_seconds (agent state lives in the database: any node's change counts).
+    hunt_member_rings: int = 3
+    hunt_group_rings: int = 12
+    queue_agent_rings: int = 3
+    queue_max_wait_seconds: float = 300.0
+    queue_retry_seconds: float = 5.0
+    queue_poll_seconds: float = 1.0
     # The public network trunk and the mobile network as SIP peers, "udp:host:port" (empty: none configured).
     # Calls arriving from these addresses are not challenged; the trunk is trusted with P-Asserted-Identity.
     trunk_address: str = ""
@@ -128,6 +145,14 @@ class Settings(BaseSettings):
     # method is unavailable), and how long after the app's request such a call is connected to the number.
     call_access_number: str = ""
     call_access_seconds: float = 30.0
+
+    @field_validator("trunk_address", "mobile_network_address")
+    @classmethod
+    def _no_outgoing_tls(cls, value: str) -> str:
+        # Peers we send new requests to need connections we open; Hipper opens none over TLS (docs/operations.md).
+        if value.lower().startswith("tls:"):
+            raise ValueError("SIP peers over TLS are not supported (no outgoing TLS connections): use udp: or tcp:")
+        return value
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -240,7 +240,7 @@ async def handles(call: Call, dialled: str) -> bool:
     call.placed = Party(armed.user_id, "placed", armed.to, local_identity=armed.identity.number)
     async with b2bua.sessions() as session:
         resolved = await resolve(session, armed.to, call.caller.company_id, settings.default_region)
-    if resolved.kind in ("user", "group"):
+    if resolved.kind in ("user", "group", "hunt_group", "call_center"):
         # A colleague or a group number: routed like any call of the user's, by the callee's own plan.
         await call.forward_to(armed.to, None, None)
         return True
@@ -422,7 +422,7 @@ class Callback:
         itself (their own plan applies), anything else through the trunk."""
         async with self.b2bua.sessions() as session:
             resolved = await resolve(session, self.to, self.company_id, self.settings.default_region)
-        if resolved.kind in ("user", "group"):
+        if resolved.kind in ("user", "group", "hunt_group", "call_center"):
             target, header = self.calls.loopback_target(self.to, self.user_id)
             return [target], [header]
         trunk = self.b2bua.peers.trunk_uri(resolved.number)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from hipper.apps import click_to_dial, voicemail_menu
+from hipper.apps import click_to_dial, groups, voicemail_menu
 from hipper.apps.directory import Callee, resolve
 from hipper.apps.legs import CalleeLeg, CallerLeg, Leg, contact_header
 from hipper.apps.peers import diversion_headers, diversions_so_far, identity_headers
@@ -451,7 +451,7 @@ class Call:
             resolved = await resolve(session, dialled, self.caller.company_id, self.settings.default_region)
         if self.caller.user_id is not None and not self.caller.for_callback:
             self.placed = Party(self.caller.user_id, "placed", resolved.number)
-            if resolved.kind in ("user", "group"):
+            if resolved.kind in ("user", "group", "hunt_group", "call_center"):
                 self.placed.local_identity = self.caller.number or ""  # colleagues see the caller's extension
             if resolved.callee is not None:
                 self.placed.remote_name = resolved.callee.name
@@ -475,6 +475,8 @@ class Call:
             await self.route_user(resolved.callee, incoming, resolved.number, ())
         elif resolved.kind == "group" and resolved.group is not None:
             await self.route_group(resolved.group, resolved.company_id, incoming_base)
+        elif resolved.kind in ("hunt_group", "call_center"):
+            await groups.route(self, resolved, incoming_base)  # apps/groups.py
         elif resolved.kind == "external" and self.caller.user_id is not None:
             await self.call_out(resolved.number)
         else:
@@ -842,6 +844,9 @@ class Call:
             return
         if resolved.kind == "group" and resolved.group is not None:
             await self.route_group(resolved.group, resolved.company_id, base)
+            return
+        if resolved.kind in ("hunt_group", "call_center"):
+            await groups.route(self, resolved, base)  # members ring directly: a group call is never forwarded on
             return
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None or resolved.kind == "unknown":

@@ -98,6 +98,11 @@ _PHRASES: Final[dict[str, tuple[str, str]]] = {
     "incoming_call": ("You have an incoming call.", "U heeft een inkomend gesprek."),
     "press_1_to_accept": ("Press 1 to accept the call.", "Toets 1 om het gesprek aan te nemen."),
     "please_hold": ("Please hold, you are being connected.", "Een ogenblik geduld, u wordt doorverbonden."),
+    # A call-center caller waiting in the queue (apps/groups.py).
+    "queue_wait": (
+        "All our colleagues are busy at the moment. Please hold, your call will be answered as soon as possible.",
+        "Al onze medewerkers zijn op dit moment in gesprek. Een ogenblik geduld, u wordt zo snel mogelijk geholpen.",
+    ),
     # Time words.
     "oclock": ("o'clock", "uur"),
     "am": ("a.m.", "'s ochtends"),

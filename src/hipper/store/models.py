@@ -279,3 +279,11 @@ class WebAuthnChallenge(Base):
     purpose: Mapped[str] = mapped_column(String(20), primary_key=True)  # register | step_up
     challenge: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class HuntGroupRotation(Base):
+    """Where a circular hunt group starts next: the member who took its last call (apps/groups.py)."""
+
+    __tablename__ = "hunt_group_rotations"
+    hunt_group_id: Mapped[int] = mapped_column(ForeignKey("hunt_groups.id", ondelete="CASCADE"), primary_key=True)
+    last_user_id: Mapped[int | None] = mapped_column(Integer)
