@@ -66,6 +66,20 @@ class Settings(BaseSettings):
     # A branch that sends no provisional response within this time is given up (a phone that went away would
     # otherwise cost Timer B, 32 s).
     branch_provisional_seconds: float = 4.0
+    # Anywhere's block diversion: an answer sooner than this after the INVITE is the mobile network's voicemail
+    # (busy / not reachable), not a person, and is refused (apps/diversion_guard.py).
+    block_diversion_min_answer_seconds: float = 3.0
+    # RFC 4028 session timers on calls (apps/session_timers.py): the interval we ask for and the smallest we accept
+    # (a shorter Session-Expires is answered 422 with Min-SE). RFC 4028 allows no Min-SE below 90 s; tests use less.
+    session_timers: bool = True
+    session_expires_seconds: int = 1800
+    session_min_se_seconds: int = 90
+    # Alert-Info of a ring splash (forward always, do not disturb, the Personal Assistant's alert tone): the
+    # convention most desk phones map to their splash ring (Bellcore GR-506 distinctive ring 5, e.g. Yealink's
+    # "ring splash that reminds of DND or call forward"), then the RFC 7462 URNs for phones that render those.
+    ring_splash_alert_info: str = (
+        "<http://127.0.0.1/Bellcore-dr5>, <urn:alert:service:forward>, <urn:alert:duration:short>"
+    )
     # Hunt groups and call centers (apps/groups.py, docs/call-routing.md), in rings of seconds_per_ring: how long
     # each member of a linear/circular group rings, how long a simultaneous group rings (0: until the caller hangs
     # up), how long each call-center agent is offered a call. A queued caller waits at most queue_max_wait_seconds

@@ -232,7 +232,8 @@ async def test_bad_requests_get_a_clear_answer(exchange: Exchange, api: Api) -> 
     wrong = await post({"to": FAR, "method": "teleport"})
     assert wrong.status_code == 422
     nothing = await post({"to": FAR})  # callback to the desk phone, and none is registered
-    assert nothing.status_code == 409 and "registered" in nothing.json()["detail"]
+    assert nothing.status_code == 409 and nothing.json()["code"] == "nothing_to_call_back"
+    assert "registered" in nothing.json()["detail"]
     unlicensed = await post({"to": FAR}, await api.login("carol"))
     assert unlicensed.status_code == 403 and unlicensed.json()["code"] == "not_licensed"
     assert (await api.http.delete("/api/v1/me/calls/abc123", headers=headers)).status_code == 404
@@ -348,7 +349,7 @@ async def test_hanging_up_a_callback_while_the_desk_phone_rings_cancels_it(excha
     assert placed.status_code == 202, placed.text
     await wait_for_state(api, headers, "ringing")
     again = await api.http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
-    assert again.status_code == 409 and "under way" in again.json()["detail"]
+    assert again.status_code == 409 and again.json()["code"] == "callback_under_way"
     await asyncio.sleep(0.5)  # the phone's 180 has come: the CANCEL can go (RFC 3261 §9.1)
     assert (await api.http.delete(f"/api/v1/me/calls/{placed.json()['id']}", headers=headers)).status_code == 204
     await desk.succeeded()
@@ -366,7 +367,7 @@ async def test_a_node_without_call_processing_has_no_live_calls_and_places_none(
             headers = await Api(http).login("alice")
             assert (await http.get("/api/v1/me/calls", headers=headers)).json() == {"calls": []}
             placed = await http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
-            assert placed.status_code == 409 and "not running" in placed.json()["detail"]
+            assert placed.status_code == 409 and placed.json()["code"] == "no_call_processing"
             mobile = await http.post("/api/v1/me/calls", json={"to": FAR, "method": "via_mobile"}, headers=headers)
             assert mobile.status_code == 200  # nothing in the exchange is needed for that
             assert (await http.delete("/api/v1/me/calls/abc", headers=headers)).status_code == 404

@@ -32,6 +32,7 @@ from hipper.apps.directory import Callee, resolve
 from hipper.apps.legs import CalleeLeg, CallerLeg, Leg, contact_header
 from hipper.apps.peers import diversion_headers, diversions_so_far, identity_headers
 from hipper.apps.recording import in_call
+from hipper.apps.session_timers import policy_of, refresh_received
 from hipper.apps.voicemail import leave_message
 from hipper.apps.waiting import race_until
 from hipper.domain.call_logs import CallKind
@@ -129,6 +130,7 @@ class Branch:
     confirm: bool = False
     headers: tuple[tuple[str, str], ...] = ()
     user_id: int | None = None  # the user whose phone this is (an answer there is their "received" call)
+    block_diversion: bool = False  # Anywhere: the network's voicemail must not take it (apps/diversion_guard.py)
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,7 @@ class Call:
         if self.a.answered and not self.a.ended:
             endings.append(self.a.bye())
         for leg in self.branches:
+            leg.stop_session()  # also when the far end's BYE ended it first
             if leg.status is None:
                 leg.cancel()
             elif 200 <= leg.status < 300 and not leg.ended:
@@ -355,6 +358,15 @@ class Call:
     async def _renegotiate(self, leg: Leg, tx: ServerTransaction) -> None:
         """A re-INVITE / UPDATE (hold, resume, a moved phone): answered from this leg's own anchored endpoint."""
         body = tx.request.body.decode(errors="replace")
+        timer_headers = refresh_received(leg, tx.request, policy_of(self.settings))  # RFC 4028 refresh
+        if not body.strip() and tx.request.method == "UPDATE":
+            # RFC 3311 §5.2: an UPDATE without an offer only refreshes the session.
+            response = tx.response(200)
+            for name, value in timer_headers:
+                response.headers.add(name, value)
+            response.headers.add("Contact", contact_header(self.b2bua.stack, leg.peer.transport))
+            tx.respond(response)
+            return
         if not body.strip() or leg.endpoint_id is None:
             tx.respond(tx.response(488, "Offer Required"))
             return
@@ -364,8 +376,11 @@ class Call:
             tx.respond(tx.response(488))
             return
         assert isinstance(updated, SessionUpdated)
+        leg.local_sdp = updated.local_sdp or leg.local_sdp  # what a session refresh of ours repeats
         response = tx.response(200, body=(updated.local_sdp or "").encode())
         response.headers.add("Contact", contact_header(self.b2bua.stack, leg.peer.transport))
+        for name, value in timer_headers:
+            response.headers.add(name, value)
         if updated.local_sdp:
             response.headers.add("Content-Type", "application/sdp")
         tx.respond(response)
@@ -603,11 +618,6 @@ class Call:
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None:
             return branches
-        headers: list[tuple[str, str]] = []
-        if target.block_diversion:
-            # Ask the mobile network not to divert this branch to its own voicemail (it would take the call).
-            # SIP has no standard for ISUP's diversion inhibitor; this header is what our trunk peer reads.
-            headers.append(("Diversion-Inhibitor", "yes"))
         branches.append(
             Branch(
                 trunk[0],
@@ -615,8 +625,9 @@ class Call:
                 self.b2bua.peers.address(resolved.number),
                 target.kind,
                 target.answer_confirmation,
-                tuple(headers),
+                (),
                 user_id,
+                block_diversion=target.block_diversion,
             )
         )
         return branches
@@ -653,7 +664,10 @@ class Call:
                 to=branch.to,
                 label=branch.label,
                 confirm=branch.confirm,
+                block_diversion=branch.block_diversion,
             )
+            leg.min_answer_seconds = self.settings.block_diversion_min_answer_seconds
+            leg.session_policy = policy_of(self.settings)
             leg.endpoint_id = endpoint.endpoint_id
             leg.user_id = branch.user_id
             leg.listener = lambda leg, response: queue.put_nowait((leg, response))
@@ -699,6 +713,7 @@ class Call:
                                 and not self.a.answered
                                 and not self.a.late_offer
                                 and not leg.confirm
+                                and not leg.block_diversion  # the network's "not reachable" announcement
                                 and await self._accept_answer(leg, event)
                             ):
                                 early = leg
@@ -784,6 +799,7 @@ class Call:
         assert leg.endpoint_id is not None and self.a.endpoint_id is not None
         leg.answered = True
         self.connected = leg
+        leg.start_session_timer()  # RFC 4028 on the callee's side (the caller's started with our 200)
         await self.media.execute(Connect(self.a.endpoint_id, leg.endpoint_id))
         self.answered_at = datetime.now(UTC)
         if self.placed is not None:
@@ -949,7 +965,7 @@ class Call:
             leg.endpoint_id = endpoint.endpoint_id
             leg.start(
                 endpoint.local_sdp,
-                [("Alert-Info", "<urn:alert:service:ring-splash>")],
+                [("Alert-Info", self.settings.ring_splash_alert_info)],
                 provisional_timeout=self.settings.branch_provisional_seconds,
             )
             legs.append(leg)
