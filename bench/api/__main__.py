@@ -166,6 +166,24 @@ def run_load(url: str, op: str, rate: float, seconds: float, tokens_file: Path, 
     return result
 
 
+def start_py_spy(pid: int, db: str, op: str, rate: float, seconds: float, cpu: int) -> subprocess.Popen[bytes]:
+    """py-spy on the server for one rate, on the load generator's core; samples holding the GIL, without pausing.
+
+    Collapsed stacks ("raw") go to bench/api/results/profiles/<db>-<op>-<rate>.txt; `bench.api.stacks` sums
+    them by area. Costs the load generator's core some CPU, so latency figures of a profiled run are not kept.
+    """
+    spy = Path(sys.executable).parent / "py-spy"
+    out = RESULTS / "profiles" / f"{db}-{op}-{rate:.0f}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = [str(spy), "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--nonblocking", "--gil"]
+    return subprocess.Popen(
+        [*command, "--duration", str(int(seconds)), "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+    )
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -198,6 +216,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="measured seconds per rate (after 1 s warm-up)")
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--ops", default="get,put")
+    parser.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="sample the server with py-spy during each rate (collapsed stacks in bench/api/results/profiles/)",
+    )
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     cores = sorted(os.sched_getaffinity(0))
@@ -226,8 +249,11 @@ def main() -> None:
         results = []
         for op in args.ops.split(","):
             for rate in rates:
+                spy = start_py_spy(server.pid, args.db, op, rate, args.seconds + 1, cores[1]) if args.py_spy else None
                 cpu_before = cpu_seconds(server.pid)
                 result = run_load(url, op, rate, args.seconds, tokens_file, cores[1])
+                if spy is not None:
+                    spy.wait(timeout=30)
                 # CPU time the server spent per answered request: a capacity figure that does not depend on how
                 # busy the machine was (latency does). 1000 / cpu_ms ≈ requests per second on one free core.
                 used = cpu_seconds(server.pid) - cpu_before

@@ -2,15 +2,79 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, exc
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_SECONDS = 5
+# A pooled PostgreSQL connection idle longer than this is pinged before use (see `_ping_when_idle`).
+PING_AFTER_IDLE_SECONDS = 2.0
+
+# Cursor operations that never wait for a lock: they read rows a statement has already started to produce.
+_LOOP_CURSOR_OPERATIONS = frozenset({"fetchone", "fetchmany", "fetchall", "close"})
+
+
+class LoopReadsConnection(aiosqlite.Connection):
+    """aiosqlite, except that reads run on the event loop's thread instead of the connection's worker thread.
+
+    aiosqlite hands every call to a per-connection thread and back: four round trips per statement (cursor,
+    execute, fetch, close) plus the rollback when the pool takes the connection back. Each is a GIL hand-off
+    that, on a busy loop, waits for the interpreter's switch interval (5 ms) — a settings GET cost nine of them,
+    which was most of its latency under load (docs/performance.md). A read from SQLite's page cache takes tens
+    of microseconds, less than one hand-off, so reads run right here. In WAL mode a read never waits for a lock
+    (readers do not block on writers), so the loop is not blocked waiting on another connection. Everything that
+    can wait — writes (which may queue behind another writer's lock for up to `busy_timeout`), commits (which
+    may checkpoint and fsync), PRAGMAs, closing — still goes through the worker thread, one hand-off each.
+    Calls on one connection never overlap (SQLAlchemy awaits each), so the sqlite3 connection is used by one
+    thread at a time; it is opened with `check_same_thread=False`.
+    """
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if self._on_loop(fn, args):
+            if not self._running or not self._connection:
+                raise ValueError("Connection closed")
+            return fn(*args, **kwargs)
+        return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def _on_loop(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+        owner = getattr(fn, "__self__", None)
+        name = getattr(fn, "__name__", "")
+        if isinstance(owner, sqlite3.Cursor):
+            if name in _LOOP_CURSOR_OPERATIONS:
+                return True
+            # Only a plain SELECT: `WITH … INSERT` or `INSERT … RETURNING` write, and a PRAGMA may change the file.
+            return name == "execute" and bool(args) and isinstance(args[0], str) and _is_select(args[0])
+        if isinstance(owner, sqlite3.Connection):
+            # A new cursor is a struct; a rollback with no transaction open (after reads only) does nothing.
+            return name == "cursor" or (name == "rollback" and not owner.in_transaction)
+        return False
+
+
+def _is_select(sql: str) -> bool:
+    return sql.lstrip()[:6].upper() == "SELECT"
+
+
+def _loop_reads_creator(database: str) -> Callable[[], aiosqlite.Connection]:
+    def connector() -> sqlite3.Connection:
+        return sqlite3.connect(database, timeout=SQLITE_BUSY_SECONDS, check_same_thread=False)
+
+    def create() -> aiosqlite.Connection:
+        connection = LoopReadsConnection(connector, iter_chunk_size=64)
+        # As SQLAlchemy does for aiosqlite's own connections: a forgotten connection must not keep the process up.
+        connection._thread.daemon = True
+        return connection
+
+    return create
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -24,10 +88,43 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 5})
+        database = make_url(url).database
+        if database and database != ":memory:" and not make_url(url).query:
+            # A file database in WAL mode: reads on the loop (LoopReadsConnection).
+            engine = create_async_engine(url, async_creator=_loop_reads_creator(database))
+        else:
+            engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=10, max_overflow=10)
+    event.listen(engine.sync_engine, "connect", _mark_used)
+    event.listen(engine.sync_engine, "checkin", _mark_used)
+    event.listen(engine.sync_engine, "checkout", _ping_when_idle)
+    return engine
+
+
+def _mark_used(_dbapi_connection: Any, record: Any) -> None:
+    record.info["hipper_used_at"] = time.monotonic()
+
+
+def _ping_when_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Ping a pooled connection before use only when it sat idle; a busy pool's connections were just in use.
+
+    SQLAlchemy's `pool_pre_ping` pings on every checkout, and for asyncpg a ping is three round trips (BEGIN,
+    `;`, ROLLBACK): more than the two statements of a settings GET (docs/performance.md). A connection that
+    answered within the last `PING_AFTER_IDLE_SECONDS` is handed out as it is. Should the server have gone away
+    in that window, the statement fails, SQLAlchemy sees a disconnect and invalidates every connection of the
+    pool opened before it (so one request fails, as it would if the server went away mid-request); an idle
+    connection — the usual victim of a restart, a failover or a firewall's idle timeout — is still checked.
+    Raising DisconnectionError makes the pool discard this connection and try a fresh one.
+    """
+    used_at = record.info.get("hipper_used_at")
+    if used_at is not None and time.monotonic() - used_at < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        dbapi_connection.ping()
+    except Exception as error:
+        raise exc.DisconnectionError("the pooled connection did not answer a ping") from error
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
