@@ -79,14 +79,14 @@ async def test_concurrent_puts_of_different_services(make_user: UserFactory) -> 
 
 
 async def test_statements_per_settings_request(make_user: UserFactory, app: FastAPI) -> None:
-    # GET: the session lookup (session, user, company, department, call-center number) and the document.
-    # PUT: the same two reads (the document together with its related services), the upsert and the event.
+    # GET: one statement, the session lookup (session, user, company, department, call-center number) with the
+    # stored document joined in. PUT: the lookup, the document with its related services, the upsert, the event.
     user = await make_user(["full"])
     await user.get("/me/services/do-not-disturb")  # warm: the first request may compile and connect
     with counting_statements(app) as statements:
         response = await user.get("/me/services/do-not-disturb")
     assert response.status_code == 200
-    assert statements == ["SELECT", "SELECT"]
+    assert statements == ["SELECT"]
     with counting_statements(app) as statements:
         response = await user.put("/me/services/do-not-disturb", json={"active": True})
     assert response.status_code == 200
@@ -96,6 +96,24 @@ async def test_statements_per_settings_request(make_user: UserFactory, app: Fast
         response = await user.put("/me/services/voicemail", json={})
     assert response.status_code == 200, response.text
     assert statements.count("SELECT") == 2
+
+
+async def test_the_document_read_with_the_session_is_the_users_own(make_user: UserFactory) -> None:
+    # The GET joins the stored document into the session lookup: it must be the caller's, per service, and the
+    # defaults when the caller has none stored, whatever other users stored.
+    alice, bob = await make_user(["full"]), await make_user(["full"])
+    assert (await alice.put("/me/services/do-not-disturb", json={"active": True})).status_code == 200
+    assert (await alice.put("/me/services/call-waiting", json={"active": False})).status_code == 200
+    assert (await bob.get("/me/services/do-not-disturb")).json()["active"] is False
+    assert (await bob.get("/me/services/call-waiting")).json()["active"] is True
+    assert (await alice.get("/me/services/do-not-disturb")).json()["active"] is True
+    assert (await alice.get("/me/services/call-waiting")).json()["active"] is False
+    assert (await bob.put("/me/services/do-not-disturb", json={"active": True})).status_code == 200
+    assert (await alice.put("/me/services/do-not-disturb", json={"active": False})).status_code == 200
+    assert (await bob.get("/me/services/do-not-disturb")).json()["active"] is True
+    # An ended session reads nothing, document or not.
+    assert (await alice.client.post("/api/v1/auth/logout", headers=alice.headers)).status_code == 204
+    assert (await alice.get("/me/services/do-not-disturb")).status_code == 401
 
 
 async def test_numbers_come_with_the_session(make_user: UserFactory, app: FastAPI) -> None:

@@ -41,7 +41,8 @@ def _salvage(settings_class: type[ServiceSettings], data: dict[str, Any]) -> Ser
     return settings_class.model_validate(kept)
 
 
-def _document(settings_class: type[ServiceSettings], user_id: int, data: dict[str, Any] | None) -> ServiceSettings:
+def document(settings_class: type[ServiceSettings], user_id: int, data: dict[str, Any] | None) -> ServiceSettings:
+    """The document from its stored JSON (None: no row yet, the defaults)."""
     if data is None:
         return settings_class()
     # Stored documents were validated when written; the user rules (`check`) are not run again.
@@ -63,7 +64,7 @@ _LOAD = select(ServiceSetting.data).where(
 
 async def load(session: AsyncSession, user_id: int, settings_class: type[ServiceSettings]) -> ServiceSettings:
     data = (await session.execute(_LOAD, {"user_id": user_id, "service": settings_class.service})).scalar_one_or_none()
-    return _document(settings_class, user_id, data)
+    return document(settings_class, user_id, data)
 
 
 async def load_many(
@@ -80,7 +81,7 @@ async def load_many(
         )
     )
     stored: dict[str, dict[str, Any]] = {service: data for service, data in rows}
-    return {name: _document(settings_class, user_id, stored.get(name)) for name, settings_class in wanted.items()}
+    return {name: document(settings_class, user_id, stored.get(name)) for name, settings_class in wanted.items()}
 
 
 def _upsert(dialect: str) -> Insert:
