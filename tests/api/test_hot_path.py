@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, select
 
@@ -163,3 +164,37 @@ def test_the_fast_request_line_reads_like_any_other_line() -> None:
             assert list(fast_fields.items()) == list(ordinary_fields.items())
         else:
             assert ordinary.split(" ", 1)[1] == fast.split(" ", 1)[1]  # all but the timestamp
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_settings_get_opens_no_transaction_on_postgresql(
+    make_user: UserFactory, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The GET is one SELECT: asyncpg's BEGIN and ROLLBACK around it would be two more round trips. A PUT must
+    # still write in one transaction (the change and its outbox event commit together).
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
+
+    begun: list[object] = []
+    original = AsyncAdapt_asyncpg_connection._start_transaction
+
+    async def counting_start(self: AsyncAdapt_asyncpg_connection) -> None:
+        await original(self)
+        if self._transaction is not None:  # BEGIN was sent (in autocommit the adapter sends nothing)
+            begun.append(self)
+
+    monkeypatch.setattr(AsyncAdapt_asyncpg_connection, "_start_transaction", counting_start)
+    user = await make_user(["full"])
+    assert (await user.put("/me/services/do-not-disturb", json={"active": True})).status_code == 200
+    begun.clear()
+    with counting_statements(app) as statements:
+        response = await user.get("/me/services/do-not-disturb")
+    assert response.json()["active"] is True
+    assert statements == ["SELECT"]
+    assert begun == []
+    with counting_statements(app) as statements:
+        response = await user.put("/me/services/do-not-disturb", json={"active": False})
+    assert response.status_code == 200
+    assert len(begun) == 1
+    # And the pooled connection the GET used is back to transactions for the next request that writes.
+    assert (await user.get("/me/services/do-not-disturb")).json()["active"] is False
+    assert len(begun) == 1

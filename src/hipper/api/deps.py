@@ -32,6 +32,13 @@ async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def read_db_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for a request that only reads, in one statement: no transaction on PostgreSQL."""
+    state = app_state(request)
+    async with (state.read_sessions or state.sessions)() as session:
+        yield session
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -124,8 +131,11 @@ async def authenticated(
     return await _authenticate(request, session, credentials, None)
 
 
-def authenticated_with_document(service: str) -> Callable[..., Awaitable[Authenticated]]:
-    """`authenticated`, also reading the user's stored document of `service` in the same statement."""
+def authenticated_with_document(service: str, *, read_only: bool = False) -> Callable[..., Awaitable[Authenticated]]:
+    """`authenticated`, also reading the user's stored document of `service` in the same statement.
+
+    `read_only`: the request reads nothing else, so its session need not be a transaction (`read_db_session`).
+    """
 
     async def dependency(
         request: Request,
@@ -134,7 +144,14 @@ def authenticated_with_document(service: str) -> Callable[..., Awaitable[Authent
     ) -> Authenticated:
         return await _authenticate(request, session, credentials, service)
 
-    return dependency
+    async def read_only_dependency(
+        request: Request,
+        session: Annotated[AsyncSession, Depends(read_db_session)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Authenticated:
+        return await _authenticate(request, session, credentials, service)
+
+    return read_only_dependency if read_only else dependency
 
 
 async def _authenticate(

@@ -131,6 +131,20 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for requests that only read, in one statement (the settings GET).
+
+    On PostgreSQL they run without a transaction: asyncpg's BEGIN and ROLLBACK are two round trips around a
+    single SELECT, which is atomic by itself. Autocommit is client-side there (the driver just does not send
+    BEGIN), so it costs nothing to switch. SQLite's reads need no BEGIN anyway (the sqlite3 module only opens a
+    transaction before a write), and switching its isolation level would cost two trips to aiosqlite's thread:
+    SQLite keeps the ordinary sessions.
+    """
+    if engine.dialect.name == "postgresql":
+        return async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+    return session_factory(engine)
+
+
 def alembic_config(url: str) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))

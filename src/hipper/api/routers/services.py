@@ -59,9 +59,10 @@ def _add_routes(settings_class: type[ServiceSettings]) -> None:
         # The stored document came with the session lookup: a GET is one statement (docs/performance.md).
         return service_settings.document(settings_class, auth.user.id, auth.documents[name])
 
-    # The session lookup also reads this service's stored document: a GET is one statement, a PUT one fewer.
+    # The session lookup also reads this service's stored document: a GET is one statement (and so needs no
+    # transaction around it), a PUT one statement fewer.
+    read.__annotations__["auth"] = Annotated[Authenticated, Depends(authenticated_with_document(name, read_only=True))]
     with_document = Annotated[Authenticated, Depends(authenticated_with_document(name))]
-    read.__annotations__["auth"] = with_document
 
     async def write(body: ServiceSettings | dict[str, Any], auth: CurrentUser, session: Session, state: State) -> Any:
         ctx = auth.context
