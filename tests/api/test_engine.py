@@ -42,7 +42,8 @@ async def test_sqlite_reads_run_on_the_loop_and_writes_on_the_worker(tmp_path: P
         async with engine.begin() as connection:
             read = (await connection.execute(text("SELECT thread_id()"))).scalar_one()
             await connection.execute(text("INSERT INTO t (thread) VALUES (thread_id())"))
-            # A read inside a write transaction also stays on the loop, and sees the uncommitted row.
+            # A read inside a write transaction goes to the worker (an interrupt must not touch the transaction),
+            # and sees the uncommitted row.
             inside = (await connection.execute(text("SELECT thread, thread_id() FROM t"))).one()
         async with engine.connect() as connection:
             written = (await connection.execute(text("SELECT thread FROM t"))).scalar_one()
@@ -50,13 +51,54 @@ async def test_sqlite_reads_run_on_the_loop_and_writes_on_the_worker(tmp_path: P
             await connection.execute(text("WITH x AS (SELECT 1) INSERT INTO t (thread) SELECT thread_id() FROM x"))
             cte_write = (await connection.execute(text("SELECT thread FROM t ORDER BY id DESC"))).scalars().first()
             await connection.rollback()
+            # Rows come back whole and in order however they are fetched.
+            series = (
+                "SELECT x FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000) "
+                "SELECT x FROM c)"
+            )
+            many = (await connection.execute(text(series))).scalars().all()
     finally:
         await engine.dispose()
     loop_thread = threading.get_ident()
     assert read == loop_thread
-    assert inside == (written, loop_thread)
+    assert inside == (written, written)
     assert written != loop_thread
     assert cte_write != loop_thread
+    assert many == list(range(1, 1001))
+
+
+async def test_a_long_sqlite_read_leaves_the_loop(tmp_path: Path) -> None:
+    # Past its budget on the loop, a read is interrupted and run again on the worker thread: the loop keeps
+    # ticking meanwhile, and the answer is complete.
+    engine = await _sqlite(tmp_path / "t.db")
+    slow = text(
+        "SELECT thread_id(), (SELECT count(*) FROM (WITH RECURSIVE c(x) AS "
+        "(SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) SELECT x FROM c))"
+    )
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        await asyncio.sleep(0.05)
+        async with engine.connect() as connection:
+            started = time.perf_counter()
+            thread, count = (await connection.execute(slow)).one()
+            took = time.perf_counter() - started
+    finally:
+        ticking.cancel()
+        await engine.dispose()
+    assert count == 3_000_000
+    assert thread != threading.get_ident()
+    assert took > 0.1  # long enough that a read kept on the loop would have stalled the ticker
+    assert max(gaps) < took / 2, (max(gaps), took)
 
 
 async def test_a_waiting_sqlite_writer_does_not_block_the_loop(tmp_path: Path) -> None:

@@ -20,44 +20,112 @@ SQLITE_BUSY_SECONDS = 5
 # A pooled PostgreSQL connection idle longer than this is pinged before use (see `_ping_when_idle`).
 PING_AFTER_IDLE_SECONDS = 2.0
 
-# Cursor operations that never wait for a lock: they read rows a statement has already started to produce.
-_LOOP_CURSOR_OPERATIONS = frozenset({"fetchone", "fetchmany", "fetchall", "close"})
+# A read on the loop may run this long before SQLite interrupts it and it runs again on the worker thread.
+LOOP_READ_BUDGET_SECONDS = 0.002
+# SQLite virtual-machine instructions between two looks at the clock (a few tens of microseconds of work).
+_PROGRESS_STEPS = 1000
+_FETCHES = frozenset({"fetchone", "fetchmany", "fetchall"})
+
+
+class _OverBudget(Exception):
+    pass
+
+
+def _read_all(cursor: sqlite3.Cursor, *args: Any) -> list[Any]:
+    cursor.execute(*args)
+    return cursor.fetchall()
 
 
 class LoopReadsConnection(aiosqlite.Connection):
-    """aiosqlite, except that reads run on the event loop's thread instead of the connection's worker thread.
+    """aiosqlite, except that short reads run on the event loop's thread instead of the connection's worker thread.
 
     aiosqlite hands every call to a per-connection thread and back: four round trips per statement (cursor,
     execute, fetch, close) plus the rollback when the pool takes the connection back. Each is a GIL hand-off
     that, on a busy loop, waits for the interpreter's switch interval (5 ms) — a settings GET cost nine of them,
     which was most of its latency under load (docs/performance.md). A read from SQLite's page cache takes tens
-    of microseconds, less than one hand-off, so reads run right here. In WAL mode a read never waits for a lock
-    (readers do not block on writers), so the loop is not blocked waiting on another connection. Everything that
-    can wait — writes (which may queue behind another writer's lock for up to `busy_timeout`), commits (which
-    may checkpoint and fsync), PRAGMAs, closing — still goes through the worker thread, one hand-off each.
+    of microseconds, less than one hand-off, so a plain SELECT outside a write transaction runs right here,
+    executed and fetched in one go (the rows are kept for the fetch calls that follow). In WAL mode such a read
+    never waits for a lock (readers do not block on writers). So that a big read cannot stall the loop — SIP
+    timers and RTP share it — SQLite's progress handler interrupts a read on the loop after
+    `LOOP_READ_BUDGET_SECONDS`, and it runs again, from the start, on the worker thread (a SELECT has no effects,
+    so running it twice is safe). Everything else — writes (which may queue behind another writer's lock for up
+    to `busy_timeout`), reads inside a write transaction (an interrupt must not touch it), commits (which may
+    checkpoint and fsync), PRAGMAs, closing — goes through the worker thread as before, one hand-off each.
     Calls on one connection never overlap (SQLAlchemy awaits each), so the sqlite3 connection is used by one
     thread at a time; it is opened with `check_same_thread=False`.
     """
 
-    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self._on_loop(fn, args):
-            if not self._running or not self._connection:
-                raise ValueError("Connection closed")
-            return fn(*args, **kwargs)
-        return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+    def __init__(self, connector: Callable[[], sqlite3.Connection], iter_chunk_size: int) -> None:
+        super().__init__(connector, iter_chunk_size)
+        # Rows of reads already run to completion, by cursor, handed out by the fetch calls that follow.
+        self._rows: dict[sqlite3.Cursor, list[Any]] = {}
 
-    def _on_loop(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         owner = getattr(fn, "__self__", None)
         name = getattr(fn, "__name__", "")
         if isinstance(owner, sqlite3.Cursor):
-            if name in _LOOP_CURSOR_OPERATIONS:
-                return True
-            # Only a plain SELECT: `WITH … INSERT` or `INSERT … RETURNING` write, and a PRAGMA may change the file.
-            return name == "execute" and bool(args) and isinstance(args[0], str) and _is_select(args[0])
-        if isinstance(owner, sqlite3.Connection):
+            rows = self._rows.get(owner)
+            if rows is not None and name in _FETCHES:
+                return _take(rows, name, owner, *args)
+            if name == "close":
+                self._rows.pop(owner, None)
+            if name in _FETCHES or name == "close":
+                # Rows a write's RETURNING already produced, or the cursor's end: no lock to wait for.
+                self._check_open()
+                return fn(*args, **kwargs)
+            if name == "execute" and args and isinstance(args[0], str) and _is_select(args[0]):
+                self._check_open()
+                if not self._conn.in_transaction:
+                    try:
+                        self._rows[owner] = self._read_within_budget(owner, args)
+                    except _OverBudget:
+                        pass
+                    else:
+                        return owner
+                self._rows[owner] = await super()._execute(_read_all, owner, *args)  # type: ignore[no-untyped-call]
+                return owner
+        elif isinstance(owner, sqlite3.Connection) and (
+            name == "cursor" or (name == "rollback" and not owner.in_transaction)
+        ):
             # A new cursor is a struct; a rollback with no transaction open (after reads only) does nothing.
-            return name == "cursor" or (name == "rollback" and not owner.in_transaction)
-        return False
+            self._check_open()
+            return fn(*args, **kwargs)
+        return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def _check_open(self) -> None:
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+
+    def _read_within_budget(self, cursor: sqlite3.Cursor, args: tuple[Any, ...]) -> list[Any]:
+        connection = self._conn
+        deadline = time.perf_counter() + LOOP_READ_BUDGET_SECONDS
+        over = False
+
+        def progress() -> int:
+            nonlocal over
+            over = time.perf_counter() > deadline
+            return 1 if over else 0  # non-zero interrupts the statement (SQLITE_INTERRUPT)
+
+        connection.set_progress_handler(progress, _PROGRESS_STEPS)
+        try:
+            return _read_all(cursor, *args)
+        except sqlite3.OperationalError:
+            if over:
+                raise _OverBudget from None
+            raise
+        finally:
+            connection.set_progress_handler(None, 0)
+
+
+def _take(rows: list[Any], name: str, cursor: sqlite3.Cursor, *args: Any) -> Any:
+    if name == "fetchall":
+        taken = rows[:]
+    elif name == "fetchone":
+        return rows.pop(0) if rows else None
+    else:
+        taken = rows[: args[0] if args else cursor.arraysize]
+    del rows[: len(taken)]
+    return taken
 
 
 def _is_select(sql: str) -> bool:
