@@ -279,3 +279,7 @@ class WebAuthnChallenge(Base):
     purpose: Mapped[str] = mapped_column(String(20), primary_key=True)  # register | step_up
     challenge: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# Readers that follow some event types from a cursor (`type IN (…) AND id > cursor`); migration 0005_apiperf.
+Index("ix_events_type_id", Event.type, Event.id)
