@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -218,6 +219,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="measured seconds per rate (after 1 s warm-up)")
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--ops", default="get,put")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (database, server log)")
     parser.add_argument(
         "--server-core",
         type=int,
@@ -335,6 +337,10 @@ def main() -> None:
                 server.kill()
         if postgres is not None:
             postgres.stop()
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)  # a 10,000-user database per run adds up
 
 
 if __name__ == "__main__":
