@@ -8,7 +8,6 @@ import gc
 import logging
 import socket
 import ssl
-import sys
 
 import uvicorn
 from sqlalchemy import func, select
@@ -25,7 +24,6 @@ from hipper.sip.transport import TlsSetupError, server_context
 from hipper.store.models import Event
 from hipper.store.registrations import DeviceDirectory, LocationStore
 
-SWITCH_INTERVAL_SECONDS = 0.001
 DEVICE_EVENTS = ("device.created", "device.password_reset", "device.deleted")
 
 
@@ -159,11 +157,6 @@ def run(settings: Settings) -> None:
         sip_tls_context(settings)  # checked before the loop starts: a clear message, not a traceback
     except TlsSetupError as exc:
         raise SystemExit(f"hipper: cannot start SIP over TLS: {exc}") from None
-    # A thread that wants the GIL while the loop is busy waits up to the switch interval (5 ms by default), and
-    # aiosqlite's worker thread needs it two or three times per statement it runs (a write, a commit): a SQLite
-    # PUT's three statements could queue 15 ms or more behind a busy loop. 1 ms bounds that; the loop's own work
-    # is unaffected (it is the only thread that runs for long).
-    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
