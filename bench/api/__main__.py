@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -103,7 +104,9 @@ async def populate(url: str, users: int) -> list[str]:
         await engine.dispose()
 
 
-def start_server(data_dir: Path, database_url: str, port: int, log_file: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    data_dir: Path, database_url: str, port: int, log_file: Path, core: int = 0
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "HIPPER_DATA_DIR": str(data_dir),
@@ -122,7 +125,7 @@ def start_server(data_dir: Path, database_url: str, port: int, log_file: Path) -
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
-            preexec_fn=lambda: os.sched_setaffinity(0, {0}),
+            preexec_fn=lambda: os.sched_setaffinity(0, {core}),
         )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -166,6 +169,24 @@ def run_load(url: str, op: str, rate: float, seconds: float, tokens_file: Path, 
     return result
 
 
+def start_py_spy(pid: int, db: str, op: str, rate: float, seconds: float, cpu: int) -> subprocess.Popen[bytes]:
+    """py-spy on the server for one rate, on the load generator's core; samples holding the GIL, without pausing.
+
+    Collapsed stacks ("raw") go to bench/api/results/profiles/<db>-<op>-<rate>.txt; `bench.api.stacks` sums
+    them by area. Costs the load generator's core some CPU, so latency figures of a profiled run are not kept.
+    """
+    spy = Path(sys.executable).parent / "py-spy"
+    out = RESULTS / "profiles" / f"{db}-{op}-{rate:.0f}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = [str(spy), "record", "--pid", str(pid), "--rate", "200", "--format", "raw", "--nonblocking", "--gil"]
+    return subprocess.Popen(
+        [*command, "--duration", str(int(seconds)), "--output", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+    )
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process, from /proc (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -198,11 +219,24 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="measured seconds per rate (after 1 s warm-up)")
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--ops", default="get,put")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (database, server log)")
+    parser.add_argument(
+        "--server-core",
+        type=int,
+        default=0,
+        help="the core the server runs on; the load generator takes another (on a shared machine, the quieter one)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="sample the server with py-spy during each rate (collapsed stacks in bench/api/results/profiles/)",
+    )
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     cores = sorted(os.sched_getaffinity(0))
-    if len(cores) < 2:
-        sys.exit("needs two cores: one for the server, one for the load generator")
+    if len(cores) < 2 or args.server_core not in cores:
+        sys.exit("needs two cores: one for the server (--server-core), one for the load generator")
+    load_core = next(core for core in cores if core != args.server_core)
 
     # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so the server and PostgreSQL are stopped below.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -221,13 +255,19 @@ def main() -> None:
         tokens_file = work / "tokens.txt"
         tokens_file.write_text("\n".join(tokens))
         port = free_port()
-        server = start_server(work / "data", database_url, port, work / "server.log")
+        server = start_server(work / "data", database_url, port, work / "server.log", args.server_core)
         url = f"http://127.0.0.1:{port}"
         results = []
         for op in args.ops.split(","):
             for rate in rates:
+                spy = start_py_spy(server.pid, args.db, op, rate, args.seconds + 1, load_core) if args.py_spy else None
                 cpu_before = cpu_seconds(server.pid)
-                result = run_load(url, op, rate, args.seconds, tokens_file, cores[1])
+                load_before = os.getloadavg()[0]
+                result = run_load(url, op, rate, args.seconds, tokens_file, load_core)
+                # How busy the shared machine was: latency at a given rate mostly follows it (docs/performance.md).
+                result["load_average"] = round(max(load_before, os.getloadavg()[0]), 2)
+                if spy is not None:
+                    spy.wait(timeout=30)
                 # CPU time the server spent per answered request: a capacity figure that does not depend on how
                 # busy the machine was (latency does). 1000 / cpu_ms ≈ requests per second on one free core.
                 used = cpu_seconds(server.pid) - cpu_before
@@ -238,6 +278,7 @@ def main() -> None:
                     f"{args.db:10} {op.upper():4} {rate:6.0f}/s  p50 {fmt(result['p50_ms']):>7} ms  "
                     f"p99 {fmt(result['p99_ms']):>7} ms  max {fmt(result['max_ms']):>8} ms  "
                     f"cpu/req {fmt(result['server_cpu_ms_per_request'])} ms  errors {result['errors']}  "
+                    f"load {result['load_average']}  "
                     f"statuses {result['statuses']}",
                     file=sys.stderr,
                 )
@@ -262,6 +303,7 @@ def main() -> None:
             "users": args.users,
             "seconds_per_rate": args.seconds,
             "cpu": os.cpu_count(),
+            "server_core": args.server_core,
             "python": sys.version.split()[0],
             "loop_lag_max_ms": lag,
             "highest_rate_with_p99_below_10ms": best,
@@ -271,14 +313,16 @@ def main() -> None:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / f"{args.db}.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(
-            "\n| op | rate (req/s) | p50 (ms) | p99 (ms) | max (ms) | errors | server CPU/request (ms) |",
+            "\n| op | rate (req/s) | p50 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | errors "
+            "| server CPU/request (ms) | load |",
             file=sys.stderr,
         )
-        print("|---|---:|---:|---:|---:|---:|---:|", file=sys.stderr)
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|", file=sys.stderr)
         for r in results:
             print(
                 f"| {r['op'].upper()} | {r['rate']:.0f} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
-                f"{fmt(r['max_ms'])} | {r['errors']} | {fmt(r['server_cpu_ms_per_request'])} |",
+                f"{fmt(r['p999_ms'])} | {fmt(r['max_ms'])} | {r['errors']} | {fmt(r['server_cpu_ms_per_request'])} | "
+                f"{r['load_average']} |",
                 file=sys.stderr,
             )
         print(
@@ -293,6 +337,10 @@ def main() -> None:
                 server.kill()
         if postgres is not None:
             postgres.stop()
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)  # a 10,000-user database per run adds up
 
 
 if __name__ == "__main__":

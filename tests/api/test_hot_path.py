@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, select
 
@@ -79,23 +80,42 @@ async def test_concurrent_puts_of_different_services(make_user: UserFactory) -> 
 
 
 async def test_statements_per_settings_request(make_user: UserFactory, app: FastAPI) -> None:
-    # GET: the session lookup (session, user, company, department, call-center number) and the document.
-    # PUT: the same two reads (the document together with its related services), the upsert and the event.
+    # GET: one statement, the session lookup (session, user, company, department, call-center number) with the
+    # stored document joined in. PUT: the same lookup, the upsert and the event; the documents of related services
+    # (voicemail's rules look at call waiting) in one more statement.
     user = await make_user(["full"])
     await user.get("/me/services/do-not-disturb")  # warm: the first request may compile and connect
     with counting_statements(app) as statements:
         response = await user.get("/me/services/do-not-disturb")
     assert response.status_code == 200
-    assert statements == ["SELECT", "SELECT"]
+    assert statements == ["SELECT"]
     with counting_statements(app) as statements:
         response = await user.put("/me/services/do-not-disturb", json={"active": True})
     assert response.status_code == 200
-    assert sorted(statements) == ["INSERT", "INSERT", "SELECT", "SELECT"]
+    assert sorted(statements) == ["INSERT", "INSERT", "SELECT"]
     # Voicemail's rules look at call waiting: both documents are read in one statement.
     with counting_statements(app) as statements:
         response = await user.put("/me/services/voicemail", json={})
     assert response.status_code == 200, response.text
     assert statements.count("SELECT") == 2
+
+
+async def test_the_document_read_with_the_session_is_the_users_own(make_user: UserFactory) -> None:
+    # The GET joins the stored document into the session lookup: it must be the caller's, per service, and the
+    # defaults when the caller has none stored, whatever other users stored.
+    alice, bob = await make_user(["full"]), await make_user(["full"])
+    assert (await alice.put("/me/services/do-not-disturb", json={"active": True})).status_code == 200
+    assert (await alice.put("/me/services/call-waiting", json={"active": False})).status_code == 200
+    assert (await bob.get("/me/services/do-not-disturb")).json()["active"] is False
+    assert (await bob.get("/me/services/call-waiting")).json()["active"] is True
+    assert (await alice.get("/me/services/do-not-disturb")).json()["active"] is True
+    assert (await alice.get("/me/services/call-waiting")).json()["active"] is False
+    assert (await bob.put("/me/services/do-not-disturb", json={"active": True})).status_code == 200
+    assert (await alice.put("/me/services/do-not-disturb", json={"active": False})).status_code == 200
+    assert (await bob.get("/me/services/do-not-disturb")).json()["active"] is True
+    # An ended session reads nothing, document or not.
+    assert (await alice.client.post("/api/v1/auth/logout", headers=alice.headers)).status_code == 204
+    assert (await alice.get("/me/services/do-not-disturb")).status_code == 401
 
 
 async def test_numbers_come_with_the_session(make_user: UserFactory, app: FastAPI) -> None:
@@ -144,3 +164,37 @@ def test_the_fast_request_line_reads_like_any_other_line() -> None:
             assert list(fast_fields.items()) == list(ordinary_fields.items())
         else:
             assert ordinary.split(" ", 1)[1] == fast.split(" ", 1)[1]  # all but the timestamp
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_settings_get_opens_no_transaction_on_postgresql(
+    make_user: UserFactory, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The GET is one SELECT: asyncpg's BEGIN and ROLLBACK around it would be two more round trips. A PUT must
+    # still write in one transaction (the change and its outbox event commit together).
+    from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
+
+    begun: list[object] = []
+    original = AsyncAdapt_asyncpg_connection._start_transaction
+
+    async def counting_start(self: AsyncAdapt_asyncpg_connection) -> None:
+        await original(self)
+        if self._transaction is not None:  # BEGIN was sent (in autocommit the adapter sends nothing)
+            begun.append(self)
+
+    monkeypatch.setattr(AsyncAdapt_asyncpg_connection, "_start_transaction", counting_start)
+    user = await make_user(["full"])
+    assert (await user.put("/me/services/do-not-disturb", json={"active": True})).status_code == 200
+    begun.clear()
+    with counting_statements(app) as statements:
+        response = await user.get("/me/services/do-not-disturb")
+    assert response.json()["active"] is True
+    assert statements == ["SELECT"]
+    assert begun == []
+    with counting_statements(app) as statements:
+        response = await user.put("/me/services/do-not-disturb", json={"active": False})
+    assert response.status_code == 200
+    assert len(begun) == 1
+    # And the pooled connection the GET used is back to transactions for the next request that writes.
+    assert (await user.get("/me/services/do-not-disturb")).json()["active"] is False
+    assert len(begun) == 1

@@ -17,7 +17,7 @@ from hipper.api.state import AppState
 from hipper.config import Settings
 from hipper.notify import start_notifications
 from hipper.passwords import Hasher
-from hipper.store.db import create_engine, migrate, session_factory
+from hipper.store.db import create_engine, migrate, read_session_factory, session_factory
 
 API_PREFIX = "/api/v1"
 
@@ -51,6 +51,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         settings=settings,
         engine=engine,
         sessions=session_factory(engine),
+        read_sessions=read_session_factory(engine),
         hasher=Hasher(settings.argon2_time_cost, settings.argon2_memory_cost),
     )
 

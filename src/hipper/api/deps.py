@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.api.state import AppState
 from hipper.domain.context import UserContext
-from hipper.store.models import AuthSession, Company, Group, User
+from hipper.store.models import AuthSession, Company, Group, ServiceSetting, User
 from hipper.store.users import call_center_number_of, context_from, numbers_from
 
 bearer = HTTPBearer(auto_error=False, description="The session token from POST /api/v1/auth/login")
@@ -29,6 +29,13 @@ def app_state(request: Request) -> AppState:
 async def db_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request; committing publishes the outbox (see `commit`)."""
     async with app_state(request).sessions() as session:
+        yield session
+
+
+async def read_db_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for a request that only reads, in one statement: no transaction on PostgreSQL."""
+    state = app_state(request)
+    async with (state.read_sessions or state.sessions)() as session:
         yield session
 
 
@@ -50,6 +57,9 @@ class Authenticated:
     group: Group | None = None
     # The user's first call-center number (SPEC A4), read with the session: None when there is none.
     call_center_number: str | None = None
+    # Stored settings documents read together with the session (`authenticated_with_document`), by service;
+    # None when the user has no row for it yet.
+    documents: dict[str, dict[str, Any] | None] = field(default_factory=dict)
 
     @property
     def numbers(self) -> dict[str, str]:
@@ -78,14 +88,35 @@ _LOOKUP = (
 )
 
 
-async def lookup(session: AsyncSession, token: str) -> Authenticated | None:
-    """The live session behind a token, or None when it is unknown or has expired."""
+# The same, plus the user's stored document of one service (a settings GET then costs one statement). Joined
+# on the session's own user, so it can only ever be the authenticated user's document.
+_LOOKUP_WITH_DOCUMENT = _LOOKUP.add_columns(ServiceSetting.data).outerjoin(
+    ServiceSetting,
+    and_(ServiceSetting.user_id == AuthSession.user_id, ServiceSetting.service == bindparam("service")),
+)
+
+
+async def lookup(session: AsyncSession, token: str, service: str | None = None) -> Authenticated | None:
+    """The live session behind a token, or None when it is unknown or has expired.
+
+    With `service`, the user's stored document of that service comes along (`Authenticated.documents`).
+    """
     # The user's company and department come along in the same query: `Authenticated.numbers` needs no further
     # query, and a later `session.get` (store.users.numbers_of) finds them in the identity map.
-    row = (await session.execute(_LOOKUP, {"token_hash": hash_token(token)})).one_or_none()
+    row: Sequence[Any] | None
+    document: dict[str, Any] | None = None
+    if service is None:
+        row = (await session.execute(_LOOKUP, {"token_hash": hash_token(token)})).one_or_none()
+    else:
+        parameters = {"token_hash": hash_token(token), "service": service}
+        row = (await session.execute(_LOOKUP_WITH_DOCUMENT, parameters)).one_or_none()
+        document = row[-1] if row is not None else None
     if row is None or as_utc(row[0].expires_at) <= datetime.now(UTC):
         return None
-    return Authenticated(user=row[1], auth_session=row[0], company=row[2], group=row[3], call_center_number=row[4])
+    auth = Authenticated(user=row[1], auth_session=row[0], company=row[2], group=row[3], call_center_number=row[4])
+    if service is not None:
+        auth.documents[service] = document
+    return auth
 
 
 def not_logged_in(reason: str) -> HTTPException:
@@ -97,9 +128,38 @@ async def authenticated(
     session: Annotated[AsyncSession, Depends(db_session)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Authenticated:
+    return await _authenticate(request, session, credentials, None)
+
+
+def authenticated_with_document(service: str, *, read_only: bool = False) -> Callable[..., Awaitable[Authenticated]]:
+    """`authenticated`, also reading the user's stored document of `service` in the same statement.
+
+    `read_only`: the request reads nothing else, so its session need not be a transaction (`read_db_session`).
+    """
+
+    async def dependency(
+        request: Request,
+        session: Annotated[AsyncSession, Depends(db_session)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Authenticated:
+        return await _authenticate(request, session, credentials, service)
+
+    async def read_only_dependency(
+        request: Request,
+        session: Annotated[AsyncSession, Depends(read_db_session)],
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Authenticated:
+        return await _authenticate(request, session, credentials, service)
+
+    return read_only_dependency if read_only else dependency
+
+
+async def _authenticate(
+    request: Request, session: AsyncSession, credentials: HTTPAuthorizationCredentials | None, service: str | None
+) -> Authenticated:
     if credentials is None:
         raise not_logged_in("log in first: no session token")
-    auth = await lookup(session, credentials.credentials)
+    auth = await lookup(session, credentials.credentials, service)
     if auth is None:
         raise not_logged_in("the session has ended: log in again")
     # For the request log (hipper.metrics middleware): who asked, never the token.

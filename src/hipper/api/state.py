@@ -86,5 +86,7 @@ class AppState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     hasher: Hasher
+    # For requests that only read, in one statement (hipper.store.db.read_session_factory); None: `sessions`.
+    read_sessions: async_sessionmaker[AsyncSession] | None = None
     events: EventHub = field(default_factory=EventHub)
     unknown_logins: UnknownNameFailures = field(default_factory=UnknownNameFailures)

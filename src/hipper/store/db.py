@@ -2,15 +2,147 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import event, exc
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+SQLITE_BUSY_SECONDS = 5
+# A pooled PostgreSQL connection idle longer than this is pinged before use (see `_ping_when_idle`).
+PING_AFTER_IDLE_SECONDS = 2.0
+
+# A read on the loop may run this long before SQLite interrupts it and it runs again on the worker thread.
+LOOP_READ_BUDGET_SECONDS = 0.002
+# SQLite virtual-machine instructions between two looks at the clock (a few tens of microseconds of work).
+_PROGRESS_STEPS = 1000
+_FETCHES = frozenset({"fetchone", "fetchmany", "fetchall"})
+
+
+class _OverBudget(Exception):
+    pass
+
+
+def _read_all(cursor: sqlite3.Cursor, *args: Any) -> list[Any]:
+    cursor.execute(*args)
+    return cursor.fetchall()
+
+
+class LoopReadsConnection(aiosqlite.Connection):
+    """aiosqlite, except that short reads run on the event loop's thread instead of the connection's worker thread.
+
+    aiosqlite hands every call to a per-connection thread and back: four round trips per statement (cursor,
+    execute, fetch, close) plus the rollback when the pool takes the connection back. Each is a GIL hand-off
+    that, on a busy loop, waits for the interpreter's switch interval (5 ms) — a settings GET cost nine of them,
+    which was most of its latency under load (docs/performance.md). A read from SQLite's page cache takes tens
+    of microseconds, less than one hand-off, so a plain SELECT outside a write transaction runs right here,
+    executed and fetched in one go (the rows are kept for the fetch calls that follow). In WAL mode such a read
+    never waits for a lock (readers do not block on writers). So that a big read cannot stall the loop — SIP
+    timers and RTP share it — SQLite's progress handler interrupts a read on the loop after
+    `LOOP_READ_BUDGET_SECONDS`, and it runs again, from the start, on the worker thread (a SELECT has no effects,
+    so running it twice is safe). Everything else — writes (which may queue behind another writer's lock for up
+    to `busy_timeout`), reads inside a write transaction (an interrupt must not touch it), commits (which may
+    checkpoint and fsync), PRAGMAs, closing — goes through the worker thread as before, one hand-off each.
+    Calls on one connection never overlap (SQLAlchemy awaits each), so the sqlite3 connection is used by one
+    thread at a time; it is opened with `check_same_thread=False`.
+    """
+
+    def __init__(self, connector: Callable[[], sqlite3.Connection], iter_chunk_size: int) -> None:
+        super().__init__(connector, iter_chunk_size)
+        # Rows of reads already run to completion, by cursor, handed out by the fetch calls that follow.
+        self._rows: dict[sqlite3.Cursor, list[Any]] = {}
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        owner = getattr(fn, "__self__", None)
+        name = getattr(fn, "__name__", "")
+        if isinstance(owner, sqlite3.Cursor):
+            rows = self._rows.get(owner)
+            if rows is not None and name in _FETCHES:
+                return _take(rows, name, owner, *args)
+            if name == "close":
+                self._rows.pop(owner, None)
+            if name in _FETCHES or name == "close":
+                # Rows a write's RETURNING already produced, or the cursor's end: no lock to wait for.
+                self._check_open()
+                return fn(*args, **kwargs)
+            if name == "execute" and args and isinstance(args[0], str) and _is_select(args[0]):
+                self._check_open()
+                if not self._conn.in_transaction:
+                    try:
+                        self._rows[owner] = self._read_within_budget(owner, args)
+                    except _OverBudget:
+                        pass
+                    else:
+                        return owner
+                self._rows[owner] = await super()._execute(_read_all, owner, *args)  # type: ignore[no-untyped-call]
+                return owner
+        elif isinstance(owner, sqlite3.Connection) and (
+            name == "cursor" or (name == "rollback" and not owner.in_transaction)
+        ):
+            # A new cursor is a struct; a rollback with no transaction open (after reads only) does nothing.
+            self._check_open()
+            return fn(*args, **kwargs)
+        return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def _check_open(self) -> None:
+        if not self._running or not self._connection:
+            raise ValueError("Connection closed")
+
+    def _read_within_budget(self, cursor: sqlite3.Cursor, args: tuple[Any, ...]) -> list[Any]:
+        connection = self._conn
+        deadline = time.perf_counter() + LOOP_READ_BUDGET_SECONDS
+        over = False
+
+        def progress() -> int:
+            nonlocal over
+            over = time.perf_counter() > deadline
+            return 1 if over else 0  # non-zero interrupts the statement (SQLITE_INTERRUPT)
+
+        connection.set_progress_handler(progress, _PROGRESS_STEPS)
+        try:
+            return _read_all(cursor, *args)
+        except sqlite3.OperationalError:
+            if over:
+                raise _OverBudget from None
+            raise
+        finally:
+            connection.set_progress_handler(None, 0)
+
+
+def _take(rows: list[Any], name: str, cursor: sqlite3.Cursor, *args: Any) -> Any:
+    if name == "fetchall":
+        taken = rows[:]
+    elif name == "fetchone":
+        return rows.pop(0) if rows else None
+    else:
+        taken = rows[: args[0] if args else cursor.arraysize]
+    del rows[: len(taken)]
+    return taken
+
+
+def _is_select(sql: str) -> bool:
+    return sql.lstrip()[:6].upper() == "SELECT"
+
+
+def _loop_reads_creator(database: str) -> Callable[[], aiosqlite.Connection]:
+    def connector() -> sqlite3.Connection:
+        return sqlite3.connect(database, timeout=SQLITE_BUSY_SECONDS, check_same_thread=False)
+
+    def create() -> aiosqlite.Connection:
+        connection = LoopReadsConnection(connector, iter_chunk_size=64)
+        # As SQLAlchemy does for aiosqlite's own connections: a forgotten connection must not keep the process up.
+        connection._thread.daemon = True
+        return connection
+
+    return create
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -24,14 +156,61 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 5})
+        database = make_url(url).database
+        if database and database != ":memory:" and not make_url(url).query:
+            # A file database in WAL mode: reads on the loop (LoopReadsConnection).
+            engine = create_async_engine(url, async_creator=_loop_reads_creator(database))
+        else:
+            engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=10, max_overflow=10)
+    event.listen(engine.sync_engine, "connect", _mark_used)
+    event.listen(engine.sync_engine, "checkin", _mark_used)
+    event.listen(engine.sync_engine, "checkout", _ping_when_idle)
+    return engine
+
+
+def _mark_used(_dbapi_connection: Any, record: Any) -> None:
+    record.info["hipper_used_at"] = time.monotonic()
+
+
+def _ping_when_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """Ping a pooled connection before use only when it sat idle; a busy pool's connections were just in use.
+
+    SQLAlchemy's `pool_pre_ping` pings on every checkout, and for asyncpg a ping is three round trips (BEGIN,
+    `;`, ROLLBACK): more than the two statements of a settings GET (docs/performance.md). A connection that
+    answered within the last `PING_AFTER_IDLE_SECONDS` is handed out as it is. Should the server have gone away
+    in that window, the statement fails, SQLAlchemy sees a disconnect and invalidates every connection of the
+    pool opened before it (so one request fails, as it would if the server went away mid-request); an idle
+    connection — the usual victim of a restart, a failover or a firewall's idle timeout — is still checked.
+    Raising DisconnectionError makes the pool discard this connection and try a fresh one.
+    """
+    used_at = record.info.get("hipper_used_at")
+    if used_at is not None and time.monotonic() - used_at < PING_AFTER_IDLE_SECONDS:
+        return
+    try:
+        dbapi_connection.ping()
+    except Exception as error:
+        raise exc.DisconnectionError("the pooled connection did not answer a ping") from error
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for requests that only read, in one statement (the settings GET).
+
+    On PostgreSQL they run without a transaction: asyncpg's BEGIN and ROLLBACK are two round trips around a
+    single SELECT, which is atomic by itself. Autocommit is client-side there (the driver just does not send
+    BEGIN), so it costs nothing to switch. SQLite's reads need no BEGIN anyway (the sqlite3 module only opens a
+    transaction before a write), and switching its isolation level would cost two trips to aiosqlite's thread:
+    SQLite keeps the ordinary sessions.
+    """
+    if engine.dialect.name == "postgresql":
+        return async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+    return session_factory(engine)
 
 
 def alembic_config(url: str) -> Config:

@@ -291,3 +291,7 @@ class HuntGroupRotation(Base):
     __tablename__ = "hunt_group_rotations"
     hunt_group_id: Mapped[int] = mapped_column(ForeignKey("hunt_groups.id", ondelete="CASCADE"), primary_key=True)
     last_user_id: Mapped[int | None] = mapped_column(Integer)
+
+
+# Readers that follow some event types from a cursor (`type IN (…) AND id > cursor`); migration 0005_apiperf.
+Index("ix_events_type_id", Event.type, Event.id)

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.domain.errors import DomainError
 from hipper.domain.services import ServiceSettings
-from hipper.store.events import add_event
+from hipper.store.events import insert_event
 from hipper.store.models import ServiceSetting
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,8 @@ def _salvage(settings_class: type[ServiceSettings], data: dict[str, Any]) -> Ser
     return settings_class.model_validate(kept)
 
 
-def _document(settings_class: type[ServiceSettings], user_id: int, data: dict[str, Any] | None) -> ServiceSettings:
+def document(settings_class: type[ServiceSettings], user_id: int, data: dict[str, Any] | None) -> ServiceSettings:
+    """The document from its stored JSON (None: no row yet, the defaults)."""
     if data is None:
         return settings_class()
     # Stored documents were validated when written; the user rules (`check`) are not run again.
@@ -63,7 +64,7 @@ _LOAD = select(ServiceSetting.data).where(
 
 async def load(session: AsyncSession, user_id: int, settings_class: type[ServiceSettings]) -> ServiceSettings:
     data = (await session.execute(_LOAD, {"user_id": user_id, "service": settings_class.service})).scalar_one_or_none()
-    return _document(settings_class, user_id, data)
+    return document(settings_class, user_id, data)
 
 
 async def load_many(
@@ -80,17 +81,26 @@ async def load_many(
         )
     )
     stored: dict[str, dict[str, Any]] = {service: data for service, data in rows}
-    return {name: _document(settings_class, user_id, stored.get(name)) for name, settings_class in wanted.items()}
+    return {name: document(settings_class, user_id, stored.get(name)) for name, settings_class in wanted.items()}
 
 
-def _upsert(dialect: str, values: dict[str, Any]) -> Insert:
+def _upsert(dialect: str) -> Insert:
     """INSERT … ON CONFLICT (user_id, service) DO UPDATE: concurrent first writes cannot collide on the key."""
     insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-    statement = insert(cast(Table, ServiceSetting.__table__)).values(values)
+    statement = insert(cast(Table, ServiceSetting.__table__)).values(
+        user_id=bindparam("user_id"),
+        service=bindparam("service"),
+        data=bindparam("data", type_=ServiceSetting.__table__.c.data.type),
+        updated_at=bindparam("updated_at", type_=ServiceSetting.__table__.c.updated_at.type),
+    )
     return statement.on_conflict_do_update(
         index_elements=[ServiceSetting.user_id, ServiceSetting.service],
         set_={"data": statement.excluded.data, "updated_at": statement.excluded.updated_at},
     )
+
+
+# Built once per dialect with bound parameters, like the selects above.
+_UPSERTS = {dialect: _upsert(dialect) for dialect in ("sqlite", "postgresql")}
 
 
 async def save(session: AsyncSession, user_id: int, settings: ServiceSettings) -> None:
@@ -100,6 +110,9 @@ async def save(session: AsyncSession, user_id: int, settings: ServiceSettings) -
     both insert, and the loser answered 500 (unique key). Both databases support ON CONFLICT (SQLite ≥ 3.24).
     """
     data = settings.model_dump(mode="json")
-    values = {"user_id": user_id, "service": settings.service, "data": data, "updated_at": datetime.now(UTC)}
-    await session.execute(_upsert(session.get_bind().dialect.name, values))
-    add_event(session, user_id, "service.changed", {"service": settings.service, "settings": data})
+    now = datetime.now(UTC)
+    values = {"user_id": user_id, "service": settings.service, "data": data, "updated_at": now}
+    await session.execute(_UPSERTS[session.get_bind().dialect.name], values)
+    # The event as a Core insert right after the upsert (same transaction, so the outbox stays atomic with the
+    # change), rather than an ORM object flushed at commit: the flush machinery cost ≈ 0.3 ms of a PUT.
+    await insert_event(session, user_id, "service.changed", {"service": settings.service, "settings": data}, now)
