@@ -12,16 +12,17 @@ everything still queued before it returns: a shutdown loses no call log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper.store.call_logs import CallRecord
-from hipper.store.events import add_event
+from hipper.store.models import CallLog, Event
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +41,48 @@ class OutboxEvent:
 Item = CallRecord | OutboxEvent
 
 
+# Core statements, not ORM entities: the ORM sends one INSERT per event (it fetches every new id), these send
+# one multi-row INSERT … RETURNING for the call logs (their ids go into the events) and one executemany for the
+# events, however many calls the batch holds.
+_INSERT_LOGS = insert(CallLog).returning(CallLog.id, sort_by_parameter_order=True)
+_INSERT_EVENTS = insert(Event)
+
+
 async def write_items(session: AsyncSession, items: Sequence[Item]) -> None:
-    """Add `items` in their order (the caller commits): call-log rows first in one flush, events after."""
+    """Add `items` in their order (the caller commits): each call-log row, then its `call_log.added` event and
+    the record's further events; an `OutboxEvent` where it stands. Every record is validated before anything
+    is written."""
     records = [item for item in items if isinstance(item, CallRecord)]
-    rows = await _rows(session, records)
+    ids: list[int] = []
+    if records:
+        rows = [_values(record.row()) for record in records]
+        ids = list((await session.execute(_INSERT_LOGS, rows)).scalars())
+    now = datetime.now(UTC)
+    events: list[dict[str, Any]] = []
+
+    def event(user_id: int | None, type_: str, payload: dict[str, Any]) -> None:
+        events.append({"user_id": user_id, "company_id": None, "type": type_, "payload": payload, "created_at": now})
+
+    logs = iter(ids)
     for item in items:
         if isinstance(item, CallRecord):
-            add_event(session, item.user_id, "call_log.added", {"id": rows[id(item)], "kind": item.kind})
+            event(item.user_id, "call_log.added", {"id": next(logs), "kind": item.kind})
             for type_, payload in item.events:
-                add_event(session, item.user_id, type_, payload)
+                event(item.user_id, type_, payload)
         else:
-            add_event(session, item.user_id, item.type, item.payload)
+            event(item.user_id, item.type, item.payload)
+    if events:
+        await session.execute(_INSERT_EVENTS, events)
 
 
-async def _rows(session: AsyncSession, records: list[CallRecord]) -> dict[int, int]:
-    if not records:
-        return {}
-    rows = [record.row() for record in records]
-    session.add_all(rows)
-    await session.flush()
-    return {id(record): row.id for record, row in zip(records, rows, strict=True)}
+def _values(row: CallLog) -> dict[str, Any]:
+    return {column: getattr(row, column) for column in _LOG_COLUMNS}
+
+
+_LOG_COLUMNS = (
+    "user_id", "call_id", "direction", "remote_number", "remote_name", "local_identity", "started_at",
+    "answered_at", "ended_at", "outcome", "plan",
+)  # fmt: skip
 
 
 @dataclass
@@ -75,6 +98,7 @@ class BatchWriter:
         self._pending: list[_Job] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.transactions = 0  # tests and benchmarks read these
         self.jobs = 0
 
@@ -98,15 +122,13 @@ class BatchWriter:
         await asyncio.shield(job.done)
 
     async def close(self) -> None:
-        """Write everything queued, then stop."""
+        """Write everything queued, then stop (not cancelled midway: a batch taken is a batch written)."""
         if self._task is None:
             return
-        task, self._task = self._task, None
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        while self._pending:
-            await self._write_batch()
+        task, self._task = self._task, None  # writes from now on go straight to the database
+        self._closing = True
+        self._wake.set()
+        await task
 
     async def _run(self) -> None:
         while True:
@@ -114,6 +136,8 @@ class BatchWriter:
             self._wake.clear()
             while self._pending:
                 await self._write_batch()
+            if self._closing:
+                return
 
     async def _write_batch(self) -> None:
         batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
