@@ -494,12 +494,16 @@ def test_the_engine_runs_on_uvloop_as_in_production() -> None:
     assert frequency == pytest.approx(900, abs=25)
 
 
+def rmem_max() -> int:
+    return int(Path("/proc/sys/net/core/rmem_max").read_text())
+
+
 @pytest.mark.parametrize("buffer_bytes", [0, 512 * 1024])
 async def test_a_burst_that_arrives_while_the_loop_is_busy_waits_in_the_socket_buffer(buffer_bytes: int) -> None:
     """A loop that is not scheduled for a while (a busy shared core) must not lose the audio that arrived
     meanwhile: the RTP socket's receive buffer holds it. With the kernel's default buffer (0: not set) a
     10-second burst overflows it, which shows that the burst tests the buffer at all."""
-    if buffer_bytes and int(Path("/proc/sys/net/core/rmem_max").read_text()) < buffer_bytes:
+    if buffer_bytes and rmem_max() < buffer_bytes:
         pytest.skip("net.core.rmem_max is below the buffer the engine asks for")
     base = random.randrange(40000, 59000, 2)
     async with MediaEngine(port_min=base, port_max=base + 200, socket_buffer_bytes=buffer_bytes) as engine:

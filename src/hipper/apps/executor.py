@@ -429,8 +429,7 @@ class Call:
             return  # the voicemail access code / number: listening by phone (apps/voicemail_menu.py)
         if await click_to_dial.handles(self, dialled):
             return  # the access number of a call placed from the app "via the exchange" (apps/click_to_dial.py)
-        async with self.b2bua.sessions() as session:
-            resolved = await resolve(session, dialled, self.caller.company_id, self.settings.default_region)
+        resolved = await self.b2bua.snapshots.resolve(dialled, self.caller.company_id, self.settings.default_region)
         if self.caller.user_id is not None:
             self.placed = Party(self.caller.user_id, "placed", resolved.number)
             if resolved.callee is not None:

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from contextvars import ContextVar
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from hipper.apps.directory import Resolved, resolve
 from hipper.domain.routing import UserState
 from hipper.domain.services import ServiceSettings
 from hipper.store import service_settings
@@ -53,6 +55,13 @@ BINDINGS_REUSE_SECONDS = 0.5
 # change committed in the last moment of ringing races the answer either way.
 DOCUMENT_CATCH_UP_SECONDS = 1.0
 
+# Of the events that matter to routing, those that cannot change who a dialled number is (`resolve`).
+NUMBERS_UNCHANGED = ("service.", "device.")
+# How long after `resolve` looked at the outbox the snapshot read of the same call may skip its own look.
+CALL_CATCH_UP_SECONDS = 1.0
+# Per task, i.e. per call: when `resolve` last looked at the outbox (loop time), for the `state` that follows.
+_CAUGHT_UP: ContextVar[float | None] = ContextVar("snapshots_caught_up", default=None)
+
 _MAX_EVENT = select(func.max(Event.id))
 _NEW_EVENTS = (
     select(Event.id, Event.user_id, Event.type)
@@ -69,29 +78,65 @@ class SnapshotCache:
         self._states: dict[int, UserState] = {}
         self._documents: dict[int, dict[str, ServiceSettings]] = {}
         self._bindings: dict[int, tuple[float, list[Binding]]] = {}
+        self._resolved: dict[tuple[str, int | None, str], Resolved] = {}
+        self._generation = 0  # bumped whenever numbers may have changed (drops `_resolved`)
+        self._engine = sessions.kw["bind"]
         self._last_event: int | None = None
         self._caught_up_at = -1e9  # loop time when a look at the outbox last started
         self.loads = 0  # snapshots built from the database (tests and metrics read these)
         self.hits = 0
 
     async def state(self, user_id: int, now: datetime, *, on_call: bool) -> UserState | None:
-        async with self.sessions() as session:
-            await self._catch_up(session)
-            bindings, devices = await reachable(session, user_id, now)
-            cached = self._states.get(user_id)
-            if cached is None:
+        # A Core connection, not an ORM session, for the reads every call makes (no unit of work to set up);
+        # a session only when a snapshot has to be built.
+        async with self._engine.connect() as connection:
+            if not self._caught_up_for_this_call():
+                await self._catch_up(connection)
+            bindings, devices = await reachable(connection, user_id, now)
+        cached = self._states.get(user_id)
+        if cached is None:
+            async with self.sessions() as session:
                 user = await session.get(User, user_id)
                 if user is None:
                     return None
                 cached = await load_user_state(session, user, now, devices=devices)
-                self.loads += 1
-                if len(self._states) >= self.max_users:
-                    self._states.clear()
-                self._states[user_id] = cached
-            else:
-                self.hits += 1
+            self.loads += 1
+            if len(self._states) >= self.max_users:
+                self._states.clear()
+            self._states[user_id] = cached
+        else:
+            self.hits += 1
         self._keep_bindings(user_id, bindings)
         return dataclasses.replace(cached, devices=tuple(devices), on_call=on_call)
+
+    async def resolve(self, dialled: str, company_id: int | None, region: str) -> Resolved:
+        """`directory.resolve`, cached until an event that may change who a number is (users, companies,
+        departments, call centers). Looks at the outbox first; the routing snapshot read next in the same
+        call (`state`) relies on that look instead of taking another one."""
+        async with self._engine.connect() as connection:
+            await self._catch_up(connection)
+        _CAUGHT_UP.set(asyncio.get_running_loop().time())
+        key = (dialled, company_id, region)
+        cached = self._resolved.get(key)
+        if cached is not None:
+            return cached
+        generation = self._generation
+        async with self.sessions() as session:
+            resolved = await resolve(session, dialled, company_id, region)
+        if generation == self._generation:  # nothing invalidated it while it was read
+            if len(self._resolved) >= self.max_users:
+                self._resolved.clear()
+            self._resolved[key] = resolved
+        return resolved
+
+    def _caught_up_for_this_call(self) -> bool:
+        """Whether this task (one call) looked at the outbox in `resolve` just now: that look started after the
+        call arrived, so it saw every change committed before the call. Used once, then it is gone."""
+        mark = _CAUGHT_UP.get()
+        if mark is None:
+            return False
+        _CAUGHT_UP.set(None)
+        return asyncio.get_running_loop().time() - mark <= CALL_CATCH_UP_SECONDS
 
     async def bindings(self, user_id: int, now: datetime) -> list[Binding]:
         """Where the user's devices can be reached: what `state` just read for this user, else read now."""
@@ -131,12 +176,12 @@ class SnapshotCache:
                 documents[settings_class.service] = cached
         return cached
 
-    async def _catch_up(self, session: AsyncSession) -> None:
+    async def _catch_up(self, session: AsyncSession | AsyncConnection) -> None:
         started = asyncio.get_running_loop().time()
         await self._read_events(session)
         self._caught_up_at = max(self._caught_up_at, started)
 
-    async def _read_events(self, session: AsyncSession) -> None:
+    async def _read_events(self, session: AsyncSession | AsyncConnection) -> None:
         if self._last_event is None:
             # Nothing is cached yet: whatever happened before now is already in what we will load.
             self._last_event = int((await session.execute(_MAX_EVENT)).scalar() or 0)
@@ -150,6 +195,9 @@ class SnapshotCache:
             self._last_event = event_id
             if event_type.startswith(UNRELATED_EVENTS):
                 continue
+            if not event_type.startswith(NUMBERS_UNCHANGED) and self._resolved:
+                self._resolved.clear()
+                self._generation += 1
             if user_id is None:
                 self.clear()  # a company or group changed: whose snapshot it touches is not named
             else:
@@ -162,3 +210,5 @@ class SnapshotCache:
     def clear(self) -> None:
         self._states.clear()
         self._documents.clear()
+        self._resolved.clear()
+        self._generation += 1

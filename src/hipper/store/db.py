@@ -22,12 +22,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# Call processing shares the pool with the API: hundreds of concurrent calls ramping up at tens per second, on a
+# loop that may stall for a moment on a shared core, exhausted the defaults (5 + 10 on SQLite, 10 + 10 on
+# PostgreSQL) and new calls got 500. Sessions are short (no connection is held across a wait), so the pool only
+# needs to ride out bursts.
+SQLITE_POOL = {"pool_size": 10, "max_overflow": 30}
+POSTGRES_POOL = {"pool_size": 20, "max_overflow": 20}
+
+
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 5})
+        engine = create_async_engine(url, connect_args={"timeout": 5}, **SQLITE_POOL)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(url, pool_pre_ping=True, **POSTGRES_POOL)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

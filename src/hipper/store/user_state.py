@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from hipper.domain.group_routing import GroupNumber
 from hipper.domain.licences import licensed_services
@@ -64,7 +64,9 @@ _REACHABLE = (
 )
 
 
-async def reachable(session: AsyncSession, user_id: int, now: datetime) -> tuple[list[Binding], list[RegisteredDevice]]:
+async def reachable(
+    session: AsyncSession | AsyncConnection, user_id: int, now: datetime
+) -> tuple[list[Binding], list[RegisteredDevice]]:
     """The user's live bindings (what `LocationStore.for_user` reads) and their registered devices (what
     `registered_devices` reads) in one statement: the call path needs both for every call."""
     bindings: list[Binding] = []
