@@ -33,7 +33,8 @@ class CallRecord:
     # Further outbox events for this user, queued right after the row's own `call_log.added`.
     events: tuple[tuple[str, dict[str, Any]], ...] = ()
 
-    def row(self) -> CallLog:
+    def values(self) -> dict[str, Any]:
+        """The row's columns, validated (raises the domain's error for a record that cannot be stored)."""
         record = validate_record(
             kind=self.kind,
             call_id=self.call_id,
@@ -46,19 +47,22 @@ class CallRecord:
             outcome=self.outcome,
             plan=self.plan,
         )
-        return CallLog(
-            user_id=self.user_id,
-            call_id=record.call_id,
-            direction=record.kind,
-            remote_number=record.remote_number,
-            remote_name=record.remote_name,
-            local_identity=record.local_identity,
-            started_at=record.started_at,
-            answered_at=record.answered_at,
-            ended_at=record.ended_at,
-            outcome=record.outcome,
-            plan=record.plan,
-        )
+        return {
+            "user_id": self.user_id,
+            "call_id": record.call_id,
+            "direction": record.kind,
+            "remote_number": record.remote_number,
+            "remote_name": record.remote_name,
+            "local_identity": record.local_identity,
+            "started_at": record.started_at,
+            "answered_at": record.answered_at,
+            "ended_at": record.ended_at,
+            "outcome": record.outcome,
+            "plan": record.plan,
+        }
+
+    def row(self) -> CallLog:
+        return CallLog(**self.values())
 
 
 async def record_calls(session: AsyncSession, records: Sequence[CallRecord]) -> list[CallLog]:
