@@ -111,8 +111,9 @@ class SnapshotCache:
 
     async def resolve(self, dialled: str, company_id: int | None, region: str) -> Resolved:
         """`directory.resolve`, cached until an event that may change who a number is (users, companies,
-        departments, call centers). Looks at the outbox first; the routing snapshot read next in the same
-        call (`state`) relies on that look instead of taking another one."""
+        departments, call centers); company and department numbers are always read fresh. Looks at the outbox
+        first; the routing snapshot read next in the same call (`state`) relies on that look instead of taking
+        another one."""
         async with self._engine.connect() as connection:
             await self._catch_up(connection)
         _CAUGHT_UP.set(asyncio.get_running_loop().time())
@@ -123,7 +124,9 @@ class SnapshotCache:
         generation = self._generation
         async with self.sessions() as session:
             resolved = await resolve(session, dialled, company_id, region)
-        if generation == self._generation:  # nothing invalidated it while it was read
+        # Not group numbers: their night mode is a switch people flip and expect to apply at once, and reading
+        # it fresh keeps that true even for a change written without an outbox event.
+        if resolved.kind != "group" and generation == self._generation:  # nothing invalidated it meanwhile
             if len(self._resolved) >= self.max_users:
                 self._resolved.clear()
             self._resolved[key] = resolved
