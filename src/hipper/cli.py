@@ -139,6 +139,17 @@ def demo(ctx: click.Context, then_serve: bool) -> None:
     )
     for device in DEMO_DEVICES:
         click.echo(f"  {device.auth_username:12} {device.username:8} {device.kind}")
+    if settings.sip_tls_port is not None and (settings.sip_tls_cert_file is None or settings.sip_tls_key_file is None):
+        # Demo only (`hipper serve` refuses to start without real files): a self-signed certificate, kept.
+        from hipper.sip.certs import demo_certificate
+
+        hosts = [h for h in (settings.sip_advertised_host, settings.sip_host) if h and h not in ("0.0.0.0", "::")]
+        cert_file, key_file = demo_certificate(settings.data_dir, [*hosts, "127.0.0.1", "localhost"])
+        settings = settings.model_copy(update={"sip_tls_cert_file": cert_file, "sip_tls_key_file": key_file})
+        click.echo(
+            f"SIP over TLS on port {settings.sip_tls_port} with a self-signed certificate: give phones "
+            f"{cert_file.resolve()} as their CA file (or turn their server verification off)."
+        )
     if then_serve:
         from hipper.server import run
 

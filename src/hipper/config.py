@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     sip_digest_algorithms: list[str] = Field(default_factory=lambda: ["MD5"])
     # The address put in our Via/Contact when sip_host is a wildcard (0.0.0.0) or behind NAT; empty = sip_host.
     sip_advertised_host: str = ""
+    # SIP over TLS (RFC 3261 §26) on its own port, off while None (5061 is the usual port). Needs a PEM
+    # certificate (chain) and its unencrypted private key; `hipper serve` refuses to start without them.
+    sip_tls_port: int | None = None
+    sip_tls_cert_file: Path | None = None
+    sip_tls_key_file: Path | None = None
     log_level: str = "INFO"
     log_json: bool = True
     # Session tokens ("stay logged in on this device", SPEC A1).
@@ -61,6 +66,32 @@ class Settings(BaseSettings):
     # A branch that sends no provisional response within this time is given up (a phone that went away would
     # otherwise cost Timer B, 32 s).
     branch_provisional_seconds: float = 4.0
+    # Anywhere's block diversion: an answer sooner than this after the INVITE is the mobile network's voicemail
+    # (busy / not reachable), not a person, and is refused (apps/diversion_guard.py).
+    block_diversion_min_answer_seconds: float = 3.0
+    # RFC 4028 session timers on calls (apps/session_timers.py): the interval we ask for and the smallest we accept
+    # (a shorter Session-Expires is answered 422 with Min-SE). RFC 4028 allows no Min-SE below 90 s; tests use less.
+    session_timers: bool = True
+    session_expires_seconds: int = 1800
+    session_min_se_seconds: int = 90
+    # Alert-Info of a ring splash (forward always, do not disturb, the Personal Assistant's alert tone): the
+    # convention most desk phones map to their splash ring (Bellcore GR-506 distinctive ring 5, e.g. Yealink's
+    # "ring splash that reminds of DND or call forward"), then the RFC 7462 URNs for phones that render those.
+    ring_splash_alert_info: str = (
+        "<http://127.0.0.1/Bellcore-dr5>, <urn:alert:service:forward>, <urn:alert:duration:short>"
+    )
+    # Hunt groups and call centers (apps/groups.py, docs/call-routing.md), in rings of seconds_per_ring: how long
+    # each member of a linear/circular group rings, how long a simultaneous group rings (0: until the caller hangs
+    # up), how long each call-center agent is offered a call. A queued caller waits at most queue_max_wait_seconds
+    # (then the call ends); after every free agent let the call ring out, they are offered it again after
+    # queue_retry_seconds. While callers wait, the queue looks for agents who became free every
+    # queue_poll_seconds (agent state lives in the database: any node's change counts).
+    hunt_member_rings: int = 3
+    hunt_group_rings: int = 12
+    queue_agent_rings: int = 3
+    queue_max_wait_seconds: float = 300.0
+    queue_retry_seconds: float = 5.0
+    queue_poll_seconds: float = 1.0
     # The public network trunk and the mobile network as SIP peers, "udp:host:port" (empty: none configured).
     # Calls arriving from these addresses are not challenged; the trunk is trusted with P-Asserted-Identity.
     trunk_address: str = ""
@@ -114,6 +145,14 @@ class Settings(BaseSettings):
     # method is unavailable), and how long after the app's request such a call is connected to the number.
     call_access_number: str = ""
     call_access_seconds: float = 30.0
+
+    @field_validator("trunk_address", "mobile_network_address")
+    @classmethod
+    def _no_outgoing_tls(cls, value: str) -> str:
+        # Peers we send new requests to need connections we open; Hipper opens none over TLS (docs/operations.md).
+        if value.lower().startswith("tls:"):
+            raise ValueError("SIP peers over TLS are not supported (no outgoing TLS connections): use udp: or tcp:")
+        return value
 
     def resolved_database_url(self) -> str:
         if self.database_url:

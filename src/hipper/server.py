@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 
 import uvicorn
 from sqlalchemy import func, select
@@ -18,6 +19,7 @@ from hipper.config import Settings
 from hipper.sip.digest import Authenticator
 from hipper.sip.registrar import Registrar, RegistrarPolicy
 from hipper.sip.stack import SipStack
+from hipper.sip.transport import TlsSetupError, server_context
 from hipper.store.models import Event
 from hipper.store.registrations import DeviceDirectory, LocationStore
 
@@ -71,7 +73,17 @@ def create_sip_stack(settings: Settings, sessions: async_sessionmaker[AsyncSessi
     return SipStack(registrar)
 
 
+def sip_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS server context when SIP over TLS is on; `TlsSetupError` naming the setting when it cannot be."""
+    if settings.sip_tls_port is None:
+        return None
+    if settings.sip_tls_cert_file is None or settings.sip_tls_key_file is None:
+        raise TlsSetupError("sip_tls_port is set: sip_tls_cert_file and sip_tls_key_file must name the PEM files")
+    return server_context(settings.sip_tls_cert_file, settings.sip_tls_key_file)
+
+
 async def serve(settings: Settings) -> None:
+    tls_context = sip_tls_context(settings)  # first: a bad certificate stops the start before anything listens
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -86,7 +98,12 @@ async def serve(settings: Settings) -> None:
     state: AppState = app.state.hipper
     stack = create_sip_stack(settings, state.sessions)
     await stack.start(
-        settings.sip_host, settings.sip_port, tcp=settings.sip_tcp, advertised_host=settings.sip_advertised_host
+        settings.sip_host,
+        settings.sip_port,
+        tcp=settings.sip_tcp,
+        advertised_host=settings.sip_advertised_host,
+        tls_port=settings.sip_tls_port,
+        tls_context=tls_context,
     )
     app.state.sip = stack
     assert stack.registrar is not None
@@ -116,6 +133,10 @@ async def purge_registrations(locations: LocationStore, every: float = 600.0) ->
 
 
 def run(settings: Settings) -> None:
+    try:
+        sip_tls_context(settings)  # checked before the loop starts: a clear message, not a traceback
+    except TlsSetupError as exc:
+        raise SystemExit(f"hipper: cannot start SIP over TLS: {exc}") from None
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux

@@ -37,6 +37,10 @@ from tests.sip.peers import free_udp_port, require, stop
 REALM = "hipper.test"
 PASSWORD = "phone-secret-1"
 SCENARIOS = Path(__file__).parent / "scenarios"
+# The Alert-Info a desk phone receives for a ring splash (Settings.ring_splash_alert_info), as a regular expression.
+RING_SPLASH_ALERT_INFO = (
+    r"^ *<http://127\.0\.0\.1/Bellcore-dr5>, *<urn:alert:service:forward>, *<urn:alert:duration:short> *$"
+)
 
 
 @dataclass

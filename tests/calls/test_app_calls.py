@@ -14,7 +14,7 @@ import uvicorn
 
 from hipper.api.app import create_app
 from hipper.apps.click_to_dial import Callback
-from hipper.domain.services import CallForwardingNoAnswer, CallMethod, FixedMobile
+from hipper.domain.services import CallForwardingNoAnswer, CallMethod, DoNotDisturb, FixedMobile, Voicemail
 from tests.calls.conftest import Exchange, expect_headers, phone, place_call, scenario, start_sipp, trunk
 from tests.ops.conftest import free_port
 from tests.ops.test_events import next_event, read_events
@@ -232,7 +232,8 @@ async def test_bad_requests_get_a_clear_answer(exchange: Exchange, api: Api) -> 
     wrong = await post({"to": FAR, "method": "teleport"})
     assert wrong.status_code == 422
     nothing = await post({"to": FAR})  # callback to the desk phone, and none is registered
-    assert nothing.status_code == 409 and "registered" in nothing.json()["detail"]
+    assert nothing.status_code == 409 and nothing.json()["code"] == "nothing_to_call_back"
+    assert "registered" in nothing.json()["detail"]
     unlicensed = await post({"to": FAR}, await api.login("carol"))
     assert unlicensed.status_code == 403 and unlicensed.json()["code"] == "not_licensed"
     assert (await api.http.delete("/api/v1/me/calls/abc123", headers=headers)).status_code == 404
@@ -348,7 +349,7 @@ async def test_hanging_up_a_callback_while_the_desk_phone_rings_cancels_it(excha
     assert placed.status_code == 202, placed.text
     await wait_for_state(api, headers, "ringing")
     again = await api.http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
-    assert again.status_code == 409 and "under way" in again.json()["detail"]
+    assert again.status_code == 409 and again.json()["code"] == "callback_under_way"
     await asyncio.sleep(0.5)  # the phone's 180 has come: the CANCEL can go (RFC 3261 §9.1)
     assert (await api.http.delete(f"/api/v1/me/calls/{placed.json()['id']}", headers=headers)).status_code == 204
     await desk.succeeded()
@@ -366,7 +367,7 @@ async def test_a_node_without_call_processing_has_no_live_calls_and_places_none(
             headers = await Api(http).login("alice")
             assert (await http.get("/api/v1/me/calls", headers=headers)).json() == {"calls": []}
             placed = await http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
-            assert placed.status_code == 409 and "not running" in placed.json()["detail"]
+            assert placed.status_code == 409 and placed.json()["code"] == "no_call_processing"
             mobile = await http.post("/api/v1/me/calls", json={"to": FAR, "method": "via_mobile"}, headers=headers)
             assert mobile.status_code == 200  # nothing in the exchange is needed for that
             assert (await http.delete("/api/v1/me/calls/abc", headers=headers)).status_code == 404
@@ -420,3 +421,38 @@ async def test_explain_plans_with_the_exchanges_ring_length(exchange: Exchange, 
     explained = await api.http.get("/api/v1/me/routing/explain", params={"caller": FAR}, headers=headers)
     assert explained.status_code == 200, explained.text
     assert explained.json()["plan"]["steps"][0]["timeout_seconds"] == 3 * exchange.settings.seconds_per_ring == 3
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_callback_to_a_colleague_follows_their_do_not_disturb(exchange: Exchange, api: Api) -> None:
+    """The colleague's own plan applies to a callback's far leg: do-not-disturb is busy (486), where ringing their
+    phones directly would find nothing registered (480, "not-answered")."""
+    await alice(exchange)
+    await exchange.set_service("bob", DoNotDisturb(active=True))
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    headers = await api.login("alice")
+    placed = await api.http.post("/api/v1/me/calls", json={"to": "202"}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    await desk.succeeded()  # busy tone, then the exchange hung up
+    callback = await finished_callback(exchange)
+    assert callback.outcome == "busy"
+    assert (await exchange.next_call()).outcome == "busy"  # the far leg: Bob's busy treatment, a 486
+    [row] = await exchange.call_logs("alice")  # one row for Alice: the callback's, not a second "placed"
+    assert (row.direction, row.outcome) == ("placed", "callback, busy")
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_callback_to_a_colleague_reaches_their_voicemail(exchange: Exchange, api: Api) -> None:
+    await alice(exchange)
+    await exchange.set_service("bob", Voicemail(active=True, all_calls_to_voicemail=True))
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    headers = await api.login("alice")
+    placed = await api.http.post("/api/v1/me/calls", json={"to": "202"}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    await wait_for_state(api, headers, "active")  # voicemail answered Bob's line
+    await asyncio.sleep(1.0)  # Bob's greeting plays (what a deposit stores is tested in tests/media_apps)
+    ended = await api.http.delete(f"/api/v1/me/calls/{placed.json()['id']}", headers=headers)
+    assert ended.status_code == 204
+    await desk.succeeded()
+    assert (await finished_callback(exchange)).outcome == "answered"
+    assert (await exchange.next_call()).outcome == "voicemail"

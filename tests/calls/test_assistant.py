@@ -8,7 +8,7 @@ import pytest
 
 from hipper.domain.services import PersonalAssistant, Voicemail
 from hipper.domain.services.personal_assistant import PersonalAssistantException
-from tests.calls.conftest import Exchange, expect_headers, phone, place_call, scenario, trunk
+from tests.calls.conftest import RING_SPLASH_ALERT_INFO, Exchange, expect_headers, phone, place_call, scenario, trunk
 
 pytestmark = pytest.mark.sip
 
@@ -41,7 +41,9 @@ async def test_pressing_0_during_the_announcement_transfers_and_the_desk_gets_a_
     await exchange.add_user("bob", "202")
     await exchange.set_service("bob", assistant(alert_tone=True))
     await exchange.set_service("bob", Voicemail(active=False))
-    desk = await phone(exchange, "bob", "bob", scenario("callee_rings.xml", **expect_headers(("Alert-Info", "splash"))))
+    desk = await phone(
+        exchange, "bob", "bob", scenario("callee_rings.xml", **expect_headers(("Alert-Info", RING_SPLASH_ALERT_INFO)))
+    )
     network = await trunk(exchange, "trunk", scenario("callee_hangs_up.xml"))
     alice = await place_call(exchange, "alice", "202", "final_application.xml", keys=PRESS_0)
     await desk.succeeded()

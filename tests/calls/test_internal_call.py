@@ -26,8 +26,13 @@ async def test_internal_call_with_digest_ringing_answer_media_and_call_logs(exch
     assert call.media["caller_packets_sent"] > 50
     placed = await exchange.call_logs("alice")
     received = await exchange.call_logs("bob")
-    assert [(r.direction, r.outcome, r.remote_number) for r in placed] == [("placed", "answered", "202")]
-    assert [(r.direction, r.outcome, r.remote_number) for r in received] == [("received", "answered", "201")]
+    # Each side's row says which of its own numbers the call used: the caller's extension, the callee's extension.
+    assert [(r.direction, r.outcome, r.remote_number, r.local_identity) for r in placed] == [
+        ("placed", "answered", "202", "201")
+    ]
+    assert [(r.direction, r.outcome, r.remote_number, r.local_identity) for r in received] == [
+        ("received", "answered", "201", "202")
+    ]
     assert received[0].plan is not None and received[0].plan["steps"][0]["action"] == "ring"
     assert received[0].answered_at is not None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from hipper.config import Settings
 from hipper.domain.services import (
     Anywhere,
     CallForwardingAlways,
@@ -15,7 +16,7 @@ from hipper.domain.services import (
 )
 from hipper.domain.services.anywhere import AnywhereLocation
 from hipper.domain.services.simultaneous_ring import SimultaneousRingTarget
-from tests.calls.conftest import Exchange, expect_headers, phone, place_call, scenario, trunk
+from tests.calls.conftest import RING_SPLASH_ALERT_INFO, Exchange, expect_headers, phone, place_call, scenario, trunk
 
 pytestmark = pytest.mark.sip
 
@@ -50,7 +51,7 @@ async def test_do_not_disturb_is_busy_with_a_ring_splash_on_the_desk(exchange: E
     await exchange.add_user("alice", "201")
     await exchange.add_user("bob", "202")
     await exchange.set_service("bob", DoNotDisturb(active=True, ring_splash=True))
-    checks = expect_headers(("Alert-Info", r"ring-splash"))
+    checks = expect_headers(("Alert-Info", RING_SPLASH_ALERT_INFO))
     bob = await phone(exchange, "bob", "bob", scenario("callee_rings.xml", **checks))
     alice = await place_call(exchange, "alice", "202", "final_rejected.xml", status=486)
     await alice.succeeded()
@@ -126,3 +127,20 @@ async def test_the_fixed_number_forward_takes_calls_to_the_fixed_number(exchange
     assert (await exchange.next_call()).branches == [("forward", 200)]
     rows = await exchange.call_logs("bob")
     assert rows[0].plan is not None and rows[0].plan["steps"][0]["service"] == "call-forwarding-always-secondary"
+
+
+# RFC 7462 §4 and the IANA "Alert URN Identifiers" registry: the categories and identifiers a phone may know.
+REGISTERED_ALERT_URNS = {
+    "service": {"normal", "call-waiting", "forward", "recall:callback", "recall:hold", "recall:transfer"},
+    "duration": {"normal", "short", "long"},
+}
+
+
+def test_the_ring_splash_alert_info_uses_registered_rfc_7462_urns() -> None:
+    values = [value.strip() for value in Settings().ring_splash_alert_info.split(",")]
+    urns = [value[1:-1] for value in values if value.startswith("<urn:")]
+    assert urns, "the standard URNs are there"
+    for urn in urns:
+        _, namespace, category, identifier = urn.split(":", 3)
+        assert namespace == "alert" and identifier in REGISTERED_ALERT_URNS[category], urn
+    assert all(value.startswith("<") and value.endswith(">") for value in values)  # RFC 3261 §20.4 alert-param

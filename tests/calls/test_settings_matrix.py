@@ -282,23 +282,21 @@ async def test_mobile_rings_both_rings_the_desk_and_the_handset(exchange: Exchan
 # -- Anywhere ----------------------------------------------------------------------------------------------------
 
 
-async def test_an_anywhere_location_blocking_diversion_is_asked_so_and_an_inactive_one_is_not_rung(
-    exchange: Exchange,
-) -> None:
+async def test_an_active_anywhere_location_rings_and_an_inactive_one_does_not(exchange: Exchange) -> None:
     await exchange.add_user("alice", "201")
     await exchange.add_user("bob", "202", direct=BOB_DIRECT)
     await exchange.set_service(
         "bob",
         Anywhere(
             locations=[
-                AnywhereLocation(name="car", number=EXTERNAL, block_diversion=True),
+                AnywhereLocation(name="car", number=EXTERNAL),
                 AnywhereLocation(name="boat", number="+31612345699", active=False),
             ]
         ),
     )
     await exchange.set_service("bob", Voicemail(active=False))
     # Bob's desk is not registered: only the locations could ring, and only the active one may.
-    checks = expect_headers(("Diversion-Inhibitor", r"yes"), ("To", r"sip:\+31612345678@"))
+    checks = expect_headers(("To", r"sip:\+31612345678@"))
     network = await start_sipp(
         exchange, "trunk", scenario("callee.xml", ring_ms=200, **checks), "-rtp_echo", port=exchange.trunk_port
     )

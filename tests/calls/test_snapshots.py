@@ -79,3 +79,14 @@ async def test_resolved_numbers_are_cached_until_an_event_may_change_them(exchan
     assert (await cache.resolve("209", exchange.company_id, "NL")).callee == dataclasses.replace(
         first.callee, extension="209"
     )
+
+
+async def test_an_outside_number_that_becomes_a_hunt_group_is_seen_by_the_next_call(exchange: Exchange) -> None:
+    cache = SnapshotCache(exchange.sessions)
+    assert (await cache.resolve("+31201234999", exchange.company_id, "NL")).kind == "external"
+    async with exchange.sessions() as session:  # hunt-group events leave snapshots alone, not numbers
+        company = await session.get(Company, exchange.company_id)
+        assert company is not None
+        await admin.create_hunt_group(session, company, "Sales", number="+31201234999")
+        await session.commit()
+    assert (await cache.resolve("+31201234999", exchange.company_id, "NL")).kind == "hunt_group"

@@ -282,6 +282,82 @@ CASES = [
         on_call=True,
         expected=f"ring[desk~,mobile~,simultaneous_ring:{Y}~] 4s | {DEFAULT_RING}",
     ),
+    # 6: Anywhere call control (manual §7.2.10) and fixed-mobile call control mode (manual §7.7)
+    Case(
+        "6 on a call with call waiting on: an Anywhere location alerts the waiting call only with call control",
+        {
+            "anywhere": {
+                "locations": [{"name": "car", "number": Z}, {"name": "boat", "number": Y, "call_control": True}]
+            }
+        },
+        on_call=True,
+        expected=f"ring[desk~,mobile~,anywhere:{Y}~] 4s | {DEFAULT_RING}",
+    ),
+    Case(
+        "6 not on a call: Anywhere locations ring whatever their call control",
+        {
+            "anywhere": {
+                "locations": [{"name": "car", "number": Z}, {"name": "boat", "number": Y, "call_control": True}]
+            }
+        },
+        expected=f"ring[desk,mobile,anywhere:{Z},anywhere:{Y}] 4s | {DEFAULT_RING}",
+    ),
+    Case(
+        "6 on a call, and the only phone that could ring is a location without call control: busy treatment",
+        {
+            "fixed-mobile": {"fixed_rings": "desk"},
+            "anywhere": {"locations": [{"name": "car", "number": Z}]},
+            **FWD_BUSY,
+        },
+        on_call=True,
+        devices=(),
+        expected=f"forward {X} (user-busy)",
+    ),
+    Case(
+        "6 call control by the exchange: on a call with call waiting off, the mobile is busy too",
+        {"fixed-mobile": {"call_control_mode": "exchange"}, "call-waiting": {"active": False}},
+        on_call=True,
+        expected="reject 486",
+    ),
+    Case(
+        "6 call control by the mobile network: call waiting off still offers the mobile; its busy is the signal",
+        {"fixed-mobile": {"call_control_mode": "mobile_network"}, "call-waiting": {"active": False}, **FWD_BUSY},
+        on_call=True,
+        expected=f"ring[mobile] 4s | busy: forward {X} (user-busy) | no answer: voicemail (no-answer)"
+        f" | not reachable: forward {X} (user-busy)",
+    ),
+    Case(
+        "6 call control by the mobile network, for a call to the mobile number",
+        {"fixed-mobile": {"call_control_mode": "mobile_network"}, "call-waiting": {"active": False}},
+        on_call=True,
+        called="mobile",
+        expected="ring[mobile] 4s | busy: reject 486 | no answer: voicemail (no-answer) | not reachable: reject 486",
+    ),
+    Case(
+        "6 call control by the mobile network, but the fixed number rings the desk only: busy",
+        {
+            "fixed-mobile": {"call_control_mode": "mobile_network", "fixed_rings": "desk"},
+            "call-waiting": {"active": False},
+        },
+        on_call=True,
+        expected="reject 486",
+    ),
+    Case(
+        "6 call control by the mobile network, remote office replaces the mobile: busy",
+        {
+            "fixed-mobile": {"call_control_mode": "mobile_network"},
+            "call-waiting": {"active": False},
+            "remote-office": {"active": True, "destination": Z},
+        },
+        on_call=True,
+        expected="reject 486",
+    ),
+    Case(
+        "6 call control by the mobile network with call waiting on: the mobile is offered plainly",
+        {"fixed-mobile": {"call_control_mode": "mobile_network"}},
+        on_call=True,
+        expected=f"ring[desk~,mobile] 4s | {DEFAULT_RING}",
+    ),
     # 7
     Case(
         "7 busy at runtime: forward on busy",

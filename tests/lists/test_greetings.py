@@ -1,16 +1,23 @@
-"""Greetings (SPEC H2): upload real audio in several formats, play, rename, choose the active one, delete."""
+"""Greetings (SPEC H2): upload real audio in several formats, play, rename, choose the no-answer and the busy
+greeting, delete; and the migration that brought the busy greeting."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import io
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import soundfile
-from sqlalchemy import select
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy import Connection, inspect, select
 from sqlalchemy.exc import IntegrityError
 
+from hipper.domain.greetings import GreetingCase
+from hipper.store import greetings
 from hipper.store.models import Event, Greeting
 from tests.conftest import LoggedIn, UserFactory
 from tests.lists.conftest import Exchange, dominant_frequency, sine
@@ -85,14 +92,56 @@ async def test_rename_activate_and_delete(make_user: UserFactory, exchange: Exch
     assert types.count("greeting.added") == 2 and "greeting.changed" in types and "greeting.deleted" in types
 
 
-async def test_the_database_refuses_two_active_greetings(make_user: UserFactory, exchange: Exchange) -> None:
+async def test_busy_and_no_answer_greetings_are_chosen_separately(make_user: UserFactory, exchange: Exchange) -> None:
+    user = await make_user()
+    ids = [(await upload(user, sine(f), name=n)).json()["id"] for f, n in ((440, "a"), (660, "b"), (880, "c"))]
+
+    async def choices() -> list[tuple[str, bool, bool]]:
+        listing = (await user.get("/me/greetings")).json()["greetings"]
+        return [(g["name"], g["active"], g["active_busy"]) for g in listing]
+
+    async def heard(case: GreetingCase) -> str | None:
+        async with exchange.state.sessions() as session:
+            row = await greetings.active_for(session, user.id, case)
+        return None if row is None else row.name
+
+    assert await heard("no_answer") is None and await heard("busy") is None  # the system greeting
+    assert (await patch(user, ids[0], {"active": True})).json()["active_busy"] is False
+    assert await heard("no_answer") == "a" and await heard("busy") == "a"  # busy falls back to no answer
+    chosen = await patch(user, ids[1], {"active_busy": True})
+    assert chosen.status_code == 200 and (chosen.json()["active"], chosen.json()["active_busy"]) == (False, True)
+    assert await choices() == [("a", True, False), ("b", False, True), ("c", False, False)]
+    assert await heard("no_answer") == "a" and await heard("busy") == "b"
+    # One greeting may be both; choosing it takes each case from the one that had it.
+    both = await patch(user, ids[2], {"active": True, "active_busy": True})
+    assert (both.json()["active"], both.json()["active_busy"]) == (True, True)
+    assert await choices() == [("a", False, False), ("b", False, False), ("c", True, True)]
+    assert (await patch(user, ids[2], {"active": False})).status_code == 200
+    assert await heard("no_answer") is None and await heard("busy") == "c"
+    # Deleting the busy greeting: busy callers hear the no-answer greeting again.
+    assert (await patch(user, ids[0], {"active": True})).status_code == 200
+    assert (await user.delete(f"/me/greetings/{ids[2]}")).status_code == 204
+    assert await heard("busy") == "a"
+    refused = await patch(user, ids[0], {"active_busy": "sometimes"})
+    assert refused.status_code == 422 and refused.json()["detail"][0]["loc"] == ["body", "active_busy"]
+    async with exchange.state.sessions() as session:
+        events = (await session.execute(select(Event).where(Event.user_id == user.id).order_by(Event.id))).scalars()
+        payloads = [(e.type, e.payload) for e in events if e.type.startswith("greeting.")]
+    assert ("greeting.changed", {"id": ids[1], "name": "b", "active": False, "active_busy": True}) in payloads
+    assert ("greeting.deleted", {"id": ids[2], "was_active": False, "was_active_busy": True}) in payloads
+
+
+@pytest.mark.parametrize("column", ["active", "active_busy"])
+async def test_the_database_refuses_two_active_greetings(
+    make_user: UserFactory, exchange: Exchange, column: str
+) -> None:
     user = await make_user()
     for name in ("a", "b"):
         assert (await upload(user, sine(), name=name)).status_code == 201
     async with exchange.state.sessions() as session:
         rows = list((await session.execute(select(Greeting).order_by(Greeting.id))).scalars())
-        rows[0].active = True
-        rows[1].active = True
+        setattr(rows[0], column, True)
+        setattr(rows[1], column, True)
         with pytest.raises(IntegrityError):
             await session.commit()
 
@@ -172,12 +221,44 @@ async def test_another_user_can_neither_see_play_rename_activate_nor_delete(make
     assert (await alice.get(f"/me/greetings/{greeting['id']}/audio")).status_code == 200
 
 
-async def test_two_devices_choosing_at_once_leave_one_active(make_user: UserFactory) -> None:
+@pytest.mark.parametrize("field", ["active", "active_busy"])
+async def test_two_devices_choosing_at_once_leave_one_active(make_user: UserFactory, field: str) -> None:
     user = await make_user()
     ids = [(await upload(user, sine(), name=name)).json()["id"] for name in ("a", "b", "c")]
     for _round in range(3):
-        responses = await asyncio.gather(*(patch(user, greeting_id, {"active": True}) for greeting_id in ids))
+        responses = await asyncio.gather(*(patch(user, greeting_id, {field: True}) for greeting_id in ids))
         # Each request either won or was told to retry; never two active greetings.
         assert all(r.status_code in (200, 409) for r in responses), [r.text for r in responses]
-        active = [g["id"] for g in (await user.get("/me/greetings")).json()["greetings"] if g["active"]]
+        active = [g["id"] for g in (await user.get("/me/greetings")).json()["greetings"] if g[field]]
         assert len(active) == 1
+
+
+async def test_the_migration_keeps_the_active_greeting_as_the_no_answer_one(
+    make_user: UserFactory, exchange: Exchange
+) -> None:
+    """0005_greetings down and up again on a database with greetings: the chosen one stays the no-answer
+    greeting, nobody has a busy greeting, and the new index refuses a second busy one."""
+    user = await make_user()
+    ids = [(await upload(user, sine(), name=name)).json()["id"] for name in ("a", "b")]
+    assert (await patch(user, ids[1], {"active": True, "active_busy": True})).status_code == 200
+    migration = importlib.import_module("hipper.store.migrations.versions.0005_greetings_busy")
+
+    def run(connection: Connection, step: Callable[[], None]) -> None:
+        with Operations.context(MigrationContext.configure(connection)):
+            step()
+
+    engine = exchange.state.engine
+    async with engine.begin() as connection:
+        await connection.run_sync(run, migration.downgrade)
+        columns = await connection.run_sync(lambda c: [col["name"] for col in inspect(c).get_columns("greetings")])
+        assert "active_busy" not in columns and "active" in columns
+        await connection.run_sync(run, migration.upgrade)
+    async with exchange.state.sessions() as session:
+        rows = (await session.execute(select(Greeting).order_by(Greeting.id))).scalars()
+        assert [(g.name, g.active, g.active_busy) for g in rows] == [("a", False, False), ("b", True, False)]
+    assert (await patch(user, ids[0], {"active_busy": True})).json()["active_busy"] is True
+    async with exchange.state.sessions() as session:
+        rows = list((await session.execute(select(Greeting).order_by(Greeting.id))).scalars())
+        rows[1].active_busy = True
+        with pytest.raises(IntegrityError):
+            await session.commit()

@@ -62,7 +62,8 @@ def audio_of(exchange: Exchange, row: Recording) -> np.ndarray:
 def loud_seconds(audio: np.ndarray) -> float:
     """How much of the recording is loud, in 100 ms windows."""
     windows = audio[: len(audio) - len(audio) % 800].reshape(-1, 800)
-    return float((np.sqrt((windows.astype(np.float64) ** 2).mean(axis=1)) > 300).sum()) * 0.1
+    loud = int((np.sqrt((windows.astype(np.float64) ** 2).mean(axis=1)) > 300).sum())
+    return loud / 10  # exact for a count of windows, where 12 * 0.1 is 1.2000000000000002
 
 
 def has_tone(audio: np.ndarray, frequency: float) -> bool:

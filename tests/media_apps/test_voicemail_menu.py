@@ -125,3 +125,42 @@ async def test_a_locked_pin_opens_nothing_even_when_right(exchange: Exchange) ->
     async with exchange.sessions() as session:
         user = await session.get(User, exchange.users["bob"])
         assert user is not None and user.pin_locked_until is not None
+
+
+async def test_three_wrong_pins_from_outside_end_the_call_and_lock_the_pin(exchange: Exchange) -> None:
+    """The documented limits, end to end: three tries per call, and wrong PINs by phone count against the user
+    like the app's step-up (here `pin_attempts` = 3, so this one call locks the PIN)."""
+    exchange.settings.voicemail_number = "+31201234999"
+    exchange.settings.pin_attempts = 3
+    await exchange.add_user("bob", "202", direct="+31201234102")
+    async with exchange.sessions() as session:
+        user = await session.get(User, exchange.users["bob"])
+        assert user is not None
+        user.pin_hash = Hasher(1, 1024).hash_sync("2580")
+        await session.commit()
+    message = await leave(exchange, "bob", 700.0, minutes_ago=1)
+    caller = await ear()
+    started = datetime.now(UTC)
+    try:
+        sipp = await call_from_trunk(exchange, "+31611112222", "+31201234999", caller)  # waits for our BYE
+        await caller.connected()
+        for wrong in ("1111", "2222"):
+            await caller.press(f"0201234102#{wrong}#")
+            await asyncio.sleep(3.5)  # "That PIN is not correct", then the mailbox prompt again
+        await caller.press("0201234102#3333#")
+        # "That PIN is not correct. Goodbye." and the BYE, well before a fourth try could have timed out (the
+        # mailbox prompt and 10 s for a key).
+        await sipp.succeeded(8)
+    finally:
+        caller.close()
+    await exchange.next_call()
+    assert rms(caller.audio()) > 300  # the prompts were heard ...
+    assert not tone_heard(caller.audio(), 700.0)  # ... but never the message
+    async with exchange.sessions() as session:
+        user = await session.get(User, exchange.users["bob"])
+        assert user is not None and user.pin_locked_until is not None
+        locked_until = user.pin_locked_until.replace(tzinfo=UTC)
+    expected = started + timedelta(seconds=exchange.settings.pin_lockout_seconds)
+    assert expected <= locked_until <= expected + timedelta(seconds=60)
+    left = await rows(exchange, "bob")
+    assert list(left) == [message] and not left[message].heard

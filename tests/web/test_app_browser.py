@@ -429,14 +429,10 @@ def test_profile_changes_the_pin_and_logs_out(page: Page, exchange: LiveServer) 
     assert httpx.post(f"{exchange.url}/api/v1/auth/login", json=again).status_code == 200
 
 
-def test_record_a_greeting_and_make_it_active(page: Page, exchange: LiveServer) -> None:
-    username = new_user(exchange, pin="2580")
-    log_in(page, exchange, username)
-    page.goto(exchange.url + "/#/service/voicemail")
-    wait_ready(page)
+def record_greeting(page: Page, name: str) -> None:
     page.get_by_role("button", name="Nieuwe begroeting opnemen").click()
     dialog = page.get_by_role("dialog", name="Nieuwe begroeting opnemen")
-    dialog.get_by_label("Naam van de begroeting").fill("Vakantie")
+    dialog.get_by_label("Naam van de begroeting").fill(name)
     dialog.get_by_role("button", name="Opnemen").click()
     expect(dialog.get_by_role("status")).to_have_text("Opname loopt…")
     page.wait_for_timeout(1500)
@@ -444,12 +440,51 @@ def test_record_a_greeting_and_make_it_active(page: Page, exchange: LiveServer) 
     expect(dialog.get_by_role("status")).to_have_text("Luister de opname terug en kies Opslaan.")
     dialog.get_by_role("button", name="Opslaan").click()
     expect(dialog).to_be_hidden()
-    page.get_by_role("radio", name="Vakantie").check()
+
+
+def test_record_a_greeting_and_make_it_active(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.goto(exchange.url + "/#/service/voicemail")
+    wait_ready(page)
+    record_greeting(page, "Vakantie")
+    no_answer = page.get_by_role("group", name="Bij geen gehoor")
+    expect(no_answer.get_by_role("radio", name="Standaardbegroeting (noemt uw nummer)")).to_be_checked()
+    no_answer.get_by_role("radio", name="Vakantie").check()
     # The toast of the upload may still show "Opgeslagen", so wait for the exchange itself.
     greetings = eventually(lambda: api(page, exchange, "/me/greetings")["greetings"], lambda g: g and g[0]["active"])
-    assert [(g["name"], g["active"]) for g in greetings] == [("Vakantie", True)]
+    assert [(g["name"], g["active"], g["active_busy"]) for g in greetings] == [("Vakantie", True, False)]
     # About 1.5 s were recorded; a busy machine stretches that.
     assert 500 <= greetings[0]["duration_ms"] <= 10_000
+
+
+def test_a_busy_greeting_of_its_own_and_back_to_the_same_as_no_answer(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.goto(exchange.url + "/#/service/voicemail")
+    wait_ready(page)
+    record_greeting(page, "Kantoor")
+    record_greeting(page, "Even bellen")
+    page.get_by_role("group", name="Bij geen gehoor").get_by_role("radio", name="Kantoor").check()
+    busy = page.get_by_role("group", name="Bij in gesprek")
+    expect(busy.get_by_role("radio", name="Dezelfde als bij geen gehoor")).to_be_checked()
+    busy.get_by_role("radio", name="Even bellen").check()
+
+    def chosen() -> list[tuple[str, bool, bool]]:
+        return [(g["name"], g["active"], g["active_busy"]) for g in api(page, exchange, "/me/greetings")["greetings"]]
+
+    expected = [("Kantoor", True, False), ("Even bellen", False, True)]
+    assert eventually(chosen, lambda c: c == expected) == expected
+    # The list says which greeting callers hear when.
+    expect(page.get_by_role("listitem").filter(has_text="Even bellen")).to_contain_text("In gesprek")
+    # After a reload the choices show as saved; then busy callers hear the no-answer greeting again.
+    page.reload()
+    wait_ready(page)
+    busy = page.get_by_role("group", name="Bij in gesprek")
+    expect(busy.get_by_role("radio", name="Even bellen")).to_be_checked()
+    busy.get_by_role("radio", name="Dezelfde als bij geen gehoor").check()
+    expected = [("Kantoor", True, False), ("Even bellen", False, False)]
+    assert eventually(chosen, lambda c: c == expected) == expected
 
 
 def test_agent_becomes_available(page: Page, exchange: LiveServer) -> None:

@@ -54,6 +54,7 @@ def expect_call(
     identity: str,
     method: str,
     refused: str = NOT_RUNNING,
+    code: str = "no_call_processing",
 ) -> None:
     """Run `action` and check the call it places: the app asks the exchange (POST /me/calls with the chosen number,
     identity and method); the exchange cannot place it and answers 409 with `refused` (this module's exchange
@@ -65,6 +66,7 @@ def expect_call(
     assert placed.value.request.post_data_json == {"to": to, "identity": identity, "method": method}
     assert placed.value.status == 409
     assert placed.value.json()["detail"] == refused
+    assert placed.value.json()["code"] == code  # what the app branches on (not the English text)
     page.wait_for_function(f"window.dialled.length === {before + 1}")
     assert dialled(page)[-1] == tel
     # The fallback is the answer to that 409: the user is not shown the exchange's error as well.
@@ -232,4 +234,5 @@ def test_via_the_exchange_without_an_access_number_the_phone_dials(
         identity="direct",
         method="via_exchange",
         refused="this exchange has no access number for calls via the exchange",
+        code="no_access_number",
     )

@@ -10,6 +10,15 @@ from sqlalchemy.exc import DataError, DBAPIError
 from hipper.domain.errors import InvalidSetting, NotLicensed, ReadOnlySetting, StepUpRequired
 
 
+class Conflict(Exception):
+    """A 409 a client may branch on: `code` is machine-readable and stable, `detail` English for people."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
 def invalid(field: str, reason: str) -> JSONResponse:
     location = ["body", *field.split(".")] if field else ["body"]
     return JSONResponse(status_code=422, content={"detail": [{"loc": location, "msg": reason, "type": "value_error"}]})
@@ -60,6 +69,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ReadOnlySetting)
     async def _read_only(_request: Request, exc: ReadOnlySetting) -> JSONResponse:
         return JSONResponse(status_code=403, content={"detail": str(exc), "code": "read_only"})
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_request: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse(status_code=409, content={"detail": exc.detail, "code": exc.code})
 
     @app.exception_handler(StepUpRequired)
     async def _step_up(_request: Request, exc: StepUpRequired) -> JSONResponse:

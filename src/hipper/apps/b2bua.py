@@ -23,6 +23,7 @@ from hipper.apps.executor import Call, CallerInfo, CallSummary
 from hipper.apps.legs import CalleeLeg, CallerLeg, Leg
 from hipper.apps.mwi import Mwi
 from hipper.apps.peers import Peers, number_of
+from hipper.apps.session_timers import policy_of
 from hipper.apps.snapshots import SnapshotCache
 from hipper.config import Settings
 from hipper.domain.routing import RoutingRules
@@ -30,6 +31,7 @@ from hipper.media.engine import MediaEngine, MediaEvent, RtpTimeout, engine_from
 from hipper.sip.digest import Verdict, parse_credentials
 from hipper.sip.message import ParseError, Request, Response
 from hipper.sip.registrar import Registrar
+from hipper.sip.session_timer import too_small
 from hipper.sip.stack import SipStack
 from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
@@ -200,13 +202,26 @@ class B2bua:
         except ParseError:
             return
         leg = self.legs.get(key)
-        if isinstance(leg, CalleeLeg):
+        if isinstance(leg, CalleeLeg) and leg.request is not None and response.cseq[0] == leg.request.cseq[0]:
             leg._on_success(response)
+        elif leg is not None:
+            leg.ack_refresh(response)  # a session refresh's re-INVITE (apps/session_timers.py), either leg
 
     # -- new calls ---------------------------------------------------------------------------------------------
 
     async def _new_call(self, tx: ServerTransaction) -> None:
         request = tx.request
+        try:
+            min_se = too_small(request, policy_of(self.settings))
+        except ParseError as exc:
+            tx.respond(tx.response(400, exc.reason))
+            return
+        if min_se is not None:
+            # RFC 4028 §9: a session interval below what we accept, answered with our minimum.
+            response = tx.response(422)
+            response.headers.add("Min-SE", str(min_se))
+            tx.respond(response)
+            return
         try:
             caller = await self._identify(tx)
         except ParseError as exc:
@@ -225,6 +240,18 @@ class B2bua:
 
     async def _identify(self, tx: ServerTransaction) -> CallerInfo | None:
         request = tx.request
+        callback_user = self.app_calls.callback_user(request)
+        if callback_user is not None:
+            # The far leg of a user's callback, sent by this exchange to itself so the callee's own plan applies.
+            user = await user_row(self.sessions, callback_user)
+            if user is None:
+                tx.respond(tx.response(404, "User gone"))
+                return None
+            name = f"{user.first_name} {user.last_name}".strip() or user.username
+            return CallerInfo(
+                "device", user.extension or user.direct_number, name, user_id=user.id, company_id=user.company_id,
+                for_callback=True,
+            )  # fmt: skip
         origin = self.peers.origin(tx.peer)
         if origin is not None:
             from_ = request.from_

@@ -39,7 +39,7 @@ from hipper.media.engine import (
     SetRemoteSdp,
 )
 from hipper.media.prompts import tone_path
-from hipper.sip.message import URI, NameAddr, ParseError, Response
+from hipper.sip.message import URI, NameAddr, ParseError, Request, Response
 from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
 from hipper.store import call_logs
@@ -61,6 +61,8 @@ FAR_END_RING_SECONDS = 120.0
 # A callback whose number is busy or unreachable plays the busy tone this long before hanging up the user.
 TONE_SECONDS = 3.0
 BUSY_STATUSES = frozenset({486, 600, 603})
+# Marks the far leg of a callback that the exchange sends to itself (see `AppCalls.loopback_target`).
+CALLBACK_HEADER = "X-Hipper-Callback"
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,33 @@ class AppCalls:
         self.armed: dict[int, Armed] = {}
         # Finished callbacks, for tests and metrics (like the B2BUA's `ended` for its calls).
         self.ended: asyncio.Queue[Callback] = asyncio.Queue()
+        # Proves that a callback's far leg came from this process: it never leaves the host (sent to ourselves).
+        self._loopback_secret = secrets.token_urlsafe(24)
+
+    # -- a colleague's own plan for callbacks -----------------------------------------------------------------
+
+    def loopback_target(self, to: str, user_id: int) -> tuple[Target, tuple[str, str]]:
+        """Where a callback to a colleague or group number rings: this exchange itself, as a call of the user's.
+
+        Calling ourselves (like a "local channel" in other exchanges) runs the callee's whole routing plan —
+        do-not-disturb, forwarding, voicemail, the Personal Assistant, group numbers — on the far leg, exactly as
+        when the user dials from a desk phone, instead of ringing the colleague's phones directly.
+        """
+        transports = self.b2bua.stack.transports
+        host = transports.host if transports.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        port = transports.local_port("udp")
+        target = Target(URI("sip", host, user=to, port=port), Peer("udp", host, port), "colleague")
+        return target, (CALLBACK_HEADER, f"{self._loopback_secret};user={user_id}")
+
+    def callback_user(self, request: Request) -> int | None:
+        """The user whose callback sent this INVITE to ourselves, or None (any other request)."""
+        value = request.headers.get(CALLBACK_HEADER)
+        if value is None:
+            return None
+        secret, _, user = value.partition(";user=")
+        if not secrets.compare_digest(secret.encode(), self._loopback_secret.encode()) or not user.isdigit():
+            return None
+        return int(user)
 
     # -- via the exchange -----------------------------------------------------------------------------------
 
@@ -211,7 +240,7 @@ async def handles(call: Call, dialled: str) -> bool:
     call.placed = Party(armed.user_id, "placed", armed.to, local_identity=armed.identity.number)
     async with b2bua.sessions() as session:
         resolved = await resolve(session, armed.to, call.caller.company_id, settings.default_region)
-    if resolved.kind in ("user", "group"):
+    if resolved.kind in ("user", "group", "hunt_group", "call_center"):
         # A colleague or a group number: routed like any call of the user's, by the callee's own plan.
         await call.forward_to(armed.to, None, None)
         return True
@@ -358,14 +387,17 @@ class Callback:
         # The user listens to ringback while the far end is called (the engine's tone, anchored on their leg).
         with contextlib.suppress(MediaError):
             await self.b2bua.media.execute(Play(self.user_leg.endpoint_id, (tone_path("ringback"),), loop=True))
-        far, internal = await self._far_targets()
+        far, loopback_headers = await self._far_targets()
         if not far:
             self.outcome = "not-reachable"
             await self._tone("busy_tone")
             return
-        # A colleague's phone is ours to ring: no P-Asserted-Identity or Privacy toward it (RFC 3325 §5).
-        trusted = peers.trunk_trusted and not internal
-        from_, headers = identity_headers(self.identity, self.settings.sip_realm, trusted=trusted)
+        internal = bool(loopback_headers)
+        # Toward ourselves the header names the user (the colleague sees their extension); toward the trunk the
+        # chosen identity goes out, anonymous or not (RFC 3325: P-Asserted-Identity only to a trusted trunk).
+        from_, headers = identity_headers(self.identity, self.settings.sip_realm, trusted=peers.trunk_trusted)
+        if internal:
+            headers = loopback_headers
         self.refused = None
         self.far_leg = await self._ring(far, from_, peers.address(self.to), headers, FAR_END_RING_SECONDS)
         if self.far_leg is None:
@@ -383,18 +415,18 @@ class Callback:
         log.info("click_to_dial.connected", extra={"id": self.id})
         await self.over.wait()
 
-    async def _far_targets(self) -> tuple[list[Target], bool]:
-        """Where `to` rings, and whether it is a colleague (their registered phones) rather than the trunk."""
+    async def _far_targets(self) -> tuple[list[Target], list[tuple[str, str]]]:
+        """Where `to` rings, and the extra headers: a colleague or group number is called through the exchange
+        itself (their own plan applies), anything else through the trunk."""
         async with self.b2bua.sessions() as session:
             resolved = await resolve(session, self.to, self.company_id, self.settings.default_region)
-        if resolved.kind == "user" and resolved.callee is not None:
-            # The colleague's phones ring directly: their routing plan (forwarding, voicemail) is not applied to
-            # callbacks yet.
-            return await self.calls.user_targets(resolved.callee.user_id, "desk", None), True
+        if resolved.kind in ("user", "group", "hunt_group", "call_center"):
+            target, header = self.calls.loopback_target(self.to, self.user_id)
+            return [target], [header]
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None or resolved.kind == "unknown":
-            return [], False
-        return [Target(trunk[0], trunk[1], "trunk")], False
+            return [], []
+        return [Target(trunk[0], trunk[1], "trunk")], []
 
     async def _tone(self, name: str) -> None:
         """Play a tone to the user's answered leg for a moment (or until they hang up)."""

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper.domain.group_routing import GroupNumber
 from hipper.domain.numbers import NumberError, is_extension, normalise
+from hipper.store.group_calls import GroupRef, find_by_extension, find_by_number
 from hipper.store.models import Company, Group, User
 from hipper.store.user_state import group_number_of
 
@@ -29,10 +30,11 @@ class Callee:
 
 @dataclass(frozen=True)
 class Resolved:
-    kind: Literal["user", "group", "external", "unknown"]
+    kind: Literal["user", "group", "hunt_group", "call_center", "external", "unknown"]
     number: str
     callee: Callee | None = None
     group: GroupNumber | None = None
+    queue: GroupRef | None = None  # a hunt group or call center (apps/groups.py)
     # The company a group number belongs to: its destinations' extensions are looked up there.
     company_id: int | None = None
 
@@ -54,7 +56,12 @@ async def resolve(session: AsyncSession, dialled: str, company_id: int | None, r
         user = (
             await session.execute(select(User).where(User.company_id == company_id, User.extension == number))
         ).scalar_one_or_none()
-        return Resolved("user", number, _callee(user, "fixed")) if user is not None else Resolved("unknown", number)
+        if user is not None:
+            return Resolved("user", number, _callee(user, "fixed"))
+        queue = await find_by_extension(session, company_id, number)
+        if queue is not None:
+            return Resolved(queue.kind, number, queue=queue, company_id=queue.company_id)
+        return Resolved("unknown", number)
     user = (
         await session.execute(
             select(User).where(or_(User.direct_number == number, User.mobile_number == number)).limit(1)
@@ -68,6 +75,9 @@ async def resolve(session: AsyncSession, dialled: str, company_id: int | None, r
         if owner is None:
             owner = (await session.execute(select(Group.company_id).where(Group.number == number))).scalar_one_or_none()
         return Resolved("group", number, group=group, company_id=owner)
+    queue = await find_by_number(session, number)
+    if queue is not None:
+        return Resolved(queue.kind, number, queue=queue, company_id=queue.company_id)
     return Resolved("external", number)
 
 

@@ -27,11 +27,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from hipper.apps import click_to_dial, voicemail_menu
+from hipper.apps import click_to_dial, groups, voicemail_menu
 from hipper.apps.directory import Callee, resolve
 from hipper.apps.legs import CalleeLeg, CallerLeg, Leg, contact_header
 from hipper.apps.peers import diversion_headers, diversions_so_far, identity_headers
 from hipper.apps.recording import in_call
+from hipper.apps.session_timers import policy_of, refresh_received
 from hipper.apps.voicemail import leave_message
 from hipper.apps.waiting import race_until
 from hipper.domain.call_logs import CallKind
@@ -98,6 +99,9 @@ class CallerInfo:
     user_id: int | None = None  # a device's user
     company_id: int | None = None
     device_kind: Literal["desk", "mobile"] = "desk"
+    # The far leg of the user's own callback (apps/click_to_dial.py): the callback writes the user's call-log row
+    # and counts them as on a call, so this call must not do either a second time.
+    for_callback: bool = False
 
 
 @dataclass
@@ -125,6 +129,7 @@ class Branch:
     confirm: bool = False
     headers: tuple[tuple[str, str], ...] = ()
     user_id: int | None = None  # the user whose phone this is (an answer there is their "received" call)
+    block_diversion: bool = False  # Anywhere: the network's voicemail must not take it (apps/diversion_guard.py)
 
 
 @dataclass(frozen=True)
@@ -234,6 +239,7 @@ class Call:
         if self.a.answered and not self.a.ended:
             endings.append(self.a.bye())
         for leg in self.branches:
+            leg.stop_session()  # also when the far end's BYE ended it first
             if leg.status is None:
                 leg.cancel()
             elif 200 <= leg.status < 300 and not leg.ended:
@@ -352,6 +358,15 @@ class Call:
     async def _renegotiate(self, leg: Leg, tx: ServerTransaction) -> None:
         """A re-INVITE / UPDATE (hold, resume, a moved phone): answered from this leg's own anchored endpoint."""
         body = tx.request.body.decode(errors="replace")
+        timer_headers = refresh_received(leg, tx.request, policy_of(self.settings))  # RFC 4028 refresh
+        if not body.strip() and tx.request.method == "UPDATE":
+            # RFC 3311 §5.2: an UPDATE without an offer only refreshes the session.
+            response = tx.response(200)
+            for name, value in timer_headers:
+                response.headers.add(name, value)
+            response.headers.add("Contact", contact_header(self.b2bua.stack, leg.peer.transport))
+            tx.respond(response)
+            return
         if not body.strip() or leg.endpoint_id is None:
             tx.respond(tx.response(488, "Offer Required"))
             return
@@ -361,8 +376,11 @@ class Call:
             tx.respond(tx.response(488))
             return
         assert isinstance(updated, SessionUpdated)
+        leg.local_sdp = updated.local_sdp or leg.local_sdp  # what a session refresh of ours repeats
         response = tx.response(200, body=(updated.local_sdp or "").encode())
         response.headers.add("Contact", contact_header(self.b2bua.stack, leg.peer.transport))
+        for name, value in timer_headers:
+            response.headers.add(name, value)
         if updated.local_sdp:
             response.headers.add("Content-Type", "application/sdp")
         tx.respond(response)
@@ -430,8 +448,10 @@ class Call:
         if await click_to_dial.handles(self, dialled):
             return  # the access number of a call placed from the app "via the exchange" (apps/click_to_dial.py)
         resolved = await self.b2bua.snapshots.resolve(dialled, self.caller.company_id, self.settings.default_region)
-        if self.caller.user_id is not None:
+        if self.caller.user_id is not None and not self.caller.for_callback:
             self.placed = Party(self.caller.user_id, "placed", resolved.number)
+            if resolved.kind in ("user", "group", "hunt_group", "call_center"):
+                self.placed.local_identity = self.caller.number or ""  # colleagues see the caller's extension
             if resolved.callee is not None:
                 self.placed.remote_name = resolved.callee.name
         try:
@@ -454,6 +474,8 @@ class Call:
             await self.route_user(resolved.callee, incoming, resolved.number, ())
         elif resolved.kind == "group" and resolved.group is not None:
             await self.route_group(resolved.group, resolved.company_id, incoming_base)
+        elif resolved.kind in ("hunt_group", "call_center"):
+            await groups.route(self, resolved, incoming_base)  # apps/groups.py
         elif resolved.kind == "external" and self.caller.user_id is not None:
             await self.call_out(resolved.number)
         else:
@@ -503,7 +525,7 @@ class Call:
                 return
             if isinstance(step, VoicemailStep):
                 party.outcome.append("voicemail")
-                await self.voicemail(routing)
+                await self.voicemail(routing, step)
                 return
             if isinstance(step, RejectStep):
                 word = {486: "busy", 480: "not-reachable"}.get(step.status, "rejected")
@@ -595,11 +617,6 @@ class Call:
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None:
             return branches
-        headers: list[tuple[str, str]] = []
-        if target.block_diversion:
-            # Ask the mobile network not to divert this branch to its own voicemail (it would take the call).
-            # SIP has no standard for ISUP's diversion inhibitor; this header is what our trunk peer reads.
-            headers.append(("Diversion-Inhibitor", "yes"))
         branches.append(
             Branch(
                 trunk[0],
@@ -607,8 +624,9 @@ class Call:
                 self.b2bua.peers.address(resolved.number),
                 target.kind,
                 target.answer_confirmation,
-                tuple(headers),
+                (),
                 user_id,
+                block_diversion=target.block_diversion,
             )
         )
         return branches
@@ -645,7 +663,10 @@ class Call:
                 to=branch.to,
                 label=branch.label,
                 confirm=branch.confirm,
+                block_diversion=branch.block_diversion,
             )
+            leg.min_answer_seconds = self.settings.block_diversion_min_answer_seconds
+            leg.session_policy = policy_of(self.settings)
             leg.endpoint_id = endpoint.endpoint_id
             leg.user_id = branch.user_id
             leg.listener = lambda leg, response: queue.put_nowait((leg, response))
@@ -691,6 +712,7 @@ class Call:
                                 and not self.a.answered
                                 and not self.a.late_offer
                                 and not leg.confirm
+                                and not leg.block_diversion  # the network's "not reachable" announcement
                                 and await self._accept_answer(leg, event)
                             ):
                                 early = leg
@@ -776,6 +798,7 @@ class Call:
         assert leg.endpoint_id is not None and self.a.endpoint_id is not None
         leg.answered = True
         self.connected = leg
+        leg.start_session_timer()  # RFC 4028 on the callee's side (the caller's started with our 200)
         await self.media.execute(Connect(self.a.endpoint_id, leg.endpoint_id))
         self.answered_at = datetime.now(UTC)
         if self.placed is not None:
@@ -784,7 +807,8 @@ class Call:
         if not self.a.answered:
             self.a.answer(self.a_sdp)
         # Both users are now on a call: a second call finds them busy (or waiting) per their settings.
-        self.on_call_users = [u for u in (self.caller.user_id, leg.user_id) if u is not None]
+        caller_user = None if self.caller.for_callback else self.caller.user_id
+        self.on_call_users = [u for u in (caller_user, leg.user_id) if u is not None]
         for user_id in self.on_call_users:
             self.b2bua.on_call_started(user_id)
         click_to_dial.announce_started(self)  # call.started: the users' apps refresh their call lists (SPEC D3)
@@ -819,6 +843,9 @@ class Call:
             return
         if resolved.kind == "group" and resolved.group is not None:
             await self.route_group(resolved.group, resolved.company_id, base)
+            return
+        if resolved.kind in ("hunt_group", "call_center"):
+            await groups.route(self, resolved, base)  # members ring directly: a group call is never forwarded on
             return
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None or resolved.kind == "unknown":
@@ -872,9 +899,9 @@ class Call:
 
     # -- applications ------------------------------------------------------------------------------------------
 
-    async def voicemail(self, routing: Routing) -> None:
-        """The voicemail application takes the call: greeting, tone, the message (apps/voicemail.py)."""
-        await leave_message(self, routing.callee.user_id, routing.called_number)
+    async def voicemail(self, routing: Routing, step: VoicemailStep) -> None:
+        """The voicemail application takes the call: greeting (chosen by why: busy or not), tone, the message."""
+        await leave_message(self, routing.callee.user_id, routing.called_number, step.cause)
 
     async def play_to_end(self, endpoint_id: str, files: tuple[object, ...]) -> None:
         playback = await self.play(endpoint_id, files)
@@ -919,7 +946,7 @@ class Call:
             return
         if isinstance(step.afterwards, VoicemailStep):
             routing.party.outcome.append("voicemail")
-            await self.voicemail(routing)
+            await self.voicemail(routing, step.afterwards)
         else:
             self.over.set()
 
@@ -937,7 +964,7 @@ class Call:
             leg.endpoint_id = endpoint.endpoint_id
             leg.start(
                 endpoint.local_sdp,
-                [("Alert-Info", "<urn:alert:service:ring-splash>")],
+                [("Alert-Info", self.settings.ring_splash_alert_info)],
                 provisional_timeout=self.settings.branch_provisional_seconds,
             )
             legs.append(leg)

@@ -15,8 +15,20 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
+from hipper.apps.diversion_guard import diverting, refused_answer
+from hipper.apps.session_timers import SessionTimer, policy_of
 from hipper.sip.dialog import Dialog, new_call_id, new_tag
-from hipper.sip.message import URI, Headers, NameAddr, ParseError, Request, Response
+from hipper.sip.message import URI, Headers, Message, NameAddr, ParseError, Request, Response
+from hipper.sip.session_timer import (
+    MAX_INTERVAL,
+    Session,
+    SessionTimerPolicy,
+    answer,
+    answer_headers,
+    from_answer,
+    min_se,
+    offer_headers,
+)
 from hipper.sip.stack import SipStack
 from hipper.sip.transaction import ClientTransaction, ServerTransaction
 from hipper.sip.transport import Peer
@@ -49,13 +61,36 @@ class Leg:
         self.dialog: Dialog | None = None
         self.endpoint_id: str | None = None
         self.ended = False  # BYE sent or received, or the INVITE failed
+        # RFC 4028 (apps/session_timers.py): the running timer, how a refresh can reach the peer, what it repeats.
+        self.session_timer: SessionTimer | None = None
+        self.session_expired = False
+        self.peer_allows_update = False
+        self.local_sdp = ""
 
     @property
     def local_tag(self) -> str:
         raise NotImplementedError
 
+    def start_session(self, session: Session | None, *, we_refresh: bool) -> None:
+        if session is not None and self.session_timer is None:
+            self.session_timer = SessionTimer(self, session, we_refresh=we_refresh)
+            self.session_timer.start()
+
+    def ack_refresh(self, response: Response) -> None:
+        """ACK a 2xx to a re-INVITE of ours (a session refresh), also a retransmitted one (§13.2.2.4)."""
+        if self.dialog is None:
+            return
+        ack = self.dialog.create_request("ACK")
+        ack.headers.set("CSeq", f"{response.cseq[0]} ACK")
+        self.stack.send_ack(ack, self.peer)
+
+    def stop_session(self) -> None:
+        if self.session_timer is not None:
+            self.session_timer.stop()
+
     async def bye(self) -> None:
         """End a confirmed dialog; waits briefly for the answer (a dead phone must not hold up the call's end)."""
+        self.stop_session()
         if self.ended or self.dialog is None or self.dialog.early:
             self.ended = True
             return
@@ -87,6 +122,11 @@ class CallerLeg(Leg):
         self._interval = stack.transactions.timers.t1
         self._given_up: asyncio.TimerHandle | None = None
         self.on_no_ack: Callable[[], None] | None = None
+        # The session timer our 2xx will set (the INVITE's Session-Expires was checked by the B2BUA: 422 / 400).
+        self.session: Session | None = None
+        with contextlib.suppress(ParseError):
+            self.session = answer(self.request, policy_of(call.settings))
+        self.peer_allows_update = allows_update(self.request)
 
     @property
     def local_tag(self) -> str:
@@ -126,11 +166,17 @@ class CallerLeg(Leg):
         self.answered = True
         response = self._with_contact(self.tx.response(200, body=sdp.encode()))
         response.headers.add("Content-Type", SDP)
+        if self.session is not None:
+            for name, value in answer_headers(self.session):
+                response.headers.add(name, value)
+        self.local_sdp = sdp
         if self.dialog is None:
             self.dialog = Dialog.as_uas(self.request, response)
         else:
             self.dialog.early = False
         self.tx.respond(response)
+        # We are the INVITE's UAS: we refresh when our 2xx said refresher=uas.
+        self.start_session(self.session, we_refresh=self.session is not None and self.session.refresher == "uas")
         data = response.serialize()
         destination = self.tx.destination
         loop = asyncio.get_running_loop()
@@ -174,6 +220,7 @@ class CallerLeg(Leg):
         for timer in (self._retransmit, self._given_up):
             if timer is not None:
                 timer.cancel()
+        self.stop_session()
 
 
 BranchListener = Callable[["CalleeLeg", Response], None]
@@ -195,6 +242,7 @@ class CalleeLeg(Leg):
         to: NameAddr,
         label: str,
         confirm: bool = False,
+        block_diversion: bool = False,
     ) -> None:
         super().__init__(stack, call, peer)
         self.uri = uri
@@ -203,6 +251,16 @@ class CalleeLeg(Leg):
         self.label = label  # which plan target this branch is, for logs and tests
         self.user_id: int | None = None  # whose phone this branch rings (an answer makes them busy)
         self.confirm = confirm  # answer confirmation: its 200 is not an answer until the key press
+        # Anywhere's block diversion: an answer from the network's voicemail is refused (apps/diversion_guard.py).
+        self.block_diversion = block_diversion
+        self.min_answer_seconds = 0.0
+        self.refused: str | None = None  # why the guard refused this branch's answer
+        # Offer RFC 4028 session timers in the INVITE (the executor's call branches; not ring splashes).
+        self.session_policy: SessionTimerPolicy | None = None
+        self.answer_response: Response | None = None
+        self._retried_422 = False
+        self._provisional_timeout: float | None = None
+        self._sent_at = 0.0
         self.request: Request | None = None
         self.provisional = False
         self.status: int | None = None  # final status once it came
@@ -238,7 +296,22 @@ class CalleeLeg(Leg):
         if sdp is not None:
             message.add("Content-Type", SDP)
             body = sdp.encode()
+            self.local_sdp = sdp
+        supported: list[str] = []
+        if self.session_policy is not None:
+            for name, value in offer_headers(self.session_policy):
+                if name == "Supported":
+                    supported.append(value)
+                else:
+                    message.add(name, value)
+        if self.block_diversion:
+            # RFC 7044 §5: ask for History-Info in responses, the guard reads diversions from it.
+            supported.append("histinfo")
+        if supported:
+            message.add("Supported", ", ".join(supported))
         self.request = Request("INVITE", self.uri, message, body)
+        self._sent_at = asyncio.get_running_loop().time()
+        self._provisional_timeout = provisional_timeout
         self.tx = self.stack.send_request(
             self.request, self.peer, self._on_response, provisional_timeout=provisional_timeout
         )
@@ -255,6 +328,12 @@ class CalleeLeg(Leg):
         status = response.status
         if status < 200:
             self.provisional = True
+            if self.block_diversion and self.refused is None:
+                why = diverting(response)
+                if why is not None:
+                    self._refuse(why)
+                    self.cancel()  # its 487 ends the branch for the call, like any failed branch
+                    return
             if response.to.tag is not None and self.dialog is None:
                 with contextlib.suppress(ParseError):
                     self.dialog = Dialog.as_uac(self.request, response)
@@ -263,10 +342,41 @@ class CalleeLeg(Leg):
         if status < 300:
             self._on_success(response)
             return
+        if status == 422 and self._retry_with_larger_interval(response):
+            return
         if self.status is None:
             self.status = status
             self.ended = True
             self._tell(response)
+
+    def _retry_with_larger_interval(self, response: Response) -> bool:
+        """RFC 4028 §7.1: a 422 names the callee's Min-SE; the INVITE goes again, once, asking for that much."""
+        if self.session_policy is None or self._retried_422 or self.cancelled or self.request is None:
+            return False
+        try:
+            wanted = min_se(response)
+        except ParseError:
+            return False
+        if wanted is None or wanted > MAX_INTERVAL:
+            return False
+        self._retried_422 = True
+        headers = Headers()
+        for name, value in self.request.headers:
+            if name == "Via":
+                continue  # the new transaction adds its own
+            if name == "CSeq":
+                value = f"{self.request.cseq[0] + 1} INVITE"  # §8.1.3.5: same Call-ID and From tag, next CSeq
+            elif name in ("Session-Expires", "Min-SE"):
+                value = str(wanted)
+            headers.add(name, value)
+        self.request = Request("INVITE", self.uri, headers, self.request.body)
+        self.dialog = None
+        self.provisional = False
+        self.tx = self.stack.send_request(
+            self.request, self.peer, self._on_response, provisional_timeout=self._provisional_timeout
+        )
+        log.info("call.session_interval_raised", extra={"branch": self.label, "min_se": wanted})
+        return True
 
     def _on_success(self, response: Response) -> None:
         """A 2xx (also a retransmission the transaction no longer matches): ACK it, once per dialog."""
@@ -287,13 +397,36 @@ class CalleeLeg(Leg):
             self.dialog.update_from_response(response)
         self.dialog.early = False
         self.status = response.status
+        self.answer_response = response
+        self.peer_allows_update = allows_update(response)
         self._ack = self._send_ack(self.dialog)
         self.call.b2bua.add_leg(self)
         if self.cancelled:
             # §9.1 race: the callee answered while our CANCEL was under way. ACK, then BYE (DESIGN trap).
             asyncio.get_running_loop().create_task(self.bye())
             return
+        if self.block_diversion and self.refused is None:
+            elapsed = asyncio.get_running_loop().time() - self._sent_at
+            why = refused_answer(self.request, response, elapsed, self.min_answer_seconds)
+            if why is not None:
+                # The mobile network's voicemail answered, not the person: end it, and to the call this branch
+                # simply went away (as after a BYE), so the others keep ringing.
+                self._refuse(why)
+                asyncio.get_running_loop().create_task(self.bye())
+                self.call.leg_gone(self)
+                return
         self._tell(response)
+
+    def start_session_timer(self) -> None:
+        """The call connected this branch: run the session timer its 2xx agreed (we are the INVITE's UAC)."""
+        if self.answer_response is None or self.session_policy is None or not self.session_policy.enabled:
+            return
+        session = from_answer(self.answer_response, offered=True)
+        self.start_session(session, we_refresh=session is not None and session.refresher == "uac")
+
+    def _refuse(self, why: str) -> None:
+        self.refused = why
+        log.info("call.diverted_branch_refused", extra={"branch": self.label, "why": why})
 
     def _send_ack(self, dialog: Dialog) -> bytes:
         ack = dialog.create_request("ACK")
@@ -312,3 +445,9 @@ class CalleeLeg(Leg):
     def _tell(self, response: Response) -> None:
         if self.listener is not None:
             self.listener(self, response)
+
+
+def allows_update(message: Message) -> bool:
+    """RFC 3311 §5.1: the peer lists UPDATE in Allow (then a body-less UPDATE refreshes a session)."""
+    methods = (method.strip().upper() for value in message.headers.get_all("Allow") for method in value.split(","))
+    return "UPDATE" in methods

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from hipper.config import Settings
 from hipper.domain.outgoing import CallerIdentity
 from hipper.domain.routing.plan import Diversion
-from hipper.sip.message import URI, NameAddr, Request
+from hipper.sip.message import URI, Message, NameAddr
 from hipper.sip.transport import Peer
 
 
@@ -88,8 +88,9 @@ def identity_headers(identity: CallerIdentity, realm: str, *, trusted: bool) -> 
 _COUNTER = re.compile(r";\s*counter\s*=\s*(\d{1,3})", re.IGNORECASE)
 
 
-def diversions_so_far(request: Request) -> int:
-    """How often an arriving call was diverted already: Diversion counters, else History-Info causes."""
+def diversions_so_far(request: Message) -> int:
+    """How often a call was diverted already: Diversion counters, else History-Info causes (of an arriving
+    INVITE, or of a 2xx reporting where our own INVITE went, apps/diversion_guard.py)."""
     count = 0
     for value in request.headers.get_all("Diversion"):
         for entry in value.split(","):

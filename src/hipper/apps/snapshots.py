@@ -55,8 +55,22 @@ BINDINGS_REUSE_SECONDS = 0.5
 # change committed in the last moment of ringing races the answer either way.
 DOCUMENT_CATCH_UP_SECONDS = 1.0
 
-# Of the events that matter to routing, those that cannot change who a dialled number is (`resolve`).
-NUMBERS_UNCHANGED = ("service.", "device.")
+# Events that cannot change who a dialled number is or the name it shows (`resolve`); every other event, also
+# hunt-group and directory changes that the snapshots ignore, drops the resolved numbers.
+NUMBERS_UNCHANGED = (
+    "service.",
+    "device.",
+    "call.",
+    "call_log.",
+    "voicemail.",
+    "greeting.",
+    "contacts.",
+    "app_settings.",
+    "push_subscription.",
+    "passkey.",
+    "recording.",
+)
+CACHED_KINDS = ("user", "external", "unknown")
 # How long after `resolve` looked at the outbox the snapshot read of the same call may skip its own look.
 CALL_CATCH_UP_SECONDS = 1.0
 # Per task, i.e. per call: when `resolve` last looked at the outbox (loop time), for the `state` that follows.
@@ -111,7 +125,7 @@ class SnapshotCache:
 
     async def resolve(self, dialled: str, company_id: int | None, region: str) -> Resolved:
         """`directory.resolve`, cached until an event that may change who a number is (users, companies,
-        departments, call centers); company and department numbers are always read fresh. Looks at the outbox
+        departments, call centers); only users and outside numbers are cached. Looks at the outbox
         first; the routing snapshot read next in the same call (`state`) relies on that look instead of taking
         another one."""
         async with self._engine.connect() as connection:
@@ -124,9 +138,10 @@ class SnapshotCache:
         generation = self._generation
         async with self.sessions() as session:
             resolved = await resolve(session, dialled, company_id, region)
-        # Not group numbers: their night mode is a switch people flip and expect to apply at once, and reading
-        # it fresh keeps that true even for a change written without an outbox event.
-        if resolved.kind != "group" and generation == self._generation:  # nothing invalidated it meanwhile
+        # Users and outside numbers only: company and department numbers carry a night mode people flip and
+        # expect to apply at once (also when written without an outbox event), hunt groups and call centers
+        # their members and state; those are read fresh.
+        if resolved.kind in CACHED_KINDS and generation == self._generation:  # nothing invalidated it meanwhile
             if len(self._resolved) >= self.max_users:
                 self._resolved.clear()
             self._resolved[key] = resolved
@@ -196,11 +211,11 @@ class SnapshotCache:
             return
         for event_id, user_id, event_type in rows:
             self._last_event = event_id
-            if event_type.startswith(UNRELATED_EVENTS):
-                continue
             if not event_type.startswith(NUMBERS_UNCHANGED) and self._resolved:
                 self._resolved.clear()
                 self._generation += 1
+            if event_type.startswith(UNRELATED_EVENTS):
+                continue
             if user_id is None:
                 self.clear()  # a company or group changed: whose snapshot it touches is not named
             else:

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hipper.domain.greetings import GreetingCase, greeting_case
+from hipper.domain.routing.plan import DiversionReason
 from hipper.media.engine import SILENCE_LEVEL, MediaError, Started, StartRecording, StopRecording
 from hipper.media.g711 import SAMPLE_RATE
 from hipper.media.prompts import PromptError, prompt_path, sentence, tone_path
@@ -73,25 +75,26 @@ async def sweep_spool_once(data_dir: Path) -> None:
         log.info("voicemail.spool_swept", extra={"removed": removed})
 
 
-def system_greeting(language: str, number: str) -> tuple[Path, ...]:
-    """ "The person you are calling, 2 0 2, is unavailable. Please leave a message after the tone." """
+def system_greeting(language: str, number: str, case: GreetingCase = "no_answer") -> tuple[Path, ...]:
+    """ "The person you are calling, 2 0 2, is unavailable (is busy). Please leave a message after the tone." """
     digits: list[Path] = []
     for digit in number:
         if digit.isdigit():
             with contextlib.suppress(PromptError):
                 digits.append(prompt_path(language, f"n{digit}"))
+    reason = "reason_busy" if case == "busy" else "reason_unavailable"
     return (
         sentence(language, ["person_you_are_calling"])
         + tuple(digits)
-        + sentence(language, ["is", "reason_unavailable", "leave_message_after_tone"])
+        + sentence(language, ["is", reason, "leave_message_after_tone"])
     )
 
 
-async def greeting_files(call: Call, user_id: int, called_number: str) -> tuple[Path, ...]:
-    """The user's active greeting (then the tone), or the system greeting naming the number."""
+async def greeting_files(call: Call, user_id: int, called_number: str, case: GreetingCase) -> tuple[Path, ...]:
+    """The user's greeting for `case` (busy falls back to no answer), or the system greeting naming the number."""
     data_dir = call.settings.data_dir
     async with call.b2bua.sessions() as session:
-        active = await greetings.active_for(session, user_id)
+        active = await greetings.active_for(session, user_id, case)
     if active is not None:
         try:
             path = media_files.resolve(data_dir, active.media_path)
@@ -100,7 +103,7 @@ async def greeting_files(call: Call, user_id: int, called_number: str) -> tuple[
         except media_files.MediaPathError:
             pass
         log.warning("voicemail.greeting_missing", extra={"user_id": user_id, "greeting_id": active.id})
-    return system_greeting(call.settings.prompt_language, called_number)
+    return system_greeting(call.settings.prompt_language, called_number, case)
 
 
 def _trimmed_wav(path: Path, cut_seconds: float) -> tuple[bytes, int]:
@@ -147,14 +150,18 @@ async def record_message(call: Call, endpoint_id: str) -> tuple[Path, float] | N
     return spool, cut
 
 
-async def leave_message(call: Call, user_id: int, called_number: str) -> None:
-    """The whole deposit: answer, greeting, tone, record, store; then say goodbye if the caller is still there."""
+async def leave_message(call: Call, user_id: int, called_number: str, cause: DiversionReason) -> None:
+    """The whole deposit: answer, greeting, tone, record, store; then say goodbye if the caller is still there.
+
+    `cause` is why the call came to voicemail (the plan's `VoicemailStep.cause`): it picks the greeting."""
     await call.answer_caller()
     await sweep_spool_once(call.settings.data_dir)
     endpoint_id = call.a.endpoint_id
     assert endpoint_id is not None
     language = call.settings.prompt_language
-    files = await greeting_files(call, user_id, called_number)
+    case = greeting_case(cause)
+    log.info("voicemail.greeting", extra={"call_id": call.call_id, "cause": cause, "case": case})
+    files = await greeting_files(call, user_id, called_number, case)
     await call.play_to_end(endpoint_id, (*files, tone_path("beep")))
     if call.over.is_set():
         return

@@ -41,6 +41,8 @@ _PHRASES: Final[dict[str, tuple[str, str]]] = {
     "reason_training": ("in training", "op training"),
     "reason_unavailable": ("unavailable", "niet beschikbaar"),
     "reason_vacation": ("on vacation", "op vakantie"),
+    # Not a Personal Assistant presence: the system voicemail greeting for a busy user ("... is busy").
+    "reason_busy": ("busy", "in gesprek"),
     "until": ("until", "tot"),
     "at": ("at", "om"),
     "today": ("today", "vandaag"),
@@ -98,6 +100,11 @@ _PHRASES: Final[dict[str, tuple[str, str]]] = {
     "incoming_call": ("You have an incoming call.", "U heeft een inkomend gesprek."),
     "press_1_to_accept": ("Press 1 to accept the call.", "Toets 1 om het gesprek aan te nemen."),
     "please_hold": ("Please hold, you are being connected.", "Een ogenblik geduld, u wordt doorverbonden."),
+    # A call-center caller waiting in the queue (apps/groups.py).
+    "queue_wait": (
+        "All our colleagues are busy at the moment. Please hold, your call will be answered as soon as possible.",
+        "Al onze medewerkers zijn op dit moment in gesprek. Een ogenblik geduld, u wordt zo snel mogelijk geholpen.",
+    ),
     # Time words.
     "oclock": ("o'clock", "uur"),
     "am": ("a.m.", "'s ochtends"),

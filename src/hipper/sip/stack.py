@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
@@ -77,10 +78,23 @@ class SipStack:
         self._tasks: set[asyncio.Task[None]] = set()
         self.malformed = 0  # counted, not logged one by one: a flood must not become a log flood
 
-    async def start(self, host: str, port: int, *, tcp: bool = True, advertised_host: str = "") -> None:
+    async def start(
+        self,
+        host: str,
+        port: int,
+        *,
+        tcp: bool = True,
+        advertised_host: str = "",
+        tls_port: int | None = None,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """Listen on UDP (and TCP) `port`; with `tls_port` and a server context also for SIP over TLS."""
         self.transports.advertised_host = advertised_host
-        await self.transports.start(host, port, tcp=tcp)
-        log.info("sip.listening", extra={"host": self.transports.host, "port": self.transports.port})
+        await self.transports.start(host, port, tcp=tcp, tls_port=tls_port, tls_context=tls_context)
+        log.info(
+            "sip.listening",
+            extra={"host": self.transports.host, "port": self.transports.port, "tls_port": self.transports.tls_port},
+        )
 
     async def close(self) -> None:
         self.transactions.close()

@@ -1,9 +1,15 @@
-"""SIP transports on asyncio: UDP and TCP (RFC 3261 §18; stream framing by Content-Length §18.3;
-RFC 5626 §4.4.1 CRLF keepalives on TCP).
+"""SIP transports on asyncio: UDP, TCP and TLS (RFC 3261 §18 and §26; stream framing by Content-Length
+§18.3; RFC 5626 §4.4.1 CRLF keepalives on TCP and TLS).
 
 Transports only move bytes: they hand every complete message, with the address and connection it came
-from, to a receiver (the stack), which parses it. TCP connections are remembered by the peer's address so
-that a request to a device behind NAT goes back over the very connection it registered on.
+from, to a receiver (the stack), which parses it. TCP and TLS connections are remembered by the peer's
+address so that a request to a device behind NAT goes back over the very connection it registered on
+(RFC 5626 flows: a phone behind NAT cannot take a new connection from us anyway).
+
+TLS is the TCP transport with a handshake in front: its accept loop counts a socket against the connection
+limit from the moment it is accepted, then gives it a bounded time to finish the TLS handshake. Hipper opens
+no outgoing TLS connections: requests reach TLS peers only over a connection they opened (their
+registration's), which is how phones use SIP over TLS.
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ import ipaddress
 import logging
 import re
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import cast
 
 from hipper.sip.message import MAX_MESSAGE_SIZE, format_hostport, split_hostport
@@ -29,11 +37,14 @@ _CONTENT_LENGTH = re.compile(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d{1,10}
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 
+TRANSPORTS = ("udp", "tcp", "tls")
+
+
 @dataclass(frozen=True, slots=True)
 class Peer:
     """Where a message came from or goes to: transport, IP address and port (never a host name)."""
 
-    transport: str  # "udp" | "tcp"
+    transport: str  # "udp" | "tcp" | "tls"
     host: str
     port: int
 
@@ -44,7 +55,7 @@ class Peer:
     def parse(cls, text: str) -> Peer:
         transport, _, hostport = text.partition(":")
         host, port = split_hostport(hostport)
-        if transport not in ("udp", "tcp") or port is None:
+        if transport not in TRANSPORTS or port is None:
             raise ValueError(f"not a peer address: {text!r}")
         return cls(transport, host, port)
 
@@ -104,10 +115,15 @@ class UdpTransport(asyncio.DatagramProtocol):
 
 
 class TcpConnection(asyncio.Protocol):
-    """One TCP connection; frames the byte stream into messages by Content-Length (§18.3)."""
+    """One TCP or TLS connection; frames the byte stream into messages by Content-Length (§18.3).
 
-    def __init__(self, owner: TcpTransport) -> None:
+    A TLS connection is made only once its handshake is done (the transport's accept loop counts it before),
+    so everything here sees decrypted bytes and nothing is ever written in the clear.
+    """
+
+    def __init__(self, owner: TcpTransport, *, admitted: bool = False) -> None:
         self.owner = owner
+        self.admitted = admitted  # counted against the connection limit already (TLS: at accept)
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
         self.buffer = bytearray()
@@ -119,8 +135,8 @@ class TcpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         peername = transport.get_extra_info("peername")
-        self.peer = Peer("tcp", peername[0], peername[1])
-        if len(self.owner.connections) >= self.owner.max_connections:
+        self.peer = Peer(self.owner.name, peername[0], peername[1])
+        if not self.admitted and self.owner.open_connections() >= self.owner.max_connections:
             self.transport.abort()  # a connection flood must not exhaust file descriptors
             return
         self.owner.connections[self.peer] = self
@@ -187,21 +203,28 @@ class TcpConnection(asyncio.Protocol):
             try:
                 self.owner.receiver(message, self.peer)
             except Exception:
-                log.exception("sip.tcp.receive_failed")
+                log.exception("sip.stream.receive_failed")
 
     def write(self, data: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
-            raise TransportError("TCP connection is closed")
+            raise TransportError(f"{self.owner.name.upper()} connection is closed")
         self.transport.write(data)
 
     def abort(self, why: str) -> None:
-        log.info("sip.tcp.abort", extra={"peer": str(self.peer), "why": why})
+        log.info("sip.stream.abort", extra={"peer": str(self.peer), "why": why})
         self.buffer.clear()
         if self.transport is not None:
             self.transport.abort()
 
 
 class TcpTransport:
+    """SIP over TCP, or over TLS when given a server context (then named "tls").
+
+    TLS runs its own accept loop instead of `create_server(ssl=...)`: there a connection is seen only after its
+    handshake, so a flood of sockets that never finish one could not be limited. Here every accepted socket
+    counts at once, is refused over the limit, and gets `handshake_timeout` seconds to become a TLS connection.
+    """
+
     def __init__(
         self,
         receiver: Receiver,
@@ -210,25 +233,84 @@ class TcpTransport:
         first_message_timeout: float = 32.0,
         idle_timeout: float = 3900.0,
         max_connections: int = 10_000,
+        server_context: ssl.SSLContext | None = None,
+        handshake_timeout: float = 10.0,
     ) -> None:
         self.receiver = receiver
+        self.name = "tcp" if server_context is None else "tls"
+        self.server_context = server_context
         self.connect_timeout = connect_timeout
+        self.handshake_timeout = handshake_timeout
         self.first_message_timeout = first_message_timeout
         # Longer than the longest registration interval (3600 s by default) plus a margin.
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.connections: dict[Peer, TcpConnection] = {}
+        self.handshakes: set[asyncio.Task[None]] = set()  # accepted TLS sockets not yet secured
         self.server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accepting: asyncio.Task[None] | None = None
         self.host = ""
         self.port = 0
 
+    def open_connections(self) -> int:
+        return len(self.connections) + len(self.handshakes)
+
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: TcpConnection(self), host, port, reuse_address=True)
-        sockname = self.server.sockets[0].getsockname()
+        if self.server_context is None:
+            self.server = await loop.create_server(lambda: TcpConnection(self), host, port, reuse_address=True)
+            sockname = self.server.sockets[0].getsockname()
+        else:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            self._listener = socket.create_server((host, port), family=family, backlog=128)
+            self._listener.setblocking(False)
+            sockname = self._listener.getsockname()
+            self._accepting = loop.create_task(self._accept(self._listener, self.server_context))
         self.host, self.port = sockname[0], sockname[1]
 
+    async def _accept(self, listener: socket.socket, context: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, _ = await loop.sock_accept(listener)
+            except OSError as exc:  # out of descriptors, or the peer gave up meanwhile: keep serving
+                log.warning("sip.tls.accept_failed", extra={"error": str(exc)})
+                await asyncio.sleep(0.1)
+                continue
+            if self.open_connections() >= self.max_connections:
+                sock.close()  # a connection flood must not exhaust file descriptors
+                continue
+            task = loop.create_task(self._secure(sock, context))
+            self.handshakes.add(task)
+            task.add_done_callback(self.handshakes.discard)
+
+    async def _secure(self, sock: socket.socket, context: ssl.SSLContext) -> None:
+        """The TLS handshake of one accepted socket, bounded; a failure costs that connection only."""
+        loop = asyncio.get_running_loop()
+        try:
+            peer = sock.getpeername()
+        except OSError:
+            sock.close()
+            return
+        try:
+            async with asyncio.timeout(self.handshake_timeout + 1):  # the loop's own timeout should come first
+                await loop.connect_accepted_socket(
+                    lambda: TcpConnection(self, admitted=True),
+                    sock,
+                    ssl=context,
+                    ssl_handshake_timeout=self.handshake_timeout,
+                )
+        except Exception as exc:  # not TLS, a bad or slow handshake: that connection only
+            # The loop owns the socket now and has closed it (both asyncio and uvloop do on any failure,
+            # cancellation included); closing it here too could close a descriptor number already reused.
+            log.info("sip.tls.handshake_failed", extra={"peer": str(peer), "error": str(exc) or repr(exc)})
+
     async def connect(self, peer: Peer) -> TcpConnection:
+        if self.server_context is not None:
+            # Outgoing TLS would need a host name to verify the peer's certificate against, and our peers are
+            # addresses; TLS phones are reached over the connection they registered on.
+            raise TransportError(f"no TLS connection from {peer}; Hipper opens no outgoing TLS connections")
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
@@ -247,6 +329,12 @@ class TcpTransport:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
+        if self._accepting is not None:
+            self._accepting.cancel()
+        if self._listener is not None:
+            self._listener.close()
+        for task in list(self.handshakes):
+            task.cancel()
         for connection in list(self.connections.values()):
             if connection.transport is not None:
                 connection.transport.close()
@@ -256,16 +344,55 @@ class TcpTransport:
                     await self.server.wait_closed()
 
 
+def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    """The TLS server context for SIP: TLS 1.2 or newer, with the ssl module's default ciphers.
+
+    Raises `TlsSetupError` naming the setting and the file when a file is missing, unreadable or not PEM.
+    Phones are not asked for client certificates: they authenticate with digest, as over UDP and TCP.
+    """
+    for setting, path in (("sip_tls_cert_file", cert_file), ("sip_tls_key_file", key_file)):
+        try:
+            with path.open("rb") as handle:
+                handle.read(1)
+        except OSError as exc:
+            raise TlsSetupError(f"{setting} {path}: {exc.strerror or exc}") from exc
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (ssl.SSLError, ValueError) as exc:
+        raise TlsSetupError(
+            f"sip_tls_cert_file {cert_file} / sip_tls_key_file {key_file}: not a PEM certificate and its key ({exc})"
+        ) from exc
+    return context
+
+
+class TlsSetupError(ValueError):
+    """The TLS certificate or key cannot be used; the exchange must not start half configured."""
+
+
 class Transports:
-    """The node's UDP and TCP transports on one address."""
+    """The node's UDP and TCP transports on one address, and TLS on its own port when configured."""
 
     def __init__(self, receiver: Receiver) -> None:
+        self.receiver = receiver
         self.udp = UdpTransport(receiver)
         self.tcp = TcpTransport(receiver)
+        self.tls: TcpTransport | None = None
         self._udp_transport: asyncio.DatagramTransport | None = None
         self.advertised_host = ""  # what our Via names when the bound address is a wildcard or private
 
-    async def start(self, host: str, port: int, *, tcp: bool = True) -> None:
+    async def start(
+        self,
+        host: str,
+        port: int,
+        *,
+        tcp: bool = True,
+        tls_port: int | None = None,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if tls_port is not None and tls_context is None:
+            raise TlsSetupError("a TLS port needs a certificate and key (sip_tls_cert_file, sip_tls_key_file)")
         loop = asyncio.get_running_loop()
         for attempt in range(20):
             transport, _ = await loop.create_datagram_endpoint(lambda: self.udp, local_addr=(host, port))
@@ -279,16 +406,30 @@ class Transports:
                     with contextlib.suppress(OSError):
                         sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
             if not tcp:
-                return
+                break
             try:
                 # Port 0 means "any free port": give TCP the port UDP got, so both share one address.
                 await self.tcp.start(host, self.udp.port)
-                return
+                break
             except OSError:
                 transport.close()
                 if port != 0 or attempt == 19:
                     raise  # a configured port that is taken is the operator's to fix
                 # The free UDP port is taken on TCP by someone else: try another one.
+        if tls_port is not None and tls_context is not None:
+            try:
+                await self.start_tls(host, tls_port, tls_context)
+            except OSError:
+                await self.close()
+                raise
+
+    async def start_tls(self, host: str, port: int, context: ssl.SSLContext) -> None:
+        """Listen for SIP over TLS on `port` (0: any free port) with this server context."""
+        if self.tls is not None:
+            raise RuntimeError("SIP over TLS is already listening")
+        tls = TcpTransport(self.receiver, server_context=context)
+        await tls.start(host, port)
+        self.tls = tls
 
     @property
     def host(self) -> str:
@@ -298,29 +439,45 @@ class Transports:
     def port(self) -> int:
         return self.udp.port
 
+    @property
+    def tls_port(self) -> int | None:
+        return self.tls.port if self.tls is not None else None
+
     def local_port(self, transport: str) -> int:
+        if transport == "tls" and self.tls is not None:
+            return self.tls.port
         return self.tcp.port if transport == "tcp" else self.udp.port
+
+    def _stream(self, peer: Peer) -> TcpTransport:
+        if peer.transport == "tcp":
+            return self.tcp
+        if peer.transport == "tls" and self.tls is not None:
+            return self.tls
+        raise TransportError(f"unsupported transport {peer.transport}")
 
     async def send(self, data: bytes, peer: Peer) -> None:
         if peer.transport == "udp":
             self.udp.send(data, peer)
-        elif peer.transport == "tcp":
-            await self.tcp.send(data, peer)
         else:
-            raise TransportError(f"unsupported transport {peer.transport}")
+            await self._stream(peer).send(data, peer)
 
     def send_nowait(self, data: bytes, peer: Peer) -> asyncio.Task[None] | None:
-        """Send without awaiting: UDP and existing TCP connections are synchronous; a new connection is a task."""
+        """Send without awaiting: UDP and existing connections are synchronous; a new connection is a task."""
         if peer.transport == "udp":
             self.udp.send(data, peer)
             return None
-        connection = self.tcp.connections.get(peer)
+        stream = self._stream(peer)
+        connection = stream.connections.get(peer)
         if connection is not None:
             connection.write(data)
             return None
-        return asyncio.get_running_loop().create_task(self.tcp.send(data, peer))
+        if stream.server_context is not None:
+            raise TransportError(f"no TLS connection from {peer}")  # none will be opened (TcpTransport.connect)
+        return asyncio.get_running_loop().create_task(stream.send(data, peer))
 
     async def close(self) -> None:
         if self._udp_transport is not None:
             self._udp_transport.close()
         await self.tcp.close()
+        if self.tls is not None:
+            await self.tls.close()

@@ -1,4 +1,5 @@
-"""Voicemail greetings (SPEC H2): at most one active per user; its file is what callers hear (H3)."""
+"""Voicemail greetings (SPEC H2): per user at most one active for "no answer" and one for "busy"; their files
+are what callers hear (H3, `hipper.domain.greetings`)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
+from hipper.domain.greetings import GreetingCase, chosen_greeting
 from hipper.store import media_files
 from hipper.store.events import add_event
 from hipper.store.models import Greeting
@@ -18,7 +21,15 @@ MAX_GREETINGS = 20
 
 
 def _event(greeting: Greeting) -> dict[str, object]:
-    return {"id": greeting.id, "name": greeting.name, "active": greeting.active}
+    return {"id": greeting.id, "name": greeting.name, "active": greeting.active, "active_busy": greeting.active_busy}
+
+
+def _column(case: GreetingCase) -> InstrumentedAttribute[bool]:
+    return Greeting.active_busy if case == "busy" else Greeting.active
+
+
+def is_active(greeting: Greeting, case: GreetingCase) -> bool:
+    return greeting.active_busy if case == "busy" else greeting.active
 
 
 async def list_for(session: AsyncSession, user_id: int) -> list[Greeting]:
@@ -39,10 +50,16 @@ async def get_for(session: AsyncSession, user_id: int, greeting_id: int) -> Gree
     return result.scalar_one_or_none()
 
 
-async def active_for(session: AsyncSession, user_id: int) -> Greeting | None:
-    """The greeting callers hear, or None for the exchange's standard greeting."""
-    result = await session.execute(select(Greeting).where(Greeting.user_id == user_id, Greeting.active))
-    return result.scalars().first()
+async def active_for(session: AsyncSession, user_id: int, case: GreetingCase = "no_answer") -> Greeting | None:
+    """The greeting callers hear in `case`, or None for the exchange's system greeting."""
+    result = await session.execute(
+        select(Greeting).where(Greeting.user_id == user_id, or_(Greeting.active, Greeting.active_busy))
+    )
+    rows = list(result.scalars())
+    no_answer = next((row.id for row in rows if row.active), None)
+    busy = next((row.id for row in rows if row.active_busy), None)
+    chosen = chosen_greeting(case, no_answer, busy)
+    return next((row for row in rows if row.id == chosen), None)
 
 
 async def add(
@@ -85,36 +102,38 @@ async def rename(session: AsyncSession, greeting: Greeting, name: str) -> None:
     add_event(session, greeting.user_id, "greeting.changed", _event(greeting))
 
 
-async def set_active(session: AsyncSession, greeting: Greeting, active: bool) -> None:
-    """Make `greeting` the one active greeting (or none). The caller commits.
+async def set_active(session: AsyncSession, greeting: Greeting, active: bool, case: GreetingCase = "no_answer") -> None:
+    """Make `greeting` the one active greeting for `case` (or none). The caller commits.
 
     Two devices may choose at the same moment. On PostgreSQL the user's greetings are first locked FOR UPDATE,
     so the second chooser waits for the first and then sees its choice. The changes themselves are UPDATE
     statements rather than edits of loaded rows, so they act on the newest committed state (on SQLite the first
     UPDATE opens the write transaction and so reads the latest data). The others are switched off before this
-    one is switched on; a partial unique index (migration 0002_lists) is the last guard.
+    one is switched on; a partial unique index per case (migrations 0002_lists, 0005_greetings) is the last guard.
     """
     user_id = greeting.user_id
+    column = _column(case)
     await session.execute(select(Greeting.id).where(Greeting.user_id == user_id).with_for_update())
     if active:
         await session.execute(
             update(Greeting)
-            .where(Greeting.user_id == user_id, Greeting.id != greeting.id, Greeting.active)
-            .values(active=False)
+            .where(Greeting.user_id == user_id, Greeting.id != greeting.id, column)
+            .values({column: False})
             .execution_options(synchronize_session="fetch")
         )
     await session.execute(
         update(Greeting)
         .where(Greeting.user_id == user_id, Greeting.id == greeting.id)
-        .values(active=active)
+        .values({column: active})
         .execution_options(synchronize_session="fetch")
     )
-    greeting.active = active
+    setattr(greeting, column.key, active)
     add_event(session, user_id, "greeting.changed", _event(greeting))
 
 
 async def delete_one(session: AsyncSession, greeting: Greeting) -> str:
     """Delete the row; returns its media path to unlink after the commit."""
     await session.execute(delete(Greeting).where(Greeting.id == greeting.id, Greeting.user_id == greeting.user_id))
-    add_event(session, greeting.user_id, "greeting.deleted", {"id": greeting.id, "was_active": greeting.active})
+    was = {"was_active": greeting.active, "was_active_busy": greeting.active_busy}
+    add_event(session, greeting.user_id, "greeting.deleted", {"id": greeting.id, **was})
     return greeting.media_path

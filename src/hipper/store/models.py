@@ -222,7 +222,11 @@ class Greeting(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    # The greeting callers hear when the user does not answer (and for every hand-off that is not "busy":
+    # all calls to voicemail, not reachable, after the Personal Assistant). At most one per user.
     active: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The greeting callers hear when the user is busy; without one they hear the `active` one (migration 0005).
+    active_busy: Mapped[bool] = mapped_column(Boolean, default=False)
     media_path: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -279,3 +283,11 @@ class WebAuthnChallenge(Base):
     purpose: Mapped[str] = mapped_column(String(20), primary_key=True)  # register | step_up
     challenge: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class HuntGroupRotation(Base):
+    """Where a circular hunt group starts next: the member who took its last call (apps/groups.py)."""
+
+    __tablename__ = "hunt_group_rotations"
+    hunt_group_id: Mapped[int] = mapped_column(ForeignKey("hunt_groups.id", ondelete="CASCADE"), primary_key=True)
+    last_user_id: Mapped[int | None] = mapped_column(Integer)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from hipper.api.deps import CurrentUser, Session, State, commit
+from hipper.api.errors import Conflict
 from hipper.apps.b2bua import B2bua
 from hipper.apps.click_to_dial import AppCalls
 from hipper.domain.errors import InvalidSetting, NotLicensed
@@ -83,7 +84,10 @@ def _invalid(field: str, message: str) -> HTTPException:
     responses={
         202: {"description": "callback started, or the access number armed"},
         403: {"description": "not_licensed (see `code`)"},
-        409: {"description": "nothing to call you back on, or no access number"},
+        409: {
+            "description": "`code`: no_call_processing (this node places no calls), no_access_number, "
+            "no_mobile_number, nothing_to_call_back, callback_under_way"
+        },
     },
 )
 async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state: State, calls: Calls,
@@ -114,13 +118,15 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
     if method == "via_mobile":
         return CallPlaced(method=method, to=to, identity=identity)
     if calls is None:
-        raise HTTPException(409, NO_CALL_PROCESSING)
+        raise Conflict("no_call_processing", NO_CALL_PROCESSING)
     if method == "via_exchange":
         access = state.settings.call_access_number
         if not access:
-            raise HTTPException(409, "this exchange has no access number for calls via the exchange")
+            raise Conflict("no_access_number", "this exchange has no access number for calls via the exchange")
         if user_state.mobile_number is None:
-            raise HTTPException(409, "calls via the exchange come from your mobile, and you have no mobile number")
+            raise Conflict(
+                "no_mobile_number", "calls via the exchange come from your mobile, and you have no mobile number"
+            )
         calls.arm(user.id, to, identity)
         response.status_code = 202
         return CallPlaced(method=method, to=to, identity=identity, access_number=access,
@@ -146,10 +152,10 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
             "mobile": "you have no mobile number, or no mobile network is configured",
             "remote_office": "you have no remote office number",
         }[setting.callback_device]
-        raise HTTPException(409, f"nothing to call you back on: {reason}")
+        raise Conflict("nothing_to_call_back", f"nothing to call you back on: {reason}")
     if any(c.user_id == user.id and c.state == "ringing" for c in calls.callbacks.values()):
         # One at a time: a second tap must not ring the user's phones twice over.
-        raise HTTPException(409, "a callback is already under way: answer it or hang it up first")
+        raise Conflict("callback_under_way", "a callback is already under way: answer it or hang it up first")
     callback = calls.start_callback(
         user.id, user.company_id, number or user_state.fixed_number or "", to, identity, targets
     )

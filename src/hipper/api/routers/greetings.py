@@ -1,5 +1,9 @@
 """/me/greetings: the voicemail greetings (SPEC H2). Licence: `voicemail`.
 
+A user chooses one greeting for callers when they do not answer (`active`, the field's name from before there
+were two, kept for existing clients) and one for when they are busy (`active_busy`; without one busy callers
+hear the `active` one). With neither, callers hear the system greeting naming the number (docs/voicemail.md).
+
 An upload (a file, or a recording the app made) is decoded off the event loop and stored as 8 kHz mono
 16-bit WAV, the format callers hear; see `hipper.media.audio_files`.
 """
@@ -19,6 +23,7 @@ from starlette.datastructures import UploadFile
 from hipper.api.deps import CurrentUser, RowId, Session, State, as_utc, commit
 from hipper.api.errors import invalid
 from hipper.api.routers.voicemails import require_voicemail
+from hipper.domain.greetings import GreetingCase
 from hipper.media.audio_files import MAX_SECONDS, MAX_UPLOAD_BYTES, READABLE, AudioRejected, decode_upload
 from hipper.offload import run_cpu
 from hipper.store import greetings, media_files
@@ -34,7 +39,13 @@ class GreetingItem(BaseModel):
     id: int
     name: str
     duration_ms: int
-    active: bool
+    active: bool = Field(
+        description="callers hear it when you do not answer, and whenever voicemail takes a call for another "
+        "reason than busy (all calls, not reachable, after the Personal Assistant)"
+    )
+    active_busy: bool = Field(
+        description="callers hear it when you are busy (or on do not disturb); without one, the `active` greeting"
+    )
     created_at: datetime
     audio_url: str
 
@@ -46,7 +57,12 @@ class GreetingList(BaseModel):
 class GreetingChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: GreetingName | None = None
-    active: bool | None = Field(None, description="true makes this the one active greeting; false: none")
+    active: bool | None = Field(
+        None, description="true makes this the one no-answer greeting; false: none (the system greeting)"
+    )
+    active_busy: bool | None = Field(
+        None, description="true makes this the one busy greeting; false: none (busy callers hear the `active` one)"
+    )
 
 
 def _item(row: Greeting) -> GreetingItem:
@@ -55,6 +71,7 @@ def _item(row: Greeting) -> GreetingItem:
         name=row.name,
         duration_ms=row.duration_ms,
         active=row.active,
+        active_busy=row.active_busy,
         created_at=as_utc(row.created_at),
         audio_url=f"/api/v1/me/greetings/{row.id}/audio",
     )
@@ -159,26 +176,29 @@ async def greeting_audio(greeting_id: RowId, auth: CurrentUser, session: Session
 async def change_greeting(
     greeting_id: RowId, body: GreetingChange, auth: CurrentUser, session: Session, state: State
 ) -> GreetingItem:
-    """Rename a greeting, or choose it as the active one (at most one is active)."""
+    """Rename a greeting, or choose it as the no-answer and/or the busy greeting (at most one of each)."""
     require_voicemail(auth)
     row = await greetings.get_for(session, auth.user.id, greeting_id)
     if row is None:
         raise HTTPException(404, NOT_FOUND)
     if body.name is not None and body.name != row.name:
         await greetings.rename(session, row, body.name)
-    if body.active is not None and body.active != row.active:
-        await greetings.set_active(session, row, body.active)
+    choices: tuple[tuple[GreetingCase, bool | None], ...] = (("no_answer", body.active), ("busy", body.active_busy))
+    for case, active in choices:
+        if active is not None and active != greetings.is_active(row, case):
+            await greetings.set_active(session, row, active, case)
     try:
         await commit(session, state)
     except IntegrityError as exc:
-        # Only the one-active-greeting index can refuse this; another device chose at the very same moment.
+        # Only the one-active-greeting indexes can refuse this; another device chose at the very same moment.
         raise HTTPException(409, "active: another device changed your greetings just now; try again") from exc
     return _item(row)
 
 
 @router.delete("/{greeting_id}", status_code=204, response_class=Response)
 async def delete_greeting(greeting_id: RowId, auth: CurrentUser, session: Session, state: State) -> Response:
-    """Delete a greeting and its audio; if it was active, callers hear the standard greeting again."""
+    """Delete a greeting and its audio; callers who heard it hear the fallback again (the no-answer greeting
+    instead of a deleted busy one, the system greeting instead of a deleted no-answer one)."""
     require_voicemail(auth)
     row = await greetings.get_for(session, auth.user.id, greeting_id)
     if row is None:

@@ -69,7 +69,7 @@ class Target(_Data):
     answer_confirmation: bool = False
     # Anywhere: offer call waiting to this location as a separate call (call control).
     call_control: bool = False
-    # Anywhere: send a diversion inhibitor so the mobile network's voicemail cannot take a fixed-number call.
+    # Anywhere: refuse an answer from the mobile network's voicemail for a fixed-number call (apps/diversion_guard.py).
     block_diversion: bool = False
     # The user is on a call and call waiting is on: this branch alerts as a waiting call.
     waiting: bool = False

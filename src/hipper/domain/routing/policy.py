@@ -82,6 +82,8 @@ class _Planner:
         self.now = now
         self.rules = rules
         self.notes: list[str] = []
+        # Targets left out because they take no waiting call (Anywhere without call control).
+        self.left_out_waiting = False
         self.voicemail = service(state, Voicemail)
         waiting = service(state, CallWaiting)
         # Without the call-waiting service a second call finds the user busy (the BroadWorks default).
@@ -125,12 +127,20 @@ class _Planner:
                 ]
             return splash + self.busy_treatment("do-not-disturb", "do not disturb is on")
 
-        # 6. Busy now: already on a call and call waiting is off.
+        # 6. Busy now: already on a call and call waiting is off — unless fixed-mobile leaves call waiting on the
+        # mobile to the mobile network, which then decides (its 486 is the busy signal).
         if self.state.on_call and not self.call_waiting:
-            return self.busy_treatment("user-busy", "you are on a call and call waiting is off")
+            handset = self.mobile_network_decides()
+            if handset is None:
+                return self.busy_treatment("user-busy", "you are on a call and call waiting is off")
+            return [self.ring_mobile_network_decides(handset)]
 
         # 4 + 5. Who alerts: remote office or your own devices, plus simultaneous ring and Anywhere.
         targets = self.alerting_targets()
+
+        # 6. On a call with call waiting on, and every phone that could ring takes no waiting call: busy.
+        if not targets and self.left_out_waiting:
+            return self.busy_treatment("user-busy", "you are on a call and none of your phones takes a waiting call")
 
         # 9. Not reachable: nothing registered and no number to ring.
         if not targets:
@@ -261,8 +271,71 @@ class _Planner:
         targets.extend(self.simultaneous_ring_targets())
         targets.extend(self.anywhere_targets())
         if self.state.on_call and self.call_waiting:
-            targets = [t.model_copy(update={"waiting": True}) for t in targets]
+            targets = self.waiting_targets(targets)
         return _one_branch_per_number(targets)
+
+    def waiting_targets(self, targets: list[Target]) -> list[Target]:
+        """The user is on a call and call waiting is on: which targets alert the second call, and how.
+
+        An Anywhere location is offered the waiting call as a separate call only with its call control on
+        (manual §7.2.10); otherwise it is left out, as a mobile network that shows no waiting calls needs. The
+        mobile follows fixed-mobile's `call_control_mode` (manual §7.7): the exchange offers it as a waiting call
+        ("exchange"), or offers it plainly and the mobile network's own call waiting presents it
+        ("mobile_network")."""
+        marked: list[Target] = []
+        for target in targets:
+            if target.kind == "anywhere" and not target.call_control:
+                self.notes.append(
+                    f"Anywhere location {target.number} is left out: you are on a call and its call control is off"
+                )
+                self.left_out_waiting = True
+                continue
+            if target.kind == "mobile" and self.call_control_mode() == "mobile_network":
+                why = "; the mobile network's call waiting presents it (fixed-mobile call control)"
+                marked.append(target.model_copy(update={"reason": target.reason + why}))
+                continue
+            marked.append(target.model_copy(update={"waiting": True}))
+        return marked
+
+    def call_control_mode(self) -> str:
+        fmi = service(self.state, FixedMobile)
+        return fmi.call_control_mode if fmi is not None else "exchange"
+
+    def mobile_network_decides(self) -> Target | None:
+        """Busy with call waiting off, but fixed-mobile's call control is the mobile network's: the handset that
+        would ring for this call, offered through the mobile network (its own call waiting decides); else None."""
+        if self.call_control_mode() != "mobile_network" or self.state.mobile_number is None:
+            return None
+        remote = service(self.state, RemoteOffice)
+        if remote is not None and remote.active and remote.destination is not None:
+            return None  # remote office replaces the user's own phones, the mobile too
+        for target in self.own_devices():
+            if target.kind == "mobile" and target.number is not None:
+                # Only the number through the mobile network: the exchange's own mobile apps follow its rule.
+                why = "you are on a call and call waiting is off, but fixed-mobile call control is the mobile network's"
+                return Target(
+                    kind="mobile", number=target.number, reason=f"{why}: it decides whether your mobile rings"
+                )
+        return None
+
+    def ring_mobile_network_decides(self, handset: Target) -> RingStep:
+        timeout, on_no_answer = self.no_answer_treatment()
+        busy = self.busy_treatment(
+            "user-busy", "your mobile refused the call as busy (the mobile network's call waiting)"
+        )
+        return RingStep(
+            line=6,
+            service=FixedMobile.service,
+            targets=(handset,),
+            timeout_seconds=timeout,
+            on_busy=tuple(busy),
+            on_no_answer=tuple(on_no_answer),
+            # You are on a call, so not reaching the mobile is not "unreachable": the busy treatment applies.
+            on_not_reachable=tuple(
+                self.busy_treatment("user-busy", "you are on a call and your mobile could not be reached")
+            ),
+            reason=self.ring_reason([handset], timeout, False),
+        )
 
     def own_devices(self) -> list[Target]:
         fmi = service(self.state, FixedMobile)

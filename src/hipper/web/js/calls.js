@@ -108,14 +108,14 @@ function dialLocally(number) {
 }
 
 // POST /me/calls answers that the exchange does not place calls: no such endpoint (404/405), an older
-// exchange's 503, or a 409 saying this node runs no call processing or has no access number for "via the
-// exchange". Those 409s carry no `code`, so their detail text is what tells them apart from the 409s the user can
-// act on (no phone to call back, a callback already ringing), which must be shown rather than dialled around.
-const CANNOT_PLACE = [/call processing is not running/i, /no access number/i];
+// exchange's 503, or a 409 whose `code` says this node runs no call processing or has no access number for "via
+// the exchange". Other 409 codes are for the user to act on (nothing_to_call_back, callback_under_way,
+// no_mobile_number): those are shown, not dialled around.
+const CANNOT_PLACE = new Set(["no_call_processing", "no_access_number"]);
 function exchangeCannotPlace(error) {
   if (!(error instanceof ApiError)) return false;
   if (error.unavailable || error.status === 503) return true;
-  return error.status === 409 && typeof error.detail === "string" && CANNOT_PLACE.some((pattern) => pattern.test(error.detail));
+  return error.status === 409 && CANNOT_PLACE.has(error.code);
 }
 
 // Call `number`. From recents, contacts and voicemail the user is asked for the identity (unless they said not

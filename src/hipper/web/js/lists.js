@@ -295,7 +295,13 @@ async function recordGreeting() {
   });
 }
 
-// Greetings (§7.4.2): choose the active one, play, rename, delete, record a new one.
+// Greetings (§7.4.2): play, rename, delete, record a new one; choose which one callers hear when you do not
+// answer and which when you are busy (without a busy greeting they hear the no-answer one).
+const GREETING_CASES = [
+  { field: "active", key: "no_answer", none: "greetings.system" },
+  { field: "active_busy", key: "busy", none: "greetings.same_as_no_answer" },
+];
+
 export async function greetingsSection(main) {
   const section = h("section", { class: "card", "aria-labelledby": "greetings-title" });
   main.append(section);
@@ -310,24 +316,54 @@ export async function greetingsSection(main) {
     throw error;
   }
   const list = h("ul", { class: "list plain" });
+  const choices = h("div");
+  // One radio group per case: "none" (the system greeting, or for busy: the same as no answer), then each one.
+  const choose = async (field, chosen) => {
+    const current = greetings.find((item) => item[field]);
+    if (current?.id === chosen?.id) return;
+    try {
+      if (chosen) await api.patch(`/me/greetings/${chosen.id}`, { [field]: true });
+      else await api.patch(`/me/greetings/${current.id}`, { [field]: false });
+    } catch (error) {
+      toast(error.message);
+      greetings = (await api.get("/me/greetings")).greetings;
+      draw();
+      return;
+    }
+    greetings.forEach((item) => (item[field] = item.id === chosen?.id));
+    draw();
+    toast(t("toast.saved"));
+  };
+  const group = ({ field, key, none }) => {
+    const name = `greeting-${key}`;
+    const option = (greeting, label) => {
+      const id = `${name}-${greeting ? greeting.id : "none"}`;
+      const checked = greeting ? greeting[field] : !greetings.some((item) => item[field]);
+      return h(
+        "div",
+        { class: "radio-row" },
+        h("input", { type: "radio", id, name, checked, onChange: () => choose(field, greeting) }),
+        h("label", { for: id }, label),
+      );
+    };
+    return h(
+      "fieldset",
+      { class: "field" },
+      h("legend", {}, t(`greetings.${key}`)),
+      h("p", { class: "muted small" }, t(`greetings.${key}_help`)),
+      option(null, t(none)),
+      greetings.map((greeting) => option(greeting, greeting.name)),
+    );
+  };
+  const usedFor = (greeting) =>
+    GREETING_CASES.filter(({ field }) => greeting[field]).map(({ key }) => t(`greetings.used_${key}`));
   const draw = () => {
     list.replaceChildren(
       ...greetings.map((greeting) =>
         h(
           "li",
           { class: "list-row" },
-          h("input", {
-            type: "radio",
-            name: "active-greeting",
-            id: `greeting-${greeting.id}`,
-            checked: greeting.active,
-            onChange: async () => {
-              await api.patch(`/me/greetings/${greeting.id}`, { active: true });
-              greetings.forEach((item) => (item.active = item.id === greeting.id));
-              toast(t("toast.saved"));
-            },
-          }),
-          h("label", { for: `greeting-${greeting.id}`, class: "grow" }, greeting.name, h("small", { class: "muted" }, `${Math.round(greeting.duration_ms / 1000)} s`)),
+          h("span", { class: "grow" }, greeting.name, h("small", { class: "muted" }, [`${Math.round(greeting.duration_ms / 1000)} s`, ...usedFor(greeting)].join(" · "))),
           h("button", { type: "button", class: "icon-button", "aria-label": t("greetings.play", { name: greeting.name }), onClick: async (event) => {
             const row = event.currentTarget.closest("li");
             const player = h("audio", { src: URL.createObjectURL(await audioBlob(greeting.audio_url)), controls: true, class: "player" });
@@ -350,6 +386,7 @@ export async function greetingsSection(main) {
       ),
     );
     if (greetings.length === 0) list.replaceChildren(h("li", { class: "muted" }, t("greetings.empty")));
+    choices.replaceChildren(...(greetings.length ? GREETING_CASES.map(group) : []));
   };
   draw();
   section.append(
@@ -366,6 +403,7 @@ export async function greetingsSection(main) {
       } }, "+"),
     ),
     list,
+    choices,
   );
 }
 

@@ -1,0 +1,369 @@
+"""Calls to hunt groups and call centers: the group plan (domain/group_calls.py) carried out with the call's legs.
+
+- **Hunt group**: `plan_hunt_group` gives rounds of members; each round forks to the members' registered phones
+  (and their mobile through the mobile network with J2) for its time, the first answer wins; a round nobody
+  answered goes on to the next. Who answered is remembered for the circular policy
+  (`store.group_calls.took_call`).
+- **Call center**: a queue per call center on this node, first come first served. `next_agent` picks the free
+  agent idle the longest; they ring for `queue_agent_rings`; no answer → the next one. While nobody is free the
+  caller is answered, hears the queue announcement and a hold tone, and the queue looks again every
+  `queue_poll_seconds` (or at once when another queued call on this node lets an agent go). After
+  `queue_max_wait_seconds` the caller hears that nobody can be reached and the call ends. The agent who
+  answered wraps up when the call ends (`store.call_centers.call_center_call_ended`) and is not offered another
+  queue call until that is stored.
+
+Call logs: the member who answered gets a `received` row; when nobody answered, every member who was alerted gets
+a `missed` row; members who rang while a colleague took the call get none (docs/call-routing.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+from hipper.domain.agent_state import receives_call_center_calls
+from hipper.domain.group_calls import (
+    Agent,
+    GroupRules,
+    HuntGroupInfo,
+    HuntPolicy,
+    MemberTarget,
+    Offer,
+    Refuse,
+    Wait,
+    next_agent,
+    plan_hunt_group,
+)
+from hipper.domain.routing import IncomingCall, UserState
+from hipper.media.prompts import sentence, tone_path
+from hipper.sip.message import NameAddr
+from hipper.store import call_centers, group_calls
+
+if TYPE_CHECKING:
+    from hipper.apps.b2bua import B2bua
+    from hipper.apps.directory import Resolved
+    from hipper.apps.executor import Branch, Call, Party
+
+log = logging.getLogger(__name__)
+
+POLICIES: tuple[HuntPolicy, ...] = ("simultaneous", "linear", "circular")
+
+
+def rules_of(call: Call) -> GroupRules:
+    settings = call.settings
+    per_ring = settings.seconds_per_ring
+    return GroupRules(
+        seconds_per_member=max(1, settings.hunt_member_rings * per_ring),
+        simultaneous_seconds=settings.hunt_group_rings * per_ring if settings.hunt_group_rings > 0 else None,
+        agent_ring_seconds=max(1, settings.queue_agent_rings * per_ring),
+    )
+
+
+async def route(call: Call, resolved: Resolved, incoming: IncomingCall) -> None:
+    """A call to a hunt group's or call center's number or extension (from the trunk, a phone or a forward)."""
+    if resolved.queue is None:
+        call.fail(404, "Not Found")
+    elif resolved.queue.kind == "hunt_group":
+        await _hunt(call, resolved.queue.id, resolved.number, incoming)
+    else:
+        await _queue(call, resolved.queue.id, resolved.queue.name, resolved.number, incoming)
+
+
+# -- shared --------------------------------------------------------------------------------------------------
+
+
+async def _snapshot(call: Call, user_id: int, now: datetime) -> UserState | None:
+    return await call.b2bua.snapshots.state(user_id, now, on_call=call.b2bua.on_call(user_id))
+
+
+async def _branches(call: Call, target: MemberTarget, to: NameAddr) -> list[Branch]:
+    """The member's registered phones, and their handset through the mobile network when J2 says so."""
+    from hipper.apps.executor import Branch
+
+    branches: list[Branch] = []
+    if target.device_ids:
+        bindings = await call.bindings(target.user_id, target.device_ids)
+        branches += call.device_branches(bindings, "desk", target.user_id, to)
+    if target.mobile_number is not None:
+        where = call.b2bua.peers.handset_uri(target.mobile_number)
+        if where is not None:
+            branches.append(Branch(where[0], where[1], to, "mobile", user_id=target.user_id))
+    return branches
+
+
+def _party(call: Call, user_id: int, number: str, plan: dict[str, object]) -> Party:
+    from hipper.apps.executor import Party
+
+    return Party(
+        user_id, "missed", call.caller.number or "", remote_name=call.caller.display, local_identity=number, plan=plan
+    )
+
+
+def _answered(call: Call, party: Party) -> None:
+    party.kind = "received"
+    party.outcome.append("answered")
+    party.answered_at = call.answered_at
+    call.parties.append(party)
+
+
+def _from(call: Call, group_name: str) -> NameAddr:
+    """The caller as members see them, with the group's name first ("Reception: Jan"): they know it is a group
+    call before answering. The number (the From URI) stays the caller's."""
+    caller = call.caller_address()
+    display = f"{group_name}: {caller.display_name}" if caller.display_name else group_name
+    return NameAddr(caller.uri, display[:100])
+
+
+def _max_forwards(incoming: IncomingCall) -> int:
+    return max(1, incoming.max_forwards - 1)
+
+
+# -- hunt groups ---------------------------------------------------------------------------------------------
+
+
+async def _hunt(call: Call, hunt_group_id: int, number: str, incoming: IncomingCall) -> None:
+    now = datetime.now(UTC)
+    async with call.b2bua.sessions() as session:
+        found = await group_calls.hunt_group(session, hunt_group_id)
+    if found is None:
+        call.fail(404, "Not Found")
+        return
+    group, last_user_id = found
+    policy: HuntPolicy = next((p for p in POLICIES if p == group.policy), "simultaneous")
+    # A member calling their own group is not rung by it.
+    listed = group.member_user_ids if isinstance(group.member_user_ids, list) else []
+    members = tuple(m for m in listed if isinstance(m, int) and not isinstance(m, bool) and m != call.caller.user_id)
+    info = HuntGroupInfo(group.name, number, policy, members, last_user_id)
+    states = {user_id: await _snapshot(call, user_id, now) for user_id in members}
+    plan = plan_hunt_group(info, states, incoming.caller, now, rules_of(call), max_forwards=incoming.max_forwards)
+    log.info("call.hunt_group", extra={"call_id": call.call_id, "plan": plan.describe()})
+    plan_json = plan.model_dump(mode="json")
+    to = call.b2bua.peers.address(number)
+    alerted: dict[int, Party] = {}
+    outcomes: list[str] = []
+    for round_ in plan.rounds:
+        if call.over.is_set():
+            break
+        branches: list[Branch] = []
+        for target in round_.members:
+            branches += await _branches(call, target, to)
+        if not branches:
+            continue  # registered a moment ago, gone now: as if it had not been reached
+        for target in round_.members:
+            alerted.setdefault(target.user_id, _party(call, target.user_id, number, plan_json))
+        result = await call.ring(branches, round_.timeout_seconds, _max_forwards(incoming), (), _from(call, group.name))
+        if result.outcome == "answered" and call.connected is not None:
+            winner = call.connected.user_id
+            if winner is not None and winner in alerted:
+                _answered(call, alerted[winner])
+                try:
+                    async with call.b2bua.sessions() as session:
+                        await group_calls.took_call(session, hunt_group_id, winner)
+                        await session.commit()
+                except Exception:
+                    # The rotation is a nicety: a database hiccup must not end a call that was just answered.
+                    log.exception("call.hunt_rotation_failed", extra={"call_id": call.call_id})
+            return
+        outcome = "cancelled" if result.outcome == "gone" else result.outcome
+        outcomes.append(outcome)
+        for target in round_.members:
+            alerted[target.user_id].outcome.append(outcome)
+        if result.outcome == "gone":
+            break
+    call.parties.extend(alerted.values())
+    if call.over.is_set():
+        return
+    if outcomes and all(outcome == "busy" for outcome in outcomes):
+        call.fail(486, "Busy Here")
+    elif not outcomes and plan.status != 480:
+        call.fail(plan.status, {486: "Busy Here", 483: "Too Many Hops"}.get(plan.status, ""))
+    else:
+        call.fail(480, "Temporarily Unavailable")
+
+
+# -- call centers: the queue ---------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Entry:
+    call_center_id: int
+    status: Literal["waiting", "offering", "exhausted"] = "waiting"
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class Queues:
+    """This node's queued call-center calls in arrival order, and the agents a queue call holds right now."""
+
+    entries: list[_Entry] = field(default_factory=list)
+    ringing: set[int] = field(default_factory=set)  # agents being offered a queue call
+    wrapping_up: set[int] = field(default_factory=set)  # agents whose ended call's wrap-up is not stored yet
+
+    def first_in_line(self, entry: _Entry) -> bool:
+        """Older calls of the same call center go first, unless they are ringing someone or have tried every free
+        agent already (then a younger call may take an agent who just became free)."""
+        for other in self.entries:
+            if other is entry:
+                return True
+            if other.call_center_id == entry.call_center_id and other.status == "waiting":
+                return False
+        return True
+
+    def held(self) -> frozenset[int]:
+        return frozenset(self.ringing | self.wrapping_up)
+
+    def wake(self) -> None:
+        for entry in self.entries:
+            entry.wake.set()
+
+
+_QUEUES: weakref.WeakKeyDictionary[B2bua, Queues] = weakref.WeakKeyDictionary()
+
+
+def queues(b2bua: B2bua) -> Queues:
+    found = _QUEUES.get(b2bua)
+    if found is None:
+        found = _QUEUES[b2bua] = Queues()
+    return found
+
+
+async def _agents(call: Call, call_center_id: int, now: datetime) -> list[Agent]:
+    async with call.b2bua.sessions() as session:
+        members = await group_calls.queue_members(session, call_center_id)
+    agents = []
+    for member in members:
+        if member.user_id == call.caller.user_id:
+            continue  # an agent calling their own call center is not offered the call
+        state = None
+        if member.joined and receives_call_center_calls(member.acd, now):
+            state = await _snapshot(call, member.user_id, now)  # only who could get the call needs the snapshot
+        agents.append(Agent(member.user_id, member.joined, member.acd, state, member.last_call_ended))
+    return agents
+
+
+async def _hold(call: Call) -> None:
+    """Answer a caller who has to wait: the queue announcement, then a hold tone until an agent is offered it."""
+    await call.answer_caller()
+    endpoint = call.a.endpoint_id
+    if endpoint is None or call.over.is_set():
+        return
+    await call.play_to_end(endpoint, sentence(call.settings.prompt_language, ["queue_wait"]))
+    if call.connected is None and not call.over.is_set():
+        await call.play(endpoint, (tone_path("ringback"),), loop=True)
+
+
+async def _queue(call: Call, call_center_id: int, name: str, number: str, incoming: IncomingCall) -> None:
+    settings = call.settings
+    if incoming.max_forwards <= 0:
+        call.fail(483, "Too Many Hops")
+        return
+    rules = rules_of(call)
+    registry = queues(call.b2bua)
+    entry = _Entry(call_center_id)
+    registry.entries.append(entry)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.queue_max_wait_seconds
+    passed: set[int] = set()  # agents who let this call ring out in this pass
+    retry_at: float | None = None
+    offers: list[dict[str, object]] = []
+    plan: dict[str, object] = {"kind": "call_center", "name": name, "number": number, "offers": offers}
+    offered: dict[int, Party] = {}
+    to = call.b2bua.peers.address(number)
+    holding: asyncio.Future[None] | None = None
+    try:
+        while not call.over.is_set() and loop.time() < deadline:
+            now = datetime.now(UTC)
+            if retry_at is not None and loop.time() >= retry_at:
+                passed.clear()  # every free agent had their turn: offer the call to them again
+                retry_at = None
+                entry.status = "waiting"
+            decision: Offer | Wait | Refuse
+            if registry.first_in_line(entry):
+                agents = await _agents(call, call_center_id, now)
+                decision = next_agent(agents, now, rules, skip=frozenset(passed) | registry.held())
+            else:
+                decision = Wait(reason="an earlier caller is first in line")
+            if isinstance(decision, Refuse):
+                plan["refused"] = decision.reason
+                if not call.a.answered:
+                    call.fail(decision.status, "Temporarily Unavailable")
+                    return
+                break  # everybody signed out while the caller waited: they hear so, and the call ends
+            if isinstance(decision, Offer):
+                user_id = decision.target.user_id
+                branches = await _branches(call, decision.target, to)
+                if not branches:
+                    passed.add(user_id)
+                    continue
+                offered.setdefault(user_id, _party(call, user_id, number, plan))
+                entry.status = "offering"
+                registry.ringing.add(user_id)
+                try:
+                    if holding is not None:
+                        holding.cancel()  # the ring step plays its own ringback to an answered caller
+                    result = await call.ring(
+                        branches, decision.timeout_seconds, _max_forwards(incoming), (), _from(call, name)
+                    )
+                finally:
+                    registry.ringing.discard(user_id)
+                    entry.status = "waiting"
+                    registry.wake()
+                offers.append({"user_id": user_id, "reason": decision.reason, "outcome": result.outcome})
+                if result.outcome == "answered" and call.connected is not None:
+                    _answered(call, offered.pop(user_id))
+                    offered.clear()  # agents who let it ring before someone took it get no row
+                    registry.wrapping_up.add(user_id)
+                    call.b2bua.spawn(_wrap_up_after(call, registry, call_center_id, user_id))
+                    return
+                if result.outcome == "gone":
+                    break
+                offered[user_id].outcome.append(result.outcome)
+                passed.add(user_id)
+                continue
+            # Nobody can take the call now: it waits in the queue.
+            if passed and retry_at is None:
+                retry_at = loop.time() + settings.queue_retry_seconds
+                entry.status = "exhausted"
+            if not call.a.answered and (holding is None or holding.done()):
+                log.info("call.queued", extra={"call_id": call.call_id, "reason": decision.reason})
+                holding = asyncio.ensure_future(_hold(call))
+            entry.wake.clear()
+            pause = min(settings.queue_poll_seconds, max(0.0, deadline - loop.time()))
+            if retry_at is not None:
+                pause = min(pause, max(0.0, retry_at - loop.time()))
+            await call.race(entry.wake.wait(), pause)
+    finally:
+        registry.entries.remove(entry)
+        registry.wake()
+        if holding is not None:
+            holding.cancel()
+        for party in offered.values():
+            call.parties.append(party)
+    if call.over.is_set():
+        return
+    # The longest wait has passed (or nobody is signed in any more): the caller hears so, then the call ends.
+    if "refused" not in plan:
+        plan["gave_up"] = f"nobody took the call within {settings.queue_max_wait_seconds:g} s"
+    if call.a.answered and call.a.endpoint_id is not None:
+        await call.play_to_end(call.a.endpoint_id, sentence(settings.prompt_language, ["not_reachable", "goodbye"]))
+        call.over.set()
+    else:
+        call.fail(480, "Temporarily Unavailable")
+
+
+async def _wrap_up_after(call: Call, registry: Queues, call_center_id: int, user_id: int) -> None:
+    """When the answered call-center call ends, the agent wraps up (J1); stored before they can get the next."""
+    try:
+        await call.over.wait()
+        async with call.b2bua.sessions() as session:
+            await call_centers.call_center_call_ended(session, user_id, call_center_id, datetime.now(UTC))
+            await session.commit()
+    except Exception:
+        log.exception("call.wrap_up_failed", extra={"call_id": call.call_id, "user_id": user_id})
+    finally:
+        registry.wrapping_up.discard(user_id)
+        registry.wake()

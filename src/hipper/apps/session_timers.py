@@ -1,0 +1,154 @@
+"""RFC 4028 session timers at run time: one `SessionTimer` per answered leg (negotiation: sip/session_timer.py).
+
+When we are the refresher we send a refresh at half the interval — UPDATE without a body when the peer allows
+UPDATE (RFC 3311: no offer, no ACK), else a re-INVITE repeating our SDP; when the peer is the refresher we wait
+for its re-INVITE / UPDATE and, when none comes by `interval - min(32, interval/3)` (§10), end the call: both legs
+get a BYE (the call's teardown). A failed refresh of ours ends it as well (the peer is gone, §10 / RFC 3261 §12.2.1.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from hipper.config import Settings
+from hipper.sip.message import Request, Response
+from hipper.sip.session_timer import (
+    Session,
+    SessionTimerPolicy,
+    answer,
+    answer_headers,
+    from_answer,
+    refresh_headers,
+)
+
+if TYPE_CHECKING:
+    from hipper.apps.legs import Leg
+
+log = logging.getLogger(__name__)
+
+# A refresh that meets a refresh of the peer (491 Request Pending, RFC 3261 §14.1) is retried after this long.
+GLARE_RETRY_SECONDS = 1.0
+REFRESH_WAIT_SECONDS = 32.0
+
+
+def policy_of(settings: Settings) -> SessionTimerPolicy:
+    return SessionTimerPolicy(
+        enabled=settings.session_timers,
+        expires=settings.session_expires_seconds,
+        min_se=settings.session_min_se_seconds,
+    )
+
+
+class SessionTimer:
+    def __init__(self, leg: Leg, session: Session, *, we_refresh: bool) -> None:
+        self.leg = leg
+        self.session = session
+        self.we_refresh = we_refresh
+        self.refreshes_sent = 0
+        self.refreshes_received = 0
+        self._reset = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def renegotiated(self, session: Session, *, we_refresh: bool) -> None:
+        """A refresh transaction completed (either side sent it): the interval starts again."""
+        self.session = session
+        self.we_refresh = we_refresh
+        self._reset.set()
+
+    async def _run(self) -> None:
+        while not self.leg.ended:
+            self._reset.clear()
+            wait = self.session.refresh_after if self.we_refresh else self.session.expire_after
+            try:
+                async with asyncio.timeout(wait):
+                    await self._reset.wait()
+                continue  # refreshed (or renegotiated) in time: a new interval
+            except TimeoutError:
+                pass
+            if self.leg.ended:
+                return
+            if not self.we_refresh:
+                self._expire("the peer did not refresh the session")
+                return
+            if not await self._refresh():
+                self._expire("the session refresh failed")
+                return
+
+    async def _refresh(self) -> bool:
+        leg = self.leg
+        for _attempt in range(3):
+            request = self._refresh_request()
+            if request is None:
+                return False
+            tx = leg.stack.send_request(request, leg.peer)
+            try:
+                async with asyncio.timeout(REFRESH_WAIT_SECONDS):
+                    response: Response = await asyncio.shield(tx.final)
+            except TimeoutError:
+                return False
+            if request.method == "INVITE" and 200 <= response.status < 300:
+                leg.ack_refresh(response)  # §13.2.2.4: outside the transaction
+            if response.status == 491:
+                await asyncio.sleep(GLARE_RETRY_SECONDS)
+                continue
+            if not 200 <= response.status < 300:
+                log.info("call.session_refresh_refused", extra={"status": response.status})
+                return False
+            self.refreshes_sent += 1
+            session = from_answer(response, offered=True)
+            if session is None:
+                self.stop()  # the peer no longer wants a session timer (§7.2): nothing more to do
+                return True
+            self.session = session
+            self.we_refresh = session.refresher == "uac"
+            return True
+        return False
+
+    def _refresh_request(self) -> Request | None:
+        from hipper.apps.legs import SDP, contact_header  # legs imports this module
+
+        leg = self.leg
+        if leg.dialog is None:
+            return None
+        if leg.peer_allows_update:
+            request = leg.dialog.create_request("UPDATE")
+        else:
+            request = leg.dialog.create_request("INVITE", body=leg.local_sdp.encode(), content_type=SDP)
+        request.headers.add("Contact", contact_header(leg.stack, leg.peer.transport))
+        for name, value in refresh_headers(self.session):
+            request.headers.add(name, value)
+        return request
+
+    def _expire(self, why: str) -> None:
+        log.info("call.session_expired", extra={"why": why, "interval": self.session.interval})
+        self.leg.session_expired = True
+        self.leg.call.leg_gone(self.leg)
+
+
+def refresh_received(leg: Leg, request: Request, policy: SessionTimerPolicy) -> list[tuple[str, str]]:
+    """A re-INVITE / UPDATE from the peer: the session-timer headers of our 2xx, and the leg's timer restarted."""
+    with contextlib.suppress(ValueError):
+        session = answer(request, policy)
+        if session is None:
+            return []
+        we_refresh = session.refresher == "uas"
+        if leg.session_timer is None:
+            leg.session_timer = SessionTimer(leg, session, we_refresh=we_refresh)
+            leg.session_timer.start()
+        else:
+            leg.session_timer.refreshes_received += 1
+            leg.session_timer.renegotiated(session, we_refresh=we_refresh)
+        return answer_headers(session)
+    return []
