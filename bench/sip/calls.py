@@ -151,6 +151,41 @@ def udp_counters() -> dict[str, int]:
     return {name: int(value) for name, value in zip(lines[0][1:], lines[1][1:], strict=False)}
 
 
+def udp_socket_drops() -> dict[tuple[int, str], int]:
+    """Receive-buffer drops of every live UDP socket on the machine, by (local port, inode): /proc/net/udp's
+    last column. Tells whose socket overflowed (the engine's, a SIPp's), which the machine-wide counter cannot."""
+    drops: dict[tuple[int, str], int] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+            fields = line.split()
+            drops[(int(fields[1].rpartition(":")[2], 16), fields[9])] = int(fields[-1])
+    return drops
+
+
+def drops_by_owner(seen: dict[tuple[int, str], int]) -> dict[str, int]:
+    owners: Counter[str] = Counter()
+    for (port, _), count in seen.items():
+        if RTP_PORTS[0] <= port <= RTP_PORTS[1]:
+            owners["socket_drops_engine"] += count
+        elif CALLER_MEDIA_PORT <= port < CALLEE_MEDIA_PORT:
+            owners["socket_drops_caller_sipp"] += count  # never reads its media socket: every packet to it
+        elif CALLEE_MEDIA_PORT <= port < CALLEE_MEDIA_PORT + 100:
+            owners["socket_drops_callee_sipp_echo"] += count
+        else:
+            owners["socket_drops_other"] += count
+    return dict(owners)
+
+
+async def sample_drops(seen: dict[tuple[int, str], int], stop: asyncio.Event) -> None:
+    # Engine sockets close when their call ends, taking their counters along: sample while the calls run.
+    while not stop.is_set():
+        for key, count in (await asyncio.to_thread(udp_socket_drops)).items():
+            seen[key] = max(seen.get(key, 0), count)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await stop.wait()
+
+
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -620,9 +655,11 @@ async def profile_setup(exchange: Exchange, workdir: Path, calls: int, rate: int
     if not raw.exists():
         error = await process.stderr.read() if process.stderr is not None else b""
         return [f"py-spy failed: {error.decode(errors='replace')[-500:]}"]
+    summary = summarise_profile(raw)
+    # The summary only: raw stacks of a run are ≈ 0.5 MB (run with --keep to have them in the work directory).
     (HERE / "results").mkdir(exist_ok=True)
-    shutil.copy(raw, HERE / "results" / "calls-profile.txt")
-    return summarise_profile(raw)
+    (HERE / "results" / "calls-profile.txt").write_text("\n".join(summary) + "\n")
+    return summary
 
 
 CATEGORIES = (
@@ -641,6 +678,7 @@ def summarise_profile(raw: Path, top: int = 20) -> list[str]:
     own: Counter[str] = Counter()
     areas: Counter[str] = Counter()
     db_callers: Counter[str] = Counter()
+    ours: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -657,6 +695,9 @@ def summarise_profile(raw: Path, top: int = 20) -> list[str]:
                 area = match
                 break
         areas[area] += count
+        inner = next((frame for frame in reversed(frames) if "hipper/" in frame), None)
+        if inner is not None:
+            ours[inner.split(" (")[0]] += count
         if area.startswith("database"):
             # SQLAlchemy's async layer runs the ORM in a greenlet whose stack starts at its own entry point,
             # so the hipper caller is not on it: the outermost SQLAlchemy frame tells query from commit/flush.
@@ -668,6 +709,8 @@ def summarise_profile(raw: Path, top: int = 20) -> list[str]:
     lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in areas.most_common()]
     lines.append("database time by its entry point:")
     lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in db_callers.most_common(top)]
+    lines.append("by the innermost hipper function on the stack (what our code asked for):")
+    lines += [f"  {100 * n / total:5.1f}%  {name}" for name, n in ours.most_common(top)]
     lines.append("self time by function:")
     lines += [f"  {100 * n / total:5.1f}%  {frame}" for frame, n in own.most_common(top)]
     return lines
@@ -693,6 +736,10 @@ async def media_level(
             str(level / RAMP_RATE + plays * CAPTURE_SECONDS), "2",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
+    drops_before = udp_socket_drops()
+    drops_seen: dict[tuple[int, str], int] = {}
+    sampling = asyncio.Event()
+    sampler = asyncio.get_running_loop().create_task(sample_drops(drops_seen, sampling))
     run = await run_sipp(
         workdir, f"media-{level}", f"127.0.0.1:{exchange.stack.port}", scenario, "-p", str(trunk_port),
         "-mp", str(CALLER_MEDIA_PORT), "-inf", str(numbers), "-r", str(RAMP_RATE), "-m", str(level),
@@ -700,6 +747,9 @@ async def media_level(
     )  # fmt: skip
     summaries = await exchange.ended(run.ok + run.failed, 20.0)
     cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
+    sampling.set()
+    await sampler
+    drops = drops_by_owner({key: count - drops_before.get(key, 0) for key, count in drops_seen.items()})
     lag = await watch.stop()
     logins: dict[str, Any] = {}
     if login_process is not None:
@@ -743,6 +793,8 @@ async def media_level(
         # The caller SIPp never reads its media socket (only the callee echoes), so every packet relayed to
         # the callers ends up as a receive-buffer drop: what is left over are drops at real readers.
         "udp_rcvbuf_errors_not_at_callers": max(0, lag["udp_rcvbuf_errors"] - to_callers),
+        # Per socket (sampled every 0.5 s while the calls ran, so the last moments of a socket may be missing).
+        **drops,
         **lag,
         **logins,
     }

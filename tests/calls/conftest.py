@@ -197,7 +197,7 @@ class Sipp:
             await stop(self.process)
         errors = ""
         for log in self.workdir.glob(f"{self.name}*_errors.log"):
-            errors += log.read_text()
+            errors += log.read_text(errors="replace")  # SIPp quotes stray binary (RTCP) it discards
         return self.process.returncode or 0, errors + (stderr or b"").decode(errors="replace")
 
     async def succeeded(self, limit: float = 30.0) -> None:

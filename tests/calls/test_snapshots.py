@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -59,3 +60,33 @@ async def test_the_next_call_sees_a_setting_changed_between_calls(exchange: Exch
     await alice.succeeded()
     assert (await exchange.next_call()).outcome == "busy"
     assert exchange.b2bua.snapshots.loads == 2  # Bob's cached snapshot was dropped by the change's event
+
+
+async def test_resolved_numbers_are_cached_until_an_event_may_change_them(exchange: Exchange) -> None:
+    bob = await exchange.add_user("bob", "202")
+    cache = SnapshotCache(exchange.sessions)
+    first = await cache.resolve("202", exchange.company_id, "NL")
+    assert first.kind == "user" and first.callee is not None and first.callee.user_id == bob
+    await exchange.set_service("bob", DoNotDisturb(active=True))  # a service setting: numbers unchanged
+    assert await cache.resolve("202", exchange.company_id, "NL") is first
+    async with exchange.sessions() as session:  # the extension moves to another user: the next call sees it
+        row = await admin.get_user(session, bob)
+        await admin.update_user(session, row, {"extension": "209"})
+        await session.commit()
+    carol = await exchange.add_user("carol", "202")
+    again = await cache.resolve("202", exchange.company_id, "NL")
+    assert again.callee is not None and again.callee.user_id == carol
+    assert (await cache.resolve("209", exchange.company_id, "NL")).callee == dataclasses.replace(
+        first.callee, extension="209"
+    )
+
+
+async def test_an_outside_number_that_becomes_a_hunt_group_is_seen_by_the_next_call(exchange: Exchange) -> None:
+    cache = SnapshotCache(exchange.sessions)
+    assert (await cache.resolve("+31201234999", exchange.company_id, "NL")).kind == "external"
+    async with exchange.sessions() as session:  # hunt-group events leave snapshots alone, not numbers
+        company = await session.get(Company, exchange.company_id)
+        assert company is not None
+        await admin.create_hunt_group(session, company, "Sales", number="+31201234999")
+        await session.commit()
+    assert (await cache.resolve("+31201234999", exchange.company_id, "NL")).kind == "hunt_group"

@@ -564,3 +564,35 @@ def test_the_engine_runs_on_uvloop_as_in_production() -> None:
     count, frequency = uvloop.run(scenario())
     assert count == 20
     assert frequency == pytest.approx(900, abs=25)
+
+
+def rmem_max() -> int:
+    return int(Path("/proc/sys/net/core/rmem_max").read_text())
+
+
+@pytest.mark.parametrize("buffer_bytes", [0, 512 * 1024])
+async def test_a_burst_that_arrives_while_the_loop_is_busy_waits_in_the_socket_buffer(buffer_bytes: int) -> None:
+    """A loop that is not scheduled for a while (a busy shared core) must not lose the audio that arrived
+    meanwhile: the RTP socket's receive buffer holds it. With the kernel's default buffer (0: not set) a
+    10-second burst overflows it, which shows that the burst tests the buffer at all."""
+    if buffer_bytes and rmem_max() < buffer_bytes:
+        pytest.skip("net.core.rmem_max is below the buffer the engine asks for")
+    base = random.randrange(40000, 59000, 2)
+    async with MediaEngine(port_min=base, port_max=base + 200, socket_buffer_bytes=buffer_bytes) as engine:
+        a, b = Phone("PCMU"), Phone("PCMU")
+        ea, eb = await attach(engine, a), await attach(engine, b)
+        assert b.transport is not None
+        b.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 2**20)
+        await engine.execute(Connect(ea, eb))
+        payload = g711.encode(tone(700, 0.02)[:160], "PCMU")
+        count = 500  # 10 s of one G.711 stream
+        for _ in range(count):
+            a.send(payload)  # the engine cannot read meanwhile: the loop is ours until we yield
+        await asyncio.sleep(0.5)
+        relayed = sum(1 for r in audio_packets(b) if r.packet.payload == payload)
+        if buffer_bytes:
+            assert relayed == count
+        else:
+            assert relayed < count
+        a.close()
+        b.close()

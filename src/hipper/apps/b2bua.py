@@ -36,6 +36,7 @@ from hipper.sip.stack import SipStack
 from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
 from hipper.store.registrations import Device
+from hipper.store.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ class B2bua:
         self.rules = RoutingRules(seconds_per_ring=settings.seconds_per_ring)
         self.registrar: Registrar | None = stack.registrar
         self.snapshots = SnapshotCache(sessions)
+        self.writer = BatchWriter(sessions)  # call logs and call events, batched across calls
+        if self.registrar is not None:
+            self.registrar.locations.on_change.append(self.snapshots.forget_bindings)
         self.legs: dict[tuple[str, str], Leg] = {}
         self.invites: dict[ServerTransaction, Call] = {}
         self.endpoints: dict[str, Call] = {}
@@ -75,6 +79,7 @@ class B2bua:
 
     async def start(self) -> None:
         self._events_task = asyncio.get_running_loop().create_task(self._media_events())
+        self.writer.start()
         await self.mwi.start()
         self.stack.handler = self
 
@@ -85,6 +90,7 @@ class B2bua:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.writer.close()  # after the calls: what they queued while ending is written, not lost
         if self._events_task is not None:
             self._events_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

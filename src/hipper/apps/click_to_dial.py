@@ -43,8 +43,8 @@ from hipper.sip.message import URI, NameAddr, ParseError, Request, Response
 from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
 from hipper.store import call_logs
-from hipper.store.events import add_event
 from hipper.store.registrations import LocationStore
+from hipper.store.writer import OutboxEvent
 
 if TYPE_CHECKING:
     from hipper.apps.b2bua import B2bua
@@ -269,10 +269,8 @@ def announce_started(call: Call) -> None:
 async def publish(b2bua: B2bua, user_ids: list[int], type_: str, payload: dict[str, object]) -> None:
     """An outbox event for each user's app (SPEC D3); the API's event hub finds it on its next poll."""
     try:
-        async with b2bua.sessions() as session:
-            for user_id in user_ids:
-                add_event(session, user_id, type_, payload)
-            await session.commit()
+        # Batched with the calls' own writes into one transaction (store/writer.py).
+        await b2bua.writer.write([OutboxEvent(user_id, type_, payload) for user_id in user_ids])
     except Exception:  # a database hiccup must not break the call itself
         log.exception("click_to_dial.event_failed", extra={"users": user_ids, "type": type_})
 

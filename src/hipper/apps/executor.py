@@ -71,9 +71,8 @@ from hipper.media.prompts import PRESENCE_REASONS, personal_assistant_announceme
 from hipper.sip.message import URI, NameAddr, ParseError, Response
 from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
-from hipper.store import call_logs
-from hipper.store.events import add_event
-from hipper.store.registrations import Binding, LocationStore
+from hipper.store.call_logs import CallRecord
+from hipper.store.registrations import Binding
 
 if TYPE_CHECKING:
     from hipper.apps.b2bua import B2bua
@@ -292,26 +291,27 @@ class Call:
         parties = self._all_parties()
         if not parties:
             return
+        key = click_to_dial.call_key(self.call_id)
         try:
-            async with self.b2bua.sessions() as session:
-                for party in parties:
-                    outcome = ", ".join(party.outcome) or self.outcome()
-                    await call_logs.record_call(
-                        session,
-                        party.user_id,
-                        kind=party.kind,
-                        started_at=self.started_at,
-                        call_id=self.call_id[:200],
-                        remote_number=party.remote_number[:64],
-                        remote_name=party.remote_name[:200],
-                        local_identity=party.local_identity[:64],
-                        answered_at=party.answered_at,
-                        ended_at=ended,
-                        outcome=outcome[:40],
-                        plan=party.plan,
-                    )
-                    add_event(session, party.user_id, "call.ended", {"id": click_to_dial.call_key(self.call_id)})
-                await session.commit()
+            records = [
+                CallRecord(
+                    party.user_id,
+                    party.kind,
+                    self.started_at,
+                    call_id=self.call_id[:200],
+                    remote_number=party.remote_number[:64],
+                    remote_name=party.remote_name[:200],
+                    local_identity=party.local_identity[:64],
+                    answered_at=party.answered_at,
+                    ended_at=ended,
+                    outcome=(", ".join(party.outcome) or self.outcome())[:40],
+                    plan=party.plan,
+                    events=(("call.ended", {"id": key}),),
+                )
+                for party in parties
+            ]
+            # Batched with other calls' rows into one transaction (store/writer.py); returns once committed.
+            await self.b2bua.writer.write(records)
         except Exception:
             log.exception("call.log_failed", extra={"call_id": self.call_id})
 
@@ -447,8 +447,7 @@ class Call:
             return  # the voicemail access code / number: listening by phone (apps/voicemail_menu.py)
         if await click_to_dial.handles(self, dialled):
             return  # the access number of a call placed from the app "via the exchange" (apps/click_to_dial.py)
-        async with self.b2bua.sessions() as session:
-            resolved = await resolve(session, dialled, self.caller.company_id, self.settings.default_region)
+        resolved = await self.b2bua.snapshots.resolve(dialled, self.caller.company_id, self.settings.default_region)
         if self.caller.user_id is not None and not self.caller.for_callback:
             self.placed = Party(self.caller.user_id, "placed", resolved.number)
             if resolved.kind in ("user", "group", "hunt_group", "call_center"):
@@ -580,7 +579,7 @@ class Call:
         return result
 
     async def bindings(self, user_id: int, device_ids: tuple[int, ...] | None = None) -> list[Binding]:
-        found = await LocationStore(self.b2bua.sessions).for_user(user_id)
+        found = await self.b2bua.snapshots.bindings(user_id, datetime.now(UTC))
         return [b for b in found if device_ids is None or b.device_id in device_ids]
 
     def device_branches(self, bindings: list[Binding], label: str, user_id: int, to: NameAddr) -> list[Branch]:

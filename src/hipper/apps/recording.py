@@ -47,7 +47,7 @@ from hipper.media.engine import (
 from hipper.media.g711 import SAMPLE_RATE
 from hipper.media.wavfile import WavFormatError, read_wav
 from hipper.offload import run_cpu
-from hipper.store import recordings, service_settings
+from hipper.store import recordings
 
 if TYPE_CHECKING:
     from hipper.apps.executor import Call
@@ -181,8 +181,8 @@ class CallRecorder:
 
 
 async def recording_mode(call: Call, user_id: int) -> str:
-    async with call.b2bua.sessions() as session:
-        settings = await service_settings.load(session, user_id, CallRecording)
+    # Cached with the user's routing snapshot and dropped by the same outbox events (apps/snapshots.py).
+    settings = await call.b2bua.snapshots.document(user_id, CallRecording)
     assert isinstance(settings, CallRecording)
     return settings.mode
 

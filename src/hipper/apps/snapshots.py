@@ -5,23 +5,35 @@ The cache keeps it until an event for that user (or one without a user, such as 
 in the outbox. Before every use the cache reads the events committed since it last looked (one indexed query), so
 a committed change is seen by the very next call on this node and on every other node sharing the database.
 Registrations change without events (a phone re-registers every few minutes), so the registered devices and the
-"on a call" fact are read fresh for each call.
+"on a call" fact are read fresh for each call — in one statement with the bindings the call then rings
+(`bindings`), which reuses them for a moment instead of reading them again.
+
+The other per-call reads live here too, for the same reason: service documents the call needs besides the
+routing snapshot (the recording mode) are cached per user and dropped with the snapshot.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from contextvars import ContextVar
 from datetime import datetime
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from hipper.apps.directory import Resolved, resolve
 from hipper.domain.routing import UserState
+from hipper.domain.services import ServiceSettings
+from hipper.store import service_settings
 from hipper.store.models import Event, User
-from hipper.store.user_state import load_user_state, registered_devices
+from hipper.store.registrations import Binding
+from hipper.store.user_state import load_user_state, reachable
 
 # Events that cannot change what the routing policy reads; every other event (also ones added later) invalidates.
+# "call." is the app's call state (call.started / call.ended, written for every call): not routing input.
 UNRELATED_EVENTS = (
+    "call.",
     "call_log.",
     "voicemail.",
     "greeting.",
@@ -32,9 +44,45 @@ UNRELATED_EVENTS = (
     "directory.",
     "hunt_group.",
     "profile.",
+    "recording.",
 )
 # More new events than this since the last look: drop everything rather than read them one by one.
 CATCH_UP_LIMIT = 1000
+# How long bindings read with a snapshot are handed to the ringing that follows it (same call, microseconds
+# later) instead of being read again. A REGISTER on this node drops them at once (`forget_bindings`).
+BINDINGS_REUSE_SECONDS = 0.5
+# `document` reads at answer time (the recording mode); an outbox look this recent is fresh enough for it: a
+# change committed in the last moment of ringing races the answer either way.
+DOCUMENT_CATCH_UP_SECONDS = 1.0
+
+# Events that cannot change who a dialled number is or the name it shows (`resolve`); every other event, also
+# hunt-group and directory changes that the snapshots ignore, drops the resolved numbers.
+NUMBERS_UNCHANGED = (
+    "service.",
+    "device.",
+    "call.",
+    "call_log.",
+    "voicemail.",
+    "greeting.",
+    "contacts.",
+    "app_settings.",
+    "push_subscription.",
+    "passkey.",
+    "recording.",
+)
+CACHED_KINDS = ("user", "external", "unknown")
+# How long after `resolve` looked at the outbox the snapshot read of the same call may skip its own look.
+CALL_CATCH_UP_SECONDS = 1.0
+# Per task, i.e. per call: when `resolve` last looked at the outbox (loop time), for the `state` that follows.
+_CAUGHT_UP: ContextVar[float | None] = ContextVar("snapshots_caught_up", default=None)
+
+_MAX_EVENT = select(func.max(Event.id))
+_NEW_EVENTS = (
+    select(Event.id, Event.user_id, Event.type)
+    .where(Event.id > bindparam("after"))
+    .order_by(Event.id)
+    .limit(CATCH_UP_LIMIT)
+)
 
 
 class SnapshotCache:
@@ -42,53 +90,143 @@ class SnapshotCache:
         self.sessions = sessions
         self.max_users = max_users
         self._states: dict[int, UserState] = {}
+        self._documents: dict[int, dict[str, ServiceSettings]] = {}
+        self._bindings: dict[int, tuple[float, list[Binding]]] = {}
+        self._resolved: dict[tuple[str, int | None, str], Resolved] = {}
+        self._generation = 0  # bumped whenever numbers may have changed (drops `_resolved`)
+        self._engine = sessions.kw["bind"]
         self._last_event: int | None = None
+        self._caught_up_at = -1e9  # loop time when a look at the outbox last started
         self.loads = 0  # snapshots built from the database (tests and metrics read these)
         self.hits = 0
 
     async def state(self, user_id: int, now: datetime, *, on_call: bool) -> UserState | None:
-        async with self.sessions() as session:
-            await self._catch_up(session)
-            cached = self._states.get(user_id)
-            if cached is None:
+        # A Core connection, not an ORM session, for the reads every call makes (no unit of work to set up);
+        # a session only when a snapshot has to be built.
+        async with self._engine.connect() as connection:
+            if not self._caught_up_for_this_call():
+                await self._catch_up(connection)
+            bindings, devices = await reachable(connection, user_id, now)
+        cached = self._states.get(user_id)
+        if cached is None:
+            async with self.sessions() as session:
                 user = await session.get(User, user_id)
                 if user is None:
                     return None
-                cached = await load_user_state(session, user, now)
-                self.loads += 1
-                if len(self._states) >= self.max_users:
-                    self._states.clear()
-                self._states[user_id] = cached
-                return dataclasses.replace(cached, on_call=on_call)
+                cached = await load_user_state(session, user, now, devices=devices)
+            self.loads += 1
+            if len(self._states) >= self.max_users:
+                self._states.clear()
+            self._states[user_id] = cached
+        else:
             self.hits += 1
-            devices = tuple(await registered_devices(session, user_id, now))
-        return dataclasses.replace(cached, devices=devices, on_call=on_call)
+        self._keep_bindings(user_id, bindings)
+        return dataclasses.replace(cached, devices=tuple(devices), on_call=on_call)
 
-    async def _catch_up(self, session: AsyncSession) -> None:
+    async def resolve(self, dialled: str, company_id: int | None, region: str) -> Resolved:
+        """`directory.resolve`, cached until an event that may change who a number is (users, companies,
+        departments, call centers); only users and outside numbers are cached. Looks at the outbox
+        first; the routing snapshot read next in the same call (`state`) relies on that look instead of taking
+        another one."""
+        async with self._engine.connect() as connection:
+            await self._catch_up(connection)
+        _CAUGHT_UP.set(asyncio.get_running_loop().time())
+        key = (dialled, company_id, region)
+        cached = self._resolved.get(key)
+        if cached is not None:
+            return cached
+        generation = self._generation
+        async with self.sessions() as session:
+            resolved = await resolve(session, dialled, company_id, region)
+        # Users and outside numbers only: company and department numbers carry a night mode people flip and
+        # expect to apply at once (also when written without an outbox event), hunt groups and call centers
+        # their members and state; those are read fresh.
+        if resolved.kind in CACHED_KINDS and generation == self._generation:  # nothing invalidated it meanwhile
+            if len(self._resolved) >= self.max_users:
+                self._resolved.clear()
+            self._resolved[key] = resolved
+        return resolved
+
+    def _caught_up_for_this_call(self) -> bool:
+        """Whether this task (one call) looked at the outbox in `resolve` just now: that look started after the
+        call arrived, so it saw every change committed before the call. Used once, then it is gone."""
+        mark = _CAUGHT_UP.get()
+        if mark is None:
+            return False
+        _CAUGHT_UP.set(None)
+        return asyncio.get_running_loop().time() - mark <= CALL_CATCH_UP_SECONDS
+
+    async def bindings(self, user_id: int, now: datetime) -> list[Binding]:
+        """Where the user's devices can be reached: what `state` just read for this user, else read now."""
+        kept = self._bindings.pop(user_id, None)
+        if kept is not None and asyncio.get_running_loop().time() - kept[0] <= BINDINGS_REUSE_SECONDS:
+            return [b for b in kept[1] if b.expires_at > now]
+        async with self.sessions() as session:
+            bindings, _ = await reachable(session, user_id, now)
+        return bindings
+
+    def forget_bindings(self, user_id: int) -> None:
+        """A REGISTER on this node changed the user's bindings: the next ringing reads them again."""
+        self._bindings.pop(user_id, None)
+
+    def _keep_bindings(self, user_id: int, bindings: list[Binding]) -> None:
+        if len(self._bindings) >= self.max_users:
+            self._bindings.clear()
+        self._bindings[user_id] = (asyncio.get_running_loop().time(), bindings)
+
+    async def document(self, user_id: int, settings_class: type[ServiceSettings]) -> ServiceSettings:
+        """One of the user's service documents (any service, licensed or not), cached like the snapshot."""
+        recent = asyncio.get_running_loop().time() - self._caught_up_at <= DOCUMENT_CATCH_UP_SECONDS
+        documents = self._documents.get(user_id)
+        cached = documents.get(settings_class.service) if documents is not None else None
+        if cached is not None and recent:
+            return cached
+        async with self.sessions() as session:
+            await self._catch_up(session)
+            documents = self._documents.get(user_id)
+            cached = documents.get(settings_class.service) if documents is not None else None
+            if cached is None:
+                cached = await service_settings.load(session, user_id, settings_class)
+                if documents is None:
+                    if len(self._documents) >= self.max_users:
+                        self._documents.clear()
+                    documents = self._documents[user_id] = {}
+                documents[settings_class.service] = cached
+        return cached
+
+    async def _catch_up(self, session: AsyncSession | AsyncConnection) -> None:
+        started = asyncio.get_running_loop().time()
+        await self._read_events(session)
+        self._caught_up_at = max(self._caught_up_at, started)
+
+    async def _read_events(self, session: AsyncSession | AsyncConnection) -> None:
         if self._last_event is None:
             # Nothing is cached yet: whatever happened before now is already in what we will load.
-            self._last_event = int((await session.execute(select(func.max(Event.id)))).scalar() or 0)
+            self._last_event = int((await session.execute(_MAX_EVENT)).scalar() or 0)
             return
-        rows = (
-            await session.execute(
-                select(Event.id, Event.user_id, Event.type)
-                .where(Event.id > self._last_event)
-                .order_by(Event.id)
-                .limit(CATCH_UP_LIMIT)
-            )
-        ).all()
+        rows = (await session.execute(_NEW_EVENTS, {"after": self._last_event})).all()
         if len(rows) == CATCH_UP_LIMIT:
-            self._states.clear()
-            self._last_event = int((await session.execute(select(func.max(Event.id)))).scalar() or 0)
+            self.clear()
+            self._last_event = int((await session.execute(_MAX_EVENT)).scalar() or 0)
             return
         for event_id, user_id, event_type in rows:
             self._last_event = event_id
+            if not event_type.startswith(NUMBERS_UNCHANGED) and self._resolved:
+                self._resolved.clear()
+                self._generation += 1
             if event_type.startswith(UNRELATED_EVENTS):
                 continue
             if user_id is None:
-                self._states.clear()  # a company or group changed: whose snapshot it touches is not named
+                self.clear()  # a company or group changed: whose snapshot it touches is not named
             else:
-                self._states.pop(user_id, None)
+                self._drop(user_id)
+
+    def _drop(self, user_id: int) -> None:
+        self._states.pop(user_id, None)
+        self._documents.pop(user_id, None)
 
     def clear(self) -> None:
         self._states.clear()
+        self._documents.clear()
+        self._resolved.clear()
+        self._generation += 1

@@ -72,14 +72,13 @@ FRAME_SECONDS: Final = 0.020
 MAX_CATCH_UP_FRAMES: Final = 3
 RECORDING_CATCH_UP_FRAMES: Final = 50
 RTCP_INTERVAL_SECONDS: Final = 5.0
+# RTP socket buffers (SO_RCVBUF / SO_SNDBUF) asked for per endpoint: ≈ 5–10 s of one G.711 stream at the
+# kernel's per-packet accounting, so a loop that is not scheduled for a few seconds does not lose audio.
+SOCKET_BUFFER_BYTES: Final = 512 * 1024
 # A recorded frame whose peak stays at or below this (about -50 dBFS, line noise and comfort noise) is silence.
 SILENCE_LEVEL: Final = 100
 # Datagrams read per readiness callback before yielding to other endpoints (fairness under load).
 READ_BATCH: Final = 64
-# Receive buffer asked for on RTP sockets (the kernel doubles it, capped by net.core.rmem_max): the 208 KiB
-# default holds only a few seconds of one stream, and packets arriving while the loop is stalled (a busy shared
-# core) overflow it and are lost; with this, a stall shows up as late audio, which recordings put in place.
-RTP_RECEIVE_BUFFER: Final = 1 << 20
 # Recordings hand their audio to the writer thread about once a second, spread over the second.
 FLUSH_FRAMES: Final = 50
 PROMPT_CACHE_SIZE: Final = 512
@@ -409,6 +408,7 @@ class MediaEngine:
         rtp_timeout_seconds: float = 30.0,
         listener: Callable[[MediaEvent], None] | None = None,
         rtcp_interval_seconds: float = RTCP_INTERVAL_SECONDS,
+        socket_buffer_bytes: int = SOCKET_BUFFER_BYTES,
     ) -> None:
         if port_max - port_min < 2:
             raise ValueError("the RTP port range must hold at least one even/odd port pair")
@@ -416,6 +416,8 @@ class MediaEngine:
         self.advertised_address = advertised_address or bind_address
         self.rtp_timeout_seconds = rtp_timeout_seconds
         self.rtcp_interval_seconds = rtcp_interval_seconds
+        self.socket_buffer_bytes = socket_buffer_bytes
+        self._buffers_checked = False
         self.events: asyncio.Queue[MediaEvent] = asyncio.Queue()
         self._listener = listener
         self._ports = _allowed_ports(port_min, port_max)
@@ -561,10 +563,31 @@ class MediaEngine:
                 continue
             for sock in (rtp, rtcp):
                 sock.setblocking(False)
-            with contextlib.suppress(OSError):  # a smaller buffer only means less tolerance for stalls
-                rtp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RTP_RECEIVE_BUFFER)
+            self._size_buffers(rtp)
             return rtp, rtcp, port
         raise MediaError("no free RTP port pair in the configured range")
+
+    def _size_buffers(self, rtp: socket.socket) -> None:
+        """Room for `socket_buffer_bytes` of RTP each way (the default 208 KiB is ≈ 1–2 s at 50 packets/s once
+        the kernel's per-packet overhead is counted). Packets that arrive while the loop is not scheduled wait in
+        the receive buffer; when it is full the kernel drops them (RcvbufErrors): a larger buffer turns a stall of
+        a few seconds into late audio rather than lost audio. The kernel caps the size at net.core.rmem_max /
+        wmem_max; the effective size is checked once and a cap is logged."""
+        wanted = self.socket_buffer_bytes
+        if wanted <= 0:
+            return
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):
+                rtp.setsockopt(socket.SOL_SOCKET, option, wanted)
+        if not self._buffers_checked:
+            self._buffers_checked = True
+            # Linux reports twice the size asked for (the other half is its bookkeeping allowance).
+            got = rtp.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+            if got < wanted:
+                log.warning(
+                    "media.socket_buffer_capped",
+                    extra={"wanted": wanted, "got": got, "hint": "raise net.core.rmem_max and net.core.wmem_max"},
+                )
 
     def _create_endpoint(self, command: CreateEndpoint) -> EndpointCreated:
         assert self._loop is not None

@@ -30,6 +30,8 @@ from hipper.sip.message import MAX_MESSAGE_SIZE, format_hostport, split_hostport
 
 log = logging.getLogger(__name__)
 
+UDP_BUFFER_BYTES = 4 * 1024 * 1024  # asked for on the SIP UDP socket (see Transports.start)
+
 # Framing needs only the length; the full parse happens once, in the stack.
 _CONTENT_LENGTH = re.compile(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d{1,10})[ \t]*\r?$")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
@@ -395,6 +397,14 @@ class Transports:
         for attempt in range(20):
             transport, _ = await loop.create_datagram_endpoint(lambda: self.udp, local_addr=(host, port))
             self._udp_transport = transport
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                # Every phone's and trunk's UDP signalling arrives on this one socket: the default buffer (208
+                # KiB, a few hundred messages) overflowed during loop stalls of half a second at 100 calls/s,
+                # and the dropped INVITEs and BYEs cost retransmission timeouts. The kernel caps the size.
+                for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
             if not tcp:
                 break
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +13,69 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hipper.domain.call_logs import CALL_KINDS, RECENT_PER_KIND, CallKind, validate_record
 from hipper.store.events import add_event
 from hipper.store.models import CallLog
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One user's side of one call, as call processing hands it to `record_calls` (or the batch writer)."""
+
+    user_id: int
+    kind: CallKind
+    started_at: datetime
+    call_id: str = ""
+    remote_number: str = ""
+    remote_name: str = ""
+    local_identity: str = ""
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    outcome: str = ""
+    plan: dict[str, Any] | None = None
+    # Further outbox events for this user, queued right after the row's own `call_log.added`.
+    events: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+    def values(self) -> dict[str, Any]:
+        """The row's columns, validated (raises the domain's error for a record that cannot be stored)."""
+        record = validate_record(
+            kind=self.kind,
+            call_id=self.call_id,
+            remote_number=self.remote_number,
+            remote_name=self.remote_name,
+            local_identity=self.local_identity,
+            started_at=self.started_at,
+            answered_at=self.answered_at,
+            ended_at=self.ended_at,
+            outcome=self.outcome,
+            plan=self.plan,
+        )
+        return {
+            "user_id": self.user_id,
+            "call_id": record.call_id,
+            "direction": record.kind,
+            "remote_number": record.remote_number,
+            "remote_name": record.remote_name,
+            "local_identity": record.local_identity,
+            "started_at": record.started_at,
+            "answered_at": record.answered_at,
+            "ended_at": record.ended_at,
+            "outcome": record.outcome,
+            "plan": record.plan,
+        }
+
+    def row(self) -> CallLog:
+        return CallLog(**self.values())
+
+
+async def record_calls(session: AsyncSession, records: Sequence[CallRecord]) -> list[CallLog]:
+    """Add the rows of several call sides with one flush (one multi-row INSERT) and queue their events, in the
+    records' order; the caller commits. Every record is validated before anything is added."""
+    rows = [record.row() for record in records]
+    session.add_all(rows)
+    await session.flush()
+    for record, row in zip(records, rows, strict=True):
+        add_event(session, record.user_id, "call_log.added", {"id": row.id, "kind": row.direction})
+        for type_, payload in record.events:
+            add_event(session, record.user_id, type_, payload)
+    return rows
 
 
 async def record_call(
@@ -34,34 +98,11 @@ async def record_call(
     Call processing calls this once per involved user when the call ends (DESIGN "the call model"), inside the
     transaction that records whatever else the call changed (e.g. a deposited voicemail).
     """
-    record = validate_record(
-        kind=kind,
-        call_id=call_id,
-        remote_number=remote_number,
-        remote_name=remote_name,
-        local_identity=local_identity,
-        started_at=started_at,
-        answered_at=answered_at,
-        ended_at=ended_at,
-        outcome=outcome,
-        plan=plan,
-    )
-    row = CallLog(
-        user_id=user_id,
-        call_id=record.call_id,
-        direction=record.kind,
-        remote_number=record.remote_number,
-        remote_name=record.remote_name,
-        local_identity=record.local_identity,
-        started_at=record.started_at,
-        answered_at=record.answered_at,
-        ended_at=record.ended_at,
-        outcome=record.outcome,
-        plan=record.plan,
-    )
-    session.add(row)
-    await session.flush()
-    add_event(session, user_id, "call_log.added", {"id": row.id, "kind": record.kind})
+    record = CallRecord(
+        user_id, kind, started_at, call_id, remote_number, remote_name, local_identity, answered_at, ended_at,
+        outcome, plan,
+    )  # fmt: skip
+    (row,) = await record_calls(session, [record])
     return row
 
 

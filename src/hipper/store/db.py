@@ -154,17 +154,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# Call processing shares the pool with the API: hundreds of concurrent calls ramping up at tens per second, on a
+# loop that may stall for a moment on a shared core, exhausted the defaults (5 + 10 on SQLite, 10 + 10 on
+# PostgreSQL) and new calls got 500. Sessions are short (no connection is held across a wait), so the pool only
+# needs to ride out bursts.
+SQLITE_POOL = {"pool_size": 10, "max_overflow": 30}
+POSTGRES_POOL = {"pool_size": 20, "max_overflow": 20}
+
+
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:" and not make_url(url).query:
             # A file database in WAL mode: reads on the loop (LoopReadsConnection).
-            engine = create_async_engine(url, async_creator=_loop_reads_creator(database))
+            engine = create_async_engine(url, async_creator=_loop_reads_creator(database), **SQLITE_POOL)
         else:
-            engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
+            engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS}, **SQLITE_POOL)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_async_engine(url, pool_size=10, max_overflow=10)
+    engine = create_async_engine(url, **POSTGRES_POOL)
     event.listen(engine.sync_engine, "connect", _mark_used)
     event.listen(engine.sync_engine, "checkin", _mark_used)
     event.listen(engine.sync_engine, "checkout", _ping_when_idle)

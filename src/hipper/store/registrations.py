@@ -52,7 +52,7 @@ class Binding:
         return max(0, int((self.expires_at - now).total_seconds()))
 
 
-def _aware(moment: datetime) -> datetime:
+def aware(moment: datetime) -> datetime:
     # SQLite hands back naive datetimes even for timezone=True columns; they were written in UTC.
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
@@ -63,7 +63,7 @@ def _binding(row: Registration) -> Binding:
         user_id=row.user_id,
         contact=row.contact,
         source=row.source,
-        expires_at=_aware(row.expires_at),
+        expires_at=aware(row.expires_at),
         call_id=row.call_id,
         cseq=row.cseq,
         user_agent=row.user_agent,
@@ -159,6 +159,8 @@ class LocationStore:
         # at once (WAL cannot upgrade a stale snapshot). Queue this node's writers instead; PostgreSQL needs not.
         sqlite = bind is not None and bind.dialect.name == "sqlite"
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if sqlite else None
+        # Called with the user id after every committed change (call processing drops bindings it holds).
+        self.on_change: list[Callable[[int], None]] = []
 
     async def for_device(self, device_id: int, now: datetime | None = None) -> list[Binding]:
         now = now or datetime.now(UTC)
@@ -197,9 +199,13 @@ class LocationStore:
             try:
                 if self._write_lock is None:
                     async with self.sessions() as session, session.begin():
-                        return await self._change(session, device, decide, now)
-                async with self._write_lock, self.sessions() as session, session.begin():
-                    return await self._change(session, device, decide, now)
+                        bindings = await self._change(session, device, decide, now)
+                else:
+                    async with self._write_lock, self.sessions() as session, session.begin():
+                        bindings = await self._change(session, device, decide, now)
+                for listener in self.on_change:
+                    listener(device.user_id)
+                return bindings
             except IntegrityError:
                 # Two REGISTERs of one device raced to insert the same contact; the second try updates it.
                 if attempt:
@@ -220,7 +226,7 @@ class LocationStore:
                 )
             ).scalars()
         )
-        live = [row for row in rows if _aware(row.expires_at) > now]
+        live = [row for row in rows if aware(row.expires_at) > now]
         live_ids = {id(row) for row in live}
         wanted = decide([_binding(row) for row in live])
         # Expired rows go too: a lazy purge keeps the table from growing with phones that went away.

@@ -1,0 +1,121 @@
+"""The batch writer of call logs and call events (store/writer.py), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hipper.passwords import Hasher
+from hipper.store import admin
+from hipper.store.call_logs import CallRecord
+from hipper.store.db import create_engine, session_factory
+from hipper.store.models import CallLog, Event
+from hipper.store.writer import BatchWriter, OutboxEvent
+
+
+@pytest.fixture
+async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(database_url)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+async def make_users(sessions: async_sessionmaker[AsyncSession], count: int) -> list[int]:
+    async with sessions() as session:
+        company = await admin.create_company(session, "Acme", "+31201234000")
+        users = []
+        for i in range(count):
+            user = await admin.create_user(
+                session, Hasher(1, 1024), username=f"u{i}", password="correct horse 1", company=company,
+                extension=str(200 + i),
+            )  # fmt: skip
+            users.append(user)
+        await session.commit()
+        return [user.id for user in users]
+
+
+def record(user_id: int, call: int, **changes: object) -> CallRecord:
+    values: dict[str, object] = {
+        "user_id": user_id, "kind": "received", "started_at": datetime.now(UTC), "call_id": f"call-{call}",
+        "remote_number": "+31201234567", "outcome": "answered", "events": (("call.ended", {"id": f"c{call}"}),),
+    }  # fmt: skip
+    values.update(changes)
+    return CallRecord(**values)  # type: ignore[arg-type]
+
+
+async def events(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[int | None, str, dict[str, object]]]:
+    async with sessions() as session:
+        rows = await session.execute(select(Event.user_id, Event.type, Event.payload).order_by(Event.id))
+        return [(user_id, type_, payload) for user_id, type_, payload in rows]
+
+
+async def logs(sessions: async_sessionmaker[AsyncSession]) -> dict[int, CallLog]:
+    async with sessions() as session:
+        return {row.id: row for row in (await session.execute(select(CallLog))).scalars()}
+
+
+async def test_concurrent_calls_share_transactions_and_keep_their_order(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    users = await make_users(sessions, 4)
+    writer = BatchWriter(sessions)
+    writer.start()
+    before = len(await events(sessions))
+    # 40 calls ending at once, each with two sides; plus a call.started event handed in among them.
+    await asyncio.gather(
+        *(writer.write([record(users[i % 4], i), record(users[(i + 1) % 4], i, kind="placed")]) for i in range(40)),
+        writer.write([OutboxEvent(users[0], "call.started", {"id": "x"})]),
+    )
+    assert writer.jobs == 41
+    assert writer.transactions < 10  # batched: the first call alone, then the rest together
+    written = await logs(sessions)
+    assert len(written) == 80
+    new = (await events(sessions))[before:]
+    assert len(new) == 161
+    # Each side's row is announced by call_log.added with its id, followed by that side's call.ended.
+    added = [(user_id, payload) for user_id, type_, payload in new if type_ == "call_log.added"]
+    assert sorted(int(str(payload["id"])) for _, payload in added) == sorted(written)
+    for user_id, payload in added:
+        assert written[int(str(payload["id"]))].user_id == user_id
+        assert written[int(str(payload["id"]))].direction == payload["kind"]
+    for index, (user_id, type_, _) in enumerate(new):
+        if type_ == "call_log.added":
+            assert new[index + 1][:2] == (user_id, "call.ended")
+    await writer.close()
+
+
+async def test_a_bad_record_costs_only_its_own_call(sessions: async_sessionmaker[AsyncSession]) -> None:
+    (user,) = await make_users(sessions, 1)
+    writer = BatchWriter(sessions)
+    writer.start()
+    results = await asyncio.gather(
+        writer.write([record(user, 1)]),
+        writer.write([record(user, 2)]),
+        writer.write([record(user, 3, kind="no-such-kind")]),  # refused by the domain's validation
+        writer.write([record(user, 4)]),
+        return_exceptions=True,
+    )
+    assert [isinstance(result, Exception) for result in results] == [False, False, True, False]
+    assert sorted(row.call_id for row in (await logs(sessions)).values()) == ["call-1", "call-2", "call-4"]
+    await writer.close()
+
+
+async def test_close_writes_what_cancelled_calls_left_queued(sessions: async_sessionmaker[AsyncSession]) -> None:
+    (user,) = await make_users(sessions, 1)
+    writer = BatchWriter(sessions)
+    writer.start()
+    waiting = [asyncio.create_task(writer.write([record(user, i)])) for i in range(20)]
+    await asyncio.sleep(0)  # all handed in, none written yet
+    for task in waiting:
+        task.cancel()  # the calls are cancelled at shutdown while they wait
+    await asyncio.gather(*waiting, return_exceptions=True)
+    await writer.close()
+    assert len(await logs(sessions)) == 20
+    # Closed: a late write is written at once rather than queued for a writer that is gone.
+    await writer.write([record(user, 99)])
+    assert len(await logs(sessions)) == 21
