@@ -106,13 +106,16 @@ async def greeting_files(call: Call, user_id: int, called_number: str, case: Gre
     return system_greeting(call.settings.prompt_language, called_number, case)
 
 
-def _trimmed_wav(path: Path, cut_seconds: float) -> tuple[bytes, int]:
-    """The recorded file's bytes with `cut_seconds` of silent tail removed, and its duration in ms (0 when
-    nothing but silence was recorded: a caller who said nothing leaves no message)."""
+def _trimmed_wav(path: Path, ended_on_silence: bool) -> tuple[bytes, int]:
+    """The recorded file's bytes, and its duration in ms (0 when nothing but silence was recorded: a caller who
+    said nothing leaves no message). A message that ended on silence keeps `KEEP_SILENCE_SECONDS` of it after
+    the last sound: measured on the samples themselves, not on when the recording was stopped, which may be
+    later on a busy machine."""
     samples = read_wav(path)
-    if cut_seconds > 0:
-        keep = max(0, len(samples) - int(cut_seconds * SAMPLE_RATE))
-        samples = samples[:keep]
+    if ended_on_silence:
+        loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > SILENCE_LEVEL)
+        end = int(loud[-1]) + 1 + int(KEEP_SILENCE_SECONDS * SAMPLE_RATE) if len(loud) else 0
+        samples = samples[:end]
     if not len(samples) or int(np.abs(samples).max()) <= SILENCE_LEVEL:
         return b"", 0
     trimmed = path.with_name(path.name + ".trimmed.wav")
@@ -122,9 +125,9 @@ def _trimmed_wav(path: Path, cut_seconds: float) -> tuple[bytes, int]:
     return data, len(samples) * 1000 // SAMPLE_RATE
 
 
-async def record_message(call: Call, endpoint_id: str) -> tuple[Path, float] | None:
-    """Record what the caller says until hang-up, silence or the maximum; the spool file and the silent tail
-    to cut. None when the recording could not start."""
+async def record_message(call: Call, endpoint_id: str) -> tuple[Path, bool] | None:
+    """Record what the caller says until hang-up, silence or the maximum; the spool file and whether it ended
+    on silence (its silent tail is then cut). None when the recording could not start."""
     settings = call.settings
     spool = spool_directory(settings.data_dir) / f"{uuid.uuid4().hex}.wav"
     try:
@@ -135,19 +138,19 @@ async def record_message(call: Call, endpoint_id: str) -> tuple[Path, float] | N
     assert isinstance(started, Started)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.voicemail_max_seconds
-    cut = 0.0
+    ended_on_silence = False
     try:
         while not call.over.is_set():
             if loop.time() >= deadline:
                 break
             quiet = call.media.recording_quiet_seconds(started.id)
             if quiet >= settings.voicemail_silence_seconds:
-                cut = max(0.0, quiet - KEEP_SILENCE_SECONDS)
+                ended_on_silence = True
                 break
             await call.race(asyncio.sleep(POLL_SECONDS), POLL_SECONDS * 2)
     finally:
         await call.media.execute(StopRecording(started.id))
-    return spool, cut
+    return spool, ended_on_silence
 
 
 async def leave_message(call: Call, user_id: int, called_number: str, cause: DiversionReason) -> None:
@@ -170,9 +173,9 @@ async def leave_message(call: Call, user_id: int, called_number: str, cause: Div
     if recorded is None:
         call.over.set()
         return
-    spool, cut = recorded
+    spool, ended_on_silence = recorded
     try:
-        data, duration_ms = await run_cpu(_trimmed_wav, spool, cut)
+        data, duration_ms = await run_cpu(_trimmed_wav, spool, ended_on_silence)
         if duration_ms >= MIN_MESSAGE_SECONDS * 1000:
             async with call.b2bua.sessions() as session:
                 row = await voicemails.deposit(
