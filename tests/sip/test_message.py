@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hipper.sip.message import URI, NameAddr, ParseError, Request, Response, Via, parse_message
+from hipper.sip.message import URI, Headers, NameAddr, ParseError, Request, Response, Via, parse_message
 
 # As SIPp 3.6 sends it (captured on loopback), bare LF line ends folded into CRLF by SIPp itself.
 SIPP_REGISTER = (
@@ -79,6 +79,46 @@ def test_compact_forms_folding_ipv6_and_lists() -> None:
     assert [str(v) for v in again.vias] == [str(v) for v in vias]
     assert again.body == message.body
     assert "[2001:db8::1]:5060" in str(vias[0])
+
+
+def test_headers_any_spelling_and_every_change_kept_in_order() -> None:
+    headers = Headers([("Via", "v1"), ("x-custom", "a")])
+    headers.add("v", "v2")  # compact form of Via
+    headers.add("X-CUSTOM", "b")
+    headers.prepend("VIA", "v0")
+    assert [name for name, _ in headers] == ["Via", "Via", "x-custom", "Via", "X-CUSTOM"]
+    assert headers.get("via") == "v0" and headers.get("X-Custom") == "a"
+    assert headers.get_all("v") == ["v0", "v1", "v2"] and headers.get_all("x-custom") == ["a", "b"]
+    assert headers.get("Missing") is None and headers.get_all("Missing") == []
+    assert headers.pop_first("Via") == "v0" and headers.get("Via") == "v1"
+    copy = headers.copy()
+    headers.set("via", "only")  # replaces every Via in the place of the first
+    assert [value for _, value in headers] == ["only", "a", "b"]
+    assert copy.get_all("Via") == ["v1", "v2"]  # the copy is its own
+    headers.remove("X-Custom")
+    assert list(headers) == [("Via", "only")] and headers.get("x-custom") is None
+    headers.set("Subject", "new")  # absent: appended
+    assert headers.get("s") == "new" and len(headers) == 2
+
+
+def test_parsed_headers_follow_changes_of_their_value() -> None:
+    message = parse_message(SIPP_REGISTER)
+    assert isinstance(message, Request)
+    assert message.to.tag is None and message.cseq == (2, "REGISTER")
+    assert message.to is message.to  # parsed once while the value stays the same
+    message.headers.set("To", "<sip:alice@hipper.test>;tag=abc")
+    message.headers.set("CSeq", "3 REGISTER")
+    assert message.to.tag == "abc" and message.cseq == (3, "REGISTER")
+    message.headers.prepend("Via", "SIP/2.0/TCP 192.0.2.9:5070;branch=z9hG4bKnew")
+    assert message.top_via.transport == "TCP" and message.top_via.branch == "z9hG4bKnew"
+    message.headers.set("From", "not a uri")
+    with pytest.raises(ParseError):
+        message.from_  # noqa: B018 - a bad new value is an error however often it is read
+    with pytest.raises(ParseError):
+        message.from_  # noqa: B018
+    message.headers.remove("To")
+    with pytest.raises(ParseError, match="missing To"):
+        message.to  # noqa: B018
 
 
 def test_response_and_body_rules() -> None:

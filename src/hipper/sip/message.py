@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 SIP_VERSION = "SIP/2.0"
 BRANCH_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7: marks a branch made by an RFC 3261 element
 MAX_MESSAGE_SIZE = 65535  # the largest UDP datagram; TCP messages are held to the same bound
 MAX_HEADERS = 256
+_T = TypeVar("_T")
 
 # §7.3.3 compact forms, plus the later RFCs' ones (3515 Refer-To, 3892 Referred-By, 3265 Event, 4028).
 COMPACT_FORMS = {
@@ -201,6 +203,27 @@ class ParseError(ValueError):
 
 def canonical_name(name: str) -> str:
     return _CANONICAL.get(name.lower(), name)
+
+
+# A header name as written (any case, compact form) → (its canonical name, that lower-cased: the lookup key).
+# Names come from our code and from peers; bounded so that a peer inventing names cannot grow it without end.
+_NAMES: dict[str, tuple[str, str]] = {}
+_MAX_NAMES = 4096
+
+
+def _names(name: str) -> tuple[str, str]:
+    names = _NAMES.get(name)
+    if names is None:
+        canonical = canonical_name(name)
+        names = (canonical, canonical.lower())
+        if len(_NAMES) >= _MAX_NAMES:
+            _NAMES.clear()
+        _NAMES[name] = names
+    return names
+
+
+def _key(name: str) -> str:
+    return _names(name)[1]
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
@@ -448,13 +471,29 @@ class Via:
         return self.params.get("branch")
 
 
-class Headers:
-    """An ordered, case-insensitive multimap; list headers (§7.3.1) hold one value per entry."""
+def _parse_cseq(value: str) -> tuple[int, str]:
+    parts = value.split()
+    if len(parts) != 2 or not is_number(parts[0]) or len(parts[0]) > 10 or not _TOKEN.match(parts[1]):
+        raise ParseError("bad CSeq")
+    number = int(parts[0])
+    if number >= 2**31:  # §8.1.1.5
+        raise ParseError("CSeq out of range")
+    return number, parts[1].upper()
 
-    __slots__ = ("_items",)
+
+class Headers:
+    """An ordered, case-insensitive multimap; list headers (§7.3.1) hold one value per entry.
+
+    Beside the entries it keeps their names lower-cased, in the same order: a call looks headers up ≈ 75 times,
+    and lower-casing every stored name on every lookup was ≈ 900 `str.lower` per call (docs/performance.md).
+    A lookup lower-cases the name asked for once (`_key`, cached per spelling) and compares with `list.index`.
+    """
+
+    __slots__ = ("_items", "_keys")
 
     def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
         self._items: list[tuple[str, str]] = items or []
+        self._keys: list[str] = [_key(name) for name, _ in self._items]
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -463,55 +502,77 @@ class Headers:
         return len(self._items)
 
     def get(self, name: str) -> str | None:
-        wanted = canonical_name(name).lower()
-        for key, value in self._items:
-            if key.lower() == wanted:
-                return value
-        return None
+        try:
+            return self._items[self._keys.index(_key(name))][1]
+        except ValueError:
+            return None
 
     def get_all(self, name: str) -> list[str]:
-        wanted = canonical_name(name).lower()
-        return [value for key, value in self._items if key.lower() == wanted]
+        wanted = _key(name)
+        if wanted not in self._keys:
+            return []
+        return [item[1] for key, item in zip(self._keys, self._items, strict=True) if key == wanted]
 
     def add(self, name: str, value: str) -> None:
-        self._items.append((canonical_name(name), value))
+        canonical, key = _names(name)
+        self._items.append((canonical, value))
+        self._keys.append(key)
 
     def prepend(self, name: str, value: str) -> None:
-        self._items.insert(0, (canonical_name(name), value))
+        canonical, key = _names(name)
+        self._items.insert(0, (canonical, value))
+        self._keys.insert(0, key)
 
     def set(self, name: str, value: str) -> None:
         """Replace every value of `name` by one, keeping the place of the first."""
-        name = canonical_name(name)
-        wanted = name.lower()
-        for index, (key, _) in enumerate(self._items):
-            if key.lower() == wanted:
-                self._items[index] = (name, value)
-                self._items = [item for i, item in enumerate(self._items) if i <= index or item[0].lower() != wanted]
-                return
-        self._items.append((name, value))
+        canonical, wanted = _names(name)
+        try:
+            index = self._keys.index(wanted)
+        except ValueError:
+            self.add(name, value)
+            return
+        self._items[index] = (canonical, value)
+        keep = [i for i, key in enumerate(self._keys) if i <= index or key != wanted]
+        self._items = [self._items[i] for i in keep]
+        self._keys = [self._keys[i] for i in keep]
 
     def remove(self, name: str) -> None:
-        wanted = canonical_name(name).lower()
-        self._items = [item for item in self._items if item[0].lower() != wanted]
+        wanted = _key(name)
+        if wanted not in self._keys:
+            return
+        keep = [i for i, key in enumerate(self._keys) if key != wanted]
+        self._items = [self._items[i] for i in keep]
+        self._keys = [self._keys[i] for i in keep]
 
     def pop_first(self, name: str) -> str | None:
-        wanted = canonical_name(name).lower()
-        for index, (key, value) in enumerate(self._items):
-            if key.lower() == wanted:
-                del self._items[index]
-                return value
-        return None
+        try:
+            index = self._keys.index(_key(name))
+        except ValueError:
+            return None
+        del self._keys[index]
+        return self._items.pop(index)[1]
 
     def copy(self) -> Headers:
-        return Headers(list(self._items))
+        copied = Headers()
+        copied._items = list(self._items)
+        copied._keys = list(self._keys)
+        return copied
 
 
 class Message:
-    """What requests and responses share: headers, body and typed accessors for the mandatory headers."""
+    """What requests and responses share: headers, body and typed accessors for the mandatory headers.
+
+    The accessors of single headers (`from_`, `to`, `top_via`, `cseq`) keep what they parsed beside the raw value
+    it came from, and parse again only when that header's value changed: a call's messages go through the
+    transaction layer, the dialog and the B2BUA, which asked for the same From, To and Via ≈ 13 times each
+    (docs/performance.md). The objects handed out are therefore shared: read them, never change them in place
+    (build a new header value and set it, as `stamp_via` does).
+    """
 
     def __init__(self, headers: Headers | None = None, body: bytes = b"") -> None:
         self.headers = headers if headers is not None else Headers()
         self.body = body
+        self._parsed: dict[str, tuple[str, Any]] = {}
 
     def first_line(self) -> str:
         raise NotImplementedError
@@ -525,6 +586,19 @@ class Message:
         lines.append(f"Content-Length: {len(self.body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + self.body
 
+    def _parse_once(self, name: str, parse: Callable[[str], _T]) -> _T:
+        """`parse` of the header's first value, from the last time when the value is still the same."""
+        value = self.headers.get(name)
+        if value is None:
+            raise ParseError(f"missing {name}")
+        kept = self._parsed.get(name)
+        if kept is not None and kept[0] == value:
+            parsed: _T = kept[1]
+            return parsed
+        parsed = parse(value)
+        self._parsed[name] = (value, parsed)
+        return parsed
+
     # Typed accessors; each raises ParseError when the header is missing or malformed.
     @property
     def call_id(self) -> str:
@@ -535,30 +609,15 @@ class Message:
 
     @property
     def cseq(self) -> tuple[int, str]:
-        value = self.headers.get("CSeq")
-        if value is None:
-            raise ParseError("missing CSeq")
-        parts = value.split()
-        if len(parts) != 2 or not is_number(parts[0]) or len(parts[0]) > 10 or not _TOKEN.match(parts[1]):
-            raise ParseError("bad CSeq")
-        number = int(parts[0])
-        if number >= 2**31:  # §8.1.1.5
-            raise ParseError("CSeq out of range")
-        return number, parts[1].upper()
+        return self._parse_once("CSeq", _parse_cseq)
 
     @property
     def from_(self) -> NameAddr:
-        value = self.headers.get("From")
-        if value is None:
-            raise ParseError("missing From")
-        return NameAddr.parse(value)
+        return self._parse_once("From", NameAddr.parse)
 
     @property
     def to(self) -> NameAddr:
-        value = self.headers.get("To")
-        if value is None:
-            raise ParseError("missing To")
-        return NameAddr.parse(value)
+        return self._parse_once("To", NameAddr.parse)
 
     @property
     def vias(self) -> list[Via]:
@@ -566,10 +625,7 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        value = self.headers.get("Via")
-        if value is None:
-            raise ParseError("missing Via")
-        return Via.parse(value)
+        return self._parse_once("Via", Via.parse)
 
     @property
     def contacts(self) -> list[NameAddr]:
@@ -692,8 +748,8 @@ def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
         if len(raw) > MAX_HEADERS:
             raise ParseError("too many headers")
     for name, value in raw:
-        canonical = canonical_name(name)
-        if canonical.lower() in _LIST_HEADERS and "," in value:
+        canonical, key = _names(name)
+        if "," in value and key in _LIST_HEADERS:
             for part in _split_outside_quotes(value, ","):
                 if part.strip():
                     headers.add(canonical, part.strip())

@@ -79,8 +79,10 @@ def response_peer(via: Via, peer: Peer) -> Peer:
 
 def stamp_via(request: Request, peer: Peer) -> None:
     """§18.2.1 `received` and RFC 3581 `rport`: record where the request really came from in its top Via."""
-    values = request.headers.get_all("Via")
-    via = Via.parse(values[0])
+    via = request.top_via
+    if via.host == peer.host and "rport" not in via.params:
+        return  # nothing to add (the usual case on a LAN)
+    via = Via.parse(request.headers.get_all("Via")[0])  # our own copy to change: the parsed one is shared
     changed = False
     if via.host != peer.host:
         via.params["received"] = peer.host
