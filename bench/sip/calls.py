@@ -57,7 +57,7 @@ from hipper.apps.b2bua import B2bua, start_call_processing
 from hipper.apps.executor import CallSummary
 from hipper.config import Settings
 from hipper.passwords import Hasher
-from hipper.server import create_sip_stack
+from hipper.server import create_sip_stack, freeze_heap_when_started
 from hipper.sip.stack import SipStack
 from hipper.store import admin, devices
 
@@ -441,6 +441,10 @@ async def start_exchange(workdir: Path, users: int, trunk_port: int, database_ur
     stack = create_sip_stack(settings, state.sessions)
     await stack.start("127.0.0.1", 0, tcp=False)
     b2bua = await start_call_processing(settings, stack, state.sessions)
+    # As `hipper serve` does once started: the start-up objects out of the collector's sight. Without it every
+    # full collection walks ≈ 400,000 objects here (≈ 0.25 s, 0.5 ms per call at 40/s), which production
+    # does not pay.
+    await freeze_heap_when_started(server)
     return Exchange(settings, state, stack, b2bua, server, server_task, http_port, numbers, statements)
 
 
