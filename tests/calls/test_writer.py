@@ -15,7 +15,7 @@ from hipper.store import admin
 from hipper.store.call_logs import CallRecord
 from hipper.store.db import create_engine, session_factory
 from hipper.store.models import CallLog, Event
-from hipper.store.writer import BatchWriter, OutboxEvent
+from hipper.store.writer import BatchWriter, OutboxEvent, write_items
 
 
 @pytest.fixture
@@ -119,3 +119,51 @@ async def test_close_writes_what_cancelled_calls_left_queued(sessions: async_ses
     # Closed: a late write is written at once rather than queued for a writer that is gone.
     await writer.write([record(user, 99)])
     assert len(await logs(sessions)) == 21
+
+
+async def test_rows_read_back_as_the_core_statements_write_them(sessions: async_sessionmaker[AsyncSession]) -> None:
+    # On SQLite the writer sends its own SQL on the connection's thread; what it stores must read back exactly
+    # like the rows SQLAlchemy's Core statements store (datetimes, JSON, NULLs), which `write_items` still sends.
+    (user,) = await make_users(sessions, 1)
+    started = datetime(2026, 11, 26, 1, 2, 3, 456789, tzinfo=UTC)
+    sides = {
+        "batched": record(user, 1, started_at=started, answered_at=started, plan={"steps": [{"ring": [1, 2]}]}),
+        "core": record(user, 2, started_at=started, answered_at=started, plan={"steps": [{"ring": [1, 2]}]}),
+    }
+    writer = BatchWriter(sessions)
+    writer.start()
+    await writer.write([sides["batched"], OutboxEvent(None, "call.started", {"id": "x", "n": None})])
+    await writer.close()
+    engine = sessions.kw["bind"]
+    async with engine.begin() as connection:
+        await write_items(connection, [sides["core"], OutboxEvent(None, "call.started", {"id": "x", "n": None})])
+    rows = sorted((await logs(sessions)).values(), key=lambda row: row.call_id)
+    columns = [c.key for c in CallLog.__table__.columns if c.key not in ("id", "call_id")]
+    assert [getattr(rows[0], c) for c in columns] == [getattr(rows[1], c) for c in columns]
+    assert rows[0].answered_at is not None and rows[0].answered_at.replace(tzinfo=UTC) == started
+    assert rows[0].ended_at is None and rows[0].plan == {"steps": [{"ring": [1, 2]}]}
+    written = await events(sessions)
+    batched, core = written[-6:-3], written[-3:]
+    assert [(u, t) for u, t, _ in batched] == [(u, t) for u, t, _ in core]
+    assert batched[1][2] == {"id": "c1"} and core[1][2] == {"id": "c2"}  # each record's call.ended
+    assert batched[2][2] == core[2][2] == {"id": "x", "n": None}
+
+
+async def test_a_failed_transaction_leaves_nothing_half_written(sessions: async_sessionmaker[AsyncSession]) -> None:
+    # A row the database refuses (no such user: a foreign key) fails inside the transaction, after other
+    # rows of the batch went in: all of it is rolled back, then each call is written on its own.
+    (user,) = await make_users(sessions, 1)
+    before = len(await events(sessions))
+    writer = BatchWriter(sessions)
+    writer.start()
+    results = await asyncio.gather(
+        writer.write([record(user, 1)]),
+        writer.write([record(user, 2), record(user + 1000, 2)]),  # one side of this call cannot be stored
+        writer.write([record(user, 3)]),
+        return_exceptions=True,
+    )
+    await writer.close()
+    assert [isinstance(result, Exception) for result in results] == [False, True, False]
+    assert sorted(row.call_id for row in (await logs(sessions)).values()) == ["call-1", "call-3"]
+    new = (await events(sessions))[before:]
+    assert [type_ for _, type_, _ in new] == ["call_log.added", "call.ended"] * 2

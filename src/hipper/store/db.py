@@ -6,7 +6,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 from alembic import command
@@ -25,6 +25,7 @@ LOOP_READ_BUDGET_SECONDS = 0.002
 # SQLite virtual-machine instructions between two looks at the clock (a few tens of microseconds of work).
 _PROGRESS_STEPS = 1000
 _FETCHES = frozenset({"fetchone", "fetchmany", "fetchall"})
+_R = TypeVar("_R")
 
 
 class _OverBudget(Exception):
@@ -91,6 +92,13 @@ class LoopReadsConnection(aiosqlite.Connection):
             self._check_open()
             return fn(*args, **kwargs)
         return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
+
+    async def run_in_thread(self, fn: Callable[[sqlite3.Connection], _R]) -> _R:
+        """`fn(sqlite3 connection)` on the connection's worker thread: a whole transaction in one hand-off
+        (store/writer.py), where SQLAlchemy would take one per statement, one for the commit and more."""
+        self._check_open()
+        result: _R = await super()._execute(fn, self._conn)  # type: ignore[no-untyped-call]
+        return result
 
     def _check_open(self) -> None:
         if not self._running or not self._connection:
