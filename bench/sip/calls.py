@@ -538,6 +538,16 @@ async def settle(idle_rate: float, limit: float = 20.0) -> None:
             return
 
 
+def all_statements(exchange: Exchange) -> Counter[str]:
+    """Every statement the exchange sent: through SQLAlchemy (its events), and on SQLite the call path's reads
+    and the batch writer's transactions, which go to sqlite3 directly (store/db.py, store/writer.py)."""
+    counted = exchange.statements.copy()
+    direct = exchange.b2bua.writer.direct_statements + exchange.b2bua.snapshots.reads.direct_statements
+    for sql, count in direct.items():
+        counted[" ".join(sql.split())[:90]] += count
+    return counted
+
+
 async def setup_through_exchange(
     exchange: Exchange, workdir: Path, calls: int, rate: int, trunk_port: int, name: str = "setup"
 ) -> dict[str, Any]:
@@ -545,7 +555,7 @@ async def setup_through_exchange(
     scenario = caller_scenario(workdir, 0)
     idle = exchange.idle_rate
     exchange.drain()
-    statements_before = exchange.statements.copy()
+    statements_before = all_statements(exchange)
     watch = Watch()
     watch.start()
     database_before = cpu_of_tree(exchange.database_pid) if exchange.database_pid else 0.0
@@ -561,7 +571,7 @@ async def setup_through_exchange(
     database_cpu = cpu_of_tree(exchange.database_pid) - database_before if exchange.database_pid else 0.0
     lag = await watch.stop()
     outcomes = Counter(s.outcome for s in summaries)
-    statements = exchange.statements - statements_before
+    statements = all_statements(exchange) - statements_before
     calls_done = max(run.ok, 1)
     return {
         "offered_rate": rate,

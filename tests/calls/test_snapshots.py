@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hipper.apps.snapshots import SnapshotCache
+from hipper.apps.snapshots import _NEW_EVENTS, SnapshotCache
 from hipper.domain.services import DoNotDisturb
-from hipper.store import admin, call_logs
+from hipper.store import admin, call_logs, db
+from hipper.store.db import LOOP_READ_BUDGET_SECONDS, CallPathReads, PooledReads
 from hipper.store.models import Company
+from hipper.store.registrations import Binding, BindingChange
+from hipper.store.user_state import _REACHABLE, reachable
 from tests.calls.conftest import Exchange, phone, place_call, scenario
 
 pytestmark = pytest.mark.sip
@@ -90,3 +94,63 @@ async def test_an_outside_number_that_becomes_a_hunt_group_is_seen_by_the_next_c
         await admin.create_hunt_group(session, company, "Sales", number="+31201234999")
         await session.commit()
     assert (await cache.resolve("+31201234999", exchange.company_id, "NL")).kind == "hunt_group"
+
+
+async def test_a_replaced_or_expired_registration_is_no_longer_rung(exchange: Exchange) -> None:
+    # What a call rings comes from the call path's own reads (on SQLite straight from sqlite3, on the loop):
+    # they see every change the registrar commits, and never a binding past its expiry.
+    bob = await exchange.add_user("bob", "202")
+    registrar = exchange.stack.registrar
+    assert registrar is not None
+    device = await registrar.devices.lookup("bob")
+    assert device is not None
+    cache = exchange.b2bua.snapshots
+    now = datetime.now(UTC)
+
+    def register(contact: str, seconds: int) -> Callable[[list[Binding]], BindingChange]:
+        binding = Binding(device.id, bob, contact, "udp:127.0.0.1:5099", now + timedelta(seconds=seconds), "c", 1)
+        return lambda live: BindingChange([binding], [b.contact for b in live if b.contact != contact])
+
+    await registrar.locations.change(device, register("sip:bob@127.0.0.1:5099", 60))
+    state = await cache.state(bob, now, on_call=False)
+    assert state is not None and [d.id for d in state.devices] == [device.id]
+    assert [b.contact for b in await cache.bindings(bob, now)] == ["sip:bob@127.0.0.1:5099"]
+
+    await registrar.locations.change(device, register("sip:bob@127.0.0.1:6000", 60))  # the phone moved
+    state = await cache.state(bob, now, on_call=False)
+    assert [b.contact for b in await cache.bindings(bob, now)] == ["sip:bob@127.0.0.1:6000"]
+
+    later = now + timedelta(seconds=61)  # past the binding's expiry: not registered any more
+    state = await cache.state(bob, later, on_call=False)
+    assert state is not None and state.devices == ()
+    assert await cache.bindings(bob, later) == []
+
+
+@pytest.mark.parametrize("budget", [LOOP_READ_BUDGET_SECONDS, 0.0])
+async def test_call_path_reads_return_what_sqlalchemy_returns(
+    exchange: Exchange, budget: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Straight from sqlite3 (the parameters and columns converted by SQLAlchemy's own type processors), or,
+    # with no time on the loop for it (budget 0), again on a pooled connection: the same rows either way.
+    monkeypatch.setattr(db, "LOOP_READ_BUDGET_SECONDS", budget)
+    bob = await exchange.add_user("bob", "202")
+    registrar = exchange.stack.registrar
+    assert registrar is not None
+    device = await registrar.devices.lookup("bob")
+    assert device is not None
+    now = datetime.now(UTC)
+    binding = Binding(
+        device.id, bob, "sip:bob@127.0.0.1:5099", "udp:127.0.0.1:5099", now + timedelta(seconds=60), "c", 7
+    )
+    await registrar.locations.change(device, lambda live: BindingChange([binding], []))
+    engine = exchange.sessions.kw["bind"]
+    reads = CallPathReads(engine)
+    try:
+        for statement, values in ((_REACHABLE, {"user_id": bob, "now": now}), (_NEW_EVENTS, {"after": 0})):
+            async with engine.connect() as connection:
+                expected = [tuple(row) for row in await PooledReads(connection).rows(statement, values)]
+            assert expected and [tuple(row) for row in await reads.rows(statement, values)] == expected
+        found, _ = await reachable(reads, bob, now)
+        assert [dataclasses.replace(b, node="") for b in found] == [binding]  # the registrar adds its node
+    finally:
+        reads.close()

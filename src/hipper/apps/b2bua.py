@@ -91,6 +91,7 @@ class B2bua:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.writer.close()  # after the calls: what they queued while ending is written, not lost
+        self.snapshots.close()
         if self._events_task is not None:
             self._events_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

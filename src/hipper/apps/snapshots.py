@@ -20,12 +20,13 @@ from contextvars import ContextVar
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper.apps.directory import Resolved, resolve
 from hipper.domain.routing import UserState
 from hipper.domain.services import ServiceSettings
 from hipper.store import service_settings
+from hipper.store.db import CallPathReads, PooledReads, Reads
 from hipper.store.models import Event, User
 from hipper.store.registrations import Binding
 from hipper.store.user_state import load_user_state, reachable
@@ -94,19 +95,19 @@ class SnapshotCache:
         self._bindings: dict[int, tuple[float, list[Binding]]] = {}
         self._resolved: dict[tuple[str, int | None, str], Resolved] = {}
         self._generation = 0  # bumped whenever numbers may have changed (drops `_resolved`)
-        self._engine = sessions.kw["bind"]
+        self.reads = CallPathReads(sessions.kw["bind"])
         self._last_event: int | None = None
         self._caught_up_at = -1e9  # loop time when a look at the outbox last started
         self.loads = 0  # snapshots built from the database (tests and metrics read these)
         self.hits = 0
 
     async def state(self, user_id: int, now: datetime, *, on_call: bool) -> UserState | None:
-        # A Core connection, not an ORM session, for the reads every call makes (no unit of work to set up);
-        # a session only when a snapshot has to be built.
-        async with self._engine.connect() as connection:
+        # The reads every call makes go the cheapest way the database has (`CallPathReads`: on SQLite, straight
+        # on the loop); an ORM session only when a snapshot has to be built.
+        async with self.reads.connect() as reads:
             if not self._caught_up_for_this_call():
-                await self._catch_up(connection)
-            bindings, devices = await reachable(connection, user_id, now)
+                await self._catch_up(reads)
+            bindings, devices = await reachable(reads, user_id, now)
         cached = self._states.get(user_id)
         if cached is None:
             async with self.sessions() as session:
@@ -128,8 +129,8 @@ class SnapshotCache:
         departments, call centers); only users and outside numbers are cached. Looks at the outbox
         first; the routing snapshot read next in the same call (`state`) relies on that look instead of taking
         another one."""
-        async with self._engine.connect() as connection:
-            await self._catch_up(connection)
+        async with self.reads.connect() as reads:
+            await self._catch_up(reads)
         _CAUGHT_UP.set(asyncio.get_running_loop().time())
         key = (dialled, company_id, region)
         cached = self._resolved.get(key)
@@ -161,8 +162,8 @@ class SnapshotCache:
         kept = self._bindings.pop(user_id, None)
         if kept is not None and asyncio.get_running_loop().time() - kept[0] <= BINDINGS_REUSE_SECONDS:
             return [b for b in kept[1] if b.expires_at > now]
-        async with self.sessions() as session:
-            bindings, _ = await reachable(session, user_id, now)
+        async with self.reads.connect() as reads:
+            bindings, _ = await reachable(reads, user_id, now)
         return bindings
 
     def forget_bindings(self, user_id: int) -> None:
@@ -182,7 +183,7 @@ class SnapshotCache:
         if cached is not None and recent:
             return cached
         async with self.sessions() as session:
-            await self._catch_up(session)
+            await self._catch_up(PooledReads(session))
             documents = self._documents.get(user_id)
             cached = documents.get(settings_class.service) if documents is not None else None
             if cached is None:
@@ -194,20 +195,24 @@ class SnapshotCache:
                 documents[settings_class.service] = cached
         return cached
 
-    async def _catch_up(self, session: AsyncSession | AsyncConnection) -> None:
+    async def _catch_up(self, reads: Reads) -> None:
         started = asyncio.get_running_loop().time()
-        await self._read_events(session)
+        await self._read_events(reads)
         self._caught_up_at = max(self._caught_up_at, started)
 
-    async def _read_events(self, session: AsyncSession | AsyncConnection) -> None:
+    async def _max_event(self, reads: Reads) -> int:
+        rows = await reads.rows(_MAX_EVENT)
+        return int(rows[0][0] or 0) if rows else 0
+
+    async def _read_events(self, reads: Reads) -> None:
         if self._last_event is None:
             # Nothing is cached yet: whatever happened before now is already in what we will load.
-            self._last_event = int((await session.execute(_MAX_EVENT)).scalar() or 0)
+            self._last_event = await self._max_event(reads)
             return
-        rows = (await session.execute(_NEW_EVENTS, {"after": self._last_event})).all()
+        rows = await reads.rows(_NEW_EVENTS, {"after": self._last_event})
         if len(rows) == CATCH_UP_LIMIT:
             self.clear()
-            self._last_event = int((await session.execute(_MAX_EVENT)).scalar() or 0)
+            self._last_event = await self._max_event(reads)
             return
         for event_id, user_id, event_type in rows:
             self._last_event = event_id
@@ -224,6 +229,9 @@ class SnapshotCache:
     def _drop(self, user_id: int) -> None:
         self._states.pop(user_id, None)
         self._documents.pop(user_id, None)
+
+    def close(self) -> None:
+        self.reads.close()
 
     def clear(self) -> None:
         self._states.clear()

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event, exc
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy import Select, event, exc
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_SECONDS = 5
@@ -26,6 +28,7 @@ LOOP_READ_BUDGET_SECONDS = 0.002
 _PROGRESS_STEPS = 1000
 _FETCHES = frozenset({"fetchone", "fetchmany", "fetchall"})
 _R = TypeVar("_R")
+AnySelect = Select[*tuple[Any, ...]]
 
 
 class _OverBudget(Exception):
@@ -105,24 +108,128 @@ class LoopReadsConnection(aiosqlite.Connection):
             raise ValueError("Connection closed")
 
     def _read_within_budget(self, cursor: sqlite3.Cursor, args: tuple[Any, ...]) -> list[Any]:
-        connection = self._conn
-        deadline = time.perf_counter() + LOOP_READ_BUDGET_SECONDS
-        over = False
+        return _read_within_budget(self._conn, cursor, args)
 
-        def progress() -> int:
-            nonlocal over
-            over = time.perf_counter() > deadline
-            return 1 if over else 0  # non-zero interrupts the statement (SQLITE_INTERRUPT)
 
-        connection.set_progress_handler(progress, _PROGRESS_STEPS)
+def _read_within_budget(connection: sqlite3.Connection, cursor: sqlite3.Cursor, args: tuple[Any, ...]) -> list[Any]:
+    """The rows of a read run right here, or `_OverBudget` once it took `LOOP_READ_BUDGET_SECONDS`."""
+    deadline = time.perf_counter() + LOOP_READ_BUDGET_SECONDS
+    over = False
+
+    def progress() -> int:
+        nonlocal over
+        over = time.perf_counter() > deadline
+        return 1 if over else 0  # non-zero interrupts the statement (SQLITE_INTERRUPT)
+
+    connection.set_progress_handler(progress, _PROGRESS_STEPS)
+    try:
+        return _read_all(cursor, *args)
+    except sqlite3.OperationalError:
+        if over:
+            raise _OverBudget from None
+        raise
+    finally:
+        connection.set_progress_handler(None, 0)
+
+
+class _Prepared:
+    """A SELECT compiled once for SQLite: its SQL text, the order of its parameters, and SQLAlchemy's own
+    converters for the parameters (datetimes to SQLite's text format) and the result columns (back again)."""
+
+    def __init__(self, statement: AnySelect, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.compiled = compiled
+        self.sql = str(compiled)
+        self.names = tuple(compiled.positiontup or ())
+        self.binds = tuple(
+            compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
+        )
+        self.results = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in statement.selected_columns
+        )
+
+    def parameters(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        given = self.compiled.construct_params(values)  # with the statement's own literals (LIMIT)
+        return tuple(
+            given[name] if process is None or given[name] is None else process(given[name])
+            for name, process in zip(self.names, self.binds, strict=True)
+        )
+
+    def row(self, raw: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(
+            value if process is None or value is None else process(value)
+            for process, value in zip(self.results, raw, strict=True)
+        )
+
+
+class CallPathReads:
+    """The few reads every call makes (apps/snapshots.py: the outbox look, the user's bindings), as cheap as
+    the database allows.
+
+    On a SQLite file they run on a sqlite3 connection of their own, on the loop, each statement compiled once:
+    through SQLAlchemy each cost ≈ 60 µs for the pooled connection and ≈ 120–170 µs for the statement
+    (docs/performance.md), here ≈ 20 µs. In WAL mode a read never waits for a writer and sees every commit made
+    before it started, like any pooled connection. A read that runs over `LOOP_READ_BUDGET_SECONDS` (a big
+    catch-up) is interrupted and runs again on a pooled connection. Elsewhere (PostgreSQL, in-memory SQLite)
+    `connect` hands out a pooled connection, one for all the reads of one `async with`.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sqlite: sqlite3.Connection | None = None
+        self._prepared: dict[AnySelect, _Prepared] = {}
+        self.direct_statements: Counter[str] = Counter()  # by SQL text: SQLAlchemy's events do not see these
+        url = engine.url
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") and not url.query:
+            self._sqlite = sqlite3.connect(url.database, timeout=SQLITE_BUSY_SECONDS, check_same_thread=False)
+            self._sqlite.execute("PRAGMA query_only=ON")  # reads only, whatever a caller hands in
+
+    def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
+
+    @contextlib.asynccontextmanager
+    async def connect(self) -> AsyncIterator[Reads]:
+        if self._sqlite is not None:
+            yield self
+            return
+        async with self._engine.connect() as connection:
+            yield PooledReads(connection)
+
+    async def rows(self, statement: AnySelect, values: dict[str, Any] | None = None) -> Sequence[Any]:
+        connection = self._sqlite
+        if connection is None:
+            async with self._engine.connect() as pooled:
+                return await PooledReads(pooled).rows(statement, values)
+        prepared = self._prepared.get(statement)
+        if prepared is None:
+            prepared = self._prepared[statement] = _Prepared(statement, self._engine.dialect)
+        self.direct_statements[prepared.sql] += 1
+        cursor = connection.cursor()
         try:
-            return _read_all(cursor, *args)
-        except sqlite3.OperationalError:
-            if over:
-                raise _OverBudget from None
-            raise
+            raw = _read_within_budget(connection, cursor, (prepared.sql, prepared.parameters(values or {})))
+        except _OverBudget:
+            async with self._engine.connect() as pooled:
+                return await PooledReads(pooled).rows(statement, values)
         finally:
-            connection.set_progress_handler(None, 0)
+            cursor.close()
+        return [prepared.row(row) for row in raw]
+
+
+class Reads(Protocol):
+    async def rows(self, statement: AnySelect, values: dict[str, Any] | None = None) -> Sequence[Any]: ...
+
+
+class PooledReads:
+    """`Reads` on a connection or session the caller holds."""
+
+    def __init__(self, connection: AsyncConnection | AsyncSession) -> None:
+        self._connection = connection
+
+    async def rows(self, statement: AnySelect, values: dict[str, Any] | None = None) -> Sequence[Any]:
+        rows: Sequence[Any] = (await self._connection.execute(statement, values or {})).all()
+        return rows
 
 
 def _take(rows: list[Any], name: str, cursor: sqlite3.Cursor, *args: Any) -> Any:

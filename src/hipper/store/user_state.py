@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.domain.group_routing import GroupNumber
 from hipper.domain.licences import licensed_services
@@ -19,6 +19,7 @@ from hipper.domain.routing import RegisteredDevice, UserState
 from hipper.domain.routing.state import DeviceKind
 from hipper.domain.services import SERVICES, ServiceSettings
 from hipper.store import service_settings
+from hipper.store.db import Reads
 from hipper.store.models import Company, Group, Registration, SipDevice, User
 from hipper.store.registrations import Binding, aware
 from hipper.store.users import numbers_of
@@ -64,29 +65,28 @@ _REACHABLE = (
 )
 
 
-async def reachable(
-    session: AsyncSession | AsyncConnection, user_id: int, now: datetime
-) -> tuple[list[Binding], list[RegisteredDevice]]:
+async def reachable(reads: Reads, user_id: int, now: datetime) -> tuple[list[Binding], list[RegisteredDevice]]:
     """The user's live bindings (what `LocationStore.for_user` reads) and their registered devices (what
     `registered_devices` reads) in one statement: the call path needs both for every call."""
+    rows = await reads.rows(_REACHABLE, {"user_id": user_id, "now": now})
     bindings: list[Binding] = []
     devices: dict[int, RegisteredDevice] = {}
-    for row in await session.execute(_REACHABLE, {"user_id": user_id, "now": now}):
+    for device_id, contact, source, expires_at, call_id, cseq, user_agent, node, device_user_id, kind, name in rows:
         bindings.append(
             Binding(
-                device_id=row.device_id,
+                device_id=device_id,
                 user_id=user_id,
-                contact=row.contact,
-                source=row.source,
-                expires_at=aware(row.expires_at),
-                call_id=row.call_id,
-                cseq=row.cseq,
-                user_agent=row.user_agent,
-                node=row.node,
+                contact=contact,
+                source=source,
+                expires_at=aware(expires_at),
+                call_id=call_id,
+                cseq=cseq,
+                user_agent=user_agent,
+                node=node,
             )
         )
-        if row.device_user_id == user_id and row.device_id not in devices:
-            devices[row.device_id] = RegisteredDevice(id=row.device_id, kind=device_kind(row.kind), name=row.name)
+        if device_user_id == user_id and device_id not in devices:
+            devices[device_id] = RegisteredDevice(id=device_id, kind=device_kind(kind), name=name)
     return bindings, [devices[key] for key in sorted(devices)]
 
 

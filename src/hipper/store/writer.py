@@ -136,7 +136,7 @@ class BatchWriter:
         self._closing = False
         self.transactions = 0  # tests and benchmarks read these
         self.jobs = 0
-        # Statements sent past SQLAlchemy (the SQLite path), by table: SQLAlchemy's events do not see them.
+        # Statements sent past SQLAlchemy (the SQLite path), by SQL text: SQLAlchemy's events do not see them.
         self.direct_statements: Counter[str] = Counter()
         dialect = self._engine.dialect
         self._logs = _Insert.of(cast(Table, CallLog.__table__), dialect, returning="id")
@@ -245,6 +245,6 @@ class BatchWriter:
                 cursor.close()
 
         if await driver.run_in_thread(transaction):
-            self.direct_statements["INSERT INTO events"] += 1
+            self.direct_statements[self._events.sql] += 1
         if logs:
-            self.direct_statements["INSERT INTO call_logs"] += len(logs)
+            self.direct_statements[self._logs.sql] += len(logs)
