@@ -109,6 +109,9 @@ def test_parsed_headers_follow_changes_of_their_value() -> None:
     message.headers.set("To", "<sip:alice@hipper.test>;tag=abc")
     message.headers.set("CSeq", "3 REGISTER")
     assert message.to.tag == "abc" and message.cseq == (3, "REGISTER")
+    kept = message.to
+    message.forget_parsed()  # what a finished transaction does: parsed again when asked
+    assert message.to is not kept and message.to == kept
     message.headers.prepend("Via", "SIP/2.0/TCP 192.0.2.9:5070;branch=z9hG4bKnew")
     assert message.top_via.transport == "TCP" and message.top_via.branch == "z9hG4bKnew"
     message.headers.set("From", "not a uri")

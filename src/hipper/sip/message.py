@@ -599,6 +599,10 @@ class Message:
         self._parsed[name] = (value, parsed)
         return parsed
 
+    def forget_parsed(self) -> None:
+        """Drop what the accessors parsed (they parse again when asked): for messages kept long after use."""
+        self._parsed.clear()
+
     # Typed accessors; each raises ParseError when the header is missing or malformed.
     @property
     def call_id(self) -> str:

@@ -167,6 +167,10 @@ class ServerTransaction:
         else:
             self.state = State.COMPLETED
             self._after(0 if self.peer.reliable else self.layer.timers.timeout, self._terminate)  # Timer J
+        if self.state == State.COMPLETED:
+            # Answered: the request stays for up to 32 s only to absorb retransmissions; what the accessors
+            # parsed of its headers (≈ 2.5 KB) need not stay with it.
+            self.request.forget_parsed()
 
     def receive_request(self, request: Request) -> None:
         if request.method == "ACK":
@@ -377,6 +381,7 @@ class ClientTransaction:
             self.final.set_result(response)
         if self.on_response is not None:
             self.on_response(response)
+        self.request.forget_parsed()  # kept until Timer D / K only to ACK or absorb retransmissions
 
     def ack_for(self, response: Response) -> Request:
         """§17.1.1.3: the ACK for a non-2xx final response is part of the INVITE transaction."""
