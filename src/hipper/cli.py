@@ -714,3 +714,37 @@ async def _call_center(session: AsyncSession, name_or_id: str) -> CallCenter:
             raise admin.NotFound("call center", name_or_id)
         return await admin.get_call_center(session, int(name_or_id))
     return await admin.call_center_by_name(session, name_or_id)
+
+
+# --- housekeeping ----------------------------------------------------------------------------------------------
+
+
+@main.group()
+def events() -> None:
+    """The outbox of events (live events, notifications, caches)."""
+
+
+@events.command("purge")
+@click.option(
+    "--older-than-days",
+    type=click.FloatRange(min=0, min_open=True),
+    help="delete events older than this (default: the events_retention_days setting)",
+)
+@click.pass_context
+def events_purge(ctx: click.Context, older_than_days: float | None) -> None:
+    """Delete old events now, as `hipper serve` does every housekeeping_interval_seconds."""
+    from datetime import timedelta
+
+    from hipper.store.events import PurgeResult, purge
+
+    async def _work(session: AsyncSession, settings: Settings) -> PurgeResult:
+        days = older_than_days if older_than_days is not None else settings.events_retention_days
+        return await purge(session, timedelta(days=days))
+
+    result = run_in_database(ctx, _work)
+    click.echo(f"Deleted {result.deleted} events; every event up to id {result.purged_through} is gone")
+    if result.held_back_by is not None:
+        click.echo(
+            f"Older events remain: the reader '{result.held_back_by}' has not read them yet "
+            "(is the exchange with notifications running?)"
+        )

@@ -8,6 +8,7 @@ import gc
 import logging
 import socket
 import ssl
+from datetime import timedelta
 
 import uvicorn
 from sqlalchemy import func, select
@@ -21,6 +22,7 @@ from hipper.sip.digest import Authenticator
 from hipper.sip.registrar import Registrar, RegistrarPolicy
 from hipper.sip.stack import SipStack
 from hipper.sip.transport import TlsSetupError, server_context
+from hipper.store import events
 from hipper.store.models import Event
 from hipper.store.registrations import DeviceDirectory, LocationStore
 
@@ -111,6 +113,7 @@ async def serve(settings: Settings) -> None:
     background = [
         asyncio.create_task(follow_device_events(state, stack.registrar.devices)),
         asyncio.create_task(purge_registrations(stack.registrar.locations)),
+        asyncio.create_task(housekeeping(state)),
     ]
     calls = await start_call_processing(settings, stack, state.sessions)
     app.state.calls = calls  # the API lists and ends the user's live calls (api/routers/calls.py)
@@ -150,6 +153,39 @@ async def purge_registrations(locations: LocationStore, every: float = 600.0) ->
             await locations.purge_expired()
         except Exception:  # the database may be briefly away; the next round tries again
             logging.getLogger(__name__).exception("sip.purge_failed")
+
+
+# The first housekeeping round waits this long after the start (at most): not in the start-up rush, yet soon
+# enough that an exchange restarted more often than the interval still purges.
+HOUSEKEEPING_FIRST_SECONDS = 60.0
+
+
+async def housekeeping(state: AppState) -> None:
+    """Delete outbox events older than `events_retention_days`, every `housekeeping_interval_seconds`.
+
+    Batched (store/events.py `purge`), so a backlog never holds one long transaction; several nodes doing it
+    at once only find less to do.
+    """
+    settings = state.settings
+    every = settings.housekeeping_interval_seconds
+    await asyncio.sleep(min(every, HOUSEKEEPING_FIRST_SECONDS))
+    while True:
+        await housekeeping_once(state)
+        await asyncio.sleep(every)
+
+
+async def housekeeping_once(state: AppState) -> None:
+    log = logging.getLogger(__name__)
+    try:
+        async with state.sessions() as session:
+            result = await events.purge(session, timedelta(days=state.settings.events_retention_days))
+    except Exception:  # the database may be briefly away; the next round tries again
+        log.exception("housekeeping.events_failed")
+        return
+    if result.deleted:
+        log.info("housekeeping.events_purged", extra={"deleted": result.deleted, "through": result.purged_through})
+    if result.held_back_by is not None:
+        log.warning("housekeeping.events_held_back", extra={"reader": result.held_back_by})
 
 
 def run(settings: Settings) -> None:

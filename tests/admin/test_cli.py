@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hipper.store.models import SipDevice, User
+from hipper.store.models import Event, SipDevice, User
 from tests.admin.conftest import Hipper
 
 
@@ -165,3 +166,27 @@ async def test_a_user_made_by_the_cli_logs_in_through_the_api(hipper: Hipper, cl
     await asyncio.to_thread(hipper, "user", "add", "anna", "--password", "long enough 1", "--licence", "basic")
     login = await client.post("/api/v1/auth/login", json={"username": "anna", "password": "long enough 1"})
     assert login.status_code == 200, login.text
+
+
+def test_events_purge(hipper: Hipper) -> None:
+    hipper("company", "add", "Acme")
+    hipper("user", "add", "anna", "--password", "long enough 1")
+
+    async def age(session: AsyncSession) -> list[int]:
+        old = datetime.now(UTC) - timedelta(days=3)
+        await session.execute(Event.__table__.update().values(created_at=old))
+        await session.commit()
+        return list((await session.execute(select(Event.id).order_by(Event.id))).scalars())
+
+    ids = hipper.query(age)
+    assert len(ids) >= 2
+    assert "Deleted 0 events" in hipper("events", "purge").output  # 3 days < the default 7
+    purged = hipper("events", "purge", "--older-than-days", "2").output
+    # All but the newest row (kept, so that SQLite never gives an id out twice).
+    assert f"Deleted {len(ids) - 1} events; every event up to id {ids[-2]} is gone" in purged
+    assert hipper.query(_event_ids) == ids[-1:]
+    assert "--older-than-days" in hipper("events", "purge", "--older-than-days", "0", ok=False).output
+
+
+async def _event_ids(session: AsyncSession) -> list[int]:
+    return list((await session.execute(select(Event.id).order_by(Event.id))).scalars())
