@@ -748,3 +748,33 @@ def events_purge(ctx: click.Context, older_than_days: float | None) -> None:
             f"Older events remain: the reader '{result.held_back_by}' has not read them yet "
             "(is the exchange with notifications running?)"
         )
+
+
+@main.group()
+def media() -> None:
+    """The media files in the data directory (voicemails, greetings, recordings)."""
+
+
+@media.command("sweep")
+@click.option(
+    "--older-than-hours",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="only files at least this old (a row is committed right after its file is written)",
+)
+@click.pass_context
+def media_sweep(ctx: click.Context, older_than_hours: float) -> None:
+    """Remove media files that no row names (left by a crash, a failed commit or a deleted user), as
+    `hipper serve` does every housekeeping_interval_seconds."""
+    from datetime import timedelta
+
+    from hipper.store.media_sweep import sweep_orphans
+
+    async def _work(session: AsyncSession, settings: Settings) -> list[str]:
+        return await sweep_orphans(session, settings.data_dir, timedelta(hours=older_than_hours))
+
+    removed = run_in_database(ctx, _work)
+    for path in removed:
+        click.echo(f"removed {path}")
+    click.echo(f"Removed {len(removed)} media files that no row names")

@@ -17,12 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hipper.api.app import create_app
 from hipper.api.state import AppState
 from hipper.apps.b2bua import start_call_processing
+from hipper.apps.voicemail import sweep_spool
 from hipper.config import Settings
+from hipper.offload import run_cpu
 from hipper.sip.digest import Authenticator
 from hipper.sip.registrar import Registrar, RegistrarPolicy
 from hipper.sip.stack import SipStack
 from hipper.sip.transport import TlsSetupError, server_context
-from hipper.store import events
+from hipper.store import events, media_sweep
 from hipper.store.models import Event
 from hipper.store.registrations import DeviceDirectory, LocationStore
 
@@ -161,10 +163,11 @@ HOUSEKEEPING_FIRST_SECONDS = 60.0
 
 
 async def housekeeping(state: AppState) -> None:
-    """Delete outbox events older than `events_retention_days`, every `housekeeping_interval_seconds`.
+    """Every `housekeeping_interval_seconds`: delete outbox events older than `events_retention_days`, and
+    media files left without a row (`housekeeping_once`).
 
-    Batched (store/events.py `purge`), so a backlog never holds one long transaction; several nodes doing it
-    at once only find less to do.
+    The purge is batched (store/events.py `purge`), so a backlog never holds one long transaction; several
+    nodes doing it at once only find less to do.
     """
     settings = state.settings
     every = settings.housekeeping_interval_seconds
@@ -175,17 +178,32 @@ async def housekeeping(state: AppState) -> None:
 
 
 async def housekeeping_once(state: AppState) -> None:
+    """One round: old outbox events, media files no row names (store/media_sweep.py), stale spool files.
+
+    Each part on its own: one failing (the database briefly away) does not skip the others, and the next round
+    tries again.
+    """
     log = logging.getLogger(__name__)
+    settings = state.settings
     try:
         async with state.sessions() as session:
-            result = await events.purge(session, timedelta(days=state.settings.events_retention_days))
-    except Exception:  # the database may be briefly away; the next round tries again
+            result = await events.purge(session, timedelta(days=settings.events_retention_days))
+    except Exception:
         log.exception("housekeeping.events_failed")
-        return
-    if result.deleted:
-        log.info("housekeeping.events_purged", extra={"deleted": result.deleted, "through": result.purged_through})
-    if result.held_back_by is not None:
-        log.warning("housekeeping.events_held_back", extra={"reader": result.held_back_by})
+    else:
+        if result.deleted:
+            log.info("housekeeping.events_purged", extra={"deleted": result.deleted, "through": result.purged_through})
+        if result.held_back_by is not None:
+            log.warning("housekeeping.events_held_back", extra={"reader": result.held_back_by})
+    try:
+        async with state.sessions() as session:
+            orphans = await media_sweep.sweep_orphans(session, settings.data_dir)
+        spooled = await run_cpu(sweep_spool, settings.data_dir)
+    except Exception:
+        log.exception("housekeeping.media_failed")
+    else:
+        if orphans or spooled:
+            log.info("housekeeping.media_swept", extra={"orphans": len(orphans), "spool": spooled})
 
 
 def run(settings: Settings) -> None:

@@ -190,3 +190,20 @@ def test_events_purge(hipper: Hipper) -> None:
 
 async def _event_ids(session: AsyncSession) -> list[int]:
     return list((await session.execute(select(Event.id).order_by(Event.id))).scalars())
+
+
+def test_media_sweep(hipper: Hipper) -> None:
+    """A file no row names (here: a crash between writing a voicemail and committing its row) goes once it is
+    old enough; the files rows name stay."""
+    import os
+
+    data_dir = hipper.settings.data_dir
+    orphan = data_dir / "media/voicemail/1/abc.wav"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"RIFF")
+    assert "Removed 0 media files" in hipper("media", "sweep").output  # just written: a commit may follow
+    old = orphan.stat().st_mtime - 7200
+    os.utime(orphan, (old, old))
+    swept = hipper("media", "sweep").output
+    assert "removed media/voicemail/1/abc.wav" in swept and "Removed 1 media files" in swept
+    assert not orphan.exists()

@@ -52,11 +52,16 @@ def _fsync_directory(directory: Path) -> None:
 
 def write_atomically_sync(data_dir: Path, relative: str, data: bytes) -> Path:
     final = resolve(data_dir, relative)
-    created = not final.parent.exists()
+    missing: list[Path] = []
+    directory = final.parent
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
     final.parent.mkdir(parents=True, exist_ok=True)
-    if created:
-        # A new directory entry is itself only durable once its parent is synced.
-        _fsync_directory(final.parent.parent)
+    # A new directory's entry is itself only durable once its parent is synced: every directory made here
+    # (media/, media/<kind>/ on the first file of a fresh data directory, not only the user's), top down.
+    for created in reversed(missing):
+        _fsync_directory(created.parent)
     fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=final.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
