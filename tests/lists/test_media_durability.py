@@ -174,3 +174,20 @@ def test_every_new_directory_is_synced(tmp_path: Path, monkeypatch: pytest.Monke
     synced.clear()
     media_files.write_atomically_sync(tmp_path, "media/voicemail/7/y.wav", b"data")
     assert synced == [tmp_path / "media/voicemail/7"]
+
+
+async def test_a_file_that_cannot_be_removed_does_not_fail_the_delete(app: FastAPI, make_user: UserFactory) -> None:
+    """The row's removal is committed first; a file that then cannot be unlinked is logged and left for the
+    sweep, rather than answering 500 for a delete that happened."""
+    state: AppState = app.state.hipper
+    data_dir = state.settings.data_dir
+    user = await make_user()
+    async with state.sessions() as session:
+        greeting = await greetings.add(session, data_dir, user.id, "Hallo", telephony_wav(), 1000)
+    path = data_dir / greeting.media_path
+    path.unlink()
+    path.mkdir()  # unlink() of a directory fails (EISDIR), whoever we run as
+    (path / "inside").write_bytes(b"x")
+    response = await user.delete(f"/me/greetings/{greeting.id}")
+    assert response.status_code == 204, response.text
+    assert (await user.get("/me/greetings")).json()["greetings"] == []
