@@ -15,7 +15,7 @@ from hipper.media.wavfile import write_wav
 from hipper.passwords import Hasher
 from hipper.store import media_files, voicemails
 from hipper.store.models import User, Voicemail
-from tests.calls.conftest import Exchange
+from tests.calls.conftest import Exchange, place_call
 from tests.media_apps.conftest import band_energy, call_from_phone, call_from_trunk, ear, rms, tone_heard
 
 pytestmark = pytest.mark.sip
@@ -177,3 +177,14 @@ async def test_three_wrong_pins_from_outside_end_the_call_and_lock_the_pin(excha
     assert expected <= locked_until <= expected + timedelta(seconds=60)
     left = await rows(exchange, "bob")
     assert list(left) == [message] and not left[message].heard
+
+
+async def test_without_the_voicemail_licence_ones_own_phone_gets_403(exchange: Exchange) -> None:
+    """docs/voicemail.md: users without the `voicemail` licence have no mailbox; their own phone gets 403."""
+    await exchange.add_user("bob", "202", licences=("do-not-disturb",))
+    sipp = await place_call(exchange, "bob", "*86", "final_rejected.xml", status=403)
+    await sipp.succeeded(20)
+    summary = await exchange.next_call()
+    assert (summary.answered, summary.parties) == (False, [(exchange.users["bob"], "placed", "no-voicemail-licence")])
+    [logged] = await exchange.call_logs("bob")
+    assert (logged.remote_name, logged.outcome, logged.answered_at) == ("Voicemail", "no-voicemail-licence", None)

@@ -236,6 +236,12 @@ async def from_outside(call: Call) -> None:
     call.over.set()
 
 
+async def _has_mailbox(call: Call, user_id: int) -> bool:
+    async with call.b2bua.sessions() as session:
+        user = await session.get(User, user_id)
+    return user is not None and LICENCE in licensed_services(frozenset(user.licences or ()))
+
+
 async def answer(call: Call) -> None:
     """Answer the caller: from here on this is an answered call like any other.
 
@@ -272,6 +278,12 @@ async def handles(call: Call, dialled: str) -> bool:
         if call.caller.user_id is not None and not call.caller.for_callback:
             call.placed = Party(call.caller.user_id, "placed", dialled, remote_name=SERVICE_NAME)
         if own_phone and call.caller.user_id is not None:
+            if not await _has_mailbox(call, call.caller.user_id):
+                # Documented (docs/voicemail.md): no mailbox without the licence, said with a final 403.
+                if call.placed is not None:
+                    call.placed.outcome.append("no-voicemail-licence")
+                call.fail(403, "No voicemail licence")
+                return True
             await answer(call)
             await listen(call, call.caller.user_id)
         else:
