@@ -158,3 +158,20 @@ async def test_serve_purges_on_its_own(app: FastAPI, make_user: UserFactory) -> 
     state.settings.events_retention_days = 5
     await asyncio.wait_for(housekeeping_once(state), 10)
     assert await kept(state) == ids[3:]
+
+
+async def test_two_nodes_purging_at_once_delete_each_row_once(app: FastAPI, make_user: UserFactory) -> None:
+    state: AppState = app.state.hipper
+    user = await make_user()
+    await age_all(state, 30)
+    old = await kept(state) + await add_events(state, user.id, [30] * 40)
+    newest = await add_events(state, user.id, [0])
+
+    async def node() -> events.PurgeResult:
+        async with state.sessions() as session:
+            return await events.purge(session, timedelta(days=7), batch=7)
+
+    first, second = await asyncio.gather(node(), node())
+    assert first.deleted + second.deleted == len(old)
+    assert first.purged_through == second.purged_through == old[-1]
+    assert await kept(state) == newest
