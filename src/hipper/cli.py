@@ -464,15 +464,17 @@ def user_licences(
 @click.pass_context
 def user_delete(ctx: click.Context, username: str, yes: bool) -> None:
     """Delete a user with their settings, devices, voicemails and call logs."""
-    from hipper.store import admin
+    from hipper.store import admin, media_files
 
     if not yes:
         click.confirm(f"Delete '{username}' and all their data?", abort=True)
 
-    async def _work(session: AsyncSession, _settings: Settings) -> None:
-        await admin.delete_user(session, await admin.user_by_username(session, username))
+    async def _work(session: AsyncSession, _settings: Settings) -> list[str]:
+        return await admin.delete_user(session, await admin.user_by_username(session, username))
 
-    run_in_database(ctx, _work)
+    paths = run_in_database(ctx, _work)
+    # After the commit: the rows are gone, now their voicemails, greetings and recordings.
+    asyncio.run(media_files.remove(_settings(ctx).data_dir, paths))
     click.echo(f"Deleted '{username}'")
 
 

@@ -207,3 +207,22 @@ def test_media_sweep(hipper: Hipper) -> None:
     swept = hipper("media", "sweep").output
     assert "removed media/voicemail/1/abc.wav" in swept and "Removed 1 media files" in swept
     assert not orphan.exists()
+
+
+def test_user_delete_removes_their_voicemails_files(hipper: Hipper) -> None:
+    from hipper.store import voicemails
+    from tests.lists.conftest import telephony_wav
+
+    hipper("company", "add", "Acme")
+    hipper("user", "add", "anna", "--password", "long enough 1")
+    data_dir = hipper.settings.data_dir
+
+    async def deposit(session: AsyncSession) -> str:
+        user = (await session.execute(select(User).where(User.username == "anna"))).scalar_one()
+        message = await voicemails.deposit(session, data_dir, user.id, telephony_wav(), received_at=datetime.now(UTC))
+        return message.media_path
+
+    path = data_dir / hipper.query(deposit)
+    assert path.is_file()
+    hipper("user", "delete", "anna", "--yes")
+    assert not path.exists()

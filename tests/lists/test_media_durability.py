@@ -136,7 +136,8 @@ async def test_the_sweep_keeps_what_rows_name_and_removes_a_deleted_users_files(
     async with state.sessions() as session:
         user = await session.get(User, bram.id)
         assert user is not None
-        await admin.delete_user(session, user)  # Bram's rows go with him (foreign keys); his files stay behind
+        # Bram's rows go with him (foreign keys); the process stops before it unlinks his files.
+        assert sorted(await admin.delete_user(session, user)) == sorted(gone)
         await session.commit()
     for relative in [*kept, *gone, temp, foreign]:
         age(data_dir, relative, 2 * HOUR)
@@ -191,3 +192,19 @@ async def test_a_file_that_cannot_be_removed_does_not_fail_the_delete(app: FastA
     response = await user.delete(f"/me/greetings/{greeting.id}")
     assert response.status_code == 204, response.text
     assert (await user.get("/me/greetings")).json()["greetings"] == []
+
+
+async def test_deleting_a_user_removes_their_files_after_the_commit(app: FastAPI, make_user: UserFactory) -> None:
+    state: AppState = app.state.hipper
+    data_dir = state.settings.data_dir
+    root = await make_user(role="admin")
+    anna, bram = await make_user(), await make_user()
+    for user in (anna, bram):
+        async with state.sessions() as session:
+            await voicemails.deposit(session, data_dir, user.id, telephony_wav(), received_at=datetime.now(UTC))
+        async with state.sessions() as session:
+            await greetings.add(session, data_dir, user.id, "Hallo", telephony_wav(), 1000)
+    response = await root.delete(f"/admin/users/{bram.id}")
+    assert response.status_code == 204, response.text
+    left = files_under(data_dir)
+    assert len(left) == 2 and all(path.split("/")[2] == str(anna.id) for path in left)

@@ -7,7 +7,8 @@ without its file:
 - a process killed between writing a file and committing its row, or in the middle of writing (a `.tmp-` file);
 - a COMMIT that failed: the file is kept, since the row may have been committed all the same;
 - a process killed between a delete's commit and the unlink;
-- the files of a deleted user, whose rows went with the user (foreign keys, ON DELETE CASCADE).
+- the files of a deleted user (their rows go with the user, by foreign key) when the unlink after that commit
+  did not happen.
 
 `sweep_orphans` removes those once older than `older_than` (an hour: a store commits a row right after its
 file is written, so an hour-old file without a row will never get one). Only the kinds of file the stores
