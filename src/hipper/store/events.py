@@ -115,6 +115,9 @@ async def purge(
     """
     cutoff = (now or datetime.now(UTC)) - older_than
     await _ensure_watermark(session)
+    # Read from past what is already gone: on PostgreSQL the deleted rows stay in the index until a vacuum, and
+    # each batch starting from the lowest id would step over all of them again.
+    floor = await purged_through(session)
     deleted = 0
     while True:
         newest = (await session.execute(select(func.max(Event.id)))).scalar()
@@ -133,7 +136,10 @@ async def purge(
             limit = int(reader.last_event_id)
         rows = (
             await session.execute(
-                select(Event.id, Event.created_at).where(Event.id <= limit).order_by(Event.id).limit(batch)
+                select(Event.id, Event.created_at)
+                .where(Event.id > floor, Event.id <= limit)
+                .order_by(Event.id)
+                .limit(batch)
             )
         ).all()
         # The prefix of old rows: stop at the first younger one (ids are handed out a moment before the commit,
@@ -144,6 +150,7 @@ async def purge(
         if old:
             boundary = int(rows[old - 1].id)
             result = await session.execute(delete(Event).where(Event.id <= boundary))
+            floor = boundary
             deleted += int(getattr(result, "rowcount", 0) or 0)
             await session.execute(
                 update(NotificationCursor)
