@@ -127,6 +127,18 @@ async def test_the_sweep_keeps_what_rows_name_and_removes_a_deleted_users_files(
                 started_at=datetime.now(UTC), duration_ms=1000,
             )  # fmt: skip
         paths += [message.media_path, greeting.media_path, recording.media_path]
+    # A row whose path is spelled differently still names its file.
+    odd = f"media/voicemail/{anna.id}/odd.wav"
+    (data_dir / odd).write_bytes(telephony_wav())
+    async with state.sessions() as session:
+        session.add(
+            Voicemail(
+                user_id=anna.id, caller_number="", caller_name="", received_at=datetime.now(UTC), duration_ms=1000,
+                heard=False, media_path=f"./media/voicemail/{anna.id}/../{anna.id}/odd.wav",
+            )
+        )  # fmt: skip
+        await session.commit()
+    kept.append(odd)
     # A temporary file of a write a killed process never finished, and something that is not ours.
     temp = f"media/greetings/{anna.id}/{media_files.TEMP_PREFIX}abc"
     (data_dir / temp).write_bytes(b"half")

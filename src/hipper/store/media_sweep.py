@@ -35,8 +35,6 @@ KINDS: dict[str, type[Voicemail] | type[Greeting] | type[Recording]] = {
     recordings.MEDIA_KIND: Recording,
 }
 GRACE = timedelta(hours=1)
-# Paths asked about per query (an IN list).
-_CHUNK = 500
 
 
 def _old_files(data_dir: Path, cutoff: float) -> dict[str, list[str]]:
@@ -59,18 +57,25 @@ def _old_files(data_dir: Path, cutoff: float) -> dict[str, list[str]]:
     return found
 
 
+def _spelled(data_dir: Path, path: str) -> str:
+    """One spelling per file, without touching the disk: rows store paths relative to the data directory."""
+    return os.path.normpath(os.path.join(data_dir, path))
+
+
 async def sweep_orphans(
     session: AsyncSession, data_dir: Path, older_than: timedelta = GRACE, *, now: float | None = None
 ) -> list[str]:
-    """Remove the media files older than `older_than` that no row names; returns their relative paths."""
+    """Remove the media files older than `older_than` that no row names; returns their relative paths.
+
+    Per kind of file, one read of every row's path (one scan, rather than a lookup per file: nearly every file
+    is older than the grace period, so each would be asked about), compared by their normalised spelling.
+    """
     cutoff = (now if now is not None else time.time()) - older_than.total_seconds()
     removed: list[str] = []
     for kind, paths in (await run_cpu(_old_files, data_dir, cutoff)).items():
         model = KINDS[kind]
-        for start in range(0, len(paths), _CHUNK):
-            chunk = paths[start : start + _CHUNK]
-            named = set((await session.execute(select(model.media_path).where(model.media_path.in_(chunk)))).scalars())
-            orphans = [path for path in chunk if path not in named]
-            await media_files.remove(data_dir, orphans)
-            removed.extend(orphans)
+        named = {_spelled(data_dir, path) for path in (await session.execute(select(model.media_path))).scalars()}
+        orphans = [path for path in paths if _spelled(data_dir, path) not in named]
+        await media_files.remove(data_dir, orphans)
+        removed.extend(orphans)
     return removed
