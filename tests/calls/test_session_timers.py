@@ -8,11 +8,13 @@ exchange accepts intervals down to 2 s here (RFC 4028's floor of 90 s would make
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
+from hipper.apps.executor import Call
 from hipper.domain.services import Voicemail
-from tests.calls.conftest import Exchange, Sipp, phone, scenario, start_sipp
+from tests.calls.conftest import Exchange, Sipp, free_media_port, phone, scenario, start_sipp
 
 pytestmark = pytest.mark.sip
 
@@ -99,3 +101,63 @@ async def test_a_callee_asking_for_a_longer_interval_gets_the_invite_again(excha
     await callee.succeeded()  # 422 Min-SE 600, then the retried INVITE asked for 600 s and was answered
     call = await exchange.next_call()
     assert call.answered and call.branches == [("desk", 200)]
+
+
+class RtpListener(asyncio.DatagramProtocol):
+    """The new media address of a phone that moved: counts the RTP that reaches it, and from where."""
+
+    def __init__(self) -> None:
+        self.sources: list[tuple[str, int]] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, ...]) -> None:
+        if len(data) >= 12 and data[0] & 0xC0 == 0x80:
+            self.sources.append((str(addr[0]), int(addr[1])))
+
+
+async def connected_call(exchange: Exchange, limit: float = 15.0) -> Call:
+    async with asyncio.timeout(limit):
+        while True:  # polled: the B2BUA keeps a set of calls, with no event per connection
+            for call in exchange.b2bua.calls:
+                if call.connected is not None and call.answered_at is not None:
+                    return call
+            await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("exchange", [SHORT], indirect=True)
+async def test_a_refresh_offering_a_new_address_moves_the_media_and_a_hold_stops_it(exchange: Exchange) -> None:
+    await bob(exchange)
+    # Bob talks (SIPp plays 7 s of A-law from its media port) for the whole call.
+    talks = '<nop><action><exec play_pcap_audio="/usr/share/sip-tester/g711a.pcap" /></action></nop>'
+    callee = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100, after_ack=talks))
+    new_port = free_media_port()
+    loop = asyncio.get_running_loop()
+    transport, listener = await loop.create_datagram_endpoint(RtpListener, local_addr=("127.0.0.1", new_port))
+    try:
+        extra = "\n      Supported: timer\n      Session-Expires: 30;refresher=uac\n      Min-SE: 2"
+        caller = await trunk_call(
+            exchange, "final_moves_then_holds.xml", extra, interval=30, new_host="127.0.0.1", new_port=new_port,
+            moved_ms=1500, held_ms=3000,
+        )  # fmt: skip
+        call = await connected_call(exchange)
+        assert call.a.endpoint_id is not None and call.connected is not None
+        anchor = ("127.0.0.1", exchange.media.local_port(call.a.endpoint_id))
+        bob_side = call.connected.endpoint_id or ""
+        # The refresh re-INVITE moved the caller: Bob's audio, relayed by the anchor, reaches the new address.
+        async with asyncio.timeout(10):
+            while len(listener.sources) < 10:  # noqa: ASYNC110 - datagrams counted by a protocol callback
+                await asyncio.sleep(0.05)
+        assert set(listener.sources) == {anchor}
+        # The hold (sendonly, answered recvonly): nothing more reaches the caller while Bob still talks.
+        async with asyncio.timeout(10):
+            while True:
+                before = (len(listener.sources), exchange.media.stats(bob_side)["packets_received"])
+                await asyncio.sleep(0.6)
+                after = (len(listener.sources), exchange.media.stats(bob_side)["packets_received"])
+                if after[0] == before[0] and after[1] >= before[1] + 10:
+                    break
+        assert call in exchange.b2bua.calls  # held, not hung up
+        await caller.succeeded()  # both re-INVITEs answered: the refresh with its Session-Expires, the hold recvonly
+        await callee.succeeded()
+    finally:
+        transport.close()
+    assert (await exchange.next_call()).answered
