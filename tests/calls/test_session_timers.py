@@ -66,14 +66,15 @@ async def test_a_peer_that_stops_refreshing_gets_bye_on_both_legs(exchange: Exch
     loop = asyncio.get_running_loop()
     started = loop.time()
     caller = await trunk_call(
-        exchange, "final_stops_refreshing.xml", TIMER_OFFER, interval=4, refresher="uac", bye_within_ms=6000
+        exchange, "final_stops_refreshing.xml", TIMER_OFFER, interval=4, refresher="uac", bye_within_ms=8000
     )
-    await caller.succeeded()  # it never refreshed and received the exchange's BYE
+    await caller.succeeded()  # it never refreshed and received the exchange's BYE within 8 s of its ACK
     await callee.succeeded()  # and the callee got a BYE as well
     call = await exchange.next_call()
     assert call.answered
-    # §10: the BYE comes at interval - min(32, interval/3) = 2.7 s after the answer, not at once.
-    assert 2.5 < loop.time() - started < 6.0
+    # §10: the BYE comes at interval - min(32, interval/3) = 2.7 s after the answer, not at once (a lower bound
+    # holds however loaded the machine: timers never fire early; the upper one is the caller's own timeout).
+    assert loop.time() - started > 2.6
     assert not exchange.b2bua.on_call(exchange.users["bob"])
 
 
@@ -81,10 +82,12 @@ async def test_a_peer_that_stops_refreshing_gets_bye_on_both_legs(exchange: Exch
 async def test_the_exchange_refreshes_both_legs_when_it_is_the_refresher(exchange: Exchange) -> None:
     await bob(exchange)
     # Bob's phone supports timers and leaves refreshing to the exchange (refresher=uac): a body-less UPDATE.
-    callee = await phone(exchange, "bob", "bob", scenario("callee_timer.xml", interval=4, refresh_within_ms=3500))
+    # Each phone requires the refresh within the interval, before its session would expire (§10); the exchange
+    # sends it at half of it.
+    callee = await phone(exchange, "bob", "bob", scenario("callee_timer.xml", interval=4, refresh_within_ms=4000))
     # The caller offers no timer: the exchange's 200 sets one with itself as refresher (uas) and re-INVITEs.
     caller = await trunk_call(
-        exchange, "final_refreshed_by_exchange.xml", "", interval=4, refresher="uas", refresh_within_ms=3500
+        exchange, "final_refreshed_by_exchange.xml", "", interval=4, refresher="uas", refresh_within_ms=4000
     )
     await caller.succeeded()
     await callee.succeeded()
@@ -158,6 +161,38 @@ async def test_a_refresh_offering_a_new_address_moves_the_media_and_a_hold_stops
         assert call in exchange.b2bua.calls  # held, not hung up
         await caller.succeeded()  # both re-INVITEs answered: the refresh with its Session-Expires, the hold recvonly
         await callee.succeeded()
+    finally:
+        transport.close()
+    assert (await exchange.next_call()).answered
+
+
+@pytest.mark.parametrize("exchange", [SHORT], indirect=True)
+async def test_the_answer_to_our_refresh_re_invite_moves_the_media_to_the_new_address(exchange: Exchange) -> None:
+    await bob(exchange)
+    new_port = free_media_port()
+    loop = asyncio.get_running_loop()
+    transport, listener = await loop.create_datagram_endpoint(RtpListener, local_addr=("127.0.0.1", new_port))
+    try:
+        # Bob makes the exchange the refresher (8 s: a re-INVITE after 4 s, the next after 8 s, when the call is
+        # over) and answers it from a new address.
+        callee = await phone(
+            exchange, "bob", "bob",
+            scenario("callee_moves_on_refresh.xml", interval=8, refresh_within_ms=8000, new_host="127.0.0.1",
+                     new_port=new_port),
+        )  # fmt: skip
+        # The caller talks (7 s of A-law from a pcap) and hangs up after 6 s.
+        caller = await trunk_call(exchange, "final_talks.xml", "", talk_ms=6000)
+        call = await connected_call(exchange)
+        assert call.connected is not None and call.connected.endpoint_id is not None
+        anchor = ("127.0.0.1", exchange.media.local_port(call.connected.endpoint_id))
+        # After the refresh the caller's audio, relayed by Bob's side of the anchor, reaches Bob's new address.
+        async with asyncio.timeout(15):
+            while len(listener.sources) < 10:  # noqa: ASYNC110 - datagrams counted by a protocol callback
+                await asyncio.sleep(0.05)
+        assert set(listener.sources) == {anchor}
+        assert call.connected.session_timer is not None and call.connected.session_timer.refreshes_sent >= 1
+        await caller.succeeded()
+        await callee.succeeded()  # the re-INVITE refreshed with its Session-Expires and offered SDP; then BYE
     finally:
         transport.close()
     assert (await exchange.next_call()).answered
