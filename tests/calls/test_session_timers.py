@@ -196,3 +196,17 @@ async def test_the_answer_to_our_refresh_re_invite_moves_the_media_to_the_new_ad
     finally:
         transport.close()
     assert (await exchange.next_call()).answered
+
+
+@pytest.mark.parametrize("exchange", [SHORT], indirect=True)
+async def test_a_re_invite_crossing_our_refresh_gets_491(exchange: Exchange) -> None:
+    await bob(exchange)
+    # Bob makes the exchange the refresher (8 s: the re-INVITE after 4 s) and sends a hold of his own meanwhile.
+    callee = await phone(exchange, "bob", "bob", scenario("callee_glare.xml", interval=8, refresh_within_ms=8000))
+    caller = await trunk_call(exchange, "final_talks.xml", "", talk_ms=6000)
+    call = await connected_call(exchange)
+    await callee.succeeded()  # his re-INVITE got 491 (RFC 3261 §14.2), then he answered the refresh
+    await caller.succeeded()
+    assert (await exchange.next_call()).answered
+    assert call.connected is not None and call.connected.session_timer is not None
+    assert call.connected.session_timer.refreshes_sent == 1
