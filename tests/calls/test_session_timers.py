@@ -50,13 +50,15 @@ async def test_a_peer_that_refreshes_keeps_the_call(exchange: Exchange) -> None:
     callee = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
     loop = asyncio.get_running_loop()
     started = loop.time()
-    # Three UPDATEs 1.5 s apart: the call lives about 5 s, past the 4 s interval and its 2.7 s expiry point.
-    caller = await trunk_call(exchange, "final_refreshes.xml", TIMER_OFFER, interval=4, refresher="uac", every_ms=1500)
+    # Three UPDATEs 2 s apart: the call lives about 6 s, past the 6 s interval's 4 s expiry point more than once.
+    # Each UPDATE comes 2 s before the exchange would give up: room for a loaded machine to be late with one.
+    offer = TIMER_OFFER.replace("Session-Expires: 4;", "Session-Expires: 6;")
+    caller = await trunk_call(exchange, "final_refreshes.xml", offer, interval=6, refresher="uac", every_ms=2000)
     await caller.succeeded()  # every refresh got its 200 with the interval, then the caller hung up itself
     await callee.succeeded()
     call = await exchange.next_call()
     assert call.answered
-    assert loop.time() - started > 4.5
+    assert loop.time() - started > 6.0
 
 
 @pytest.mark.parametrize("exchange", [SHORT], indirect=True)
