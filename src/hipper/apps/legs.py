@@ -67,8 +67,8 @@ class Leg:
         self.session_expired = False
         self.peer_allows_update = False
         self.local_sdp = ""
-        # Our own re-INVITE (a session refresh with an offer) awaits its answer: a re-INVITE of the peer's that
-        # crosses it gets 491 (RFC 3261 §14.2), its offer would otherwise be taken for the answer to ours.
+        # Our own re-INVITE (a session refresh with an offer) awaits its answer: an offer of the peer's that
+        # crosses it gets 491 (RFC 3261 §14.2, RFC 3311 §5.2), one offer at a time in a dialog.
         self.offering = False
 
     @property
@@ -459,10 +459,12 @@ async def answer_in_dialog_offer(
     while held) from now on, and answered from that endpoint; the session timer restarts. The other leg is not
     involved: the anchor keeps sending it the one continuous stream."""
     request = tx.request
-    if request.method == "INVITE" and leg.offering:
-        tx.respond(tx.response(491))  # §14.2: glare with our own refresh; the peer retries after a random wait
-        return
     body = request.body.decode(errors="replace")
+    if leg.offering and (request.method == "INVITE" or body.strip()):
+        # Glare with our own refresh offer (RFC 3261 §14.2, RFC 3311 §5.2 for an UPDATE with an offer): the peer
+        # retries after a random wait. A body-less UPDATE only refreshes, and is answered.
+        tx.respond(tx.response(491))
+        return
     timer_headers = refresh_received(leg, request, policy)
     if not body.strip() and request.method == "UPDATE":
         # RFC 3311 §5.2: an UPDATE without an offer only refreshes the session.
