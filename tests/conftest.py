@@ -194,3 +194,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()  # type: ignore[attr-defined]
     if os.environ.get("CI") and report.skipped and "not installed" in str(report.longrepr):
         report.outcome = "failed"
+
+
+# The longest tests (CPU-bound fuzzing, the accessibility walk over every screen) start first: with the suite
+# spread over workers (scripts/test runs pytest-xdist), a long test picked up last leaves the other worker idle.
+SLOW_FIRST = ("tests/ops/test_fuzz.py", "tests/web/test_accessibility.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(SLOW_FIRST))

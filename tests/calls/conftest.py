@@ -182,6 +182,16 @@ def expect_headers(*checks: tuple[str, str]) -> dict[str, str]:
     return {"check": f"<action>{actions}</action>", "refs": f'<Reference variables="{names}" />'}
 
 
+def with_request_uri(checks: dict[str, str], regexp: str) -> dict[str, str]:
+    """`expect_headers` values that also check the INVITE's request line."""
+    checks = dict(checks)
+    checks["check"] = checks["check"].replace(
+        "</action>", f'<ereg regexp="{regexp}" search_in="msg" check_it="true" assign_to="uri" /></action>'
+    )
+    checks["refs"] = checks["refs"].replace('" />', ',uri" />')
+    return checks
+
+
 @dataclass
 class Sipp:
     process: asyncio.subprocess.Process

@@ -15,8 +15,25 @@ import uvicorn
 from hipper.api.app import create_app
 from hipper.apps.click_to_dial import Callback
 from hipper.apps.legs import CalleeLeg
-from hipper.domain.services import CallForwardingNoAnswer, CallMethod, DoNotDisturb, FixedMobile, Voicemail
-from tests.calls.conftest import Exchange, expect_headers, phone, place_call, scenario, start_sipp, trunk
+from hipper.domain.services import (
+    Anywhere,
+    AnywhereLocation,
+    CallForwardingNoAnswer,
+    CallMethod,
+    DoNotDisturb,
+    FixedMobile,
+    Voicemail,
+)
+from tests.calls.conftest import (
+    Exchange,
+    expect_headers,
+    phone,
+    place_call,
+    scenario,
+    start_sipp,
+    trunk,
+    with_request_uri,
+)
 from tests.ops.conftest import free_port
 from tests.ops.test_events import next_event, read_events
 
@@ -27,6 +44,7 @@ ALICE_DIRECT = "+31201234201"
 SHOWN = re.escape(ALICE_DIRECT)  # SIPp checks headers with regular expressions
 ALICE_MOBILE = "+31612340201"
 FAR = "+31207654321"  # what "020 765 4321" becomes
+LOCATION = "+31612345678"  # an Anywhere location (reached over the trunk)
 SETTINGS = {"call_access_number": ACCESS, "call_access_seconds": 2.0}
 
 
@@ -339,6 +357,48 @@ async def test_callback_rings_the_mobile_too_when_fixed_mobile_says_so(exchange:
     callback = await finished_callback(exchange)
     assert sorted(t.label for t in callback.targets) == ["desk", "mobile"]
     assert callback.user_leg is not None and callback.user_leg.label == "mobile"
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_callback_rings_the_active_anywhere_locations_when_anywhere_says_so(exchange: Exchange, api: Api) -> None:
+    """Anywhere's "click-to-dial rings my locations" (manual §7.2.10): the active location rings beside the desk
+    and, answering first, carries the call; a location switched off is not rung."""
+    await alice(exchange)
+    car = AnywhereLocation(name="car", number=LOCATION, active=True)
+    home = AnywhereLocation(name="home", number="+31301234567", active=False)
+    await exchange.set_service("alice", Anywhere(locations=[car, home], click_to_dial_rings_locations=True))
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee_rings.xml"))  # rings until cancelled
+    # The location's number is dialled; the request is still addressed to alice (her callback).
+    dialled = with_request_uri(expect_headers(("To", SHOWN)), rf"^INVITE sip:{re.escape(LOCATION)}@")
+    location = await start_sipp(
+        exchange, "location", scenario("callee.xml", ring_ms=300, **dialled), "-rtp_echo", port=exchange.trunk_port
+    )
+    bob = await phone(exchange, "bob", "bob-desk", scenario("callee_hangs_up.xml"))
+    headers = await api.login("alice")
+    placed = await api.http.post("/api/v1/me/calls", json={"to": "202"}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    await desk.succeeded()  # cancelled once the location answered
+    await location.succeeded()
+    await bob.succeeded()
+    callback = await finished_callback(exchange)
+    assert sorted(t.label for t in callback.targets) == ["anywhere", "desk"]
+    assert callback.user_leg is not None and callback.user_leg.label == "anywhere"
+
+
+@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+async def test_callback_without_ringing_locations_rings_the_desk_only(exchange: Exchange, api: Api) -> None:
+    await alice(exchange)
+    car = AnywhereLocation(name="car", number=LOCATION, active=True)
+    await exchange.set_service("alice", Anywhere(locations=[car], click_to_dial_rings_locations=False))
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    bob = await phone(exchange, "bob", "bob-desk", scenario("callee_hangs_up.xml"))
+    headers = await api.login("alice")
+    placed = await api.http.post("/api/v1/me/calls", json={"to": "202"}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    await desk.succeeded()
+    await bob.succeeded()
+    callback = await finished_callback(exchange)
+    assert [t.label for t in callback.targets] == ["desk"]
 
 
 @pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)

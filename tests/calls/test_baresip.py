@@ -15,9 +15,10 @@ from tests.sip.peers import free_udp_port, require, stop
 pytestmark = pytest.mark.sip
 
 
-def baresip_config(directory: Path, sip_port: int, server_port: int, user: str) -> None:
+def baresip_config(directory: Path, sip_port: int, server_port: int, user: str, frequency: float = 440.0) -> None:
+    """baresip as `user`: registers with digest auth, auto-answers, and sends 20 s of a `frequency` tone."""
     directory.mkdir(parents=True, exist_ok=True)
-    samples = (8000 * np.sin(2 * np.pi * 440 * np.arange(8000 * 20) / 8000)).astype("<i2")
+    samples = (8000 * np.sin(2 * np.pi * frequency * np.arange(8000 * 20) / 8000)).astype("<i2")
     with wave.open(str(directory / "tone.wav"), "wb") as tone:
         tone.setnchannels(1)
         tone.setsampwidth(2)
@@ -35,7 +36,7 @@ def baresip_config(directory: Path, sip_port: int, server_port: int, user: str) 
                 "module_app account.so",
                 "module_app menu.so",  # menu carries out answermode=auto in baresip 1.0
                 "audio_player aufile,/dev/null",
-                f"audio_source aufile,{directory / 'tone.wav'}",  # a 440 Hz tone toward the caller
+                f"audio_source aufile,{directory / 'tone.wav'}",  # the tone toward the caller
                 "audio_alert aufile,/dev/null",
                 "",
             ]

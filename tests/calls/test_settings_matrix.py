@@ -38,6 +38,7 @@ from tests.calls.conftest import (
     register,
     scenario,
     start_sipp,
+    with_request_uri,
 )
 from tests.sip.peers import free_udp_port
 
@@ -83,16 +84,6 @@ async def call_in(exchange: Exchange, dialled: str, *, port: int | None = None, 
         extra="", talk_ms=talk_ms,
     )  # fmt: skip
     return await start_sipp(exchange, "caller", text, "-s", dialled, port=port or exchange.trunk_port)
-
-
-def with_request_uri(checks: dict[str, str], regexp: str) -> dict[str, str]:
-    """`expect_headers` values that also check the INVITE's request line."""
-    checks = dict(checks)
-    checks["check"] = checks["check"].replace(
-        "</action>", f'<ereg regexp="{regexp}" search_in="msg" check_it="true" assign_to="uri" /></action>'
-    )
-    checks["refs"] = checks["refs"].replace('" />', ',uri" />')
-    return checks
 
 
 # -- voicemail: on busy, not reachable, forward always to voicemail ------------------------------------------

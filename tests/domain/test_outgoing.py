@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hipper.domain.errors import InvalidSetting
-from hipper.domain.outgoing import IdentityKind, PlacedCall, outgoing_identity
+from hipper.domain.outgoing import IdentityKind, PlacedCall, callback_legs, outgoing_identity
 from hipper.domain.routing import UserState
 from hipper.domain.services import SERVICES, ServiceSettings
 
@@ -168,3 +168,48 @@ def test_impossible_choice_names_the_field(
 def test_without_the_services_the_direct_number_shows() -> None:
     identity = outgoing_identity(PlacedCall(dialled=EXTERNAL, device="desk"), state(licences=frozenset()))
     assert (identity.kind, identity.anonymous) == ("direct", False)
+
+
+# -- what a callback rings first (SPEC D9) ------------------------------------------------------------------------
+
+CAR, HOME = "+31612340011", "+31301230022"
+
+
+def callback_state(services: dict[str, dict[str, Any]], mobile: bool = True) -> UserState:
+    numbers = dict(NUMBERS) if mobile else {k: v for k, v in NUMBERS.items() if k != "mobile"}
+    return UserState(
+        user_id=7,
+        extension="201",
+        numbers=numbers,
+        licences=frozenset(services),
+        services={name: SERVICES[name].model_validate(document) for name, document in services.items()},
+    )
+
+
+LOCATIONS = {"locations": [{"name": "car", "number": CAR}, {"name": "home", "number": HOME, "active": False}]}
+RINGS_LOCATIONS = {"anywhere": {**LOCATIONS, "click_to_dial_rings_locations": True}}
+TO_MOBILE = {"fixed-mobile": {"click_to_dial_to_mobile": True}}
+MOBILE = NUMBERS["mobile"]
+
+
+@pytest.mark.parametrize(
+    ("device", "services", "mobile", "expected"),
+    [
+        ("desk", {}, True, [("desk", None)]),
+        ("desk", TO_MOBILE, True, [("desk", None), ("mobile", MOBILE)]),
+        ("desk", TO_MOBILE, False, [("desk", None)]),
+        ("desk", RINGS_LOCATIONS, True, [("desk", None), ("anywhere", CAR)]),
+        ("desk", {"anywhere": LOCATIONS}, True, [("desk", None)]),
+        ("mobile", RINGS_LOCATIONS, True, [("mobile", MOBILE)]),
+        ("mobile", {}, False, []),
+        ("remote_office", {"remote-office": {"destination": HOME}}, True, [("remote_office", HOME)]),
+        ("remote_office", {}, True, []),
+    ],
+    ids=["desk", "desk+mobile", "desk, no mobile number", "desk+active location", "locations not asked",
+         "mobile only", "no mobile number", "remote office", "no remote office"],
+)  # fmt: skip
+def test_a_callback_rings_the_chosen_device_and_what_the_user_added(
+    device: str, services: dict[str, dict[str, Any]], mobile: bool, expected: list[tuple[str, str | None]]
+) -> None:
+    legs = callback_legs(callback_state(services, mobile), device)
+    assert [(leg.device, leg.number) for leg in legs] == expected

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hipper.domain.errors import InvalidSetting
 from hipper.domain.routing.state import UserState, service
-from hipper.domain.services import Anonymous, OutgoingIdentity
+from hipper.domain.services import Anonymous, Anywhere, FixedMobile, OutgoingIdentity, RemoteOffice
 
 IdentityKind = Literal["company", "direct", "department", "mobile", "call_center"]
 ANONYMOUS_USER = "anonymous"
@@ -131,3 +131,33 @@ def _shown(kind: IdentityKind | Literal["extension"], number: str, *, hidden: bo
 
 def _word(kind: str) -> str:
     return kind.replace("_", "-")
+
+
+CallbackDevice = Literal["desk", "mobile", "remote_office", "anywhere"]
+
+
+@dataclass(frozen=True)
+class CallbackLeg:
+    """One thing a callback rings first: the user's desk phones (no number), or a number as `device`."""
+
+    device: CallbackDevice
+    number: str | None = None
+
+
+def callback_legs(state: UserState, callback_device: str) -> list[CallbackLeg]:
+    """What "the exchange calls you back" (SPEC D9) rings before it calls the other party: the device chosen in the
+    call method; with the desk chosen, also the mobile (fixed-mobile "click-to-dial to mobile") and the active
+    Anywhere locations ("click-to-dial rings my locations"). A number that is missing gives no leg."""
+    if callback_device == "mobile":
+        return [CallbackLeg("mobile", state.mobile_number)] if state.mobile_number else []
+    if callback_device == "remote_office":
+        remote = service(state, RemoteOffice)
+        return [CallbackLeg("remote_office", remote.destination)] if remote is not None and remote.destination else []
+    legs = [CallbackLeg("desk")]
+    fixed_mobile = service(state, FixedMobile)
+    if fixed_mobile is not None and fixed_mobile.click_to_dial_to_mobile and state.mobile_number:
+        legs.append(CallbackLeg("mobile", state.mobile_number))
+    anywhere = service(state, Anywhere)
+    if anywhere is not None and anywhere.click_to_dial_rings_locations:
+        legs += [CallbackLeg("anywhere", location.number) for location in anywhere.locations if location.active]
+    return legs

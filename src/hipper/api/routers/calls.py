@@ -18,12 +18,9 @@ from hipper.apps.b2bua import B2bua
 from hipper.apps.click_to_dial import AppCalls
 from hipper.domain.errors import InvalidSetting, NotLicensed
 from hipper.domain.numbers import NumberError, normalise
-from hipper.domain.outgoing import CallerIdentity, IdentityKind, PlacedCall, outgoing_identity
+from hipper.domain.outgoing import CallerIdentity, IdentityKind, PlacedCall, callback_legs, outgoing_identity
 from hipper.domain.routing.state import service
-from hipper.domain.services.anywhere import Anywhere
 from hipper.domain.services.call_method import CallMethod
-from hipper.domain.services.fixed_mobile import FixedMobile
-from hipper.domain.services.remote_office import RemoteOffice
 from hipper.store.events import add_event
 from hipper.store.user_state import is_colleague, load_user_state
 
@@ -131,21 +128,10 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
         response.status_code = 202
         return CallPlaced(method=method, to=to, identity=identity, access_number=access,
                           expires_in_seconds=state.settings.call_access_seconds)  # fmt: skip
-    number = {"desk": user_state.fixed_number, "mobile": user_state.mobile_number}.get(setting.callback_device)
-    if setting.callback_device == "remote_office":
-        remote = service(user_state, RemoteOffice)
-        number = remote.destination if remote is not None else None
-    targets = await calls.user_targets(user.id, setting.callback_device, number)
-    if setting.callback_device == "desk":
-        # The user's own options: a callback rings the mobile too (fixed-mobile) and the Anywhere locations.
-        fixed_mobile = service(user_state, FixedMobile)
-        if fixed_mobile is not None and fixed_mobile.click_to_dial_to_mobile and user_state.mobile_number:
-            targets += await calls.user_targets(user.id, "mobile", user_state.mobile_number)
-        anywhere = service(user_state, Anywhere)
-        if anywhere is not None and anywhere.click_to_dial_rings_locations:
-            for location in anywhere.locations:
-                if location.active:
-                    targets += await calls.user_targets(user.id, "anywhere", location.number)
+    legs = callback_legs(user_state, setting.callback_device)
+    targets = []
+    for leg in legs:
+        targets += await calls.user_targets(user.id, leg.device, leg.number)
     if not targets:
         reason = {
             "desk": "none of your desk phones is registered",
@@ -156,9 +142,9 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
     if any(c.user_id == user.id and c.state == "ringing" for c in calls.callbacks.values()):
         # One at a time: a second tap must not ring the user's phones twice over.
         raise Conflict("callback_under_way", "a callback is already under way: answer it or hang it up first")
-    callback = calls.start_callback(
-        user.id, user.company_id, number or user_state.fixed_number or "", to, identity, targets
-    )
+    # The callback is addressed (its To) to the number of the device chosen, whichever of the legs answers.
+    user_number = legs[0].number if legs[0].device != "desk" else user_state.fixed_number
+    callback = calls.start_callback(user.id, user.company_id, user_number or "", to, identity, targets)
     add_event(session, user.id, "call.started", {"id": callback.id, "to": to, "method": method})
     await commit(session, state)
     response.status_code = 202
