@@ -464,15 +464,17 @@ def user_licences(
 @click.pass_context
 def user_delete(ctx: click.Context, username: str, yes: bool) -> None:
     """Delete a user with their settings, devices, voicemails and call logs."""
-    from hipper.store import admin
+    from hipper.store import admin, media_files
 
     if not yes:
         click.confirm(f"Delete '{username}' and all their data?", abort=True)
 
-    async def _work(session: AsyncSession, _settings: Settings) -> None:
-        await admin.delete_user(session, await admin.user_by_username(session, username))
+    async def _work(session: AsyncSession, _settings: Settings) -> list[str]:
+        return await admin.delete_user(session, await admin.user_by_username(session, username))
 
-    run_in_database(ctx, _work)
+    paths = run_in_database(ctx, _work)
+    # After the commit: the rows are gone, now their voicemails, greetings and recordings.
+    asyncio.run(media_files.remove(_settings(ctx).data_dir, paths))
     click.echo(f"Deleted '{username}'")
 
 
@@ -714,3 +716,67 @@ async def _call_center(session: AsyncSession, name_or_id: str) -> CallCenter:
             raise admin.NotFound("call center", name_or_id)
         return await admin.get_call_center(session, int(name_or_id))
     return await admin.call_center_by_name(session, name_or_id)
+
+
+# --- housekeeping ----------------------------------------------------------------------------------------------
+
+
+@main.group()
+def events() -> None:
+    """The outbox of events (live events, notifications, caches)."""
+
+
+@events.command("purge")
+@click.option(
+    "--older-than-days",
+    type=click.FloatRange(min=0, min_open=True),
+    help="delete events older than this (default: the events_retention_days setting)",
+)
+@click.pass_context
+def events_purge(ctx: click.Context, older_than_days: float | None) -> None:
+    """Delete old events now, as `hipper serve` does every housekeeping_interval_seconds."""
+    from datetime import timedelta
+
+    from hipper.store.events import PurgeResult, purge
+
+    async def _work(session: AsyncSession, settings: Settings) -> PurgeResult:
+        days = older_than_days if older_than_days is not None else settings.events_retention_days
+        return await purge(session, timedelta(days=days))
+
+    result = run_in_database(ctx, _work)
+    click.echo(f"Deleted {result.deleted} events; every event up to id {result.purged_through} is gone")
+    if result.held_back_by is not None:
+        click.echo(
+            f"Older events remain: the reader '{result.held_back_by}' has not read them yet "
+            "(is the exchange with notifications running?)"
+        )
+
+
+@main.group()
+def media() -> None:
+    """The media files in the data directory (voicemails, greetings, recordings)."""
+
+
+@media.command("sweep")
+@click.option(
+    "--older-than-hours",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="only files at least this old (a row is committed right after its file is written)",
+)
+@click.pass_context
+def media_sweep(ctx: click.Context, older_than_hours: float) -> None:
+    """Remove media files that no row names (left by a crash, a failed commit or a deleted user), as
+    `hipper serve` does every housekeeping_interval_seconds."""
+    from datetime import timedelta
+
+    from hipper.store.media_sweep import sweep_orphans
+
+    async def _work(session: AsyncSession, settings: Settings) -> list[str]:
+        return await sweep_orphans(session, settings.data_dir, timedelta(hours=older_than_hours))
+
+    removed = run_in_database(ctx, _work)
+    for path in removed:
+        click.echo(f"removed {path}")
+    click.echo(f"Removed {len(removed)} media files that no row names")

@@ -145,6 +145,11 @@ class Settings(BaseSettings):
     # method is unavailable), and how long after the app's request such a call is connected to the number.
     call_access_number: str = ""
     call_access_seconds: float = 30.0
+    # Housekeeping (docs/operations.md "Housekeeping"): outbox events (the `events` table behind live events, the
+    # notifier and the call path's caches) are deleted once older than this, never before the notifier has read
+    # them; `hipper serve` looks every `housekeeping_interval_seconds`, `hipper events purge` does it by hand.
+    events_retention_days: float = Field(7.0, gt=0)
+    housekeeping_interval_seconds: float = Field(3600.0, gt=0)
 
     @field_validator("trunk_address", "mobile_network_address")
     @classmethod

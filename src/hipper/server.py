@@ -8,6 +8,7 @@ import gc
 import logging
 import socket
 import ssl
+from datetime import timedelta
 
 import uvicorn
 from sqlalchemy import func, select
@@ -16,11 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hipper.api.app import create_app
 from hipper.api.state import AppState
 from hipper.apps.b2bua import start_call_processing
+from hipper.apps.voicemail import sweep_spool
 from hipper.config import Settings
+from hipper.offload import run_cpu
 from hipper.sip.digest import Authenticator
 from hipper.sip.registrar import Registrar, RegistrarPolicy
 from hipper.sip.stack import SipStack
 from hipper.sip.transport import TlsSetupError, server_context
+from hipper.store import events, media_sweep
 from hipper.store.models import Event
 from hipper.store.registrations import DeviceDirectory, LocationStore
 
@@ -111,6 +115,7 @@ async def serve(settings: Settings) -> None:
     background = [
         asyncio.create_task(follow_device_events(state, stack.registrar.devices)),
         asyncio.create_task(purge_registrations(stack.registrar.locations)),
+        asyncio.create_task(housekeeping(state)),
     ]
     calls = await start_call_processing(settings, stack, state.sessions)
     app.state.calls = calls  # the API lists and ends the user's live calls (api/routers/calls.py)
@@ -150,6 +155,55 @@ async def purge_registrations(locations: LocationStore, every: float = 600.0) ->
             await locations.purge_expired()
         except Exception:  # the database may be briefly away; the next round tries again
             logging.getLogger(__name__).exception("sip.purge_failed")
+
+
+# The first housekeeping round waits this long after the start (at most): not in the start-up rush, yet soon
+# enough that an exchange restarted more often than the interval still purges.
+HOUSEKEEPING_FIRST_SECONDS = 60.0
+
+
+async def housekeeping(state: AppState) -> None:
+    """Every `housekeeping_interval_seconds`: delete outbox events older than `events_retention_days`, and
+    media files left without a row (`housekeeping_once`).
+
+    The purge is batched (store/events.py `purge`), so a backlog never holds one long transaction; several
+    nodes doing it at once only find less to do.
+    """
+    settings = state.settings
+    every = settings.housekeeping_interval_seconds
+    await asyncio.sleep(min(every, HOUSEKEEPING_FIRST_SECONDS))
+    while True:
+        await housekeeping_once(state)
+        await asyncio.sleep(every)
+
+
+async def housekeeping_once(state: AppState) -> None:
+    """One round: old outbox events, media files no row names (store/media_sweep.py), stale spool files.
+
+    Each part on its own: one failing (the database briefly away) does not skip the others, and the next round
+    tries again.
+    """
+    log = logging.getLogger(__name__)
+    settings = state.settings
+    try:
+        async with state.sessions() as session:
+            result = await events.purge(session, timedelta(days=settings.events_retention_days))
+    except Exception:
+        log.exception("housekeeping.events_failed")
+    else:
+        if result.deleted:
+            log.info("housekeeping.events_purged", extra={"deleted": result.deleted, "through": result.purged_through})
+        if result.held_back_by is not None:
+            log.warning("housekeeping.events_held_back", extra={"reader": result.held_back_by})
+    try:
+        async with state.sessions() as session:
+            orphans = await media_sweep.sweep_orphans(session, settings.data_dir)
+        spooled = await run_cpu(sweep_spool, settings.data_dir)
+    except Exception:
+        log.exception("housekeeping.media_failed")
+    else:
+        if orphans or spooled:
+            log.info("housekeeping.media_swept", extra={"orphans": len(orphans), "spool": spooled})
 
 
 def run(settings: Settings) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hipper.store.models import SipDevice, User
+from hipper.store.models import Event, SipDevice, User
 from tests.admin.conftest import Hipper
 
 
@@ -165,3 +166,63 @@ async def test_a_user_made_by_the_cli_logs_in_through_the_api(hipper: Hipper, cl
     await asyncio.to_thread(hipper, "user", "add", "anna", "--password", "long enough 1", "--licence", "basic")
     login = await client.post("/api/v1/auth/login", json={"username": "anna", "password": "long enough 1"})
     assert login.status_code == 200, login.text
+
+
+def test_events_purge(hipper: Hipper) -> None:
+    hipper("company", "add", "Acme")
+    hipper("user", "add", "anna", "--password", "long enough 1")
+
+    async def age(session: AsyncSession) -> list[int]:
+        old = datetime.now(UTC) - timedelta(days=3)
+        await session.execute(Event.__table__.update().values(created_at=old))
+        await session.commit()
+        return list((await session.execute(select(Event.id).order_by(Event.id))).scalars())
+
+    ids = hipper.query(age)
+    assert len(ids) >= 2
+    assert "Deleted 0 events" in hipper("events", "purge").output  # 3 days < the default 7
+    purged = hipper("events", "purge", "--older-than-days", "2").output
+    # All but the newest row (kept, so that SQLite never gives an id out twice).
+    assert f"Deleted {len(ids) - 1} events; every event up to id {ids[-2]} is gone" in purged
+    assert hipper.query(_event_ids) == ids[-1:]
+    assert "--older-than-days" in hipper("events", "purge", "--older-than-days", "0", ok=False).output
+
+
+async def _event_ids(session: AsyncSession) -> list[int]:
+    return list((await session.execute(select(Event.id).order_by(Event.id))).scalars())
+
+
+def test_media_sweep(hipper: Hipper) -> None:
+    """A file no row names (here: a crash between writing a voicemail and committing its row) goes once it is
+    old enough; the files rows name stay."""
+    import os
+
+    data_dir = hipper.settings.data_dir
+    orphan = data_dir / "media/voicemail/1/abc.wav"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"RIFF")
+    assert "Removed 0 media files" in hipper("media", "sweep").output  # just written: a commit may follow
+    old = orphan.stat().st_mtime - 7200
+    os.utime(orphan, (old, old))
+    swept = hipper("media", "sweep").output
+    assert "removed media/voicemail/1/abc.wav" in swept and "Removed 1 media files" in swept
+    assert not orphan.exists()
+
+
+def test_user_delete_removes_their_voicemails_files(hipper: Hipper) -> None:
+    from hipper.store import voicemails
+    from tests.lists.conftest import telephony_wav
+
+    hipper("company", "add", "Acme")
+    hipper("user", "add", "anna", "--password", "long enough 1")
+    data_dir = hipper.settings.data_dir
+
+    async def deposit(session: AsyncSession) -> str:
+        user = (await session.execute(select(User).where(User.username == "anna"))).scalar_one()
+        message = await voicemails.deposit(session, data_dir, user.id, telephony_wav(), received_at=datetime.now(UTC))
+        return message.media_path
+
+    path = data_dir / hipper.query(deposit)
+    assert path.is_file()
+    hipper("user", "delete", "anna", "--yes")
+    assert not path.exists()

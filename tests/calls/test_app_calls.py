@@ -14,6 +14,7 @@ import uvicorn
 
 from hipper.api.app import create_app
 from hipper.apps.click_to_dial import Callback
+from hipper.apps.legs import CalleeLeg
 from hipper.domain.services import (
     Anywhere,
     AnywhereLocation,
@@ -516,3 +517,59 @@ async def test_callback_to_a_colleague_reaches_their_voicemail(exchange: Exchang
     await desk.succeeded()
     assert (await finished_callback(exchange)).outcome == "answered"
     assert (await exchange.next_call()).outcome == "voicemail"
+
+
+TIMERS = {**SETTINGS, "session_min_se_seconds": 2}  # intervals of a few seconds (RFC 4028's floor is 90 s)
+
+
+@pytest.mark.parametrize("exchange", [TIMERS], indirect=True)
+async def test_callback_legs_offer_session_timers_and_the_exchange_refreshes_both(exchange: Exchange, api: Api) -> None:
+    """RFC 4028 on the two legs the exchange originates for a callback, like a call's own legs: both INVITEs offer
+    the timer, both phones make the exchange the refresher (refresher=uac) and get its UPDATE in time."""
+    await alice(exchange)
+    # Each checks Supported: timer in the INVITE, answers Session-Expires: 4;refresher=uac, and requires an UPDATE
+    # within the interval (the exchange refreshes at half of it).
+    desk = await phone(
+        exchange, "alice", "alice-desk", scenario("callee_timer.xml", interval=4, refresh_within_ms=4000)
+    )
+    network = await trunk(exchange, "far", scenario("callee_timer.xml", interval=4, refresh_within_ms=4000))
+    headers = await api.login("alice")
+    placed = await api.http.post("/api/v1/me/calls", json={"to": FAR, "method": "callback"}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    callback = exchange.b2bua.app_calls.callbacks[placed.json()["id"]]
+    await wait_for_state(api, headers, "active")
+
+    def refreshed(leg: CalleeLeg | None) -> bool:
+        return leg is not None and leg.session_timer is not None and leg.session_timer.refreshes_sent >= 1
+
+    async with asyncio.timeout(15):
+        while not (refreshed(callback.user_leg) and refreshed(callback.far_leg)):  # noqa: ASYNC110 - counters
+            await asyncio.sleep(0.1)
+    ended = await api.http.delete(f"/api/v1/me/calls/{callback.id}", headers=headers)
+    assert ended.status_code == 204, ended.text
+    await desk.succeeded()  # offered, refreshed by UPDATE, then BYE
+    await network.succeeded()
+    assert (await finished_callback(exchange)).outcome == "answered"
+
+
+@pytest.mark.parametrize("exchange", [TIMERS], indirect=True)
+async def test_a_callback_leg_whose_phone_stops_refreshing_ends_the_callback(exchange: Exchange, api: Api) -> None:
+    """§10 on a callback: the user's phone took the refresher role and went silent; the exchange sends it BYE
+    when the session expires, and the far end gets BYE too."""
+    await alice(exchange)
+    desk = await phone(
+        exchange, "alice", "alice-desk", scenario("callee_never_refreshes.xml", interval=4, bye_within_ms=10000)
+    )
+    network = await trunk(exchange, "far", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    headers = await api.login("alice")
+    loop = asyncio.get_running_loop()
+    placed = await api.http.post("/api/v1/me/calls", json={"to": FAR, "method": "callback"}, headers=headers)
+    started = loop.time()
+    assert placed.status_code == 202, placed.text
+    await desk.succeeded()  # BYE within the scenario's bound, the session having expired
+    await network.succeeded()
+    callback = await finished_callback(exchange)
+    assert callback.user_leg is not None and callback.user_leg.session_expired
+    assert callback.outcome == "answered"
+    # §10: at interval - min(32, interval / 3) = 2.7 s after the answer, not at once (timers never fire early).
+    assert loop.time() - started > 2.6

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from hipper.api.app import create_app
+from hipper.apps.groups import queues
 from hipper.domain.services import FixedMobile
 from hipper.store import admin
 from hipper.store.models import Company, User
@@ -36,6 +37,14 @@ OUTSIDE = "+31301234567"
 HUNT_NUMBER = "+31201234500"
 QUEUE_NUMBER = "+31201234600"
 BOB_MOBILE = "+31612340002"
+
+
+async def queued(exchange: Exchange, count: int, limit: float = 20.0) -> None:
+    """Wait until `count` calls wait in this node's call-center queue (not a fixed sleep: SIPp and the call's
+    routing take their time on a loaded machine, and the test's order of arrival must be the real one)."""
+    async with asyncio.timeout(limit):
+        while len(queues(exchange.b2bua).entries) < count:  # noqa: ASYNC110 - the queue is a list, no event
+            await asyncio.sleep(0.05)
 
 
 async def call_from_trunk(exchange: Exchange, dialled: str, *, talk_ms: int = 1000, status: int | None = None) -> Sipp:
@@ -285,7 +294,8 @@ async def test_a_queued_caller_waits_and_gets_the_agent_who_becomes_available(ex
     alice = await phone(exchange, "alice", "alice", scenario("callee.xml", ring_ms=200), "-rtp_echo")
     # The caller is answered by the queue (hold prompt and tone) and stays on for 6 s in all.
     outside = await call_from_trunk(exchange, QUEUE_NUMBER, talk_ms=6000)
-    await asyncio.sleep(1.5)
+    await queued(exchange, 1)
+    await asyncio.sleep(1.0)  # the queue looks again meanwhile (queue_poll_seconds): alice is still unavailable
     assert exchange.b2bua.calls and not any(c.connected for c in exchange.b2bua.calls)
     await api.change_agent("alice", state="available")
     await outside.succeeded()
@@ -355,9 +365,9 @@ async def test_queued_callers_are_served_first_come_first_served(exchange: Excha
     await api.change_agent("alice", state="unavailable")
     alice = await phone(exchange, "alice", "alice", scenario("callee.xml", ring_ms=200), "-m", "2", limit=40)
     first = await call_from_trunk(exchange, QUEUE_NUMBER, talk_ms=5000)  # from its queue answer on
-    await asyncio.sleep(0.5)
+    await queued(exchange, 1)  # in line before the second call is even placed, however slow SIPp starts
     second = await place_call(exchange, "bob", "600", "final_talks.xml", talk_ms=10000, limit=40)
-    await asyncio.sleep(1.0)
+    await queued(exchange, 2)
     await api.change_agent("alice", state="available")
     await first.succeeded(40)
     await second.succeeded(40)

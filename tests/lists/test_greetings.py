@@ -233,6 +233,21 @@ async def test_two_devices_choosing_at_once_leave_one_active(make_user: UserFact
         assert len(active) == 1
 
 
+async def test_renaming_and_choosing_at_once_never_deadlocks(make_user: UserFactory) -> None:
+    """Each request renames its greeting (locking that row) and then chooses it for both cases (which switches
+    the others off): without one lock taken first in every such request, two of them each held a row the other
+    needed and PostgreSQL aborted one with a deadlock (a 500)."""
+    user = await make_user()
+    ids = [(await upload(user, sine(), name=name)).json()["id"] for name in ("a", "b", "c", "d")]
+    for round_ in range(4):
+        bodies = [{"name": f"r{round_}-{n}", "active": True, "active_busy": True} for n in range(len(ids))]
+        responses = await asyncio.gather(*(patch(user, i, body) for i, body in zip(ids, bodies, strict=True)))
+        assert [r.status_code for r in responses] == [200] * len(ids), [r.text for r in responses]
+        listing = (await user.get("/me/greetings")).json()["greetings"]
+        assert sum(g["active"] for g in listing) == 1 and sum(g["active_busy"] for g in listing) == 1
+        assert sorted(g["name"] for g in listing) == sorted(b["name"] for b in bodies)
+
+
 async def test_the_migration_keeps_the_active_greeting_as_the_no_answer_one(
     make_user: UserFactory, exchange: Exchange
 ) -> None:

@@ -477,6 +477,32 @@ async def test_hold_and_resume_by_re_offer_stop_and_restart_our_stream(engine: M
     phone.close()
 
 
+async def test_the_answer_to_our_repeated_sdp_moves_the_stream_to_the_new_address(engine: MediaEngine) -> None:
+    """A session refresh (RFC 4028) offers our last SDP again; a phone that moved answers from its new address."""
+    before, after = Phone(), Phone()
+    await before.open()
+    await after.open()
+    created = await engine.execute(CreateEndpoint(remote_sdp=before.offer()))
+    assert isinstance(created, EndpointCreated)
+    async with asyncio.timeout(5):
+        while len(before.received) < 3:  # noqa: ASYNC110 - the phone counts what arrives
+            await asyncio.sleep(0.02)
+    with pytest.raises(MediaError, match="sdp"):
+        await engine.execute(SetRemoteSdp(created.endpoint_id, "v=0\r\nbroken\r\n", answers=created.local_sdp))
+    moved = await engine.execute(SetRemoteSdp(created.endpoint_id, after.offer(), answers=created.local_sdp))
+    assert isinstance(moved, SessionUpdated) and moved.local_sdp is None  # an answer: nothing to send back
+    assert moved.session is not None and moved.session.remote_port == after.port
+    async with asyncio.timeout(5):
+        while len(after.received) < 3:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)  # packets sent before the answer may still be read; none are sent there any more
+    settled = len(before.received)
+    await asyncio.sleep(0.3)
+    assert len(before.received) == settled
+    before.close()
+    after.close()
+
+
 async def test_rtcp_sender_reports_go_out_and_garbage_rtcp_is_survived() -> None:
     # RTCP needs the phone's RTP port + 1 (no rtcp-mux): find a free even/odd pair.
     for _ in range(50):

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from hipper.domain.services import CallRecording
 from hipper.store.models import Recording
-from tests.calls.conftest import Exchange
+from tests.calls.conftest import Exchange, register, start_sipp
 from tests.media_apps.conftest import (
     Ear,
     answering_phone,
@@ -21,9 +21,11 @@ from tests.media_apps.conftest import (
     call_from_phone,
     ear,
     rms,
+    scenario,
     settled,
     tone,
 )
+from tests.sip.peers import free_udp_port
 
 pytestmark = pytest.mark.sip
 
@@ -185,3 +187,36 @@ async def test_a_recorded_call_records_the_conference_from_the_merge_on(exchange
     first = int(np.argmax(frame_loud))
     gaps = np.flatnonzero(~frame_loud[first : (paused_from - 1) * 10])  # up to the window the pause starts in
     assert not len(gaps), f"gaps in the recording at {[(first + gap) * 20 for gap in gaps]} ms"
+
+
+@pytest.mark.parametrize("exchange", [{"session_min_se_seconds": 2}], indirect=True)
+async def test_an_added_party_whose_session_expires_gets_bye_and_the_first_party_is_back(exchange: Exchange) -> None:
+    """The added party's leg offers RFC 4028 session timers like any call leg; carol's phone takes the refresher
+    role and never refreshes, so the exchange ends her leg with BYE (§10) and alice is back with bob."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    await exchange.add_user("carol", "203")
+    ears = {name: await ear() for name in TONES}
+    try:
+        bob_phone = await answering_phone(exchange, "bob", ears["bob"])
+        port = free_udp_port()
+        await register(exchange, "carol", port)
+        text = scenario("callee_never_refreshes.xml", rtp_port=ears["carol"].port, interval=4, bye_within_ms=10000)
+        carol_phone = await start_sipp(exchange, "callee-carol", text, port=port, limit=40)
+        alice_phone = await call_from_phone(
+            exchange, "alice", "202", ears["alice"], end="end_hang_up.xml", talk_ms=12000
+        )
+        await ears["bob"].connected()
+        await ears["alice"].connected()
+        await ears["alice"].press("*7203#")
+        await carol_phone.succeeded(20)  # offered the timer, answered, then got BYE when the session expired
+        ears["bob"].keep_talking(tone(TONES["bob"], 4.0))
+        await ears["alice"].wait_for_tone(TONES["bob"], limit=5)  # alice is back with bob
+        await alice_phone.succeeded(30)
+        await bob_phone.succeeded(30)
+    finally:
+        for phone in ears.values():
+            phone.close()
+    call = await exchange.next_call()
+    assert call.answered
+    assert [status for label, status in call.branches if label == "conference"] == [200]

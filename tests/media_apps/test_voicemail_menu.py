@@ -15,7 +15,7 @@ from hipper.media.wavfile import write_wav
 from hipper.passwords import Hasher
 from hipper.store import media_files, voicemails
 from hipper.store.models import User, Voicemail
-from tests.calls.conftest import Exchange
+from tests.calls.conftest import Exchange, place_call
 from tests.media_apps.conftest import band_energy, call_from_phone, call_from_trunk, ear, rms, tone_heard
 
 pytestmark = pytest.mark.sip
@@ -47,6 +47,7 @@ async def test_own_phone_replays_saves_and_deletes(exchange: Exchange) -> None:
     try:
         sipp = await call_from_phone(exchange, "bob", "*86", bob)
         await bob.wait_for_tone(600.0, limit=20)  # the oldest new message first
+        assert exchange.b2bua.active_users[exchange.users["bob"]] == 1  # Bob is on a call: busy for others
         await bob.press("1")  # replay
         await asyncio.sleep(1.0)
         await bob.wait_for_tone(600.0, limit=20)
@@ -56,7 +57,16 @@ async def test_own_phone_replays_saves_and_deletes(exchange: Exchange) -> None:
         await sipp.succeeded(30)  # "no more messages, goodbye" and the exchange hangs up
     finally:
         bob.close()
-    await exchange.next_call()
+    summary = await exchange.next_call()
+    # Listening to one's voicemail is an answered call (it used to end as "failed", with no call-log row).
+    assert (summary.outcome, summary.answered) == ("answered", True)
+    assert summary.parties == [(exchange.users["bob"], "placed", "answered")]
+    [logged] = await exchange.call_logs("bob")
+    assert (logged.direction, logged.remote_number, logged.remote_name, logged.outcome) == (
+        "placed", "*86", "Voicemail", "answered",
+    )  # fmt: skip
+    assert logged.answered_at is not None and logged.ended_at is not None and logged.answered_at <= logged.ended_at
+    assert exchange.b2bua.active_users == {}  # on a call while listening, and no longer after it
     heard = bob.audio()
     start_of_first = heard[: 8000 * 3]
     assert rms(start_of_first) > 300 and band_energy(start_of_first, 600.0) < 0.2  # "You have 2 new messages"
@@ -91,7 +101,10 @@ async def test_from_outside_with_mailbox_and_pin_after_a_wrong_pin(exchange: Exc
         await sipp.succeeded(30)
     finally:
         caller.close()
-    await exchange.next_call()
+    summary = await exchange.next_call()
+    assert (summary.outcome, summary.answered) == ("answered", True)
+    # The caller is no user of ours and the mailbox owner placed no call: nobody's call log gets a row.
+    assert summary.parties == [] and await exchange.call_logs("bob") == []
     left = await rows(exchange, "bob")
     assert len(left) == 1 and not next(iter(left.values())).heard  # only listened to, not saved
 
@@ -164,3 +177,14 @@ async def test_three_wrong_pins_from_outside_end_the_call_and_lock_the_pin(excha
     assert expected <= locked_until <= expected + timedelta(seconds=60)
     left = await rows(exchange, "bob")
     assert list(left) == [message] and not left[message].heard
+
+
+async def test_without_the_voicemail_licence_ones_own_phone_gets_403(exchange: Exchange) -> None:
+    """docs/voicemail.md: users without the `voicemail` licence have no mailbox; their own phone gets 403."""
+    await exchange.add_user("bob", "202", licences=("do-not-disturb",))
+    sipp = await place_call(exchange, "bob", "*86", "final_rejected.xml", status=403)
+    await sipp.succeeded(20)
+    summary = await exchange.next_call()
+    assert (summary.answered, summary.parties) == (False, [(exchange.users["bob"], "placed", "no-voicemail-licence")])
+    [logged] = await exchange.call_logs("bob")
+    assert (logged.remote_name, logged.outcome, logged.answered_at) == ("Voicemail", "no-voicemail-licence", None)

@@ -1,23 +1,36 @@
-"""Transaction timers (RFC 3261 §17) over real UDP sockets, with T1 shortened to keep the test quick."""
+"""Transaction timers (RFC 3261 §17) over real UDP sockets.
+
+The schedule itself (when each retransmission goes, when Timers B/F/H/L end a transaction) is checked on a clock
+the test steps (`SteppedClock`, injected into the transaction layer) with the RFC's own T1/T2/T4: exact virtual
+times, whatever the load on the machine, while the messages still cross real sockets. One test keeps the event
+loop's own clock (the production default) with a shortened T1, asserting only what holds however late the loop
+runs: timers never fire early, retransmissions happen, and they stop at the 408.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import itertools
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from hipper.sip.message import URI, Headers, Request, Response, parse_message
 from hipper.sip.stack import SipStack
-from hipper.sip.transaction import ServerTransaction, TimerConfig
+from hipper.sip.transaction import ServerTransaction, State, TimerConfig
 from hipper.sip.transport import UDP_BUFFER_BYTES, Peer
 from tests.sip.conftest import RawClient
 
 FAST = TimerConfig(t1=0.02, t2=0.08, t4=0.1)
+RFC = TimerConfig()  # T1 0.5 s, T2 4 s, T4 5 s (§17.1.1.1 Table 4), on the stepped clock: they cost no real time
+T1, T2 = RFC.t1, RFC.t2
+# A bound for waiting on something that does happen (a datagram in flight, a callback): generous for a loaded
+# machine; only a failure waits this long.
+PATIENCE = 5.0
 
 
 class Busy:
@@ -40,9 +53,60 @@ class Busy:
         pass
 
 
+class SteppedClock:
+    """The transaction layer's clock (`hipper.sip.transaction.Clock`), moved only by the test: a timer fires when
+    the test steps to its deadline, so the RFC's schedule is checked exactly, however busy the machine is."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._due: list[tuple[float, int, SteppedClock.Handle]] = []
+        self._order = itertools.count()
+
+    class Handle:
+        def __init__(self, callback: Callable[[], None]) -> None:
+            self.callback = callback
+            self.cancelled = False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> SteppedClock.Handle:
+        handle = SteppedClock.Handle(callback)
+        heapq.heappush(self._due, (self.now + delay, next(self._order), handle))
+        return handle
+
+    def next_deadline(self) -> float | None:
+        while self._due and self._due[0][2].cancelled:
+            heapq.heappop(self._due)
+        return self._due[0][0] if self._due else None
+
+    def advance_to(self, when: float) -> None:
+        """Fire every timer due by `when`, in deadline order (timers they set that fall due by then fire too)."""
+        while (deadline := self.next_deadline()) is not None and deadline <= when:
+            _, _, handle = heapq.heappop(self._due)
+            self.now = deadline
+            handle.callback()
+        self.now = max(self.now, when)
+
+
 @pytest.fixture
 async def stack() -> AsyncIterator[SipStack]:
+    """On the event loop's own clock (the production default), T1 shortened."""
     sip = SipStack(timers=FAST)
+    await sip.start("127.0.0.1", 0, tcp=False)
+    yield sip
+    await sip.close()
+
+
+@pytest.fixture
+def clock() -> SteppedClock:
+    return SteppedClock()
+
+
+@pytest.fixture
+async def stepped(clock: SteppedClock) -> AsyncIterator[SipStack]:
+    """RFC timer values on the test's stepped clock."""
+    sip = SipStack(timers=RFC, clock=clock)
     await sip.start("127.0.0.1", 0, tcp=False)
     yield sip
     await sip.close()
@@ -60,57 +124,110 @@ def options(method: str = "OPTIONS") -> Request:
     return Request(method, URI.parse("sip:b@127.0.0.1"), headers)
 
 
-async def arrivals(client: RawClient, until: float) -> list[float]:
-    loop = asyncio.get_running_loop()
+async def settle() -> None:
+    """Let the loop read what was already sent. A UDP send on loopback is in the receiver's socket buffer when
+    `sendto` returns, and the loop polls its sockets before it wakes a sleeper; each pass reads at least one
+    datagram per readable socket, so a few passes deliver a stray extra message however late the loop runs."""
+    for _ in range(3):
+        await asyncio.sleep(0.001)
+
+
+async def take(client: RawClient, count: int) -> list[bytes]:
+    """`count` datagrams the client received (waiting for them as long as a loaded machine may need)."""
+    async with asyncio.timeout(PATIENCE):
+        return [await client.queue.get() for _ in range(count)]
+
+
+def status_of(data: bytes) -> int:
+    message = parse_message(data)
+    assert isinstance(message, Response)
+    return message.status
+
+
+async def schedule(clock: SteppedClock, client: RawClient, until: float) -> list[float]:
+    """Step the clock from timer to timer up to `until`: the clock time of every datagram the client received."""
     times: list[float] = []
-    deadline = loop.time() + until
-    while (left := deadline - loop.time()) > 0:
-        try:
-            async with asyncio.timeout(left):
-                await client.queue.get()
-        except TimeoutError:
-            break
-        times.append(loop.time())
+    while (deadline := clock.next_deadline()) is not None and deadline <= until:
+        clock.advance_to(deadline)
+        await settle()
+        while not client.queue.empty():
+            client.queue.get_nowait()
+            times.append(clock.now)
     return times
 
 
-async def test_non_invite_timer_e_backs_off_to_t2_and_timer_f_gives_408(stack: SipStack, udp_client: RawClient) -> None:
+async def until_true(check: Callable[[], bool]) -> None:
+    """Wait for the stack to have handled what the client sent (a real socket and loop in between)."""
+    async with asyncio.timeout(PATIENCE):
+        while not check():  # noqa: ASYNC110 - the stack offers a state, not an event
+            await asyncio.sleep(0.005)
+
+
+async def test_non_invite_timer_e_backs_off_to_t2_and_timer_f_gives_408(
+    stepped: SipStack, clock: SteppedClock, udp_client: RawClient
+) -> None:
+    tx = stepped.send_request(options(), Peer("udp", "127.0.0.1", udp_client.port))
+    await take(udp_client, 1)  # the request itself, at 0
+    times = await schedule(clock, udp_client, 64 * T1 - 0.01)
+    # §17.1.2.2 Timer E: T1, then doubling up to T2 (0.5, 1, 2, 4, 4, … s apart), until Timer F at 64·T1.
+    assert times == [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
+    assert not tx.final.done()
+    await schedule(clock, udp_client, 64 * T1)
+    assert tx.final.done() and tx.final.result().status == 408  # Timer F, exactly at 64·T1
+    assert await schedule(clock, udp_client, 1000) == []  # nothing after the transaction ended
+    await settle()
+    assert udp_client.queue.empty()
+
+
+async def test_invite_timer_a_doubles_and_timer_b_gives_408(
+    stepped: SipStack, clock: SteppedClock, udp_client: RawClient
+) -> None:
+    tx = stepped.send_request(options("INVITE"), Peer("udp", "127.0.0.1", udp_client.port))
+    await take(udp_client, 1)
+    times = await schedule(clock, udp_client, 64 * T1 - 0.01)
+    assert times == [0.5, 1.5, 3.5, 7.5, 15.5, 31.5]  # §17.1.1.2 Timer A doubles without a cap
+    assert not tx.final.done()
+    await schedule(clock, udp_client, 64 * T1)
+    assert tx.final.done() and tx.final.result().status == 408  # Timer B
+    assert await schedule(clock, udp_client, 1000) == []
+
+
+async def test_the_loop_clock_runs_the_timers_when_none_is_given(stack: SipStack, udp_client: RawClient) -> None:
+    """The production default, on real time: only what holds however late a loaded loop runs its timers —
+    retransmissions come (never more than the exact schedule has), Timer F is never early, and all stops."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     tx = stack.send_request(options(), Peer("udp", "127.0.0.1", udp_client.port))
-    times = await arrivals(udp_client, FAST.timeout + 0.2)
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert 0.014 < gaps[0] < 0.07 and 0.028 < gaps[1] < 0.11  # T1, 2·T1 (with room for a busy loop)
-    assert all(gap < FAST.t2 + 0.05 for gap in gaps)  # capped at T2
-    assert 10 <= len(times) <= 20
-    final = await tx.final
-    assert final.status == 408
+    async with asyncio.timeout(FAST.timeout + 30):
+        final = await tx.final
+    elapsed = loop.time() - started
+    assert final.status == 408 and elapsed >= FAST.timeout
+    await settle()
+    count = udp_client.queue.qsize()
+    # The request, then at most the exact schedule's 17 retransmissions (1, 3, 7, 11, …, 63 × T1 with T2 = 4·T1);
+    # Timer E's first one (due at T1) always fires before Timer F (due at 64·T1), however late both run.
+    assert 2 <= count <= 18
+    await asyncio.sleep(3 * FAST.t2)
+    assert udp_client.queue.qsize() == count  # Timer E stopped with the transaction
 
 
-async def test_invite_timer_a_doubles_and_timer_b_gives_408(stack: SipStack, udp_client: RawClient) -> None:
-    tx = stack.send_request(options("INVITE"), Peer("udp", "127.0.0.1", udp_client.port))
-    times = await arrivals(udp_client, FAST.timeout + 0.2)
-    gaps = [(b - a) / FAST.t1 for a, b in itertools.pairwise(times)]
-    for gap, expected in zip(gaps, [1, 2, 4, 8, 16], strict=False):  # Timer A doubles without a cap
-        assert 0.7 * expected <= gap <= 1.5 * expected + 0.5, gaps
-    # Sent at 0, 1, 3, 7, 15, 31 and 63 × T1; Timer B at 64 × T1 may beat the last one when the loop is busy.
-    assert len(times) in (6, 7)
-    assert (await tx.final).status == 408
-
-
-async def test_provisional_stops_invite_retransmissions(stack: SipStack, udp_client: RawClient) -> None:
+async def test_provisional_stops_invite_retransmissions(
+    stepped: SipStack, clock: SteppedClock, udp_client: RawClient
+) -> None:
     seen: list[int] = []
-    tx = stack.send_request(
+    tx = stepped.send_request(
         options("INVITE"), Peer("udp", "127.0.0.1", udp_client.port), lambda r: seen.append(r.status)
     )
-    invite = parse_message(await udp_client.queue.get())
+    invite = parse_message((await take(udp_client, 1))[0])
     assert isinstance(invite, Request)
-    udp_client.send(Response.for_request(invite, 180, to_tag="t").serialize(), stack.port)
-    await asyncio.sleep(0.05)
-    while not udp_client.queue.empty():
-        udp_client.queue.get_nowait()  # a retransmission that crossed the 180
-    await udp_client.nothing(0.4)
-    udp_client.send(Response.for_request(invite, 486, to_tag="t").serialize(), stack.port)
+    assert await schedule(clock, udp_client, T1) == [T1]  # still Calling: retransmitted
+    udp_client.send(Response.for_request(invite, 180, to_tag="t").serialize(), stepped.port)
+    await until_true(lambda: seen == [180])
+    assert await schedule(clock, udp_client, 1000) == []  # Proceeding: no more retransmissions (§17.1.1.2)
+    assert not tx.final.done()  # nor Timer B: the TU's own ring timeout decides from here
+    udp_client.send(Response.for_request(invite, 486, to_tag="t").serialize(), stepped.port)
     assert (await tx.final).status == 486
-    ack = parse_message(await udp_client.queue.get())
+    ack = parse_message((await take(udp_client, 1))[0])
     assert isinstance(ack, Request) and ack.method == "ACK" and ack.to.tag == "t"
     assert ack.top_via.branch == invite.top_via.branch  # §17.1.1.3: same transaction
     assert seen == [180, 486]
@@ -124,34 +241,47 @@ def invite_text(port: int, client_port: int, branch: str = "z9hG4bKinv1") -> str
     )
 
 
-async def test_server_invite_timer_g_until_ack(stack: SipStack, udp_client: RawClient) -> None:
-    stack.handler = Busy()
-    udp_client.send(invite_text(stack.port, udp_client.port), stack.port)
-    trying = await udp_client.receive()
-    busy = await udp_client.receive()
-    assert (trying.status, busy.status) == (100, 486)
-    again = await udp_client.receive(0.2)  # Timer G: the 486 again, since no ACK came
-    assert again.status == 486 and again.to.tag == busy.to.tag
-    ack = (
-        f"ACK sip:b@127.0.0.1:{stack.port} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:{udp_client.port};branch=z9hG4bKinv1\r\n"
-        f"From: <sip:a@hipper.test>;tag=a1\r\nTo: {busy.headers.get('To')}\r\nCall-ID: inv-1\r\nCSeq: 1 ACK\r\n"
+def ack_text(port: int, client_port: int, to: str | None, branch: str) -> str:
+    return (
+        f"ACK sip:b@127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{client_port};branch={branch}\r\n"
+        f"From: <sip:a@hipper.test>;tag=a1\r\nTo: {to}\r\nCall-ID: inv-1\r\nCSeq: 1 ACK\r\n"
         "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     )
-    udp_client.send(ack, stack.port)
-    await asyncio.sleep(0.05)
-    while not udp_client.queue.empty():
-        udp_client.queue.get_nowait()
-    await udp_client.nothing(0.4)  # confirmed: retransmissions stopped
-    assert stack.handler.acks == []  # the ACK of a non-2xx belongs to the transaction, not the handler
 
 
-async def test_server_invite_without_ack_ends_at_timer_h(stack: SipStack, udp_client: RawClient) -> None:
-    stack.handler = Busy()
-    udp_client.send(invite_text(stack.port, udp_client.port, "z9hG4bKnoack"), stack.port)
-    times = await arrivals(udp_client, FAST.timeout + 0.3)
-    assert 10 <= len(times) <= 20  # 100, then the 486 every T1·2^n ≤ T2 until Timer H
-    assert not stack.transactions.server
+def only_server_transaction(stack: SipStack) -> ServerTransaction:
+    (tx,) = stack.transactions.server.values()
+    return tx
+
+
+async def test_server_invite_timer_g_until_ack(stepped: SipStack, clock: SteppedClock, udp_client: RawClient) -> None:
+    stepped.handler = handler = Busy()
+    udp_client.send(invite_text(stepped.port, udp_client.port), stepped.port)
+    trying, busy = (parse_message(data) for data in await take(udp_client, 2))
+    assert isinstance(trying, Response) and isinstance(busy, Response)
+    assert (trying.status, busy.status) == (100, 486)
+    # §17.2.1 Timer G: the 486 again at T1, 2·T1, 4·T1 … apart, since no ACK came.
+    assert await schedule(clock, udp_client, 3.5) == [0.5, 1.5, 3.5]
+    tx = only_server_transaction(stepped)
+    udp_client.send(ack_text(stepped.port, udp_client.port, busy.headers.get("To"), "z9hG4bKinv1"), stepped.port)
+    await until_true(lambda: tx.state == State.CONFIRMED)
+    assert await schedule(clock, udp_client, 1000) == []  # confirmed: retransmissions stopped
+    assert handler.acks == []  # the ACK of a non-2xx belongs to the transaction, not the handler
+
+
+async def test_server_invite_without_ack_ends_at_timer_h(
+    stepped: SipStack, clock: SteppedClock, udp_client: RawClient
+) -> None:
+    stepped.handler = Busy()
+    udp_client.send(invite_text(stepped.port, udp_client.port, "z9hG4bKnoack"), stepped.port)
+    assert [status_of(data) for data in await take(udp_client, 2)] == [100, 486]
+    times = await schedule(clock, udp_client, 64 * T1 - 0.01)
+    assert times == [0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]  # Timer G, capped at T2
+    assert stepped.transactions.server
+    await schedule(clock, udp_client, 64 * T1)
+    assert not stepped.transactions.server  # Timer H at 64·T1
+    assert await schedule(clock, udp_client, 1000) == []
 
 
 async def test_cancel_gets_200_and_invite_487(stack: SipStack, udp_client: RawClient) -> None:
@@ -182,37 +312,36 @@ class Answer(Busy):
         tx.respond(tx.response(200))
 
 
-async def test_2xx_is_retransmitted_until_the_ack(stack: SipStack, udp_client: RawClient) -> None:
+async def test_2xx_is_retransmitted_until_the_ack(
+    stepped: SipStack, clock: SteppedClock, udp_client: RawClient
+) -> None:
     handler = Answer()
-    stack.handler = handler
-    udp_client.send(invite_text(stack.port, udp_client.port, "z9hG4bK2xx"), stack.port)
-    assert (await udp_client.receive()).status == 100
-    ok = await udp_client.receive()
-    assert ok.status == 200 and (await udp_client.receive(0.2)).status == 200  # §13.3.1.4 retransmission
-    ack = (
-        f"ACK sip:b@127.0.0.1:{udp_client.port} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:{udp_client.port};branch=z9hG4bKack2xx\r\n"  # a new branch, as for any 2xx
-        f"From: <sip:a@hipper.test>;tag=a1\r\nTo: {ok.headers.get('To')}\r\nCall-ID: inv-1\r\nCSeq: 1 ACK\r\n"
-        "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    )
-    udp_client.send(ack, stack.port)
+    stepped.handler = handler
+    udp_client.send(invite_text(stepped.port, udp_client.port, "z9hG4bK2xx"), stepped.port)
+    trying, ok = (parse_message(data) for data in await take(udp_client, 2))
+    assert isinstance(trying, Response) and isinstance(ok, Response)
+    assert (trying.status, ok.status) == (100, 200)
+    # §13.3.1.4 (RFC 6026 Accepted): the 2xx again at T1, doubling up to T2, until the ACK.
+    assert await schedule(clock, udp_client, 7.5) == [0.5, 1.5, 3.5, 7.5]
+    # The ACK of a 2xx has a new branch, like any (§17.1.1.3).
+    udp_client.send(ack_text(udp_client.port, udp_client.port, ok.headers.get("To"), "z9hG4bKack2xx"), stepped.port)
     assert handler.tx is not None
-    async with asyncio.timeout(1):
+    async with asyncio.timeout(PATIENCE):
         assert await handler.tx.acked is True
-    while not udp_client.queue.empty():
-        udp_client.queue.get_nowait()
-    await udp_client.nothing(0.4)
+    assert await schedule(clock, udp_client, 1000) == []
     assert [a.method for a in handler.acks] == ["ACK"]
 
 
-async def test_2xx_without_ack_tells_the_handler(stack: SipStack, udp_client: RawClient) -> None:
+async def test_2xx_without_ack_tells_the_handler(stepped: SipStack, clock: SteppedClock, udp_client: RawClient) -> None:
     handler = Answer()
-    stack.handler = handler
-    udp_client.send(invite_text(stack.port, udp_client.port, "z9hG4bKnoack2xx"), stack.port)
-    await udp_client.receive()
+    stepped.handler = handler
+    udp_client.send(invite_text(stepped.port, udp_client.port, "z9hG4bKnoack2xx"), stepped.port)
+    await take(udp_client, 2)
     assert handler.tx is not None
-    async with asyncio.timeout(FAST.timeout + 1):
-        assert await handler.tx.acked is False  # Timer L ran out: the handler sends BYE (§13.3.1.4)
+    await schedule(clock, udp_client, 64 * T1 - 0.01)
+    assert not handler.tx.acked.done()
+    await schedule(clock, udp_client, 64 * T1)
+    assert handler.tx.acked.done() and handler.tx.acked.result() is False  # Timer L: the handler sends BYE
 
 
 async def test_max_forwards_zero_and_no_handler(stack: SipStack, udp_client: RawClient) -> None:

@@ -352,6 +352,33 @@ def test_a_change_from_another_device_shows_live(page: Page, exchange: LiveServe
     expect(switch).to_be_checked()
 
 
+def test_a_change_that_arrives_while_the_device_is_offline_shows_once_it_is_back(
+    page: Page, exchange: LiveServer
+) -> None:
+    """The event comes, but re-reading the data fails (no connection): the app catches up when it is online."""
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    switch = page.get_by_role("region", name="Snel instellen").get_by_role("switch", name="Niet storen")
+    expect(switch).not_to_be_checked()
+    login = httpx.post(f"{exchange.url}/api/v1/auth/login", json={"username": username, "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {login.json()['token']}"}
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.context.set_offline(True)
+    try:
+        changed = httpx.put(f"{exchange.url}/api/v1/me/services/do-not-disturb", json={"active": True}, headers=headers)
+        assert changed.status_code == 200, changed.text
+        for _ in range(100):  # the event arrives and the app's re-read of /me fails
+            if any(url.endswith("/api/v1/me") for url in failed):
+                break
+            page.wait_for_timeout(100)  # (Playwright delivers page events while it waits, not in time.sleep)
+        assert any(url.endswith("/api/v1/me") for url in failed), failed
+        expect(switch).not_to_be_checked()  # nothing to show yet
+    finally:
+        page.context.set_offline(False)
+    expect(switch).to_be_checked()
+
+
 def test_the_shell_opens_offline(page: Page, exchange: LiveServer) -> None:
     page.goto(exchange.url + "/")
     wait_ready(page)

@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 from hipper.apps.directory import resolve
-from hipper.apps.legs import CalleeLeg, Leg, contact_header
+from hipper.apps.legs import CalleeLeg, Leg, answer_in_dialog_offer
 from hipper.apps.peers import identity_headers
+from hipper.apps.session_timers import policy_of
 from hipper.apps.waiting import race_until
 from hipper.domain.outgoing import CallerIdentity
 from hipper.media.engine import (
@@ -35,7 +36,6 @@ from hipper.media.engine import (
     MediaEvent,
     Play,
     Release,
-    SessionUpdated,
     SetRemoteSdp,
 )
 from hipper.media.prompts import tone_path
@@ -341,22 +341,8 @@ class Callback:
             self.over.set()
 
     async def _renegotiate(self, leg: Leg, tx: ServerTransaction) -> None:
-        """Hold, resume, a moved phone: answered from this leg's own endpoint (as the executor does)."""
-        body = tx.request.body.decode(errors="replace")
-        if not body.strip() or leg.endpoint_id is None:
-            tx.respond(tx.response(488, "Offer Required"))
-            return
-        try:
-            updated = await self.b2bua.media.execute(SetRemoteSdp(leg.endpoint_id, body))
-        except MediaError:
-            tx.respond(tx.response(488))
-            return
-        assert isinstance(updated, SessionUpdated)
-        response = tx.response(200, body=(updated.local_sdp or "").encode())
-        response.headers.add("Contact", contact_header(self.b2bua.stack, leg.peer.transport))
-        if updated.local_sdp:
-            response.headers.add("Content-Type", "application/sdp")
-        tx.respond(response)
+        """Hold, resume, a moved phone, a session refresh: answered from this leg's own endpoint, as in any call."""
+        await answer_in_dialog_offer(leg, tx, self.b2bua.media, policy_of(self.settings))
 
     # -- the flow ---------------------------------------------------------------------------------------------
 
@@ -454,6 +440,7 @@ class Callback:
                 label=target.label,
             )  # fmt: skip
             leg.endpoint_id = created.endpoint_id
+            leg.session_policy = policy_of(self.settings)  # RFC 4028 like any call's legs (apps/session_timers.py)
             leg.listener = lambda leg, response: queue.put_nowait((leg, response))
             leg.start(created.local_sdp, headers, provisional_timeout=self.settings.branch_provisional_seconds)
             legs.append(leg)
@@ -481,6 +468,7 @@ class Callback:
                     self.b2bua.spawn(leg.bye())
                     continue
                 winner = leg
+                winner.start_session_timer()  # refreshed (or watched) from its answer on, like a call's legs
         finally:
             for leg in legs:
                 if leg is winner:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from hipper.apps.directory import resolve, user_row
 from hipper.apps.legs import CalleeLeg
+from hipper.apps.session_timers import policy_of
 from hipper.media.engine import Connect, CreateMixer, MediaError, SetRemoteSdp
 from hipper.sip.message import URI, NameAddr, Response
 
@@ -80,6 +81,7 @@ class ThreeWay:
             )  # fmt: skip
             leg.endpoint_id = endpoint.endpoint_id
             leg.user_id = branch.user_id
+            leg.session_policy = policy_of(call.settings)  # RFC 4028 like the call's own legs
             leg.listener = lambda leg, response: queue.put_nowait((leg, response))
             leg.start(endpoint.local_sdp, [], provisional_timeout=call.settings.branch_provisional_seconds)
             legs.append(leg)
@@ -115,6 +117,7 @@ class ThreeWay:
             log.info("conference.add_failed", extra={"call_id": call.call_id})
             return
         self.third = winner
+        winner.start_session_timer()  # when it expires the leg gets BYE and the user is back with the first party
         await call.media.execute(Connect(self.own, winner.endpoint_id))  # the first party now waits
         self._watch = asyncio.ensure_future(self._watch_third(winner))
         log.info("conference.added", extra={"call_id": call.call_id})

@@ -29,10 +29,10 @@ from zoneinfo import ZoneInfo
 
 from hipper.apps import click_to_dial, groups, voicemail_menu
 from hipper.apps.directory import Callee, resolve
-from hipper.apps.legs import CalleeLeg, CallerLeg, Leg, contact_header
+from hipper.apps.legs import CalleeLeg, CallerLeg, Leg, answer_in_dialog_offer
 from hipper.apps.peers import diversion_headers, diversions_so_far, identity_headers
 from hipper.apps.recording import in_call
-from hipper.apps.session_timers import policy_of, refresh_received
+from hipper.apps.session_timers import policy_of
 from hipper.apps.voicemail import leave_message
 from hipper.apps.waiting import race_until
 from hipper.domain.call_logs import CallKind
@@ -63,7 +63,6 @@ from hipper.media.engine import (
     PlaybackFinished,
     RecordingFinished,
     Release,
-    SessionUpdated,
     SetRemoteSdp,
     Started,
 )
@@ -356,34 +355,9 @@ class Call:
             self._ring_queue.put_nowait((leg, "bye"))
 
     async def _renegotiate(self, leg: Leg, tx: ServerTransaction) -> None:
-        """A re-INVITE / UPDATE (hold, resume, a moved phone): answered from this leg's own anchored endpoint."""
-        body = tx.request.body.decode(errors="replace")
-        timer_headers = refresh_received(leg, tx.request, policy_of(self.settings))  # RFC 4028 refresh
-        if not body.strip() and tx.request.method == "UPDATE":
-            # RFC 3311 §5.2: an UPDATE without an offer only refreshes the session.
-            response = tx.response(200)
-            for name, value in timer_headers:
-                response.headers.add(name, value)
-            response.headers.add("Contact", contact_header(self.b2bua.stack, leg.peer.transport))
-            tx.respond(response)
-            return
-        if not body.strip() or leg.endpoint_id is None:
-            tx.respond(tx.response(488, "Offer Required"))
-            return
-        try:
-            updated = await self.media.execute(SetRemoteSdp(leg.endpoint_id, body))
-        except MediaError:
-            tx.respond(tx.response(488))
-            return
-        assert isinstance(updated, SessionUpdated)
-        leg.local_sdp = updated.local_sdp or leg.local_sdp  # what a session refresh of ours repeats
-        response = tx.response(200, body=(updated.local_sdp or "").encode())
-        response.headers.add("Contact", contact_header(self.b2bua.stack, leg.peer.transport))
-        for name, value in timer_headers:
-            response.headers.add(name, value)
-        if updated.local_sdp:
-            response.headers.add("Content-Type", "application/sdp")
-        tx.respond(response)
+        """A re-INVITE / UPDATE (hold, resume, a moved phone, a session refresh): answered from this leg's own
+        anchored endpoint, whose RTP then goes where the new SDP says (legs.answer_in_dialog_offer)."""
+        await answer_in_dialog_offer(leg, tx, self.media, policy_of(self.settings))
 
     # -- media ------------------------------------------------------------------------------------------------
 

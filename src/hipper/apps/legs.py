@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from hipper.apps.diversion_guard import diverting, refused_answer
-from hipper.apps.session_timers import SessionTimer, policy_of
+from hipper.apps.session_timers import SessionTimer, policy_of, refresh_received
+from hipper.media.engine import MediaEngine, MediaError, SessionUpdated, SetRemoteSdp
 from hipper.sip.dialog import Dialog, new_call_id, new_tag
 from hipper.sip.message import URI, Headers, Message, NameAddr, ParseError, Request, Response
 from hipper.sip.session_timer import (
@@ -66,6 +67,9 @@ class Leg:
         self.session_expired = False
         self.peer_allows_update = False
         self.local_sdp = ""
+        # Our own re-INVITE (a session refresh with an offer) awaits its answer: an offer of the peer's that
+        # crosses it gets 491 (RFC 3261 §14.2, RFC 3311 §5.2), one offer at a time in a dialog.
+        self.offering = False
 
     @property
     def local_tag(self) -> str:
@@ -445,6 +449,44 @@ class CalleeLeg(Leg):
     def _tell(self, response: Response) -> None:
         if self.listener is not None:
             self.listener(self, response)
+
+
+async def answer_in_dialog_offer(
+    leg: Leg, tx: ServerTransaction, media: MediaEngine, policy: SessionTimerPolicy
+) -> None:
+    """A re-INVITE / UPDATE from the leg's peer — a session refresh (RFC 4028), hold, resume, a phone that moved
+    network: its SDP is applied to the leg's own anchored endpoint, so RTP goes to the new address (and stops
+    while held) from now on, and answered from that endpoint; the session timer restarts. The other leg is not
+    involved: the anchor keeps sending it the one continuous stream."""
+    request = tx.request
+    body = request.body.decode(errors="replace")
+    if leg.offering and (request.method == "INVITE" or body.strip()):
+        # Glare with our own refresh offer (RFC 3261 §14.2, RFC 3311 §5.2 for an UPDATE with an offer): the peer
+        # retries after a random wait. A body-less UPDATE only refreshes, and is answered.
+        tx.respond(tx.response(491))
+        return
+    timer_headers = refresh_received(leg, request, policy)
+    if not body.strip() and request.method == "UPDATE":
+        # RFC 3311 §5.2: an UPDATE without an offer only refreshes the session.
+        response = tx.response(200)
+    elif not body.strip() or leg.endpoint_id is None:
+        tx.respond(tx.response(488, "Offer Required"))
+        return
+    else:
+        try:
+            updated = await media.execute(SetRemoteSdp(leg.endpoint_id, body))
+        except MediaError:
+            tx.respond(tx.response(488))
+            return
+        assert isinstance(updated, SessionUpdated)
+        leg.local_sdp = updated.local_sdp or leg.local_sdp  # what a session refresh of ours offers again
+        response = tx.response(200, body=(updated.local_sdp or "").encode())
+        if updated.local_sdp:
+            response.headers.add("Content-Type", SDP)
+    response.headers.add("Contact", contact_header(leg.stack, leg.peer.transport))
+    for name, value in timer_headers:
+        response.headers.add(name, value)
+    tx.respond(response)
 
 
 def allows_update(message: Message) -> bool:

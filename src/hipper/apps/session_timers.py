@@ -1,9 +1,14 @@
 """RFC 4028 session timers at run time: one `SessionTimer` per answered leg (negotiation: sip/session_timer.py).
 
 When we are the refresher we send a refresh at half the interval — UPDATE without a body when the peer allows
-UPDATE (RFC 3311: no offer, no ACK), else a re-INVITE repeating our SDP; when the peer is the refresher we wait
-for its re-INVITE / UPDATE and, when none comes by `interval - min(32, interval/3)` (§10), end the call: both legs
-get a BYE (the call's teardown). A failed refresh of ours ends it as well (the peer is gone, §10 / RFC 3261 §12.2.1.2).
+UPDATE (RFC 3311: no offer, no ACK), else a re-INVITE offering our last SDP again, whose answer is applied to the
+leg's media endpoint (a phone that moved answers with its new address); when the peer is the refresher we wait
+for its re-INVITE / UPDATE and, when none comes by `interval - min(32, interval/3)` (§10), end the session: the
+leg gets a BYE and its owner is told — a call or a callback then ends its other legs, a conference drops the added
+party. A failed refresh of ours ends it as well (the peer is gone, §10 / RFC 3261 §12.2.1.2).
+
+Every leg the exchange answers or originates runs one: a call's caller and connected callee, a callback's two
+legs (apps/click_to_dial.py) and an added conference party (apps/conference.py).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from hipper.config import Settings
+from hipper.media.engine import MediaError, SetRemoteSdp
 from hipper.sip.message import Request, Response
 from hipper.sip.session_timer import (
     Session,
@@ -92,14 +98,19 @@ class SessionTimer:
             request = self._refresh_request()
             if request is None:
                 return False
+            offering = request.method == "INVITE"
+            leg.offering = offering
             tx = leg.stack.send_request(request, leg.peer)
             try:
                 async with asyncio.timeout(REFRESH_WAIT_SECONDS):
                     response: Response = await asyncio.shield(tx.final)
             except TimeoutError:
                 return False
-            if request.method == "INVITE" and 200 <= response.status < 300:
+            finally:
+                leg.offering = False
+            if offering and 200 <= response.status < 300:
                 leg.ack_refresh(response)  # §13.2.2.4: outside the transaction
+                await self._take_answer(response, request.body.decode(errors="replace"))
             if response.status == 491:
                 await asyncio.sleep(GLARE_RETRY_SECONDS)
                 continue
@@ -115,6 +126,19 @@ class SessionTimer:
             self.we_refresh = session.refresher == "uac"
             return True
         return False
+
+    async def _take_answer(self, response: Response, offer: str) -> None:
+        """The answer to the SDP our refresh offered again: a phone that moved meanwhile answers with its new
+        address, and the anchor sends there from now on. An answer without SDP or with unusable SDP (not valid
+        for an offer, but seen) leaves the media as it was: a refresh quirk is no reason to end the call."""
+        leg = self.leg
+        answer_sdp = response.body.decode(errors="replace")
+        if not answer_sdp.strip() or leg.endpoint_id is None:
+            return
+        try:
+            await leg.call.b2bua.media.execute(SetRemoteSdp(leg.endpoint_id, answer_sdp, answers=offer))
+        except MediaError as error:
+            log.info("call.refresh_answer_unusable", extra={"error": str(error)})
 
     def _refresh_request(self) -> Request | None:
         from hipper.apps.legs import SDP, contact_header  # legs imports this module
@@ -132,9 +156,14 @@ class SessionTimer:
         return request
 
     def _expire(self, why: str) -> None:
+        """§10: the session is over: BYE to this leg, then its owner learns that the leg is gone (a call ends; an
+        added conference party drops out). The BYE task is queued first, so it has ended the leg (no second BYE)
+        by the time the owner's teardown looks."""
         log.info("call.session_expired", extra={"why": why, "interval": self.session.interval})
-        self.leg.session_expired = True
-        self.leg.call.leg_gone(self.leg)
+        leg = self.leg
+        leg.session_expired = True
+        leg.call.b2bua.spawn(leg.bye())
+        leg.call.leg_gone(leg)
 
 
 def refresh_received(leg: Leg, request: Request, policy: SessionTimerPolicy) -> list[tuple[str, str]]:

@@ -46,6 +46,8 @@ LICENCE = "voicemail"
 PROMPT_LIMIT_SECONDS = 300.0  # a message plays at most this long (longest voicemail plus the prompts)
 LOGIN_TRIES = 3
 MAX_DIGITS = 20
+# The other side of the call, in the caller's call log.
+SERVICE_NAME = "Voicemail"
 
 
 class Keypad:
@@ -212,7 +214,7 @@ async def _login(call: Call, hasher: Hasher, mailbox: str, pin: str) -> int | No
 
 async def from_outside(call: Call) -> None:
     """Mailbox number and PIN, then the menu; three wrong tries end the call."""
-    await call.answer_caller()
+    await answer(call)
     keypad = Keypad(call)
     hasher = Hasher(call.settings.argon2_time_cost, call.settings.argon2_memory_cost)
     for _ in range(LOGIN_TRIES):
@@ -234,15 +236,55 @@ async def from_outside(call: Call) -> None:
     call.over.set()
 
 
+async def _has_mailbox(call: Call, user_id: int) -> bool:
+    async with call.b2bua.sessions() as session:
+        user = await session.get(User, user_id)
+    return user is not None and LICENCE in licensed_services(frozenset(user.licences or ()))
+
+
+async def answer(call: Call) -> None:
+    """Answer the caller: from here on this is an answered call like any other.
+
+    The call's outcome becomes "answered" (before, nothing marked it so and the summary said "failed"); a caller
+    who is one of our users gets an answered `placed` row in their call log ("Voicemail", the number dialled),
+    is on a call for as long as they listen (a second call finds them busy or waiting, per their settings), and
+    their app sees it in the live calls (`call.started`, then `call.ended` with the call log).
+    """
+    from hipper.apps import click_to_dial  # here: it imports the executor, which imports this module
+
+    await call.answer_caller()
+    if not call.a.answered or call.answered_at is not None:
+        return
+    call.answered_at = datetime.now(UTC)
+    if call.placed is not None:
+        call.placed.answered_at = call.answered_at
+        call.placed.outcome.append("answered")
+    user_id = call.caller.user_id
+    if user_id is not None and not call.caller.for_callback:
+        call.on_call_users = [user_id]
+        call.b2bua.on_call_started(user_id)
+    click_to_dial.announce_started(call)
+
+
 async def handles(call: Call, dialled: str) -> bool:
     """Whether `dialled` is the voicemail service; if so the whole call is handled here."""
+    from hipper.apps.executor import Party  # here: the executor imports this module
+
     settings = call.settings
     own_phone = call.caller.origin == "device" and call.caller.user_id is not None
     if dialled == settings.voicemail_access_code or (
         settings.voicemail_number and dialled == settings.voicemail_number
     ):
+        if call.caller.user_id is not None and not call.caller.for_callback:
+            call.placed = Party(call.caller.user_id, "placed", dialled, remote_name=SERVICE_NAME)
         if own_phone and call.caller.user_id is not None:
-            await call.answer_caller()
+            if not await _has_mailbox(call, call.caller.user_id):
+                # Documented (docs/voicemail.md): no mailbox without the licence, said with a final 403.
+                if call.placed is not None:
+                    call.placed.outcome.append("no-voicemail-licence")
+                call.fail(403, "No voicemail licence")
+                return True
+            await answer(call)
             await listen(call, call.caller.user_id)
         else:
             await from_outside(call)

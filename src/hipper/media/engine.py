@@ -105,10 +105,15 @@ class CreateEndpoint:
 @dataclass(frozen=True, slots=True)
 class SetRemoteSdp:
     """The remote's SDP: the answer to our pending offer, or else a new offer (re-INVITE, hold), which the reply
-    (``SessionUpdated.local_sdp``) answers. Resets latching: the remote may have moved."""
+    (``SessionUpdated.local_sdp``) answers. Resets latching: the remote may have moved.
+
+    ``answers``: the SDP of ours it answers when that is not a pending offer of the engine's — a session refresh
+    (RFC 4028) offers our last SDP again, unchanged, and a phone that moved meanwhile answers with its new
+    address."""
 
     endpoint_id: str
     sdp: str
+    answers: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,7 +476,7 @@ class MediaEngine:
             case CreateEndpoint():
                 return self._create_endpoint(command)
             case SetRemoteSdp():
-                return self._set_remote_sdp(self._endpoint(command.endpoint_id), command.sdp)
+                return self._set_remote_sdp(self._endpoint(command.endpoint_id), command.sdp, command.answers)
             case CreateOffer():
                 return self._create_offer(self._endpoint(command.endpoint_id), command.direction)
             case Connect():
@@ -637,9 +642,13 @@ class MediaEngine:
         self._apply_session(endpoint, session)
         return answer.serialize()
 
-    def _set_remote_sdp(self, endpoint: _Endpoint, sdp: str) -> SessionUpdated:
+    def _set_remote_sdp(self, endpoint: _Endpoint, sdp: str, answers: str | None = None) -> SessionUpdated:
         try:
             remote = SessionDescription.parse(sdp)
+            if answers is not None:
+                session = accept_answer(SessionDescription.parse(answers), remote)
+                self._apply_session(endpoint, session)
+                return SessionUpdated(endpoint.id, session, None)
             if endpoint.pending_offer is not None:
                 session = accept_answer(endpoint.pending_offer, remote)
                 endpoint.pending_offer = None

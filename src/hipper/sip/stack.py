@@ -35,6 +35,7 @@ from hipper.sip.message import (
 from hipper.sip.registrar import Registrar
 from hipper.sip.transaction import (
     ClientTransaction,
+    Clock,
     ResponseCallback,
     ServerTransaction,
     TimerConfig,
@@ -70,11 +71,12 @@ class SipStack:
         registrar: Registrar | None = None,
         handler: RequestHandler | None = None,
         timers: TimerConfig | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.registrar = registrar
         self.handler = handler
         self.transports = Transports(self.receive)
-        self.transactions = TransactionLayer(self.transports, self, timers)
+        self.transactions = TransactionLayer(self.transports, self, timers, clock)
         self._tasks: set[asyncio.Task[None]] = set()
         self.malformed = 0  # counted, not logged one by one: a flood must not become a log flood
 

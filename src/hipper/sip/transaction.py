@@ -2,7 +2,9 @@
 routing and RFC 3581 rport.
 
 Client and server, INVITE and non-INVITE, with timers A, B, D, E, F, G, H, I, J, K (and RFC 6026's L, M) on
-the event loop's monotonic clock (`loop.call_later`). Retransmission timers run only over UDP (§17.1.1.2).
+the event loop's monotonic clock (`loop.call_later`), or on a `Clock` given to the layer (tests step a clock of
+their own, so the RFC's schedule is checked exactly however busy the machine is). Retransmission timers run only
+over UDP (§17.1.1.2).
 Transactions never decide anything about a call: they hand requests and responses to their user.
 """
 
@@ -42,6 +44,16 @@ class TimerConfig:
     @property
     def timeout(self) -> float:
         return 64 * self.t1  # Timers B, F, H, J (UDP), L, M
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """Where the transaction timers run; by default the event loop (`asyncio.TimerHandle` is a `Timer`)."""
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer: ...
 
 
 class State(Enum):
@@ -123,7 +135,7 @@ class ServerTransaction:
         self.destination = response_peer(request.top_via, peer)
         self.to_tag = secrets.token_hex(6)
         self.cancelled = False
-        self._timers: list[asyncio.TimerHandle] = []
+        self._timers: list[Timer] = []
         self._retransmit_interval = layer.timers.t1
         self.terminated = asyncio.get_running_loop().create_future()
         # For an INVITE answered 2xx: True once the ACK came, False when Timer L ran out without one.
@@ -227,7 +239,7 @@ class ServerTransaction:
             self._terminate()
 
     def _after(self, delay: float, callback: Callable[[], None]) -> None:
-        self._timers.append(asyncio.get_running_loop().call_later(delay, callback))
+        self._timers.append(self.layer.call_later(delay, callback))
 
     def _cancel_timers(self) -> None:
         for timer in self._timers:
@@ -278,7 +290,7 @@ class ClientTransaction:
         self._cancel_requested = False
         self._data = request.serialize()
         self._interval = layer.timers.t1
-        self._timers: list[asyncio.TimerHandle] = []
+        self._timers: list[Timer] = []
         self._ack: bytes | None = None
         self.terminated = asyncio.get_running_loop().create_future()
         self._provisional_timeout = provisional_timeout
@@ -404,7 +416,7 @@ class ClientTransaction:
             self._cancel_requested = True
 
     def _after(self, delay: float, callback: Callable[[], None]) -> None:
-        self._timers.append(asyncio.get_running_loop().call_later(delay, callback))
+        self._timers.append(self.layer.call_later(delay, callback))
 
     def _cancel_timers(self) -> None:
         for timer in self._timers:
@@ -427,14 +439,22 @@ class ClientTransaction:
 class TransactionLayer:
     """Matches messages to transactions (§17.1.3, §17.2.3) and creates new server transactions."""
 
-    def __init__(self, transports: Transports, tu: TransactionUser, timers: TimerConfig | None = None) -> None:
+    def __init__(
+        self, transports: Transports, tu: TransactionUser, timers: TimerConfig | None = None, clock: Clock | None = None
+    ) -> None:
         self.transports = transports
         self.tu = tu
         self.timers = timers or TimerConfig()
+        self.clock = clock
         self.server: dict[tuple[str, ...], ServerTransaction] = {}
         self.client: dict[tuple[str, str], ClientTransaction] = {}
         self.awaiting_ack: dict[tuple[str, str, int], ServerTransaction] = {}
         self._pending_sends: set[asyncio.Task[None]] = set()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
+        if self.clock is not None:
+            return self.clock.call_later(delay, callback)
+        return asyncio.get_running_loop().call_later(delay, callback)
 
     def send(self, data: bytes, peer: Peer, on_error: Callable[[BaseException], None] | None = None) -> None:
         try:

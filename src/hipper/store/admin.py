@@ -29,9 +29,12 @@ from hipper.store.models import (
     CallCenterMember,
     Company,
     DirectoryEntry,
+    Greeting,
     Group,
     HuntGroup,
+    Recording,
     User,
+    Voicemail,
 )
 from hipper.store.users import context_of
 
@@ -481,7 +484,13 @@ async def update_user(session: AsyncSession, user: User, changes: Mapping[str, A
     return user
 
 
-async def delete_user(session: AsyncSession, user: User) -> None:
+async def delete_user(session: AsyncSession, user: User) -> list[str]:
+    """Delete the user and everything of theirs (foreign keys cascade). Returns the media paths of their
+    voicemails, greetings and recordings, for the caller to unlink after the commit (row first, then file);
+    whatever is missed that way, the housekeeping's orphan sweep removes later (store/media_sweep.py)."""
+    paths: list[str] = []
+    for model in (Voicemail, Greeting, Recording):
+        paths += (await session.execute(select(model.media_path).where(model.user_id == user.id))).scalars()
     # Hunt group members are a JSON list (no foreign key): drop the user there by hand.
     hunt_groups = (await session.execute(select(HuntGroup).where(HuntGroup.company_id == user.company_id))).scalars()
     for hunt_group in hunt_groups:
@@ -490,6 +499,7 @@ async def delete_user(session: AsyncSession, user: User) -> None:
     add_event(session, None, "user.deleted", {"id": user.id, "username": user.username}, company_id=user.company_id)
     await session.delete(user)
     await session.flush()
+    return paths
 
 
 async def reset_password(session: AsyncSession, hasher: Hasher, user: User, password: str) -> None:

@@ -14,7 +14,7 @@ import aiosqlite
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Select, event, exc
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import Dialect, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -260,6 +260,29 @@ def _loop_reads_creator(database: str) -> Callable[[], aiosqlite.Connection]:
     return create
 
 
+def _drop_connection_left_in_a_transaction(context: ExceptionContext) -> None:
+    """Invalidate an SQLite connection whose COMMIT failed but whose transaction is still open.
+
+    SQLite keeps the transaction when a COMMIT fails (SQLITE_BUSY, a deferred foreign key), so that it may be
+    retried; SQLAlchemy takes a failed commit for an ended transaction and hands the connection back to the pool
+    without a rollback. The next session on it would then run inside the stale transaction: see its rows, keep
+    the write lock (every other writer waits, then fails) and commit them along with its own — changes the
+    first caller was told had failed. Marked as a disconnect, only this connection is closed (SQLite rolls the
+    transaction back) and the pool opens a fresh one.
+    """
+    if context.statement is not None or context.connection is None:
+        return  # a statement's own error: SQLAlchemy rolls its transaction back as usual
+    try:
+        driver = context.connection.connection.driver_connection
+        sqlite_connection = getattr(driver, "_conn", None)
+        still_open = isinstance(sqlite_connection, sqlite3.Connection) and sqlite_connection.in_transaction
+    except (ValueError, AttributeError, sqlite3.Error):  # already closed: nothing left to leak
+        return
+    if still_open:
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -286,6 +309,7 @@ def create_engine(url: str) -> AsyncEngine:
         else:
             engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS}, **SQLITE_POOL)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "handle_error", _drop_connection_left_in_a_transaction)
         return engine
     engine = create_async_engine(url, **POSTGRES_POOL)
     event.listen(engine.sync_engine, "connect", _mark_used)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hipper.store.models import Event
+from hipper.store.models import Event, NotificationCursor
 
 
 def add_event(
@@ -44,3 +46,126 @@ async def insert_event(
         _INSERT,
         {"user_id": user_id, "company_id": company_id, "type": type_, "payload": payload, "created_at": created_at},
     )
+
+
+# --- retention ------------------------------------------------------------------------------------------------
+#
+# The outbox would grow for ever: every settings change and every call writes to it. Its readers only need the
+# recent past — live streams and the call path's caches read rows seconds after their commit, a browser that
+# reconnects asks for what it missed while it was away — so rows older than `events_retention_days` are deleted
+# in batches (`purge`), from the oldest id up. Two rules keep that safe:
+#
+# - Never past a reader's cursor: a row in `notification_cursors` (the notifier's position) holds the purge back,
+#   so an event is never deleted before the notifier has claimed it, however long the notifier was away.
+# - Never the newest row: SQLite hands out max(id) + 1 (the table has no AUTOINCREMENT), so an emptied table
+#   would give ids out again that clients and cursors have already seen.
+#
+# Deleting is always a prefix in id order, and how far it got is kept as a row of its own in
+# `notification_cursors` (`PURGED`): every event with an id up to that value is gone. A live-event client that
+# resumes from an older id may have missed events and is told so (api/routers/events.py).
+
+PURGED = "outbox.purged"
+PURGE_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    deleted: int
+    # Every event with an id up to this one is gone (0: none ever was).
+    purged_through: int
+    # The oldest reader's cursor when it is what stopped the purge (events older than the retention remain).
+    held_back_by: str | None = None
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite gives naive datetimes back; everything stored is UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def purged_through(session: AsyncSession) -> int:
+    """Every event with an id up to this one has been deleted by the retention (0: none)."""
+    value = (
+        await session.execute(select(NotificationCursor.last_event_id).where(NotificationCursor.name == PURGED))
+    ).scalar_one_or_none()
+    return int(value or 0)
+
+
+async def _ensure_watermark(session: AsyncSession) -> None:
+    if (
+        await session.execute(select(NotificationCursor.name).where(NotificationCursor.name == PURGED))
+    ).scalar_one_or_none() is None:
+        session.add(NotificationCursor(name=PURGED, last_event_id=0))
+        try:
+            await session.commit()
+        except IntegrityError:  # another node (or a CLI run) made it at the same moment
+            await session.rollback()
+
+
+async def purge(
+    session: AsyncSession,
+    older_than: timedelta,
+    *,
+    batch: int = PURGE_BATCH,
+    now: datetime | None = None,
+) -> PurgeResult:
+    """Delete the events older than `older_than` (see the rules above), `batch` rows per transaction.
+
+    Commits each batch itself, so a big backlog never holds one long transaction or lock; another node running
+    the same purge at once only finds less to do.
+    """
+    cutoff = (now or datetime.now(UTC)) - older_than
+    await _ensure_watermark(session)
+    # Read from past what is already gone: on PostgreSQL the deleted rows stay in the index until a vacuum, and
+    # each batch starting from the lowest id would step over all of them again.
+    floor = await purged_through(session)
+    deleted = 0
+    while True:
+        newest = (await session.execute(select(func.max(Event.id)))).scalar()
+        if newest is None:
+            return PurgeResult(deleted, await purged_through(session))
+        limit = int(newest) - 1
+        reader = (
+            await session.execute(
+                select(NotificationCursor.name, NotificationCursor.last_event_id)
+                .where(NotificationCursor.name != PURGED)
+                .order_by(NotificationCursor.last_event_id)
+                .limit(1)
+            )
+        ).first()
+        if reader is not None and reader.last_event_id < limit:
+            limit = int(reader.last_event_id)
+        rows = (
+            await session.execute(
+                select(Event.id, Event.created_at)
+                .where(Event.id > floor, Event.id <= limit)
+                .order_by(Event.id)
+                .limit(batch)
+            )
+        ).all()
+        # The prefix of old rows: stop at the first younger one (ids are handed out a moment before the commit,
+        # so their times are nearly, not strictly, in order; a younger row is never deleted).
+        old = 0
+        while old < len(rows) and _utc(rows[old].created_at) < cutoff:
+            old += 1
+        if old:
+            boundary = int(rows[old - 1].id)
+            result = await session.execute(delete(Event).where(Event.id <= boundary))
+            floor = boundary
+            deleted += int(getattr(result, "rowcount", 0) or 0)
+            await session.execute(
+                update(NotificationCursor)
+                .where(NotificationCursor.name == PURGED, NotificationCursor.last_event_id < boundary)
+                .values(last_event_id=boundary)
+            )
+            await session.commit()
+        if old < len(rows) or len(rows) < batch:
+            break
+    held_back_by = None
+    if reader is not None and old == len(rows):
+        # Ran out of rows at the reader's cursor: say so when the next event is one the retention wanted gone.
+        following = (
+            await session.execute(select(Event.created_at).where(Event.id > limit).order_by(Event.id).limit(1))
+        ).scalar()
+        if following is not None and _utc(following) < cutoff and limit < int(newest) - 1:
+            held_back_by = str(reader.name)
+    return PurgeResult(deleted, await purged_through(session), held_back_by)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from hipper.domain.greetings import GreetingCase, chosen_greeting
 from hipper.store import media_files
 from hipper.store.events import add_event
-from hipper.store.models import Greeting
+from hipper.store.models import Greeting, User
 
 MEDIA_KIND = "greetings"
 MAX_GREETINGS = 20
@@ -87,17 +87,37 @@ async def add(
         session.add(row)
         await session.flush()
         add_event(session, user_id, "greeting.added", _event(row))
-        await session.commit()
     except BaseException:
+        # Nothing was committed: the file goes again.
         await session.rollback()
         await media_files.remove(data_dir, [relative])
         raise
+    # Outside the try: a COMMIT that fails may have committed all the same (the connection dropped after the
+    # server committed, the task was cancelled while it ran), and removing the file would then leave a row
+    # without it. The file stays; the orphan sweep (store/media_sweep.py) removes it if no row names it.
+    await session.commit()
     if published is not None:
         published()
     return row
 
 
+async def lock_greetings(session: AsyncSession, user_id: int) -> None:
+    """Serialise changes to one user's greetings: lock the user's row, before any greeting row is touched.
+
+    Every change that touches greeting rows of a user (`rename`, `set_active`, `delete_one`) calls this first,
+    in its transaction. Two requests at once used to lock the greeting rows themselves, each in its own order: a
+    rename took its row, then `set_active` wanted all the others, while a second request did the same the other
+    way round — a PostgreSQL deadlock (one of them got a 500). One parent row taken first cannot form a cycle:
+    the second request waits for the first to commit and then sees its choice. `FOR NO KEY UPDATE` rather than
+    `FOR UPDATE`: it does not block the `FOR KEY SHARE` that inserting rows which refer to the user (call logs,
+    events) takes, so calls are never held up by a greeting change. SQLite ignores the clause: its single writer
+    already serialises (the first UPDATE opens the write transaction and reads the latest data).
+    """
+    await session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
+
+
 async def rename(session: AsyncSession, greeting: Greeting, name: str) -> None:
+    await lock_greetings(session, greeting.user_id)
     greeting.name = name
     add_event(session, greeting.user_id, "greeting.changed", _event(greeting))
 
@@ -105,7 +125,7 @@ async def rename(session: AsyncSession, greeting: Greeting, name: str) -> None:
 async def set_active(session: AsyncSession, greeting: Greeting, active: bool, case: GreetingCase = "no_answer") -> None:
     """Make `greeting` the one active greeting for `case` (or none). The caller commits.
 
-    Two devices may choose at the same moment. On PostgreSQL the user's greetings are first locked FOR UPDATE,
+    Two devices may choose at the same moment. On PostgreSQL the user's row is locked first (`lock_greetings`),
     so the second chooser waits for the first and then sees its choice. The changes themselves are UPDATE
     statements rather than edits of loaded rows, so they act on the newest committed state (on SQLite the first
     UPDATE opens the write transaction and so reads the latest data). The others are switched off before this
@@ -113,7 +133,7 @@ async def set_active(session: AsyncSession, greeting: Greeting, active: bool, ca
     """
     user_id = greeting.user_id
     column = _column(case)
-    await session.execute(select(Greeting.id).where(Greeting.user_id == user_id).with_for_update())
+    await lock_greetings(session, user_id)
     if active:
         await session.execute(
             update(Greeting)
@@ -133,6 +153,7 @@ async def set_active(session: AsyncSession, greeting: Greeting, active: bool, ca
 
 async def delete_one(session: AsyncSession, greeting: Greeting) -> str:
     """Delete the row; returns its media path to unlink after the commit."""
+    await lock_greetings(session, greeting.user_id)
     await session.execute(delete(Greeting).where(Greeting.id == greeting.id, Greeting.user_id == greeting.user_id))
     was = {"was_active": greeting.active, "was_active_busy": greeting.active_busy}
     add_event(session, greeting.user_id, "greeting.deleted", {"id": greeting.id, **was})

@@ -12,6 +12,8 @@ takes blocking work off the event loop.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import tempfile
 import uuid
@@ -19,6 +21,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from hipper.offload import run_cpu
+
+log = logging.getLogger(__name__)
 
 MEDIA_DIR = "media"
 TEMP_PREFIX = ".tmp-"
@@ -52,11 +56,16 @@ def _fsync_directory(directory: Path) -> None:
 
 def write_atomically_sync(data_dir: Path, relative: str, data: bytes) -> Path:
     final = resolve(data_dir, relative)
-    created = not final.parent.exists()
+    missing: list[Path] = []
+    directory = final.parent
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
     final.parent.mkdir(parents=True, exist_ok=True)
-    if created:
-        # A new directory entry is itself only durable once its parent is synced.
-        _fsync_directory(final.parent.parent)
+    # A new directory's entry is itself only durable once its parent is synced: every directory made here
+    # (media/, media/<kind>/ on the first file of a fresh data directory, not only the user's), top down.
+    for created in reversed(missing):
+        _fsync_directory(created.parent)
     fd, temp_name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=final.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -81,17 +90,24 @@ def _remove_sync(data_dir: Path, relatives: list[str]) -> None:
     for relative in relatives:
         try:
             path = resolve(data_dir, relative)
+            path.unlink(missing_ok=True)
         except MediaPathError:
             continue
-        path.unlink(missing_ok=True)
+        except OSError:
+            # The row is gone already (committed): failing the request or the call now would report a delete
+            # that happened as failed. The file is an orphan; the housekeeping's sweep tries again.
+            log.warning("media.remove_failed", extra={"path": relative}, exc_info=True)
+            continue
         directories.add(path.parent)
     for directory in directories:
-        if directory.exists():
-            _fsync_directory(directory)
+        with contextlib.suppress(OSError):  # durability of the unlink only: the file is gone for every reader
+            if directory.exists():
+                _fsync_directory(directory)
 
 
 async def remove(data_dir: Path, relatives: Iterable[str]) -> None:
-    """Unlink files whose rows are already gone (committed); a missing file is fine."""
+    """Unlink files whose rows are already gone (committed); a missing file is fine, and one that cannot be
+    removed is logged and left for the orphan sweep (store/media_sweep.py)."""
     paths = list(relatives)
     if paths:
         await run_cpu(_remove_sync, data_dir, paths)

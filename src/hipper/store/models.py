@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -229,6 +230,14 @@ class Greeting(Base):
     active_busy: Mapped[bool] = mapped_column(Boolean, default=False)
     media_path: Mapped[str] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The database itself refuses a second active greeting of a kind, whatever races the application has
+    # (migrations 0002 and 0005).
+    __table_args__ = (
+        Index("ux_greetings_one_active", "user_id", unique=True,
+              sqlite_where=text("active"), postgresql_where=text("active")),
+        Index("ux_greetings_one_active_busy", "user_id", unique=True,
+              sqlite_where=text("active_busy"), postgresql_where=text("active_busy")),
+    )  # fmt: skip
 
 
 class Recording(Base):

@@ -41,11 +41,15 @@ async def add(
         session.add(row)
         await session.flush()
         add_event(session, user_id, "recording.added", {"id": row.id, "remote_number": row.remote_number})
-        await session.commit()
     except BaseException:
+        # Nothing was committed: the file goes again.
         await session.rollback()
         await media_files.remove(data_dir, [relative])
         raise
+    # Outside the try: a COMMIT that fails may have committed all the same (the connection dropped after the
+    # server committed, the task was cancelled while it ran), and removing the file would then leave a row
+    # without it. The file stays; the orphan sweep (store/media_sweep.py) removes it if no row names it.
+    await session.commit()
     return row
 
 

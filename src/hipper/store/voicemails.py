@@ -33,7 +33,8 @@ async def deposit(
     """Store a left message: the WAV durably first, then the row (with its event) in one commit.
 
     `published` is called after the commit (the event hub's wake-up), keeping "commit, then publish".
-    If the commit fails the file is removed again, so no orphan is left behind in the normal failure case.
+    If the row cannot be added (before the commit) the file is removed again; if the commit itself fails the
+    file is left for the orphan sweep, since the row may exist after all.
     Without `duration_ms` the length is read from the WAV header; a WAV that cannot be read raises
     AudioRejected before anything is written.
     """
@@ -55,11 +56,15 @@ async def deposit(
         session.add(row)
         await session.flush()
         add_event(session, user_id, "voicemail.deposited", {"id": row.id, "caller_number": caller_number})
-        await session.commit()
     except BaseException:
+        # Nothing was committed: the file goes again.
         await session.rollback()
         await media_files.remove(data_dir, [relative])
         raise
+    # Outside the try: a COMMIT that fails may have committed all the same (the connection dropped after the
+    # server committed, the task was cancelled while it ran), and removing the file would then leave a row
+    # without it. The file stays; the orphan sweep (store/media_sweep.py) removes it if no row names it.
+    await session.commit()
     if published is not None:
         published()
     return row

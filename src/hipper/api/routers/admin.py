@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.api.deps import MAX_ROW_ID, Admin, Authenticated, Session, State, administrator, commit
 from hipper.domain.errors import InvalidSetting
-from hipper.store import admin, devices
+from hipper.store import admin, devices, media_files
 from hipper.store.models import CallCenter, Company, DirectoryEntry, Group, HuntGroup, SipDevice, User
 from hipper.store.users import numbers_of
 
@@ -390,8 +390,9 @@ async def update_user(user_id: Id, body: UserPatch, auth: Admin, session: Sessio
 async def delete_user(user_id: Id, auth: Admin, session: Session, state: State) -> None:
     if user_id == auth.user.id:
         raise InvalidSetting("user_id", "you cannot delete your own account")
-    await admin.delete_user(session, await _user(auth, session, user_id))
+    paths = await admin.delete_user(session, await _user(auth, session, user_id))
     await commit(session, state)
+    await media_files.remove(state.settings.data_dir, paths)  # their voicemails, greetings, recordings
 
 
 @router.post("/users/{user_id}/password", status_code=204)

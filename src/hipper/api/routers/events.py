@@ -2,7 +2,8 @@
 
 Every committed change writes its event row in the same transaction; this stream sends the rows of the
 authenticated user in id order. The row id is the SSE id, so a client that reconnects with Last-Event-ID
-(browsers do this by themselves) gets exactly the rows it missed. The stream holds no database connection
+(browsers do this by themselves) gets exactly the rows it missed — or, when those were already deleted by the
+retention, an `events.reset` event telling it to reload. The stream holds no database connection
 while it waits: it opens a session only to read new rows, so open streams do not starve the pool.
 """
 
@@ -22,6 +23,7 @@ from sqlalchemy import func, select
 from hipper import metrics
 from hipper.api.deps import State, as_utc, bearer, lookup, not_logged_in
 from hipper.api.state import AppState
+from hipper.store.events import purged_through
 from hipper.store.models import AuthSession, Event
 
 router = APIRouter(prefix="/events", tags=["events"])
@@ -30,6 +32,8 @@ router = APIRouter(prefix="/events", tags=["events"])
 PAGE = 200
 # Browsers wait this long before reconnecting a dropped stream (SSE `retry:` field, milliseconds).
 RETRY_MS = 3000
+# Sent first to a resuming client whose missed events were deleted by the retention: reload, then follow.
+RESET = "events.reset"
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,24 @@ async def _newest_id(state: AppState, user_id: int) -> int:
     return int(newest or 0)
 
 
+async def _resume(state: AppState, resume: int) -> tuple[int, ServerSentEvent | None]:
+    """Where a resuming stream starts, and the `events.reset` to send first when events it missed are gone.
+
+    The outbox keeps events for `events_retention_days` (store/events.py `purge`): a client that was away
+    longer asks for rows that no longer exist. Rather than carry on as if it had missed nothing, it gets one
+    `events.reset` event — reload everything, then follow the stream — whose id is the newest event now, so
+    its next reconnect resumes from there (and is not reset again).
+    """
+    async with state.sessions() as session:
+        gone = await purged_through(session)
+        if resume >= gone:
+            return resume, None
+        newest = int((await session.execute(select(func.max(Event.id)))).scalar_one() or 0)
+    last = max(newest, resume)
+    data = {"reason": "expired", "resume_from": resume, "purged_through": gone}
+    return last, ServerSentEvent(id=str(last), event=RESET, data=data)
+
+
 async def _rows_after(state: AppState, user_id: int, after: int) -> list[tuple[int, str, Any]]:
     async with state.sessions() as session:
         result = await session.execute(
@@ -124,16 +146,23 @@ async def live_events(
     """A `text/event-stream` of this user's events (`service.changed`, `profile.changed`, …).
 
     Each event's `id` is its outbox row id, its `event` the type and its `data` the JSON payload. Without
-    Last-Event-ID the stream starts with events that happen from now on. Comments (`: keepalive`) are sent
-    while nothing happens, so proxies keep the connection open.
+    Last-Event-ID the stream starts with events that happen from now on. A Last-Event-ID older than the events
+    still kept (`events_retention_days`) gets an `events.reset` event first: reload your data, then follow.
+    Comments (`: keepalive`) are sent while nothing happens, so proxies keep the connection open.
     """
     hub = state.events
     user_id, token_hash = user.user_id, user.token_hash
-    last = resume if resume is not None else await _newest_id(state, user_id)
+    reset: ServerSentEvent | None = None
+    if resume is None:
+        last = await _newest_id(state, user_id)
+    else:
+        last, reset = await _resume(state, resume)
     waiter = hub.subscribe(state.sessions)
     metrics.SSE_STREAMS.inc()
     try:
         yield ServerSentEvent(comment="connected", retry=RETRY_MS)
+        if reset is not None:
+            yield reset
         last_sent = time.monotonic()
         # No disconnect check here: the response cancels this generator when the client goes away.
         while True:

@@ -111,15 +111,17 @@ export function listOf(data) {
 
 // Live events (SPEC D3, B1). EventSource cannot send the Authorization header, so the stream is read with
 // fetch and parsed here (text/event-stream: "event:" and "data:" lines, a blank line ends an event).
+// A reconnect sends the id of the last event seen (Last-Event-ID), so the exchange first sends what was missed
+// meanwhile, or `events.reset` when that is no longer kept.
 export function listenToEvents(onEvent, signal) {
   let delay = 2000;
+  let lastId = null;
   const run = async () => {
     while (!signal.aborted) {
       try {
-        const response = await fetch(`${BASE}/events`, {
-          headers: { Authorization: `Bearer ${session.token}`, Accept: "text/event-stream" },
-          signal,
-        });
+        const headers = { Authorization: `Bearer ${session.token}`, Accept: "text/event-stream" };
+        if (lastId !== null) headers["Last-Event-ID"] = lastId;
+        const response = await fetch(`${BASE}/events`, { headers, signal });
         if (response.status === 404 || response.status === 401) return; // not offered (yet), or logged out
         if (!response.ok || !response.body) throw new Error(String(response.status));
         delay = 2000;
@@ -138,6 +140,7 @@ export function listenToEvents(onEvent, signal) {
             for (const line of block.split(/\r?\n/)) {
               if (line.startsWith("event:")) type = line.slice(6).trim();
               else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+              else if (line.startsWith("id:")) lastId = line.slice(3).trim();
             }
             if (data.length === 0 && type === "message") continue;
             let payload = data.join("\n");

@@ -49,29 +49,39 @@ export async function logOut() {
   }
 }
 
+// An event whose re-read failed (the device lost its connection just then) is caught up with once it is back.
+let missedEvent = null;
+window.addEventListener("online", () => {
+  if (missedEvent !== null && session.token) onLiveEvent(missedEvent);
+});
+
 function startEvents() {
   if (events) events.abort();
   events = new AbortController();
-  listenToEvents(async (type) => {
-    // Any change to this user's data: re-read the profile (voicemail count, licences) and redraw the screen
-    // unless the user is typing in it.
-    try {
-      await loadUser();
-    } catch {
-      return;
-    }
-    window.dispatchEvent(new CustomEvent("hipper:event", { detail: type }));
-    const active = document.activeElement;
-    const typing = active && (active.tagName === "INPUT" || active.tagName === "TEXTAREA") && active.type !== "checkbox";
-    const busy = typing || document.querySelector("dialog[open]") || document.body.dataset.editing;
-    if (!busy && currentRoute && currentRoute.live) {
-      // Redraw in place: keep the keyboard focus on the same control (ids of live controls are stable).
-      const focused = document.activeElement && document.activeElement.id;
-      await render();
-      const again = focused && document.getElementById(focused);
-      if (again) again.focus({ preventScroll: true });
-    }
-  }, events.signal);
+  listenToEvents(onLiveEvent, events.signal);
+}
+
+async function onLiveEvent(type) {
+  // Any change to this user's data: re-read the profile (voicemail count, licences) and redraw the screen
+  // unless the user is typing in it.
+  try {
+    await loadUser();
+    missedEvent = null;
+  } catch {
+    missedEvent = type;
+    return;
+  }
+  window.dispatchEvent(new CustomEvent("hipper:event", { detail: type }));
+  const active = document.activeElement;
+  const typing = active && (active.tagName === "INPUT" || active.tagName === "TEXTAREA") && active.type !== "checkbox";
+  const busy = typing || document.querySelector("dialog[open]") || document.body.dataset.editing;
+  if (!busy && currentRoute && currentRoute.live) {
+    // Redraw in place: keep the keyboard focus on the same control (ids of live controls are stable).
+    const focused = document.activeElement && document.activeElement.id;
+    await render();
+    const again = focused && document.getElementById(focused);
+    if (again) again.focus({ preventScroll: true });
+  }
 }
 
 // The app settings kept by the exchange may differ from this device's copy: apply theme and language.
