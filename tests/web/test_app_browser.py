@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, FilePayload, Page, expect
+from playwright.sync_api import Browser, FilePayload, Locator, Page, expect
 
 from tests.web.live_server import PASSWORD, LiveServer
 
@@ -339,16 +339,27 @@ def test_personal_assistant_reason_duration_and_exception(page: Page, exchange: 
     assert stored["exceptions"] == []
 
 
-def test_a_change_from_another_device_shows_live(page: Page, exchange: LiveServer) -> None:
+def logged_in_with_dnd_switch(page: Page, exchange: LiveServer) -> tuple[str, Locator]:
+    """A new user logged in on the overview: the username, and the Do Not Disturb quick switch (off)."""
     username = new_user(exchange, pin="2580")
     log_in(page, exchange, username)
     switch = page.get_by_role("region", name="Snel instellen").get_by_role("switch", name="Niet storen")
     expect(switch).not_to_be_checked()
-    # Another device of the same user switches Do Not Disturb on; the overview follows through /events.
+    return username, switch
+
+
+def dnd_on_from_another_device(exchange: LiveServer, username: str) -> None:
+    """`username` switches Do Not Disturb on from a second session (another device)."""
     login = httpx.post(f"{exchange.url}/api/v1/auth/login", json={"username": username, "password": PASSWORD})
     headers = {"Authorization": f"Bearer {login.json()['token']}"}
     changed = httpx.put(f"{exchange.url}/api/v1/me/services/do-not-disturb", json={"active": True}, headers=headers)
     assert changed.status_code == 200, changed.text
+
+
+def test_a_change_from_another_device_shows_live(page: Page, exchange: LiveServer) -> None:
+    username, switch = logged_in_with_dnd_switch(page, exchange)
+    # Another device of the same user switches Do Not Disturb on; the overview follows through /events.
+    dnd_on_from_another_device(exchange, username)
     expect(switch).to_be_checked()
 
 
@@ -356,18 +367,12 @@ def test_a_change_that_arrives_while_the_device_is_offline_shows_once_it_is_back
     page: Page, exchange: LiveServer
 ) -> None:
     """The event comes, but re-reading the data fails (no connection): the app catches up when it is online."""
-    username = new_user(exchange, pin="2580")
-    log_in(page, exchange, username)
-    switch = page.get_by_role("region", name="Snel instellen").get_by_role("switch", name="Niet storen")
-    expect(switch).not_to_be_checked()
-    login = httpx.post(f"{exchange.url}/api/v1/auth/login", json={"username": username, "password": PASSWORD})
-    headers = {"Authorization": f"Bearer {login.json()['token']}"}
+    username, switch = logged_in_with_dnd_switch(page, exchange)
     failed: list[str] = []
     page.on("requestfailed", lambda request: failed.append(request.url))
     page.context.set_offline(True)
     try:
-        changed = httpx.put(f"{exchange.url}/api/v1/me/services/do-not-disturb", json={"active": True}, headers=headers)
-        assert changed.status_code == 200, changed.text
+        dnd_on_from_another_device(exchange, username)
         for _ in range(100):  # the event arrives and the app's re-read of /me fails
             if any(url.endswith("/api/v1/me") for url in failed):
                 break
