@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from hipper.apps.executor import Call
+from hipper.apps.session_timers import glare_retry_seconds
 from hipper.domain.services import Voicemail
 from tests.calls.conftest import Exchange, Sipp, free_media_port, phone, scenario, start_sipp
 
@@ -212,3 +213,13 @@ async def test_a_re_invite_crossing_our_refresh_gets_491(exchange: Exchange) -> 
     assert (await exchange.next_call()).answered
     assert call.connected is not None and call.connected.session_timer is not None
     assert call.connected.session_timer.refreshes_sent == 1
+
+
+def test_a_refresh_that_met_491_waits_as_rfc_3261_says() -> None:
+    """§14.1: 2.1–4 s for the side that chose the Call-ID, 0–2 s for the other, in units of 10 ms."""
+    ours = [glare_retry_seconds(we_own_the_call_id=True) for _ in range(2000)]
+    theirs = [glare_retry_seconds(we_own_the_call_id=False) for _ in range(2000)]
+    assert 2.1 <= min(ours) <= max(ours) <= 4.0
+    assert 0.0 <= min(theirs) <= max(theirs) <= 2.0
+    assert all(abs(wait * 100 - round(wait * 100)) < 1e-9 for wait in ours + theirs)
+    assert len(set(ours)) > 50 and len(set(theirs)) > 50  # random: the two sides do not cross again in step

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from typing import TYPE_CHECKING
 
 from hipper.config import Settings
@@ -35,8 +36,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# A refresh that meets a refresh of the peer (491 Request Pending, RFC 3261 §14.1) is retried after this long.
-GLARE_RETRY_SECONDS = 1.0
+
+def glare_retry_seconds(we_own_the_call_id: bool) -> float:
+    """How long a refresh that met the peer's own offer (491 Request Pending) waits before it is sent again
+    (RFC 3261 §14.1): the side that chose the dialog's Call-ID waits 2.1–4 s, the other 0–2 s, in units of 10 ms,
+    so the two do not cross again."""
+    low, high = (210, 400) if we_own_the_call_id else (0, 200)
+    return random.randint(low, high) / 100
+
+
 REFRESH_WAIT_SECONDS = 32.0
 
 
@@ -112,7 +120,8 @@ class SessionTimer:
                 leg.ack_refresh(response)  # §13.2.2.4: outside the transaction
                 await self._take_answer(response, request.body.decode(errors="replace"))
             if response.status == 491:
-                await asyncio.sleep(GLARE_RETRY_SECONDS)
+                # The exchange chose the Call-ID of the legs it called out on (the callee side).
+                await asyncio.sleep(glare_retry_seconds(we_own_the_call_id=leg.side == "callee"))
                 continue
             if not 200 <= response.status < 300:
                 log.info("call.session_refresh_refused", extra={"status": response.status})
