@@ -31,9 +31,9 @@ from hipper.store.models import Event, User
 from hipper.store.registrations import Binding
 from hipper.store.user_state import load_user_state, reachable
 
-# Events that cannot change what the routing policy reads; every other event (also ones added later) invalidates.
-# "call." is the app's call state (call.started / call.ended, written for every call): not routing input.
-UNRELATED_EVENTS = (
+# Events that change neither what the routing policy reads nor who a dialled number is. "call." is the app's
+# call state (call.started / call.ended, written for every call): not routing input.
+NEITHER_ROUTING_NOR_NUMBERS = (
     "call.",
     "call_log.",
     "voicemail.",
@@ -42,11 +42,10 @@ UNRELATED_EVENTS = (
     "app_settings.",
     "push_subscription.",
     "passkey.",
-    "directory.",
-    "hunt_group.",
-    "profile.",
     "recording.",
 )
+# Events that cannot change what the routing policy reads; every other event (also ones added later) invalidates.
+UNRELATED_EVENTS = (*NEITHER_ROUTING_NOR_NUMBERS, "directory.", "hunt_group.", "profile.")
 # More new events than this since the last look: drop everything rather than read them one by one.
 CATCH_UP_LIMIT = 1000
 # How long bindings read with a snapshot are handed to the ringing that follows it (same call, microseconds
@@ -58,19 +57,7 @@ DOCUMENT_CATCH_UP_SECONDS = 1.0
 
 # Events that cannot change who a dialled number is or the name it shows (`resolve`); every other event, also
 # hunt-group and directory changes that the snapshots ignore, drops the resolved numbers.
-NUMBERS_UNCHANGED = (
-    "service.",
-    "device.",
-    "call.",
-    "call_log.",
-    "voicemail.",
-    "greeting.",
-    "contacts.",
-    "app_settings.",
-    "push_subscription.",
-    "passkey.",
-    "recording.",
-)
+NUMBERS_UNCHANGED = (*NEITHER_ROUTING_NOR_NUMBERS, "service.", "device.")
 CACHED_KINDS = ("user", "external", "unknown")
 # How long after `resolve` looked at the outbox the snapshot read of the same call may skip its own look.
 CALL_CATCH_UP_SECONDS = 1.0
