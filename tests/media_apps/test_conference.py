@@ -5,6 +5,7 @@ recording of the call holds the conference from the merge on."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from sqlalchemy import select
 
 from hipper.domain.services import CallRecording
 from hipper.store.models import Recording
-from tests.calls.conftest import Exchange, register, start_sipp
+from tests.calls.conftest import Exchange, Sipp, register, start_sipp
 from tests.media_apps.conftest import (
     Ear,
     answering_phone,
@@ -36,10 +37,35 @@ def heard_since(phone: Ear, start: int) -> np.ndarray:
     return phone.audio()[start:]
 
 
+async def three_users(exchange: Exchange) -> None:
+    for name, extension in (("alice", "201"), ("bob", "202"), ("carol", "203")):
+        await exchange.add_user(name, extension)
+
+
+async def carol_added_then_gone(
+    exchange: Exchange,
+    ears: dict[str, Ear],
+    carol: Callable[[], Awaitable[Sipp]],
+    *,
+    talk_ms: int,
+    carol_limit: float,
+) -> tuple[Sipp, Sipp]:
+    """bob answers alice's call; alice adds carol (*7203#), whose phone (`carol`) ends up gone before any merge;
+    returns alice's and bob's phones once alice hears bob again."""
+    bob_phone = await answering_phone(exchange, "bob", ears["bob"])
+    carol_phone = await carol()
+    alice_phone = await call_from_phone(exchange, "alice", "202", ears["alice"], end="end_hang_up.xml", talk_ms=talk_ms)
+    await ears["bob"].connected()
+    await ears["alice"].connected()
+    await ears["alice"].press("*7203#")
+    await carol_phone.succeeded(carol_limit)
+    ears["bob"].keep_talking(tone(TONES["bob"], 4.0))
+    await ears["alice"].wait_for_tone(TONES["bob"], limit=5)  # alice is back with bob
+    return alice_phone, bob_phone
+
+
 async def test_add_then_merge_each_hears_the_others_never_itself(exchange: Exchange) -> None:
-    await exchange.add_user("alice", "201")
-    await exchange.add_user("bob", "202")
-    await exchange.add_user("carol", "203")
+    await three_users(exchange)
     ears = {name: await ear() for name in TONES}
     try:
         bob_phone = await answering_phone(exchange, "bob", ears["bob"])
@@ -84,22 +110,16 @@ async def test_add_then_merge_each_hears_the_others_never_itself(exchange: Excha
 
 
 async def test_added_party_hanging_up_before_the_merge_brings_back_the_first(exchange: Exchange) -> None:
-    await exchange.add_user("alice", "201")
-    await exchange.add_user("bob", "202")
-    await exchange.add_user("carol", "203")
+    await three_users(exchange)
     ears = {name: await ear() for name in TONES}
     try:
-        bob_phone = await answering_phone(exchange, "bob", ears["bob"])
-        carol_phone = await answering_phone(exchange, "carol", ears["carol"], hang_up_ms=1500)
-        alice_phone = await call_from_phone(
-            exchange, "alice", "202", ears["alice"], end="end_hang_up.xml", talk_ms=9000
+
+        async def carol_answers_then_hangs_up() -> Sipp:
+            return await answering_phone(exchange, "carol", ears["carol"], hang_up_ms=1500)
+
+        alice_phone, bob_phone = await carol_added_then_gone(
+            exchange, ears, carol_answers_then_hangs_up, talk_ms=9000, carol_limit=15
         )
-        await ears["bob"].connected()
-        await ears["alice"].connected()
-        await ears["alice"].press("*7203#")
-        await carol_phone.succeeded(15)  # answered, then hung up
-        ears["bob"].keep_talking(tone(TONES["bob"], 4.0))
-        await ears["alice"].wait_for_tone(TONES["bob"], limit=5)  # alice is back with bob
         await ears["alice"].press("*8")  # nothing to merge now: the call goes on as it was
         await asyncio.sleep(0.5)
         await ears["alice"].wait_for_tone(TONES["bob"], limit=3)
@@ -119,9 +139,7 @@ def windows(audio: np.ndarray, size: int) -> np.ndarray:
 async def test_a_recorded_call_records_the_conference_from_the_merge_on(exchange: Exchange) -> None:
     """alice records (always, with pause/resume); bob and carol talk all along, carol also before the merge,
     while only alice hears her. The file: alice and bob, then all three from the merge on, without a gap."""
-    await exchange.add_user("alice", "201")
-    await exchange.add_user("bob", "202")
-    await exchange.add_user("carol", "203")
+    await three_users(exchange)
     await exchange.set_service("alice", CallRecording.model_validate({"mode": "always_pause_resume"}))
     talk_ms = 16000
     ears = {name: await ear() for name in TONES}
@@ -193,25 +211,20 @@ async def test_a_recorded_call_records_the_conference_from_the_merge_on(exchange
 async def test_an_added_party_whose_session_expires_gets_bye_and_the_first_party_is_back(exchange: Exchange) -> None:
     """The added party's leg offers RFC 4028 session timers like any call leg; carol's phone takes the refresher
     role and never refreshes, so the exchange ends her leg with BYE (§10) and alice is back with bob."""
-    await exchange.add_user("alice", "201")
-    await exchange.add_user("bob", "202")
-    await exchange.add_user("carol", "203")
+    await three_users(exchange)
     ears = {name: await ear() for name in TONES}
     try:
-        bob_phone = await answering_phone(exchange, "bob", ears["bob"])
-        port = free_udp_port()
-        await register(exchange, "carol", port)
-        text = scenario("callee_never_refreshes.xml", rtp_port=ears["carol"].port, interval=4, bye_within_ms=10000)
-        carol_phone = await start_sipp(exchange, "callee-carol", text, port=port, limit=40)
-        alice_phone = await call_from_phone(
-            exchange, "alice", "202", ears["alice"], end="end_hang_up.xml", talk_ms=12000
+
+        async def carol_never_refreshes() -> Sipp:
+            port = free_udp_port()
+            await register(exchange, "carol", port)
+            text = scenario("callee_never_refreshes.xml", rtp_port=ears["carol"].port, interval=4, bye_within_ms=10000)
+            return await start_sipp(exchange, "callee-carol", text, port=port, limit=40)
+
+        # carol's phone was offered the timer, answered, then got BYE when the session expired
+        alice_phone, bob_phone = await carol_added_then_gone(
+            exchange, ears, carol_never_refreshes, talk_ms=12000, carol_limit=20
         )
-        await ears["bob"].connected()
-        await ears["alice"].connected()
-        await ears["alice"].press("*7203#")
-        await carol_phone.succeeded(20)  # offered the timer, answered, then got BYE when the session expired
-        ears["bob"].keep_talking(tone(TONES["bob"], 4.0))
-        await ears["alice"].wait_for_tone(TONES["bob"], limit=5)  # alice is back with bob
         await alice_phone.succeeded(30)
         await bob_phone.succeeded(30)
     finally:
