@@ -761,20 +761,22 @@ def media() -> None:
 @click.option(
     "--older-than-hours",
     type=click.FloatRange(min=0),
-    default=1.0,
-    show_default=True,
-    help="only files at least this old (a row is committed right after its file is written)",
+    default=None,
+    help="only files at least this old (a row is committed right after its file is written)  "
+    "[default: the grace period hipper serve uses, 1 hour]",
 )
 @click.pass_context
-def media_sweep(ctx: click.Context, older_than_hours: float) -> None:
+def media_sweep(ctx: click.Context, older_than_hours: float | None) -> None:
     """Remove media files that no row names (left by a crash, a failed commit or a deleted user), as
     `hipper serve` does every housekeeping_interval_seconds."""
     from datetime import timedelta
 
-    from hipper.store.media_sweep import sweep_orphans
+    from hipper.store.media_sweep import GRACE, sweep_orphans
+
+    older_than = GRACE if older_than_hours is None else timedelta(hours=older_than_hours)
 
     async def _work(session: AsyncSession, settings: Settings) -> list[str]:
-        return await sweep_orphans(session, settings.data_dir, timedelta(hours=older_than_hours))
+        return await sweep_orphans(session, settings.data_dir, older_than)
 
     removed = run_in_database(ctx, _work)
     for path in removed:

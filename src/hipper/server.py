@@ -198,12 +198,18 @@ async def housekeeping_once(state: AppState) -> None:
     try:
         async with state.sessions() as session:
             orphans = await media_sweep.sweep_orphans(session, settings.data_dir)
-        spooled = await run_cpu(sweep_spool, settings.data_dir)
     except Exception:
         log.exception("housekeeping.media_failed")
     else:
-        if orphans or spooled:
-            log.info("housekeeping.media_swept", extra={"orphans": len(orphans), "spool": spooled})
+        if orphans:
+            log.info("housekeeping.media_swept", extra={"orphans": len(orphans)})
+    try:  # files only: done even while the database is away
+        spooled = await run_cpu(sweep_spool, settings.data_dir)
+    except Exception:
+        log.exception("housekeeping.spool_failed")
+    else:
+        if spooled:
+            log.info("housekeeping.spool_swept", extra={"removed": spooled})
 
 
 def run(settings: Settings) -> None:

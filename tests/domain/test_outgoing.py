@@ -190,16 +190,17 @@ LOCATIONS = {"locations": [{"name": "car", "number": CAR}, {"name": "home", "num
 RINGS_LOCATIONS = {"anywhere": {**LOCATIONS, "click_to_dial_rings_locations": True}}
 TO_MOBILE = {"fixed-mobile": {"click_to_dial_to_mobile": True}}
 MOBILE = NUMBERS["mobile"]
+DESK = NUMBERS["direct"]
 
 
 @pytest.mark.parametrize(
     ("device", "services", "mobile", "expected"),
     [
-        ("desk", {}, True, [("desk", None)]),
-        ("desk", TO_MOBILE, True, [("desk", None), ("mobile", MOBILE)]),
-        ("desk", TO_MOBILE, False, [("desk", None)]),
-        ("desk", RINGS_LOCATIONS, True, [("desk", None), ("anywhere", CAR)]),
-        ("desk", {"anywhere": LOCATIONS}, True, [("desk", None)]),
+        ("desk", {}, True, [("desk", DESK)]),
+        ("desk", TO_MOBILE, True, [("desk", DESK), ("mobile", MOBILE)]),
+        ("desk", TO_MOBILE, False, [("desk", DESK)]),
+        ("desk", RINGS_LOCATIONS, True, [("desk", DESK), ("anywhere", CAR)]),
+        ("desk", {"anywhere": LOCATIONS}, True, [("desk", DESK)]),
         ("mobile", RINGS_LOCATIONS, True, [("mobile", MOBILE)]),
         ("mobile", {}, False, []),
         ("remote_office", {"remote-office": {"destination": HOME}}, True, [("remote_office", HOME)]),

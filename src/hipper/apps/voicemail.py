@@ -45,7 +45,6 @@ MIN_MESSAGE_SECONDS = 0.5
 POLL_SECONDS = 0.2
 # Spool files untouched this long belong to no running recording (a call recording may last hours).
 STALE_SPOOL_SECONDS = 86400.0
-_swept: set[Path] = set()
 
 
 def spool_directory(data_dir: Path) -> Path:
@@ -63,16 +62,6 @@ def sweep_spool(data_dir: Path, older_than_seconds: float = STALE_SPOOL_SECONDS)
                 path.unlink()
                 removed += 1
     return removed
-
-
-async def sweep_spool_once(data_dir: Path) -> None:
-    """The first deposit of a process sweeps the spool (off the event loop)."""
-    if data_dir in _swept:
-        return
-    _swept.add(data_dir)
-    removed = await run_cpu(sweep_spool, data_dir)
-    if removed:
-        log.info("voicemail.spool_swept", extra={"removed": removed})
 
 
 def system_greeting(language: str, number: str, case: GreetingCase = "no_answer") -> tuple[Path, ...]:
@@ -158,7 +147,6 @@ async def leave_message(call: Call, user_id: int, called_number: str, cause: Div
 
     `cause` is why the call came to voicemail (the plan's `VoicemailStep.cause`): it picks the greeting."""
     await call.answer_caller()
-    await sweep_spool_once(call.settings.data_dir)
     endpoint_id = call.a.endpoint_id
     assert endpoint_id is not None
     language = call.settings.prompt_language

@@ -138,7 +138,8 @@ CallbackDevice = Literal["desk", "mobile", "remote_office", "anywhere"]
 
 @dataclass(frozen=True)
 class CallbackLeg:
-    """One thing a callback rings first: the user's desk phones (no number), or a number as `device`."""
+    """One thing a callback rings first: the user's desk phones (registered devices; `number` is the user's fixed
+    number, what the callback is addressed to), or a number as `device`."""
 
     device: CallbackDevice
     number: str | None = None
@@ -153,7 +154,7 @@ def callback_legs(state: UserState, callback_device: str) -> list[CallbackLeg]:
     if callback_device == "remote_office":
         remote = service(state, RemoteOffice)
         return [CallbackLeg("remote_office", remote.destination)] if remote is not None and remote.destination else []
-    legs = [CallbackLeg("desk")]
+    legs = [CallbackLeg("desk", state.fixed_number)]
     fixed_mobile = service(state, FixedMobile)
     if fixed_mobile is not None and fixed_mobile.click_to_dial_to_mobile and state.mobile_number:
         legs.append(CallbackLeg("mobile", state.mobile_number))

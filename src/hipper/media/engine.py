@@ -63,6 +63,7 @@ from hipper.media.rtp import RTP_HEADER, RtcpReceiverReport, RtcpSenderReport, n
 from hipper.media.sdp import AudioSession, SdpError, SessionDescription, accept_answer, answer_offer, build_offer
 from hipper.media.wavfile import AsyncWavWriter, append_all, read_wav
 from hipper.offload import run_cpu
+from hipper.socket_buffers import size_buffers
 
 log = logging.getLogger(__name__)
 
@@ -581,13 +582,9 @@ class MediaEngine:
         wanted = self.socket_buffer_bytes
         if wanted <= 0:
             return
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            with contextlib.suppress(OSError):
-                rtp.setsockopt(socket.SOL_SOCKET, option, wanted)
+        got = size_buffers(rtp, wanted)
         if not self._buffers_checked:
             self._buffers_checked = True
-            # Linux reports twice the size asked for (the other half is its bookkeeping allowance).
-            got = rtp.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
             if got < wanted:
                 log.warning(
                     "media.socket_buffer_capped",

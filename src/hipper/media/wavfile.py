@@ -115,11 +115,6 @@ class AsyncWavWriter:
             except OSError as error:
                 self._error = error
 
-    def append(self, pcm: bytes) -> None:
-        # Fire and forget: the single worker keeps the order, and commit() waits behind every queued append.
-        # Submitted to the executor directly, not through the loop: no future, no loop wake-up when it is done.
-        _writer_executor.submit(self._append, pcm)
-
     def _commit(self) -> int:
         if self._error is not None:
             self._writer.abort()
@@ -144,5 +139,6 @@ def _append_all(writes: list[tuple[AsyncWavWriter, bytes]]) -> None:
 
 
 def append_all(writes: list[tuple[AsyncWavWriter, bytes]]) -> None:
-    """Queue appends to many recordings as one job: the media engine hands over a tick's audio at once."""
+    """Queue appends to many recordings as one job: the media engine hands over a tick's audio at once. Fire and
+    forget: the single writer thread keeps the order, and each `commit()` waits behind every queued append."""
     _writer_executor.submit(_append_all, writes)

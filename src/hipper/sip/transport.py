@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import cast
 
 from hipper.sip.message import MAX_MESSAGE_SIZE, format_hostport, split_hostport
+from hipper.socket_buffers import size_buffers
 
 log = logging.getLogger(__name__)
 
@@ -402,9 +403,12 @@ class Transports:
                 # Every phone's and trunk's UDP signalling arrives on this one socket: the default buffer (208
                 # KiB, a few hundred messages) overflowed during loop stalls of half a second at 100 calls/s,
                 # and the dropped INVITEs and BYEs cost retransmission timeouts. The kernel caps the size.
-                for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                    with contextlib.suppress(OSError):
-                        sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
+                got = size_buffers(sock, UDP_BUFFER_BYTES)
+                if got < UDP_BUFFER_BYTES:
+                    log.warning(
+                        "sip.socket_buffer_capped",
+                        extra={"wanted": UDP_BUFFER_BYTES, "got": got, "hint": "raise net.core.rmem_max"},
+                    )
             if not tcp:
                 break
             try:

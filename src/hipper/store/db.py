@@ -307,7 +307,8 @@ def create_engine(url: str) -> AsyncEngine:
             # A file database in WAL mode: reads on the loop (LoopReadsConnection).
             engine = create_async_engine(url, async_creator=_loop_reads_creator(database), **SQLITE_POOL)
         else:
-            engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS}, **SQLITE_POOL)
+            # In memory (or with URL options): SQLAlchemy's default pool, which takes no size settings.
+            engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "handle_error", _drop_connection_left_in_a_transaction)
         return engine

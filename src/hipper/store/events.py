@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.store.models import Event, NotificationCursor
+from hipper.store.registrations import aware
 
 
 def add_event(
@@ -77,11 +78,6 @@ class PurgeResult:
     held_back_by: str | None = None
 
 
-def _utc(moment: datetime) -> datetime:
-    # SQLite gives naive datetimes back; everything stored is UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 async def purged_through(session: AsyncSession) -> int:
     """Every event with an id up to this one has been deleted by the retention (0: none)."""
     value = (
@@ -145,7 +141,7 @@ async def purge(
         # The prefix of old rows: stop at the first younger one (ids are handed out a moment before the commit,
         # so their times are nearly, not strictly, in order; a younger row is never deleted).
         old = 0
-        while old < len(rows) and _utc(rows[old].created_at) < cutoff:
+        while old < len(rows) and aware(rows[old].created_at) < cutoff:
             old += 1
         if old:
             boundary = int(rows[old - 1].id)
@@ -166,6 +162,6 @@ async def purge(
         following = (
             await session.execute(select(Event.created_at).where(Event.id > limit).order_by(Event.id).limit(1))
         ).scalar()
-        if following is not None and _utc(following) < cutoff and limit < int(newest) - 1:
+        if following is not None and aware(following) < cutoff and limit < int(newest) - 1:
             held_back_by = str(reader.name)
     return PurgeResult(deleted, await purged_through(session), held_back_by)

@@ -143,8 +143,7 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
         # One at a time: a second tap must not ring the user's phones twice over.
         raise Conflict("callback_under_way", "a callback is already under way: answer it or hang it up first")
     # The callback is addressed (its To) to the number of the device chosen, whichever of the legs answers.
-    user_number = legs[0].number if legs[0].device != "desk" else user_state.fixed_number
-    callback = calls.start_callback(user.id, user.company_id, user_number or "", to, identity, targets)
+    callback = calls.start_callback(user.id, user.company_id, legs[0].number or "", to, identity, targets)
     add_event(session, user.id, "call.started", {"id": callback.id, "to": to, "method": method})
     await commit(session, state)
     response.status_code = 202
