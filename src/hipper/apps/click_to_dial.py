@@ -42,7 +42,7 @@ from hipper.media.prompts import tone_path
 from hipper.sip.message import URI, NameAddr, ParseError, Request, Response
 from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
-from hipper.store import call_logs
+from hipper.store.call_logs import CallRecord
 from hipper.store.registrations import LocationStore
 from hipper.store.writer import OutboxEvent
 
@@ -358,7 +358,6 @@ class Callback:
             await self._write_log()
             self.calls.callbacks.pop(self.id, None)
             self.calls.ended.put_nowait(self)
-            await publish(self.b2bua, [self.user_id], "call.ended", {"id": self.id, "to": self.to})
 
     async def _run(self) -> None:
         peers = self.b2bua.peers
@@ -515,20 +514,20 @@ class Callback:
             self.on_call = False
 
     async def _write_log(self) -> None:
+        """The user's call-log row with its `call.ended` event, batched like a call's (store/writer.py)."""
+        record = CallRecord(
+            self.user_id,
+            "placed",
+            self.started_at,
+            call_id=self.id,
+            remote_number=self.to[:64],
+            local_identity=self.identity.number[:64],
+            answered_at=self.answered_at,
+            ended_at=datetime.now(UTC),
+            outcome=f"callback, {self.outcome}"[:40],
+            events=(("call.ended", {"id": self.id, "to": self.to}),),
+        )
         try:
-            async with self.b2bua.sessions() as session:
-                await call_logs.record_call(
-                    session,
-                    self.user_id,
-                    kind="placed",
-                    started_at=self.started_at,
-                    call_id=self.id,
-                    remote_number=self.to[:64],
-                    local_identity=self.identity.number[:64],
-                    answered_at=self.answered_at,
-                    ended_at=datetime.now(UTC),
-                    outcome=f"callback, {self.outcome}"[:40],
-                )
-                await session.commit()
+            await self.b2bua.writer.write([record])
         except Exception:
             log.exception("click_to_dial.log_failed", extra={"id": self.id})

@@ -17,7 +17,7 @@ from hipper.store.models import CallLog
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One user's side of one call, as call processing hands it to `record_calls` (or the batch writer)."""
+    """One user's side of one call, as call processing hands it to the batch writer (store/writer.py)."""
 
     user_id: int
     kind: CallKind
@@ -61,22 +61,6 @@ class CallRecord:
             "plan": record.plan,
         }
 
-    def row(self) -> CallLog:
-        return CallLog(**self.values())
-
-
-async def record_calls(session: AsyncSession, records: Sequence[CallRecord]) -> list[CallLog]:
-    """Add the rows of several call sides with one flush (one multi-row INSERT) and queue their events, in the
-    records' order; the caller commits. Every record is validated before anything is added."""
-    rows = [record.row() for record in records]
-    session.add_all(rows)
-    await session.flush()
-    for record, row in zip(records, rows, strict=True):
-        add_event(session, record.user_id, "call_log.added", {"id": row.id, "kind": row.direction})
-        for type_, payload in record.events:
-            add_event(session, record.user_id, type_, payload)
-    return rows
-
 
 async def record_call(
     session: AsyncSession,
@@ -93,16 +77,17 @@ async def record_call(
     outcome: str = "",
     plan: dict[str, Any] | None = None,
 ) -> CallLog:
-    """Add the row for one user's side of one call and queue its event; the caller commits.
-
-    Call processing calls this once per involved user when the call ends (DESIGN "the call model"), inside the
-    transaction that records whatever else the call changed (e.g. a deposited voicemail).
-    """
+    """Add the row for one user's side of one call and queue its `call_log.added` event; the caller commits.
+    Validated like every call record. (Call processing hands its records to the batch writer, store/writer.py;
+    this is the one-off path, e.g. for seeding data.)"""
     record = CallRecord(
         user_id, kind, started_at, call_id, remote_number, remote_name, local_identity, answered_at, ended_at,
         outcome, plan,
     )  # fmt: skip
-    (row,) = await record_calls(session, [record])
+    row = CallLog(**record.values())
+    session.add(row)
+    await session.flush()
+    add_event(session, user_id, "call_log.added", {"id": row.id, "kind": row.direction})
     return row
 
 

@@ -47,7 +47,7 @@ def _item(row: CallLog) -> CallLogItem:
     ended = as_utc(row.ended_at) if row.ended_at else None
     return CallLogItem(
         id=row.id,
-        kind=row.direction,  # written only through record_call, which validates it
+        kind=row.direction,  # written only through validated call records (store/call_logs.py)
         remote_number=row.remote_number,
         remote_name=row.remote_name,
         local_identity=row.local_identity,
