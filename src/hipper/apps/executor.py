@@ -768,24 +768,29 @@ class Call:
                 queue.put_nowait((leg, "confirmed"))
                 return
 
+    def mark_answered(self, callee_user_id: int | None = None) -> None:
+        """The call is answered (by a user's phone, or by the exchange itself: the voicemail menu): the caller's
+        `placed` side says so, and the users on it are on a call — a second call finds them busy (or waiting) per
+        their settings, and their apps refresh their call lists (`call.started`, SPEC D3)."""
+        self.answered_at = datetime.now(UTC)
+        if self.placed is not None:
+            self.placed.answered_at = self.answered_at
+            self.placed.outcome.append("answered")
+        caller_user = None if self.caller.for_callback else self.caller.user_id
+        self.on_call_users = [u for u in (caller_user, callee_user_id) if u is not None]
+        for user_id in self.on_call_users:
+            self.b2bua.on_call_started(user_id)
+        click_to_dial.announce_started(self)
+
     async def connect(self, leg: CalleeLeg, ringback: str | None) -> None:
         assert leg.endpoint_id is not None and self.a.endpoint_id is not None
         leg.answered = True
         self.connected = leg
         leg.start_session_timer()  # RFC 4028 on the callee's side (the caller's started with our 200)
         await self.media.execute(Connect(self.a.endpoint_id, leg.endpoint_id))
-        self.answered_at = datetime.now(UTC)
-        if self.placed is not None:
-            self.placed.answered_at = self.answered_at
-            self.placed.outcome.append("answered")
         if not self.a.answered:
             self.a.answer(self.a_sdp)
-        # Both users are now on a call: a second call finds them busy (or waiting) per their settings.
-        caller_user = None if self.caller.for_callback else self.caller.user_id
-        self.on_call_users = [u for u in (caller_user, leg.user_id) if u is not None]
-        for user_id in self.on_call_users:
-            self.b2bua.on_call_started(user_id)
-        click_to_dial.announce_started(self)  # call.started: the users' apps refresh their call lists (SPEC D3)
+        self.mark_answered(leg.user_id)
         log.info("call.connected", extra={"call_id": self.call_id, "branch": leg.label})
         # In-call keypad codes and call recording (apps/recording.py) last until the call ends; the B2BUA owns the
         # task, so the call's teardown does not cancel the storing of a recording.

@@ -250,20 +250,9 @@ async def answer(call: Call) -> None:
     is on a call for as long as they listen (a second call finds them busy or waiting, per their settings), and
     their app sees it in the live calls (`call.started`, then `call.ended` with the call log).
     """
-    from hipper.apps import click_to_dial  # here: it imports the executor, which imports this module
-
     await call.answer_caller()
-    if not call.a.answered or call.answered_at is not None:
-        return
-    call.answered_at = datetime.now(UTC)
-    if call.placed is not None:
-        call.placed.answered_at = call.answered_at
-        call.placed.outcome.append("answered")
-    user_id = call.caller.user_id
-    if user_id is not None and not call.caller.for_callback:
-        call.on_call_users = [user_id]
-        call.b2bua.on_call_started(user_id)
-    click_to_dial.announce_started(call)
+    if call.a.answered and call.answered_at is None:
+        call.mark_answered()
 
 
 async def handles(call: Call, dialled: str) -> bool:
