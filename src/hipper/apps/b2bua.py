@@ -180,12 +180,9 @@ class B2bua:
         except ParseError:
             return
         leg = self.legs.get(key)
-        if isinstance(leg, CallerLeg):
-            first = not leg.acked.done()
-            leg.ack_received()
-            if first and leg.late_offer and request.body:
-                # Late offer (RFC 3264 §4 via RFC 3261 §13.2.1): the ACK carries the caller's answer to our offer.
-                leg.call.spawn(leg.call.caller_answered_offer(request.body.decode(errors="replace")))
+        if isinstance(leg, CallerLeg) and leg.ack_received() and leg.late_offer and request.body:
+            # Late offer (RFC 3264 §4 via RFC 3261 §13.2.1): the ACK carries the caller's answer to our offer.
+            leg.call.spawn(leg.call.caller_answered_offer(request.body.decode(errors="replace")))
 
     def on_cancel(self, tx: ServerTransaction, cancel: Request) -> None:
         call = self.invites.get(tx)

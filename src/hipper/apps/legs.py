@@ -1,7 +1,7 @@
 """The two kinds of call legs of the B2BUA: the caller's side (UAS) and each callee branch (UAC).
 
 A leg is one SIP dialog plus the media endpoint that anchors its RTP. Legs know the protocol duties the
-transaction layer leaves to its user (RFC 3261 §13.3.1.4: retransmit our own 2xx until the ACK; §13.2.2.4: ACK
+transaction layer leaves to its user (the layer alone retransmits our 2xx until the ACK, §13.3.1.4; §13.2.2.4: ACK
 every 2xx, also retransmitted ones; §9.1: CANCEL only after a provisional response — the client transaction
 defers it — and a 2xx that still arrives after CANCEL is ACKed and then ended with BYE). They never decide what
 happens to the call: they report to a listener (the call) and do what it asks.
@@ -121,10 +121,7 @@ class CallerLeg(Leg):
         self.late_offer = False  # the INVITE had no SDP: our 200 offers, the ACK answers
         self.early_sent = False
         self.finished = False  # a final response went out
-        self.acked = asyncio.get_running_loop().create_future()
-        self._retransmit: asyncio.TimerHandle | None = None
-        self._interval = stack.transactions.timers.t1
-        self._given_up: asyncio.TimerHandle | None = None
+        self.ack_seen = False
         self.on_no_ack: Callable[[], None] | None = None
         # The session timer our 2xx will set (the INVITE's Session-Expires was checked by the B2BUA: 422 / 400).
         self.session: Session | None = None
@@ -163,7 +160,7 @@ class CallerLeg(Leg):
         self.tx.respond(response)
 
     def answer(self, sdp: str) -> None:
-        """200 OK with our SDP, retransmitted (T1 doubling up to T2) until the ACK comes (§13.3.1.4)."""
+        """200 OK with our SDP; the server transaction retransmits it until the ACK comes (§13.3.1.4)."""
         if self.finished:
             return
         self.finished = True
@@ -181,34 +178,26 @@ class CallerLeg(Leg):
         self.tx.respond(response)
         # We are the INVITE's UAS: we refresh when our 2xx said refresher=uas.
         self.start_session(self.session, we_refresh=self.session is not None and self.session.refresher == "uas")
-        data = response.serialize()
-        destination = self.tx.destination
-        loop = asyncio.get_running_loop()
-        if self.peer.reliable:
-            return  # §13.3.1.4: over TCP the transport delivers it; no retransmissions
+        # §13.3.1.4: the transaction layer retransmits the 2xx until the ACK (on its clock) and resolves `acked`
+        # False when Timer L runs out without one; the session is then over.
+        self.tx.acked.add_done_callback(self._no_ack)
 
-        def retransmit() -> None:
-            if self.acked.done():
-                return
-            self.stack.transactions.send(data, destination)
-            self._interval = min(2 * self._interval, self.stack.transactions.timers.t2)
-            self._retransmit = loop.call_later(self._interval, retransmit)
+    def _no_ack(self, acked: asyncio.Future[bool]) -> None:
+        if not acked.cancelled() and acked.result() is False and self.answered:
+            log.info("call.no_ack", extra={"call_id": self.request.call_id})
+            if self.on_no_ack is not None:
+                self.on_no_ack()
 
-        def give_up() -> None:
-            if not self.acked.done():
-                log.info("call.no_ack", extra={"call_id": self.request.call_id})
-                if self.on_no_ack is not None:
-                    self.on_no_ack()
+    @property
+    def acked(self) -> asyncio.Future[bool]:
+        """Resolves True when the ACK of our 2xx came, False when it never did (the transaction's Timer L)."""
+        return self.tx.acked
 
-        self._retransmit = loop.call_later(self._interval, retransmit)
-        self._given_up = loop.call_later(self.stack.transactions.timers.timeout, give_up)
-
-    def ack_received(self) -> None:
-        if not self.acked.done():
-            self.acked.set_result(None)
-        for timer in (self._retransmit, self._given_up):
-            if timer is not None:
-                timer.cancel()
+    def ack_received(self) -> bool:
+        """An ACK for our 2xx reached the call; True for the first one (a late offer's answer rides on it)."""
+        first = not self.ack_seen
+        self.ack_seen = True
+        return first
 
     def reject(self, status: int, reason: str = "", headers: list[tuple[str, str]] | None = None) -> None:
         if self.finished:
@@ -221,9 +210,6 @@ class CallerLeg(Leg):
         self.tx.respond(response)
 
     def stop_timers(self) -> None:
-        for timer in (self._retransmit, self._given_up):
-            if timer is not None:
-                timer.cancel()
         self.stop_session()
 
 
