@@ -30,7 +30,13 @@ from zoneinfo import ZoneInfo
 from hipper.apps import click_to_dial, groups, voicemail_menu
 from hipper.apps.directory import Callee, resolve
 from hipper.apps.legs import CalleeLeg, CallerLeg, Leg, answer_in_dialog_offer
-from hipper.apps.peers import diversion_headers, diversions_so_far, identity_headers
+from hipper.apps.peers import (
+    asserted_identity,
+    diversions_so_far,
+    history_headers,
+    identity_headers,
+    received_history,
+)
 from hipper.apps.recording import in_call
 from hipper.apps.session_timers import policy_of
 from hipper.apps.voicemail import leave_message
@@ -40,6 +46,8 @@ from hipper.domain.errors import DomainError
 from hipper.domain.group_routing import GroupNumber, plan_group_call
 from hipper.domain.outgoing import ANONYMOUS_DISPLAY, ANONYMOUS_HOST, ANONYMOUS_USER, PlacedCall, outgoing_identity
 from hipper.domain.routing import (
+    AnswerConfirmation,
+    CallHistory,
     ForwardStep,
     HangupStep,
     IncomingCall,
@@ -49,9 +57,13 @@ from hipper.domain.routing import (
     RingStep,
     Step,
     Target,
+    UserState,
     VoicemailStep,
     plan_incoming,
+    plan_loop,
+    public_number,
 )
+from hipper.domain.routing.plan import DiversionReason
 from hipper.media.engine import (
     Connect,
     CreateEndpoint,
@@ -151,13 +163,13 @@ class CallSummary:
 
 @dataclass
 class Routing:
-    """The user whose plan runs, and what their forwarded legs carry."""
+    """The user whose plan runs, and the call's forwarding history up to them (what forwarded legs carry)."""
 
     party: Party
     callee: Callee
     incoming: IncomingCall
     called_number: str
-    headers: tuple[tuple[str, str], ...] = ()
+    history: CallHistory = field(default_factory=CallHistory)
 
 
 class Call:
@@ -445,7 +457,7 @@ class Call:
                 diversion_count=incoming_base.diversion_count,
                 max_forwards=incoming_base.max_forwards,
             )
-            await self.route_user(resolved.callee, incoming, resolved.number, ())
+            await self.route_user(resolved.callee, incoming, resolved.number, received_history(request), None)
         elif resolved.kind == "group" and resolved.group is not None:
             await self.route_group(resolved.group, resolved.company_id, incoming_base)
         elif resolved.kind in ("hunt_group", "call_center"):
@@ -456,13 +468,23 @@ class Call:
             self.fail(404, "Not Found")
 
     async def route_user(
-        self, callee: Callee, incoming: IncomingCall, called_number: str, headers: tuple[tuple[str, str], ...]
+        self,
+        callee: Callee,
+        incoming: IncomingCall,
+        called_number: str,
+        history: CallHistory,
+        reason: DiversionReason | None,
     ) -> None:
+        """Plan and run the call for this user, reached through `history` (forwarded for `reason`, or first)."""
         now = datetime.now(UTC)
         state = await self.b2bua.snapshots.state(callee.user_id, now, on_call=self.b2bua.on_call(callee.user_id))
         if state is None:
             self.fail(404, "Not Found")
             return
+        if history.met(callee.user_id):
+            await self.loop_back(callee, incoming, called_number, history, state, now)
+            return
+        history = history.reach(public_number(state, callee.called) or called_number, callee.user_id, reason)
         plan = plan_incoming(incoming, state, now, self.b2bua.rules)
         party = Party(
             callee.user_id,
@@ -474,7 +496,24 @@ class Call:
         )
         self.parties.append(party)
         log.info("call.plan", extra={"call_id": self.call_id, "user_id": callee.user_id, "plan": plan.describe()})
-        await self.run_steps(plan.steps, Routing(party, callee, incoming, called_number, headers))
+        await self.run_steps(plan.steps, Routing(party, callee, incoming, called_number, history))
+
+    async def loop_back(
+        self,
+        callee: Callee,
+        incoming: IncomingCall,
+        called_number: str,
+        history: CallHistory,
+        state: UserState,
+        now: datetime,
+    ) -> None:
+        """Forwarding led back to a user already in the chain: the loop ends at them (`plan_loop`), on the
+        call-log row they have already — one row per user per call."""
+        plan = plan_loop(incoming, state, now, self.b2bua.rules)
+        party = next(p for p in self.parties if p.user_id == callee.user_id)
+        party.outcome.append("loop")
+        log.info("call.loop", extra={"call_id": self.call_id, "user_id": callee.user_id, "plan": plan.describe()})
+        await self.run_steps(plan.steps, Routing(party, callee, incoming, called_number, history))
 
     async def route_group(self, group: GroupNumber, company_id: int | None, incoming: IncomingCall) -> None:
         plan = plan_group_call(group, incoming.caller, datetime.now(UTC), max_forwards=incoming.max_forwards)
@@ -542,7 +581,8 @@ class Call:
         if not branches:
             return RingResult("not-reachable")
         max_forwards = max(1, routing.incoming.max_forwards - 1)
-        result = await self.ring(branches, step.timeout_seconds, max_forwards, routing.headers)
+        headers = history_headers(routing.history, self.settings.sip_realm) if routing.history.forwarded else []
+        result = await self.ring(branches, step.timeout_seconds, max_forwards, tuple(headers))
         if result.outcome == "answered":
             party = routing.party
             winner = self.connected
@@ -626,14 +666,20 @@ class Call:
         if self.a.answered and self.a.endpoint_id is not None:
             # The caller was answered by an application (Personal Assistant): they hear ringback meanwhile.
             ringback = await self.play(self.a.endpoint_id, (tone_path("ringback"),), loop=True)
+        outside: tuple[NameAddr, tuple[tuple[str, str], ...]] | None = None
         for branch in branches:
+            shown: NameAddr = from_ or self.caller_address()
+            identity: tuple[tuple[str, str], ...] = ()
+            if self.b2bua.peers.origin(branch.peer) is not None:  # the trunk or the mobile network
+                outside = outside or await self.outside_identity(from_)
+                shown, identity = outside
             endpoint = await self.new_endpoint()
             leg = CalleeLeg(
                 self.b2bua.stack,
                 self,
                 peer=branch.peer,
                 uri=branch.uri,
-                from_=from_ or self.caller_address(),
+                from_=shown,
                 to=branch.to,
                 label=branch.label,
                 confirm=branch.confirm,
@@ -646,7 +692,7 @@ class Call:
             leg.listener = lambda leg, response: queue.put_nowait((leg, response))
             leg.start(
                 endpoint.local_sdp,
-                [*headers, *branch.headers],
+                [*headers, *branch.headers, *identity],
                 max_forwards=max_forwards,
                 provisional_timeout=self.settings.branch_provisional_seconds,
             )
@@ -720,6 +766,14 @@ class Call:
                     if leg in confirming:
                         confirming.pop(leg).cancel()
                     await self.release(leg.endpoint_id)
+                elif event == "unconfirmed":
+                    # Answered but never confirmed (a voicemail took it): released, the other branches ring on.
+                    # Counted as no answer (408, RFC 4458's "no reply").
+                    pending.discard(leg)
+                    statuses.append(408)
+                    confirming.pop(leg, None)
+                    self.spawn(leg.bye())
+                    await self.release(leg.endpoint_id)
         finally:
             self._ring_queue = None
             for task in confirming.values():
@@ -757,16 +811,27 @@ class Call:
         return True
 
     async def _confirm(self, leg: CalleeLeg, queue: asyncio.Queue[tuple[CalleeLeg, Response | str]]) -> None:
-        """Answer confirmation: prompt the answered branch for 1; only then is it the call's answer."""
+        """Answer confirmation: prompt the answered branch for 1 (at most three plays); only then is it the call's
+        answer. Not confirmed in time: "unconfirmed", and the ring loop releases the branch with BYE."""
         assert leg.endpoint_id is not None
         events = self.events[leg.endpoint_id]
-        language = self.settings.prompt_language
-        await self.play(leg.endpoint_id, sentence(language, ["incoming_call", "press_1_to_accept"]), loop=True)
+        confirmation = AnswerConfirmation(self.settings.answer_confirmation_seconds)
+        prompt = sentence(self.settings.prompt_language, ["incoming_call", "press_1_to_accept"])
+        loop = asyncio.get_running_loop()
+        answered = loop.time()
+        playback = await self.play(leg.endpoint_id, prompt)
+        plays = 1
         while True:
-            event = await events.get()
-            if isinstance(event, DtmfReceived) and event.digit == "1":
+            event = await self.race(events.get(), confirmation.remaining(loop.time() - answered))
+            if event is None:
+                break  # the time ran out (or the call ended: the ring loop is gone then)
+            if isinstance(event, DtmfReceived) and confirmation.accepts(event.digit):
                 queue.put_nowait((leg, "confirmed"))
                 return
+            if isinstance(event, PlaybackFinished) and event.playback_id == playback and confirmation.play_again(plays):
+                playback = await self.play(leg.endpoint_id, prompt)
+                plays += 1
+        queue.put_nowait((leg, "unconfirmed"))
 
     def mark_answered(self, callee_user_id: int | None = None) -> None:
         """The call is answered (by a user's phone, or by the exchange itself: the voicemail menu): the caller's
@@ -806,10 +871,9 @@ class Call:
         async with self.b2bua.sessions() as session:
             resolved = await resolve(session, destination, company_id, self.settings.default_region)
         diversion = step.diversion if step is not None else None
-        headers: tuple[tuple[str, str], ...] = ()
-        if diversion is not None and routing is not None:
-            realm = self.settings.sip_realm
-            headers = tuple(diversion_headers(diversion, routing.called_number, resolved.number, realm))
+        reason = diversion.reason if diversion is not None else None
+        # A company/department destination starts a history of its own (the group number is not a user's forward).
+        history = routing.history if routing is not None else CallHistory()
         base = routing.incoming if routing is not None else IncomingCall(caller=self.caller.number, called="fixed")
         if resolved.kind == "user" and resolved.callee is not None:
             incoming = IncomingCall(
@@ -818,7 +882,7 @@ class Call:
                 diversion_count=diversion.diversion_count if diversion is not None else base.diversion_count,
                 max_forwards=diversion.max_forwards if diversion is not None else base.max_forwards - 1,
             )
-            await self.route_user(resolved.callee, incoming, resolved.number, headers)
+            await self.route_user(resolved.callee, incoming, resolved.number, history, reason)
             return
         if resolved.kind == "group" and resolved.group is not None:
             await self.route_group(resolved.group, resolved.company_id, base)
@@ -831,14 +895,20 @@ class Call:
             self.fail(404 if resolved.kind == "unknown" else 503, "No route to the destination")
             return
         max_forwards = diversion.max_forwards if diversion is not None else max(1, base.max_forwards - 1)
+        headers: tuple[tuple[str, str], ...] = ()
+        if diversion is not None and routing is not None:
+            headers = tuple(history_headers(history.reach(resolved.number, None, reason), self.settings.sip_realm))
         from_, privacy = await self.presented_identity()
         branch = Branch(trunk[0], trunk[1], self.b2bua.peers.address(resolved.number), "forward")
         result = await self.ring([branch], None, max_forwards, (*headers, *privacy), from_)
         if result.outcome not in ("answered", "gone"):
             self.fail(result.status or 480)
 
-    async def presented_identity(self) -> tuple[NameAddr, tuple[tuple[str, str], ...]]:
-        """Who the outside world sees: a colleague's configured outgoing identity, or the original caller."""
+    async def presented_identity(self, *, record: bool = True) -> tuple[NameAddr, tuple[tuple[str, str], ...]]:
+        """Who the outside world sees, as an E.164 number in From and P-Asserted-Identity (never an extension):
+        a colleague's call shows the colleague's configured outgoing identity (their direct or the company's
+        number, or anonymous), as if they had called out themselves; a call from outside shows its caller.
+        `record`: the identity is this call's own (a call out or a forward), so the caller's row shows it."""
         if self.caller.user_id is not None:
             state = await self.b2bua.snapshots.state(self.caller.user_id, datetime.now(UTC), on_call=False)
             if state is not None:
@@ -850,10 +920,23 @@ class Call:
                     from_, headers = identity_headers(
                         identity, self.settings.sip_realm, trusted=self.b2bua.peers.trunk_trusted
                     )
-                    if self.placed is not None:
+                    if self.placed is not None and record:
                         self.placed.local_identity = identity.number
                     return from_, tuple(headers)
+        if self.caller.number is not None and self.b2bua.peers.trunk_trusted:
+            return self.caller_address(), (asserted_identity(self.caller.number, self.settings.sip_realm),)
         return self.caller_address(), ()
+
+    async def outside_identity(self, from_: NameAddr | None) -> tuple[NameAddr, tuple[tuple[str, str], ...]]:
+        """From and identity headers of a leg to the trunk or the mobile network. A From that names an E.164
+        number or is anonymous is what the step chose (a forward, a call out, a group's display) and stays;
+        anything else — an extension — is replaced by the presented identity, keeping the display name."""
+        if from_ is not None and (from_.uri.user or "").startswith(("+", ANONYMOUS_USER)):
+            return from_, ()
+        shown, headers = await self.presented_identity(record=False)
+        if from_ is not None and shown.uri.user != ANONYMOUS_USER:
+            shown = NameAddr(shown.uri, from_.display_name)
+        return shown, headers
 
     async def call_out(self, number: str) -> None:
         """A device calls an external number: out through the trunk with the user's outgoing identity."""
