@@ -15,6 +15,7 @@ from hipper.domain.services import (
     CallForwardingAlways,
     CallForwardingBusy,
     CallForwardingNoAnswer,
+    FixedMobile,
     SimultaneousRing,
     Voicemail,
 )
@@ -29,6 +30,7 @@ from tests.calls.conftest import (
     start_sipp,
     trunk,
 )
+from tests.calls.test_groups import hunt_group
 
 pytestmark = pytest.mark.sip
 
@@ -233,6 +235,26 @@ async def test_a_colleagues_call_to_a_mobile_reaches_the_mobile_network_with_the
         exchange, "handset", scenario("callee.xml", ring_ms=100, **checks), "-rtp_echo", port=exchange.mobile_port
     )
     alice = await place_call(exchange, "alice", BOB_MOBILE, "final_talks.xml", talk_ms=500)
+    await alice.succeeded()
+    await handset.succeeded()
+    assert (await exchange.next_call()).branches == [("mobile", 200)]
+
+
+async def test_a_group_call_from_a_colleague_reaches_a_members_mobile_with_an_e164_number_and_the_group_name(
+    exchange: Exchange,
+) -> None:
+    """The hunt group's display stays ("Reception: Alice"); the extension in the From URI does not."""
+    await exchange.add_user("alice", "201", direct=ALICE)
+    await exchange.add_user("bob", "202", mobile=BOB_MOBILE)
+    await exchange.set_service("bob", FixedMobile(group_calls_to_mobile=True))
+    await hunt_group(exchange, "simultaneous", ["bob"])
+    checks = expect_headers(
+        ("From", rf'^ *"Reception: Alice" *<sip:\{ALICE}@'), ("P-Asserted-Identity", rf"^ *<sip:\{ALICE}@")
+    )
+    handset = await start_sipp(
+        exchange, "handset", scenario("callee.xml", ring_ms=100, **checks), "-rtp_echo", port=exchange.mobile_port
+    )
+    alice = await place_call(exchange, "alice", "500", "final_talks.xml", talk_ms=500)
     await alice.succeeded()
     await handset.succeeded()
     assert (await exchange.next_call()).branches == [("mobile", 200)]

@@ -34,6 +34,7 @@ from hipper.config import Settings
 from hipper.domain.call_logs import CallKind
 from hipper.domain.errors import DomainError
 from hipper.domain.group_routing import GroupNumber, plan_group_call
+from hipper.domain.numbers import NumberError, normalise
 from hipper.domain.outgoing import ANONYMOUS_DISPLAY, ANONYMOUS_HOST, ANONYMOUS_USER, PlacedCall, outgoing_identity
 from hipper.domain.routing import (
     AnswerConfirmation,
@@ -723,7 +724,7 @@ class Call:
             shown: NameAddr = from_ or self.caller_address()
             identity: tuple[tuple[str, str], ...] = ()
             if self.b2bua.peers.origin(branch.peer) is not None:  # the trunk or the mobile network
-                outside = outside or await self.outside_identity(from_)
+                outside = outside or await self.outside_identity(from_, headers)
                 shown, identity = outside
             endpoint = await self.new_endpoint()
             leg = CalleeLeg(
@@ -976,20 +977,33 @@ class Call:
                     if self.placed is not None and record:
                         self.placed.local_identity = identity.number
                     return from_, tuple(headers)
-        if self.caller.number is not None and self.b2bua.peers.trunk_trusted:
-            return self.caller_address(), (asserted_identity(self.caller.number, self.settings.sip_realm),)
-        return self.caller_address(), ()
+        if self.caller.number is None:
+            return self.caller_address(), ()
+        try:  # a caller from outside in national format still leaves as E.164
+            number = normalise(self.caller.number, self.settings.default_region)
+        except NumberError:
+            number = self.caller.number
+        realm = self.settings.sip_realm
+        address = NameAddr(URI("sip", realm, user=number), self.caller.display)
+        return address, (asserted_identity(number, realm),) if self.b2bua.peers.trunk_trusted else ()
 
-    async def outside_identity(self, from_: NameAddr | None) -> tuple[NameAddr, tuple[tuple[str, str], ...]]:
-        """From and identity headers of a leg to the trunk or the mobile network. A From that names an E.164
-        number or is anonymous is what the step chose (a forward, a call out, a group's display) and stays;
-        anything else — an extension — is replaced by the presented identity, keeping the display name."""
-        if from_ is not None and (from_.uri.user or "").startswith(("+", ANONYMOUS_USER)):
-            return from_, ()
-        shown, headers = await self.presented_identity(record=False)
+    async def outside_identity(
+        self, from_: NameAddr | None, headers: tuple[tuple[str, str], ...]
+    ) -> tuple[NameAddr, tuple[tuple[str, str], ...]]:
+        """From and identity headers of a leg to the trunk or the mobile network (docs/call-routing.md "Legs
+        leaving the exchange"). A From that names an E.164 number or is anonymous is what the step chose (a
+        forward, a call out, a group's display) and stays, asserted when `headers` do not assert it yet; anything
+        else — an extension — is replaced by the presented identity, keeping the display name."""
+        user = from_.uri.user or "" if from_ is not None else ""
+        if from_ is not None and user.startswith(("+", ANONYMOUS_USER)):
+            asserted = any(name.lower() == "p-asserted-identity" for name, _ in headers)
+            if asserted or not user.startswith("+") or not self.b2bua.peers.trunk_trusted:
+                return from_, ()
+            return from_, (asserted_identity(user, self.settings.sip_realm),)
+        shown, identity = await self.presented_identity(record=False)
         if from_ is not None and shown.uri.user != ANONYMOUS_USER:
             shown = NameAddr(shown.uri, from_.display_name)
-        return shown, headers
+        return shown, identity
 
     async def call_out(self, number: str) -> None:
         """A device calls an external number: out through the trunk with the user's outgoing identity."""
