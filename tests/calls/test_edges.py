@@ -40,6 +40,7 @@ BOB = "+31201234102"
 CAROL = "+31201234103"
 DAVE = "+31201234104"
 BOB_MOBILE = "+31612340002"
+OUTSIDE = "+31301234567"
 DTMF_PCAP = Path("/usr/share/sip-tester/dtmf_2833_1.pcap")
 TELEPHONE_EVENT = 101  # the payload type the caller's SDP (caller.xml) gives telephone-event
 PCMA = 8
@@ -183,6 +184,43 @@ async def test_a_chain_of_forwards_reaches_the_trunk_with_its_whole_history(exch
         "carol": [("missed", "no-answer, forwarded")],
         "dave": [("missed", "forwarded")],
     }
+
+
+async def test_the_history_a_call_arrived_with_is_kept_ahead_of_ours(exchange: Exchange) -> None:
+    """A network forwarded the call to bob already; bob forwards it on: the trunk sees both exchanges' entries."""
+    await exchange.add_user("bob", "202", direct=BOB)
+    await exchange.set_service("bob", CallForwardingAlways(active=True, destination=EXTERNAL))
+    elsewhere = "+31309999999"
+    arrived = (
+        f"\n      History-Info: <sip:{elsewhere}@carrier.example>;index=1,"
+        f"<sip:{BOB}@carrier.example;cause=302>;index=1.1;mp=1"
+        f"\n      Diversion: <sip:{elsewhere}@carrier.example>;reason=unconditional;counter=1"
+    )
+    realm = r"@hipper\.test"
+    checks = expect_headers(
+        (
+            "History-Info",
+            rf"^ *<sip:\{elsewhere}@carrier\.example>;index=1,<sip:\{BOB}@carrier\.example;cause=302>;index=1\.1;mp=1,"
+            rf"<sip:\{BOB}{realm}>;index=1\.1\.1,<sip:\{EXTERNAL}{realm};cause=302>;index=1\.1\.1\.1;mp=1\.1\.1 *$",
+        ),
+        (
+            "Diversion",
+            rf"^ *<sip:\{BOB}{realm}>;reason=unconditional;counter=1,"
+            rf"<sip:\{elsewhere}@carrier\.example>;reason=unconditional;counter=1 *$",
+        ),
+        ("From", r"<sip:\+31301234567@"),
+        ("P-Asserted-Identity", r"^ *<sip:\+31301234567@"),
+    )
+    network = await trunk(exchange, "trunk", scenario("callee.xml", ring_ms=100, **checks), "-rtp_echo")
+    # Delivered over the mobile network's address (one SIPp cannot both place the call and play the trunk).
+    text = scenario(
+        "trunk_caller.xml", final="final_talks.xml", user=OUTSIDE, from_user=OUTSIDE, display="Outside",
+        extra=arrived, talk_ms=500,
+    )  # fmt: skip
+    caller = await start_sipp(exchange, "caller", text, "-s", BOB, port=exchange.mobile_port)
+    await caller.succeeded()
+    await network.succeeded()
+    assert (await exchange.next_call()).branches == [("forward", 200)]
 
 
 # -- c) a forwarding loop ---------------------------------------------------------------------------------------

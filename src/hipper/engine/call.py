@@ -510,7 +510,11 @@ class Call:
                 diversion_count=incoming_base.diversion_count,
                 max_forwards=incoming_base.max_forwards,
             )
-            await self.route_user(resolved.callee, incoming, resolved.number, received_history(request), None)
+            # Entries from the trusted peers are kept (the next exchange sees the whole chain); a phone's own
+            # History-Info/Diversion would be claims about forwards that never happened (RFC 7044 §12).
+            trusted = self.caller.origin in ("trunk", "mobile")
+            history = received_history(request) if trusted else CallHistory()
+            await self.route_user(resolved.callee, incoming, resolved.number, history, None)
         elif resolved.kind == "group" and resolved.group is not None:
             await self.route_group(resolved.group, resolved.company_id, incoming_base)
         elif resolved.kind in ("hunt_group", "call_center"):
