@@ -396,7 +396,7 @@ class Callback:
         self.state = "active"
         self.outcome = "answered"
         self.on_call = True
-        self.b2bua.on_call_started(self.user_id)  # a second call to the user finds them busy (or waiting)
+        self.b2bua.on_call_started(self.user_id, self.id)  # a second call to the user finds them busy (or waiting)
         log.info("click_to_dial.connected", extra={"id": self.id})
         await self.over.wait()
 
@@ -510,7 +510,7 @@ class Callback:
         for key in [key for key, leg in self.b2bua.legs.items() if leg in self.legs]:
             del self.b2bua.legs[key]
         if self.on_call:
-            self.b2bua.on_call_ended(self.user_id)
+            self.b2bua.on_call_ended(self.user_id, self.id)
             self.on_call = False
 
     async def _write_log(self) -> None:

@@ -251,7 +251,7 @@ class Call:
             self.b2bua.unwatch(endpoint_id)
         self.events.clear()
         for user_id in self.on_call_users:
-            self.b2bua.on_call_ended(user_id)
+            self.b2bua.on_call_ended(user_id, self.call_id)
         self.on_call_users = []
         self.summary = CallSummary(
             call_id=self.call_id,
@@ -459,7 +459,7 @@ class Call:
         self, callee: Callee, incoming: IncomingCall, called_number: str, headers: tuple[tuple[str, str], ...]
     ) -> None:
         now = datetime.now(UTC)
-        state = await self.b2bua.snapshots.state(callee.user_id, now, on_call=self.b2bua.on_call(callee.user_id))
+        state = await self.b2bua.snapshots.state(callee.user_id, now)
         if state is None:
             self.fail(404, "Not Found")
             return
@@ -779,7 +779,7 @@ class Call:
         caller_user = None if self.caller.for_callback else self.caller.user_id
         self.on_call_users = [u for u in (caller_user, callee_user_id) if u is not None]
         for user_id in self.on_call_users:
-            self.b2bua.on_call_started(user_id)
+            self.b2bua.on_call_started(user_id, self.call_id)
         click_to_dial.announce_started(self)
 
     async def connect(self, leg: CalleeLeg, ringback: str | None) -> None:
