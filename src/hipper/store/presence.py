@@ -73,8 +73,7 @@ class Presence:
             self._renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewing
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.written()
         try:
             async with self.sessions() as session:
                 await leave(session, self.node_id)
@@ -126,6 +125,11 @@ class Presence:
             await self.writer.write([item])
         except Exception:  # this node still knows; other nodes miss it until the lease is renewed (`renew`)
             log.exception("presence.write_failed", extra={"item": type(item).__name__})
+
+    async def written(self) -> None:
+        """Wait until what `joined` and `left` handed to the writer so far is committed (or failed)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # -- the lease ----------------------------------------------------------------------------------------------
 
