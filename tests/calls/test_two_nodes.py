@@ -1,5 +1,6 @@
 """Two exchange nodes on one PostgreSQL database route alike: a user on a call through node A is on a call for
-node B too (store/presence.py) — with call waiting off B's call finds them busy, with it on B's call waits.
+node B too (store/presence.py) — with call waiting off B's call finds them busy, with it on B's call waits —
+and a call via the exchange announced through node A's API may come in through node B (store/call_access.py).
 
 Each node is a whole exchange in this process (its own SIP port, media engine, B2BUA and node id); the phones
 register through node A, and node B finds their bindings in the shared database."""
@@ -16,7 +17,17 @@ from pathlib import Path
 import pytest
 
 from hipper.domain.services import CallWaiting
-from tests.calls.conftest import Exchange, phone, place_call, running_exchange, scenario
+from tests.calls.conftest import (
+    Exchange,
+    expect_headers,
+    phone,
+    place_call,
+    running_exchange,
+    scenario,
+    start_sipp,
+    trunk,
+)
+from tests.calls.test_app_calls import ACCESS, ALICE_DIRECT, ALICE_MOBILE, FAR, SHOWN, alice, serving_api
 from tests.support import postgres
 
 pytestmark = [pytest.mark.sip, pytest.mark.postgres]
@@ -38,8 +49,11 @@ async def nodes(tmp_path: Path, postgres_server: postgres.PostgresServer) -> Asy
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     async with contextlib.AsyncExitStack() as stack:
-        a = await stack.enter_async_context(running_exchange(tmp_path / "a", url, {"node_id": "node-a"}))
-        b = await stack.enter_async_context(running_exchange(tmp_path / "b", url, {"node_id": "node-b"}, a.company_id))
+        settings = {"call_access_number": ACCESS}
+        a = await stack.enter_async_context(running_exchange(tmp_path / "a", url, {**settings, "node_id": "node-a"}))
+        b = await stack.enter_async_context(
+            running_exchange(tmp_path / "b", url, {**settings, "node_id": "node-b"}, a.company_id)
+        )
         yield Nodes(a, b)
 
 
@@ -97,3 +111,32 @@ async def test_with_call_waiting_on_node_b_rings_a_waiting_call(nodes: Nodes) ->
     rows = await nodes.b.call_logs("bob")
     waiting = [r for r in rows if r.plan is not None and "waiting call" in r.plan["steps"][0]["reason"]]
     assert len(waiting) == 1 and waiting[0].call_id != (await nodes.a.call_logs("alice"))[0].call_id
+
+
+async def test_a_call_via_the_exchange_armed_through_node_a_goes_out_through_node_b(nodes: Nodes) -> None:
+    await alice(nodes.a, method="via_exchange")
+    nodes.b.users.update(nodes.a.users)
+    async with serving_api(nodes.a) as api:
+        headers = await api.login("alice")
+        placed = await api.http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
+        assert placed.status_code == 202, placed.text
+    checks = expect_headers(("From", SHOWN), ("P-Asserted-Identity", SHOWN))
+    network = await trunk(nodes.b, "far", scenario("callee.xml", ring_ms=100, **checks), "-rtp_echo")
+    handset = await start_sipp(nodes.b, "handset", handset_call("final_talks.xml", talk_ms=1000), "-s", ACCESS,
+                               port=nodes.b.mobile_port)  # fmt: skip
+    await handset.succeeded()
+    await network.succeeded()
+    assert (await nodes.b.next_call()).answered
+    rows = await nodes.b.call_logs("alice")
+    assert [(r.direction, r.remote_number, r.local_identity) for r in rows] == [("placed", FAR, ALICE_DIRECT)]
+    # The announcement was used up: calling the access number again, through either node, is refused.
+    again = await start_sipp(nodes.a, "handset-again", handset_call("final_rejected.xml", status=403), "-s", ACCESS,
+                             port=nodes.a.mobile_port)  # fmt: skip
+    await again.succeeded()
+    assert not (await nodes.a.next_call()).answered
+
+
+def handset_call(final: str, **values: object) -> str:
+    """Alice's mobile calling in from the mobile network."""
+    return scenario("trunk_caller.xml", final=final, user=ALICE_MOBILE, from_user=ALICE_MOBILE, display="Alice",
+                    extra="", **values)  # fmt: skip

@@ -6,7 +6,7 @@ calls are read straight from the B2BUA's call table: they are never stored.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
@@ -21,6 +21,7 @@ from hipper.domain.numbers import NumberError, normalise
 from hipper.domain.outgoing import CallerIdentity, IdentityKind, PlacedCall, callback_legs, outgoing_identity
 from hipper.domain.routing.state import service
 from hipper.domain.services.call_method import CallMethod
+from hipper.store import call_access
 from hipper.store.events import add_event
 from hipper.store.user_state import is_colleague, load_user_state
 
@@ -114,8 +115,6 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
         raise _invalid(exc.field, exc.reason) from exc
     if method == "via_mobile":
         return CallPlaced(method=method, to=to, identity=identity)
-    if calls is None:
-        raise Conflict("no_call_processing", NO_CALL_PROCESSING)
     if method == "via_exchange":
         access = state.settings.call_access_number
         if not access:
@@ -124,10 +123,15 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
             raise Conflict(
                 "no_mobile_number", "calls via the exchange come from your mobile, and you have no mobile number"
             )
-        calls.arm(user.id, to, identity)
+        # In the database: the mobile's call may arrive on any node, also when this one runs no calls itself.
+        expires_at = now + timedelta(seconds=state.settings.call_access_seconds)
+        await call_access.arm(session, user.id, to, identity, expires_at)
+        await session.commit()
         response.status_code = 202
         return CallPlaced(method=method, to=to, identity=identity, access_number=access,
                           expires_in_seconds=state.settings.call_access_seconds)  # fmt: skip
+    if calls is None:
+        raise Conflict("no_call_processing", NO_CALL_PROCESSING)
     legs = callback_legs(user_state, setting.callback_device)
     targets = []
     for leg in legs:
