@@ -101,9 +101,12 @@ class SnapshotCache:
         async with self.reads.connect() as reads:
             if not self._caught_up_for_this_call():
                 await self._catch_up(reads)
-            bindings, devices = await reachable(reads, user_id, now)
+            node_id = self.presence.node_id if self.presence is not None else ""
+            bindings, devices, elsewhere = await reachable(reads, user_id, now, node_id)
             if on_call is None:
-                on_call = self.presence is not None and await self.presence.on_call(reads, user_id, now)
+                on_call = self.presence is not None and await self.presence.on_call(
+                    reads, user_id, now, elsewhere=elsewhere
+                )
         cached = self._states.get(user_id)
         if cached is None:
             async with self.sessions() as session:
@@ -159,7 +162,7 @@ class SnapshotCache:
         if kept is not None and asyncio.get_running_loop().time() - kept[0] <= BINDINGS_REUSE_SECONDS:
             return [b for b in kept[1] if b.expires_at > now]
         async with self.reads.connect() as reads:
-            bindings, _ = await reachable(reads, user_id, now)
+            bindings = (await reachable(reads, user_id, now)).bindings
         return bindings
 
     def forget_bindings(self, user_id: int) -> None:

@@ -87,12 +87,15 @@ class Presence:
         """Whether the user is on a call carried by this node."""
         return self._here[user_id] > 0
 
-    async def on_call(self, reads: Reads, user_id: int, now: datetime) -> bool:
-        """Whether the user is on a call on any live node (the routing snapshot's `on_call`)."""
+    async def on_call(self, reads: Reads, user_id: int, now: datetime, *, elsewhere: bool | None = None) -> bool:
+        """Whether the user is on a call on any live node (the routing snapshot's `on_call`). `elsewhere`: what
+        the call path already read about the other nodes (store/user_state.py's `reachable`), if it did."""
         if self.here(user_id):
             return True
-        rows = await reads.rows(ON_CALL_ELSEWHERE, {"user_id": user_id, "node_id": self.node_id, "now": now})
-        return bool(rows)
+        if elsewhere is None:
+            rows = await reads.rows(ON_CALL_ELSEWHERE, {"user_id": user_id, "node_id": self.node_id, "now": now})
+            elsewhere = bool(rows)
+        return elsewhere
 
     def joined(self, user_id: int, call_id: str) -> None:
         """The user's call was answered on this node: busy here at once, on other nodes once written."""
