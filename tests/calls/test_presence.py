@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from hipper.store.db import PooledReads, create_engine, session_factory
+from hipper.store.db import PooledReads, create_engine, migrate, session_factory
 from hipper.store.models import ActiveCall, Node
 from hipper.store.presence import Presence
 from hipper.store.writer import BatchWriter
@@ -113,3 +114,24 @@ async def test_a_restarted_node_drops_what_its_earlier_process_left(
     finally:
         await a.close()
         await close(b)
+
+
+async def test_a_node_started_before_its_database_is_migrated_takes_its_lease_later(tmp_path: Path) -> None:
+    # `hipper serve` starts call processing before the API's start-up migrates a new database.
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'new.db'}")
+    sessions = session_factory(engine)
+    try:
+        a = Presence(sessions, BatchWriter(sessions), "node-a")
+        await a.start()  # no tables yet: logged, the node runs on
+        await migrate(engine)
+        (bob,) = await make_users(sessions, 1)
+        b = await node(sessions, "node-b")
+        a.joined(bob, "call-1")
+        await a.written()
+        assert not await on_call(b, bob)  # node A holds no lease yet: its row does not count
+        await a.renew()  # its next renewal
+        assert await on_call(b, bob)
+        await a.close()
+        await close(b)
+    finally:
+        await engine.dispose()

@@ -36,8 +36,10 @@ RENEW_SECONDS = LEASE_SECONDS / 3
 
 
 def default_node_id() -> str:
-    """Host name and process id: unique among running nodes, readable in the table."""
-    return f"{socket.gethostname()}-{os.getpid()}"
+    """Host name and process id: unique among running nodes, readable in the table (and within its 100
+    characters: a host name may have up to 253)."""
+    pid = str(os.getpid())
+    return f"{socket.gethostname()[: 99 - len(pid)]}-{pid}"
 
 
 class Presence:
@@ -57,13 +59,17 @@ class Presence:
         self._joined: dict[tuple[str, int], list[CallJoined]] = {}  # this node's rows, by (call id, user id)
         self._tasks: set[asyncio.Task[None]] = set()
         self._renewing: asyncio.Task[None] | None = None
+        self._leased = False  # whether a renewal succeeded since the start
 
     async def start(self) -> None:
-        """Take the lease (dropping rows an earlier process with this node id left) and keep renewing it."""
-        async with self.sessions() as session:
-            await leave(session, self.node_id)
-            await session.commit()
-        await self.renew()
+        """Take the lease (dropping rows an earlier process with this node id left) and keep renewing it.
+
+        A database that cannot take it yet (`hipper serve` starts calls before its API's start-up migrates a new
+        database) does not stop the node: the next renewal takes it, with whatever calls began meanwhile."""
+        try:
+            await self.renew()
+        except Exception:
+            log.warning("presence.start_failed", exc_info=True)
         self._renewing = asyncio.get_running_loop().create_task(self._keep_renewing())
 
     async def close(self) -> None:
@@ -126,7 +132,7 @@ class Presence:
     async def _written(self, item: CallJoined | CallLeft) -> None:
         try:
             await self.writer.write([item])
-        except Exception:  # this node still knows; other nodes miss it until the lease is renewed (`renew`)
+        except Exception:  # this node still knows; other nodes miss it (logged: the database refused a write)
             log.exception("presence.write_failed", extra={"item": type(item).__name__})
 
     async def written(self) -> None:
@@ -141,10 +147,13 @@ class Presence:
         and another node purged this node's rows, they are written again from memory."""
         now = datetime.now(UTC)
         async with self.sessions() as session:
+            if not self._leased:
+                await leave(session, self.node_id)  # what an earlier process with this node id left
             if not await renew_lease(session, self.node_id, now, now + timedelta(seconds=self.lease_seconds)):
                 await rejoin(session, self.node_id, [row for rows in self._joined.values() for row in rows])
             await purge_expired(session, now)
             await session.commit()
+        self._leased = True
 
     async def _keep_renewing(self) -> None:
         while True:
