@@ -15,9 +15,9 @@ from sqlalchemy import Insert, Table, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hipper.domain.moments import aware
 from hipper.domain.outgoing import CallerIdentity
 from hipper.store.models import CallAccessArm
-from hipper.store.registrations import aware
 
 
 @dataclass(frozen=True)
