@@ -7,8 +7,8 @@ else calls are writing), and a call routed here reads the rows other nodes wrote
 call answered on node A makes the user busy on node B as soon as A's batch is committed (milliseconds). This
 node's own rows are never read back: its memory is the truth for them, written or not.
 
-Every node renews a lease in the `nodes` table every `LEASE_SECONDS / 3`; rows of a node whose lease ran out (it
-died) are ignored and deleted. Wall clocks of the nodes are compared, so keep them in sync (NTP).
+Every node renews a lease in the `nodes` table every 10 s (`LEASE_SECONDS / RENEWALS_PER_LEASE`); rows of a node
+whose lease ran out (it died) are ignored and deleted. Wall clocks of the nodes are compared: keep them in sync.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 # How long a node's word counts without a renewal: its rows stop making anyone busy this long after it died.
 LEASE_SECONDS = 30.0
-RENEW_SECONDS = LEASE_SECONDS / 3
+# Renewed three times per lease: a node must miss two renewals in a row (a database hiccup, a stall) to lose it.
+RENEWALS_PER_LEASE = 3
 
 
 def default_node_id() -> str:
@@ -157,7 +158,7 @@ class Presence:
 
     async def _keep_renewing(self) -> None:
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+            await asyncio.sleep(self.lease_seconds / RENEWALS_PER_LEASE)
             try:
                 await self.renew()
             except Exception:  # the database is away for a moment: try again at the next round
