@@ -3,9 +3,9 @@
 - **callback** ("the exchange calls you back"): ring the user's chosen phone first; when it answers, call the
   number and bridge the two (third-party call control as RFC 3725 flow I would do it, but inside the B2BUA: each
   leg has its own anchored media endpoint, so both legs simply get our SDP and the engine connects them).
-- **via_exchange**: the app arms the access number for the user for a short window (store/call_access.py, so
-  any node's API may arm it); a call from the user's own mobile (arriving from the mobile network peer, on any
-  node) to that number within the window is connected to the number.
+- **via_exchange**: the app arms the access number for the user for a short window (in the database,
+  store/call_access.py); a call from the user's own mobile (arriving from the mobile network peer, on any node)
+  to that number within the window is connected to the number.
 - **via_mobile**: nothing happens here; the app uses the phone's dialer and the exchange applies SPEC G3.
 
 `AppCalls` lives on the B2BUA (one per node) and is what the API reads for the user's live calls and ends them.

@@ -116,6 +116,8 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
         raise _invalid(exc.field, exc.reason) from exc
     if method == "via_mobile":
         return CallPlaced(method=method, to=to, identity=identity)
+    if calls is None:
+        raise Conflict("no_call_processing", NO_CALL_PROCESSING)
     if method == "via_exchange":
         access = state.settings.call_access_number
         if not access:
@@ -124,15 +126,13 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
             raise Conflict(
                 "no_mobile_number", "calls via the exchange come from your mobile, and you have no mobile number"
             )
-        # In the database: the mobile's call may arrive on any node, also when this one runs no calls itself.
+        # In the database: the mobile's call may arrive on another node.
         expires_at = now + timedelta(seconds=state.settings.call_access_seconds)
         await call_access.arm(session, user.id, to, identity, expires_at)
         await session.commit()
         response.status_code = 202
         return CallPlaced(method=method, to=to, identity=identity, access_number=access,
                           expires_in_seconds=state.settings.call_access_seconds)  # fmt: skip
-    if calls is None:
-        raise Conflict("no_call_processing", NO_CALL_PROCESSING)
     legs = callback_legs(user_state, setting.callback_device)
     targets = []
     for leg in legs:
