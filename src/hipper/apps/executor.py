@@ -61,6 +61,7 @@ from hipper.media.engine import (
     MediaEvent,
     Play,
     PlaybackFinished,
+    PortsExhausted,
     RecordingFinished,
     Release,
     SetRemoteSdp,
@@ -190,14 +191,18 @@ class Call:
         try:
             offer = self.a.request.body.decode(errors="replace")
             try:
+                # The SIP's source host: behind NAT only it may latch the media (media/engine.py).
+                host = self.a.peer.host
                 if offer.strip():
-                    created = await self.media.execute(CreateEndpoint(remote_sdp=offer))
+                    created = await self.media.execute(CreateEndpoint(remote_sdp=offer, signalling_host=host))
                 else:
                     # Late offer: we offer in our 200 and the caller answers in its ACK.
                     self.a.late_offer = True
-                    created = await self.media.execute(CreateEndpoint())
+                    created = await self.media.execute(CreateEndpoint(signalling_host=host))
+            except PortsExhausted:
+                raise  # an overload, not a bad offer: 503 below
             except MediaError:
-                self.fail(488, "Not Acceptable Here")
+                self.fail(488, "Not Acceptable Here")  # the SDP was refused (media/sdp.py says why in the log)
                 return
             assert isinstance(created, EndpointCreated)
             self.a.endpoint_id = created.endpoint_id
@@ -208,6 +213,10 @@ class Call:
                 self.fail(480, "Temporarily Unavailable")
             if self.a.answered:
                 await self.over.wait()
+        except PortsExhausted as error:
+            # RFC 3261 §21.5.4: an overload the caller may retry, not a fault of ours (500) or of its offer (488).
+            self.a.reject(503, "No Media Ports Free", [("Retry-After", str(error.retry_after_seconds))])
+            self.fail(503)
         except Exception:
             log.exception("call.failed", extra={"call_id": self.call_id})
             self.fail(500, "Server Internal Error")
@@ -751,7 +760,8 @@ class Call:
         if leg.endpoint_id is None:
             return False
         try:
-            await self.media.execute(SetRemoteSdp(leg.endpoint_id, response.body.decode(errors="replace")))
+            body = response.body.decode(errors="replace")
+            await self.media.execute(SetRemoteSdp(leg.endpoint_id, body, signalling_host=leg.peer.host))
         except MediaError:
             return False
         return True
