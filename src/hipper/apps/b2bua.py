@@ -22,6 +22,7 @@ from hipper.apps.directory import mobile_user, user_row
 from hipper.apps.executor import Call, CallerInfo, CallSummary
 from hipper.apps.legs import CalleeLeg, CallerLeg, Leg
 from hipper.apps.mwi import Mwi
+from hipper.apps.outbound import OutboundGuard
 from hipper.apps.peers import Peers, number_of
 from hipper.apps.session_timers import policy_of
 from hipper.apps.snapshots import SnapshotCache
@@ -76,6 +77,7 @@ class B2bua:
         self._events_task: asyncio.Task[None] | None = None
         self.mwi = Mwi(self)
         self.app_calls = AppCalls(self)  # calls placed from the app (apps/click_to_dial.py)
+        self.outbound = OutboundGuard(settings, sessions)  # barring and limits of trunk calls (apps/outbound.py)
 
     async def start(self) -> None:
         self._events_task = asyncio.get_running_loop().create_task(self._media_events())
@@ -124,6 +126,7 @@ class B2bua:
 
     def finished(self, call: Call) -> None:
         self.calls.discard(call)
+        self.outbound.release(call.call_id)
         self.invites.pop(call.a.tx, None)
         for key in [key for key, leg in self.legs.items() if leg.call is call]:
             del self.legs[key]

@@ -871,6 +871,11 @@ class Call:
         if trunk is None:
             self.fail(503, "No trunk configured")
             return
+        assert self.caller.user_id is not None  # route() calls out for a device's user only
+        refusal = await self.b2bua.outbound.admit(self.call_id, number, self.caller.user_id, self.caller.company_id)
+        if refusal is not None:  # barred destination or a limit reached (docs/security.md "Toll fraud")
+            self.fail(refusal.status, refusal.reason)
+            return
         from_, headers = await self.presented_identity()
         branch = Branch(trunk[0], trunk[1], self.b2bua.peers.address(number), "trunk")
         result = await self.ring([branch], None, max(1, self.incoming_max_forwards() - 1), headers, from_)
