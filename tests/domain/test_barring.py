@@ -115,6 +115,14 @@ def test_release_is_idempotent_and_forgets_nothing_else() -> None:
     assert gate.admit("b", "+31201234567", 1, None, "NL", Policy(), Policy()) is None
 
 
+def test_a_call_admitted_again_counts_once() -> None:
+    gate = OutboundGate(Limits(per_user=1))
+    assert gate.admit("a", "+31201234567", 1, 7, "NL", Policy(), Policy()) is None
+    assert gate.admit("a", "+31301234567", 1, 7, "NL", Policy(), Policy()) is None  # forwarded out again
+    gate.release("a")
+    assert gate.trunk == 0 and not gate.users and not gate.companies
+
+
 def test_a_barred_call_does_not_count() -> None:
     gate = OutboundGate(Limits(per_user=1))
     assert gate.admit("a", "+319001234567", 1, 7, "NL", Policy(frozenset({P})), Policy()) is not None

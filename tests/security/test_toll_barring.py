@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from hipper.api.app import create_app
+from hipper.domain.services import CallForwardingAlways, Voicemail
 from hipper.passwords import Hasher
 from hipper.store import admin
 from hipper.store.models import Company
@@ -134,4 +135,21 @@ async def test_the_administrator_bars_international_and_prefixes_per_company_and
         exchange, "barring", "show", "--company", "Acme"
     )
     assert "barred: (none)" in await hipper_cli(exchange, "barring", "set", "--user", "mallory")
+    await still_serves(exchange)
+
+
+async def test_forwarding_to_a_barred_number_is_refused(exchange: Exchange) -> None:  # noqa: F811
+    """Someone with Mallory's app login forwards her phone to a premium-rate number and calls it: the forward is
+    her call out, under her company's barring."""
+    await exchange.add_user("mallory", "266", direct="+31201234166")
+    await exchange.add_user("alice", "201")
+    await exchange.set_service("mallory", CallForwardingAlways(active=True, destination="+319001234567"))
+    await exchange.set_service("mallory", Voicemail(active=False))
+    trunk = Trunk(exchange.trunk_port)
+    try:
+        await refused_call(exchange, "alice", "266", 403, "Premium-Rate Numbers Barred")
+        await asyncio.sleep(0.2)  # an INVITE sent would be on its way by now
+        assert trunk.received() == [], "the forward reached the trunk"
+    finally:
+        trunk.close()
     await still_serves(exchange)

@@ -172,6 +172,8 @@ class OutboundGate:
         refusal = barred(e164, home_region, [company, user])
         if refusal is not None:
             return refusal
+        if call_id in self.tickets:
+            return None  # counted already (a call forwarded out again after a first attempt)
         limits = self.limits
         per_user = _own_or_default(user.max_calls, limits.per_user)
         if per_user is not None and self.users[user_id] >= per_user:

@@ -895,6 +895,8 @@ class Call:
         if trunk is None or resolved.kind == "unknown":
             self.fail(404 if resolved.kind == "unknown" else 503, "No route to the destination")
             return
+        if routing is not None and not await self.admitted_out(resolved.number, routing.callee.user_id, company_id):
+            return  # the forwarding user's barring and limits (a forward is their call out)
         max_forwards = diversion.max_forwards if diversion is not None else max(1, base.max_forwards - 1)
         from_, privacy = await self.presented_identity()
         branch = Branch(trunk[0], trunk[1], self.b2bua.peers.address(resolved.number), "forward")
@@ -920,6 +922,14 @@ class Call:
                     return from_, tuple(headers)
         return self.caller_address(), ()
 
+    async def admitted_out(self, number: str, user_id: int, company_id: int | None) -> bool:
+        """Call barring and outbound limits before a call leaves through the trunk (engine/outbound.py,
+        docs/security.md "Toll fraud"); a refusal ends the call with its status and reason."""
+        refusal = await self.b2bua.outbound.admit(self.call_id, number, user_id, company_id)
+        if refusal is not None:
+            self.fail(refusal.status, refusal.reason)
+        return refusal is None
+
     async def call_out(self, number: str) -> None:
         """A device calls an external number: out through the trunk with the user's outgoing identity."""
         trunk = self.b2bua.peers.trunk_uri(number)
@@ -927,9 +937,7 @@ class Call:
             self.fail(503, "No trunk configured")
             return
         assert self.caller.user_id is not None  # route() calls out for a device's user only
-        refusal = await self.b2bua.outbound.admit(self.call_id, number, self.caller.user_id, self.caller.company_id)
-        if refusal is not None:  # barred destination or a limit reached (engine/outbound.py)
-            self.fail(refusal.status, refusal.reason)
+        if not await self.admitted_out(number, self.caller.user_id, self.caller.company_id):
             return
         from_, headers = await self.presented_identity()
         branch = Branch(trunk[0], trunk[1], self.b2bua.peers.address(number), "trunk")
