@@ -143,7 +143,7 @@ class PersonalEntry(BaseModel):
     @model_validator(mode="after")
     def _named(self) -> PersonalEntry:
         if not (self.first_name or self.last_name or self.company_name):
-            raise InvalidSetting("first_name", "give a first name, a last name or a company name")
+            raise InvalidSetting("first_name", "give a first name, a last name or a company name", "name_required")
         return self
 
     @field_validator("email", mode="before")
@@ -186,9 +186,9 @@ def parse_vcards(text: str) -> tuple[list[PersonalEntry], list[Skipped]]:
     try:
         cards = list(vobject.readComponents(text, ignoreUnreadable=True))
     except Exception as exc:  # vobject raises ParseError and assorted ValueErrors on broken files
-        raise InvalidSetting("", f"this is not a vCard file: {exc}") from exc
+        raise InvalidSetting("", f"this is not a vCard file: {exc}", "not_a_vcard") from exc
     if not cards:
-        raise InvalidSetting("", "no vCard (BEGIN:VCARD … END:VCARD) found")
+        raise InvalidSetting("", "no vCard (BEGIN:VCARD … END:VCARD) found", "not_a_vcard")
     for position, card in enumerate(cards, start=1):
         if card.name != "VCARD":
             skipped.append(Skipped(card=position, reason=f"not a vCard but {card.name}"))
