@@ -3,10 +3,10 @@
 // takes over through a tel: link, which is also what "call via the mobile" means on a phone.
 
 import { ApiError, Cancelled, api } from "./api.js";
-import { h, uid } from "./dom.js";
+import { h, icon, uid } from "./dom.js";
 import { t } from "./i18n.js";
 import { store } from "./state.js";
-import { modal, toast } from "./ui.js";
+import { errorText, modal, toast } from "./ui.js";
 
 const KINDS = ["company", "direct", "department", "mobile", "call_center"];
 const FIXED = new Set(["company", "direct", "department", "call_center"]);
@@ -162,7 +162,7 @@ export async function placeCall(number, { ask = true } = {}) {
       toast(t("call.calling_back")); // the call shows under Recent once the exchange reports it (call.started)
     }
   } catch (error) {
-    if (!(error instanceof Cancelled)) toast(error instanceof ApiError ? error.message : t("error.generic"));
+    if (!(error instanceof Cancelled)) toast(errorText(error));
   }
 }
 
@@ -250,7 +250,7 @@ export async function dialpadScreen(main) {
             drawIdentity();
             toast(t("toast.saved"));
           } catch (error) {
-            if (!(error instanceof Cancelled)) toast(error.message);
+            if (!(error instanceof Cancelled)) toast(errorText(error));
           }
         } else if (choice === "add") {
           const { personalDialog } = await import("./lists.js");
@@ -261,7 +261,7 @@ export async function dialpadScreen(main) {
     "⋮",
   );
   document.getElementById("topbar-actions").append(menuButton);
-  const call = h("button", { type: "submit", class: "primary call-button", "aria-label": t("action.call") }, "✆");
+  const call = h("button", { type: "submit", class: "primary call-button", "aria-label": t("action.call") }, icon("calls"));
   const form = h(
     "form",
     {
@@ -328,7 +328,7 @@ export async function liveCallsSection(main) {
                     toast(t("call.hung_up"));
                   } catch (error) {
                     button.disabled = false;
-                    toast(error instanceof ApiError ? error.message : t("error.generic"));
+                    toast(errorText(error));
                   }
                 },
               },

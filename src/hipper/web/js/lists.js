@@ -2,11 +2,11 @@
 
 import { ApiError, api } from "./api.js";
 import { callLink, liveCallsSection } from "./calls.js";
-import { h } from "./dom.js";
+import { h, icon } from "./dom.js";
 import { notAvailable } from "./forms.js";
 import { formatDateTime, t } from "./i18n.js";
 import { store } from "./state.js";
-import { confirmDialog, modal, toast } from "./ui.js";
+import { confirmDialog, errorText, modal, toast } from "./ui.js";
 
 const API_PREFIX = "/api/v1";
 
@@ -33,7 +33,7 @@ export function callTabs(current) {
 }
 
 const whatsappLink = (number, name) =>
-  h("a", { class: "icon-button whatsapp", href: `https://wa.me/${number.replace(/[^0-9]/g, "").replace(/^0(?=6)/, "31")}`, target: "_blank", rel: "noopener", "aria-label": t("contacts.whatsapp", { name }) }, "✆");
+  h("a", { class: "icon-button whatsapp", href: `https://wa.me/${number.replace(/[^0-9]/g, "").replace(/^0(?=6)/, "31")}`, target: "_blank", rel: "noopener", "aria-label": t("contacts.whatsapp", { name }) }, icon("whatsapp"));
 
 // A list with the manual's "Wijzigen" mode: tick several rows, delete them at once (not undoable).
 function editableList(main, items, { row, remove, empty, label }) {
@@ -106,7 +106,6 @@ function editableList(main, items, { row, remove, empty, label }) {
   main.append(list, bar);
 }
 
-const CALL_ICONS = { placed: "↗", received: "↙", missed: "✕" };
 
 async function recentScreen(main) {
   main.append(callTabs("calls"));
@@ -120,7 +119,7 @@ async function recentScreen(main) {
     row: (call, editing) => {
       const name = call.remote_name || call.remote_number || t("calls.anonymous");
       const body = [
-        h("span", { class: `call-icon ${call.kind}`, "aria-hidden": "true" }, CALL_ICONS[call.kind] || "•"),
+        h("span", { class: `call-icon ${call.kind}`, "aria-hidden": "true" }, icon(call.kind in { placed: 1, received: 1, missed: 1 } ? call.kind : "calls")),
         h("span", { class: "grow" }, h("strong", { id: `name-${call.id}` }, name), h("small", { class: "muted" }, `${t(`calls.${call.kind}`)} · ${formatDateTime(call.started_at)}`)),
       ];
       const callable = !editing && call.remote_number;
@@ -279,7 +278,7 @@ async function recordGreeting() {
         await api.upload("/me/greetings", form);
         close(true);
       } catch (error) {
-        status.textContent = error.message || t("error.generic");
+        status.textContent = errorText(error);
       }
     });
     return h(
@@ -325,7 +324,7 @@ export async function greetingsSection(main) {
       if (chosen) await api.patch(`/me/greetings/${chosen.id}`, { [field]: true });
       else await api.patch(`/me/greetings/${current.id}`, { [field]: false });
     } catch (error) {
-      toast(error.message);
+      toast(errorText(error));
       greetings = (await api.get("/me/greetings")).greetings;
       draw();
       return;
@@ -369,19 +368,19 @@ export async function greetingsSection(main) {
             const player = h("audio", { src: URL.createObjectURL(await audioBlob(greeting.audio_url)), controls: true, class: "player" });
             row.nextElementSibling?.tagName === "AUDIO" ? row.nextElementSibling.replaceWith(player) : row.after(player);
             player.play().catch(() => {});
-          } }, "▶"),
+          } }, icon("play")),
           h("button", { type: "button", class: "icon-button", "aria-label": t("greetings.rename", { name: greeting.name }), onClick: async () => {
             const name = prompt(t("greetings.name"), greeting.name);
             if (!name || name === greeting.name) return;
             Object.assign(greeting, await api.patch(`/me/greetings/${greeting.id}`, { name }));
             draw();
-          } }, "✎"),
+          } }, icon("edit")),
           h("button", { type: "button", class: "icon-button", "aria-label": t("greetings.delete", { name: greeting.name }), onClick: async () => {
             if (!(await confirmDialog(t("delete.title"), t("greetings.delete", { name: greeting.name }), t("action.delete")))) return;
             await api.del(`/me/greetings/${greeting.id}`);
             greetings = greetings.filter((item) => item.id !== greeting.id);
             draw();
-          } }, "✕"),
+          } }, icon("close")),
         ),
       ),
     );
@@ -424,7 +423,7 @@ export function personalDialog(prefill = {}) {
             close(true);
           } catch (failure) {
             error.hidden = false;
-            error.textContent = failure instanceof ApiError && failure.status === 422 ? Object.values(failure.fields).join(" ") : failure.message;
+            error.textContent = errorText(failure);
           }
         },
       },
@@ -489,7 +488,7 @@ async function contactsScreen(main) {
         await importContacts(file);
         reload();
       } catch (error) {
-        toast(error.message);
+        toast(errorText(error));
       }
     },
   });
@@ -502,7 +501,7 @@ async function contactsScreen(main) {
           await importContacts(null);
           reload();
         } catch (error) {
-          toast(error.message);
+          toast(errorText(error));
         }
       } else fileInput.click();
     } }, "⇩"),
@@ -550,7 +549,7 @@ async function contactsScreen(main) {
                 contacts.splice(contacts.indexOf(contact), 1);
                 draw();
                 toast(t("toast.deleted"));
-              } }, "✕")
+              } }, icon("close"))
             : null,
         );
       }),

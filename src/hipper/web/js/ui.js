@@ -4,6 +4,25 @@ import { ApiError, Cancelled, api } from "./api.js";
 import { h, uid } from "./dom.js";
 import { t } from "./i18n.js";
 
+// One field's error in the user's language, from its code (docs/api.md), e.g. "too_long" with its bound.
+export function fieldText(item) {
+  const key = `error.code.${item.code}`;
+  const text = t(key, item.limits);
+  return text === key ? t("error.code.invalid") : text;
+}
+
+// What went wrong, in the user's language: never the exchange's English `detail`.
+export function errorText(error) {
+  if (error instanceof Cancelled) return t("stepup.cancelled");
+  if (!(error instanceof ApiError)) return t("error.generic");
+  if (error.status === 0) return t("error.offline");
+  const fields = Object.values(error.fields);
+  if (fields.length) return fields.map(fieldText).join(" ");
+  const key = `error.code.${error.code}`;
+  if (error.code && t(key) !== key) return t(key);
+  return t("error.generic");
+}
+
 export function toast(message) {
   const region = document.getElementById("toast");
   region.textContent = message;
