@@ -169,3 +169,25 @@ def test_night_mode_shows_what_is_in_effect_and_who_set_it(page: Page, exchange:
         expect(page.get_by_text("De nachtstand van het bedrijf staat aan")).to_be_visible()
     finally:
         exchange.set_company_night_mode(False)
+
+
+def test_an_offline_start_shows_the_last_overview_and_recovers_by_itself(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    wait_ready(page)
+    # The worker controls the page once it has cached the whole shell (install, then activate and claim).
+    page.wait_for_function("navigator.serviceWorker.controller !== null")
+    page.context.set_offline(True)
+    try:
+        page.reload()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Geen verbinding")
+        expect(page.get_by_role("alert")).to_contain_text("Geen verbinding met de telefooncentrale")
+        expect(page.get_by_role("heading", name="Anna de Vries")).to_be_visible()  # this device's last copy
+        expect(page.get_by_role("navigation", name="Hoofdmenu")).to_be_visible()
+        page.get_by_role("button", name="Opnieuw proberen").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Geen verbinding")
+    finally:
+        page.context.set_offline(False)
+    # Back online: the app finds the exchange again by itself, without a reload.
+    expect(page.get_by_role("heading", level=1)).to_have_text("Overzicht")
+    expect(page.get_by_role("region", name="Snel instellen")).to_be_visible()

@@ -118,6 +118,27 @@ function exchangeCannotPlace(error) {
   return error.status === 409 && CANNOT_PLACE.has(error.code);
 }
 
+// The exchange cannot place the call as asked: say why and what calling from the mobile means, and let the user
+// choose (the mobile's dialer, a callback where the exchange can do that, or not at all).
+function askFallback(error, method) {
+  const callbackPossible = error.code === "no_access_number" && method !== "callback";
+  return modal(t("call.fallback_title"), (close) =>
+    h(
+      "div",
+      {},
+      h("p", {}, errorText(error)),
+      h("p", {}, t("call.fallback_text")),
+      h(
+        "div",
+        { class: "actions stacked" },
+        h("button", { type: "button", class: "primary", onClick: () => close("mobile") }, t("call.fallback_mobile")),
+        callbackPossible ? h("button", { type: "button", class: "secondary", onClick: () => close("callback") }, t("call.fallback_callback")) : null,
+        h("button", { type: "button", class: "secondary", onClick: () => close(null) }, t("action.cancel")),
+      ),
+    ),
+  );
+}
+
 // Call `number`. From recents, contacts and voicemail the user is asked for the identity (unless they said not
 // to); from the dialpad (`ask: false`) the identity shown there is used.
 export async function placeCall(number, { ask = true } = {}) {
@@ -145,10 +166,15 @@ export async function placeCall(number, { ask = true } = {}) {
     try {
       placed = await api.post("/me/calls", { to: number, identity, method });
     } catch (error) {
-      // An exchange that cannot place this call at all: the phone's dialer does it (the callee then sees the
-      // mobile number), so the user still gets the call.
+      // An exchange that cannot place this call at all: the phone's dialer could (the callee then sees the
+      // mobile number, not the chosen one), so the user is told and chooses; nothing is dialled behind their back.
       if (exchangeCannotPlace(error)) {
-        dialLocally(number);
+        const choice = await askFallback(error, method);
+        if (choice === "mobile") dialLocally(number);
+        else if (choice === "callback") {
+          await api.post("/me/calls", { to: number, identity, method: "callback" });
+          toast(t("call.calling_back"));
+        }
         return;
       }
       throw error; // e.g. 409 "nothing to call you back on", "a callback is already under way": the toast says why
