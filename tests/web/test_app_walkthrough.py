@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import FilePayload, Page, expect
 
 from tests.web.live_server import PASSWORD, LiveServer
 from tests.web.test_app_browser import api, dnd_on_from_another_device, log_in, new_user, wait_ready
@@ -191,3 +191,65 @@ def test_an_offline_start_shows_the_last_overview_and_recovers_by_itself(page: P
     # Back online: the app finds the exchange again by itself, without a reload.
     expect(page.get_by_role("heading", level=1)).to_have_text("Overzicht")
     expect(page.get_by_role("region", name="Snel instellen")).to_be_visible()
+
+
+def test_contacts_open_to_every_number_edit_personal_ones_and_import_local_ones(
+    page: Page, exchange: LiveServer
+) -> None:
+    exchange.add_user(
+        "colleague-two-numbers", first_name="Mila", last_name="van Dijk", extension="288", mobile_number="+31687650077"
+    )
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.get_by_role("navigation", name="Hoofdmenu").get_by_role("link", name="Contacten").click()
+    page.get_by_role("searchbox", name="Zoeken").fill("mila")
+    expect(page.get_by_role("status").or_(page.locator("[aria-live]")).filter(has_text="1 contact")).to_have_count(1)
+    page.locator(".list-row a.row-body").first.click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Mila van Dijk")
+    numbers = page.get_by_role("list", name="Nummers")
+    expect(numbers.get_by_role("link", name="Toestelnummer 288")).to_have_attribute("href", "tel:288")
+    mobile = numbers.get_by_role("link", name="Mobiel 06 8765 0077")
+    expect(mobile).to_have_attribute("href", "tel:+31687650077")
+    # The colleague's mobile is called, not only their first number.
+    mobile.click()
+    with page.expect_request(lambda r: r.url.endswith("/api/v1/me/calls") and r.method == "POST") as placed:
+        page.get_by_role("dialog", name="Bellen").get_by_role("button", name="Bellen").click()
+    assert placed.value.post_data_json["to"] == "+31687650077"
+    page.get_by_role("dialog", name="Bellen via de centrale lukt nu niet").get_by_role(
+        "button", name="Annuleren"
+    ).click()
+
+    # A personal contact is changed in its own screen.
+    page.goto(exchange.url + "/#/contacts")
+    wait_ready(page)
+    page.get_by_role("button", name="Contact toevoegen").click()
+    dialog = page.get_by_role("dialog", name="Contact toevoegen")
+    dialog.get_by_label("Voornaam").fill("Loodgieter")
+    dialog.get_by_label("Telefoonnummer").fill("06 11 22 33 44")
+    dialog.get_by_role("button", name="Opslaan").click()
+    expect(dialog).to_be_hidden()
+    wait_ready(page)
+    page.get_by_role("searchbox", name="Zoeken").fill("loodgieter")
+    page.locator(".list-row a.row-body").first.click()
+    page.get_by_role("button", name="Wijzigen").click()
+    dialog = page.get_by_role("dialog", name="Contact wijzigen")
+    expect(dialog.get_by_label("Voornaam")).to_have_value("Loodgieter")
+    dialog.get_by_label("Telefoonnummer").fill("020 555 0199")
+    dialog.get_by_role("button", name="Opslaan").click()
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_role("list", name="Nummers")).to_contain_text("020 555 0199")
+    personal = [
+        c for c in api(page, exchange, "/me/contacts?list=personal")["contacts"] if c["first_name"] == "Loodgieter"
+    ]
+    assert [n["number"] for n in personal[0]["numbers"]] == ["+31205550199"]
+
+    # "Lokaal": headless Chromium has no Contact Picker, so the device's contacts come as a vCard file.
+    page.goto(exchange.url + "/#/contacts")
+    page.get_by_role("link", name="Lokaal").click()
+    expect(page.get_by_text("Exporteer uw contacten als vCard-bestand")).to_be_visible()
+    vcard = "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Huisarts\r\nN:;Huisarts;;;\r\nTEL:+31205550124\r\nEND:VCARD\r\n"
+    page.get_by_label("vCard-bestand kiezen").set_input_files(
+        files=[FilePayload(name="contacts.vcf", mimeType="text/vcard", buffer=vcard.encode())]
+    )
+    expect(page.get_by_role("status").filter(has_text="1 nummers geïmporteerd")).to_be_visible()
+    expect(page.get_by_role("link", name="Alle")).to_have_attribute("aria-current", "page")
