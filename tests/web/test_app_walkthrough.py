@@ -3,6 +3,8 @@ exchange at 360 × 740."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from playwright.sync_api import FilePayload, Page, expect
@@ -253,3 +255,15 @@ def test_contacts_open_to_every_number_edit_personal_ones_and_import_local_ones(
     )
     expect(page.get_by_role("status").filter(has_text="1 nummers geïmporteerd")).to_be_visible()
     expect(page.get_by_role("link", name="Alle")).to_have_attribute("aria-current", "page")
+
+
+def test_the_user_chooses_when_calls_are_recorded(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.goto(exchange.url + "/#/service/call-recording")
+    wait_ready(page)
+    expect(page.get_by_role("radio")).to_have_count(5)
+    page.get_by_role("radio", name=re.compile(r"^Op verzoek Alles")).check()
+    page.get_by_role("button", name="Opslaan").click()
+    expect(page.get_by_role("status").filter(has_text="Opgeslagen")).to_be_visible()
+    assert api(page, exchange, "/me/services/call-recording")["mode"] == "on_demand"

@@ -290,7 +290,7 @@ export async function serviceScreen(container, screen, ctx) {
         wrap.append(toggle(label, value, set, { disabled, describedBy: hintId }));
         if (hintId) wrap.append(h("small", { class: "muted", id: hintId }, t(`hint.${screen}.${field.name}`)));
       }
-      else if (field.type === "choice") wrap.append(choiceControl(screen, field, value, set, ctx, disabled));
+      else if (field.type === "choice") wrap.append(choiceControl(screen, field, value, set, { ...ctx, draft }, disabled));
       else if (field.type === "until") {
         wrap.append(
           untilControl(value, (next) => {

@@ -190,13 +190,14 @@ export const SERVICES = {
       { name: "email_address", type: "email", when: (d) => d.email_notification || d.email_address },
     ],
   },
+  // The user chooses (SPEC I, manual §7.5) among the modes the administrator allows.
   "call-recording": {
-    readOnly: true,
     fields: [
       {
         name: "mode",
         type: "choice",
         options: ["always", "always_pause_resume", "on_demand", "on_demand_user_start", "never"],
+        offer: (value, ctx) => !ctx.draft.allowed_modes || ctx.draft.allowed_modes.includes(value),
         explain: true,
       },
     ],
