@@ -14,13 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hipper.api.deps import CurrentUser, Session, State, commit
 from hipper.api.errors import Conflict, invalid_body
-from hipper.apps.b2bua import B2bua
 from hipper.apps.click_to_dial import AppCalls
+from hipper.apps.node import app_calls_of
 from hipper.domain.errors import InvalidSetting, NotLicensed
 from hipper.domain.numbers import NumberError, normalise
 from hipper.domain.outgoing import CallerIdentity, IdentityKind, PlacedCall, callback_legs, outgoing_identity
 from hipper.domain.routing.state import service
 from hipper.domain.services.call_method import CallMethod
+from hipper.engine.b2bua import B2bua
 from hipper.store.events import add_event
 from hipper.store.user_state import is_colleague, load_user_state
 
@@ -62,7 +63,7 @@ def app_calls(request: Request) -> AppCalls | None:
     """The B2BUA's app calls; None on a node without call processing (an API-only process): it has no live
     calls, and placing one there is a conflict with how it runs (409), not a server fault."""
     b2bua = getattr(request.app.state, "calls", None)
-    return b2bua.app_calls if isinstance(b2bua, B2bua) else None
+    return app_calls_of(b2bua) if isinstance(b2bua, B2bua) else None
 
 
 Calls = Annotated[AppCalls | None, Depends(app_calls)]
@@ -126,9 +127,11 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
         return CallPlaced(method=method, to=to, identity=identity, access_number=access,
                           expires_in_seconds=state.settings.call_access_seconds)  # fmt: skip
     legs = callback_legs(user_state, setting.callback_device)
+    # The callback is addressed (its To) to the number of the device chosen, whichever of the legs answers.
+    user_number = legs[0].number or "" if legs else ""
     targets = []
     for leg in legs:
-        targets += await calls.user_targets(user.id, leg.device, leg.number)
+        targets += await calls.user_targets(user.id, leg.device, leg.number, user_number)
     if not targets:
         reason = {
             "desk": "none of your desk phones is registered",
@@ -139,8 +142,7 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
     if any(c.user_id == user.id and c.state == "ringing" for c in calls.callbacks.values()):
         # One at a time: a second tap must not ring the user's phones twice over.
         raise Conflict("callback_under_way", "a callback is already under way: answer it or hang it up first")
-    # The callback is addressed (its To) to the number of the device chosen, whichever of the legs answers.
-    callback = calls.start_callback(user.id, user.company_id, legs[0].number or "", to, identity, targets)
+    callback = calls.start_callback(user.id, user.company_id, user_number, to, identity, targets)
     add_event(session, user.id, "call.started", {"id": callback.id, "to": to, "method": method})
     await commit(session, state)
     response.status_code = 202

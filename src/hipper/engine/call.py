@@ -20,21 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
-from hipper.apps import click_to_dial, groups, voicemail_menu
-from hipper.apps.directory import Callee, resolve
-from hipper.apps.legs import CalleeLeg, CallerLeg, Leg, answer_in_dialog_offer
-from hipper.apps.peers import diversion_headers, diversions_so_far, identity_headers
-from hipper.apps.recording import in_call
-from hipper.apps.session_timers import policy_of
-from hipper.apps.voicemail import leave_message
-from hipper.apps.waiting import race_until
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hipper.config import Settings
 from hipper.domain.call_logs import CallKind
 from hipper.domain.errors import DomainError
 from hipper.domain.group_routing import GroupNumber, plan_group_call
@@ -47,16 +43,25 @@ from hipper.domain.routing import (
     RejectStep,
     RingSplashStep,
     RingStep,
+    RoutingRules,
     Step,
     Target,
     VoicemailStep,
     plan_incoming,
 )
+from hipper.domain.routing.plan import DiversionReason
+from hipper.engine.directory import Callee, Resolved, resolve
+from hipper.engine.fork import Branch, Fork, ForkResult
+from hipper.engine.leg import CalleeLeg, CallerLeg, Leg, LegOwner, answer_in_dialog_offer, policy_of
+from hipper.engine.peers import Peers, diversion_headers, diversions_so_far, identity_headers
+from hipper.engine.snapshots import SnapshotCache
+from hipper.engine.waiting import race_until
 from hipper.media.engine import (
     Connect,
     CreateEndpoint,
     DtmfReceived,
     EndpointCreated,
+    MediaEngine,
     MediaError,
     MediaEvent,
     Play,
@@ -68,24 +73,74 @@ from hipper.media.engine import (
 )
 from hipper.media.prompts import PRESENCE_REASONS, personal_assistant_announcement, sentence, tone_path
 from hipper.sip.message import URI, NameAddr, ParseError, Response
+from hipper.sip.stack import SipStack
 from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
 from hipper.store.call_logs import CallRecord
 from hipper.store.registrations import Binding
-
-if TYPE_CHECKING:
-    from hipper.apps.b2bua import B2bua
+from hipper.store.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-BUSY_STATUSES = frozenset({486, 600, 603})
 # After the Personal Assistant's announcement the caller still has this long to press 0.
 ASSISTANT_GRACE_SECONDS = 5.0
 # A prompt that never reports its end (a stuck engine) must not hold the call forever.
 PROMPT_LIMIT_SECONDS = 60.0
 RING_SPLASH_SECONDS = 1.5
 LOCAL_ZONE = ZoneInfo("Europe/Amsterdam")
+
+
+def call_key(call_id: str) -> str:
+    """A URL-safe id for a B2BUA call (the SIP Call-ID may hold '@' and is the callers' to choose)."""
+    return hashlib.sha256(call_id.encode()).hexdigest()[:16]
+
+
+class CallApplications(Protocol):
+    """The features a call hands over to (apps/): the engine names none of them, they plug in here.
+
+    `take` may claim a dialled number before routing (voicemail by phone, the app's access number); the others are
+    the plan's steps and moments that belong to a feature."""
+
+    async def take(self, call: Call, dialled: str) -> bool: ...
+
+    async def route_group(self, call: Call, resolved: Resolved, incoming: IncomingCall) -> None: ...
+
+    async def leave_message(self, call: Call, user_id: int, called_number: str, cause: DiversionReason) -> None: ...
+
+    async def in_call(self, call: Call, leg: CalleeLeg) -> None: ...
+
+    def call_started(self, call: Call) -> None: ...
+
+
+class CallHost(Protocol):
+    """What a call uses of the node that hosts it (engine/b2bua.py)."""
+
+    settings: Settings
+    stack: SipStack
+    sessions: async_sessionmaker[AsyncSession]
+    media: MediaEngine
+    peers: Peers
+    rules: RoutingRules
+    snapshots: SnapshotCache
+    writer: BatchWriter
+
+    @property
+    def applications(self) -> CallApplications: ...
+
+    def add_leg(self, leg: Leg) -> None: ...
+
+    def watch(self, endpoint_id: str, owner: LegOwner) -> None: ...
+
+    def unwatch(self, endpoint_id: str) -> None: ...
+
+    def on_call(self, user_id: int) -> bool: ...
+
+    def on_call_started(self, user_id: int) -> None: ...
+
+    def on_call_ended(self, user_id: int) -> None: ...
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -117,26 +172,6 @@ class Party:
     answered_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class Branch:
-    """Where one fork branch goes."""
-
-    uri: URI
-    peer: Peer
-    to: NameAddr
-    label: str
-    confirm: bool = False
-    headers: tuple[tuple[str, str], ...] = ()
-    user_id: int | None = None  # the user whose phone this is (an answer there is their "received" call)
-    block_diversion: bool = False  # Anywhere: the network's voicemail must not take it (apps/diversion_guard.py)
-
-
-@dataclass(frozen=True)
-class RingResult:
-    outcome: Literal["answered", "busy", "no-answer", "not-reachable", "gone"]
-    status: int = 0
-
-
 @dataclass
 class CallSummary:
     """What tests and metrics read about a finished call."""
@@ -161,7 +196,7 @@ class Routing:
 
 
 class Call:
-    def __init__(self, b2bua: B2bua, tx: ServerTransaction, caller: CallerInfo) -> None:
+    def __init__(self, b2bua: CallHost, tx: ServerTransaction, caller: CallerInfo) -> None:
         self.b2bua = b2bua
         self.media = b2bua.media
         self.settings = b2bua.settings
@@ -178,7 +213,7 @@ class Call:
         self.placed: Party | None = None
         self.final_status: int | None = None
         self.events: dict[str, asyncio.Queue[MediaEvent]] = {}
-        self._ring_queue: asyncio.Queue[tuple[CalleeLeg, Response | str]] | None = None
+        self._fork: Fork | None = None  # the ring under way, told when one of its branches hangs up
         self._tasks: set[asyncio.Task[None]] = set()
         self.summary: CallSummary | None = None
         self.on_call_users: list[int] = []
@@ -219,7 +254,6 @@ class Call:
                 # Whatever went wrong ending the legs, the call is still logged and forgotten (no leaked state).
                 log.exception("call.teardown_failed", extra={"call_id": self.call_id})
             await self.write_logs()
-            self.b2bua.finished(self)
 
     def fail(self, status: int, reason: str = "") -> None:
         """The call cannot be completed: a final error to the caller, or (already answered) hang up."""
@@ -290,7 +324,7 @@ class Call:
         parties = self._all_parties()
         if not parties:
             return
-        key = click_to_dial.call_key(self.call_id)
+        key = call_key(self.call_id)
         try:
             records = [
                 CallRecord(
@@ -351,8 +385,8 @@ class Call:
     def leg_gone(self, leg: Leg) -> None:
         if leg is self.a or leg is self.connected:
             self.over.set()
-        elif isinstance(leg, CalleeLeg) and self._ring_queue is not None:
-            self._ring_queue.put_nowait((leg, "bye"))
+        elif isinstance(leg, CalleeLeg) and self._fork is not None:
+            self._fork.leg_gone(leg)
 
     async def _renegotiate(self, leg: Leg, tx: ServerTransaction) -> None:
         """A re-INVITE / UPDATE (hold, resume, a moved phone, a session refresh): answered from this leg's own
@@ -417,10 +451,8 @@ class Call:
     async def route(self) -> None:
         request = self.a.request
         dialled = request.uri.user or request.to.uri.user or ""
-        if await voicemail_menu.handles(self, dialled):
-            return  # the voicemail access code / number: listening by phone (apps/voicemail_menu.py)
-        if await click_to_dial.handles(self, dialled):
-            return  # the access number of a call placed from the app "via the exchange" (apps/click_to_dial.py)
+        if await self.b2bua.applications.take(self, dialled):
+            return  # voicemail by phone, or the access number of a call placed from the app "via the exchange"
         resolved = await self.b2bua.snapshots.resolve(dialled, self.caller.company_id, self.settings.default_region)
         if self.caller.user_id is not None and not self.caller.for_callback:
             self.placed = Party(self.caller.user_id, "placed", resolved.number)
@@ -449,7 +481,7 @@ class Call:
         elif resolved.kind == "group" and resolved.group is not None:
             await self.route_group(resolved.group, resolved.company_id, incoming_base)
         elif resolved.kind in ("hunt_group", "call_center"):
-            await groups.route(self, resolved, incoming_base)  # apps/groups.py
+            await self.b2bua.applications.route_group(self, resolved, incoming_base)
         elif resolved.kind == "external" and self.caller.user_id is not None:
             await self.call_out(resolved.number)
         else:
@@ -535,12 +567,12 @@ class Call:
 
     # -- ringing ----------------------------------------------------------------------------------------------
 
-    async def ring_step(self, step: RingStep, routing: Routing) -> RingResult:
+    async def ring_step(self, step: RingStep, routing: Routing) -> ForkResult:
         branches: list[Branch] = []
         for target in step.targets:
             branches.extend(await self.branches_for(target, routing))
         if not branches:
-            return RingResult("not-reachable")
+            return ForkResult("not-reachable")
         max_forwards = max(1, routing.incoming.max_forwards - 1)
         result = await self.ring(branches, step.timeout_seconds, max_forwards, routing.headers)
         if result.outcome == "answered":
@@ -617,146 +649,50 @@ class Call:
         max_forwards: int,
         headers: tuple[tuple[str, str], ...],
         from_: NameAddr | None = None,
-    ) -> RingResult:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[CalleeLeg, Response | str]] = asyncio.Queue()
-        self._ring_queue = queue
-        legs: list[CalleeLeg] = []
+    ) -> ForkResult:
+        """Fork to `branches` (engine/fork.py); the winner is connected to the caller."""
         ringback: str | None = None
         if self.a.answered and self.a.endpoint_id is not None:
             # The caller was answered by an application (Personal Assistant): they hear ringback meanwhile.
             ringback = await self.play(self.a.endpoint_id, (tone_path("ringback"),), loop=True)
-        for branch in branches:
-            endpoint = await self.new_endpoint()
-            leg = CalleeLeg(
-                self.b2bua.stack,
-                self,
-                peer=branch.peer,
-                uri=branch.uri,
-                from_=from_ or self.caller_address(),
-                to=branch.to,
-                label=branch.label,
-                confirm=branch.confirm,
-                block_diversion=branch.block_diversion,
-            )
-            leg.min_answer_seconds = self.settings.block_diversion_min_answer_seconds
-            leg.session_policy = policy_of(self.settings)
-            leg.endpoint_id = endpoint.endpoint_id
-            leg.user_id = branch.user_id
-            leg.listener = lambda leg, response: queue.put_nowait((leg, response))
-            leg.start(
-                endpoint.local_sdp,
-                [*headers, *branch.headers],
-                max_forwards=max_forwards,
-                provisional_timeout=self.settings.branch_provisional_seconds,
-            )
-            legs.append(leg)
-            self.branches.append(leg)
-        deadline = None if ring_seconds is None else loop.time() + ring_seconds
-        pending = set(legs)
-        statuses: list[int] = []
-        rang = False
-        winner: CalleeLeg | None = None
-        timed_out = False
-        confirming: dict[CalleeLeg, asyncio.Task[None]] = {}
-        early: CalleeLeg | None = None
+        fork = Fork(
+            self, self.settings, from_=from_ or self.caller_address(), headers=headers, max_forwards=max_forwards,
+            ring_seconds=ring_seconds, on_progress=self._progress, confirm=self._confirm, track=self.branches.append,
+        )  # fmt: skip
+        self._fork = fork
         try:
-            while pending:
-                wait = None if deadline is None else deadline - loop.time()
-                if wait is not None and wait <= 0:
-                    timed_out = True
-                    break
-                item = await self.race(queue.get(), wait)
-                if item is None:
-                    timed_out = not self.over.is_set()
-                    break
-                leg, event = item
-                if leg not in pending:
-                    continue
-                if isinstance(event, Response):
-                    status = event.status
-                    if status < 200:
-                        if status > 100:
-                            rang = True
-                            # Early media (a network's ringback or announcement): the caller hears it too. Not
-                            # with a late offer (our SDP would be an offer in an unreliable 183).
-                            if (
-                                event.body
-                                and early is None
-                                and not self.a.answered
-                                and not self.a.late_offer
-                                and not leg.confirm
-                                and not leg.block_diversion  # the network's "not reachable" announcement
-                                and await self._accept_answer(leg, event)
-                            ):
-                                early = leg
-                                await self.media.execute(Connect(self.a.endpoint_id or "", leg.endpoint_id or ""))
-                                self.a.early_media(self.a_sdp)
-                                continue
-                            self.a.ringing()
-                        continue
-                    if status < 300:
-                        if leg is early:
-                            pass  # its SDP came with the early media already (the 200 repeats it, RFC 3261 §13.2.1)
-                        elif not await self._accept_answer(leg, event):
-                            pending.discard(leg)
-                            statuses.append(488)
-                            self.spawn(leg.bye())
-                            continue
-                        if leg.confirm:
-                            confirming[leg] = asyncio.ensure_future(self._confirm(leg, queue))
-                            continue
-                        winner = leg
-                        break
-                    pending.discard(leg)
-                    statuses.append(status)
-                    await self.release(leg.endpoint_id)
-                elif event == "confirmed":
-                    winner = leg
-                    break
-                elif event == "bye":
-                    pending.discard(leg)
-                    statuses.append(487)
-                    if leg in confirming:
-                        confirming.pop(leg).cancel()
-                    await self.release(leg.endpoint_id)
+            result = await fork.run(branches)
         finally:
-            self._ring_queue = None
-            for task in confirming.values():
-                task.cancel()
-            for leg in legs:
-                if leg is winner:
-                    continue
-                if leg.status is None:
-                    leg.cancel()  # the transaction sends the CANCEL once (if ever) a 1xx came (§9.1)
-                elif 200 <= leg.status < 300 and not leg.ended:
-                    self.spawn(leg.bye())
-                self.spawn(self.release(leg.endpoint_id))
-        if winner is not None:
-            await self.connect(winner, ringback)
-            return RingResult("answered", 200)
-        if self.over.is_set():
-            return RingResult("gone")
-        if timed_out:
-            return RingResult("no-answer")
-        if statuses and all(status in BUSY_STATUSES for status in statuses):
-            return RingResult("busy", statuses[-1])
-        if not rang and not any(status in BUSY_STATUSES for status in statuses):
-            return RingResult("not-reachable", statuses[-1] if statuses else 480)
-        if any(status in BUSY_STATUSES for status in statuses):
-            return RingResult("busy", 486)
-        return RingResult("no-answer", statuses[-1] if statuses else 480)
+            self._fork = None
+        if result.winner is not None:
+            await self.connect(result.winner, ringback)
+        return result
 
-    async def _accept_answer(self, leg: CalleeLeg, response: Response) -> bool:
-        if leg.endpoint_id is None:
-            return False
-        try:
-            await self.media.execute(SetRemoteSdp(leg.endpoint_id, response.body.decode(errors="replace")))
-        except MediaError:
-            return False
-        return True
+    async def _progress(self, leg: CalleeLeg, response: Response) -> bool:
+        """A branch rings: the caller hears ringing — or, with SDP, the branch's early media (a network's ringback or
+        announcement). Not with a late offer (our SDP would be an offer in an unreliable 183), nor from a branch
+        that must be confirmed or whose network voicemail is blocked (its "not reachable" announcement)."""
+        if (
+            response.body
+            and not self.a.answered
+            and not self.a.late_offer
+            and not leg.confirm
+            and not leg.block_diversion
+            and leg.endpoint_id is not None
+            and self.a.endpoint_id is not None
+        ):
+            try:
+                await self.media.execute(SetRemoteSdp(leg.endpoint_id, response.body.decode(errors="replace")))
+            except MediaError:
+                self.a.ringing()
+                return False
+            await self.media.execute(Connect(self.a.endpoint_id, leg.endpoint_id))
+            self.a.early_media(self.a_sdp)
+            return True
+        self.a.ringing()
+        return False
 
-    async def _confirm(self, leg: CalleeLeg, queue: asyncio.Queue[tuple[CalleeLeg, Response | str]]) -> None:
+    async def _confirm(self, leg: CalleeLeg) -> bool:
         """Answer confirmation: prompt the answered branch for 1; only then is it the call's answer."""
         assert leg.endpoint_id is not None
         events = self.events[leg.endpoint_id]
@@ -765,8 +701,7 @@ class Call:
         while True:
             event = await events.get()
             if isinstance(event, DtmfReceived) and event.digit == "1":
-                queue.put_nowait((leg, "confirmed"))
-                return
+                return True
 
     def mark_answered(self, callee_user_id: int | None = None) -> None:
         """The call is answered (by a user's phone, or by the exchange itself: the voicemail menu): the caller's
@@ -780,7 +715,7 @@ class Call:
         self.on_call_users = [u for u in (caller_user, callee_user_id) if u is not None]
         for user_id in self.on_call_users:
             self.b2bua.on_call_started(user_id)
-        click_to_dial.announce_started(self)
+        self.b2bua.applications.call_started(self)
 
     async def connect(self, leg: CalleeLeg, ringback: str | None) -> None:
         assert leg.endpoint_id is not None and self.a.endpoint_id is not None
@@ -794,7 +729,7 @@ class Call:
         log.info("call.connected", extra={"call_id": self.call_id, "branch": leg.label})
         # In-call keypad codes and call recording (apps/recording.py) last until the call ends; the B2BUA owns the
         # task, so the call's teardown does not cancel the storing of a recording.
-        self.b2bua.spawn(in_call(self, leg))
+        self.b2bua.spawn(self.b2bua.applications.in_call(self, leg))
 
     # -- forwarding and calls out ----------------------------------------------------------------------------
 
@@ -824,7 +759,8 @@ class Call:
             await self.route_group(resolved.group, resolved.company_id, base)
             return
         if resolved.kind in ("hunt_group", "call_center"):
-            await groups.route(self, resolved, base)  # members ring directly: a group call is never forwarded on
+            # Members ring directly: a group call is never forwarded on.
+            await self.b2bua.applications.route_group(self, resolved, base)
             return
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None or resolved.kind == "unknown":
@@ -880,7 +816,7 @@ class Call:
 
     async def voicemail(self, routing: Routing, step: VoicemailStep) -> None:
         """The voicemail application takes the call: greeting (chosen by why: busy or not), tone, the message."""
-        await leave_message(self, routing.callee.user_id, routing.called_number, step.cause)
+        await self.b2bua.applications.leave_message(self, routing.callee.user_id, routing.called_number, step.cause)
 
     async def play_to_end(self, endpoint_id: str, files: tuple[object, ...]) -> None:
         playback = await self.play(endpoint_id, files)
