@@ -83,7 +83,6 @@ class Armed:
     expires: float
 
 
-
 class AppCalls:
     """The callbacks in progress and the armed access-number calls of this node."""
 
