@@ -11,7 +11,8 @@ export function resolveLanguage(preference) {
 
 export async function loadLanguage(preference) {
   const language = resolveLanguage(preference);
-  const response = await fetch(`/i18n/${language}.json`);
+  // Relative to this module: under the app's versioned prefix (/v/<hash>/), so it is cached as long as the code.
+  const response = await fetch(new URL(`../i18n/${language}.json`, import.meta.url));
   strings = await response.json();
   current = language;
   document.documentElement.lang = language;

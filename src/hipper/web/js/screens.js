@@ -382,6 +382,13 @@ async function profileScreen(main) {
       h("button", { type: "button", class: "menu-item", onClick: changePin }, t("profile.change_pin")),
     ),
     passkeySection,
+    h(
+      "section",
+      { class: "card", "aria-labelledby": "privacy-title" },
+      h("h2", { id: "privacy-title" }, t("profile.privacy")),
+      h("p", { class: "muted" }, t("profile.privacy_text")),
+      h("a", { href: "/terms.html#nl-privacy" }, t("app.privacy_statement")),
+    ),
     h("button", { type: "button", class: "danger wide", onClick: () => import("./app.js").then((m) => m.logOut()) }, t("action.logout")),
   );
 }

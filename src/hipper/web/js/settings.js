@@ -132,9 +132,10 @@ async function appSettingsScreen(main) {
       "section",
       { class: "card menu", "aria-labelledby": "s-info" },
       h("h2", { id: "s-info" }, t("app.info")),
-      h("div", { class: "row" }, h("span", {}, t("app.version")), h("span", { class: "value" }, VERSION)),
+      h("div", { class: "row pad-row" }, h("span", {}, t("app.version")), h("span", { class: "value" }, VERSION)),
       h("a", { class: "menu-item", href: "#/help" }, t("screen.help")),
-      h("a", { class: "menu-item", href: "https://github.com/", target: "_blank", rel: "noopener" }, t("app.terms")),
+      h("a", { class: "menu-item", href: "/terms.html" }, t("app.terms")),
+      h("a", { class: "menu-item", href: "/terms.html#nl-privacy" }, t("app.privacy_statement")),
       h(
         "button",
         {
