@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import FilePayload, Page, expect
 
 from tests.web.live_server import PASSWORD, LiveServer
-from tests.web.test_app_browser import api, dnd_on_from_another_device, log_in, new_user, wait_ready
+from tests.web.test_app_browser import api, dnd_on_from_another_device, log_in, new_user, record_greeting, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -267,3 +267,76 @@ def test_the_user_chooses_when_calls_are_recorded(page: Page, exchange: LiveServ
     page.get_by_role("button", name="Opslaan").click()
     expect(page.get_by_role("status").filter(has_text="Opgeslagen")).to_be_visible()
     assert api(page, exchange, "/me/services/call-recording")["mode"] == "on_demand"
+
+
+def test_terms_of_use_and_privacy_are_real_pages(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.goto(exchange.url + "/#/app-settings")
+    wait_ready(page)
+    page.get_by_role("link", name="Gebruiksvoorwaarden").click()
+    expect(page).to_have_url(exchange.url + "/terms.html")
+    expect(page.get_by_role("heading", name="Gebruiksvoorwaarden en privacyverklaring")).to_be_visible()
+    page.goto(exchange.url + "/#/profile")
+    privacy = page.get_by_role("region", name="Privacy")
+    expect(privacy).to_contain_text("uitloggen wist ze")
+    expect(privacy.get_by_role("link", name="Privacyverklaring")).to_have_attribute("href", "/terms.html#nl-privacy")
+
+
+def boxes_overlap(first: dict[str, float] | None, second: dict[str, float] | None) -> bool:
+    assert first is not None and second is not None
+    return not (
+        first["y"] + first["height"] <= second["y"]
+        or second["y"] + second["height"] <= first["y"]
+        or first["x"] + first["width"] <= second["x"]
+        or second["x"] + second["width"] <= first["x"]
+    )
+
+
+def test_the_smaller_things_of_the_walk(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    # The back arrow of a screen opened from the overview's tiles goes back to the overview.
+    page.get_by_role("link", name="Inkomende oproepen").click()
+    expect(page.get_by_role("link", name="Terug")).to_have_attribute("href", "#/overview")
+    page.get_by_role("link", name="Anywhere").click()
+    wait_ready(page)
+    # The Anywhere card shows the number beside the name, as a Dutch user reads it.
+    page.get_by_role("button", name="Locatie toevoegen").click()
+    page.get_by_label("Naam").fill("Thuis")
+    page.get_by_label("Telefoonnummer").fill("0207654321")
+    page.get_by_role("button", name="Opslaan").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Voer uw cijfercode in")
+    dialog.get_by_label("Cijfercode").fill("2580")
+    dialog.get_by_role("button", name="Bevestigen").click()
+    toast = page.get_by_role("status").filter(has_text="Opgeslagen")
+    expect(toast).to_be_visible()
+    expect(page.locator(".list-field summary")).to_have_text("Thuis · 020 765 4321")
+    # The toast never covers the sticky Opslaan button.
+    assert not boxes_overlap(toast.bounding_box(), page.get_by_role("button", name="Opslaan").bounding_box())
+    # "Versie" sits inside its card with the same padding as the rows around it.
+    page.goto(exchange.url + "/#/app-settings")
+    wait_ready(page)
+    version = page.get_by_text("Versie", exact=True).bounding_box()
+    card = page.locator("section.card.menu").filter(has_text="Versie").bounding_box()
+    assert version is not None and card is not None and version["x"] - card["x"] >= 12
+
+
+def test_a_greeting_is_renamed_in_a_sheet_and_played_in_the_apps_own_player(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.goto(exchange.url + "/#/service/voicemail")
+    wait_ready(page)
+    record_greeting(page, "Eerste")
+    page.get_by_role("button", name="Eerste hernoemen").click()
+    sheet = page.get_by_role("dialog", name="Eerste hernoemen")
+    sheet.get_by_label("Naam van de begroeting").fill("Vakantie")
+    sheet.get_by_role("button", name="Opslaan").click()
+    expect(sheet).to_be_hidden()
+    expect(page.get_by_role("button", name="Vakantie afspelen")).to_be_visible()
+    page.get_by_role("button", name="Vakantie afspelen").click()
+    player = page.get_by_role("group", name="Vakantie afspelen")
+    expect(player.get_by_role("button", name="Pauzeren")).to_be_visible()  # playing
+    expect(player.get_by_role("slider", name="Positie")).to_be_visible()
+    assert api(page, exchange, "/me/greetings")["greetings"][0]["name"] == "Vakantie"

@@ -76,7 +76,8 @@ async function onLiveEvent(type) {
   const active = document.activeElement;
   const typing = active && (active.tagName === "INPUT" || active.tagName === "TEXTAREA") && active.type !== "checkbox";
   const busy = typing || document.querySelector("dialog[open]") || document.body.dataset.editing;
-  if (!busy && currentRoute && currentRoute.live) {
+  const live = currentRoute && (typeof currentRoute.live === "function" ? currentRoute.live(...currentParams) : currentRoute.live);
+  if (!busy && live) {
     // Redraw in place: keep the keyboard focus on the same control (ids of live controls are stable).
     const focused = document.activeElement && document.activeElement.id;
     await render();
@@ -93,6 +94,9 @@ export async function syncPrefs() {
 
 let currentRoute = null;
 let renderCount = 0;
+// The tab-level screen the user came from: a screen reached from the overview's tiles goes back there.
+let cameFrom = "overview";
+let currentParams = [];
 
 export async function render() {
   const [name, ...params] = (location.hash.replace(/^#\/?/, "") || "overview").split("/").map(decodeURIComponent);
@@ -120,6 +124,8 @@ export async function render() {
   if (store.profile && !store.profile.pin_set && name !== "pin-setup" && name !== "login") return go("pin-setup");
   const route = routes[name] || routes.overview;
   currentRoute = route;
+  currentParams = params;
+  if (!route.back) cameFrom = name;
   const count = ++renderCount;
   delete document.body.dataset.editing;
   // Marks the screen as loading until its data arrived (tests and screenshots wait for this).
@@ -146,7 +152,7 @@ function frame(app, route, name, title) {
     "header",
     { class: "topbar" },
     route.back
-      ? h("a", { class: "back", href: `#/${route.back}`, "aria-label": t("action.back") }, icon("back"))
+      ? h("a", { class: "back", href: `#/${route.back === "settings" && cameFrom === "overview" ? "overview" : route.back}`, "aria-label": t("action.back") }, icon("back"))
       : h("span", { class: "logo", "aria-hidden": "true" }, "H+"),
     heading,
     h("div", { class: "topbar-actions", id: "topbar-actions" }),

@@ -280,6 +280,8 @@ export async function serviceScreen(container, screen, ctx) {
       const disabled = readOnly || Boolean(field.readOnly);
       const set = (value) => {
         draft[field.name] = value;
+        // Unsaved changes: a live event must not redraw the form from the exchange's copy (app.js checks this).
+        document.body.dataset.editing = "true";
         if (field.type === "toggle" || field.type === "choice") render();
       };
       const label = fieldLabel(screen, field.name);
@@ -338,6 +340,7 @@ export async function serviceScreen(container, screen, ctx) {
     button.disabled = true;
     try {
       saved = await api.put(path, draft);
+      delete document.body.dataset.editing;
       draft = clone(saved);
       errors = {};
       generalError = null;

@@ -6,7 +6,7 @@ import { h, icon } from "./dom.js";
 import { notAvailable } from "./forms.js";
 import { formatDateTime, formatNumber, plural, t } from "./i18n.js";
 import { store } from "./state.js";
-import { confirmDialog, errorText, modal, toast } from "./ui.js";
+import { audioPlayer, confirmDialog, errorText, modal, promptDialog, toast } from "./ui.js";
 
 const API_PREFIX = "/api/v1";
 
@@ -178,7 +178,7 @@ async function voicemailScreen(main, id) {
     const url = URL.createObjectURL(blob);
     const file = new File([blob], `voicemail-${id}.wav`, { type: blob.type || "audio/wav" });
     main.append(
-      h("audio", { controls: true, src: url, class: "player", "aria-label": t("voicemail.player") }),
+      audioPlayer(url, t("voicemail.player")),
       h(
         "div",
         { class: "actions" },
@@ -235,7 +235,8 @@ async function recordGreeting() {
     let recorder = null;
     let wav = null;
     const status = h("p", { role: "status" }, t("greetings.record_help"));
-    const player = h("audio", { controls: true, class: "player", hidden: true });
+    const player = audioPlayer("", t("greetings.listen"));
+    player.hidden = true;
     const nameInput = h("input", { id: "greeting-name", type: "text", maxlength: 100, value: t("greetings.default_name") });
     const recordButton = h("button", { type: "button", class: "record", "aria-pressed": "false" }, t("greetings.record"));
     const saveButton = h("button", { type: "button", class: "primary", disabled: true }, t("action.save"));
@@ -255,7 +256,7 @@ async function recordGreeting() {
           const decoded = await context.decodeAudioData(await new Blob(chunks).arrayBuffer());
           context.close();
           wav = wavFromAudioBuffer(decoded);
-          player.src = URL.createObjectURL(wav);
+          player.audio.src = URL.createObjectURL(wav);
           player.hidden = false;
           saveButton.disabled = false;
           recordButton.textContent = t("greetings.record_again");
@@ -365,12 +366,12 @@ export async function greetingsSection(main) {
           h("span", { class: "grow" }, greeting.name, h("small", { class: "muted" }, [`${Math.round(greeting.duration_ms / 1000)} s`, ...usedFor(greeting)].join(" · "))),
           h("button", { type: "button", class: "icon-button", "aria-label": t("greetings.play", { name: greeting.name }), onClick: async (event) => {
             const row = event.currentTarget.closest("li");
-            const player = h("audio", { src: URL.createObjectURL(await audioBlob(greeting.audio_url)), controls: true, class: "player" });
-            row.nextElementSibling?.tagName === "AUDIO" ? row.nextElementSibling.replaceWith(player) : row.after(player);
-            player.play().catch(() => {});
+            const player = audioPlayer(URL.createObjectURL(await audioBlob(greeting.audio_url)), t("greetings.play", { name: greeting.name }));
+            row.nextElementSibling?.classList.contains("player") ? row.nextElementSibling.replaceWith(player) : row.after(player);
+            player.audio.play().catch(() => {});
           } }, icon("play")),
           h("button", { type: "button", class: "icon-button", "aria-label": t("greetings.rename", { name: greeting.name }), onClick: async () => {
-            const name = prompt(t("greetings.name"), greeting.name);
+            const name = await promptDialog(t("greetings.rename", { name: greeting.name }), t("greetings.name"), greeting.name);
             if (!name || name === greeting.name) return;
             Object.assign(greeting, await api.patch(`/me/greetings/${greeting.id}`, { name }));
             draw();

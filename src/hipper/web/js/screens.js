@@ -10,7 +10,7 @@ import { listRoutes } from "./lists.js";
 import { GROUPS, QUICK_SETTINGS, SERVICES, documentOf } from "./services.js";
 import { settingsRoutes } from "./settings.js";
 import { context, loadUser, savePrefs, store } from "./state.js";
-import { errorText, modal, pinInput, toast } from "./ui.js";
+import { errorText, modal, pinInput, stepUpReason, toast } from "./ui.js";
 
 const available = (screen) => store.services.has(documentOf(screen)) && (screen !== "fixed-mobile-rings" || store.services.has("fixed-mobile"));
 
@@ -330,7 +330,12 @@ async function passkeyCard() {
         const input = card.querySelector("#passkey-switch");
         try {
           if (value) {
-            await registerPasskey();
+            stepUpReason.key = "passkey";
+            try {
+              await registerPasskey();
+            } finally {
+              stepUpReason.key = "number";
+            }
             toast(t("profile.passkey_on"));
           } else {
             await removePasskey();
@@ -607,6 +612,8 @@ export const routes = {
   explain: { title: "screen.explain", back: "incoming", tab: "settings", render: explainScreen },
   service: {
     title: (screen) => t(`service.${screen}`),
+    // The agent's state changes by itself (wrap-up after a call-center call): that screen follows live events.
+    live: (screen) => screen === "call-center-agent",
     back: "settings",
     tab: "settings",
     render: async (main, screen) => {
@@ -616,7 +623,7 @@ export const routes = {
         return;
       }
       const back = document.querySelector(".topbar .back");
-      if (back && BACK[screen]) back.setAttribute("href", `#/${BACK[screen]}`);
+      if (back && BACK[screen] && !back.getAttribute("href").endsWith("overview")) back.setAttribute("href", `#/${BACK[screen]}`);
       const intro = t(`intro.${screen}`);
       if (intro !== `intro.${screen}`) main.append(h("p", { class: "muted" }, intro));
       // The user's own night switch may be off while the company's is on: say what is in effect, and who set it.
