@@ -28,6 +28,14 @@ class Settings(BaseSettings):
     sip_min_expires: int = 60
     sip_max_expires: int = 3600
     sip_nonce_seconds: int = 300
+    # Failed SIP logins (docs/security.md "SIP authentication"): a source address that fails this many times within
+    # the window is banned (its REGISTER/INVITE/SUBSCRIBE dropped unanswered) for the ban period; an account
+    # (digest username) that fails this many times is locked for the ban period against addresses it never
+    # authenticated from.
+    sip_auth_source_failures: int = Field(20, ge=1)
+    sip_auth_account_failures: int = Field(10, ge=1)
+    sip_auth_failure_window_seconds: float = Field(60.0, gt=0)
+    sip_auth_ban_seconds: float = Field(600.0, ge=0)
     sip_node: str = ""
     # Digest challenges offered, in this order (RFC 8760: clients pick the first they support). MD5 only by
     # default: SIPp 3.6 reads just the first challenge and baresip 1.0 fails on any SHA-256 one. Credentials

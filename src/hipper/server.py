@@ -21,6 +21,7 @@ from hipper.apps.voicemail import sweep_spool
 from hipper.config import Settings
 from hipper.offload import run_cpu
 from hipper.sip.digest import Authenticator
+from hipper.sip.guard import AuthGuard, GuardPolicy
 from hipper.sip.registrar import Registrar, RegistrarPolicy
 from hipper.sip.stack import SipStack
 from hipper.sip.transport import TlsSetupError, server_context
@@ -74,6 +75,14 @@ def create_sip_stack(settings: Settings, sessions: async_sessionmaker[AsyncSessi
         DeviceDirectory(sessions, settings.sip_realm),
         LocationStore(sessions, node=settings.sip_node or socket.gethostname()),
         RegistrarPolicy(min_expires=settings.sip_min_expires, max_expires=settings.sip_max_expires),
+        AuthGuard(
+            GuardPolicy(
+                source_failures=settings.sip_auth_source_failures,
+                account_failures=settings.sip_auth_account_failures,
+                window=settings.sip_auth_failure_window_seconds,
+                ban=settings.sip_auth_ban_seconds,
+            )
+        ),
     )
     return SipStack(registrar)
 

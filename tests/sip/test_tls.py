@@ -115,7 +115,8 @@ class TlsPhone:
         self.send(register_text(**fields))
         challenge = await self.read()
         assert isinstance(challenge, Response) and challenge.status == 401, challenge
-        self.send(register_text(cseq=2, authorization=authorization_for(challenge), **fields))
+        auth = authorization_for(challenge, uri=f"sip:127.0.0.1:{server_port}")
+        self.send(register_text(cseq=2, authorization=auth, **fields))
         answer = await self.read()
         assert isinstance(answer, Response)
         return answer
