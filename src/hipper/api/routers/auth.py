@@ -10,8 +10,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hipper.api.deps import CurrentUser, Session, State, as_utc, commit, hash_token
+from hipper.api.deps import CurrentUser, Session, State, commit, hash_token
 from hipper.config import Settings
+from hipper.domain.moments import aware
 from hipper.domain.pin import check_password, check_pin
 from hipper.store.events import add_event
 from hipper.store.models import AuthSession, User
@@ -54,7 +55,7 @@ LOCKED = "too many failed attempts: this account is locked for a few minutes"
 
 
 def _locked(until: datetime | None, now: datetime) -> bool:
-    return until is not None and as_utc(until) > now
+    return until is not None and aware(until) > now
 
 
 async def _count_failure(user: User, now: datetime, settings: Settings, session: AsyncSession) -> None:
