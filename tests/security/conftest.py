@@ -79,6 +79,24 @@ def invite_text(
     return "\r\n".join(lines) + f"\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
 
 
+def ack_text(invite: str, answered: Response) -> str:
+    """The ACK of a non-2xx final answer to `invite` (§17.1.1.3: same branch, the answer's To tag)."""
+    head = invite.split("\r\n\r\n")[0].split("\r\n")
+    method_line = head[0].replace("INVITE ", "ACK ", 1)
+    keep = [line for line in head[1:] if line.split(":")[0] in ("Via", "From", "Call-ID", "Max-Forwards")]
+    cseq = next(line for line in head if line.startswith("CSeq:")).replace("INVITE", "ACK")
+    to = f"To: {answered.headers.get('To')}"
+    return "\r\n".join([method_line, *keep, to, cseq, "Content-Length: 0"]) + "\r\n\r\n"
+
+
+async def challenged(client: RawClient, port: int, invite: str) -> Response:
+    """Send `invite`, take its final answer and acknowledge it, as a phone does."""
+    client.send(invite, port)
+    answered = await final(client)
+    client.send(ack_text(invite, answered), port)
+    return answered
+
+
 def answer(
     challenge: Response,
     *,

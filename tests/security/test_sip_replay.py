@@ -17,6 +17,7 @@ from tests.security.conftest import (
     RawClient,
     answer,
     attacker,
+    challenged,
     final,
     invite_text,
     register_text,
@@ -35,10 +36,8 @@ async def nothing_reaches(trunk: RawClient) -> None:
 async def challenge_for(exchange: Exchange, phone: RawClient, host: str, dialled: str) -> tuple[str, str]:
     """An INVITE's 407 from the exchange: (the INVITE's Call-ID, the phone's digest answer for `dialled`)."""
     call_id = f"captured-{dialled}"
-    phone.send(
-        invite_text(port=exchange.port, client=phone, host=host, dialled=dialled, call_id=call_id), exchange.port
-    )
-    challenge = await final(phone)
+    invite = invite_text(port=exchange.port, client=phone, host=host, dialled=dialled, call_id=call_id)
+    challenge = await challenged(phone, exchange.port, invite)
     assert challenge.status == 407, challenge
     uri = f"sip:{dialled}@127.0.0.1:{exchange.port}"
     return call_id, answer(challenge, uri=uri, method="INVITE")
@@ -48,14 +47,13 @@ async def test_an_answer_without_qop_is_refused(exchange: Exchange) -> None:
     """RFC 2069 answers carry no nonce count: one captured header would place call after call (issue: 3 calls)."""
     await exchange.add_user("alice", "201")
     async with attacker(port=exchange.trunk_port) as trunk, attacker() as phone:
-        phone.send(invite_text(port=exchange.port, client=phone, host="127.0.0.1", dialled=PREMIUM), exchange.port)
-        challenge = await final(phone)
+        invite = invite_text(port=exchange.port, client=phone, host="127.0.0.1", dialled=PREMIUM)
+        challenge = await challenged(phone, exchange.port, invite)
         legacy = answer(challenge, uri=f"sip:{PREMIUM}@127.0.0.1:{exchange.port}", method="INVITE", qop=False)
         text = invite_text(
             port=exchange.port, client=phone, host="127.0.0.1", dialled=PREMIUM, cseq=2, proxy_authorization=legacy
         )
-        phone.send(text, exchange.port)
-        refused = await final(phone)
+        refused = await challenged(phone, exchange.port, text)
         assert (refused.status, refused.reason) == (403, "Wrong credentials")
         await nothing_reaches(trunk)
     await still_serves(exchange)
@@ -71,8 +69,7 @@ async def test_an_answer_captured_for_one_number_does_not_call_another(exchange:
         text = invite_text(
             port=exchange.port, client=phone, host="127.0.0.1", dialled=PREMIUM, cseq=2, proxy_authorization=captured
         )
-        phone.send(text, exchange.port)
-        refused = await final(phone)
+        refused = await challenged(phone, exchange.port, text)
         assert (refused.status, refused.reason) == (403, "Wrong credentials")
         await nothing_reaches(trunk)
     await still_serves(exchange)
@@ -86,8 +83,7 @@ async def test_an_answer_replayed_from_another_address_gets_only_a_fresh_challen
         text = invite_text(
             port=exchange.port, client=thief, host="127.0.0.2", dialled=PREMIUM, cseq=2, proxy_authorization=captured
         )
-        thief.send(text, exchange.port)
-        again = await final(thief)
+        again = await challenged(thief, exchange.port, text)
         assert again.status == 407
         assert "stale=true" in (again.headers.get("Proxy-Authenticate") or "")
         await nothing_reaches(trunk)
@@ -114,8 +110,8 @@ async def test_an_invite_nonce_authorises_one_call_only(exchange: Exchange) -> N
     """Single-use INVITE nonces: the same nonce with the next nonce count is challenged again (stale=true)."""
     await exchange.add_user("alice", "201")
     async with attacker(port=exchange.trunk_port) as trunk, attacker() as phone:
-        phone.send(invite_text(port=exchange.port, client=phone, host="127.0.0.1", dialled=PREMIUM), exchange.port)
-        challenge = await final(phone)
+        invite = invite_text(port=exchange.port, client=phone, host="127.0.0.1", dialled=PREMIUM)
+        challenge = await challenged(phone, exchange.port, invite)
         uri = f"sip:{PREMIUM}@127.0.0.1:{exchange.port}"
         first = answer(challenge, uri=uri, method="INVITE")
         phone.send(
