@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     sip_auth_account_failures: int = Field(10, ge=1)
     sip_auth_failure_window_seconds: float = Field(60.0, gt=0)
     sip_auth_ban_seconds: float = Field(600.0, ge=0)
+    # Messages per second (sustained, and in a burst) one source address may send before the rest is dropped unread
+    # (the trunk and mobile network addresses are exempt); 0 turns the limit off. A phone sends a few per call.
+    sip_source_messages_per_second: float = Field(200.0, ge=0)
+    sip_source_burst: float = Field(400.0, ge=1)
     sip_node: str = ""
     # Digest challenges offered, in this order (RFC 8760: clients pick the first they support). MD5 only by
     # default: SIPp 3.6 reads just the first challenge and baresip 1.0 fails on any SHA-256 one. Credentials

@@ -311,4 +311,3 @@ class B2bua:
     def _unchallenged(self, request: Request, peer: Peer) -> bool:
         """INVITEs not authenticated by digest: from the trunk or mobile network, or our own callback legs."""
         return self.peers.origin(peer) is not None or self.applications.callback_user(request) is not None
-

@@ -122,3 +122,49 @@ class AuthGuard:
             log.warning(
                 "sip.auth_account_locked", extra={"username": username[:64], "peer": peer, "seconds": self.policy.ban}
             )
+
+
+RATE_LIMITED = Counter(
+    "hipper_sip_rate_limited_total", "SIP messages dropped unread because their source address sent too many"
+)
+
+
+class SourceLimit:
+    """A token bucket per source address, checked before a message is even parsed (a flood from one address then
+    costs a dictionary lookup per packet, not a parse and a challenge). `exempt` hosts (the trunk, the mobile
+    network) are never limited."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        exempt: frozenset[str] = frozenset(),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.exempt = exempt
+        self.clock = clock
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()  # host → [tokens, last refill, limited]
+
+    def allow(self, host: str) -> bool:
+        if host in self.exempt:
+            return True
+        now = self.clock()
+        bucket = self._buckets.get(host)
+        if bucket is None:
+            bucket = self._buckets[host] = [self.burst, now, 0.0]
+            if len(self._buckets) > MAX_ENTRIES:
+                self._buckets.popitem(last=False)
+        else:
+            bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+            bucket[1] = now
+        if bucket[0] >= 1.0:
+            bucket[0] -= 1.0
+            bucket[2] = 0.0
+            return True
+        RATE_LIMITED.inc()
+        if not bucket[2]:
+            bucket[2] = 1.0  # one line per episode, not per dropped packet
+            log.warning("sip.source_rate_limited", extra={"source": host, "rate": self.rate, "burst": self.burst})
+        return False

@@ -29,6 +29,7 @@ import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from hipper.sip.guard import SourceLimit
 from hipper.sip.message import (
     ParseError,
     Request,
@@ -79,9 +80,11 @@ class SipStack:
         handler: RequestHandler | None = None,
         timers: TimerConfig | None = None,
         clock: Clock | None = None,
+        limit: SourceLimit | None = None,
     ) -> None:
         self.registrar = registrar
         self.handler = handler
+        self.limit = limit
         # Requests the handler takes without digest authentication (set by the B2BUA): not screened here.
         self.unchallenged: Callable[[Request, Peer], bool] = lambda _request, _peer: False
         self.transports = Transports(self.receive)
@@ -120,6 +123,8 @@ class SipStack:
     # Receiving --------------------------------------------------------------------------------------------
 
     def receive(self, data: bytes, peer: Peer) -> None:
+        if self.limit is not None and not self.limit.allow(peer.host):
+            return  # a source sending more than any phone or office does: dropped before parsing
         try:
             message = parse_message(data, stream=peer.reliable)
             if isinstance(message, Request):
