@@ -224,10 +224,10 @@ class Authenticator:
         if screened.verdict != Verdict.OK:
             return screened
         algorithm = params.get("algorithm", "MD5").upper()
-        stored = credentials.ha1_for(algorithm)
-        if not stored or params.get("username") != credentials.username:
-            return Outcome(Verdict.WRONG, "password")
+        stored = credentials.ha1_for(algorithm) or ""
         nonce = params["nonce"]
+        # The digest is computed even for credentials that cannot match (an unknown user is checked against
+        # blank ones): the time taken does not tell which accounts exist.
         expected = response(
             algorithm=algorithm,
             ha1_hex=stored,
@@ -238,7 +238,9 @@ class Authenticator:
             nc=params["nc"],
             cnonce=params["cnonce"],
         )
-        if not hmac.compare_digest(expected, params.get("response", "").lower()):
+        # Bytes: compare_digest refuses str with non-ASCII characters, which a client may well send.
+        matches = hmac.compare_digest(expected.encode(), params.get("response", "").lower().encode("utf-8", "replace"))
+        if not matches or not stored or params.get("username") != credentials.username:
             return Outcome(Verdict.WRONG, "password")
         # RFC 7616 §3.4.5: the nonce count must grow with each use of a nonce; a repeated one is a replay (a
         # captured REGISTER sent again, perhaps with another Contact). The sender gets a fresh challenge, which a
