@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     sip_source_messages_per_second: float = Field(200.0, ge=0)
     sip_source_burst: float = Field(400.0, ge=1)
     sip_node: str = ""
+    # This process among the nodes sharing the database (store/presence.py: who is on a call, per node, with a
+    # lease). Empty: host name and process id. Set it when host names repeat; keep it unique per running node.
+    node_id: str = Field("", max_length=100)  # the width of nodes.node_id
     # Digest challenges offered, in this order (RFC 8760: clients pick the first they support). MD5 only by
     # default: SIPp 3.6 reads just the first challenge and baresip 1.0 fails on any SHA-256 one. Credentials
     # with either algorithm are always verified; offer ["SHA-256", "MD5"] when all phones can take it.
@@ -81,6 +84,9 @@ class Settings(BaseSettings):
     # Anywhere's block diversion: an answer sooner than this after the INVITE is the mobile network's voicemail
     # (busy / not reachable), not a person, and is refused (engine/diversion_guard.py).
     block_diversion_min_answer_seconds: float = 3.0
+    # Answer confirmation (simultaneous ring, Anywhere): an answer not confirmed with the key within this time is
+    # released with BYE while the other branches keep ringing (domain/routing/confirmation.py).
+    answer_confirmation_seconds: float = Field(default=10.0, gt=0)
     # RFC 4028 session timers on calls (engine/leg.py): the interval we ask for and the smallest we accept
     # (a shorter Session-Expires is answered 422 with Min-SE). RFC 4028 allows no Min-SE below 90 s; tests use less.
     session_timers: bool = True
