@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     pin_attempts: int = 5
     pin_lockout_seconds: int = 900
     cors_origins: list[str] = Field(default_factory=list)
+    # HTTP hardening (docs/security.md "HTTP and API"). Request bodies longer than this are refused with a 413
+    # while they are read (uploads declare their own limit).
+    http_max_body_bytes: int = Field(256 * 1024, gt=0)
     # argon2 parameters; tests lower them to keep the suite fast.
     argon2_time_cost: int = 3
     argon2_memory_cost: int = 65536

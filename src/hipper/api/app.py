@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 import hipper
 from hipper import logs, metrics
 from hipper.api import errors, routers, web
+from hipper.api.limits import BodyGuard
 from hipper.api.state import AppState
 from hipper.config import Settings
 from hipper.notify import start_notifications
@@ -77,6 +78,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
     )
     app.state.hipper = state
     errors.install(app)
+    app.add_middleware(BodyGuard, default_limit=settings.http_max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
