@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import resource
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -53,6 +54,14 @@ class ExchangeProcess:
                 return int(line.split()[1])
         raise LookupError(key)
 
+    def open_file_limits(self) -> tuple[int, int]:
+        """The exchange's RLIMIT_NOFILE (soft, hard), from /proc."""
+        for line in Path(f"/proc/{self.pid}/limits").read_text().splitlines():
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+        raise LookupError("Max open files")
+
     def open_files(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
@@ -92,9 +101,15 @@ async def seed_users(database_url: str, names: list[str], licences: list[str] | 
 
 @asynccontextmanager
 async def exchange_process(
-    tmp_path: Path, database_url: str = "", users: list[str] | None = None, **settings: str
+    tmp_path: Path,
+    database_url: str = "",
+    users: list[str] | None = None,
+    open_files: tuple[int, int] | None = None,
+    **settings: str,
 ) -> AsyncIterator[ExchangeProcess]:
-    """Start `hipper serve` (settings as HIPPER_* environment values, names without the prefix), wait for the API."""
+    """Start `hipper serve` (settings as HIPPER_* environment values, names without the prefix), wait for the API.
+
+    `open_files`: the (soft, hard) RLIMIT_NOFILE the exchange starts with."""
     data_dir = tmp_path / "exchange"
     data_dir.mkdir(exist_ok=True)
     url = database_url or f"sqlite+aiosqlite:///{data_dir / 'hipper.db'}"
@@ -114,8 +129,13 @@ async def exchange_process(
         **{f"HIPPER_{name.upper()}": value for name, value in settings.items()},
     }
     log = (tmp_path / "exchange.log").open("wb")
+
+    def limit_open_files() -> None:  # runs in the child before it executes Python
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, open_files)
+
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hipper", "serve", env=env, stdout=log, stderr=log
+        sys.executable, "-m", "hipper", "serve", env=env, stdout=log, stderr=log, preexec_fn=limit_open_files
     )
     exchange = ExchangeProcess(data_dir, url, http_port, sip_port, process, ids)
     try:
