@@ -53,9 +53,10 @@ from sqlalchemy import event
 
 from hipper.api.app import create_app
 from hipper.api.state import AppState
-from hipper.apps.b2bua import B2bua, start_call_processing
-from hipper.apps.executor import CallSummary
+from hipper.apps.node import start_call_processing
 from hipper.config import Settings
+from hipper.engine.b2bua import B2bua
+from hipper.engine.call import CallSummary
 from hipper.passwords import Hasher
 from hipper.server import create_sip_stack, freeze_heap_when_started
 from hipper.sip.stack import SipStack

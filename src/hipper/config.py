@@ -84,9 +84,9 @@ class Settings(BaseSettings):
     # otherwise cost Timer B, 32 s).
     branch_provisional_seconds: float = 4.0
     # Anywhere's block diversion: an answer sooner than this after the INVITE is the mobile network's voicemail
-    # (busy / not reachable), not a person, and is refused (apps/diversion_guard.py).
+    # (busy / not reachable), not a person, and is refused (engine/diversion_guard.py).
     block_diversion_min_answer_seconds: float = 3.0
-    # RFC 4028 session timers on calls (apps/session_timers.py): the interval we ask for and the smallest we accept
+    # RFC 4028 session timers on calls (engine/leg.py): the interval we ask for and the smallest we accept
     # (a shorter Session-Expires is answered 422 with Min-SE). RFC 4028 allows no Min-SE below 90 s; tests use less.
     session_timers: bool = True
     session_expires_seconds: int = 1800

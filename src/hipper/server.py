@@ -20,7 +20,7 @@ from hipper import logs
 from hipper.api.app import create_app
 from hipper.api.connections import ConnectionGuard, guarded_protocol
 from hipper.api.state import AppState
-from hipper.apps.b2bua import start_call_processing
+from hipper.apps.node import start_call_processing
 from hipper.apps.voicemail import sweep_spool
 from hipper.config import Settings
 from hipper.offload import run_cpu

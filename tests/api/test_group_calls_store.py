@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 
-from hipper.apps.directory import resolve
 from hipper.domain.agent_state import AcdState
+from hipper.engine.directory import resolve
 from hipper.store import admin, call_centers, call_logs, group_calls
 from hipper.store.models import Company, User
 from tests.conftest import LoggedIn, UserFactory

@@ -21,10 +21,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from hipper.apps.b2bua import B2bua, start_call_processing
-from hipper.apps.executor import CallSummary
+from hipper.apps.node import Applications, start_call_processing
 from hipper.config import Settings
 from hipper.domain.services import ServiceSettings
+from hipper.engine.b2bua import B2bua
+from hipper.engine.call import CallSummary
 from hipper.media.engine import MediaEngine
 from hipper.passwords import Hasher
 from hipper.server import create_sip_stack
@@ -59,6 +60,12 @@ class Exchange:
     @property
     def port(self) -> int:
         return self.stack.port
+
+    @property
+    def applications(self) -> Applications:
+        """The features plugged into this exchange's call engine (apps/node.py)."""
+        assert isinstance(self.b2bua.applications, Applications)
+        return self.b2bua.applications
 
     async def add_user(self, name: str, extension: str, *, direct: str | None = None, mobile: str | None = None,
                        licences: tuple[str, ...] = ("full",)) -> int:  # fmt: skip

@@ -14,7 +14,6 @@ import uvicorn
 
 from hipper.api.app import create_app
 from hipper.apps.click_to_dial import Callback
-from hipper.apps.legs import CalleeLeg
 from hipper.domain.services import (
     Anywhere,
     AnywhereLocation,
@@ -24,6 +23,7 @@ from hipper.domain.services import (
     FixedMobile,
     Voicemail,
 )
+from hipper.engine.leg import CalleeLeg
 from tests.calls.conftest import (
     Exchange,
     expect_headers,
@@ -92,7 +92,7 @@ async def alice(exchange: Exchange, method: str = "callback", device: str = "des
 
 async def finished_callback(exchange: Exchange, limit: float = 20.0) -> Callback:
     async with asyncio.timeout(limit):
-        return await exchange.b2bua.app_calls.ended.get()
+        return await exchange.applications.app_calls.ended.get()
 
 
 async def live_calls(api: Api, headers: dict[str, str]) -> list[dict[str, object]]:
@@ -143,7 +143,7 @@ async def test_callback_rings_the_desk_phone_then_calls_the_number_and_bridges_t
     # The desk phone rings first (for 1.5 s): meanwhile the call is "ringing" and the number is not called yet.
     listed = await wait_for_state(api, headers, "ringing")
     assert listed["id"] == body["id"] and listed["direction"] == "outgoing" and listed["remote_number"] == FAR
-    assert exchange.b2bua.app_calls.callbacks[body["id"]].far_leg is None
+    assert exchange.applications.app_calls.callbacks[body["id"]].far_leg is None
     await wait_for_state(api, headers, "active")
 
     await desk.succeeded()
@@ -536,7 +536,7 @@ async def test_callback_legs_offer_session_timers_and_the_exchange_refreshes_bot
     headers = await api.login("alice")
     placed = await api.http.post("/api/v1/me/calls", json={"to": FAR, "method": "callback"}, headers=headers)
     assert placed.status_code == 202, placed.text
-    callback = exchange.b2bua.app_calls.callbacks[placed.json()["id"]]
+    callback = exchange.applications.app_calls.callbacks[placed.json()["id"]]
     await wait_for_state(api, headers, "active")
 
     def refreshed(leg: CalleeLeg | None) -> bool:

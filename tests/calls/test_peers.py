@@ -1,10 +1,10 @@
-"""The headers calls to the outside world carry (pure functions of apps/peers.py)."""
+"""The headers calls to the outside world carry (pure functions of engine/peers.py)."""
 
 from __future__ import annotations
 
-from hipper.apps.peers import diversion_headers, diversions_so_far, identity_headers, number_of
 from hipper.domain.outgoing import CallerIdentity
 from hipper.domain.routing.plan import Diversion
+from hipper.engine.peers import diversion_headers, diversions_so_far, identity_headers, number_of
 from hipper.sip.message import URI, Headers, NameAddr, Request
 
 

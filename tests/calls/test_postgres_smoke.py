@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from hipper.apps.b2bua import start_call_processing
+from hipper.apps.node import start_call_processing
 from hipper.config import Settings
 from hipper.server import create_sip_stack
 from hipper.store import admin

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from hipper.apps.executor import Call
-from hipper.apps.session_timers import glare_retry_seconds
 from hipper.domain.services import Voicemail
+from hipper.engine.call import Call
+from hipper.engine.leg import glare_retry_seconds
 from tests.calls.conftest import Exchange, Sipp, free_media_port, phone, scenario, start_sipp
 
 pytestmark = pytest.mark.sip

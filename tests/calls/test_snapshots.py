@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from hipper.apps.snapshots import _NEW_EVENTS, SnapshotCache
 from hipper.domain.services import DoNotDisturb
+from hipper.engine.snapshots import _NEW_EVENTS, SnapshotCache
 from hipper.store import admin, call_logs, db
 from hipper.store.db import LOOP_READ_BUDGET_SECONDS, CallPathReads, PooledReads
 from hipper.store.models import Company

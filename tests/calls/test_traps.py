@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -63,11 +64,17 @@ async def test_our_200_is_retransmitted_until_the_ack(exchange: Exchange) -> Non
         )
         network.send(f"{head}Content-Length: {len(sdp)}\r\n\r\n{sdp}", exchange.port)
         oks: list[Response] = []
+        arrivals: list[float] = []
         async with asyncio.timeout(10):
-            while len(oks) < 3:  # the 200 and two retransmissions (T1 = 0.5 s, then 1 s)
+            while len(oks) < 4:  # the 200 and three retransmissions (T1 = 0.5 s, then 1 s, then 2 s)
                 response = await network.receive(10)
                 if response.status == 200:
                     oks.append(response)
+                    arrivals.append(loop.time())
+        # One retransmitter: each interval apart (0.5, 1, 2 s), never two copies at once (the leg used to
+        # retransmit beside the transaction: 200s at 0.0, 0.5, 0.5, 1.5, 1.5 s). Timers only run late, not early.
+        gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+        assert min(gaps) > 0.4, gaps
         to = oks[0].headers.get("To")
         ack = (
             f"ACK sip:hipper@127.0.0.1:{exchange.port} SIP/2.0\r\n"

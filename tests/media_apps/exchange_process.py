@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from hipper.apps.b2bua import start_call_processing
+from hipper.apps.node import start_call_processing
 from hipper.config import Settings
 from hipper.server import create_sip_stack
 from hipper.store.db import create_engine, session_factory

@@ -73,7 +73,7 @@ async def test_subscribe_notify_follows_deposit_heard_and_delete(exchange: Excha
     finally:
         await app.state.hipper.engine.dispose()
     await sipp.succeeded(20)  # every NOTIFY matched, then the unsubscribe got 200 and a terminated NOTIFY
-    assert not exchange.b2bua.mwi.subscriptions
+    assert not exchange.applications.mwi.subscriptions
 
 
 async def test_subscribe_needs_credentials_and_the_right_event(exchange: Exchange) -> None:
@@ -82,7 +82,7 @@ async def test_subscribe_needs_credentials_and_the_right_event(exchange: Exchang
     sipp = await start_sipp(exchange, "mwi-wrong", text, "-au", "bob", "-ap", "not-the-password")
     code, _ = await sipp.result(15)
     assert code != 0  # 403 instead of 200
-    assert not exchange.b2bua.mwi.subscriptions
+    assert not exchange.applications.mwi.subscriptions
     other = text.replace("Event: message-summary", "Event: presence")
     sipp = await start_sipp(exchange, "mwi-event", other, "-au", "bob", "-ap", PASSWORD)
     code, _ = await sipp.result(15)

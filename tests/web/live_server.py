@@ -22,7 +22,7 @@ from typing import Any
 import uvicorn
 
 from hipper.api.app import create_app
-from hipper.apps.b2bua import start_call_processing
+from hipper.apps.node import start_call_processing
 from hipper.config import Settings
 from hipper.domain.licences import expand
 from hipper.passwords import Hasher

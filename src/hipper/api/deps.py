@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.api.state import AppState
 from hipper.domain.context import UserContext
+from hipper.domain.moments import aware
 from hipper.store.models import AuthSession, Company, Group, ServiceSetting, User
 from hipper.store.users import call_center_number_of, context_from, numbers_from
 
@@ -43,11 +44,6 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def as_utc(moment: datetime) -> datetime:
-    # SQLite returns naive datetimes; everything we store is UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 @dataclass
 class Authenticated:
     user: User
@@ -73,7 +69,7 @@ class Authenticated:
     @property
     def stepped_up(self) -> bool:
         until = self.auth_session.step_up_until
-        return until is not None and as_utc(until) > datetime.now(UTC)
+        return until is not None and aware(until) > datetime.now(UTC)
 
 
 # The call-center number rides along as a scalar subquery, so a settings GET needs only this statement and
@@ -111,7 +107,7 @@ async def lookup(session: AsyncSession, token: str, service: str | None = None) 
         parameters = {"token_hash": hash_token(token), "service": service}
         row = (await session.execute(_LOOKUP_WITH_DOCUMENT, parameters)).one_or_none()
         document = row[-1] if row is not None else None
-    if row is None or as_utc(row[0].expires_at) <= datetime.now(UTC):
+    if row is None or aware(row[0].expires_at) <= datetime.now(UTC):
         return None
     auth = Authenticated(user=row[1], auth_session=row[0], company=row[2], group=row[3], call_center_number=row[4])
     if service is not None:

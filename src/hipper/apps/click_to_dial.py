@@ -14,20 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Literal, TypeVar
 
-from hipper.apps.directory import resolve
-from hipper.apps.legs import CalleeLeg, Leg, answer_in_dialog_offer
-from hipper.apps.peers import identity_headers
-from hipper.apps.session_timers import policy_of
-from hipper.apps.waiting import race_until
 from hipper.domain.outgoing import CallerIdentity
+from hipper.engine.call import Branch, Party, call_key
+from hipper.engine.directory import resolve
+from hipper.engine.leg import CalleeLeg, Leg, answer_in_dialog_offer, policy_of
+from hipper.engine.peers import identity_headers
+from hipper.engine.waiting import race_until
 from hipper.media.engine import (
     Connect,
     CreateEndpoint,
@@ -47,8 +46,8 @@ from hipper.store.registrations import LocationStore
 from hipper.store.writer import OutboxEvent
 
 if TYPE_CHECKING:
-    from hipper.apps.b2bua import B2bua
-    from hipper.apps.executor import Call
+    from hipper.engine.b2bua import B2bua
+    from hipper.engine.call import Call, CallHost
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +92,6 @@ class Target:
     uri: URI
     peer: Peer
     label: str
-
-
-def call_key(call_id: str) -> str:
-    """A URL-safe id for a B2BUA call (the SIP Call-ID may hold '@' and is the callers' to choose)."""
-    return hashlib.sha256(call_id.encode()).hexdigest()[:16]
 
 
 class AppCalls:
@@ -222,17 +216,15 @@ def _live_call(call: Call, user_id: int) -> LiveCall | None:
     return None
 
 
-async def handles(call: Call, dialled: str) -> bool:
+async def handles(app_calls: AppCalls, call: Call, dialled: str) -> bool:
     """Whether `dialled` is the access number; if so the call is handled here (connected or refused)."""
-    from hipper.apps.executor import Branch, Party  # here: the executor imports this module
-
     settings = call.settings
     access = settings.call_access_number
     if not access or dialled not in (access, access.lstrip("+")):
         return False
     b2bua = call.b2bua
     user_id = call.caller.user_id
-    armed = b2bua.app_calls.claim(user_id) if call.caller.origin == "mobile" and user_id is not None else None
+    armed = app_calls.claim(user_id) if call.caller.origin == "mobile" and user_id is not None else None
     if armed is None:
         # Nobody announced this call from the app (or the window passed): the number leads nowhere by itself.
         call.fail(403, "No call announced from the app")
@@ -266,7 +258,7 @@ def announce_started(call: Call) -> None:
         call.b2bua.spawn(publish(call.b2bua, list(call.on_call_users), "call.started", payload))
 
 
-async def publish(b2bua: B2bua, user_ids: list[int], type_: str, payload: dict[str, object]) -> None:
+async def publish(b2bua: CallHost, user_ids: list[int], type_: str, payload: dict[str, object]) -> None:
     """An outbox event for each user's app (SPEC D3); the API's event hub finds it on its next poll."""
     try:
         # Batched with the calls' own writes into one transaction (store/writer.py).
@@ -278,7 +270,7 @@ async def publish(b2bua: B2bua, user_ids: list[int], type_: str, payload: dict[s
 class Callback:
     """One callback: the user's leg (rung first), then the far leg, bridged through two media endpoints.
 
-    It stands in for the executor's `Call` toward its legs, which use only `b2bua`, `in_dialog` and `leg_gone`.
+    Toward its legs and the media engine it is their owner (engine/leg.py `LegOwner`), as a call is.
     """
 
     def __init__(
@@ -432,14 +424,14 @@ class Callback:
             created = await self.b2bua.media.execute(CreateEndpoint())
             assert isinstance(created, EndpointCreated)
             self.endpoints.add(created.endpoint_id)
-            self.b2bua.watch(created.endpoint_id, cast("Call", self))  # RTP timeouts come to `rtp_timeout`
-            # The legs are typed for the executor's Call; a Callback offers the same three things they use.
+            self.b2bua.watch(created.endpoint_id, self)  # RTP timeouts come to `rtp_timeout`
+            # A Callback owns its legs as a call does (engine/leg.py `LegOwner`).
             leg = CalleeLeg(
-                self.b2bua.stack, cast("Call", self), peer=target.peer, uri=target.uri, from_=from_, to=to,
+                self.b2bua.stack, self, peer=target.peer, uri=target.uri, from_=from_, to=to,
                 label=target.label,
             )  # fmt: skip
             leg.endpoint_id = created.endpoint_id
-            leg.session_policy = policy_of(self.settings)  # RFC 4028 like any call's legs (apps/session_timers.py)
+            leg.session_policy = policy_of(self.settings)  # RFC 4028 like any call's legs (engine/leg.py)
             leg.listener = lambda leg, response: queue.put_nowait((leg, response))
             leg.start(created.local_sdp, headers, provisional_timeout=self.settings.branch_provisional_seconds)
             legs.append(leg)

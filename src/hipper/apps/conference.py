@@ -16,14 +16,14 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from hipper.apps.directory import resolve, user_row
-from hipper.apps.legs import CalleeLeg
-from hipper.apps.session_timers import policy_of
+from hipper.engine.call import Branch
+from hipper.engine.directory import resolve, user_row
+from hipper.engine.leg import CalleeLeg, policy_of
 from hipper.media.engine import Connect, CreateMixer, MediaError, SetRemoteSdp
 from hipper.sip.message import URI, NameAddr, Response
 
 if TYPE_CHECKING:
-    from hipper.apps.executor import Branch, Call
+    from hipper.engine.call import Branch, Call
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,6 @@ class ThreeWay:
         self._watch: asyncio.Task[None] | None = None
 
     async def _branches(self, number: str) -> tuple[list[Branch], NameAddr, NameAddr]:
-        from hipper.apps.executor import Branch
-
         call = self.call
         user = await user_row(call.b2bua.sessions, self.user_id)
         company_id = user.company_id if user is not None else None

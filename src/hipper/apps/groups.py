@@ -39,14 +39,14 @@ from hipper.domain.group_calls import (
     plan_hunt_group,
 )
 from hipper.domain.routing import IncomingCall, UserState
+from hipper.engine.call import Branch, Party
 from hipper.media.prompts import sentence, tone_path
 from hipper.sip.message import NameAddr
 from hipper.store import call_centers, group_calls
 
 if TYPE_CHECKING:
-    from hipper.apps.b2bua import B2bua
-    from hipper.apps.directory import Resolved
-    from hipper.apps.executor import Branch, Call, Party
+    from hipper.engine.call import Branch, Call, CallHost, Party
+    from hipper.engine.directory import Resolved
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,6 @@ async def _snapshot(call: Call, user_id: int, now: datetime) -> UserState | None
 
 async def _branches(call: Call, target: MemberTarget, to: NameAddr) -> list[Branch]:
     """The member's registered phones, and their handset through the mobile network when J2 says so."""
-    from hipper.apps.executor import Branch
-
     branches: list[Branch] = []
     if target.device_ids:
         bindings = await call.bindings(target.user_id, target.device_ids)
@@ -96,8 +94,6 @@ async def _branches(call: Call, target: MemberTarget, to: NameAddr) -> list[Bran
 
 
 def _party(call: Call, user_id: int, number: str, plan: dict[str, object]) -> Party:
-    from hipper.apps.executor import Party
-
     return Party(
         user_id, "missed", call.caller.number or "", remote_name=call.caller.display, local_identity=number, plan=plan
     )
@@ -221,10 +217,10 @@ class Queues:
             entry.wake.set()
 
 
-_QUEUES: weakref.WeakKeyDictionary[B2bua, Queues] = weakref.WeakKeyDictionary()
+_QUEUES: weakref.WeakKeyDictionary[CallHost, Queues] = weakref.WeakKeyDictionary()
 
 
-def queues(b2bua: B2bua) -> Queues:
+def queues(b2bua: CallHost) -> Queues:
     found = _QUEUES.get(b2bua)
     if found is None:
         found = _QUEUES[b2bua] = Queues()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, func, select
 
-from hipper.apps.legs import contact_header
+from hipper.engine.leg import contact_header
 from hipper.sip.dialog import Dialog, new_call_id, new_tag
 from hipper.sip.message import URI, Headers, NameAddr, ParseError, Request, Response
 from hipper.sip.transaction import ServerTransaction
@@ -38,7 +38,7 @@ from hipper.store.models import Event, User
 from hipper.store.registrations import LocationStore
 
 if TYPE_CHECKING:
-    from hipper.apps.b2bua import B2bua
+    from hipper.engine.b2bua import B2bua
 
 log = logging.getLogger(__name__)
 

@@ -50,8 +50,8 @@ from hipper.offload import run_cpu
 from hipper.store import recordings
 
 if TYPE_CHECKING:
-    from hipper.apps.executor import Call
-    from hipper.apps.legs import CalleeLeg
+    from hipper.engine.call import Call
+    from hipper.engine.leg import CalleeLeg
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ class CallRecorder:
 
 
 async def recording_mode(call: Call, user_id: int) -> str:
-    # Cached with the user's routing snapshot and dropped by the same outbox events (apps/snapshots.py).
+    # Cached with the user's routing snapshot and dropped by the same outbox events (engine/snapshots.py).
     settings = await call.b2bua.snapshots.document(user_id, CallRecording)
     assert isinstance(settings, CallRecording)
     return settings.mode

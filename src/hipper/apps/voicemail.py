@@ -33,7 +33,7 @@ from hipper.offload import run_cpu
 from hipper.store import greetings, media_files, voicemails
 
 if TYPE_CHECKING:
-    from hipper.apps.executor import Call
+    from hipper.engine.call import Call
 
 log = logging.getLogger(__name__)
 

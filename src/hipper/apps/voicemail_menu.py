@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from hipper.apps.directory import resolve
 from hipper.domain.licences import licensed_services
+from hipper.domain.moments import aware
+from hipper.engine.call import Party
+from hipper.engine.directory import resolve
 from hipper.media.engine import Disconnect, DtmfReceived, MediaError, PlaybackFinished
 from hipper.media.prompts import say_datetime, sentence, voicemail_count
 from hipper.passwords import Hasher
@@ -36,7 +38,7 @@ from hipper.store import lockouts, media_files, voicemails
 from hipper.store.models import User, Voicemail
 
 if TYPE_CHECKING:
-    from hipper.apps.executor import Call
+    from hipper.engine.call import Call
 
 log = logging.getLogger(__name__)
 
@@ -138,9 +140,7 @@ async def listen(call: Call, user_id: int) -> None:
     ended = False
     while index < len(messages) and not call.over.is_set():
         message = messages[index]
-        received = message.received_at
-        if received.tzinfo is None:
-            received = received.replace(tzinfo=ZoneInfo("UTC"))
+        received = aware(message.received_at)
         when = say_datetime(keypad.language, received.astimezone(zone), datetime.now(zone))
         try:
             audio = media_files.resolve(call.settings.data_dir, message.media_path)
@@ -252,8 +252,6 @@ async def answer(call: Call) -> None:
 
 async def handles(call: Call, dialled: str) -> bool:
     """Whether `dialled` is the voicemail service; if so the whole call is handled here."""
-    from hipper.apps.executor import Party  # here: the executor imports this module
-
     settings = call.settings
     own_phone = call.caller.origin == "device" and call.caller.user_id is not None
     if dialled == settings.voicemail_access_code or (

@@ -40,6 +40,7 @@ from hipper.config import Settings
 from hipper.domain.app_settings import SERVICE as APP_SETTINGS
 from hipper.domain.app_settings import AppSettings
 from hipper.domain.licences import licensed_services
+from hipper.domain.moments import aware
 from hipper.domain.services.voicemail import Voicemail as VoicemailSettings
 from hipper.notify import email, push, vapid
 from hipper.offload import run_cpu
@@ -58,11 +59,6 @@ OURS = or_(
 )
 PAGE = 500
 Language = Literal["nl", "en"]
-
-
-def _utc(moment: datetime) -> datetime:
-    # SQLite gives naive datetimes back; everything stored is UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -129,7 +125,7 @@ class Notifications:
             wants_push = await push_enabled(session, user.id, "voicemail")
             user_id = user.id
             caller_number, caller_name = message.caller_number, message.caller_name
-            received_at, duration_ms, media_path = _utc(message.received_at), message.duration_ms, message.media_path
+            received_at, duration_ms, media_path = aware(message.received_at), message.duration_ms, message.media_path
         jobs: list[Coroutine[Any, Any, object]] = []
         assert isinstance(settings, VoicemailSettings)
         if settings.email_notification and settings.email_address and self.settings.smtp_host:
@@ -177,7 +173,7 @@ class Notifications:
             if not await push_enabled(session, row.user_id, "missed_calls"):
                 return
             language = await self._language(session, row.user_id)
-            user_id, number, name, started_at = row.user_id, row.remote_number, row.remote_name, _utc(row.started_at)
+            user_id, number, name, started_at = row.user_id, row.remote_number, row.remote_name, aware(row.started_at)
         caller = name or number or ("onbekend nummer" if language == "nl" else "unknown number")
         title = "Gemiste oproep" if language == "nl" else "Missed call"
         await self._push(
@@ -270,7 +266,7 @@ class Notifications:
             settled = select(func.max(Event.id)).where(Event.id > last, Event.created_at <= cutoff)
             if unsettled is not None:
                 settled = settled.where(Event.id < unsettled.id)
-                again = (_utc(unsettled.created_at) - cutoff).total_seconds()
+                again = (aware(unsettled.created_at) - cutoff).total_seconds()
             horizon = (await session.execute(settled)).scalar()
             if horizon is None:
                 return [], again

@@ -3,7 +3,7 @@
 A dialog whose far end vanished without a BYE would keep a user "busy" for ever; session timers make both ends
 refresh the session (re-INVITE or UPDATE) within an interval, and end it with BYE when the refresh does not come.
 Which side refreshes (`refresher`) is negotiated per refresh transaction: "uac" is the sender of that INVITE /
-UPDATE, "uas" its receiver. The runtime side (sending refreshes, watching for them) is apps/session_timers.py.
+UPDATE, "uas" its receiver. The runtime side (sending refreshes, watching for them) is engine/leg.py.
 """
 
 from __future__ import annotations

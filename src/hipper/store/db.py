@@ -163,7 +163,7 @@ class _Prepared:
 
 
 class CallPathReads:
-    """The few reads every call makes (apps/snapshots.py: the outbox look, the user's bindings), as cheap as
+    """The few reads every call makes (engine/snapshots.py: the outbox look, the user's bindings), as cheap as
     the database allows.
 
     On a SQLite file they run on a sqlite3 connection of their own, on the loop, each statement compiled once:

@@ -10,8 +10,8 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hipper.domain.moments import aware
 from hipper.store.models import Event, NotificationCursor
-from hipper.store.registrations import aware
 
 
 def add_event(

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import ColumnElement, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.domain.agent_state import AgentState
+from hipper.domain.moments import aware
 from hipper.domain.services import CallCenterAgent
 from hipper.store.models import CallCenter, CallCenterMember, CallLog, HuntGroup, HuntGroupRotation, ServiceSetting
 
@@ -126,5 +127,5 @@ async def last_calls_ended(session: AsyncSession, user_ids: Sequence[int]) -> di
     for user_id, ended in rows.all():
         if ended is not None:
             # SQLite gives naive datetimes back: they were stored as UTC.
-            found[user_id] = ended if ended.tzinfo is not None else ended.replace(tzinfo=UTC)
+            found[user_id] = aware(ended)
     return found

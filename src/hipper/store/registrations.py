@@ -17,6 +17,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from hipper.domain.moments import aware
 from hipper.sip.digest import Credentials
 from hipper.sip.transport import Peer
 from hipper.store.models import Registration, SipDevice
@@ -50,11 +51,6 @@ class Binding:
 
     def expires_in(self, now: datetime) -> int:
         return max(0, int((self.expires_at - now).total_seconds()))
-
-
-def aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes even for timezone=True columns; they were written in UTC.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _binding(row: Registration) -> Binding:

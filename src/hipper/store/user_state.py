@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.domain.group_routing import GroupNumber
 from hipper.domain.licences import licensed_services
+from hipper.domain.moments import aware
 from hipper.domain.numbers import is_extension
 from hipper.domain.routing import RegisteredDevice, UserState
 from hipper.domain.routing.state import DeviceKind
@@ -21,7 +22,7 @@ from hipper.domain.services import SERVICES, ServiceSettings
 from hipper.store import service_settings
 from hipper.store.db import Reads
 from hipper.store.models import Company, Group, Registration, SipDevice, User
-from hipper.store.registrations import Binding, aware
+from hipper.store.registrations import Binding
 from hipper.store.users import numbers_of
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hipper.domain.moments import aware
 from hipper.store.models import WebAuthnChallenge, WebAuthnCredential
 
 # Long enough to touch the sensor, short enough that a leaked challenge is soon worthless.
@@ -86,7 +87,7 @@ async def take_challenge(session: AsyncSession, auth_session_id: int, purpose: s
         return None
     await session.delete(row)
     await session.flush()
-    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)  # SQLite: naive
+    expires = aware(row.expires_at)
     if expires <= datetime.now(UTC):
         return None
     return row.challenge

@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from hipper.api.deps import MAX_ROW_ID, CurrentUser, Session, State, as_utc, commit
+from hipper.api.deps import MAX_ROW_ID, CurrentUser, Session, State, commit
 from hipper.domain.call_logs import CALL_KINDS, MAX_DELETE, CallKind, duration_seconds
+from hipper.domain.moments import aware
 from hipper.domain.numbers import is_dutch_mobile
 from hipper.store import call_logs
 from hipper.store.models import CallLog
@@ -43,15 +44,15 @@ class CallLogIds(BaseModel):
 
 
 def _item(row: CallLog) -> CallLogItem:
-    answered = as_utc(row.answered_at) if row.answered_at else None
-    ended = as_utc(row.ended_at) if row.ended_at else None
+    answered = aware(row.answered_at) if row.answered_at else None
+    ended = aware(row.ended_at) if row.ended_at else None
     return CallLogItem(
         id=row.id,
         kind=row.direction,  # written only through validated call records (store/call_logs.py)
         remote_number=row.remote_number,
         remote_name=row.remote_name,
         local_identity=row.local_identity,
-        started_at=as_utc(row.started_at),
+        started_at=aware(row.started_at),
         answered_at=answered,
         ended_at=ended,
         duration_seconds=duration_seconds(answered, ended),

@@ -14,13 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hipper.api.deps import CurrentUser, Session, State, commit
 from hipper.api.errors import Conflict
-from hipper.apps.b2bua import B2bua
 from hipper.apps.click_to_dial import AppCalls
+from hipper.apps.node import app_calls_of
 from hipper.domain.errors import InvalidSetting, NotLicensed
 from hipper.domain.numbers import NumberError, normalise
 from hipper.domain.outgoing import CallerIdentity, IdentityKind, PlacedCall, callback_legs, outgoing_identity
 from hipper.domain.routing.state import service
 from hipper.domain.services.call_method import CallMethod
+from hipper.engine.b2bua import B2bua
 from hipper.store.events import add_event
 from hipper.store.user_state import is_colleague, load_user_state
 
@@ -62,7 +63,7 @@ def app_calls(request: Request) -> AppCalls | None:
     """The B2BUA's app calls; None on a node without call processing (an API-only process): it has no live
     calls, and placing one there is a conflict with how it runs (409), not a server fault."""
     b2bua = getattr(request.app.state, "calls", None)
-    return b2bua.app_calls if isinstance(b2bua, B2bua) else None
+    return app_calls_of(b2bua) if isinstance(b2bua, B2bua) else None
 
 
 Calls = Annotated[AppCalls | None, Depends(app_calls)]

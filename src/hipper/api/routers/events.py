@@ -23,8 +23,9 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from sqlalchemy import func, select
 
 from hipper import metrics
-from hipper.api.deps import State, as_utc, bearer, lookup, not_logged_in
+from hipper.api.deps import State, bearer, lookup, not_logged_in
 from hipper.api.state import AppState
+from hipper.domain.moments import aware
 from hipper.store.events import purged_through
 from hipper.store.models import AuthSession, Event
 
@@ -75,7 +76,7 @@ async def _still_logged_in(state: AppState, token_hash: str) -> bool:
         expires = (
             await session.execute(select(AuthSession.expires_at).where(AuthSession.token_hash == token_hash))
         ).scalar_one_or_none()
-    return expires is not None and as_utc(expires) > datetime.now(UTC)
+    return expires is not None and aware(expires) > datetime.now(UTC)
 
 
 async def stream_slot(request: Request, state: State, user: Annotated[StreamUser, Depends(stream_user)]) -> None:

@@ -20,11 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import UploadFile
 
-from hipper.api.deps import CurrentUser, RowId, Session, State, as_utc, commit
+from hipper.api.deps import CurrentUser, RowId, Session, State, commit
 from hipper.api.errors import invalid
 from hipper.api.limits import max_body
 from hipper.api.routers.voicemails import require_voicemail
 from hipper.domain.greetings import GreetingCase
+from hipper.domain.moments import aware
 from hipper.media.audio_files import MAX_SECONDS, MAX_UPLOAD_BYTES, READABLE, AudioRejected, decode_upload
 from hipper.offload import run_cpu
 from hipper.store import greetings, media_files
@@ -73,7 +74,7 @@ def _item(row: Greeting) -> GreetingItem:
         duration_ms=row.duration_ms,
         active=row.active,
         active_busy=row.active_busy,
-        created_at=as_utc(row.created_at),
+        created_at=aware(row.created_at),
         audio_url=f"/api/v1/me/greetings/{row.id}/audio",
     )
 

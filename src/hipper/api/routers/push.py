@@ -19,7 +19,8 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field, field_validator
 
-from hipper.api.deps import CurrentUser, Session, State, as_utc, commit
+from hipper.api.deps import CurrentUser, Session, State, commit
+from hipper.domain.moments import aware
 from hipper.notify import vapid
 from hipper.offload import run_cpu
 from hipper.store import push_subscriptions
@@ -96,7 +97,7 @@ class VapidPublicKey(BaseModel):
 
 
 def _out(row: PushSubscription) -> SubscriptionOut:
-    return SubscriptionOut(id=row.id, endpoint=row.endpoint, created_at=as_utc(row.created_at))
+    return SubscriptionOut(id=row.id, endpoint=row.endpoint, created_at=aware(row.created_at))
 
 
 @functools.cache

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, HTTPException, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
-from hipper.api.deps import CurrentUser, RowId, Session, State, as_utc, commit
+from hipper.api.deps import CurrentUser, RowId, Session, State, commit
 from hipper.domain.errors import NotLicensed
 from hipper.domain.licences import licensed_services
+from hipper.domain.moments import aware
 from hipper.store import media_files, recordings
 from hipper.store.models import Recording
 
@@ -45,7 +46,7 @@ def _item(row: Recording) -> RecordingItem:
     return RecordingItem(
         id=row.id,
         remote_number=row.remote_number,
-        started_at=as_utc(row.started_at),
+        started_at=aware(row.started_at),
         duration_ms=row.duration_ms,
         audio_url=f"/api/v1/me/recordings/{row.id}/audio",
     )
@@ -71,7 +72,7 @@ async def recording_audio(recording_id: RowId, auth: CurrentUser, session: Sessi
     path = media_files.resolve(state.settings.data_dir, row.media_path)
     if not path.is_file():
         raise HTTPException(404, "the recording's audio is missing")
-    stamp = as_utc(row.started_at).strftime("%Y%m%d-%H%M")
+    stamp = aware(row.started_at).strftime("%Y%m%d-%H%M")
     return FileResponse(path, media_type="audio/wav", filename=f"recording-{stamp}-{row.id}.wav")
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from hipper.api.deps import CurrentUser, Session, State
 from hipper.domain.errors import InvalidSetting
+from hipper.domain.moments import aware
 from hipper.domain.numbers import NumberError, normalise
 from hipper.domain.outgoing import CallerIdentity, IdentityKind, PlacedCall, outgoing_identity
 from hipper.domain.routing import IncomingCall, RoutingPlan, RoutingRules, plan_incoming
@@ -50,7 +51,7 @@ async def explain(
         except NumberError as exc:
             raise _invalid("caller", str(exc)) from exc
     real_now = datetime.now(UTC)
-    moment = real_now if at is None else (at if at.tzinfo is not None else at.replace(tzinfo=UTC))
+    moment = real_now if at is None else aware(at)
     user = auth.user
     state = await load_user_state(session, user, real_now, on_call=on_call)
     if called == "mobile" and (state.mobile_number is None or "fixed-mobile" not in state.licences):

@@ -9,9 +9,10 @@ from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from hipper.api.deps import MAX_ROW_ID, Authenticated, CurrentUser, RowId, Session, State, as_utc, commit
+from hipper.api.deps import MAX_ROW_ID, Authenticated, CurrentUser, RowId, Session, State, commit
 from hipper.domain.errors import NotLicensed
 from hipper.domain.licences import licensed_services
+from hipper.domain.moments import aware
 from hipper.domain.numbers import is_dutch_mobile
 from hipper.store import media_files, voicemails
 from hipper.store.models import Voicemail
@@ -61,7 +62,7 @@ def _item(row: Voicemail) -> VoicemailItem:
         id=row.id,
         caller_number=row.caller_number,
         caller_name=row.caller_name,
-        received_at=as_utc(row.received_at),
+        received_at=aware(row.received_at),
         duration_ms=row.duration_ms,
         heard=row.heard,
         whatsapp=is_dutch_mobile(row.caller_number),
@@ -98,7 +99,7 @@ async def voicemail_audio(voicemail_id: RowId, auth: CurrentUser, session: Sessi
     path = media_files.resolve(state.settings.data_dir, row.media_path)
     if not path.is_file():
         raise HTTPException(404, "the message's audio is missing")
-    stamp = as_utc(row.received_at).strftime("%Y%m%d-%H%M")
+    stamp = aware(row.received_at).strftime("%Y%m%d-%H%M")
     return FileResponse(path, media_type="audio/wav", filename=f"voicemail-{stamp}-{row.id}.wav")
 
 

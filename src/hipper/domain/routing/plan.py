@@ -1,6 +1,7 @@
 """A routing plan: what happens to one incoming call, as data.
 
-The policy (`policy.py`) decides; an executor in `apps/` runs the steps with SIP legs and media and never decides.
+The policy (`policy.py`) decides; the call engine (`engine/call.py`) runs the steps with SIP legs and media and
+never decides.
 A plan is stored on the call-log row and shown by the explain endpoint, so every step says in a sentence why it
 was chosen, and the whole plan serialises to JSON (`RoutingPlan.model_dump(mode="json")`) and back.
 
@@ -69,7 +70,8 @@ class Target(_Data):
     answer_confirmation: bool = False
     # Anywhere: offer call waiting to this location as a separate call (call control).
     call_control: bool = False
-    # Anywhere: refuse an answer from the mobile network's voicemail for a fixed-number call (apps/diversion_guard.py).
+    # Anywhere: refuse an answer from the mobile network's voicemail for a fixed-number call
+    # (engine/diversion_guard.py).
     block_diversion: bool = False
     # The user is on a call and call waiting is on: this branch alerts as a waiting call.
     waiting: bool = False

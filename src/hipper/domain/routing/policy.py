@@ -5,8 +5,9 @@ Read `plan_incoming` top to bottom: it is the precedence of docs/call-routing.md
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
+from hipper.domain.moments import aware
 from hipper.domain.numbers import same_number
 from hipper.domain.routing.plan import (
     HISTORY_INFO_CAUSE,
@@ -58,7 +59,7 @@ def plan_incoming(
     call: IncomingCall, state: UserState, now: datetime, rules: RoutingRules | None = None
 ) -> RoutingPlan:
     """Decide what happens to a call for this user, as a plan the executor runs and the user can read."""
-    planner = _Planner(call, state, _aware(now), rules or RoutingRules())
+    planner = _Planner(call, state, aware(now), rules or RoutingRules())
     steps = planner.plan()
     return RoutingPlan(
         user_id=state.user_id,
@@ -68,11 +69,6 @@ def plan_incoming(
         steps=tuple(steps),
         notes=tuple(planner.notes),
     )
-
-
-def _aware(moment: datetime) -> datetime:
-    # Stored datetimes are UTC; SQLite hands them back naive.
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class _Planner:
@@ -203,7 +199,7 @@ class _Planner:
         if pa is None or not pa.active:
             return []
         if not pa.in_effect(self.now) and pa.until is not None:
-            self.notes.append(f"the Personal Assistant ended at {_aware(pa.until).isoformat()} and no longer answers")
+            self.notes.append(f"the Personal Assistant ended at {aware(pa.until).isoformat()} and no longer answers")
             return []
         caller = self.call.caller
         if caller is not None:
@@ -214,7 +210,7 @@ class _Planner:
                     )
                     return []
         presence = PRESENCE_WORDS.get(pa.presence, pa.presence)
-        back = f" until {_aware(pa.until).isoformat()}" if pa.until is not None else ""
+        back = f" until {aware(pa.until).isoformat()}" if pa.until is not None else ""
         on_zero: ForwardStep | None = None
         if pa.transfer_to is not None:
             why = f"the caller pressed 0: transfer to {pa.transfer_to}"
@@ -245,7 +241,7 @@ class _Planner:
                 line=2,
                 service=pa.service,
                 presence=pa.presence,
-                until=_aware(pa.until) if pa.until is not None else None,
+                until=aware(pa.until) if pa.until is not None else None,
                 on_zero=on_zero,
                 afterwards=afterwards,
                 reason=f"the Personal Assistant is on: callers hear that you are {presence}{back}",

@@ -1,7 +1,7 @@
 """The two kinds of call legs of the B2BUA: the caller's side (UAS) and each callee branch (UAC).
 
 A leg is one SIP dialog plus the media endpoint that anchors its RTP. Legs know the protocol duties the
-transaction layer leaves to its user (RFC 3261 §13.3.1.4: retransmit our own 2xx until the ACK; §13.2.2.4: ACK
+transaction layer leaves to its user (the layer alone retransmits our 2xx until the ACK, §13.3.1.4; §13.2.2.4: ACK
 every 2xx, also retransmitted ones; §9.1: CANCEL only after a provisional response — the client transaction
 defers it — and a 2xx that still arrives after CANCEL is ACKed and then ended with BYE). They never decide what
 happens to the call: they report to a listener (the call) and do what it asks.
@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+import random
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal, Protocol
 
-from hipper.apps.diversion_guard import diverting, refused_answer
-from hipper.apps.session_timers import SessionTimer, policy_of, refresh_received
-from hipper.media.engine import MediaEngine, MediaError, SessionUpdated, SetRemoteSdp
+from hipper.config import Settings
+from hipper.engine.diversion_guard import diverting, refused_answer
+from hipper.media.engine import MediaEngine, MediaError, MediaEvent, SessionUpdated, SetRemoteSdp
 from hipper.sip.dialog import Dialog, new_call_id, new_tag
 from hipper.sip.message import URI, Headers, Message, NameAddr, ParseError, Request, Response
 from hipper.sip.session_timer import (
@@ -29,15 +30,41 @@ from hipper.sip.session_timer import (
     from_answer,
     min_se,
     offer_headers,
+    refresh_headers,
 )
 from hipper.sip.stack import SipStack
 from hipper.sip.transaction import ClientTransaction, ServerTransaction
 from hipper.sip.transport import Peer
 
-if TYPE_CHECKING:
-    from hipper.apps.executor import Call
-
 log = logging.getLogger(__name__)
+
+
+class LegHost(Protocol):
+    """The node's side of a leg: the media engine, in-dialog routing, and tasks that outlive the owner."""
+
+    media: MediaEngine
+
+    def add_leg(self, leg: Leg) -> None: ...
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None: ...
+
+
+class LegOwner(Protocol):
+    """What a leg reports to: a call (engine/call.py), a callback (apps/click_to_dial.py). The leg module knows no
+    owner by name, so the engine's imports point one way (legs below calls, calls below features)."""
+
+    settings: Settings
+
+    @property
+    def b2bua(self) -> LegHost: ...
+
+    def in_dialog(self, leg: Leg, tx: ServerTransaction) -> None: ...
+
+    def leg_gone(self, leg: Leg) -> None: ...
+
+    def media_event(self, event: MediaEvent) -> None: ...
+
+    def rtp_timeout(self, endpoint_id: str) -> None: ...
 
 SDP = "application/sdp"
 BYE_WAIT_SECONDS = 4.0
@@ -55,14 +82,14 @@ class Leg:
 
     side: Literal["caller", "callee"]
 
-    def __init__(self, stack: SipStack, call: Call, peer: Peer) -> None:
+    def __init__(self, stack: SipStack, call: LegOwner, peer: Peer) -> None:
         self.stack = stack
         self.call = call
         self.peer = peer  # in-dialog requests go here: where the device really is (NAT), not its Contact
         self.dialog: Dialog | None = None
         self.endpoint_id: str | None = None
         self.ended = False  # BYE sent or received, or the INVITE failed
-        # RFC 4028 (apps/session_timers.py): the running timer, how a refresh can reach the peer, what it repeats.
+        # RFC 4028 (engine/leg.py): the running timer, how a refresh can reach the peer, what it repeats.
         self.session_timer: SessionTimer | None = None
         self.session_expired = False
         self.peer_allows_update = False
@@ -112,7 +139,7 @@ class CallerLeg(Leg):
 
     side = "caller"
 
-    def __init__(self, stack: SipStack, call: Call, tx: ServerTransaction) -> None:
+    def __init__(self, stack: SipStack, call: LegOwner, tx: ServerTransaction) -> None:
         super().__init__(stack, call, tx.peer)
         self.tx = tx
         self.request = tx.request
@@ -121,10 +148,7 @@ class CallerLeg(Leg):
         self.late_offer = False  # the INVITE had no SDP: our 200 offers, the ACK answers
         self.early_sent = False
         self.finished = False  # a final response went out
-        self.acked = asyncio.get_running_loop().create_future()
-        self._retransmit: asyncio.TimerHandle | None = None
-        self._interval = stack.transactions.timers.t1
-        self._given_up: asyncio.TimerHandle | None = None
+        self.ack_seen = False
         self.on_no_ack: Callable[[], None] | None = None
         # The session timer our 2xx will set (the INVITE's Session-Expires was checked by the B2BUA: 422 / 400).
         self.session: Session | None = None
@@ -163,7 +187,7 @@ class CallerLeg(Leg):
         self.tx.respond(response)
 
     def answer(self, sdp: str) -> None:
-        """200 OK with our SDP, retransmitted (T1 doubling up to T2) until the ACK comes (§13.3.1.4)."""
+        """200 OK with our SDP; the server transaction retransmits it until the ACK comes (§13.3.1.4)."""
         if self.finished:
             return
         self.finished = True
@@ -181,34 +205,26 @@ class CallerLeg(Leg):
         self.tx.respond(response)
         # We are the INVITE's UAS: we refresh when our 2xx said refresher=uas.
         self.start_session(self.session, we_refresh=self.session is not None and self.session.refresher == "uas")
-        data = response.serialize()
-        destination = self.tx.destination
-        loop = asyncio.get_running_loop()
-        if self.peer.reliable:
-            return  # §13.3.1.4: over TCP the transport delivers it; no retransmissions
+        # §13.3.1.4: the transaction layer retransmits the 2xx until the ACK (on its clock) and resolves `acked`
+        # False when Timer L runs out without one; the session is then over.
+        self.tx.acked.add_done_callback(self._no_ack)
 
-        def retransmit() -> None:
-            if self.acked.done():
-                return
-            self.stack.transactions.send(data, destination)
-            self._interval = min(2 * self._interval, self.stack.transactions.timers.t2)
-            self._retransmit = loop.call_later(self._interval, retransmit)
+    def _no_ack(self, acked: asyncio.Future[bool]) -> None:
+        if not acked.cancelled() and acked.result() is False and self.answered:
+            log.info("call.no_ack", extra={"call_id": self.request.call_id})
+            if self.on_no_ack is not None:
+                self.on_no_ack()
 
-        def give_up() -> None:
-            if not self.acked.done():
-                log.info("call.no_ack", extra={"call_id": self.request.call_id})
-                if self.on_no_ack is not None:
-                    self.on_no_ack()
+    @property
+    def acked(self) -> asyncio.Future[bool]:
+        """Resolves True when the ACK of our 2xx came, False when it never did (the transaction's Timer L)."""
+        return self.tx.acked
 
-        self._retransmit = loop.call_later(self._interval, retransmit)
-        self._given_up = loop.call_later(self.stack.transactions.timers.timeout, give_up)
-
-    def ack_received(self) -> None:
-        if not self.acked.done():
-            self.acked.set_result(None)
-        for timer in (self._retransmit, self._given_up):
-            if timer is not None:
-                timer.cancel()
+    def ack_received(self) -> bool:
+        """An ACK for our 2xx reached the call; True for the first one (a late offer's answer rides on it)."""
+        first = not self.ack_seen
+        self.ack_seen = True
+        return first
 
     def reject(self, status: int, reason: str = "", headers: list[tuple[str, str]] | None = None) -> None:
         if self.finished:
@@ -221,9 +237,6 @@ class CallerLeg(Leg):
         self.tx.respond(response)
 
     def stop_timers(self) -> None:
-        for timer in (self._retransmit, self._given_up):
-            if timer is not None:
-                timer.cancel()
         self.stop_session()
 
 
@@ -238,7 +251,7 @@ class CalleeLeg(Leg):
     def __init__(
         self,
         stack: SipStack,
-        call: Call,
+        call: LegOwner,
         *,
         peer: Peer,
         uri: URI,
@@ -255,7 +268,7 @@ class CalleeLeg(Leg):
         self.label = label  # which plan target this branch is, for logs and tests
         self.user_id: int | None = None  # whose phone this branch rings (an answer makes them busy)
         self.confirm = confirm  # answer confirmation: its 200 is not an answer until the key press
-        # Anywhere's block diversion: an answer from the network's voicemail is refused (apps/diversion_guard.py).
+        # Anywhere's block diversion: an answer from the network's voicemail is refused (engine/diversion_guard.py).
         self.block_diversion = block_diversion
         self.min_answer_seconds = 0.0
         self.refused: str | None = None  # why the guard refused this branch's answer
@@ -493,3 +506,169 @@ def allows_update(message: Message) -> bool:
     """RFC 3311 §5.1: the peer lists UPDATE in Allow (then a body-less UPDATE refreshes a session)."""
     methods = (method.strip().upper() for value in message.headers.get_all("Allow") for method in value.split(","))
     return "UPDATE" in methods
+
+
+# -- RFC 4028 session timers at run time ----------------------------------------------------------------------
+# RFC 4028 session timers at run time: one `SessionTimer` per answered leg (negotiation: sip/session_timer.py).
+#
+# When we are the refresher we send a refresh at half the interval — UPDATE without a body when the peer allows
+# UPDATE (RFC 3311: no offer, no ACK), else a re-INVITE offering our last SDP again, whose answer is applied to the
+# leg's media endpoint (a phone that moved answers with its new address); when the peer is the refresher we wait
+# for its re-INVITE / UPDATE and, when none comes by `interval - min(32, interval/3)` (§10), end the session: the
+# leg gets a BYE and its owner is told — a call or a callback then ends its other legs, a conference drops the added
+# party. A failed refresh of ours ends it as well (the peer is gone, §10 / RFC 3261 §12.2.1.2).
+#
+# Every leg the exchange answers or originates runs one: a call's caller and connected callee, a callback's two
+# legs (apps/click_to_dial.py) and an added conference party (apps/conference.py).
+
+def glare_retry_seconds(we_own_the_call_id: bool) -> float:
+    """How long a refresh that met the peer's own offer (491 Request Pending) waits before it is sent again
+    (RFC 3261 §14.1): the side that chose the dialog's Call-ID waits 2.1–4 s, the other 0–2 s, in units of 10 ms,
+    so the two do not cross again."""
+    low, high = (210, 400) if we_own_the_call_id else (0, 200)
+    return random.randint(low, high) / 100
+
+
+REFRESH_WAIT_SECONDS = 32.0
+
+
+def policy_of(settings: Settings) -> SessionTimerPolicy:
+    return SessionTimerPolicy(
+        enabled=settings.session_timers,
+        expires=settings.session_expires_seconds,
+        min_se=settings.session_min_se_seconds,
+    )
+
+
+class SessionTimer:
+    def __init__(self, leg: Leg, session: Session, *, we_refresh: bool) -> None:
+        self.leg = leg
+        self.session = session
+        self.we_refresh = we_refresh
+        self.refreshes_sent = 0
+        self.refreshes_received = 0
+        self._reset = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def renegotiated(self, session: Session, *, we_refresh: bool) -> None:
+        """A refresh transaction completed (either side sent it): the interval starts again."""
+        self.session = session
+        self.we_refresh = we_refresh
+        self._reset.set()
+
+    async def _run(self) -> None:
+        while not self.leg.ended:
+            self._reset.clear()
+            wait = self.session.refresh_after if self.we_refresh else self.session.expire_after
+            try:
+                async with asyncio.timeout(wait):
+                    await self._reset.wait()
+                continue  # refreshed (or renegotiated) in time: a new interval
+            except TimeoutError:
+                pass
+            if self.leg.ended:
+                return
+            if not self.we_refresh:
+                self._expire("the peer did not refresh the session")
+                return
+            if not await self._refresh():
+                self._expire("the session refresh failed")
+                return
+
+    async def _refresh(self) -> bool:
+        leg = self.leg
+        for _attempt in range(3):
+            request = self._refresh_request()
+            if request is None:
+                return False
+            offering = request.method == "INVITE"
+            leg.offering = offering
+            tx = leg.stack.send_request(request, leg.peer)
+            try:
+                async with asyncio.timeout(REFRESH_WAIT_SECONDS):
+                    response: Response = await asyncio.shield(tx.final)
+            except TimeoutError:
+                return False
+            finally:
+                leg.offering = False
+            if offering and 200 <= response.status < 300:
+                leg.ack_refresh(response)  # §13.2.2.4: outside the transaction
+                await self._take_answer(response, request.body.decode(errors="replace"))
+            if response.status == 491:
+                # The exchange chose the Call-ID of the legs it called out on (the callee side).
+                await asyncio.sleep(glare_retry_seconds(we_own_the_call_id=leg.side == "callee"))
+                continue
+            if not 200 <= response.status < 300:
+                log.info("call.session_refresh_refused", extra={"status": response.status})
+                return False
+            self.refreshes_sent += 1
+            session = from_answer(response, offered=True)
+            if session is None:
+                self.stop()  # the peer no longer wants a session timer (§7.2): nothing more to do
+                return True
+            self.session = session
+            self.we_refresh = session.refresher == "uac"
+            return True
+        return False
+
+    async def _take_answer(self, response: Response, offer: str) -> None:
+        """The answer to the SDP our refresh offered again: a phone that moved meanwhile answers with its new
+        address, and the anchor sends there from now on. An answer without SDP or with unusable SDP (not valid
+        for an offer, but seen) leaves the media as it was: a refresh quirk is no reason to end the call."""
+        leg = self.leg
+        answer_sdp = response.body.decode(errors="replace")
+        if not answer_sdp.strip() or leg.endpoint_id is None:
+            return
+        try:
+            await leg.call.b2bua.media.execute(SetRemoteSdp(leg.endpoint_id, answer_sdp, answers=offer))
+        except MediaError as error:
+            log.info("call.refresh_answer_unusable", extra={"error": str(error)})
+
+    def _refresh_request(self) -> Request | None:
+        leg = self.leg
+        if leg.dialog is None:
+            return None
+        if leg.peer_allows_update:
+            request = leg.dialog.create_request("UPDATE")
+        else:
+            request = leg.dialog.create_request("INVITE", body=leg.local_sdp.encode(), content_type=SDP)
+        request.headers.add("Contact", contact_header(leg.stack, leg.peer.transport))
+        for name, value in refresh_headers(self.session):
+            request.headers.add(name, value)
+        return request
+
+    def _expire(self, why: str) -> None:
+        """§10: the session is over: BYE to this leg, then its owner learns that the leg is gone (a call ends; an
+        added conference party drops out). The BYE task is queued first, so it has ended the leg (no second BYE)
+        by the time the owner's teardown looks."""
+        log.info("call.session_expired", extra={"why": why, "interval": self.session.interval})
+        leg = self.leg
+        leg.session_expired = True
+        leg.call.b2bua.spawn(leg.bye())
+        leg.call.leg_gone(leg)
+
+
+def refresh_received(leg: Leg, request: Request, policy: SessionTimerPolicy) -> list[tuple[str, str]]:
+    """A re-INVITE / UPDATE from the peer: the session-timer headers of our 2xx, and the leg's timer restarted."""
+    with contextlib.suppress(ValueError):
+        session = answer(request, policy)
+        if session is None:
+            return []
+        we_refresh = session.refresher == "uas"
+        if leg.session_timer is None:
+            leg.session_timer = SessionTimer(leg, session, we_refresh=we_refresh)
+            leg.session_timer.start()
+        else:
+            leg.session_timer.refreshes_received += 1
+            leg.session_timer.renegotiated(session, we_refresh=we_refresh)
+        return answer_headers(session)
+    return []

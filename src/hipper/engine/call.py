@@ -20,21 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
-from hipper.apps import click_to_dial, groups, voicemail_menu
-from hipper.apps.directory import Callee, resolve
-from hipper.apps.legs import CalleeLeg, CallerLeg, Leg, answer_in_dialog_offer
-from hipper.apps.peers import diversion_headers, diversions_so_far, identity_headers
-from hipper.apps.recording import in_call
-from hipper.apps.session_timers import policy_of
-from hipper.apps.voicemail import leave_message
-from hipper.apps.waiting import race_until
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from hipper.config import Settings
 from hipper.domain.call_logs import CallKind
 from hipper.domain.errors import DomainError
 from hipper.domain.group_routing import GroupNumber, plan_group_call
@@ -47,16 +43,24 @@ from hipper.domain.routing import (
     RejectStep,
     RingSplashStep,
     RingStep,
+    RoutingRules,
     Step,
     Target,
     VoicemailStep,
     plan_incoming,
 )
+from hipper.domain.routing.plan import DiversionReason
+from hipper.engine.directory import Callee, Resolved, resolve
+from hipper.engine.leg import CalleeLeg, CallerLeg, Leg, LegOwner, answer_in_dialog_offer, policy_of
+from hipper.engine.peers import Peers, diversion_headers, diversions_so_far, identity_headers
+from hipper.engine.snapshots import SnapshotCache
+from hipper.engine.waiting import race_until
 from hipper.media.engine import (
     Connect,
     CreateEndpoint,
     DtmfReceived,
     EndpointCreated,
+    MediaEngine,
     MediaError,
     MediaEvent,
     Play,
@@ -68,13 +72,12 @@ from hipper.media.engine import (
 )
 from hipper.media.prompts import PRESENCE_REASONS, personal_assistant_announcement, sentence, tone_path
 from hipper.sip.message import URI, NameAddr, ParseError, Response
+from hipper.sip.stack import SipStack
 from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
 from hipper.store.call_logs import CallRecord
 from hipper.store.registrations import Binding
-
-if TYPE_CHECKING:
-    from hipper.apps.b2bua import B2bua
+from hipper.store.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,58 @@ ASSISTANT_GRACE_SECONDS = 5.0
 PROMPT_LIMIT_SECONDS = 60.0
 RING_SPLASH_SECONDS = 1.5
 LOCAL_ZONE = ZoneInfo("Europe/Amsterdam")
+
+
+def call_key(call_id: str) -> str:
+    """A URL-safe id for a B2BUA call (the SIP Call-ID may hold '@' and is the callers' to choose)."""
+    return hashlib.sha256(call_id.encode()).hexdigest()[:16]
+
+
+class CallApplications(Protocol):
+    """The features a call hands over to (apps/): the engine names none of them, they plug in here.
+
+    `take` may claim a dialled number before routing (voicemail by phone, the app's access number); the others are
+    the plan's steps and moments that belong to a feature."""
+
+    async def take(self, call: Call, dialled: str) -> bool: ...
+
+    async def route_group(self, call: Call, resolved: Resolved, incoming: IncomingCall) -> None: ...
+
+    async def leave_message(self, call: Call, user_id: int, called_number: str, cause: DiversionReason) -> None: ...
+
+    async def in_call(self, call: Call, leg: CalleeLeg) -> None: ...
+
+    def call_started(self, call: Call) -> None: ...
+
+
+class CallHost(Protocol):
+    """What a call uses of the node that hosts it (engine/b2bua.py)."""
+
+    settings: Settings
+    stack: SipStack
+    sessions: async_sessionmaker[AsyncSession]
+    media: MediaEngine
+    peers: Peers
+    rules: RoutingRules
+    snapshots: SnapshotCache
+    writer: BatchWriter
+
+    @property
+    def applications(self) -> CallApplications: ...
+
+    def add_leg(self, leg: Leg) -> None: ...
+
+    def watch(self, endpoint_id: str, owner: LegOwner) -> None: ...
+
+    def unwatch(self, endpoint_id: str) -> None: ...
+
+    def on_call(self, user_id: int) -> bool: ...
+
+    def on_call_started(self, user_id: int) -> None: ...
+
+    def on_call_ended(self, user_id: int) -> None: ...
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -128,7 +183,7 @@ class Branch:
     confirm: bool = False
     headers: tuple[tuple[str, str], ...] = ()
     user_id: int | None = None  # the user whose phone this is (an answer there is their "received" call)
-    block_diversion: bool = False  # Anywhere: the network's voicemail must not take it (apps/diversion_guard.py)
+    block_diversion: bool = False  # Anywhere: the network's voicemail must not take it (engine/diversion_guard.py)
 
 
 @dataclass(frozen=True)
@@ -161,7 +216,7 @@ class Routing:
 
 
 class Call:
-    def __init__(self, b2bua: B2bua, tx: ServerTransaction, caller: CallerInfo) -> None:
+    def __init__(self, b2bua: CallHost, tx: ServerTransaction, caller: CallerInfo) -> None:
         self.b2bua = b2bua
         self.media = b2bua.media
         self.settings = b2bua.settings
@@ -219,7 +274,6 @@ class Call:
                 # Whatever went wrong ending the legs, the call is still logged and forgotten (no leaked state).
                 log.exception("call.teardown_failed", extra={"call_id": self.call_id})
             await self.write_logs()
-            self.b2bua.finished(self)
 
     def fail(self, status: int, reason: str = "") -> None:
         """The call cannot be completed: a final error to the caller, or (already answered) hang up."""
@@ -290,7 +344,7 @@ class Call:
         parties = self._all_parties()
         if not parties:
             return
-        key = click_to_dial.call_key(self.call_id)
+        key = call_key(self.call_id)
         try:
             records = [
                 CallRecord(
@@ -417,10 +471,8 @@ class Call:
     async def route(self) -> None:
         request = self.a.request
         dialled = request.uri.user or request.to.uri.user or ""
-        if await voicemail_menu.handles(self, dialled):
-            return  # the voicemail access code / number: listening by phone (apps/voicemail_menu.py)
-        if await click_to_dial.handles(self, dialled):
-            return  # the access number of a call placed from the app "via the exchange" (apps/click_to_dial.py)
+        if await self.b2bua.applications.take(self, dialled):
+            return  # voicemail by phone, or the access number of a call placed from the app "via the exchange"
         resolved = await self.b2bua.snapshots.resolve(dialled, self.caller.company_id, self.settings.default_region)
         if self.caller.user_id is not None and not self.caller.for_callback:
             self.placed = Party(self.caller.user_id, "placed", resolved.number)
@@ -449,7 +501,7 @@ class Call:
         elif resolved.kind == "group" and resolved.group is not None:
             await self.route_group(resolved.group, resolved.company_id, incoming_base)
         elif resolved.kind in ("hunt_group", "call_center"):
-            await groups.route(self, resolved, incoming_base)  # apps/groups.py
+            await self.b2bua.applications.route_group(self, resolved, incoming_base)
         elif resolved.kind == "external" and self.caller.user_id is not None:
             await self.call_out(resolved.number)
         else:
@@ -780,7 +832,7 @@ class Call:
         self.on_call_users = [u for u in (caller_user, callee_user_id) if u is not None]
         for user_id in self.on_call_users:
             self.b2bua.on_call_started(user_id)
-        click_to_dial.announce_started(self)
+        self.b2bua.applications.call_started(self)
 
     async def connect(self, leg: CalleeLeg, ringback: str | None) -> None:
         assert leg.endpoint_id is not None and self.a.endpoint_id is not None
@@ -794,7 +846,7 @@ class Call:
         log.info("call.connected", extra={"call_id": self.call_id, "branch": leg.label})
         # In-call keypad codes and call recording (apps/recording.py) last until the call ends; the B2BUA owns the
         # task, so the call's teardown does not cancel the storing of a recording.
-        self.b2bua.spawn(in_call(self, leg))
+        self.b2bua.spawn(self.b2bua.applications.in_call(self, leg))
 
     # -- forwarding and calls out ----------------------------------------------------------------------------
 
@@ -824,7 +876,8 @@ class Call:
             await self.route_group(resolved.group, resolved.company_id, base)
             return
         if resolved.kind in ("hunt_group", "call_center"):
-            await groups.route(self, resolved, base)  # members ring directly: a group call is never forwarded on
+            # Members ring directly: a group call is never forwarded on.
+            await self.b2bua.applications.route_group(self, resolved, base)
             return
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None or resolved.kind == "unknown":
@@ -880,7 +933,7 @@ class Call:
 
     async def voicemail(self, routing: Routing, step: VoicemailStep) -> None:
         """The voicemail application takes the call: greeting (chosen by why: busy or not), tone, the message."""
-        await leave_message(self, routing.callee.user_id, routing.called_number, step.cause)
+        await self.b2bua.applications.leave_message(self, routing.callee.user_id, routing.called_number, step.cause)
 
     async def play_to_end(self, endpoint_id: str, files: tuple[object, ...]) -> None:
         playback = await self.play(endpoint_id, files)

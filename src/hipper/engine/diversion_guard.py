@@ -14,12 +14,12 @@ answer on the branch and refuses it (docs/call-routing.md "Block diversion"):
 - a 2xx sooner than `block_diversion_min_answer_seconds` after the INVITE → ACK, then BYE: the network's busy and
   not-reachable voicemail answers at once, while a person needs a moment to take a mobile out of a pocket.
 
-Pure functions of the messages and the elapsed time; the leg (apps/legs.py) acts on their verdict.
+Pure functions of the messages and the elapsed time; the leg (engine/leg.py) acts on their verdict.
 """
 
 from __future__ import annotations
 
-from hipper.apps.peers import diversions_so_far
+from hipper.engine.peers import diversions_so_far
 from hipper.sip.message import Request, Response
 
 CALL_IS_BEING_FORWARDED = 181

@@ -12,22 +12,19 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter, deque
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from hipper.apps.click_to_dial import AppCalls
-from hipper.apps.directory import mobile_user, user_row
-from hipper.apps.executor import Call, CallerInfo, CallSummary
-from hipper.apps.legs import CalleeLeg, CallerLeg, Leg
-from hipper.apps.mwi import Mwi
-from hipper.apps.peers import Peers, number_of
-from hipper.apps.session_timers import policy_of
-from hipper.apps.snapshots import SnapshotCache
 from hipper.config import Settings
 from hipper.domain.routing import RoutingRules
-from hipper.media.engine import MediaEngine, MediaEvent, RtpTimeout, engine_from_settings
+from hipper.engine.call import Call, CallApplications, CallerInfo, CallSummary
+from hipper.engine.directory import mobile_user, user_row
+from hipper.engine.leg import CalleeLeg, CallerLeg, Leg, LegOwner, policy_of
+from hipper.engine.peers import Peers, number_of
+from hipper.engine.snapshots import SnapshotCache
+from hipper.media.engine import MediaEngine, MediaEvent, RtpTimeout
 from hipper.sip.digest import Verdict, parse_credentials
 from hipper.sip.message import ParseError, Request, Response
 from hipper.sip.registrar import Registrar
@@ -43,6 +40,19 @@ log = logging.getLogger(__name__)
 HISTORY = 200
 
 
+class NodeApplications(CallApplications, Protocol):
+    """The features (apps/) as the node sees them: besides what calls hand over, the requests that are theirs
+    (SUBSCRIBE for message waiting, RFC 3842), the far leg of a callback, and their own start and stop."""
+
+    def callback_user(self, request: Request) -> int | None: ...
+
+    def on_subscribe(self, tx: ServerTransaction) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class B2bua:
     def __init__(
         self,
@@ -50,6 +60,7 @@ class B2bua:
         stack: SipStack,
         sessions: async_sessionmaker[AsyncSession],
         media: MediaEngine,
+        applications: Callable[[B2bua], NodeApplications],
         *,
         own_media: bool = False,
     ) -> None:
@@ -67,25 +78,24 @@ class B2bua:
             self.registrar.locations.on_change.append(self.snapshots.forget_bindings)
         self.legs: dict[tuple[str, str], Leg] = {}
         self.invites: dict[ServerTransaction, Call] = {}
-        self.endpoints: dict[str, Call] = {}
+        self.endpoints: dict[str, LegOwner] = {}
         self.calls: set[Call] = set()
         self.active_users: Counter[int] = Counter()
         self.history: deque[CallSummary] = deque(maxlen=HISTORY)
         self.ended: asyncio.Queue[CallSummary] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._events_task: asyncio.Task[None] | None = None
-        self.mwi = Mwi(self)
-        self.app_calls = AppCalls(self)  # calls placed from the app (apps/click_to_dial.py)
+        self.applications = applications(self)
 
     async def start(self) -> None:
         self._events_task = asyncio.get_running_loop().create_task(self._media_events())
         self.writer.start()
-        await self.mwi.start()
+        await self.applications.start()
         self.stack.handler = self
 
     async def close(self) -> None:
         self.stack.handler = None
-        await self.mwi.close()
+        await self.applications.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -105,8 +115,8 @@ class B2bua:
         if leg.dialog is not None:
             self.legs[(leg.dialog.call_id, leg.local_tag)] = leg
 
-    def watch(self, endpoint_id: str, call: Call) -> None:
-        self.endpoints[endpoint_id] = call
+    def watch(self, endpoint_id: str, owner: LegOwner) -> None:
+        self.endpoints[endpoint_id] = owner
 
     def unwatch(self, endpoint_id: str) -> None:
         self.endpoints.pop(endpoint_id, None)
@@ -158,7 +168,7 @@ class B2bua:
             tx.respond(tx.response(400))
             return
         if request.method == "SUBSCRIBE":
-            self.mwi.on_subscribe(tx)  # message-summary subscriptions (RFC 3842): new ones and refreshes
+            self.applications.on_subscribe(tx)  # message-summary subscriptions (RFC 3842): new ones and refreshes
             return
         if to_tag is None:
             if request.method == "INVITE":
@@ -180,12 +190,12 @@ class B2bua:
         except ParseError:
             return
         leg = self.legs.get(key)
-        if isinstance(leg, CallerLeg):
-            first = not leg.acked.done()
-            leg.ack_received()
-            if first and leg.late_offer and request.body:
-                # Late offer (RFC 3264 §4 via RFC 3261 §13.2.1): the ACK carries the caller's answer to our offer.
-                leg.call.spawn(leg.call.caller_answered_offer(request.body.decode(errors="replace")))
+        if not isinstance(leg, CallerLeg) or not isinstance(leg.call, Call):
+            return
+        if leg.ack_received() and leg.late_offer and request.body:
+            # Late offer (RFC 3264 §4 via RFC 3261 §13.2.1): the ACK carries the caller's answer to our offer.
+            call = leg.call
+            call.spawn(call.caller_answered_offer(request.body.decode(errors="replace")))
 
     def on_cancel(self, tx: ServerTransaction, cancel: Request) -> None:
         call = self.invites.get(tx)
@@ -206,7 +216,7 @@ class B2bua:
         if isinstance(leg, CalleeLeg) and leg.request is not None and response.cseq[0] == leg.request.cseq[0]:
             leg._on_success(response)
         elif leg is not None:
-            leg.ack_refresh(response)  # a session refresh's re-INVITE (apps/session_timers.py), either leg
+            leg.ack_refresh(response)  # a session refresh's re-INVITE (engine/leg.py), either leg
 
     # -- new calls ---------------------------------------------------------------------------------------------
 
@@ -237,11 +247,14 @@ class B2bua:
         self.calls.add(call)
         self.invites[tx] = call
         self.legs[(request.call_id, tx.to_tag)] = call.a
-        await call.run()
+        try:
+            await call.run()
+        finally:
+            self.finished(call)
 
     async def _identify(self, tx: ServerTransaction) -> CallerInfo | None:
         request = tx.request
-        callback_user = self.app_calls.callback_user(request)
+        callback_user = self.applications.callback_user(request)
         if callback_user is not None:
             # The far leg of a user's callback, sent by this exchange to itself so the callee's own plan applies.
             user = await user_row(self.sessions, callback_user)
@@ -315,18 +328,3 @@ class B2bua:
             response.headers.add("Proxy-Authenticate", value)
         tx.respond(response)
 
-
-async def start_call_processing(
-    settings: Settings,
-    stack: SipStack,
-    sessions: async_sessionmaker[AsyncSession],
-    media: MediaEngine | None = None,
-) -> B2bua:
-    """Attach call processing to a running SIP stack (the media engine is made and started when not given)."""
-    own_media = media is None
-    if media is None:
-        media = engine_from_settings(settings)
-        await media.start()
-    b2bua = B2bua(settings, stack, sessions, media, own_media=own_media)
-    await b2bua.start()
-    return b2bua

@@ -1,7 +1,7 @@
 """Who a dialled number is: a user (and which of their numbers), a company/department number, or outside.
 
 Reads the database for each call (a few indexed lookups); the routing snapshots themselves are cached by
-`apps/snapshots.py`.
+`engine/snapshots.py`.
 """
 
 from __future__ import annotations

@@ -22,9 +22,9 @@ from datetime import datetime
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from hipper.apps.directory import Resolved, resolve
 from hipper.domain.routing import UserState
 from hipper.domain.services import ServiceSettings
+from hipper.engine.directory import Resolved, resolve
 from hipper.store import service_settings
 from hipper.store.db import CallPathReads, PooledReads, Reads
 from hipper.store.models import Event, User

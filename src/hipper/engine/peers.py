@@ -90,7 +90,7 @@ _COUNTER = re.compile(r";\s*counter\s*=\s*(\d{1,3})", re.IGNORECASE)
 
 def diversions_so_far(request: Message) -> int:
     """How often a call was diverted already: Diversion counters, else History-Info causes (of an arriving
-    INVITE, or of a 2xx reporting where our own INVITE went, apps/diversion_guard.py)."""
+    INVITE, or of a 2xx reporting where our own INVITE went, engine/diversion_guard.py)."""
     count = 0
     for value in request.headers.get_all("Diversion"):
         for entry in value.split(","):
