@@ -27,10 +27,16 @@ LIMIT = 5
 GUESSES = 60
 
 
+def pool(connections: int) -> httpx.Limits:
+    """Connections idle longer than uvicorn's keep-alive (5 s; the guesses take a while on a loaded machine) are
+    not reused: the server may be closing one just as a request goes out on it, and a POST is not retried."""
+    return httpx.Limits(max_connections=connections, keepalive_expiry=1)
+
+
 async def test_parallel_wrong_passwords_lock_the_account_at_the_limit(tmp_path: Path, database_url: str) -> None:
     async with (
         exchange_process(tmp_path, database_url, ["victim", "bystander"], login_attempts=str(LIMIT)) as exchange,
-        httpx.AsyncClient(base_url=exchange.url, timeout=60, limits=httpx.Limits(max_connections=GUESSES)) as http,
+        httpx.AsyncClient(base_url=exchange.url, timeout=60, limits=pool(GUESSES)) as http,
     ):
         answers = await asyncio.gather(
             *(
@@ -51,7 +57,7 @@ async def test_parallel_wrong_passwords_lock_the_account_at_the_limit(tmp_path: 
 async def test_parallel_wrong_pins_lock_the_step_up_at_the_limit(tmp_path: Path, database_url: str) -> None:
     async with (
         exchange_process(tmp_path, database_url, ["victim"], pin_attempts=str(LIMIT)) as exchange,
-        httpx.AsyncClient(base_url=exchange.url, timeout=60, limits=httpx.Limits(max_connections=100)) as http,
+        httpx.AsyncClient(base_url=exchange.url, timeout=60, limits=pool(100)) as http,
     ):
         token = await exchange.login(http, "victim")
         headers = {"Authorization": f"Bearer {token}"}

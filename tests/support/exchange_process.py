@@ -114,44 +114,64 @@ async def exchange_process(
     data_dir.mkdir(exist_ok=True)
     url = database_url or f"sqlite+aiosqlite:///{data_dir / 'hipper.db'}"
     ids = await seed_users(url, users or [])
-    sip_port, http_port = free_udp_port(), free_udp_port()
-    rtp = random.randrange(40000, 50000, 2)
-    env = {
-        **os.environ,
-        **ARGON2,
-        "HIPPER_DATA_DIR": str(data_dir),
-        "HIPPER_DATABASE_URL": url,
-        "HIPPER_SIP_PORT": str(sip_port),
-        "HIPPER_HTTP_PORT": str(http_port),
-        "HIPPER_RTP_PORT_MIN": str(rtp),
-        "HIPPER_RTP_PORT_MAX": str(rtp + 200),
-        "HIPPER_LOG_LEVEL": "INFO",
-        **{f"HIPPER_{name.upper()}": value for name, value in settings.items()},
-    }
-    log = (tmp_path / "exchange.log").open("wb")
 
     def limit_open_files() -> None:  # runs in the child before it executes Python
         if open_files is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, open_files)
 
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hipper", "serve", env=env, stdout=log, stderr=log, preexec_fn=limit_open_files
-    )
-    exchange = ExchangeProcess(data_dir, url, http_port, sip_port, process, ids)
+    log_path = tmp_path / "exchange.log"
+    # Free ports are only free until someone takes them (the machine is shared): a start that finds its port
+    # taken is tried again on others.
+    for _attempt in range(3):
+        sip_port = free_udp_port()
+        http_port = free_udp_port()
+        if http_port in (sip_port, sip_port + 1):
+            continue
+        rtp = random.randrange(40000, 50000, 2)
+        env = {
+            **os.environ,
+            **ARGON2,
+            "HIPPER_DATA_DIR": str(data_dir),
+            "HIPPER_DATABASE_URL": url,
+            "HIPPER_SIP_PORT": str(sip_port),
+            "HIPPER_HTTP_PORT": str(http_port),
+            "HIPPER_RTP_PORT_MIN": str(rtp),
+            "HIPPER_RTP_PORT_MAX": str(rtp + 200),
+            "HIPPER_LOG_LEVEL": "INFO",
+            **{f"HIPPER_{name.upper()}": value for name, value in settings.items()},
+        }
+        with log_path.open("wb") as log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "hipper", "serve", env=env, stdout=log, stderr=log, preexec_fn=limit_open_files
+            )
+        exchange = ExchangeProcess(data_dir, url, http_port, sip_port, process, ids)
+        try:
+            if await _ready(exchange):
+                break
+        except BaseException:
+            await stop(process)
+            raise
+        if "address already in use" not in exchange_log(tmp_path):
+            raise RuntimeError(exchange_log(tmp_path)[-3000:])
+    else:
+        raise RuntimeError("no free ports for the exchange")
     try:
-        async with httpx.AsyncClient() as http, asyncio.timeout(30):
-            while True:  # ready when the API answers; SIP is bound before uvicorn starts
-                if process.returncode is not None:
-                    raise RuntimeError((tmp_path / "exchange.log").read_text()[-3000:])
-                try:
-                    if (await http.get(f"{exchange.url}/api/v1/health")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
         yield exchange
     finally:
         await stop(process)
-        log.close()
+
+
+async def _ready(exchange: ExchangeProcess) -> bool:
+    """Wait until the API answers (SIP is bound before uvicorn starts); False when the process ended first."""
+    async with httpx.AsyncClient() as http, asyncio.timeout(30):
+        while True:
+            if exchange.process.returncode is not None:
+                return False
+            try:
+                if (await http.get(f"{exchange.url}/api/v1/health")).status_code == 200:
+                    return exchange.process.returncode is None
+            except httpx.TransportError:
+                await asyncio.sleep(0.1)
 
 
 def exchange_log(tmp_path: Path) -> str:

@@ -54,7 +54,9 @@ def max_body(limit: int) -> Callable[[F], F]:
 
 class BodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"body: larger than {limit} bytes")
+        # Connection: close — else uvicorn would keep the connection and read (and discard) the rest of the body
+        # to reach the next request: the client's 300 MB would still cross the wire and the server's CPU.
+        super().__init__(413, f"body: larger than {limit} bytes", headers={"Connection": "close"})
 
 
 class MalformedJson(HTTPException):

@@ -48,7 +48,11 @@ async def claim(session: AsyncSession, user_id: int, counter: Counter, limit: Li
     """Count one attempt before it is checked; False (nothing counted) while the user is locked.
 
     The claim that reaches the limit locks the user for `lockout_seconds` at once; a lock that has run out starts
-    the count again. Commits, so the claim holds before the caller spends time on the hash.
+    the count again. Commits what `session` holds first: the statement then runs on its own in autocommit, so the
+    claim holds before the caller spends time on the hash, and SQLite's write lock is held for that one statement
+    only — not across event-loop turns until a COMMIT, which under a flood of guesses made the waiting writers
+    give up ("database is locked"). The session's connection is the only one used (a second one per request ran
+    the pool dry under the same flood).
     """
     failures, locked_until = _columns(counter)
     expired = locked_until.is_not(None) & (locked_until <= now)
@@ -59,10 +63,11 @@ async def claim(session: AsyncSession, user_id: int, counter: Counter, limit: Li
         .where(User.id == user_id, or_(locked_until.is_(None), locked_until <= now))
         .values({failures: counted, locked_until: case((counted >= limit.attempts, until), else_=None)})
         .returning(failures)
-        .execution_options(synchronize_session=False)
     )
-    row = (await session.execute(statement)).first()
     await session.commit()
+    connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    row = (await connection.execute(statement)).first()
+    await session.commit()  # hands the autocommit connection back; the session's next work gets a normal one
     return row is not None
 
 
@@ -96,9 +101,10 @@ async def check(
     tell a locked user from a wrong guess.
     """
     async with sessions() as session:
-        if not await claim(session, user_id, counter, limit, now):
-            await verify()
-            return None
+        claimed = await claim(session, user_id, counter, limit, now)
+    if not claimed:
+        await verify()
+        return None
     if not await verify():
         return False
     async with sessions() as session:

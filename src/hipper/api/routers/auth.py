@@ -75,7 +75,8 @@ async def _check_password(
     A locked account spends the hash all the same: the answer's timing must not tell a locked account from an
     unknown name (which is hashed too) — that would tell which usernames exist.
     """
-    if not await lockouts.claim(session, user_id, lockouts.Counter.PASSWORD, password_limit(state.settings), _now()):
+    limit = password_limit(state.settings)
+    if not await lockouts.claim(session, user_id, lockouts.Counter.PASSWORD, limit, _now()):
         await state.hasher.verify(None, password)
         log.info("auth.locked", extra={"user_id": user_id, "counter": "password"})
         metrics.LOCKOUT_REFUSALS.labels("password").inc()
