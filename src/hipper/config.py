@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     # http_idle_seconds; one IP address holds at most http_max_connections_per_source (0: no limit — behind a
     # reverse proxy, where every connection comes from the proxy). Each user may keep events_max_streams_per_user
     # live-event streams open (a phone and a few browser tabs).
+    # /metrics and the API documentation (/api/v1/docs, /api/v1/openapi.json): "loopback" — clients on the host
+    # only, or anyone with http_operator_token as a bearer token; "token" — the token only; "open" — anyone.
+    http_operator_access: Literal["loopback", "token", "open"] = "loopback"
+    http_operator_token: str = ""
     http_idle_seconds: float = Field(60.0, gt=0)
     http_max_connections_per_source: int = Field(256, ge=0)
     events_max_streams_per_user: int = Field(10, gt=0)

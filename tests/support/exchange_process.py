@@ -72,14 +72,22 @@ class ExchangeProcess:
         return token
 
 
-async def seed_users(database_url: str, names: list[str], licences: list[str] | None = None) -> dict[str, int]:
-    """A company with these users (password PASSWORD, PIN PIN, extensions 201…); their ids by name."""
+async def seed_users(
+    database_url: str,
+    names: list[str],
+    licences: list[str] | None = None,
+    *,
+    admins: tuple[str, ...] = (),
+    number_base: int = 4100,
+) -> dict[str, int]:
+    """A company with these users (password PASSWORD, PIN PIN, extensions 201…, direct numbers +3120123{base + n}),
+    `admins` among them its administrators; their ids by name."""
     engine = create_engine(database_url)
     await migrate(engine)
     hasher = Hasher(1, 8192)
     ids: dict[str, int] = {}
     async with session_factory(engine)() as session:
-        company = await admin.create_company(session, f"Acme {random.randrange(10**6)}", "+31201234000")
+        company = await admin.create_company(session, f"Acme {random.randrange(10**6)}", f"+3120123{number_base - 100}")
         for n, name in enumerate(names, start=1):
             user = await admin.create_user(
                 session,
@@ -88,8 +96,9 @@ async def seed_users(database_url: str, names: list[str], licences: list[str] | 
                 password=PASSWORD,
                 company=company,
                 licences=licences if licences is not None else ["full"],
+                role="admin" if name in admins else "user",
                 extension=str(200 + n),
-                direct_number=f"+3120123{4100 + n}",
+                direct_number=f"+3120123{number_base + n}",
             )
             user.pin_hash = await hasher.hash(PIN)
             await session.flush()
@@ -105,6 +114,7 @@ async def exchange_process(
     database_url: str = "",
     users: list[str] | None = None,
     open_files: tuple[int, int] | None = None,
+    admins: tuple[str, ...] = (),
     **settings: str,
 ) -> AsyncIterator[ExchangeProcess]:
     """Start `hipper serve` (settings as HIPPER_* environment values, names without the prefix), wait for the API.
@@ -113,7 +123,7 @@ async def exchange_process(
     data_dir = tmp_path / "exchange"
     data_dir.mkdir(exist_ok=True)
     url = database_url or f"sqlite+aiosqlite:///{data_dir / 'hipper.db'}"
-    ids = await seed_users(url, users or [])
+    ids = await seed_users(url, users or [], admins=admins)
 
     def limit_open_files() -> None:  # runs in the child before it executes Python
         if open_files is not None:
