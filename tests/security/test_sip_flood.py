@@ -8,7 +8,8 @@ import contextlib
 
 import pytest
 
-from tests.security.conftest import Exchange, attacker, final, invite_text, still_serves
+from tests.security.calls_support import still_serves
+from tests.security.conftest import Exchange, attacker, final, invite_text
 
 pytestmark = pytest.mark.sip
 
