@@ -12,7 +12,6 @@ import contextlib
 import pytest
 
 from hipper.sip.message import Request, parse_message
-from tests.security.calls_support import still_serves
 from tests.security.conftest import (
     Exchange,
     RawClient,
@@ -22,12 +21,14 @@ from tests.security.conftest import (
     final,
     invite_text,
     register_text,
+    still_serves,
 )
 
 pytestmark = pytest.mark.sip
 
-# An outside number the tenant pays for (not one the barring classes refuse anyway: digest must stop these calls).
-OUTSIDE = "0612345678"
+# An international number (Berlin) the default barring lets out: replayed answers would call out at the
+# victim's cost (premium and high-cost numbers are barred anyway: test_toll_barring.py).
+ABROAD = "004930901820"
 
 
 async def nothing_reaches(trunk: RawClient) -> None:
@@ -48,11 +49,11 @@ async def test_an_answer_without_qop_is_refused(exchange: Exchange) -> None:
     """RFC 2069 answers carry no nonce count: one captured header would place call after call (issue: 3 calls)."""
     await exchange.add_user("alice", "201")
     async with attacker(port=exchange.trunk_port) as trunk, attacker() as phone:
-        invite = invite_text(port=exchange.port, client=phone, host="127.0.0.1", dialled=OUTSIDE)
+        invite = invite_text(port=exchange.port, client=phone, host="127.0.0.1", dialled=ABROAD)
         challenge = await challenged(phone, exchange.port, invite)
-        legacy = answer(challenge, uri=f"sip:{OUTSIDE}@127.0.0.1:{exchange.port}", method="INVITE", qop=False)
+        legacy = answer(challenge, uri=f"sip:{ABROAD}@127.0.0.1:{exchange.port}", method="INVITE", qop=False)
         text = invite_text(
-            port=exchange.port, client=phone, host="127.0.0.1", dialled=OUTSIDE, cseq=2, proxy_authorization=legacy
+            port=exchange.port, client=phone, host="127.0.0.1", dialled=ABROAD, cseq=2, proxy_authorization=legacy
         )
         refused = await challenged(phone, exchange.port, text)
         assert (refused.status, refused.reason) == (403, "Wrong credentials")
@@ -61,14 +62,14 @@ async def test_an_answer_without_qop_is_refused(exchange: Exchange) -> None:
 
 
 async def test_an_answer_captured_for_one_number_does_not_call_another(exchange: Exchange) -> None:
-    """The digest uri must be the Request-URI: alice's answer for a call to 202, withheld, sent to an outside number."""
+    """The digest uri must be the Request-URI: alice's answer for a call to 202, withheld, sent to +252…."""
     await exchange.add_user("alice", "201")
     await exchange.add_user("bob", "202")
     async with attacker(port=exchange.trunk_port) as trunk, attacker() as phone:
         _, captured = await challenge_for(exchange, phone, "127.0.0.1", "202")
         # Sent from alice's own address (a NAT she shares, or a spoofed source): only the Request-URI changed.
         text = invite_text(
-            port=exchange.port, client=phone, host="127.0.0.1", dialled=OUTSIDE, cseq=2, proxy_authorization=captured
+            port=exchange.port, client=phone, host="127.0.0.1", dialled=ABROAD, cseq=2, proxy_authorization=captured
         )
         refused = await challenged(phone, exchange.port, text)
         assert (refused.status, refused.reason) == (403, "Wrong credentials")
@@ -80,9 +81,9 @@ async def test_an_answer_replayed_from_another_address_gets_only_a_fresh_challen
     """The nonce is bound to the address it was sent to: a captured answer is worth nothing elsewhere."""
     await exchange.add_user("alice", "201")
     async with attacker(port=exchange.trunk_port) as trunk, attacker() as phone, attacker("127.0.0.2") as thief:
-        _, captured = await challenge_for(exchange, phone, "127.0.0.1", OUTSIDE)
+        _, captured = await challenge_for(exchange, phone, "127.0.0.1", ABROAD)
         text = invite_text(
-            port=exchange.port, client=thief, host="127.0.0.2", dialled=OUTSIDE, cseq=2, proxy_authorization=captured
+            port=exchange.port, client=thief, host="127.0.0.2", dialled=ABROAD, cseq=2, proxy_authorization=captured
         )
         again = await challenged(thief, exchange.port, text)
         assert again.status == 407
@@ -111,12 +112,12 @@ async def test_an_invite_nonce_authorises_one_call_only(exchange: Exchange) -> N
     """Single-use INVITE nonces: the same nonce with the next nonce count is challenged again (stale=true)."""
     await exchange.add_user("alice", "201")
     async with attacker(port=exchange.trunk_port) as trunk, attacker() as phone:
-        invite = invite_text(port=exchange.port, client=phone, host="127.0.0.1", dialled=OUTSIDE)
+        invite = invite_text(port=exchange.port, client=phone, host="127.0.0.1", dialled=ABROAD)
         challenge = await challenged(phone, exchange.port, invite)
-        uri = f"sip:{OUTSIDE}@127.0.0.1:{exchange.port}"
+        uri = f"sip:{ABROAD}@127.0.0.1:{exchange.port}"
         first = answer(challenge, uri=uri, method="INVITE")
         phone.send(
-            invite_text(port=exchange.port, client=phone, host="127.0.0.1", dialled=OUTSIDE, proxy_authorization=first),
+            invite_text(port=exchange.port, client=phone, host="127.0.0.1", dialled=ABROAD, proxy_authorization=first),
             exchange.port,
         )
         async with asyncio.timeout(5):
@@ -125,7 +126,7 @@ async def test_an_invite_nonce_authorises_one_call_only(exchange: Exchange) -> N
         second = answer(challenge, uri=uri, method="INVITE", nc="00000002")
         phone.send(
             invite_text(
-                port=exchange.port, client=phone, host="127.0.0.1", dialled=OUTSIDE, proxy_authorization=second
+                port=exchange.port, client=phone, host="127.0.0.1", dialled=ABROAD, proxy_authorization=second
             ),
             exchange.port,
         )
