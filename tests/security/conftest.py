@@ -2,7 +2,8 @@
 
 The exchange is the call tests' (`tests/calls/conftest.py`). Attackers are raw UDP clients bound to other
 loopback addresses (127.0.0.2 …) than the real phones (SIPp on 127.0.0.1), so a ban of the attacker's address
-is seen not to touch the phones. Every test ends with `still_serves`: a phone registers and a call completes.
+is seen not to touch the phones. Every test ends with `calls_support.still_serves`: a phone registers and a call
+completes.
 """
 
 from __future__ import annotations
@@ -19,9 +20,6 @@ from tests.calls.conftest import (  # noqa: F401 - the exchange fixture, registe
     REALM,
     Exchange,
     exchange,
-    phone,
-    place_call,
-    scenario,
 )
 from tests.sip.conftest import RawClient, register_text
 
@@ -126,16 +124,3 @@ def answer(
     if qop:
         value += f', qop=auth, nc={nc}, cnonce="{cnonce}"'
     return value
-
-
-async def still_serves(node: Exchange) -> None:
-    """After the attack: a phone (SIPp on 127.0.0.1) registers, and a call to it is answered and ends."""
-    for name, extension in (("carol", "301"), ("dave", "302")):
-        if name not in node.users:
-            await node.add_user(name, extension)
-    callee = await phone(node, "dave", "dave", scenario("callee.xml", ring_ms=100))
-    caller = await place_call(node, "carol", "302", "final_talks.xml", talk_ms=300)
-    await caller.succeeded()
-    await callee.succeeded()
-    while not (await node.next_call()).answered:
-        pass  # calls the attack placed (never answered) may end first

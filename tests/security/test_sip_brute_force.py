@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from hipper.sip.message import Response
+from tests.security.calls_support import still_serves
 from tests.security.conftest import (
     PASSWORD,
     Exchange,
@@ -17,7 +18,6 @@ from tests.security.conftest import (
     attacker,
     final,
     register_text,
-    still_serves,
 )
 
 pytestmark = pytest.mark.sip

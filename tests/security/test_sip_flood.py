@@ -8,7 +8,8 @@ import contextlib
 
 import pytest
 
-from tests.security.conftest import Exchange, attacker, final, invite_text, still_serves
+from tests.security.calls_support import still_serves
+from tests.security.conftest import Exchange, attacker, final, invite_text
 
 pytestmark = pytest.mark.sip
 
@@ -17,10 +18,16 @@ async def test_a_challenge_keeps_no_state_and_is_sent_once(exchange: Exchange) -
     await exchange.add_user("alice", "201")
     async with attacker("127.0.0.4") as flooder:
         # Never acknowledged, as from a spoofed source: a transaction would retransmit it (Timer G, 0.5 s, 1 s …).
-        flooder.send(invite_text(port=exchange.port, client=flooder, host="127.0.0.4", dialled="201"), exchange.port)
+        invite = invite_text(port=exchange.port, client=flooder, host="127.0.0.4", dialled="201")
+        flooder.send(invite, exchange.port)
         challenge = await final(flooder)
         assert challenge.status == 407
         assert not exchange.stack.transactions.server  # no server transaction holds it
+        # A retransmission of the request gets the same answer (§8.2.7), as a transaction would have sent it.
+        flooder.send(invite, exchange.port)
+        again = await final(flooder)
+        assert again.headers.get("Proxy-Authenticate") == challenge.headers.get("Proxy-Authenticate")
+        assert again.to.tag == challenge.to.tag
         await flooder.nothing(1.2)  # past two Timer G intervals: no retransmission
     await still_serves(exchange)
 

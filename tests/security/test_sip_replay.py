@@ -12,6 +12,7 @@ import contextlib
 import pytest
 
 from hipper.sip.message import Request, parse_message
+from tests.security.calls_support import still_serves
 from tests.security.conftest import (
     Exchange,
     RawClient,
@@ -21,7 +22,6 @@ from tests.security.conftest import (
     final,
     invite_text,
     register_text,
-    still_serves,
 )
 
 pytestmark = pytest.mark.sip
@@ -125,9 +125,7 @@ async def test_an_invite_nonce_authorises_one_call_only(exchange: Exchange) -> N
         assert isinstance(out, Request) and out.method == "INVITE"
         second = answer(challenge, uri=uri, method="INVITE", nc="00000002")
         phone.send(
-            invite_text(
-                port=exchange.port, client=phone, host="127.0.0.1", dialled=ABROAD, proxy_authorization=second
-            ),
+            invite_text(port=exchange.port, client=phone, host="127.0.0.1", dialled=ABROAD, proxy_authorization=second),
             exchange.port,
         )
         again = await final(phone)

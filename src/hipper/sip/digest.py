@@ -132,6 +132,8 @@ def same_uri(digest_uri: str, request_uri: URI) -> bool:
 
 # A nonce count that marks a nonce as used up (an INVITE's): no later count is greater.
 _USED_UP = sys.maxsize
+# Stateless challenges to one request's retransmissions carry the same nonce within a step of this many seconds.
+NONCE_STEP = 16.0
 # How many nonces' counts are remembered; beyond, the expired ones are forgotten, then the oldest.
 NONCE_MEMORY = 50_000
 
@@ -161,10 +163,22 @@ class Authenticator:
         bound = stamp + b"\0" + method.encode("ascii", "replace") + b"\0" + source.encode("ascii", "replace")
         return hmac.new(self._secret, bound, hashlib.sha256).digest()[:16]
 
-    def nonce(self, source: str, method: str, now: float | None = None) -> str:
-        """A nonce for a challenge sent to host `source` for a `method` request."""
+    def nonce(self, source: str, method: str, now: float | None = None, *, request_key: str = "") -> str:
+        """A nonce for a challenge sent to host `source` for a `method` request.
+
+        With `request_key` (what identifies the request: Call-ID, From, top Via, CSeq) the nonce is the same for
+        every retransmission of that request within a 16 s step: a stateless challenge answers a retransmitted
+        request with the same response (RFC 3261 §8.2.7), as a transaction would, and a phone (or SIPp) that
+        already answered the first one does not take the second for a new challenge.
+        """
         # Wall-clock time, not monotonic: a nonce must stay verifiable on another node and after a restart.
-        stamp = struct.pack(">d", time.time() if now is None else now) + secrets.token_bytes(8)
+        issued = time.time() if now is None else now
+        if request_key:
+            issued -= issued % NONCE_STEP
+            unique = hmac.new(self._secret, request_key.encode("utf-8", "replace"), hashlib.sha256).digest()[:8]
+        else:
+            unique = secrets.token_bytes(8)
+        stamp = struct.pack(">d", issued) + unique
         return base64.urlsafe_b64encode(stamp + self._sign(stamp, source, method)).decode("ascii").rstrip("=")
 
     def nonce_age(self, nonce: str, source: str, method: str, now: float | None = None) -> float | None:
@@ -184,9 +198,9 @@ class Authenticator:
         (issued,) = struct.unpack(">d", raw[:8])
         return float(issued)
 
-    def challenges(self, source: str, method: str, *, stale: bool = False) -> list[str]:
+    def challenges(self, source: str, method: str, *, stale: bool = False, request_key: str = "") -> list[str]:
         """WWW-Authenticate values in the configured order (RFC 8760 §2.4: the client takes the first it supports)."""
-        nonce = self.nonce(source, method)
+        nonce = self.nonce(source, method, request_key=request_key)
         values = []
         for algorithm in self.algorithms:
             value = f'Digest realm="{self.realm}", nonce="{nonce}", qop="auth", algorithm={algorithm}'

@@ -126,7 +126,8 @@ class Registrar:
     def _challenge(self, request: Request, source: Peer, *, proxy: bool, stale: bool, to_tag: str | None) -> Response:
         response = Response.for_request(request, 407 if proxy else 401, to_tag=to_tag or stateless_tag(request))
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
-        for value in self.authenticator.challenges(source.host, request.method, stale=stale):
+        key = request_key(request)
+        for value in self.authenticator.challenges(source.host, request.method, stale=stale, request_key=key):
             response.headers.add(name, value)
         return response
 
@@ -227,8 +228,13 @@ class Registrar:
         return response
 
 
+def request_key(request: Request) -> str:
+    """What one request and its retransmissions share: Call-ID, From, top Via (its branch) and CSeq."""
+    via = request.headers.get_all("Via")
+    fields = (request.call_id, request.headers.get("From") or "", via[0] if via else "", request.headers.get("CSeq"))
+    return "\0".join(field or "" for field in fields)
+
+
 def stateless_tag(request: Request) -> str:
     """A To tag that is the same for every retransmission of a request (§8.2.7: a stateless UAS keeps none)."""
-    via = request.headers.get_all("Via")
-    seed = "\0".join((request.call_id, request.headers.get("From") or "", via[0] if via else ""))
-    return hashlib.sha256(seed.encode("utf-8", "replace")).hexdigest()[:12]
+    return hashlib.sha256(request_key(request).encode("utf-8", "replace")).hexdigest()[:12]
