@@ -152,9 +152,9 @@ class CallHost(Protocol):
 
     def on_call(self, user_id: int) -> bool: ...
 
-    def on_call_started(self, user_id: int) -> None: ...
+    def on_call_started(self, user_id: int, call_id: str) -> None: ...
 
-    def on_call_ended(self, user_id: int) -> None: ...
+    def on_call_ended(self, user_id: int, call_id: str) -> None: ...
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None: ...
 
@@ -309,7 +309,7 @@ class Call:
             self.b2bua.unwatch(endpoint_id)
         self.events.clear()
         for user_id in self.on_call_users:
-            self.b2bua.on_call_ended(user_id)
+            self.b2bua.on_call_ended(user_id, self.call_id)
         self.on_call_users = []
         self.summary = CallSummary(
             call_id=self.call_id,
@@ -525,7 +525,7 @@ class Call:
     ) -> None:
         """Plan and run the call for this user, reached through `history` (forwarded for `reason`, or first)."""
         now = datetime.now(UTC)
-        state = await self.b2bua.snapshots.state(callee.user_id, now, on_call=self.b2bua.on_call(callee.user_id))
+        state = await self.b2bua.snapshots.state(callee.user_id, now)
         if state is None:
             self.fail(404, "Not Found")
             return
@@ -789,7 +789,7 @@ class Call:
         caller_user = None if self.caller.for_callback else self.caller.user_id
         self.on_call_users = [u for u in (caller_user, callee_user_id) if u is not None]
         for user_id in self.on_call_users:
-            self.b2bua.on_call_started(user_id)
+            self.b2bua.on_call_started(user_id, self.call_id)
         self.b2bua.applications.call_started(self)
 
     async def connect(self, leg: CalleeLeg, ringback: str | None) -> None:

@@ -235,3 +235,4 @@ class Fork:
             return ForkResult("gone")
         outcome: RingOutcome = ring_outcome(statuses, rang=rang, timed_out=timed_out)
         return ForkResult(outcome.kind, outcome.status)
+

@@ -1,7 +1,7 @@
 """outbound policies: call barring and concurrent-call limits per company and per user (toll fraud)
 
-Revision ID: 0007_outbound_policies
-Revises: 0006_one_head
+Revision ID: 0008_outbound_policies
+Revises: 0007_active_calls
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_outbound_policies"
-down_revision = "0006_one_head"
+revision = "0008_outbound_policies"
+down_revision = "0007_active_calls"
 branch_labels = None
 depends_on = None
 
