@@ -333,4 +333,3 @@ class B2bua:
         for value in self.registrar.authenticator.challenges(stale=stale):
             response.headers.add("Proxy-Authenticate", value)
         tx.respond(response)
-

@@ -235,4 +235,3 @@ class Fork:
             return ForkResult("gone")
         outcome: RingOutcome = ring_outcome(statuses, rang=rang, timed_out=timed_out)
         return ForkResult(outcome.kind, outcome.status)
-
