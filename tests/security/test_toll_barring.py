@@ -172,7 +172,8 @@ async def test_the_app_cannot_place_a_callback_or_access_call_to_a_barred_number
                 placed = await http.post(
                     "/api/v1/me/calls", json={"to": "0900 1234567", "method": method}, headers=headers
                 )
-                assert (placed.status_code, placed.json()["detail"]) == (403, "Premium-Rate Numbers Barred"), method
+                assert placed.status_code == 403, (method, placed.text)  # today: 202, the callback rang
+                assert placed.json()["detail"] == "Premium-Rate Numbers Barred"
             assert not exchange.applications.app_calls.callbacks
         await asyncio.sleep(0.2)  # an INVITE sent would be on its way by now
         assert trunk.received() == []
