@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     pin_attempts: int = 5
     pin_lockout_seconds: int = 900
     cors_origins: list[str] = Field(default_factory=list)
+    # The app's terms of use and privacy statement (manual §7.8.4/7.8.5): an operator's own HTML page served at
+    # /terms.html instead of the one shipped with Hipper (hipper/web/terms.html).
+    terms_page: Path | None = None
     # argon2 parameters; tests lower them to keep the suite fast.
     argon2_time_cost: int = 3
     argon2_memory_cost: int = 65536

@@ -146,10 +146,14 @@ CASES: dict[str, Case] = {
         {"email_notification": True},
         "email_address",
     ),
-    # The mode is the administrator's: the user can only send it back unchanged.
+    # The user chooses the mode (SPEC I) among those the administrator allows (by default all of them).
     "call-recording": Case(
-        {"mode": "never", "pause_resume_allowed": True},
-        {"mode": "never", "pause_resume_allowed": False},
+        {"mode": "on_demand", "pause_resume_allowed": False},
+        {
+            "mode": "on_demand",
+            "pause_resume_allowed": True,
+            "allowed_modes": ["always", "always_pause_resume", "on_demand", "on_demand_user_start", "never"],
+        },
         {"mode": "sometimes"},
         "mode",
     ),
@@ -296,7 +300,7 @@ async def test_night_forwarding_is_read_only_to_the_user(app: FastAPI, make_user
     [
         ("fixed-mobile", {"enabled": False}, "enabled"),
         ("fixed-mobile", {"call_control_mode": "mobile_network"}, "call_control_mode"),
-        ("call-recording", {"mode": "always"}, "mode"),
+        ("call-recording", {"allowed_modes": ["never"]}, "allowed_modes"),
         ("call-center-agent", {"wrap_up_seconds": 5}, "wrap_up_seconds"),
     ],
 )
@@ -316,7 +320,26 @@ async def test_recording_mode_set_by_the_administrator_shows_what_it_allows(
     user = await _user(make_user)
     await _as_administrator(app, user.id, "call-recording", {"mode": "on_demand_user_start"})
     shown = (await user.get("/me/services/call-recording")).json()
-    assert shown == {"mode": "on_demand_user_start", "pause_resume_allowed": True}
+    assert shown == {
+        "mode": "on_demand_user_start",
+        "pause_resume_allowed": True,
+        "allowed_modes": ["always", "always_pause_resume", "on_demand", "on_demand_user_start", "never"],
+    }
+
+
+async def test_the_user_chooses_the_recording_mode_among_those_the_administrator_allows(
+    app: FastAPI, make_user: UserFactory
+) -> None:
+    user = await _user(make_user)
+    await _as_administrator(
+        app, user.id, "call-recording", {"mode": "always", "allowed_modes": ["always", "on_demand"]}
+    )
+    chosen = await user.put("/me/services/call-recording", json={"mode": "on_demand"})
+    assert chosen.status_code == 200, chosen.text
+    refused = await user.put("/me/services/call-recording", json={"mode": "never"})
+    assert refused.status_code == 422
+    assert [(item["field"], item["code"]) for item in refused.json()["detail"]] == [("mode", "not_allowed")]
+    assert (await user.get("/me/services/call-recording")).json()["mode"] == "on_demand"
 
 
 async def test_voicemail_on_busy_needs_call_waiting_off(make_user: UserFactory) -> None:
@@ -385,8 +408,11 @@ async def test_administrator_values_through_the_admin_api(make_user: UserFactory
         "night_mode": True,
         "destination": "+31201234999",
     }
-    recording = await admin.put(f"/admin/users/{user.id}/services/call-recording", json={"mode": "always"})
+    recording = await admin.put(
+        f"/admin/users/{user.id}/services/call-recording", json={"mode": "always", "allowed_modes": ["always"]}
+    )
     assert recording.status_code == 200, recording.text
-    assert (await user.get("/me/services/call-recording")).json() == {"mode": "always", "pause_resume_allowed": False}
-    refused = await user.put("/me/services/call-recording", json={"mode": "never"})
+    shown = (await user.get("/me/services/call-recording")).json()
+    assert shown == {"mode": "always", "pause_resume_allowed": False, "allowed_modes": ["always"]}
+    refused = await user.put("/me/services/call-recording", json={"mode": "never", "allowed_modes": ["never"]})
     assert refused.json()["code"] == "read_only"

@@ -322,11 +322,18 @@ async def test_callback_to_a_colleague_rings_their_phone_showing_the_extension(e
     assert placed.status_code == 202, placed.text
     assert placed.json()["identity"]["kind"] == "extension"
     await wait_for_state(api, headers, "active")
+    # One call for Alice, with the number she called: not also the exchange's loop-back leg (without a number).
+    assert [(call["id"], call["remote_number"]) for call in await live_calls(api, headers)] == [
+        (placed.json()["id"], "202")
+    ]
     ended = await api.http.delete(f"/api/v1/me/calls/{placed.json()['id']}", headers=headers)
     assert ended.status_code == 204
     await desk.succeeded()
     await bob.succeeded()
     await finished_callback(exchange)
+    # One row in Recent, with the colleague's name as a call from the desk phone has it.
+    [row] = await exchange.call_logs("alice")
+    assert (row.direction, row.remote_number, row.remote_name) == ("placed", "202", "Bob")
 
 
 @pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)

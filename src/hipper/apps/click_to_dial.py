@@ -174,6 +174,8 @@ class AppCalls:
 def _live_call(call: Call, user_id: int) -> LiveCall | None:
     state: CallState = "ringing" if call.answered_at is None else "active"
     if call.caller.user_id == user_id:
+        if call.caller.for_callback:
+            return None  # the far leg of the user's own callback, listed (with its number) as the callback
         remote = call.placed.remote_number if call.placed is not None else ""
         return LiveCall(call_key(call.call_id), "outgoing", remote, state, call.started_at)
     connected = call.connected
@@ -272,6 +274,7 @@ class Callback:
         self.media: dict[str, int] = {}  # RTP counters of both legs when the call ended ("user_…", "far_…")
         self.company_id: int | None = None  # where an extension in `to` is looked up
         self.refused: RingOutcomeKind | None = None  # what the last ring came to (busy, no-answer, …)
+        self.remote_name = ""  # a colleague's or group's name, for the call log (as a call from a phone has)
 
     def live(self) -> LiveCall:
         return LiveCall(self.id, "outgoing", self.to, self.state, self.started_at)
@@ -371,6 +374,10 @@ class Callback:
         itself (their own plan applies), anything else through the trunk."""
         async with self.b2bua.sessions() as session:
             resolved = await resolve(session, self.to, self.company_id, self.settings.default_region)
+        if resolved.callee is not None:
+            self.remote_name = resolved.callee.name
+        elif resolved.group is not None:
+            self.remote_name = resolved.group.name
         if resolved.kind in ("user", "group", "hunt_group", "call_center"):
             target, header = self.calls.loopback_target(self.to, self.user_id)
             return [target], [header]
@@ -449,6 +456,7 @@ class Callback:
             self.started_at,
             call_id=self.id,
             remote_number=self.to[:64],
+            remote_name=self.remote_name[:200],
             local_identity=self.identity.number[:64],
             answered_at=self.answered_at,
             ended_at=datetime.now(UTC),

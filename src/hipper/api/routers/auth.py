@@ -5,12 +5,13 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.api.deps import CurrentUser, Session, State, commit, hash_token
+from hipper.api.errors import ApiProblem
 from hipper.config import Settings
 from hipper.domain.moments import aware
 from hipper.domain.pin import check_password, check_pin
@@ -76,13 +77,13 @@ async def login(body: LoginRequest, session: Session, state: State) -> LoginResp
         # usernames exist (OWASP authentication guidance); the hash is spent either way.
         await state.hasher.verify(None, body.password)
         if state.unknown_logins.failed(body.username, now, settings.login_attempts, settings.login_lockout_seconds):
-            raise HTTPException(429, LOCKED)
-        raise HTTPException(401, "wrong username or password")
+            raise ApiProblem(429, "account_locked", LOCKED)
+        raise ApiProblem(401, "wrong_credentials", "wrong username or password")
     if _locked(user.locked_until, now):
-        raise HTTPException(429, LOCKED)
+        raise ApiProblem(429, "account_locked", LOCKED)
     if not await state.hasher.verify(user.password_hash, body.password):
         await _count_failure(user, now, settings, session)
-        raise HTTPException(401, "wrong username or password")
+        raise ApiProblem(401, "wrong_credentials", "wrong username or password")
     user.failed_logins = 0
     user.locked_until = None
     token = secrets.token_urlsafe(32)
@@ -111,14 +112,14 @@ async def _verify_pin(auth: CurrentUser, pin: str, session: Session, state: Stat
     user = auth.user
     now = datetime.now(UTC)
     if _locked(user.pin_locked_until, now):
-        raise HTTPException(429, "too many wrong PINs: try again later")
+        raise ApiProblem(429, "pin_locked", "too many wrong PINs: try again later")
     if not await state.hasher.verify(user.pin_hash, pin):
         user.failed_pins += 1
         if user.failed_pins >= state.settings.pin_attempts:
             user.pin_locked_until = now + timedelta(seconds=state.settings.pin_lockout_seconds)
             user.failed_pins = 0
         await session.commit()
-        raise HTTPException(403, "wrong PIN")
+        raise ApiProblem(403, "wrong_pin", "wrong PIN")
     user.failed_pins = 0
 
 
@@ -127,7 +128,7 @@ async def set_pin(body: PinRequest, auth: CurrentUser, session: Session, state: 
     """Set the PIN at first login; changing it later needs the current PIN."""
     if auth.user.pin_hash is not None:
         if body.current_pin is None:
-            raise HTTPException(403, "changing the PIN needs the current PIN (current_pin)")
+            raise ApiProblem(403, "current_pin_required", "changing the PIN needs the current PIN (current_pin)")
         await _verify_pin(auth, body.current_pin, session, state)
     check_pin(body.pin)
     auth.user.pin_hash = await state.hasher.hash(body.pin)
@@ -139,7 +140,7 @@ async def set_pin(body: PinRequest, auth: CurrentUser, session: Session, state: 
 async def step_up(body: StepUpRequest, auth: CurrentUser, session: Session, state: State) -> StepUpResponse:
     """Confirm with the PIN; phone-number changes are allowed for a few minutes on this session."""
     if auth.user.pin_hash is None:
-        raise HTTPException(409, "set a PIN first (PUT /api/v1/auth/pin)")
+        raise ApiProblem(409, "pin_not_set", "set a PIN first (PUT /api/v1/auth/pin)")
     await _verify_pin(auth, body.pin, session, state)
     until = datetime.now(UTC) + timedelta(seconds=state.settings.step_up_seconds)
     auth.auth_session.step_up_until = until
@@ -151,11 +152,11 @@ async def step_up(body: StepUpRequest, auth: CurrentUser, session: Session, stat
 async def change_password(body: PasswordRequest, auth: CurrentUser, session: Session, state: State) -> None:
     now = datetime.now(UTC)
     if _locked(auth.user.locked_until, now):
-        raise HTTPException(429, LOCKED)
+        raise ApiProblem(429, "account_locked", LOCKED)
     if not await state.hasher.verify(auth.user.password_hash, body.current_password):
         # A stolen session token must not become unlimited password guessing: count it like a failed login.
         await _count_failure(auth.user, now, state.settings, session)
-        raise HTTPException(403, "the current password is wrong")
+        raise ApiProblem(403, "wrong_password", "the current password is wrong")
     check_password(body.new_password)
     auth.user.password_hash = await state.hasher.hash(body.new_password)
     # A new password ends every other session of the user (a lost phone stays logged out); this one stays.

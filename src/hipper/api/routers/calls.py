@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from hipper.api.deps import CurrentUser, Session, State, commit
-from hipper.api.errors import Conflict
+from hipper.api.errors import Conflict, invalid_body
 from hipper.apps.click_to_dial import AppCalls
 from hipper.apps.node import app_calls_of
 from hipper.domain.errors import InvalidSetting, NotLicensed
@@ -72,11 +72,6 @@ NO_CALL_PROCESSING = "call processing is not running on this node"
 CallId = Annotated[str, Path(min_length=1, max_length=32, pattern="^[0-9a-f]+$")]
 
 
-def _invalid(field: str, message: str) -> HTTPException:
-    # The same shape as FastAPI's own 422, so clients read one format.
-    return HTTPException(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
-
-
 @router.post(
     "",
     response_model=CallPlaced,
@@ -96,7 +91,7 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
     try:
         to = normalise(body.to, state.settings.default_region)
     except NumberError as exc:
-        raise _invalid("to", str(exc)) from exc
+        raise invalid_body("to", str(exc), exc.code) from exc
     user = auth.user
     now = datetime.now(UTC)
     user_state = await load_user_state(session, user, now)
@@ -105,7 +100,9 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
     setting = service(user_state, CallMethod) or CallMethod()
     method = body.method or setting.method
     if method == "ask":
-        raise _invalid("method", "your call method is 'ask': choose callback, via_exchange or via_mobile")
+        raise invalid_body(
+            "method", "your call method is 'ask': choose callback, via_exchange or via_mobile", "choose_method"
+        )
     device: Literal["desk", "mobile"] = (
         "mobile" if method != "callback" or setting.callback_device == "mobile" else "desk"
     )
@@ -113,7 +110,7 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
     try:
         identity = outgoing_identity(placed, user_state)
     except InvalidSetting as exc:
-        raise _invalid(exc.field, exc.reason) from exc
+        raise invalid_body(exc.field, exc.reason, exc.code) from exc
     if method == "via_mobile":
         return CallPlaced(method=method, to=to, identity=identity)
     if calls is None:

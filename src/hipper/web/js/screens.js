@@ -5,12 +5,12 @@ import { afterLogin, go, syncPrefs } from "./app.js";
 import { ApiError, Cancelled, api, session } from "./api.js";
 import { h, icon } from "./dom.js";
 import { serviceScreen, toggle } from "./forms.js";
-import { t } from "./i18n.js";
+import { formatNumber, formatUntil, plural, t } from "./i18n.js";
 import { listRoutes } from "./lists.js";
 import { GROUPS, QUICK_SETTINGS, SERVICES, documentOf } from "./services.js";
 import { settingsRoutes } from "./settings.js";
 import { context, loadUser, savePrefs, store } from "./state.js";
-import { modal, pinInput, toast } from "./ui.js";
+import { errorText, modal, pinInput, stepUpReason, toast } from "./ui.js";
 
 const available = (screen) => store.services.has(documentOf(screen)) && (screen !== "fixed-mobile-rings" || store.services.has("fixed-mobile"));
 
@@ -87,7 +87,7 @@ function pinSetupScreen(main) {
           toast(t("pin.saved"));
           go("overview");
         } catch (failure) {
-          error.textContent = failure instanceof ApiError && failure.status === 422 ? Object.values(failure.fields).join(" ") || failure.message : failure.message;
+          error.textContent = errorText(failure);
         }
       },
     },
@@ -142,7 +142,7 @@ async function quickToggles(container) {
             go(`service/${name}`);
             return;
           }
-          if (!(error instanceof Cancelled)) toast(error.message);
+          if (!(error instanceof Cancelled)) toast(errorText(error));
           go("overview");
         }
       }, { id: `quick-${name}` }),
@@ -263,7 +263,7 @@ function quickSettingsScreen(main) {
               },
               onPointerdown: (event) => startDrag(event, name),
             },
-            "≡",
+            icon("drag"),
           ),
         );
       }),
@@ -288,7 +288,7 @@ function quickSettingsScreen(main) {
               toast(t("toast.saved"));
               go("overview");
             } catch (error) {
-              toast(error.message);
+              toast(errorText(error));
             }
           },
         },
@@ -330,7 +330,12 @@ async function passkeyCard() {
         const input = card.querySelector("#passkey-switch");
         try {
           if (value) {
-            await registerPasskey();
+            stepUpReason.key = "passkey";
+            try {
+              await registerPasskey();
+            } finally {
+              stepUpReason.key = "number";
+            }
             toast(t("profile.passkey_on"));
           } else {
             await removePasskey();
@@ -338,7 +343,7 @@ async function passkeyCard() {
           }
         } catch (error) {
           input.checked = !value;
-          if (!(error instanceof Cancelled)) toast(error instanceof ApiError ? error.message : t("profile.passkey_failed"));
+          if (!(error instanceof Cancelled)) toast(error instanceof ApiError ? errorText(error) : t("profile.passkey_failed"));
         }
       },
       { id: "passkey-switch", describedBy: "passkey-note" },
@@ -348,23 +353,33 @@ async function passkeyCard() {
   return card;
 }
 
+// Name, extension and numbers (as a Dutch user reads them, never broken inside one): Mijn profiel, and the
+// offline start screen from this device's copy.
+export function profileFacts(profile) {
+  const name = `${profile.first_name || ""} ${profile.last_name || ""}`.trim();
+  const numbers = profile.numbers || {};
+  return h(
+    "section",
+    { class: "card" },
+    h("h2", {}, name || profile.username),
+    h("dl", { class: "facts" }, [
+      h("dt", {}, t("field.username")),
+      h("dd", {}, profile.username),
+      h("dt", {}, t("field.extension")),
+      h("dd", {}, profile.extension || "—"),
+      ...NUMBER_KINDS.filter((kind) => numbers[kind]).flatMap((kind) => [
+        h("dt", {}, t(`number.${kind}`)),
+        h("dd", {}, h("a", { class: "number", href: `tel:${numbers[kind]}` }, formatNumber(numbers[kind]))),
+      ]),
+    ]),
+  );
+}
+
 async function profileScreen(main) {
   const profile = store.profile;
   const passkeySection = await passkeyCard();
-  const name = `${profile.first_name || ""} ${profile.last_name || ""}`.trim();
   main.append(
-    h(
-      "section",
-      { class: "card" },
-      h("h2", {}, name || profile.username),
-      h("dl", { class: "facts" }, [
-        h("dt", {}, t("field.username")),
-        h("dd", {}, profile.username),
-        h("dt", {}, t("field.extension")),
-        h("dd", {}, profile.extension || "—"),
-        ...NUMBER_KINDS.filter((kind) => profile.numbers[kind]).flatMap((kind) => [h("dt", {}, t(`number.${kind}`)), h("dd", {}, h("a", { href: `tel:${profile.numbers[kind]}` }, profile.numbers[kind]))]),
-      ]),
-    ),
+    profileFacts(profile),
     h(
       "section",
       { class: "card menu" },
@@ -372,6 +387,13 @@ async function profileScreen(main) {
       h("button", { type: "button", class: "menu-item", onClick: changePin }, t("profile.change_pin")),
     ),
     passkeySection,
+    h(
+      "section",
+      { class: "card", "aria-labelledby": "privacy-title" },
+      h("h2", { id: "privacy-title" }, t("profile.privacy")),
+      h("p", { class: "muted" }, t("profile.privacy_text")),
+      h("a", { href: "/terms.html#nl-privacy" }, t("app.privacy_statement")),
+    ),
     h("button", { type: "button", class: "danger wide", onClick: () => import("./app.js").then((m) => m.logOut()) }, t("action.logout")),
   );
 }
@@ -389,7 +411,7 @@ function formDialog(title, fields, submit) {
             close(true);
           } catch (failure) {
             error.hidden = false;
-            error.textContent = failure instanceof ApiError && failure.status === 422 ? Object.values(failure.fields).join(" ") || failure.message : failure.message;
+            error.textContent = failure instanceof ApiError || failure instanceof Cancelled ? errorText(failure) : failure.message;
           }
         },
       },
@@ -425,24 +447,50 @@ async function changePassword() {
 async function changePin() {
   const done = await formDialog(
     t("profile.change_pin"),
-    [...pinInput("current-pin", t("field.current_pin")), ...pinInput("changed-pin", t("field.new_pin"), "new-password")],
-    (form) =>
-      api.put("/auth/pin", {
-        current_pin: form.querySelector("#current-pin").value,
-        pin: form.querySelector("#changed-pin").value,
-      }),
+    [
+      ...pinInput("current-pin", t("field.current_pin")),
+      ...pinInput("changed-pin", t("field.new_pin"), "new-password"),
+      ...pinInput("changed-pin-again", t("field.changed_pin_again"), "new-password"),
+    ],
+    (form) => {
+      const pin = form.querySelector("#changed-pin").value;
+      if (pin !== form.querySelector("#changed-pin-again").value) throw new Error(t("pin.mismatch"));
+      return api.put("/auth/pin", { current_pin: form.querySelector("#current-pin").value, pin });
+    },
   );
   if (done) toast(t("pin.saved"));
 }
 
-function summary(screen, doc) {
+// Night mode as it is in effect: the user's own (set by the administrator for this user) or the company's.
+export function nightState(doc) {
+  if (doc && doc.night_mode) return t("night.on_user");
+  if (store.profile && store.profile.company_night_mode) return t("night.on_company");
+  return t("state.off");
+}
+
+// The current value of a service at a glance ("Aan · 06 1234 5678", "Vakantie tot 23:59"), not only Aan/Uit.
+export function summary(screen, doc) {
   if (!doc) return "";
+  const on = (...detail) => (detail.length ? [t("state.on"), " · ", ...detail] : t("state.on"));
+  const number = (value) => h("span", { class: "number" }, formatNumber(value));
   if (screen === "fixed-mobile-rings") return `${t(`opt.fixed_rings.${doc.fixed_rings}`)}`;
-  if (screen === "outgoing-identity") return t(`opt.fixed.${doc.fixed}`);
+  if (screen === "outgoing-identity") {
+    const own = (store.profile && store.profile.numbers[doc.fixed]) || null;
+    return own ? [t(`opt.fixed.${doc.fixed}`), " · ", number(own)] : t(`opt.fixed.${doc.fixed}`);
+  }
   if (screen === "call-method") return t(`opt.method.${doc.method}`);
   if (screen === "anonymous") return t(doc.desk ? "state.on" : "state.off");
-  if (screen === "night-forwarding") return t(doc.night_mode ? "state.on" : "state.off");
-  if (screen === "anywhere") return t("summary.locations", { count: doc.locations.length });
+  if (screen === "night-forwarding") return nightState(doc);
+  if (screen === "anywhere") return plural("summary.locations", doc.locations.length);
+  if (screen === "personal-assistant" && doc.active) {
+    const presence = t(`opt.presence.${doc.presence}`);
+    return doc.until ? t("summary.until", { what: presence, when: formatUntil(doc.until) }) : presence;
+  }
+  if (screen === "simultaneous-ring" && doc.active) return on(plural("summary.numbers", doc.targets.length));
+  if (screen === "call-center-agent") return t(`opt.state.${doc.state}`);
+  if (screen === "call-recording") return t(`opt.mode.${doc.mode}`);
+  if ("active" in doc && doc.active && doc.to_voicemail) return on(t("summary.to_voicemail"));
+  if ("active" in doc && doc.active && doc.destination) return on(number(doc.destination));
   if ("active" in doc) return t(doc.active ? "state.on" : "state.off");
   return "";
 }
@@ -469,7 +517,7 @@ async function serviceMenu(main, group) {
             "a",
             { class: "menu-item", href: `#/service/${screen}` },
             h("span", {}, t(`service.${screen}`)),
-            h("span", { class: "muted" }, documents[index] ? summary(screen, documents[index]) : t("state.unavailable")),
+            h("span", { class: "muted state" }, documents[index] ? summary(screen, documents[index]) : t("state.unavailable")),
           ),
         ),
       ),
@@ -504,7 +552,7 @@ function explainScreen(main) {
           output.scrollIntoView({ block: "start" });
         } catch (error) {
           if (error instanceof ApiError && error.unavailable) output.replaceChildren(h("p", {}, t("not_available")));
-          else output.replaceChildren(h("p", { class: "error", role: "alert" }, error instanceof ApiError && error.status === 422 ? Object.values(error.fields).join(" ") : error.message));
+          else output.replaceChildren(h("p", { class: "error", role: "alert" }, errorText(error)));
         }
       },
     },
@@ -564,6 +612,8 @@ export const routes = {
   explain: { title: "screen.explain", back: "incoming", tab: "settings", render: explainScreen },
   service: {
     title: (screen) => t(`service.${screen}`),
+    // The agent's state changes by itself (wrap-up after a call-center call): that screen follows live events.
+    live: (screen) => screen === "call-center-agent",
     back: "settings",
     tab: "settings",
     render: async (main, screen) => {
@@ -573,9 +623,11 @@ export const routes = {
         return;
       }
       const back = document.querySelector(".topbar .back");
-      if (back && BACK[screen]) back.setAttribute("href", `#/${BACK[screen]}`);
+      if (back && BACK[screen] && !back.getAttribute("href").endsWith("overview")) back.setAttribute("href", `#/${BACK[screen]}`);
       const intro = t(`intro.${screen}`);
       if (intro !== `intro.${screen}`) main.append(h("p", { class: "muted" }, intro));
+      // The user's own night switch may be off while the company's is on: say what is in effect, and who set it.
+      if (screen === "night-forwarding" && store.profile.company_night_mode) main.append(h("p", { class: "notice" }, t("night.company_notice")));
       await serviceScreen(main, screen, context());
       if (screen === "voicemail") {
         const { greetingsSection } = await import("./lists.js");
