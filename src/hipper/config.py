@@ -28,6 +28,18 @@ class Settings(BaseSettings):
     sip_min_expires: int = 60
     sip_max_expires: int = 3600
     sip_nonce_seconds: int = 300
+    # Failed SIP logins (docs/security.md "SIP authentication"): a source address that fails this many times within
+    # the window is banned (its REGISTER/INVITE/SUBSCRIBE dropped unanswered) for the ban period; an account
+    # (digest username) that fails this many times is locked for the ban period against addresses it never
+    # authenticated from.
+    sip_auth_source_failures: int = Field(20, ge=1)
+    sip_auth_account_failures: int = Field(10, ge=1)
+    sip_auth_failure_window_seconds: float = Field(60.0, gt=0)
+    sip_auth_ban_seconds: float = Field(600.0, ge=0)
+    # Messages per second (sustained, and in a burst) one source address may send before the rest is dropped unread
+    # (the trunk and mobile network addresses are exempt); 0 turns the limit off. A phone sends a few per call.
+    sip_source_messages_per_second: float = Field(200.0, ge=0)
+    sip_source_burst: float = Field(400.0, ge=1)
     sip_node: str = ""
     # This process among the nodes sharing the database (store/presence.py: who is on a call, per node, with a
     # lease). Empty: host name and process id. Set it when host names repeat; keep it unique per running node.
