@@ -14,11 +14,12 @@ import httpx
 import pytest
 
 from hipper.api.app import create_app
-from hipper.domain.services import CallForwardingAlways, Voicemail
+from hipper.domain.services import CallForwardingAlways, SimultaneousRing, Voicemail
+from hipper.domain.services.simultaneous_ring import SimultaneousRingTarget
 from hipper.passwords import Hasher
 from hipper.store import admin
 from hipper.store.models import Company
-from tests.calls.conftest import PASSWORD, Exchange, exchange, register, scenario, start_sipp  # noqa: F401 - the fixture
+from tests.calls.conftest import PASSWORD, Exchange, exchange, phone, place_call, register, scenario, start_sipp  # noqa: F401 - the fixture
 from tests.security.calls_support import refused_call, still_serves
 from tests.sip.peers import free_udp_port
 
@@ -180,4 +181,26 @@ async def test_the_app_cannot_place_a_callback_or_access_call_to_a_barred_number
     finally:
         trunk.close()
         await app.state.hipper.engine.dispose()
+    await still_serves(exchange)
+
+
+async def test_a_simultaneous_ring_target_that_is_barred_is_not_rung(exchange: Exchange) -> None:  # noqa: F811
+    """Mallory's simultaneous ring set to a premium-rate number: a call to her rings her desk phone only."""
+    await exchange.add_user("mallory", "266", direct="+31201234166")
+    await exchange.add_user("alice", "201")
+    await exchange.set_service(
+        "mallory", SimultaneousRing(active=True, targets=[SimultaneousRingTarget(number="+319001234567")])
+    )
+    await exchange.set_service("mallory", Voicemail(active=False))
+    trunk = Trunk(exchange.trunk_port)
+    try:
+        desk = await phone(exchange, "mallory", "mallory-desk", scenario("callee.xml", ring_ms=300), "-rtp_echo")
+        alice = await place_call(exchange, "alice", "266", "final_talks.xml", talk_ms=500)
+        await alice.succeeded()
+        await desk.succeeded()
+        call = await exchange.next_call()
+        assert call.answered and [label for label, _ in call.branches] == ["desk"]
+        assert trunk.received() == [], "the premium-rate target was rung"
+    finally:
+        trunk.close()
     await still_serves(exchange)
