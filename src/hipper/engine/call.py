@@ -679,6 +679,8 @@ class Call:
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None:
             return branches
+        if await self.b2bua.outbound.barred(resolved.number, user_id, routing.callee.company_id) is not None:
+            return branches  # a barred number is not rung, the user's other targets are (docs/security.md)
         branches.append(
             Branch(
                 trunk[0],
