@@ -21,6 +21,8 @@ from hipper.domain.services import (
 )
 from hipper.domain.services.anywhere import AnywhereLocation
 from hipper.domain.services.simultaneous_ring import SimultaneousRingTarget
+from hipper.store import admin
+from hipper.store.models import Company
 from tests.calls.conftest import (
     Exchange,
     expect_headers,
@@ -242,6 +244,39 @@ async def test_a_forwarding_loop_ends_in_the_voicemail_of_the_user_met_again(exc
     ]
     assert [(r.direction, r.outcome) for r in await exchange.call_logs("carol")] == [("missed", "forwarded")]
     assert [r.direction for r in await exchange.call_logs("alice")] == ["placed"]
+
+
+async def test_a_loop_through_the_company_number_is_met_in_the_history_too(exchange: Exchange) -> None:
+    """bob forwards to the company number, whose day destination is bob: one row for bob, 482 (no voicemail)."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202", direct=BOB)
+    async with exchange.sessions() as session:
+        company = await session.get(Company, exchange.company_id)
+        assert company is not None
+        company.day_destination = "202"
+        await session.commit()
+    await exchange.set_service("bob", CallForwardingAlways(active=True, destination="+31201234000"))
+    await exchange.set_service("bob", Voicemail(active=False))
+    alice = await place_call(exchange, "alice", "202", "final_rejected.xml", status=482)
+    await alice.succeeded()
+    await exchange.next_call()
+    assert [(r.direction, r.outcome) for r in await exchange.call_logs("bob")] == [
+        ("missed", "forwarded, loop, rejected")
+    ]
+
+
+async def test_a_loop_between_company_numbers_ends_with_482_not_a_crash(exchange: Exchange) -> None:
+    """The company number's destination is a department whose destination is the company number again."""
+    await exchange.add_user("alice", "201")
+    async with exchange.sessions() as session:
+        company = await session.get(Company, exchange.company_id)
+        assert company is not None
+        company.day_destination = "+31201234500"
+        await admin.create_group(session, company, "Sales", "+31201234500", day_destination="+31201234000")
+        await session.commit()
+    alice = await place_call(exchange, "alice", "+31201234000", "final_rejected.xml", status=482)
+    await alice.succeeded()
+    assert not (await exchange.next_call()).answered
 
 
 # -- d) E.164 on every leg that leaves the exchange --------------------------------------------------------------

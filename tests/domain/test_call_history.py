@@ -67,6 +67,7 @@ def test_received_entries_come_first_and_ours_continue_below_them() -> None:
 def test_a_loop_is_a_user_met_twice() -> None:
     history = chain((A, 1, None), (B, 2, "unconditional"), (OUT, None, "unconditional"))
     assert history.met(1) and history.met(2) and not history.met(3)
+    assert history.reached(OUT) and not history.reached(C)
     assert not chain((A, 1, None)).forwarded
 
 

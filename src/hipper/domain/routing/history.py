@@ -61,6 +61,10 @@ class CallHistory:
         """A forwarding loop: this user is in the chain already (docs/call-routing.md "Loops")."""
         return any(entry.user_id == user_id for entry in self.entries)
 
+    def reached(self, number: str) -> bool:
+        """This number is in the chain already (a company number met again is a loop with no user to end at)."""
+        return any(entry.number == number for entry in self.entries)
+
     @property
     def forwarded(self) -> bool:
         """Whether there is history to tell: a forward of ours, or entries that came with the call."""
