@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ from hipper.sip.session_timer import too_small
 from hipper.sip.stack import SipStack
 from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
+from hipper.store.presence import Presence
 from hipper.store.registrations import Device
 from hipper.store.writer import BatchWriter
 
@@ -72,15 +73,16 @@ class B2bua:
         self.peers = Peers.from_settings(settings)
         self.rules = RoutingRules(seconds_per_ring=settings.seconds_per_ring)
         self.registrar: Registrar | None = stack.registrar
-        self.snapshots = SnapshotCache(sessions)
         self.writer = BatchWriter(sessions)  # call logs and call events, batched across calls
+        # Who is on a call, on this node and (through the database) on the others.
+        self.presence = Presence(sessions, self.writer, settings.node_id)
+        self.snapshots = SnapshotCache(sessions, presence=self.presence)
         if self.registrar is not None:
             self.registrar.locations.on_change.append(self.snapshots.forget_bindings)
         self.legs: dict[tuple[str, str], Leg] = {}
         self.invites: dict[ServerTransaction, Call] = {}
         self.endpoints: dict[str, LegOwner] = {}
         self.calls: set[Call] = set()
-        self.active_users: Counter[int] = Counter()
         self.history: deque[CallSummary] = deque(maxlen=HISTORY)
         self.ended: asyncio.Queue[CallSummary] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -90,6 +92,7 @@ class B2bua:
     async def start(self) -> None:
         self._events_task = asyncio.get_running_loop().create_task(self._media_events())
         self.writer.start()
+        await self.presence.start()
         await self.applications.start()
         self.stack.handler = self
 
@@ -101,6 +104,7 @@ class B2bua:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.writer.close()  # after the calls: what they queued while ending is written, not lost
+        await self.presence.close()
         self.snapshots.close()
         if self._events_task is not None:
             self._events_task.cancel()
@@ -122,15 +126,14 @@ class B2bua:
         self.endpoints.pop(endpoint_id, None)
 
     def on_call(self, user_id: int) -> bool:
-        return self.active_users[user_id] > 0
+        """Whether the user is on a call on this node (routing asks every node: `snapshots.state`)."""
+        return self.presence.here(user_id)
 
-    def on_call_started(self, user_id: int) -> None:
-        self.active_users[user_id] += 1
+    def on_call_started(self, user_id: int, call_id: str) -> None:
+        self.presence.joined(user_id, call_id)
 
-    def on_call_ended(self, user_id: int) -> None:
-        self.active_users[user_id] -= 1
-        if self.active_users[user_id] <= 0:
-            del self.active_users[user_id]
+    def on_call_ended(self, user_id: int, call_id: str) -> None:
+        self.presence.left(user_id, call_id)
 
     def finished(self, call: Call) -> None:
         self.calls.discard(call)

@@ -57,6 +57,7 @@ from hipper.domain.routing import (
 )
 from hipper.domain.routing.plan import DiversionReason
 from hipper.engine.directory import Callee, Resolved, resolve
+from hipper.engine.fork import Branch, Fork, ForkResult
 from hipper.engine.leg import CalleeLeg, CallerLeg, Leg, LegOwner, answer_in_dialog_offer, policy_of
 from hipper.engine.peers import (
     Peers,
@@ -95,7 +96,6 @@ from hipper.store.writer import BatchWriter
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-BUSY_STATUSES = frozenset({486, 600, 603})
 # After the Personal Assistant's announcement the caller still has this long to press 0.
 ASSISTANT_GRACE_SECONDS = 5.0
 # A prompt that never reports its end (a stuck engine) must not hold the call forever.
@@ -149,9 +149,9 @@ class CallHost(Protocol):
 
     def on_call(self, user_id: int) -> bool: ...
 
-    def on_call_started(self, user_id: int) -> None: ...
+    def on_call_started(self, user_id: int, call_id: str) -> None: ...
 
-    def on_call_ended(self, user_id: int) -> None: ...
+    def on_call_ended(self, user_id: int, call_id: str) -> None: ...
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None: ...
 
@@ -183,26 +183,6 @@ class Party:
     plan: dict[str, object] | None = None
     outcome: list[str] = field(default_factory=list)
     answered_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Branch:
-    """Where one fork branch goes."""
-
-    uri: URI
-    peer: Peer
-    to: NameAddr
-    label: str
-    confirm: bool = False
-    headers: tuple[tuple[str, str], ...] = ()
-    user_id: int | None = None  # the user whose phone this is (an answer there is their "received" call)
-    block_diversion: bool = False  # Anywhere: the network's voicemail must not take it (engine/diversion_guard.py)
-
-
-@dataclass(frozen=True)
-class RingResult:
-    outcome: Literal["answered", "busy", "no-answer", "not-reachable", "gone"]
-    status: int = 0
 
 
 @dataclass
@@ -246,7 +226,7 @@ class Call:
         self.placed: Party | None = None
         self.final_status: int | None = None
         self.events: dict[str, asyncio.Queue[MediaEvent]] = {}
-        self._ring_queue: asyncio.Queue[tuple[CalleeLeg, Response | str]] | None = None
+        self._fork: Fork | None = None  # the ring under way, told when one of its branches hangs up
         self._tasks: set[asyncio.Task[None]] = set()
         self.summary: CallSummary | None = None
         self.on_call_users: list[int] = []
@@ -318,7 +298,7 @@ class Call:
             self.b2bua.unwatch(endpoint_id)
         self.events.clear()
         for user_id in self.on_call_users:
-            self.b2bua.on_call_ended(user_id)
+            self.b2bua.on_call_ended(user_id, self.call_id)
         self.on_call_users = []
         self.summary = CallSummary(
             call_id=self.call_id,
@@ -418,8 +398,8 @@ class Call:
     def leg_gone(self, leg: Leg) -> None:
         if leg is self.a or leg is self.connected:
             self.over.set()
-        elif isinstance(leg, CalleeLeg) and self._ring_queue is not None:
-            self._ring_queue.put_nowait((leg, "bye"))
+        elif isinstance(leg, CalleeLeg) and self._fork is not None:
+            self._fork.leg_gone(leg)
 
     async def _renegotiate(self, leg: Leg, tx: ServerTransaction) -> None:
         """A re-INVITE / UPDATE (hold, resume, a moved phone, a session refresh): answered from this leg's own
@@ -531,7 +511,7 @@ class Call:
     ) -> None:
         """Plan and run the call for this user, reached through `history` (forwarded for `reason`, or first)."""
         now = datetime.now(UTC)
-        state = await self.b2bua.snapshots.state(callee.user_id, now, on_call=self.b2bua.on_call(callee.user_id))
+        state = await self.b2bua.snapshots.state(callee.user_id, now)
         if state is None:
             self.fail(404, "Not Found")
             return
@@ -641,12 +621,12 @@ class Call:
 
     # -- ringing ----------------------------------------------------------------------------------------------
 
-    async def ring_step(self, step: RingStep, routing: Routing) -> RingResult:
+    async def ring_step(self, step: RingStep, routing: Routing) -> ForkResult:
         branches: list[Branch] = []
         for target in step.targets:
             branches.extend(await self.branches_for(target, routing))
         if not branches:
-            return RingResult("not-reachable")
+            return ForkResult("not-reachable")
         max_forwards = max(1, routing.incoming.max_forwards - 1)
         headers = history_headers(routing.history, self.settings.sip_realm) if routing.history.forwarded else []
         result = await self.ring(branches, step.timeout_seconds, max_forwards, tuple(headers))
@@ -724,162 +704,60 @@ class Call:
         max_forwards: int,
         headers: tuple[tuple[str, str], ...],
         from_: NameAddr | None = None,
-    ) -> RingResult:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[CalleeLeg, Response | str]] = asyncio.Queue()
-        self._ring_queue = queue
-        legs: list[CalleeLeg] = []
+    ) -> ForkResult:
+        """Fork to `branches` (engine/fork.py); the winner is connected to the caller."""
         ringback: str | None = None
         if self.a.answered and self.a.endpoint_id is not None:
             # The caller was answered by an application (Personal Assistant): they hear ringback meanwhile.
             ringback = await self.play(self.a.endpoint_id, (tone_path("ringback"),), loop=True)
         outside: tuple[NameAddr, tuple[tuple[str, str], ...]] | None = None
+        prepared: list[Branch] = []
         for branch in branches:
-            shown: NameAddr = from_ or self.caller_address()
-            identity: tuple[tuple[str, str], ...] = ()
             if self.b2bua.peers.origin(branch.peer) is not None:  # the trunk or the mobile network
                 outside = outside or await self.outside_identity(from_, headers)
                 shown, identity = outside
-            endpoint = await self.new_endpoint()
-            leg = CalleeLeg(
-                self.b2bua.stack,
-                self,
-                peer=branch.peer,
-                uri=branch.uri,
-                from_=shown,
-                to=branch.to,
-                label=branch.label,
-                confirm=branch.confirm,
-                block_diversion=branch.block_diversion,
-            )
-            leg.min_answer_seconds = self.settings.block_diversion_min_answer_seconds
-            leg.session_policy = policy_of(self.settings)
-            leg.endpoint_id = endpoint.endpoint_id
-            leg.user_id = branch.user_id
-            leg.listener = lambda leg, response: queue.put_nowait((leg, response))
-            leg.start(
-                endpoint.local_sdp,
-                [*headers, *branch.headers, *identity],
-                max_forwards=max_forwards,
-                provisional_timeout=self.settings.branch_provisional_seconds,
-            )
-            legs.append(leg)
-            self.branches.append(leg)
-        deadline = None if ring_seconds is None else loop.time() + ring_seconds
-        pending = set(legs)
-        statuses: list[int] = []
-        rang = False
-        winner: CalleeLeg | None = None
-        timed_out = False
-        confirming: dict[CalleeLeg, asyncio.Task[None]] = {}
-        early: CalleeLeg | None = None
+                branch = replace(branch, from_=shown, headers=(*branch.headers, *identity))
+            prepared.append(branch)
+        fork = Fork(
+            self, self.settings, from_=from_ or self.caller_address(), headers=headers, max_forwards=max_forwards,
+            ring_seconds=ring_seconds, on_progress=self._progress, confirm=self._confirm, track=self.branches.append,
+        )  # fmt: skip
+        self._fork = fork
         try:
-            while pending:
-                wait = None if deadline is None else deadline - loop.time()
-                if wait is not None and wait <= 0:
-                    timed_out = True
-                    break
-                item = await self.race(queue.get(), wait)
-                if item is None:
-                    timed_out = not self.over.is_set()
-                    break
-                leg, event = item
-                if leg not in pending:
-                    continue
-                if isinstance(event, Response):
-                    status = event.status
-                    if status < 200:
-                        if status > 100:
-                            rang = True
-                            # Early media (a network's ringback or announcement): the caller hears it too. Not
-                            # with a late offer (our SDP would be an offer in an unreliable 183).
-                            if (
-                                event.body
-                                and early is None
-                                and not self.a.answered
-                                and not self.a.late_offer
-                                and not leg.confirm
-                                and not leg.block_diversion  # the network's "not reachable" announcement
-                                and await self._accept_answer(leg, event)
-                            ):
-                                early = leg
-                                await self.media.execute(Connect(self.a.endpoint_id or "", leg.endpoint_id or ""))
-                                self.a.early_media(self.a_sdp)
-                                continue
-                            self.a.ringing()
-                        continue
-                    if status < 300:
-                        if leg is early:
-                            pass  # its SDP came with the early media already (the 200 repeats it, RFC 3261 §13.2.1)
-                        elif not await self._accept_answer(leg, event):
-                            pending.discard(leg)
-                            statuses.append(488)
-                            self.spawn(leg.bye())
-                            continue
-                        if leg.confirm:
-                            confirming[leg] = asyncio.ensure_future(self._confirm(leg, queue))
-                            continue
-                        winner = leg
-                        break
-                    pending.discard(leg)
-                    statuses.append(status)
-                    await self.release(leg.endpoint_id)
-                elif event == "confirmed":
-                    winner = leg
-                    break
-                elif event == "bye":
-                    pending.discard(leg)
-                    statuses.append(487)
-                    if leg in confirming:
-                        confirming.pop(leg).cancel()
-                    await self.release(leg.endpoint_id)
-                elif event == "unconfirmed":
-                    # Answered but never confirmed (a voicemail took it): released, the other branches ring on.
-                    # Counted as no answer (408, RFC 4458's "no reply").
-                    pending.discard(leg)
-                    statuses.append(408)
-                    confirming.pop(leg, None)
-                    self.spawn(leg.bye())
-                    await self.release(leg.endpoint_id)
+            result = await fork.run(prepared)
         finally:
-            self._ring_queue = None
-            for task in confirming.values():
-                task.cancel()
-            for leg in legs:
-                if leg is winner:
-                    continue
-                if leg.status is None:
-                    leg.cancel()  # the transaction sends the CANCEL once (if ever) a 1xx came (§9.1)
-                elif 200 <= leg.status < 300 and not leg.ended:
-                    self.spawn(leg.bye())
-                self.spawn(self.release(leg.endpoint_id))
-        if winner is not None:
-            await self.connect(winner, ringback)
-            return RingResult("answered", 200)
-        if self.over.is_set():
-            return RingResult("gone")
-        if timed_out:
-            return RingResult("no-answer")
-        if statuses and all(status in BUSY_STATUSES for status in statuses):
-            return RingResult("busy", statuses[-1])
-        if not rang and not any(status in BUSY_STATUSES for status in statuses):
-            return RingResult("not-reachable", statuses[-1] if statuses else 480)
-        if any(status in BUSY_STATUSES for status in statuses):
-            return RingResult("busy", 486)
-        return RingResult("no-answer", statuses[-1] if statuses else 480)
+            self._fork = None
+        if result.winner is not None:
+            await self.connect(result.winner, ringback)
+        return result
 
-    async def _accept_answer(self, leg: CalleeLeg, response: Response) -> bool:
-        if leg.endpoint_id is None:
-            return False
-        try:
-            await self.media.execute(SetRemoteSdp(leg.endpoint_id, response.body.decode(errors="replace")))
-        except MediaError:
-            return False
-        return True
+    async def _progress(self, leg: CalleeLeg, response: Response) -> bool:
+        """A branch rings: the caller hears ringing — or, with SDP, the branch's early media (a network's ringback or
+        announcement). Not with a late offer (our SDP would be an offer in an unreliable 183), nor from a branch
+        that must be confirmed or whose network voicemail is blocked (its "not reachable" announcement)."""
+        if (
+            response.body
+            and not self.a.answered
+            and not self.a.late_offer
+            and not leg.confirm
+            and not leg.block_diversion
+            and leg.endpoint_id is not None
+            and self.a.endpoint_id is not None
+        ):
+            try:
+                await self.media.execute(SetRemoteSdp(leg.endpoint_id, response.body.decode(errors="replace")))
+            except MediaError:
+                self.a.ringing()
+                return False
+            await self.media.execute(Connect(self.a.endpoint_id, leg.endpoint_id))
+            self.a.early_media(self.a_sdp)
+            return True
+        self.a.ringing()
+        return False
 
-    async def _confirm(self, leg: CalleeLeg, queue: asyncio.Queue[tuple[CalleeLeg, Response | str]]) -> None:
+    async def _confirm(self, leg: CalleeLeg) -> bool:
         """Answer confirmation: prompt the answered branch for 1 (at most three plays); only then is it the call's
-        answer. Not confirmed in time: "unconfirmed", and the ring loop releases the branch with BYE."""
+        answer. Not confirmed in time: False, and the fork releases the branch with BYE while the others ring on."""
         assert leg.endpoint_id is not None
         events = self.events[leg.endpoint_id]
         confirmation = AnswerConfirmation(self.settings.answer_confirmation_seconds)
@@ -891,14 +769,12 @@ class Call:
         while True:
             event = await self.race(events.get(), confirmation.remaining(loop.time() - answered))
             if event is None:
-                break  # the time ran out (or the call ended: the ring loop is gone then)
+                return False  # the time ran out (or the call ended: the fork is gone then)
             if isinstance(event, DtmfReceived) and confirmation.accepts(event.digit):
-                queue.put_nowait((leg, "confirmed"))
-                return
+                return True
             if isinstance(event, PlaybackFinished) and event.playback_id == playback and confirmation.play_again(plays):
                 playback = await self.play(leg.endpoint_id, prompt)
                 plays += 1
-        queue.put_nowait((leg, "unconfirmed"))
 
     def mark_answered(self, callee_user_id: int | None = None) -> None:
         """The call is answered (by a user's phone, or by the exchange itself: the voicemail menu): the caller's
@@ -911,7 +787,7 @@ class Call:
         caller_user = None if self.caller.for_callback else self.caller.user_id
         self.on_call_users = [u for u in (caller_user, callee_user_id) if u is not None]
         for user_id in self.on_call_users:
-            self.b2bua.on_call_started(user_id)
+            self.b2bua.on_call_started(user_id, self.call_id)
         self.b2bua.applications.call_started(self)
 
     async def connect(self, leg: CalleeLeg, ringback: str | None) -> None:
