@@ -102,6 +102,15 @@ class Settings(BaseSettings):
     # Calls arriving from these addresses are not challenged; the trunk is trusted with P-Asserted-Identity.
     trunk_address: str = ""
     trunk_trusted: bool = True
+    # Toll fraud (domain/barring.py, docs/security.md "Toll fraud"): the barring classes of a company without a
+    # stored policy (premium, international, high_cost); concurrent outbound calls per user, per company and on
+    # the trunk (0: unlimited; a company's or user's own limit, set by the administrator, replaces the default);
+    # the status a user or company limit answers with (403 refused by policy, or 503 busy, retry later).
+    outbound_barred_default: list[Literal["premium", "international", "high_cost"]] = ["premium", "high_cost"]
+    outbound_max_calls_per_user: int = Field(4, ge=0)
+    outbound_max_calls_per_company: int = Field(0, ge=0)
+    trunk_max_calls: int = Field(0, ge=0)
+    outbound_limit_status: Literal[403, 503] = 403
     mobile_network_address: str = ""
     # Prefix put before a user's mobile number when the exchange rings the handset, so the mobile network
     # delivers the call to the handset instead of routing it back into the exchange.

@@ -22,6 +22,7 @@ from hipper.domain.routing import RoutingRules
 from hipper.engine.call import Call, CallApplications, CallerInfo, CallSummary
 from hipper.engine.directory import mobile_user, user_row
 from hipper.engine.leg import CalleeLeg, CallerLeg, Leg, LegOwner, policy_of
+from hipper.engine.outbound import OutboundGuard
 from hipper.engine.peers import Peers, number_of
 from hipper.engine.snapshots import SnapshotCache
 from hipper.media.engine import MediaEngine, MediaEvent, RtpTimeout
@@ -87,6 +88,7 @@ class B2bua:
         self.ended: asyncio.Queue[CallSummary] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._events_task: asyncio.Task[None] | None = None
+        self.outbound = OutboundGuard(settings, sessions)  # barring and limits of trunk calls (engine/outbound.py)
         self.applications = applications(self)
 
     async def start(self) -> None:
@@ -137,6 +139,7 @@ class B2bua:
 
     def finished(self, call: Call) -> None:
         self.calls.discard(call)
+        self.outbound.release(call.call_id)
         self.invites.pop(call.a.tx, None)
         for key in [key for key, leg in self.legs.items() if leg.call is call]:
             del self.legs[key]
@@ -330,4 +333,3 @@ class B2bua:
         for value in self.registrar.authenticator.challenges(stale=stale):
             response.headers.add("Proxy-Authenticate", value)
         tx.respond(response)
-

@@ -59,6 +59,7 @@ from hipper.domain.routing.plan import DiversionReason
 from hipper.engine.directory import Callee, Resolved, resolve
 from hipper.engine.fork import Branch, Fork, ForkResult
 from hipper.engine.leg import CalleeLeg, CallerLeg, Leg, LegOwner, answer_in_dialog_offer, policy_of
+from hipper.engine.outbound import OutboundGuard
 from hipper.engine.peers import (
     Peers,
     asserted_identity,
@@ -79,6 +80,7 @@ from hipper.media.engine import (
     MediaEvent,
     Play,
     PlaybackFinished,
+    PortsExhausted,
     RecordingFinished,
     Release,
     SetRemoteSdp,
@@ -137,6 +139,7 @@ class CallHost(Protocol):
     rules: RoutingRules
     snapshots: SnapshotCache
     writer: BatchWriter
+    outbound: OutboundGuard
 
     @property
     def applications(self) -> CallApplications: ...
@@ -238,14 +241,18 @@ class Call:
         try:
             offer = self.a.request.body.decode(errors="replace")
             try:
+                # The SIP's source host: behind NAT only it may latch the media (media/engine.py).
+                host = self.a.peer.host
                 if offer.strip():
-                    created = await self.media.execute(CreateEndpoint(remote_sdp=offer))
+                    created = await self.media.execute(CreateEndpoint(remote_sdp=offer, signalling_host=host))
                 else:
                     # Late offer: we offer in our 200 and the caller answers in its ACK.
                     self.a.late_offer = True
-                    created = await self.media.execute(CreateEndpoint())
+                    created = await self.media.execute(CreateEndpoint(signalling_host=host))
+            except PortsExhausted:
+                raise  # an overload, not a bad offer: 503 below
             except MediaError:
-                self.fail(488, "Not Acceptable Here")
+                self.fail(488, "Not Acceptable Here")  # the SDP was refused (media/sdp.py says why in the log)
                 return
             assert isinstance(created, EndpointCreated)
             self.a.endpoint_id = created.endpoint_id
@@ -256,6 +263,10 @@ class Call:
                 self.fail(480, "Temporarily Unavailable")
             if self.a.answered:
                 await self.over.wait()
+        except PortsExhausted as error:
+            # RFC 3261 §21.5.4: an overload the caller may retry, not a fault of ours (500) or of its offer (488).
+            self.a.reject(503, "No Media Ports Free", [("Retry-After", str(error.retry_after_seconds))])
+            self.fail(503)
         except Exception:
             log.exception("call.failed", extra={"call_id": self.call_id})
             self.fail(500, "Server Internal Error")
@@ -745,7 +756,8 @@ class Call:
             and self.a.endpoint_id is not None
         ):
             try:
-                await self.media.execute(SetRemoteSdp(leg.endpoint_id, response.body.decode(errors="replace")))
+                body = response.body.decode(errors="replace")
+                await self.media.execute(SetRemoteSdp(leg.endpoint_id, body, signalling_host=leg.peer.host))
             except MediaError:
                 self.a.ringing()
                 return False
@@ -856,6 +868,8 @@ class Call:
         if trunk is None or resolved.kind == "unknown":
             self.fail(404 if resolved.kind == "unknown" else 503, "No route to the destination")
             return
+        if routing is not None and not await self.admitted_out(resolved.number, routing.callee.user_id, company_id):
+            return  # the forwarding user's barring and limits (a forward is their call out)
         max_forwards = diversion.max_forwards if diversion is not None else max(1, base.max_forwards - 1)
         headers: tuple[tuple[str, str], ...] = ()
         if diversion is not None and routing is not None:
@@ -913,11 +927,22 @@ class Call:
             shown = NameAddr(shown.uri, from_.display_name)
         return shown, identity
 
+    async def admitted_out(self, number: str, user_id: int, company_id: int | None) -> bool:
+        """Call barring and outbound limits before a call leaves through the trunk (engine/outbound.py,
+        docs/security.md "Toll fraud"); a refusal ends the call with its status and reason."""
+        refusal = await self.b2bua.outbound.admit(self.call_id, number, user_id, company_id)
+        if refusal is not None:
+            self.fail(refusal.status, refusal.reason)
+        return refusal is None
+
     async def call_out(self, number: str) -> None:
         """A device calls an external number: out through the trunk with the user's outgoing identity."""
         trunk = self.b2bua.peers.trunk_uri(number)
         if trunk is None:
             self.fail(503, "No trunk configured")
+            return
+        assert self.caller.user_id is not None  # route() calls out for a device's user only
+        if not await self.admitted_out(number, self.caller.user_id, self.caller.company_id):
             return
         from_, headers = await self.presented_identity()
         branch = Branch(trunk[0], trunk[1], self.b2bua.peers.address(number), "trunk")

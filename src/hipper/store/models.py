@@ -335,5 +335,18 @@ class CallAccessArm(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class OutboundPolicy(Base):
+    """Call barring and the concurrent outbound-call limit of one company (``user_id`` null) or one user
+    (``company_id`` null), set by the administrator (domain/barring.py, docs/security.md "Toll fraud")."""
+
+    __tablename__ = "outbound_policies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    barred: Mapped[list[Any]] = mapped_column(JSON, default=list)  # barring class names
+    barred_prefixes: Mapped[list[Any]] = mapped_column(JSON, default=list)  # E.164 prefixes, "+3190"
+    max_calls: Mapped[int | None] = mapped_column(Integer)  # null: the exchange's default limit
+
+
 # Readers that follow some event types from a cursor (`type IN (…) AND id > cursor`); migration 0005_apiperf.
 Index("ix_events_type_id", Event.type, Event.id)
