@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # Anywhere's block diversion: an answer sooner than this after the INVITE is the mobile network's voicemail
     # (busy / not reachable), not a person, and is refused (engine/diversion_guard.py).
     block_diversion_min_answer_seconds: float = 3.0
+    # Answer confirmation (simultaneous ring, Anywhere): an answer not confirmed with the key within this time is
+    # released with BYE while the other branches keep ringing (domain/routing/confirmation.py).
+    answer_confirmation_seconds: float = Field(default=10.0, gt=0)
     # RFC 4028 session timers on calls (engine/leg.py): the interval we ask for and the smallest we accept
     # (a shorter Session-Expires is answered 422 with Min-SE). RFC 4028 allows no Min-SE below 90 s; tests use less.
     session_timers: bool = True

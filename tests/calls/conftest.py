@@ -182,6 +182,8 @@ def scenario(name: str, **values: Any) -> str:
     values.setdefault("refs", "")
     values.setdefault("contact_host", "[local_ip]")
     values.setdefault("media_host", "[media_ip]")
+    values.setdefault("media_port", "[media_port]")  # caller.xml: where the caller takes its RTP
+    values.setdefault("bye_wait", "")  # callee.xml: e.g. 'timeout="5000" ' — the BYE must come within that
     values.setdefault(
         "provisional",
         '<recv response="100" optional="true" />\n  <recv response="180" optional="true" />\n'

@@ -17,29 +17,28 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from hipper.domain.outgoing import CallerIdentity
-from hipper.engine.call import Branch, Party, call_key
+from hipper.domain.routing.outcome import RingOutcomeKind
+from hipper.engine.call import Party, call_key
 from hipper.engine.directory import resolve
+from hipper.engine.fork import Branch, Fork
 from hipper.engine.leg import CalleeLeg, Leg, answer_in_dialog_offer, policy_of
 from hipper.engine.peers import identity_headers
 from hipper.engine.waiting import race_until
 from hipper.media.engine import (
     Connect,
-    CreateEndpoint,
-    EndpointCreated,
     MediaError,
     MediaEvent,
     Play,
     Release,
-    SetRemoteSdp,
 )
 from hipper.media.prompts import tone_path
-from hipper.sip.message import URI, NameAddr, ParseError, Request, Response
+from hipper.sip.message import URI, NameAddr, ParseError, Request
 from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
 from hipper.store import call_access
@@ -61,7 +60,6 @@ CALLBACK_RING_RINGS = 6
 FAR_END_RING_SECONDS = 120.0
 # A callback whose number is busy or unreachable plays the busy tone this long before hanging up the user.
 TONE_SECONDS = 3.0
-BUSY_STATUSES = frozenset({486, 600, 603})
 # Marks the far leg of a callback that the exchange sends to itself (see `AppCalls.loopback_target`).
 CALLBACK_HEADER = "X-Hipper-Callback"
 
@@ -77,15 +75,6 @@ class LiveCall:
     started_at: datetime
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where one branch of a callback rings."""
-
-    uri: URI
-    peer: Peer
-    label: str
-
-
 class AppCalls:
     """The callbacks in progress on this node."""
 
@@ -99,7 +88,7 @@ class AppCalls:
 
     # -- a colleague's own plan for callbacks -----------------------------------------------------------------
 
-    def loopback_target(self, to: str, user_id: int) -> tuple[Target, tuple[str, str]]:
+    def loopback_target(self, to: str, user_id: int) -> tuple[Branch, tuple[str, str]]:
         """Where a callback to a colleague or group number rings: this exchange itself, as a call of the user's.
 
         Calling ourselves (like a "local channel" in other exchanges) runs the callee's whole routing plan —
@@ -109,7 +98,8 @@ class AppCalls:
         transports = self.b2bua.stack.transports
         host = transports.host if transports.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         port = transports.local_port("udp")
-        target = Target(URI("sip", host, user=to, port=port), Peer("udp", host, port), "colleague")
+        uri = URI("sip", host, user=to, port=port)
+        target = Branch(uri, Peer("udp", host, port), self.b2bua.peers.address(to), "colleague")
         return target, (CALLBACK_HEADER, f"{self._loopback_secret};user={user_id}")
 
     def callback_user(self, request: Request) -> int | None:
@@ -124,22 +114,24 @@ class AppCalls:
 
     # -- callback ---------------------------------------------------------------------------------------------
 
-    async def user_targets(self, user_id: int, device: str, number: str | None) -> list[Target]:
+    async def user_targets(self, user_id: int, device: str, number: str | None, user_number: str) -> list[Branch]:
         """The phone(s) a callback rings first: registered desk phones, the handset, or a number through the trunk
-        (the remote office, an Anywhere location; `device` is then the branch's label)."""
+        (the remote office, an Anywhere location; `device` is then the branch's label). Each is addressed to
+        `user_number`, the number of the device chosen, whichever of them answers."""
         peers = self.b2bua.peers
+        to = peers.address(user_number)
         if device == "desk":
             targets = []
             for binding in await LocationStore(self.b2bua.sessions).for_user(user_id):
                 try:
-                    targets.append(Target(URI.parse(binding.contact), Peer.parse(binding.source), "desk"))
+                    targets.append(Branch(URI.parse(binding.contact), Peer.parse(binding.source), to, "desk"))
                 except (ParseError, ValueError):
                     continue
             return targets
         if number is None:
             return []
         where = peers.handset_uri(number) if device == "mobile" else peers.trunk_uri(number)
-        return [] if where is None else [Target(where[0], where[1], device)]
+        return [] if where is None else [Branch(where[0], where[1], to, device)]
 
     def start_callback(
         self,
@@ -148,7 +140,7 @@ class AppCalls:
         user_number: str,
         to: str,
         identity: CallerIdentity,
-        targets: list[Target],
+        targets: list[Branch],
     ) -> Callback:
         callback = Callback(self, user_id, user_number, to, identity, targets)
         callback.company_id = company_id
@@ -256,7 +248,7 @@ class Callback:
     """
 
     def __init__(
-        self, calls: AppCalls, user_id: int, user_number: str, to: str, identity: CallerIdentity, targets: list[Target]
+        self, calls: AppCalls, user_id: int, user_number: str, to: str, identity: CallerIdentity, targets: list[Branch]
     ) -> None:
         self.calls = calls
         self.b2bua = calls.b2bua
@@ -279,7 +271,7 @@ class Callback:
         self.on_call = False
         self.media: dict[str, int] = {}  # RTP counters of both legs when the call ended ("user_…", "far_…")
         self.company_id: int | None = None  # where an extension in `to` is looked up
-        self.refused: int | None = None  # the last final failure a ring got (486 busy, 480, …)
+        self.refused: RingOutcomeKind | None = None  # what the last ring came to (busy, no-answer, …)
 
     def live(self) -> LiveCall:
         return LiveCall(self.id, "outgoing", self.to, self.state, self.started_at)
@@ -338,7 +330,7 @@ class Callback:
         # The user's phone shows whom the exchange is about to call for them.
         shown = NameAddr(URI("sip", self.settings.sip_realm, user=self.to), "")
         ring_limit = float(self.settings.seconds_per_ring * CALLBACK_RING_RINGS)
-        self.user_leg = await self._ring(self.targets, shown, peers.address(self.user_number), [], ring_limit)
+        self.user_leg = await self._ring(self.targets, shown, [], ring_limit)
         if self.user_leg is None:
             self.outcome = "cancelled" if self.over.is_set() else "not-answered"
             return
@@ -358,10 +350,10 @@ class Callback:
         if internal:
             headers = loopback_headers
         self.refused = None
-        self.far_leg = await self._ring(far, from_, peers.address(self.to), headers, FAR_END_RING_SECONDS)
+        self.far_leg = await self._ring(far, from_, headers, FAR_END_RING_SECONDS)
         if self.far_leg is None:
             if not self.over.is_set():
-                self.outcome = "busy" if self.refused in BUSY_STATUSES else "not-answered"
+                self.outcome = "busy" if self.refused == "busy" else "not-answered"
                 await self._tone("busy_tone")  # the user hears why before the exchange hangs up
             return
         assert self.far_leg.endpoint_id is not None
@@ -374,7 +366,7 @@ class Callback:
         log.info("click_to_dial.connected", extra={"id": self.id})
         await self.over.wait()
 
-    async def _far_targets(self) -> tuple[list[Target], list[tuple[str, str]]]:
+    async def _far_targets(self) -> tuple[list[Branch], list[tuple[str, str]]]:
         """Where `to` rings, and the extra headers: a colleague or group number is called through the exchange
         itself (their own plan applies), anything else through the trunk."""
         async with self.b2bua.sessions() as session:
@@ -385,7 +377,7 @@ class Callback:
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None or resolved.kind == "unknown":
             return [], []
-        return [Target(trunk[0], trunk[1], "trunk")], []
+        return [Branch(trunk[0], trunk[1], self.b2bua.peers.address(self.to), "trunk")], []
 
     async def _tone(self, name: str) -> None:
         """Play a tone to the user's answered leg for a moment (or until they hang up)."""
@@ -396,68 +388,30 @@ class Callback:
             await self._race(asyncio.sleep(TONE_SECONDS), TONE_SECONDS + 1)
 
     async def _ring(
-        self, targets: list[Target], from_: NameAddr, to: NameAddr, headers: list[tuple[str, str]], limit: float
+        self, targets: list[Branch], from_: NameAddr, headers: list[tuple[str, str]], limit: float
     ) -> CalleeLeg | None:
-        """Fork to `targets`; the first 2xx with usable SDP wins, the others are cancelled."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[CalleeLeg, Response]] = asyncio.Queue()
-        legs: list[CalleeLeg] = []
-        for target in targets:
-            created = await self.b2bua.media.execute(CreateEndpoint())
-            assert isinstance(created, EndpointCreated)
-            self.endpoints.add(created.endpoint_id)
-            self.b2bua.watch(created.endpoint_id, self)  # RTP timeouts come to `rtp_timeout`
-            # A Callback owns its legs as a call does (engine/leg.py `LegOwner`).
-            leg = CalleeLeg(
-                self.b2bua.stack, self, peer=target.peer, uri=target.uri, from_=from_, to=to,
-                label=target.label,
-            )  # fmt: skip
-            leg.endpoint_id = created.endpoint_id
-            leg.session_policy = policy_of(self.settings)  # RFC 4028 like any call's legs (engine/leg.py)
-            leg.listener = lambda leg, response: queue.put_nowait((leg, response))
-            leg.start(created.local_sdp, headers, provisional_timeout=self.settings.branch_provisional_seconds)
-            legs.append(leg)
-            self.legs.append(leg)
-        pending = set(legs)
-        winner: CalleeLeg | None = None
-        deadline = loop.time() + limit
-        try:
-            while pending and winner is None:
-                item = await self._race(queue.get(), max(0.0, deadline - loop.time()))
-                if item is None:
-                    break
-                leg, response = item
-                if leg not in pending or response.status < 200:
-                    continue
-                if response.status >= 300:
-                    pending.discard(leg)
-                    self.refused = response.status
-                    continue
-                try:
-                    body = response.body.decode(errors="replace")
-                    await self.b2bua.media.execute(SetRemoteSdp(leg.endpoint_id or "", body))
-                except MediaError:
-                    pending.discard(leg)
-                    self.b2bua.spawn(leg.bye())
-                    continue
-                winner = leg
-                winner.start_session_timer()  # refreshed (or watched) from its answer on, like a call's legs
-        finally:
-            for leg in legs:
-                if leg is winner:
-                    continue
-                if leg.status is None:
-                    leg.cancel()  # the transaction sends it once a 1xx came (§9.1)
-                elif 200 <= leg.status < 300 and not leg.ended:
-                    self.b2bua.spawn(leg.bye())
-                self.b2bua.spawn(self._release(leg.endpoint_id))
-        return winner
+        """Fork to `targets` (engine/fork.py) — no early media, no confirmation: the first usable 2xx wins."""
+        fork = Fork(
+            self, self.settings, from_=from_, headers=tuple(headers), ring_seconds=limit, track=self.legs.append
+        )
+        result = await fork.run(targets)
+        self.refused = result.outcome
+        if result.winner is not None:
+            result.winner.start_session_timer()  # refreshed (or watched) from its answer on, like a call's legs
+        return result.winner
+
+    def watch(self, endpoint_id: str) -> None:
+        self.endpoints.add(endpoint_id)
+        self.b2bua.watch(endpoint_id, self)  # RTP timeouts come to `rtp_timeout`
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        self.b2bua.spawn(coroutine)
 
     async def _race(self, awaitable: Awaitable[T], limit: float) -> T | None:
         """`awaitable`'s result, or None when the call is over (hung up) or `limit` seconds pass first."""
         return await race_until(awaitable, self.over, limit)
 
-    async def _release(self, endpoint_id: str | None) -> None:
+    async def release(self, endpoint_id: str | None) -> None:
         if endpoint_id is None or endpoint_id not in self.endpoints:
             return
         self.endpoints.discard(endpoint_id)
@@ -480,7 +434,7 @@ class Callback:
         if endings:
             await asyncio.gather(*endings, return_exceptions=True)
         for endpoint_id in list(self.endpoints):
-            await self._release(endpoint_id)
+            await self.release(endpoint_id)
         for key in [key for key, leg in self.b2bua.legs.items() if leg in self.legs]:
             del self.b2bua.legs[key]
         if self.on_call:

@@ -39,13 +39,14 @@ from hipper.domain.group_calls import (
     plan_hunt_group,
 )
 from hipper.domain.routing import IncomingCall, UserState
-from hipper.engine.call import Branch, Party
+from hipper.engine.call import Party
+from hipper.engine.fork import Branch
 from hipper.media.prompts import sentence, tone_path
 from hipper.sip.message import NameAddr
 from hipper.store import call_centers, group_calls
 
 if TYPE_CHECKING:
-    from hipper.engine.call import Branch, Call, CallHost, Party
+    from hipper.engine.call import Call, CallHost
     from hipper.engine.directory import Resolved
 
 log = logging.getLogger(__name__)

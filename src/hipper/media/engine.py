@@ -362,6 +362,9 @@ class _Endpoint:
         self.dtmf_ts = 0
         self.dtmf_first = False
         self.dtmf_rx = DtmfReceiver()
+        # The telephone-event being received (its RTP timestamp) and whether a bridge carried its first packet.
+        self.dtmf_event_ts = -1
+        self.dtmf_relayed = False
         # Decoded received audio for the mixer and for recordings; both empty for plain bridges (no decoding).
         self.taps: list[FrameBuffer] = []
         self.recorders: list[RecordingBuffer] = []
@@ -898,7 +901,14 @@ class MediaEngine:
             for digit in endpoint.dtmf_rx.feed(ts, data[offset:end]):
                 self._emit(DtmfReceived(endpoint.id, digit.digit, digit.duration_ms))
             peer = endpoint.peer
-            if peer is not None and peer.source == SOURCE_PEER and peer.may_send and peer.send_dtmf_pt is not None:
+            bridged = peer is not None and peer.source == SOURCE_PEER
+            if ts != endpoint.dtmf_event_ts:
+                # A new event (RFC 4733 §2.5.1.1: one timestamp per event) is relayed only when a bridge carries
+                # its start: a key pressed before the bridge (answer confirmation's "press 1") must not reach the
+                # other side as the tail of a digit — the end packets are repeated after it (§2.5.1.4).
+                endpoint.dtmf_event_ts = ts
+                endpoint.dtmf_relayed = bridged
+            if endpoint.dtmf_relayed and peer is not None and peer.may_send and peer.send_dtmf_pt is not None:
                 # DTMF passes through the bridge on the peer's own telephone-event payload type.
                 self._relay(peer, data[offset:end], seq, ts, ssrc, second & 0x80, peer.send_dtmf_pt)
 

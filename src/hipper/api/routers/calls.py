@@ -134,9 +134,11 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
         return CallPlaced(method=method, to=to, identity=identity, access_number=access,
                           expires_in_seconds=state.settings.call_access_seconds)  # fmt: skip
     legs = callback_legs(user_state, setting.callback_device)
+    # The callback is addressed (its To) to the number of the device chosen, whichever of the legs answers.
+    user_number = legs[0].number or "" if legs else ""
     targets = []
     for leg in legs:
-        targets += await calls.user_targets(user.id, leg.device, leg.number)
+        targets += await calls.user_targets(user.id, leg.device, leg.number, user_number)
     if not targets:
         reason = {
             "desk": "none of your desk phones is registered",
@@ -147,8 +149,7 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
     if any(c.user_id == user.id and c.state == "ringing" for c in calls.callbacks.values()):
         # One at a time: a second tap must not ring the user's phones twice over.
         raise Conflict("callback_under_way", "a callback is already under way: answer it or hang it up first")
-    # The callback is addressed (its To) to the number of the device chosen, whichever of the legs answers.
-    callback = calls.start_callback(user.id, user.company_id, legs[0].number or "", to, identity, targets)
+    callback = calls.start_callback(user.id, user.company_id, user_number, to, identity, targets)
     add_event(session, user.id, "call.started", {"id": callback.id, "to": to, "method": method})
     await commit(session, state)
     response.status_code = 202
