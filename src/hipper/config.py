@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     # This process among the nodes sharing the database (store/presence.py: who is on a call, per node, with a
     # lease). Empty: host name and process id. Set it when host names repeat; keep it unique per running node.
     node_id: str = Field("", max_length=100)  # the width of nodes.node_id
+    # How long a node's calls keep counting after it stopped renewing its lease (it died); renewed every third.
+    node_lease_seconds: float = Field(30.0, gt=0)
     # Digest challenges offered, in this order (RFC 8760: clients pick the first they support). MD5 only by
     # default: SIPp 3.6 reads just the first challenge and baresip 1.0 fails on any SHA-256 one. Credentials
     # with either algorithm are always verified; offer ["SHA-256", "MD5"] when all phones can take it.

@@ -75,7 +75,7 @@ class B2bua:
         self.registrar: Registrar | None = stack.registrar
         self.writer = BatchWriter(sessions)  # call logs and call events, batched across calls
         # Who is on a call, on this node and (through the database) on the others.
-        self.presence = Presence(sessions, self.writer, settings.node_id)
+        self.presence = Presence(sessions, self.writer, settings.node_id, lease_seconds=settings.node_lease_seconds)
         self.snapshots = SnapshotCache(sessions, presence=self.presence)
         if self.registrar is not None:
             self.registrar.locations.on_change.append(self.snapshots.forget_bindings)
