@@ -37,9 +37,17 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+# Playwright's string predicates (wait_for_function) and axe's injected script are eval and inline scripts, which
+# the app's Content-Security-Policy forbids: the browser tests bypass it, and tests/security/test_http_csp_browser.py
+# walks every screen with it enforced.
+BYPASS_CSP = True
+
+
 @pytest.fixture
 def context(browser: Browser) -> Iterator[BrowserContext]:
-    ctx = browser.new_context(viewport=VIEWPORT, locale="nl-NL", color_scheme="light", permissions=["microphone"])
+    ctx = browser.new_context(
+        viewport=VIEWPORT, locale="nl-NL", color_scheme="light", permissions=["microphone"], bypass_csp=BYPASS_CSP
+    )
     ctx.set_default_timeout(10_000)
     yield ctx
     ctx.close()

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import pytest
 from playwright.sync_api import Browser, Page
 
-from tests.web.conftest import VIEWPORT
+from tests.web.conftest import BYPASS_CSP, VIEWPORT
 from tests.web.live_server import PASSWORD, LiveServer
 from tests.web.screens import SCREENS
 from tests.web.test_app_browser import SETTLED, new_user
@@ -50,7 +50,7 @@ def test_no_axe_violations_on_any_screen(
     username = new_user(exchange, pin="2580")
     exchange.add_history(username)
     fresh = new_user(exchange)  # without a PIN: the first-run screen
-    context = browser.new_context(viewport=VIEWPORT, locale="nl-NL", color_scheme=scheme)
+    context = browser.new_context(viewport=VIEWPORT, locale="nl-NL", color_scheme=scheme, bypass_csp=BYPASS_CSP)
     context.set_default_timeout(10_000)
     page = context.new_page()
     found: dict[str, list[str]] = {}

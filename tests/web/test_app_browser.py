@@ -12,6 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, FilePayload, Locator, Page, expect
 
+from tests.web.conftest import BYPASS_CSP
 from tests.web.live_server import PASSWORD, LiveServer
 
 pytestmark = pytest.mark.browser
@@ -597,7 +598,7 @@ def test_voicemails_delete_several(page: Page, exchange: LiveServer) -> None:
 
 def test_english_browser_gets_english_and_keyboard_logs_in(browser: Browser, exchange: LiveServer) -> None:
     username = new_user(exchange, pin="2580")
-    context = browser.new_context(viewport={"width": 360, "height": 740}, locale="en-GB")
+    context = browser.new_context(viewport={"width": 360, "height": 740}, locale="en-GB", bypass_csp=BYPASS_CSP)
     try:
         page = context.new_page()
         page.goto(exchange.url + "/")

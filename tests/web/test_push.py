@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.web.conftest import VIEWPORT
+from tests.web.conftest import BYPASS_CSP, VIEWPORT
 from tests.web.live_server import LiveServer
 from tests.web.test_app_browser import api, log_in, new_user, wait_ready
 
@@ -25,7 +25,9 @@ pytestmark = pytest.mark.browser
 def test_notification_toggle_asks_the_browser_with_the_exchanges_vapid_key(
     browser: Browser, exchange: LiveServer
 ) -> None:
-    context = browser.new_context(viewport=VIEWPORT, locale="nl-NL", permissions=["notifications"])
+    context = browser.new_context(
+        viewport=VIEWPORT, locale="nl-NL", permissions=["notifications"], bypass_csp=BYPASS_CSP
+    )
     context.set_default_timeout(10_000)
     page = context.new_page()
     try:
@@ -67,7 +69,9 @@ def test_without_permission_nothing_is_asked_of_the_exchange(page: Page, exchang
 
 
 def test_a_push_shows_a_notification_that_opens_the_screen(browser: Browser, exchange: LiveServer) -> None:
-    context = browser.new_context(viewport=VIEWPORT, locale="nl-NL", permissions=["notifications"])
+    context = browser.new_context(
+        viewport=VIEWPORT, locale="nl-NL", permissions=["notifications"], bypass_csp=BYPASS_CSP
+    )
     context.set_default_timeout(10_000)
     page = context.new_page()
     try:
