@@ -340,3 +340,21 @@ def test_a_greeting_is_renamed_in_a_sheet_and_played_in_the_apps_own_player(page
     expect(player.get_by_role("button", name="Pauzeren")).to_be_visible()  # playing
     expect(player.get_by_role("slider", name="Positie")).to_be_visible()
     assert api(page, exchange, "/me/greetings")["greetings"][0]["name"] == "Vakantie"
+
+
+def test_explain_is_told_in_dutch_from_the_plans_steps(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    with other_device(exchange, username) as device:
+        forward = {"active": True, "destination": "+31207654321"}
+        assert device.post("/auth/step-up", json={"pin": "2580"}).status_code == 200
+        assert device.put("/me/services/call-forwarding-busy", json=forward).status_code == 200
+    page.goto(exchange.url + "/#/explain")
+    page.get_by_label("Nummer van de beller").fill("+31612345678")
+    page.get_by_role("button", name="Toon wat er gebeurt").click()
+    plan = page.locator("ol.plan").first
+    expect(plan).to_contain_text("Uw mobiel 06 1")
+    expect(plan).to_contain_text("Als u in gesprek bent:")
+    expect(plan).to_contain_text("Doorgeschakeld naar 020 765 4321 (Doorschakelen bij bezet)")
+    expect(page.get_by_role("heading", name="Zo wordt de oproep afgehandeld")).to_be_visible()
+    assert "ring:" not in plan.inner_text()

@@ -114,13 +114,12 @@ export async function render() {
     }
   }
   stopRetrying();
-  // Logged in with the profile in (however it came: a login, boot's early load, a reload): the live updates
-  // run and this device follows the app settings the exchange keeps. Checked on every render, because boot
-  // may have loaded the profile before the first one.
-  if (session.token && store.profile && !events) {
-    startEvents();
-    await syncPrefs();
-  }
+  // Logged in with the profile in (however it came: a login, boot's early load, a reload): this device follows
+  // the app settings the exchange keeps, and the live updates run (started below, once the screen is drawn, so
+  // the long-lived stream does not compete with the screen's own requests). Checked on every render, because
+  // boot may have loaded the profile before the first one.
+  const startLive = session.token && store.profile && !events;
+  if (startLive) await syncPrefs();
   if (store.profile && !store.profile.pin_set && name !== "pin-setup" && name !== "login") return go("pin-setup");
   const route = routes[name] || routes.overview;
   currentRoute = route;
@@ -139,6 +138,7 @@ export async function render() {
     if (error instanceof ApiError && error.status === 401) return;
     main.append(h("p", { class: "error", role: "alert" }, errorText(error)));
   }
+  if (startLive && session.token && !events) startEvents();
   if (count !== renderCount) return;
   delete document.documentElement.dataset.busy;
   if (!main.contains(document.activeElement)) heading.focus({ preventScroll: true });

@@ -525,8 +525,43 @@ async function serviceMenu(main, group) {
   );
 }
 
-// "What happens when I am called?": the exchange's own routing plan for a test call, with its reasons. The
-// sentences come from the exchange in English, so they are marked as such for screen readers.
+// The exchange's routing plan (its steps, not its English sentences) as a nested list in the user's language.
+function planList(steps) {
+  const via = (step) => (step.service ? ` (${t(`service.${step.service}`)})` : "");
+  const number = (value) => h("span", { class: "number" }, formatNumber(value));
+  const item = (step) => {
+    if (step.action === "forward") return h("li", {}, t("plan.forward"), " ", number(step.destination), via(step));
+    if (step.action === "voicemail") return h("li", {}, t("plan.voicemail", { cause: t(`plan.cause.${step.cause}`) }));
+    if (step.action === "reject") return h("li", {}, t("plan.reject"), via(step));
+    if (step.action === "hangup") return h("li", {}, t("plan.hangup"), via(step));
+    if (step.action === "ring_splash") return h("li", {}, t("plan.ring_splash"), via(step));
+    if (step.action === "personal_assistant") {
+      const presence = t(`opt.presence.${step.presence}`);
+      return h(
+        "li",
+        {},
+        step.until ? t("summary.until", { what: `${t("service.personal-assistant")}: ${presence}`, when: formatUntil(step.until) }) : `${t("service.personal-assistant")}: ${presence}`,
+        planList([...(step.on_zero ? [step.on_zero] : []), step.afterwards]),
+      );
+    }
+    if (step.action === "ring") {
+      const branches = [["on_busy", "plan.if_busy"], ["on_no_answer", "plan.if_no_answer"], ["on_not_reachable", "plan.if_not_reachable"]]
+        .filter(([name]) => step[name] && step[name].length)
+        .map(([name, key]) => h("li", {}, t(key), planList(step[name])));
+      return h(
+        "li",
+        {},
+        step.timeout_seconds ? t("plan.ring_for", { seconds: step.timeout_seconds }) : t("plan.ring"),
+        h("ul", {}, step.targets.map((target) => h("li", {}, t(`plan.target.${target.kind}`), target.number ? [" ", number(target.number)] : null))),
+        branches.length ? h("ul", { class: "branches" }, branches) : null,
+      );
+    }
+    return h("li", {}, step.action);
+  };
+  return h("ol", { class: "plan" }, steps.map(item));
+}
+
+// "What happens when I am called?": the exchange's own routing plan for a test call, shown from its steps.
 function explainScreen(main) {
   const output = h("section", { class: "card", "aria-live": "polite", hidden: true });
   const fixedMobile = store.services.has("fixed-mobile") && store.profile.numbers.mobile;
@@ -547,7 +582,7 @@ function explainScreen(main) {
           const result = await api.get(`/me/routing/explain?${query}`);
           output.replaceChildren(
             h("h2", {}, t("explain.result")),
-            h("ol", { class: "plan", lang: "en" }, result.summary.map((line) => h("li", { style: `margin-left:${(line.length - line.trimStart().length) / 2}rem` }, line.trim()))),
+            planList(result.plan.steps),
           );
           output.scrollIntoView({ block: "start" });
         } catch (error) {
