@@ -358,3 +358,18 @@ def test_explain_is_told_in_dutch_from_the_plans_steps(page: Page, exchange: Liv
     expect(plan).to_contain_text("Doorgeschakeld naar 020 765 4321 (Doorschakelen bij bezet)")
     expect(page.get_by_role("heading", name="Zo wordt de oproep afgehandeld")).to_be_visible()
     assert "ring:" not in plan.inner_text()
+
+
+def test_state_at_a_glance_on_the_overview_and_in_the_menus(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    with other_device(exchange, username) as device:
+        assert device.post("/auth/step-up", json={"pin": "2580"}).status_code == 200
+        forward = {"active": True, "destination": "+31207654321"}
+        assert device.put("/me/services/call-forwarding-always", json=forward).status_code == 200
+    log_in(page, exchange, username)
+    switch = page.get_by_role("switch", name="Doorschakelen alle gesprekken")
+    expect(switch).to_be_checked()
+    expect(switch).to_have_accessible_description("Aan · 020 765 4321")
+    page.goto(exchange.url + "/#/incoming")
+    wait_ready(page)
+    expect(page.get_by_role("link", name="Doorschakelen alle gesprekken")).to_contain_text("Aan · 020 765 4321")

@@ -129,6 +129,10 @@ async function quickToggles(container) {
     const doc = documents[index];
     if (!doc) return;
     const fieldName = QUICK_SETTINGS[name];
+    // State at a glance: where it forwards to, until when (more than the switch's on/off says).
+    const detail = doc[fieldName] ? summary(name, doc) : "";
+    const detailId = `quick-${name}-detail`;
+    const glance = Array.isArray(detail) || (detail && detail !== t("state.on")) ? h("small", { class: "muted glance", id: detailId }, detail) : null;
     container.append(
       toggle(t(`service.${name}`), doc[fieldName], async (value) => {
         try {
@@ -145,7 +149,8 @@ async function quickToggles(container) {
           if (!(error instanceof Cancelled)) toast(errorText(error));
           go("overview");
         }
-      }, { id: `quick-${name}` }),
+      }, { id: `quick-${name}`, describedBy: glance ? detailId : undefined }),
+      glance,
     );
   });
 }
@@ -175,7 +180,7 @@ async function overviewScreen(main) {
       "div",
       { class: "section-head" },
       h("h2", { id: "quick-title" }, t("quick.title")),
-      h("a", { class: "icon-button", href: "#/quick-settings", "aria-label": t("quick.edit") }, "⋯"),
+      h("a", { class: "icon-button", href: "#/quick-settings", "aria-label": t("quick.edit") }, icon("edit")),
     ),
   );
   main.append(quick);
