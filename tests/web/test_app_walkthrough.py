@@ -152,10 +152,14 @@ def test_numbers_read_as_dutch_and_never_break_at_360_px(page: Page, exchange: L
     expect(page.get_by_role("link", name="020 123 0201")).to_have_attribute("href", "tel:+31201230201")
     expect(page.get_by_role("link", name="06 1234 0201")).to_be_visible()
     assert page.evaluate(BROKEN_WORDS, "dl.facts dd") == []
-    for menu in ("incoming", "outgoing"):
+    for menu in ("incoming", "outgoing", "settings"):
         page.goto(f"{exchange.url}/#/{menu}")
         wait_ready(page)
         assert page.evaluate(BROKEN_WORDS, ".menu-item") == [], menu
+    page.goto(f"{exchange.url}/#/overview")
+    wait_ready(page)
+    assert page.evaluate(BROKEN_WORDS, ".tile, .quick") == []
+    assert "null" not in page.locator(".quick").inner_text()
 
 
 def test_night_mode_shows_what_is_in_effect_and_who_set_it(page: Page, exchange: LiveServer) -> None:

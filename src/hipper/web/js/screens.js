@@ -150,7 +150,7 @@ async function quickToggles(container) {
           go("overview");
         }
       }, { id: `quick-${name}`, describedBy: glance ? detailId : undefined }),
-      glance,
+      ...(glance ? [glance] : []),
     );
   });
 }
