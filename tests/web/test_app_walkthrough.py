@@ -212,6 +212,7 @@ def test_contacts_open_to_every_number_edit_personal_ones_and_import_local_ones(
     expect(page.get_by_role("status").or_(page.locator("[aria-live]")).filter(has_text="1 contact")).to_have_count(1)
     page.locator(".list-row a.row-body").first.click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Mila van Dijk")
+    expect(page.locator("#main")).not_to_contain_text("null")
     numbers = page.get_by_role("list", name="Nummers")
     expect(numbers.get_by_role("link", name="Toestelnummer 288")).to_have_attribute("href", "tel:288")
     mobile = numbers.get_by_role("link", name="Mobiel 06 8765 0077")

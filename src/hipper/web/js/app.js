@@ -1,7 +1,7 @@
 // Hipper+: boot, theme, hash routing and the screen frame (header with back button, bottom navigation).
 
 import { ApiError, BASE, listenToEvents, session, setStepUpHandler, setUnauthorizedHandler } from "./api.js";
-import { clear, h, icon } from "./dom.js";
+import { append, clear, h, icon } from "./dom.js";
 import { language, loadLanguage, resolveLanguage, t } from "./i18n.js";
 import { prefetchOverview, profileFacts, routes } from "./screens.js";
 import { cachedProfile, forget, languagePreference, loadUser, store } from "./state.js";
@@ -204,7 +204,7 @@ async function retry() {
 function offlineScreen(app) {
   const { main, heading } = frame(app, { tab: "overview" }, "overview", t("offline.title"));
   const cached = cachedProfile();
-  main.append(
+  append(main, [
     h(
       "section",
       { class: "card offline", role: "alert" },
@@ -213,7 +213,7 @@ function offlineScreen(app) {
       h("button", { type: "button", class: "primary wide", onClick: retry }, t("offline.retry")),
     ),
     cached ? profileFacts(cached) : null,
-  );
+  ]);
   if (!retryTimer) retryTimer = setInterval(retry, RETRY_SECONDS * 1000);
   delete document.documentElement.dataset.busy;
   heading.focus({ preventScroll: true });
