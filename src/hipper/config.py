@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     sip_max_expires: int = 3600
     sip_nonce_seconds: int = 300
     sip_node: str = ""
+    # This process among the nodes sharing the database (store/presence.py: who is on a call, per node, with a
+    # lease). Empty: host name and process id. Set it when host names repeat; keep it unique per running node.
+    node_id: str = Field("", max_length=100)  # the width of nodes.node_id
     # Digest challenges offered, in this order (RFC 8760: clients pick the first they support). MD5 only by
     # default: SIPp 3.6 reads just the first challenge and baresip 1.0 fails on any SHA-256 one. Credentials
     # with either algorithm are always verified; offer ["SHA-256", "MD5"] when all phones can take it.
@@ -72,6 +75,9 @@ class Settings(BaseSettings):
     # Anywhere's block diversion: an answer sooner than this after the INVITE is the mobile network's voicemail
     # (busy / not reachable), not a person, and is refused (engine/diversion_guard.py).
     block_diversion_min_answer_seconds: float = 3.0
+    # Answer confirmation (simultaneous ring, Anywhere): an answer not confirmed with the key within this time is
+    # released with BYE while the other branches keep ringing (domain/routing/confirmation.py).
+    answer_confirmation_seconds: float = Field(default=10.0, gt=0)
     # RFC 4028 session timers on calls (engine/leg.py): the interval we ask for and the smallest we accept
     # (a shorter Session-Expires is answered 422 with Min-SE). RFC 4028 allows no Min-SE below 90 s; tests use less.
     session_timers: bool = True
@@ -99,6 +105,15 @@ class Settings(BaseSettings):
     # Calls arriving from these addresses are not challenged; the trunk is trusted with P-Asserted-Identity.
     trunk_address: str = ""
     trunk_trusted: bool = True
+    # Toll fraud (domain/barring.py, docs/security.md "Toll fraud"): the barring classes of a company without a
+    # stored policy (premium, international, high_cost); concurrent outbound calls per user, per company and on
+    # the trunk (0: unlimited; a company's or user's own limit, set by the administrator, replaces the default);
+    # the status a user or company limit answers with (403 refused by policy, or 503 busy, retry later).
+    outbound_barred_default: list[Literal["premium", "international", "high_cost"]] = ["premium", "high_cost"]
+    outbound_max_calls_per_user: int = Field(4, ge=0)
+    outbound_max_calls_per_company: int = Field(0, ge=0)
+    trunk_max_calls: int = Field(0, ge=0)
+    outbound_limit_status: Literal[403, 503] = 403
     mobile_network_address: str = ""
     # Prefix put before a user's mobile number when the exchange rings the handset, so the mobile network
     # delivers the call to the handset instead of routing it back into the exchange.

@@ -4,6 +4,7 @@ user's live calls listed and hung up through the API, with real SIPp phones, tru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -60,6 +61,12 @@ class Api:
 
 @pytest.fixture
 async def api(exchange: Exchange) -> AsyncIterator[Api]:
+    async with serving_api(exchange) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def serving_api(exchange: Exchange) -> AsyncIterator[Api]:
     """The HTTP API over a real connection (SSE needs one), sharing the exchange's B2BUA as `hipper serve` does."""
     app = create_app(exchange.settings, run_migrations=False)
     app.state.calls = exchange.b2bua

@@ -3,8 +3,9 @@
 - **callback** ("the exchange calls you back"): ring the user's chosen phone first; when it answers, call the
   number and bridge the two (third-party call control as RFC 3725 flow I would do it, but inside the B2BUA: each
   leg has its own anchored media endpoint, so both legs simply get our SDP and the engine connects them).
-- **via_exchange**: the app arms the access number for the user for a short window; a call from the user's own
-  mobile (arriving from the mobile network peer) to that number within the window is connected to the number.
+- **via_exchange**: the app arms the access number for the user for a short window (in the database,
+  store/call_access.py); a call from the user's own mobile (arriving from the mobile network peer, on any node)
+  to that number within the window is connected to the number.
 - **via_mobile**: nothing happens here; the app uses the phone's dialer and the exchange applies SPEC G3.
 
 `AppCalls` lives on the B2BUA (one per node) and is what the API reads for the user's live calls and ends them.
@@ -40,6 +41,7 @@ from hipper.media.prompts import tone_path
 from hipper.sip.message import URI, NameAddr, ParseError, Request
 from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
+from hipper.store import call_access
 from hipper.store.call_logs import CallRecord
 from hipper.store.registrations import LocationStore
 from hipper.store.writer import OutboxEvent
@@ -73,23 +75,12 @@ class LiveCall:
     started_at: datetime
 
 
-@dataclass(frozen=True)
-class Armed:
-    """An access-number call the app announced: the user's mobile may call in until `expires` (loop time)."""
-
-    user_id: int
-    to: str
-    identity: CallerIdentity
-    expires: float
-
-
 class AppCalls:
-    """The callbacks in progress and the armed access-number calls of this node."""
+    """The callbacks in progress on this node."""
 
     def __init__(self, b2bua: B2bua) -> None:
         self.b2bua = b2bua
         self.callbacks: dict[str, Callback] = {}
-        self.armed: dict[int, Armed] = {}
         # Finished callbacks, for tests and metrics (like the B2BUA's `ended` for its calls).
         self.ended: asyncio.Queue[Callback] = asyncio.Queue()
         # Proves that a callback's far leg came from this process: it never leaves the host (sent to ourselves).
@@ -120,19 +111,6 @@ class AppCalls:
         if not secrets.compare_digest(secret.encode(), self._loopback_secret.encode()) or not user.isdigit():
             return None
         return int(user)
-
-    # -- via the exchange -----------------------------------------------------------------------------------
-
-    def arm(self, user_id: int, to: str, identity: CallerIdentity) -> None:
-        """A newer request replaces the user's earlier one: the app shows only the latest number to call."""
-        expires = asyncio.get_running_loop().time() + self.b2bua.settings.call_access_seconds
-        self.armed[user_id] = Armed(user_id, to, identity, expires)
-
-    def claim(self, user_id: int) -> Armed | None:
-        armed = self.armed.pop(user_id, None)
-        if armed is None or armed.expires < asyncio.get_running_loop().time():
-            return None
-        return armed
 
     # -- callback ---------------------------------------------------------------------------------------------
 
@@ -218,7 +196,11 @@ async def handles(app_calls: AppCalls, call: Call, dialled: str) -> bool:
         return False
     b2bua = call.b2bua
     user_id = call.caller.user_id
-    armed = app_calls.claim(user_id) if call.caller.origin == "mobile" and user_id is not None else None
+    armed = None
+    if call.caller.origin == "mobile" and user_id is not None:
+        async with b2bua.sessions() as session:
+            armed = await call_access.claim(session, user_id, datetime.now(UTC))
+            await session.commit()
     if armed is None:
         # Nobody announced this call from the app (or the window passed): the number leads nowhere by itself.
         call.fail(403, "No call announced from the app")
@@ -383,7 +365,7 @@ class Callback:
         self.state = "active"
         self.outcome = "answered"
         self.on_call = True
-        self.b2bua.on_call_started(self.user_id)  # a second call to the user finds them busy (or waiting)
+        self.b2bua.on_call_started(self.user_id, self.id)  # a second call to the user finds them busy (or waiting)
         log.info("click_to_dial.connected", extra={"id": self.id})
         await self.over.wait()
 
@@ -463,7 +445,7 @@ class Callback:
         for key in [key for key, leg in self.b2bua.legs.items() if leg in self.legs]:
             del self.b2bua.legs[key]
         if self.on_call:
-            self.b2bua.on_call_ended(self.user_id)
+            self.b2bua.on_call_ended(self.user_id, self.id)
             self.on_call = False
 
     async def _write_log(self) -> None:

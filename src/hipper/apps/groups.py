@@ -78,7 +78,7 @@ async def route(call: Call, resolved: Resolved, incoming: IncomingCall) -> None:
 
 
 async def _snapshot(call: Call, user_id: int, now: datetime) -> UserState | None:
-    return await call.b2bua.snapshots.state(user_id, now, on_call=call.b2bua.on_call(user_id))
+    return await call.b2bua.snapshots.state(user_id, now)
 
 
 async def _branches(call: Call, target: MemberTarget, to: NameAddr) -> list[Branch]:

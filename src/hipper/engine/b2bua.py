@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ from hipper.domain.routing import RoutingRules
 from hipper.engine.call import Call, CallApplications, CallerInfo, CallSummary
 from hipper.engine.directory import mobile_user, user_row
 from hipper.engine.leg import CalleeLeg, CallerLeg, Leg, LegOwner, policy_of
+from hipper.engine.outbound import OutboundGuard
 from hipper.engine.peers import Peers, number_of
 from hipper.engine.snapshots import SnapshotCache
 from hipper.media.engine import MediaEngine, MediaEvent, RtpTimeout
@@ -32,6 +33,7 @@ from hipper.sip.session_timer import too_small
 from hipper.sip.stack import SipStack
 from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
+from hipper.store.presence import Presence
 from hipper.store.registrations import Device
 from hipper.store.writer import BatchWriter
 
@@ -72,24 +74,27 @@ class B2bua:
         self.peers = Peers.from_settings(settings)
         self.rules = RoutingRules(seconds_per_ring=settings.seconds_per_ring)
         self.registrar: Registrar | None = stack.registrar
-        self.snapshots = SnapshotCache(sessions)
         self.writer = BatchWriter(sessions)  # call logs and call events, batched across calls
+        # Who is on a call, on this node and (through the database) on the others.
+        self.presence = Presence(sessions, self.writer, settings.node_id)
+        self.snapshots = SnapshotCache(sessions, presence=self.presence)
         if self.registrar is not None:
             self.registrar.locations.on_change.append(self.snapshots.forget_bindings)
         self.legs: dict[tuple[str, str], Leg] = {}
         self.invites: dict[ServerTransaction, Call] = {}
         self.endpoints: dict[str, LegOwner] = {}
         self.calls: set[Call] = set()
-        self.active_users: Counter[int] = Counter()
         self.history: deque[CallSummary] = deque(maxlen=HISTORY)
         self.ended: asyncio.Queue[CallSummary] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._events_task: asyncio.Task[None] | None = None
+        self.outbound = OutboundGuard(settings, sessions)  # barring and limits of trunk calls (engine/outbound.py)
         self.applications = applications(self)
 
     async def start(self) -> None:
         self._events_task = asyncio.get_running_loop().create_task(self._media_events())
         self.writer.start()
+        await self.presence.start()
         await self.applications.start()
         self.stack.handler = self
 
@@ -101,6 +106,7 @@ class B2bua:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.writer.close()  # after the calls: what they queued while ending is written, not lost
+        await self.presence.close()
         self.snapshots.close()
         if self._events_task is not None:
             self._events_task.cancel()
@@ -122,18 +128,18 @@ class B2bua:
         self.endpoints.pop(endpoint_id, None)
 
     def on_call(self, user_id: int) -> bool:
-        return self.active_users[user_id] > 0
+        """Whether the user is on a call on this node (routing asks every node: `snapshots.state`)."""
+        return self.presence.here(user_id)
 
-    def on_call_started(self, user_id: int) -> None:
-        self.active_users[user_id] += 1
+    def on_call_started(self, user_id: int, call_id: str) -> None:
+        self.presence.joined(user_id, call_id)
 
-    def on_call_ended(self, user_id: int) -> None:
-        self.active_users[user_id] -= 1
-        if self.active_users[user_id] <= 0:
-            del self.active_users[user_id]
+    def on_call_ended(self, user_id: int, call_id: str) -> None:
+        self.presence.left(user_id, call_id)
 
     def finished(self, call: Call) -> None:
         self.calls.discard(call)
+        self.outbound.release(call.call_id)
         self.invites.pop(call.a.tx, None)
         for key in [key for key, leg in self.legs.items() if leg.call is call]:
             del self.legs[key]
@@ -327,4 +333,3 @@ class B2bua:
         for value in self.registrar.authenticator.challenges(stale=stale):
             response.headers.add("Proxy-Authenticate", value)
         tx.respond(response)
-

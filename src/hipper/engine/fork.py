@@ -141,7 +141,9 @@ class Fork:
         if leg.endpoint_id is None:
             return False
         try:
-            await self.owner.b2bua.media.execute(SetRemoteSdp(leg.endpoint_id, response.body.decode(errors="replace")))
+            body = response.body.decode(errors="replace")
+            # The branch's SIP source: behind NAT only it may latch the media (media/engine.py, docs/security.md).
+            await self.owner.b2bua.media.execute(SetRemoteSdp(leg.endpoint_id, body, signalling_host=leg.peer.host))
         except MediaError:
             return False
         return True
@@ -233,4 +235,3 @@ class Fork:
             return ForkResult("gone")
         outcome: RingOutcome = ring_outcome(statuses, rang=rang, timed_out=timed_out)
         return ForkResult(outcome.kind, outcome.status)
-

@@ -66,6 +66,7 @@ class LegOwner(Protocol):
 
     def rtp_timeout(self, endpoint_id: str) -> None: ...
 
+
 SDP = "application/sdp"
 BYE_WAIT_SECONDS = 4.0
 
@@ -520,6 +521,7 @@ def allows_update(message: Message) -> bool:
 #
 # Every leg the exchange answers or originates runs one: a call's caller and connected callee, a callback's two
 # legs (apps/click_to_dial.py) and an added conference party (apps/conference.py).
+
 
 def glare_retry_seconds(we_own_the_call_id: bool) -> float:
     """How long a refresh that met the peer's own offer (491 Request Pending) waits before it is sent again

@@ -6,7 +6,7 @@ calls are read straight from the B2BUA's call table: they are never stored.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
@@ -22,6 +22,7 @@ from hipper.domain.outgoing import CallerIdentity, IdentityKind, PlacedCall, cal
 from hipper.domain.routing.state import service
 from hipper.domain.services.call_method import CallMethod
 from hipper.engine.b2bua import B2bua
+from hipper.store import call_access
 from hipper.store.events import add_event
 from hipper.store.user_state import is_colleague, load_user_state
 
@@ -122,7 +123,10 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
             raise Conflict(
                 "no_mobile_number", "calls via the exchange come from your mobile, and you have no mobile number"
             )
-        calls.arm(user.id, to, identity)
+        # In the database: the mobile's call may arrive on another node.
+        expires_at = now + timedelta(seconds=state.settings.call_access_seconds)
+        await call_access.arm(session, user.id, to, identity, expires_at)
+        await session.commit()
         response.status_code = 202
         return CallPlaced(method=method, to=to, identity=identity, access_number=access,
                           expires_in_seconds=state.settings.call_access_seconds)  # fmt: skip
