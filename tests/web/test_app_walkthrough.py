@@ -378,3 +378,13 @@ def test_state_at_a_glance_on_the_overview_and_in_the_menus(page: Page, exchange
     page.goto(exchange.url + "/#/incoming")
     wait_ready(page)
     expect(page.get_by_role("link", name="Doorschakelen alle gesprekken")).to_contain_text("Aan · 020 765 4321")
+
+
+def test_the_settings_menu_shows_each_services_value(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.goto(exchange.url + "/#/settings")
+    wait_ready(page)
+    expect(page.locator(".menu-item").filter(has_text="Voicemail")).to_contain_text("Aan")
+    expect(page.locator(".menu-item").filter(has_text="Gespreksopname")).to_contain_text("Nooit")
+    assert page.evaluate(BROKEN_WORDS, ".menu-item") == []

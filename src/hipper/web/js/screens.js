@@ -614,7 +614,7 @@ function explainScreen(main) {
   main.append(form, output);
 }
 
-function settingsMenu(main) {
+async function settingsMenu(main) {
   const items = [
     ["profile", true],
     ["incoming", GROUPS.incoming.some(available)],
@@ -626,13 +626,30 @@ function settingsMenu(main) {
     ["app-settings", true],
     ["help", true],
   ];
+  const shown = items.filter(([, on]) => on).map(([path]) => path);
+  // The services' current values at a glance ("Beschikbaar", "Aan"), read together.
+  const services = shown.filter((path) => path.startsWith("service/")).map((path) => path.slice("service/".length));
+  const documents = await Promise.all(services.map((name) => api.get(`/me/services/${name}`).catch(() => null)));
+  const value = (path) => {
+    const index = services.indexOf(path.replace("service/", ""));
+    return index >= 0 && documents[index] ? summary(services[index], documents[index]) : null;
+  };
   main.append(
     h(
       "ul",
       { class: "card menu" },
-      items
-        .filter(([, shown]) => shown)
-        .map(([path]) => h("li", {}, h("a", { class: "menu-item", href: `#/${path}` }, t(`screen.${path.replace("service/", "")}`)))),
+      shown.map((path) =>
+        h(
+          "li",
+          {},
+          h(
+            "a",
+            { class: "menu-item", href: `#/${path}` },
+            h("span", {}, t(`screen.${path.replace("service/", "")}`)),
+            value(path) ? h("span", { class: "muted state" }, value(path)) : null,
+          ),
+        ),
+      ),
     ),
   );
 }
