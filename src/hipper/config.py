@@ -28,10 +28,24 @@ class Settings(BaseSettings):
     sip_min_expires: int = 60
     sip_max_expires: int = 3600
     sip_nonce_seconds: int = 300
+    # Failed SIP logins (docs/security.md "SIP authentication"): a source address that fails this many times within
+    # the window is banned (its REGISTER/INVITE/SUBSCRIBE dropped unanswered) for the ban period; an account
+    # (digest username) that fails this many times is locked for the ban period against addresses it never
+    # authenticated from.
+    sip_auth_source_failures: int = Field(20, ge=1)
+    sip_auth_account_failures: int = Field(10, ge=1)
+    sip_auth_failure_window_seconds: float = Field(60.0, gt=0)
+    sip_auth_ban_seconds: float = Field(600.0, ge=0)
+    # Messages per second (sustained, and in a burst) one source address may send before the rest is dropped unread
+    # (the trunk and mobile network addresses are exempt); 0 turns the limit off. A phone sends a few per call.
+    sip_source_messages_per_second: float = Field(200.0, ge=0)
+    sip_source_burst: float = Field(400.0, ge=1)
     sip_node: str = ""
     # This process among the nodes sharing the database (store/presence.py: who is on a call, per node, with a
     # lease). Empty: host name and process id. Set it when host names repeat; keep it unique per running node.
     node_id: str = Field("", max_length=100)  # the width of nodes.node_id
+    # How long a node's calls keep counting after it stopped renewing its lease (it died); renewed every third.
+    node_lease_seconds: float = Field(30.0, gt=0)
     # Digest challenges offered, in this order (RFC 8760: clients pick the first they support). MD5 only by
     # default: SIPp 3.6 reads just the first challenge and baresip 1.0 fails on any SHA-256 one. Credentials
     # with either algorithm are always verified; offer ["SHA-256", "MD5"] when all phones can take it.
@@ -56,6 +70,27 @@ class Settings(BaseSettings):
     # The app's terms of use and privacy statement (manual §7.8.4/7.8.5): an operator's own HTML page served at
     # /terms.html instead of the one shipped with Hipper (hipper/web/terms.html).
     terms_page: Path | None = None
+    # HTTP hardening (docs/security.md "HTTP and API"). Request bodies longer than this are refused with a 413
+    # while they are read (uploads declare their own limit).
+    http_max_body_bytes: int = Field(256 * 1024, gt=0)
+    # Connections (docs/security.md "Resources"): an HTTP connection with no request in progress is closed after
+    # http_idle_seconds; one IP address holds at most http_max_connections_per_source (0: no limit — behind a
+    # reverse proxy, where every connection comes from the proxy). Each user may keep events_max_streams_per_user
+    # live-event streams open (a phone and a few browser tabs).
+    # /metrics and the API documentation (/api/v1/docs, /api/v1/openapi.json): "loopback" — clients on the host
+    # only, or anyone with http_operator_token as a bearer token; "token" — the token only; "open" — anyone.
+    http_operator_access: Literal["loopback", "token", "open"] = "loopback"
+    http_operator_token: str = ""
+    http_idle_seconds: float = Field(60.0, gt=0)
+    http_max_connections_per_source: int = Field(256, ge=0)
+    events_max_streams_per_user: int = Field(10, gt=0)
+    # The same for SIP over TCP and TLS: a connection must send a whole message within
+    # sip_tcp_first_message_seconds and then one at least every sip_tcp_idle_seconds (CRLF keepalives do not
+    # count; keep it above sip_max_expires, the longest registration refresh interval).
+    sip_tcp_first_message_seconds: float = Field(32.0, gt=0)
+    sip_tcp_idle_seconds: float = Field(3900.0, gt=0)
+    sip_tcp_max_connections: int = Field(10_000, gt=0)
+    sip_tcp_max_connections_per_source: int = Field(100, ge=0)
     # argon2 parameters; tests lower them to keep the suite fast.
     argon2_time_cost: int = 3
     argon2_memory_cost: int = 65536

@@ -73,7 +73,9 @@ def configure(level: str = "INFO", json: bool = True, stream: IO[str] | None = N
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        # The standard library's records carry their fields as `extra=`: without ExtraAdder the renderer dropped
+        # them, and a line such as sip.stream.abort lost the peer it was about.
+        foreign_pre_chain=[*shared[:-1], structlog.stdlib.ExtraAdder(), drop_secrets],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,

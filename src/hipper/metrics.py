@@ -42,6 +42,24 @@ LOOP_LAG = Gauge(
 )
 LOOP_LAG_MAX = Gauge("hipper_event_loop_lag_max_seconds", "The largest event-loop lag seen since the monitor started")
 
+# Security controls (docs/security.md): every refusal is counted by the control that made it.
+AUTH_FAILURES = Counter(
+    "hipper_api_auth_failures_total", "Wrong passwords and PINs presented to the API or the voicemail menu", ["secret"]
+)
+LOCKOUT_REFUSALS = Counter(
+    "hipper_lockout_refusals_total", "Attempts refused unchecked because the account or PIN is locked", ["counter"]
+)
+HTTP_REFUSALS = Counter(
+    "hipper_http_refusals_total",
+    "HTTP requests and connections refused by a limit (body size, malformed body, per-source cap, idle, streams)",
+    ["reason"],
+)
+STREAM_CONNECTIONS_CLOSED = Counter(
+    "hipper_stream_connections_closed_total",
+    "SIP (TCP/TLS) and HTTP connections closed or refused by a limit, by protocol and reason",
+    ["protocol", "reason"],
+)
+
 log = structlog.get_logger("hipper.http")
 request_logger = logging.getLogger("hipper.http")
 

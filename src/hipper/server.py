@@ -6,24 +6,29 @@ import asyncio
 import contextlib
 import gc
 import logging
+import resource
 import socket
 import ssl
 from datetime import timedelta
 
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from hipper import logs
 from hipper.api.app import create_app
+from hipper.api.connections import ConnectionGuard, guarded_protocol
 from hipper.api.state import AppState
 from hipper.apps.node import start_call_processing
 from hipper.apps.voicemail import sweep_spool
 from hipper.config import Settings
 from hipper.offload import run_cpu
 from hipper.sip.digest import Authenticator
+from hipper.sip.guard import AuthGuard, GuardPolicy, SourceLimit
 from hipper.sip.registrar import Registrar, RegistrarPolicy
 from hipper.sip.stack import SipStack
-from hipper.sip.transport import TlsSetupError, server_context
+from hipper.sip.transport import Peer, TlsSetupError, server_context
 from hipper.store import events, media_sweep
 from hipper.store.models import Event
 from hipper.store.registrations import DeviceDirectory, LocationStore
@@ -74,8 +79,23 @@ def create_sip_stack(settings: Settings, sessions: async_sessionmaker[AsyncSessi
         DeviceDirectory(sessions, settings.sip_realm),
         LocationStore(sessions, node=settings.sip_node or socket.gethostname()),
         RegistrarPolicy(min_expires=settings.sip_min_expires, max_expires=settings.sip_max_expires),
+        AuthGuard(
+            GuardPolicy(
+                source_failures=settings.sip_auth_source_failures,
+                account_failures=settings.sip_auth_account_failures,
+                window=settings.sip_auth_failure_window_seconds,
+                ban=settings.sip_auth_ban_seconds,
+            )
+        ),
     )
-    return SipStack(registrar)
+    # The trunk and the mobile network carry every caller's traffic from one address: never rate limited.
+    peers = frozenset(
+        Peer.parse(address).host for address in (settings.trunk_address, settings.mobile_network_address) if address
+    )
+    limit = None
+    if settings.sip_source_messages_per_second > 0:
+        limit = SourceLimit(settings.sip_source_messages_per_second, settings.sip_source_burst, exempt=peers)
+    return SipStack(registrar, limit=limit)
 
 
 def sip_tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -87,21 +107,55 @@ def sip_tls_context(settings: Settings) -> ssl.SSLContext | None:
     return server_context(settings.sip_tls_cert_file, settings.sip_tls_key_file)
 
 
-async def serve(settings: Settings) -> None:
-    tls_context = sip_tls_context(settings)  # first: a bad certificate stops the start before anything listens
-    app = create_app(settings)
-    config = uvicorn.Config(
+# uvicorn waits this long at shutdown for requests still running, then cancels them. Live-event streams are ended
+# at once (`ExchangeServer.shutdown`); this bounds everything else.
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+class ExchangeServer(uvicorn.Server):
+    """uvicorn's server, ending the live-event streams first when it shuts down (SIGTERM).
+
+    uvicorn stops accepting, then waits for every running request: an event stream never ends by itself, so a
+    shutdown waited for each stream's next keepalive check (43 s with 2,000 streams, issue 11).
+    """
+
+    def __init__(self, config: uvicorn.Config, state: AppState) -> None:
+        super().__init__(config)
+        self.state = state
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.state.events.close()
+        await super().shutdown(sockets)
+
+
+def http_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    """uvicorn's settings for the exchange: idle and per-source connection limits (api/connections.py)."""
+    guard = ConnectionGuard(settings.http_idle_seconds, settings.http_max_connections_per_source)
+    return uvicorn.Config(
         app,
         host=settings.http_host,
         port=settings.http_port,
+        http=guarded_protocol(guard),
         log_level=settings.log_level.lower(),
         access_log=False,
         lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    server = uvicorn.Server(config)
+
+
+async def serve(settings: Settings) -> None:
+    tls_context = sip_tls_context(settings)  # first: a bad certificate stops the start before anything listens
+    app = create_app(settings)
     # The registrar only touches the database on a REGISTER; uvicorn's lifespan migrates right at startup.
     state: AppState = app.state.hipper
+    server = ExchangeServer(http_config(app, settings), state)
     stack = create_sip_stack(settings, state.sessions)
+    stack.transports.set_limits(
+        first_message_timeout=settings.sip_tcp_first_message_seconds,
+        idle_timeout=settings.sip_tcp_idle_seconds,
+        max_connections=settings.sip_tcp_max_connections,
+        max_per_source=settings.sip_tcp_max_connections_per_source,
+    )
     await stack.start(
         settings.sip_host,
         settings.sip_port,
@@ -212,7 +266,36 @@ async def housekeeping_once(state: AppState) -> None:
             log.info("housekeeping.spool_swept", extra={"removed": spooled})
 
 
+# Below this many open files a busy node runs out (each phone on TCP/TLS, each HTTP client and stream, each RTP
+# socket holds one): worth a warning at start.
+ENOUGH_OPEN_FILES = 16384
+
+
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise the soft open-file limit to the hard one (the soft default is often 1024); (soft, hard) after."""
+    log = logging.getLogger(__name__)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # An unlimited hard limit cannot be the soft one (the kernel's nr_open caps it): ask for a million then.
+    target = max(soft, 1_048_576) if hard == resource.RLIM_INFINITY else hard
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning("server.open_files_not_raised", extra={"soft": soft, "hard": hard, "error": str(exc)})
+    if soft < ENOUGH_OPEN_FILES:
+        log.warning(
+            "server.open_files_low",
+            extra={"limit": soft, "hard": hard, "wanted": ENOUGH_OPEN_FILES, "hint": "raise LimitNOFILE / ulimit -Hn"},
+        )
+    else:
+        log.info("server.open_files", extra={"limit": soft})
+    return soft, hard
+
+
 def run(settings: Settings) -> None:
+    logs.configure(settings.log_level, settings.log_json)  # the app's lifespan configures again: harmless
+    raise_open_file_limit()
     try:
         sip_tls_context(settings)  # checked before the loop starts: a clear message, not a traceback
     except TlsSetupError as exc:

@@ -28,7 +28,7 @@ class Case:
     expected: dict[str, Any]
     invalid: dict[str, Any]
     invalid_field: str
-    # Whether `valid` sets a phone number (and so needs a step-up).
+    # Whether `valid` sets a phone number or the voicemail e-mail address (and so needs a step-up).
     sets_number: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -145,6 +145,7 @@ CASES: dict[str, Case] = {
         {"rings": 6, "email_address": "jan@example.nl"},
         {"email_notification": True},
         "email_address",
+        sets_number=True,  # where messages go is guarded like a forwarding number (docs/security.md)
     ),
     # The user chooses the mode (SPEC I) among those the administrator allows (by default all of them).
     "call-recording": Case(

@@ -263,6 +263,12 @@ async def start_sipp(
     path = exchange.workdir / f"{name}.xml"
     path.write_text(text)
     media_port = free_media_port()
+    if "-au" in args and "-auth_uri" not in args:
+        # The digest uri must be the Request-URI (RFC 7616 §3.4.6); SIPp's own default is remote_ip:remote_port,
+        # so a request to [service]@ (an INVITE; a SUBSCRIBE to its own user) names it here. REGISTER scenarios
+        # (Request-URI without a user) pass their own.
+        user = args[args.index("-s") + 1] if "-s" in args else args[args.index("-au") + 1]
+        args = (*args, "-auth_uri", f"{user}@127.0.0.1:{exchange.port}")
     process = await asyncio.create_subprocess_exec(
         "timeout", str(limit + 5), sipp, f"127.0.0.1:{exchange.port}", "-sf", str(path),
         "-i", "127.0.0.1", "-p", str(port or free_udp_port()), "-mi", "127.0.0.1", "-mp", str(media_port),
@@ -276,7 +282,10 @@ async def start_sipp(
 async def register(exchange: Exchange, user: str, port: int, contact_host: str = "[local_ip]") -> None:
     """A real digest REGISTER from `port` (where a SIPp UAS will then answer calls for `user`)."""
     text = scenario("register.xml", contact_host=contact_host)
-    sipp = await start_sipp(exchange, f"register-{user}", text, "-s", user, "-au", user, "-ap", PASSWORD, port=port)
+    sipp = await start_sipp(
+        exchange, f"register-{user}", text, "-s", user, "-au", user, "-ap", PASSWORD,
+        "-auth_uri", f"127.0.0.1:{exchange.port}", port=port,
+    )  # fmt: skip
     await sipp.succeeded(15)
 
 

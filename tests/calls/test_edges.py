@@ -21,6 +21,8 @@ from hipper.domain.services import (
 )
 from hipper.domain.services.anywhere import AnywhereLocation
 from hipper.domain.services.simultaneous_ring import SimultaneousRingTarget
+from hipper.store import admin
+from hipper.store.models import Company
 from tests.calls.conftest import (
     Exchange,
     expect_headers,
@@ -187,7 +189,8 @@ async def test_a_chain_of_forwards_reaches_the_trunk_with_its_whole_history(exch
 
 
 async def test_the_history_a_call_arrived_with_is_kept_ahead_of_ours(exchange: Exchange) -> None:
-    """A network forwarded the call to bob already; bob forwards it on: the trunk sees both exchanges' entries."""
+    """A network forwarded the call to bob already; bob forwards it on: the trunk sees both exchanges' entries —
+    the network's last entry is bob's number already, so ours only add the forward (RFC 7044 §10.1.1)."""
     await exchange.add_user("bob", "202", direct=BOB)
     await exchange.set_service("bob", CallForwardingAlways(active=True, destination=EXTERNAL))
     elsewhere = "+31309999999"
@@ -201,7 +204,7 @@ async def test_the_history_a_call_arrived_with_is_kept_ahead_of_ours(exchange: E
         (
             "History-Info",
             rf"^ *<sip:\{elsewhere}@carrier\.example>;index=1,<sip:\{BOB}@carrier\.example;cause=302>;index=1\.1;mp=1,"
-            rf"<sip:\{BOB}{realm}>;index=1\.1\.1,<sip:\{EXTERNAL}{realm};cause=302>;index=1\.1\.1\.1;mp=1\.1\.1 *$",
+            rf"<sip:\{EXTERNAL}{realm};cause=302>;index=1\.1\.1;mp=1\.1 *$",
         ),
         (
             "Diversion",
@@ -242,6 +245,39 @@ async def test_a_forwarding_loop_ends_in_the_voicemail_of_the_user_met_again(exc
     ]
     assert [(r.direction, r.outcome) for r in await exchange.call_logs("carol")] == [("missed", "forwarded")]
     assert [r.direction for r in await exchange.call_logs("alice")] == ["placed"]
+
+
+async def test_a_loop_through_the_company_number_is_met_in_the_history_too(exchange: Exchange) -> None:
+    """bob forwards to the company number, whose day destination is bob: one row for bob, 482 (no voicemail)."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202", direct=BOB)
+    async with exchange.sessions() as session:
+        company = await session.get(Company, exchange.company_id)
+        assert company is not None
+        company.day_destination = "202"
+        await session.commit()
+    await exchange.set_service("bob", CallForwardingAlways(active=True, destination="+31201234000"))
+    await exchange.set_service("bob", Voicemail(active=False))
+    alice = await place_call(exchange, "alice", "202", "final_rejected.xml", status=482)
+    await alice.succeeded()
+    await exchange.next_call()
+    assert [(r.direction, r.outcome) for r in await exchange.call_logs("bob")] == [
+        ("missed", "forwarded, loop, rejected")
+    ]
+
+
+async def test_a_loop_between_company_numbers_ends_with_482_not_a_crash(exchange: Exchange) -> None:
+    """The company number's destination is a department whose destination is the company number again."""
+    await exchange.add_user("alice", "201")
+    async with exchange.sessions() as session:
+        company = await session.get(Company, exchange.company_id)
+        assert company is not None
+        company.day_destination = "+31201234500"
+        await admin.create_group(session, company, "Sales", "+31201234500", day_destination="+31201234000")
+        await session.commit()
+    alice = await place_call(exchange, "alice", "+31201234000", "final_rejected.xml", status=482)
+    await alice.succeeded()
+    assert not (await exchange.next_call()).answered
 
 
 # -- d) E.164 on every leg that leaves the exchange --------------------------------------------------------------

@@ -40,9 +40,8 @@ def test_the_history_a_call_arrived_with_is_read_with_its_last_index_and_bounded
         )
     )
     assert arrived.received_history == ("<sip:a@x>;index=1", "<sip:b@x;cause=302>;index=1.1;mp=1")
-    assert arrived.received_index == "1.1" and arrived.received_diversions == (
-        "<sip:a@x>;reason=unconditional;counter=1",
-    )
+    assert arrived.received_index == "1.1" and arrived.received_target == "b"
+    assert arrived.received_diversions == ("<sip:a@x>;reason=unconditional;counter=1",)
     flood = received_history(request(("History-Info", ",".join(f"<sip:{n}@x>;index=1" for n in range(100)))))
     assert len(flood.received_history) == 20
     assert received_history(request(("History-Info", "<sip:a@x>;index=1.x"))).received_index is None

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import pytest
+from sqlalchemy import func, select
 
 from hipper.domain.services import CallWaiting
+from hipper.store.models import ActiveCall
 from tests.calls.conftest import (
     Exchange,
     expect_headers,
@@ -28,6 +35,7 @@ from tests.calls.conftest import (
     trunk,
 )
 from tests.calls.test_app_calls import ACCESS, ALICE_DIRECT, ALICE_MOBILE, FAR, SHOWN, alice, serving_api
+from tests.media_apps.exchange_process import ROOT, Elsewhere
 from tests.support import postgres
 
 pytestmark = [pytest.mark.sip, pytest.mark.postgres]
@@ -140,3 +148,56 @@ def handset_call(final: str, **values: object) -> str:
     """Alice's mobile calling in from the mobile network."""
     return scenario("trunk_caller.xml", final=final, user=ALICE_MOBILE, from_user=ALICE_MOBILE, display="Alice",
                     extra="", **values)  # fmt: skip
+
+
+async def test_a_killed_nodes_calls_stop_counting_when_its_lease_runs_out(nodes: Nodes, tmp_path: Path) -> None:
+    # A third node as a process of its own (tests/media_apps/exchange_process.py) carries Bob's call and is
+    # killed with SIGKILL: it never says goodbye, its rows stay — and count only until its lease runs out.
+    await nodes.add_user("alice", "201")
+    await nodes.add_user("bob", "202")
+    lease = 3.0
+    config = nodes.a.settings.model_dump(mode="json")
+    top = nodes.b.settings.rtp_port_max
+    config.update(node_id="node-c", node_lease_seconds=lease, rtp_port_min=top + 2, rtp_port_max=top + 200,
+                  data_dir=str(tmp_path / "c"))  # fmt: skip
+    path = tmp_path / "node-c.json"
+    path.write_text(json.dumps(config))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.media_apps.exchange_process", str(path),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    bob = alice = None
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(20):
+            line = (await process.stdout.readline()).decode()
+        assert line.startswith("READY "), line
+        node_c = cast(Exchange, Elsewhere(int(line.split()[1]), tmp_path))
+        bob = await phone(nodes.a, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+        alice = await place_call(node_c, "alice", "202", "final_talks.xml", talk_ms=20000)
+        async with asyncio.timeout(10):
+            while not await on_call_for(nodes.b, "bob"):  # noqa: ASYNC110 - written by another process
+                await asyncio.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        await process.wait()
+        async with asyncio.timeout(lease * 3):  # node C renewed every lease / 3 until it was killed
+            while await on_call_for(nodes.b, "bob"):  # noqa: ASYNC110 - a lease running out in the database
+                await asyncio.sleep(0.1)
+        await nodes.b.b2bua.presence.renew()  # any node's next renewal deletes what node C left
+        async with nodes.b.sessions() as session:
+            assert (await session.execute(select(func.count()).select_from(ActiveCall))).scalar_one() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        for sipp in (alice, bob):
+            if sipp is not None:
+                with contextlib.suppress(TimeoutError):
+                    await sipp.result(1)  # their call died with node C: stop them
+
+
+async def on_call_for(exchange: Exchange, name: str) -> bool:
+    """What routing on `exchange` reads for the user now (the snapshot's `on_call`)."""
+    state = await exchange.b2bua.snapshots.state(exchange.users[name], datetime.now(UTC))
+    assert state is not None
+    return state.on_call

@@ -56,17 +56,29 @@ def test_history_info_causes_are_rfc_4458s(reason: DiversionReason, cause: int) 
 
 def test_received_entries_come_first_and_ours_continue_below_them() -> None:
     received = CallHistory(
-        received_history=("<sip:+31309999999@example.net>;index=1", "<sip:+31201234102@example.net>;index=1.1"),
+        received_history=("<sip:+31309999999@example.net>;index=1", "<sip:+31309999998@example.net>;index=1.1"),
         received_index="1.1",
+        received_target="+31309999998",
     )
     history = received.reach(A, 1, None).reach(B, 2, "no-answer")
-    assert [(e.index, e.mapped_from) for e in history.entries] == [("1.1.1", None), ("1.1.1.1", "1.1.1")]
+    assert [(e.index, e.mapped_from, e.received) for e in history.entries] == [
+        ("1.1.1", None, False),
+        ("1.1.1.1", "1.1.1", False),
+    ]
     assert history.forwarded
+
+
+def test_a_received_last_entry_naming_the_called_number_stands_for_it() -> None:
+    received = CallHistory(received_history=(f"<sip:{A}@example.net>;index=1",), received_index="1", received_target=A)
+    history = received.reach(A, 1, None).reach(B, 2, "user-busy")
+    assert [(e.index, e.mapped_from, e.received) for e in history.entries] == [("1", None, True), ("1.1", "1", False)]
+    assert history.diversions() == [(A, "user-busy")]
 
 
 def test_a_loop_is_a_user_met_twice() -> None:
     history = chain((A, 1, None), (B, 2, "unconditional"), (OUT, None, "unconditional"))
     assert history.met(1) and history.met(2) and not history.met(3)
+    assert history.reached(OUT) and not history.reached(C)
     assert not chain((A, 1, None)).forwarded
 
 

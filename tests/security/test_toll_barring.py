@@ -14,12 +14,14 @@ import httpx
 import pytest
 
 from hipper.api.app import create_app
-from hipper.domain.services import CallForwardingAlways, Voicemail
+from hipper.domain.services import CallForwardingAlways, SimultaneousRing, Voicemail
+from hipper.domain.services.simultaneous_ring import SimultaneousRingTarget
 from hipper.passwords import Hasher
 from hipper.store import admin
 from hipper.store.models import Company
-from tests.calls.conftest import PASSWORD, Exchange, exchange, scenario, start_sipp  # noqa: F401 - the fixture
+from tests.calls.conftest import PASSWORD, Exchange, exchange, phone, place_call, register, scenario, start_sipp  # noqa: F401 - the fixture
 from tests.security.calls_support import refused_call, still_serves
+from tests.sip.peers import free_udp_port
 
 
 class Trunk:
@@ -150,6 +152,55 @@ async def test_forwarding_to_a_barred_number_is_refused(exchange: Exchange) -> N
         await refused_call(exchange, "alice", "266", 403, "Premium-Rate Numbers Barred")
         await asyncio.sleep(0.2)  # an INVITE sent would be on its way by now
         assert trunk.received() == [], "the forward reached the trunk"
+    finally:
+        trunk.close()
+    await still_serves(exchange)
+
+
+async def test_the_app_cannot_place_a_callback_or_access_call_to_a_barred_number(exchange: Exchange) -> None:  # noqa: F811
+    """With Mallory's app login: a callback (the exchange rings her phone, then the number) or a call via the
+    access number to a premium-rate number is refused before anything rings or is armed."""
+    await exchange.add_user("mallory", "266", direct="+31201234166", mobile="+31612340266")
+    await register(exchange, "mallory", free_udp_port())  # a desk phone the callback would ring first
+    trunk = Trunk(exchange.trunk_port)
+    app = create_app(exchange.settings, run_migrations=False)
+    app.state.calls = exchange.b2bua
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http:
+            login = await http.post("/api/v1/auth/login", json={"username": "mallory", "password": "correct horse 1"})
+            headers = {"Authorization": f"Bearer {login.json()['token']}"}
+            for method in ("callback", "via_exchange"):
+                placed = await http.post(
+                    "/api/v1/me/calls", json={"to": "0900 1234567", "method": method}, headers=headers
+                )
+                assert placed.status_code == 403, (method, placed.text)  # today: 202, the callback rang
+                assert placed.json()["detail"] == "Premium-Rate Numbers Barred"
+            assert not exchange.applications.app_calls.callbacks
+        await asyncio.sleep(0.2)  # an INVITE sent would be on its way by now
+        assert trunk.received() == []
+    finally:
+        trunk.close()
+        await app.state.hipper.engine.dispose()
+    await still_serves(exchange)
+
+
+async def test_a_simultaneous_ring_target_that_is_barred_is_not_rung(exchange: Exchange) -> None:  # noqa: F811
+    """Mallory's simultaneous ring set to a premium-rate number: a call to her rings her desk phone only."""
+    await exchange.add_user("mallory", "266", direct="+31201234166")
+    await exchange.add_user("alice", "201")
+    await exchange.set_service(
+        "mallory", SimultaneousRing(active=True, targets=[SimultaneousRingTarget(number="+319001234567")])
+    )
+    await exchange.set_service("mallory", Voicemail(active=False))
+    trunk = Trunk(exchange.trunk_port)
+    try:
+        desk = await phone(exchange, "mallory", "mallory-desk", scenario("callee.xml", ring_ms=300), "-rtp_echo")
+        alice = await place_call(exchange, "alice", "266", "final_talks.xml", talk_ms=500)
+        await alice.succeeded()
+        await desk.succeeded()
+        call = await exchange.next_call()
+        assert call.answered and [label for label, _ in call.branches] == ["desk"]
+        assert trunk.received() == [], "the premium-rate target was rung"
     finally:
         trunk.close()
     await still_serves(exchange)

@@ -13,6 +13,8 @@ from fastapi.middleware.cors import CORSMiddleware
 import hipper
 from hipper import logs, metrics
 from hipper.api import errors, routers, web
+from hipper.api.hardening import OperatorOnly, SecurityHeaders, operator_paths
+from hipper.api.limits import BodyGuard
 from hipper.api.state import AppState
 from hipper.config import Settings
 from hipper.notify import start_notifications
@@ -77,6 +79,14 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
     )
     app.state.hipper = state
     errors.install(app)
+    app.add_middleware(BodyGuard, default_limit=settings.http_max_body_bytes)
+    app.add_middleware(
+        OperatorOnly,
+        paths=operator_paths(API_PREFIX),
+        access=settings.http_operator_access,
+        token=settings.http_operator_token,
+    )
+    app.add_middleware(SecurityHeaders, api_prefix=API_PREFIX)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

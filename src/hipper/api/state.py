@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from dataclasses import dataclass, field
 
@@ -30,6 +31,15 @@ class EventHub:
         self._waiters: set[asyncio.Event] = set()
         self._watcher: asyncio.Task[None] | None = None
         self._newest_seen: int | None = None
+        # Open live-event streams by user (the per-user cap, api/routers/events.py), and whether the node is
+        # shutting down (streams then end at once instead of holding the shutdown up).
+        self.streams: collections.Counter[int] = collections.Counter()
+        self.closed = False
+
+    def close(self) -> None:
+        """Shutting down: every stream ends at its next wake-up, which is now."""
+        self.closed = True
+        self.published()
 
     def published(self) -> None:
         for waiter in self._waiters:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -34,7 +34,7 @@ from hipper.engine.directory import resolve
 from hipper.media.engine import Disconnect, DtmfReceived, MediaError, PlaybackFinished
 from hipper.media.prompts import say_datetime, sentence, voicemail_count
 from hipper.passwords import Hasher
-from hipper.store import media_files, voicemails
+from hipper.store import lockouts, media_files, voicemails
 from hipper.store.models import User, Voicemail
 
 if TYPE_CHECKING:
@@ -181,8 +181,9 @@ async def listen(call: Call, user_id: int) -> None:
 
 async def _login(call: Call, hasher: Hasher, mailbox: str, pin: str) -> int | None:
     """The mailbox owner's id when the PIN is right. Wrong PINs count on the user like the app's PIN step-up
-    (`pin_attempts` within the lockout lock the PIN for `pin_lockout_seconds`, on every node); a locked PIN
-    fails even when right. An unknown mailbox costs the same hashing time as a known one."""
+    (`pin_attempts` within the lockout lock the PIN for `pin_lockout_seconds`, on every node), claimed atomically
+    before the check (store/lockouts.py); a locked PIN fails even when right. An unknown mailbox costs the same
+    hashing time as a known one."""
     settings = call.settings
     async with call.b2bua.sessions() as session:
         resolved = await resolve(session, mailbox, None, settings.default_region) if mailbox else None
@@ -190,26 +191,20 @@ async def _login(call: Call, hasher: Hasher, mailbox: str, pin: str) -> int | No
         if resolved is not None and resolved.kind == "user" and resolved.callee is not None:
             owner = await session.get(User, resolved.callee.user_id)
         licensed = owner is not None and LICENCE in licensed_services(frozenset(owner.licences or ()))
-        now = datetime.now(UTC)
-        locked_until = owner.pin_locked_until if owner is not None else None
-        if locked_until is not None:
-            locked_until = aware(locked_until)
-        right = await hasher.verify(owner.pin_hash if owner is not None else None, pin)
-        if owner is None or not licensed:
-            return None
-        if locked_until is not None and locked_until > now:
-            return None
-        if not right:
-            owner.failed_pins += 1
-            if owner.failed_pins >= settings.pin_attempts:
-                owner.pin_locked_until = now + timedelta(seconds=settings.pin_lockout_seconds)
-                owner.failed_pins = 0
-            await session.commit()
-            return None
-        if owner.failed_pins:
-            owner.failed_pins = 0
-            await session.commit()
-        return owner.id
+    if owner is None or not licensed:
+        await hasher.verify(None, pin)
+        return None
+    pin_hash = owner.pin_hash
+    limit = lockouts.Limit(settings.pin_attempts, settings.pin_lockout_seconds)
+    right = await lockouts.check(
+        call.b2bua.sessions,
+        owner.id,
+        lockouts.Counter.PIN,
+        limit,
+        datetime.now(UTC),
+        lambda: hasher.verify(pin_hash, pin),
+    )
+    return owner.id if right else None
 
 
 async def from_outside(call: Call) -> None:

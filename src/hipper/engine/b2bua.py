@@ -26,7 +26,6 @@ from hipper.engine.outbound import OutboundGuard
 from hipper.engine.peers import Peers, number_of
 from hipper.engine.snapshots import SnapshotCache
 from hipper.media.engine import MediaEngine, MediaEvent, RtpTimeout
-from hipper.sip.digest import Verdict, parse_credentials
 from hipper.sip.message import ParseError, Request, Response
 from hipper.sip.registrar import Registrar
 from hipper.sip.session_timer import too_small
@@ -76,7 +75,7 @@ class B2bua:
         self.registrar: Registrar | None = stack.registrar
         self.writer = BatchWriter(sessions)  # call logs and call events, batched across calls
         # Who is on a call, on this node and (through the database) on the others.
-        self.presence = Presence(sessions, self.writer, settings.node_id)
+        self.presence = Presence(sessions, self.writer, settings.node_id, lease_seconds=settings.node_lease_seconds)
         self.snapshots = SnapshotCache(sessions, presence=self.presence)
         if self.registrar is not None:
             self.registrar.locations.on_change.append(self.snapshots.forget_bindings)
@@ -96,6 +95,7 @@ class B2bua:
         self.writer.start()
         await self.presence.start()
         await self.applications.start()
+        self.stack.unchallenged = self._unchallenged
         self.stack.handler = self
 
     async def close(self) -> None:
@@ -304,32 +304,16 @@ class B2bua:
         )
 
     async def _authenticate(self, tx: ServerTransaction) -> Device | None:
-        """Digest on INVITE as a proxy-style challenge (407 Proxy-Authenticate, RFC 3261 §22.3)."""
+        """Digest on INVITE as a proxy-style challenge (407 Proxy-Authenticate, RFC 3261 §22.3; sip/registrar.py)."""
         if self.registrar is None:
             tx.respond(tx.response(403, "No devices here"))
             return None
-        request = tx.request
-        values = [v for v in request.headers.get_all("Proxy-Authorization") if v.lower().startswith("digest")]
-        if not values:
-            self._challenge(tx, stale=False)
-            return None
-        params = parse_credentials(values[0])
-        device = await self.registrar.devices.lookup(params.get("username", ""))
-        if device is None:
-            tx.respond(tx.response(403, "Wrong credentials"))
-            return None
-        verdict = self.registrar.authenticator.verify(params, "INVITE", device.credentials)
-        if verdict == Verdict.STALE:
-            self._challenge(tx, stale=True)
-            return None
-        if verdict == Verdict.WRONG:
-            tx.respond(tx.response(403, "Wrong credentials"))
+        device = await self.registrar.authenticate(tx.request, tx.peer, proxy=True, to_tag=tx.to_tag)
+        if isinstance(device, Response):
+            tx.respond(device)
             return None
         return device
 
-    def _challenge(self, tx: ServerTransaction, *, stale: bool) -> None:
-        assert self.registrar is not None
-        response = tx.response(407)
-        for value in self.registrar.authenticator.challenges(stale=stale):
-            response.headers.add("Proxy-Authenticate", value)
-        tx.respond(response)
+    def _unchallenged(self, request: Request, peer: Peer) -> bool:
+        """INVITEs not authenticated by digest: from the trunk or mobile network, or our own callback legs."""
+        return self.peers.origin(peer) is not None or self.applications.callback_user(request) is not None

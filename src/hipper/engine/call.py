@@ -501,13 +501,10 @@ class Call:
                 diversion_count=incoming_base.diversion_count,
                 max_forwards=incoming_base.max_forwards,
             )
-            # Entries from the trusted peers are kept (the next exchange sees the whole chain); a phone's own
-            # History-Info/Diversion would be claims about forwards that never happened (RFC 7044 §12).
-            trusted = self.caller.origin in ("trunk", "mobile")
-            history = received_history(request) if trusted else CallHistory()
-            await self.route_user(resolved.callee, incoming, resolved.number, history, None)
+            await self.route_user(resolved.callee, incoming, resolved.number, self.arrived_history(), None)
         elif resolved.kind == "group" and resolved.group is not None:
-            await self.route_group(resolved.group, resolved.company_id, incoming_base)
+            history = self.arrived_history().reach(resolved.number, None, None)
+            await self.route_group(resolved.group, resolved.company_id, incoming_base, history)
         elif resolved.kind in ("hunt_group", "call_center"):
             await self.b2bua.applications.route_group(self, resolved, incoming_base)
         elif resolved.kind == "external" and self.caller.user_id is not None:
@@ -563,12 +560,25 @@ class Call:
         log.info("call.loop", extra={"call_id": self.call_id, "user_id": callee.user_id, "plan": plan.describe()})
         await self.run_steps(plan.steps, Routing(party, callee, incoming, called_number, history))
 
-    async def route_group(self, group: GroupNumber, company_id: int | None, incoming: IncomingCall) -> None:
+    def arrived_history(self) -> CallHistory:
+        """The history the call arrived with: entries from the trusted peers are kept (the next exchange sees the
+        whole chain); a phone's own History-Info/Diversion would claim forwards that never happened (RFC 7044 §12)."""
+        if self.caller.origin in ("trunk", "mobile"):
+            return received_history(self.a.request)
+        return CallHistory()
+
+    async def route_group(
+        self, group: GroupNumber, company_id: int | None, incoming: IncomingCall, history: CallHistory
+    ) -> None:
+        """A company or department number: its destination, with the number in the history (a user who forwards
+        to their company's number and is its destination is a loop like any other)."""
         plan = plan_group_call(group, incoming.caller, datetime.now(UTC), max_forwards=incoming.max_forwards)
         if isinstance(plan.step, RejectStep):
             self.fail(plan.step.status, plan.step.reason_phrase)
             return
-        await self.forward_to(plan.step.destination, None, None, company_id=company_id)
+        await self.forward_to(
+            plan.step.destination, None, None, company_id=company_id, history=history, incoming=incoming
+        )
 
     async def run_steps(self, steps: tuple[Step, ...], routing: Routing) -> None:
         party = routing.party
@@ -679,6 +689,8 @@ class Call:
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None:
             return branches
+        if await self.b2bua.outbound.barred(resolved.number, user_id, routing.callee.company_id) is not None:
+            return branches  # a barred number is not rung, the user's other targets are (docs/security.md)
         branches.append(
             Branch(
                 trunk[0],
@@ -809,28 +821,46 @@ class Call:
     # -- forwarding and calls out ----------------------------------------------------------------------------
 
     async def forward_to(
-        self, destination: str, step: ForwardStep | None, routing: Routing | None, *, company_id: int | None = None
+        self,
+        destination: str,
+        step: ForwardStep | None,
+        routing: Routing | None,
+        *,
+        company_id: int | None = None,
+        history: CallHistory | None = None,
+        incoming: IncomingCall | None = None,
     ) -> None:
+        """To `destination`, for a user's `step` (with their `routing`), or for a company/department number (no
+        routing; its `history` and `incoming` counters so far)."""
         if company_id is None:
             company_id = routing.callee.company_id if routing is not None else self.caller.company_id
         async with self.b2bua.sessions() as session:
             resolved = await resolve(session, destination, company_id, self.settings.default_region)
         diversion = step.diversion if step is not None else None
         reason = diversion.reason if diversion is not None else None
-        # A company/department destination starts a history of its own (the group number is not a user's forward).
-        history = routing.history if routing is not None else CallHistory()
-        base = routing.incoming if routing is not None else IncomingCall(caller=self.caller.number, called="fixed")
+        if routing is not None:
+            history = routing.history
+        history = history or CallHistory()
+        base = routing.incoming if routing is not None else incoming
+        base = base or IncomingCall(caller=self.caller.number, called="fixed")
+        # The counters the next hop carries: a group number is a hop too, so a loop through company numbers
+        # ends by Max-Forwards like any other (RFC 3261 §16.6 step 3).
+        onward = IncomingCall(
+            caller=self.caller.number,
+            called="fixed",
+            diversion_count=diversion.diversion_count if diversion is not None else base.diversion_count,
+            max_forwards=diversion.max_forwards if diversion is not None else base.max_forwards - 1,
+        )
         if resolved.kind == "user" and resolved.callee is not None:
-            incoming = IncomingCall(
-                caller=self.caller.number,
-                called=resolved.callee.called,
-                diversion_count=diversion.diversion_count if diversion is not None else base.diversion_count,
-                max_forwards=diversion.max_forwards if diversion is not None else base.max_forwards - 1,
-            )
-            await self.route_user(resolved.callee, incoming, resolved.number, history, reason)
+            onward = replace(onward, called=resolved.callee.called)
+            await self.route_user(resolved.callee, onward, resolved.number, history, reason)
             return
         if resolved.kind == "group" and resolved.group is not None:
-            await self.route_group(resolved.group, resolved.company_id, base)
+            if history.reached(resolved.number):
+                self.fail(482, "Loop Detected")  # back at a company/department number: nobody to end it at
+                return
+            history = history.reach(resolved.number, None, reason)
+            await self.route_group(resolved.group, resolved.company_id, onward, history)
             return
         if resolved.kind in ("hunt_group", "call_center"):
             # Members ring directly: a group call is never forwarded on.

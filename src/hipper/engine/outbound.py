@@ -12,7 +12,7 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper.config import Settings
-from hipper.domain.barring import Limits, OutboundGate, Refusal
+from hipper.domain.barring import Limits, OutboundGate, Policy, Refusal, barred
 from hipper.store.outbound import policies_of
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,23 @@ class OutboundGuard:
 
     async def admit(self, call_id: str, number: str, user_id: int, company_id: int | None) -> Refusal | None:
         """None: the call may go out and counts until `release`; else the refusal to answer the caller with."""
-        async with self.sessions() as session:
-            company, user = await policies_of(session, user_id, company_id, self.settings.outbound_barred_default)
+        company, user = await self._policies(user_id, company_id)
         refusal = self.gate.admit(call_id, number, user_id, company_id, self.settings.default_region, company, user)
+        return self._refused(refusal, call_id, user_id, company_id)
+
+    async def barred(self, number: str, user_id: int, company_id: int | None) -> Refusal | None:
+        """Only the barring (nothing counted): for a call the app asks for before any SIP exists (a callback, a
+        call via the access number), refused there and then (api/routers/calls.py)."""
+        company, user = await self._policies(user_id, company_id)
+        refusal = barred(number, self.settings.default_region, [company, user])
+        return self._refused(refusal, "", user_id, company_id)
+
+    async def _policies(self, user_id: int, company_id: int | None) -> tuple[Policy, Policy]:
+        async with self.sessions() as session:
+            return await policies_of(session, user_id, company_id, self.settings.outbound_barred_default)
+
+    @staticmethod
+    def _refused(refusal: Refusal | None, call_id: str, user_id: int, company_id: int | None) -> Refusal | None:
         if refusal is not None:
             OUTBOUND_REFUSED.labels(refusal.rule).inc()
             log.warning(

@@ -69,6 +69,8 @@ def history_headers(history: CallHistory, realm: str) -> list[tuple[str, str]]:
     (RFC 5806: one entry per forwarding party, most recent first), the received entries kept ahead of ours."""
     hi_entries = list(history.received_history)
     for entry in history.entries:
+        if entry.received:
+            continue  # the received entry for this target is there already
         cause = f";cause={entry.cause}" if entry.cause is not None else ""
         mapped = f";mp={entry.mapped_from}" if entry.mapped_from is not None else ""
         hi_entries.append(f"<sip:{entry.number}@{realm}{cause}>;index={entry.index}{mapped}")
@@ -84,6 +86,7 @@ def history_headers(history: CallHistory, realm: str) -> list[tuple[str, str]]:
 
 
 _INDEX = re.compile(r";\s*index\s*=\s*(\d{1,4}(?:\.\d{1,4}){0,40})\s*(?:;|$)", re.IGNORECASE)
+_TARGET = re.compile(r"[^<]*<sips?:([^@;>]+)@", re.IGNORECASE)
 # Entries kept from an arriving call: enough for any real chain, bounded against a hostile peer.
 RECEIVED_ENTRIES = 20
 
@@ -93,14 +96,17 @@ def received_history(request: Message) -> CallHistory:
     history = [entry.strip() for value in request.headers.get_all("History-Info") for entry in value.split(",")]
     diversions = [entry.strip() for value in request.headers.get_all("Diversion") for entry in value.split(",")]
     history = [entry for entry in history if entry][:RECEIVED_ENTRIES]
-    index = None
+    index = target = None
     for entry in history:
         match = _INDEX.search(entry)
         if match:
             index = match.group(1)
+            named = _TARGET.match(entry)
+            target = named.group(1) if named else None
     return CallHistory(
         received_history=tuple(history),
         received_index=index,
+        received_target=target,
         received_diversions=tuple(entry for entry in diversions if entry)[:RECEIVED_ENTRIES],
     )
 

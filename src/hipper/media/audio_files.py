@@ -12,19 +12,32 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import soundfile
 
+from hipper.media.wavfile import WavFormatError, check_riff
+
 TELEPHONY_RATE = 8000
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_SECONDS = 180
+# What a header may claim before anything is decoded (docs/security.md "Resources"). A header is the attacker's
+# to write: an 8 KB WAV claiming a 400 MHz rate made the resampler allocate gigabytes. Devices record at 8–96 kHz,
+# in mono or stereo; a few more channels are mixed down all the same.
+MIN_RATE = 4000
+MAX_RATE = 96000
+MAX_CHANNELS = 8
+# Decoding reads this many frames at a time and mixes them down at once: the multi-channel data never exists
+# whole, and the mono result stops growing at the length limit, whatever the header or the stream claims.
+BLOCK_FRAMES = 65536
 READABLE = "WAV, FLAC, Ogg/Vorbis, Opus or MP3"
 # Above this a clip is all but silence: not worth a greeting, and normalising it would only amplify noise.
 _SILENCE_PEAK = 1e-4
 
-AudioArray = npt.NDArray[np.float64]
+# Float samples (-1..1): decoding gives float32, which halves the memory of a long clip; math is in float64.
+AudioArray = npt.NDArray[np.floating[Any]]
 
 
 class AudioRejected(ValueError):
@@ -99,34 +112,61 @@ def to_telephony_wav(samples: AudioArray, rate: int) -> TelephonyAudio:
     return TelephonyAudio(wav=buffer.getvalue(), duration_ms=round(1000 * pcm.size / TELEPHONY_RATE))
 
 
+def check_header(rate: int, channels: int, frames: int, max_seconds: int) -> None:
+    """Refuse what a header claims before a sample is decoded: rate, channels and (when known) the length."""
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioRejected(f"the sample rate {rate} Hz is not between {MIN_RATE} and {MAX_RATE} Hz")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioRejected(f"the file has {channels} channels; at most {MAX_CHANNELS} are read")
+    # MP3 and some Ogg streams report an estimate (or nothing): the decoded length is bounded again while reading.
+    if frames > 0 and frames / rate > max_seconds + 1:
+        raise AudioRejected(f"the recording is longer than {max_seconds // 60} minutes")
+
+
+def _read_mono(sound: soundfile.SoundFile, limit: int, too_long: str) -> npt.NDArray[np.float32]:
+    """The file mixed down to mono, block by block; AudioRejected(too_long) once it passes `limit` samples."""
+    blocks: list[npt.NDArray[np.float32]] = []
+    total = 0
+    for block in sound.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
+        # Mixing down by averaging keeps a mono source unchanged and cannot clip.
+        mono = block.mean(axis=1, dtype=np.float32)
+        total += mono.size
+        if total > limit:
+            raise AudioRejected(too_long)
+        blocks.append(mono)
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+
+
 def decode_upload(data: bytes, max_seconds: int = MAX_SECONDS) -> TelephonyAudio:
-    """Decode any format libsndfile reads, refuse what is not audio or too long, return telephony WAV."""
+    """Decode any format libsndfile reads, refuse what is not audio or too long, return telephony WAV.
+
+    Memory stays bounded whatever the file claims: the container header (RIFF for WAV, `wavfile.check_riff`)
+    and libsndfile's view of it are checked first, decoding goes in blocks mixed down to mono at once, and it
+    stops at the length limit.
+    """
+    too_long = f"the recording is longer than {max_seconds // 60} minutes"
     if len(data) > MAX_UPLOAD_BYTES:
         raise AudioRejected(f"the file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
     try:
+        riff = check_riff(data)
+    except WavFormatError as exc:
+        raise AudioRejected(f"this is not an audio file we can read (its WAV header: {exc}); send {READABLE}") from exc
+    if riff is not None:
+        check_header(riff.rate, riff.channels, riff.frames, max_seconds)
+    try:
         with soundfile.SoundFile(io.BytesIO(data)) as sound:
             rate = sound.samplerate
-            frames = sound.frames
-            # The header tells the length before anything is decoded: refuse long files cheaply. MP3 and some
-            # Ogg streams report an estimate, so the decoded length is checked again below.
-            if rate <= 0:
-                raise AudioRejected("the file has no sample rate")
-            if frames > 0 and frames / rate > max_seconds + 1:
-                raise AudioRejected(f"the recording is longer than {max_seconds // 60} minutes")
-            samples = sound.read(dtype="float64", always_2d=True, frames=(max_seconds + 1) * rate + 1)
+            check_header(rate, sound.channels, sound.frames, max_seconds)
+            samples = _read_mono(sound, max_seconds * rate, too_long)
     except soundfile.LibsndfileError as exc:
         raise AudioRejected(f"this is not an audio file we can read ({exc.error_string}); send {READABLE}") from exc
     except (RuntimeError, TypeError) as exc:
         raise AudioRejected(f"this is not an audio file we can read; send {READABLE}") from exc
-    if samples.shape[0] / rate > max_seconds:
-        raise AudioRejected(f"the recording is longer than {max_seconds // 60} minutes")
-    if samples.shape[0] == 0:
+    if samples.size == 0:
         raise AudioRejected("the recording is empty")
-    # Mixing down by averaging keeps a mono source unchanged and cannot clip.
-    mono: AudioArray = samples.mean(axis=1)
-    if float(np.max(np.abs(mono))) < _SILENCE_PEAK:
+    if float(np.max(np.abs(samples))) < _SILENCE_PEAK:
         raise AudioRejected("the recording is silent")
-    return to_telephony_wav(mono, rate)
+    return to_telephony_wav(samples, rate)
 
 
 def wav_duration_ms(data: bytes) -> int:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import struct
 import uuid
 import wave
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,67 @@ _writer_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hipper-
 
 class WavFormatError(ValueError):
     """A prompt file that is not 8 kHz mono 16-bit PCM WAV."""
+
+
+# WAVE format tags (RFC 2361) whose samples have a fixed width that the header's other fields must agree with.
+_PCM, _FLOAT, _EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
+_SAMPLE_BITS = {_PCM: (8, 16, 24, 32), _FLOAT: (32, 64), _EXTENSIBLE: (8, 16, 24, 32, 64)}
+# A RIFF file names its chunks one after another; a real WAV has a handful before its data.
+_MAX_CHUNKS = 64
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # streaming writers leave the data size open
+
+
+@dataclass(frozen=True)
+class WavHeader:
+    format_tag: int
+    channels: int
+    rate: int
+    bits: int
+    frames: int  # from the data chunk's declared size; 0 when the writer left it open
+
+
+def check_riff(data: bytes) -> WavHeader | None:
+    """The fmt chunk of a RIFF/WAVE file, checked for consistency before any decoder trusts it; None when the
+    data is no RIFF/WAVE file (other formats are libsndfile's to read).
+
+    Raises WavFormatError for a header whose fields contradict each other — a sample width that is none, a
+    block or byte rate that does not follow from rate, channels and width — which is how crafted headers
+    (issue 11: a 400 MHz rate in an 8 KB file) look. Rate, channel and length limits are the caller's.
+    """
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return None
+    offset = 12
+    fmt: tuple[int, int, int, int, int, int] | None = None
+    for _ in range(_MAX_CHUNKS):
+        if offset + 8 > len(data):
+            break
+        chunk_id, size = data[offset : offset + 4], struct.unpack_from("<I", data, offset + 4)[0]
+        if chunk_id == b"fmt ":
+            if size < 16 or offset + 24 > len(data):
+                raise WavFormatError("the fmt chunk is truncated")
+            fmt = struct.unpack_from("<HHIIHH", data, offset + 8)
+        elif chunk_id == b"data":
+            if fmt is None:
+                raise WavFormatError("the data chunk comes before the fmt chunk")
+            return _header(fmt, size)
+        offset += 8 + size + (size & 1)  # chunks are padded to an even length
+    if fmt is None:
+        raise WavFormatError("no fmt chunk")
+    raise WavFormatError("no data chunk")
+
+
+def _header(fmt: tuple[int, int, int, int, int, int], data_size: int) -> WavHeader:
+    tag, channels, rate, byte_rate, block_align, bits = fmt
+    if channels == 0 or rate == 0:
+        raise WavFormatError("no channels or no sample rate")
+    widths = _SAMPLE_BITS.get(tag)
+    if widths is not None:
+        if bits not in widths:
+            raise WavFormatError(f"{bits}-bit samples")
+        if block_align != channels * bits // 8 or byte_rate != rate * block_align:
+            raise WavFormatError("the block size or byte rate does not follow from rate, channels and width")
+    frames = 0 if data_size in _UNKNOWN_SIZES or block_align == 0 else data_size // block_align
+    return WavHeader(tag, channels, rate, bits, frames)
 
 
 def read_wav(path: Path) -> Pcm:

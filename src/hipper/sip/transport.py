@@ -15,6 +15,7 @@ registration's), which is how phones use SIP over TLS.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ipaddress
 import logging
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+from hipper import metrics
 from hipper.sip.message import MAX_MESSAGE_SIZE, format_hostport, split_hostport
 from hipper.socket_buffers import size_buffers
 
@@ -137,16 +139,21 @@ class TcpConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
         peername = transport.get_extra_info("peername")
         self.peer = Peer(self.owner.name, peername[0], peername[1])
-        if not self.admitted and self.owner.open_connections() >= self.owner.max_connections:
-            self.transport.abort()  # a connection flood must not exhaust file descriptors
-            return
+        if not self.admitted:
+            refused = self.owner.admit(self.peer.host)
+            if refused is not None:
+                self.transport.abort()  # a connection flood must not exhaust file descriptors
+                return
+            self.admitted = True
         self.owner.connections[self.peer] = self
         self._idle_timer = asyncio.get_running_loop().call_later(self.owner.first_message_timeout, self._check_idle)
 
     def _check_idle(self) -> None:
         """Close connections that never sent a whole message (slow or idle scanners) or went silent.
 
-        A registered phone refreshes its registration (and usually pings) well within the idle limit.
+        Only whole messages count: CRLF keepalives (RFC 5626 §4.4.1) are answered but keep nothing open, or a
+        client sending nothing else would hold its descriptor forever (issue 11: 1,100 such connections took
+        the node down at a 1024 limit). A registered phone refreshes its registration within the idle limit.
         """
         loop = asyncio.get_running_loop()
         limit = self.owner.idle_timeout if self.messages else self.owner.first_message_timeout
@@ -159,6 +166,9 @@ class TcpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
+        if self.admitted and self.peer is not None:
+            self.owner.release(self.peer.host)
+            self.admitted = False
         if self.peer is not None and self.owner.connections.get(self.peer) is self:
             del self.owner.connections[self.peer]
         if not self.closed.done():
@@ -170,8 +180,7 @@ class TcpConnection(asyncio.Protocol):
             # RFC 5626 §4.4.1: a double CRLF is a ping, answered with a single CRLF pong.
             if self.buffer.startswith(b"\r\n\r\n"):
                 del self.buffer[:4]
-                self.last_activity = asyncio.get_running_loop().time()
-                self.write(b"\r\n")
+                self.write(b"\r\n")  # answered, but not activity: see _check_idle
                 continue
             if self.buffer[0] in (13, 10):
                 if len(self.buffer) < 4 and b"\r\n\r\n".startswith(bytes(self.buffer)):
@@ -213,6 +222,7 @@ class TcpConnection(asyncio.Protocol):
 
     def abort(self, why: str) -> None:
         log.info("sip.stream.abort", extra={"peer": str(self.peer), "why": why})
+        metrics.STREAM_CONNECTIONS_CLOSED.labels(self.owner.name, why).inc()
         self.buffer.clear()
         if self.transport is not None:
             self.transport.abort()
@@ -234,6 +244,7 @@ class TcpTransport:
         first_message_timeout: float = 32.0,
         idle_timeout: float = 3900.0,
         max_connections: int = 10_000,
+        max_per_source: int = 100,
         server_context: ssl.SSLContext | None = None,
         handshake_timeout: float = 10.0,
     ) -> None:
@@ -246,6 +257,10 @@ class TcpTransport:
         # Longer than the longest registration interval (3600 s by default) plus a margin.
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
+        # Connections (and TLS handshakes) from one IP address at a time; 0: no limit. An office NAT puts all its
+        # phones behind one address: the limit is per address, not per phone (docs/security.md "Resources").
+        self.max_per_source = max_per_source
+        self.per_source: collections.Counter[str] = collections.Counter()
         self.connections: dict[Peer, TcpConnection] = {}
         self.handshakes: set[asyncio.Task[None]] = set()  # accepted TLS sockets not yet secured
         self.server: asyncio.Server | None = None
@@ -256,6 +271,24 @@ class TcpTransport:
 
     def open_connections(self) -> int:
         return len(self.connections) + len(self.handshakes)
+
+    def admit(self, host: str) -> str | None:
+        """Count a new connection from `host`; the reason when it is over a limit (then nothing is counted)."""
+        if self.open_connections() >= self.max_connections:
+            why = "connection limit"
+        elif self.max_per_source and self.per_source[host] >= self.max_per_source:
+            why = "per-source limit"
+        else:
+            self.per_source[host] += 1
+            return None
+        log.warning("sip.stream.refused", extra={"peer": f"{self.name}:{host}", "why": why})
+        metrics.STREAM_CONNECTIONS_CLOSED.labels(self.name, why).inc()
+        return why
+
+    def release(self, host: str) -> None:
+        self.per_source[host] -= 1
+        if self.per_source[host] <= 0:
+            del self.per_source[host]
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()
@@ -274,25 +307,30 @@ class TcpTransport:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                sock, _ = await loop.sock_accept(listener)
+                sock, address = await loop.sock_accept(listener)
             except OSError as exc:  # out of descriptors, or the peer gave up meanwhile: keep serving
                 log.warning("sip.tls.accept_failed", extra={"error": str(exc)})
                 await asyncio.sleep(0.1)
                 continue
-            if self.open_connections() >= self.max_connections:
+            host = str(address[0])
+            if self.admit(host) is not None:
                 sock.close()  # a connection flood must not exhaust file descriptors
                 continue
-            task = loop.create_task(self._secure(sock, context))
+            task = loop.create_task(self._secure(sock, context, host))
             self.handshakes.add(task)
             task.add_done_callback(self.handshakes.discard)
 
-    async def _secure(self, sock: socket.socket, context: ssl.SSLContext) -> None:
-        """The TLS handshake of one accepted socket, bounded; a failure costs that connection only."""
+    async def _secure(self, sock: socket.socket, context: ssl.SSLContext, host: str) -> None:
+        """The TLS handshake of one accepted socket, bounded; a failure costs that connection only.
+
+        The socket was counted against the limits at accept (`admit`); its connection releases that count when it
+        ends, or this does when no connection came of it."""
         loop = asyncio.get_running_loop()
         try:
             peer = sock.getpeername()
         except OSError:
             sock.close()
+            self.release(host)
             return
         try:
             async with asyncio.timeout(self.handshake_timeout + 1):  # the loop's own timeout should come first
@@ -306,6 +344,7 @@ class TcpTransport:
             # The loop owns the socket now and has closed it (both asyncio and uvloop do on any failure,
             # cancellation included); closing it here too could close a descriptor number already reused.
             log.info("sip.tls.handshake_failed", extra={"peer": str(peer), "error": str(exc) or repr(exc)})
+            self.release(host)
 
     async def connect(self, peer: Peer) -> TcpConnection:
         if self.server_context is not None:
@@ -382,6 +421,23 @@ class Transports:
         self.tls: TcpTransport | None = None
         self._udp_transport: asyncio.DatagramTransport | None = None
         self.advertised_host = ""  # what our Via names when the bound address is a wildcard or private
+        self._limits: dict[str, float] = {}
+
+    def set_limits(
+        self, *, first_message_timeout: float, idle_timeout: float, max_connections: int, max_per_source: int
+    ) -> None:
+        """The TCP and TLS connection limits (docs/security.md "Resources"); call before `start`."""
+        self._limits = {
+            "first_message_timeout": first_message_timeout,
+            "idle_timeout": idle_timeout,
+            "max_connections": max_connections,
+            "max_per_source": max_per_source,
+        }
+        self._apply_limits(self.tcp)
+
+    def _apply_limits(self, stream: TcpTransport) -> None:
+        for name, value in self._limits.items():
+            setattr(stream, name, value)
 
     async def start(
         self,
@@ -432,6 +488,7 @@ class Transports:
         if self.tls is not None:
             raise RuntimeError("SIP over TLS is already listening")
         tls = TcpTransport(self.receiver, server_context=context)
+        self._apply_limits(tls)
         await tls.start(host, port)
         self.tls = tls
 

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hipper.domain import licences as licence_rules
 from hipper.domain.errors import DomainError, InvalidSetting, NotLicensed
 from hipper.domain.numbers import NumberError, is_extension, normalise
+from hipper.domain.pin import check_password as check_user_password
 from hipper.passwords import Hasher
 from hipper.store import service_settings
 from hipper.store.events import add_event
@@ -123,8 +124,13 @@ def _name(field: str, value: Any) -> str:
 
 
 def check_password(field: str, password: str) -> None:
+    """The rules a user's own new password meets (domain/pin.py), for passwords an administrator sets too."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidSetting(field, f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    try:
+        check_user_password(password)
+    except InvalidSetting as exc:
+        raise InvalidSetting(field, exc.reason) from None
 
 
 def _licences(names: Iterable[str]) -> list[str]:
@@ -160,7 +166,9 @@ async def _ensure_number_free(session: AsyncSession, field: str, number: str | N
         rows = (await session.execute(select(model).where(column == number))).scalars().all()
         for row in rows:
             if row is not owner:
-                raise Conflict(field, f"{number} is already the number of {kind} '{_label(row)}'")
+                # Numbers are unique across every company: the owner may be another tenant's, whose names are not
+                # this administrator's to learn (issue 11). The kind is enough to find it in one's own company.
+                raise Conflict(field, f"{number} is already the number of a {kind}")
 
 
 async def _ensure_extension_free(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 
@@ -10,16 +11,19 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hipper.api.deps import CurrentUser, Session, State, commit, hash_token
+from hipper import metrics
+from hipper.api.deps import Authenticated, CurrentUser, Session, State, commit, hash_token
 from hipper.api.errors import ApiProblem
+from hipper.api.state import AppState
 from hipper.config import Settings
-from hipper.domain.moments import aware
 from hipper.domain.pin import check_password, check_pin
+from hipper.store import lockouts
 from hipper.store.events import add_event
-from hipper.store.models import AuthSession, User
+from hipper.store.models import AuthSession
 from hipper.store.users import by_username
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+log = logging.getLogger(__name__)
 
 
 class LoginRequest(BaseModel):
@@ -53,52 +57,70 @@ class PasswordRequest(BaseModel):
 
 
 LOCKED = "too many failed attempts: this account is locked for a few minutes"
+PIN_LOCKED = "too many wrong PINs: try again later"
 
 
-def _locked(until: datetime | None, now: datetime) -> bool:
-    return until is not None and aware(until) > now
+def password_limit(settings: Settings) -> lockouts.Limit:
+    return lockouts.Limit(settings.login_attempts, settings.login_lockout_seconds)
 
 
-async def _count_failure(user: User, now: datetime, settings: Settings, session: AsyncSession) -> None:
-    user.failed_logins += 1
-    if user.failed_logins >= settings.login_attempts:
-        user.locked_until = now + timedelta(seconds=settings.login_lockout_seconds)
-        user.failed_logins = 0
-    await session.commit()
+def pin_limit(settings: Settings) -> lockouts.Limit:
+    return lockouts.Limit(settings.pin_attempts, settings.pin_lockout_seconds)
+
+
+async def _check_password(
+    user_id: int, password_hash: str, password: str, session: AsyncSession, state: AppState
+) -> None:
+    """Claim an attempt (store/lockouts.py), then check; 429 when locked, 401 when wrong.
+
+    A locked account spends the hash all the same: the answer's timing must not tell a locked account from an
+    unknown name (which is hashed too) — that would tell which usernames exist.
+    """
+    limit = password_limit(state.settings)
+    if not await lockouts.claim(session, user_id, lockouts.Counter.PASSWORD, limit, _now()):
+        await state.hasher.verify(None, password)
+        log.info("auth.locked", extra={"user_id": user_id, "counter": "password"})
+        metrics.LOCKOUT_REFUSALS.labels("password").inc()
+        raise ApiProblem(429, "account_locked", LOCKED)
+    if not await state.hasher.verify(password_hash, password):
+        log.info("auth.wrong_password", extra={"user_id": user_id})
+        metrics.AUTH_FAILURES.labels("password").inc()
+        raise ApiProblem(401, "wrong_credentials", "wrong username or password")
+    await lockouts.succeeded(session, user_id, lockouts.Counter.PASSWORD)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 @router.post("/login", response_model=LoginResponse)
 async def login(body: LoginRequest, session: Session, state: State) -> LoginResponse:
     settings = state.settings
-    now = datetime.now(UTC)
+    now = _now()
     user = await by_username(session, body.username)
     if user is None:
         # An unknown name is locked out exactly like a real account, so the answers never tell which
         # usernames exist (OWASP authentication guidance); the hash is spent either way.
         await state.hasher.verify(None, body.password)
+        metrics.AUTH_FAILURES.labels("password").inc()
         if state.unknown_logins.failed(body.username, now, settings.login_attempts, settings.login_lockout_seconds):
             raise ApiProblem(429, "account_locked", LOCKED)
         raise ApiProblem(401, "wrong_credentials", "wrong username or password")
-    if _locked(user.locked_until, now):
-        raise ApiProblem(429, "account_locked", LOCKED)
-    if not await state.hasher.verify(user.password_hash, body.password):
-        await _count_failure(user, now, settings, session)
-        raise ApiProblem(401, "wrong_credentials", "wrong username or password")
-    user.failed_logins = 0
-    user.locked_until = None
+    user_id, pin_required = user.id, user.pin_hash is None
+    await _check_password(user_id, user.password_hash, body.password, session, state)
     token = secrets.token_urlsafe(32)
     expires = now + timedelta(days=settings.session_days)
     session.add(
         AuthSession(
             token_hash=hash_token(token),
-            user_id=user.id,
+            user_id=user_id,
             device_name=body.device_name,
             created_at=now,
             expires_at=expires,
         )
     )
     await session.commit()
-    return LoginResponse(token=token, expires_at=expires, pin_required=user.pin_hash is None)
+    return LoginResponse(token=token, expires_at=expires, pin_required=pin_required)
 
 
 @router.post("/logout", status_code=204)
@@ -107,20 +129,18 @@ async def logout(auth: CurrentUser, session: Session) -> None:
     await session.commit()
 
 
-async def _verify_pin(auth: CurrentUser, pin: str, session: Session, state: State) -> None:
-    """Check a PIN against the user's, counting failures; too many lock the step-up for a while."""
-    user = auth.user
-    now = datetime.now(UTC)
-    if _locked(user.pin_locked_until, now):
-        raise ApiProblem(429, "pin_locked", "too many wrong PINs: try again later")
-    if not await state.hasher.verify(user.pin_hash, pin):
-        user.failed_pins += 1
-        if user.failed_pins >= state.settings.pin_attempts:
-            user.pin_locked_until = now + timedelta(seconds=state.settings.pin_lockout_seconds)
-            user.failed_pins = 0
-        await session.commit()
+async def verify_pin(auth: Authenticated, pin: str, session: AsyncSession, state: AppState) -> None:
+    """Check a PIN, counting the attempt first (store/lockouts.py); too many lock the step-up for a while."""
+    user_id, pin_hash = auth.user.id, auth.user.pin_hash
+    if not await lockouts.claim(session, user_id, lockouts.Counter.PIN, pin_limit(state.settings), _now()):
+        log.info("auth.locked", extra={"user_id": user_id, "counter": "pin"})
+        metrics.LOCKOUT_REFUSALS.labels("pin").inc()
+        raise ApiProblem(429, "pin_locked", PIN_LOCKED)
+    if not await state.hasher.verify(pin_hash, pin):
+        log.info("auth.wrong_pin", extra={"user_id": user_id})
+        metrics.AUTH_FAILURES.labels("pin").inc()
         raise ApiProblem(403, "wrong_pin", "wrong PIN")
-    user.failed_pins = 0
+    await lockouts.succeeded(session, user_id, lockouts.Counter.PIN)
 
 
 @router.put("/pin", status_code=204)
@@ -129,7 +149,7 @@ async def set_pin(body: PinRequest, auth: CurrentUser, session: Session, state: 
     if auth.user.pin_hash is not None:
         if body.current_pin is None:
             raise ApiProblem(403, "current_pin_required", "changing the PIN needs the current PIN (current_pin)")
-        await _verify_pin(auth, body.current_pin, session, state)
+        await verify_pin(auth, body.current_pin, session, state)
     check_pin(body.pin)
     auth.user.pin_hash = await state.hasher.hash(body.pin)
     add_event(session, auth.user.id, "profile.changed", {"pin_set": True})
@@ -141,7 +161,7 @@ async def step_up(body: StepUpRequest, auth: CurrentUser, session: Session, stat
     """Confirm with the PIN; phone-number changes are allowed for a few minutes on this session."""
     if auth.user.pin_hash is None:
         raise ApiProblem(409, "pin_not_set", "set a PIN first (PUT /api/v1/auth/pin)")
-    await _verify_pin(auth, body.pin, session, state)
+    await verify_pin(auth, body.pin, session, state)
     until = datetime.now(UTC) + timedelta(seconds=state.settings.step_up_seconds)
     auth.auth_session.step_up_until = until
     await session.commit()
@@ -150,17 +170,18 @@ async def step_up(body: StepUpRequest, auth: CurrentUser, session: Session, stat
 
 @router.put("/password", status_code=204)
 async def change_password(body: PasswordRequest, auth: CurrentUser, session: Session, state: State) -> None:
-    now = datetime.now(UTC)
-    if _locked(auth.user.locked_until, now):
-        raise ApiProblem(429, "account_locked", LOCKED)
-    if not await state.hasher.verify(auth.user.password_hash, body.current_password):
-        # A stolen session token must not become unlimited password guessing: count it like a failed login.
-        await _count_failure(auth.user, now, state.settings, session)
-        raise ApiProblem(403, "wrong_password", "the current password is wrong")
+    user = auth.user
+    # A stolen session token must not become unlimited password guessing: counted like a failed login.
+    try:
+        await _check_password(user.id, user.password_hash, body.current_password, session, state)
+    except ApiProblem as exc:
+        if exc.status_code == 401:
+            raise ApiProblem(403, "wrong_password", "the current password is wrong") from None
+        raise
     check_password(body.new_password)
-    auth.user.password_hash = await state.hasher.hash(body.new_password)
+    user.password_hash = await state.hasher.hash(body.new_password)
     # A new password ends every other session of the user (a lost phone stays logged out); this one stays.
     await session.execute(
-        delete(AuthSession).where(AuthSession.user_id == auth.user.id, AuthSession.id != auth.auth_session.id)
+        delete(AuthSession).where(AuthSession.user_id == user.id, AuthSession.id != auth.auth_session.id)
     )
     await session.commit()

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, Response
 from pydantic import BaseModel
 
 from hipper.api.deps import CurrentUser, RowId, Session, State, commit
+from hipper.api.limits import max_body
 from hipper.domain.contacts import (
     CONTACT_LISTS,
     MAX_PERSONAL_ENTRIES,
@@ -132,6 +133,7 @@ async def delete_personal(entry_id: RowId, auth: CurrentUser, session: Session, 
         "requestBody": {"required": True, "content": {"text/vcard": {"schema": {"type": "string"}}}},
     },
 )
+@max_body(MAX_VCARD_BYTES)
 async def import_vcards(request: Request, auth: CurrentUser, session: Session, state: State) -> ImportResult:
     """Import a vCard file (the device's contacts where the Contact Picker API is missing, SPEC E2).
 

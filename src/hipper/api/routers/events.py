@@ -9,8 +9,10 @@ while it waits: it opens a session only to read new rows, so open streams do not
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -28,6 +30,7 @@ from hipper.store.events import purged_through
 from hipper.store.models import AuthSession, Event
 
 router = APIRouter(prefix="/events", tags=["events"])
+log = logging.getLogger(__name__)
 
 # Rows sent per read: a client that was away long catches up in pages rather than one huge query.
 PAGE = 200
@@ -74,6 +77,18 @@ async def _still_logged_in(state: AppState, token_hash: str) -> bool:
             await session.execute(select(AuthSession.expires_at).where(AuthSession.token_hash == token_hash))
         ).scalar_one_or_none()
     return expires is not None and aware(expires) > datetime.now(UTC)
+
+
+async def stream_slot(request: Request, state: State, user: Annotated[StreamUser, Depends(stream_user)]) -> None:
+    """A 429 before the stream starts when the user has `events_max_streams_per_user` open (one token opened
+    2,000 and lagged the loop that SIP and RTP share, issue 11). The generator checks again once it counts
+    itself, so streams opened at the same moment cannot all slip past this."""
+    if state.events.streams[user.user_id] >= state.settings.events_max_streams_per_user:
+        log.warning("events.stream_refused", extra={"user_id": user.user_id})
+        metrics.HTTP_REFUSALS.labels("event_streams").inc()
+        raise HTTPException(
+            429, "too many live-event streams are open for this user: close one", headers={"Retry-After": "30"}
+        )
 
 
 def resume_point(
@@ -143,16 +158,35 @@ async def live_events(
     state: State,
     user: Annotated[StreamUser, Depends(stream_user)],
     resume: Annotated[int | None, Depends(resume_point)],
+    _slot: Annotated[None, Depends(stream_slot)],
 ) -> AsyncIterator[ServerSentEvent]:
     """A `text/event-stream` of this user's events (`service.changed`, `profile.changed`, …).
 
     Each event's `id` is its outbox row id, its `event` the type and its `data` the JSON payload. Without
     Last-Event-ID the stream starts with events that happen from now on. A Last-Event-ID older than the events
     still kept (`events_retention_days`) gets an `events.reset` event first: reload your data, then follow.
-    Comments (`: keepalive`) are sent while nothing happens, so proxies keep the connection open.
+    Comments (`: keepalive`) are sent while nothing happens, so proxies keep the connection open. A user may
+    keep `events_max_streams_per_user` streams open (429 beyond); streams end when the exchange shuts down.
     """
     hub = state.events
     user_id, token_hash = user.user_id, user.token_hash
+    hub.streams[user_id] += 1  # counted before the first await: parallel openers see each other
+    try:
+        if hub.closed or hub.streams[user_id] > state.settings.events_max_streams_per_user:
+            return  # slipped past `stream_slot` together with others, or the node is shutting down: end at once
+        async with contextlib.aclosing(_follow(state, user_id, token_hash, resume)) as events:
+            async for event in events:
+                yield event
+    finally:
+        hub.streams[user_id] -= 1
+        if hub.streams[user_id] <= 0:
+            del hub.streams[user_id]
+
+
+async def _follow(
+    state: AppState, user_id: int, token_hash: str, resume: int | None
+) -> AsyncGenerator[ServerSentEvent]:
+    hub = state.events
     reset: ServerSentEvent | None = None
     if resume is None:
         last = await _newest_id(state, user_id)
@@ -166,7 +200,7 @@ async def live_events(
             yield reset
         last_sent = time.monotonic()
         # No disconnect check here: the response cancels this generator when the client goes away.
-        while True:
+        while not hub.closed:
             # Clear before reading: a commit that lands during the read sets it again, so no wake-up is lost.
             waiter.clear()
             rows = await _rows_after(state, user_id, last)

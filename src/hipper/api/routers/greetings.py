@@ -22,6 +22,7 @@ from starlette.datastructures import UploadFile
 
 from hipper.api.deps import CurrentUser, RowId, Session, State, commit
 from hipper.api.errors import invalid
+from hipper.api.limits import max_body
 from hipper.api.routers.voicemails import require_voicemail
 from hipper.domain.greetings import GreetingCase
 from hipper.domain.moments import aware
@@ -115,11 +116,12 @@ _UPLOAD_SCHEMA = {
     responses={413: {"description": "file larger than 10 MB"}, 422: {"description": "not audio, or too long"}},
     openapi_extra={"requestBody": _UPLOAD_SCHEMA},
 )
+@max_body(MAX_UPLOAD_BYTES + _FORM_OVERHEAD)
 async def upload_greeting(request: Request, auth: CurrentUser, session: Session, state: State) -> Any:
     """Add a greeting from an audio file or an in-app recording; it starts inactive.
 
     The form is parsed here rather than by FastAPI so an oversized upload is refused from its Content-Length
-    before anything is read or spooled to disk.
+    before anything is read or spooled to disk; a chunked one is cut off once it passes the limit (`max_body`).
     """
     require_voicemail(auth)
     too_large = f"file: larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB"

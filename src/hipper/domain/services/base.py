@@ -59,6 +59,11 @@ class ServiceSettings(BaseModel):
         """Every phone number this document sets; a new one needs a step-up (SPEC A2)."""
         return set()
 
+    def step_up_values(self) -> set[str]:
+        """Where this document sends calls or messages — its phone numbers, and addresses (the voicemail e-mail):
+        a new one needs a step-up, so a stolen session cannot redirect them without the PIN."""
+        return self.phone_numbers()
+
     def check(self, ctx: UserContext) -> None:
         """Rules that need the user; raise InvalidSetting naming the field."""
 
@@ -127,7 +132,7 @@ def change(
     new.check_change(current, ctx, related or {})
     if now is not None:
         new.check_time(current, now)
-    if not by_administrator and not stepped_up and new.phone_numbers() - current.phone_numbers():
+    if not by_administrator and not stepped_up and new.step_up_values() - current.step_up_values():
         raise StepUpRequired()
     return new
 

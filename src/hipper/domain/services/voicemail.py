@@ -39,6 +39,10 @@ class Voicemail(ServiceSettings):
             )
         return self
 
+    def step_up_values(self) -> set[str]:
+        # The messages' audio goes to this address: changing it is a redirection like a forwarding number's.
+        return {*super().step_up_values(), *([f"mailto:{self.email_address.lower()}"] if self.email_address else [])}
+
     def check_change(self, current: ServiceSettings, ctx: UserContext, related: Mapping[str, ServiceSettings]) -> None:
         # The manual (§7.4.1) says "on busy" needs call waiting off. Switching it on while call waiting is on is
         # refused with that explanation. Switching call waiting on later keeps the choice: it then still applies
