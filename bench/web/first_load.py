@@ -46,7 +46,11 @@ WHAT_THE_APP_DOES = (
     "together (`state.loadUser` reads in parallel and is started at boot; `screens.prefetchOverview` asks for "
     "the switches this device last saw chosen — the exchange's default set on a first visit). The service "
     "worker is registered only after the first screen, so installing the offline shell does not compete with "
-    "it. Most of what remains is the exchange answering on a loaded machine."
+    "it; the live-event stream is opened only once the first screen is drawn. Every text file goes out Brotli-"
+    "compressed (gzip for a browser without Brotli; compressed once per process by `hipper/api/web.py`, no build "
+    "step), and the CSS, modules and language files under versioned names (`/v/<hash>/…`, cached for a year), so "
+    "a return visit asks only for the page and the API. Most of what remains is the exchange answering on a "
+    "loaded machine."
 )
 
 READ_MARKS = """() => {

@@ -293,6 +293,7 @@ def test_recent_calls_delete_several_at_once(page: Page, exchange: LiveServer) -
     page.get_by_role("checkbox", name="Manager").check()
     page.get_by_role("checkbox", name="Receptie").check()
     page.get_by_role("button", name="Verwijderen (2)").click()
+    expect(page.get_by_role("dialog")).to_contain_text("2 items verwijderen?")  # not "item(s)"
     page.get_by_role("dialog").get_by_role("button", name="Verwijderen").click()
     expect(page.locator(".list-row")).to_have_count(1)
     remaining = api(page, exchange, "/me/call-logs")["calls"]

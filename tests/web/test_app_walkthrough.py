@@ -152,10 +152,14 @@ def test_numbers_read_as_dutch_and_never_break_at_360_px(page: Page, exchange: L
     expect(page.get_by_role("link", name="020 123 0201")).to_have_attribute("href", "tel:+31201230201")
     expect(page.get_by_role("link", name="06 1234 0201")).to_be_visible()
     assert page.evaluate(BROKEN_WORDS, "dl.facts dd") == []
-    for menu in ("incoming", "outgoing"):
+    for menu in ("incoming", "outgoing", "settings"):
         page.goto(f"{exchange.url}/#/{menu}")
         wait_ready(page)
         assert page.evaluate(BROKEN_WORDS, ".menu-item") == [], menu
+    page.goto(f"{exchange.url}/#/overview")
+    wait_ready(page)
+    assert page.evaluate(BROKEN_WORDS, ".tile, .quick") == []
+    assert "null" not in page.locator(".quick").inner_text()
 
 
 def test_night_mode_shows_what_is_in_effect_and_who_set_it(page: Page, exchange: LiveServer) -> None:
@@ -208,6 +212,7 @@ def test_contacts_open_to_every_number_edit_personal_ones_and_import_local_ones(
     expect(page.get_by_role("status").or_(page.locator("[aria-live]")).filter(has_text="1 contact")).to_have_count(1)
     page.locator(".list-row a.row-body").first.click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Mila van Dijk")
+    expect(page.locator("#main")).not_to_contain_text("null")
     numbers = page.get_by_role("list", name="Nummers")
     expect(numbers.get_by_role("link", name="Toestelnummer 288")).to_have_attribute("href", "tel:288")
     mobile = numbers.get_by_role("link", name="Mobiel 06 8765 0077")
@@ -340,3 +345,46 @@ def test_a_greeting_is_renamed_in_a_sheet_and_played_in_the_apps_own_player(page
     expect(player.get_by_role("button", name="Pauzeren")).to_be_visible()  # playing
     expect(player.get_by_role("slider", name="Positie")).to_be_visible()
     assert api(page, exchange, "/me/greetings")["greetings"][0]["name"] == "Vakantie"
+
+
+def test_explain_is_told_in_dutch_from_the_plans_steps(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    with other_device(exchange, username) as device:
+        forward = {"active": True, "destination": "+31207654321"}
+        assert device.post("/auth/step-up", json={"pin": "2580"}).status_code == 200
+        assert device.put("/me/services/call-forwarding-busy", json=forward).status_code == 200
+    page.goto(exchange.url + "/#/explain")
+    page.get_by_label("Nummer van de beller").fill("+31612345678")
+    page.get_by_role("button", name="Toon wat er gebeurt").click()
+    plan = page.locator("ol.plan").first
+    expect(plan).to_contain_text("Uw mobiel 06 1")
+    expect(plan).to_contain_text("Als u in gesprek bent:")
+    expect(plan).to_contain_text("Doorgeschakeld naar 020 765 4321 (Doorschakelen bij bezet)")
+    expect(page.get_by_role("heading", name="Zo wordt de oproep afgehandeld")).to_be_visible()
+    assert "ring:" not in plan.inner_text()
+
+
+def test_state_at_a_glance_on_the_overview_and_in_the_menus(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    with other_device(exchange, username) as device:
+        assert device.post("/auth/step-up", json={"pin": "2580"}).status_code == 200
+        forward = {"active": True, "destination": "+31207654321"}
+        assert device.put("/me/services/call-forwarding-always", json=forward).status_code == 200
+    log_in(page, exchange, username)
+    switch = page.get_by_role("switch", name="Doorschakelen alle gesprekken")
+    expect(switch).to_be_checked()
+    expect(switch).to_have_accessible_description("Aan · 020 765 4321")
+    page.goto(exchange.url + "/#/incoming")
+    wait_ready(page)
+    expect(page.get_by_role("link", name="Doorschakelen alle gesprekken")).to_contain_text("Aan · 020 765 4321")
+
+
+def test_the_settings_menu_shows_each_services_value(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.goto(exchange.url + "/#/settings")
+    wait_ready(page)
+    expect(page.locator(".menu-item").filter(has_text="Voicemail")).to_contain_text("Aan")
+    expect(page.locator(".menu-item").filter(has_text="Gespreksopname")).to_contain_text("Nooit")
+    assert page.evaluate(BROKEN_WORDS, ".menu-item") == []

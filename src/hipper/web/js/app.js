@@ -1,7 +1,7 @@
 // Hipper+: boot, theme, hash routing and the screen frame (header with back button, bottom navigation).
 
 import { ApiError, BASE, listenToEvents, session, setStepUpHandler, setUnauthorizedHandler } from "./api.js";
-import { clear, h, icon } from "./dom.js";
+import { append, clear, h, icon } from "./dom.js";
 import { language, loadLanguage, resolveLanguage, t } from "./i18n.js";
 import { prefetchOverview, profileFacts, routes } from "./screens.js";
 import { cachedProfile, forget, languagePreference, loadUser, store } from "./state.js";
@@ -114,13 +114,12 @@ export async function render() {
     }
   }
   stopRetrying();
-  // Logged in with the profile in (however it came: a login, boot's early load, a reload): the live updates
-  // run and this device follows the app settings the exchange keeps. Checked on every render, because boot
-  // may have loaded the profile before the first one.
-  if (session.token && store.profile && !events) {
-    startEvents();
-    await syncPrefs();
-  }
+  // Logged in with the profile in (however it came: a login, boot's early load, a reload): this device follows
+  // the app settings the exchange keeps, and the live updates run (started below, once the screen is drawn, so
+  // the long-lived stream does not compete with the screen's own requests). Checked on every render, because
+  // boot may have loaded the profile before the first one.
+  const startLive = session.token && store.profile && !events;
+  if (startLive) await syncPrefs();
   if (store.profile && !store.profile.pin_set && name !== "pin-setup" && name !== "login") return go("pin-setup");
   const route = routes[name] || routes.overview;
   currentRoute = route;
@@ -139,6 +138,7 @@ export async function render() {
     if (error instanceof ApiError && error.status === 401) return;
     main.append(h("p", { class: "error", role: "alert" }, errorText(error)));
   }
+  if (startLive && session.token && !events) startEvents();
   if (count !== renderCount) return;
   delete document.documentElement.dataset.busy;
   if (!main.contains(document.activeElement)) heading.focus({ preventScroll: true });
@@ -204,7 +204,7 @@ async function retry() {
 function offlineScreen(app) {
   const { main, heading } = frame(app, { tab: "overview" }, "overview", t("offline.title"));
   const cached = cachedProfile();
-  main.append(
+  append(main, [
     h(
       "section",
       { class: "card offline", role: "alert" },
@@ -213,7 +213,7 @@ function offlineScreen(app) {
       h("button", { type: "button", class: "primary wide", onClick: retry }, t("offline.retry")),
     ),
     cached ? profileFacts(cached) : null,
-  );
+  ]);
   if (!retryTimer) retryTimer = setInterval(retry, RETRY_SECONDS * 1000);
   delete document.documentElement.dataset.busy;
   heading.focus({ preventScroll: true });

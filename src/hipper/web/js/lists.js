@@ -2,7 +2,7 @@
 
 import { ApiError, api } from "./api.js";
 import { callLink, liveCallsSection } from "./calls.js";
-import { h, icon } from "./dom.js";
+import { append, h, icon } from "./dom.js";
 import { notAvailable } from "./forms.js";
 import { formatDateTime, formatNumber, plural, t } from "./i18n.js";
 import { store } from "./state.js";
@@ -604,7 +604,7 @@ async function contactScreen(main, list, id) {
       entry.whatsapp && store.prefs.contacts.whatsapp_button ? whatsappLink(entry.number, `${name} ${formatNumber(entry.number)}`) : null,
     ),
   );
-  main.append(
+  append(main, [
     h(
       "section",
       { class: "card contact-head" },
@@ -615,7 +615,7 @@ async function contactScreen(main, list, id) {
     ),
     h("ul", { class: "card list", "aria-label": t("contacts.numbers") }, numbers.length ? numbers : h("li", { class: "empty" }, t("contacts.no_numbers"))),
     contact.email ? h("p", {}, h("a", { class: "button secondary wide", href: `mailto:${contact.email}` }, contact.email)) : null,
-  );
+  ]);
   if (contact.list === "personal") {
     main.append(
       h(

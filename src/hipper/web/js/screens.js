@@ -129,6 +129,10 @@ async function quickToggles(container) {
     const doc = documents[index];
     if (!doc) return;
     const fieldName = QUICK_SETTINGS[name];
+    // State at a glance: where it forwards to, until when (more than the switch's on/off says).
+    const detail = doc[fieldName] ? summary(name, doc) : "";
+    const detailId = `quick-${name}-detail`;
+    const glance = Array.isArray(detail) || (detail && detail !== t("state.on")) ? h("small", { class: "muted glance", id: detailId }, detail) : null;
     container.append(
       toggle(t(`service.${name}`), doc[fieldName], async (value) => {
         try {
@@ -145,7 +149,8 @@ async function quickToggles(container) {
           if (!(error instanceof Cancelled)) toast(errorText(error));
           go("overview");
         }
-      }, { id: `quick-${name}` }),
+      }, { id: `quick-${name}`, describedBy: glance ? detailId : undefined }),
+      ...(glance ? [glance] : []),
     );
   });
 }
@@ -175,7 +180,7 @@ async function overviewScreen(main) {
       "div",
       { class: "section-head" },
       h("h2", { id: "quick-title" }, t("quick.title")),
-      h("a", { class: "icon-button", href: "#/quick-settings", "aria-label": t("quick.edit") }, "⋯"),
+      h("a", { class: "icon-button", href: "#/quick-settings", "aria-label": t("quick.edit") }, icon("edit")),
     ),
   );
   main.append(quick);
@@ -525,8 +530,43 @@ async function serviceMenu(main, group) {
   );
 }
 
-// "What happens when I am called?": the exchange's own routing plan for a test call, with its reasons. The
-// sentences come from the exchange in English, so they are marked as such for screen readers.
+// The exchange's routing plan (its steps, not its English sentences) as a nested list in the user's language.
+function planList(steps) {
+  const via = (step) => (step.service ? ` (${t(`service.${step.service}`)})` : "");
+  const number = (value) => h("span", { class: "number" }, formatNumber(value));
+  const item = (step) => {
+    if (step.action === "forward") return h("li", {}, t("plan.forward"), " ", number(step.destination), via(step));
+    if (step.action === "voicemail") return h("li", {}, t("plan.voicemail", { cause: t(`plan.cause.${step.cause}`) }));
+    if (step.action === "reject") return h("li", {}, t("plan.reject"), via(step));
+    if (step.action === "hangup") return h("li", {}, t("plan.hangup"), via(step));
+    if (step.action === "ring_splash") return h("li", {}, t("plan.ring_splash"), via(step));
+    if (step.action === "personal_assistant") {
+      const presence = t(`opt.presence.${step.presence}`);
+      return h(
+        "li",
+        {},
+        step.until ? t("summary.until", { what: `${t("service.personal-assistant")}: ${presence}`, when: formatUntil(step.until) }) : `${t("service.personal-assistant")}: ${presence}`,
+        planList([...(step.on_zero ? [step.on_zero] : []), step.afterwards]),
+      );
+    }
+    if (step.action === "ring") {
+      const branches = [["on_busy", "plan.if_busy"], ["on_no_answer", "plan.if_no_answer"], ["on_not_reachable", "plan.if_not_reachable"]]
+        .filter(([name]) => step[name] && step[name].length)
+        .map(([name, key]) => h("li", {}, t(key), planList(step[name])));
+      return h(
+        "li",
+        {},
+        step.timeout_seconds ? t("plan.ring_for", { seconds: step.timeout_seconds }) : t("plan.ring"),
+        h("ul", {}, step.targets.map((target) => h("li", {}, t(`plan.target.${target.kind}`), target.number ? [" ", number(target.number)] : null))),
+        branches.length ? h("ul", { class: "branches" }, branches) : null,
+      );
+    }
+    return h("li", {}, step.action);
+  };
+  return h("ol", { class: "plan" }, steps.map(item));
+}
+
+// "What happens when I am called?": the exchange's own routing plan for a test call, shown from its steps.
 function explainScreen(main) {
   const output = h("section", { class: "card", "aria-live": "polite", hidden: true });
   const fixedMobile = store.services.has("fixed-mobile") && store.profile.numbers.mobile;
@@ -547,7 +587,7 @@ function explainScreen(main) {
           const result = await api.get(`/me/routing/explain?${query}`);
           output.replaceChildren(
             h("h2", {}, t("explain.result")),
-            h("ol", { class: "plan", lang: "en" }, result.summary.map((line) => h("li", { style: `margin-left:${(line.length - line.trimStart().length) / 2}rem` }, line.trim()))),
+            planList(result.plan.steps),
           );
           output.scrollIntoView({ block: "start" });
         } catch (error) {
@@ -574,7 +614,7 @@ function explainScreen(main) {
   main.append(form, output);
 }
 
-function settingsMenu(main) {
+async function settingsMenu(main) {
   const items = [
     ["profile", true],
     ["incoming", GROUPS.incoming.some(available)],
@@ -586,13 +626,30 @@ function settingsMenu(main) {
     ["app-settings", true],
     ["help", true],
   ];
+  const shown = items.filter(([, on]) => on).map(([path]) => path);
+  // The services' current values at a glance ("Beschikbaar", "Aan"), read together.
+  const services = shown.filter((path) => path.startsWith("service/")).map((path) => path.slice("service/".length));
+  const documents = await Promise.all(services.map((name) => api.get(`/me/services/${name}`).catch(() => null)));
+  const value = (path) => {
+    const index = services.indexOf(path.replace("service/", ""));
+    return index >= 0 && documents[index] ? summary(services[index], documents[index]) : null;
+  };
   main.append(
     h(
       "ul",
       { class: "card menu" },
-      items
-        .filter(([, shown]) => shown)
-        .map(([path]) => h("li", {}, h("a", { class: "menu-item", href: `#/${path}` }, t(`screen.${path.replace("service/", "")}`)))),
+      shown.map((path) =>
+        h(
+          "li",
+          {},
+          h(
+            "a",
+            { class: "menu-item", href: `#/${path}` },
+            h("span", {}, t(`screen.${path.replace("service/", "")}`)),
+            value(path) ? h("span", { class: "muted state" }, value(path)) : null,
+          ),
+        ),
+      ),
     ),
   );
 }
