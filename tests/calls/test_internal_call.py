@@ -81,3 +81,21 @@ async def test_a_late_offer_is_answered_in_the_ack(exchange: Exchange) -> None:
     assert call.answered
     assert call.media["caller_packets_received"] > 50  # Alice's audio to the address our offer named
     assert call.media["caller_packets_sent"] > 50  # Bob's echo back to Alice
+
+
+async def test_a_call_logs_one_info_line_and_no_line_per_message(
+    exchange: Exchange, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Logs at INFO follow calls, not SIP messages: one `call.ended` line with the outcome per call."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    bob = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100))
+    with caplog.at_level("INFO", logger="hipper"):
+        alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=500)
+        await alice.succeeded()
+        await bob.succeeded()
+        await exchange.next_call()
+    per_call = [r for r in caplog.records if r.name.startswith(("hipper.engine", "hipper.sip"))]
+    assert [r.getMessage() for r in per_call if r.levelname == "INFO"] == ["call.ended"]
+    [ended] = [r for r in per_call if r.getMessage() == "call.ended"]
+    assert ended.__dict__["outcome"] == "answered" and ended.__dict__["branches"] == 1

@@ -319,6 +319,17 @@ class Call:
             media=media,
             parties=[(p.user_id, p.kind, ", ".join(p.outcome)) for p in self._all_parties()],
         )
+        # One line per call at INFO (the plan and the connect are DEBUG): what operations need to follow a call.
+        log.info(
+            "call.ended",
+            extra={
+                "call_id": self.call_id,
+                "outcome": self.summary.outcome,
+                "caller": self.caller.origin,
+                "branches": len(self.branches),
+                "seconds": round((datetime.now(UTC) - self.started_at).total_seconds(), 3),
+            },
+        )
 
     def _media_stats(self) -> dict[str, int]:
         stats: dict[str, int] = {}
@@ -540,7 +551,7 @@ class Call:
             plan=plan.model_dump(mode="json"),
         )
         self.parties.append(party)
-        log.info("call.plan", extra={"call_id": self.call_id, "user_id": callee.user_id, "plan": plan.describe()})
+        log.debug("call.plan", extra={"call_id": self.call_id, "user_id": callee.user_id, "plan": plan.describe()})
         await self.run_steps(plan.steps, Routing(party, callee, incoming, called_number, history))
 
     async def loop_back(
@@ -813,7 +824,7 @@ class Call:
         if not self.a.answered:
             self.a.answer(self.a_sdp)
         self.mark_answered(leg.user_id)
-        log.info("call.connected", extra={"call_id": self.call_id, "branch": leg.label})
+        log.debug("call.connected", extra={"call_id": self.call_id, "branch": leg.label})
         # In-call keypad codes and call recording (apps/recording.py) last until the call ends; the B2BUA owns the
         # task, so the call's teardown does not cancel the storing of a recording.
         self.b2bua.spawn(self.b2bua.applications.in_call(self, leg))
