@@ -145,6 +145,7 @@ CASES: dict[str, Case] = {
         {"rings": 6, "email_address": "jan@example.nl"},
         {"email_notification": True},
         "email_address",
+        sets_number=True,  # not a number, but where the messages' audio goes: a step-up too (issue 11)
     ),
     # The mode is the administrator's: the user can only send it back unchanged.
     "call-recording": Case(
