@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,16 +72,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite+aiosqlite:///{target}"
         return
     server: postgres.PostgresServer = request.getfixturevalue("postgres_server")
-    name = f"t_{uuid.uuid4().hex[:12]}"
-
-    async def _create() -> None:
-        engine = create_async_engine(server.url(), isolation_level="AUTOCOMMIT")
-        async with engine.connect() as conn:
-            await conn.execute(text(f"CREATE DATABASE {name} TEMPLATE hipper_template"))
-        await engine.dispose()
-
-    asyncio.run(_create())
-    yield server.url(name)
+    yield asyncio.run(server.template_copy())
 
 
 @pytest.fixture

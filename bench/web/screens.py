@@ -114,7 +114,9 @@ def main() -> None:
                 mobile_number="+31612345601",
             )
             server.add_history("anna")
-            server.add_user("bram", first_name="Bram", last_name="Jansen", extension="202")
+            server.add_user(
+                "bram", first_name="Bram", last_name="Jansen", extension="202", mobile_number="+31612345602"
+            )
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 for scheme in SCHEMES:
@@ -155,6 +157,16 @@ def main() -> None:
                     page.wait_for_timeout(150)
                     shoot(page, "call-choice", scheme, problems)
                     page.keyboard.press("Escape")
+                    # One contact, opened from the list: every number, each called on its own.
+                    page.goto(f"{server.url}/#/contacts")
+                    settle(page)
+                    page.get_by_role("searchbox").fill("bram")
+                    page.locator(".list-row a.row-body").first.click()
+                    settle(page)
+                    shoot(page, "contact", scheme, problems)
+                    page.goto(f"{server.url}/terms.html")
+                    page.wait_for_load_state()
+                    shoot(page, "terms", scheme, problems)
                     page.goto(f"{server.url}/#/explain")
                     settle(page)
                     page.get_by_label("Nummer van de beller").fill("+31612345678")
@@ -167,6 +179,17 @@ def main() -> None:
                     page.get_by_role("button", name="Opslaan").click()
                     page.wait_for_selector("dialog[open]")
                     shoot(page, "step-up", scheme, problems)
+                    page.keyboard.press("Escape")
+                    # Started without the exchange: the offline screen with this device's last profile.
+                    page.goto(f"{server.url}/#/overview")
+                    settle(page)
+                    page.wait_for_function("navigator.serviceWorker.controller !== null")
+                    context.set_offline(True)
+                    page.reload()
+                    page.wait_for_selector(".offline")
+                    page.wait_for_timeout(150)
+                    shoot(page, "offline", scheme, problems)
+                    context.set_offline(False)
                     context.close()
                     passkey_step_up(browser, server, scheme, problems)
                 # English follows the browser's language.
@@ -188,7 +211,8 @@ def main() -> None:
         finally:
             server.stop()
     # The step-up screenshot is made by a refused save on purpose; Chromium logs that 403.
-    problems = [problem for problem in problems if "status of 403" not in problem]
+    # The offline screenshot loses the network on purpose; Chromium logs those failed requests.
+    problems = [p for p in problems if "status of 403" not in p and "ERR_INTERNET_DISCONNECTED" not in p]
     for problem in sorted(set(problems)):
         print("PROBLEM", problem)
     print(f"screens written to {OUT.relative_to(ROOT)}")

@@ -782,3 +782,81 @@ def media_sweep(ctx: click.Context, older_than_hours: float | None) -> None:
     for path in removed:
         click.echo(f"removed {path}")
     click.echo(f"Removed {len(removed)} media files that no row names")
+
+
+# --- outbound policies (call barring, concurrent-call limits) ---------------------------------------------------
+
+
+@main.group()
+def barring() -> None:
+    """Outbound call barring and concurrent-call limits of a company or a user (docs/security.md "Toll fraud")."""
+
+
+def _policy_target(company_name: str | None, username: str | None) -> None:
+    if (company_name is None) == (username is None):
+        raise click.UsageError("name either --company or --user")
+
+
+def _describe_policy(barred: list[str], prefixes: list[str], max_calls: int | None) -> str:
+    limit = "default" if max_calls is None else str(max_calls)
+    return f"barred: {', '.join(barred) or '(none)'}  prefixes: {', '.join(prefixes) or '(none)'}  max calls: {limit}"
+
+
+@barring.command("show")
+@click.option("--company", "company_name", help="company name")
+@click.option("--user", "username", help="username")
+@click.pass_context
+def barring_show(ctx: click.Context, company_name: str | None, username: str | None) -> None:
+    """Show a company's or a user's outbound policy (a company without one: the exchange's defaults)."""
+    from hipper.store import admin, outbound
+
+    _policy_target(company_name, username)
+
+    async def _work(session: AsyncSession, settings: Settings) -> str:
+        if username is not None:
+            user = await admin.user_by_username(session, username)
+            row = await outbound.policy_row(session, user_id=user.id)
+            default: list[str] = []
+        else:
+            company = await _company(session, company_name)
+            row = await outbound.policy_row(session, company_id=company.id)
+            default = list(settings.outbound_barred_default)
+        if row is None:
+            return _describe_policy(sorted(default), [], None) + "  (not set: defaults)"
+        return _describe_policy(list(row.barred), list(row.barred_prefixes), row.max_calls)
+
+    click.echo(run_in_database(ctx, _work))
+
+
+@barring.command("set")
+@click.option("--company", "company_name", help="company name")
+@click.option("--user", "username", help="username")
+@click.option("--bar", "classes", multiple=True, help="premium, international or high_cost; repeatable")
+@click.option("--prefix", "prefixes", multiple=True, help="a barred E.164 prefix such as +3190; repeatable")
+@click.option("--max-calls", type=click.IntRange(min=0), default=None, help="concurrent outbound calls")
+@click.pass_context
+def barring_set(
+    ctx: click.Context,
+    company_name: str | None,
+    username: str | None,
+    classes: tuple[str, ...],
+    prefixes: tuple[str, ...],
+    max_calls: int | None,
+) -> None:
+    """Replace a company's or a user's outbound policy (what is not given is cleared; no --max-calls: the
+    exchange's default limit)."""
+    from hipper.store import admin, outbound
+
+    _policy_target(company_name, username)
+
+    async def _work(session: AsyncSession, _settings: Settings) -> str:
+        if username is not None:
+            target = {"user_id": (await admin.user_by_username(session, username)).id}
+        else:
+            target = {"company_id": (await _company(session, company_name)).id}
+        row = await outbound.set_policy(
+            session, **target, barred=list(classes), prefixes=list(prefixes), max_calls=max_calls
+        )
+        return _describe_policy(list(row.barred), list(row.barred_prefixes), row.max_calls)
+
+    click.echo(run_in_database(ctx, _work))

@@ -28,7 +28,24 @@ class Settings(BaseSettings):
     sip_min_expires: int = 60
     sip_max_expires: int = 3600
     sip_nonce_seconds: int = 300
+    # Failed SIP logins (docs/security.md "SIP authentication"): a source address that fails this many times within
+    # the window is banned (its REGISTER/INVITE/SUBSCRIBE dropped unanswered) for the ban period; an account
+    # (digest username) that fails this many times is locked for the ban period against addresses it never
+    # authenticated from.
+    sip_auth_source_failures: int = Field(20, ge=1)
+    sip_auth_account_failures: int = Field(10, ge=1)
+    sip_auth_failure_window_seconds: float = Field(60.0, gt=0)
+    sip_auth_ban_seconds: float = Field(600.0, ge=0)
+    # Messages per second (sustained, and in a burst) one source address may send before the rest is dropped unread
+    # (the trunk and mobile network addresses are exempt); 0 turns the limit off. A phone sends a few per call.
+    sip_source_messages_per_second: float = Field(200.0, ge=0)
+    sip_source_burst: float = Field(400.0, ge=1)
     sip_node: str = ""
+    # This process among the nodes sharing the database (store/presence.py: who is on a call, per node, with a
+    # lease). Empty: host name and process id. Set it when host names repeat; keep it unique per running node.
+    node_id: str = Field("", max_length=100)  # the width of nodes.node_id
+    # How long a node's calls keep counting after it stopped renewing its lease (it died); renewed every third.
+    node_lease_seconds: float = Field(30.0, gt=0)
     # Digest challenges offered, in this order (RFC 8760: clients pick the first they support). MD5 only by
     # default: SIPp 3.6 reads just the first challenge and baresip 1.0 fails on any SHA-256 one. Credentials
     # with either algorithm are always verified; offer ["SHA-256", "MD5"] when all phones can take it.
@@ -50,6 +67,9 @@ class Settings(BaseSettings):
     pin_attempts: int = 5
     pin_lockout_seconds: int = 900
     cors_origins: list[str] = Field(default_factory=list)
+    # The app's terms of use and privacy statement (manual §7.8.4/7.8.5): an operator's own HTML page served at
+    # /terms.html instead of the one shipped with Hipper (hipper/web/terms.html).
+    terms_page: Path | None = None
     # HTTP hardening (docs/security.md "HTTP and API"). Request bodies longer than this are refused with a 413
     # while they are read (uploads declare their own limit).
     http_max_body_bytes: int = Field(256 * 1024, gt=0)
@@ -90,6 +110,9 @@ class Settings(BaseSettings):
     # Anywhere's block diversion: an answer sooner than this after the INVITE is the mobile network's voicemail
     # (busy / not reachable), not a person, and is refused (engine/diversion_guard.py).
     block_diversion_min_answer_seconds: float = 3.0
+    # Answer confirmation (simultaneous ring, Anywhere): an answer not confirmed with the key within this time is
+    # released with BYE while the other branches keep ringing (domain/routing/confirmation.py).
+    answer_confirmation_seconds: float = Field(default=10.0, gt=0)
     # RFC 4028 session timers on calls (engine/leg.py): the interval we ask for and the smallest we accept
     # (a shorter Session-Expires is answered 422 with Min-SE). RFC 4028 allows no Min-SE below 90 s; tests use less.
     session_timers: bool = True
@@ -117,6 +140,15 @@ class Settings(BaseSettings):
     # Calls arriving from these addresses are not challenged; the trunk is trusted with P-Asserted-Identity.
     trunk_address: str = ""
     trunk_trusted: bool = True
+    # Toll fraud (domain/barring.py, docs/security.md "Toll fraud"): the barring classes of a company without a
+    # stored policy (premium, international, high_cost); concurrent outbound calls per user, per company and on
+    # the trunk (0: unlimited; a company's or user's own limit, set by the administrator, replaces the default);
+    # the status a user or company limit answers with (403 refused by policy, or 503 busy, retry later).
+    outbound_barred_default: list[Literal["premium", "international", "high_cost"]] = ["premium", "high_cost"]
+    outbound_max_calls_per_user: int = Field(4, ge=0)
+    outbound_max_calls_per_company: int = Field(0, ge=0)
+    trunk_max_calls: int = Field(0, ge=0)
+    outbound_limit_status: Literal[403, 503] = 403
     mobile_network_address: str = ""
     # Prefix put before a user's mobile number when the exchange rings the handset, so the mobile network
     # delivers the call to the handset instead of routing it back into the exchange.

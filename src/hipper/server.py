@@ -25,9 +25,10 @@ from hipper.apps.voicemail import sweep_spool
 from hipper.config import Settings
 from hipper.offload import run_cpu
 from hipper.sip.digest import Authenticator
+from hipper.sip.guard import AuthGuard, GuardPolicy, SourceLimit
 from hipper.sip.registrar import Registrar, RegistrarPolicy
 from hipper.sip.stack import SipStack
-from hipper.sip.transport import TlsSetupError, server_context
+from hipper.sip.transport import Peer, TlsSetupError, server_context
 from hipper.store import events, media_sweep
 from hipper.store.models import Event
 from hipper.store.registrations import DeviceDirectory, LocationStore
@@ -78,8 +79,23 @@ def create_sip_stack(settings: Settings, sessions: async_sessionmaker[AsyncSessi
         DeviceDirectory(sessions, settings.sip_realm),
         LocationStore(sessions, node=settings.sip_node or socket.gethostname()),
         RegistrarPolicy(min_expires=settings.sip_min_expires, max_expires=settings.sip_max_expires),
+        AuthGuard(
+            GuardPolicy(
+                source_failures=settings.sip_auth_source_failures,
+                account_failures=settings.sip_auth_account_failures,
+                window=settings.sip_auth_failure_window_seconds,
+                ban=settings.sip_auth_ban_seconds,
+            )
+        ),
     )
-    return SipStack(registrar)
+    # The trunk and the mobile network carry every caller's traffic from one address: never rate limited.
+    peers = frozenset(
+        Peer.parse(address).host for address in (settings.trunk_address, settings.mobile_network_address) if address
+    )
+    limit = None
+    if settings.sip_source_messages_per_second > 0:
+        limit = SourceLimit(settings.sip_source_messages_per_second, settings.sip_source_burst, exempt=peers)
+    return SipStack(registrar, limit=limit)
 
 
 def sip_tls_context(settings: Settings) -> ssl.SSLContext | None:

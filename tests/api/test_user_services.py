@@ -28,7 +28,7 @@ class Case:
     expected: dict[str, Any]
     invalid: dict[str, Any]
     invalid_field: str
-    # Whether `valid` sets a phone number (and so needs a step-up).
+    # Whether `valid` sets a phone number or the voicemail e-mail address (and so needs a step-up).
     sets_number: bool = False
     notes: list[str] = field(default_factory=list)
 
@@ -145,12 +145,16 @@ CASES: dict[str, Case] = {
         {"rings": 6, "email_address": "jan@example.nl"},
         {"email_notification": True},
         "email_address",
-        sets_number=True,  # not a number, but where the messages' audio goes: a step-up too (issue 11)
+        sets_number=True,  # where messages go is guarded like a forwarding number (docs/security.md)
     ),
-    # The mode is the administrator's: the user can only send it back unchanged.
+    # The user chooses the mode (SPEC I) among those the administrator allows (by default all of them).
     "call-recording": Case(
-        {"mode": "never", "pause_resume_allowed": True},
-        {"mode": "never", "pause_resume_allowed": False},
+        {"mode": "on_demand", "pause_resume_allowed": False},
+        {
+            "mode": "on_demand",
+            "pause_resume_allowed": True,
+            "allowed_modes": ["always", "always_pause_resume", "on_demand", "on_demand_user_start", "never"],
+        },
         {"mode": "sometimes"},
         "mode",
     ),
@@ -297,7 +301,7 @@ async def test_night_forwarding_is_read_only_to_the_user(app: FastAPI, make_user
     [
         ("fixed-mobile", {"enabled": False}, "enabled"),
         ("fixed-mobile", {"call_control_mode": "mobile_network"}, "call_control_mode"),
-        ("call-recording", {"mode": "always"}, "mode"),
+        ("call-recording", {"allowed_modes": ["never"]}, "allowed_modes"),
         ("call-center-agent", {"wrap_up_seconds": 5}, "wrap_up_seconds"),
     ],
 )
@@ -317,7 +321,26 @@ async def test_recording_mode_set_by_the_administrator_shows_what_it_allows(
     user = await _user(make_user)
     await _as_administrator(app, user.id, "call-recording", {"mode": "on_demand_user_start"})
     shown = (await user.get("/me/services/call-recording")).json()
-    assert shown == {"mode": "on_demand_user_start", "pause_resume_allowed": True}
+    assert shown == {
+        "mode": "on_demand_user_start",
+        "pause_resume_allowed": True,
+        "allowed_modes": ["always", "always_pause_resume", "on_demand", "on_demand_user_start", "never"],
+    }
+
+
+async def test_the_user_chooses_the_recording_mode_among_those_the_administrator_allows(
+    app: FastAPI, make_user: UserFactory
+) -> None:
+    user = await _user(make_user)
+    await _as_administrator(
+        app, user.id, "call-recording", {"mode": "always", "allowed_modes": ["always", "on_demand"]}
+    )
+    chosen = await user.put("/me/services/call-recording", json={"mode": "on_demand"})
+    assert chosen.status_code == 200, chosen.text
+    refused = await user.put("/me/services/call-recording", json={"mode": "never"})
+    assert refused.status_code == 422
+    assert [(item["field"], item["code"]) for item in refused.json()["detail"]] == [("mode", "not_allowed")]
+    assert (await user.get("/me/services/call-recording")).json()["mode"] == "on_demand"
 
 
 async def test_voicemail_on_busy_needs_call_waiting_off(make_user: UserFactory) -> None:
@@ -386,8 +409,11 @@ async def test_administrator_values_through_the_admin_api(make_user: UserFactory
         "night_mode": True,
         "destination": "+31201234999",
     }
-    recording = await admin.put(f"/admin/users/{user.id}/services/call-recording", json={"mode": "always"})
+    recording = await admin.put(
+        f"/admin/users/{user.id}/services/call-recording", json={"mode": "always", "allowed_modes": ["always"]}
+    )
     assert recording.status_code == 200, recording.text
-    assert (await user.get("/me/services/call-recording")).json() == {"mode": "always", "pause_resume_allowed": False}
-    refused = await user.put("/me/services/call-recording", json={"mode": "never"})
+    shown = (await user.get("/me/services/call-recording")).json()
+    assert shown == {"mode": "always", "pause_resume_allowed": False, "allowed_modes": ["always"]}
+    refused = await user.put("/me/services/call-recording", json={"mode": "never", "allowed_modes": ["never"]})
     assert refused.json()["code"] == "read_only"

@@ -7,6 +7,7 @@ the store tests run on PostgreSQL too; running every SIPp call twice would doubl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import shutil
 import socket
@@ -117,12 +118,22 @@ async def exchange(request: pytest.FixtureRequest, tmp_path: Path, sqlite_templa
     overrides: dict[str, Any] = getattr(request, "param", {})
     database = tmp_path / "hipper.db"
     shutil.copy(sqlite_template, database)
+    async with running_exchange(tmp_path, f"sqlite+aiosqlite:///{database}", overrides) as exchange:
+        yield exchange
+
+
+@contextlib.asynccontextmanager
+async def running_exchange(
+    workdir: Path, database_url: str, overrides: dict[str, Any], company_id: int | None = None
+) -> AsyncIterator[Exchange]:
+    """An exchange on `database_url` (migrated) with its own SIP port, media engine and peers' ports; it makes
+    the company "Acme" unless given the id of one (a second node on the same database)."""
     trunk_port = free_udp_port()
     mobile_port = free_udp_port()
     base = random.randrange(30000, 39000, 2)
     settings = Settings(
-        data_dir=tmp_path / "data",
-        database_url=f"sqlite+aiosqlite:///{database}",
+        data_dir=workdir / "data",
+        database_url=database_url,
         sip_realm=REALM,
         sip_min_expires=30,
         sip_node="calls-test",
@@ -140,16 +151,16 @@ async def exchange(request: pytest.FixtureRequest, tmp_path: Path, sqlite_templa
     ).model_copy(update=overrides)
     engine = create_engine(settings.resolved_database_url())
     sessions = session_factory(engine)
-    async with sessions() as session:
-        company = await admin.create_company(session, "Acme", "+31201234000")
-        await session.commit()
-        company_id = company.id
+    if company_id is None:
+        async with sessions() as session:
+            company = await admin.create_company(session, "Acme", "+31201234000")
+            await session.commit()
+            company_id = company.id
     stack = create_sip_stack(settings, sessions)
     await stack.start("127.0.0.1", 0, tcp=False)
     b2bua = await start_call_processing(settings, stack, sessions)
-    exchange = Exchange(settings, stack, sessions, b2bua.media, b2bua, trunk_port, tmp_path, mobile_port, company_id)
     try:
-        yield exchange
+        yield Exchange(settings, stack, sessions, b2bua.media, b2bua, trunk_port, workdir, mobile_port, company_id)
     finally:
         await b2bua.close()
         await stack.close()
@@ -171,6 +182,8 @@ def scenario(name: str, **values: Any) -> str:
     values.setdefault("refs", "")
     values.setdefault("contact_host", "[local_ip]")
     values.setdefault("media_host", "[media_ip]")
+    values.setdefault("media_port", "[media_port]")  # caller.xml: where the caller takes its RTP
+    values.setdefault("bye_wait", "")  # callee.xml: e.g. 'timeout="5000" ' — the BYE must come within that
     values.setdefault(
         "provisional",
         '<recv response="100" optional="true" />\n  <recv response="180" optional="true" />\n'
@@ -250,6 +263,12 @@ async def start_sipp(
     path = exchange.workdir / f"{name}.xml"
     path.write_text(text)
     media_port = free_media_port()
+    if "-au" in args and "-auth_uri" not in args:
+        # The digest uri must be the Request-URI (RFC 7616 §3.4.6); SIPp's own default is remote_ip:remote_port,
+        # so a request to [service]@ (an INVITE; a SUBSCRIBE to its own user) names it here. REGISTER scenarios
+        # (Request-URI without a user) pass their own.
+        user = args[args.index("-s") + 1] if "-s" in args else args[args.index("-au") + 1]
+        args = (*args, "-auth_uri", f"{user}@127.0.0.1:{exchange.port}")
     process = await asyncio.create_subprocess_exec(
         "timeout", str(limit + 5), sipp, f"127.0.0.1:{exchange.port}", "-sf", str(path),
         "-i", "127.0.0.1", "-p", str(port or free_udp_port()), "-mi", "127.0.0.1", "-mp", str(media_port),
@@ -263,7 +282,10 @@ async def start_sipp(
 async def register(exchange: Exchange, user: str, port: int, contact_host: str = "[local_ip]") -> None:
     """A real digest REGISTER from `port` (where a SIPp UAS will then answer calls for `user`)."""
     text = scenario("register.xml", contact_host=contact_host)
-    sipp = await start_sipp(exchange, f"register-{user}", text, "-s", user, "-au", user, "-ap", PASSWORD, port=port)
+    sipp = await start_sipp(
+        exchange, f"register-{user}", text, "-s", user, "-au", user, "-ap", PASSWORD,
+        "-auth_uri", f"127.0.0.1:{exchange.port}", port=port,
+    )  # fmt: skip
     await sipp.succeeded(15)
 
 

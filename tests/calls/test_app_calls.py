@@ -4,6 +4,7 @@ user's live calls listed and hung up through the API, with real SIPp phones, tru
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -60,6 +61,12 @@ class Api:
 
 @pytest.fixture
 async def api(exchange: Exchange) -> AsyncIterator[Api]:
+    async with serving_api(exchange) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def serving_api(exchange: Exchange) -> AsyncIterator[Api]:
     """The HTTP API over a real connection (SSE needs one), sharing the exchange's B2BUA as `hipper serve` does."""
     app = create_app(exchange.settings, run_migrations=False)
     app.state.calls = exchange.b2bua
@@ -315,11 +322,18 @@ async def test_callback_to_a_colleague_rings_their_phone_showing_the_extension(e
     assert placed.status_code == 202, placed.text
     assert placed.json()["identity"]["kind"] == "extension"
     await wait_for_state(api, headers, "active")
+    # One call for Alice, with the number she called: not also the exchange's loop-back leg (without a number).
+    assert [(call["id"], call["remote_number"]) for call in await live_calls(api, headers)] == [
+        (placed.json()["id"], "202")
+    ]
     ended = await api.http.delete(f"/api/v1/me/calls/{placed.json()['id']}", headers=headers)
     assert ended.status_code == 204
     await desk.succeeded()
     await bob.succeeded()
     await finished_callback(exchange)
+    # One row in Recent, with the colleague's name as a call from the desk phone has it.
+    [row] = await exchange.call_logs("alice")
+    assert (row.direction, row.remote_number, row.remote_name) == ("placed", "202", "Bob")
 
 
 @pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)

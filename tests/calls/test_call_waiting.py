@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import select
 
 from hipper.domain.services import CallWaiting
+from hipper.store.models import ActiveCall
 from tests.calls.conftest import Exchange, phone, place_call, scenario
 
 pytestmark = pytest.mark.sip
@@ -59,3 +61,26 @@ async def test_with_call_waiting_on_the_second_call_alerts_as_a_waiting_call(exc
     assert all(call.answered for call in calls)
     rows = await exchange.call_logs("bob")
     assert any(r.plan is not None and "waiting call" in r.plan["steps"][0]["reason"] for r in rows)
+
+
+async def test_who_is_on_a_call_is_shared_without_a_transaction_of_its_own(exchange: Exchange) -> None:
+    # The answered call's `active_calls` rows (store/presence.py: what other nodes read) ride in the transaction
+    # of its call.started event, their deletion in that of its call-log rows: still two per call.
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    bob = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=1500)
+    await on_call(exchange, "bob")
+    await exchange.b2bua.presence.written()
+    assert await on_call_rows(exchange) == sorted([exchange.users["alice"], exchange.users["bob"]])
+    await alice.succeeded()
+    await bob.succeeded()
+    await exchange.next_call()
+    await exchange.b2bua.presence.written()
+    assert await on_call_rows(exchange) == []
+    assert exchange.b2bua.writer.transactions == 2
+
+
+async def on_call_rows(exchange: Exchange) -> list[int]:
+    async with exchange.sessions() as session:
+        return sorted((await session.execute(select(ActiveCall.user_id))).scalars())

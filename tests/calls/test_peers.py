@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from hipper.domain.outgoing import CallerIdentity
-from hipper.domain.routing.plan import Diversion
-from hipper.engine.peers import diversion_headers, diversions_so_far, identity_headers, number_of
+from hipper.domain.routing import CallHistory
+from hipper.engine.peers import diversions_so_far, history_headers, identity_headers, number_of, received_history
 from hipper.sip.message import URI, Headers, NameAddr, Request
 
 
@@ -24,14 +24,27 @@ def test_diversions_are_counted_from_diversion_counters_or_history_info_causes()
 
 
 def test_a_forward_carries_history_info_with_the_rfc_4458_cause_and_diversion_with_the_counter() -> None:
-    diversion = Diversion(
-        reason="no-answer", history_info_cause=408, diverted_by="+31201234102", diversion_count=1, max_forwards=69
-    )
-    headers = dict(diversion_headers(diversion, "+31201234102", "+31612345678", "hipper.test"))
+    history = CallHistory().reach("+31201234102", 1, None).reach("+31612345678", None, "no-answer")
+    headers = dict(history_headers(history, "hipper.test"))
     assert headers["History-Info"] == (
         "<sip:+31201234102@hipper.test>;index=1,<sip:+31612345678@hipper.test;cause=408>;index=1.1;mp=1"
     )
     assert headers["Diversion"] == "<sip:+31201234102@hipper.test>;reason=no-answer;counter=1"
+
+
+def test_the_history_a_call_arrived_with_is_read_with_its_last_index_and_bounded() -> None:
+    arrived = received_history(
+        request(
+            ("History-Info", "<sip:a@x>;index=1, <sip:b@x;cause=302>;index=1.1;mp=1"),
+            ("Diversion", "<sip:a@x>;reason=unconditional;counter=1"),
+        )
+    )
+    assert arrived.received_history == ("<sip:a@x>;index=1", "<sip:b@x;cause=302>;index=1.1;mp=1")
+    assert arrived.received_index == "1.1" and arrived.received_target == "b"
+    assert arrived.received_diversions == ("<sip:a@x>;reason=unconditional;counter=1",)
+    flood = received_history(request(("History-Info", ",".join(f"<sip:{n}@x>;index=1" for n in range(100)))))
+    assert len(flood.received_history) == 20
+    assert received_history(request(("History-Info", "<sip:a@x>;index=1.x"))).received_index is None
 
 
 def test_anonymous_identity_hides_from_but_asserts_to_a_trusted_trunk_only() -> None:

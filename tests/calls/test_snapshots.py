@@ -146,11 +146,12 @@ async def test_call_path_reads_return_what_sqlalchemy_returns(
     engine = exchange.sessions.kw["bind"]
     reads = CallPathReads(engine)
     try:
-        for statement, values in ((_REACHABLE, {"user_id": bob, "now": now}), (_NEW_EVENTS, {"after": 0})):
+        reachable_values = {"user_id": bob, "now": now, "node_id": ""}
+        for statement, values in ((_REACHABLE, reachable_values), (_NEW_EVENTS, {"after": 0})):
             async with engine.connect() as connection:
                 expected = [tuple(row) for row in await PooledReads(connection).rows(statement, values)]
             assert expected and [tuple(row) for row in await reads.rows(statement, values)] == expected
-        found, _ = await reachable(reads, bob, now)
+        found = (await reachable(reads, bob, now)).bindings
         assert [dataclasses.replace(b, node="") for b in found] == [binding]  # the registrar adds its node
     finally:
         reads.close()

@@ -10,11 +10,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from hipper.domain.moments import aware
 from hipper.passwords import Hasher
 from hipper.store import admin
+from hipper.store.active_calls import CallJoined, CallLeft
 from hipper.store.call_logs import CallRecord
 from hipper.store.db import create_engine, session_factory
-from hipper.store.models import CallLog, Event
+from hipper.store.models import ActiveCall, CallLog, Event
 from hipper.store.writer import BatchWriter, OutboxEvent, write_items
 
 
@@ -167,3 +169,26 @@ async def test_a_failed_transaction_leaves_nothing_half_written(sessions: async_
     assert sorted(row.call_id for row in (await logs(sessions)).values()) == ["call-1", "call-3"]
     new = (await events(sessions))[before:]
     assert [type_ for _, type_, _ in new] == ["call_log.added", "call.ended"] * 2
+
+
+async def test_active_call_rows_read_back_as_the_core_statements_write_them(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # Who is on a call (store/presence.py) rides in the writer's batches too, through the same two paths.
+    (user,) = await make_users(sessions, 1)
+    started = datetime(2026, 11, 26, 1, 2, 3, 456789, tzinfo=UTC)
+    writer = BatchWriter(sessions)
+    writer.start()
+    await writer.write(
+        [CallJoined("batched", user, "call-1", "node-a", started), CallJoined("gone", user, "c", "n", started)]
+    )
+    await writer.write([CallLeft("gone")])
+    await writer.close()
+    async with sessions.kw["bind"].begin() as connection:
+        await write_items(connection, [CallJoined("core", user, "call-1", "node-a", started)])
+    async with sessions() as session:
+        rows = {row.id: row for row in (await session.execute(select(ActiveCall))).scalars()}
+    assert sorted(rows) == ["batched", "core"]
+    columns = [c.key for c in ActiveCall.__table__.columns if c.key != "id"]
+    assert [getattr(rows["batched"], c) for c in columns] == [getattr(rows["core"], c) for c in columns]
+    assert aware(rows["batched"].started_at) == started

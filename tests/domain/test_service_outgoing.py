@@ -151,13 +151,21 @@ def test_voicemail_on_busy_needs_call_waiting_off() -> None:
         ("never", False),
     ],
 )
-def test_recording_mode_is_the_administrators_and_pause_resume_follows(mode: str, pause_resume: bool) -> None:
+def test_recording_mode_is_the_users_choice_among_the_allowed_and_pause_resume_follows(
+    mode: str, pause_resume: bool
+) -> None:
     cls = SERVICES["call-recording"]
     new = change(cls, cls(), {"mode": mode}, CTX, stepped_up=False, by_administrator=True)
     assert new.model_dump()["pause_resume_allowed"] is pause_resume
+    # The user chooses the mode (SPEC I) …
+    assert _change("call-recording", {"mode": mode})["mode"] == mode
+    # … among the modes the administrator allows; the allowed modes are the administrator's.
+    narrowed = change(cls, cls(), {"allowed_modes": ["never"]}, CTX, stepped_up=False, by_administrator=True)
     if mode != "never":
+        with pytest.raises(InvalidSetting):
+            _change("call-recording", {"mode": mode, "allowed_modes": ["never"]}, current=narrowed)
         with pytest.raises(ReadOnlySetting):
-            _change("call-recording", {"mode": mode})
+            _change("call-recording", {"allowed_modes": [mode]}, current=narrowed)
     with pytest.raises(InvalidSetting):
         change(cls, cls(), {"mode": "sometimes"}, CTX, stepped_up=False, by_administrator=True)
     # Sending the document back unchanged is fine.

@@ -215,7 +215,7 @@ async def test_another_user_can_neither_see_play_rename_activate_nor_delete(make
             await bob.delete(f"/me/greetings/{target}"),
         ):
             # Someone else's greeting and one that does not exist answer exactly alike.
-            assert (response.status_code, response.json()) == (404, {"detail": "no such greeting"})
+            assert (response.status_code, response.json()) == (404, {"detail": "no such greeting", "code": "not_found"})
     [kept] = (await alice.get("/me/greetings")).json()["greetings"]
     assert (kept["name"], kept["active"]) == ("Alice", False)
     assert (await alice.get(f"/me/greetings/{greeting['id']}/audio")).status_code == 200

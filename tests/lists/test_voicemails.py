@@ -95,8 +95,8 @@ async def test_another_user_can_neither_see_play_mark_nor_delete(make_user: User
         play = await bob.get(f"/me/voicemails/{target}/audio")
         mark = await bob.client.patch(f"/api/v1/me/voicemails/{target}", json={"heard": True}, headers=bob.headers)
         # Someone else's message and a message that does not exist answer exactly alike.
-        assert (play.status_code, play.json()) == (404, {"detail": "no such voicemail message"})
-        assert (mark.status_code, mark.json()) == (404, {"detail": "no such voicemail message"})
+        assert (play.status_code, play.json()) == (404, {"detail": "no such voicemail message", "code": "not_found"})
+        assert (mark.status_code, mark.json()) == (404, {"detail": "no such voicemail message", "code": "not_found"})
     assert (await bob.post("/me/voicemails/delete", json={"ids": [message.id]})).status_code == 204
     listing = (await alice.get("/me/voicemails")).json()
     assert [(m["id"], m["heard"]) for m in listing["messages"]] == [(message.id, False)]

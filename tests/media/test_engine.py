@@ -205,6 +205,29 @@ async def test_dtmf_from_sipp_capture_is_reported_once_and_crosses_the_bridge_on
     b.close()
 
 
+async def test_a_digit_pressed_before_the_bridge_is_not_relayed_but_the_next_one_is(engine: MediaEngine) -> None:
+    """Answer confirmation: the key is reported (end packet), then the bridge is made; the end packet's two repeats
+    (RFC 4733 §2.5.1.4) come after it and must not reach the caller as the tail of a digit."""
+    a, b = Phone("PCMU", dtmf_payload_type=101), Phone("PCMU", dtmf_payload_type=101)
+    ea, eb = await attach(engine, a), await attach(engine, b)
+    one = [RtpPacket.parse(data) for data in udp_payloads(SIPP_CAPTURES / "dtmf_2833_1.pcap")]
+    five = [RtpPacket.parse(data) for data in udp_payloads(SIPP_CAPTURES / "dtmf_2833_5.pcap")]
+    first_end = next(i for i, p in enumerate(one) if TelephoneEvent.parse(p.payload).end)
+    for packet in one[: first_end + 1]:
+        a.send(packet.payload, payload_type=101, marker=packet.marker, ts=packet.timestamp)
+    assert (await next_event(engine, DtmfReceived)).digit == "1"
+    await engine.execute(Connect(ea, eb))
+    for packet in one[first_end + 1 :] + five:
+        a.send(packet.payload, payload_type=101, marker=packet.marker, ts=packet.timestamp)
+    assert (await next_event(engine, DtmfReceived)).digit == "5"
+    await asyncio.sleep(0.2)  # the relayed packets reach b's socket (as in the test above)
+    relayed = [TelephoneEvent.parse(r.packet.payload) for r in b.received if r.packet.payload_type == 101]
+    # The 5 crossed the bridge; nothing of the 1 did (its repeats came before the 5's packets on loopback).
+    assert relayed and {event.digit for event in relayed} == {"5"}
+    a.close()
+    b.close()
+
+
 def drain(engine: MediaEngine) -> list[MediaEvent]:
     events = []
     while not engine.events.empty():

@@ -11,12 +11,24 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from hipper.apps.node import start_call_processing
 from hipper.config import Settings
 from hipper.server import create_sip_stack
 from hipper.store.db import create_engine, session_factory
+
+# Where to run `python -m tests.media_apps.exchange_process` from.
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Elsewhere:
+    """Where SIPp should call: the exchange process (start_sipp needs only the port and a working directory)."""
+
+    port: int
+    workdir: Path
 
 
 async def main(settings: Settings) -> None:

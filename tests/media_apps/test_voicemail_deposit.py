@@ -120,6 +120,6 @@ async def test_maximum_length_ends_the_message(exchange: Exchange) -> None:
     rows = await messages(exchange, "bob")
     assert len(rows) == 1
     audio = read_wav(media_files.resolve(exchange.settings.data_dir, rows[0].media_path))
-    assert 1.8 <= len(audio) / SAMPLE_RATE <= 2.3
+    assert 1.8 <= len(audio) / SAMPLE_RATE <= 2.0  # never longer than the maximum, however late the stop came
     loud_start = int(np.argmax(np.abs(audio) > 500))
     assert dominant_frequency(audio[loud_start : loud_start + 4000]) == pytest.approx(500.0, abs=10)

@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -23,18 +22,9 @@ from hipper.store.db import create_engine, session_factory
 from hipper.store.models import Voicemail as Message
 from tests.calls.conftest import Exchange
 from tests.media_apps.conftest import call_from_phone, ear, tone
+from tests.media_apps.exchange_process import ROOT, Elsewhere
 
 pytestmark = pytest.mark.sip
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Elsewhere:
-    """Where SIPp should call: the exchange process (start_sipp needs only the port and a working directory)."""
-
-    port: int
-    workdir: Path
 
 
 async def test_sigkill_mid_message_leaves_no_message(exchange: Exchange, tmp_path: Path) -> None:

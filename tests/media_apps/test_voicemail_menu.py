@@ -47,7 +47,7 @@ async def test_own_phone_replays_saves_and_deletes(exchange: Exchange) -> None:
     try:
         sipp = await call_from_phone(exchange, "bob", "*86", bob)
         await bob.wait_for_tone(600.0, limit=20)  # the oldest new message first
-        assert exchange.b2bua.active_users[exchange.users["bob"]] == 1  # Bob is on a call: busy for others
+        assert exchange.b2bua.on_call(exchange.users["bob"])  # Bob is on a call: busy for others
         await bob.press("1")  # replay
         await asyncio.sleep(1.0)
         await bob.wait_for_tone(600.0, limit=20)
@@ -66,7 +66,7 @@ async def test_own_phone_replays_saves_and_deletes(exchange: Exchange) -> None:
         "placed", "*86", "Voicemail", "answered",
     )  # fmt: skip
     assert logged.answered_at is not None and logged.ended_at is not None and logged.answered_at <= logged.ended_at
-    assert exchange.b2bua.active_users == {}  # on a call while listening, and no longer after it
+    assert not exchange.b2bua.on_call(exchange.users["bob"])  # on a call while listening, and no longer after it
     heard = bob.audio()
     start_of_first = heard[: 8000 * 3]
     assert rms(start_of_first) > 300 and band_energy(start_of_first, 600.0) < 0.2  # "You have 2 new messages"

@@ -156,11 +156,12 @@ def authorization_for(
     user: str = "alice",
     password: str = PASSWORD,
     algorithm: str = "MD5",
-    uri: str = "sip:127.0.0.1",
+    uri: str,
     method: str = "REGISTER",
 ) -> str:
-    """Answer the challenge for `algorithm` the way a phone does (RFC 7616 §3.4)."""
+    """Answer the challenge for `algorithm` the way a phone does (RFC 7616 §3.4); `uri` is the Request-URI."""
     offers = [parse_credentials(value) for value in challenge.headers.get_all("WWW-Authenticate")]
+    offers += [parse_credentials(value) for value in challenge.headers.get_all("Proxy-Authenticate")]
     offer = next(o for o in offers if o["algorithm"] == algorithm)
     digest = hashlib.md5 if algorithm == "MD5" else hashlib.sha256
     ha1 = digest(f"{user}:{offer['realm']}:{password}".encode()).hexdigest()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from hipper.sip.digest import Authenticator, Credentials, Verdict, ha1, parse_credentials, response
+from hipper.sip.digest import Authenticator, Credentials, Verdict, ha1, parse_credentials, response, same_uri
+from hipper.sip.message import URI
 
 # RFC 7616 §3.9.1: the same request digested with MD5 and with SHA-256.
 RFC7616 = {
@@ -64,73 +65,98 @@ def test_parse_rfc7616_authorization_header() -> None:
     assert params["response"].startswith("753927fa")
 
 
-def _answer(auth: Authenticator, nonce: str, password: str, algorithm: str = "SHA-256") -> dict[str, str]:
+URI_201 = URI.parse("sip:201@hipper.test")
+HOST = "192.0.2.7"
+
+
+def _answer(
+    nonce: str, password: str, algorithm: str = "SHA-256", *, method: str = "INVITE", nc: str = "00000001"
+) -> dict[str, str]:
     stored = ha1("alice", "hipper.test", password, algorithm)
     return {
         "username": "alice",
         "realm": "hipper.test",
         "nonce": nonce,
-        "uri": "sip:hipper.test",
+        "uri": "sip:201@hipper.test",
         "qop": "auth",
-        "nc": "00000001",
+        "nc": nc,
         "cnonce": "c0ffee",
         "algorithm": algorithm,
         "response": response(
             algorithm=algorithm,
             ha1_hex=stored,
-            method="INVITE",
-            uri="sip:hipper.test",
+            method=method,
+            uri="sip:201@hipper.test",
             nonce=nonce,
             qop="auth",
-            nc="00000001",
+            nc=nc,
             cnonce="c0ffee",
         ),
     }
 
 
+CREDS = Credentials(
+    "alice", "hipper.test", ha1("alice", "hipper.test", "pw"), ha1("alice", "hipper.test", "pw", "SHA-256")
+)
+
+
+def verdict(auth: Authenticator, params: dict[str, str], method: str = "INVITE", host: str = HOST) -> Verdict:
+    return auth.verify(params, method, URI_201, host, CREDS).verdict
+
+
 def test_verify_fresh_stale_forged_and_wrong() -> None:
     auth = Authenticator("hipper.test", nonce_lifetime=60)
-    creds = Credentials(
-        "alice", "hipper.test", ha1("alice", "hipper.test", "pw"), ha1("alice", "hipper.test", "pw", "SHA-256")
-    )
-    nonce = auth.nonce()
-    assert auth.verify(_answer(auth, nonce, "pw"), "INVITE", creds) == Verdict.OK
-    assert auth.verify(_answer(auth, auth.nonce(), "pw", "MD5"), "INVITE", creds) == Verdict.OK
-    assert auth.verify(_answer(auth, nonce, "wrong"), "INVITE", creds) == Verdict.WRONG
-    assert auth.verify(_answer(auth, nonce, "pw"), "REGISTER", creds) == Verdict.WRONG  # digest of another method
-    old = auth.nonce(now=time.time() - 120)
-    assert auth.verify(_answer(auth, old, "pw"), "INVITE", creds) == Verdict.STALE
-    # A nonce another process issued (say, before a restart): the password is right, so only a new challenge.
-    foreign = Authenticator("hipper.test").nonce()
-    assert auth.verify(_answer(auth, foreign, "pw"), "INVITE", creds) == Verdict.STALE
-    assert auth.nonce_age(foreign) is None
-    assert auth.verify({**_answer(auth, nonce, "pw"), "realm": "other"}, "INVITE", creds) == Verdict.WRONG
-    assert auth.verify({**_answer(auth, nonce, "pw"), "qop": "auth-int"}, "INVITE", creds) == Verdict.WRONG
-    assert all("stale=true" in value for value in auth.challenges(stale=True))
+    nonce = auth.nonce(HOST, "INVITE")
+    assert verdict(auth, _answer(nonce, "pw")) == Verdict.OK
+    assert verdict(auth, _answer(auth.nonce(HOST, "INVITE"), "pw", "MD5")) == Verdict.OK
+    assert verdict(auth, _answer(auth.nonce(HOST, "INVITE"), "wrong")) == Verdict.WRONG
+    register_nonce = auth.nonce(HOST, "REGISTER")
+    # A digest of another method than the request's, on a nonce given for that request's method:
+    assert verdict(auth, _answer(register_nonce, "pw", method="INVITE"), "REGISTER") == Verdict.WRONG
+    old = auth.nonce(HOST, "INVITE", now=time.time() - 120)
+    assert verdict(auth, _answer(old, "pw")) == Verdict.STALE
+    # A nonce another process issued (say, before a restart): only a new challenge.
+    foreign = Authenticator("hipper.test").nonce(HOST, "INVITE")
+    assert verdict(auth, _answer(foreign, "pw")) == Verdict.STALE
+    assert auth.nonce_age(foreign, HOST, "INVITE") is None
+    fresh = auth.nonce(HOST, "INVITE")
+    assert verdict(auth, {**_answer(fresh, "pw"), "realm": "other"}) == Verdict.WRONG
+    assert verdict(auth, {**_answer(fresh, "pw"), "qop": "auth-int"}) == Verdict.WRONG
+    assert all("stale=true" in value for value in auth.challenges(HOST, "INVITE", stale=True))
 
 
-def test_a_replayed_nonce_count_gets_a_fresh_challenge() -> None:
+def test_a_nonce_is_bound_to_the_address_and_method_it_was_given_for() -> None:
     auth = Authenticator("hipper.test")
-    creds = Credentials(
-        "alice", "hipper.test", ha1("alice", "hipper.test", "pw"), ha1("alice", "hipper.test", "pw", "SHA-256")
-    )
-    nonce = auth.nonce()
+    nonce = auth.nonce(HOST, "REGISTER")
+    assert auth.nonce_age(nonce, HOST, "REGISTER") is not None
+    assert auth.nonce_age(nonce, "192.0.2.8", "REGISTER") is None
+    assert auth.nonce_age(nonce, HOST, "INVITE") is None
+    assert verdict(auth, _answer(nonce, "pw", method="REGISTER"), "REGISTER", host="192.0.2.8") == Verdict.STALE
+    assert verdict(auth, _answer(nonce, "pw", method="REGISTER"), "REGISTER") == Verdict.OK
 
-    def answer(nc: str) -> dict[str, str]:
-        stored = ha1("alice", "hipper.test", "pw", "SHA-256")
-        params = {**_answer(auth, nonce, "pw"), "nc": nc}
-        params["response"] = response(
-            algorithm="SHA-256",
-            ha1_hex=stored,
-            method="INVITE",
-            uri="sip:hipper.test",
-            nonce=nonce,
-            qop="auth",
-            nc=nc,
-            cnonce="c0ffee",
-        )
-        return params
 
-    assert auth.verify(answer("00000001"), "INVITE", creds) == Verdict.OK
-    assert auth.verify(answer("00000001"), "INVITE", creds) == Verdict.STALE  # the same request again: a replay
-    assert auth.verify(answer("00000002"), "INVITE", creds) == Verdict.OK  # how SIPp and phones reuse a nonce
+def test_answers_without_qop_or_for_another_uri_are_refused() -> None:
+    auth = Authenticator("hipper.test")
+    nonce = auth.nonce(HOST, "INVITE")
+    stored = ha1("alice", "hipper.test", "pw", "SHA-256")
+    rfc2069 = {**_answer(nonce, "pw"), "response": response(
+        algorithm="SHA-256", ha1_hex=stored, method="INVITE", uri="sip:201@hipper.test", nonce=nonce
+    )}  # fmt: skip
+    del rfc2069["qop"], rfc2069["nc"], rfc2069["cnonce"]
+    assert auth.verify(rfc2069, "INVITE", URI_201, HOST, CREDS).reason == "qop"
+    other = auth.verify(_answer(nonce, "pw"), "INVITE", URI.parse("sip:00252123@hipper.test"), HOST, CREDS)
+    assert (other.verdict, other.reason) == (Verdict.WRONG, "uri")
+    assert same_uri("sip:201@HIPPER.test:5060", URI_201) and not same_uri("sip:hipper.test", URI_201)
+
+
+def test_a_replayed_nonce_count_gets_a_fresh_challenge_and_an_invite_nonce_is_single_use() -> None:
+    auth = Authenticator("hipper.test")
+    nonce = auth.nonce(HOST, "REGISTER")
+    assert verdict(auth, _answer(nonce, "pw", method="REGISTER"), "REGISTER") == Verdict.OK
+    # The same request again: a replay.
+    assert verdict(auth, _answer(nonce, "pw", method="REGISTER"), "REGISTER") == Verdict.STALE
+    # How SIPp and phones reuse a nonce for a re-REGISTER:
+    assert verdict(auth, _answer(nonce, "pw", method="REGISTER", nc="00000002"), "REGISTER") == Verdict.OK
+    invite = auth.nonce(HOST, "INVITE")
+    assert verdict(auth, _answer(invite, "pw")) == Verdict.OK
+    assert verdict(auth, _answer(invite, "pw", nc="00000002")) == Verdict.STALE  # the next call: a new challenge

@@ -27,7 +27,9 @@ async def register(
     client.send(register_text(port=server.port, client_port=client.port, cseq=cseq, **fields), server.port)  # type: ignore[arg-type]
     challenge = await client.receive()
     assert challenge.status == 401, challenge
-    auth = authorization_for(challenge, algorithm=algorithm, user=str(fields.get("user", "alice")))
+    auth = authorization_for(
+        challenge, algorithm=algorithm, user=str(fields.get("user", "alice")), uri=f"sip:127.0.0.1:{server.port}"
+    )
     text = register_text(port=server.port, client_port=client.port, cseq=cseq + 1, authorization=auth, **fields)  # type: ignore[arg-type]
     client.send(text, server.port)
     return await client.receive()
@@ -94,18 +96,28 @@ async def test_interval_too_brief(sip_server: SipServer, udp_client: RawClient) 
 
 
 async def test_unknown_user_and_foreign_or_wrong_credentials(sip_server: SipServer, udp_client: RawClient) -> None:
+    uri = f"sip:127.0.0.1:{sip_server.port}"
+    # An unknown user is challenged like a known one, and refused like a wrong password (no enumeration).
     udp_client.send(register_text(port=sip_server.port, client_port=udp_client.port, user="nobody"), sip_server.port)
-    assert (await udp_client.receive()).status == 404
+    challenge = await udp_client.receive()
+    assert challenge.status == 401
+    auth = authorization_for(challenge, user="nobody", uri=uri)
+    udp_client.send(
+        register_text(port=sip_server.port, client_port=udp_client.port, user="nobody", authorization=auth, cseq=2),
+        sip_server.port,
+    )
+    unknown = await udp_client.receive()
+    assert (unknown.status, unknown.reason) == (403, "Wrong credentials")
     await sip_server.add_device("bob", "bobs-password")
     # bob's (right) credentials used to register alice's address: refused.
     udp_client.send(register_text(port=sip_server.port, client_port=udp_client.port), sip_server.port)
     challenge = await udp_client.receive()
-    auth = authorization_for(challenge, user="bob", password="bobs-password")
+    auth = authorization_for(challenge, user="bob", password="bobs-password", uri=uri)
     udp_client.send(
         register_text(port=sip_server.port, client_port=udp_client.port, authorization=auth), sip_server.port
     )
     assert (await udp_client.receive()).status == 403
-    auth = authorization_for(challenge, password="not-" + PASSWORD)
+    auth = authorization_for(challenge, password="not-" + PASSWORD, uri=uri)
     udp_client.send(
         register_text(port=sip_server.port, client_port=udp_client.port, cseq=3, authorization=auth), sip_server.port
     )
@@ -118,7 +130,7 @@ async def test_stale_nonce_is_rechallenged_with_stale_true(sip_server: SipServer
     udp_client.send(register_text(port=sip_server.port, client_port=udp_client.port), sip_server.port)
     challenge = await udp_client.receive()
     sip_server.stack.registrar.authenticator.nonce_lifetime = -10  # type: ignore[union-attr]
-    auth = authorization_for(challenge)
+    auth = authorization_for(challenge, uri=f"sip:127.0.0.1:{sip_server.port}")
     udp_client.send(
         register_text(port=sip_server.port, client_port=udp_client.port, authorization=auth), sip_server.port
     )
@@ -256,7 +268,7 @@ async def test_register_over_tcp_and_reach_the_device_on_its_connection(sip_serv
         writer.write(register_text(**fields).encode())
         challenge = await read_message()
         assert isinstance(challenge, Response) and challenge.status == 401
-        auth = authorization_for(challenge)
+        auth = authorization_for(challenge, uri=f"sip:127.0.0.1:{sip_server.port}")
         # One message split across two TCP segments: framing waits for Content-Length bytes.
         text = register_text(cseq=2, authorization=auth, **fields).encode()
         writer.write(text[:40])
@@ -315,8 +327,6 @@ async def test_device_credentials_are_cached_until_invalidated(sip_server: SipSe
 async def test_authenticate_is_reusable_for_invite(sip_server: SipServer) -> None:
     registrar = sip_server.stack.registrar
     assert registrar is not None
-    device = await registrar.devices.lookup("alice")
-    assert device is not None
     text = (
         "INVITE sip:bob@hipper.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKi1\r\n"
         "From: <sip:alice@hipper.test>;tag=1\r\nTo: <sip:bob@hipper.test>\r\nCall-ID: inv\r\nCSeq: 1 INVITE\r\n"
@@ -324,14 +334,16 @@ async def test_authenticate_is_reusable_for_invite(sip_server: SipServer) -> Non
     )
     invite = parse_message(text.encode())
     assert isinstance(invite, Request)
-    challenge = await registrar.authenticate(invite, device)
-    assert challenge is not None and challenge.status == 401
+    source = Peer("udp", "127.0.0.1", 5999)
+    challenge = await registrar.authenticate(invite, source, proxy=True)
+    assert isinstance(challenge, Response) and challenge.status == 407
     auth = authorization_for(challenge, method="INVITE", uri="sip:bob@hipper.test")
-    invite.headers.add("Authorization", auth)
-    assert await registrar.authenticate(invite, device) is None
-    invite.method = "BYE"  # the same credentials do not authorise another method
-    refused = await registrar.authenticate(invite, device)
-    assert refused is not None and refused.status == 403
+    invite.headers.add("Proxy-Authorization", auth)
+    device = await registrar.authenticate(invite, source, proxy=True)
+    assert not isinstance(device, Response) and device.id == sip_server.device_id
+    invite.method = "BYE"  # the same credentials do not authorise another method: its nonce was for an INVITE
+    refused = await registrar.authenticate(invite, source, proxy=True)
+    assert isinstance(refused, Response) and refused.status == 407
 
 
 async def test_a_burst_of_lookups_makes_one_query(sip_server: SipServer) -> None:

@@ -7,6 +7,7 @@ Every test runs on asyncio's loop and on uvloop (what `hipper serve` runs): the 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import ssl
@@ -115,7 +116,8 @@ class TlsPhone:
         self.send(register_text(**fields))
         challenge = await self.read()
         assert isinstance(challenge, Response) and challenge.status == 401, challenge
-        self.send(register_text(cseq=2, authorization=authorization_for(challenge), **fields))
+        auth = authorization_for(challenge, uri=f"sip:127.0.0.1:{server_port}")
+        self.send(register_text(cseq=2, authorization=auth, **fields))
         answer = await self.read()
         assert isinstance(answer, Response)
         return answer
@@ -186,17 +188,23 @@ async def test_register_over_tls_and_reach_the_phone_on_its_connection(
 
 
 async def test_bad_clients_on_the_tls_port_cost_one_connection_each(
-    tls_server: SipServer, certificate: tuple[Path, Path]
+    tls_server: SipServer, certificate: tuple[Path, Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     tls = tls_server.stack.transports.tls
     assert tls is not None
     tls.handshake_timeout = 0.5
     descriptors = len(os.listdir("/proc/self/fd"))
+    caplog.set_level(logging.INFO, logger="hipper.sip.transport")
     # Plain SIP (not TLS) on the TLS port: the handshake fails and that connection is closed.
     reader, writer = await asyncio.open_connection("127.0.0.1", tls.port)
+    local_port = writer.get_extra_info("sockname")[1]
     writer.write(register_text(port=tls.port, client_port=1).encode())
     assert await eof(reader)
     writer.close()
+    # The failure is logged with the peer's address (docs/security.md "TLS": what fail2ban or an operator reads).
+    failed = [r for r in caplog.records if r.getMessage() == "sip.tls.handshake_failed"]
+    peers = [str(getattr(r, "peer", "")) for r in failed]
+    assert any("127.0.0.1" in peer and str(local_port) in peer for peer in peers), peers
     # Random bytes that look like nothing.
     reader, writer = await asyncio.open_connection("127.0.0.1", tls.port)
     writer.write(bytes(range(256)) * 8)

@@ -9,7 +9,11 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 
 def _bin_dir() -> Path | None:
@@ -97,3 +101,14 @@ class PostgresServer:
 
     def url(self, database: str = "postgres", driver: str = "asyncpg") -> str:
         return f"postgresql+{driver}://postgres@127.0.0.1:{self.port}/{database}"
+
+    async def template_copy(self) -> str:
+        """The URL of a fresh database copied from the migrated template (tests/conftest.py's `postgres_server`)."""
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        engine = create_async_engine(self.url(), isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text(f"CREATE DATABASE {name} TEMPLATE hipper_template"))
+        finally:
+            await engine.dispose()
+        return self.url(name)

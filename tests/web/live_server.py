@@ -176,6 +176,21 @@ class LiveServer:
         finally:
             await engine.dispose()
 
+    def set_company_night_mode(self, on: bool) -> None:
+        """What the administrator does with the company's night switch."""
+        run_apart(self._set_company_night_mode(on))
+
+    async def _set_company_night_mode(self, on: bool) -> None:
+        engine = create_engine(self.settings.resolved_database_url())
+        try:
+            async with session_factory(engine)() as session:
+                company = await session.get(Company, self._company_id)
+                assert company is not None
+                await admin.set_night_mode(session, company, on)
+                await session.commit()
+        finally:
+            await engine.dispose()
+
     def add_history(self, username: str) -> None:
         """A few received, placed and missed calls and one new voicemail, as call processing would leave them."""
         run_apart(self._add_history(username))

@@ -34,6 +34,7 @@ SCREENS = [
     "voicemail/1",
     "dialpad",
     "contacts",
+    "contacts-local",
     "explain",
     "app-settings",
     "help",

@@ -7,6 +7,7 @@ here and never shipped with the app.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from tests.web.test_app_browser import SETTLED, new_user
 pytestmark = pytest.mark.browser
 
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+I18N = Path(__file__).resolve().parents[2] / "src" / "hipper" / "web" / "i18n"
 
 
 def violations(page: Page) -> list[str]:
@@ -43,14 +45,17 @@ def settle(page: Page) -> None:
     page.wait_for_timeout(250)
 
 
+@pytest.mark.parametrize("locale", ["nl-NL", "en-GB"])
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_no_axe_violations_on_any_screen(
-    browser: Browser, exchange: LiveServer, scheme: Literal["light", "dark"]
+    browser: Browser, exchange: LiveServer, scheme: Literal["light", "dark"], locale: str
 ) -> None:
     username = new_user(exchange, pin="2580")
     exchange.add_history(username)
     fresh = new_user(exchange)  # without a PIN: the first-run screen
-    context = browser.new_context(viewport=VIEWPORT, locale="nl-NL", color_scheme=scheme, bypass_csp=BYPASS_CSP)
+    # The app follows the browser's language until the user chooses one: Dutch and English both checked.
+    context = browser.new_context(viewport=VIEWPORT, locale=locale, color_scheme=scheme, bypass_csp=BYPASS_CSP)
+    text = json.loads((I18N / f"{locale[:2]}.json").read_text())
     context.set_default_timeout(10_000)
     page = context.new_page()
     found: dict[str, list[str]] = {}
@@ -76,24 +81,30 @@ def test_no_axe_violations_on_any_screen(
             page.goto(f"{exchange.url}/#/{screen}")
             settle(page)
             found[screen] = violations(page)
+        # One contact opened from the list (its route carries the contact's id).
+        page.goto(f"{exchange.url}/#/contacts")
+        settle(page)
+        page.locator(".list-row a.row-body").first.click()
+        settle(page)
+        found["contact"] = violations(page)
         # The dialogs, open over their screens.
         page.goto(f"{exchange.url}/#/service/call-forwarding-always")
         settle(page)
-        page.get_by_role("switch", name="Actief").check()
-        page.get_by_label("Doorschakelen naar").fill("+31201234999")
-        page.get_by_role("button", name="Opslaan").click()
+        page.get_by_role("switch", name=text["field.active"]).check()
+        page.get_by_label(text["field.destination"]).fill("+31201234999")
+        page.get_by_role("button", name=text["action.save"]).click()
         page.wait_for_selector("dialog[open]")
         found["step-up dialog"] = violations(page)
         page.keyboard.press("Escape")
         page.goto(f"{exchange.url}/#/calls")
         settle(page)
-        page.get_by_role("link", name="Bellen Manager").click()
+        page.get_by_role("link", name=f"{text['action.call']} Manager").click()
         page.wait_for_selector("dialog[open]")
         found["number choice dialog"] = violations(page)
         page.keyboard.press("Escape")
         page.goto(f"{exchange.url}/#/dialpad")
         settle(page)
-        page.get_by_role("button", name="Menu").click()
+        page.get_by_role("button", name=text["dialpad.menu"]).click()
         page.wait_for_selector("dialog[open]")
         found["dialpad menu"] = violations(page)
     finally:

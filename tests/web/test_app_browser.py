@@ -293,6 +293,7 @@ def test_recent_calls_delete_several_at_once(page: Page, exchange: LiveServer) -
     page.get_by_role("checkbox", name="Manager").check()
     page.get_by_role("checkbox", name="Receptie").check()
     page.get_by_role("button", name="Verwijderen (2)").click()
+    expect(page.get_by_role("dialog")).to_contain_text("2 items verwijderen?")  # not "item(s)"
     page.get_by_role("dialog").get_by_role("button", name="Verwijderen").click()
     expect(page.locator(".list-row")).to_have_count(1)
     remaining = api(page, exchange, "/me/call-logs")["calls"]
@@ -439,7 +440,8 @@ def test_profile_changes_the_pin_and_logs_out(page: Page, exchange: LiveServer) 
     page.get_by_role("button", name="Cijfercode wijzigen").click()
     dialog = page.get_by_role("dialog", name="Cijfercode wijzigen")
     dialog.get_by_label("Huidige cijfercode").fill("2580")
-    dialog.get_by_label("Nieuwe cijfercode").fill("135790")
+    dialog.get_by_label("Nieuwe cijfercode (4–8 cijfers)").fill("135790")
+    dialog.get_by_label("Herhaal de nieuwe cijfercode").fill("135790")
     dialog.get_by_role("button", name="Opslaan").click()
     expect(dialog).to_be_hidden()
     token = page.evaluate("localStorage.getItem('hipper.token')")

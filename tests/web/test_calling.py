@@ -58,8 +58,8 @@ def expect_call(
 ) -> None:
     """Run `action` and check the call it places: the app asks the exchange (POST /me/calls with the chosen number,
     identity and method); the exchange cannot place it and answers 409 with `refused` (this module's exchange
-    runs no call processing: "not running"), and the app then hands the number to the phone's dialer as a tel:
-    link instead of stopping at an error."""
+    runs no call processing: "not running"). The app then says so, in Dutch, and that the callee would see the
+    mobile number; the user chooses the phone's dialer, which gets the number as a tel: link."""
     before = len(dialled(page))
     with page.expect_response(lambda r: r.url.endswith("/api/v1/me/calls") and r.request.method == "POST") as placed:
         action()
@@ -67,6 +67,10 @@ def expect_call(
     assert placed.value.status == 409
     assert placed.value.json()["detail"] == refused
     assert placed.value.json()["code"] == code  # what the app branches on (not the English text)
+    choice = page.get_by_role("dialog", name="Bellen via de centrale lukt nu niet")
+    expect(choice).to_contain_text("ziet dan uw mobiele nummer")
+    assert len(dialled(page)) == before  # nothing dialled behind the user's back
+    choice.get_by_role("button", name="Bellen met mijn mobiel").click()
     page.wait_for_function(f"window.dialled.length === {before + 1}")
     assert dialled(page)[-1] == tel
     # The fallback is the answer to that 409: the user is not shown the exchange's error as well.

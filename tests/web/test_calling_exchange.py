@@ -78,6 +78,6 @@ def test_a_callback_without_a_phone_to_ring_says_why(page: Page, exchange: LiveS
     wait_ready(page)
     page.get_by_label("Te bellen nummer").fill("020 765 4321")
     page.get_by_role("button", name="Bellen", exact=True).click()
-    expect(page.get_by_role("status")).to_contain_text("nothing to call you back on")
+    expect(page.get_by_role("status")).to_contain_text("Er is geen toestel om u op terug te bellen")
     page.wait_for_timeout(300)
     assert dialled(page) == []  # no silent fallback: the user learns why

@@ -106,6 +106,9 @@ def test_a_refused_passkey_falls_back_to_the_pin(page: Page, exchange: LiveServe
     wait_ready(page)
     page.get_by_role("switch", name="Vingerafdruk / Face ID").check()
     dialog = page.get_by_role("dialog", name="Bevestig met uw cijfercode")
+    # The step-up says what it confirms: adding the passkey, not a phone number.
+    expect(dialog).to_contain_text("U voegt vingerafdruk / Face ID toe")
+    expect(dialog).not_to_contain_text("telefoonnummer")
     dialog.get_by_label("Cijfercode").fill("2580")
     dialog.get_by_role("button", name="Bevestigen").click()
     expect(page.get_by_role("status").filter(has_text="staat aan")).to_be_visible()

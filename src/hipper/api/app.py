@@ -99,5 +99,5 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
     metrics.install(app)
     for router in discover_routers():
         app.include_router(router, prefix=API_PREFIX)
-    web.mount(app)  # last: the app's files at / never shadow the API
+    web.mount(app, settings.terms_page)  # last: the app's files at / never shadow the API
     return app

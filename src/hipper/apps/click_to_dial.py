@@ -3,8 +3,9 @@
 - **callback** ("the exchange calls you back"): ring the user's chosen phone first; when it answers, call the
   number and bridge the two (third-party call control as RFC 3725 flow I would do it, but inside the B2BUA: each
   leg has its own anchored media endpoint, so both legs simply get our SDP and the engine connects them).
-- **via_exchange**: the app arms the access number for the user for a short window; a call from the user's own
-  mobile (arriving from the mobile network peer) to that number within the window is connected to the number.
+- **via_exchange**: the app arms the access number for the user for a short window (in the database,
+  store/call_access.py); a call from the user's own mobile (arriving from the mobile network peer, on any node)
+  to that number within the window is connected to the number.
 - **via_mobile**: nothing happens here; the app uses the phone's dialer and the exchange applies SPEC G3.
 
 `AppCalls` lives on the B2BUA (one per node) and is what the API reads for the user's live calls and ends them.
@@ -16,31 +17,31 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from hipper.domain.outgoing import CallerIdentity
-from hipper.engine.call import Branch, Party, call_key
+from hipper.domain.routing.outcome import RingOutcomeKind
+from hipper.engine.call import Party, call_key
 from hipper.engine.directory import resolve
+from hipper.engine.fork import Branch, Fork
 from hipper.engine.leg import CalleeLeg, Leg, answer_in_dialog_offer, policy_of
 from hipper.engine.peers import identity_headers
 from hipper.engine.waiting import race_until
 from hipper.media.engine import (
     Connect,
-    CreateEndpoint,
-    EndpointCreated,
     MediaError,
     MediaEvent,
     Play,
     Release,
-    SetRemoteSdp,
 )
 from hipper.media.prompts import tone_path
-from hipper.sip.message import URI, NameAddr, ParseError, Request, Response
+from hipper.sip.message import URI, NameAddr, ParseError, Request
 from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
+from hipper.store import call_access
 from hipper.store.call_logs import CallRecord
 from hipper.store.registrations import LocationStore
 from hipper.store.writer import OutboxEvent
@@ -59,7 +60,6 @@ CALLBACK_RING_RINGS = 6
 FAR_END_RING_SECONDS = 120.0
 # A callback whose number is busy or unreachable plays the busy tone this long before hanging up the user.
 TONE_SECONDS = 3.0
-BUSY_STATUSES = frozenset({486, 600, 603})
 # Marks the far leg of a callback that the exchange sends to itself (see `AppCalls.loopback_target`).
 CALLBACK_HEADER = "X-Hipper-Callback"
 
@@ -75,32 +75,12 @@ class LiveCall:
     started_at: datetime
 
 
-@dataclass(frozen=True)
-class Armed:
-    """An access-number call the app announced: the user's mobile may call in until `expires` (loop time)."""
-
-    user_id: int
-    to: str
-    identity: CallerIdentity
-    expires: float
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where one branch of a callback rings."""
-
-    uri: URI
-    peer: Peer
-    label: str
-
-
 class AppCalls:
-    """The callbacks in progress and the armed access-number calls of this node."""
+    """The callbacks in progress on this node."""
 
     def __init__(self, b2bua: B2bua) -> None:
         self.b2bua = b2bua
         self.callbacks: dict[str, Callback] = {}
-        self.armed: dict[int, Armed] = {}
         # Finished callbacks, for tests and metrics (like the B2BUA's `ended` for its calls).
         self.ended: asyncio.Queue[Callback] = asyncio.Queue()
         # Proves that a callback's far leg came from this process: it never leaves the host (sent to ourselves).
@@ -108,7 +88,7 @@ class AppCalls:
 
     # -- a colleague's own plan for callbacks -----------------------------------------------------------------
 
-    def loopback_target(self, to: str, user_id: int) -> tuple[Target, tuple[str, str]]:
+    def loopback_target(self, to: str, user_id: int) -> tuple[Branch, tuple[str, str]]:
         """Where a callback to a colleague or group number rings: this exchange itself, as a call of the user's.
 
         Calling ourselves (like a "local channel" in other exchanges) runs the callee's whole routing plan —
@@ -118,7 +98,8 @@ class AppCalls:
         transports = self.b2bua.stack.transports
         host = transports.host if transports.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         port = transports.local_port("udp")
-        target = Target(URI("sip", host, user=to, port=port), Peer("udp", host, port), "colleague")
+        uri = URI("sip", host, user=to, port=port)
+        target = Branch(uri, Peer("udp", host, port), self.b2bua.peers.address(to), "colleague")
         return target, (CALLBACK_HEADER, f"{self._loopback_secret};user={user_id}")
 
     def callback_user(self, request: Request) -> int | None:
@@ -131,37 +112,26 @@ class AppCalls:
             return None
         return int(user)
 
-    # -- via the exchange -----------------------------------------------------------------------------------
-
-    def arm(self, user_id: int, to: str, identity: CallerIdentity) -> None:
-        """A newer request replaces the user's earlier one: the app shows only the latest number to call."""
-        expires = asyncio.get_running_loop().time() + self.b2bua.settings.call_access_seconds
-        self.armed[user_id] = Armed(user_id, to, identity, expires)
-
-    def claim(self, user_id: int) -> Armed | None:
-        armed = self.armed.pop(user_id, None)
-        if armed is None or armed.expires < asyncio.get_running_loop().time():
-            return None
-        return armed
-
     # -- callback ---------------------------------------------------------------------------------------------
 
-    async def user_targets(self, user_id: int, device: str, number: str | None) -> list[Target]:
+    async def user_targets(self, user_id: int, device: str, number: str | None, user_number: str) -> list[Branch]:
         """The phone(s) a callback rings first: registered desk phones, the handset, or a number through the trunk
-        (the remote office, an Anywhere location; `device` is then the branch's label)."""
+        (the remote office, an Anywhere location; `device` is then the branch's label). Each is addressed to
+        `user_number`, the number of the device chosen, whichever of them answers."""
         peers = self.b2bua.peers
+        to = peers.address(user_number)
         if device == "desk":
             targets = []
             for binding in await LocationStore(self.b2bua.sessions).for_user(user_id):
                 try:
-                    targets.append(Target(URI.parse(binding.contact), Peer.parse(binding.source), "desk"))
+                    targets.append(Branch(URI.parse(binding.contact), Peer.parse(binding.source), to, "desk"))
                 except (ParseError, ValueError):
                     continue
             return targets
         if number is None:
             return []
         where = peers.handset_uri(number) if device == "mobile" else peers.trunk_uri(number)
-        return [] if where is None else [Target(where[0], where[1], device)]
+        return [] if where is None else [Branch(where[0], where[1], to, device)]
 
     def start_callback(
         self,
@@ -170,7 +140,7 @@ class AppCalls:
         user_number: str,
         to: str,
         identity: CallerIdentity,
-        targets: list[Target],
+        targets: list[Branch],
     ) -> Callback:
         callback = Callback(self, user_id, user_number, to, identity, targets)
         callback.company_id = company_id
@@ -204,6 +174,8 @@ class AppCalls:
 def _live_call(call: Call, user_id: int) -> LiveCall | None:
     state: CallState = "ringing" if call.answered_at is None else "active"
     if call.caller.user_id == user_id:
+        if call.caller.for_callback:
+            return None  # the far leg of the user's own callback, listed (with its number) as the callback
         remote = call.placed.remote_number if call.placed is not None else ""
         return LiveCall(call_key(call.call_id), "outgoing", remote, state, call.started_at)
     connected = call.connected
@@ -224,7 +196,11 @@ async def handles(app_calls: AppCalls, call: Call, dialled: str) -> bool:
         return False
     b2bua = call.b2bua
     user_id = call.caller.user_id
-    armed = app_calls.claim(user_id) if call.caller.origin == "mobile" and user_id is not None else None
+    armed = None
+    if call.caller.origin == "mobile" and user_id is not None:
+        async with b2bua.sessions() as session:
+            armed = await call_access.claim(session, user_id, datetime.now(UTC))
+            await session.commit()
     if armed is None:
         # Nobody announced this call from the app (or the window passed): the number leads nowhere by itself.
         call.fail(403, "No call announced from the app")
@@ -274,7 +250,7 @@ class Callback:
     """
 
     def __init__(
-        self, calls: AppCalls, user_id: int, user_number: str, to: str, identity: CallerIdentity, targets: list[Target]
+        self, calls: AppCalls, user_id: int, user_number: str, to: str, identity: CallerIdentity, targets: list[Branch]
     ) -> None:
         self.calls = calls
         self.b2bua = calls.b2bua
@@ -297,7 +273,8 @@ class Callback:
         self.on_call = False
         self.media: dict[str, int] = {}  # RTP counters of both legs when the call ended ("user_…", "far_…")
         self.company_id: int | None = None  # where an extension in `to` is looked up
-        self.refused: int | None = None  # the last final failure a ring got (486 busy, 480, …)
+        self.refused: RingOutcomeKind | None = None  # what the last ring came to (busy, no-answer, …)
+        self.remote_name = ""  # a colleague's or group's name, for the call log (as a call from a phone has)
 
     def live(self) -> LiveCall:
         return LiveCall(self.id, "outgoing", self.to, self.state, self.started_at)
@@ -356,7 +333,7 @@ class Callback:
         # The user's phone shows whom the exchange is about to call for them.
         shown = NameAddr(URI("sip", self.settings.sip_realm, user=self.to), "")
         ring_limit = float(self.settings.seconds_per_ring * CALLBACK_RING_RINGS)
-        self.user_leg = await self._ring(self.targets, shown, peers.address(self.user_number), [], ring_limit)
+        self.user_leg = await self._ring(self.targets, shown, [], ring_limit)
         if self.user_leg is None:
             self.outcome = "cancelled" if self.over.is_set() else "not-answered"
             return
@@ -376,10 +353,10 @@ class Callback:
         if internal:
             headers = loopback_headers
         self.refused = None
-        self.far_leg = await self._ring(far, from_, peers.address(self.to), headers, FAR_END_RING_SECONDS)
+        self.far_leg = await self._ring(far, from_, headers, FAR_END_RING_SECONDS)
         if self.far_leg is None:
             if not self.over.is_set():
-                self.outcome = "busy" if self.refused in BUSY_STATUSES else "not-answered"
+                self.outcome = "busy" if self.refused == "busy" else "not-answered"
                 await self._tone("busy_tone")  # the user hears why before the exchange hangs up
             return
         assert self.far_leg.endpoint_id is not None
@@ -388,22 +365,26 @@ class Callback:
         self.state = "active"
         self.outcome = "answered"
         self.on_call = True
-        self.b2bua.on_call_started(self.user_id)  # a second call to the user finds them busy (or waiting)
+        self.b2bua.on_call_started(self.user_id, self.id)  # a second call to the user finds them busy (or waiting)
         log.info("click_to_dial.connected", extra={"id": self.id})
         await self.over.wait()
 
-    async def _far_targets(self) -> tuple[list[Target], list[tuple[str, str]]]:
+    async def _far_targets(self) -> tuple[list[Branch], list[tuple[str, str]]]:
         """Where `to` rings, and the extra headers: a colleague or group number is called through the exchange
         itself (their own plan applies), anything else through the trunk."""
         async with self.b2bua.sessions() as session:
             resolved = await resolve(session, self.to, self.company_id, self.settings.default_region)
+        if resolved.callee is not None:
+            self.remote_name = resolved.callee.name
+        elif resolved.group is not None:
+            self.remote_name = resolved.group.name
         if resolved.kind in ("user", "group", "hunt_group", "call_center"):
             target, header = self.calls.loopback_target(self.to, self.user_id)
             return [target], [header]
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None or resolved.kind == "unknown":
             return [], []
-        return [Target(trunk[0], trunk[1], "trunk")], []
+        return [Branch(trunk[0], trunk[1], self.b2bua.peers.address(self.to), "trunk")], []
 
     async def _tone(self, name: str) -> None:
         """Play a tone to the user's answered leg for a moment (or until they hang up)."""
@@ -414,68 +395,30 @@ class Callback:
             await self._race(asyncio.sleep(TONE_SECONDS), TONE_SECONDS + 1)
 
     async def _ring(
-        self, targets: list[Target], from_: NameAddr, to: NameAddr, headers: list[tuple[str, str]], limit: float
+        self, targets: list[Branch], from_: NameAddr, headers: list[tuple[str, str]], limit: float
     ) -> CalleeLeg | None:
-        """Fork to `targets`; the first 2xx with usable SDP wins, the others are cancelled."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[CalleeLeg, Response]] = asyncio.Queue()
-        legs: list[CalleeLeg] = []
-        for target in targets:
-            created = await self.b2bua.media.execute(CreateEndpoint())
-            assert isinstance(created, EndpointCreated)
-            self.endpoints.add(created.endpoint_id)
-            self.b2bua.watch(created.endpoint_id, self)  # RTP timeouts come to `rtp_timeout`
-            # A Callback owns its legs as a call does (engine/leg.py `LegOwner`).
-            leg = CalleeLeg(
-                self.b2bua.stack, self, peer=target.peer, uri=target.uri, from_=from_, to=to,
-                label=target.label,
-            )  # fmt: skip
-            leg.endpoint_id = created.endpoint_id
-            leg.session_policy = policy_of(self.settings)  # RFC 4028 like any call's legs (engine/leg.py)
-            leg.listener = lambda leg, response: queue.put_nowait((leg, response))
-            leg.start(created.local_sdp, headers, provisional_timeout=self.settings.branch_provisional_seconds)
-            legs.append(leg)
-            self.legs.append(leg)
-        pending = set(legs)
-        winner: CalleeLeg | None = None
-        deadline = loop.time() + limit
-        try:
-            while pending and winner is None:
-                item = await self._race(queue.get(), max(0.0, deadline - loop.time()))
-                if item is None:
-                    break
-                leg, response = item
-                if leg not in pending or response.status < 200:
-                    continue
-                if response.status >= 300:
-                    pending.discard(leg)
-                    self.refused = response.status
-                    continue
-                try:
-                    body = response.body.decode(errors="replace")
-                    await self.b2bua.media.execute(SetRemoteSdp(leg.endpoint_id or "", body))
-                except MediaError:
-                    pending.discard(leg)
-                    self.b2bua.spawn(leg.bye())
-                    continue
-                winner = leg
-                winner.start_session_timer()  # refreshed (or watched) from its answer on, like a call's legs
-        finally:
-            for leg in legs:
-                if leg is winner:
-                    continue
-                if leg.status is None:
-                    leg.cancel()  # the transaction sends it once a 1xx came (§9.1)
-                elif 200 <= leg.status < 300 and not leg.ended:
-                    self.b2bua.spawn(leg.bye())
-                self.b2bua.spawn(self._release(leg.endpoint_id))
-        return winner
+        """Fork to `targets` (engine/fork.py) — no early media, no confirmation: the first usable 2xx wins."""
+        fork = Fork(
+            self, self.settings, from_=from_, headers=tuple(headers), ring_seconds=limit, track=self.legs.append
+        )
+        result = await fork.run(targets)
+        self.refused = result.outcome
+        if result.winner is not None:
+            result.winner.start_session_timer()  # refreshed (or watched) from its answer on, like a call's legs
+        return result.winner
+
+    def watch(self, endpoint_id: str) -> None:
+        self.endpoints.add(endpoint_id)
+        self.b2bua.watch(endpoint_id, self)  # RTP timeouts come to `rtp_timeout`
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        self.b2bua.spawn(coroutine)
 
     async def _race(self, awaitable: Awaitable[T], limit: float) -> T | None:
         """`awaitable`'s result, or None when the call is over (hung up) or `limit` seconds pass first."""
         return await race_until(awaitable, self.over, limit)
 
-    async def _release(self, endpoint_id: str | None) -> None:
+    async def release(self, endpoint_id: str | None) -> None:
         if endpoint_id is None or endpoint_id not in self.endpoints:
             return
         self.endpoints.discard(endpoint_id)
@@ -498,11 +441,11 @@ class Callback:
         if endings:
             await asyncio.gather(*endings, return_exceptions=True)
         for endpoint_id in list(self.endpoints):
-            await self._release(endpoint_id)
+            await self.release(endpoint_id)
         for key in [key for key, leg in self.b2bua.legs.items() if leg in self.legs]:
             del self.b2bua.legs[key]
         if self.on_call:
-            self.b2bua.on_call_ended(self.user_id)
+            self.b2bua.on_call_ended(self.user_id, self.id)
             self.on_call = False
 
     async def _write_log(self) -> None:
@@ -513,6 +456,7 @@ class Callback:
             self.started_at,
             call_id=self.id,
             remote_number=self.to[:64],
+            remote_name=self.remote_name[:200],
             local_identity=self.identity.number[:64],
             answered_at=self.answered_at,
             ended_at=datetime.now(UTC),

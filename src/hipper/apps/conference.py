@@ -16,14 +16,14 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
-from hipper.engine.call import Branch
 from hipper.engine.directory import resolve, user_row
+from hipper.engine.fork import Branch
 from hipper.engine.leg import CalleeLeg, policy_of
 from hipper.media.engine import Connect, CreateMixer, MediaError, SetRemoteSdp
 from hipper.sip.message import URI, NameAddr, Response
 
 if TYPE_CHECKING:
-    from hipper.engine.call import Branch, Call
+    from hipper.engine.call import Call
 
 log = logging.getLogger(__name__)
 

@@ -39,13 +39,14 @@ from hipper.domain.group_calls import (
     plan_hunt_group,
 )
 from hipper.domain.routing import IncomingCall, UserState
-from hipper.engine.call import Branch, Party
+from hipper.engine.call import Party
+from hipper.engine.fork import Branch
 from hipper.media.prompts import sentence, tone_path
 from hipper.sip.message import NameAddr
 from hipper.store import call_centers, group_calls
 
 if TYPE_CHECKING:
-    from hipper.engine.call import Branch, Call, CallHost, Party
+    from hipper.engine.call import Call, CallHost
     from hipper.engine.directory import Resolved
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ async def route(call: Call, resolved: Resolved, incoming: IncomingCall) -> None:
 
 
 async def _snapshot(call: Call, user_id: int, now: datetime) -> UserState | None:
-    return await call.b2bua.snapshots.state(user_id, now, on_call=call.b2bua.on_call(user_id))
+    return await call.b2bua.snapshots.state(user_id, now)
 
 
 async def _branches(call: Call, target: MemberTarget, to: NameAddr) -> list[Branch]:

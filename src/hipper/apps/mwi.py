@@ -168,13 +168,12 @@ class Mwi:
         if registrar is None:
             tx.respond(tx.response(403, "No devices here"))
             return None
-        device = await registrar.devices.lookup(request.from_.uri.user or "")
-        if device is None:
-            tx.respond(tx.response(403, "Unknown device"))
+        device = await registrar.authenticate(request, tx.peer, to_tag=tx.to_tag)
+        if isinstance(device, Response):
+            tx.respond(device)
             return None
-        refused = await registrar.authenticate(request, device)
-        if refused is not None:
-            tx.respond(refused)
+        if device.credentials.username != request.from_.uri.user:
+            tx.respond(tx.response(403, "Credentials of another user"))
             return None
         return device.user_id
 

@@ -95,12 +95,12 @@ async def greeting_files(call: Call, user_id: int, called_number: str, case: Gre
     return system_greeting(call.settings.prompt_language, called_number, case)
 
 
-def _trimmed_wav(path: Path, ended_on_silence: bool) -> tuple[bytes, int]:
+def _trimmed_wav(path: Path, ended_on_silence: bool, max_seconds: float) -> tuple[bytes, int]:
     """The recorded file's bytes, and its duration in ms (0 when nothing but silence was recorded: a caller who
     said nothing leaves no message). A message that ended on silence keeps `KEEP_SILENCE_SECONDS` of it after
-    the last sound: measured on the samples themselves, not on when the recording was stopped, which may be
-    later on a busy machine."""
-    samples = read_wav(path)
+    the last sound, and no message is longer than `max_seconds`: both measured on the samples themselves, not on
+    when the recording was stopped, which may be later on a busy machine."""
+    samples = read_wav(path)[: int(max_seconds * SAMPLE_RATE)]
     if ended_on_silence:
         loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > SILENCE_LEVEL)
         end = int(loud[-1]) + 1 + int(KEEP_SILENCE_SECONDS * SAMPLE_RATE) if len(loud) else 0
@@ -163,7 +163,7 @@ async def leave_message(call: Call, user_id: int, called_number: str, cause: Div
         return
     spool, ended_on_silence = recorded
     try:
-        data, duration_ms = await run_cpu(_trimmed_wav, spool, ended_on_silence)
+        data, duration_ms = await run_cpu(_trimmed_wav, spool, ended_on_silence, call.settings.voicemail_max_seconds)
         if duration_ms >= MIN_MESSAGE_SECONDS * 1000:
             async with call.b2bua.sessions() as session:
                 row = await voicemails.deposit(

@@ -46,7 +46,7 @@ def set_by_user(agent: AgentState, wanted: AcdState, now: datetime) -> AgentStat
     if wanted is agent.state:
         return agent
     if wanted is AcdState.WRAP_UP:
-        raise InvalidSetting("state", WRAP_UP_IS_AUTOMATIC)
+        raise InvalidSetting("state", WRAP_UP_IS_AUTOMATIC, "wrap_up_automatic")
     return AgentState(wanted, since=now)
 
 

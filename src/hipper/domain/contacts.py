@@ -9,6 +9,7 @@ so it is normalised but needs no step-up.
 from __future__ import annotations
 
 import builtins
+import re
 import unicodedata
 from collections.abc import Iterable
 from typing import Any, Literal
@@ -119,9 +120,19 @@ def matches(contact: Contact, query: str) -> bool:
     return True
 
 
+# Dutch surname particles (tussenvoegsels): "de Vries" is filed under V, as Dutch directories do.
+_PARTICLES = re.compile(r"^(?:(?:van|von|de|den|der|het|'t|te|ter|ten|in|op|aan|uit|bij|la|le|du|d')\s+)+")
+
+
+def surname_key(last_name: str) -> str:
+    """The part of a surname it sorts by: without its leading particles ("van der Berg" → "berg")."""
+    folded = _fold(last_name)
+    return _PARTICLES.sub("", folded) or folded
+
+
 def sort_contacts(contacts: Iterable[Contact], by: SortKey) -> list[Contact]:
     def key(contact: Contact) -> tuple[str, str, str, int]:
-        first, last = _fold(contact.first_name), _fold(contact.last_name)
+        first, last = _fold(contact.first_name), surname_key(contact.last_name)
         primary, secondary = (first, last) if by == "first_name" else (last, first)
         # Entries without the chosen name sort by the other one, then by company, never first as "".
         return (primary or secondary or _fold(contact.company_name), secondary, contact.list, contact.id)
@@ -143,7 +154,7 @@ class PersonalEntry(BaseModel):
     @model_validator(mode="after")
     def _named(self) -> PersonalEntry:
         if not (self.first_name or self.last_name or self.company_name):
-            raise InvalidSetting("first_name", "give a first name, a last name or a company name")
+            raise InvalidSetting("first_name", "give a first name, a last name or a company name", "name_required")
         return self
 
     @field_validator("email", mode="before")
@@ -186,9 +197,9 @@ def parse_vcards(text: str) -> tuple[list[PersonalEntry], list[Skipped]]:
     try:
         cards = list(vobject.readComponents(text, ignoreUnreadable=True))
     except Exception as exc:  # vobject raises ParseError and assorted ValueErrors on broken files
-        raise InvalidSetting("", f"this is not a vCard file: {exc}") from exc
+        raise InvalidSetting("", f"this is not a vCard file: {exc}", "not_a_vcard") from exc
     if not cards:
-        raise InvalidSetting("", "no vCard (BEGIN:VCARD … END:VCARD) found")
+        raise InvalidSetting("", "no vCard (BEGIN:VCARD … END:VCARD) found", "not_a_vcard")
     for position, card in enumerate(cards, start=1):
         if card.name != "VCARD":
             skipped.append(Skipped(card=position, reason=f"not a vCard but {card.name}"))

@@ -12,12 +12,14 @@ from typing import Annotated
 import phonenumbers
 from pydantic import AfterValidator
 
+from hipper.domain.errors import CodedValueError
+
 DEFAULT_REGION = "NL"
 EXTENSION_PATTERN = re.compile(r"^[1-9][0-9]{1,5}$")
 
 
-class NumberError(ValueError):
-    pass
+class NumberError(CodedValueError):
+    code = "phone_number"
 
 
 def is_extension(text: str) -> bool:
@@ -25,7 +27,8 @@ def is_extension(text: str) -> bool:
 
 
 def normalise(text: str, region: str = DEFAULT_REGION) -> str:
-    """Return an extension unchanged, or the E.164 form of a public number; raise NumberError otherwise."""
+    """Return an extension unchanged, or the E.164 form of a public number; raise NumberError otherwise (its
+    message never repeats the text: API answers must not echo what was sent)."""
     cleaned = re.sub(r"[\s\-().]", "", text or "")
     if not cleaned:
         raise NumberError("a phone number is required")
@@ -34,15 +37,15 @@ def normalise(text: str, region: str = DEFAULT_REGION) -> str:
     # phonenumbers reads letters as keypad digits (0800-FLOWERS); a settings field takes digits only, so that
     # a typo or a word never becomes a routing target.
     if not re.fullmatch(r"\+?[0-9]+", cleaned):
-        raise NumberError(f"'{text}' is not a phone number: use digits only")
+        raise NumberError("not a phone number: use digits only")
     if cleaned.startswith("00"):
         cleaned = "+" + cleaned[2:]
     try:
         parsed = phonenumbers.parse(cleaned, region)
     except phonenumbers.NumberParseException as exc:
-        raise NumberError(f"'{text}' is not a phone number") from exc
+        raise NumberError("not a phone number") from exc
     if not phonenumbers.is_valid_number(parsed):
-        raise NumberError(f"'{text}' is not a valid phone number")
+        raise NumberError("not a valid phone number")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -65,8 +68,9 @@ def is_dutch_mobile(text: str) -> bool:
 def _validate(value: str) -> str:
     try:
         return normalise(value)
-    except NumberError as exc:
-        raise ValueError(str(exc)) from exc
+    except NumberError:
+        # Raised as it is: pydantic keeps it in the error's context, and its code reaches the 422 item.
+        raise
 
 
 PhoneNumber = Annotated[str, AfterValidator(_validate)]

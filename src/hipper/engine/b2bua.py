@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
@@ -22,16 +22,17 @@ from hipper.domain.routing import RoutingRules
 from hipper.engine.call import Call, CallApplications, CallerInfo, CallSummary
 from hipper.engine.directory import mobile_user, user_row
 from hipper.engine.leg import CalleeLeg, CallerLeg, Leg, LegOwner, policy_of
+from hipper.engine.outbound import OutboundGuard
 from hipper.engine.peers import Peers, number_of
 from hipper.engine.snapshots import SnapshotCache
 from hipper.media.engine import MediaEngine, MediaEvent, RtpTimeout
-from hipper.sip.digest import Verdict, parse_credentials
 from hipper.sip.message import ParseError, Request, Response
 from hipper.sip.registrar import Registrar
 from hipper.sip.session_timer import too_small
 from hipper.sip.stack import SipStack
 from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
+from hipper.store.presence import Presence
 from hipper.store.registrations import Device
 from hipper.store.writer import BatchWriter
 
@@ -72,25 +73,29 @@ class B2bua:
         self.peers = Peers.from_settings(settings)
         self.rules = RoutingRules(seconds_per_ring=settings.seconds_per_ring)
         self.registrar: Registrar | None = stack.registrar
-        self.snapshots = SnapshotCache(sessions)
         self.writer = BatchWriter(sessions)  # call logs and call events, batched across calls
+        # Who is on a call, on this node and (through the database) on the others.
+        self.presence = Presence(sessions, self.writer, settings.node_id, lease_seconds=settings.node_lease_seconds)
+        self.snapshots = SnapshotCache(sessions, presence=self.presence)
         if self.registrar is not None:
             self.registrar.locations.on_change.append(self.snapshots.forget_bindings)
         self.legs: dict[tuple[str, str], Leg] = {}
         self.invites: dict[ServerTransaction, Call] = {}
         self.endpoints: dict[str, LegOwner] = {}
         self.calls: set[Call] = set()
-        self.active_users: Counter[int] = Counter()
         self.history: deque[CallSummary] = deque(maxlen=HISTORY)
         self.ended: asyncio.Queue[CallSummary] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._events_task: asyncio.Task[None] | None = None
+        self.outbound = OutboundGuard(settings, sessions)  # barring and limits of trunk calls (engine/outbound.py)
         self.applications = applications(self)
 
     async def start(self) -> None:
         self._events_task = asyncio.get_running_loop().create_task(self._media_events())
         self.writer.start()
+        await self.presence.start()
         await self.applications.start()
+        self.stack.unchallenged = self._unchallenged
         self.stack.handler = self
 
     async def close(self) -> None:
@@ -101,6 +106,7 @@ class B2bua:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.writer.close()  # after the calls: what they queued while ending is written, not lost
+        await self.presence.close()
         self.snapshots.close()
         if self._events_task is not None:
             self._events_task.cancel()
@@ -122,18 +128,18 @@ class B2bua:
         self.endpoints.pop(endpoint_id, None)
 
     def on_call(self, user_id: int) -> bool:
-        return self.active_users[user_id] > 0
+        """Whether the user is on a call on this node (routing asks every node: `snapshots.state`)."""
+        return self.presence.here(user_id)
 
-    def on_call_started(self, user_id: int) -> None:
-        self.active_users[user_id] += 1
+    def on_call_started(self, user_id: int, call_id: str) -> None:
+        self.presence.joined(user_id, call_id)
 
-    def on_call_ended(self, user_id: int) -> None:
-        self.active_users[user_id] -= 1
-        if self.active_users[user_id] <= 0:
-            del self.active_users[user_id]
+    def on_call_ended(self, user_id: int, call_id: str) -> None:
+        self.presence.left(user_id, call_id)
 
     def finished(self, call: Call) -> None:
         self.calls.discard(call)
+        self.outbound.release(call.call_id)
         self.invites.pop(call.a.tx, None)
         for key in [key for key, leg in self.legs.items() if leg.call is call]:
             del self.legs[key]
@@ -298,32 +304,16 @@ class B2bua:
         )
 
     async def _authenticate(self, tx: ServerTransaction) -> Device | None:
-        """Digest on INVITE as a proxy-style challenge (407 Proxy-Authenticate, RFC 3261 §22.3)."""
+        """Digest on INVITE as a proxy-style challenge (407 Proxy-Authenticate, RFC 3261 §22.3; sip/registrar.py)."""
         if self.registrar is None:
             tx.respond(tx.response(403, "No devices here"))
             return None
-        request = tx.request
-        values = [v for v in request.headers.get_all("Proxy-Authorization") if v.lower().startswith("digest")]
-        if not values:
-            self._challenge(tx, stale=False)
-            return None
-        params = parse_credentials(values[0])
-        device = await self.registrar.devices.lookup(params.get("username", ""))
-        if device is None:
-            tx.respond(tx.response(403, "Wrong credentials"))
-            return None
-        verdict = self.registrar.authenticator.verify(params, "INVITE", device.credentials)
-        if verdict == Verdict.STALE:
-            self._challenge(tx, stale=True)
-            return None
-        if verdict == Verdict.WRONG:
-            tx.respond(tx.response(403, "Wrong credentials"))
+        device = await self.registrar.authenticate(tx.request, tx.peer, proxy=True, to_tag=tx.to_tag)
+        if isinstance(device, Response):
+            tx.respond(device)
             return None
         return device
 
-    def _challenge(self, tx: ServerTransaction, *, stale: bool) -> None:
-        assert self.registrar is not None
-        response = tx.response(407)
-        for value in self.registrar.authenticator.challenges(stale=stale):
-            response.headers.add("Proxy-Authenticate", value)
-        tx.respond(response)
+    def _unchallenged(self, request: Request, peer: Peer) -> bool:
+        """INVITEs not authenticated by digest: from the trunk or mobile network, or our own callback legs."""
+        return self.peers.origin(peer) is not None or self.applications.callback_user(request) is not None

@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
@@ -34,8 +34,11 @@ from hipper.config import Settings
 from hipper.domain.call_logs import CallKind
 from hipper.domain.errors import DomainError
 from hipper.domain.group_routing import GroupNumber, plan_group_call
+from hipper.domain.numbers import NumberError, normalise
 from hipper.domain.outgoing import ANONYMOUS_DISPLAY, ANONYMOUS_HOST, ANONYMOUS_USER, PlacedCall, outgoing_identity
 from hipper.domain.routing import (
+    AnswerConfirmation,
+    CallHistory,
     ForwardStep,
     HangupStep,
     IncomingCall,
@@ -46,13 +49,25 @@ from hipper.domain.routing import (
     RoutingRules,
     Step,
     Target,
+    UserState,
     VoicemailStep,
     plan_incoming,
+    plan_loop,
+    public_number,
 )
 from hipper.domain.routing.plan import DiversionReason
 from hipper.engine.directory import Callee, Resolved, resolve
+from hipper.engine.fork import Branch, Fork, ForkResult
 from hipper.engine.leg import CalleeLeg, CallerLeg, Leg, LegOwner, answer_in_dialog_offer, policy_of
-from hipper.engine.peers import Peers, diversion_headers, diversions_so_far, identity_headers
+from hipper.engine.outbound import OutboundGuard
+from hipper.engine.peers import (
+    Peers,
+    asserted_identity,
+    diversions_so_far,
+    history_headers,
+    identity_headers,
+    received_history,
+)
 from hipper.engine.snapshots import SnapshotCache
 from hipper.engine.waiting import race_until
 from hipper.media.engine import (
@@ -65,6 +80,7 @@ from hipper.media.engine import (
     MediaEvent,
     Play,
     PlaybackFinished,
+    PortsExhausted,
     RecordingFinished,
     Release,
     SetRemoteSdp,
@@ -82,7 +98,6 @@ from hipper.store.writer import BatchWriter
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-BUSY_STATUSES = frozenset({486, 600, 603})
 # After the Personal Assistant's announcement the caller still has this long to press 0.
 ASSISTANT_GRACE_SECONDS = 5.0
 # A prompt that never reports its end (a stuck engine) must not hold the call forever.
@@ -124,6 +139,7 @@ class CallHost(Protocol):
     rules: RoutingRules
     snapshots: SnapshotCache
     writer: BatchWriter
+    outbound: OutboundGuard
 
     @property
     def applications(self) -> CallApplications: ...
@@ -136,9 +152,9 @@ class CallHost(Protocol):
 
     def on_call(self, user_id: int) -> bool: ...
 
-    def on_call_started(self, user_id: int) -> None: ...
+    def on_call_started(self, user_id: int, call_id: str) -> None: ...
 
-    def on_call_ended(self, user_id: int) -> None: ...
+    def on_call_ended(self, user_id: int, call_id: str) -> None: ...
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None: ...
 
@@ -172,26 +188,6 @@ class Party:
     answered_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class Branch:
-    """Where one fork branch goes."""
-
-    uri: URI
-    peer: Peer
-    to: NameAddr
-    label: str
-    confirm: bool = False
-    headers: tuple[tuple[str, str], ...] = ()
-    user_id: int | None = None  # the user whose phone this is (an answer there is their "received" call)
-    block_diversion: bool = False  # Anywhere: the network's voicemail must not take it (engine/diversion_guard.py)
-
-
-@dataclass(frozen=True)
-class RingResult:
-    outcome: Literal["answered", "busy", "no-answer", "not-reachable", "gone"]
-    status: int = 0
-
-
 @dataclass
 class CallSummary:
     """What tests and metrics read about a finished call."""
@@ -206,13 +202,13 @@ class CallSummary:
 
 @dataclass
 class Routing:
-    """The user whose plan runs, and what their forwarded legs carry."""
+    """The user whose plan runs, and the call's forwarding history up to them (what forwarded legs carry)."""
 
     party: Party
     callee: Callee
     incoming: IncomingCall
     called_number: str
-    headers: tuple[tuple[str, str], ...] = ()
+    history: CallHistory = field(default_factory=CallHistory)
 
 
 class Call:
@@ -233,7 +229,7 @@ class Call:
         self.placed: Party | None = None
         self.final_status: int | None = None
         self.events: dict[str, asyncio.Queue[MediaEvent]] = {}
-        self._ring_queue: asyncio.Queue[tuple[CalleeLeg, Response | str]] | None = None
+        self._fork: Fork | None = None  # the ring under way, told when one of its branches hangs up
         self._tasks: set[asyncio.Task[None]] = set()
         self.summary: CallSummary | None = None
         self.on_call_users: list[int] = []
@@ -245,14 +241,18 @@ class Call:
         try:
             offer = self.a.request.body.decode(errors="replace")
             try:
+                # The SIP's source host: behind NAT only it may latch the media (media/engine.py).
+                host = self.a.peer.host
                 if offer.strip():
-                    created = await self.media.execute(CreateEndpoint(remote_sdp=offer))
+                    created = await self.media.execute(CreateEndpoint(remote_sdp=offer, signalling_host=host))
                 else:
                     # Late offer: we offer in our 200 and the caller answers in its ACK.
                     self.a.late_offer = True
-                    created = await self.media.execute(CreateEndpoint())
+                    created = await self.media.execute(CreateEndpoint(signalling_host=host))
+            except PortsExhausted:
+                raise  # an overload, not a bad offer: 503 below
             except MediaError:
-                self.fail(488, "Not Acceptable Here")
+                self.fail(488, "Not Acceptable Here")  # the SDP was refused (media/sdp.py says why in the log)
                 return
             assert isinstance(created, EndpointCreated)
             self.a.endpoint_id = created.endpoint_id
@@ -263,6 +263,10 @@ class Call:
                 self.fail(480, "Temporarily Unavailable")
             if self.a.answered:
                 await self.over.wait()
+        except PortsExhausted as error:
+            # RFC 3261 §21.5.4: an overload the caller may retry, not a fault of ours (500) or of its offer (488).
+            self.a.reject(503, "No Media Ports Free", [("Retry-After", str(error.retry_after_seconds))])
+            self.fail(503)
         except Exception:
             log.exception("call.failed", extra={"call_id": self.call_id})
             self.fail(500, "Server Internal Error")
@@ -305,7 +309,7 @@ class Call:
             self.b2bua.unwatch(endpoint_id)
         self.events.clear()
         for user_id in self.on_call_users:
-            self.b2bua.on_call_ended(user_id)
+            self.b2bua.on_call_ended(user_id, self.call_id)
         self.on_call_users = []
         self.summary = CallSummary(
             call_id=self.call_id,
@@ -405,8 +409,8 @@ class Call:
     def leg_gone(self, leg: Leg) -> None:
         if leg is self.a or leg is self.connected:
             self.over.set()
-        elif isinstance(leg, CalleeLeg) and self._ring_queue is not None:
-            self._ring_queue.put_nowait((leg, "bye"))
+        elif isinstance(leg, CalleeLeg) and self._fork is not None:
+            self._fork.leg_gone(leg)
 
     async def _renegotiate(self, leg: Leg, tx: ServerTransaction) -> None:
         """A re-INVITE / UPDATE (hold, resume, a moved phone, a session refresh): answered from this leg's own
@@ -497,9 +501,10 @@ class Call:
                 diversion_count=incoming_base.diversion_count,
                 max_forwards=incoming_base.max_forwards,
             )
-            await self.route_user(resolved.callee, incoming, resolved.number, ())
+            await self.route_user(resolved.callee, incoming, resolved.number, self.arrived_history(), None)
         elif resolved.kind == "group" and resolved.group is not None:
-            await self.route_group(resolved.group, resolved.company_id, incoming_base)
+            history = self.arrived_history().reach(resolved.number, None, None)
+            await self.route_group(resolved.group, resolved.company_id, incoming_base, history)
         elif resolved.kind in ("hunt_group", "call_center"):
             await self.b2bua.applications.route_group(self, resolved, incoming_base)
         elif resolved.kind == "external" and self.caller.user_id is not None:
@@ -508,13 +513,23 @@ class Call:
             self.fail(404, "Not Found")
 
     async def route_user(
-        self, callee: Callee, incoming: IncomingCall, called_number: str, headers: tuple[tuple[str, str], ...]
+        self,
+        callee: Callee,
+        incoming: IncomingCall,
+        called_number: str,
+        history: CallHistory,
+        reason: DiversionReason | None,
     ) -> None:
+        """Plan and run the call for this user, reached through `history` (forwarded for `reason`, or first)."""
         now = datetime.now(UTC)
-        state = await self.b2bua.snapshots.state(callee.user_id, now, on_call=self.b2bua.on_call(callee.user_id))
+        state = await self.b2bua.snapshots.state(callee.user_id, now)
         if state is None:
             self.fail(404, "Not Found")
             return
+        if history.met(callee.user_id):
+            await self.loop_back(callee, incoming, called_number, history, state, now)
+            return
+        history = history.reach(public_number(state, callee.called) or called_number, callee.user_id, reason)
         plan = plan_incoming(incoming, state, now, self.b2bua.rules)
         party = Party(
             callee.user_id,
@@ -526,14 +541,44 @@ class Call:
         )
         self.parties.append(party)
         log.info("call.plan", extra={"call_id": self.call_id, "user_id": callee.user_id, "plan": plan.describe()})
-        await self.run_steps(plan.steps, Routing(party, callee, incoming, called_number, headers))
+        await self.run_steps(plan.steps, Routing(party, callee, incoming, called_number, history))
 
-    async def route_group(self, group: GroupNumber, company_id: int | None, incoming: IncomingCall) -> None:
+    async def loop_back(
+        self,
+        callee: Callee,
+        incoming: IncomingCall,
+        called_number: str,
+        history: CallHistory,
+        state: UserState,
+        now: datetime,
+    ) -> None:
+        """Forwarding led back to a user already in the chain: the loop ends at them (`plan_loop`), on the
+        call-log row they have already — one row per user per call."""
+        plan = plan_loop(incoming, state, now, self.b2bua.rules)
+        party = next(p for p in self.parties if p.user_id == callee.user_id)
+        party.outcome.append("loop")
+        log.info("call.loop", extra={"call_id": self.call_id, "user_id": callee.user_id, "plan": plan.describe()})
+        await self.run_steps(plan.steps, Routing(party, callee, incoming, called_number, history))
+
+    def arrived_history(self) -> CallHistory:
+        """The history the call arrived with: entries from the trusted peers are kept (the next exchange sees the
+        whole chain); a phone's own History-Info/Diversion would claim forwards that never happened (RFC 7044 §12)."""
+        if self.caller.origin in ("trunk", "mobile"):
+            return received_history(self.a.request)
+        return CallHistory()
+
+    async def route_group(
+        self, group: GroupNumber, company_id: int | None, incoming: IncomingCall, history: CallHistory
+    ) -> None:
+        """A company or department number: its destination, with the number in the history (a user who forwards
+        to their company's number and is its destination is a loop like any other)."""
         plan = plan_group_call(group, incoming.caller, datetime.now(UTC), max_forwards=incoming.max_forwards)
         if isinstance(plan.step, RejectStep):
             self.fail(plan.step.status, plan.step.reason_phrase)
             return
-        await self.forward_to(plan.step.destination, None, None, company_id=company_id)
+        await self.forward_to(
+            plan.step.destination, None, None, company_id=company_id, history=history, incoming=incoming
+        )
 
     async def run_steps(self, steps: tuple[Step, ...], routing: Routing) -> None:
         party = routing.party
@@ -587,14 +632,15 @@ class Call:
 
     # -- ringing ----------------------------------------------------------------------------------------------
 
-    async def ring_step(self, step: RingStep, routing: Routing) -> RingResult:
+    async def ring_step(self, step: RingStep, routing: Routing) -> ForkResult:
         branches: list[Branch] = []
         for target in step.targets:
             branches.extend(await self.branches_for(target, routing))
         if not branches:
-            return RingResult("not-reachable")
+            return ForkResult("not-reachable")
         max_forwards = max(1, routing.incoming.max_forwards - 1)
-        result = await self.ring(branches, step.timeout_seconds, max_forwards, routing.headers)
+        headers = history_headers(routing.history, self.settings.sip_realm) if routing.history.forwarded else []
+        result = await self.ring(branches, step.timeout_seconds, max_forwards, tuple(headers))
         if result.outcome == "answered":
             party = routing.party
             winner = self.connected
@@ -643,6 +689,8 @@ class Call:
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None:
             return branches
+        if await self.b2bua.outbound.barred(resolved.number, user_id, routing.callee.company_id) is not None:
+            return branches  # a barred number is not rung, the user's other targets are (docs/security.md)
         branches.append(
             Branch(
                 trunk[0],
@@ -669,156 +717,78 @@ class Call:
         max_forwards: int,
         headers: tuple[tuple[str, str], ...],
         from_: NameAddr | None = None,
-    ) -> RingResult:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[CalleeLeg, Response | str]] = asyncio.Queue()
-        self._ring_queue = queue
-        legs: list[CalleeLeg] = []
+    ) -> ForkResult:
+        """Fork to `branches` (engine/fork.py); the winner is connected to the caller."""
         ringback: str | None = None
         if self.a.answered and self.a.endpoint_id is not None:
             # The caller was answered by an application (Personal Assistant): they hear ringback meanwhile.
             ringback = await self.play(self.a.endpoint_id, (tone_path("ringback"),), loop=True)
+        outside: tuple[NameAddr, tuple[tuple[str, str], ...]] | None = None
+        prepared: list[Branch] = []
         for branch in branches:
-            endpoint = await self.new_endpoint()
-            leg = CalleeLeg(
-                self.b2bua.stack,
-                self,
-                peer=branch.peer,
-                uri=branch.uri,
-                from_=from_ or self.caller_address(),
-                to=branch.to,
-                label=branch.label,
-                confirm=branch.confirm,
-                block_diversion=branch.block_diversion,
-            )
-            leg.min_answer_seconds = self.settings.block_diversion_min_answer_seconds
-            leg.session_policy = policy_of(self.settings)
-            leg.endpoint_id = endpoint.endpoint_id
-            leg.user_id = branch.user_id
-            leg.listener = lambda leg, response: queue.put_nowait((leg, response))
-            leg.start(
-                endpoint.local_sdp,
-                [*headers, *branch.headers],
-                max_forwards=max_forwards,
-                provisional_timeout=self.settings.branch_provisional_seconds,
-            )
-            legs.append(leg)
-            self.branches.append(leg)
-        deadline = None if ring_seconds is None else loop.time() + ring_seconds
-        pending = set(legs)
-        statuses: list[int] = []
-        rang = False
-        winner: CalleeLeg | None = None
-        timed_out = False
-        confirming: dict[CalleeLeg, asyncio.Task[None]] = {}
-        early: CalleeLeg | None = None
+            if self.b2bua.peers.origin(branch.peer) is not None:  # the trunk or the mobile network
+                outside = outside or await self.outside_identity(from_, headers)
+                shown, identity = outside
+                branch = replace(branch, from_=shown, headers=(*branch.headers, *identity))
+            prepared.append(branch)
+        fork = Fork(
+            self, self.settings, from_=from_ or self.caller_address(), headers=headers, max_forwards=max_forwards,
+            ring_seconds=ring_seconds, on_progress=self._progress, confirm=self._confirm, track=self.branches.append,
+        )  # fmt: skip
+        self._fork = fork
         try:
-            while pending:
-                wait = None if deadline is None else deadline - loop.time()
-                if wait is not None and wait <= 0:
-                    timed_out = True
-                    break
-                item = await self.race(queue.get(), wait)
-                if item is None:
-                    timed_out = not self.over.is_set()
-                    break
-                leg, event = item
-                if leg not in pending:
-                    continue
-                if isinstance(event, Response):
-                    status = event.status
-                    if status < 200:
-                        if status > 100:
-                            rang = True
-                            # Early media (a network's ringback or announcement): the caller hears it too. Not
-                            # with a late offer (our SDP would be an offer in an unreliable 183).
-                            if (
-                                event.body
-                                and early is None
-                                and not self.a.answered
-                                and not self.a.late_offer
-                                and not leg.confirm
-                                and not leg.block_diversion  # the network's "not reachable" announcement
-                                and await self._accept_answer(leg, event)
-                            ):
-                                early = leg
-                                await self.media.execute(Connect(self.a.endpoint_id or "", leg.endpoint_id or ""))
-                                self.a.early_media(self.a_sdp)
-                                continue
-                            self.a.ringing()
-                        continue
-                    if status < 300:
-                        if leg is early:
-                            pass  # its SDP came with the early media already (the 200 repeats it, RFC 3261 §13.2.1)
-                        elif not await self._accept_answer(leg, event):
-                            pending.discard(leg)
-                            statuses.append(488)
-                            self.spawn(leg.bye())
-                            continue
-                        if leg.confirm:
-                            confirming[leg] = asyncio.ensure_future(self._confirm(leg, queue))
-                            continue
-                        winner = leg
-                        break
-                    pending.discard(leg)
-                    statuses.append(status)
-                    await self.release(leg.endpoint_id)
-                elif event == "confirmed":
-                    winner = leg
-                    break
-                elif event == "bye":
-                    pending.discard(leg)
-                    statuses.append(487)
-                    if leg in confirming:
-                        confirming.pop(leg).cancel()
-                    await self.release(leg.endpoint_id)
+            result = await fork.run(prepared)
         finally:
-            self._ring_queue = None
-            for task in confirming.values():
-                task.cancel()
-            for leg in legs:
-                if leg is winner:
-                    continue
-                if leg.status is None:
-                    leg.cancel()  # the transaction sends the CANCEL once (if ever) a 1xx came (§9.1)
-                elif 200 <= leg.status < 300 and not leg.ended:
-                    self.spawn(leg.bye())
-                self.spawn(self.release(leg.endpoint_id))
-        if winner is not None:
-            await self.connect(winner, ringback)
-            return RingResult("answered", 200)
-        if self.over.is_set():
-            return RingResult("gone")
-        if timed_out:
-            return RingResult("no-answer")
-        if statuses and all(status in BUSY_STATUSES for status in statuses):
-            return RingResult("busy", statuses[-1])
-        if not rang and not any(status in BUSY_STATUSES for status in statuses):
-            return RingResult("not-reachable", statuses[-1] if statuses else 480)
-        if any(status in BUSY_STATUSES for status in statuses):
-            return RingResult("busy", 486)
-        return RingResult("no-answer", statuses[-1] if statuses else 480)
+            self._fork = None
+        if result.winner is not None:
+            await self.connect(result.winner, ringback)
+        return result
 
-    async def _accept_answer(self, leg: CalleeLeg, response: Response) -> bool:
-        if leg.endpoint_id is None:
-            return False
-        try:
-            await self.media.execute(SetRemoteSdp(leg.endpoint_id, response.body.decode(errors="replace")))
-        except MediaError:
-            return False
-        return True
+    async def _progress(self, leg: CalleeLeg, response: Response) -> bool:
+        """A branch rings: the caller hears ringing — or, with SDP, the branch's early media (a network's ringback or
+        announcement). Not with a late offer (our SDP would be an offer in an unreliable 183), nor from a branch
+        that must be confirmed or whose network voicemail is blocked (its "not reachable" announcement)."""
+        if (
+            response.body
+            and not self.a.answered
+            and not self.a.late_offer
+            and not leg.confirm
+            and not leg.block_diversion
+            and leg.endpoint_id is not None
+            and self.a.endpoint_id is not None
+        ):
+            try:
+                body = response.body.decode(errors="replace")
+                await self.media.execute(SetRemoteSdp(leg.endpoint_id, body, signalling_host=leg.peer.host))
+            except MediaError:
+                self.a.ringing()
+                return False
+            await self.media.execute(Connect(self.a.endpoint_id, leg.endpoint_id))
+            self.a.early_media(self.a_sdp)
+            return True
+        self.a.ringing()
+        return False
 
-    async def _confirm(self, leg: CalleeLeg, queue: asyncio.Queue[tuple[CalleeLeg, Response | str]]) -> None:
-        """Answer confirmation: prompt the answered branch for 1; only then is it the call's answer."""
+    async def _confirm(self, leg: CalleeLeg) -> bool:
+        """Answer confirmation: prompt the answered branch for 1 (at most three plays); only then is it the call's
+        answer. Not confirmed in time: False, and the fork releases the branch with BYE while the others ring on."""
         assert leg.endpoint_id is not None
         events = self.events[leg.endpoint_id]
-        language = self.settings.prompt_language
-        await self.play(leg.endpoint_id, sentence(language, ["incoming_call", "press_1_to_accept"]), loop=True)
+        confirmation = AnswerConfirmation(self.settings.answer_confirmation_seconds)
+        prompt = sentence(self.settings.prompt_language, ["incoming_call", "press_1_to_accept"])
+        loop = asyncio.get_running_loop()
+        answered = loop.time()
+        playback = await self.play(leg.endpoint_id, prompt)
+        plays = 1
         while True:
-            event = await events.get()
-            if isinstance(event, DtmfReceived) and event.digit == "1":
-                queue.put_nowait((leg, "confirmed"))
-                return
+            event = await self.race(events.get(), confirmation.remaining(loop.time() - answered))
+            if event is None:
+                return False  # the time ran out (or the call ended: the fork is gone then)
+            if isinstance(event, DtmfReceived) and confirmation.accepts(event.digit):
+                return True
+            if isinstance(event, PlaybackFinished) and event.playback_id == playback and confirmation.play_again(plays):
+                playback = await self.play(leg.endpoint_id, prompt)
+                plays += 1
 
     def mark_answered(self, callee_user_id: int | None = None) -> None:
         """The call is answered (by a user's phone, or by the exchange itself: the voicemail menu): the caller's
@@ -831,7 +801,7 @@ class Call:
         caller_user = None if self.caller.for_callback else self.caller.user_id
         self.on_call_users = [u for u in (caller_user, callee_user_id) if u is not None]
         for user_id in self.on_call_users:
-            self.b2bua.on_call_started(user_id)
+            self.b2bua.on_call_started(user_id, self.call_id)
         self.b2bua.applications.call_started(self)
 
     async def connect(self, leg: CalleeLeg, ringback: str | None) -> None:
@@ -851,29 +821,46 @@ class Call:
     # -- forwarding and calls out ----------------------------------------------------------------------------
 
     async def forward_to(
-        self, destination: str, step: ForwardStep | None, routing: Routing | None, *, company_id: int | None = None
+        self,
+        destination: str,
+        step: ForwardStep | None,
+        routing: Routing | None,
+        *,
+        company_id: int | None = None,
+        history: CallHistory | None = None,
+        incoming: IncomingCall | None = None,
     ) -> None:
+        """To `destination`, for a user's `step` (with their `routing`), or for a company/department number (no
+        routing; its `history` and `incoming` counters so far)."""
         if company_id is None:
             company_id = routing.callee.company_id if routing is not None else self.caller.company_id
         async with self.b2bua.sessions() as session:
             resolved = await resolve(session, destination, company_id, self.settings.default_region)
         diversion = step.diversion if step is not None else None
-        headers: tuple[tuple[str, str], ...] = ()
-        if diversion is not None and routing is not None:
-            realm = self.settings.sip_realm
-            headers = tuple(diversion_headers(diversion, routing.called_number, resolved.number, realm))
-        base = routing.incoming if routing is not None else IncomingCall(caller=self.caller.number, called="fixed")
+        reason = diversion.reason if diversion is not None else None
+        if routing is not None:
+            history = routing.history
+        history = history or CallHistory()
+        base = routing.incoming if routing is not None else incoming
+        base = base or IncomingCall(caller=self.caller.number, called="fixed")
+        # The counters the next hop carries: a group number is a hop too, so a loop through company numbers
+        # ends by Max-Forwards like any other (RFC 3261 §16.6 step 3).
+        onward = IncomingCall(
+            caller=self.caller.number,
+            called="fixed",
+            diversion_count=diversion.diversion_count if diversion is not None else base.diversion_count,
+            max_forwards=diversion.max_forwards if diversion is not None else base.max_forwards - 1,
+        )
         if resolved.kind == "user" and resolved.callee is not None:
-            incoming = IncomingCall(
-                caller=self.caller.number,
-                called=resolved.callee.called,
-                diversion_count=diversion.diversion_count if diversion is not None else base.diversion_count,
-                max_forwards=diversion.max_forwards if diversion is not None else base.max_forwards - 1,
-            )
-            await self.route_user(resolved.callee, incoming, resolved.number, headers)
+            onward = replace(onward, called=resolved.callee.called)
+            await self.route_user(resolved.callee, onward, resolved.number, history, reason)
             return
         if resolved.kind == "group" and resolved.group is not None:
-            await self.route_group(resolved.group, resolved.company_id, base)
+            if history.reached(resolved.number):
+                self.fail(482, "Loop Detected")  # back at a company/department number: nobody to end it at
+                return
+            history = history.reach(resolved.number, None, reason)
+            await self.route_group(resolved.group, resolved.company_id, onward, history)
             return
         if resolved.kind in ("hunt_group", "call_center"):
             # Members ring directly: a group call is never forwarded on.
@@ -883,15 +870,23 @@ class Call:
         if trunk is None or resolved.kind == "unknown":
             self.fail(404 if resolved.kind == "unknown" else 503, "No route to the destination")
             return
+        if routing is not None and not await self.admitted_out(resolved.number, routing.callee.user_id, company_id):
+            return  # the forwarding user's barring and limits (a forward is their call out)
         max_forwards = diversion.max_forwards if diversion is not None else max(1, base.max_forwards - 1)
+        headers: tuple[tuple[str, str], ...] = ()
+        if diversion is not None and routing is not None:
+            headers = tuple(history_headers(history.reach(resolved.number, None, reason), self.settings.sip_realm))
         from_, privacy = await self.presented_identity()
         branch = Branch(trunk[0], trunk[1], self.b2bua.peers.address(resolved.number), "forward")
         result = await self.ring([branch], None, max_forwards, (*headers, *privacy), from_)
         if result.outcome not in ("answered", "gone"):
             self.fail(result.status or 480)
 
-    async def presented_identity(self) -> tuple[NameAddr, tuple[tuple[str, str], ...]]:
-        """Who the outside world sees: a colleague's configured outgoing identity, or the original caller."""
+    async def presented_identity(self, *, record: bool = True) -> tuple[NameAddr, tuple[tuple[str, str], ...]]:
+        """Who the outside world sees, as an E.164 number in From and P-Asserted-Identity (never an extension):
+        a colleague's call shows the colleague's configured outgoing identity (their direct or the company's
+        number, or anonymous), as if they had called out themselves; a call from outside shows its caller.
+        `record`: the identity is this call's own (a call out or a forward), so the caller's row shows it."""
         if self.caller.user_id is not None:
             state = await self.b2bua.snapshots.state(self.caller.user_id, datetime.now(UTC), on_call=False)
             if state is not None:
@@ -903,16 +898,53 @@ class Call:
                     from_, headers = identity_headers(
                         identity, self.settings.sip_realm, trusted=self.b2bua.peers.trunk_trusted
                     )
-                    if self.placed is not None:
+                    if self.placed is not None and record:
                         self.placed.local_identity = identity.number
                     return from_, tuple(headers)
-        return self.caller_address(), ()
+        if self.caller.number is None:
+            return self.caller_address(), ()
+        try:  # a caller from outside in national format still leaves as E.164
+            number = normalise(self.caller.number, self.settings.default_region)
+        except NumberError:
+            number = self.caller.number
+        realm = self.settings.sip_realm
+        address = NameAddr(URI("sip", realm, user=number), self.caller.display)
+        return address, (asserted_identity(number, realm),) if self.b2bua.peers.trunk_trusted else ()
+
+    async def outside_identity(
+        self, from_: NameAddr | None, headers: tuple[tuple[str, str], ...]
+    ) -> tuple[NameAddr, tuple[tuple[str, str], ...]]:
+        """From and identity headers of a leg to the trunk or the mobile network (docs/call-routing.md "Legs
+        leaving the exchange"). A From that names an E.164 number or is anonymous is what the step chose (a
+        forward, a call out, a group's display) and stays, asserted when `headers` do not assert it yet; anything
+        else — an extension — is replaced by the presented identity, keeping the display name."""
+        user = from_.uri.user or "" if from_ is not None else ""
+        if from_ is not None and user.startswith(("+", ANONYMOUS_USER)):
+            asserted = any(name.lower() == "p-asserted-identity" for name, _ in headers)
+            if asserted or not user.startswith("+") or not self.b2bua.peers.trunk_trusted:
+                return from_, ()
+            return from_, (asserted_identity(user, self.settings.sip_realm),)
+        shown, identity = await self.presented_identity(record=False)
+        if from_ is not None and shown.uri.user != ANONYMOUS_USER:
+            shown = NameAddr(shown.uri, from_.display_name)
+        return shown, identity
+
+    async def admitted_out(self, number: str, user_id: int, company_id: int | None) -> bool:
+        """Call barring and outbound limits before a call leaves through the trunk (engine/outbound.py,
+        docs/security.md "Toll fraud"); a refusal ends the call with its status and reason."""
+        refusal = await self.b2bua.outbound.admit(self.call_id, number, user_id, company_id)
+        if refusal is not None:
+            self.fail(refusal.status, refusal.reason)
+        return refusal is None
 
     async def call_out(self, number: str) -> None:
         """A device calls an external number: out through the trunk with the user's outgoing identity."""
         trunk = self.b2bua.peers.trunk_uri(number)
         if trunk is None:
             self.fail(503, "No trunk configured")
+            return
+        assert self.caller.user_id is not None  # route() calls out for a device's user only
+        if not await self.admitted_out(number, self.caller.user_id, self.caller.company_id):
             return
         from_, headers = await self.presented_identity()
         branch = Branch(trunk[0], trunk[1], self.b2bua.peers.address(number), "trunk")

@@ -5,8 +5,10 @@
 - The mobile network: calls to users' mobile numbers arrive from it; ringing a handset goes back to it with a
   routing prefix so the mobile network delivers the call to the handset instead of back to us.
 
-Forwarded calls carry History-Info (RFC 7044, with RFC 4458 cause values) and Diversion (RFC 5806), so the next
-exchange can count diversions and stop loops (docs/call-routing.md "Loops").
+Forwarded calls carry their whole history (domain/routing/history.py): History-Info (RFC 7044, with RFC 4458
+cause values) and Diversion (RFC 5806), so the next exchange can count diversions and stop loops
+(docs/call-routing.md "Loops"). Every leg to the trunk or the mobile network names the caller by an E.164 number
+in From and P-Asserted-Identity, never by an extension (docs/call-routing.md "Legs leaving the exchange").
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 from hipper.config import Settings
 from hipper.domain.outgoing import CallerIdentity
-from hipper.domain.routing.plan import Diversion
+from hipper.domain.routing.history import CallHistory
 from hipper.sip.message import URI, Message, NameAddr
 from hipper.sip.transport import Peer
 
@@ -62,16 +64,56 @@ class Peers:
         return NameAddr(URI("sip", self.realm, user=number))
 
 
-def diversion_headers(diversion: Diversion, original: str, target: str, realm: str) -> list[tuple[str, str]]:
-    """History-Info (the diverting number, then the new target with its RFC 4458 cause) and Diversion."""
-    history = (
-        f"<sip:{original}@{realm}>;index=1,<sip:{target}@{realm};cause={diversion.history_info_cause}>;index=1.1;mp=1"
+def history_headers(history: CallHistory, realm: str) -> list[tuple[str, str]]:
+    """History-Info (RFC 7044: one hi-entry per target, `cause` in the URI, `index` and `mp`) and Diversion
+    (RFC 5806: one entry per forwarding party, most recent first), the received entries kept ahead of ours."""
+    hi_entries = list(history.received_history)
+    for entry in history.entries:
+        if entry.received:
+            continue  # the received entry for this target is there already
+        cause = f";cause={entry.cause}" if entry.cause is not None else ""
+        mapped = f";mp={entry.mapped_from}" if entry.mapped_from is not None else ""
+        hi_entries.append(f"<sip:{entry.number}@{realm}{cause}>;index={entry.index}{mapped}")
+    diversions = [
+        f"<sip:{number}@{realm}>;reason={reason};counter=1" for number, reason in history.diversions()
+    ] + list(history.received_diversions)
+    headers: list[tuple[str, str]] = []
+    if hi_entries:
+        headers.append(("History-Info", ",".join(hi_entries)))
+    if diversions:
+        headers.append(("Diversion", ",".join(diversions)))
+    return headers
+
+
+_INDEX = re.compile(r";\s*index\s*=\s*(\d{1,4}(?:\.\d{1,4}){0,40})\s*(?:;|$)", re.IGNORECASE)
+_TARGET = re.compile(r"[^<]*<sips?:([^@;>]+)@", re.IGNORECASE)
+# Entries kept from an arriving call: enough for any real chain, bounded against a hostile peer.
+RECEIVED_ENTRIES = 20
+
+
+def received_history(request: Message) -> CallHistory:
+    """The History-Info and Diversion entries a call arrived with (kept for the legs it is forwarded on)."""
+    history = [entry.strip() for value in request.headers.get_all("History-Info") for entry in value.split(",")]
+    diversions = [entry.strip() for value in request.headers.get_all("Diversion") for entry in value.split(",")]
+    history = [entry for entry in history if entry][:RECEIVED_ENTRIES]
+    index = target = None
+    for entry in history:
+        match = _INDEX.search(entry)
+        if match:
+            index = match.group(1)
+            named = _TARGET.match(entry)
+            target = named.group(1) if named else None
+    return CallHistory(
+        received_history=tuple(history),
+        received_index=index,
+        received_target=target,
+        received_diversions=tuple(entry for entry in diversions if entry)[:RECEIVED_ENTRIES],
     )
-    reason = diversion.reason
-    return [
-        ("History-Info", history),
-        ("Diversion", f"<sip:{diversion.diverted_by}@{realm}>;reason={reason};counter={diversion.diversion_count}"),
-    ]
+
+
+def asserted_identity(number: str, realm: str) -> tuple[str, str]:
+    """P-Asserted-Identity toward a trusted peer (RFC 3325 §9.1)."""
+    return ("P-Asserted-Identity", f"<sip:{number}@{realm}>")
 
 
 def identity_headers(identity: CallerIdentity, realm: str, *, trusted: bool) -> tuple[NameAddr, list[tuple[str, str]]]:
@@ -81,7 +123,7 @@ def identity_headers(identity: CallerIdentity, realm: str, *, trusted: bool) -> 
     if identity.privacy is not None:
         headers.append(("Privacy", identity.privacy))
     if trusted:
-        headers.append(("P-Asserted-Identity", f"<sip:{identity.asserted_identity}@{realm}>"))
+        headers.append(asserted_identity(identity.asserted_identity, realm))
     return from_, headers
 
 

@@ -4,9 +4,10 @@ Building a snapshot reads every licensed service document, the user's numbers an
 The cache keeps it until an event for that user (or one without a user, such as a company's night mode) shows up
 in the outbox. Before every use the cache reads the events committed since it last looked (one indexed query), so
 a committed change is seen by the very next call on this node and on every other node sharing the database.
-Registrations change without events (a phone re-registers every few minutes), so the registered devices and the
-"on a call" fact are read fresh for each call — in one statement with the bindings the call then rings
-(`bindings`), which reuses them for a moment instead of reading them again.
+Registrations change without events (a phone re-registers every few minutes), so the registered devices are
+read fresh for each call — in one statement with the bindings the call then rings (`bindings`), which reuses them
+for a moment instead of reading them again — and so is the "on a call" fact (store/presence.py: this node's
+memory, and other nodes' calls in the shared store), on the same connection.
 
 The other per-call reads live here too, for the same reason: service documents the call needs besides the
 routing snapshot (the recording mode) are cached per user and dropped with the snapshot.
@@ -28,6 +29,7 @@ from hipper.engine.directory import Resolved, resolve
 from hipper.store import service_settings
 from hipper.store.db import CallPathReads, PooledReads, Reads
 from hipper.store.models import Event, User
+from hipper.store.presence import Presence
 from hipper.store.registrations import Binding
 from hipper.store.user_state import load_user_state, reachable
 
@@ -74,8 +76,11 @@ _NEW_EVENTS = (
 
 
 class SnapshotCache:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, max_users: int = 50_000) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, presence: Presence | None = None, max_users: int = 50_000
+    ) -> None:
         self.sessions = sessions
+        self.presence = presence  # who is on a call; None: nobody ever is (tests of the cache alone)
         self.max_users = max_users
         self._states: dict[int, UserState] = {}
         self._documents: dict[int, dict[str, ServiceSettings]] = {}
@@ -88,13 +93,20 @@ class SnapshotCache:
         self.loads = 0  # snapshots built from the database (tests and metrics read these)
         self.hits = 0
 
-    async def state(self, user_id: int, now: datetime, *, on_call: bool) -> UserState | None:
+    async def state(self, user_id: int, now: datetime, *, on_call: bool | None = None) -> UserState | None:
+        """The user's routing snapshot; `on_call` None: whether they are on a call is looked up (on any node),
+        else it is taken as given (a caller's own snapshot, where it does not matter)."""
         # The reads every call makes go the cheapest way the database has (`CallPathReads`: on SQLite, straight
         # on the loop); an ORM session only when a snapshot has to be built.
         async with self.reads.connect() as reads:
             if not self._caught_up_for_this_call():
                 await self._catch_up(reads)
-            bindings, devices = await reachable(reads, user_id, now)
+            node_id = self.presence.node_id if self.presence is not None else ""
+            bindings, devices, elsewhere = await reachable(reads, user_id, now, node_id)
+            if on_call is None:
+                on_call = self.presence is not None and await self.presence.on_call(
+                    reads, user_id, now, elsewhere=elsewhere
+                )
         cached = self._states.get(user_id)
         if cached is None:
             async with self.sessions() as session:
@@ -150,7 +162,7 @@ class SnapshotCache:
         if kept is not None and asyncio.get_running_loop().time() - kept[0] <= BINDINGS_REUSE_SECONDS:
             return [b for b in kept[1] if b.expires_at > now]
         async with self.reads.connect() as reads:
-            bindings, _ = await reachable(reads, user_id, now)
+            bindings = (await reachable(reads, user_id, now)).bindings
         return bindings
 
     def forget_bindings(self, user_id: int) -> None:

@@ -20,8 +20,15 @@ Design notes (see DESIGN.md "Media" and "Telephony traps"):
   ``struct`` and PCMU<->PCMA is a ``bytes.translate``; no per-packet logging or objects beyond the datagram.
 - Sockets are non-blocking and read with ``add_reader`` until EAGAIN (several times the throughput of
   ``DatagramProtocol`` here, see docs/performance.md).
-- Latching is strict once learnt: after the first packet, datagrams from any other address are dropped (no media
-  hijacking). ``SetRemoteSdp`` (a re-INVITE) unlatches, for a phone that moved.
+- Latching is strict (rtpengine's strict-source, docs/security.md "Media"): only a source the signalling vouches
+  for may latch (the SDP's address, or, when that address is not globally routable — a phone behind NAT — the
+  host the SIP came from), and once latched, datagrams from any other address are dropped and counted (no media
+  hijacking). Only new SDP (``SetRemoteSdp``: a re-INVITE or UPDATE) unlatches, for a phone that moved.
+- Port pairs are drawn at random from the free ones (``secrets``, not the ``random`` whose state the SSRCs and
+  sequence numbers we send would reveal), so a call's ports cannot be guessed from another call's.
+- No exception of one endpoint stops the shared ticker or another endpoint: it is logged, counted, and that
+  endpoint is dropped (its call sees an ``RtpTimeout`` and ends). ``alive`` says whether the ticker still runs
+  (``/health`` reports it).
 
 A call, as a B2BUA drives it::
 
@@ -40,9 +47,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import itertools
 import logging
 import random
+import secrets
 import socket
 import time
 from collections import deque
@@ -52,6 +61,7 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
+from prometheus_client import Counter
 
 from hipper.config import Settings
 from hipper.media import g711
@@ -83,12 +93,32 @@ READ_BATCH: Final = 64
 # Recordings hand their audio to the writer thread about once a second, spread over the second.
 FLUSH_FRAMES: Final = 50
 PROMPT_CACHE_SIZE: Final = 512
+# The ticker counts as dead (``MediaEngine.alive`` false, /health 503) when it has not run for this long.
+LIVENESS_SECONDS: Final = 5.0
+# A caller told "no free port" tries again after this long (SIP 503 Retry-After, RFC 3261 §21.5.4).
+PORTS_RETRY_AFTER_SECONDS: Final = 5
+# Random draws tried before giving up on finding a bindable pair (ports another process holds are skipped).
+BIND_ATTEMPTS: Final = 64
+RTP_REJECTED = Counter(
+    "hipper_rtp_rejected_packets_total",
+    "RTP datagrams dropped because they came from a source the call's signalling does not vouch for",
+)
+MEDIA_ENDPOINT_ERRORS = Counter(
+    "hipper_media_endpoint_errors_total",
+    "Endpoints dropped because handling them raised (the media ticker and the other calls go on)",
+)
 _UNPACK_HEADER = RTP_HEADER.unpack_from
 _PACK_HEADER = RTP_HEADER.pack
 
 
 class MediaError(Exception):
     """A command that cannot be carried out (unknown endpoint, no free port, bad SDP, bad file)."""
+
+
+class PortsExhausted(MediaError):
+    """No free RTP port pair: a temporary overload, not bad input (SIP 503 with Retry-After, never 500/488)."""
+
+    retry_after_seconds = PORTS_RETRY_AFTER_SECONDS
 
 
 # ---------------------------------------------------------------------------------------------------- commands
@@ -101,6 +131,9 @@ class CreateEndpoint:
 
     remote_sdp: str | None = None
     codecs: tuple[str, ...] = (PCMU, PCMA)
+    # The IP address the SIP of this endpoint's dialog came from: behind NAT (a non-routable SDP address) only
+    # this host may latch the media (docs/security.md "Media"). None: any source may latch in that case.
+    signalling_host: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +148,7 @@ class SetRemoteSdp:
     endpoint_id: str
     sdp: str
     answers: str | None = None
+    signalling_host: str | None = None  # as in ``CreateEndpoint``; None keeps the endpoint's
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +373,11 @@ class _Endpoint:
         self.remote: tuple[str, int] | None = None
         self.remote_rtcp: tuple[str, int] | None = None
         self.latched = False
+        # Latching rules (``_may_latch``): the SDP's address, whether it is globally routable, the SIP's host.
+        self.signalled: tuple[str, int] | None = None
+        self.signalled_routable = True
+        self.signalling_host: str | None = None
+        self.packets_rejected = 0
         self.codec = PCMU
         self.payload_type = 0
         self.send_dtmf_pt: int | None = None
@@ -362,6 +401,9 @@ class _Endpoint:
         self.dtmf_ts = 0
         self.dtmf_first = False
         self.dtmf_rx = DtmfReceiver()
+        # The telephone-event being received (its RTP timestamp) and whether a bridge carried its first packet.
+        self.dtmf_event_ts = -1
+        self.dtmf_relayed = False
         # Decoded received audio for the mixer and for recordings; both empty for plain bridges (no decoding).
         self.taps: list[FrameBuffer] = []
         self.recorders: list[RecordingBuffer] = []
@@ -399,6 +441,15 @@ def _allowed_ports(port_min: int, port_max: int) -> list[int]:
     return list(range(first, port_max - 1, 2))
 
 
+def _routable(address: str) -> bool:
+    """Whether packets can come from this SDP address: private, shared (CGNAT), documentation and other
+    special-purpose addresses are what a phone behind NAT announces (RFC 6890)."""
+    try:
+        return ipaddress.IPv4Address(address).is_global
+    except ValueError:
+        return False
+
+
 class MediaEngine:
     """Owns every endpoint, the 20 ms ticker and the events. Use from one event loop only.
 
@@ -426,8 +477,8 @@ class MediaEngine:
         self._buffers_checked = False
         self.events: asyncio.Queue[MediaEvent] = asyncio.Queue()
         self._listener = listener
-        self._ports = _allowed_ports(port_min, port_max)
-        self._port_cursor = random.randrange(len(self._ports))
+        # Free port pairs, drawn at random (``_bind_pair``) and given back on release.
+        self._free_ports = _allowed_ports(port_min, port_max)
         self._endpoints: dict[str, _Endpoint] = {}
         self._recordings: dict[str, _Recording] = {}
         self._mixers: dict[str, Mixer] = {}
@@ -440,6 +491,8 @@ class MediaEngine:
         self._next_housekeeping = 0.0
         self._next_rtcp = 0.0
         self._writes: list[tuple[AsyncWavWriter, bytes]] = []
+        self._last_tick = 0.0
+        self._background: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
@@ -449,6 +502,7 @@ class MediaEngine:
         self._deadline = self._now + FRAME_SECONDS
         self._next_housekeeping = self._now + 1.0
         self._next_rtcp = self._now + self.rtcp_interval_seconds
+        self._last_tick = self._now
         self._tick_handle = self._loop.call_at(self._deadline, self._tick)
 
     async def stop(self) -> None:
@@ -459,6 +513,13 @@ class MediaEngine:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
+
+    @property
+    def alive(self) -> bool:
+        """The ticker is scheduled and ran within ``LIVENESS_SECONDS``: prompts, tones and recordings work."""
+        if self._loop is None or self._tick_handle is None or self._loop.is_closed():
+            return False
+        return self._loop.time() - self._last_tick < LIVENESS_SECONDS
 
     async def __aenter__(self) -> MediaEngine:
         await self.start()
@@ -477,7 +538,10 @@ class MediaEngine:
             case CreateEndpoint():
                 return self._create_endpoint(command)
             case SetRemoteSdp():
-                return self._set_remote_sdp(self._endpoint(command.endpoint_id), command.sdp, command.answers)
+                endpoint = self._endpoint(command.endpoint_id)
+                if command.signalling_host is not None:
+                    endpoint.signalling_host = command.signalling_host
+                return self._set_remote_sdp(endpoint, command.sdp, command.answers)
             case CreateOffer():
                 return self._create_offer(self._endpoint(command.endpoint_id), command.direction)
             case Connect():
@@ -534,6 +598,7 @@ class MediaEngine:
         return {
             "packets_sent": endpoint.packets_sent,
             "packets_received": endpoint.packets_received,
+            "packets_rejected": endpoint.packets_rejected,
             "octets_sent": endpoint.octets_sent,
         }
 
@@ -555,9 +620,12 @@ class MediaEngine:
         return f"{prefix}-{next(self._ids)}"
 
     def _bind_pair(self) -> tuple[socket.socket, socket.socket, int]:
-        for _ in range(len(self._ports)):
-            port = self._ports[self._port_cursor]
-            self._port_cursor = (self._port_cursor + 1) % len(self._ports)
+        free = self._free_ports
+        for _ in range(BIND_ATTEMPTS):
+            if not free:
+                break
+            index = secrets.randbelow(len(free))
+            port = free[index]
             rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             try:
@@ -566,12 +634,15 @@ class MediaEngine:
             except OSError:
                 rtp.close()
                 rtcp.close()
-                continue
+                continue  # another process holds it: it stays in the pool, for when that process lets go
+            free[index] = free[-1]  # O(1) removal; the order of the pool does not matter
+            free.pop()
             for sock in (rtp, rtcp):
                 sock.setblocking(False)
             self._size_buffers(rtp)
             return rtp, rtcp, port
-        raise MediaError("no free RTP port pair in the configured range")
+        log.warning("media.ports_exhausted", extra={"free": len(free), "endpoints": len(self._endpoints)})
+        raise PortsExhausted("no free RTP port pair in the configured range")
 
     def _size_buffers(self, rtp: socket.socket) -> None:
         """Room for `socket_buffer_bytes` of RTP each way (the default 208 KiB is ≈ 1–2 s at 50 packets/s once
@@ -599,6 +670,7 @@ class MediaEngine:
         rtp, rtcp, port = self._bind_pair()
         endpoint = _Endpoint(self._new_id("ep"), rtp, rtcp, port)
         endpoint.codecs = command.codecs
+        endpoint.signalling_host = command.signalling_host
         try:
             if command.remote_sdp is not None:
                 local_sdp = self._answer(endpoint, SessionDescription.parse(command.remote_sdp))
@@ -607,6 +679,7 @@ class MediaEngine:
         except SdpError as error:
             rtp.close()
             rtcp.close()
+            self._free_ports.append(port)
             raise MediaError(f"remote_sdp: {error}") from error
         self._endpoints[endpoint.id] = endpoint
         self._loop.add_reader(rtp.fileno(), self._on_rtp_readable, endpoint)
@@ -686,9 +759,11 @@ class MediaEngine:
         endpoint.recv_dtmf_pts = frozenset(
             pt for pt in (session.local_dtmf_payload_type, session.remote_dtmf_payload_type) if pt is not None
         )
-        endpoint.latched = False
+        endpoint.latched = False  # new SDP, the only thing that may move the media (see ``_may_latch``)
         # RFC 3264 §6.1: recvonly/inactive from our point of view means we must not send.
         endpoint.may_send = session.direction in ("sendrecv", "sendonly")
+        endpoint.signalled = (session.remote_address, session.remote_port)
+        endpoint.signalled_routable = _routable(session.remote_address)
         if session.remote_address != "0.0.0.0" and session.remote_port:
             endpoint.remote = (session.remote_address, session.remote_port)
             endpoint.remote_rtcp = (session.remote_address, session.remote_port + 1)
@@ -828,6 +903,12 @@ class MediaEngine:
             self._loop.remove_reader(endpoint.rtcp.fileno())
         endpoint.rtp.close()
         endpoint.rtcp.close()
+        self._free_ports.append(endpoint.port)
+        if endpoint.packets_rejected:
+            log.warning(
+                "media.rtp_rejected_total",
+                extra={"endpoint_id": endpoint.id, "packets": endpoint.packets_rejected, "remote": endpoint.remote},
+            )
         for mixer_id, mixer in list(self._mixers.items()):
             if not mixer.buffers:
                 del self._mixers[mixer_id]
@@ -844,16 +925,58 @@ class MediaEngine:
 
     # --------------------------------------------------------------------------------------- receive path
 
+    def _fail_endpoint(self, endpoint: _Endpoint, where: str, error: Exception) -> None:
+        """Handling one endpoint raised: log it, drop the endpoint, tell its call (an ``RtpTimeout`` ends it).
+        Nothing here may raise into the shared ticker or reader."""
+        MEDIA_ENDPOINT_ERRORS.inc()
+        log.error("media.endpoint_failed", extra={"endpoint_id": endpoint.id, "where": where}, exc_info=error)
+        try:
+            self._release(endpoint.id)
+        except Exception:
+            log.exception("media.endpoint_release_failed", extra={"endpoint_id": endpoint.id})
+        self._emit(RtpTimeout(endpoint.id, 0.0))
+
     def _on_rtp_readable(self, endpoint: _Endpoint) -> None:
         recvfrom = endpoint.rtp.recvfrom
-        for _ in range(READ_BATCH):
-            try:
-                data, address = recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return  # e.g. ICMP errors surfacing on the socket: nothing to read
-            self._on_rtp(endpoint, data, address)
+        try:
+            for _ in range(READ_BATCH):
+                try:
+                    data, address = recvfrom(2048)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    return  # e.g. ICMP errors surfacing on the socket: nothing to read
+                self._on_rtp(endpoint, data, address)
+        except Exception as error:
+            self._fail_endpoint(endpoint, "rtp", error)
+
+    def _may_latch(self, endpoint: _Endpoint, address: tuple[str, int]) -> bool:
+        """Whether the first packet from ``address`` may become the endpoint's remote (cold path: only until
+        latched). The signalled address and port, or the signalled host on another port (a NAT that keeps the
+        address), always; when the signalled address is not routable (behind NAT), the host the SIP came from.
+        Anything else is a third party spraying the port range."""
+        signalled = endpoint.signalled
+        if signalled is None:
+            return False  # no SDP from the remote yet (our offer is unanswered): nobody vouched for anyone
+        if address[0] == signalled[0]:
+            return True
+        if endpoint.signalled_routable:
+            return False
+        return endpoint.signalling_host is None or address[0] == endpoint.signalling_host
+
+    def _reject(self, endpoint: _Endpoint, address: tuple[str, int]) -> None:
+        endpoint.packets_rejected += 1
+        RTP_REJECTED.inc()
+        if endpoint.packets_rejected == 1:  # one line per endpoint (a flood must not flood the log too)
+            log.warning(
+                "media.rtp_rejected",
+                extra={
+                    "endpoint_id": endpoint.id,
+                    "source": f"{address[0]}:{address[1]}",
+                    "latched": endpoint.latched,
+                    "remote": f"{endpoint.remote[0]}:{endpoint.remote[1]}" if endpoint.remote else None,
+                },
+            )
 
     def _on_rtp(self, endpoint: _Endpoint, data: bytes, address: tuple[str, int]) -> None:
         # Hot path: called for every datagram. Header fields straight from struct; no objects, no logging.
@@ -864,7 +987,11 @@ class MediaEngine:
             return  # not RTP v2, or RTCP multiplexed on the RTP port (RFC 5761): ignored here
         if endpoint.latched:
             if address != endpoint.remote:
-                return  # after latching, only the latched source is accepted (no media hijacking)
+                self._reject(endpoint, address)  # after latching, only the latched source (no media hijacking)
+                return
+        elif not self._may_latch(endpoint, address):
+            self._reject(endpoint, address)
+            return
         else:
             # Symmetric RTP: answer to where the media really comes from, not to the (maybe NATed) SDP address.
             endpoint.remote = address
@@ -898,7 +1025,14 @@ class MediaEngine:
             for digit in endpoint.dtmf_rx.feed(ts, data[offset:end]):
                 self._emit(DtmfReceived(endpoint.id, digit.digit, digit.duration_ms))
             peer = endpoint.peer
-            if peer is not None and peer.source == SOURCE_PEER and peer.may_send and peer.send_dtmf_pt is not None:
+            bridged = peer is not None and peer.source == SOURCE_PEER
+            if ts != endpoint.dtmf_event_ts:
+                # A new event (RFC 4733 §2.5.1.1: one timestamp per event) is relayed only when a bridge carries
+                # its start: a key pressed before the bridge (answer confirmation's "press 1") must not reach the
+                # other side as the tail of a digit — the end packets are repeated after it (§2.5.1.4).
+                endpoint.dtmf_event_ts = ts
+                endpoint.dtmf_relayed = bridged
+            if endpoint.dtmf_relayed and peer is not None and peer.may_send and peer.send_dtmf_pt is not None:
                 # DTMF passes through the bridge on the peer's own telephone-event payload type.
                 self._relay(peer, data[offset:end], seq, ts, ssrc, second & 0x80, peer.send_dtmf_pt)
 
@@ -930,17 +1064,21 @@ class MediaEngine:
         out.octets_sent += len(payload)
 
     def _on_rtcp_readable(self, endpoint: _Endpoint) -> None:
-        for _ in range(READ_BATCH):
-            try:
-                data, address = endpoint.rtcp.recvfrom(2048)
-            except OSError:
-                return
-            if endpoint.latched and endpoint.remote is not None and address[0] == endpoint.remote[0]:
+        try:
+            for _ in range(READ_BATCH):
+                try:
+                    data, address = endpoint.rtcp.recvfrom(2048)
+                except OSError:
+                    return
+                if not endpoint.latched or endpoint.remote is None or address[0] != endpoint.remote[0]:
+                    continue  # only the latched host's RTCP counts: a stranger cannot keep a dead call alive
                 endpoint.remote_rtcp = address
-            with contextlib.suppress(ValueError):
-                # RTCP only proves the remote is alive here; reports are not acted on yet.
-                parse_rtcp(data)
-                endpoint.last_received = self._now
+                with contextlib.suppress(ValueError):
+                    # RTCP only proves the remote is alive here; reports are not acted on yet.
+                    parse_rtcp(data)
+                    endpoint.last_received = self._now
+        except Exception as error:
+            self._fail_endpoint(endpoint, "rtcp", error)
 
     # ------------------------------------------------------------------------------------------ send path
 
@@ -995,10 +1133,22 @@ class MediaEngine:
             endpoint.relay_ssrc = -1
 
     def _tick(self) -> None:
+        """The 20 ms step. Whatever one step raises, the next one is scheduled: the ticker serves every call's
+        prompts, tones, mixers and recordings, so it must outlive any one call's fault (issue: one SDP once
+        stopped it for the whole node)."""
         assert self._loop is not None
         now = self._loop.time()
         self._now = now
-        due = int((now - self._deadline) / FRAME_SECONDS) + 1
+        self._last_tick = now
+        due = max(1, int((now - self._deadline) / FRAME_SECONDS) + 1)
+        try:
+            self._step(now, due)
+        except Exception:
+            log.exception("media.tick_failed")  # a bug outside any one endpoint: logged, the ticker goes on
+        self._deadline += due * FRAME_SECONDS
+        self._tick_handle = self._loop.call_at(self._deadline, self._tick)
+
+    def _step(self, now: float, due: int) -> None:
         if due > 1 and self._recordings:
             # After a stall the packets of the stalled time wait in the sockets: read them before catching up,
             # else the catch-up records silence for audio that did arrive (a gap) and the burst read later
@@ -1018,55 +1168,92 @@ class MediaEngine:
             self._frame(now)
             self._record_frame()
         self._flush_writes()
-        self._deadline += due * FRAME_SECONDS
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + 1.0
             self._check_timeouts(now)
         if now >= self._next_rtcp:
             self._next_rtcp = now + self.rtcp_interval_seconds
             self._send_rtcp()
-        self._tick_handle = self._loop.call_at(self._deadline, self._tick)
 
     def _frame(self, now: float) -> None:
         """One 20 ms step of every paced source."""
         mixed: dict[str, Pcm] = {}
-        for mixer in self._mixers.values():
-            for participant in mixer.buffers:
+        failed: list[tuple[_Endpoint, Exception]] = []
+        for mixer in list(self._mixers.values()):
+            for participant in list(mixer.buffers):
                 endpoint = self._endpoints.get(participant)
                 if endpoint is not None:
                     self._on_rtp_readable(endpoint)
-            mixed.update(mixer.tick())
+            try:
+                mixed.update(mixer.tick())
+            except Exception as error:
+                failed += [(e, error) for p in mixer.buffers if (e := self._endpoints.get(p)) is not None]
         for endpoint in self._endpoints.values():
             if endpoint.remote is None or endpoint.source == SOURCE_NONE or not endpoint.may_send:
                 continue
-            if endpoint.dtmf_out:
-                self._send_dtmf_tick(endpoint, now)
-                if endpoint.player is not None:
-                    endpoint.player.next_frame()  # a prompt keeps its place in time under the DTMF
-                continue
-            source = endpoint.source
-            if source == SOURCE_PLAYER:
-                player = endpoint.player
-                frame = player.next_frame() if player is not None else None
-                if frame is None:
-                    endpoint.player = None
-                    self._set_source(endpoint, SOURCE_SILENCE)
-                    if player is not None:
-                        self._emit(PlaybackFinished(endpoint.id, player.playback_id))
-                    endpoint.switched = False  # silence continues the prompt's talkspurt seamlessly
-                    payload = _SILENCE[endpoint.codec]
-                else:
-                    payload = g711.encode(frame, endpoint.codec)
-                self._send_frame(endpoint, payload, endpoint.payload_type, now)
-            elif source == SOURCE_SILENCE:
-                self._send_frame(endpoint, _SILENCE[endpoint.codec], endpoint.payload_type, now)
-            elif source == SOURCE_MIXER:
-                pcm = mixed.get(endpoint.id, SILENT_FRAME)
-                self._send_frame(endpoint, g711.encode(pcm, endpoint.codec), endpoint.payload_type, now)
+            try:
+                self._frame_of(endpoint, mixed, now)
+            except Exception as error:
+                failed.append((endpoint, error))  # dropped after the loop: the table must not change under it
+        for endpoint, cause in failed:
+            if endpoint.id in self._endpoints:
+                self._fail_endpoint(endpoint, "ticker", cause)
+
+    def _frame_of(self, endpoint: _Endpoint, mixed: dict[str, Pcm], now: float) -> None:
+        """One endpoint's 20 ms of paced sending."""
+        if endpoint.dtmf_out:
+            self._send_dtmf_tick(endpoint, now)
+            if endpoint.player is not None:
+                endpoint.player.next_frame()  # a prompt keeps its place in time under the DTMF
+            return
+        source = endpoint.source
+        if source == SOURCE_PLAYER:
+            player = endpoint.player
+            frame = player.next_frame() if player is not None else None
+            if frame is None:
+                endpoint.player = None
+                self._set_source(endpoint, SOURCE_SILENCE)
+                if player is not None:
+                    self._emit(PlaybackFinished(endpoint.id, player.playback_id))
+                endpoint.switched = False  # silence continues the prompt's talkspurt seamlessly
+                payload = _SILENCE[endpoint.codec]
+            else:
+                payload = g711.encode(frame, endpoint.codec)
+            self._send_frame(endpoint, payload, endpoint.payload_type, now)
+        elif source == SOURCE_SILENCE:
+            self._send_frame(endpoint, _SILENCE[endpoint.codec], endpoint.payload_type, now)
+        elif source == SOURCE_MIXER:
+            pcm = mixed.get(endpoint.id, SILENT_FRAME)
+            self._send_frame(endpoint, g711.encode(pcm, endpoint.codec), endpoint.payload_type, now)
 
     def _record_frame(self) -> None:
-        for recording in self._recordings.values():
-            self._write_frame(recording)
+        for recording in list(self._recordings.values()):
+            try:
+                self._write_frame(recording)
+            except Exception:
+                log.exception("media.recording_failed", extra={"recording_id": recording.id})
+                self._abandon_recording(recording)
+
+    def _abandon_recording(self, recording: _Recording) -> None:
+        """A recording whose frame could not be written: stop feeding it and keep what was written (its
+        owner gets ``RecordingFinished`` as for a stop); the other recordings and the ticker go on."""
+        self._recordings.pop(recording.id, None)
+        for endpoint, buffer in recording.sources:
+            endpoint.recorders = [tap for tap in endpoint.recorders if tap is not buffer]
+        recording.pending = []
+
+        async def commit() -> None:
+            try:
+                samples = await recording.writer.commit()
+            except Exception:
+                log.exception("media.recording_commit_failed", extra={"recording_id": recording.id})
+                samples = 0
+            self._emit(RecordingFinished(recording.id, recording.path, samples / g711.SAMPLE_RATE))
+
+        if self._loop is not None:
+            task = self._loop.create_task(commit())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def _write_frame(self, recording: _Recording) -> None:
         frames = [buffer.pop() for _, buffer in recording.sources]
@@ -1115,22 +1302,32 @@ class MediaEngine:
 
     def _send_rtcp(self) -> None:
         wall = time.time()
+        failed: list[tuple[_Endpoint, Exception]] = []
         for endpoint in self._endpoints.values():
             if endpoint.remote_rtcp is None:
                 continue
-            report: RtcpSenderReport | RtcpReceiverReport
-            if endpoint.packets_sent:
-                report = RtcpSenderReport(
-                    endpoint.ssrc,
-                    ntp_timestamp(wall),
-                    endpoint.ts,
-                    endpoint.packets_sent & 0xFFFFFFFF,
-                    endpoint.octets_sent & 0xFFFFFFFF,
-                )
-            else:
-                report = RtcpReceiverReport(endpoint.ssrc)
-            with contextlib.suppress(OSError):
-                endpoint.rtcp.sendto(report.serialize(), endpoint.remote_rtcp)
+            try:
+                self._send_report(endpoint, wall)
+            except Exception as error:
+                failed.append((endpoint, error))
+        for endpoint, cause in failed:
+            self._fail_endpoint(endpoint, "rtcp", cause)
+
+    def _send_report(self, endpoint: _Endpoint, wall: float) -> None:
+        report: RtcpSenderReport | RtcpReceiverReport
+        if endpoint.packets_sent:
+            report = RtcpSenderReport(
+                endpoint.ssrc,
+                ntp_timestamp(wall),
+                endpoint.ts,
+                endpoint.packets_sent & 0xFFFFFFFF,
+                endpoint.octets_sent & 0xFFFFFFFF,
+            )
+        else:
+            report = RtcpReceiverReport(endpoint.ssrc)
+        assert endpoint.remote_rtcp is not None
+        with contextlib.suppress(OSError):
+            endpoint.rtcp.sendto(report.serialize(), endpoint.remote_rtcp)
 
 
 _SILENCE: Final = {PCMU: g711.silence(PCMU), PCMA: g711.silence(PCMA)}
@@ -1164,6 +1361,7 @@ __all__ = [
     "Play",
     "PlayPcm",
     "PlaybackFinished",
+    "PortsExhausted",
     "RecordingFinished",
     "Release",
     "ResumeRecording",

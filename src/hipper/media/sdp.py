@@ -6,6 +6,8 @@ rejected in an answer (port 0), as RFC 3264 §6 requires, rather than dropped.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Final
@@ -18,9 +20,26 @@ STATIC_PAYLOAD_TYPES: Final = {0: (PCMU, 8000), 8: (PCMA, 8000)}
 DIRECTIONS: Final = ("sendrecv", "sendonly", "recvonly", "inactive")
 _MIRROR: Final = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
 
+# Bounds on what a remote's SDP may hold (docs/security.md "Media"). A phone's offer is a few hundred bytes with
+# one or two m= lines; anything far beyond is refused (488) before it costs memory or reaches the engine.
+MAX_SDP_BYTES: Final = 16 * 1024
+MAX_LINES: Final = 256
+MAX_LINE_LENGTH: Final = 1024
+MAX_MEDIA: Final = 8
+MAX_FORMATS: Final = 32
+MAX_ATTRIBUTES: Final = 64
+MAX_PTIME_MS: Final = 1000
+MAX_CLOCK_RATE: Final = 192_000
+# RFC 4566 §5.2: session id and version are numeric; they fit 64 bits (NTP-style values).
+MAX_SESSION_NUMBER: Final = 2**64 - 1
+# Strict ASCII digits: int() alone also takes "+5", " 5", "1_0" and other scripts' digits.
+_NUMBER = re.compile(r"[0-9]{1,20}")
+_PAYLOAD_TYPE = re.compile(r"[0-9]{1,3}")
+
 
 class SdpError(ValueError):
-    """SDP we cannot parse or cannot agree with (a SIP layer answers 488 Not Acceptable Here)."""
+    """SDP we cannot parse, refuse, or cannot agree with: the one error the call path turns into 488 Not
+    Acceptable Here (RFC 3261 §21.4.26), through the engine's ``MediaError``."""
 
 
 @dataclass(slots=True)
@@ -40,7 +59,7 @@ class MediaDescription:
         return self.rtpmap.get(payload_type) or STATIC_PAYLOAD_TYPES.get(payload_type)
 
     def payload_types(self) -> list[int]:
-        return [int(f) for f in self.formats if f.isdigit()]
+        return [int(f) for f in self.formats if _PAYLOAD_TYPE.fullmatch(f)]
 
 
 @dataclass(slots=True)
@@ -55,12 +74,21 @@ class SessionDescription:
 
     @classmethod
     def parse(cls, text: str) -> SessionDescription:
+        """Parse and validate a remote's SDP; every refusal is an ``SdpError`` naming the field (never another
+        exception, never a half-checked value reaching the engine)."""
+        if len(text) > MAX_SDP_BYTES:
+            raise SdpError(f"SDP is longer than {MAX_SDP_BYTES} bytes")
         session: SessionDescription | None = None
         current: MediaDescription | None = None
-        for number, raw in enumerate(text.replace("\r\n", "\n").split("\n"), start=1):
+        lines = text.replace("\r\n", "\n").split("\n")
+        if len(lines) > MAX_LINES:
+            raise SdpError(f"SDP has more than {MAX_LINES} lines")
+        for number, raw in enumerate(lines, start=1):
             line = raw.strip()
             if not line:
                 continue
+            if len(line) > MAX_LINE_LENGTH:
+                raise SdpError(f"SDP line {number} is longer than {MAX_LINE_LENGTH} characters")
             if len(line) < 2 or line[1] != "=":
                 raise SdpError(f"SDP line {number} is not 'x=value': {line[:40]!r}")
             kind, value = line[0], line[2:]
@@ -68,10 +96,7 @@ class SessionDescription:
                 parts = value.split()
                 if len(parts) != 6:
                     raise SdpError("SDP o= line needs 6 fields")
-                try:
-                    session = cls(parts[0], int(parts[1]), int(parts[2]), parts[5])
-                except ValueError as error:
-                    raise SdpError("SDP o= session id and version must be numbers") from error
+                session = cls(parts[0], _session_number(parts[1]), _session_number(parts[2]), parts[5])
             elif session is None:
                 if kind != "v":
                     raise SdpError("SDP must start with v= and o=")
@@ -84,16 +109,13 @@ class SessionDescription:
                 else:
                     current.connection = address
             elif kind == "m":
-                parts = value.split()
-                if len(parts) < 4:
-                    raise SdpError("SDP m= line needs media, port, proto and at least one format")
-                try:
-                    port = int(parts[1].split("/")[0])
-                except ValueError as error:
-                    raise SdpError(f"SDP m= port is not a number: {parts[1]!r}") from error
-                current = MediaDescription(parts[0], port, parts[2], parts[3:])
+                if len(session.media) >= MAX_MEDIA:
+                    raise SdpError(f"SDP has more than {MAX_MEDIA} m= lines")
+                current = _media_line(value)
                 session.media.append(current)
             elif kind == "a" and current is not None:
+                if len(current.other_attributes) >= MAX_ATTRIBUTES:
+                    raise SdpError(f"SDP m= section has more than {MAX_ATTRIBUTES} attributes")
                 _media_attribute(current, value)
         if session is None:
             raise SdpError("SDP has no o= line")
@@ -128,11 +150,59 @@ class SessionDescription:
         return next((m for m in self.media if m.media == "audio" and m.port != 0), None)
 
 
+def _session_number(text: str) -> int:
+    if not _NUMBER.fullmatch(text) or int(text) > MAX_SESSION_NUMBER:
+        raise SdpError(f"SDP o= session id and version must be numbers below 2^64: {text[:30]!r}")
+    return int(text)
+
+
+def _media_line(value: str) -> MediaDescription:
+    """``m=<media> <port>[/<count>] <proto> <fmt> ...`` (RFC 4566 §5.14), checked field by field."""
+    parts = value.split()
+    if len(parts) < 4:
+        raise SdpError("SDP m= line needs media, port, proto and at least one format")
+    media, port_field, proto, formats = parts[0], parts[1], parts[2], parts[3:]
+    port_text, _, count = port_field.partition("/")
+    if not _NUMBER.fullmatch(port_text) or int(port_text) > 65535:
+        raise SdpError(f"SDP m= port is not a port number: {port_field[:30]!r}")
+    if count and count != "1":
+        raise SdpError(f"SDP m= port count must be 1 (one stream per m= line): {port_field[:30]!r}")
+    port = int(port_text)
+    if len(formats) > MAX_FORMATS:
+        raise SdpError(f"SDP m= line has more than {MAX_FORMATS} formats")
+    if proto.startswith("RTP/"):
+        # RTCP goes to the next port (RFC 3550 §11), so 65534 is the highest RTP port; 0 rejects the stream
+        # (RFC 3264 §6). An odd port is accepted: "SHOULD be even" (RFC 3550 §11), and rtcp-mux endpoints and
+        # some SBCs announce odd ones. Formats are RTP payload types, 0-127 (RFC 3550 §5.1, 7 bits).
+        if not 0 <= port <= 65534:
+            raise SdpError(f"SDP m= RTP port must be within 1-65534: {port}")
+        for fmt in formats:
+            _payload_type(fmt, "m=")
+    return MediaDescription(media, port, proto, formats)
+
+
+def _payload_type(text: str, where: str) -> int:
+    if not _PAYLOAD_TYPE.fullmatch(text) or int(text) > 127:
+        raise SdpError(f"SDP {where} payload type must be a number 0-127: {text[:30]!r}")
+    return int(text)
+
+
 def _connection_address(value: str) -> str:
+    """``c=IN IP4 <unicast IPv4 literal>``. A host name is refused, not resolved: resolving it would block the
+    loop (and the SDP is the remote's to choose, so would our DNS traffic be). IPv6 media is not supported by
+    the engine's sockets yet, multicast never (RFC 4566 §5.7 TTL/count suffixes)."""
     parts = value.split()
     if len(parts) != 3 or parts[0] != "IN" or parts[1] not in ("IP4", "IP6"):
-        raise SdpError(f"SDP c= line must be 'IN IP4 <address>': {value!r}")
-    return parts[2].split("/")[0]
+        raise SdpError(f"SDP c= line must be 'IN IP4 <address>': {value[:60]!r}")
+    if parts[1] == "IP6":
+        raise SdpError("SDP c= IPv6 media is not supported: offer IP4")
+    try:
+        address = ipaddress.IPv4Address(parts[2])
+    except ValueError as error:
+        raise SdpError(f"SDP c= address must be an IPv4 address, not a host name: {parts[2][:60]!r}") from error
+    if address.is_multicast:
+        raise SdpError(f"SDP c= multicast address not supported: {parts[2]}")
+    return str(address)
 
 
 def _media_attribute(media: MediaDescription, value: str) -> None:
@@ -141,18 +211,25 @@ def _media_attribute(media: MediaDescription, value: str) -> None:
         if name == "rtpmap":
             payload_type, encoding = rest.split(None, 1)
             codec, _, clock = encoding.partition("/")
-            media.rtpmap[int(payload_type)] = (codec, int(clock.split("/")[0] or 8000))
+            rate_text = clock.split("/")[0] or "8000"
+            if not _NUMBER.fullmatch(rate_text) or not 1 <= int(rate_text) <= MAX_CLOCK_RATE:
+                raise ValueError(rate_text)
+            media.rtpmap[_payload_type(payload_type, "a=rtpmap")] = (codec, int(rate_text))
         elif name == "fmtp":
             payload_type, _, parameters = rest.partition(" ")
-            media.fmtp[int(payload_type)] = parameters.strip()
+            media.fmtp[_payload_type(payload_type, "a=fmtp")] = parameters.strip()
         elif name == "ptime":
+            if not _NUMBER.fullmatch(rest.strip()) or not 1 <= int(rest) <= MAX_PTIME_MS:
+                raise ValueError(rest)
             media.ptime = int(rest)
         elif name in DIRECTIONS:
             media.direction = name
         else:
             media.other_attributes.append(value)
     except ValueError as error:
-        raise SdpError(f"SDP a={name} is malformed: {value!r}") from error
+        if isinstance(error, SdpError):
+            raise
+        raise SdpError(f"SDP a={name} is malformed: {value[:60]!r}") from error
 
 
 @dataclass(frozen=True, slots=True)

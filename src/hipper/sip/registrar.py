@@ -3,21 +3,34 @@
 A device registers for its own address-of-record: the To URI's user is the device's `auth_username`, and
 the digest username must be the same. Each binding remembers where the REGISTER really came from (transport,
 address, port), which is where requests to the device go, whatever private address its Contact names.
+
+Authentication (REGISTER here; INVITE and SUBSCRIBE for the B2BUA) happens in two steps. `screen` decides what
+needs no database and keeps no state: a request without credentials, or with a nonce we cannot vouch for, gets
+a fresh challenge; an answer we refuse whatever the password (no qop, another uri) gets 403. The stack calls it
+before making a transaction, so a flood of such requests is answered statelessly and a 401/407 is never
+retransmitted (RFC 3261 §8.2.7 stateless UAS). `authenticate` then looks the user up and checks the password.
+An unknown user gets the same 401 and the same 403 as a wrong password (no account enumeration), and every
+failure goes to the `AuthGuard` (log line, metric, bans: docs/security.md "SIP authentication").
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 
-from hipper.sip.digest import Authenticator, Verdict, parse_credentials
+from hipper.sip.digest import Authenticator, Credentials, Verdict, parse_credentials
+from hipper.sip.guard import AuthGuard
 from hipper.sip.message import NameAddr, ParseError, Request, Response, is_number
 from hipper.sip.transport import Peer
 from hipper.store.registrations import Binding, BindingChange, Device, DeviceDirectory, LocationStore, expiry
 
 log = logging.getLogger(__name__)
+
+# What an unknown user's answer is checked against, so it costs the same digest as a known user's wrong one.
+_NOBODY = Credentials("", "", "0" * 32, "0" * 64)
 
 
 class _Refused(Exception):
@@ -43,50 +56,91 @@ class Registrar:
         devices: DeviceDirectory,
         locations: LocationStore,
         policy: RegistrarPolicy | None = None,
+        guard: AuthGuard | None = None,
     ) -> None:
         self.authenticator = authenticator
         self.devices = devices
         self.locations = locations
         self.policy = policy or RegistrarPolicy()
+        self.guard = guard or AuthGuard()
 
-    async def authenticate(self, request: Request, device: Device) -> Response | None:
-        """None when the request carries good credentials for `device`; else the response to send (§22.4).
+    def screen(
+        self, request: Request, source: Peer, *, proxy: bool = False, to_tag: str | None = None
+    ) -> Response | None:
+        """The stateless part of authentication: None when the request's credentials are worth looking up.
 
-        Reusable for any request (INVITE from a device): a 401 challenge, 403 for someone else's or wrong
-        credentials, 400 for credentials we cannot read.
+        Else the response: a challenge (none given, or a nonce that is not one we gave `source` for this method
+        within its lifetime: stale=true), 400 for credentials we cannot read, 403 for an answer refused whatever
+        the password. Only answers on a nonce we gave this address count as failures: a spoofed source cannot
+        get someone else's address banned (a nonce proves the address received our challenge).
         """
-        headers = [value for value in request.headers.get_all("Authorization") if value.lower().startswith("digest")]
-        if not headers:
-            return self._challenge(request)
+        header = "Proxy-Authorization" if proxy else "Authorization"
+        values = [value for value in request.headers.get_all(header) if value[:6].lower() == "digest"]
+        if not values:
+            return self._challenge(request, source, proxy=proxy, stale=False, to_tag=to_tag)
         try:
-            params = parse_credentials(headers[0])
+            params = parse_credentials(values[0])
         except ParseError:
-            return Response.for_request(request, 400, "Bad Authorization header")
-        if params.get("username") != device.credentials.username:
-            return Response.for_request(request, 403, "Credentials of another user")
-        verdict = self.authenticator.verify(params, request.method, device.credentials)
-        if verdict == Verdict.STALE:
-            return self._challenge(request, stale=True)
-        if verdict == Verdict.WRONG:
-            return Response.for_request(request, 403, "Wrong credentials")
+            return Response.for_request(request, 400, f"Bad {header} header", to_tag=to_tag)
+        outcome = self.authenticator.screen(params, request.method, request.uri, source.host)
+        if outcome.verdict == Verdict.STALE:
+            return self._challenge(request, source, proxy=proxy, stale=True, to_tag=to_tag)
+        username = params.get("username", "")
+        if outcome.verdict == Verdict.WRONG:
+            return self._refuse(request, source, username, outcome.reason, to_tag)
+        if self.guard.account_locked(username, source.host):
+            return self._refuse(request, source, username, "locked", to_tag)
         return None
 
-    def _challenge(self, request: Request, *, stale: bool = False) -> Response:
-        response = Response.for_request(request, 401)
-        for value in self.authenticator.challenges(stale=stale):
-            response.headers.add("WWW-Authenticate", value)
+    async def authenticate(
+        self, request: Request, source: Peer, *, proxy: bool = False, to_tag: str | None = None
+    ) -> Device | Response:
+        """The device whose good credentials `request` carries, or the response to send (§22.4).
+
+        For any request from a device: REGISTER and SUBSCRIBE are challenged with 401, INVITE (`proxy`) with 407
+        Proxy-Authenticate as a proxy would (§22.3).
+        """
+        refused = self.screen(request, source, proxy=proxy, to_tag=to_tag)
+        if refused is not None:
+            return refused
+        header = "Proxy-Authorization" if proxy else "Authorization"
+        value = next(value for value in request.headers.get_all(header) if value[:6].lower() == "digest")
+        params = parse_credentials(value)
+        username = params.get("username", "")
+        device = await self.devices.lookup(username)
+        outcome = self.authenticator.verify(
+            params, request.method, request.uri, source.host, device.credentials if device else _NOBODY
+        )
+        if outcome.verdict == Verdict.STALE:
+            return self._challenge(request, source, proxy=proxy, stale=True, to_tag=to_tag)
+        if device is None or outcome.verdict == Verdict.WRONG:
+            return self._refuse(request, source, username, "unknown_user" if device is None else outcome.reason, to_tag)
+        self.guard.succeeded(username, source.host)
+        return device
+
+    def _refuse(self, request: Request, source: Peer, username: str, reason: str, to_tag: str | None) -> Response:
+        """403, the same for every reason (the log line and metric tell them apart)."""
+        self.guard.failed(peer=str(source), host=source.host, username=username, method=request.method, reason=reason)
+        return Response.for_request(request, 403, "Wrong credentials", to_tag=to_tag)
+
+    def _challenge(self, request: Request, source: Peer, *, proxy: bool, stale: bool, to_tag: str | None) -> Response:
+        response = Response.for_request(request, 407 if proxy else 401, to_tag=to_tag or stateless_tag(request))
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        key = request_key(request)
+        for value in self.authenticator.challenges(source.host, request.method, stale=stale, request_key=key):
+            response.headers.add(name, value)
         return response
 
     async def handle(self, request: Request, source: Peer) -> Response:
         to = request.to
         if to.uri.scheme not in ("sip", "sips") or not to.uri.user:
             return Response.for_request(request, 404, "Not Found")
-        device = await self.devices.lookup(to.uri.user)
-        if device is None:
-            return Response.for_request(request, 404, "Not Found")
-        refused = await self.authenticate(request, device)
-        if refused is not None:
-            return refused
+        device = await self.authenticate(request, source)
+        if isinstance(device, Response):
+            return device
+        if device.credentials.username != to.uri.user:
+            # Only reachable with good credentials: it tells their owner nothing they do not know.
+            return Response.for_request(request, 403, "Credentials of another user")
         try:
             return await self._bind(request, source, device)
         except ParseError as exc:
@@ -172,3 +226,15 @@ class Registrar:
             response.headers.add("Contact", f"<{binding.contact}>;expires={binding.expires_in(now)}")
         response.headers.add("Date", format_datetime(now, usegmt=True))
         return response
+
+
+def request_key(request: Request) -> str:
+    """What one request and its retransmissions share: Call-ID, From, top Via (its branch) and CSeq."""
+    via = request.headers.get_all("Via")
+    fields = (request.call_id, request.headers.get("From") or "", via[0] if via else "", request.headers.get("CSeq"))
+    return "\0".join(field or "" for field in fields)
+
+
+def stateless_tag(request: Request) -> str:
+    """A To tag that is the same for every retransmission of a request (§8.2.7: a stateless UAS keeps none)."""
+    return hashlib.sha256(request_key(request).encode("utf-8", "replace")).hexdigest()[:12]

@@ -12,7 +12,13 @@ retransmitted by the transaction until the ACK, and `await tx.acked` tells wheth
 ring a user, `await stack.registrar.locations.for_user(user_id)` gives bindings; send each leg with
 `stack.send_request(request, binding.peer, on_response, provisional_timeout=...)` so it reaches the phone
 where it registered from (NAT), and `Dialog.as_uac(request, response)` builds the dialog from a 1xx/2xx.
-Devices are authenticated on INVITE with `stack.registrar.authenticate(request, device)`.
+Devices are authenticated on INVITE with `stack.registrar.authenticate(request, tx.peer, proxy=True)`.
+
+New REGISTER, INVITE and SUBSCRIBE requests are screened before any transaction exists (`Registrar.screen`):
+without credentials, or on a nonce we cannot vouch for, they are challenged statelessly (§8.2.7), so a flood
+of them costs no state and a 401/407 is never retransmitted; from a source banned for failed logins they are
+dropped. `stack.unchallenged` names the requests the B2BUA does not authenticate (the trunk, the exchange's
+own callback legs).
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+from hipper.sip.guard import SourceLimit
 from hipper.sip.message import (
     ParseError,
     Request,
@@ -40,6 +47,7 @@ from hipper.sip.transaction import (
     ServerTransaction,
     TimerConfig,
     TransactionLayer,
+    stamp_via,
 )
 from hipper.sip.transport import Peer, Transports
 
@@ -72,9 +80,13 @@ class SipStack:
         handler: RequestHandler | None = None,
         timers: TimerConfig | None = None,
         clock: Clock | None = None,
+        limit: SourceLimit | None = None,
     ) -> None:
         self.registrar = registrar
         self.handler = handler
+        self.limit = limit
+        # Requests the handler takes without digest authentication (set by the B2BUA): not screened here.
+        self.unchallenged: Callable[[Request, Peer], bool] = lambda _request, _peer: False
         self.transports = Transports(self.receive)
         self.transactions = TransactionLayer(self.transports, self, timers, clock)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -111,6 +123,8 @@ class SipStack:
     # Receiving --------------------------------------------------------------------------------------------
 
     def receive(self, data: bytes, peer: Peer) -> None:
+        if self.limit is not None and not self.limit.allow(peer.host):
+            return  # a source sending more than any phone or office does: dropped before parsing
         try:
             message = parse_message(data, stream=peer.reliable)
             if isinstance(message, Request):
@@ -130,10 +144,33 @@ class SipStack:
             self._reply_statelessly(request, peer, Response.for_request(request, 483))
             return
         try:
+            if self._screened(request, peer):
+                return
             self.transactions.receive_request(request, peer)
         except ParseError as exc:
             self.malformed += 1
             self._reply_statelessly(request, peer, Response.for_request(request, 400, exc.reason))
+
+    def _screened(self, request: Request, peer: Peer) -> bool:
+        """True when a new REGISTER/INVITE/SUBSCRIBE was answered (or dropped) here, without a transaction."""
+        registrar = self.registrar
+        method = request.method
+        if registrar is None or method not in ("REGISTER", "INVITE", "SUBSCRIBE"):
+            return False
+        if method != "REGISTER" and (self.handler is None or request.to.tag is not None):
+            return False  # in-dialog requests belong to their dialog; without a handler they get 480/501
+        unchallenged = method != "REGISTER" and self.unchallenged(request, peer)
+        if registrar.guard.source_banned(peer.host) and not unchallenged:
+            registrar.guard.dropped()
+            return True
+        if unchallenged:
+            return False
+        stamp_via(request, peer)  # received/rport in an answer's Via (RFC 3581), as a transaction would
+        response = registrar.screen(request, peer, proxy=method == "INVITE")
+        if response is None:
+            return False
+        self._reply_statelessly(request, peer, response)
+        return True
 
     def _receive_response(self, response: Response, peer: Peer) -> None:
         try:

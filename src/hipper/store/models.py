@@ -302,5 +302,51 @@ class HuntGroupRotation(Base):
     last_user_id: Mapped[int | None] = mapped_column(Integer)
 
 
+class Node(Base):
+    """An exchange process sharing the database, and how long its word counts (store/presence.py): each node
+    renews its lease every few seconds; what a node whose lease ran out left behind is ignored and purged."""
+
+    __tablename__ = "nodes"
+    node_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    lease_until: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class ActiveCall(Base):
+    """A user on an answered call, on the node that carries it (store/presence.py): the "on a call" input of
+    routing (busy, call waiting) for every node. Written when the call is answered, deleted when it ends."""
+
+    __tablename__ = "active_calls"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # made by the node: its delete needs no read
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    call_id: Mapped[str] = mapped_column(String(200))
+    node_id: Mapped[str] = mapped_column(String(100), index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CallAccessArm(Base):
+    """A call "via the exchange" the app announced (apps/click_to_dial.py): the user's mobile may call the access
+    number until `expires_at`, through any node, and is connected to `destination`. One per user, used once."""
+
+    __tablename__ = "call_access_arms"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    destination: Mapped[str] = mapped_column(String(64))
+    identity: Mapped[dict[str, Any]] = mapped_column(JSON)  # the CallerIdentity the call goes out with
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OutboundPolicy(Base):
+    """Call barring and the concurrent outbound-call limit of one company (``user_id`` null) or one user
+    (``company_id`` null), set by the administrator (domain/barring.py, docs/security.md "Toll fraud")."""
+
+    __tablename__ = "outbound_policies"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id", ondelete="CASCADE"), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    barred: Mapped[list[Any]] = mapped_column(JSON, default=list)  # barring class names
+    barred_prefixes: Mapped[list[Any]] = mapped_column(JSON, default=list)  # E.164 prefixes, "+3190"
+    max_calls: Mapped[int | None] = mapped_column(Integer)  # null: the exchange's default limit
+
+
 # Readers that follow some event types from a cursor (`type IN (…) AND id > cursor`); migration 0005_apiperf.
 Index("ix_events_type_id", Event.type, Event.id)

@@ -1,4 +1,5 @@
-"""What calls write when they end (call-log rows and outbox events), batched into one transaction.
+"""What calls write when they end (call-log rows and outbox events), batched into one transaction; also the
+`active_calls` rows of who is on a call (store/presence.py).
 
 Each call used to open its own session and commit for its call-log rows and events; at tens of calls per second
 those commits and sessions were a large share of a call's CPU and of the pool's connections. Here one task takes
@@ -27,13 +28,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, bindparam, delete, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from hipper.store.active_calls import CallJoined, CallLeft
 from hipper.store.call_logs import CallRecord
 from hipper.store.db import LoopReadsConnection
-from hipper.store.models import CallLog, Event
+from hipper.store.models import ActiveCall, CallLog, Event
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,9 @@ class OutboxEvent:
     payload: dict[str, Any]
 
 
-Item = CallRecord | OutboxEvent
+# Call-log rows and outbox events; and who is on a call (store/presence.py), which rides along in the same
+# transactions instead of costing each answered call one of its own.
+Item = CallRecord | OutboxEvent | CallJoined | CallLeft
 
 
 # Core statements, not ORM entities: the ORM sends one INSERT per event (it fetches every new id), these send
@@ -57,6 +61,8 @@ Item = CallRecord | OutboxEvent
 # events, however many calls the batch holds.
 _INSERT_LOGS = insert(CallLog).returning(CallLog.id, sort_by_parameter_order=True)
 _INSERT_EVENTS = insert(Event)
+_INSERT_ACTIVE = insert(ActiveCall)
+_DELETE_ACTIVE = delete(ActiveCall).where(ActiveCall.id == bindparam("gone"))
 
 
 async def write_items(connection: AsyncConnection, items: Sequence[Item]) -> None:
@@ -71,6 +77,18 @@ async def write_items(connection: AsyncConnection, items: Sequence[Item]) -> Non
     events = _events(items, ids, datetime.now(UTC))
     if events:
         await connection.execute(_INSERT_EVENTS, events)
+    joined, left = _presence(items)
+    if joined:
+        await connection.execute(_INSERT_ACTIVE, joined)
+    if left:
+        await connection.execute(_DELETE_ACTIVE, [{"gone": gone} for gone in left])
+
+
+def _presence(items: Sequence[Item]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The `active_calls` rows to add and the ids to delete. All adds go first: a call's end is queued after
+    its answer, so a row added and deleted in one batch is added, then deleted."""
+    joined = [item.values() for item in items if isinstance(item, CallJoined)]
+    return joined, [item.id for item in items if isinstance(item, CallLeft)]
 
 
 def _events(items: Sequence[Item], log_ids: list[int], now: datetime) -> list[dict[str, Any]]:
@@ -86,7 +104,7 @@ def _events(items: Sequence[Item], log_ids: list[int], now: datetime) -> list[di
             event(item.user_id, "call_log.added", {"id": next(logs), "kind": item.kind})
             for type_, payload in item.events:
                 event(item.user_id, type_, payload)
-        else:
+        elif isinstance(item, OutboxEvent):
             event(item.user_id, item.type, item.payload)
     return events
 
@@ -102,8 +120,9 @@ class _Insert:
     processors: tuple[Callable[[Any], Any] | None, ...]
 
     @classmethod
-    def of(cls, table: Table, dialect: Dialect, returning: str = "") -> _Insert:
-        columns = [column for column in table.columns if not column.primary_key]
+    def of(cls, table: Table, dialect: Dialect, returning: str = "", *, with_key: bool = False) -> _Insert:
+        """`with_key`: the caller gives the primary key (otherwise the database makes it)."""
+        columns = [column for column in table.columns if with_key or not column.primary_key]
         quote = dialect.identifier_preparer
         names = ", ".join(quote.format_column(column) for column in columns)
         sql = f"INSERT INTO {quote.format_table(table)} ({names}) VALUES ({', '.join('?' for _ in columns)})"
@@ -141,6 +160,8 @@ class BatchWriter:
         dialect = self._engine.dialect
         self._logs = _Insert.of(cast(Table, CallLog.__table__), dialect, returning="id")
         self._events = _Insert.of(cast(Table, Event.__table__), dialect)
+        self._active = _Insert.of(cast(Table, ActiveCall.__table__), dialect, with_key=True)
+        self._left = "DELETE FROM active_calls WHERE id = ?"
 
     def start(self) -> None:
         if self._task is None:
@@ -226,6 +247,8 @@ class BatchWriter:
         """What `write_items` and a commit do, as one call on the SQLite connection's worker thread."""
         # Validated and converted here, before the transaction: a bad record fails the batch without a write.
         logs = [self._logs.parameters(item.values()) for item in items if isinstance(item, CallRecord)]
+        joined, left = _presence(items)
+        active = [self._active.parameters(row) for row in joined]
         now = datetime.now(UTC)
 
         def transaction(connection: sqlite3.Connection) -> int:
@@ -236,6 +259,10 @@ class BatchWriter:
                 events = [self._events.parameters(event) for event in _events(items, ids, now)]
                 if events:
                     cursor.executemany(self._events.sql, events)
+                if active:
+                    cursor.executemany(self._active.sql, active)
+                if left:
+                    cursor.executemany(self._left, [(gone,) for gone in left])
                 connection.commit()
                 return len(events)
             except BaseException:
@@ -248,3 +275,7 @@ class BatchWriter:
             self.direct_statements[self._events.sql] += 1
         if logs:
             self.direct_statements[self._logs.sql] += len(logs)
+        if active:
+            self.direct_statements[self._active.sql] += 1
+        if left:
+            self.direct_statements[self._left] += 1

@@ -1,13 +1,11 @@
 // Offline shell: the app's own files are served network-first (so an update shows at once) and fall back to
 // the cache when offline. The API is never cached: settings must be live or clearly unavailable.
-const CACHE = "hipper-shell-v4";
-const SHELL = [
-  "/",
-  "/index.html",
+// The exchange writes the app's version here when it serves this file ("/v/<hash>", hipper/api/web.py): the
+// page loads its CSS, modules and language files under that prefix, so the shell caches those names.
+const VERSION = "";
+const CACHE = `hipper-shell-v5${VERSION.replaceAll("/", "-")}`;
+const VERSIONED = [
   "/app.css",
-  "/manifest.webmanifest",
-  "/icons/icon.svg",
-  "/icons/icon-192.png",
   "/js/app.js",
   "/js/calls.js",
   "/js/api.js",
@@ -25,6 +23,7 @@ const SHELL = [
   "/i18n/nl.json",
   "/i18n/en.json",
 ];
+const SHELL = ["/", "/index.html", "/terms.html", "/manifest.webmanifest", "/icons/icon.svg", "/icons/icon-192.png", ...VERSIONED.map((path) => VERSION + path)];
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));

@@ -20,9 +20,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.api.deps import MAX_ROW_ID, Admin, Authenticated, Session, State, administrator, commit
+from hipper.domain.barring import MAX_PREFIXES
 from hipper.domain.errors import InvalidSetting
-from hipper.store import admin, devices, media_files
-from hipper.store.models import CallCenter, Company, DirectoryEntry, Group, HuntGroup, SipDevice, User
+from hipper.store import admin, devices, media_files, outbound
+from hipper.store.models import CallCenter, Company, DirectoryEntry, Group, HuntGroup, OutboundPolicy, SipDevice, User
+from hipper.store.outbound import MAX_CALLS_LIMIT
 from hipper.store.users import numbers_of
 
 
@@ -775,3 +777,74 @@ async def update_directory_entry(
 async def delete_directory_entry(entry_id: Id, auth: Admin, session: Session, state: State) -> None:
     await admin.delete_directory_entry(session, await _directory_entry(auth, session, entry_id))
     await commit(session, state)
+
+
+# --- outbound policies: call barring and concurrent-call limits (docs/security.md "Toll fraud") --------------
+
+BarringName = Literal["premium", "international", "high_cost"]
+
+
+class OutboundPolicyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    barred: list[BarringName] = Field(default_factory=list, max_length=3, description="barred classes")
+    barred_prefixes: list[str] = Field(
+        default_factory=list, max_length=MAX_PREFIXES, description="barred E.164 prefixes, e.g. +3190"
+    )
+    max_calls: int | None = Field(
+        default=None, ge=0, le=MAX_CALLS_LIMIT, description="concurrent outbound calls; null: the exchange's default"
+    )
+
+
+class OutboundPolicyOut(BaseModel):
+    barred: list[str]
+    barred_prefixes: list[str]
+    max_calls: int | None
+    stored: bool = Field(description="false: nothing set, the exchange's defaults apply")
+
+
+def _policy_out(row: OutboundPolicy | None, default_barred: list[str]) -> OutboundPolicyOut:
+    if row is None:
+        return OutboundPolicyOut(barred=sorted(default_barred), barred_prefixes=[], max_calls=None, stored=False)
+    return OutboundPolicyOut(
+        barred=list(row.barred), barred_prefixes=list(row.barred_prefixes), max_calls=row.max_calls, stored=True
+    )
+
+
+@router.get("/companies/{company_id}/outbound-policy", response_model=OutboundPolicyOut)
+async def get_company_outbound_policy(company_id: Id, auth: Admin, session: Session, state: State) -> OutboundPolicyOut:
+    """What the company's users may not call, and how many outbound calls they may hold at once."""
+    await _company(auth, session, company_id)
+    row = await outbound.policy_row(session, company_id=company_id)
+    return _policy_out(row, list(state.settings.outbound_barred_default))
+
+
+@router.put("/companies/{company_id}/outbound-policy", response_model=OutboundPolicyOut)
+async def set_company_outbound_policy(
+    company_id: Id, body: OutboundPolicyIn, auth: Admin, session: Session, state: State
+) -> OutboundPolicyOut:
+    await _company(auth, session, company_id)
+    row = await outbound.set_policy(
+        session, company_id=company_id, barred=list(body.barred), prefixes=body.barred_prefixes,
+        max_calls=body.max_calls,
+    )  # fmt: skip
+    await commit(session, state)
+    return _policy_out(row, [])
+
+
+@router.get("/users/{user_id}/outbound-policy", response_model=OutboundPolicyOut)
+async def get_user_outbound_policy(user_id: Id, auth: Admin, session: Session) -> OutboundPolicyOut:
+    """The user's own barring, on top of the company's (a user is barred from more, never less)."""
+    await _user(auth, session, user_id)
+    return _policy_out(await outbound.policy_row(session, user_id=user_id), [])
+
+
+@router.put("/users/{user_id}/outbound-policy", response_model=OutboundPolicyOut)
+async def set_user_outbound_policy(
+    user_id: Id, body: OutboundPolicyIn, auth: Admin, session: Session, state: State
+) -> OutboundPolicyOut:
+    await _user(auth, session, user_id)
+    row = await outbound.set_policy(
+        session, user_id=user_id, barred=list(body.barred), prefixes=body.barred_prefixes, max_calls=body.max_calls
+    )
+    await commit(session, state)
+    return _policy_out(row, [])

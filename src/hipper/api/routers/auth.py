@@ -6,13 +6,14 @@ import logging
 import secrets
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper import metrics
 from hipper.api.deps import Authenticated, CurrentUser, Session, State, commit, hash_token
+from hipper.api.errors import ApiProblem
 from hipper.api.state import AppState
 from hipper.config import Settings
 from hipper.domain.pin import check_password, check_pin
@@ -80,11 +81,11 @@ async def _check_password(
         await state.hasher.verify(None, password)
         log.info("auth.locked", extra={"user_id": user_id, "counter": "password"})
         metrics.LOCKOUT_REFUSALS.labels("password").inc()
-        raise HTTPException(429, LOCKED)
+        raise ApiProblem(429, "account_locked", LOCKED)
     if not await state.hasher.verify(password_hash, password):
         log.info("auth.wrong_password", extra={"user_id": user_id})
         metrics.AUTH_FAILURES.labels("password").inc()
-        raise HTTPException(401, "wrong username or password")
+        raise ApiProblem(401, "wrong_credentials", "wrong username or password")
     await lockouts.succeeded(session, user_id, lockouts.Counter.PASSWORD)
 
 
@@ -103,8 +104,8 @@ async def login(body: LoginRequest, session: Session, state: State) -> LoginResp
         await state.hasher.verify(None, body.password)
         metrics.AUTH_FAILURES.labels("password").inc()
         if state.unknown_logins.failed(body.username, now, settings.login_attempts, settings.login_lockout_seconds):
-            raise HTTPException(429, LOCKED)
-        raise HTTPException(401, "wrong username or password")
+            raise ApiProblem(429, "account_locked", LOCKED)
+        raise ApiProblem(401, "wrong_credentials", "wrong username or password")
     user_id, pin_required = user.id, user.pin_hash is None
     await _check_password(user_id, user.password_hash, body.password, session, state)
     token = secrets.token_urlsafe(32)
@@ -134,11 +135,11 @@ async def verify_pin(auth: Authenticated, pin: str, session: AsyncSession, state
     if not await lockouts.claim(session, user_id, lockouts.Counter.PIN, pin_limit(state.settings), _now()):
         log.info("auth.locked", extra={"user_id": user_id, "counter": "pin"})
         metrics.LOCKOUT_REFUSALS.labels("pin").inc()
-        raise HTTPException(429, PIN_LOCKED)
+        raise ApiProblem(429, "pin_locked", PIN_LOCKED)
     if not await state.hasher.verify(pin_hash, pin):
         log.info("auth.wrong_pin", extra={"user_id": user_id})
         metrics.AUTH_FAILURES.labels("pin").inc()
-        raise HTTPException(403, "wrong PIN")
+        raise ApiProblem(403, "wrong_pin", "wrong PIN")
     await lockouts.succeeded(session, user_id, lockouts.Counter.PIN)
 
 
@@ -147,7 +148,7 @@ async def set_pin(body: PinRequest, auth: CurrentUser, session: Session, state: 
     """Set the PIN at first login; changing it later needs the current PIN."""
     if auth.user.pin_hash is not None:
         if body.current_pin is None:
-            raise HTTPException(403, "changing the PIN needs the current PIN (current_pin)")
+            raise ApiProblem(403, "current_pin_required", "changing the PIN needs the current PIN (current_pin)")
         await verify_pin(auth, body.current_pin, session, state)
     check_pin(body.pin)
     auth.user.pin_hash = await state.hasher.hash(body.pin)
@@ -159,7 +160,7 @@ async def set_pin(body: PinRequest, auth: CurrentUser, session: Session, state: 
 async def step_up(body: StepUpRequest, auth: CurrentUser, session: Session, state: State) -> StepUpResponse:
     """Confirm with the PIN; phone-number changes are allowed for a few minutes on this session."""
     if auth.user.pin_hash is None:
-        raise HTTPException(409, "set a PIN first (PUT /api/v1/auth/pin)")
+        raise ApiProblem(409, "pin_not_set", "set a PIN first (PUT /api/v1/auth/pin)")
     await verify_pin(auth, body.pin, session, state)
     until = datetime.now(UTC) + timedelta(seconds=state.settings.step_up_seconds)
     auth.auth_session.step_up_until = until
@@ -173,9 +174,9 @@ async def change_password(body: PasswordRequest, auth: CurrentUser, session: Ses
     # A stolen session token must not become unlimited password guessing: counted like a failed login.
     try:
         await _check_password(user.id, user.password_hash, body.current_password, session, state)
-    except HTTPException as exc:
+    except ApiProblem as exc:
         if exc.status_code == 401:
-            raise HTTPException(403, "the current password is wrong") from None
+            raise ApiProblem(403, "wrong_password", "the current password is wrong") from None
         raise
     check_password(body.new_password)
     user.password_hash = await state.hasher.hash(body.new_password)

@@ -6,14 +6,14 @@ calls are read straight from the B2BUA's call table: they are never stored.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from hipper.api.deps import CurrentUser, Session, State, commit
-from hipper.api.errors import Conflict
+from hipper.api.errors import Conflict, invalid_body
 from hipper.apps.click_to_dial import AppCalls
 from hipper.apps.node import app_calls_of
 from hipper.domain.errors import InvalidSetting, NotLicensed
@@ -22,6 +22,7 @@ from hipper.domain.outgoing import CallerIdentity, IdentityKind, PlacedCall, cal
 from hipper.domain.routing.state import service
 from hipper.domain.services.call_method import CallMethod
 from hipper.engine.b2bua import B2bua
+from hipper.store import call_access
 from hipper.store.events import add_event
 from hipper.store.user_state import is_colleague, load_user_state
 
@@ -71,11 +72,6 @@ NO_CALL_PROCESSING = "call processing is not running on this node"
 CallId = Annotated[str, Path(min_length=1, max_length=32, pattern="^[0-9a-f]+$")]
 
 
-def _invalid(field: str, message: str) -> HTTPException:
-    # The same shape as FastAPI's own 422, so clients read one format.
-    return HTTPException(422, [{"loc": ["body", field], "msg": message, "type": "value_error"}])
-
-
 @router.post(
     "",
     response_model=CallPlaced,
@@ -95,7 +91,7 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
     try:
         to = normalise(body.to, state.settings.default_region)
     except NumberError as exc:
-        raise _invalid("to", str(exc)) from exc
+        raise invalid_body("to", str(exc), exc.code) from exc
     user = auth.user
     now = datetime.now(UTC)
     user_state = await load_user_state(session, user, now)
@@ -104,7 +100,9 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
     setting = service(user_state, CallMethod) or CallMethod()
     method = body.method or setting.method
     if method == "ask":
-        raise _invalid("method", "your call method is 'ask': choose callback, via_exchange or via_mobile")
+        raise invalid_body(
+            "method", "your call method is 'ask': choose callback, via_exchange or via_mobile", "choose_method"
+        )
     device: Literal["desk", "mobile"] = (
         "mobile" if method != "callback" or setting.callback_device == "mobile" else "desk"
     )
@@ -112,11 +110,16 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
     try:
         identity = outgoing_identity(placed, user_state)
     except InvalidSetting as exc:
-        raise _invalid(exc.field, exc.reason) from exc
+        raise invalid_body(exc.field, exc.reason, exc.code) from exc
     if method == "via_mobile":
         return CallPlaced(method=method, to=to, identity=identity)
     if calls is None:
         raise Conflict("no_call_processing", NO_CALL_PROCESSING)
+    if not placed.internal:
+        # Call barring (docs/security.md "Toll fraud"): the exchange would pay for this call's outside leg.
+        refusal = await calls.b2bua.outbound.barred(to, user.id, user.company_id)
+        if refusal is not None:
+            raise HTTPException(403, refusal.reason)
     if method == "via_exchange":
         access = state.settings.call_access_number
         if not access:
@@ -125,14 +128,19 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
             raise Conflict(
                 "no_mobile_number", "calls via the exchange come from your mobile, and you have no mobile number"
             )
-        calls.arm(user.id, to, identity)
+        # In the database: the mobile's call may arrive on another node.
+        expires_at = now + timedelta(seconds=state.settings.call_access_seconds)
+        await call_access.arm(session, user.id, to, identity, expires_at)
+        await session.commit()
         response.status_code = 202
         return CallPlaced(method=method, to=to, identity=identity, access_number=access,
                           expires_in_seconds=state.settings.call_access_seconds)  # fmt: skip
     legs = callback_legs(user_state, setting.callback_device)
+    # The callback is addressed (its To) to the number of the device chosen, whichever of the legs answers.
+    user_number = legs[0].number or "" if legs else ""
     targets = []
     for leg in legs:
-        targets += await calls.user_targets(user.id, leg.device, leg.number)
+        targets += await calls.user_targets(user.id, leg.device, leg.number, user_number)
     if not targets:
         reason = {
             "desk": "none of your desk phones is registered",
@@ -143,8 +151,7 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
     if any(c.user_id == user.id and c.state == "ringing" for c in calls.callbacks.values()):
         # One at a time: a second tap must not ring the user's phones twice over.
         raise Conflict("callback_under_way", "a callback is already under way: answer it or hang it up first")
-    # The callback is addressed (its To) to the number of the device chosen, whichever of the legs answers.
-    callback = calls.start_callback(user.id, user.company_id, legs[0].number or "", to, identity, targets)
+    callback = calls.start_callback(user.id, user.company_id, user_number, to, identity, targets)
     add_event(session, user.id, "call.started", {"id": callback.id, "to": to, "method": method})
     await commit(session, state)
     response.status_code = 202

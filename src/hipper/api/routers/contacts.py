@@ -91,7 +91,7 @@ async def add_personal(body: PersonalEntry, auth: CurrentUser, session: Session,
     """Add an entry to the personal phone list (also the dialpad's "add number", SPEC D1)."""
     company_id = _company_of(auth.user)
     if await directories.count_personal(session, auth.user.id) >= MAX_PERSONAL_ENTRIES:
-        raise InvalidSetting("", f"your personal phone list is full ({MAX_PERSONAL_ENTRIES} entries)")
+        raise InvalidSetting("", f"your personal phone list is full ({MAX_PERSONAL_ENTRIES} entries)", "list_full")
     [row] = await directories.add_personal(session, auth.user, company_id, [body])
     await commit(session, state)
     return directories.entry_contact("personal", row)
@@ -164,7 +164,7 @@ async def import_vcards(request: Request, auth: CurrentUser, session: Session, s
             new.append(entry)
     room = MAX_PERSONAL_ENTRIES - await directories.count_personal(session, auth.user.id)
     if len(new) > room:
-        raise InvalidSetting("", f"your personal phone list would exceed {MAX_PERSONAL_ENTRIES} entries")
+        raise InvalidSetting("", f"your personal phone list would exceed {MAX_PERSONAL_ENTRIES} entries", "list_full")
     await directories.add_personal(session, auth.user, company_id, new)
     await commit(session, state)
     return ImportResult(imported=len(new), already_present=len(entries) - len(new), skipped=skipped)

@@ -26,6 +26,9 @@ class Profile(BaseModel):
     pin_set: bool
     new_voicemails: int
     role: str
+    # The company's night switch (the administrator's): the company and department numbers then go to their
+    # night destination, whatever the user's own night-forwarding document says (the app shows both).
+    company_night_mode: bool = False
 
 
 @router.get("", response_model=Profile)
@@ -50,4 +53,5 @@ async def profile(auth: CurrentUser, session: Session) -> Profile:
         pin_set=user.pin_hash is not None,
         new_voicemails=new_voicemails,
         role=user.role,
+        company_night_mode=bool(auth.company is not None and auth.company.night_mode),
     )

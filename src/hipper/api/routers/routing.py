@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from hipper.api.deps import CurrentUser, Session, State
+from hipper.api.errors import invalid_query
 from hipper.domain.errors import InvalidSetting
 from hipper.domain.moments import aware
 from hipper.domain.numbers import NumberError, normalise
@@ -23,11 +24,6 @@ class Explanation(BaseModel):
     plan: RoutingPlan
     # The plan as indented sentences, branches included ("if busy", "if no answer", "if not reachable").
     summary: list[str]
-
-
-def _invalid(field: str, message: str) -> HTTPException:
-    # The same shape as FastAPI's own 422, so clients read one format.
-    return HTTPException(422, [{"loc": ["query", field], "msg": message, "type": "value_error"}])
 
 
 @router.get("/explain", response_model=Explanation)
@@ -49,13 +45,17 @@ async def explain(
         try:
             caller_number = normalise(caller)
         except NumberError as exc:
-            raise _invalid("caller", str(exc)) from exc
+            raise invalid_query("caller", str(exc), exc.code) from exc
     real_now = datetime.now(UTC)
     moment = real_now if at is None else aware(at)
     user = auth.user
     state = await load_user_state(session, user, real_now, on_call=on_call)
     if called == "mobile" and (state.mobile_number is None or "fixed-mobile" not in state.licences):
-        raise _invalid("called", "calls to your mobile number pass through the exchange only with fixed-mobile")
+        raise invalid_query(
+            "called",
+            "calls to your mobile number pass through the exchange only with fixed-mobile",
+            "needs_fixed_mobile",
+        )
     # The exchange's own ring length, so the timeouts shown are the ones a real call gets.
     rules = RoutingRules(seconds_per_ring=app.settings.seconds_per_ring)
     plan = plan_incoming(IncomingCall(caller=caller_number, called=called), state, moment, rules)
@@ -74,16 +74,18 @@ async def explain_outgoing(
     try:
         number = normalise(dialled)
     except NumberError as exc:
-        raise _invalid("dialled", str(exc)) from exc
+        raise invalid_query("dialled", str(exc), exc.code) from exc
     user = auth.user
     now = datetime.now(UTC)
     state = await load_user_state(session, user, now)
     if device == "mobile" and "fixed-mobile" not in state.licences:
-        raise _invalid("device", "calls from your mobile pass through the exchange only with fixed-mobile")
+        raise invalid_query(
+            "device", "calls from your mobile pass through the exchange only with fixed-mobile", "needs_fixed_mobile"
+        )
     call = PlacedCall(
         dialled=number, device=device, internal=await is_colleague(session, user, number), choice=identity
     )
     try:
         return outgoing_identity(call, state)
     except InvalidSetting as exc:
-        raise _invalid(exc.field, exc.reason) from exc
+        raise invalid_query(exc.field, exc.reason, exc.code) from exc

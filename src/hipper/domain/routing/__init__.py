@@ -1,5 +1,7 @@
 """The routing policy (pure): incoming call + user state snapshot + now -> RoutingPlan. See docs/call-routing.md."""
 
+from hipper.domain.routing.confirmation import AnswerConfirmation
+from hipper.domain.routing.history import CallHistory, HistoryEntry, public_number
 from hipper.domain.routing.plan import (
     Diversion,
     ForwardStep,
@@ -13,13 +15,16 @@ from hipper.domain.routing.plan import (
     Target,
     VoicemailStep,
 )
-from hipper.domain.routing.policy import plan_incoming
+from hipper.domain.routing.policy import plan_incoming, plan_loop
 from hipper.domain.routing.state import IncomingCall, RegisteredDevice, RoutingRules, UserState
 
 __all__ = [
+    "AnswerConfirmation",
+    "CallHistory",
     "Diversion",
     "ForwardStep",
     "HangupStep",
+    "HistoryEntry",
     "IncomingCall",
     "PersonalAssistantStep",
     "RegisteredDevice",
@@ -33,4 +38,6 @@ __all__ = [
     "UserState",
     "VoicemailStep",
     "plan_incoming",
+    "plan_loop",
+    "public_number",
 ]

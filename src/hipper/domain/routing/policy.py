@@ -71,6 +71,23 @@ def plan_incoming(
     )
 
 
+def plan_loop(call: IncomingCall, state: UserState, now: datetime, rules: RoutingRules | None = None) -> RoutingPlan:
+    """The call came back through forwarding to a user already in its chain (a loop, docs/call-routing.md "Loops").
+
+    It ends at that user, without running their plan again (it would only go round once more): their voicemail
+    takes it when it is on — the caller wanted this user, so the message belongs in their mailbox, as BroadWorks
+    ends a redirection loop at the user met again — otherwise 482 Loop Detected."""
+    planner = _Planner(call, state, aware(now), rules or RoutingRules())
+    why = "the call came back to you through forwarding (a loop)"
+    vm = planner.voicemail
+    step: Step
+    if vm is not None and vm.active:
+        step = planner.to_voicemail("no-answer", f"{why}: your voicemail takes it", line=0, service=vm.service)
+    else:
+        step = RejectStep(line=0, status=482, reason_phrase="Loop Detected", reason=f"{why}: the caller hears 482")
+    return RoutingPlan(user_id=state.user_id, called=call.called, caller=call.caller, at=planner.now, steps=(step,))
+
+
 class _Planner:
     def __init__(self, call: IncomingCall, state: UserState, now: datetime, rules: RoutingRules) -> None:
         self.call = call

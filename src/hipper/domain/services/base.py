@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError, model_validator
 
 from hipper.domain.context import UserContext
-from hipper.domain.errors import InvalidSetting, NotLicensed, ReadOnlySetting, StepUpRequired
+from hipper.domain.errors import InvalidSetting, NotLicensed, ReadOnlySetting, StepUpRequired, code_of, limits_of
 from hipper.domain.numbers import PhoneNumber
 
 
@@ -97,7 +97,7 @@ def first_error(exc: ValidationError) -> InvalidSetting:
     error = exc.errors()[0]
     field = ".".join(str(part) for part in error["loc"]) or "body"
     message = str(error["msg"]).removeprefix("Value error, ")
-    return InvalidSetting(field, message)
+    return InvalidSetting(field, message, code_of(error), limits_of(error))
 
 
 def change(
@@ -116,7 +116,7 @@ def change(
     if settings_class.administrator_only and not by_administrator:
         raise ReadOnlySetting(settings_class.service)
     if not isinstance(proposed, dict):
-        raise InvalidSetting("body", "expected a JSON object")
+        raise InvalidSetting("body", "expected a JSON object", "not_an_object")
     merged = dict(proposed)
     if not by_administrator:
         current_values = current.model_dump(mode="json")
@@ -139,7 +139,7 @@ def change(
 
 def refuse_own_number(field: str, number: str | None, own: set[str], why: str) -> None:
     if number is not None and number in own:
-        raise InvalidSetting(field, why)
+        raise InvalidSetting(field, why, "own_number")
 
 
 def refuse_duplicates(list_field: str, numbers: Iterable[str], item_field: str = "number") -> None:
@@ -147,7 +147,9 @@ def refuse_duplicates(list_field: str, numbers: Iterable[str], item_field: str =
     seen: set[str] = set()
     for index, number in enumerate(numbers):
         if number in seen:
-            raise InvalidSetting(f"{list_field}.{index}.{item_field}", f"{number} is already in the list")
+            raise InvalidSetting(
+                f"{list_field}.{index}.{item_field}", "this number is already in the list", "duplicate"
+            )
         seen.add(number)
 
 
@@ -170,7 +172,7 @@ class SingleDestination(ServiceSettings):
     @model_validator(mode="after")
     def _needs_destination(self) -> Self:
         if self.destination is None and self.destination_required():
-            raise InvalidSetting("destination", self.missing_reason)
+            raise InvalidSetting("destination", self.missing_reason, "required")
         return self
 
     def phone_numbers(self) -> set[str]:

@@ -43,7 +43,7 @@ class CallCenterAgent(ServiceSettings):
     def check_change(self, current: ServiceSettings, ctx: UserContext, related: Mapping[str, ServiceSettings]) -> None:
         assert isinstance(current, CallCenterAgent)
         if self.state is AcdState.WRAP_UP and current.state is not AcdState.WRAP_UP:
-            raise InvalidSetting("state", WRAP_UP_IS_AUTOMATIC)
+            raise InvalidSetting("state", WRAP_UP_IS_AUTOMATIC, "wrap_up_automatic")
         if self.calls_to_mobile and not current.calls_to_mobile and not ctx.has("fixed-mobile"):
             raise LicenceNeeded(self.service, "calls_to_mobile", "fixed-mobile", "call-center calls to the mobile")
         members = {membership.id: membership for membership in current.call_centers}
@@ -54,7 +54,7 @@ class CallCenterAgent(ServiceSettings):
                     f"call_centers.{index}.id", "you are not a member of this call center; ask your administrator"
                 )
             if membership.id in seen:
-                raise InvalidSetting(f"call_centers.{index}.id", "this call center is in the list twice")
+                raise InvalidSetting(f"call_centers.{index}.id", "this call center is in the list twice", "duplicate")
             seen.add(membership.id)
 
     def joined_by_id(self, current: CallCenterAgent) -> dict[int, bool]:

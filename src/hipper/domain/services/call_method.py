@@ -24,9 +24,13 @@ class CallMethod(ServiceSettings):
     def check_change(self, current: ServiceSettings, ctx: UserContext, related: Mapping[str, ServiceSettings]) -> None:
         changed_method = self.method != getattr(current, "method", None)
         if changed_method and self.method == "via_mobile" and "mobile" not in ctx.numbers:
-            raise InvalidSetting("method", "calling via the mobile needs a mobile number, and you have none")
+            raise InvalidSetting(
+                "method", "calling via the mobile needs a mobile number, and you have none", "no_mobile_number"
+            )
         if self.callback_device != getattr(current, "callback_device", None):
             if self.callback_device == "mobile" and "mobile" not in ctx.numbers:
-                raise InvalidSetting("callback_device", "you have no mobile number to be called back on")
+                raise InvalidSetting(
+                    "callback_device", "you have no mobile number to be called back on", "no_mobile_number"
+                )
             if self.callback_device == "remote_office" and not ctx.has("remote-office"):
                 raise LicenceNeeded(self.service, "callback_device", "remote-office", "a callback on the remote office")

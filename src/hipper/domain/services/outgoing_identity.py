@@ -29,9 +29,11 @@ class OutgoingIdentity(ServiceSettings):
             if self.fixed == "call_center" and not ctx.has("call-center-premium"):
                 raise LicenceNeeded(self.service, "fixed", "call-center-premium", "the call-center number")
             if self.fixed not in ctx.numbers:
-                raise InvalidSetting("fixed", f"you have no {self.fixed.replace('_', '-')} number to call with")
+                raise InvalidSetting(
+                    "fixed", f"you have no {self.fixed.replace('_', '-')} number to call with", "no_such_number"
+                )
         if self.mobile == "mobile" and getattr(current, "mobile", None) != "mobile":
             if not ctx.has("fixed-mobile"):
                 raise LicenceNeeded(self.service, "mobile", "fixed-mobile", "calling with your mobile number")
             if "mobile" not in ctx.numbers:
-                raise InvalidSetting("mobile", "you have no mobile number to call with")
+                raise InvalidSetting("mobile", "you have no mobile number to call with", "no_mobile_number")

@@ -59,7 +59,9 @@ class PersonalAssistant(ServiceSettings):
             return
         was_active = getattr(current, "active", False)
         if not was_active or getattr(current, "until", None) != self.until:
-            raise InvalidSetting("until", "that moment has already passed: choose a later one, or none for always")
+            raise InvalidSetting(
+                "until", "that moment has already passed: choose a later one, or none for always", "in_the_past"
+            )
 
     def phone_numbers(self) -> set[str]:
         numbers = {exception.number for exception in self.exceptions}

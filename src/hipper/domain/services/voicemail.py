@@ -34,7 +34,9 @@ class Voicemail(ServiceSettings):
     @model_validator(mode="after")
     def _needs_address(self) -> Voicemail:
         if self.email_notification and self.email_address is None:
-            raise InvalidSetting("email_address", "an e-mail address is required for the e-mail notification")
+            raise InvalidSetting(
+                "email_address", "an e-mail address is required for the e-mail notification", "required"
+            )
         return self
 
     def step_up_values(self) -> set[str]:
@@ -48,4 +50,4 @@ class Voicemail(ServiceSettings):
         call_waiting = related.get("call-waiting")
         waiting_on = isinstance(call_waiting, CallWaiting) and call_waiting.active
         if self.on_busy and not getattr(current, "on_busy", False) and waiting_on:
-            raise InvalidSetting("on_busy", ON_BUSY_WITH_CALL_WAITING)
+            raise InvalidSetting("on_busy", ON_BUSY_WITH_CALL_WAITING, "busy_with_call_waiting")

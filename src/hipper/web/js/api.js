@@ -20,13 +20,14 @@ export class ApiError extends Error {
     return this.status === 404 || this.status === 405 || this.code === "not_licensed";
   }
 
-  // Field errors of a 422, keyed by the field path without the leading "body".
+  // Field errors of a 422, keyed by the dotted field path ("targets.1.number"; "_" for the whole body):
+  // { code, limits } as the exchange names them (docs/api.md), translated by ui.js fieldText().
   get fields() {
     const out = {};
     if (Array.isArray(this.detail)) {
       for (const item of this.detail) {
-        const loc = (item.loc || []).filter((part) => part !== "body");
-        out[loc.join(".") || "_"] = item.msg;
+        const path = item.field ?? (item.loc || []).filter((part) => part !== "body" && part !== "query").join(".");
+        out[path || "_"] = { code: item.code || "invalid", limits: item.limits || {} };
       }
     }
     return out;
@@ -72,7 +73,7 @@ export async function request(method, path, body, { retryStepUp = true, blob = f
       body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
     });
   } catch {
-    throw new ApiError(0, { detail: "offline" });
+    throw new ApiError(0, { detail: "offline", code: "offline" });
   }
   if (response.ok && blob) return response.blob();
   let data = null;

@@ -1,20 +1,15 @@
 // Hipper+: boot, theme, hash routing and the screen frame (header with back button, bottom navigation).
 
 import { ApiError, BASE, listenToEvents, session, setStepUpHandler, setUnauthorizedHandler } from "./api.js";
-import { clear, h } from "./dom.js";
+import { append, clear, h, icon } from "./dom.js";
 import { language, loadLanguage, resolveLanguage, t } from "./i18n.js";
-import { prefetchOverview, routes } from "./screens.js";
-import { forget, languagePreference, loadUser, store } from "./state.js";
-import { stepUp } from "./ui.js";
+import { prefetchOverview, profileFacts, routes } from "./screens.js";
+import { cachedProfile, forget, languagePreference, loadUser, store } from "./state.js";
+import { errorText, stepUp } from "./ui.js";
 
 export const VERSION = "0.1.0";
 
-const NAV = [
-  { path: "overview", icon: "⌂" },
-  { path: "calls", icon: "☎" },
-  { path: "contacts", icon: "☺" },
-  { path: "settings", icon: "⚙" },
-];
+const NAV = ["overview", "calls", "contacts", "settings"];
 
 let events = null;
 
@@ -36,8 +31,13 @@ export function go(path) {
   else location.hash = `#/${path}`;
 }
 
-export async function logOut() {
+function stopEvents() {
   if (events) events.abort();
+  events = null;
+}
+
+export async function logOut() {
+  stopEvents();
   // Forget the token on this device first: whatever happens next (a reload, no network), it is gone here.
   const token = session.token;
   forget();
@@ -62,10 +62,11 @@ function startEvents() {
 }
 
 async function onLiveEvent(type) {
-  // Any change to this user's data: re-read the profile (voicemail count, licences) and redraw the screen
-  // unless the user is typing in it.
+  // Any change to this user's data: re-read the profile (voicemail count, licences, app settings such as a
+  // theme chosen on another device) and redraw the screen unless the user is typing in it.
   try {
     await loadUser();
+    await syncPrefs();
     missedEvent = null;
   } catch {
     missedEvent = type;
@@ -75,7 +76,8 @@ async function onLiveEvent(type) {
   const active = document.activeElement;
   const typing = active && (active.tagName === "INPUT" || active.tagName === "TEXTAREA") && active.type !== "checkbox";
   const busy = typing || document.querySelector("dialog[open]") || document.body.dataset.editing;
-  if (!busy && currentRoute && currentRoute.live) {
+  const live = currentRoute && (typeof currentRoute.live === "function" ? currentRoute.live(...currentParams) : currentRoute.live);
+  if (!busy && live) {
     // Redraw in place: keep the keyboard focus on the same control (ids of live controls are stable).
     const focused = document.activeElement && document.activeElement.id;
     await render();
@@ -92,6 +94,9 @@ export async function syncPrefs() {
 
 let currentRoute = null;
 let renderCount = 0;
+// The tab-level screen the user came from: a screen reached from the overview's tiles goes back there.
+let cameFrom = "overview";
+let currentParams = [];
 
 export async function render() {
   const [name, ...params] = (location.hash.replace(/^#\/?/, "") || "overview").split("/").map(decodeURIComponent);
@@ -100,32 +105,54 @@ export async function render() {
   if (session.token && !store.profile && name !== "login") {
     try {
       await loadUser();
-      startEvents();
-      await syncPrefs();
     } catch (error) {
       if (error instanceof ApiError && error.status === 401) {
         forget();
         return go("login");
       }
-      clear(app).append(h("main", { class: "content" }, h("p", { class: "error" }, t("error.offline"))));
-      return;
+      return offlineScreen(app);
     }
   }
+  stopRetrying();
+  // Logged in with the profile in (however it came: a login, boot's early load, a reload): this device follows
+  // the app settings the exchange keeps, and the live updates run (started below, once the screen is drawn, so
+  // the long-lived stream does not compete with the screen's own requests). Checked on every render, because
+  // boot may have loaded the profile before the first one.
+  const startLive = session.token && store.profile && !events;
+  if (startLive) await syncPrefs();
   if (store.profile && !store.profile.pin_set && name !== "pin-setup" && name !== "login") return go("pin-setup");
   const route = routes[name] || routes.overview;
   currentRoute = route;
+  currentParams = params;
+  if (!route.back) cameFrom = name;
   const count = ++renderCount;
   delete document.body.dataset.editing;
   // Marks the screen as loading until its data arrived (tests and screenshots wait for this).
   document.documentElement.dataset.busy = "true";
   const title = typeof route.title === "function" ? route.title(...params) : t(route.title);
+  const { main, heading } = frame(app, route, name, title);
+  try {
+    await route.render(main, ...params);
+  } catch (error) {
+    if (count !== renderCount) return;
+    if (error instanceof ApiError && error.status === 401) return;
+    main.append(h("p", { class: "error", role: "alert" }, errorText(error)));
+  }
+  if (startLive && session.token && !events) startEvents();
+  if (count !== renderCount) return;
+  delete document.documentElement.dataset.busy;
+  if (!main.contains(document.activeElement)) heading.focus({ preventScroll: true });
+}
+
+// The screen frame: the top bar (back or logo, the title) and, unless the route is bare, the tab bar.
+function frame(app, route, name, title) {
   document.title = `${title} · Hipper+`;
   const heading = h("h1", { tabindex: "-1" }, title);
   const header = h(
     "header",
     { class: "topbar" },
     route.back
-      ? h("a", { class: "back", href: `#/${route.back}`, "aria-label": t("action.back") }, "←")
+      ? h("a", { class: "back", href: `#/${route.back === "settings" && cameFrom === "overview" ? "overview" : route.back}`, "aria-label": t("action.back") }, icon("back"))
       : h("span", { class: "logo", "aria-hidden": "true" }, "H+"),
     heading,
     h("div", { class: "topbar-actions", id: "topbar-actions" }),
@@ -136,31 +163,65 @@ export async function render() {
     : h(
         "nav",
         { class: "tabbar", "aria-label": t("nav.label") },
-        NAV.map((item) =>
+        NAV.map((path) =>
           h(
             "a",
             {
-              href: `#/${item.path}`,
-              "aria-current": (route.tab || name) === item.path ? "page" : undefined,
+              href: `#/${path}`,
+              "aria-current": (route.tab || name) === path ? "page" : undefined,
             },
-            h("span", { class: "tab-icon", "aria-hidden": "true" }, item.icon),
-            h("span", {}, t(`nav.${item.path}`)),
+            h("span", { class: "tab-icon" }, icon(path)),
+            h("span", {}, t(`nav.${path}`)),
           ),
         ),
       );
   const shell = h("div", { class: route.bare ? "shell bare" : "shell" }, header, main, nav);
   clear(app).append(shell);
-  try {
-    await route.render(main, ...params);
-  } catch (error) {
-    if (count !== renderCount) return;
-    if (error instanceof ApiError && error.status === 401) return;
-    main.append(h("p", { class: "error", role: "alert" }, error instanceof ApiError && error.status === 0 ? t("error.offline") : `${t("error.generic")} ${error.message}`));
-  }
-  if (count !== renderCount) return;
-  delete document.documentElement.dataset.busy;
-  if (!main.contains(document.activeElement)) heading.focus({ preventScroll: true });
+  return { main, heading };
 }
+
+// Started without a connection to the exchange: the overview as this device last saw it, a retry, and a
+// retry by itself when the browser says the network is back and every few seconds meanwhile (the exchange may
+// be unreachable while the network is up).
+let retryTimer = null;
+const RETRY_SECONDS = 5;
+
+function stopRetrying() {
+  clearInterval(retryTimer);
+  retryTimer = null;
+}
+
+async function retry() {
+  try {
+    await loadUser();
+  } catch {
+    return;
+  }
+  stopRetrying();
+  render();
+}
+
+function offlineScreen(app) {
+  const { main, heading } = frame(app, { tab: "overview" }, "overview", t("offline.title"));
+  const cached = cachedProfile();
+  append(main, [
+    h(
+      "section",
+      { class: "card offline", role: "alert" },
+      h("p", {}, t("error.offline")),
+      h("p", { class: "muted small" }, t("offline.auto")),
+      h("button", { type: "button", class: "primary wide", onClick: retry }, t("offline.retry")),
+    ),
+    cached ? profileFacts(cached) : null,
+  ]);
+  if (!retryTimer) retryTimer = setInterval(retry, RETRY_SECONDS * 1000);
+  delete document.documentElement.dataset.busy;
+  heading.focus({ preventScroll: true });
+}
+
+window.addEventListener("online", () => {
+  if (retryTimer) retry();
+});
 
 async function boot() {
   // Logged in on this device: ask for the user's data now, in parallel with the language file (render() waits
@@ -174,6 +235,7 @@ async function boot() {
   await loadLanguage(languagePreference());
   setStepUpHandler(stepUp);
   setUnauthorizedHandler(() => {
+    stopEvents();
     forget();
     go("login");
   });

@@ -3,10 +3,10 @@
 // takes over through a tel: link, which is also what "call via the mobile" means on a phone.
 
 import { ApiError, Cancelled, api } from "./api.js";
-import { h, uid } from "./dom.js";
+import { h, icon, uid } from "./dom.js";
 import { t } from "./i18n.js";
 import { store } from "./state.js";
-import { modal, toast } from "./ui.js";
+import { errorText, modal, toast } from "./ui.js";
 
 const KINDS = ["company", "direct", "department", "mobile", "call_center"];
 const FIXED = new Set(["company", "direct", "department", "call_center"]);
@@ -118,6 +118,27 @@ function exchangeCannotPlace(error) {
   return error.status === 409 && CANNOT_PLACE.has(error.code);
 }
 
+// The exchange cannot place the call as asked: say why and what calling from the mobile means, and let the user
+// choose (the mobile's dialer, a callback where the exchange can do that, or not at all).
+function askFallback(error, method) {
+  const callbackPossible = error.code === "no_access_number" && method !== "callback";
+  return modal(t("call.fallback_title"), (close) =>
+    h(
+      "div",
+      {},
+      h("p", {}, errorText(error)),
+      h("p", {}, t("call.fallback_text")),
+      h(
+        "div",
+        { class: "actions stacked" },
+        h("button", { type: "button", class: "primary", onClick: () => close("mobile") }, t("call.fallback_mobile")),
+        callbackPossible ? h("button", { type: "button", class: "secondary", onClick: () => close("callback") }, t("call.fallback_callback")) : null,
+        h("button", { type: "button", class: "secondary", onClick: () => close(null) }, t("action.cancel")),
+      ),
+    ),
+  );
+}
+
 // Call `number`. From recents, contacts and voicemail the user is asked for the identity (unless they said not
 // to); from the dialpad (`ask: false`) the identity shown there is used.
 export async function placeCall(number, { ask = true } = {}) {
@@ -145,10 +166,15 @@ export async function placeCall(number, { ask = true } = {}) {
     try {
       placed = await api.post("/me/calls", { to: number, identity, method });
     } catch (error) {
-      // An exchange that cannot place this call at all: the phone's dialer does it (the callee then sees the
-      // mobile number), so the user still gets the call.
+      // An exchange that cannot place this call at all: the phone's dialer could (the callee then sees the
+      // mobile number, not the chosen one), so the user is told and chooses; nothing is dialled behind their back.
       if (exchangeCannotPlace(error)) {
-        dialLocally(number);
+        const choice = await askFallback(error, method);
+        if (choice === "mobile") dialLocally(number);
+        else if (choice === "callback") {
+          await api.post("/me/calls", { to: number, identity, method: "callback" });
+          toast(t("call.calling_back"));
+        }
         return;
       }
       throw error; // e.g. 409 "nothing to call you back on", "a callback is already under way": the toast says why
@@ -162,7 +188,7 @@ export async function placeCall(number, { ask = true } = {}) {
       toast(t("call.calling_back")); // the call shows under Recent once the exchange reports it (call.started)
     }
   } catch (error) {
-    if (!(error instanceof Cancelled)) toast(error instanceof ApiError ? error.message : t("error.generic"));
+    if (!(error instanceof Cancelled)) toast(errorText(error));
   }
 }
 
@@ -250,7 +276,7 @@ export async function dialpadScreen(main) {
             drawIdentity();
             toast(t("toast.saved"));
           } catch (error) {
-            if (!(error instanceof Cancelled)) toast(error.message);
+            if (!(error instanceof Cancelled)) toast(errorText(error));
           }
         } else if (choice === "add") {
           const { personalDialog } = await import("./lists.js");
@@ -261,7 +287,7 @@ export async function dialpadScreen(main) {
     "⋮",
   );
   document.getElementById("topbar-actions").append(menuButton);
-  const call = h("button", { type: "submit", class: "primary call-button", "aria-label": t("action.call") }, "✆");
+  const call = h("button", { type: "submit", class: "primary call-button", "aria-label": t("action.call") }, icon("calls"));
   const form = h(
     "form",
     {
@@ -328,7 +354,7 @@ export async function liveCallsSection(main) {
                     toast(t("call.hung_up"));
                   } catch (error) {
                     button.disabled = false;
-                    toast(error instanceof ApiError ? error.message : t("error.generic"));
+                    toast(errorText(error));
                   }
                 },
               },

@@ -1,10 +1,10 @@
 // Renders a service's settings document as a form: one control per field, saved as a whole document.
 
 import { ApiError, Cancelled, api } from "./api.js";
-import { h, uid } from "./dom.js";
+import { h, icon, uid } from "./dom.js";
 import { formatDateTime, t } from "./i18n.js";
 import { SERVICES, documentOf } from "./services.js";
-import { toast } from "./ui.js";
+import { errorText, fieldText, toast } from "./ui.js";
 
 const clone = (value) => JSON.parse(JSON.stringify(value));
 
@@ -48,34 +48,37 @@ function localInputValue(iso) {
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
 }
 
-function untilControl(value, set, disabled) {
+// `mode` outlives the form's redraws (a choice redraws the whole form): whether the date input is shown.
+function untilControl(value, set, disabled, mode, error) {
   const id = uid("until");
   const choices = ["always", "h1", "h2", "h4", "d1", "end_of_day", "date"];
-  let dateInput;
   const summary = h("p", { class: "until-summary", id: `${id}-summary`, "aria-live": "polite" }, value ? t("until.at", { when: formatDateTime(value) }) : t("until.always"));
   const pick = (choice) => {
-    if (choice === "date") {
-      dateInput.hidden = false;
-      dateInput.focus();
-      if (dateInput.value) set(new Date(dateInput.value).toISOString());
-      return;
-    }
-    dateInput.hidden = true;
-    set(untilFromChoice(choice));
+    mode.date = choice === "date";
+    mode.focus = mode.date;
+    set(mode.date ? new Date(dateInput.value).toISOString() : untilFromChoice(choice));
   };
-  dateInput = h("input", {
+  const dateInput = h("input", {
     type: "datetime-local",
+    id: "until-date",
     "aria-label": t("until.date"),
     value: localInputValue(value),
-    hidden: true,
+    hidden: !mode.date,
     disabled,
-    onChange: (event) => event.target.value && set(new Date(event.target.value).toISOString()),
+    "aria-invalid": error ? "true" : undefined,
+    "aria-describedby": error ? `${id}-error` : undefined,
+    onChange: (event) => {
+      if (!event.target.value) return;
+      mode.focus = true;
+      set(new Date(event.target.value).toISOString());
+    },
   });
   return h(
     "fieldset",
     { class: "field" },
     h("legend", {}, t("field.until")),
     summary,
+    error ? h("p", { class: "error", id: `${id}-error` }, error) : null,
     h(
       "div",
       { class: "chips", role: "group", "aria-describedby": `${id}-summary` },
@@ -122,6 +125,9 @@ function choiceControl(screen, field, value, set, ctx, disabled) {
   );
 }
 
+// The exchange's bounds (DisplayName: 100, e-mail: 254 by RFC 5321, a number: 32 characters as typed).
+const MAX_LENGTH = { text: 100, email: 254, phone: 32 };
+
 function inputControl(label, type, value, set, { disabled, error, hint } = {}) {
   const id = uid("in");
   const errorId = `${id}-error`;
@@ -131,6 +137,7 @@ function inputControl(label, type, value, set, { disabled, error, hint } = {}) {
     disabled,
     "aria-invalid": error ? "true" : undefined,
     "aria-describedby": error ? errorId : undefined,
+    maxlength: MAX_LENGTH[type] || MAX_LENGTH.text,
     onInput: (event) => set(event.target.value.trim() === "" ? null : event.target.value.trim()),
   };
   if (type === "phone") Object.assign(attributes, { type: "tel", inputmode: "tel", autocomplete: "tel" });
@@ -179,14 +186,17 @@ function listControl(screen, field, items, set, rerender, disabled, errors) {
   items.forEach((item, index) => {
     const card = h("div", { class: "card" });
     const title = field.title(item) || t("list.new");
-    const details = h("details", { open: !item.number && !field.fixed ? true : undefined }, h("summary", {}, title));
+    // A new item, or one the exchange refused, stays open so its fields and their errors can be seen.
+    const invalid = Object.keys(errors).some((key) => key.startsWith(`${field.name}.${index}.`));
+    const details = h("details", { open: (!item.number || invalid) && !field.fixed ? true : undefined }, h("summary", {}, title));
     for (const sub of field.item) {
       const label = fieldLabel(screen, `${field.name}.${sub.name}`);
       const update = (value) => {
         items[index] = { ...items[index], [sub.name]: value };
         set(items);
       };
-      const error = errors[`${field.name}.${index}.${sub.name}`];
+      const failed = errors[`${field.name}.${index}.${sub.name}`];
+      const error = failed ? fieldText(failed) : undefined;
       if (sub.type === "toggle") details.append(toggle(label, item[sub.name], update, { disabled }));
       else details.append(inputControl(label, sub.type, item[sub.name], update, { disabled, error }));
     }
@@ -230,7 +240,8 @@ function listControl(screen, field, items, set, rerender, disabled, errors) {
             rerender(`${field.name}.${items.length - 1}`);
           },
         },
-        `+ ${t(`list.add.${field.name}`)}`,
+        icon("plus"),
+        t(`list.add.${field.name}`),
       ),
     );
   }
@@ -253,6 +264,7 @@ export async function serviceScreen(container, screen, ctx) {
   }
   let draft = clone(saved);
   let errors = {};
+  const untilMode = { date: false, focus: false };
   let generalError = null;
   const form = h("form", { class: "service-form", novalidate: true });
   container.append(form);
@@ -268,6 +280,8 @@ export async function serviceScreen(container, screen, ctx) {
       const disabled = readOnly || Boolean(field.readOnly);
       const set = (value) => {
         draft[field.name] = value;
+        // Unsaved changes: a live event must not redraw the form from the exchange's copy (app.js checks this).
+        document.body.dataset.editing = "true";
         if (field.type === "toggle" || field.type === "choice") render();
       };
       const label = fieldLabel(screen, field.name);
@@ -278,13 +292,13 @@ export async function serviceScreen(container, screen, ctx) {
         wrap.append(toggle(label, value, set, { disabled, describedBy: hintId }));
         if (hintId) wrap.append(h("small", { class: "muted", id: hintId }, t(`hint.${screen}.${field.name}`)));
       }
-      else if (field.type === "choice") wrap.append(choiceControl(screen, field, value, set, ctx, disabled));
+      else if (field.type === "choice") wrap.append(choiceControl(screen, field, value, set, { ...ctx, draft }, disabled));
       else if (field.type === "until") {
         wrap.append(
           untilControl(value, (next) => {
             draft.until = next;
             render();
-          }, disabled),
+          }, disabled, untilMode, errors.until ? fieldText(errors.until) : undefined),
         );
       } else if (field.type === "rings") wrap.append(ringsControl(label, value, set, disabled));
       else if (field.type === "list") wrap.append(listControl(screen, field, draft[field.name], (items) => (draft[field.name] = items), render, disabled, errors));
@@ -294,7 +308,7 @@ export async function serviceScreen(container, screen, ctx) {
       }
       else {
         const hint = field.hint ? t(`hint.${screen}.${field.name}`) : undefined;
-        wrap.append(inputControl(label, field.type, value, set, { disabled, error: errors[field.name], hint }));
+        wrap.append(inputControl(label, field.type, value, set, { disabled, error: errors[field.name] && fieldText(errors[field.name]), hint }));
       }
       if (field.readOnly && !readOnly) wrap.append(h("small", { class: "muted" }, t("service.admin_field")));
       form.append(wrap);
@@ -309,6 +323,10 @@ export async function serviceScreen(container, screen, ctx) {
         ),
       );
     }
+    if (untilMode.focus) {
+      untilMode.focus = false;
+      form.querySelector("#until-date")?.focus();
+    }
     if (focusField) {
       const target = form.querySelectorAll(".list-field details");
       const last = target[target.length - 1];
@@ -322,6 +340,7 @@ export async function serviceScreen(container, screen, ctx) {
     button.disabled = true;
     try {
       saved = await api.put(path, draft);
+      delete document.body.dataset.editing;
       draft = clone(saved);
       errors = {};
       generalError = null;
@@ -332,10 +351,12 @@ export async function serviceScreen(container, screen, ctx) {
         generalError = t("stepup.cancelled");
       } else if (error instanceof ApiError && error.status === 422) {
         errors = error.fields;
-        const unplaced = Object.entries(errors).filter(([key]) => !form.querySelector(`[data-field="${key}"] input`) || key === "_");
-        generalError = unplaced.length ? unplaced.map(([key, msg]) => `${key === "_" ? "" : `${key}: `}${msg}`).join("; ") : null;
+        // Errors shown at their field (a list item's at the item); the rest below the form, by name.
+        const placed = (key) => key !== "_" && form.querySelector(`[data-field="${key.split(".")[0]}"]`);
+        const unplaced = Object.entries(errors).filter(([key]) => !placed(key));
+        generalError = unplaced.length ? unplaced.map(([key, item]) => `${key === "_" ? "" : `${fieldLabel(screen, key)}: `}${fieldText(item)}`).join(" ") : null;
       } else if (error instanceof ApiError) {
-        generalError = error.code === "read_only" ? t("service.read_only") : error.message;
+        generalError = error.code === "read_only" ? t("service.read_only") : errorText(error);
       } else throw error;
       render();
       form.querySelector("[aria-invalid=true]")?.focus();
@@ -348,5 +369,5 @@ export async function serviceScreen(container, screen, ctx) {
 }
 
 export function notAvailable() {
-  return h("div", { class: "empty", role: "status" }, h("p", { class: "big" }, "🛈"), h("p", {}, t("not_available")));
+  return h("div", { class: "empty", role: "status" }, h("p", { class: "big" }, icon("info")), h("p", {}, t("not_available")));
 }

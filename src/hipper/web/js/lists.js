@@ -2,11 +2,11 @@
 
 import { ApiError, api } from "./api.js";
 import { callLink, liveCallsSection } from "./calls.js";
-import { h } from "./dom.js";
+import { append, h, icon } from "./dom.js";
 import { notAvailable } from "./forms.js";
-import { formatDateTime, t } from "./i18n.js";
+import { formatDateTime, formatNumber, plural, t } from "./i18n.js";
 import { store } from "./state.js";
-import { confirmDialog, modal, toast } from "./ui.js";
+import { audioPlayer, confirmDialog, errorText, modal, promptDialog, toast } from "./ui.js";
 
 const API_PREFIX = "/api/v1";
 
@@ -33,7 +33,7 @@ export function callTabs(current) {
 }
 
 const whatsappLink = (number, name) =>
-  h("a", { class: "icon-button whatsapp", href: `https://wa.me/${number.replace(/[^0-9]/g, "").replace(/^0(?=6)/, "31")}`, target: "_blank", rel: "noopener", "aria-label": t("contacts.whatsapp", { name }) }, "✆");
+  h("a", { class: "icon-button whatsapp", href: `https://wa.me/${number.replace(/[^0-9]/g, "").replace(/^0(?=6)/, "31")}`, target: "_blank", rel: "noopener", "aria-label": t("contacts.whatsapp", { name }) }, icon("whatsapp"));
 
 // A list with the manual's "Wijzigen" mode: tick several rows, delete them at once (not undoable).
 function editableList(main, items, { row, remove, empty, label }) {
@@ -83,7 +83,7 @@ function editableList(main, items, { row, remove, empty, label }) {
           class: "primary danger-bg",
           disabled: selected.size === 0,
           onClick: async () => {
-            const sure = await confirmDialog(t("delete.title"), t("delete.text", { count: selected.size }), t("action.delete"));
+            const sure = await confirmDialog(t("delete.title"), plural("delete.text", selected.size), t("action.delete"));
             if (!sure) return;
             await remove([...selected]);
             items = items.filter((item) => !selected.has(item.id));
@@ -106,7 +106,6 @@ function editableList(main, items, { row, remove, empty, label }) {
   main.append(list, bar);
 }
 
-const CALL_ICONS = { placed: "↗", received: "↙", missed: "✕" };
 
 async function recentScreen(main) {
   main.append(callTabs("calls"));
@@ -120,7 +119,7 @@ async function recentScreen(main) {
     row: (call, editing) => {
       const name = call.remote_name || call.remote_number || t("calls.anonymous");
       const body = [
-        h("span", { class: `call-icon ${call.kind}`, "aria-hidden": "true" }, CALL_ICONS[call.kind] || "•"),
+        h("span", { class: `call-icon ${call.kind}`, "aria-hidden": "true" }, icon(call.kind in { placed: 1, received: 1, missed: 1 } ? call.kind : "calls")),
         h("span", { class: "grow" }, h("strong", { id: `name-${call.id}` }, name), h("small", { class: "muted" }, `${t(`calls.${call.kind}`)} · ${formatDateTime(call.started_at)}`)),
       ];
       const callable = !editing && call.remote_number;
@@ -179,7 +178,7 @@ async function voicemailScreen(main, id) {
     const url = URL.createObjectURL(blob);
     const file = new File([blob], `voicemail-${id}.wav`, { type: blob.type || "audio/wav" });
     main.append(
-      h("audio", { controls: true, src: url, class: "player", "aria-label": t("voicemail.player") }),
+      audioPlayer(url, t("voicemail.player")),
       h(
         "div",
         { class: "actions" },
@@ -236,7 +235,8 @@ async function recordGreeting() {
     let recorder = null;
     let wav = null;
     const status = h("p", { role: "status" }, t("greetings.record_help"));
-    const player = h("audio", { controls: true, class: "player", hidden: true });
+    const player = audioPlayer("", t("greetings.listen"));
+    player.hidden = true;
     const nameInput = h("input", { id: "greeting-name", type: "text", maxlength: 100, value: t("greetings.default_name") });
     const recordButton = h("button", { type: "button", class: "record", "aria-pressed": "false" }, t("greetings.record"));
     const saveButton = h("button", { type: "button", class: "primary", disabled: true }, t("action.save"));
@@ -256,7 +256,7 @@ async function recordGreeting() {
           const decoded = await context.decodeAudioData(await new Blob(chunks).arrayBuffer());
           context.close();
           wav = wavFromAudioBuffer(decoded);
-          player.src = URL.createObjectURL(wav);
+          player.audio.src = URL.createObjectURL(wav);
           player.hidden = false;
           saveButton.disabled = false;
           recordButton.textContent = t("greetings.record_again");
@@ -279,7 +279,7 @@ async function recordGreeting() {
         await api.upload("/me/greetings", form);
         close(true);
       } catch (error) {
-        status.textContent = error.message || t("error.generic");
+        status.textContent = errorText(error);
       }
     });
     return h(
@@ -325,7 +325,7 @@ export async function greetingsSection(main) {
       if (chosen) await api.patch(`/me/greetings/${chosen.id}`, { [field]: true });
       else await api.patch(`/me/greetings/${current.id}`, { [field]: false });
     } catch (error) {
-      toast(error.message);
+      toast(errorText(error));
       greetings = (await api.get("/me/greetings")).greetings;
       draw();
       return;
@@ -366,22 +366,22 @@ export async function greetingsSection(main) {
           h("span", { class: "grow" }, greeting.name, h("small", { class: "muted" }, [`${Math.round(greeting.duration_ms / 1000)} s`, ...usedFor(greeting)].join(" · "))),
           h("button", { type: "button", class: "icon-button", "aria-label": t("greetings.play", { name: greeting.name }), onClick: async (event) => {
             const row = event.currentTarget.closest("li");
-            const player = h("audio", { src: URL.createObjectURL(await audioBlob(greeting.audio_url)), controls: true, class: "player" });
-            row.nextElementSibling?.tagName === "AUDIO" ? row.nextElementSibling.replaceWith(player) : row.after(player);
-            player.play().catch(() => {});
-          } }, "▶"),
+            const player = audioPlayer(URL.createObjectURL(await audioBlob(greeting.audio_url)), t("greetings.play", { name: greeting.name }));
+            row.nextElementSibling?.classList.contains("player") ? row.nextElementSibling.replaceWith(player) : row.after(player);
+            player.audio.play().catch(() => {});
+          } }, icon("play")),
           h("button", { type: "button", class: "icon-button", "aria-label": t("greetings.rename", { name: greeting.name }), onClick: async () => {
-            const name = prompt(t("greetings.name"), greeting.name);
+            const name = await promptDialog(t("greetings.rename", { name: greeting.name }), t("greetings.name"), greeting.name);
             if (!name || name === greeting.name) return;
             Object.assign(greeting, await api.patch(`/me/greetings/${greeting.id}`, { name }));
             draw();
-          } }, "✎"),
+          } }, icon("edit")),
           h("button", { type: "button", class: "icon-button", "aria-label": t("greetings.delete", { name: greeting.name }), onClick: async () => {
             if (!(await confirmDialog(t("delete.title"), t("greetings.delete", { name: greeting.name }), t("action.delete")))) return;
             await api.del(`/me/greetings/${greeting.id}`);
             greetings = greetings.filter((item) => item.id !== greeting.id);
             draw();
-          } }, "✕"),
+          } }, icon("close")),
         ),
       ),
     );
@@ -407,10 +407,12 @@ export async function greetingsSection(main) {
   );
 }
 
-export function personalDialog(prefill = {}) {
-  return modal(t("contacts.add"), (close) => {
+// Add a personal contact, or change one (`id`: PATCH with what the form holds).
+export function personalDialog(prefill = {}, id = null) {
+  return modal(t(id ? "contacts.edit" : "contacts.add"), (close) => {
     const error = h("p", { class: "error", role: "alert", hidden: true });
-    const input = (id, type, autocomplete) => [h("label", { for: id }, t(`contacts.field.${id}`)), h("input", { id, type, autocomplete, value: prefill[id] || "" })];
+    const bounds = { first_name: 100, last_name: 100, company_name: 200, number: 32, email: 254 };
+    const input = (name, type, autocomplete) => [h("label", { for: name }, t(`contacts.field.${name}`)), h("input", { id: name, type, autocomplete, maxlength: bounds[name], value: prefill[name] || "" })];
     const form = h(
       "form",
       {
@@ -418,13 +420,14 @@ export function personalDialog(prefill = {}) {
           event.preventDefault();
           const value = (id) => form.querySelector(`#${id}`).value.trim();
           const entry = { first_name: value("first_name"), last_name: value("last_name"), company_name: value("company_name"), number: value("number") };
-          if (value("email")) entry.email = value("email");
+          if (value("email") || id) entry.email = value("email") || null;
           try {
-            await api.post("/me/contacts/personal", entry);
+            if (id) await api.patch(`/me/contacts/personal/${id}`, entry);
+            else await api.post("/me/contacts/personal", entry);
             close(true);
           } catch (failure) {
             error.hidden = false;
-            error.textContent = failure instanceof ApiError && failure.status === 422 ? Object.values(failure.fields).join(" ") : failure.message;
+            error.textContent = errorText(failure);
           }
         },
       },
@@ -473,7 +476,24 @@ function pullToRefresh(main, reload) {
   });
 }
 
+function contactTabs(current) {
+  return h(
+    "nav",
+    { class: "segmented", "aria-label": t("screen.contacts") },
+    ["contacts", "contacts-local"].map((path) => h("a", { href: `#/${path}`, "aria-current": current === path ? "page" : undefined }, t(`tab.${path}`))),
+  );
+}
+
+// Surnames sort without their Dutch particles ("de Vries" under V), and read "Vries, Anna de" when sorted so.
+const PARTICLES = /^((van|von|de|den|der|het|'t|te|ter|ten|in|op|aan|uit|bij|la|le|du|d')\s+)+/i;
+export function surnameLabel(contact) {
+  const particle = (contact.last_name.match(PARTICLES) || [""])[0].trim();
+  const surname = contact.last_name.slice(particle.length).trim() || contact.last_name;
+  return `${surname}, ${[contact.first_name, particle].filter(Boolean).join(" ")}`.replace(/, $/, "");
+}
+
 async function contactsScreen(main) {
+  main.append(contactTabs("contacts"));
   const page = await fetchPage("/me/contacts", main);
   if (!page) return;
   const reload = () => import("./app.js").then((app) => app.render());
@@ -489,7 +509,7 @@ async function contactsScreen(main) {
         await importContacts(file);
         reload();
       } catch (error) {
-        toast(error.message);
+        toast(errorText(error));
       }
     },
   });
@@ -502,7 +522,7 @@ async function contactsScreen(main) {
           await importContacts(null);
           reload();
         } catch (error) {
-          toast(error.message);
+          toast(errorText(error));
         }
       } else fileInput.click();
     } }, "⇩"),
@@ -521,26 +541,27 @@ async function contactsScreen(main) {
   const count = h("p", { class: "sr-only", "aria-live": "polite" });
   const list = h("ul", { class: "card list", "aria-label": t("screen.contacts") });
   // The exchange already sorts and filters by the app settings; the search runs here, on what was loaded.
-  const label = (contact) =>
-    prefs.sort === "last_name" && contact.last_name ? [contact.last_name, contact.first_name].filter(Boolean).join(", ") : contact.display_name;
+  const label = (contact) => (prefs.sort === "last_name" && contact.last_name ? surnameLabel(contact) : contact.display_name);
   const draw = () => {
     const words = search.value.trim().toLowerCase().split(/\s+/).filter(Boolean);
     const shown = contacts.filter((contact) => {
       const haystack = [contact.display_name, contact.company_name, contact.extension, ...contact.numbers.map((n) => n.number)].join(" ").toLowerCase();
       return words.every((word) => haystack.includes(word));
     });
-    count.textContent = t("contacts.count", { count: shown.length });
+    count.textContent = plural("contacts.count", shown.length);
     list.replaceChildren(
       ...shown.map((contact) => {
         const name = label(contact);
-        const first = contact.numbers[0] && contact.numbers[0].number;
         const whatsapp = prefs.whatsapp_button && contact.numbers.find((n) => n.whatsapp);
+        // A tap opens the contact (every number of it, to call or message); the row does not call by itself.
         return h(
           "li",
           { class: "list-row" },
-          (first ? (...content) => callLink(first, { class: "row-body" }, h("span", { class: "sr-only" }, `${t("action.call")} `), ...content) : (...content) => h("div", { class: "row-body" }, ...content))(
+          h(
+            "a",
+            { class: "row-body", href: `#/contact/${contact.list}/${contact.id}` },
             h("span", { class: "avatar", "aria-hidden": "true" }, (name || "?").slice(0, 1).toUpperCase()),
-            h("span", { class: "grow" }, h("strong", {}, name), h("small", { class: "muted" }, [t(`contacts.list.${contact.list}`), ...contact.numbers.map((n) => n.number)].join(" · "))),
+            h("span", { class: "grow" }, h("strong", {}, name), h("small", { class: "muted" }, t(`contacts.list.${contact.list}`), contact.numbers.length ? " · " : "", contact.numbers.map((n, i) => [i ? " · " : "", h("span", { class: "number" }, formatNumber(n.number))]))),
           ),
           whatsapp ? whatsappLink(whatsapp.number, name) : null,
           contact.list === "personal"
@@ -550,7 +571,7 @@ async function contactsScreen(main) {
                 contacts.splice(contacts.indexOf(contact), 1);
                 draw();
                 toast(t("toast.deleted"));
-              } }, "✕")
+              } }, icon("close"))
             : null,
         );
       }),
@@ -562,10 +583,108 @@ async function contactsScreen(main) {
   draw();
 }
 
+// One contact (§6): every number with its kind, each called on its own; WhatsApp for Dutch mobiles; a personal
+// contact is changed or removed here.
+async function contactScreen(main, list, id) {
+  const page = await fetchPage("/me/contacts", main);
+  if (!page) return;
+  const contact = page.contacts.find((item) => item.list === list && String(item.id) === String(id));
+  if (!contact) {
+    main.append(h("p", { class: "empty" }, t("contacts.gone")));
+    return;
+  }
+  const name = contact.display_name;
+  document.querySelector(".topbar h1").textContent = name;
+  document.title = `${name} · Hipper+`;
+  const numbers = contact.numbers.map((entry) =>
+    h(
+      "li",
+      { class: "list-row" },
+      callLink(entry.number, { class: "row-body" }, h("span", { class: "grow" }, h("small", { class: "muted" }, t(`contacts.kind.${entry.kind}`)), h("strong", { class: "number" }, formatNumber(entry.number))), h("span", { class: "call-icon", "aria-hidden": "true" }, icon("calls"))),
+      entry.whatsapp && store.prefs.contacts.whatsapp_button ? whatsappLink(entry.number, `${name} ${formatNumber(entry.number)}`) : null,
+    ),
+  );
+  append(main, [
+    h(
+      "section",
+      { class: "card contact-head" },
+      h("span", { class: "avatar big", "aria-hidden": "true" }, (name || "?").slice(0, 1).toUpperCase()),
+      h("h2", {}, name),
+      contact.company_name && contact.company_name !== name ? h("p", { class: "muted" }, contact.company_name) : null,
+      h("p", { class: "muted small" }, t(`contacts.list.${contact.list}`)),
+    ),
+    h("ul", { class: "card list", "aria-label": t("contacts.numbers") }, numbers.length ? numbers : h("li", { class: "empty" }, t("contacts.no_numbers"))),
+    contact.email ? h("p", {}, h("a", { class: "button secondary wide", href: `mailto:${contact.email}` }, contact.email)) : null,
+  ]);
+  if (contact.list === "personal") {
+    main.append(
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", class: "secondary", onClick: async () => {
+          const prefill = { first_name: contact.first_name, last_name: contact.last_name, company_name: contact.company_name, number: contact.numbers[0]?.number, email: contact.email };
+          if (await personalDialog(prefill, contact.id)) {
+            toast(t("toast.saved"));
+            import("./app.js").then((app) => app.render());
+          }
+        } }, icon("edit"), t("action.edit")),
+        h("button", { type: "button", class: "danger", onClick: async () => {
+          if (!(await confirmDialog(t("delete.title"), t("contacts.delete", { name }), t("action.delete")))) return;
+          await api.del(`/me/contacts/personal/${contact.id}`);
+          toast(t("toast.deleted"));
+          location.hash = "#/contacts";
+        } }, t("action.delete")),
+      ),
+    );
+  }
+}
+
+// "Lokaal" (§6): the device's own contacts. Where the browser offers the Contact Picker API the user picks them;
+// elsewhere a vCard file exported from the phone's contacts app is imported. Both land in the personal list.
+function localContactsScreen(main) {
+  main.append(contactTabs("contacts-local"));
+  const picker = "contacts" in navigator && "select" in navigator.contacts;
+  const fileInput = h("input", {
+    type: "file",
+    accept: ".vcf,text/vcard,text/x-vcard",
+    id: "local-vcard-file",
+    class: "sr-only",
+    onChange: async (event) => {
+      const [file] = event.target.files;
+      if (!file) return;
+      try {
+        await importContacts(file);
+        location.hash = "#/contacts";
+      } catch (error) {
+        toast(errorText(error));
+      }
+    },
+  });
+  main.append(
+    h(
+      "section",
+      { class: "card local" },
+      h("p", {}, t(picker ? "contacts.local_picker" : "contacts.local_file")),
+      picker
+        ? h("button", { type: "button", class: "primary wide", onClick: async () => {
+            try {
+              await importContacts(null);
+              location.hash = "#/contacts";
+            } catch (error) {
+              toast(errorText(error));
+            }
+          } }, t("contacts.local_pick"))
+        : [fileInput, h("label", { for: "local-vcard-file", class: "button primary wide" }, t("contacts.local_choose_file"))],
+    ),
+  );
+}
+
 export const listRoutes = {
   calls: { title: "screen.calls", live: true, render: recentScreen },
   voicemails: { title: "screen.calls", tab: "calls", live: true, render: voicemailsScreen },
   dialpad: { title: "screen.calls", tab: "calls", render: (main) => import("./calls.js").then((calls) => calls.dialpadScreen(main)) },
   voicemail: { title: "screen.voicemail-message", back: "voicemails", tab: "calls", render: voicemailScreen },
   contacts: { title: "screen.contacts", render: contactsScreen },
+  "contacts-local": { title: "screen.contacts", tab: "contacts", render: localContactsScreen },
+  contact: { title: "screen.contact", back: "contacts", tab: "contacts", render: contactScreen },
 };

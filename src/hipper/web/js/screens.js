@@ -5,12 +5,12 @@ import { afterLogin, go, syncPrefs } from "./app.js";
 import { ApiError, Cancelled, api, session } from "./api.js";
 import { h, icon } from "./dom.js";
 import { serviceScreen, toggle } from "./forms.js";
-import { t } from "./i18n.js";
+import { formatNumber, formatUntil, plural, t } from "./i18n.js";
 import { listRoutes } from "./lists.js";
 import { GROUPS, QUICK_SETTINGS, SERVICES, documentOf } from "./services.js";
 import { settingsRoutes } from "./settings.js";
 import { context, loadUser, savePrefs, store } from "./state.js";
-import { modal, pinInput, toast } from "./ui.js";
+import { errorText, modal, pinInput, stepUpReason, toast } from "./ui.js";
 
 const available = (screen) => store.services.has(documentOf(screen)) && (screen !== "fixed-mobile-rings" || store.services.has("fixed-mobile"));
 
@@ -87,7 +87,7 @@ function pinSetupScreen(main) {
           toast(t("pin.saved"));
           go("overview");
         } catch (failure) {
-          error.textContent = failure instanceof ApiError && failure.status === 422 ? Object.values(failure.fields).join(" ") || failure.message : failure.message;
+          error.textContent = errorText(failure);
         }
       },
     },
@@ -129,6 +129,10 @@ async function quickToggles(container) {
     const doc = documents[index];
     if (!doc) return;
     const fieldName = QUICK_SETTINGS[name];
+    // State at a glance: where it forwards to, until when (more than the switch's on/off says).
+    const detail = doc[fieldName] ? summary(name, doc) : "";
+    const detailId = `quick-${name}-detail`;
+    const glance = Array.isArray(detail) || (detail && detail !== t("state.on")) ? h("small", { class: "muted glance", id: detailId }, detail) : null;
     container.append(
       toggle(t(`service.${name}`), doc[fieldName], async (value) => {
         try {
@@ -142,10 +146,11 @@ async function quickToggles(container) {
             go(`service/${name}`);
             return;
           }
-          if (!(error instanceof Cancelled)) toast(error.message);
+          if (!(error instanceof Cancelled)) toast(errorText(error));
           go("overview");
         }
-      }, { id: `quick-${name}` }),
+      }, { id: `quick-${name}`, describedBy: glance ? detailId : undefined }),
+      ...(glance ? [glance] : []),
     );
   });
 }
@@ -175,7 +180,7 @@ async function overviewScreen(main) {
       "div",
       { class: "section-head" },
       h("h2", { id: "quick-title" }, t("quick.title")),
-      h("a", { class: "icon-button", href: "#/quick-settings", "aria-label": t("quick.edit") }, "⋯"),
+      h("a", { class: "icon-button", href: "#/quick-settings", "aria-label": t("quick.edit") }, icon("edit")),
     ),
   );
   main.append(quick);
@@ -263,7 +268,7 @@ function quickSettingsScreen(main) {
               },
               onPointerdown: (event) => startDrag(event, name),
             },
-            "≡",
+            icon("drag"),
           ),
         );
       }),
@@ -288,7 +293,7 @@ function quickSettingsScreen(main) {
               toast(t("toast.saved"));
               go("overview");
             } catch (error) {
-              toast(error.message);
+              toast(errorText(error));
             }
           },
         },
@@ -330,7 +335,12 @@ async function passkeyCard() {
         const input = card.querySelector("#passkey-switch");
         try {
           if (value) {
-            await registerPasskey();
+            stepUpReason.key = "passkey";
+            try {
+              await registerPasskey();
+            } finally {
+              stepUpReason.key = "number";
+            }
             toast(t("profile.passkey_on"));
           } else {
             await removePasskey();
@@ -338,7 +348,7 @@ async function passkeyCard() {
           }
         } catch (error) {
           input.checked = !value;
-          if (!(error instanceof Cancelled)) toast(error instanceof ApiError ? error.message : t("profile.passkey_failed"));
+          if (!(error instanceof Cancelled)) toast(error instanceof ApiError ? errorText(error) : t("profile.passkey_failed"));
         }
       },
       { id: "passkey-switch", describedBy: "passkey-note" },
@@ -348,23 +358,33 @@ async function passkeyCard() {
   return card;
 }
 
+// Name, extension and numbers (as a Dutch user reads them, never broken inside one): Mijn profiel, and the
+// offline start screen from this device's copy.
+export function profileFacts(profile) {
+  const name = `${profile.first_name || ""} ${profile.last_name || ""}`.trim();
+  const numbers = profile.numbers || {};
+  return h(
+    "section",
+    { class: "card" },
+    h("h2", {}, name || profile.username),
+    h("dl", { class: "facts" }, [
+      h("dt", {}, t("field.username")),
+      h("dd", {}, profile.username),
+      h("dt", {}, t("field.extension")),
+      h("dd", {}, profile.extension || "—"),
+      ...NUMBER_KINDS.filter((kind) => numbers[kind]).flatMap((kind) => [
+        h("dt", {}, t(`number.${kind}`)),
+        h("dd", {}, h("a", { class: "number", href: `tel:${numbers[kind]}` }, formatNumber(numbers[kind]))),
+      ]),
+    ]),
+  );
+}
+
 async function profileScreen(main) {
   const profile = store.profile;
   const passkeySection = await passkeyCard();
-  const name = `${profile.first_name || ""} ${profile.last_name || ""}`.trim();
   main.append(
-    h(
-      "section",
-      { class: "card" },
-      h("h2", {}, name || profile.username),
-      h("dl", { class: "facts" }, [
-        h("dt", {}, t("field.username")),
-        h("dd", {}, profile.username),
-        h("dt", {}, t("field.extension")),
-        h("dd", {}, profile.extension || "—"),
-        ...NUMBER_KINDS.filter((kind) => profile.numbers[kind]).flatMap((kind) => [h("dt", {}, t(`number.${kind}`)), h("dd", {}, h("a", { href: `tel:${profile.numbers[kind]}` }, profile.numbers[kind]))]),
-      ]),
-    ),
+    profileFacts(profile),
     h(
       "section",
       { class: "card menu" },
@@ -372,6 +392,13 @@ async function profileScreen(main) {
       h("button", { type: "button", class: "menu-item", onClick: changePin }, t("profile.change_pin")),
     ),
     passkeySection,
+    h(
+      "section",
+      { class: "card", "aria-labelledby": "privacy-title" },
+      h("h2", { id: "privacy-title" }, t("profile.privacy")),
+      h("p", { class: "muted" }, t("profile.privacy_text")),
+      h("a", { href: "/terms.html#nl-privacy" }, t("app.privacy_statement")),
+    ),
     h("button", { type: "button", class: "danger wide", onClick: () => import("./app.js").then((m) => m.logOut()) }, t("action.logout")),
   );
 }
@@ -389,7 +416,7 @@ function formDialog(title, fields, submit) {
             close(true);
           } catch (failure) {
             error.hidden = false;
-            error.textContent = failure instanceof ApiError && failure.status === 422 ? Object.values(failure.fields).join(" ") || failure.message : failure.message;
+            error.textContent = failure instanceof ApiError || failure instanceof Cancelled ? errorText(failure) : failure.message;
           }
         },
       },
@@ -425,24 +452,50 @@ async function changePassword() {
 async function changePin() {
   const done = await formDialog(
     t("profile.change_pin"),
-    [...pinInput("current-pin", t("field.current_pin")), ...pinInput("changed-pin", t("field.new_pin"), "new-password")],
-    (form) =>
-      api.put("/auth/pin", {
-        current_pin: form.querySelector("#current-pin").value,
-        pin: form.querySelector("#changed-pin").value,
-      }),
+    [
+      ...pinInput("current-pin", t("field.current_pin")),
+      ...pinInput("changed-pin", t("field.new_pin"), "new-password"),
+      ...pinInput("changed-pin-again", t("field.changed_pin_again"), "new-password"),
+    ],
+    (form) => {
+      const pin = form.querySelector("#changed-pin").value;
+      if (pin !== form.querySelector("#changed-pin-again").value) throw new Error(t("pin.mismatch"));
+      return api.put("/auth/pin", { current_pin: form.querySelector("#current-pin").value, pin });
+    },
   );
   if (done) toast(t("pin.saved"));
 }
 
-function summary(screen, doc) {
+// Night mode as it is in effect: the user's own (set by the administrator for this user) or the company's.
+export function nightState(doc) {
+  if (doc && doc.night_mode) return t("night.on_user");
+  if (store.profile && store.profile.company_night_mode) return t("night.on_company");
+  return t("state.off");
+}
+
+// The current value of a service at a glance ("Aan · 06 1234 5678", "Vakantie tot 23:59"), not only Aan/Uit.
+export function summary(screen, doc) {
   if (!doc) return "";
+  const on = (...detail) => (detail.length ? [t("state.on"), " · ", ...detail] : t("state.on"));
+  const number = (value) => h("span", { class: "number" }, formatNumber(value));
   if (screen === "fixed-mobile-rings") return `${t(`opt.fixed_rings.${doc.fixed_rings}`)}`;
-  if (screen === "outgoing-identity") return t(`opt.fixed.${doc.fixed}`);
+  if (screen === "outgoing-identity") {
+    const own = (store.profile && store.profile.numbers[doc.fixed]) || null;
+    return own ? [t(`opt.fixed.${doc.fixed}`), " · ", number(own)] : t(`opt.fixed.${doc.fixed}`);
+  }
   if (screen === "call-method") return t(`opt.method.${doc.method}`);
   if (screen === "anonymous") return t(doc.desk ? "state.on" : "state.off");
-  if (screen === "night-forwarding") return t(doc.night_mode ? "state.on" : "state.off");
-  if (screen === "anywhere") return t("summary.locations", { count: doc.locations.length });
+  if (screen === "night-forwarding") return nightState(doc);
+  if (screen === "anywhere") return plural("summary.locations", doc.locations.length);
+  if (screen === "personal-assistant" && doc.active) {
+    const presence = t(`opt.presence.${doc.presence}`);
+    return doc.until ? t("summary.until", { what: presence, when: formatUntil(doc.until) }) : presence;
+  }
+  if (screen === "simultaneous-ring" && doc.active) return on(plural("summary.numbers", doc.targets.length));
+  if (screen === "call-center-agent") return t(`opt.state.${doc.state}`);
+  if (screen === "call-recording") return t(`opt.mode.${doc.mode}`);
+  if ("active" in doc && doc.active && doc.to_voicemail) return on(t("summary.to_voicemail"));
+  if ("active" in doc && doc.active && doc.destination) return on(number(doc.destination));
   if ("active" in doc) return t(doc.active ? "state.on" : "state.off");
   return "";
 }
@@ -469,7 +522,7 @@ async function serviceMenu(main, group) {
             "a",
             { class: "menu-item", href: `#/service/${screen}` },
             h("span", {}, t(`service.${screen}`)),
-            h("span", { class: "muted" }, documents[index] ? summary(screen, documents[index]) : t("state.unavailable")),
+            h("span", { class: "muted state" }, documents[index] ? summary(screen, documents[index]) : t("state.unavailable")),
           ),
         ),
       ),
@@ -477,8 +530,43 @@ async function serviceMenu(main, group) {
   );
 }
 
-// "What happens when I am called?": the exchange's own routing plan for a test call, with its reasons. The
-// sentences come from the exchange in English, so they are marked as such for screen readers.
+// The exchange's routing plan (its steps, not its English sentences) as a nested list in the user's language.
+function planList(steps) {
+  const via = (step) => (step.service ? ` (${t(`service.${step.service}`)})` : "");
+  const number = (value) => h("span", { class: "number" }, formatNumber(value));
+  const item = (step) => {
+    if (step.action === "forward") return h("li", {}, t("plan.forward"), " ", number(step.destination), via(step));
+    if (step.action === "voicemail") return h("li", {}, t("plan.voicemail", { cause: t(`plan.cause.${step.cause}`) }));
+    if (step.action === "reject") return h("li", {}, t("plan.reject"), via(step));
+    if (step.action === "hangup") return h("li", {}, t("plan.hangup"), via(step));
+    if (step.action === "ring_splash") return h("li", {}, t("plan.ring_splash"), via(step));
+    if (step.action === "personal_assistant") {
+      const presence = t(`opt.presence.${step.presence}`);
+      return h(
+        "li",
+        {},
+        step.until ? t("summary.until", { what: `${t("service.personal-assistant")}: ${presence}`, when: formatUntil(step.until) }) : `${t("service.personal-assistant")}: ${presence}`,
+        planList([...(step.on_zero ? [step.on_zero] : []), step.afterwards]),
+      );
+    }
+    if (step.action === "ring") {
+      const branches = [["on_busy", "plan.if_busy"], ["on_no_answer", "plan.if_no_answer"], ["on_not_reachable", "plan.if_not_reachable"]]
+        .filter(([name]) => step[name] && step[name].length)
+        .map(([name, key]) => h("li", {}, t(key), planList(step[name])));
+      return h(
+        "li",
+        {},
+        step.timeout_seconds ? t("plan.ring_for", { seconds: step.timeout_seconds }) : t("plan.ring"),
+        h("ul", {}, step.targets.map((target) => h("li", {}, t(`plan.target.${target.kind}`), target.number ? [" ", number(target.number)] : null))),
+        branches.length ? h("ul", { class: "branches" }, branches) : null,
+      );
+    }
+    return h("li", {}, step.action);
+  };
+  return h("ol", { class: "plan" }, steps.map(item));
+}
+
+// "What happens when I am called?": the exchange's own routing plan for a test call, shown from its steps.
 function explainScreen(main) {
   const output = h("section", { class: "card", "aria-live": "polite", hidden: true });
   const fixedMobile = store.services.has("fixed-mobile") && store.profile.numbers.mobile;
@@ -499,12 +587,12 @@ function explainScreen(main) {
           const result = await api.get(`/me/routing/explain?${query}`);
           output.replaceChildren(
             h("h2", {}, t("explain.result")),
-            h("ol", { class: "plan", lang: "en" }, result.summary.map((line) => h("li", { style: `margin-left:${(line.length - line.trimStart().length) / 2}rem` }, line.trim()))),
+            planList(result.plan.steps),
           );
           output.scrollIntoView({ block: "start" });
         } catch (error) {
           if (error instanceof ApiError && error.unavailable) output.replaceChildren(h("p", {}, t("not_available")));
-          else output.replaceChildren(h("p", { class: "error", role: "alert" }, error instanceof ApiError && error.status === 422 ? Object.values(error.fields).join(" ") : error.message));
+          else output.replaceChildren(h("p", { class: "error", role: "alert" }, errorText(error)));
         }
       },
     },
@@ -526,7 +614,7 @@ function explainScreen(main) {
   main.append(form, output);
 }
 
-function settingsMenu(main) {
+async function settingsMenu(main) {
   const items = [
     ["profile", true],
     ["incoming", GROUPS.incoming.some(available)],
@@ -538,13 +626,30 @@ function settingsMenu(main) {
     ["app-settings", true],
     ["help", true],
   ];
+  const shown = items.filter(([, on]) => on).map(([path]) => path);
+  // The services' current values at a glance ("Beschikbaar", "Aan"), read together.
+  const services = shown.filter((path) => path.startsWith("service/")).map((path) => path.slice("service/".length));
+  const documents = await Promise.all(services.map((name) => api.get(`/me/services/${name}`).catch(() => null)));
+  const value = (path) => {
+    const index = services.indexOf(path.replace("service/", ""));
+    return index >= 0 && documents[index] ? summary(services[index], documents[index]) : null;
+  };
   main.append(
     h(
       "ul",
       { class: "card menu" },
-      items
-        .filter(([, shown]) => shown)
-        .map(([path]) => h("li", {}, h("a", { class: "menu-item", href: `#/${path}` }, t(`screen.${path.replace("service/", "")}`)))),
+      shown.map((path) =>
+        h(
+          "li",
+          {},
+          h(
+            "a",
+            { class: "menu-item", href: `#/${path}` },
+            h("span", {}, t(`screen.${path.replace("service/", "")}`)),
+            value(path) ? h("span", { class: "muted state" }, value(path)) : null,
+          ),
+        ),
+      ),
     ),
   );
 }
@@ -564,6 +669,8 @@ export const routes = {
   explain: { title: "screen.explain", back: "incoming", tab: "settings", render: explainScreen },
   service: {
     title: (screen) => t(`service.${screen}`),
+    // The agent's state changes by itself (wrap-up after a call-center call): that screen follows live events.
+    live: (screen) => screen === "call-center-agent",
     back: "settings",
     tab: "settings",
     render: async (main, screen) => {
@@ -573,9 +680,11 @@ export const routes = {
         return;
       }
       const back = document.querySelector(".topbar .back");
-      if (back && BACK[screen]) back.setAttribute("href", `#/${BACK[screen]}`);
+      if (back && BACK[screen] && !back.getAttribute("href").endsWith("overview")) back.setAttribute("href", `#/${BACK[screen]}`);
       const intro = t(`intro.${screen}`);
       if (intro !== `intro.${screen}`) main.append(h("p", { class: "muted" }, intro));
+      // The user's own night switch may be off while the company's is on: say what is in effect, and who set it.
+      if (screen === "night-forwarding" && store.profile.company_night_mode) main.append(h("p", { class: "notice" }, t("night.company_notice")));
       await serviceScreen(main, screen, context());
       if (screen === "voicemail") {
         const { greetingsSection } = await import("./lists.js");

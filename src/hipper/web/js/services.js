@@ -1,6 +1,8 @@
 // What each user service's screen shows: the fields of docs/services.md with the manual's options.
 // Read-only fields (set by the administrator) are shown but cannot be changed.
 
+import { formatNumber, t } from "./i18n.js";
+
 const PHONE = { type: "phone" };
 const whenNumber = (draft) => draft.active || draft.destination;
 
@@ -124,7 +126,8 @@ export const SERVICES = {
           { name: "block_diversion", type: "toggle", blank: false },
           { name: "answer_confirmation", type: "toggle", blank: false },
         ],
-        title: (item) => item.name || item.number,
+        // The card names the location and its number (and whether it rings), not only the name.
+        title: (item) => [item.name, item.number && formatNumber(item.number), item.active === false ? `(${t("state.off").toLowerCase()})` : null].filter(Boolean).join(" · "),
       },
     ],
   },
@@ -190,13 +193,14 @@ export const SERVICES = {
       { name: "email_address", type: "email", when: (d) => d.email_notification || d.email_address },
     ],
   },
+  // The user chooses (SPEC I, manual §7.5) among the modes the administrator allows.
   "call-recording": {
-    readOnly: true,
     fields: [
       {
         name: "mode",
         type: "choice",
         options: ["always", "always_pause_resume", "on_demand", "on_demand_user_start", "never"],
+        offer: (value, ctx) => !ctx.draft.allowed_modes || ctx.draft.allowed_modes.includes(value),
         explain: true,
       },
     ],

@@ -5,7 +5,7 @@ import { h, uid } from "./dom.js";
 import { toggle } from "./forms.js";
 import { t } from "./i18n.js";
 import { chooseLanguage, languagePreference, loadUser, savePrefs, store } from "./state.js";
-import { toast } from "./ui.js";
+import { errorText, toast } from "./ui.js";
 
 function radios(legend, name, options, value, onChange) {
   return h(
@@ -29,7 +29,7 @@ async function save(changes) {
     await savePrefs(changes);
     toast(t("toast.saved"));
   } catch (error) {
-    toast(error.message);
+    toast(errorText(error));
   }
 }
 
@@ -99,7 +99,7 @@ async function appSettingsScreen(main) {
           try {
             await chooseLanguage(language);
           } catch (error) {
-            toast(error.message);
+            toast(errorText(error));
           }
         }
         await applyLanguage(languagePreference());
@@ -132,9 +132,10 @@ async function appSettingsScreen(main) {
       "section",
       { class: "card menu", "aria-labelledby": "s-info" },
       h("h2", { id: "s-info" }, t("app.info")),
-      h("div", { class: "row" }, h("span", {}, t("app.version")), h("span", { class: "value" }, VERSION)),
+      h("div", { class: "row pad-row" }, h("span", {}, t("app.version")), h("span", { class: "value" }, VERSION)),
       h("a", { class: "menu-item", href: "#/help" }, t("screen.help")),
-      h("a", { class: "menu-item", href: "https://github.com/", target: "_blank", rel: "noopener" }, t("app.terms")),
+      h("a", { class: "menu-item", href: "/terms.html" }, t("app.terms")),
+      h("a", { class: "menu-item", href: "/terms.html#nl-privacy" }, t("app.privacy_statement")),
       h(
         "button",
         {

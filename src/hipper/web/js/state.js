@@ -4,6 +4,16 @@ import { ApiError, api, session } from "./api.js";
 import { DEFAULT_QUICK } from "./services.js";
 
 const PREFS_KEY = "hipper.app-settings";
+// The last profile seen, for the offline start screen (name and numbers; nothing secret).
+const PROFILE_KEY = "hipper.profile";
+
+export function cachedProfile() {
+  try {
+    return JSON.parse(localStorage.getItem(PROFILE_KEY) || "null");
+  } catch {
+    return null;
+  }
+}
 
 // The shape of GET /me/app-settings (the exchange keeps them so every device of the user shows the same).
 export const DEFAULT_PREFS = {
@@ -66,6 +76,7 @@ async function readUser() {
     api.get("/me/app-settings").catch((error) => (error instanceof ApiError && error.unavailable ? null : Promise.reject(error))),
   ]);
   store.profile = profile;
+  localStorage.setItem(PROFILE_KEY, JSON.stringify(profile));
   store.services = new Set(services ? services.services : profile.services || []);
   if (remote) {
     store.prefs = { ...DEFAULT_PREFS, ...remote };
@@ -102,6 +113,7 @@ export async function savePrefs(changes) {
 
 export function forget() {
   session.token = null;
+  localStorage.removeItem(PROFILE_KEY);
   store.profile = null;
   store.services = new Set();
 }

@@ -1,8 +1,27 @@
 // Shared pieces of the screens: toasts, modal dialogs (step-up, confirm) with focus kept inside.
 
 import { ApiError, Cancelled, api } from "./api.js";
-import { h, uid } from "./dom.js";
+import { h, icon, uid } from "./dom.js";
 import { t } from "./i18n.js";
+
+// One field's error in the user's language, from its code (docs/api.md), e.g. "too_long" with its bound.
+export function fieldText(item) {
+  const key = `error.code.${item.code}`;
+  const text = t(key, item.limits);
+  return text === key ? t("error.code.invalid") : text;
+}
+
+// What went wrong, in the user's language: never the exchange's English `detail`.
+export function errorText(error) {
+  if (error instanceof Cancelled) return t("stepup.cancelled");
+  if (!(error instanceof ApiError)) return t("error.generic");
+  if (error.status === 0) return t("error.offline");
+  const fields = Object.values(error.fields);
+  if (fields.length) return fields.map(fieldText).join(" ");
+  const key = `error.code.${error.code}`;
+  if (error.code && t(key) !== key) return t(key);
+  return t("error.generic");
+}
 
 export function toast(message) {
   const region = document.getElementById("toast");
@@ -33,6 +52,51 @@ export function modal(title, build) {
     dialog.showModal();
     const first = dialog.querySelector("input, button.primary");
     if (first) first.focus();
+  });
+}
+
+const clock = (seconds) => (Number.isFinite(seconds) ? `${Math.floor(seconds / 60)}:${String(Math.floor(seconds % 60)).padStart(2, "0")}` : "0:00");
+
+// An audio player in the app's own look (the browser's controls differ per platform): play/pause, a position
+// slider and the time. The <audio> element does the playing; `.audio` gives it to callers (share, play()).
+export function audioPlayer(src, label) {
+  const audio = h("audio", { src, preload: "metadata" });
+  const button = h("button", { type: "button", class: "icon-button play", "aria-label": t("player.play") }, icon("play"));
+  const slider = h("input", { type: "range", min: 0, max: 100, step: 0.1, value: 0, class: "seek", "aria-label": t("player.position") });
+  const time = h("span", { class: "muted small time" }, "0:00");
+  const show = () => {
+    const playing = !audio.paused;
+    button.replaceChildren(icon(playing ? "pause" : "play"));
+    button.setAttribute("aria-label", t(playing ? "player.pause" : "player.play"));
+    slider.max = Number.isFinite(audio.duration) ? audio.duration : 100;
+    slider.value = audio.currentTime;
+    slider.setAttribute("aria-valuetext", `${clock(audio.currentTime)} / ${clock(audio.duration)}`);
+    time.textContent = `${clock(audio.currentTime)} / ${clock(audio.duration)}`;
+  };
+  for (const event of ["play", "pause", "timeupdate", "loadedmetadata", "ended"]) audio.addEventListener(event, show);
+  button.addEventListener("click", () => (audio.paused ? audio.play().catch(() => {}) : audio.pause()));
+  slider.addEventListener("input", () => (audio.currentTime = Number(slider.value)));
+  const player = h("div", { class: "player", role: "group", "aria-label": label }, audio, button, slider, time);
+  player.audio = audio;
+  return player;
+}
+
+// A bottom sheet asking for one line of text (instead of the browser's prompt()): the text, or null.
+export function promptDialog(title, label, value = "", maxlength = 100) {
+  return modal(title, (close) => {
+    const form = h(
+      "form",
+      { onSubmit: (event) => { event.preventDefault(); close(form.querySelector("input").value.trim() || null); } },
+      h("label", { for: "prompt-input" }, label),
+      h("input", { id: "prompt-input", type: "text", value, maxlength, required: true }),
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", class: "secondary", onClick: () => close(null) }, t("action.cancel")),
+        h("button", { type: "submit", class: "primary" }, t("action.save")),
+      ),
+    );
+    return form;
   });
 }
 
@@ -82,6 +146,9 @@ export const stepUpMethods = [
   },
 ];
 
+// Why the step-up is asked: a phone number is being changed (the default), or a passkey is being added.
+export const stepUpReason = { key: "number" };
+
 // One dialog: the other methods as buttons first, the PIN below as the fallback.
 async function stepUpDialog(methods) {
   const done = await modal(t(methods.length ? "stepup.title_any" : "stepup.title"), (close) => {
@@ -105,7 +172,7 @@ async function stepUpDialog(methods) {
           }
         },
       },
-      h("p", {}, t(methods.length ? "stepup.text_any" : "stepup.text")),
+      h("p", {}, t(stepUpReason.key === "passkey" ? "stepup.text_passkey" : methods.length ? "stepup.text_any" : "stepup.text")),
       methods.map((method) =>
         h(
           "button",

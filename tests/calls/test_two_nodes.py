@@ -1,0 +1,203 @@
+"""Two exchange nodes on one PostgreSQL database route alike: a user on a call through node A is on a call for
+node B too (store/presence.py) — with call waiting off B's call finds them busy, with it on B's call waits —
+and a call via the exchange announced through node A's API may come in through node B (store/call_access.py).
+
+Each node is a whole exchange in this process (its own SIP port, media engine, B2BUA and node id); the phones
+register through node A, and node B finds their bindings in the shared database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import cast
+
+import pytest
+from sqlalchemy import func, select
+
+from hipper.domain.services import CallWaiting
+from hipper.store.models import ActiveCall
+from tests.calls.conftest import (
+    Exchange,
+    expect_headers,
+    phone,
+    place_call,
+    running_exchange,
+    scenario,
+    start_sipp,
+    trunk,
+)
+from tests.calls.test_app_calls import ACCESS, ALICE_DIRECT, ALICE_MOBILE, FAR, SHOWN, alice, serving_api
+from tests.media_apps.exchange_process import ROOT, Elsewhere
+from tests.support import postgres
+
+pytestmark = [pytest.mark.sip, pytest.mark.postgres]
+
+
+@dataclass
+class Nodes:
+    a: Exchange
+    b: Exchange
+
+    async def add_user(self, name: str, extension: str) -> None:
+        await self.a.add_user(name, extension)
+        self.b.users[name] = self.a.users[name]
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path, postgres_server: postgres.PostgresServer) -> AsyncIterator[Nodes]:
+    url = await postgres_server.template_copy()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    async with contextlib.AsyncExitStack() as stack:
+        settings = {"call_access_number": ACCESS}
+        a = await stack.enter_async_context(running_exchange(tmp_path / "a", url, {**settings, "node_id": "node-a"}))
+        b = await stack.enter_async_context(
+            running_exchange(tmp_path / "b", url, {**settings, "node_id": "node-b"}, a.company_id)
+        )
+        yield Nodes(a, b)
+
+
+async def answered_on(exchange: Exchange, name: str) -> None:
+    """Until the user's call is answered on this node and that fact is in the shared database."""
+    async with asyncio.timeout(10):
+        while not exchange.b2bua.on_call(exchange.users[name]):  # noqa: ASYNC110 - state of the B2BUA
+            await asyncio.sleep(0.05)
+    await exchange.b2bua.presence.written()
+
+
+async def test_a_call_on_node_a_makes_the_user_busy_for_node_b(nodes: Nodes) -> None:
+    await nodes.add_user("alice", "201")
+    await nodes.add_user("bob", "202")
+    await nodes.add_user("carol", "203")
+    await nodes.a.set_service("bob", CallWaiting(active=False))
+    bob = await phone(nodes.a, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    alice = await place_call(nodes.a, "alice", "202", "final_talks.xml", talk_ms=3000)
+    await answered_on(nodes.a, "bob")
+    assert not nodes.b.b2bua.on_call(nodes.b.users["bob"])  # node B carries no call of Bob's itself
+    carol = await place_call(nodes.b, "carol", "202", "final_rejected.xml", status=486)
+    await carol.succeeded()
+    second = await nodes.b.next_call()
+    assert second.outcome == "busy" and second.branches == []  # busy by the plan: Bob's phone did not ring
+    await alice.succeeded()
+    await bob.succeeded()
+    first = await nodes.a.next_call()
+    assert first.outcome == "answered"
+    busy = [r for r in await nodes.b.call_logs("bob") if r.outcome == "busy"]
+    assert busy and busy[0].plan is not None and busy[0].plan["steps"][0]["line"] == 7
+    # The call's end reached node B as well: Bob is free again everywhere.
+    await nodes.a.b2bua.presence.written()
+    async with nodes.b.b2bua.snapshots.reads.connect() as reads:
+        assert not await nodes.b.b2bua.presence.on_call(reads, nodes.b.users["bob"], datetime.now(UTC))
+
+
+async def test_with_call_waiting_on_node_b_rings_a_waiting_call(nodes: Nodes) -> None:
+    await nodes.add_user("alice", "201")
+    await nodes.add_user("bob", "202")
+    await nodes.add_user("carol", "203")
+    await nodes.a.add_device("bob", "bob-second")
+    # Bob answers Alice's call through node A on one phone; Carol's call through node B rings the other phone
+    # as a waiting call.
+    first = await phone(nodes.a, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    alice = await place_call(nodes.a, "alice", "202", "final_talks.xml", talk_ms=4000)
+    await answered_on(nodes.a, "bob")
+    bob2 = await phone(nodes.a, "bob-second", "bob-second", scenario("callee.xml", ring_ms=100))
+    carol = await place_call(nodes.b, "carol", "202", "final_talks.xml", talk_ms=500)
+    await carol.succeeded()
+    await alice.succeeded()
+    await first.succeeded()
+    await bob2.succeeded()
+    assert (await nodes.b.next_call()).answered
+    assert (await nodes.a.next_call()).answered
+    rows = await nodes.b.call_logs("bob")
+    waiting = [r for r in rows if r.plan is not None and "waiting call" in r.plan["steps"][0]["reason"]]
+    assert len(waiting) == 1 and waiting[0].call_id != (await nodes.a.call_logs("alice"))[0].call_id
+
+
+async def test_a_call_via_the_exchange_armed_through_node_a_goes_out_through_node_b(nodes: Nodes) -> None:
+    await alice(nodes.a, method="via_exchange")
+    nodes.b.users.update(nodes.a.users)
+    async with serving_api(nodes.a) as api:
+        headers = await api.login("alice")
+        placed = await api.http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
+        assert placed.status_code == 202, placed.text
+    checks = expect_headers(("From", SHOWN), ("P-Asserted-Identity", SHOWN))
+    network = await trunk(nodes.b, "far", scenario("callee.xml", ring_ms=100, **checks), "-rtp_echo")
+    handset = await start_sipp(nodes.b, "handset", handset_call("final_talks.xml", talk_ms=1000), "-s", ACCESS,
+                               port=nodes.b.mobile_port)  # fmt: skip
+    await handset.succeeded()
+    await network.succeeded()
+    assert (await nodes.b.next_call()).answered
+    rows = await nodes.b.call_logs("alice")
+    assert [(r.direction, r.remote_number, r.local_identity) for r in rows] == [("placed", FAR, ALICE_DIRECT)]
+    # The announcement was used up: calling the access number again, through either node, is refused.
+    again = await start_sipp(nodes.a, "handset-again", handset_call("final_rejected.xml", status=403), "-s", ACCESS,
+                             port=nodes.a.mobile_port)  # fmt: skip
+    await again.succeeded()
+    assert not (await nodes.a.next_call()).answered
+
+
+def handset_call(final: str, **values: object) -> str:
+    """Alice's mobile calling in from the mobile network."""
+    return scenario("trunk_caller.xml", final=final, user=ALICE_MOBILE, from_user=ALICE_MOBILE, display="Alice",
+                    extra="", **values)  # fmt: skip
+
+
+async def test_a_killed_nodes_calls_stop_counting_when_its_lease_runs_out(nodes: Nodes, tmp_path: Path) -> None:
+    # A third node as a process of its own (tests/media_apps/exchange_process.py) carries Bob's call and is
+    # killed with SIGKILL: it never says goodbye, its rows stay — and count only until its lease runs out.
+    await nodes.add_user("alice", "201")
+    await nodes.add_user("bob", "202")
+    lease = 3.0
+    config = nodes.a.settings.model_dump(mode="json")
+    top = nodes.b.settings.rtp_port_max
+    config.update(node_id="node-c", node_lease_seconds=lease, rtp_port_min=top + 2, rtp_port_max=top + 200,
+                  data_dir=str(tmp_path / "c"))  # fmt: skip
+    path = tmp_path / "node-c.json"
+    path.write_text(json.dumps(config))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.media_apps.exchange_process", str(path),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    bob = alice = None
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(20):
+            line = (await process.stdout.readline()).decode()
+        assert line.startswith("READY "), line
+        node_c = cast(Exchange, Elsewhere(int(line.split()[1]), tmp_path))
+        bob = await phone(nodes.a, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+        alice = await place_call(node_c, "alice", "202", "final_talks.xml", talk_ms=20000)
+        async with asyncio.timeout(10):
+            while not await on_call_for(nodes.b, "bob"):  # noqa: ASYNC110 - written by another process
+                await asyncio.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        await process.wait()
+        async with asyncio.timeout(lease * 3):  # node C renewed every lease / 3 until it was killed
+            while await on_call_for(nodes.b, "bob"):  # noqa: ASYNC110 - a lease running out in the database
+                await asyncio.sleep(0.1)
+        await nodes.b.b2bua.presence.renew()  # any node's next renewal deletes what node C left
+        async with nodes.b.sessions() as session:
+            assert (await session.execute(select(func.count()).select_from(ActiveCall))).scalar_one() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        for sipp in (alice, bob):
+            if sipp is not None:
+                with contextlib.suppress(TimeoutError):
+                    await sipp.result(1)  # their call died with node C: stop them
+
+
+async def on_call_for(exchange: Exchange, name: str) -> bool:
+    """What routing on `exchange` reads for the user now (the snapshot's `on_call`)."""
+    state = await exchange.b2bua.snapshots.state(exchange.users[name], datetime.now(UTC))
+    assert state is not None
+    return state.on_call

@@ -1,0 +1,127 @@
+"""One endpoint's fault never stops the shared ticker or another endpoint (issue 11, critical 1); the latching
+rules (strict source) and the SDP checks at the engine's boundary."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from prometheus_client import REGISTRY
+
+from hipper.media import g711
+from hipper.media.engine import CreateEndpoint, EndpointCreated, MediaEngine, MediaError, RtpTimeout, SetRemoteSdp
+from hipper.media.rtp import RtpPacket
+from tests.media.phones import Phone
+from tests.media.test_engine import attach, audio_packets, next_event
+
+
+async def wait_for_stat(engine: MediaEngine, endpoint: str, name: str, value: int) -> None:
+    async with asyncio.timeout(3):
+        while engine.stats(endpoint)[name] < value:  # noqa: ASYNC110 - the engine's reader counts them
+            await asyncio.sleep(0.01)
+
+
+async def wait_for_packets(phone: Phone, count: int, within: float = 3.0) -> None:
+    async with asyncio.timeout(within):
+        while len(audio_packets(phone)) < count:  # noqa: ASYNC110 - packets arrive on the phone's protocol
+            await asyncio.sleep(0.01)
+
+
+async def test_a_fault_in_one_endpoint_drops_it_and_the_ticker_goes_on(engine: MediaEngine) -> None:
+    victim, bystander = Phone(), Phone()
+    broken = await attach(engine, victim)
+    await attach(engine, bystander)
+    await wait_for_packets(bystander, 2)
+    errors_before = REGISTRY.get_sample_value("hipper_media_endpoint_errors_total") or 0.0
+    # Fault injection: no wire input reaches this any more (the SDP is checked), so break the endpoint directly
+    # the way `m=audio 65535` once did (sendto raises OverflowError, which is no OSError).
+    engine._endpoints[broken].remote = ("127.0.0.1", 70000)
+    timeout = await next_event(engine, RtpTimeout)
+    assert (timeout.endpoint_id, timeout.silent_seconds) == (broken, 0.0)  # its call learns and ends
+    with pytest.raises(MediaError):
+        engine.stats(broken)  # dropped
+    assert (REGISTRY.get_sample_value("hipper_media_endpoint_errors_total") or 0.0) == errors_before + 1
+    before = len(audio_packets(bystander))
+    await wait_for_packets(bystander, before + 10)  # the ticker still serves everyone else
+    assert engine.alive
+    victim.close()
+    bystander.close()
+
+
+def intruder_socket(host: str = "127.0.0.77") -> socket.socket:
+    """RTP from another host of the loopback network (a third party on the internet, as the engine sees it)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 0))
+    sock.setblocking(False)
+    return sock
+
+
+def overheard(sock: socket.socket) -> int:
+    count = 0
+    while True:
+        try:
+            sock.recv(2048)
+        except OSError:  # nothing more (or an ICMP error)
+            return count
+        count += 1
+
+
+async def test_only_the_signalled_host_latches(engine: MediaEngine) -> None:
+    phone = Phone()
+    await phone.open()
+    created = await engine.execute(CreateEndpoint(remote_sdp=phone.offer("127.0.0.1"), signalling_host="127.0.0.1"))
+    assert isinstance(created, EndpointCreated)
+    endpoint = created.endpoint_id
+    phone.engine_address = ("127.0.0.1", created.local_port)
+    intruder = intruder_socket()
+    packet = RtpPacket(0, 1, 160, 0x5EC0, g711.silence("PCMU")).serialize()
+    for _ in range(5):  # before the phone's first packet: on today's code the first of these latched
+        intruder.sendto(packet, phone.engine_address)
+    await wait_for_stat(engine, endpoint, "packets_rejected", 5)
+    assert engine.stats(endpoint)["packets_received"] == 0
+    phone.send(g711.silence("PCMU"))
+    await wait_for_stat(engine, endpoint, "packets_received", 1)
+    assert overheard(intruder) == 0
+    phone.close()
+    intruder.close()
+
+
+async def test_behind_nat_only_the_sip_host_latches_and_only_new_sdp_moves_it(engine: MediaEngine) -> None:
+    phone, stranger = Phone(), Phone()
+    await phone.open()
+    created = await engine.execute(CreateEndpoint(remote_sdp=phone.offer("192.0.2.1"), signalling_host="127.0.0.1"))
+    assert isinstance(created, EndpointCreated)
+    endpoint = created.endpoint_id
+    phone.engine_address = ("127.0.0.1", created.local_port)
+    intruder = intruder_socket()
+    intruder.sendto(RtpPacket(0, 1, 160, 0x5EC0, g711.silence("PCMU")).serialize(), phone.engine_address)
+    await wait_for_stat(engine, endpoint, "packets_rejected", 1)  # not the SIP's host: no latching behind NAT
+    phone.send(g711.silence("PCMU"))  # from 127.0.0.1, the SIP's host: latched although the SDP said 192.0.2.1
+    await wait_for_packets(phone, 3)
+    # Another port, even of the same host, cannot take over mid-call …
+    await stranger.open()
+    stranger.engine_address = phone.engine_address
+    stranger.send(g711.silence("PCMU"))
+    await wait_for_stat(engine, endpoint, "packets_rejected", 2)
+    assert engine.stats(endpoint)["packets_received"] == 1
+    # … until new SDP (a re-INVITE from the phone that moved) names it.
+    await engine.execute(SetRemoteSdp(endpoint, stranger.offer("127.0.0.1")))
+    stranger.send(g711.silence("PCMU"))
+    await wait_for_packets(stranger, 3)
+    assert overheard(intruder) == 0
+    phone.close()
+    stranger.close()
+    intruder.close()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["m=audio 65535 RTP/AVP 0", "m=audio 99999 RTP/AVP 0", "m=audio 4000 RTP/AVP 0 128", "m=audio 4000 RTP/AVP ٠"],
+)
+async def test_a_bad_offer_takes_no_port(engine: MediaEngine, bad: str) -> None:
+    offer = f"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{bad}\r\n"
+    free = len(engine._free_ports)
+    with pytest.raises(MediaError, match="remote_sdp"):
+        await engine.execute(CreateEndpoint(remote_sdp=offer))
+    assert len(engine._free_ports) == free

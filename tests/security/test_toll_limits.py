@@ -1,0 +1,82 @@
+"""Issue 11, medium "Outbound": one phone held 249 trunk calls. Concurrent outbound calls are limited per user,
+per company and on the trunk; a full RTP port range answers 503 with Retry-After (it was 488/500)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hipper.media.engine import CreateEndpoint, EndpointCreated, MediaError, Release
+from tests.calls.conftest import PASSWORD, Exchange, exchange, scenario, start_sipp  # noqa: F401 - the fixture
+from tests.security.calls_support import refused_call, still_serves
+from tests.security.test_toll_barring import hipper_cli
+
+LIMITS = [
+    ({"outbound_max_calls_per_user": 1}, "alice", None, 403, "Too Many Calls for This User"),
+    ({}, "bob", 1, 403, "Too Many Calls for This Company"),  # the company's own limit, set with the CLI
+    ({"outbound_max_calls_per_user": 0, "trunk_max_calls": 1}, "bob", None, 503, "Trunk Busy"),
+    (
+        {"outbound_max_calls_per_user": 1, "outbound_limit_status": 503},
+        "alice",
+        None,
+        503,
+        "Too Many Calls for This User",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("exchange", "second", "company_limit", "status", "reason"),
+    LIMITS,
+    indirect=["exchange"],
+    ids=["user", "company", "trunk", "user-503"],
+)
+async def test_concurrent_outbound_calls_are_limited(
+    exchange: Exchange,  # noqa: F811
+    second: str,
+    company_limit: int | None,
+    status: int,
+    reason: str,
+) -> None:
+    await exchange.add_user("alice", "201", direct="+31201234101")
+    await exchange.add_user("bob", "202", direct="+31201234102")
+    if company_limit is not None:
+        await hipper_cli(exchange, "barring", "set", "--company", "Acme", "--bar", "premium", "--max-calls", "1")
+    network = await start_sipp(exchange, "trunk", scenario("callee.xml", ring_ms=100), "-rtp_echo",
+                               port=exchange.trunk_port)  # fmt: skip
+    first = await start_sipp(
+        exchange, "caller-alice", scenario("caller.xml", final="final_talks.xml", user="alice", talk_ms=3000),
+        "-s", "0612345678", "-au", "alice", "-ap", PASSWORD,
+    )  # fmt: skip
+    gate = exchange.b2bua.outbound.gate
+    async with asyncio.timeout(15):
+        while gate.trunk < 1:  # noqa: ASYNC110 - the first call is admitted (it counts from then on)
+            await asyncio.sleep(0.01)
+    await refused_call(exchange, second, "0612345679", status, reason)
+    await first.succeeded()
+    await network.succeeded()
+    ended = [await exchange.next_call() for _ in range(2)]  # the refused call, the first one
+    assert sorted(call.answered for call in ended) == [False, True]
+    async with asyncio.timeout(5):
+        while gate.trunk:  # noqa: ASYNC110 - released when the call ended
+            await asyncio.sleep(0.01)
+    await still_serves(exchange)
+
+
+async def test_a_full_port_range_answers_503_with_retry_after(exchange: Exchange) -> None:  # noqa: F811
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    held: list[str] = []
+    try:
+        while True:  # every port pair of the range taken (by calls, as far as the exchange can tell)
+            created = await exchange.media.execute(CreateEndpoint())
+            assert isinstance(created, EndpointCreated)
+            held.append(created.endpoint_id)
+    except MediaError:
+        pass
+    assert len(held) >= 50
+    await refused_call(exchange, "alice", "202", 503, "No Media Ports Free", header=r"Retry-After: [0-9]+")
+    for endpoint_id in held:
+        await exchange.media.execute(Release(endpoint_id))
+    await still_serves(exchange)
