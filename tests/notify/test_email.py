@@ -46,6 +46,7 @@ def mail_settings(state: AppState, smtp: SmtpServer, **extra: object) -> AppStat
 
 
 async def email_on(user: LoggedIn, address: str = "jan@example.nl", on: bool = True) -> None:
+    await user.step_up()  # a new address for the messages' audio needs the PIN (docs/security.md)
     response = await user.put(
         "/me/services/voicemail", json={"email_notification": on, "email_address": address if on else None}
     )

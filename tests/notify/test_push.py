@@ -275,6 +275,7 @@ async def test_an_smtp_outage_does_not_hold_up_pushes(
     dispatcher = Notifications(state.settings, state.sessions, settle_seconds=0.0, concurrency=1)
     await dispatcher.ensure_cursor()
     user = await make_user()
+    await user.step_up()  # the e-mail address needs the PIN
     response = await user.put("/me/services/voicemail", json={"email_notification": True, "email_address": "a@b.nl"})
     assert response.status_code == 200, response.text
     await subscribe(state, user.id, push_service.new_browser())

@@ -100,4 +100,7 @@ class ReadOnlySetting(DomainError):
 
 class StepUpRequired(DomainError):
     def __init__(self) -> None:
-        super().__init__("changing a phone number needs a fresh step-up: confirm with your PIN or passkey first")
+        super().__init__(
+            "changing a phone number or the voicemail e-mail address needs a fresh step-up: "
+            "confirm with your PIN or passkey first"
+        )
