@@ -104,6 +104,8 @@ async def test_the_terms_page_ships_and_an_operator_replaces_it(
     shipped = await client.get("/terms.html")
     assert shipped.status_code == 200
     assert "Gebruiksvoorwaarden en privacyverklaring" in shipped.text
+    # The app's Content-Security-Policy (style-src 'self') applies: no inline styles, its own stylesheet.
+    assert "<style" not in shipped.text and (await client.get("/terms.css")).status_code == 200
     own = tmp_path / "voorwaarden.html"
     own.write_text("<!doctype html><title>Voorwaarden van Acme</title><p>Acme's own terms.</p>")
     app = create_app(settings.model_copy(update={"terms_page": own}), run_migrations=False)

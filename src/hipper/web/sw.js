@@ -23,7 +23,7 @@ const VERSIONED = [
   "/i18n/nl.json",
   "/i18n/en.json",
 ];
-const SHELL = ["/", "/index.html", "/terms.html", "/manifest.webmanifest", "/icons/icon.svg", "/icons/icon-192.png", ...VERSIONED.map((path) => VERSION + path)];
+const SHELL = ["/", "/index.html", "/terms.html", "/terms.css", "/manifest.webmanifest", "/icons/icon.svg", "/icons/icon-192.png", ...VERSIONED.map((path) => VERSION + path)];
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
