@@ -133,6 +133,24 @@ def test_cancelling_the_step_up_saves_nothing(page: Page, exchange: LiveServer) 
     assert api(page, exchange, "/me/services/remote-office")["destination"] is None
 
 
+def test_the_voicemail_e_mail_address_asks_for_the_pin_in_its_own_words(page: Page, exchange: LiveServer) -> None:
+    """Where messages go is guarded like a forwarding number (docs/security.md): the dialog says what it guards."""
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Overzicht")
+    page.goto(exchange.url + "/#/service/voicemail")
+    page.get_by_role("switch", name="E-mail notificatie").check()
+    page.get_by_label("E-mail", exact=True).fill("jan@example.nl")
+    page.get_by_role("button", name="Opslaan").click()
+    dialog = page.get_by_role("dialog", name="Bevestig met uw cijfercode")
+    expect(dialog).to_contain_text("U wijzigt het e-mailadres van uw voicemail.")
+    dialog.get_by_label("Cijfercode").fill("2580")
+    dialog.get_by_role("button", name="Bevestigen").click()
+    expect(dialog).to_be_hidden()
+    expect(page.get_by_role("status").filter(has_text="Opgeslagen")).to_be_visible()
+    assert api(page, exchange, "/me/services/voicemail")["email_address"] == "jan@example.nl"
+
+
 def test_quick_settings_toggle_and_reorder_by_keyboard_and_drag(page: Page, exchange: LiveServer) -> None:
     username = new_user(exchange, pin="2580")
     log_in(page, exchange, username)

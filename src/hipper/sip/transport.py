@@ -327,11 +327,12 @@ class TcpTransport:
         ends, or this does when no connection came of it."""
         loop = asyncio.get_running_loop()
         try:
-            peer = sock.getpeername()
+            address = sock.getpeername()
         except OSError:
             sock.close()
             self.release(host)
             return
+        peer = Peer("tls", str(address[0]), int(address[1]))  # logged as tls:host:port, like every peer
         try:
             async with asyncio.timeout(self.handshake_timeout + 1):  # the loop's own timeout should come first
                 await loop.connect_accepted_socket(

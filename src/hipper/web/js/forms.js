@@ -4,7 +4,7 @@ import { ApiError, Cancelled, api } from "./api.js";
 import { h, icon, uid } from "./dom.js";
 import { formatDateTime, t } from "./i18n.js";
 import { SERVICES, documentOf } from "./services.js";
-import { errorText, fieldText, toast } from "./ui.js";
+import { errorText, fieldText, stepUpReason, toast } from "./ui.js";
 
 const clone = (value) => JSON.parse(JSON.stringify(value));
 
@@ -339,7 +339,13 @@ export async function serviceScreen(container, screen, ctx) {
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     try {
-      saved = await api.put(path, draft);
+      // The voicemail screen's only guarded field is the e-mail address; every other screen's is a phone number.
+      stepUpReason.key = path.endsWith("/voicemail") ? "email" : "number";
+      try {
+        saved = await api.put(path, draft);
+      } finally {
+        stepUpReason.key = "number";
+      }
       delete document.body.dataset.editing;
       draft = clone(saved);
       errors = {};

@@ -149,6 +149,13 @@ export const stepUpMethods = [
 // Why the step-up is asked: a phone number is being changed (the default), or a passkey is being added.
 export const stepUpReason = { key: "number" };
 
+// What the step-up protects, in the dialog's words: a phone number, the voicemail e-mail address, a new passkey.
+function stepUpText(passkeyToo) {
+  if (stepUpReason.key === "passkey") return "stepup.text_passkey";
+  const base = stepUpReason.key === "email" ? "stepup.text_email" : "stepup.text";
+  return passkeyToo ? (base === "stepup.text" ? "stepup.text_any" : `${base}_any`) : base;
+}
+
 // One dialog: the other methods as buttons first, the PIN below as the fallback.
 async function stepUpDialog(methods) {
   const done = await modal(t(methods.length ? "stepup.title_any" : "stepup.title"), (close) => {
@@ -172,7 +179,7 @@ async function stepUpDialog(methods) {
           }
         },
       },
-      h("p", {}, t(stepUpReason.key === "passkey" ? "stepup.text_passkey" : methods.length ? "stepup.text_any" : "stepup.text")),
+      h("p", {}, t(stepUpText(methods.length > 0))),
       methods.map((method) =>
         h(
           "button",
