@@ -8,7 +8,11 @@ at a 1024 descriptor limit. `guarded_protocol` wraps uvicorn's HTTP protocol cla
 - a connection with no request in progress is closed after `idle_seconds` in which no request started or ended
   (long requests, such as the live-event streams and uploads, are in progress and stay);
 - one IP address holds at most `max_per_source` connections at a time (0: no limit; behind a reverse proxy every
-  connection comes from the proxy, so set 0 there and let the proxy limit).
+  connection comes from the proxy, so set 0 there and let the proxy limit);
+- a connection closed while the client is still sending its request body (a 413 with `Connection: close`) is
+  closed lingering (RFC 9112 §9.6): FIN after the response, what the client still sends is dropped for at most
+  `LINGER_SECONDS`, then the socket is closed. Closing it at once with unread input makes the kernel answer
+  RST, which can destroy the 413 in the client's receive buffer before the client reads it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,35 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from hipper import metrics
 
 log = logging.getLogger(__name__)
+
+LINGER_SECONDS = 2.0
+
+
+class LingeringTransport:
+    """uvicorn's transport, whose `close()` lingers when `still_receiving()` says the request is not all in."""
+
+    def __init__(self, transport: asyncio.Transport, still_receiving: Any) -> None:
+        self._transport = transport
+        self._still_receiving = still_receiving
+        self.lingering = False
+
+    def close(self) -> None:
+        transport = self._transport
+        if self.lingering or transport.is_closing():
+            return
+        if not self._still_receiving() or not transport.can_write_eof():
+            transport.close()
+            return
+        self.lingering = True
+        transport.write_eof()  # FIN once the response is written
+        transport.resume_reading()  # uvicorn may have paused it (flow control): drain what is in flight
+        asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
+
+    def is_closing(self) -> bool:
+        return self.lingering or self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class ConnectionGuard:
@@ -56,6 +89,7 @@ def guarded_protocol(guard: ConnectionGuard) -> type[asyncio.Protocol]:
 
     class GuardedHttpProtocol(base):  # type: ignore[misc]
         _host: str | None = None
+        _lingering: LingeringTransport | None = None
         _idle_timer: asyncio.TimerHandle | None = None
         _seen: object = None
 
@@ -65,8 +99,25 @@ def guarded_protocol(guard: ConnectionGuard) -> type[asyncio.Protocol]:
                 transport.abort()
                 return
             self._host = host
-            super().connection_made(transport)
+            self._lingering = LingeringTransport(transport, self._receiving_body)
+            super().connection_made(self._lingering)
             self._arm()
+
+        def _receiving_body(self) -> bool:
+            cycle = self.cycle
+            return cycle is not None and bool(getattr(cycle, "more_body", False))
+
+        def data_received(self, data: bytes) -> None:
+            if self._lingering is not None and self._lingering.lingering:
+                return  # the answer is out: the rest of the refused body is dropped unread
+            super().data_received(data)
+
+        def eof_received(self) -> bool | None:
+            if self._lingering is not None and self._lingering.lingering:
+                self._lingering._transport.close()  # the client stopped sending: nothing left to drain
+                return None
+            result: bool | None = super().eof_received()
+            return result
 
         def _arm(self) -> None:
             self._seen = self.cycle
