@@ -64,7 +64,9 @@ def passkey_step_up(browser: Browser, server: LiveServer, scheme: Scheme, proble
     """The step-up dialog once this device has a passkey: Chromium's virtual authenticator, on localhost (a
     WebAuthn relying party is a domain, never an IP address)."""
     url = f"http://localhost:{server.port}"
-    context = browser.new_context(viewport=VIEWPORT, color_scheme=scheme, locale="nl-NL", device_scale_factor=1)
+    context = browser.new_context(
+        bypass_csp=True, viewport=VIEWPORT, color_scheme=scheme, locale="nl-NL", device_scale_factor=1
+    )
     page = context.new_page()
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     cdp = context.new_cdp_session(page)
@@ -121,6 +123,7 @@ def main() -> None:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 for scheme in SCHEMES:
                     context = browser.new_context(
+                        bypass_csp=True,
                         viewport=VIEWPORT, color_scheme=scheme, locale="nl-NL", device_scale_factor=1
                     )
                     page = context.new_page()
@@ -193,7 +196,7 @@ def main() -> None:
                     context.close()
                     passkey_step_up(browser, server, scheme, problems)
                 # English follows the browser's language.
-                context = browser.new_context(viewport=VIEWPORT, color_scheme="light", locale="en-GB")
+                context = browser.new_context(bypass_csp=True, viewport=VIEWPORT, color_scheme="light", locale="en-GB")
                 page = context.new_page()
                 page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
                 page.goto(server.url + "/")
