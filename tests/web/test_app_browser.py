@@ -552,11 +552,8 @@ def test_agent_becomes_available(page: Page, exchange: LiveServer) -> None:
     assert api(page, exchange, "/me/services/call-center-agent")["state"] == "available"
 
 
-def test_personal_contacts_add_import_and_delete(page: Page, exchange: LiveServer) -> None:
-    username = new_user(exchange, pin="2580")
-    log_in(page, exchange, username)
-    page.get_by_role("navigation", name="Hoofdmenu").get_by_role("link", name="Contacten").click()
-    wait_ready(page)
+def add_plumber(page: Page) -> None:
+    """On the contacts screen: add the personal contact "Loodgieter" (a Dutch mobile) and search for it."""
     page.get_by_role("button", name="Contact toevoegen").click()
     dialog = page.get_by_role("dialog", name="Contact toevoegen")
     dialog.get_by_label("Voornaam").fill("Loodgieter")
@@ -565,6 +562,14 @@ def test_personal_contacts_add_import_and_delete(page: Page, exchange: LiveServe
     expect(dialog).to_be_hidden()
     wait_ready(page)
     page.get_by_role("searchbox", name="Zoeken").fill("loodgieter")
+
+
+def test_personal_contacts_add_import_and_delete(page: Page, exchange: LiveServer) -> None:
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.get_by_role("navigation", name="Hoofdmenu").get_by_role("link", name="Contacten").click()
+    wait_ready(page)
+    add_plumber(page)
     expect(page.get_by_role("link", name="WhatsApp Loodgieter")).to_have_attribute("href", "https://wa.me/31611223344")
     # A vCard file (the device's contacts where the Contact Picker API is missing).
     vcard = (

@@ -10,7 +10,15 @@ import pytest
 from playwright.sync_api import FilePayload, Page, expect
 
 from tests.web.live_server import PASSWORD, LiveServer
-from tests.web.test_app_browser import api, dnd_on_from_another_device, log_in, new_user, record_greeting, wait_ready
+from tests.web.test_app_browser import (
+    add_plumber,
+    api,
+    dnd_on_from_another_device,
+    log_in,
+    new_user,
+    record_greeting,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -229,14 +237,7 @@ def test_contacts_open_to_every_number_edit_personal_ones_and_import_local_ones(
     # A personal contact is changed in its own screen.
     page.goto(exchange.url + "/#/contacts")
     wait_ready(page)
-    page.get_by_role("button", name="Contact toevoegen").click()
-    dialog = page.get_by_role("dialog", name="Contact toevoegen")
-    dialog.get_by_label("Voornaam").fill("Loodgieter")
-    dialog.get_by_label("Telefoonnummer").fill("06 11 22 33 44")
-    dialog.get_by_role("button", name="Opslaan").click()
-    expect(dialog).to_be_hidden()
-    wait_ready(page)
-    page.get_by_role("searchbox", name="Zoeken").fill("loodgieter")
+    add_plumber(page)
     page.locator(".list-row a.row-body").first.click()
     page.get_by_role("button", name="Wijzigen").click()
     dialog = page.get_by_role("dialog", name="Contact wijzigen")
