@@ -68,25 +68,43 @@ def pin_limit(settings: Settings) -> lockouts.Limit:
     return lockouts.Limit(settings.pin_attempts, settings.pin_lockout_seconds)
 
 
+async def _attempt(
+    session: AsyncSession,
+    state: AppState,
+    user_id: int,
+    counter: lockouts.Counter,
+    limit: lockouts.Limit,
+    secret_hash: str | None,
+    secret: str,
+    *,
+    locked: ApiProblem,
+    wrong: ApiProblem,
+) -> None:
+    """One guarded attempt at a password or PIN: its place is claimed first (store/lockouts.py: at most the limit
+    is ever checked, however many arrive at once), then the hash is checked. A locked account spends the hash all
+    the same: the answer's timing must not tell a locked account from an unknown name (which is hashed too)."""
+    name = counter.value
+    if not await lockouts.claim(session, user_id, counter, limit, _now()):
+        await state.hasher.verify(None, secret)
+        log.info("auth.locked", extra={"user_id": user_id, "counter": name})
+        metrics.LOCKOUT_REFUSALS.labels(name).inc()
+        raise locked
+    if not await state.hasher.verify(secret_hash, secret):
+        log.info(f"auth.wrong_{name}", extra={"user_id": user_id})
+        metrics.AUTH_FAILURES.labels(name).inc()
+        raise wrong
+    await lockouts.succeeded(session, user_id, counter)
+
+
 async def _check_password(
     user_id: int, password_hash: str, password: str, session: AsyncSession, state: AppState
 ) -> None:
-    """Claim an attempt (store/lockouts.py), then check; 429 when locked, 401 when wrong.
-
-    A locked account spends the hash all the same: the answer's timing must not tell a locked account from an
-    unknown name (which is hashed too) — that would tell which usernames exist.
-    """
-    limit = password_limit(state.settings)
-    if not await lockouts.claim(session, user_id, lockouts.Counter.PASSWORD, limit, _now()):
-        await state.hasher.verify(None, password)
-        log.info("auth.locked", extra={"user_id": user_id, "counter": "password"})
-        metrics.LOCKOUT_REFUSALS.labels("password").inc()
-        raise ApiProblem(429, "account_locked", LOCKED)
-    if not await state.hasher.verify(password_hash, password):
-        log.info("auth.wrong_password", extra={"user_id": user_id})
-        metrics.AUTH_FAILURES.labels("password").inc()
-        raise ApiProblem(401, "wrong_credentials", "wrong username or password")
-    await lockouts.succeeded(session, user_id, lockouts.Counter.PASSWORD)
+    """429 when locked, 401 when wrong (`_attempt`)."""
+    await _attempt(
+        session, state, user_id, lockouts.Counter.PASSWORD, password_limit(state.settings), password_hash, password,
+        locked=ApiProblem(429, "account_locked", LOCKED),
+        wrong=ApiProblem(401, "wrong_credentials", "wrong username or password"),
+    )  # fmt: skip
 
 
 def _now() -> datetime:
@@ -131,16 +149,10 @@ async def logout(auth: CurrentUser, session: Session) -> None:
 
 async def verify_pin(auth: Authenticated, pin: str, session: AsyncSession, state: AppState) -> None:
     """Check a PIN, counting the attempt first (store/lockouts.py); too many lock the step-up for a while."""
-    user_id, pin_hash = auth.user.id, auth.user.pin_hash
-    if not await lockouts.claim(session, user_id, lockouts.Counter.PIN, pin_limit(state.settings), _now()):
-        log.info("auth.locked", extra={"user_id": user_id, "counter": "pin"})
-        metrics.LOCKOUT_REFUSALS.labels("pin").inc()
-        raise ApiProblem(429, "pin_locked", PIN_LOCKED)
-    if not await state.hasher.verify(pin_hash, pin):
-        log.info("auth.wrong_pin", extra={"user_id": user_id})
-        metrics.AUTH_FAILURES.labels("pin").inc()
-        raise ApiProblem(403, "wrong_pin", "wrong PIN")
-    await lockouts.succeeded(session, user_id, lockouts.Counter.PIN)
+    await _attempt(
+        session, state, auth.user.id, lockouts.Counter.PIN, pin_limit(state.settings), auth.user.pin_hash, pin,
+        locked=ApiProblem(429, "pin_locked", PIN_LOCKED), wrong=ApiProblem(403, "wrong_pin", "wrong PIN"),
+    )  # fmt: skip
 
 
 @router.put("/pin", status_code=204)
