@@ -81,7 +81,7 @@ def test_a_push_shows_a_notification_that_opens_the_screen(browser: Browser, exc
         cdp.send("ServiceWorker.enable")
         page.goto(exchange.url + "/")
         page.evaluate("navigator.serviceWorker.ready.then(() => true)")
-        deadline = 50
+        deadline = 300  # the registration event, within 30 s
         while not registrations and deadline:
             page.wait_for_timeout(100)
             deadline -= 1
@@ -98,17 +98,17 @@ def test_a_push_shows_a_notification_that_opens_the_screen(browser: Browser, exc
             "ServiceWorker.deliverPushMessage",
             {"origin": exchange.url, "registrationId": registration_id, "data": json.dumps(message)},
         )
-        shown: Any = None
-        for _ in range(50):
-            shown = page.evaluate(
-                """async () => {
-                  const found = await (await navigator.serviceWorker.ready).getNotifications();
-                  return found.map((n) => ({title: n.title, body: n.body, tag: n.tag, url: n.data.url}));
-                }"""
-            )
-            if shown:
-                break
-            page.wait_for_timeout(100)
+        # The worker shows it once it has woken and handled the push: wait for that event, not a fixed number of
+        # polls (a loaded machine can take seconds to start the worker).
+        handle = page.wait_for_function(
+            """async () => {
+              const found = await (await navigator.serviceWorker.ready).getNotifications();
+              return found.length ? found.map((n) => ({title: n.title, body: n.body, tag: n.tag, url: n.data.url}))
+                                  : null;
+            }""",
+            timeout=30_000,
+        )
+        shown: Any = handle.json_value()
         assert shown == [
             {"title": "Nieuwe voicemail", "body": message["body"], "tag": "voicemail", "url": "/#/voicemails"}
         ]
