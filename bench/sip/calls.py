@@ -1,7 +1,7 @@
 """Call-processing benchmarks of the exchange (issue 3 point 11), with Kamailio beside it in the same run.
 
 Usage: .venv/bin/python -m bench.sip.calls [--calls 2000] [--rate 40] [--levels 50,100,200,300,500]
-       [--login-level 200] [--parts setup,media,login,memory] [--no-kamailio] [--no-profile]
+       [--login-level 200] [--parts setup,media,login,memory] [--no-kamailio] [--no-profile] [--cprofile]
 
 The exchange runs in this process exactly as `hipper serve` wires it (HTTP API under uvicorn, SIP stack with
 registrar, B2BUA, media engine; SQLite in a temporary directory; INFO logging, written to a file) on uvloop,
@@ -30,8 +30,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
+import gc
+import io
 import json
 import os
+import pstats
 import resource
 import shutil
 import signal
@@ -50,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 import uvicorn
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.api.app import create_app
 from hipper.api.state import AppState
@@ -61,6 +66,7 @@ from hipper.passwords import Hasher
 from hipper.server import create_sip_stack, freeze_heap_when_started
 from hipper.sip.stack import SipStack
 from hipper.store import admin, devices
+from hipper.store.models import Company
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -201,6 +207,43 @@ def pcap_packets(path: Path = PCAP) -> int:
         offset += 16 + captured
         count += 1
     return count
+
+
+# -- garbage collector -------------------------------------------------------------------------------------
+
+
+@dataclass
+class GcClock:
+    """The garbage collector's CPU during a run, per generation (gc.callbacks). A profiler charges a collection to
+    whatever allocated when it started (py-spy showed a list comprehension in sdp.py as 9 % of the exchange)."""
+
+    seconds: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    counts: list[int] = field(default_factory=lambda: [0, 0, 0])
+    _started: float = 0.0
+
+    def __enter__(self) -> GcClock:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.seconds[info["generation"]] += time.process_time() - self._started
+            self.counts[info["generation"]] += 1
+
+    def per_call(self, calls: int) -> dict[str, Any]:
+        return {
+            "gc_cpu_ms_per_call": sum(self.seconds) / max(calls, 1) * 1000,
+            "gc_collections_by_generation": self.counts,
+            "gc_cpu_ms_by_generation": [round(s * 1000, 1) for s in self.seconds],
+            # Objects the collector tracks once the run is over (transactions still absorbing retransmissions
+            # for 32 s, and whatever they keep alive): what its young and middle collections walk.
+            "gc_tracked_objects_after": len(gc.get_objects()),
+        }
 
 
 # -- event-loop lag -------------------------------------------------------------------------------------------
@@ -389,6 +432,23 @@ class Exchange:
             self.b2bua.ended.get_nowait()
 
 
+async def add_bench_users(session: AsyncSession, users: int) -> tuple[Company, list[str]]:
+    """The company "Bench" with `users` users, each with one SIP device (u0000, u0001, …), and their direct
+    numbers. Not committed."""
+    cheap = Hasher(1, 1024)  # device users never log in to the API: cheap hashes keep the set-up short
+    numbers: list[str] = []
+    company = await admin.create_company(session, "Bench", "+31205550000")
+    for index in range(users):
+        number = f"+3120555{1000 + index:04d}"
+        user = await admin.create_user(
+            session, cheap, username=f"u{index:04d}", password="bench password 1", company=company,
+            extension=str(2000 + index), direct_number=number,
+        )  # fmt: skip
+        await devices.create_device(session, user, auth_username=f"u{index:04d}", password=DEVICE_PASSWORD, realm=REALM)
+        numbers.append(number)
+    return company, numbers
+
+
 async def start_exchange(workdir: Path, users: int, trunk_port: int, database_url: str | None = None) -> Exchange:
     http_port = free_port(socket.SOCK_STREAM)
     settings = Settings(
@@ -420,20 +480,8 @@ async def start_exchange(workdir: Path, users: int, trunk_port: int, database_ur
     async with asyncio.timeout(30):
         while not server.started:  # noqa: ASYNC110 (uvicorn offers a flag, not an event)
             await asyncio.sleep(0.05)
-    cheap = Hasher(1, 1024)  # device users never log in to the API: cheap hashes keep the set-up short
-    numbers: list[str] = []
     async with state.sessions() as session:
-        company = await admin.create_company(session, "Bench", "+31205550000")
-        for index in range(users):
-            number = f"+3120555{1000 + index:04d}"
-            user = await admin.create_user(
-                session, cheap, username=f"u{index:04d}", password="bench password 1", company=company,
-                extension=str(2000 + index), direct_number=number,
-            )  # fmt: skip
-            await devices.create_device(
-                session, user, auth_username=f"u{index:04d}", password=DEVICE_PASSWORD, realm=REALM
-            )
-            numbers.append(number)
+        company, numbers = await add_bench_users(session, users)
         for index in range(2):
             # Logging in is the argon2 verify at production cost: these two users carry the settings' hasher.
             await admin.create_user(session, state.hasher, username=f"login{index}", password=LOGIN_PASSWORD,
@@ -561,14 +609,17 @@ async def setup_through_exchange(
     watch.start()
     database_before = cpu_of_tree(exchange.database_pid) if exchange.database_pid else 0.0
     cpu_before, wall_before = time.process_time(), time.perf_counter()
-    run = await run_sipp(
-        workdir, name, f"127.0.0.1:{exchange.stack.port}", scenario, "-p", str(trunk_port),
-        "-mp", str(CALLER_MEDIA_PORT), "-inf", str(numbers), "-r", str(rate), "-m", str(calls), "-l", "400",
-        limit=calls / rate + 60,
-    )  # fmt: skip
-    summaries = await exchange.ended(run.ok + run.failed, 15.0)
-    await settle(exchange.idle_rate)
+    times_before = os.times()
+    with GcClock() as collector:
+        run = await run_sipp(
+            workdir, name, f"127.0.0.1:{exchange.stack.port}", scenario, "-p", str(trunk_port),
+            "-mp", str(CALLER_MEDIA_PORT), "-inf", str(numbers), "-r", str(rate), "-m", str(calls), "-l", "400",
+            limit=calls / rate + 60,
+        )  # fmt: skip
+        summaries = await exchange.ended(run.ok + run.failed, 15.0)
+        await settle(exchange.idle_rate)
     cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
+    times_after = os.times()
     database_cpu = cpu_of_tree(exchange.database_pid) - database_before if exchange.database_pid else 0.0
     lag = await watch.stop()
     outcomes = Counter(s.outcome for s in summaries)
@@ -581,10 +632,19 @@ async def setup_through_exchange(
         "calls_per_second": run.ok / wall,
         "cpu_ms_per_call": cpu / max(run.ok, 1) * 1000,
         "cpu_ms_per_call_net_of_idle": (cpu - idle * wall) / max(run.ok, 1) * 1000,
+        # In the kernel (system calls: datagrams sent and received, sockets opened and closed, epoll) and not.
+        "user_cpu_ms_per_call": (times_after.user - times_before.user) / max(run.ok, 1) * 1000,
+        "system_cpu_ms_per_call": (times_after.system - times_before.system) / max(run.ok, 1) * 1000,
         "cpu_percent": 100 * cpu / wall,
         "idle_cpu_percent": 100 * idle,
         "database_server_cpu_ms_per_call": database_cpu / max(run.ok, 1) * 1000,
+        **collector.per_call(run.ok),
         "answered": outcomes.get("answered", 0),
+        # RTP the engine sent per call (silence while a call is routed and rung: there is no media in this run).
+        "rtp_packets_sent_per_call": sum(
+            v for s in summaries for k, v in s.media.items() if k.endswith("_packets_sent")
+        )
+        / calls_done,
         "rss_after_mib": rss_bytes() / 2**20,
         "live_after": live_state(exchange),
         "sql_statements_per_call": statements.total() / calls_done,
@@ -641,6 +701,26 @@ async def setup_through_kamailio(
     finally:
         await stop_process(process)
         log.close()
+
+
+async def cprofile_setup(exchange: Exchange, workdir: Path, calls: int, rate: int, trunk_port: int) -> list[str]:
+    """The same call load under cProfile on the process's CPU clock (time spent waiting for the network is not
+    counted): the functions with the most own and cumulative CPU, written to results/calls-cprofile.txt."""
+    profiler = cProfile.Profile(time.process_time)
+    profiler.enable()
+    try:
+        await setup_through_exchange(exchange, workdir, calls, rate, trunk_port, name="cprofiled")
+    finally:
+        profiler.disable()
+    profiler.dump_stats(workdir / "cprofile.pstats")  # kept with --keep, for pstats' callers/callees
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text)
+    stats.sort_stats("tottime").print_stats(45)
+    stats.sort_stats("cumulative").print_stats(60)
+    lines = text.getvalue().splitlines()
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "calls-cprofile.txt").write_text("\n".join(lines) + "\n")
+    return lines
 
 
 def find_py_spy() -> str | None:
@@ -911,6 +991,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     exchange, workdir, min(args.calls, 2000), args.rate, trunk_port
                 )
                 report("\n".join(results["profile"]))
+        if args.cprofile:  # also alone (`--parts none --cprofile`): the quick in-process measure
+            report("setup: profiling the exchange with cProfile")
+            results["cprofile"] = await cprofile_setup(exchange, workdir, min(args.calls, 2000), args.rate, trunk_port)
         if "media" in parts or "login" in parts or "memory" in parts:
             per_call = pcap_packets()
             await asyncio.sleep(2.0)
@@ -990,7 +1073,10 @@ def main() -> None:
     )
     parser.add_argument("--postgres", action="store_true", help="start a private PostgreSQL and use it")
     parser.add_argument("--no-kamailio", action="store_true")
-    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--no-profile", action="store_true", help="no py-spy run")
+    parser.add_argument(
+        "--cprofile", action="store_true", help="one more set-up run under cProfile (results/calls-cprofile.txt)"
+    )
     parser.add_argument(
         "--nice",
         type=int,

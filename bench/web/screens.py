@@ -3,7 +3,7 @@
 Runs a real exchange (SQLite in a temp dir) and real headless Chromium; prints any console error or
 horizontal overflow it sees, so a glance at the output tells whether a screen broke.
 
-Run: .venv/bin/python bench/web/screens.py
+Run: .venv/bin/python bench/web/screens.py (only the in-call screens, which need SIPp: add `in-call`)
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.web.live_server import CHROMIUM, CHROMIUM_ARGS, PASSWORD, LiveServer  # noqa: E402
+from tests.web.phones import Phones, done_with, sip_settings  # noqa: E402
 from tests.web.screens import SCREENS  # noqa: E402
 
 OUT = ROOT / "docs" / "screens"
@@ -99,6 +100,98 @@ def passkey_step_up(browser: Browser, server: LiveServer, scheme: Scheme, proble
     context.close()
 
 
+def in_call(browser: Browser, problems: list[str]) -> None:
+    """The in-call screen (manual 5.2) with real calls: an exchange with call processing, SIPp desk phones and a
+    SIPp mobile network. Bram calls Anna's desk phone (one call, its actions), then Anna adds Carla: the contact
+    picker, and the two calls of a consultation (the first on hold)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = sip_settings()
+        server = LiveServer(Path(tmp) / "data", call_processing=True, extra_settings=settings)
+        server.start()
+        phones = Phones.of(server, Path(tmp))
+        try:
+            people = [("anna", "Anna", "de Vries", "201", "+31612345601"), ("bram", "Bram", "Jansen", "202", None),
+                      ("carla", "Carla", "Smit", "203", None)]  # fmt: skip
+            for username, first, last, extension, mobile in people:
+                server.add_user(username, pin="2580", first_name=first, last_name=last, extension=extension,
+                                direct_number=f"+31201234{extension}", mobile_number=mobile)  # fmt: skip
+                Phones.add_desk_phone(server, username)
+            context = browser.new_context(
+                bypass_csp=True, viewport=VIEWPORT, color_scheme="light", locale="nl-NL", device_scale_factor=1
+            )
+            page = context.new_page()
+            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+            log_in(page, server.url)
+            token = page.evaluate("localStorage.getItem('hipper.token')")
+            for service, document in [
+                ("fixed-mobile", {"fixed_rings": "desk"}),  # the mobile rings only for the consultation
+                ("call-method", {"method": "callback", "callback_device": "mobile"}),
+            ]:
+                answer = page.request.put(f"{server.url}/api/v1/me/services/{service}", data=document,
+                                          headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+                if not answer.ok:
+                    problems.append(f"in-call: PUT {service} answered {answer.status}")
+            # No call yet: the screen says so (also made by main() with every screen).
+            page.goto(f"{server.url}/#/call")
+            settle(page)
+            for scheme in SCHEMES:
+                page.emulate_media(color_scheme=scheme)
+                page.wait_for_timeout(150)
+                shoot(page, "call", scheme, problems)
+            page.emulate_media(color_scheme="light")
+            phones.desk_phone("anna")
+            phones.call("bram", "201")
+            page.goto(f"{server.url}/#/call")
+            settle(page)
+            expect(page.locator('.call-card[data-state="active"]')).to_have_count(1)
+            page.wait_for_function("document.querySelector('.duration').textContent >= '0:03'")
+            for scheme in SCHEMES:
+                page.emulate_media(color_scheme=scheme)
+                page.wait_for_timeout(150)
+                shoot(page, "in-call", scheme, problems)
+            page.emulate_media(color_scheme="light")
+            # Every other screen shows the call in a bar that leads back here.
+            page.goto(f"{server.url}/#/overview")
+            settle(page)
+            expect(page.locator("#callbar")).to_be_visible()
+            shoot(page, "in-call-bar", "light", problems)
+            page.goto(f"{server.url}/#/call")
+            settle(page)
+            phones.mobile()
+            phones.desk_phone("carla")
+            page.get_by_role("button", name="Toevoegen").click()
+            picker = page.get_by_role("dialog", name="Toevoegen")
+            picker.get_by_role("searchbox").fill("Smit")
+            page.wait_for_timeout(150)
+            shoot(page, "in-call-add", "light", problems)
+            picker.get_by_role("button", name="Carla Smit Toestelnummer · 203").click()
+            expect(page.locator('.call-card[data-state="held"]')).to_have_count(1)
+            consultation = page.locator(".call-card", has_text="Ruggespraak")
+            expect(consultation).to_have_attribute("data-state", "active", timeout=15_000)
+            consultation.locator(".call-head").click()
+            page.wait_for_function("!document.getElementById('toast').classList.contains('show')")
+            for scheme in SCHEMES:
+                page.emulate_media(color_scheme=scheme)
+                page.wait_for_timeout(150)
+                shoot(page, "in-call-consultation", scheme, problems)
+            context.close()
+        finally:
+            phones.stop()
+            server.stop()
+            done_with(settings)
+
+
+def in_call_only() -> None:
+    """`screens.py in-call`: only the in-call screenshots."""
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        in_call(browser, problems)
+        browser.close()
+    for problem in sorted(set(problems)):
+        print("PROBLEM", problem)
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     problems: list[str] = []
@@ -123,8 +216,7 @@ def main() -> None:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 for scheme in SCHEMES:
                     context = browser.new_context(
-                        bypass_csp=True,
-                        viewport=VIEWPORT, color_scheme=scheme, locale="nl-NL", device_scale_factor=1
+                        bypass_csp=True, viewport=VIEWPORT, color_scheme=scheme, locale="nl-NL", device_scale_factor=1
                     )
                     page = context.new_page()
                     page.on("console", lambda message: console_error(message, problems))
@@ -210,6 +302,7 @@ def main() -> None:
                     settle(page)
                     shoot(page, f"{screen}-en", "light", problems)
                 context.close()
+                in_call(browser, problems)
                 browser.close()
         finally:
             server.stop()
@@ -222,4 +315,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    in_call_only() if sys.argv[1:] == ["in-call"] else main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from pathlib import Path
@@ -41,9 +42,17 @@ class Settings(BaseSettings):
     sip_source_messages_per_second: float = Field(200.0, ge=0)
     sip_source_burst: float = Field(400.0, ge=1)
     sip_node: str = ""
+    # Edge proxies in front of the nodes (Kamailio, docs/scale-out.md), by IP address: requests from them are
+    # judged by the address they attest in X-Hipper-Source (digest nonces, bans, trust of the trunk by address)
+    # and they are never rate limited (the edge limits per phone). Only list proxies that strip that header.
+    sip_trusted_proxies: list[str] = Field(default_factory=list)
     # This process among the nodes sharing the database (store/presence.py: who is on a call, per node, with a
     # lease). Empty: host name and process id. Set it when host names repeat; keep it unique per running node.
     node_id: str = Field("", max_length=100)  # the width of nodes.node_id
+    # Where the other nodes reach this node's HTTP API (call control for a call this node carries, asked of
+    # another node, is forwarded there: docs/scale-out.md). Empty: http://<http_host>:<http_port>, with a
+    # wildcard host read as 127.0.0.1 — right for nodes on one machine; set it when the nodes are on several.
+    node_api_url: str = Field("", max_length=300, pattern=r"^(https?://[^\s/?#]+/?)?$")
     # How long a node's calls keep counting after it stopped renewing its lease (it died); renewed every third.
     node_lease_seconds: float = Field(30.0, gt=0)
     # Digest challenges offered, in this order (RFC 8760: clients pick the first they support). MD5 only by
@@ -84,6 +93,9 @@ class Settings(BaseSettings):
     http_idle_seconds: float = Field(60.0, gt=0)
     http_max_connections_per_source: int = Field(256, ge=0)
     events_max_streams_per_user: int = Field(10, gt=0)
+    # How often a node looks for outbox events other nodes committed (live events, the notifier). On PostgreSQL
+    # other nodes' commits wake it at once (LISTEN/NOTIFY); this poll is the backstop for a missed notification.
+    events_poll_seconds: float = Field(1.0, gt=0)
     # The same for SIP over TCP and TLS: a connection must send a whole message within
     # sip_tcp_first_message_seconds and then one at least every sip_tcp_idle_seconds (CRLF keepalives do not
     # count; keep it above sip_max_expires, the longest registration refresh interval).
@@ -113,6 +125,9 @@ class Settings(BaseSettings):
     # Answer confirmation (simultaneous ring, Anywhere): an answer not confirmed with the key within this time is
     # released with BYE while the other branches keep ringing (domain/routing/confirmation.py).
     answer_confirmation_seconds: float = Field(default=10.0, gt=0)
+    # Music on hold (live call control, apps/call_control.py): a WAV file (8 kHz mono 16-bit, looped); unset, the
+    # built-in arpeggio (media/tones.py). Checked at start, so a bad file is a start-up error, not a silent hold.
+    music_on_hold_file: Path | None = None
     # RFC 4028 session timers on calls (engine/leg.py): the interval we ask for and the smallest we accept
     # (a shorter Session-Expires is answered 422 with Min-SE). RFC 4028 allows no Min-SE below 90 s; tests use less.
     session_timers: bool = True
@@ -129,13 +144,15 @@ class Settings(BaseSettings):
     # up), how long each call-center agent is offered a call. A queued caller waits at most queue_max_wait_seconds
     # (then the call ends); after every free agent let the call ring out, they are offered it again after
     # queue_retry_seconds. While callers wait, the queue looks for agents who became free every
-    # queue_poll_seconds (agent state lives in the database: any node's change counts).
+    # queue_poll_seconds (agent state lives in the database: any node's change counts), and tells them their place
+    # in line again every queue_announce_seconds (0: only when they start waiting).
     hunt_member_rings: int = 3
     hunt_group_rings: int = 12
     queue_agent_rings: int = 3
     queue_max_wait_seconds: float = 300.0
     queue_retry_seconds: float = 5.0
     queue_poll_seconds: float = 1.0
+    queue_announce_seconds: float = 30.0
     # The public network trunk and the mobile network as SIP peers, "udp:host:port" (empty: none configured).
     # Calls arriving from these addresses are not challenged; the trunk is trusted with P-Asserted-Identity.
     trunk_address: str = ""
@@ -204,6 +221,17 @@ class Settings(BaseSettings):
     events_retention_days: float = Field(7.0, gt=0)
     housekeeping_interval_seconds: float = Field(3600.0, gt=0)
 
+    @field_validator("sip_trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, value: list[str]) -> list[str]:
+        # Compared with the source address of each packet: a host name would never match.
+        for host in value:
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ValueError(f"not an IP address: {host!r}") from None
+        return value
+
     @field_validator("trunk_address", "mobile_network_address")
     @classmethod
     def _no_outgoing_tls(cls, value: str) -> str:
@@ -211,6 +239,12 @@ class Settings(BaseSettings):
         if value.lower().startswith("tls:"):
             raise ValueError("SIP peers over TLS are not supported (no outgoing TLS connections): use udp: or tcp:")
         return value
+
+    def resolved_node_api_url(self) -> str:
+        if self.node_api_url:
+            return self.node_api_url.rstrip("/")
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::", "") else self.http_host
+        return f"http://[{host}]:{self.http_port}" if ":" in host else f"http://{host}:{self.http_port}"
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -8,14 +8,21 @@ statements a request costs does not creep back up.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+import inspect
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import aiosqlite
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy import event, select
 
+from hipper.api.deps import reads_of, writer_of
+from hipper.api.routers import calls, events, services
 from hipper.store.models import Event, ServiceSetting
 from tests.conftest import UserFactory
 
@@ -79,25 +86,88 @@ async def test_concurrent_puts_of_different_services(make_user: UserFactory) -> 
     assert (await user.get("/me/services/anonymous")).json()["desk"] is True
 
 
-async def test_statements_per_settings_request(make_user: UserFactory, app: FastAPI) -> None:
+@asynccontextmanager
+async def sqlite_statements(app: FastAPI) -> AsyncIterator[list[tuple[str, int]]]:
+    """Every statement SQLite itself runs while the block runs — on the app's pooled connections and on the
+    settings routes' own read connection (`deps.reads_of`) — with the thread that ran it: also those sent past
+    SQLAlchemy, which its events miss."""
+    statements: list[tuple[str, int]] = []
+    engine = app.state.hipper.engine
+    reads = reads_of(app.state.hipper)._sqlite
+    assert reads is not None
+    writer = writer_of(app.state.hipper)
+    assert writer is not None
+
+    def trace(statement: str) -> None:
+        statements.append((statement.split(None, 1)[0].upper(), threading.get_ident()))
+
+    def traced(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.driver_connection._conn.set_trace_callback(trace)
+
+    await engine.dispose()  # the pool opens fresh connections, each traced from its first statement
+    event.listen(engine.sync_engine, "connect", traced)
+    reads.set_trace_callback(trace)
+    writer.connection.set_trace_callback(trace)
+    try:
+        yield statements
+    finally:
+        reads.set_trace_callback(None)
+        writer.connection.set_trace_callback(None)
+        event.remove(engine.sync_engine, "connect", traced)
+        await engine.dispose()
+
+
+async def test_statements_per_settings_request(
+    make_user: UserFactory, app: FastAPI, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # GET: one statement, the session lookup (session, user, company, department, call-center number) with the
-    # stored document joined in. PUT: the same lookup, the upsert and the event; the documents of related services
-    # (voicemail's rules look at call waiting) in one more statement.
+    # stored document joined in. PUT: the same lookup, then the change and its event in one round trip (issue 9):
+    # on PostgreSQL one statement (no BEGIN/COMMIT: `test_settings_requests_open_no_transaction_on_postgresql`),
+    # on SQLite BEGIN IMMEDIATE, upsert, event, COMMIT on the loop, on the settings writer's own connection, with
+    # no hand-off to a worker thread (`test_a_locked_database_sends_the_write_to_the_worker_thread` covers the
+    # other way). The documents of related services (voicemail's rules look at call waiting) in one more statement.
     user = await make_user(["full"])
     await user.get("/me/services/do-not-disturb")  # warm: the first request may compile and connect
-    with counting_statements(app) as statements:
-        response = await user.get("/me/services/do-not-disturb")
-    assert response.status_code == 200
-    assert statements == ["SELECT"]
-    with counting_statements(app) as statements:
-        response = await user.put("/me/services/do-not-disturb", json={"active": True})
-    assert response.status_code == 200
-    assert sorted(statements) == ["INSERT", "INSERT", "SELECT"]
-    # Voicemail's rules look at call waiting: both documents are read in one statement.
+    if database_url.startswith("sqlite"):
+        async with sqlite_statements(app) as ran:
+            response = await user.get("/me/services/do-not-disturb")
+        assert response.status_code == 200
+        assert ran == [("SELECT", threading.get_ident())]  # on the loop, on the read connection
+        # Each call aiosqlite hands to the connection's worker thread (observed, then passed on unchanged).
+        handed_off: list[str] = []
+        hand_off = aiosqlite.Connection._execute
+
+        async def counting(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+            handed_off.append(getattr(fn, "__name__", repr(fn)))
+            return await hand_off(self, fn, *args, **kwargs)
+
+        async with sqlite_statements(app) as ran:
+            await user.put("/me/services/do-not-disturb", json={})  # the pool's fresh connection, opened and set up
+            ran.clear()
+            monkeypatch.setattr(aiosqlite.Connection, "_execute", counting)
+            response = await user.put("/me/services/do-not-disturb", json={"active": True})
+            monkeypatch.undo()
+        assert response.status_code == 200
+        assert [kind for kind, _thread in ran] == ["SELECT", "BEGIN", "INSERT", "INSERT", "COMMIT"], ran
+        loop_thread = threading.get_ident()
+        assert all(thread == loop_thread for _kind, thread in ran)  # the lookup and the write, on the loop
+        assert handed_off == []  # no hand-off to a worker thread
+    else:
+        with counting_statements(app) as statements:
+            response = await user.get("/me/services/do-not-disturb")
+        assert response.status_code == 200
+        assert statements == ["SELECT"]
+        with counting_statements(app) as statements:
+            response = await user.put("/me/services/do-not-disturb", json={"active": True})
+        assert response.status_code == 200
+        assert statements == ["SELECT", "WITH"]  # the lookup; the upsert feeding the event's INSERT … SELECT
+    assert (await user.get("/me/services/do-not-disturb")).json()["active"] is True
+    # Voicemail's rules look at call waiting: its document is read in one more statement (SQLAlchemy's events
+    # see the lookup too on PostgreSQL; on SQLite it runs on the read connection).
     with counting_statements(app) as statements:
         response = await user.put("/me/services/voicemail", json={})
     assert response.status_code == 200, response.text
-    assert statements.count("SELECT") == 2
+    assert statements.count("SELECT") == (1 if database_url.startswith("sqlite") else 2)
 
 
 async def test_the_document_read_with_the_session_is_the_users_own(make_user: UserFactory) -> None:
@@ -167,11 +237,12 @@ def test_the_fast_request_line_reads_like_any_other_line() -> None:
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-async def test_a_settings_get_opens_no_transaction_on_postgresql(
+async def test_settings_requests_open_no_transaction_on_postgresql(
     make_user: UserFactory, app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The GET is one SELECT: asyncpg's BEGIN and ROLLBACK around it would be two more round trips. A PUT must
-    # still write in one transaction (the change and its outbox event commit together).
+    # The GET is one SELECT: asyncpg's BEGIN and ROLLBACK around it would be two more round trips. The PUT's
+    # change and its outbox event are one statement (atomic by itself), so it needs no BEGIN/COMMIT either; other
+    # writes still begin a transaction on the same pooled connections.
     from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 
     begun: list[object] = []
@@ -194,7 +265,75 @@ async def test_a_settings_get_opens_no_transaction_on_postgresql(
     with counting_statements(app) as statements:
         response = await user.put("/me/services/do-not-disturb", json={"active": False})
     assert response.status_code == 200
-    assert len(begun) == 1
-    # And the pooled connection the GET used is back to transactions for the next request that writes.
+    assert statements == ["SELECT", "WITH"]
+    assert begun == []
     assert (await user.get("/me/services/do-not-disturb")).json()["active"] is False
-    assert len(begun) == 1
+    # And the pooled connections are back to transactions for the other routes.
+    assert (await user.client.get("/api/v1/me", headers=user.headers)).status_code == 200
+    assert begun
+
+
+def _plain_dependencies(dependant: Any) -> list[str]:
+    """The dependencies in `dependant`'s tree that are plain functions (FastAPI runs those in its thread pool)."""
+    found = []
+    for sub in dependant.dependencies:
+        call = sub.call
+        method = call if inspect.isfunction(call) or inspect.ismethod(call) else type(call).__call__
+        if not (inspect.iscoroutinefunction(method) or inspect.isasyncgenfunction(method)):
+            found.append(getattr(call, "__qualname__", repr(call)))
+        found += _plain_dependencies(sub)
+    return found
+
+
+def test_settings_event_and_call_routes_have_no_thread_pool_dependencies() -> None:
+    # A plain-function dependency costs a hand-off to a worker thread and back per request (≈ 8 % of a settings
+    # PUT, docs/performance.md): `State` was one, and the live-call routes' own three.
+    every = [*services.router.routes, *events.router.routes, *calls.router.routes]
+    routes = [route for route in every if isinstance(route, APIRoute)]
+    assert len(routes) > 30
+    plain = {f"{route.methods} {route.path}": _plain_dependencies(route.dependant) for route in routes}
+    assert {route: found for route, found in plain.items() if found} == {}
+
+
+async def test_a_locked_database_sends_the_write_to_the_worker_thread(
+    make_user: UserFactory, app: FastAPI, database_url: str
+) -> None:
+    # The settings writer commits on the loop only when it gets SQLite's write lock at once; while another
+    # connection holds it, the PUT waits for it on the worker thread (busy timeout), never on the loop.
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's write lock")
+    user = await make_user(["full"])
+    assert (await user.put("/me/services/do-not-disturb", json={"active": False})).status_code == 200
+    writer = writer_of(app.state.hipper)
+    assert writer is not None
+    database = app.state.hipper.engine.url.database
+    holder = sqlite3.connect(database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # another writer, mid-transaction
+        put = asyncio.ensure_future(user.put("/me/services/do-not-disturb", json={"active": True}))
+        ticks = 0
+        while writer.busy == 0:  # the loop keeps turning while the PUT waits
+            await asyncio.sleep(0)
+            ticks += 1
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+            ticks += 1
+        assert not put.done()  # still waiting for the lock, on the worker thread
+        holder.execute("COMMIT")
+        response = await put
+    finally:
+        holder.close()
+    assert response.status_code == 200, response.text
+    assert writer.busy == 1
+    assert (await user.get("/me/services/do-not-disturb")).json()["active"] is True
+    async with app.state.hipper.sessions() as session:
+        last = (
+            (
+                await session.execute(
+                    select(Event).where(Event.user_id == user.id, Event.type == "service.changed").order_by(Event.id)
+                )
+            )
+            .scalars()
+            .all()[-1]
+        )
+    assert last.payload["settings"]["active"] is True  # its event, written with it

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
+import json
+import re
 import shutil
-import socket
 import string
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,9 @@ from hipper.sip.stack import SipStack
 from hipper.store import admin, devices, service_settings
 from hipper.store.db import create_engine, session_factory
 from hipper.store.models import CallLog, Company, Registration, User
+from tests.media_apps.exchange_process import ROOT
 from tests.sip.peers import free_udp_port, require, stop
+from tests.support.ports import engine_range, peer_media_port, udp_listening
 
 REALM = "hipper.test"
 PASSWORD = "phone-secret-1"
@@ -130,7 +133,7 @@ async def running_exchange(
     the company "Acme" unless given the id of one (a second node on the same database)."""
     trunk_port = free_udp_port()
     mobile_port = free_udp_port()
-    base = random.randrange(30000, 39000, 2)
+    base = engine_range()
     settings = Settings(
         data_dir=workdir / "data",
         database_url=database_url,
@@ -173,6 +176,7 @@ async def running_exchange(
 def scenario(name: str, **values: Any) -> str:
     """A scenario from tests/calls/scenarios with its $placeholders filled (fragments named by `final`)."""
     text = (SCENARIOS / name).read_text()
+    values.setdefault("bye_status", "200")  # final_talks.xml: the answer to the caller's BYE
     final = values.pop("final", None)
     if final is not None:
         values["final"] = string.Template((SCENARIOS / final).read_text()).safe_substitute(values)
@@ -234,25 +238,25 @@ class Sipp:
         code, errors = await self.result(limit)
         assert code == 0, f"SIPp {self.name} failed ({code}): {errors[-3000:]}"
 
+    async def listening(self, port: int, limit: float = 15.0) -> Sipp:
+        """Until SIPp has bound its SIP port: a request sent before would be lost, and its retransmission comes
+        after timers that ring for a second or two may have run out."""
+        async with asyncio.timeout(limit):
+            while not udp_listening(port):  # another process's socket: no event to wait on
+                if self.process.returncode is not None:
+                    await self.succeeded()
+                    raise AssertionError(f"SIPp {self.name} ended before it listened")
+                await asyncio.sleep(0.01)
+        return self
+
 
 def free_media_port() -> int:
-    """An even port with the next three free, below the ephemeral range and the engine's range (30000+):
-    SIPp binds RTP/RTCP (and video) there at start, and a port some other process just took would fail it."""
-    for _ in range(100):
-        port = random.randrange(10000, 29000, 2)
-        sockets = []
-        try:
-            for offset in range(4):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port + offset))
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-        return port
-    raise RuntimeError("no free media port pair")
+    """An even port with the next three free: SIPp binds RTP/RTCP (and video) there at start."""
+    return peer_media_port()
+
+
+# A scenario whose first step is to receive (a UAS: a phone that answers, the trunk, the mobile network).
+ANSWERS_FIRST = re.compile(r"<scenario[^>]*>\s*(?:<!--.*?-->\s*)*<recv\b", re.DOTALL)
 
 
 async def start_sipp(
@@ -276,7 +280,66 @@ async def start_sipp(
         "-default_behaviors", "all,-bye", "-trace_msg", *args,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=exchange.workdir,
     )  # fmt: skip
-    return Sipp(process, exchange.workdir, name)
+    sipp = Sipp(process, exchange.workdir, name)
+    if port is not None and ANSWERS_FIRST.search(text):
+        await sipp.listening(port)  # a phone or network that waits for a request: it must be there when it comes
+    return sipp
+
+
+@dataclass
+class Nodes:
+    """Two exchange nodes in this process on one database (docs/scale-out.md): the users are node A's."""
+
+    a: Exchange
+    b: Exchange
+
+    async def add_user(self, name: str, extension: str) -> None:
+        await self.a.add_user(name, extension)
+        self.b.users[name] = self.a.users[name]
+
+    async def third_node(self, workdir: Path, node_id: str, lease: float) -> asyncio.subprocess.Process:
+        """A third node as a process of its own (tests/media_apps/exchange_process.py: it can be killed with
+        SIGKILL), on node A's configuration with `lease`; it prints "READY <sip port>" once it takes calls."""
+        config = self.a.settings.model_dump(mode="json")
+        top = self.b.settings.rtp_port_max
+        config.update(node_id=node_id, node_lease_seconds=lease, rtp_port_min=top + 2, rtp_port_max=top + 200,
+                      data_dir=str(workdir / node_id))  # fmt: skip
+        path = workdir / f"{node_id}.json"
+        path.write_text(json.dumps(config))
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.media_apps.exchange_process", str(path),
+            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def two_nodes(
+    workdir: Path, database_url: str, settings: dict[str, Any]
+) -> AsyncIterator[tuple[Exchange, Exchange]]:
+    """Nodes "node-a" and "node-b" with `settings` on one database (node B joins node A's company)."""
+    (workdir / "a").mkdir()
+    (workdir / "b").mkdir()
+    async with contextlib.AsyncExitStack() as stack:
+        a = await stack.enter_async_context(
+            running_exchange(workdir / "a", database_url, {**settings, "node_id": "node-a"})
+        )
+        b = await stack.enter_async_context(
+            running_exchange(workdir / "b", database_url, {**settings, "node_id": "node-b"}, a.company_id)
+        )
+        yield a, b
+
+
+async def until_on_a_call(exchange: Exchange, name: str, *peers: Sipp, limit: float = 10.0) -> None:
+    """Until the B2BUA has the user on an answered call. A peer of that call that exits first failed it: its own
+    error is the test's failure (not a timeout ten seconds later that says nothing)."""
+    user_id = exchange.users[name]
+    async with asyncio.timeout(limit):
+        while not exchange.b2bua.on_call(user_id):
+            for peer in peers:
+                if peer.process.returncode is not None:
+                    await peer.succeeded()
+                    raise AssertionError(f"SIPp {peer.name} ended before {name} was on a call")
+            await asyncio.sleep(0.05)
 
 
 async def register(exchange: Exchange, user: str, port: int, contact_host: str = "[local_ip]") -> None:

@@ -8,12 +8,14 @@ import contextlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 import uvicorn
 
-from hipper.api.app import create_app
+from hipper.api.app import attach_calls, create_app
+from hipper.api.routers.calls import LiveCallOut
 from hipper.apps.click_to_dial import Callback
 from hipper.domain.services import (
     Anywhere,
@@ -24,7 +26,9 @@ from hipper.domain.services import (
     FixedMobile,
     Voicemail,
 )
-from hipper.engine.leg import CalleeLeg
+from hipper.engine.call import call_key
+from hipper.engine.leg import CalleeLeg, LegState
+from hipper.store.models import ActiveCall, Node
 from tests.calls.conftest import (
     Exchange,
     expect_headers,
@@ -69,7 +73,7 @@ async def api(exchange: Exchange) -> AsyncIterator[Api]:
 async def serving_api(exchange: Exchange) -> AsyncIterator[Api]:
     """The HTTP API over a real connection (SSE needs one), sharing the exchange's B2BUA as `hipper serve` does."""
     app = create_app(exchange.settings, run_migrations=False)
-    app.state.calls = exchange.b2bua
+    attach_calls(app, exchange.b2bua)
     app.state.hipper.events.poll_seconds = 0.2
     port = free_port()
     server = uvicorn.Server(
@@ -100,6 +104,14 @@ async def alice(exchange: Exchange, method: str = "callback", device: str = "des
 async def finished_callback(exchange: Exchange, limit: float = 20.0) -> Callback:
     async with asyncio.timeout(limit):
         return await exchange.applications.app_calls.ended.get()
+
+
+async def desk_ringing(exchange: Exchange, callback_id: str, limit: float = 15.0) -> None:
+    """Until the callback's leg to the user's phone has its 1xx (the phone rings)."""
+    callback = exchange.applications.app_calls.callbacks[callback_id]
+    async with asyncio.timeout(limit):
+        while not any(leg.state is LegState.EARLY for leg in callback.legs):  # noqa: ASYNC110 - the leg's state
+            await asyncio.sleep(0.02)
 
 
 async def live_calls(api: Api, headers: dict[str, str]) -> list[dict[str, object]]:
@@ -353,6 +365,65 @@ async def test_an_incoming_call_is_listed_while_it_rings_and_can_be_refused(exch
     assert await live_calls(api, headers) == []
 
 
+async def call_stream(api: Api, headers: dict[str, str], last: str) -> list[tuple[str, dict[str, object]]]:
+    """The user's `call.*` events from the live stream (all of them, from the start), up to the first `last`."""
+    found: list[tuple[str, dict[str, object]]] = []
+    async with api.http.stream("GET", "/api/v1/events", headers={**headers, "Last-Event-ID": "0"}) as response:
+        events = read_events(response)
+        while not found or found[-1][0] != last:
+            sse = await next_event(events, 15)
+            if sse.event is not None and sse.event.startswith("call."):
+                found.append((sse.event, sse.data))
+    return found
+
+
+async def test_an_incoming_call_rings_on_the_event_stream_and_ends_there_when_nobody_answers(
+    exchange: Exchange, api: Api
+) -> None:
+    """bob calls alice; her desk rings one ring, then her voicemail takes the call. Her apps hear of it while it
+    rings (`call.ringing`: what the list draws), its end for her when the ringing stops unanswered (the call goes
+    on, in her voicemail), and the call's own end with her missed call."""
+    await alice(exchange)
+    await exchange.set_service("alice", Voicemail(active=True, on_no_answer=True, rings=1))
+    headers = await api.login("alice")
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee_rings.xml"))  # cancelled after a ring
+    bob = await place_call(exchange, "bob", "201", "final_talks.xml", talk_ms=1500)
+    await desk.succeeded()
+    await bob.succeeded()
+    key = call_key((await exchange.next_call()).call_id)
+    found = await call_stream(api, headers, "call.ended")
+    assert [kind for kind, _ in found] == ["call.ringing", "call.updated", "call.ended"], found
+    ringing, ended, logged = (payload for _, payload in found)
+    drawn = LiveCallOut.model_validate(ringing)  # the call as GET /me/calls lists it
+    assert (drawn.id, drawn.direction, drawn.state) == (key, "incoming", "ringing")
+    assert (drawn.remote_number, drawn.remote_name) == ("202", "Bob")
+    assert ended == {"id": key, "state": "ended"} and logged["id"] == key
+    [row] = await exchange.call_logs("alice")
+    assert (row.direction, row.outcome) == ("missed", "no-answer, voicemail")
+
+
+@pytest.mark.parametrize(("ring_ms", "announce_after", "events"), [
+    (1500, 0.5, ["call.ringing", "call.started", "call.ended"]),
+    # Answered before the announcement is due (a long wait here, so a loaded machine cannot make the answer late):
+    # drawn by its call.started, no ring event to write.
+    (0, 10.0, ["call.started", "call.ended"]),
+], ids=["rings", "answered-at-once"])  # fmt: skip
+async def test_an_answered_call_rings_then_starts_on_the_event_stream(
+    exchange: Exchange, api: Api, ring_ms: int, announce_after: float, events: list[str]
+) -> None:
+    exchange.applications.app_calls.ringing_event_seconds = announce_after
+    await alice(exchange)
+    headers = await api.login("alice")
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee.xml", ring_ms=ring_ms), "-rtp_echo")
+    bob = await place_call(exchange, "bob", "201", "final_talks.xml", talk_ms=500)
+    await desk.succeeded()
+    await bob.succeeded()
+    found = await call_stream(api, headers, "call.ended")
+    assert [kind for kind, _ in found] == events, found
+    assert len({payload["id"] for _, payload in found}) == 1
+    assert not exchange.applications.app_calls._ringing  # nothing still to announce (or to end) for the call
+
+
 @pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
 async def test_callback_rings_the_mobile_too_when_fixed_mobile_says_so(exchange: Exchange, api: Api) -> None:
     await alice(exchange)
@@ -425,7 +496,7 @@ async def test_hanging_up_a_callback_while_the_desk_phone_rings_cancels_it(excha
     await wait_for_state(api, headers, "ringing")
     again = await api.http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
     assert again.status_code == 409 and again.json()["code"] == "callback_under_way"
-    await asyncio.sleep(0.5)  # the phone's 180 has come: the CANCEL can go (RFC 3261 §9.1)
+    await desk_ringing(exchange, placed.json()["id"])  # so it is the phone's ringing that the hang-up ends
     assert (await api.http.delete(f"/api/v1/me/calls/{placed.json()['id']}", headers=headers)).status_code == 204
     await desk.succeeded()
     callback = await finished_callback(exchange)
@@ -587,3 +658,22 @@ async def test_a_callback_leg_whose_phone_stops_refreshing_ends_the_callback(exc
     assert callback.outcome == "answered"
     # §10: at interval - min(32, interval / 3) = 2.7 s after the answer, not at once (timers never fire early).
     assert loop.time() - started > 2.6
+
+
+@pytest.mark.parametrize("api_url", ["http://127.0.0.1:1", "http://[::1"], ids=["not-answering", "no-url"])
+async def test_a_node_that_cannot_be_asked_leaves_the_list_working_and_control_answers_503(
+    exchange: Exchange, api: Api, api_url: str
+) -> None:
+    """Another live node carries one of alice's calls, but cannot be asked (it does not answer; its stored address
+    is no URL): the list shows her calls here (none) without it, and a request about that call gets 503."""
+    await alice(exchange)
+    headers = await api.login("alice")
+    now = datetime.now(UTC)
+    async with exchange.sessions() as session:
+        session.add(Node(node_id="elsewhere", started_at=now, lease_until=now + timedelta(minutes=5), api_url=api_url))
+        session.add(ActiveCall(id="a" * 32, user_id=exchange.users["alice"], call_id="c" * 16, node_id="elsewhere",
+                               started_at=now))  # fmt: skip
+        await session.commit()
+    assert await live_calls(api, headers) == []
+    held = await api.http.post(f"/api/v1/me/calls/{'c' * 16}/hold", headers=headers)
+    assert (held.status_code, held.json()["code"]) == (503, "node_unreachable")

@@ -10,12 +10,10 @@ ring for Carol's call are the ones under test.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from hipper.domain.services import Anywhere, AnywhereLocation, CallWaiting, FixedMobile, Voicemail
-from tests.calls.conftest import Exchange, Sipp, phone, place_call, scenario, start_sipp
+from tests.calls.conftest import Exchange, Sipp, phone, place_call, scenario, start_sipp, until_on_a_call
 
 pytestmark = pytest.mark.sip
 
@@ -27,9 +25,7 @@ BOB_MOBILE = "+31612340002"
 async def bob_on_a_call(exchange: Exchange, talk_ms: int) -> tuple[Sipp, Sipp]:
     alice = await phone(exchange, "alice", "alice", scenario("callee.xml", ring_ms=100), "-rtp_echo")
     bob = await place_call(exchange, "bob", "201", "final_talks.xml", talk_ms=talk_ms)
-    async with asyncio.timeout(10):
-        while not exchange.b2bua.on_call(exchange.users["bob"]):  # noqa: ASYNC110 - state of the B2BUA
-            await asyncio.sleep(0.05)
+    await until_on_a_call(exchange, "bob", alice, bob)
     return alice, bob
 
 

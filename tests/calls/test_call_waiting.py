@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from sqlalchemy import select
 
 from hipper.domain.services import CallWaiting
 from hipper.store.models import ActiveCall
-from tests.calls.conftest import Exchange, phone, place_call, scenario
+from tests.calls.conftest import Exchange, phone, place_call, scenario, until_on_a_call
 
 pytestmark = pytest.mark.sip
-
-
-async def on_call(exchange: Exchange, name: str) -> None:
-    async with asyncio.timeout(10):
-        while not exchange.b2bua.on_call(exchange.users[name]):  # noqa: ASYNC110 - state of the B2BUA
-            await asyncio.sleep(0.05)
 
 
 async def test_a_second_call_finds_the_user_busy_when_call_waiting_is_off(exchange: Exchange) -> None:
@@ -27,7 +19,7 @@ async def test_a_second_call_finds_the_user_busy_when_call_waiting_is_off(exchan
     await exchange.set_service("bob", CallWaiting(active=False))
     bob = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
     alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=2500)
-    await on_call(exchange, "bob")
+    await until_on_a_call(exchange, "bob", bob, alice)
     carol = await place_call(exchange, "carol", "202", "final_rejected.xml", status=486)
     await carol.succeeded()
     await alice.succeeded()
@@ -50,7 +42,7 @@ async def test_with_call_waiting_on_the_second_call_alerts_as_a_waiting_call(exc
     # Bob answers Alice's call on one phone; Carol's call then still rings the other, as a waiting call.
     first = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
     alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=4000)
-    await on_call(exchange, "bob")
+    await until_on_a_call(exchange, "bob", first, alice)
     bob2 = await phone(exchange, "bob-second", "bob-second", scenario("callee.xml", ring_ms=100))
     carol = await place_call(exchange, "carol", "202", "final_talks.xml", talk_ms=500)
     await carol.succeeded()
@@ -70,7 +62,7 @@ async def test_who_is_on_a_call_is_shared_without_a_transaction_of_its_own(excha
     await exchange.add_user("bob", "202")
     bob = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
     alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=1500)
-    await on_call(exchange, "bob")
+    await until_on_a_call(exchange, "bob", bob, alice)
     await exchange.b2bua.presence.written()
     assert await on_call_rows(exchange) == sorted([exchange.users["alice"], exchange.users["bob"]])
     await alice.succeeded()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -17,7 +17,7 @@ import pytest
 from hipper.api.app import create_app
 from hipper.apps.groups import queues
 from hipper.domain.services import FixedMobile
-from hipper.store import admin
+from hipper.store import admin, group_calls
 from hipper.store.models import Company, User
 from tests.calls.conftest import (
     Exchange,
@@ -287,14 +287,20 @@ async def test_a_call_center_call_goes_only_to_the_available_agent_who_then_wrap
     assert (await api.agent("alice"))["state"] == "available"
 
 
-async def test_a_queued_caller_waits_and_gets_the_agent_who_becomes_available(exchange: Exchange, api: Api) -> None:
+async def one_caller_waits_for_alice(exchange: Exchange, api: Api) -> tuple[Sipp, Sipp]:
+    """Alice, the call center's one agent, is unavailable; a caller from outside waits in the queue (answered by
+    it: hold prompt and tone, on for 6 s in all). Her phone and the caller."""
     await exchange.add_user("alice", "201")
     await call_center(exchange, ["alice"], wrap_up_seconds=30)
     await api.change_agent("alice", state="unavailable")
     alice = await phone(exchange, "alice", "alice", scenario("callee.xml", ring_ms=200), "-rtp_echo")
-    # The caller is answered by the queue (hold prompt and tone) and stays on for 6 s in all.
     outside = await call_from_trunk(exchange, QUEUE_NUMBER, talk_ms=6000)
     await queued(exchange, 1)
+    return alice, outside
+
+
+async def test_a_queued_caller_waits_and_gets_the_agent_who_becomes_available(exchange: Exchange, api: Api) -> None:
+    alice, outside = await one_caller_waits_for_alice(exchange, api)
     await asyncio.sleep(1.0)  # the queue looks again meanwhile (queue_poll_seconds): alice is still unavailable
     assert exchange.b2bua.calls and not any(c.connected for c in exchange.b2bua.calls)
     await api.change_agent("alice", state="available")
@@ -415,3 +421,23 @@ async def test_a_hunt_group_call_nobody_answers_is_a_missed_call_for_every_membe
     assert await rows(exchange, "bob") == [("missed", "no-answer", HUNT_NUMBER)]
     assert await rows(exchange, "carol") == [("missed", "no-answer", HUNT_NUMBER)]
     assert await rows(exchange, "dave") == []
+
+
+async def test_a_queued_caller_written_off_while_the_nodes_lease_lapsed_still_gets_an_agent(
+    exchange: Exchange, api: Api
+) -> None:
+    """A node whose lease lapsed for a moment (a stall, a database hiccup) has its waiting callers written off by a
+    survivor (store/active_calls.py `purge_expired` -> `lose_queued_calls`, here called as the survivor would) while
+    they are still on the line here: the caller's next claim puts them back in line, and the free agent gets the
+    call (before, every claim failed and the caller heard the queue until queue_max_wait_seconds)."""
+    alice, outside = await one_caller_waits_for_alice(exchange, api)
+    async with exchange.sessions() as session:
+        written_off = await group_calls.lose_queued_calls(session, [exchange.b2bua.presence.node_id], datetime.now(UTC))
+        await session.commit()
+    assert written_off == 1
+    await api.change_agent("alice", state="available")
+    async with asyncio.timeout(5):  # the queue looks every queue_poll_seconds (1 s)
+        while not any(call.connected for call in exchange.b2bua.calls):  # noqa: ASYNC110 - no event to wait on
+            await asyncio.sleep(0.05)
+    await outside.succeeded()
+    await alice.succeeded()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.calls.conftest import PASSWORD, Exchange, phone, place_call, scenario, start_sipp
+from tests.calls.conftest import PASSWORD, Exchange, expect_headers, phone, place_call, scenario, start_sipp
 
 pytestmark = pytest.mark.sip
 
@@ -99,3 +99,15 @@ async def test_a_call_logs_one_info_line_and_no_line_per_message(
     assert [r.getMessage() for r in per_call if r.levelname == "INFO"] == ["call.ended"]
     [ended] = [r for r in per_call if r.getMessage() == "call.ended"]
     assert ended.__dict__["outcome"] == "answered" and ended.__dict__["branches"] == 1
+
+
+async def test_a_phone_is_told_it_may_transfer(exchange: Exchange) -> None:
+    """The INVITE to a phone allows REFER and supports Replaces (RFC 3515, RFC 3891): many desk phones offer their
+    transfer key only then."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    checks = expect_headers(("Allow", r"\bREFER\b"), ("Supported", r"\breplaces\b"))
+    bob = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100, **checks), "-rtp_echo")
+    alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=200)
+    await bob.succeeded()
+    await alice.succeeded()

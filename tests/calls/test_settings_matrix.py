@@ -38,6 +38,7 @@ from tests.calls.conftest import (
     register,
     scenario,
     start_sipp,
+    until_on_a_call,
     with_request_uri,
 )
 from tests.sip.peers import free_udp_port
@@ -199,9 +200,7 @@ async def test_simultaneous_ring_with_do_not_ring_when_busy_leaves_the_target_ou
     # Bob is on a call he placed to Carol (call waiting is on by default, so a second call still alerts).
     carol = await phone(exchange, "carol", "carol", scenario("callee.xml", ring_ms=100), "-rtp_echo")
     bob_out = await place_call(exchange, "bob", "203", "final_talks.xml", talk_ms=5000)
-    async with asyncio.timeout(10):
-        while not exchange.b2bua.on_call(exchange.users["bob"]):  # noqa: ASYNC110 - state of the B2BUA
-            await asyncio.sleep(0.05)
+    await until_on_a_call(exchange, "bob", carol, bob_out)
     async with listening(exchange.trunk_port) as network:
         desk = await phone(exchange, "bob", "bob-desk", scenario("callee.xml", ring_ms=300))
         alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=500)

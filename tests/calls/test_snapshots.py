@@ -8,13 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from hipper.domain.routing import RegisteredDevice
 from hipper.domain.services import DoNotDisturb
+from hipper.engine.directory import resolve, resolve_user
 from hipper.engine.snapshots import _NEW_EVENTS, SnapshotCache
 from hipper.store import admin, call_logs, db
 from hipper.store.db import LOOP_READ_BUDGET_SECONDS, CallPathReads, PooledReads
-from hipper.store.models import Company
+from hipper.store.models import Company, User
 from hipper.store.registrations import Binding, BindingChange
-from hipper.store.user_state import _REACHABLE, reachable
+from hipper.store.user_state import _REACHABLE, load_user_state, reachable, read_user_state
 from tests.calls.conftest import Exchange, phone, place_call, scenario
 
 pytestmark = pytest.mark.sip
@@ -153,5 +155,67 @@ async def test_call_path_reads_return_what_sqlalchemy_returns(
             assert expected and [tuple(row) for row in await reads.rows(statement, values)] == expected
         found = (await reachable(reads, bob, now)).bindings
         assert [dataclasses.replace(b, node="") for b in found] == [binding]  # the registrar adds its node
+    finally:
+        reads.close()
+
+
+async def test_a_snapshot_built_from_the_call_path_reads_is_the_one_the_orm_builds(exchange: Exchange) -> None:
+    # `read_user_state` (two statements on the cheap reads) against `load_user_state` (the ORM session it replaced
+    # on the call path): every number kind, licences, stored and default documents, and no such user.
+    bob = await exchange.add_user("bob", "202", direct="+31201234202", mobile="+31612345202")
+    carol = await exchange.add_user("carol", "203", licences=())
+    await exchange.set_service("bob", DoNotDisturb(active=True))
+    async with exchange.sessions() as session:
+        company = await session.get(Company, exchange.company_id)
+        assert company is not None
+        group = await admin.create_group(session, company, "Sales", "+31201234500")
+        center = await admin.create_call_center(session, company, "Support", number="+31201234600")
+        bob_row = await session.get(User, bob)
+        assert bob_row is not None
+        bob_row.group_id = group.id
+        await admin.add_call_center_member(session, center, bob_row)
+        await session.commit()
+    now = datetime.now(UTC)
+    devices = [RegisteredDevice(id=7, kind="desk", name="desk")]
+    engine = exchange.sessions.kw["bind"]
+    direct = CallPathReads(engine)
+    try:
+        for user_id in (bob, carol):
+            async with exchange.sessions() as session:
+                user = await session.get(User, user_id)
+                assert user is not None
+                expected = await load_user_state(session, user, now, devices=devices)
+            async with engine.connect() as connection:
+                pooled = await read_user_state(PooledReads(connection), user_id, devices=devices)
+            assert await read_user_state(direct, user_id, devices=devices) == pooled == expected
+        bob_state = await read_user_state(direct, bob, devices=devices)
+        assert bob_state is not None and set(bob_state.numbers) == {"company", "direct", "department", "mobile",
+                                                                    "call_center"}  # fmt: skip
+        assert bob_state.services["do-not-disturb"] == DoNotDisturb(active=True)
+        assert await read_user_state(direct, 10_000, devices=[]) is None
+    finally:
+        direct.close()
+
+
+async def test_a_number_resolved_on_the_call_path_reads_is_what_resolve_says(exchange: Exchange) -> None:
+    # `resolve_user` answers for users and unusable numbers exactly as `resolve` does, and leaves the rest to it.
+    await exchange.add_user("bob", "202", direct="+31201234202", mobile="+31612345202")
+    async with exchange.sessions() as session:
+        company = await session.get(Company, exchange.company_id)
+        assert company is not None
+        await admin.create_group(session, company, "Sales", "+31201234500")
+        await session.commit()
+    engine = exchange.sessions.kw["bind"]
+    reads = CallPathReads(engine)
+    try:
+        for dialled, company_id in (("202", exchange.company_id), ("0201234202", None), ("+31612345202", None),
+                                    ("202", None), ("not a number", None)):  # fmt: skip
+            async with exchange.sessions() as session:
+                expected = await resolve(session, dialled, company_id, "NL")
+            assert await resolve_user(reads, dialled, company_id, "NL") == expected, dialled
+        for dialled, company_id in (("209", exchange.company_id), ("+31201234500", None), ("+31301112222", None)):
+            async with exchange.sessions() as session:
+                assert (await resolve(session, dialled, company_id, "NL")).kind != "user"
+            assert await resolve_user(reads, dialled, company_id, "NL") is None, dialled
     finally:
         reads.close()

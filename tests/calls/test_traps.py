@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 
 import pytest
 
+from hipper.engine.call import Call
 from hipper.sip.message import Response
+from hipper.sip.transaction import State
 from tests.calls.conftest import Exchange, phone, place_call, scenario
 from tests.sip.conftest import RawClient
 from tests.sip.peers import free_udp_port
@@ -43,6 +46,57 @@ async def test_a_200_that_crosses_the_cancel_is_acked_and_ended_with_bye(exchang
     call = await exchange.next_call()
     assert call.answered
     assert sorted(call.branches) == [("desk", 200), ("desk", 200)]
+
+
+# After the call: the callee sends its 200 to the INVITE again (it missed our ACK), on the INVITE's own Via branch.
+INVITE_VIA = '<action><ereg regexp=".*" search_in="hdr" header="Via:" assign_to="invite_via" /></action>'
+REPEATS_ITS_200 = """
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      Via: [$invite_via]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      CSeq: 1 INVITE
+      Contact: <sip:callee@[local_ip]:[local_port]>
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="ACK" timeout="5000" />
+"""
+
+
+async def test_a_200_repeated_after_the_call_ended_is_acked_again(exchange: Exchange) -> None:
+    """RFC 6026 §7.1 / RFC 3261 §13.2.2.4: a 2xx retransmission goes to the INVITE's UAC, which ACKs it again —
+    also after the call ended, while the transaction absorbs retransmissions (Timer M, 32 s)."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    callee = scenario("callee.xml", ring_ms=100, check=INVITE_VIA, refs=REPEATS_ITS_200)
+    bob = await phone(exchange, "bob", "bob", callee)
+    alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=200)
+    await alice.succeeded()
+    await bob.succeeded()  # its repeated 200 (after our BYE and its 200 to it) got an ACK
+    assert (await exchange.next_call()).answered
+
+
+async def test_an_ended_call_is_freed_while_its_transactions_still_absorb_retransmissions(
+    exchange: Exchange,
+) -> None:
+    """The branch's INVITE transaction lives 32 s after the call (Timer M); it must not keep the call's objects
+    alive that long (at 40 calls/s, ≈ 1,300 ended calls for the garbage collector to walk)."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    bob = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100))
+    alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=200)
+    await alice.succeeded()
+    await bob.succeeded()
+    assert (await exchange.next_call()).answered
+    invites = [tx for tx in exchange.stack.transactions.client.values() if tx.invite]
+    assert [tx.state for tx in invites] == [State.ACCEPTED]  # still absorbing 2xx retransmissions
+    gc.collect()
+    assert not [o for o in gc.get_objects() if isinstance(o, Call)]
 
 
 async def test_our_200_is_retransmitted_until_the_ack(exchange: Exchange) -> None:

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import cast
@@ -26,50 +23,33 @@ from hipper.domain.services import CallWaiting
 from hipper.store.models import ActiveCall
 from tests.calls.conftest import (
     Exchange,
+    Nodes,
+    Sipp,
     expect_headers,
     phone,
     place_call,
-    running_exchange,
     scenario,
     start_sipp,
     trunk,
+    two_nodes,
+    until_on_a_call,
 )
 from tests.calls.test_app_calls import ACCESS, ALICE_DIRECT, ALICE_MOBILE, FAR, SHOWN, alice, serving_api
-from tests.media_apps.exchange_process import ROOT, Elsewhere
+from tests.media_apps.exchange_process import Elsewhere
 from tests.support import postgres
 
 pytestmark = [pytest.mark.sip, pytest.mark.postgres]
 
 
-@dataclass
-class Nodes:
-    a: Exchange
-    b: Exchange
-
-    async def add_user(self, name: str, extension: str) -> None:
-        await self.a.add_user(name, extension)
-        self.b.users[name] = self.a.users[name]
-
-
 @pytest.fixture
 async def nodes(tmp_path: Path, postgres_server: postgres.PostgresServer) -> AsyncIterator[Nodes]:
-    url = await postgres_server.template_copy()
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    async with contextlib.AsyncExitStack() as stack:
-        settings = {"call_access_number": ACCESS}
-        a = await stack.enter_async_context(running_exchange(tmp_path / "a", url, {**settings, "node_id": "node-a"}))
-        b = await stack.enter_async_context(
-            running_exchange(tmp_path / "b", url, {**settings, "node_id": "node-b"}, a.company_id)
-        )
+    async with two_nodes(tmp_path, await postgres_server.template_copy(), {"call_access_number": ACCESS}) as (a, b):
         yield Nodes(a, b)
 
 
-async def answered_on(exchange: Exchange, name: str) -> None:
+async def answered_on(exchange: Exchange, name: str, *peers: Sipp) -> None:
     """Until the user's call is answered on this node and that fact is in the shared database."""
-    async with asyncio.timeout(10):
-        while not exchange.b2bua.on_call(exchange.users[name]):  # noqa: ASYNC110 - state of the B2BUA
-            await asyncio.sleep(0.05)
+    await until_on_a_call(exchange, name, *peers)
     await exchange.b2bua.presence.written()
 
 
@@ -80,7 +60,7 @@ async def test_a_call_on_node_a_makes_the_user_busy_for_node_b(nodes: Nodes) -> 
     await nodes.a.set_service("bob", CallWaiting(active=False))
     bob = await phone(nodes.a, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
     alice = await place_call(nodes.a, "alice", "202", "final_talks.xml", talk_ms=3000)
-    await answered_on(nodes.a, "bob")
+    await answered_on(nodes.a, "bob", bob, alice)
     assert not nodes.b.b2bua.on_call(nodes.b.users["bob"])  # node B carries no call of Bob's itself
     carol = await place_call(nodes.b, "carol", "202", "final_rejected.xml", status=486)
     await carol.succeeded()
@@ -107,7 +87,7 @@ async def test_with_call_waiting_on_node_b_rings_a_waiting_call(nodes: Nodes) ->
     # as a waiting call.
     first = await phone(nodes.a, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
     alice = await place_call(nodes.a, "alice", "202", "final_talks.xml", talk_ms=4000)
-    await answered_on(nodes.a, "bob")
+    await answered_on(nodes.a, "bob", first, alice)
     bob2 = await phone(nodes.a, "bob-second", "bob-second", scenario("callee.xml", ring_ms=100))
     carol = await place_call(nodes.b, "carol", "202", "final_talks.xml", talk_ms=500)
     await carol.succeeded()
@@ -156,16 +136,7 @@ async def test_a_killed_nodes_calls_stop_counting_when_its_lease_runs_out(nodes:
     await nodes.add_user("alice", "201")
     await nodes.add_user("bob", "202")
     lease = 3.0
-    config = nodes.a.settings.model_dump(mode="json")
-    top = nodes.b.settings.rtp_port_max
-    config.update(node_id="node-c", node_lease_seconds=lease, rtp_port_min=top + 2, rtp_port_max=top + 200,
-                  data_dir=str(tmp_path / "c"))  # fmt: skip
-    path = tmp_path / "node-c.json"
-    path.write_text(json.dumps(config))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.media_apps.exchange_process", str(path),
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    process = await nodes.third_node(tmp_path, "node-c", lease)
     bob = alice = None
     try:
         assert process.stdout is not None

@@ -10,10 +10,19 @@ import pytest
 from prometheus_client import REGISTRY
 
 from hipper.media import g711
-from hipper.media.engine import CreateEndpoint, EndpointCreated, MediaEngine, MediaError, RtpTimeout, SetRemoteSdp
+from hipper.media.engine import (
+    CreateEndpoint,
+    EndpointCreated,
+    MediaEngine,
+    MediaError,
+    Release,
+    RtpTimeout,
+    SetRemoteSdp,
+)
 from hipper.media.rtp import RtpPacket
 from tests.media.phones import Phone
 from tests.media.test_engine import attach, audio_packets, next_event
+from tests.support.ports import engine_range
 
 
 async def wait_for_stat(engine: MediaEngine, endpoint: str, name: str, value: int) -> None:
@@ -125,3 +134,46 @@ async def test_a_bad_offer_takes_no_port(engine: MediaEngine, bad: str) -> None:
     with pytest.raises(MediaError, match="remote_sdp"):
         await engine.execute(CreateEndpoint(remote_sdp=offer))
     assert len(engine._free_ports) == free
+
+
+async def test_a_released_port_rests_before_it_is_drawn_again() -> None:
+    """The far end of an ended call may still be sending to its port; a new endpoint drawn on that port would let
+    the old stream latch (same host) before the new call's peer. So a released pair is drawn again only when no
+    other is free (three pairs here: the two others first, then the resting one rather than refusing)."""
+    base = engine_range()
+    media = MediaEngine(port_min=base, port_max=base + 6, rtp_timeout_seconds=5.0)
+
+    async def new_port() -> tuple[str, int]:
+        created = await media.execute(CreateEndpoint())
+        assert isinstance(created, EndpointCreated)
+        return created.endpoint_id, created.local_port
+
+    async with media:
+        first, released = await new_port()
+        await media.execute(Release(first))
+        others = {(await new_port())[1] for _ in range(2)}
+        assert released not in others and len(others) == 2
+        assert (await new_port())[1] == released
+        with pytest.raises(MediaError):
+            await new_port()
+
+
+async def test_a_resting_pair_is_drawn_before_refusing_when_the_free_ones_are_held_elsewhere() -> None:
+    """Two pairs: one resting after its release, the other bound by another process. A new endpoint gets the
+    resting pair rather than a refusal (503 to a caller)."""
+    base = engine_range()
+    media = MediaEngine(port_min=base, port_max=base + 4, rtp_timeout_seconds=5.0)
+    async with media:
+        created = await media.execute(CreateEndpoint())
+        assert isinstance(created, EndpointCreated)
+        await media.execute(Release(created.endpoint_id))
+        other = base + 2 if created.local_port == base else base
+        squatters = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+        try:
+            for offset, squatter in enumerate(squatters):
+                squatter.bind(("127.0.0.1", other + offset))
+            again = await media.execute(CreateEndpoint())
+            assert isinstance(again, EndpointCreated) and again.local_port == created.local_port
+        finally:
+            for squatter in squatters:
+                squatter.close()

@@ -19,19 +19,13 @@ from hipper.media.engine import (
     SetRemoteSdp,
 )
 from tests.media.test_engine import drain, next_event
+from tests.sip.peers import free_udp_port
 
 pytestmark = [
     pytest.mark.sip,
     pytest.mark.skipif(shutil.which("sipp") is None, reason="SIPp (Debian sip-tester) is not installed"),
 ]
 SCENARIO = Path(__file__).with_name("sipp_media_only.xml")
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def request(method: str, sipp_port: int, my_port: int, call_id: str, cseq: int, to_tag: str, body: str = "") -> bytes:

@@ -11,6 +11,7 @@ import asyncio
 import re
 import string
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +191,9 @@ async def settled(exchange: Exchange, limit: float = 10.0) -> None:
 
 def audio_of(exchange: Exchange, row: Recording) -> np.ndarray:
     return read_wav(media_files.resolve(exchange.settings.data_dir, row.media_path))
+
+
+def utc(moment: datetime | None) -> datetime:
+    """A stored time (a call-log row's) as UTC: SQLite gives it back without its zone."""
+    assert moment is not None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

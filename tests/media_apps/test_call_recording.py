@@ -3,12 +3,14 @@ on the stored audio: which tones are in it, and silence where it was paused."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import numpy as np
 import pytest
 from sqlalchemy import select
 
+from hipper.apps.recording import recorders_of
 from hipper.domain.services import CallRecording
 from hipper.media.g711 import SAMPLE_RATE
 from hipper.store.models import Recording
@@ -39,6 +41,8 @@ async def recorded_call(exchange: Exchange, mode: str, script: Callable[[Ear], A
         sipp = await call_from_phone(exchange, "alice", "202", alice, end="end_hang_up.xml", talk_ms=7000)
         await bob.connected()
         await alice.connected()
+        if mode not in ("never", "on_demand_user_start"):
+            await recording_started(exchange, "alice")  # the recorder starts just after the answer, not with it
         await script(alice)
         await sipp.succeeded(20)
         await bob_phone.succeeded(20)
@@ -50,6 +54,15 @@ async def recorded_call(exchange: Exchange, mode: str, script: Callable[[Ear], A
     await settled(exchange)
     async with exchange.sessions() as session:
         return list((await session.execute(select(Recording).order_by(Recording.id))).scalars())
+
+
+async def recording_started(exchange: Exchange, user: str, limit: float = 10.0) -> None:
+    async with asyncio.timeout(limit):
+        while True:
+            recorders = [recorders_of(call).get(exchange.users[user]) for call in exchange.b2bua.calls]
+            if any(recorder is not None and recorder.recording_id is not None for recorder in recorders):
+                return
+            await asyncio.sleep(0.02)  # polled: the recorder has no event to wait on
 
 
 def loud_seconds(audio: np.ndarray) -> float:

@@ -239,3 +239,31 @@ async def test_an_added_party_whose_session_expires_gets_bye_and_the_first_party
     call = await exchange.next_call()
     assert call.answered
     assert [status for label, status in call.branches if label == "conference"] == [200]
+
+
+async def test_an_added_party_out_through_the_trunk_is_subject_to_the_users_call_barring(
+    exchange: Exchange,
+) -> None:
+    """Toll fraud (docs/security.md): a party added from the keypad (*7<number>#) out through the trunk goes on the
+    user's account, so their call barring applies as to a blind transfer, a callback or a call from the phone:
+    alice, barred from premium numbers, adds 0900 1234567 from her keypad and it does not ring."""
+    await three_users(exchange)
+    ears = {name: await ear() for name in ("alice", "bob")}
+    try:
+        bob_phone = await answering_phone(exchange, "bob", ears["bob"])
+        alice_phone = await call_from_phone(
+            exchange, "alice", "202", ears["alice"], end="end_hang_up.xml", talk_ms=5000
+        )
+        await ears["bob"].connected()
+        await ears["alice"].connected()
+        await ears["alice"].press("*709001234567#")
+        [call] = exchange.b2bua.calls
+        # A bounded look (a refusal has no event of its own): the add resolves the number and starts its leg at once.
+        for _ in range(60):  # 3 s
+            assert not [leg.uri.user for leg in call.branches if leg.label == "conference"], "barred number rung"
+            await asyncio.sleep(0.05)
+        await alice_phone.succeeded(20)
+        await bob_phone.succeeded(20)
+    finally:
+        for phone in ears.values():
+            phone.close()

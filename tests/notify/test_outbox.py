@@ -7,13 +7,15 @@ timed: the statements the dispatcher runs and the payload values it gets back.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import Select, event, func, select
 from sqlalchemy.engine import Result
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import ORMExecuteState, Session
 
 from hipper.api.state import AppState
@@ -229,3 +231,37 @@ async def test_two_settling_dispatchers_never_notify_twice(
             await node.close()
     tags = sorted(d.message["tag"] for d in push_service.delivered)
     assert tags == sorted(f"missed-call-{row.id}" for row in rows)
+
+
+async def test_a_burst_of_missed_calls_holds_few_database_sessions_at_once(
+    app: FastAPI, make_user: UserFactory, push_service: PushService
+) -> None:
+    """Hundreds of pending notifications must not take the connection pool the call path reads from: on
+    PostgreSQL a burst of missed calls made calls fail with `QueuePool limit`, which made more missed calls
+    (bench/sip, docs/performance.md). Their reads wait for one of `concurrency` slots instead."""
+    state: AppState = app.state.hipper
+    user = await make_user()
+    await subscribe(state, user.id, push_service.new_browser())
+    open_now = 0
+    most = 0
+
+    @contextlib.asynccontextmanager
+    async def counted() -> AsyncIterator[AsyncSession]:
+        nonlocal open_now, most
+        open_now += 1
+        most = max(most, open_now)
+        try:
+            async with state.sessions() as session:
+                yield session
+        finally:
+            open_now -= 1
+
+    dispatcher = Notifications(state.settings, counted, concurrency=2, settle_seconds=0.0)  # type: ignore[arg-type]
+    await dispatcher.ensure_cursor()
+    for _ in range(40):
+        await missed_call(state, user.id)
+    await drain(dispatcher)
+    await dispatcher.close()
+    assert len(push_service.delivered) == 40  # every one still sent
+    # Two reading, two pushing (each reads the subscriptions), nothing else open: not one per pending job.
+    assert most <= 4, most

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -11,11 +10,11 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from tests.support.ports import server_port
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return server_port()
 
 
 @pytest.fixture

@@ -15,13 +15,20 @@ import httpx
 
 from tests.support.exchange_process import PASSWORD, PIN, exchange_process, seed_users
 
+# A ceiling on each answer, not a pause: httpx's default of 5 s was too short under CI load for the exchange's first
+# /api/v1/docs and openapi.json (the schema is built on the first request).
+HTTP_TIMEOUT = 30.0
+
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
 async def test_security_headers_on_the_app_and_the_api(tmp_path: Path) -> None:
-    async with exchange_process(tmp_path) as exchange, httpx.AsyncClient(base_url=exchange.url) as http:
+    async with (
+        exchange_process(tmp_path) as exchange,
+        httpx.AsyncClient(base_url=exchange.url, timeout=HTTP_TIMEOUT) as http,
+    ):
         for path in ("/", "/js/app.js", "/api/v1/health"):
             response = await http.get(path)
             assert response.status_code == 200, path
@@ -35,7 +42,10 @@ async def test_security_headers_on_the_app_and_the_api(tmp_path: Path) -> None:
 async def test_metrics_and_api_docs_need_the_operator_token(tmp_path: Path) -> None:
     token = "operator-secret-7"
     settings = {"http_operator_access": "token", "http_operator_token": token}
-    async with exchange_process(tmp_path, **settings) as exchange, httpx.AsyncClient(base_url=exchange.url) as http:
+    async with (
+        exchange_process(tmp_path, **settings) as exchange,
+        httpx.AsyncClient(base_url=exchange.url, timeout=HTTP_TIMEOUT) as http,
+    ):
         for path in ("/metrics", "/api/v1/docs", "/api/v1/openapi.json"):
             assert (await http.get(path)).status_code == 403, path
             assert (await http.get(path, headers=bearer("wrong"))).status_code == 403, path
@@ -68,7 +78,7 @@ async def test_a_locked_account_answers_as_slowly_as_an_unknown_name(tmp_path: P
 async def test_the_voicemail_email_address_needs_a_step_up(tmp_path: Path) -> None:
     async with (
         exchange_process(tmp_path, users=["alice"]) as exchange,
-        httpx.AsyncClient(base_url=exchange.url) as http,
+        httpx.AsyncClient(base_url=exchange.url, timeout=HTTP_TIMEOUT) as http,
     ):
         headers = bearer(await exchange.login(http, "alice"))
         change = {"email_notification": True, "email_address": "attacker@example.com"}
@@ -83,7 +93,7 @@ async def test_company_admins_meet_password_rules_and_learn_no_other_tenants_nam
     other = await seed_users(url, ["zoe-of-globex"], number_base=4500)  # another company, its number +31201234501
     async with (
         exchange_process(tmp_path, url, users=["boss", "alice"], admins=("boss",)) as exchange,
-        httpx.AsyncClient(base_url=exchange.url) as http,
+        httpx.AsyncClient(base_url=exchange.url, timeout=HTTP_TIMEOUT) as http,
     ):
         assert other
         headers = bearer(await exchange.login(http, "boss"))

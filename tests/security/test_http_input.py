@@ -18,6 +18,7 @@ from tests.support.exchange_process import PASSWORD, ExchangeProcess, exchange_p
 
 MIB = 1024 * 1024
 CHUNK = b"x" * (64 * 1024)
+PACE_BYTES_PER_SECOND = 16 * MIB
 
 
 async def send_chunked(
@@ -40,6 +41,10 @@ async def send_chunked(
                     await writer.drain()
                 except ConnectionError:
                     break  # the exchange answered and closed: the status line is in our buffer
+                # At most 16 MB/s: loopback takes 100 MB in a tenth of a second, less than a loaded machine may take
+                # to answer; paced, the exchange has seconds to answer and close before the sender nears the bound
+                # the tests hold it to (while one that reads on gets the whole body, seconds later).
+                await asyncio.sleep(len(CHUNK) / PACE_BYTES_PER_SECOND)
             if sent >= total:
                 writer.write(b"0\r\n\r\n")
             status_line = await answer

@@ -22,6 +22,7 @@ from tests.security.test_http_logs import lines, wait_for_line
 from tests.support.exchange_process import exchange_process
 
 CAP = 20
+IDLE = 3.0  # seconds: the idle limits, far beyond the moment the surplus is refused
 ATTACKER = "127.0.0.2"
 
 
@@ -78,18 +79,24 @@ async def sip_options_over_tcp(port: int) -> bytes:
 async def test_idle_sip_and_http_connections_are_capped_and_closed(tmp_path: Path) -> None:
     settings = {
         "sip_tcp_max_connections_per_source": str(CAP),
-        "sip_tcp_first_message_seconds": "1.5",
+        "sip_tcp_first_message_seconds": str(IDLE),
         "http_max_connections_per_source": str(CAP),
-        "http_idle_seconds": "1.5",
+        "http_idle_seconds": str(IDLE),
     }
-    async with exchange_process(tmp_path, users=["alice"], **settings) as exchange, httpx.AsyncClient() as http:
+    async with (
+        exchange_process(tmp_path, users=["alice"], **settings) as exchange,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
         baseline = exchange.open_files()
         pingers = [Pinger(exchange.sip_port, b"\r\n\r\n") for _ in range(2 * CAP)]
         pingers += [Pinger(exchange.http_port, b"\r\n") for _ in range(2 * CAP)]
         started = time.monotonic()
         tasks = [asyncio.create_task(pinger.run()) for pinger in pingers]
-        await asyncio.sleep(0.8)  # the refusals are immediate; the idle limit is still far
         sip, web = pingers[: 2 * CAP], pingers[2 * CAP :]
+        # The refusals come at once; the idle limit is far enough off that none of the accepted is closed yet.
+        async with asyncio.timeout(IDLE):
+            while sum(p.closed_at is not None for p in pingers) < 2 * CAP:  # noqa: ASYNC110 - no event to wait on
+                await asyncio.sleep(0.02)
         assert sum(p.closed_at is None for p in sip) == CAP  # the cap holds exactly
         assert sum(p.closed_at is None for p in web) == CAP
         # Another source is served meanwhile, over both.
@@ -98,7 +105,7 @@ async def test_idle_sip_and_http_connections_are_capped_and_closed(tmp_path: Pat
         async with asyncio.timeout(10):
             await asyncio.gather(*tasks)
         lasted = max(p.closed_at or 0 for p in pingers) - started
-        assert lasted < 1.5 * 2 + 1.5, lasted  # within two idle intervals, pinging all along
+        assert lasted < IDLE * 2 + 1.5, lasted  # within two idle intervals, pinging all along
         assert any(p.answered for p in sip)  # the pings were answered: the exchange just did not count them
         # Every descriptor is back, and the exchange still works for everyone, the attacker's address included.
         async with asyncio.timeout(5):

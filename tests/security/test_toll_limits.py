@@ -7,8 +7,17 @@ import asyncio
 
 import pytest
 
+from hipper.domain.outgoing import CallerIdentity
 from hipper.media.engine import CreateEndpoint, EndpointCreated, MediaError, Release
-from tests.calls.conftest import PASSWORD, Exchange, exchange, scenario, start_sipp  # noqa: F401 - the fixture
+from tests.calls.conftest import (  # noqa: F401 - the fixture
+    PASSWORD,
+    Exchange,
+    Sipp,
+    exchange,
+    phone,
+    scenario,
+    start_sipp,
+)
 from tests.security.calls_support import refused_call, still_serves
 from tests.security.test_toll_barring import hipper_cli
 
@@ -24,6 +33,20 @@ LIMITS = [
         "Too Many Calls for This User",
     ),
 ]
+
+
+async def alice_calls_out(exchange: Exchange, talk_ms: int) -> tuple[Sipp, Sipp]:  # noqa: F811
+    """alice's call out through the trunk, answered there: once it returns, the call counts against the limits."""
+    network = await start_sipp(exchange, "trunk", scenario("callee.xml", ring_ms=100), "-rtp_echo",
+                               port=exchange.trunk_port)  # fmt: skip
+    first = await start_sipp(
+        exchange, "caller-alice", scenario("caller.xml", final="final_talks.xml", user="alice", talk_ms=talk_ms),
+        "-s", "0612345678", "-au", "alice", "-ap", PASSWORD,
+    )  # fmt: skip
+    async with asyncio.timeout(15):
+        while exchange.b2bua.outbound.gate.trunk < 1:  # noqa: ASYNC110 - admitted: it counts from then on
+            await asyncio.sleep(0.01)
+    return network, first
 
 
 @pytest.mark.parametrize(
@@ -43,16 +66,8 @@ async def test_concurrent_outbound_calls_are_limited(
     await exchange.add_user("bob", "202", direct="+31201234102")
     if company_limit is not None:
         await hipper_cli(exchange, "barring", "set", "--company", "Acme", "--bar", "premium", "--max-calls", "1")
-    network = await start_sipp(exchange, "trunk", scenario("callee.xml", ring_ms=100), "-rtp_echo",
-                               port=exchange.trunk_port)  # fmt: skip
-    first = await start_sipp(
-        exchange, "caller-alice", scenario("caller.xml", final="final_talks.xml", user="alice", talk_ms=3000),
-        "-s", "0612345678", "-au", "alice", "-ap", PASSWORD,
-    )  # fmt: skip
+    network, first = await alice_calls_out(exchange, talk_ms=3000)
     gate = exchange.b2bua.outbound.gate
-    async with asyncio.timeout(15):
-        while gate.trunk < 1:  # noqa: ASYNC110 - the first call is admitted (it counts from then on)
-            await asyncio.sleep(0.01)
     await refused_call(exchange, second, "0612345679", status, reason)
     await first.succeeded()
     await network.succeeded()
@@ -80,3 +95,30 @@ async def test_a_full_port_range_answers_503_with_retry_after(exchange: Exchange
     for endpoint_id in held:
         await exchange.media.execute(Release(endpoint_id))
     await still_serves(exchange)
+
+
+@pytest.mark.parametrize("exchange", [{"trunk_max_calls": 1}], indirect=True)
+async def test_a_callback_out_through_the_trunk_counts_against_the_limits(exchange: Exchange) -> None:  # noqa: F811
+    """A call placed from the app (and so every consultation to an outside number) leaves through the trunk like a
+    phone's call: with the trunk full it is not placed, and the far end is never called."""
+    await exchange.add_user("alice", "201", direct="+31201234101")
+    await exchange.add_user("bob", "202", direct="+31201234102")
+    network, first = await alice_calls_out(exchange, talk_ms=4000)
+    gate = exchange.b2bua.outbound.gate
+    desk = await phone(exchange, "bob", "bob-desk", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    app_calls = exchange.applications.app_calls
+    targets = await app_calls.user_targets(exchange.users["bob"], "desk", None, "+31201234102")
+    identity = CallerIdentity(kind="direct", number="+31201234102", anonymous=False, from_user="+31201234102",
+                              from_host=None, from_display=None, privacy=None, asserted_identity="+31201234102",
+                              reason="bob's direct number")  # fmt: skip
+    app_calls.start_callback("a" * 16, exchange.users["bob"], exchange.company_id, "+31201234102", "+31612345679",
+                             identity, targets)  # fmt: skip
+    async with asyncio.timeout(20):
+        callback = await app_calls.ended.get()
+    assert callback.outcome == "not-reachable" and callback.far_leg is None
+    await desk.succeeded()  # bob answered, heard the busy tone, and was hung up
+    await first.succeeded()
+    await network.succeeded()  # one call on the trunk: the first, never the callback's
+    async with asyncio.timeout(5):
+        while gate.trunk:  # noqa: ASYNC110 - released when the first call ended
+            await asyncio.sleep(0.01)

@@ -4,28 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
-import socket
+import signal
 from pathlib import Path
 
 import pytest
+
+from tests.support.ports import sip_port
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
 
 def free_udp_port() -> int:
     """A port free on UDP and TCP, with the next one free on TCP: baresip puts SIP over TLS on port + 1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp, socket.socket() as tls:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            try:
-                tcp.bind(("127.0.0.1", port))
-                tls.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
+    return sip_port()
 
 
 def require(binary: str) -> str:
@@ -37,6 +30,12 @@ def require(binary: str) -> str:
 
 async def stop(process: asyncio.subprocess.Process) -> None:
     if process.returncode is None:
+        # SIPp runs under `timeout`, which leads its own process group (coreutils: setpgid). On SIGTERM `timeout`
+        # passes it on and may end first while SIPp, finishing its calls, lives on orphaned and holds its port (a
+        # later SIPp on the mobile network's port could not bind it, and the old one took the next test's INVITE):
+        # what is left of the group is killed once the leader is gone.
+        with contextlib.suppress(ProcessLookupError):
+            leader = os.getpgid(process.pid) == process.pid
         with contextlib.suppress(ProcessLookupError):
             process.terminate()
         try:
@@ -46,6 +45,9 @@ async def stop(process: asyncio.subprocess.Process) -> None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
+        if leader:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 async def run_sipp(scenario: str, server_port: int, *args: str, workdir: Path, limit: float = 30.0) -> tuple[int, str]:

@@ -18,8 +18,8 @@ def test_uas_and_uac_views_of_one_dialog() -> None:
     invite = parse_message(INVITE)
     assert isinstance(invite, Request)
     ok = Response.for_request(invite, 200, to_tag="b1")
-    ok.headers.add("Record-Route", "<sip:p1.example.com;lr>")
-    ok.headers.add("Record-Route", "<sip:p2.example.com;lr>")
+    # §12.1.1: the answer carries the request's Record-Route, in order (the proxies stay in the dialog's path).
+    assert ok.headers.get_all("Record-Route") == ["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]
     ok.headers.add("Contact", "<sip:bob@198.51.100.7:5080>")
     uas = Dialog.as_uas(invite, ok)
     assert uas.key == ("dlg-1", "b1", "a1") and uas.remote_seq == 10

@@ -124,6 +124,50 @@ def test_parsed_headers_follow_changes_of_their_value() -> None:
         message.to  # noqa: B018
 
 
+def test_typed_values_are_serialised_once_and_never_parsed_back() -> None:
+    # Issue 9 point 3: what the exchange builds is written out once; its own accessors hand back the very
+    # objects it was built from (no text round trip), and a response or an ACK made from it shares them.
+    from_ = NameAddr(URI.parse("sip:alice@hipper.test"), "Alice", {"tag": "t1"})
+    to = NameAddr(URI.parse("sip:bob@hipper.test"))
+    via = Via("UDP", "192.0.2.1", 5060, {"branch": "z9hG4bKabc", "rport": None})
+    headers = Headers()
+    headers.add("f", from_)  # any spelling
+    headers.add("To", to)
+    headers.add("Call-ID", "c1@x")
+    headers.add("CSeq", "1 INVITE")
+    request = Request("INVITE", URI.parse("sip:bob@192.0.2.2"), headers)
+    request.headers.prepend("Via", via)
+    assert request.from_ is from_ and request.to is to and request.top_via is via
+    assert request.headers.get("From") == str(from_) and request.headers.get("Via") == str(via)
+    again = parse_message(request.serialize())
+    assert again.from_ == from_ and again.to == to and again.top_via == via
+    response = Response.for_request(request, 180, to_tag="callee1")
+    assert response.top_via is via and response.from_ is from_
+    assert response.to.tag == "callee1" and response.to.uri is to.uri
+    assert response.headers.get("To") == f"{to};tag=callee1"  # the text and the parse agree
+    assert parse_message(response.serialize()).to == response.to
+    # A later text value replaces the parse; a second value does not touch the first one's.
+    request.headers.add("Via", Via("TCP", "192.0.2.9", None, {"branch": "z9hG4bKdef"}))
+    assert request.top_via is via
+    request.headers.set("From", "<sip:carol@hipper.test>;tag=t2")
+    assert request.from_.uri.user == "carol" and request.from_.tag == "t2"
+    # Received messages: contacts parsed once while they stay the same.
+    received = parse_message(INVITE)
+    assert received.contacts is received.contacts and received.contacts[0].uri.host == "2001:db8::1"
+    received.headers.set("Contact", "<sip:alice@192.0.2.7>")
+    assert received.contacts[0].uri.host == "192.0.2.7"
+
+
+def test_header_names_seen_before_are_still_checked_for_their_colon() -> None:
+    # The parser skips the token check for names it met before; a line without a colon is still refused.
+    with pytest.raises(ParseError, match="bad header line"):
+        parse_message(SIPP_REGISTER.replace(b"Max-Forwards: 70", b"Max-Forwards 70"))
+    with pytest.raises(ParseError, match="bad header line"):
+        parse_message(SIPP_REGISTER.replace(b"Max-Forwards: 70", b"Via"))
+    with pytest.raises(ParseError, match="too many headers"):
+        parse_message(SIPP_REGISTER.replace(b"Expires: 120\r\n", b"X: 1\r\n" * 1100))
+
+
 def test_response_and_body_rules() -> None:
     text = b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCSeq: 1 INVITE\r\n\r\nbody-without-length"
     response = parse_message(text)

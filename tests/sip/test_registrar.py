@@ -365,7 +365,10 @@ async def test_committed_device_events_drop_cached_credentials(sip_server: SipSe
     state = AppState(settings=sip_server.settings, engine=None, sessions=sip_server.sessions, hasher=None)  # type: ignore[arg-type]
     follower = asyncio.create_task(follow_device_events(state, directory))
     try:
-        await asyncio.sleep(0.1)  # let it note the newest event id before the change
+        async with asyncio.timeout(5):
+            # It notes the newest event id, then subscribes: once subscribed, the change below is after that id.
+            while not state.events._waiters:  # noqa: ASYNC110 - the follower has no hook to await
+                await asyncio.sleep(0.01)
         assert await directory.lookup("alice") is not None
         async with sip_server.sessions() as session:
             add_event(session, sip_server.user_id, "device.password_reset", {"id": 1, "auth_username": "alice"})

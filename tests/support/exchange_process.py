@@ -23,6 +23,7 @@ from hipper.passwords import Hasher
 from hipper.store import admin
 from hipper.store.db import create_engine, migrate, session_factory
 from tests.sip.peers import free_udp_port, stop
+from tests.support.ports import engine_range
 
 PASSWORD = "correct horse 1"
 PIN = "2580"
@@ -115,15 +116,17 @@ async def exchange_process(
     users: list[str] | None = None,
     open_files: tuple[int, int] | None = None,
     admins: tuple[str, ...] = (),
+    seed: bool = True,
     **settings: str,
 ) -> AsyncIterator[ExchangeProcess]:
     """Start `hipper serve` (settings as HIPPER_* environment values, names without the prefix), wait for the API.
 
-    `open_files`: the (soft, hard) RLIMIT_NOFILE the exchange starts with."""
+    `open_files`: the (soft, hard) RLIMIT_NOFILE the exchange starts with. `seed=False`: no company and users
+    made (another node on a database that has them)."""
     data_dir = tmp_path / "exchange"
     data_dir.mkdir(exist_ok=True)
     url = database_url or f"sqlite+aiosqlite:///{data_dir / 'hipper.db'}"
-    ids = await seed_users(url, users or [], admins=admins)
+    ids = await seed_users(url, users or [], admins=admins) if seed else {}
 
     def limit_open_files() -> None:  # runs in the child before it executes Python
         if open_files is not None:
@@ -137,7 +140,7 @@ async def exchange_process(
         http_port = free_udp_port()
         if http_port in (sip_port, sip_port + 1):
             continue
-        rtp = random.randrange(40000, 50000, 2)
+        rtp = engine_range()
         env = {
             **os.environ,
             **ARGON2,
@@ -173,7 +176,8 @@ async def exchange_process(
 
 async def _ready(exchange: ExchangeProcess) -> bool:
     """Wait until the API answers (SIP is bound before uvicorn starts); False when the process ended first."""
-    async with httpx.AsyncClient() as http, asyncio.timeout(30):
+    # A ceiling, not a pause: the wait ends when the API answers (a loaded machine starts Python slowly).
+    async with httpx.AsyncClient() as http, asyncio.timeout(120):
         while True:
             if exchange.process.returncode is not None:
                 return False

@@ -9,28 +9,34 @@ from __future__ import annotations
 import asyncio
 import io
 import math
-import socket
 import threading
 import time
 import wave
 from collections.abc import Coroutine
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from hipper.api.app import create_app
+from hipper.api.app import attach_calls, create_app
 from hipper.apps.node import start_call_processing
 from hipper.config import Settings
 from hipper.domain.licences import expand
+from hipper.engine.b2bua import B2bua
 from hipper.passwords import Hasher
 from hipper.server import create_sip_stack
-from hipper.store import admin, call_logs, voicemails
+from hipper.sip.stack import SipStack
+from hipper.store import admin, call_logs, devices, voicemails
 from hipper.store.db import create_engine, migrate, session_factory
 from hipper.store.models import Company
 from hipper.store.users import by_username
+from tests.support.ports import server_port
+
+T = TypeVar("T")
 
 FAST_ARGON2 = {"argon2_time_cost": 1, "argon2_memory_cost": 1024}
 PASSWORD = "correct horse 1"
@@ -65,10 +71,7 @@ def run_apart(work: Coroutine[Any, Any, None]) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return server_port()
 
 
 @dataclass
@@ -82,6 +85,12 @@ class LiveServer:
     # really places calls; without it the API answers 409 "not running" there and the app falls back to tel: links.
     call_processing: bool = False
     extra_settings: dict[str, Any] | None = None
+    # With call processing: the server's own event loop, SIP stack and B2BUA (SIPp phones are run on that loop).
+    loop: asyncio.AbstractEventLoop | None = None
+    sip: SipStack | None = None
+    b2bua: B2bua | None = None
+    sip_settings: Settings | None = None
+    sessions: async_sessionmaker[AsyncSession] | None = None
 
     @property
     def settings(self) -> Settings:
@@ -119,12 +128,36 @@ class LiveServer:
         stack = create_sip_stack(settings, app.state.hipper.sessions)
         await stack.start(settings.sip_host, settings.sip_port)
         calls = await start_call_processing(settings, stack, app.state.hipper.sessions)
-        app.state.calls = calls
+        attach_calls(app, calls)
+        self.loop, self.sip, self.b2bua, self.sip_settings = asyncio.get_running_loop(), stack, calls, settings
+        self.sessions = app.state.hipper.sessions
         try:
             await server.serve()
         finally:
             await calls.close()
             await stack.close()
+
+    def run(self, work: Coroutine[Any, Any, T], limit: float = 60.0) -> T:
+        """Run a coroutine on the exchange's own loop (with call processing) and wait for its result: what runs
+        beside the calls (SIPp phones, reading the B2BUA) runs where the calls do."""
+        assert self.loop is not None, "the exchange runs no call processing"
+        future: Future[T] = asyncio.run_coroutine_threadsafe(work, self.loop)
+        return future.result(timeout=limit)
+
+    def add_device(self, username: str, auth_username: str, password: str, realm: str) -> None:
+        """A SIP device of the user (a desk phone that registers with this digest username and password)."""
+        run_apart(self._add_device(username, auth_username, password, realm))
+
+    async def _add_device(self, username: str, auth_username: str, password: str, realm: str) -> None:
+        engine = create_engine(self.settings.resolved_database_url())
+        try:
+            async with session_factory(engine)() as session:
+                user = await by_username(session, username)
+                assert user is not None
+                await devices.create_device(session, user, auth_username=auth_username, password=password, realm=realm)
+                await session.commit()
+        finally:
+            await engine.dispose()
 
     def stop(self) -> None:
         if self._server is not None:

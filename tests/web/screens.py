@@ -30,6 +30,7 @@ SCREENS = [
     "service/call-recording",
     "service/call-center-agent",
     "calls",
+    "call",
     "voicemails",
     "voicemail/1",
     "dialpad",

@@ -63,6 +63,12 @@ def eventually(read: Callable[[], Any], done: Callable[[Any], Any], seconds: flo
         time.sleep(0.1)
 
 
+def toast(page: Page) -> Locator:
+    """The app's message line (index.html #toast); other parts of a screen have the status role too (a pending
+    action's "Een moment…"), so the role alone may name two elements."""
+    return page.locator("#toast")
+
+
 def wait_ready(page: Page) -> None:
     """Until the screen's data arrived (the app marks <html data-busy> while a screen loads)."""
     page.wait_for_function(SETTLED)

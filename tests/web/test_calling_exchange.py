@@ -12,10 +12,11 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.web.live_server import CHROMIUM, LiveServer
-from tests.web.test_app_browser import log_in, new_user, wait_ready
+from tests.web.test_app_browser import log_in, new_user, toast, wait_ready
 from tests.web.test_calling import RECORD_DIALLED, dialled
 
 pytestmark = pytest.mark.browser
+
 
 ACCESS = "+31201234999"
 
@@ -78,6 +79,6 @@ def test_a_callback_without_a_phone_to_ring_says_why(page: Page, exchange: LiveS
     wait_ready(page)
     page.get_by_label("Te bellen nummer").fill("020 765 4321")
     page.get_by_role("button", name="Bellen", exact=True).click()
-    expect(page.get_by_role("status")).to_contain_text("Er is geen toestel om u op terug te bellen")
+    expect(toast(page)).to_contain_text("Er is geen toestel om u op terug te bellen")
     page.wait_for_timeout(300)
     assert dialled(page) == []  # no silent fallback: the user learns why

@@ -15,11 +15,20 @@ from hipper import logs, metrics
 from hipper.api import errors, routers, web
 from hipper.api.hardening import OperatorOnly, SecurityHeaders, operator_paths
 from hipper.api.limits import BodyGuard
-from hipper.api.state import AppState
+from hipper.api.settings_fast_path import SettingsFastPath
+from hipper.api.state import AppState, EventHub
 from hipper.config import Settings
+from hipper.engine.b2bua import B2bua
 from hipper.notify import start_notifications
 from hipper.passwords import Hasher
-from hipper.store.db import create_engine, migrate, read_session_factory, session_factory
+from hipper.store.db import (
+    autocommit_engine,
+    create_engine,
+    migrate,
+    session_factory,
+)
+from hipper.store.events import listen_dsn
+from hipper.store.service_settings import LoopWriter
 
 API_PREFIX = "/api/v1"
 
@@ -46,6 +55,13 @@ def discover_routers() -> list[APIRouter]:
     return found
 
 
+def attach_calls(app: FastAPI, b2bua: B2bua) -> None:
+    """Call processing in this process: the API lists and controls its live calls (api/routers/calls.py), and a
+    batch of the calls' events committed wakes this node's live-event streams at once (not at the next poll)."""
+    app.state.calls = b2bua
+    b2bua.writer.committed.append(app.state.hipper.events.published)
+
+
 def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.resolved_database_url())
@@ -53,8 +69,9 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         settings=settings,
         engine=engine,
         sessions=session_factory(engine),
-        read_sessions=read_session_factory(engine),
+        autocommit=autocommit_engine(engine),
         hasher=Hasher(settings.argon2_time_cost, settings.argon2_memory_cost),
+        events=EventHub(settings.events_poll_seconds, listen_dsn=listen_dsn(settings.resolved_database_url())),
     )
 
     @asynccontextmanager
@@ -63,10 +80,16 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         logs.configure(settings.log_level, settings.log_json)
         if run_migrations:
             await migrate(engine)
-        async with metrics.loop_lag_monitor():
-            notifications = await start_notifications(state)  # e-mail and Web Push (hipper.notify)
-            yield
-            await notifications.close()
+        try:
+            async with metrics.loop_lag_monitor():
+                notifications = await start_notifications(state)  # e-mail and Web Push (hipper.notify)
+                yield
+                await notifications.close()
+        finally:
+            if state.reads is not None:  # opened by the first settings request (api/deps.py `reads_of`)
+                state.reads.close()
+            if isinstance(state.settings_writer, LoopWriter):  # likewise (`writer_of`)
+                await state.settings_writer.close()
         await engine.dispose()
 
     app = FastAPI(
@@ -79,6 +102,8 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
     )
     app.state.hipper = state
     errors.install(app)
+    # Innermost of ours (added first): inside the body guard, so a settings PUT's body is bounded and strict JSON.
+    app.add_middleware(SettingsFastPath, api_prefix=API_PREFIX)
     app.add_middleware(BodyGuard, default_limit=settings.http_max_body_bytes)
     app.add_middleware(
         OperatorOnly,

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError, DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hipper.api.forwarding import AnsweredElsewhere
 from hipper.domain.errors import (
     InvalidSetting,
     NotLicensed,
@@ -167,6 +168,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ReadOnlySetting)
     async def _read_only(_request: Request, exc: ReadOnlySetting) -> JSONResponse:
         return JSONResponse(status_code=403, content={"detail": str(exc), "code": "read_only", "field": exc.field})
+
+    @app.exception_handler(AnsweredElsewhere)
+    async def _elsewhere(_request: Request, exc: AnsweredElsewhere) -> Response:
+        return exc.response
 
     @app.exception_handler(Conflict)
     async def _conflict(_request: Request, exc: Conflict) -> JSONResponse:

@@ -49,6 +49,11 @@ class SecurityHeaders:
         self.app = app
         self.api_prefix = api_prefix
         self.docs = (f"{api_prefix}/docs", f"{api_prefix}/redoc")
+        # Built once per policy, not per answer.
+        self.extra = {
+            policy: (*COMMON, (b"content-security-policy", policy.encode()))
+            for policy in (DOCS_POLICY, API_POLICY, APP_POLICY)
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,7 +66,7 @@ class SecurityHeaders:
             policy = API_POLICY
         else:
             policy = APP_POLICY
-        extra = [*COMMON, (b"content-security-policy", policy.encode())]
+        extra = self.extra[policy]
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

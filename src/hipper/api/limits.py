@@ -80,8 +80,17 @@ def _depth(raw: bytes) -> int:
     structure = np.frombuffer(_STRING.sub(b"", raw), np.uint8)
     if structure.size == 0:
         return 0
-    steps = np.isin(structure, _OPENERS).astype(np.int32) - np.isin(structure, _CLOSERS).astype(np.int32)
-    return int(np.cumsum(steps).max())
+    opens = (structure == _OPENERS[0]) | (structure == _OPENERS[1])
+    closes = (structure == _CLOSERS[0]) | (structure == _CLOSERS[1])
+    return int(np.cumsum(opens.astype(np.int32) - closes.astype(np.int32)).max())
+
+
+def _too_deep(raw: bytes) -> bool:
+    # Nesting can never be deeper than the number of brackets that open: a body with few of them (every settings
+    # document) needs no count. `_depth`'s NumPy set-up cost ≈ 0.2 ms, ≈ 7 % of a settings PUT.
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    return _depth(raw) > MAX_JSON_DEPTH
 
 
 def check_json(raw: bytes) -> None:
@@ -90,7 +99,7 @@ def check_json(raw: bytes) -> None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedJson(f"not UTF-8 (byte {exc.start})") from None
-    if _depth(raw) > MAX_JSON_DEPTH:
+    if _too_deep(raw):
         raise MalformedJson(f"nested more than {MAX_JSON_DEPTH} deep")
     try:
         parsed = json.loads(text, parse_constant=_constant, parse_float=_finite)
@@ -105,7 +114,7 @@ def check_json(raw: bytes) -> None:
             raise MalformedJson("a \\u escape is half a UTF-16 surrogate pair") from None
 
 
-def _is_json(scope: Scope) -> bool:
+def is_json(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"content-type":
             return bool(_JSON_TYPE.match(value.split(b";", 1)[0].strip().decode("latin-1").lower()))
@@ -148,7 +157,7 @@ class BodyGuard:
                 declared = _declared_length(scope)
                 if declared is not None and declared > limit:
                     raise refuse("body_too_large", BodyTooLarge(limit))
-                if _is_json(scope):
+                if is_json(scope):
                     body = bytearray()
                     while True:
                         message = await self._count(receive, limit, read, refuse)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -13,19 +14,28 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from hipper.api.login_guard import UnknownNameFailures
 from hipper.config import Settings
 from hipper.passwords import Hasher
+from hipper.store.db import CallPathReads
+from hipper.store.events import listen
+from hipper.store.models import Event
+from hipper.store.service_settings import LoopWriter
 
 
 class EventHub:
     """Wakes live-event listeners when new outbox rows may exist; listeners then read the rows themselves.
 
-    Two things wake them: a commit on this node (`published`, immediate), and a watcher that polls the newest
-    event id every `poll_seconds`, so rows committed by another node (or by the SIP side in another process)
-    arrive too — nodes share nothing but the database (DESIGN.md "Beyond one node"). The watcher runs only
-    while someone listens, and it is one query per node, not one per listener.
+    Three things wake them: a commit on this node (`published`, immediate); on PostgreSQL, a notification that
+    another node committed outbox rows (LISTEN, store/events.py `listen`: milliseconds); and a watcher that polls
+    the newest event id every `poll_seconds`, the backstop that catches whatever a lost notification or a
+    reconnect missed — the outbox, not the notification, is the source of truth (docs/scale-out.md). Nodes share
+    nothing but the database. The watcher and the listening connection run only while someone listens: one
+    query and one connection per node, not per listener.
     """
 
-    def __init__(self, poll_seconds: float = 1.0, keepalive_seconds: float = 15.0) -> None:
+    def __init__(
+        self, poll_seconds: float = 1.0, keepalive_seconds: float = 15.0, listen_dsn: str | None = None
+    ) -> None:
         self.poll_seconds = poll_seconds
+        self.listen_dsn = listen_dsn
         # Idle streams get a comment this often: proxies and load balancers drop silent connections (~60 s).
         self.keepalive_seconds = keepalive_seconds
         self._waiters: set[asyncio.Event] = set()
@@ -72,10 +82,27 @@ class EventHub:
     def listeners(self) -> int:
         return len(self._waiters)
 
-    async def _watch(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        # Imported here: the store's models import nothing from the API, and the API state stays light.
-        from hipper.store.models import Event
+    async def _listen(self, dsn: str) -> None:
+        while True:
+            try:
+                await listen(dsn, self.published)
+            except Exception:  # the database is away: the poll covers until the next attempt
+                logging.getLogger(__name__).warning("event listener lost the database", exc_info=True)
+            await asyncio.sleep(self.poll_seconds)
 
+    async def _watch(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        listening = None
+        if self.listen_dsn is not None:
+            listening = asyncio.get_running_loop().create_task(self._listen(self.listen_dsn), name="event-listener")
+        try:
+            await self._poll(sessions)
+        finally:
+            if listening is not None:
+                listening.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listening
+
+    async def _poll(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         while self._waiters:
             try:
                 async with sessions() as session:
@@ -96,7 +123,12 @@ class AppState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     hasher: Hasher
-    # For requests that only read, in one statement (hipper.store.db.read_session_factory); None: `sessions`.
-    read_sessions: async_sessionmaker[AsyncSession] | None = None
+    # The settings routes' session lookup without an ORM session (api/deps.py `settings_caller`; opened by the
+    # first one, closed by the app's lifespan), and their one-statement writes (`store.db.autocommit_engine`).
+    reads: CallPathReads | None = None
+    autocommit: AsyncEngine | None = None
+    # On a SQLite file, the settings writes' own connection that commits on the loop when the lock is free
+    # (store/service_settings.py `LoopWriter`); opened with `reads`, closed by the lifespan. False: none to open.
+    settings_writer: LoopWriter | bool | None = None
     events: EventHub = field(default_factory=EventHub)
     unknown_logins: UnknownNameFailures = field(default_factory=UnknownNameFailures)

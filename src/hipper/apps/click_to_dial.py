@@ -17,42 +17,40 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import quote, unquote
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hipper.apps.recording import CallRecorder, recording_for
 from hipper.domain.outgoing import CallerIdentity
 from hipper.domain.routing.outcome import RingOutcomeKind
-from hipper.engine.call import Party, call_key
+from hipper.engine.b2bua import LoopbackCaller
+from hipper.engine.call import Call, CallerInfo, Party, call_key
 from hipper.engine.directory import resolve
 from hipper.engine.fork import Branch, Fork
-from hipper.engine.leg import CalleeLeg, Leg, answer_in_dialog_offer, policy_of
+from hipper.engine.leg import CalleeLeg
 from hipper.engine.peers import identity_headers
-from hipper.engine.waiting import race_until
-from hipper.media.engine import (
-    Connect,
-    MediaError,
-    MediaEvent,
-    Play,
-    Release,
-)
+from hipper.engine.waiting import Ending
+from hipper.media.engine import Connect, MediaError, Play
 from hipper.media.prompts import tone_path
 from hipper.sip.message import URI, NameAddr, ParseError, Request
-from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
 from hipper.store import call_access
-from hipper.store.call_logs import CallRecord
+from hipper.store.active_calls import callback_answered, callback_ended
 from hipper.store.registrations import LocationStore
 from hipper.store.writer import OutboxEvent
 
 if TYPE_CHECKING:
     from hipper.engine.b2bua import B2bua
-    from hipper.engine.call import Call, CallHost
+    from hipper.engine.call import CallHost
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 CallState = Literal["ringing", "active"]
 # How long the user's own phone rings for a callback before the exchange gives up (they walked away).
 CALLBACK_RING_RINGS = 6
@@ -62,6 +60,10 @@ FAR_END_RING_SECONDS = 120.0
 TONE_SECONDS = 3.0
 # Marks the far leg of a callback that the exchange sends to itself (see `AppCalls.loopback_target`).
 CALLBACK_HEADER = "X-Hipper-Callback"
+# An incoming call is announced as ringing (`call.ringing`) once it has rung this long: one answered sooner is drawn
+# by its `call.started`, and announcing it would cost each such call a write transaction of its own (≈ 0.25 ms at
+# 40 calls/s, docs/performance.md) for a state no screen would show. `GET /me/calls` lists it ringing at once.
+RINGING_EVENT_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class LiveCall:
     remote_number: str
     state: CallState
     started_at: datetime
+    remote_name: str = ""  # a colleague's name, a caller's display name ("" when unknown)
 
 
 class AppCalls:
@@ -85,32 +88,81 @@ class AppCalls:
         self.ended: asyncio.Queue[Callback] = asyncio.Queue()
         # Proves that a callback's far leg came from this process: it never leaves the host (sent to ourselves).
         self._loopback_secret = secrets.token_urlsafe(24)
+        # Incoming calls ringing a user's phones, by (Call-ID, user): the announcement still to come, or None once
+        # `call.ringing` went out (its end is then announced too).
+        self._ringing: dict[tuple[str, int], asyncio.TimerHandle | None] = {}
+        self.ringing_event_seconds = RINGING_EVENT_SECONDS
+
+    # -- an incoming call ringing ------------------------------------------------------------------------------
+
+    def ringing(self, call: Call, user_id: int, ringing: bool) -> None:
+        """An incoming call starts or stops ringing the user's phones (engine/call.py `ring_step`). The user's apps
+        get `call.ringing` once it has rung RINGING_EVENT_SECONDS, with what they draw it with (the call as `GET
+        /me/calls` lists it); when it then stops ringing for them unanswered (the caller gave up; no answer in time,
+        on to voicemail or a forward) `call.updated` with state `ended`. Their answer is `call.started`."""
+        key = (call.call_id, user_id)
+        if ringing:
+            loop = asyncio.get_running_loop()
+            self._ringing[key] = loop.call_later(self.ringing_event_seconds, self._announce_ringing, call, user_id)
+            return
+        if key not in self._ringing:
+            return
+        pending = self._ringing.pop(key)
+        if pending is not None:
+            pending.cancel()  # answered or given up within the moment: nothing was announced, nothing to end
+            return
+        connected = call.connected
+        if call.answered_at is None or connected is None or connected.user_id != user_id:
+            payload: dict[str, object] = {"id": call_key(call.call_id), "state": "ended"}
+            publish_soon(self.b2bua, [user_id], "call.updated", payload)
+
+    def _announce_ringing(self, call: Call, user_id: int) -> None:
+        key = (call.call_id, user_id)
+        if call.over.is_set() or call.answered_at is not None:
+            self._ringing.pop(key, None)  # its ring ended without telling (the call's end): nothing to announce
+            return
+        self._ringing[key] = None
+        key_id = call_key(call.call_id)
+        live = LiveCall(key_id, "incoming", call.caller.number or "", "ringing", call.started_at, call.caller.display)
+        payload = {**asdict(live), "started_at": live.started_at.isoformat()}
+        publish_soon(self.b2bua, [user_id], "call.ringing", payload)
 
     # -- a colleague's own plan for callbacks -----------------------------------------------------------------
 
-    def loopback_target(self, to: str, user_id: int) -> tuple[Branch, tuple[str, str]]:
+    def loopback_target(
+        self, to: str, user_id: int, shown: tuple[str | None, str] | None = None
+    ) -> tuple[Branch, tuple[str, str]]:
         """Where a callback to a colleague or group number rings: this exchange itself, as a call of the user's.
 
         Calling ourselves (like a "local channel" in other exchanges) runs the callee's whole routing plan —
         do-not-disturb, forwarding, voicemail, the Personal Assistant, group numbers — on the far leg, exactly as
-        when the user dials from a desk phone, instead of ringing the colleague's phones directly.
+        when the user dials from a desk phone, instead of ringing the colleague's phones directly. `shown`: whom
+        the callee sees instead of the user (a transferred party: number, display name).
         """
         transports = self.b2bua.stack.transports
         host = transports.host if transports.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         port = transports.local_port("udp")
         uri = URI("sip", host, user=to, port=port)
         target = Branch(uri, Peer("udp", host, port), self.b2bua.peers.address(to), "colleague")
-        return target, (CALLBACK_HEADER, f"{self._loopback_secret};user={user_id}")
+        value = f"{self._loopback_secret};user={user_id}"
+        if shown is not None:
+            number, display = shown
+            value += f";number={quote(number or '', safe='+')};display={quote(display[:100], safe='')}"
+        return target, (CALLBACK_HEADER, value)
 
-    def callback_user(self, request: Request) -> int | None:
-        """The user whose callback sent this INVITE to ourselves, or None (any other request)."""
+    def callback_user(self, request: Request) -> LoopbackCaller | None:
+        """Who sent this INVITE to ourselves (a callback's or a transfer's leg), or None (any other request)."""
         value = request.headers.get(CALLBACK_HEADER)
         if value is None:
             return None
-        secret, _, user = value.partition(";user=")
+        secret, _, rest = value.partition(";user=")
+        user, _, shown = rest.partition(";number=")
         if not secrets.compare_digest(secret.encode(), self._loopback_secret.encode()) or not user.isdigit():
             return None
-        return int(user)
+        if not shown:
+            return LoopbackCaller(int(user))
+        number, _, display = shown.partition(";display=")
+        return LoopbackCaller(int(user), (unquote(number) or None, unquote(display)))
 
     # -- callback ---------------------------------------------------------------------------------------------
 
@@ -124,17 +176,24 @@ class AppCalls:
             targets = []
             for binding in await LocationStore(self.b2bua.sessions).for_user(user_id):
                 try:
-                    targets.append(Branch(URI.parse(binding.contact), Peer.parse(binding.source), to, "desk"))
+                    uri, peer = URI.parse(binding.contact), Peer.parse(binding.source)
+                    targets.append(Branch(uri, peer, to, "desk", device_user_id=binding.user_id))
                 except (ParseError, ValueError):
                     continue
             return targets
         if number is None:
             return []
-        where = peers.handset_uri(number) if device == "mobile" else peers.trunk_uri(number)
+        if device == "mobile":  # the user's own handset: their phone (a number through the trunk is nobody's)
+            where = peers.handset_uri(number)
+            if where is None:
+                return []
+            return [Branch(where[0], where[1], to, device, device_user_id=peers.handset_owner(where[1], user_id))]
+        where = peers.trunk_uri(number)
         return [] if where is None else [Branch(where[0], where[1], to, device)]
 
     def start_callback(
         self,
+        callback_id: str,
         user_id: int,
         company_id: int | None,
         user_number: str,
@@ -142,16 +201,15 @@ class AppCalls:
         identity: CallerIdentity,
         targets: list[Branch],
     ) -> Callback:
-        callback = Callback(self, user_id, user_number, to, identity, targets)
-        callback.company_id = company_id
+        callback = Callback(self, callback_id, user_id, user_number, to, identity, targets, company_id)
         self.callbacks[callback.id] = callback
-        self.b2bua.spawn(callback.run())
+        self.b2bua.place(callback.call)  # a call like any other, whose first step is the callback's
         return callback
 
     # -- what the API reads -------------------------------------------------------------------------------------
 
     def live(self, user_id: int) -> list[LiveCall]:
-        found = [c.live() for c in self.callbacks.values() if c.user_id == user_id]
+        found = []
         for call in self.b2bua.calls:
             live = _live_call(call, user_id)
             if live is not None:
@@ -160,31 +218,32 @@ class AppCalls:
 
     def hang_up(self, user_id: int, call_id: str) -> bool:
         """End one of the user's calls (BYE or CANCEL on every leg); False when it is not theirs or gone."""
-        callback = self.callbacks.get(call_id)
-        if callback is not None and callback.user_id == user_id:
-            callback.over.set()
-            return True
         for call in self.b2bua.calls:
-            if call_key(call.call_id) == call_id and _live_call(call, user_id) is not None:
+            if call.key == call_id and _live_call(call, user_id) is not None:
                 call.fail(487, "Request Terminated")  # answered already: the call's teardown BYEs both legs
                 return True
         return False
 
 
 def _live_call(call: Call, user_id: int) -> LiveCall | None:
+    if isinstance(call.first, Callback):
+        return call.first.live() if call.first.user_id == user_id else None
     state: CallState = "ringing" if call.answered_at is None else "active"
     if call.caller.user_id == user_id:
         if call.caller.for_callback:
             return None  # the far leg of the user's own callback, listed (with its number) as the callback
         remote = call.placed.remote_number if call.placed is not None else ""
-        return LiveCall(call_key(call.call_id), "outgoing", remote, state, call.started_at)
+        name = call.placed.remote_name if call.placed is not None else ""
+        return LiveCall(call_key(call.call_id), "outgoing", remote, state, call.started_at, name)
     connected = call.connected
     # Incoming and still ringing one of the user's phones (not: forwarded away, or in their voicemail).
     ringing = call.answered_at is None and any(
         leg.user_id == user_id and leg.status is None and not leg.cancelled for leg in call.branches
     )
     if (connected is not None and connected.user_id == user_id) or ringing:
-        return LiveCall(call_key(call.call_id), "incoming", call.caller.number or "", state, call.started_at)
+        return LiveCall(
+            call_key(call.call_id), "incoming", call.caller.number or "", state, call.started_at, call.caller.display
+        )
     return None
 
 
@@ -220,7 +279,7 @@ async def handles(app_calls: AppCalls, call: Call, dialled: str) -> bool:
     branch = Branch(trunk[0], trunk[1], b2bua.peers.address(armed.to), "access-number")
     result = await call.ring([branch], None, max(1, call.incoming_max_forwards() - 1), tuple(headers), from_)
     if result.outcome == "answered":
-        await call.over.wait()
+        await call.serve()
     else:
         call.placed.outcome.append(result.outcome)
         call.fail(result.status or 480)
@@ -231,7 +290,7 @@ def announce_started(call: Call) -> None:
     """`call.started` for the users a call just connected; the executor writes `call.ended` with the call log."""
     if call.on_call_users:
         payload: dict[str, object] = {"id": call_key(call.call_id)}
-        call.b2bua.spawn(publish(call.b2bua, list(call.on_call_users), "call.started", payload))
+        publish_soon(call.b2bua, list(call.on_call_users), "call.started", payload)
 
 
 async def publish(b2bua: CallHost, user_ids: list[int], type_: str, payload: dict[str, object]) -> None:
@@ -243,133 +302,177 @@ async def publish(b2bua: CallHost, user_ids: list[int], type_: str, payload: dic
         log.exception("click_to_dial.event_failed", extra={"users": user_ids, "type": type_})
 
 
-class Callback:
-    """One callback: the user's leg (rung first), then the far leg, bridged through two media endpoints.
+def publish_soon(b2bua: CallHost, user_ids: list[int], type_: str, payload: dict[str, object]) -> None:
+    """`publish` without waiting and without a task of its own (store/writer.py `submit`): the same batch a task
+    calling `publish` would have joined; a failure is logged, the call goes on."""
+    done = b2bua.writer.submit([OutboxEvent(user_id, type_, payload) for user_id in user_ids])
+    done.add_done_callback(partial(_published, user_ids, type_))
 
-    Toward its legs and the media engine it is their owner (engine/leg.py `LegOwner`), as a call is.
+
+def _published(user_ids: list[int], type_: str, done: asyncio.Future[None]) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.error("click_to_dial.event_failed", extra={"users": user_ids, "type": type_}, exc_info=done.exception())
+
+
+class Callback:
+    """A callback's first step (engine/call.py `FirstStep`): ring the user's own phone(s); when one answers, ring
+    the number (the user hears ringback meanwhile); when it answers too, bridge the two through their anchored
+    endpoints and start the user's recording.
+
+    The call it runs as (`call`, placed on the node by `AppCalls.start_callback`) owns both legs and does all the
+    rest as for any call: in-dialog requests, RTP timeouts, call control, teardown, the user's call-log row.
     """
 
     def __init__(
-        self, calls: AppCalls, user_id: int, user_number: str, to: str, identity: CallerIdentity, targets: list[Branch]
+        self,
+        calls: AppCalls,
+        callback_id: str,
+        user_id: int,
+        user_number: str,
+        to: str,
+        identity: CallerIdentity,
+        targets: list[Branch],
+        company_id: int | None = None,
     ) -> None:
         self.calls = calls
         self.b2bua = calls.b2bua
         self.settings = calls.b2bua.settings
-        self.id = secrets.token_hex(8)
+        self.id = callback_id  # its row in the shared store is written before it starts (store/active_calls.py)
         self.user_id = user_id
         self.user_number = user_number
         self.to = to
         self.identity = identity
         self.targets = targets
+        self.company_id = company_id  # where an extension in `to` is looked up
         self.state: CallState = "ringing"
-        self.started_at = datetime.now(UTC)
-        self.answered_at: datetime | None = None
         self.outcome = "cancelled"
-        self.over = asyncio.Event()
-        self.legs: list[CalleeLeg] = []
         self.user_leg: CalleeLeg | None = None
         self.far_leg: CalleeLeg | None = None
-        self.endpoints: set[str] = set()
-        self.on_call = False
-        self.media: dict[str, int] = {}  # RTP counters of both legs when the call ended ("user_…", "far_…")
-        self.company_id: int | None = None  # where an extension in `to` is looked up
         self.refused: RingOutcomeKind | None = None  # what the last ring came to (busy, no-answer, …)
         self.remote_name = ""  # a colleague's or group's name, for the call log (as a call from a phone has)
+        self.recorder: CallRecorder | None = None
+        caller = CallerInfo("device", user_number, user_id=user_id, company_id=company_id)
+        self.call = Call(self.b2bua, None, caller, self)
+        # The user's side, written as their call-log row when the call ends (engine/call.py `Party.record`).
+        self.call.placed = Party(user_id, "placed", to, local_identity=identity.number)
+        self.call.ended_details = {"to": to}
+
+    @property
+    def key(self) -> str:
+        return self.id
+
+    @property
+    def over(self) -> Ending:
+        return self.call.over
+
+    @property
+    def legs(self) -> list[CalleeLeg]:
+        """Every leg it rang (the user's phones, the far end, a transfer's target): the call's branches."""
+        return self.call.branches
+
+    @property
+    def media(self) -> dict[str, int]:
+        """RTP counters of both legs when the call ended: "user_…" (the user's phone), "far_…" (the number)."""
+        summary = self.call.summary
+        if summary is None:
+            return {}
+        names = {"caller": "user", "callee": "far"}
+        media = {}
+        for key, value in summary.media.items():
+            side, _, counter = key.partition("_")
+            media[f"{names.get(side, side)}_{counter}"] = value
+        return media
 
     def live(self) -> LiveCall:
-        return LiveCall(self.id, "outgoing", self.to, self.state, self.started_at)
+        return LiveCall(self.id, "outgoing", self.to, self.state, self.call.started_at, self.remote_name)
 
-    # -- what the legs and the B2BUA call ----------------------------------------------------------------------
+    # -- the first step ---------------------------------------------------------------------------------------
 
-    def in_dialog(self, leg: Leg, tx: ServerTransaction) -> None:
-        request = tx.request
-        if leg.dialog is not None and not leg.dialog.accept_remote_cseq(request):
-            tx.respond(tx.response(500, "Out of order CSeq"))
-            return
-        if request.method == "BYE":
-            tx.respond(tx.response(200))
-            leg.ended = True
-            self.leg_gone(leg)
-        elif request.method in ("INVITE", "UPDATE"):
-            self.b2bua.spawn(self._renegotiate(leg, tx))
-        else:
-            tx.respond(tx.response(200))
-
-    def media_event(self, event: MediaEvent) -> None:
-        """Nothing in a callback waits for keys or prompts; only the RTP timeout matters (below)."""
-
-    def rtp_timeout(self, endpoint_id: str) -> None:
-        """A bridged phone fell silent (gone without a BYE): end the callback (the engine's RTP timeout)."""
-        if any(leg is not None and leg.endpoint_id == endpoint_id for leg in (self.user_leg, self.far_leg)):
-            log.info("click_to_dial.rtp_timeout", extra={"id": self.id})
-            self.outcome = "rtp-timeout" if self.outcome == "answered" else self.outcome
-            self.over.set()
-
-    def leg_gone(self, leg: Leg) -> None:
-        if leg is self.user_leg or leg is self.far_leg:
-            self.over.set()
-
-    async def _renegotiate(self, leg: Leg, tx: ServerTransaction) -> None:
-        """Hold, resume, a moved phone, a session refresh: answered from this leg's own endpoint, as in any call."""
-        await answer_in_dialog_offer(leg, tx, self.b2bua.media, policy_of(self.settings))
-
-    # -- the flow ---------------------------------------------------------------------------------------------
-
-    async def run(self) -> None:
+    async def run(self, call: Call) -> None:
         try:
-            await self._run()
+            await self._run(call)
         except Exception:
-            log.exception("click_to_dial.failed", extra={"id": self.id})
             self.outcome = "failed"
-        finally:
-            self.over.set()
-            await self._teardown()
-            await self._write_log()
-            self.calls.callbacks.pop(self.id, None)
-            self.calls.ended.put_nowait(self)
+            raise
 
-    async def _run(self) -> None:
+    async def _run(self, call: Call) -> None:
         peers = self.b2bua.peers
         # The user's phone shows whom the exchange is about to call for them.
         shown = NameAddr(URI("sip", self.settings.sip_realm, user=self.to), "")
         ring_limit = float(self.settings.seconds_per_ring * CALLBACK_RING_RINGS)
-        self.user_leg = await self._ring(self.targets, shown, [], ring_limit)
+        self.user_leg = await self._ring(call, self.targets, shown, [], ring_limit)
         if self.user_leg is None:
-            self.outcome = "cancelled" if self.over.is_set() else "not-answered"
+            self.outcome = "cancelled" if call.over.is_set() else "not-answered"
             return
+        call.first_leg = self.user_leg  # its BYE or silence ends the call from now on
         assert self.user_leg.endpoint_id is not None
         # The user listens to ringback while the far end is called (the engine's tone, anchored on their leg).
         with contextlib.suppress(MediaError):
             await self.b2bua.media.execute(Play(self.user_leg.endpoint_id, (tone_path("ringback"),), loop=True))
-        far, loopback_headers = await self._far_targets()
+        far, loopback_headers = await self._far_targets(call)
         if not far:
             self.outcome = "not-reachable"
-            await self._tone("busy_tone")
+            await self._tone(call, "busy_tone")
             return
-        internal = bool(loopback_headers)
         # Toward ourselves the header names the user (the colleague sees their extension); toward the trunk the
         # chosen identity goes out, anonymous or not (RFC 3325: P-Asserted-Identity only to a trusted trunk).
         from_, headers = identity_headers(self.identity, self.settings.sip_realm, trusted=peers.trunk_trusted)
-        if internal:
+        if loopback_headers:
             headers = loopback_headers
         self.refused = None
-        self.far_leg = await self._ring(far, from_, headers, FAR_END_RING_SECONDS)
+        self.far_leg = await self._ring(call, far, from_, headers, FAR_END_RING_SECONDS)
         if self.far_leg is None:
-            if not self.over.is_set():
+            if not call.over.is_set():
                 self.outcome = "busy" if self.refused == "busy" else "not-answered"
-                await self._tone("busy_tone")  # the user hears why before the exchange hangs up
+                await self._tone(call, "busy_tone")  # the user hears why before the exchange hangs up
             return
         assert self.far_leg.endpoint_id is not None
+        call.connected = self.far_leg
         await self.b2bua.media.execute(Connect(self.user_leg.endpoint_id, self.far_leg.endpoint_id))
-        self.answered_at = datetime.now(UTC)
+        # The user's recording (SPEC I), as on a call they answered: both legs are theirs.
+        endpoints = (self.user_leg.endpoint_id, self.far_leg.endpoint_id)
+        try:
+            self.recorder = await recording_for(call, self.user_id, endpoints, self.to)
+        except Exception:  # the settings could not be read: the call goes on unrecorded, as a phone's call would
+            log.exception("click_to_dial.recording_failed", extra={"id": self.id})
+        call.answered_at = datetime.now(UTC)
         self.state = "active"
         self.outcome = "answered"
-        self.on_call = True
-        self.b2bua.on_call_started(self.user_id, self.id)  # a second call to the user finds them busy (or waiting)
-        log.info("click_to_dial.connected", extra={"id": self.id})
-        await self.over.wait()
+        call.on_call_users = [self.user_id]
+        self.b2bua.on_call_started(self.user_id, self.id)
+        await self._share(callback_answered)  # a second call to the user finds them busy (or waiting)
+        log.debug("click_to_dial.connected", extra={"id": self.id})
+        # The app shows the call answered now (a consultation's answer included), not at its next read.
+        publish_soon(self.b2bua, [self.user_id], "call.updated", {"id": self.id, "state": "active"})
+        await call.serve()
 
-    async def _far_targets(self) -> tuple[list[Branch], list[tuple[str, str]]]:
+    async def ending(self, call: Call) -> None:
+        """Over, legs still up: the recording stops from the live endpoints (then stored); the row's outcome."""
+        if call.rtp_timed_out and self.outcome == "answered":
+            self.outcome = "rtp-timeout"
+        if self.recorder is not None:
+            await self.recorder.finish()
+        party = call.placed
+        if party is not None:
+            party.remote_name = self.remote_name
+            party.answered_at = call.answered_at
+            party.outcome[:0] = ["callback", self.outcome]  # then what the user did on it (transferred, …)
+
+    async def ended(self, call: Call) -> None:
+        await self._share(callback_ended)
+        self.calls.callbacks.pop(self.id, None)
+        self.calls.ended.put_nowait(self)
+
+    async def _share(self, change: Callable[[AsyncSession, str], Awaitable[None]]) -> None:
+        """Tell the other nodes (store/active_calls.py `callbacks`): answered (the user may place another), ended."""
+        try:
+            async with self.b2bua.sessions() as session:
+                await change(session, self.id)
+                await session.commit()
+        except Exception:  # the callback itself goes on; its row goes with this node's lease at worst
+            log.warning("click_to_dial.share_failed", extra={"id": self.id}, exc_info=True)
+
+    async def _far_targets(self, call: Call) -> tuple[list[Branch], list[tuple[str, str]]]:
         """Where `to` rings, and the extra headers: a colleague or group number is called through the exchange
         itself (their own plan applies), anything else through the trunk."""
         async with self.b2bua.sessions() as session:
@@ -384,86 +487,30 @@ class Callback:
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None or resolved.kind == "unknown":
             return [], []
+        # A call out like the user's own from a phone: barred numbers and the outbound limits apply (the API checked
+        # the barring before; the limits count calls under way, so only now). Released when the call is finished.
+        refusal = await self.b2bua.outbound.admit(call.call_id, resolved.number, self.user_id, self.company_id)
+        if refusal is not None:
+            return [], []
         return [Branch(trunk[0], trunk[1], self.b2bua.peers.address(self.to), "trunk")], []
 
-    async def _tone(self, name: str) -> None:
+    async def _tone(self, call: Call, name: str) -> None:
         """Play a tone to the user's answered leg for a moment (or until they hang up)."""
         if self.user_leg is None or self.user_leg.endpoint_id is None:
             return
         with contextlib.suppress(MediaError):
             await self.b2bua.media.execute(Play(self.user_leg.endpoint_id, (tone_path(name),), loop=True))
-            await self._race(asyncio.sleep(TONE_SECONDS), TONE_SECONDS + 1)
+            await call.race(asyncio.sleep(TONE_SECONDS), TONE_SECONDS + 1)
 
     async def _ring(
-        self, targets: list[Branch], from_: NameAddr, headers: list[tuple[str, str]], limit: float
+        self, call: Call, targets: list[Branch], from_: NameAddr, headers: list[tuple[str, str]], limit: float
     ) -> CalleeLeg | None:
         """Fork to `targets` (engine/fork.py) — no early media, no confirmation: the first usable 2xx wins."""
         fork = Fork(
-            self, self.settings, from_=from_, headers=tuple(headers), ring_seconds=limit, track=self.legs.append
+            call, self.settings, from_=from_, headers=tuple(headers), ring_seconds=limit, track=call.branches.append
         )
         result = await fork.run(targets)
         self.refused = result.outcome
         if result.winner is not None:
             result.winner.start_session_timer()  # refreshed (or watched) from its answer on, like a call's legs
         return result.winner
-
-    def watch(self, endpoint_id: str) -> None:
-        self.endpoints.add(endpoint_id)
-        self.b2bua.watch(endpoint_id, self)  # RTP timeouts come to `rtp_timeout`
-
-    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        self.b2bua.spawn(coroutine)
-
-    async def _race(self, awaitable: Awaitable[T], limit: float) -> T | None:
-        """`awaitable`'s result, or None when the call is over (hung up) or `limit` seconds pass first."""
-        return await race_until(awaitable, self.over, limit)
-
-    async def release(self, endpoint_id: str | None) -> None:
-        if endpoint_id is None or endpoint_id not in self.endpoints:
-            return
-        self.endpoints.discard(endpoint_id)
-        self.b2bua.unwatch(endpoint_id)
-        with contextlib.suppress(MediaError):
-            await self.b2bua.media.execute(Release(endpoint_id))
-
-    async def _teardown(self) -> None:
-        endings = []
-        for leg in self.legs:
-            if leg.status is None:
-                leg.cancel()
-            elif 200 <= leg.status < 300 and not leg.ended:
-                endings.append(leg.bye())
-        for name, bridged in (("user", self.user_leg), ("far", self.far_leg)):
-            if bridged is not None and bridged.endpoint_id in self.endpoints:
-                with contextlib.suppress(MediaError):
-                    for counter, value in self.b2bua.media.stats(bridged.endpoint_id or "").items():
-                        self.media[f"{name}_{counter}"] = value
-        if endings:
-            await asyncio.gather(*endings, return_exceptions=True)
-        for endpoint_id in list(self.endpoints):
-            await self.release(endpoint_id)
-        for key in [key for key, leg in self.b2bua.legs.items() if leg in self.legs]:
-            del self.b2bua.legs[key]
-        if self.on_call:
-            self.b2bua.on_call_ended(self.user_id, self.id)
-            self.on_call = False
-
-    async def _write_log(self) -> None:
-        """The user's call-log row with its `call.ended` event, batched like a call's (store/writer.py)."""
-        record = CallRecord(
-            self.user_id,
-            "placed",
-            self.started_at,
-            call_id=self.id,
-            remote_number=self.to[:64],
-            remote_name=self.remote_name[:200],
-            local_identity=self.identity.number[:64],
-            answered_at=self.answered_at,
-            ended_at=datetime.now(UTC),
-            outcome=f"callback, {self.outcome}"[:40],
-            events=(("call.ended", {"id": self.id, "to": self.to}),),
-        )
-        try:
-            await self.b2bua.writer.write([record])
-        except Exception:
-            log.exception("click_to_dial.log_failed", extra={"id": self.id})

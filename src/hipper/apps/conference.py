@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from typing import TYPE_CHECKING
 
 from hipper.engine.directory import resolve, user_row
@@ -42,6 +43,7 @@ class ThreeWay:
         self.third: CalleeLeg | None = None
         self.merged = False
         self._watch: asyncio.Task[None] | None = None
+        self.admission: str | None = None  # the added party's place in the outbound limits, out through the trunk
 
     async def _branches(self, number: str) -> tuple[list[Branch], NameAddr, NameAddr]:
         call = self.call
@@ -58,6 +60,14 @@ class ThreeWay:
             return call.device_branches(bindings, "conference", resolved.callee.user_id, to), from_, to
         trunk = call.b2bua.peers.trunk_uri(resolved.number)
         if resolved.kind == "external" and trunk is not None:
+            # Out through the trunk on the user's account: their call barring and outbound limits apply, as to their
+            # own calls out (docs/security.md "Toll fraud"); a refused number is not rung. The added leg counts
+            # against the limits until the call ends (or at once no longer, when nobody answers it).
+            admission = f"{call.call_id}/add/{secrets.token_hex(4)}"
+            if await call.b2bua.outbound.admit(admission, resolved.number, self.user_id, company_id) is not None:
+                return [], from_, to
+            self.admission = admission
+            call.spawn(self._release_at_end(admission))
             return [Branch(trunk[0], trunk[1], to, "conference")], from_, to
         return [], from_, to
 
@@ -113,12 +123,19 @@ class ThreeWay:
             call.spawn(call.release(leg.endpoint_id))
         if winner is None or winner.endpoint_id is None:
             log.info("conference.add_failed", extra={"call_id": call.call_id})
+            if self.admission is not None:
+                call.b2bua.outbound.release(self.admission)
+                self.admission = None
             return
         self.third = winner
         winner.start_session_timer()  # when it expires the leg gets BYE and the user is back with the first party
         await call.media.execute(Connect(self.own, winner.endpoint_id))  # the first party now waits
         self._watch = asyncio.ensure_future(self._watch_third(winner))
         log.info("conference.added", extra={"call_id": call.call_id})
+
+    async def _release_at_end(self, admission: str) -> None:
+        await self.call.over.wait()
+        self.call.b2bua.outbound.release(admission)
 
     async def _watch_third(self, leg: CalleeLeg) -> None:
         """The added party hung up before the merge: back to the first party."""

@@ -4,13 +4,16 @@
   (and their mobile through the mobile network with J2) for its time, the first answer wins; a round nobody
   answered goes on to the next. Who answered is remembered for the circular policy
   (`store.group_calls.took_call`).
-- **Call center**: a queue per call center on this node, first come first served. `next_agent` picks the free
-  agent idle the longest; they ring for `queue_agent_rings`; no answer → the next one. While nobody is free the
-  caller is answered, hears the queue announcement and a hold tone, and the queue looks again every
-  `queue_poll_seconds` (or at once when another queued call on this node lets an agent go). After
-  `queue_max_wait_seconds` the caller hears that nobody can be reached and the call ends. The agent who
-  answered wraps up when the call ends (`store.call_centers.call_center_call_ended`) and is not offered another
-  queue call until that is stored.
+- **Call center**: one queue per call center shared by every node (`call_center_calls` rows, in arrival order),
+  first come first served. `next_agent` picks the free agent idle the longest, whichever node reaches their
+  phone; the queue row claims them (the database refuses a second claim, so two nodes never offer one agent two
+  calls); they ring for `queue_agent_rings`; no answer → the next one. While nobody is free the caller is
+  answered, hears the queue announcement with their place among the callers waiting on every node, and a hold
+  tone; the queue looks again every `queue_poll_seconds` (or at once when a queued call on this node lets an
+  agent go). After `queue_max_wait_seconds` the caller hears that nobody can be reached and the call ends. The
+  agent who answered wraps up when the call ends (`store.call_centers.call_center_call_ended`); the row holds
+  them until that is stored. A node that dies loses its queued callers; a surviving node writes them off
+  (`store.group_calls.lose_queued_calls`).
 
 Call logs: the member who answered gets a `received` row; when nobody answered, every member who was alerted gets
 a `missed` row; members who rang while a colleague took the call get none (docs/call-routing.md).
@@ -23,7 +26,7 @@ import logging
 import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from hipper.domain.agent_state import receives_call_center_calls
 from hipper.domain.group_calls import (
@@ -41,7 +44,7 @@ from hipper.domain.group_calls import (
 from hipper.domain.routing import IncomingCall, UserState
 from hipper.engine.call import Party
 from hipper.engine.fork import Branch
-from hipper.media.prompts import sentence, tone_path
+from hipper.media.prompts import say_number, sentence, tone_path
 from hipper.sip.message import NameAddr
 from hipper.store import call_centers, group_calls
 
@@ -90,7 +93,8 @@ async def _branches(call: Call, target: MemberTarget, to: NameAddr) -> list[Bran
     if target.mobile_number is not None:
         where = call.b2bua.peers.handset_uri(target.mobile_number)
         if where is not None:
-            branches.append(Branch(where[0], where[1], to, "mobile", user_id=target.user_id))
+            owner = call.b2bua.peers.handset_owner(where[1], target.user_id)
+            branches.append(Branch(where[0], where[1], to, "mobile", user_id=target.user_id, device_user_id=owner))
     return branches
 
 
@@ -188,30 +192,18 @@ async def _hunt(call: Call, hunt_group_id: int, number: str, incoming: IncomingC
 @dataclass(eq=False)
 class _Entry:
     call_center_id: int
-    status: Literal["waiting", "offering", "exhausted"] = "waiting"
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
 class Queues:
-    """This node's queued call-center calls in arrival order, and the agents a queue call holds right now."""
+    """This node's queued call-center calls, to wake them at once when something on this node lets an agent go.
+
+    The queue itself is shared by every node (`call_center_calls`, store/group_calls.py): the order, the
+    positions, and which agent a queue call holds (offered, or connected until the wrap-up is stored). Changes on
+    another node are seen at the next look, `queue_poll_seconds` later (docs/scale-out.md)."""
 
     entries: list[_Entry] = field(default_factory=list)
-    ringing: set[int] = field(default_factory=set)  # agents being offered a queue call
-    wrapping_up: set[int] = field(default_factory=set)  # agents whose ended call's wrap-up is not stored yet
-
-    def first_in_line(self, entry: _Entry) -> bool:
-        """Older calls of the same call center go first, unless they are ringing someone or have tried every free
-        agent already (then a younger call may take an agent who just became free)."""
-        for other in self.entries:
-            if other is entry:
-                return True
-            if other.call_center_id == entry.call_center_id and other.status == "waiting":
-                return False
-        return True
-
-    def held(self) -> frozenset[int]:
-        return frozenset(self.ringing | self.wrapping_up)
 
     def wake(self) -> None:
         for entry in self.entries:
@@ -228,6 +220,12 @@ def queues(b2bua: CallHost) -> Queues:
     return found
 
 
+def _node_id(call: Call) -> str:
+    """The node id the queue rows are tagged with: the one whose lease says whether this node is alive."""
+    presence = call.b2bua.snapshots.presence
+    return presence.node_id if presence is not None else call.settings.node_id
+
+
 async def _agents(call: Call, call_center_id: int, now: datetime) -> list[Agent]:
     async with call.b2bua.sessions() as session:
         members = await group_calls.queue_members(session, call_center_id)
@@ -242,15 +240,51 @@ async def _agents(call: Call, call_center_id: int, now: datetime) -> list[Agent]
     return agents
 
 
-async def _hold(call: Call) -> None:
-    """Answer a caller who has to wait: the queue announcement, then a hold tone until an agent is offered it."""
+async def _hold(call: Call, position: int, *, first: bool) -> None:
+    """A caller who has to wait: answered, the queue announcement (`first`) and their place in line (counted over
+    every node), then a hold tone until an agent is offered the call or it is time to tell the place again."""
     await call.answer_caller()
     endpoint = call.a.endpoint_id
     if endpoint is None or call.over.is_set():
         return
-    await call.play_to_end(endpoint, sentence(call.settings.prompt_language, ["queue_wait"]))
+    language = call.settings.prompt_language
+    words = ["queue_wait"] if first else []
+    await call.play_to_end(endpoint, sentence(language, [*words, "queue_position", *say_number(language, position)]))
     if call.connected is None and not call.over.is_set():
         await call.play(endpoint, (tone_path("ringback"),), loop=True)
+
+
+async def _enter(call: Call, call_center_id: int, node_id: str) -> int:
+    caller = (call.caller.number or "", call.caller.display)
+    async with call.b2bua.sessions() as session:
+        entry_id = await group_calls.enter_queue(
+            session, call_center_id, node_id, call.call_id, caller, datetime.now(UTC)
+        )
+        await session.commit()
+    return entry_id
+
+
+async def _claim(call: Call, entry_id: int, user_id: int) -> bool:
+    async with call.b2bua.sessions() as session:
+        claimed = await group_calls.claim_agent(session, entry_id, user_id)
+        await session.commit()
+        if not claimed and await group_calls.rejoin_queue(session, entry_id, _node_id(call)):
+            # Written off as lost while this node's lease lapsed, yet the caller is here: back in line, and on.
+            await session.commit()
+            log.warning("call_center.caller_back", extra={"call_id": call.call_id, "entry_id": entry_id})
+            claimed = await group_calls.claim_agent(session, entry_id, user_id)
+            await session.commit()
+    return claimed
+
+
+async def _move(call: Call, entry_id: int, state: group_calls.QueueState) -> None:
+    try:
+        async with call.b2bua.sessions() as session:
+            await group_calls.queue_state(session, entry_id, state)
+            await session.commit()
+    except Exception:
+        # Another node may keep an agent free for a moment longer (or offer them one more call): not worth the call.
+        log.exception("call.queue_state_failed", extra={"call_id": call.call_id, "state": state})
 
 
 async def _queue(call: Call, call_center_id: int, name: str, number: str, incoming: IncomingCall) -> None:
@@ -260,6 +294,8 @@ async def _queue(call: Call, call_center_id: int, name: str, number: str, incomi
         return
     rules = rules_of(call)
     registry = queues(call.b2bua)
+    node_id = _node_id(call)
+    entry_id = await _enter(call, call_center_id, node_id)
     entry = _Entry(call_center_id)
     registry.entries.append(entry)
     loop = asyncio.get_running_loop()
@@ -271,34 +307,46 @@ async def _queue(call: Call, call_center_id: int, name: str, number: str, incomi
     offered: dict[int, Party] = {}
     to = call.b2bua.peers.address(number)
     holding: asyncio.Future[None] | None = None
+    announce_every = settings.queue_announce_seconds
+    announced_at = loop.time()
+    connected = False
+    outcome: group_calls.QueueOutcome | None = None
     try:
         while not call.over.is_set() and loop.time() < deadline:
             now = datetime.now(UTC)
             if retry_at is not None and loop.time() >= retry_at:
                 passed.clear()  # every free agent had their turn: offer the call to them again
                 retry_at = None
-                entry.status = "waiting"
+                await _move(call, entry_id, "waiting")
+            async with call.b2bua.sessions() as session:
+                view = await group_calls.queue_view(session, entry_id, call_center_id, node_id, now)
             decision: Offer | Wait | Refuse
-            if registry.first_in_line(entry):
+            if view.first_in_line:
                 agents = await _agents(call, call_center_id, now)
-                decision = next_agent(agents, now, rules, skip=frozenset(passed) | registry.held())
+                decision = next_agent(agents, now, rules, skip=frozenset(passed) | view.held)
             else:
                 decision = Wait(reason="an earlier caller is first in line")
             if isinstance(decision, Refuse):
                 plan["refused"] = decision.reason
+                outcome = "refused"
                 if not call.a.answered:
                     call.fail(decision.status, "Temporarily Unavailable")
                     return
                 break  # everybody signed out while the caller waited: they hear so, and the call ends
+            branches: list[Branch] = []
             if isinstance(decision, Offer):
-                user_id = decision.target.user_id
                 branches = await _branches(call, decision.target, to)
                 if not branches:
-                    passed.add(user_id)
+                    passed.add(decision.target.user_id)
                     continue
+                if not await _claim(call, entry_id, decision.target.user_id):
+                    # A queue call of another node took the agent a moment ago (or a surviving node wrote this
+                    # call off while this node's lease had lapsed): look again at the next round, not at once.
+                    decision = Wait(reason="another queue call took the agent first")
+            if isinstance(decision, Offer):
+                user_id = decision.target.user_id
                 offered.setdefault(user_id, _party(call, user_id, number, plan))
-                entry.status = "offering"
-                registry.ringing.add(user_id)
+                result = None
                 try:
                     if holding is not None:
                         holding.cancel()  # the ring step plays its own ringback to an answered caller
@@ -306,15 +354,15 @@ async def _queue(call: Call, call_center_id: int, name: str, number: str, incomi
                         branches, decision.timeout_seconds, _max_forwards(incoming), (), _from(call, name)
                     )
                 finally:
-                    registry.ringing.discard(user_id)
-                    entry.status = "waiting"
+                    # Answered: the row holds the agent until the wrap-up is stored; else they are free again.
+                    connected = result is not None and result.outcome == "answered" and call.connected is not None
+                    await _move(call, entry_id, "connected" if connected else "waiting")
                     registry.wake()
                 offers.append({"user_id": user_id, "reason": decision.reason, "outcome": result.outcome})
-                if result.outcome == "answered" and call.connected is not None:
+                if connected:
                     _answered(call, offered.pop(user_id))
                     offered.clear()  # agents who let it ring before someone took it get no row
-                    registry.wrapping_up.add(user_id)
-                    call.b2bua.spawn(_wrap_up_after(call, registry, call_center_id, user_id))
+                    call.b2bua.spawn(_wrap_up_after(call, registry, call_center_id, user_id, entry_id))
                     return
                 if result.outcome == "gone":
                     break
@@ -324,10 +372,19 @@ async def _queue(call: Call, call_center_id: int, name: str, number: str, incomi
             # Nobody can take the call now: it waits in the queue.
             if passed and retry_at is None:
                 retry_at = loop.time() + settings.queue_retry_seconds
-                entry.status = "exhausted"
+                await _move(call, entry_id, "exhausted")
             if not call.a.answered and (holding is None or holding.done()):
                 log.info("call.queued", extra={"call_id": call.call_id, "reason": decision.reason})
-                holding = asyncio.ensure_future(_hold(call))
+                plan["position"] = view.position
+                holding = asyncio.ensure_future(_hold(call, view.position, first=True))
+                announced_at = loop.time()
+            elif (
+                announce_every > 0
+                and (holding is None or holding.done())  # not in the middle of the last announcement
+                and loop.time() - announced_at >= announce_every
+            ):
+                holding = asyncio.ensure_future(_hold(call, view.position, first=False))
+                announced_at = loop.time()
             entry.wake.clear()
             pause = min(settings.queue_poll_seconds, max(0.0, deadline - loop.time()))
             if retry_at is not None:
@@ -335,11 +392,14 @@ async def _queue(call: Call, call_center_id: int, name: str, number: str, incomi
             await call.race(entry.wake.wait(), pause)
     finally:
         registry.entries.remove(entry)
-        registry.wake()
         if holding is not None:
             holding.cancel()
         for party in offered.values():
             call.parties.append(party)
+        if not connected:
+            gone: group_calls.QueueOutcome = "abandoned" if call.over.is_set() else "gave_up"
+            await _leave(call, entry_id, outcome or gone)
+        registry.wake()
     if call.over.is_set():
         return
     # The longest wait has passed (or nobody is signed in any more): the caller hears so, then the call ends.
@@ -352,15 +412,45 @@ async def _queue(call: Call, call_center_id: int, name: str, number: str, incomi
         call.fail(480, "Temporarily Unavailable")
 
 
-async def _wrap_up_after(call: Call, registry: Queues, call_center_id: int, user_id: int) -> None:
-    """When the answered call-center call ends, the agent wraps up (J1); stored before they can get the next."""
+async def _leave(call: Call, entry_id: int, outcome: group_calls.QueueOutcome) -> None:
+    """The call leaves the queue with `outcome` (kept as statistics; other nodes stop counting it). When the
+    database refuses, it is tried again in the background: a row left waiting would stand in the way of every
+    later caller of the call center, on every node, for as long as this node lives."""
+    if not await _left(call, entry_id, outcome):
+        call.b2bua.spawn(_leave_later(call, entry_id, outcome))
+
+
+async def _left(call: Call, entry_id: int, outcome: group_calls.QueueOutcome) -> bool:
+    try:
+        async with call.b2bua.sessions() as session:
+            await group_calls.leave_queue(session, entry_id, outcome, datetime.now(UTC))
+            await session.commit()
+    except Exception:
+        log.exception("call.queue_leave_failed", extra={"call_id": call.call_id, "outcome": outcome})
+        return False
+    return True
+
+
+async def _leave_later(call: Call, entry_id: int, outcome: group_calls.QueueOutcome) -> None:
+    while True:
+        await asyncio.sleep(max(1.0, call.settings.queue_poll_seconds))
+        if await _left(call, entry_id, outcome):
+            return
+
+
+async def _wrap_up_after(call: Call, registry: Queues, call_center_id: int, user_id: int, entry_id: int) -> None:
+    """When the answered call-center call ends, the agent wraps up (J1): stored, with the end of the queue row
+    that held them, in one transaction — no node offers them another queue call in between."""
     try:
         await call.over.wait()
+        now = datetime.now(UTC)
         async with call.b2bua.sessions() as session:
-            await call_centers.call_center_call_ended(session, user_id, call_center_id, datetime.now(UTC))
+            await call_centers.call_center_call_ended(session, user_id, call_center_id, now)
+            await group_calls.leave_queue(session, entry_id, "answered", now)
             await session.commit()
     except Exception:
         log.exception("call.wrap_up_failed", extra={"call_id": call.call_id, "user_id": user_id})
+        # Without its wrap-up the agent is still free to take calls: the row must not hold them for ever.
+        await _leave(call, entry_id, "answered")
     finally:
-        registry.wrapping_up.discard(user_id)
         registry.wake()

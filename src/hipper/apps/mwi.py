@@ -13,8 +13,9 @@ with the current summary, again whenever the user's messages change, and a final
 
 Changes are learnt from the outbox (`events` table: voicemail.deposited / changed / deleted), so a message
 deposited or marked heard on any node, by a call or through the API, reaches the phones subscribed on this node.
-With `mwi_unsolicited` on, users whose phones did not subscribe get the same NOTIFY out of dialog at every
-registered contact (what many phones expect from a PBX).
+With `mwi_unsolicited` on, users whose phones did not subscribe (on any node: subscriptions are rows in the
+shared store) get the same NOTIFY out of dialog at every registered contact (what many phones expect from a PBX),
+sent by the one node that claimed the event (store/mwi_subscriptions.py).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, func, select
@@ -33,7 +36,7 @@ from hipper.sip.dialog import Dialog, new_call_id, new_tag
 from hipper.sip.message import URI, Headers, NameAddr, ParseError, Request, Response
 from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
-from hipper.store import voicemails
+from hipper.store import mwi_subscriptions, voicemails
 from hipper.store.models import Event, User
 from hipper.store.registrations import LocationStore
 
@@ -64,6 +67,7 @@ class Subscription:
     dialog: Dialog
     peer: Peer
     expires_at: float
+    row_id: str  # its row in the shared store (store/mwi_subscriptions.py)
 
 
 def summary_body(new: int, old: int, account: str) -> bytes:
@@ -83,6 +87,7 @@ class Mwi:
     async def start(self) -> None:
         async with self.b2bua.sessions() as session:
             self._cursor = int((await session.execute(select(func.coalesce(func.max(Event.id), 0)))).scalar_one())
+            await mwi_subscriptions.start_cursor(session)
         self._task = asyncio.get_running_loop().create_task(self._follow())
 
     async def close(self) -> None:
@@ -91,6 +96,11 @@ class Mwi:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+    @property
+    def position(self) -> int:
+        """The outbox event id this node has dealt with (NOTIFYs sent) up to."""
+        return self._cursor
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -145,15 +155,32 @@ class Mwi:
             except ParseError as error:
                 tx.respond(tx.response(400, error.reason))
                 return
-            subscription = Subscription(user_id, dialog, tx.peer, 0.0)
+            subscription = Subscription(user_id, dialog, tx.peer, 0.0, uuid.uuid4().hex)
             self.subscriptions[(request.call_id, tx.to_tag)] = subscription
             tx.respond(response)
         if to_tag is not None:
             tx.respond(self._ok(tx, seconds))
         subscription.expires_at = loop.time() + seconds
+        await self._stored(subscription, seconds)
         await self._notify(subscription, terminated=seconds == 0)
         if seconds == 0:
             self.subscriptions.pop((subscription.dialog.call_id, subscription.dialog.local_tag), None)
+
+    async def _stored(self, subscription: Subscription, seconds: int) -> None:
+        """The subscription's row in the shared store: made or refreshed, or gone when it ends."""
+        try:
+            async with self.b2bua.sessions() as session:
+                if seconds > 0:
+                    expires_at = datetime.now(UTC) + timedelta(seconds=seconds)
+                    node = self.b2bua.presence.node_id
+                    await mwi_subscriptions.subscribed(
+                        session, subscription.row_id, subscription.user_id, node, expires_at
+                    )
+                else:
+                    await mwi_subscriptions.ended(session, subscription.row_id)
+                await session.commit()
+        except Exception:  # this node still serves the subscription; other nodes may send unsolicited NOTIFYs
+            log.exception("mwi.store_failed")
 
     def _ok(self, tx: ServerTransaction, seconds: int) -> Response:
         response = tx.response(200)
@@ -227,8 +254,9 @@ class Mwi:
             headers.add("Content-Type", CONTENT_TYPE)
             self._send(Request("NOTIFY", uri, headers, body), peer, "active")
 
-    async def changed(self, user_id: int) -> None:
-        """The user's messages changed: tell their subscribed phones (or, configured so, their phones anyway)."""
+    async def changed(self, user_id: int, *, unsolicited: bool) -> None:
+        """The user's messages changed: tell their phones subscribed here, and with `unsolicited` (this node
+        claimed the change) their registered phones when none subscribed on any node."""
         now = asyncio.get_running_loop().time()
         mine = [s for s in self.subscriptions.values() if s.user_id == user_id]
         for subscription in mine:
@@ -236,7 +264,11 @@ class Mwi:
                 self.subscriptions.pop((subscription.dialog.call_id, subscription.dialog.local_tag), None)
                 continue
             await self._notify(subscription)
-        if not mine and self.settings.mwi_unsolicited:
+        if mine or not unsolicited:
+            return
+        async with self.b2bua.sessions() as session:
+            elsewhere = await mwi_subscriptions.anyone_subscribed(session, user_id, datetime.now(UTC))
+        if not elsewhere:
             await self._unsolicited(user_id)
 
     async def _follow(self) -> None:
@@ -246,13 +278,19 @@ class Mwi:
             try:
                 async with self.b2bua.sessions() as session:
                     rows = (await session.execute(_FOLLOWED, {"cursor": self._cursor})).all()
-                users: list[int] = []
+                    through = max((int(event_id) for event_id, _ in rows), default=self._cursor)
+                    # Unsolicited NOTIFYs: only for the events this node claimed (each event, one node).
+                    claimed = None
+                    if self.settings.mwi_unsolicited and rows:
+                        claimed = await mwi_subscriptions.claim(session, through)
+                users: dict[int, bool] = {}  # in event order: whether to announce unsolicited
                 for event_id, user_id in rows:
-                    self._cursor = max(self._cursor, int(event_id))
-                    if user_id is not None and user_id not in users:
-                        users.append(int(user_id))
-                for user_id in users:
-                    await self.changed(user_id)
+                    if user_id is not None:
+                        mine = claimed is not None and int(event_id) > claimed
+                        users[int(user_id)] = users.get(int(user_id), False) or mine
+                for user_id, announce in users.items():
+                    await self.changed(user_id, unsolicited=announce)
+                self._cursor = through
                 self._expire()
             except Exception:
                 log.exception("mwi.follow_failed")
@@ -263,3 +301,4 @@ class Mwi:
             if subscription.expires_at <= now:
                 del self.subscriptions[key]
                 self._spawn(self._notify(subscription, terminated=True))
+                self._spawn(self._stored(subscription, 0))

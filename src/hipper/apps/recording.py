@@ -31,7 +31,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
+from weakref import WeakKeyDictionary
 
 from hipper.apps.conference import ThreeWay
 from hipper.domain.services.call_recording import PAUSE_RESUME_MODES, CallRecording
@@ -50,8 +51,10 @@ from hipper.offload import run_cpu
 from hipper.store import recordings
 
 if TYPE_CHECKING:
-    from hipper.engine.call import Call
+    from hipper.config import Settings
+    from hipper.engine.call import Call, CallHost
     from hipper.engine.leg import CalleeLeg
+    from hipper.engine.waiting import Ending
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,48 @@ class CodeReader:
         return None
 
 
+class Recorded(Protocol):
+    """What a recording follows: a call, or a callback (apps/click_to_dial.py: the user's two legs are its own)."""
+
+    @property
+    def b2bua(self) -> CallHost: ...
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def over(self) -> Ending: ...
+
+    @property
+    def call_id(self) -> str: ...
+
+
+# Each call's running recorders by user: live call control (apps/call_control.py) drives the same recorder as the
+# keypad codes. Weak keys: the entry goes with the call.
+_RECORDERS: WeakKeyDictionary[Recorded, dict[int, CallRecorder]] = WeakKeyDictionary()
+
+
+def recorders_of(call: Recorded) -> dict[int, CallRecorder]:
+    return _RECORDERS.get(call, {})
+
+
+async def recording_for(
+    call: Recorded, user_id: int, endpoints: tuple[str, str], remote_number: str
+) -> CallRecorder | None:
+    """The user's recorder for this call per their mode (None: "never"), known to call control; started at
+    once unless the user starts it. `finish` it when the call ends."""
+    # Cached with the user's routing snapshot and dropped by the same outbox events (engine/snapshots.py).
+    settings = await call.b2bua.snapshots.document(user_id, CallRecording)
+    assert isinstance(settings, CallRecording)
+    if settings.mode == "never":
+        return None
+    recorder = CallRecorder(call, user_id, settings.mode, endpoints, remote_number)
+    _RECORDERS.setdefault(call, {})[user_id] = recorder
+    if settings.mode != "on_demand_user_start":
+        await recorder.start()
+    return recorder
+
+
 def spool_directory(data_dir: Path) -> Path:
     return data_dir / "spool" / "recordings"
 
@@ -105,7 +150,7 @@ def spool_directory(data_dir: Path) -> Path:
 class CallRecorder:
     """One user's recording of one call, following their mode."""
 
-    def __init__(self, call: Call, user_id: int, mode: str, endpoints: tuple[str, str], remote_number: str) -> None:
+    def __init__(self, call: Recorded, user_id: int, mode: str, endpoints: tuple[str, str], remote_number: str) -> None:
         self.call = call
         self.user_id = user_id
         self.mode = mode
@@ -122,7 +167,7 @@ class CallRecorder:
             return
         path = spool_directory(self.call.settings.data_dir) / f"{uuid.uuid4().hex}.wav"
         try:
-            started = await self.call.media.execute(StartRecording(self.endpoints, path))
+            started = await self.call.b2bua.media.execute(StartRecording(self.endpoints, path))
         except MediaError:
             log.exception("recording.start_failed", extra={"call_id": self.call.call_id})
             return
@@ -143,7 +188,7 @@ class CallRecorder:
             pause = code.action == "pause"
             if pause != self.paused:
                 command = PauseRecording(self.recording_id) if pause else ResumeRecording(self.recording_id)
-                await self.call.media.execute(command)
+                await self.call.b2bua.media.execute(command)
                 self.paused = pause
 
     async def finish(self) -> None:
@@ -152,7 +197,7 @@ class CallRecorder:
             return
         recording_id, self.recording_id = self.recording_id, None
         try:
-            await self.call.media.execute(StopRecording(recording_id))
+            await self.call.b2bua.media.execute(StopRecording(recording_id))
         except MediaError:
             log.exception("recording.stop_failed", extra={"call_id": self.call.call_id})
             return
@@ -180,26 +225,21 @@ class CallRecorder:
             await run_cpu(path.unlink, True)
 
 
-async def recording_mode(call: Call, user_id: int) -> str:
-    # Cached with the user's routing snapshot and dropped by the same outbox events (engine/snapshots.py).
-    settings = await call.b2bua.snapshots.document(user_id, CallRecording)
-    assert isinstance(settings, CallRecording)
-    return settings.mode
-
-
-async def user_controls(call: Call, user_id: int, own: str, other: str, remote_number: str) -> None:
-    """One user's side of an answered call: their recording and their keypad codes, until the call ends."""
+async def user_controls(
+    call: Call, user_id: int, own: str, other: str, remote_number: str, *, record: bool = True
+) -> None:
+    """One user's side of an answered call: their recording (unless another part records it) and their keypad
+    codes, until the call ends."""
     queue = call.events.get(own)
     if queue is None:
         return
-    mode = await recording_mode(call, user_id)
-    recorder = CallRecorder(call, user_id, mode, (own, other), remote_number) if mode != "never" else None
+    recorder = None
     conference = ThreeWay(call, user_id, own, other)
     reader = CodeReader()
     loop = asyncio.get_running_loop()
     try:
-        if recorder is not None and mode != "on_demand_user_start":
-            await recorder.start()
+        if record:
+            recorder = await recording_for(call, user_id, (own, other), remote_number)
         while not call.over.is_set():
             event = await call.race(queue.get(), None)
             if not isinstance(event, DtmfReceived):
@@ -219,14 +259,17 @@ async def user_controls(call: Call, user_id: int, own: str, other: str, remote_n
 
 async def in_call(call: Call, leg: CalleeLeg) -> None:
     """Started when a call is answered (executor.connect): the controls of each involved user."""
-    sides: list[tuple[int, str, str, str]] = []
     if call.a.endpoint_id is None or leg.endpoint_id is None:
         return
-    if call.caller.user_id is not None:
-        sides.append((call.caller.user_id, call.a.endpoint_id, leg.endpoint_id, leg.to.uri.user or ""))
+    sides = []
+    if call.caller.user_id is not None and call.caller.user_present:
+        # A callback's far leg comes back to the exchange as a call of the user's (click_to_dial.loopback_target):
+        # the user's keypad codes arrive here, but the callback records the user's two legs itself.
+        user_side = (call.caller.user_id, call.a.endpoint_id, leg.endpoint_id, leg.to.uri.user or "")
+        sides.append(user_controls(call, *user_side, record=not call.caller.for_callback))
     if leg.user_id is not None and leg.user_id != call.caller.user_id:
-        sides.append((leg.user_id, leg.endpoint_id, call.a.endpoint_id, call.caller.number or ""))
+        sides.append(user_controls(call, leg.user_id, leg.endpoint_id, call.a.endpoint_id, call.caller.number or ""))
     try:
-        await asyncio.gather(*(user_controls(call, *side) for side in sides))
+        await asyncio.gather(*sides)
     except Exception:
         log.exception("call.in_call_failed", extra={"call_id": call.call_id})

@@ -13,6 +13,8 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -41,11 +43,19 @@ log = logging.getLogger(__name__)
 HISTORY = 200
 
 
+@dataclass(frozen=True)
+class LoopbackCaller:
+    """Who sent a leg this exchange sent to itself: the user it is for, and (a transfer) whom the callee sees."""
+
+    user_id: int
+    shown: tuple[str | None, str] | None = None  # (number, display name); None: the user themself
+
+
 class NodeApplications(CallApplications, Protocol):
     """The features (apps/) as the node sees them: besides what calls hand over, the requests that are theirs
     (SUBSCRIBE for message waiting, RFC 3842), the far leg of a callback, and their own start and stop."""
 
-    def callback_user(self, request: Request) -> int | None: ...
+    def callback_user(self, request: Request) -> LoopbackCaller | None: ...
 
     def on_subscribe(self, tx: ServerTransaction) -> None: ...
 
@@ -75,7 +85,13 @@ class B2bua:
         self.registrar: Registrar | None = stack.registrar
         self.writer = BatchWriter(sessions)  # call logs and call events, batched across calls
         # Who is on a call, on this node and (through the database) on the others.
-        self.presence = Presence(sessions, self.writer, settings.node_id, lease_seconds=settings.node_lease_seconds)
+        self.presence = Presence(
+            sessions,
+            self.writer,
+            settings.node_id,
+            lease_seconds=settings.node_lease_seconds,
+            api_url=settings.resolved_node_api_url(),
+        )
         self.snapshots = SnapshotCache(sessions, presence=self.presence)
         if self.registrar is not None:
             self.registrar.locations.on_change.append(self.snapshots.forget_bindings)
@@ -137,13 +153,26 @@ class B2bua:
     def on_call_ended(self, user_id: int, call_id: str) -> None:
         self.presence.left(user_id, call_id)
 
+    def place(self, call: Call) -> None:
+        """Run a call the node places itself (a callback from the app: `Call.first`), hosted like an INVITE's."""
+        self.calls.add(call)
+        self.spawn(self._host(call))
+
+    async def _host(self, call: Call) -> None:
+        try:
+            await call.run()
+        finally:
+            self.finished(call)
+
     def finished(self, call: Call) -> None:
         self.calls.discard(call)
         self.outbound.release(call.call_id)
-        self.invites.pop(call.a.tx, None)
+        if call.tx is not None:
+            self.invites.pop(call.tx, None)
         for key in [key for key, leg in self.legs.items() if leg.call is call]:
             del self.legs[key]
-        if call.summary is not None:
+        # What tests and metrics read of INVITEs' calls; a call the node placed is reported by whoever placed it.
+        if call.summary is not None and call.first is None:
             self.history.append(call.summary)
             self.ended.put_nowait(call.summary)
 
@@ -201,7 +230,7 @@ class B2bua:
         if leg.ack_received() and leg.late_offer and request.body:
             # Late offer (RFC 3264 §4 via RFC 3261 §13.2.1): the ACK carries the caller's answer to our offer.
             call = leg.call
-            call.spawn(call.caller_answered_offer(request.body.decode(errors="replace")))
+            call.post(partial(call.caller_answered_offer, request.body.decode(errors="replace")))
 
     def on_cancel(self, tx: ServerTransaction, cancel: Request) -> None:
         call = self.invites.get(tx)
@@ -253,26 +282,27 @@ class B2bua:
         self.calls.add(call)
         self.invites[tx] = call
         self.legs[(request.call_id, tx.to_tag)] = call.a
-        try:
-            await call.run()
-        finally:
-            self.finished(call)
+        await self._host(call)
 
     async def _identify(self, tx: ServerTransaction) -> CallerInfo | None:
         request = tx.request
-        callback_user = self.applications.callback_user(request)
-        if callback_user is not None:
-            # The far leg of a user's callback, sent by this exchange to itself so the callee's own plan applies.
-            user = await user_row(self.sessions, callback_user)
+        loopback = self.applications.callback_user(request)
+        if loopback is not None:
+            # A leg this exchange sent to itself so the callee's own plan applies: a user's callback, or a call
+            # the user transferred (then the callee sees the transferred party, `shown`).
+            user = await user_row(self.sessions, loopback.user_id)
             if user is None:
                 tx.respond(tx.response(404, "User gone"))
                 return None
             name = f"{user.first_name} {user.last_name}".strip() or user.username
+            number, display = user.extension or user.direct_number, name
+            if loopback.shown is not None:
+                number, display = loopback.shown
             return CallerInfo(
-                "device", user.extension or user.direct_number, name, user_id=user.id, company_id=user.company_id,
-                for_callback=True,
+                "device", number, display, user_id=user.id, company_id=user.company_id, for_callback=True,
+                user_present=loopback.shown is None,
             )  # fmt: skip
-        origin = self.peers.origin(tx.peer)
+        origin = self.peers.origin(self.stack.origin(request, tx.peer))  # behind an edge: who it says
         if origin is not None:
             from_ = request.from_
             privacy = (request.headers.get("Privacy") or "").lower()

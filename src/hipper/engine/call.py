@@ -22,9 +22,11 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Coroutine
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -69,7 +71,7 @@ from hipper.engine.peers import (
     received_history,
 )
 from hipper.engine.snapshots import SnapshotCache
-from hipper.engine.waiting import race_until
+from hipper.engine.waiting import Ending, race_until
 from hipper.media.engine import (
     Connect,
     CreateEndpoint,
@@ -127,6 +129,12 @@ class CallApplications(Protocol):
 
     def call_started(self, call: Call) -> None: ...
 
+    def call_ringing(self, call: Call, user_id: int, ringing: bool) -> None: ...
+
+    async def phone_hold(self, owner: LegOwner, leg: Leg, held: bool) -> None: ...
+
+    def phone_refer(self, owner: LegOwner, leg: Leg, tx: ServerTransaction) -> None: ...
+
 
 class CallHost(Protocol):
     """What a call uses of the node that hosts it (engine/b2bua.py)."""
@@ -169,9 +177,12 @@ class CallerInfo:
     user_id: int | None = None  # a device's user
     company_id: int | None = None
     device_kind: Literal["desk", "mobile"] = "desk"
-    # The far leg of the user's own callback (apps/click_to_dial.py): the callback writes the user's call-log row
-    # and counts them as on a call, so this call must not do either a second time.
+    # The far leg of the user's own callback (apps/click_to_dial.py), come back to the exchange: the callback's
+    # own call writes the user's call-log row and counts them as on a call, so this one must not do either again.
     for_callback: bool = False
+    # A call the user transferred (engine/b2bua.py LoopbackCaller.shown): it is theirs for barring and identity,
+    # but they are not on it — nothing of theirs (a recording, keypad codes) runs on it.
+    user_present: bool = True
 
 
 @dataclass
@@ -186,6 +197,43 @@ class Party:
     plan: dict[str, object] | None = None
     outcome: list[str] = field(default_factory=list)
     answered_at: datetime | None = None
+    left_at: datetime | None = None  # the user left a call that went on (a transfer): their row ends here
+
+    def leave(self, why: str) -> None:
+        """The user is off the call from now on (transferred it, left a three-way call) while it goes on: their
+        row's duration is their own part of the call, and the row says why it ended for them."""
+        if self.left_at is None:
+            self.left_at = datetime.now(UTC)
+            self.outcome.append(why)
+
+    def handed_on(self, why: str) -> Party:
+        """The rest of the user's call out through the trunk after they left it (`leave`): the others talk on over
+        a leg still placed on their account, so it is a row of theirs from then on and its cost stays visible."""
+        return Party(
+            self.user_id, "placed", self.remote_number, self.remote_name, self.local_identity,
+            outcome=["transfer" if why == "transferred" else why, "answered"], answered_at=self.left_at,
+        )  # fmt: skip
+
+    def record(
+        self, call_id: str, started_at: datetime, ended_at: datetime, outcome: str,
+        events: tuple[tuple[str, dict[str, Any]], ...],
+    ) -> CallRecord:  # fmt: skip
+        """This side's call-log row (what calls and callbacks hand the batch writer, store/writer.py): ended when
+        the user left the call, else at `ended_at`."""
+        return CallRecord(
+            self.user_id,
+            self.kind,
+            started_at,
+            call_id=call_id[:200],
+            remote_number=self.remote_number[:64],
+            remote_name=self.remote_name[:200],
+            local_identity=self.local_identity[:64],
+            answered_at=self.answered_at,
+            ended_at=self.left_at or ended_at,
+            outcome=outcome[:40],
+            plan=self.plan,
+            events=events,
+        )
 
 
 @dataclass
@@ -200,6 +248,24 @@ class CallSummary:
     parties: list[tuple[int, str, str]]
 
 
+class FirstStep(Protocol):
+    """How a call that no INVITE started begins: a callback from the app (apps/click_to_dial.py) rings the user's
+    own phone(s) first and, answered, the number, then bridges the two. Only this first step is its own: the legs
+    it rings are the call's (`Call.branches`, `first_leg`, `connected`), and everything after — in-dialog requests,
+    media events, call control, teardown, the call-log rows and the one INFO line — is the call's."""
+
+    @property
+    def key(self) -> str: ...  # the call's id as the app knows it (the API lists and ends it by this)
+
+    outcome: str  # what the call came to, for its summary and its log line
+
+    async def run(self, call: Call) -> None: ...
+
+    async def ending(self, call: Call) -> None: ...  # the call is over, its legs still up (a recording stops)
+
+    async def ended(self, call: Call) -> None: ...  # torn down and logged
+
+
 @dataclass
 class Routing:
     """The user whose plan runs, and the call's forwarding history up to them (what forwarded legs carry)."""
@@ -212,17 +278,34 @@ class Routing:
 
 
 class Call:
-    def __init__(self, b2bua: CallHost, tx: ServerTransaction, caller: CallerInfo) -> None:
+    """One call, from its first leg to its call-log rows. It starts from an INVITE (`tx`: the caller's leg `a`, then
+    routing by the plan) or from a `FirstStep` the node runs itself (a callback from the app: no INVITE, no `a`)."""
+
+    def __init__(
+        self, b2bua: CallHost, tx: ServerTransaction | None, caller: CallerInfo, first: FirstStep | None = None
+    ) -> None:
         self.b2bua = b2bua
         self.media = b2bua.media
         self.settings = b2bua.settings
         self.caller = caller
-        self.a = CallerLeg(b2bua.stack, self, tx)
+        self.tx = tx
+        self.first = first
+        self._a: CallerLeg | None = None
+        # The first party's leg: the caller's, or the user's own phone a callback rang first (once it answered).
+        self.first_leg: Leg | None = None
+        if tx is not None:
+            self._a = self.first_leg = CallerLeg(b2bua.stack, self, tx)
+            if not caller.for_callback:  # a loopback leg (callback, transfer) is the exchange itself, nobody's phone
+                self._a.device_user_id = caller.user_id  # the authenticated device's user, or the user's own handset
+            self.call_id = tx.request.call_id
+            self.key = call_key(self.call_id)  # the Call-ID is the caller's to choose: hashed to a URL-safe id
+        else:
+            assert first is not None, "a call starts from an INVITE or from a first step"
+            self.call_id = self.key = first.key
         self.a_sdp = ""
-        self.call_id = tx.request.call_id
         self.started_at = datetime.now(UTC)
         self.answered_at: datetime | None = None
-        self.over = asyncio.Event()
+        self.over = Ending()
         self.connected: CalleeLeg | None = None
         self.branches: list[CalleeLeg] = []
         self.parties: list[Party] = []
@@ -233,75 +316,120 @@ class Call:
         self._tasks: set[asyncio.Task[None]] = set()
         self.summary: CallSummary | None = None
         self.on_call_users: list[int] = []
-        self.a.on_no_ack = self.over.set
+        # Live call control (apps/call_control.py): legs it released (a transferred user's: their BYE ends
+        # nothing) and legs it joined to the call (a transfer's target, a pulled call's new device: their BYE ends
+        # the call like the first two legs').
+        self.released: set[Leg] = set()
+        self.joined: list[CalleeLeg] = []
+        # A party of a three-way call leaving it (call control's conference decides whether the call goes on).
+        self.left: Callable[[Leg], bool] | None = None
+        self.rtp_timed_out = False
+        # The call's inbox (`post`): in-dialog offers and a late offer's answer, handled in arrival order by one task.
+        self._inbox: deque[Callable[[], Awaitable[None]]] = deque()
+        self._inbox_worker: asyncio.Task[None] | None = None
+        self._serving = False
+        self._posted = asyncio.Event()
+        self.ended_details: dict[str, object] = {}  # more for the apps' `call.ended` (a callback: the number)
+        if self._a is not None:
+            self._a.on_no_ack = self.over.set
+
+    @property
+    def a(self) -> CallerLeg:
+        """The caller's leg (an INVITE's call): what routing, the plan's steps and the applications that answer
+        the caller use. A call placed by a first step has none; what every call has is `first_leg`."""
+        assert self._a is not None, "a call placed from the app has no caller's INVITE"
+        return self._a
 
     # -- life cycle -------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
         try:
-            offer = self.a.request.body.decode(errors="replace")
-            try:
-                # The SIP's source host: behind NAT only it may latch the media (media/engine.py).
-                host = self.a.peer.host
-                if offer.strip():
-                    created = await self.media.execute(CreateEndpoint(remote_sdp=offer, signalling_host=host))
-                else:
-                    # Late offer: we offer in our 200 and the caller answers in its ACK.
-                    self.a.late_offer = True
-                    created = await self.media.execute(CreateEndpoint(signalling_host=host))
-            except PortsExhausted:
-                raise  # an overload, not a bad offer: 503 below
-            except MediaError:
-                self.fail(488, "Not Acceptable Here")  # the SDP was refused (media/sdp.py says why in the log)
-                return
-            assert isinstance(created, EndpointCreated)
-            self.a.endpoint_id = created.endpoint_id
-            self.a_sdp = created.local_sdp
-            self.watch(created.endpoint_id)
-            await self.route()
-            if not self.a.finished:
-                self.fail(480, "Temporarily Unavailable")
-            if self.a.answered:
-                await self.over.wait()
+            if self.first is not None:
+                await self.first.run(self)
+            else:
+                await self._answer_invite()
         except PortsExhausted as error:
             # RFC 3261 §21.5.4: an overload the caller may retry, not a fault of ours (500) or of its offer (488).
-            self.a.reject(503, "No Media Ports Free", [("Retry-After", str(error.retry_after_seconds))])
+            if self._a is not None:
+                self._a.reject(503, "No Media Ports Free", [("Retry-After", str(error.retry_after_seconds))])
             self.fail(503)
         except Exception:
             log.exception("call.failed", extra={"call_id": self.call_id})
             self.fail(500, "Server Internal Error")
         finally:
             self.over.set()
+            if self.first is not None:
+                try:
+                    await self.first.ending(self)
+                except Exception:
+                    log.exception("call.first_step_ending_failed", extra={"call_id": self.call_id})
             try:
                 await self.teardown()
             except Exception:
                 # Whatever went wrong ending the legs, the call is still logged and forgotten (no leaked state).
                 log.exception("call.teardown_failed", extra={"call_id": self.call_id})
             await self.write_logs()
+            if self.first is not None:
+                try:
+                    await self.first.ended(self)
+                except Exception:
+                    log.exception("call.first_step_ended_failed", extra={"call_id": self.call_id})
+
+    async def _answer_invite(self) -> None:
+        """The first step of an INVITE's call: the caller's media endpoint from its offer, then routing."""
+        offer = self.a.request.body.decode(errors="replace")
+        try:
+            # The SIP's source host: behind NAT only it may latch the media (media/engine.py).
+            host = self.a.peer.host
+            if offer.strip():
+                created = await self.media.execute(CreateEndpoint(remote_sdp=offer, signalling_host=host))
+            else:
+                # Late offer: we offer in our 200 and the caller answers in its ACK.
+                self.a.late_offer = True
+                created = await self.media.execute(CreateEndpoint(signalling_host=host))
+        except PortsExhausted:
+            raise  # an overload, not a bad offer: 503 (`run`)
+        except MediaError:
+            self.fail(488, "Not Acceptable Here")  # the SDP was refused (media/sdp.py says why in the log)
+            return
+        assert isinstance(created, EndpointCreated)
+        self.a.endpoint_id = created.endpoint_id
+        self.a_sdp = created.local_sdp
+        self.watch(created.endpoint_id)
+        await self.route()
+        if not self.a.finished:
+            self.fail(480, "Temporarily Unavailable")
+        if self.a.answered:
+            await self.serve()
 
     def fail(self, status: int, reason: str = "") -> None:
         """The call cannot be completed: a final error to the caller, or (already answered) hang up."""
         if self.final_status is None:
             self.final_status = status
-        if not self.a.finished:
-            self.a.reject(status, reason)
+        if self._a is not None and not self._a.finished:
+            self._a.reject(status, reason)
         self.over.set()
 
     async def teardown(self) -> None:
-        self.a.stop_timers()
+        a = self._a
+        if a is not None:
+            a.stop_timers()
         for task in list(self._tasks):
             task.cancel()
         media = self._media_stats()
         endings: list[Awaitable[None]] = []
-        if self.a.answered and not self.a.ended:
-            endings.append(self.a.bye())
+        if a is not None and a.answered and not a.ended:
+            endings.append(a.bye())
         for leg in self.branches:
             leg.stop_session()  # also when the far end's BYE ended it first
             if leg.status is None:
                 leg.cancel()
             elif 200 <= leg.status < 300 and not leg.ended:
                 endings.append(leg.bye())
-        if endings:
+        if len(endings) == 1:  # the usual end (the other side hung up): awaited here, no task of its own
+            with contextlib.suppress(Exception):
+                await endings[0]
+        elif endings:
             await asyncio.gather(*endings, return_exceptions=True)
         for endpoint_id in list(self.events):
             with contextlib.suppress(MediaError):
@@ -333,7 +461,7 @@ class Call:
 
     def _media_stats(self) -> dict[str, int]:
         stats: dict[str, int] = {}
-        for name, leg in (("caller", self.a), ("callee", self.connected)):
+        for name, leg in (("caller", self.first_leg), ("callee", self.connected)):
             if leg is None or leg.endpoint_id is None or leg.endpoint_id not in self.events:
                 continue
             with contextlib.suppress(MediaError):
@@ -342,6 +470,8 @@ class Call:
         return stats
 
     def outcome(self) -> str:
+        if self.first is not None:
+            return self.first.outcome
         if self.answered_at is not None:
             return "answered"
         for party in reversed(self.parties):
@@ -354,30 +484,33 @@ class Call:
     def _all_parties(self) -> list[Party]:
         return ([self.placed] if self.placed is not None else []) + self.parties
 
+    def user_left(self, user_id: int, why: str) -> None:
+        """The user left this call while it goes on (apps/call_control.py): their row ends now, saying `why`; a
+        call they placed out through the trunk goes on on their account (`Party.handed_on`)."""
+        for party in self._all_parties():
+            if party.user_id == user_id:
+                party.leave(why)
+        placed, connected = self.placed, self.connected
+        if (
+            placed is not None and placed.user_id == user_id and connected is not None
+            and self.b2bua.peers.origin(connected.peer) == "trunk"
+        ):  # fmt: skip
+            self.parties.append(placed.handed_on(why))
+
     async def write_logs(self) -> None:
         ended = datetime.now(UTC)
         parties = self._all_parties()
         if not parties:
             return
-        key = call_key(self.call_id)
         try:
-            records = [
-                CallRecord(
-                    party.user_id,
-                    party.kind,
-                    self.started_at,
-                    call_id=self.call_id[:200],
-                    remote_number=party.remote_number[:64],
-                    remote_name=party.remote_name[:200],
-                    local_identity=party.local_identity[:64],
-                    answered_at=party.answered_at,
-                    ended_at=ended,
-                    outcome=(", ".join(party.outcome) or self.outcome())[:40],
-                    plan=party.plan,
-                    events=(("call.ended", {"id": key}),),
-                )
-                for party in parties
-            ]
+            ended_event = (("call.ended", {"id": self.key, **self.ended_details}),)
+            told: set[int | None] = set()  # a user with two rows (a transfer out through the trunk) is told once
+            records = []
+            for party in parties:
+                events = () if party.user_id in told else ended_event
+                told.add(party.user_id)
+                outcome = ", ".join(party.outcome) or self.outcome()
+                records.append(party.record(self.call_id, self.started_at, ended, outcome, events))
             # Batched with other calls' rows into one transaction (store/writer.py); returns once committed.
             await self.b2bua.writer.write(records)
         except Exception:
@@ -398,12 +531,12 @@ class Call:
         method = request.method
         if method == "BYE":
             tx.respond(tx.response(200))
-            leg.ended = True
+            leg.terminate()
             self.leg_gone(leg)
         elif method in ("INVITE", "UPDATE"):
-            self.spawn(self._renegotiate(leg, tx))
+            self.post(partial(self._renegotiate, leg, tx))
         elif method == "REFER":
-            tx.respond(tx.response(501, "Transfers come later"))
+            self.b2bua.applications.phone_refer(self, leg, tx)  # a phone's transfer key (apps/phone_control.py)
         else:
             tx.respond(tx.response(200))  # INFO, OPTIONS, NOTIFY: acknowledged, nothing to do yet
 
@@ -418,15 +551,20 @@ class Call:
             self.over.set()  # no usable media: end the call rather than leave it silent
 
     def leg_gone(self, leg: Leg) -> None:
-        if leg is self.a or leg is self.connected:
+        if leg in self.released or (self.left is not None and self.left(leg)):
+            return
+        if leg is self.first_leg or leg is self.connected or leg in self.joined:
             self.over.set()
         elif isinstance(leg, CalleeLeg) and self._fork is not None:
             self._fork.leg_gone(leg)
 
     async def _renegotiate(self, leg: Leg, tx: ServerTransaction) -> None:
         """A re-INVITE / UPDATE (hold, resume, a moved phone, a session refresh): answered from this leg's own
-        anchored endpoint, whose RTP then goes where the new SDP says (legs.answer_in_dialog_offer)."""
-        await answer_in_dialog_offer(leg, tx, self.media, policy_of(self.settings))
+        anchored endpoint, whose RTP then goes where the new SDP says (legs.answer_in_dialog_offer). A phone that
+        holds or takes the call back: the other party hears music on hold meanwhile (apps/phone_control.py)."""
+        held = await answer_in_dialog_offer(leg, tx, self.media, policy_of(self.settings))
+        if held is not None:
+            await self.b2bua.applications.phone_hold(self, leg, held)
 
     # -- media ------------------------------------------------------------------------------------------------
 
@@ -442,9 +580,11 @@ class Call:
             queue.put_nowait(event)
 
     def rtp_timeout(self, endpoint_id: str) -> None:
-        legs = [self.a, self.connected]
+        legs = [leg for leg in (self.first_leg, self.connected, *self.joined) if leg not in self.released]
         if any(leg is not None and leg.endpoint_id == endpoint_id for leg in legs):
             log.info("call.rtp_timeout", extra={"call_id": self.call_id})
+            if not self.over.is_set():
+                self.rtp_timed_out = True  # what ended it (a second silent leg's timeout changes nothing)
             self.over.set()
 
     async def new_endpoint(self) -> EndpointCreated:
@@ -469,6 +609,52 @@ class Call:
     async def race(self, awaitable: Awaitable[T], limit: float | None) -> T | None:
         """`awaitable`'s result, or None when the call ends or `limit` seconds pass first."""
         return await race_until(awaitable, self.over, limit)
+
+    # -- the inbox ---------------------------------------------------------------------------------------------
+
+    def post(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Something for the call to handle (an in-dialog offer, a late offer's answer), in arrival order by one
+        task: the call's own while it only waits for its end (`serve`), else one worker that drains the inbox and
+        ends — not a task per event. Two offers of one phone are thus answered one after the other."""
+        self._inbox.append(work)
+        if self._inbox_worker is not None:
+            return  # the worker takes it after what it is handling
+        if self._serving:
+            self._posted.set()
+            return
+        worker = asyncio.get_running_loop().create_task(self._drain())
+        self._inbox_worker = worker
+        self._tasks.add(worker)  # the teardown cancels it, as it cancelled the tasks per event before
+        worker.add_done_callback(self._tasks.discard)
+
+    async def _drain(self) -> None:
+        try:
+            while self._inbox:
+                await self._handle(self._inbox.popleft())
+        finally:
+            self._inbox_worker = None
+            self._posted.set()  # the call's own task, if it serves meanwhile, goes on from here
+
+    async def _handle(self, work: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await work()
+        except Exception:  # one bad request must not end the others' handling (nor the call)
+            log.exception("call.inbox_failed", extra={"call_id": self.call_id})
+
+    async def serve(self) -> None:
+        """Wait for the call's end (it is answered, nothing else to run), handling its inbox meanwhile."""
+        self._serving = True
+        try:
+            while not self.over.is_set():
+                if self._inbox and self._inbox_worker is None:
+                    # Raced with the call's end, as a task per event was cancelled by the teardown: a hold whose
+                    # event commit is slow must not hold up the BYE to the other side when one hangs up.
+                    await self.race(self._handle(self._inbox.popleft()), None)
+                    continue
+                self._posted.clear()
+                await self.race(self._posted.wait(), None)
+        finally:
+            self._serving = False
 
     def spawn(self, coroutine: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
@@ -519,6 +705,10 @@ class Call:
         elif resolved.kind in ("hunt_group", "call_center"):
             await self.b2bua.applications.route_group(self, resolved, incoming_base)
         elif resolved.kind == "external" and self.caller.user_id is not None:
+            if self.placed is None and not self.caller.user_present:
+                # A call the user transferred out through the trunk (engine/b2bua.py LoopbackCaller): the exchange
+                # places it on their account, so their call log shows it, with its duration (what it costs).
+                self.placed = Party(self.caller.user_id, "placed", resolved.number, outcome=["transfer"])
             await self.call_out(resolved.number)
         else:
             self.fail(404, "Not Found")
@@ -651,14 +841,18 @@ class Call:
             return ForkResult("not-reachable")
         max_forwards = max(1, routing.incoming.max_forwards - 1)
         headers = history_headers(routing.history, self.settings.sip_realm) if routing.history.forwarded else []
-        result = await self.ring(branches, step.timeout_seconds, max_forwards, tuple(headers))
-        if result.outcome == "answered":
+        # The user's apps show the call while it rings (their answer is `call_started`, SPEC D3).
+        applications, user_id = self.b2bua.applications, routing.callee.user_id
+        applications.call_ringing(self, user_id, True)
+        try:
+            result = await self.ring(branches, step.timeout_seconds, max_forwards, tuple(headers))
+        finally:
+            applications.call_ringing(self, user_id, False)  # answered, or it stops ringing for them unanswered
+        if result.outcome == "answered" and self.connected is not None:
             party = routing.party
-            winner = self.connected
-            if winner is not None:
-                party.kind = "received"
-                party.outcome.append("answered")
-                party.answered_at = self.answered_at
+            party.kind = "received"
+            party.outcome.append("answered")
+            party.answered_at = self.answered_at
         return result
 
     async def bindings(self, user_id: int, device_ids: tuple[int, ...] | None = None) -> list[Binding]:
@@ -673,7 +867,7 @@ class Call:
                 peer = Peer.parse(binding.source)  # where it registered from, not its (maybe private) Contact
             except (ParseError, ValueError):
                 continue
-            branches.append(Branch(uri, peer, to, label, user_id=user_id))
+            branches.append(Branch(uri, peer, to, label, user_id=user_id, device_user_id=binding.user_id))
         return branches
 
     async def branches_for(self, target: Target, routing: Routing) -> list[Branch]:
@@ -689,14 +883,16 @@ class Call:
         if target.kind == "mobile":
             where = self.b2bua.peers.handset_uri(target.number)
             if where is not None:
-                branches.append(Branch(where[0], where[1], to, "mobile", user_id=user_id))
+                owner = self.b2bua.peers.handset_owner(where[1], user_id)
+                branches.append(Branch(where[0], where[1], to, "mobile", user_id=user_id, device_user_id=owner))
             return branches
         # Remote office, simultaneous ring, Anywhere: a colleague's number rings their phones directly.
         async with self.b2bua.sessions() as session:
             resolved = await resolve(session, target.number, routing.callee.company_id, self.settings.default_region)
         if resolved.kind == "user" and resolved.callee is not None:
+            # Rung for this user, but the colleague's own phones (`device_user_id`): they act for the colleague.
             found = self.device_branches(await self.bindings(resolved.callee.user_id), target.kind, user_id, to)
-            return [Branch(b.uri, b.peer, b.to, b.label, target.answer_confirmation, user_id=user_id) for b in found]
+            return [replace(b, confirm=target.answer_confirmation) for b in found]
         trunk = self.b2bua.peers.trunk_uri(resolved.number)
         if trunk is None:
             return branches

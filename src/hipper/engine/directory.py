@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper.domain.group_routing import GroupNumber
 from hipper.domain.numbers import NumberError, is_extension, normalise
+from hipper.store.db import Reads
 from hipper.store.group_calls import GroupRef, find_by_extension, find_by_number
 from hipper.store.models import Company, Group, User
 from hipper.store.user_state import group_number_of
@@ -44,15 +45,57 @@ def _callee(user: User, called: Literal["fixed", "mobile"]) -> Callee:
     return Callee(user.id, user.company_id, called, user.extension, name)
 
 
-async def resolve(session: AsyncSession, dialled: str, company_id: int | None, region: str) -> Resolved:
-    """Extensions are looked up inside the caller's company (no company: nowhere); numbers everywhere."""
+# `resolve`'s user lookups as plain columns, built once, for `resolve_user` (the call path's cheap reads).
+_USER_COLUMNS = (User.id, User.company_id, User.extension, User.first_name, User.last_name, User.username,
+                 User.direct_number)  # fmt: skip
+_USER_BY_EXTENSION = select(*_USER_COLUMNS).where(
+    User.company_id == bindparam("company_id"), User.extension == bindparam("number")
+)
+_USER_BY_NUMBER = (
+    select(*_USER_COLUMNS)
+    .where(or_(User.direct_number == bindparam("number"), User.mobile_number == bindparam("number")))
+    .limit(1)
+)
+
+
+def _normalised(dialled: str, company_id: int | None, region: str) -> str | Resolved:
+    """The dialled number normalised, or "unknown" when it is no number or an extension without a company."""
     try:
         number = normalise(dialled, region)
     except NumberError:
         return Resolved("unknown", dialled)
+    if is_extension(number) and company_id is None:
+        return Resolved("unknown", number)
+    return number
+
+
+async def resolve_user(reads: Reads, dialled: str, company_id: int | None, region: str) -> Resolved | None:
+    """What `resolve` answers when the number is a user's or cannot be one (unknown); None when it is neither
+    and `resolve` must look further (groups, hunt groups, call centers, outside). The same lookups in the same
+    order as `resolve`, on `Reads` instead of an ORM session: a user's first call cost an ORM session for this."""
+    number = _normalised(dialled, company_id, region)
+    if isinstance(number, Resolved):
+        return number
     if is_extension(number):
-        if company_id is None:
-            return Resolved("unknown", number)
+        rows = await reads.rows(_USER_BY_EXTENSION, {"company_id": company_id, "number": number})
+    else:
+        rows = await reads.rows(_USER_BY_NUMBER, {"number": number})
+    if not rows:
+        return None
+    if len(rows) > 1:
+        return None  # `resolve` would refuse it (scalar_one_or_none): let it
+    user_id, user_company, extension, first_name, last_name, username, direct_number = rows[0]
+    called: Literal["fixed", "mobile"] = "fixed" if is_extension(number) or direct_number == number else "mobile"
+    name = f"{first_name} {last_name}".strip() or username
+    return Resolved("user", number, Callee(user_id, user_company, called, extension, name))
+
+
+async def resolve(session: AsyncSession, dialled: str, company_id: int | None, region: str) -> Resolved:
+    """Extensions are looked up inside the caller's company (no company: nowhere); numbers everywhere."""
+    number = _normalised(dialled, company_id, region)
+    if isinstance(number, Resolved):
+        return number
+    if company_id is not None and is_extension(number):  # (no company: `_normalised` said unknown)
         user = (
             await session.execute(select(User).where(User.company_id == company_id, User.extension == number))
         ).scalar_one_or_none()

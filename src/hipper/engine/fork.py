@@ -46,6 +46,7 @@ class Branch:
     user_id: int | None = None  # the user whose phone this is (an answer there is their "received" call)
     block_diversion: bool = False  # Anywhere: the network's voicemail must not take it (engine/diversion_guard.py)
     from_: NameAddr | None = None  # who this branch shows as calling, when not the fork's (a leg leaving the exchange)
+    device_user_id: int | None = None  # who owns the phone it reaches (engine/leg.py `Leg.device_user_id`)
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,10 @@ class ForkHost(LegHost, Protocol):
 
 
 class ForkOwner(LegOwner, Protocol):
-    """A call or a callback, as a fork uses it: its legs report to it, and the fork ends when it is over."""
+    """A call, as a fork uses it: its legs report to it, and the fork ends when it is over."""
 
-    over: asyncio.Event
+    @property
+    def over(self) -> asyncio.Event: ...
 
     @property
     def b2bua(self) -> ForkHost: ...
@@ -124,6 +126,7 @@ class Fork:
         leg.session_policy = policy_of(self.settings)  # RFC 4028 on every leg we originate (engine/leg.py)
         leg.endpoint_id = created.endpoint_id
         leg.user_id = branch.user_id
+        leg.device_user_id = branch.device_user_id
         leg.listener = lambda leg, response: self._events.put_nowait((leg, response))
         leg.start(
             created.local_sdp,

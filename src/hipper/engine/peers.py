@@ -60,6 +60,11 @@ class Peers:
             return URI("sip", self.mobile.host, user=user, port=self.mobile.port), self.mobile
         return self.trunk_uri(mobile_number)
 
+    def handset_owner(self, peer: Peer, user_id: int) -> int | None:
+        """Who owns the phone a handset leg (`handset_uri`) reaches: the user through the mobile network; nobody
+        through the trunk, whose requests cannot speak for a user (apps/phone_control.py `owner_user`)."""
+        return user_id if self.mobile is not None and peer == self.mobile else None
+
     def address(self, number: str) -> NameAddr:
         return NameAddr(URI("sip", self.realm, user=number))
 

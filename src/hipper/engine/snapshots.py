@@ -1,6 +1,7 @@
 """Per-user routing snapshots, cached, and dropped by the outbox events that change them (DESIGN "the call model").
 
-Building a snapshot reads every licensed service document, the user's numbers and licences: about twenty queries.
+Building a snapshot reads every licensed service document, the user's numbers and licences: two statements on the
+cheap reads below (`store/user_state.read_user_state`).
 The cache keeps it until an event for that user (or one without a user, such as a company's night mode) shows up
 in the outbox. Before every use the cache reads the events committed since it last looked (one indexed query), so
 a committed change is seen by the very next call on this node and on every other node sharing the database.
@@ -25,13 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper.domain.routing import UserState
 from hipper.domain.services import ServiceSettings
-from hipper.engine.directory import Resolved, resolve
+from hipper.engine.directory import Resolved, resolve, resolve_user
 from hipper.store import service_settings
 from hipper.store.db import CallPathReads, PooledReads, Reads
-from hipper.store.models import Event, User
+from hipper.store.models import Event
 from hipper.store.presence import Presence
 from hipper.store.registrations import Binding
-from hipper.store.user_state import load_user_state, reachable
+from hipper.store.user_state import reachable, read_user_state
 
 # Events that change neither what the routing policy reads nor who a dialled number is. "call." is the app's
 # call state (call.started / call.ended, written for every call): not routing input.
@@ -107,19 +108,18 @@ class SnapshotCache:
                 on_call = self.presence is not None and await self.presence.on_call(
                     reads, user_id, now, elsewhere=elsewhere
                 )
-        cached = self._states.get(user_id)
-        if cached is None:
-            async with self.sessions() as session:
-                user = await session.get(User, user_id)
-                if user is None:
+            cached = self._states.get(user_id)
+            if cached is None:
+                # Built with the same cheap reads (two statements), not an ORM session: store/user_state.py.
+                cached = await read_user_state(reads, user_id, devices=devices)
+                if cached is None:
                     return None
-                cached = await load_user_state(session, user, now, devices=devices)
-            self.loads += 1
-            if len(self._states) >= self.max_users:
-                self._states.clear()
-            self._states[user_id] = cached
-        else:
-            self.hits += 1
+                self.loads += 1
+                if len(self._states) >= self.max_users:
+                    self._states.clear()
+                self._states[user_id] = cached
+            else:
+                self.hits += 1
         self._keep_bindings(user_id, bindings)
         return dataclasses.replace(cached, devices=tuple(devices), on_call=on_call)
 
@@ -128,16 +128,21 @@ class SnapshotCache:
         departments, call centers); only users and outside numbers are cached. Looks at the outbox
         first; the routing snapshot read next in the same call (`state`) relies on that look instead of taking
         another one."""
+        key = (dialled, company_id, region)
         async with self.reads.connect() as reads:
             await self._catch_up(reads)
-        _CAUGHT_UP.set(asyncio.get_running_loop().time())
-        key = (dialled, company_id, region)
-        cached = self._resolved.get(key)
-        if cached is not None:
-            return cached
-        generation = self._generation
-        async with self.sessions() as session:
-            resolved = await resolve(session, dialled, company_id, region)
+            _CAUGHT_UP.set(asyncio.get_running_loop().time())
+            cached = self._resolved.get(key)
+            if cached is not None:
+                return cached
+            generation = self._generation
+            # A user's number (or no number at all) on the same cheap reads; anything else through the session.
+            found = await resolve_user(reads, dialled, company_id, region)
+        if found is not None:
+            resolved = found
+        else:
+            async with self.sessions() as session:
+                resolved = await resolve(session, dialled, company_id, region)
         # Users and outside numbers only: company and department numbers carry a night mode people flip and
         # expect to apply at once (also when written without an outbox event), hunt groups and call centers
         # their members and state; those are read fresh.

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import itertools
 import logging
@@ -99,6 +100,12 @@ LIVENESS_SECONDS: Final = 5.0
 PORTS_RETRY_AFTER_SECONDS: Final = 5
 # Random draws tried before giving up on finding a bindable pair (ports another process holds are skipped).
 BIND_ATTEMPTS: Final = 64
+# A released port pair rests this long before it is drawn again, unless no other pair is free. The far end may go
+# on sending for a moment after the BYE (in flight, or a phone slow to stop), and a new endpoint on that port would
+# take those packets for its own peer's: the signalled host on another port may latch (NAT), so the old stream
+# could latch first and the new call's real peer be refused. Seen in the tests, where every phone is 127.0.0.1: a
+# transferor's phone, still sending, took the leg to the transfer target, and the target was never heard.
+PORT_REST_SECONDS: Final = 10.0
 RTP_REJECTED = Counter(
     "hipper_rtp_rejected_packets_total",
     "RTP datagrams dropped because they came from a source the call's signalling does not vouch for",
@@ -229,6 +236,15 @@ class ResumeRecording:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordAlso:
+    """Add an endpoint to a running recording, on the same timeline: the call moved a party to a new leg (a call
+    pull), whose voice the recording keeps from now on."""
+
+    recording_id: str
+    endpoint_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class StopRecording:
     recording_id: str
 
@@ -253,7 +269,7 @@ class Release:
 
 Command = (
     CreateEndpoint | SetRemoteSdp | CreateOffer | Connect | Disconnect | Play | PlayPcm | SendDtmf | StartRecording
-    | PauseRecording | ResumeRecording | StopRecording | CreateMixer | AddToMixer | Release
+    | PauseRecording | ResumeRecording | RecordAlso | StopRecording | CreateMixer | AddToMixer | Release
 )  # fmt: skip
 
 
@@ -441,9 +457,11 @@ def _allowed_ports(port_min: int, port_max: int) -> list[int]:
     return list(range(first, port_max - 1, 2))
 
 
+@functools.lru_cache(maxsize=4096)
 def _routable(address: str) -> bool:
     """Whether packets can come from this SDP address: private, shared (CGNAT), documentation and other
-    special-purpose addresses are what a phone behind NAT announces (RFC 6890)."""
+    special-purpose addresses are what a phone behind NAT announces (RFC 6890). Cached: `is_global` walks
+    ipaddress's special-purpose networks (≈ 7 µs), asked for every SDP, and calls come from few addresses."""
     try:
         return ipaddress.IPv4Address(address).is_global
     except ValueError:
@@ -477,8 +495,10 @@ class MediaEngine:
         self._buffers_checked = False
         self.events: asyncio.Queue[MediaEvent] = asyncio.Queue()
         self._listener = listener
-        # Free port pairs, drawn at random (``_bind_pair``) and given back on release.
+        # Free port pairs, drawn at random (``_bind_pair``); released ones rest first (PORT_REST_SECONDS), oldest
+        # release first in ``_resting_ports`` (release time, port).
         self._free_ports = _allowed_ports(port_min, port_max)
+        self._resting_ports: deque[tuple[float, int]] = deque()
         self._endpoints: dict[str, _Endpoint] = {}
         self._recordings: dict[str, _Recording] = {}
         self._mixers: dict[str, Mixer] = {}
@@ -563,6 +583,11 @@ class MediaEngine:
                 self._recording(command.recording_id).toggle(True)
             case ResumeRecording():
                 self._recording(command.recording_id).toggle(False)
+            case RecordAlso():
+                recording = self._recording(command.recording_id)
+                endpoint = self._endpoint(command.endpoint_id)
+                if all(source is not endpoint for source, _ in recording.sources):
+                    recording.add_source(endpoint)
             case StopRecording():
                 await self._stop_recording(command.recording_id)
             case CreateMixer():
@@ -621,6 +646,10 @@ class MediaEngine:
 
     def _bind_pair(self) -> tuple[socket.socket, socket.socket, int]:
         free = self._free_ports
+        resting = self._resting_ports
+        rested = time.monotonic() - PORT_REST_SECONDS
+        while resting and (resting[0][0] <= rested or not free):  # a resting pair rather than none
+            free.append(resting.popleft()[1])
         for _ in range(BIND_ATTEMPTS):
             if not free:
                 break
@@ -641,6 +670,10 @@ class MediaEngine:
                 sock.setblocking(False)
             self._size_buffers(rtp)
             return rtp, rtcp, port
+        if resting:  # the free pairs are held by other processes: the resting ones rather than a refusal
+            free.extend(port for _, port in resting)
+            resting.clear()
+            return self._bind_pair()
         log.warning("media.ports_exhausted", extra={"free": len(free), "endpoints": len(self._endpoints)})
         raise PortsExhausted("no free RTP port pair in the configured range")
 
@@ -724,7 +757,8 @@ class MediaEngine:
                 endpoint.pending_offer = None
                 self._apply_session(endpoint, session)
                 return SessionUpdated(endpoint.id, session, None)
-            return SessionUpdated(endpoint.id, endpoint.session, self._answer(endpoint, remote))
+            answer = self._answer(endpoint, remote)  # first: the session it agrees is what the reply reports
+            return SessionUpdated(endpoint.id, endpoint.session, answer)
         except SdpError as error:
             raise MediaError(f"sdp: {error}") from error
 
@@ -903,7 +937,7 @@ class MediaEngine:
             self._loop.remove_reader(endpoint.rtcp.fileno())
         endpoint.rtp.close()
         endpoint.rtcp.close()
-        self._free_ports.append(endpoint.port)
+        self._resting_ports.append((time.monotonic(), endpoint.port))
         if endpoint.packets_rejected:
             log.warning(
                 "media.rtp_rejected_total",
@@ -1362,6 +1396,7 @@ __all__ = [
     "PlayPcm",
     "PlaybackFinished",
     "PortsExhausted",
+    "RecordAlso",
     "RecordingFinished",
     "Release",
     "ResumeRecording",

@@ -21,9 +21,12 @@ import numpy as np
 from hipper.media.g711 import SAMPLE_RATE, SAMPLES_PER_FRAME, Pcm
 from hipper.media.mixer import SILENT_FRAME
 
-# 200 ms: more than the lateness seen under load on a shared 2-core machine (docs/performance.md), and nobody
-# hears a recording's delay (the engine skips it at the start and writes the buffered rest at the stop).
-DELAY_SAMPLES = 1600
+# 1 s: nobody hears a recording's delay (the engine skips it at the start and writes the buffered rest at the
+# stop), so it can cover what a phone's own stalls and bursts do (Wi-Fi and mobile links deliver late audio in
+# bursts) and a stall of a loop that both sends and records (0.7 s seen under CI load with the phones in the
+# exchange's process: with 200 ms it left a 520 ms gap). The engine catches up at most a second of recording
+# timeline after a stall of its own (engine.RECORDING_CATCH_UP_FRAMES), so a longer delay would buy nothing more.
+DELAY_SAMPLES = 8000
 DELAY_FRAMES = DELAY_SAMPLES // SAMPLES_PER_FRAME
 # A timestamp this far ahead of the stream's previous packet is a jump (or a long silence-suppressed pause,
 # where placing the packet afresh puts it in the same place), not audio that belongs that far ahead.

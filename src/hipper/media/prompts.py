@@ -105,6 +105,8 @@ _PHRASES: Final[dict[str, tuple[str, str]]] = {
         "All our colleagues are busy at the moment. Please hold, your call will be answered as soon as possible.",
         "Al onze medewerkers zijn op dit moment in gesprek. Een ogenblik geduld, u wordt zo snel mogelijk geholpen.",
     ),
+    # Followed by the number: the caller's place among those waiting on every node (apps/groups.py).
+    "queue_position": ("You are caller number", "U bent beller nummer"),
     # Time words.
     "oclock": ("o'clock", "uur"),
     "am": ("a.m.", "'s ochtends"),
@@ -263,8 +265,8 @@ def voicemail_count(language: str, new: int, saved: int = 0) -> tuple[Path, ...]
 
 
 def tone_path(name: str) -> Path:
-    """Generated tones shared by both languages: ``beep``, ``ringback``, ``busy_tone``."""
+    """Generated tones shared by both languages: ``beep``, ``ringback``, ``busy_tone``, ``music_on_hold``."""
     path = PROMPT_DIR / "tones" / f"{name}.wav"
-    if name not in ("beep", "ringback", "busy_tone"):
+    if name not in ("beep", "ringback", "busy_tone", "music_on_hold"):
         raise PromptError(f"no tone {name!r}")
     return path

@@ -37,3 +37,16 @@ def ringback() -> Pcm:
 def busy() -> Pcm:
     """One cycle of the European busy tone: 425 Hz, 0.5 s on, 0.5 s off."""
     return np.concatenate([sine(425.0, 0.5, amplitude=0.25), silence(0.5)])
+
+
+# The notes of the built-in music on hold, C5–E5–G5–E5 (a configured WAV replaces it: Settings.music_on_hold_file).
+MUSIC_ON_HOLD_NOTES = (523.25, 659.25, 783.99, 659.25)
+
+
+def music_on_hold() -> Pcm:
+    """One cycle of the built-in music on hold: a slow arpeggio, each note 0.5 s with a short rest, soft enough
+    not to startle; held parties hear it looped (apps/call_control.py)."""
+    parts = []
+    for frequency in MUSIC_ON_HOLD_NOTES:
+        parts += [sine(frequency, 0.5, amplitude=0.2), silence(0.05)]
+    return np.concatenate(parts)

@@ -103,6 +103,10 @@ class Notifications:
         # calls must still be pushed meanwhile.
         self._mail_slots = asyncio.Semaphore(concurrency)
         self._push_slots = asyncio.Semaphore(concurrency)
+        # The database connections the notifications' reads hold at once: a burst of missed calls (hundreds of
+        # pending jobs) must not take the pool the call path reads from (on PostgreSQL it did: calls failed with
+        # `QueuePool limit`, which made more missed calls).
+        self._read_slots = asyncio.Semaphore(concurrency)
         self._max_pending = max(PAGE, 4 * concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
@@ -111,7 +115,7 @@ class Notifications:
 
     async def notify_voicemail(self, voicemail_id: int) -> None:
         """E-mail (when the user switched it on) and push (unless switched off) for one new message."""
-        async with self.sessions() as session:
+        async with self._read_slots, self.sessions() as session:
             message = await session.get(Voicemail, voicemail_id)
             if message is None:  # deleted before we got to it: nothing to tell
                 return
@@ -166,7 +170,7 @@ class Notifications:
 
     async def notify_missed_call(self, call_log_id: int) -> None:
         """Push for a missed call, unless the user switched it off (no licence needed: SPEC L)."""
-        async with self.sessions() as session:
+        async with self._read_slots, self.sessions() as session:
             row = await session.get(CallLog, call_log_id)
             if row is None or row.direction != "missed":
                 return
@@ -371,6 +375,11 @@ class Notifications:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.idle_seconds):
                     await waiter.wait()
+            if waiter.is_set():
+                # Woken by a commit: let the commits of the next moment join it, so a steady stream of calls
+                # (two commits each) costs a few reads a second, not one read per commit (≈ 2 ms of CPU each,
+                # docs/performance.md "Call processing").
+                await asyncio.sleep(self.batch_seconds)
 
     def start(self) -> None:
         self._runner = asyncio.get_running_loop().create_task(self.run(), name="notifications")

@@ -185,6 +185,9 @@ REASONS = {
 }
 
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+_SIP_SCHEMES = ("sip", "sips")
+_TRANSPORT = re.compile(r"[A-Za-z0-9\-]+")
+_SENT_PROTOCOL = re.compile(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-]+)\s+(.*)$", re.S)
 _HOSTNAME = re.compile(r"^[A-Za-z0-9\-._~%!$&'()*+,;=]+$")
 
 
@@ -223,7 +226,8 @@ def _names(name: str) -> tuple[str, str]:
 
 
 def _key(name: str) -> str:
-    return _names(name)[1]
+    names = _NAMES.get(name)
+    return (names or _names(name))[1]
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
@@ -265,7 +269,11 @@ def _unquote(value: str) -> str:
 def parse_params(text: str) -> dict[str, str | None]:
     """`;a=b;flag;c="x y"` → {"a": "b", "flag": None, "c": "x y"}; names are lower-cased (§7.3.1)."""
     params: dict[str, str | None] = {}
-    for part in _split_outside_quotes(text, ";"):
+    if not text:
+        return params
+    # Without quotes or angle brackets a plain split is what the quote-aware one would give (the usual case).
+    quoted = '"' in text or "<" in text
+    for part in _split_outside_quotes(text, ";") if quoted else text.split(";"):
         part = part.strip()
         if not part:
             continue
@@ -273,7 +281,7 @@ def parse_params(text: str) -> dict[str, str | None]:
         name = name.strip().lower()
         if not name:
             raise ParseError("empty parameter name")
-        params[name] = _unquote(value.strip()) if sep else None
+        params[name] = (_unquote(value.strip()) if quoted else value.strip()) if sep else None
     return params
 
 
@@ -342,9 +350,10 @@ class URI:
     def parse(cls, text: str) -> URI:
         text = text.strip()
         scheme, colon, rest = text.partition(":")
-        if not colon or not scheme or not _TOKEN.match(scheme):
+        lowered = scheme.lower()
+        if not colon or (lowered not in _SIP_SCHEMES and (not scheme or not _TOKEN.match(scheme))):
             raise ParseError("bad URI scheme")
-        scheme = scheme.lower()
+        scheme = lowered
         if scheme not in ("sip", "sips"):
             if not rest or any(c.isspace() for c in rest):
                 raise ParseError("bad URI")
@@ -453,13 +462,15 @@ class Via:
 
     @classmethod
     def parse(cls, text: str) -> Via:
-        sent_protocol, _, rest = text.strip().partition(" ")
-        # Whitespace around the slashes is legal (RFC 4475 §3.1.1.1), so rebuild the protocol first.
-        match = re.match(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-]+)\s+(.*)$", text, re.S)
-        if not match:
-            raise ParseError(f"bad Via: {sent_protocol[:20]}")
-        transport, rest = match.group(1), match.group(2)
-        sent_by, _, param_text = rest.partition(";")
+        text = text.strip()
+        transport, space, rest = text[8:].partition(" ")
+        if not (text.startswith("SIP/2.0/") and space and _TRANSPORT.fullmatch(transport)):
+            # Whitespace around the slashes is legal (RFC 4475 §3.1.1.1), so rebuild the protocol first.
+            match = _SENT_PROTOCOL.match(text)
+            if not match:
+                raise ParseError(f"bad Via: {text.partition(' ')[0][:20]}")
+            transport, rest = match.group(1), match.group(2)
+        sent_by, _, param_text = rest.lstrip().partition(";")
         host, port = split_hostport(sent_by)
         return cls(transport=transport.upper(), host=host, port=port, params=parse_params(param_text))
 
@@ -481,19 +492,31 @@ def _parse_cseq(value: str) -> tuple[int, str]:
     return number, parts[1].upper()
 
 
+# A header value as the code gives it: text, or a typed value that is serialised here once and kept as the header's
+# parse (so the message's own accessors never parse back what we built). A typed value handed over is the
+# header's from then on: never change it in place (build a new one and set it).
+HeaderValue = str | NameAddr | Via
+
+
 class Headers:
     """An ordered, case-insensitive multimap; list headers (§7.3.1) hold one value per entry.
 
     Beside the entries it keeps their names lower-cased, in the same order: a call looks headers up ≈ 75 times,
     and lower-casing every stored name on every lookup was ≈ 900 `str.lower` per call (docs/performance.md).
     A lookup lower-cases the name asked for once (`_key`, cached per spelling) and compares with `list.index`.
+
+    It also keeps the parse of first values (`parsed`): typed values given to `add`/`prepend`/`set` are their
+    own parse, and received values are parsed on first access only, so headers nobody reads stay text.
     """
 
-    __slots__ = ("_items", "_keys")
+    __slots__ = ("_items", "_keys", "_parsed")
 
-    def __init__(self, items: list[tuple[str, str]] | None = None) -> None:
+    def __init__(self, items: list[tuple[str, str]] | None = None, keys: list[str] | None = None) -> None:
+        """`keys`, when given, are the names of `items` lower-cased already (the parser has them)."""
         self._items: list[tuple[str, str]] = items or []
-        self._keys: list[str] = [_key(name) for name, _ in self._items]
+        self._keys: list[str] = keys if keys is not None else [_key(name) for name, _ in self._items]
+        # lower-cased name → (the raw first value it was parsed from, its parse); checked against the value.
+        self._parsed: dict[str, tuple[object, Any]] = {}
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -502,8 +525,9 @@ class Headers:
         return len(self._items)
 
     def get(self, name: str) -> str | None:
+        names = _NAMES.get(name)
         try:
-            return self._items[self._keys.index(_key(name))][1]
+            return self._items[self._keys.index((names or _names(name))[1])][1]
         except ValueError:
             return None
 
@@ -513,25 +537,33 @@ class Headers:
             return []
         return [item[1] for key, item in zip(self._keys, self._items, strict=True) if key == wanted]
 
-    def add(self, name: str, value: str) -> None:
-        canonical, key = _names(name)
-        self._items.append((canonical, value))
+    def _text(self, key: str, value: HeaderValue, first: bool) -> str:
+        if isinstance(value, str):
+            return value
+        text = str(value)
+        if first:
+            self._parsed[key] = (text, value)
+        return text
+
+    def add(self, name: str, value: HeaderValue) -> None:
+        canonical, key = _NAMES.get(name) or _names(name)
+        self._items.append((canonical, self._text(key, value, key not in self._keys)))
         self._keys.append(key)
 
-    def prepend(self, name: str, value: str) -> None:
-        canonical, key = _names(name)
-        self._items.insert(0, (canonical, value))
+    def prepend(self, name: str, value: HeaderValue) -> None:
+        canonical, key = _NAMES.get(name) or _names(name)
+        self._items.insert(0, (canonical, self._text(key, value, True)))
         self._keys.insert(0, key)
 
-    def set(self, name: str, value: str) -> None:
+    def set(self, name: str, value: HeaderValue) -> None:
         """Replace every value of `name` by one, keeping the place of the first."""
-        canonical, wanted = _names(name)
+        canonical, wanted = _NAMES.get(name) or _names(name)
         try:
             index = self._keys.index(wanted)
         except ValueError:
             self.add(name, value)
             return
-        self._items[index] = (canonical, value)
+        self._items[index] = (canonical, self._text(wanted, value, True))
         keep = [i for i, key in enumerate(self._keys) if i <= index or key != wanted]
         self._items = [self._items[i] for i in keep]
         self._keys = [self._keys[i] for i in keep]
@@ -553,10 +585,50 @@ class Headers:
         return self._items.pop(index)[1]
 
     def copy(self) -> Headers:
-        copied = Headers()
-        copied._items = list(self._items)
-        copied._keys = list(self._keys)
+        copied = Headers(list(self._items), list(self._keys))
+        copied._parsed = dict(self._parsed)
         return copied
+
+    def parsed(self, name: str, parse: Callable[[str], _T]) -> _T:
+        """`parse` of the first value of `name`, from the last time when the value is still the same."""
+        names = _NAMES.get(name) or _names(name)
+        key = names[1]
+        try:
+            value = self._items[self._keys.index(key)][1]
+        except ValueError:
+            raise ParseError(f"missing {names[0]}") from None
+        kept = self._parsed.get(key)
+        if kept is not None and kept[0] == value:
+            parsed: _T = kept[1]
+            return parsed
+        parsed = parse(value)
+        self._parsed[key] = (value, parsed)
+        return parsed
+
+    def parsed_all(self, name: str, parse: Callable[[str], _T]) -> list[_T]:
+        """`parse` of every value of `name` (kept while the values stay the same); [] when there is none."""
+        values = tuple(self.get_all(name))
+        if not values:
+            return []
+        key = "*" + _key(name)
+        kept = self._parsed.get(key)
+        if kept is not None and kept[0] == values:
+            parsed: list[_T] = kept[1]
+            return parsed
+        parsed = [parse(value) for value in values]
+        self._parsed[key] = (values, parsed)
+        return parsed
+
+    def share_parsed(self, other: Headers, *names: str) -> None:
+        """Take over what `other` parsed of these headers (its values were copied here: no parsing them again)."""
+        for name in names:
+            key = _key(name)
+            kept = other._parsed.get(key)
+            if kept is not None:
+                self._parsed[key] = kept
+
+    def forget_parsed(self) -> None:
+        self._parsed.clear()
 
 
 class Message:
@@ -565,14 +637,14 @@ class Message:
     The accessors of single headers (`from_`, `to`, `top_via`, `cseq`) keep what they parsed beside the raw value
     it came from, and parse again only when that header's value changed: a call's messages go through the
     transaction layer, the dialog and the B2BUA, which asked for the same From, To and Via ≈ 13 times each
-    (docs/performance.md). The objects handed out are therefore shared: read them, never change them in place
+    (docs/performance.md). Headers the exchange set from typed values (`headers.add("From", name_addr)`) are
+    never parsed at all. The objects handed out are therefore shared: read them, never change them in place
     (build a new header value and set it, as `stamp_via` does).
     """
 
     def __init__(self, headers: Headers | None = None, body: bytes = b"") -> None:
         self.headers = headers if headers is not None else Headers()
         self.body = body
-        self._parsed: dict[str, tuple[str, Any]] = {}
 
     def first_line(self) -> str:
         raise NotImplementedError
@@ -586,22 +658,9 @@ class Message:
         lines.append(f"Content-Length: {len(self.body)}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + self.body
 
-    def _parse_once(self, name: str, parse: Callable[[str], _T]) -> _T:
-        """`parse` of the header's first value, from the last time when the value is still the same."""
-        value = self.headers.get(name)
-        if value is None:
-            raise ParseError(f"missing {name}")
-        kept = self._parsed.get(name)
-        if kept is not None and kept[0] == value:
-            parsed: _T = kept[1]
-            return parsed
-        parsed = parse(value)
-        self._parsed[name] = (value, parsed)
-        return parsed
-
     def forget_parsed(self) -> None:
         """Drop what the accessors parsed (they parse again when asked): for messages kept long after use."""
-        self._parsed.clear()
+        self.headers.forget_parsed()
 
     # Typed accessors; each raises ParseError when the header is missing or malformed.
     @property
@@ -613,15 +672,15 @@ class Message:
 
     @property
     def cseq(self) -> tuple[int, str]:
-        return self._parse_once("CSeq", _parse_cseq)
+        return self.headers.parsed("CSeq", _parse_cseq)
 
     @property
     def from_(self) -> NameAddr:
-        return self._parse_once("From", NameAddr.parse)
+        return self.headers.parsed("From", NameAddr.parse)
 
     @property
     def to(self) -> NameAddr:
-        return self._parse_once("To", NameAddr.parse)
+        return self.headers.parsed("To", NameAddr.parse)
 
     @property
     def vias(self) -> list[Via]:
@@ -629,11 +688,12 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        return self._parse_once("Via", Via.parse)
+        return self.headers.parsed("Via", Via.parse)
 
     @property
     def contacts(self) -> list[NameAddr]:
-        return [NameAddr.parse(value) for value in self.headers.get_all("Contact")]
+        """Every Contact, parsed once while they stay the same: the shared list is read, never changed."""
+        return self.headers.parsed_all("Contact", NameAddr.parse)
 
     def int_header(self, name: str) -> int | None:
         value = self.headers.get(name)
@@ -671,6 +731,9 @@ class Request(Message):
         self.int_header("Expires")
 
 
+_ECHOED = frozenset(("via", "from", "to", "call-id", "cseq"))  # what a response copies from its request (§8.2.6.2)
+
+
 class Response(Message):
     def __init__(self, status: int, reason: str = "", headers: Headers | None = None, body: bytes = b"") -> None:
         super().__init__(headers, body)
@@ -692,14 +755,28 @@ class Response(Message):
         Raw header values are copied, so this works even for a request whose CSeq or To did not parse: that
         is what lets us answer malformed requests with a 400 instead of dropping them.
         """
-        headers = Headers()
-        for name, value in request.headers:
-            if name in ("Via", "From", "Call-ID", "CSeq"):
-                headers.add(name, value)
-            elif name == "To":
-                if to_tag and status > 100 and ";tag=" not in value.lower().replace(" ", ""):
+        items: list[tuple[str, str]] = []
+        keys: list[str] = []
+        tagged: NameAddr | None = None
+        request_headers = request.headers
+        # §12.1.1: a response that may make a dialog carries the request's Record-Route, in order, so that the
+        # proxies that asked to stay in the path (an edge in front of several nodes) see the dialog's requests.
+        routed = 100 < status < 300 and request.method in ("INVITE", "SUBSCRIBE", "REFER")
+        for (name, value), key in zip(request_headers._items, request_headers._keys, strict=True):
+            if key in _ECHOED or (routed and key == "record-route"):
+                if key == "to" and to_tag and status > 100 and ";tag=" not in value.lower().replace(" ", ""):
+                    kept = request_headers._parsed.get("to")
+                    if kept is not None and kept[0] == value and tagged is None:
+                        # The request's To as parsed, plus our tag: the response's To needs no parsing either.
+                        to: NameAddr = kept[1]
+                        tagged = NameAddr(to.uri, to.display_name, {**to.params, "tag": to_tag})
                     value = f"{value};tag={to_tag}"
-                headers.add(name, value)
+                items.append((name, value))
+                keys.append(key)
+        headers = Headers(items, keys)
+        headers.share_parsed(request_headers, "Via", "From", "CSeq", "To")
+        if tagged is not None:
+            headers._parsed["to"] = (headers.get("To"), tagged)
         return cls(status, reason, headers, body)
 
 
@@ -724,7 +801,9 @@ def split_head(data: bytes) -> tuple[bytes, bytes] | None:
 
 def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
     """Parse the start line and headers; return the message (without body) and its Content-Length."""
-    text = _decode(head).replace("\r\n", "\n")
+    text = _decode(head)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
     lines = text.split("\n")
     # §7.5: ignore empty lines before the start line (keepalive CRLFs on streams).
     while lines and not lines[0].strip():
@@ -732,33 +811,45 @@ def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
     if not lines:
         raise ParseError("empty message")
     start = lines[0].strip()
-    headers = Headers()
-    current: list[str] | None = None
-    raw: list[list[str]] = []
+    if len(lines) > 4 * MAX_HEADERS:
+        raise ParseError("too many headers")  # before any work per line: lines are cheap to send
+    current: list[Any] | None = None
+    raw: list[list[Any]] = []
     for line in lines[1:]:
         if line[:1] in (" ", "\t"):
             if current is None:
                 raise ParseError("continuation line before the first header")
             current[1] += " " + line.strip()  # §7.3.1 folding: a continuation is one SP
             continue
-        if not line.strip():
-            continue
         name, colon, value = line.partition(":")
-        name = name.strip()
-        if not colon or not name or not _TOKEN.match(name):
+        if not colon:
+            if not line.strip():
+                continue
             raise ParseError("bad header line")
-        current = [name, value.strip()]
+        name = name.strip()
+        # Names seen before (ours, and every common one) were checked then: one dict lookup instead of a regex.
+        names = _NAMES.get(name)
+        if names is None:
+            if not name or not _TOKEN.match(name):
+                raise ParseError("bad header line")
+            names = _names(name)
+        current = [names, value.strip()]
         raw.append(current)
         if len(raw) > MAX_HEADERS:
             raise ParseError("too many headers")
-    for name, value in raw:
-        canonical, key = _names(name)
+    items: list[tuple[str, str]] = []
+    keys: list[str] = []
+    for (canonical, key), value in raw:
         if "," in value and key in _LIST_HEADERS:
             for part in _split_outside_quotes(value, ","):
-                if part.strip():
-                    headers.add(canonical, part.strip())
+                part = part.strip()
+                if part:
+                    items.append((canonical, part))
+                    keys.append(key)
         else:
-            headers.add(canonical, value)
+            items.append((canonical, value))
+            keys.append(key)
+    headers = Headers(items, keys)
     message: Request | Response
     if start.startswith("SIP/"):
         parts = start.split(" ", 2)

@@ -24,6 +24,7 @@ from email.utils import format_datetime
 from hipper.sip.digest import Authenticator, Credentials, Verdict, parse_credentials
 from hipper.sip.guard import AuthGuard
 from hipper.sip.message import NameAddr, ParseError, Request, Response, is_number
+from hipper.sip.proxies import TrustedProxies
 from hipper.sip.transport import Peer
 from hipper.store.registrations import Binding, BindingChange, Device, DeviceDirectory, LocationStore, expiry
 
@@ -57,12 +58,14 @@ class Registrar:
         locations: LocationStore,
         policy: RegistrarPolicy | None = None,
         guard: AuthGuard | None = None,
+        proxies: TrustedProxies | None = None,
     ) -> None:
         self.authenticator = authenticator
         self.devices = devices
         self.locations = locations
         self.policy = policy or RegistrarPolicy()
         self.guard = guard or AuthGuard()
+        self.proxies = proxies or TrustedProxies()
 
     def screen(
         self, request: Request, source: Peer, *, proxy: bool = False, to_tag: str | None = None
@@ -73,7 +76,11 @@ class Registrar:
         within its lifetime: stale=true), 400 for credentials we cannot read, 403 for an answer refused whatever
         the password. Only answers on a nonce we gave this address count as failures: a spoofed source cannot
         get someone else's address banned (a nonce proves the address received our challenge).
+
+        `source` is the transport peer; behind a trusted edge proxy the address it attests stands for it
+        (sip/proxies.py), here and in `authenticate`.
         """
+        source = self.proxies.origin(request, source)
         header = "Proxy-Authorization" if proxy else "Authorization"
         values = [value for value in request.headers.get_all(header) if value[:6].lower() == "digest"]
         if not values:
@@ -101,6 +108,7 @@ class Registrar:
         Proxy-Authenticate as a proxy would (§22.3).
         """
         refused = self.screen(request, source, proxy=proxy, to_tag=to_tag)
+        source = self.proxies.origin(request, source)
         if refused is not None:
             return refused
         header = "Proxy-Authorization" if proxy else "Authorization"

@@ -18,7 +18,8 @@ New REGISTER, INVITE and SUBSCRIBE requests are screened before any transaction 
 without credentials, or on a nonce we cannot vouch for, they are challenged statelessly (§8.2.7), so a flood
 of them costs no state and a 401/407 is never retransmitted; from a source banned for failed logins they are
 dropped. `stack.unchallenged` names the requests the B2BUA does not authenticate (the trunk, the exchange's
-own callback legs).
+own callback legs). Behind a trusted edge proxy (Kamailio, docs/scale-out.md) all of these look at the address
+the proxy attests (`stack.origin`, sip/proxies.py), while answers and requests still go back through the proxy.
 """
 
 from __future__ import annotations
@@ -159,8 +160,9 @@ class SipStack:
             return False
         if method != "REGISTER" and (self.handler is None or request.to.tag is not None):
             return False  # in-dialog requests belong to their dialog; without a handler they get 480/501
-        unchallenged = method != "REGISTER" and self.unchallenged(request, peer)
-        if registrar.guard.source_banned(peer.host) and not unchallenged:
+        origin = self.origin(request, peer)
+        unchallenged = method != "REGISTER" and self.unchallenged(request, origin)
+        if registrar.guard.source_banned(origin.host) and not unchallenged:
             registrar.guard.dropped()
             return True
         if unchallenged:
@@ -171,6 +173,11 @@ class SipStack:
             return False
         self._reply_statelessly(request, peer, response)
         return True
+
+    def origin(self, request: Request, peer: Peer) -> Peer:
+        """Who sent `request` (received from `peer`): behind a trusted edge proxy, the address the proxy
+        attests (sip/proxies.py); that address is what authentication, bans and trust by address look at."""
+        return peer if self.registrar is None else self.registrar.proxies.origin(request, peer)
 
     def _receive_response(self, response: Response, peer: Peer) -> None:
         try:
@@ -279,5 +286,5 @@ class SipStack:
     def send_ack(self, ack: Request, peer: Peer) -> None:
         """An ACK for a 2xx is sent outside any transaction (§13.2.2.4); the caller builds it from its dialog."""
         if not ack.headers.get_all("Via"):
-            ack.headers.prepend("Via", str(self.transactions.via_for(peer.transport)))
+            ack.headers.prepend("Via", self.transactions.via_for(peer.transport))
         self.transactions.send(ack.serialize(), peer)

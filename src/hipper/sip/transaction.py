@@ -94,7 +94,7 @@ def stamp_via(request: Request, peer: Peer) -> None:
     via = request.top_via
     if via.host == peer.host and "rport" not in via.params:
         return  # nothing to add (the usual case on a LAN)
-    via = Via.parse(request.headers.get_all("Via")[0])  # our own copy to change: the parsed one is shared
+    via = Via(via.transport, via.host, via.port, dict(via.params))  # our own copy to change: the parsed one is shared
     changed = False
     if via.host != peer.host:
         via.params["received"] = peer.host
@@ -105,7 +105,7 @@ def stamp_via(request: Request, peer: Peer) -> None:
         changed = True
     if changed:
         request.headers.pop_first("Via")
-        request.headers.prepend("Via", str(via))
+        request.headers.prepend("Via", via)
 
 
 def server_key(request: Request, via: Via) -> tuple[str, ...]:
@@ -406,6 +406,8 @@ class ClientTransaction:
         headers.add("To", response.headers.get("To") or "")
         headers.add("Call-ID", self.request.call_id)
         headers.add("CSeq", f"{self.request.cseq[0]} ACK")
+        headers.share_parsed(self.request.headers, "Via", "From")
+        headers.share_parsed(response.headers, "To")
         return Request("ACK", self.request.uri, headers)
 
     def cancel(self) -> None:
@@ -541,7 +543,7 @@ class TransactionLayer:
         provisional_timeout: float | None = None,
     ) -> ClientTransaction:
         """Start a client transaction: adds our Via (with a fresh branch) and sends the request to `peer`."""
-        request.headers.prepend("Via", str(self.via_for(peer.transport)))
+        request.headers.prepend("Via", self.via_for(peer.transport))
         if request.headers.get("Max-Forwards") is None:
             request.headers.add("Max-Forwards", "70")
         tx = ClientTransaction(self, request, peer, on_response, provisional_timeout)
@@ -561,6 +563,7 @@ class TransactionLayer:
         headers.add("To", invite.headers.get("To") or "")
         headers.add("Call-ID", invite.call_id)
         headers.add("CSeq", f"{invite.cseq[0]} CANCEL")
+        headers.share_parsed(invite.headers, "Via", "From", "To")
         cancel = Request("CANCEL", invite.uri, headers)
         tx = ClientTransaction(self, cancel, invite_tx.peer)
         self.client[tx.key] = tx

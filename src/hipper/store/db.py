@@ -13,7 +13,7 @@ from typing import Any, Protocol, TypeVar
 import aiosqlite
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Select, event, exc
+from sqlalchemy import Select, UpdateBase, event, exc
 from sqlalchemy.engine import Dialect, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -89,9 +89,10 @@ class LoopReadsConnection(aiosqlite.Connection):
                 self._rows[owner] = await super()._execute(_read_all, owner, *args)  # type: ignore[no-untyped-call]
                 return owner
         elif isinstance(owner, sqlite3.Connection) and (
-            name == "cursor" or (name == "rollback" and not owner.in_transaction)
+            name == "cursor" or (name in ("rollback", "commit") and not owner.in_transaction)
         ):
-            # A new cursor is a struct; a rollback with no transaction open (after reads only) does nothing.
+            # A new cursor is a struct; a rollback or commit with no transaction open (after reads only, or after
+            # a transaction `run_in_thread` committed) does nothing.
             self._check_open()
             return fn(*args, **kwargs)
         return await super()._execute(fn, *args, **kwargs)  # type: ignore[no-untyped-call]
@@ -132,11 +133,12 @@ def _read_within_budget(connection: sqlite3.Connection, cursor: sqlite3.Cursor, 
         connection.set_progress_handler(None, 0)
 
 
-class _Prepared:
-    """A SELECT compiled once for SQLite: its SQL text, the order of its parameters, and SQLAlchemy's own
-    converters for the parameters (datetimes to SQLite's text format) and the result columns (back again)."""
+class Prepared:
+    """A statement compiled once for SQLite's own driver: its SQL text, the order of its parameters, and
+    SQLAlchemy's own converters for the parameters (JSON to text, datetimes to SQLite's text format) and, for a
+    SELECT, the result columns (back again), so what is sent or read is exactly what SQLAlchemy would."""
 
-    def __init__(self, statement: AnySelect, dialect: Dialect) -> None:
+    def __init__(self, statement: AnySelect | UpdateBase, dialect: Dialect) -> None:
         compiled = statement.compile(dialect=dialect)
         self.compiled = compiled
         self.sql = str(compiled)
@@ -144,9 +146,8 @@ class _Prepared:
         self.binds = tuple(
             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
         )
-        self.results = tuple(
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in statement.selected_columns
-        )
+        selected = statement.selected_columns if isinstance(statement, Select) else ()
+        self.results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in selected)
 
     def parameters(self, values: dict[str, Any]) -> tuple[Any, ...]:
         given = self.compiled.construct_params(values)  # with the statement's own literals (LIMIT)
@@ -177,7 +178,7 @@ class CallPathReads:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._sqlite: sqlite3.Connection | None = None
-        self._prepared: dict[AnySelect, _Prepared] = {}
+        self._prepared: dict[AnySelect, Prepared] = {}
         self.direct_statements: Counter[str] = Counter()  # by SQL text: SQLAlchemy's events do not see these
         url = engine.url
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") and not url.query:
@@ -204,7 +205,7 @@ class CallPathReads:
                 return await PooledReads(pooled).rows(statement, values)
         prepared = self._prepared.get(statement)
         if prepared is None:
-            prepared = self._prepared[statement] = _Prepared(statement, self._engine.dialect)
+            prepared = self._prepared[statement] = Prepared(statement, self._engine.dialect)
         self.direct_statements[prepared.sql] += 1
         cursor = connection.cursor()
         try:
@@ -283,7 +284,7 @@ def _drop_connection_left_in_a_transaction(context: ExceptionContext) -> None:
         context.invalidate_pool_on_disconnect = False
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -309,7 +310,7 @@ def create_engine(url: str) -> AsyncEngine:
         else:
             # In memory (or with URL options): SQLAlchemy's default pool, which takes no size settings.
             engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         event.listen(engine.sync_engine, "handle_error", _drop_connection_left_in_a_transaction)
         return engine
     engine = create_async_engine(url, **POSTGRES_POOL)
@@ -347,18 +348,14 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions for requests that only read, in one statement (the settings GET).
-
-    On PostgreSQL they run without a transaction: asyncpg's BEGIN and ROLLBACK are two round trips around a
-    single SELECT, which is atomic by itself. Autocommit is client-side there (the driver just does not send
-    BEGIN), so it costs nothing to switch. SQLite's reads need no BEGIN anyway (the sqlite3 module only opens a
-    transaction before a write), and switching its isolation level would cost two trips to aiosqlite's thread:
-    SQLite keeps the ordinary sessions.
-    """
+def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
+    """`engine` for statements that each stand alone — the settings GET's one SELECT, the PUT's SELECT and its
+    one-statement write (`service_settings.save_and_commit`): on PostgreSQL in autocommit (no BEGIN, no COMMIT or
+    ROLLBACK: the driver just does not send them, so switching costs nothing); SQLite's own engine as it is (its
+    reads need no BEGIN, and the sqlite3 module opens one only before a write)."""
     if engine.dialect.name == "postgresql":
-        return async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
-    return session_factory(engine)
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
 
 
 def alembic_config(url: str) -> Config:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy import bindparam, delete, func, insert, make_url, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.domain.moments import aware
 from hipper.store.models import Event, NotificationCursor
+
+# On PostgreSQL every commit that wrote outbox rows notifies this channel (migration 0009's trigger).
+CHANNEL = "hipper_events"
 
 
 def add_event(
@@ -22,7 +29,7 @@ def add_event(
     )
 
 
-_INSERT = insert(Event).values(
+EVENT_INSERT = insert(Event).values(
     user_id=bindparam("user_id"),
     company_id=bindparam("company_id"),
     type=bindparam("type"),
@@ -44,7 +51,7 @@ async def insert_event(
     The row is in the session's transaction like `add_event`'s, so it commits or rolls back with the change.
     """
     await session.execute(
-        _INSERT,
+        EVENT_INSERT,
         {"user_id": user_id, "company_id": company_id, "type": type_, "payload": payload, "created_at": created_at},
     )
 
@@ -165,3 +172,32 @@ async def purge(
         if following is not None and aware(following) < cutoff and limit < int(newest) - 1:
             held_back_by = str(reader.name)
     return PurgeResult(deleted, await purged_through(session), held_back_by)
+
+
+# --- cross-node wake-ups ----------------------------------------------------------------------------------------
+
+
+def listen_dsn(database_url: str) -> str | None:
+    """Where to LISTEN for new outbox rows: the database's asyncpg address on PostgreSQL, None on SQLite (one
+    process writes it: the committing code wakes its own listeners)."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "postgresql":
+        return None
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def listen(dsn: str, woken: Callable[[], None]) -> None:
+    """Call `woken` after every commit (by any node) that wrote outbox rows, until the connection is lost.
+
+    Once listening, `woken` is called once more: rows committed before the LISTEN took effect are looked for too.
+    Returns when the connection ends (the caller reconnects); connection errors are raised."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        lost = asyncio.Event()
+        connection.add_termination_listener(lambda _connection: lost.set())
+        await connection.add_listener(CHANNEL, lambda *_notification: woken())
+        woken()
+        await lost.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await connection.close(timeout=2)

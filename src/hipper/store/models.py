@@ -162,6 +162,33 @@ class CallCenterMember(Base):
     joined: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
+class CallCenterCall(Base):
+    """A call that entered a call center's queue, on the node that carries it (apps/groups.py): while `state` is
+    not `ended` it is a waiting caller every node counts (order: `id`), and the row is the queue's statistics
+    afterwards (`outcome`). The agent it offers or connected holds them: the partial unique index lets the database
+    refuse a second node's claim on the same agent, whatever the races (store/group_calls.py `claim_agent`)."""
+
+    __tablename__ = "call_center_calls"
+    __table_args__ = (
+        Index("ix_call_center_calls_center_state", "call_center_id", "state"),
+        Index("ux_call_center_calls_one_per_agent", "agent_user_id", unique=True,
+              sqlite_where=text("state IN ('offering', 'connected')"),
+              postgresql_where=text("state IN ('offering', 'connected')")),
+    )  # fmt: skip
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_center_id: Mapped[int] = mapped_column(ForeignKey("call_centers.id", ondelete="CASCADE"))
+    node_id: Mapped[str] = mapped_column(String(100), index=True)
+    call_id: Mapped[str] = mapped_column(String(200), default="")
+    caller_number: Mapped[str] = mapped_column(String(64), default="")
+    caller_name: Mapped[str] = mapped_column(String(200), default="")
+    entered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # waiting | offering | exhausted | connected | ended
+    state: Mapped[str] = mapped_column(String(12), default="waiting")
+    agent_user_id: Mapped[int | None] = mapped_column(Integer)  # offered (offering), talking (connected), answered
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str] = mapped_column(String(40), default="")  # answered | abandoned | gave_up | refused | lost: …
+
+
 class HuntGroup(Base):
     __tablename__ = "hunt_groups"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -310,6 +337,9 @@ class Node(Base):
     node_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     lease_until: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # Where the other nodes reach this node's API: call control asked of another node for a call this one carries
+    # is forwarded here (api/forwarding.py). None: a node that takes no forwarded requests.
+    api_url: Mapped[str | None] = mapped_column(String(300))
 
 
 class ActiveCall(Base):
@@ -322,6 +352,40 @@ class ActiveCall(Base):
     call_id: Mapped[str] = mapped_column(String(200))
     node_id: Mapped[str] = mapped_column(String(100), index=True)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LiveCallback(Base):
+    """A callback (apps/click_to_dial.py) under way on the node that runs it, from its start (ringing the user)
+    to its end: any node lists it and forwards control of it there. While it rings (`ringing`: until both ends
+    answered) it is the user's only one: a unique index over the ringing rows refuses a second, on any node."""
+
+    __tablename__ = "callbacks"
+    __table_args__ = (
+        Index(
+            "ix_callbacks_one_ringing",
+            "user_id",
+            unique=True,
+            sqlite_where=text("ringing"),
+            postgresql_where=text("ringing"),
+        ),
+    )
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the callback's id in GET /me/calls
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    node_id: Mapped[str] = mapped_column(String(100), index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ringing: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class MwiSubscription(Base):
+    """A phone's message-summary subscription (apps/mwi.py), held by the node whose dialog it is: whether a user's
+    phones subscribed on any node decides whether unsolicited NOTIFYs go out. Counts while its node's lease runs
+    and until it expires; rows of dead nodes are purged with their calls (store/active_calls.py)."""
+
+    __tablename__ = "mwi_subscriptions"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # made by the node
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    node_id: Mapped[str] = mapped_column(String(100), index=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class CallAccessArm(Base):

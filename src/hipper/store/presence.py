@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -51,14 +52,16 @@ class Presence:
         node_id: str = "",
         *,
         lease_seconds: float = LEASE_SECONDS,
+        api_url: str | None = None,
     ) -> None:
         self.sessions = sessions
         self.writer = writer
         self.node_id = node_id or default_node_id()
         self.lease_seconds = lease_seconds
+        self.api_url = api_url  # where the other nodes forward call control for this node's calls
         self._here: Counter[int] = Counter()  # users on a call on this node: how many calls each
         self._joined: dict[tuple[str, int], list[CallJoined]] = {}  # this node's rows, by (call id, user id)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._writes: set[asyncio.Future[None]] = set()  # handed to the writer, not yet committed
         self._renewing: asyncio.Task[None] | None = None
         self._leased = False  # whether a renewal succeeded since the start
 
@@ -126,20 +129,21 @@ class Presence:
         self._write(CallLeft(row.id))
 
     def _write(self, item: CallJoined | CallLeft) -> None:
-        task = asyncio.get_running_loop().create_task(self._written(item))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # Queued with the next batch, followed by a callback rather than a task per row (two rows per call).
+        done = self.writer.submit([item])
+        self._writes.add(done)
+        done.add_done_callback(functools.partial(self._written, type(item).__name__))
 
-    async def _written(self, item: CallJoined | CallLeft) -> None:
-        try:
-            await self.writer.write([item])
-        except Exception:  # this node still knows; other nodes miss it (logged: the database refused a write)
-            log.exception("presence.write_failed", extra={"item": type(item).__name__})
+    def _written(self, item: str, done: asyncio.Future[None]) -> None:
+        self._writes.discard(done)
+        error = None if done.cancelled() else done.exception()
+        if error is not None:  # this node still knows; other nodes miss it (logged: the database refused a write)
+            log.error("presence.write_failed", exc_info=error, extra={"item": item})
 
     async def written(self) -> None:
         """Wait until what `joined` and `left` handed to the writer so far is committed (or failed)."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
 
     # -- the lease ----------------------------------------------------------------------------------------------
 
@@ -150,7 +154,8 @@ class Presence:
         async with self.sessions() as session:
             if not self._leased:
                 await leave(session, self.node_id)  # what an earlier process with this node id left
-            if not await renew_lease(session, self.node_id, now, now + timedelta(seconds=self.lease_seconds)):
+            lease_until = now + timedelta(seconds=self.lease_seconds)
+            if not await renew_lease(session, self.node_id, now, lease_until, self.api_url):
                 await rejoin(session, self.node_id, [row for rows in self._joined.values() for row in rows])
             await purge_expired(session, now)
             await session.commit()

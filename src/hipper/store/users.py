@@ -31,17 +31,29 @@ def numbers_from(
     user: User, company: Company | None, group: Group | None, call_center_number: str | None
 ) -> dict[str, str]:
     """Every number of the user by kind (SPEC A4): company, direct, department, mobile, call center."""
+    return numbers_by_kind(
+        company.number if company is not None else None,
+        user.direct_number,
+        group.number if group is not None else None,
+        user.mobile_number,
+        call_center_number,
+    )
+
+
+def numbers_by_kind(
+    company: str | None, direct: str | None, department: str | None, mobile: str | None, call_center: str | None
+) -> dict[str, str]:
+    """`numbers_from` for plain column values (a lookup that reads no ORM entities)."""
     numbers: dict[str, str] = {}
-    if company is not None and company.number:
-        numbers["company"] = company.number
-    if user.direct_number:
-        numbers["direct"] = user.direct_number
-    if group is not None and group.number:
-        numbers["department"] = group.number
-    if user.mobile_number:
-        numbers["mobile"] = user.mobile_number
-    if call_center_number:
-        numbers["call_center"] = call_center_number
+    for kind, number in (
+        ("company", company),
+        ("direct", direct),
+        ("department", department),
+        ("mobile", mobile),
+        ("call_center", call_center),
+    ):
+        if number:
+            numbers[kind] = number
     return numbers
 
 

@@ -152,9 +152,11 @@ class BatchWriter:
         self._pending: list[_Job] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._alone: set[asyncio.Task[None]] = set()  # `submit`s while not running, being written
         self._closing = False
         self.transactions = 0  # tests and benchmarks read these
         self.jobs = 0
+        self.committed: list[Callable[[], None]] = []  # told after each batch's commit
         # Statements sent past SQLAlchemy (the SQLite path), by SQL text: SQLAlchemy's events do not see them.
         self.direct_statements: Counter[str] = Counter()
         dialect = self._engine.dialect
@@ -181,6 +183,33 @@ class BatchWriter:
         self._wake.set()
         # Shielded: a call cancelled while waiting (shutdown) leaves its rows queued, and `close` writes them.
         await asyncio.shield(job.done)
+
+    def submit(self, items: Sequence[Item]) -> asyncio.Future[None]:
+        """`write` without waiting and without a task of its own: the future is done once `items` are committed,
+        or fails as `write` would. They join the queue at the loop's next turn, where a task calling `write`
+        would have put them, so they share a batch with what the same moment's other tasks write."""
+        loop = asyncio.get_running_loop()
+        job = _Job(items, loop.create_future())
+        loop.call_soon(self._enqueue, job)
+        return job.done
+
+    def _enqueue(self, job: _Job) -> None:
+        if self._task is not None and not self._task.done():
+            self._pending.append(job)
+            self._wake.set()
+            return
+        # Not running (not started, or closed meanwhile): written at once, alone, like `write` would.
+        task = asyncio.get_running_loop().create_task(self._write_alone(job))
+        self._alone.add(task)
+        task.add_done_callback(self._alone.discard)
+
+    async def _write_alone(self, job: _Job) -> None:
+        try:
+            await self._commit(job.items)
+        except Exception:
+            self._settle(job, failed=True)
+        else:
+            self._settle(job)
 
     async def close(self) -> None:
         """Write everything queued, then stop (not cancelled midway: a batch taken is a batch written)."""
@@ -210,12 +239,7 @@ class BatchWriter:
                 return
             log.warning("writer.batch_failed", exc_info=True, extra={"jobs": len(batch)})
             for job in batch:  # one call's bad record must not cost the others their logs
-                try:
-                    await self._commit(job.items)
-                except Exception:
-                    self._settle(job, failed=True)
-                else:
-                    self._settle(job)
+                await self._write_alone(job)
         else:
             for job in batch:
                 self._settle(job)
@@ -242,6 +266,8 @@ class BatchWriter:
                 async with connection.begin():
                     await write_items(connection, items)
         self.transactions += 1
+        for committed in self.committed:
+            committed()  # e.g. this node's live-event streams look at once (api/app.py attach_calls)
 
     async def _commit_on_sqlite_thread(self, driver: LoopReadsConnection, items: Sequence[Item]) -> None:
         """What `write_items` and a commit do, as one call on the SQLite connection's worker thread."""

@@ -3,7 +3,7 @@
 // The exchange writes the app's version here when it serves this file ("/v/<hash>", hipper/api/web.py): the
 // page loads its CSS, modules and language files under that prefix, so the shell caches those names.
 const VERSION = "";
-const CACHE = `hipper-shell-v5${VERSION.replaceAll("/", "-")}`;
+const CACHE = `hipper-shell-v6${VERSION.replaceAll("/", "-")}`;
 const VERSIONED = [
   "/app.css",
   "/js/app.js",
@@ -11,6 +11,7 @@ const VERSIONED = [
   "/js/api.js",
   "/js/dom.js",
   "/js/forms.js",
+  "/js/incall.js",
   "/js/i18n.js",
   "/js/lists.js",
   "/js/push.js",

@@ -91,7 +91,7 @@ async def stream_slot(request: Request, state: State, user: Annotated[StreamUser
         )
 
 
-def resume_point(
+async def resume_point(
     last_event_id: Annotated[
         str | None,
         Header(
@@ -101,7 +101,8 @@ def resume_point(
         ),
     ] = None,
 ) -> int | None:
-    """A dependency, so a bad header is refused before the stream (and its 200) starts."""
+    """A dependency, so a bad header is refused before the stream (and its 200) starts (a coroutine function, as
+    every dependency: a plain one would run in FastAPI's thread pool)."""
     if last_event_id is None or last_event_id == "":
         return None
     if not last_event_id.isascii() or not last_event_id.isdigit():

@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
-from hipper.api.deps import Authenticated, CurrentUser, Session, State, authenticated_with_document, commit
-from hipper.domain.context import UserContext
+from hipper.api.deps import CurrentUser, SettingsCaller, autocommit_of, settings_caller, state_of, writer_of
+from hipper.api.state import AppState
 from hipper.domain.licences import licensed_services
 from hipper.domain.services import SERVICES, CallCenterAgent, ServiceSettings, change, ensure_licensed
 from hipper.store import service_settings
@@ -34,57 +34,55 @@ async def list_services(auth: CurrentUser) -> ServiceList:
     return ServiceList(services=licensed_services(frozenset(auth.user.licences or ())))
 
 
-async def current_and_related(
-    session: Session, auth: Authenticated, settings_class: type[ServiceSettings], ctx: UserContext
-) -> tuple[ServiceSettings, dict[str, ServiceSettings]]:
-    """The document being changed (read with the session) and the user's other services its rules look at.
-
-    The related services are read in one statement, and only when there are any; an unlicensed related service is
-    left out (the user lacks it).
-    """
-    user_id = auth.user.id
-    current = service_settings.document(settings_class, user_id, auth.documents[settings_class.service])
-    related = [SERVICES[name] for name in settings_class.related_services if ctx.has(name)]
-    documents = await service_settings.load_many(session, user_id, related) if related else {}
-    return current, documents
+async def related_documents(
+    state: AppState, caller: SettingsCaller, settings_class: type[ServiceSettings]
+) -> dict[str, ServiceSettings]:
+    """The user's other services the rules of `settings_class` look at, read in one statement, and only when there
+    are any (voicemail's); an unlicensed related service is left out (the user lacks it)."""
+    related = [SERVICES[name] for name in settings_class.related_services if caller.context.has(name)]
+    if not related:
+        return {}
+    async with state.sessions() as session:
+        return await service_settings.load_many(session, caller.user_id, related)
 
 
 def _add_routes(settings_class: type[ServiceSettings]) -> None:
     name = settings_class.service
     doc = (settings_class.__doc__ or "").strip()
+    # The session lookup also reads this service's stored document, without an ORM session: a GET is that one
+    # statement, a PUT that and its one-round-trip write (docs/performance.md).
+    caller_of_service = Annotated[SettingsCaller, Depends(settings_caller(name))]
 
-    async def read(auth: CurrentUser) -> Any:
-        ctx = auth.context
+    async def read(caller: SettingsCaller) -> Any:
+        ensure_licensed(settings_class, caller.context)
+        return service_settings.document(settings_class, caller.user_id, caller.document)
+
+    # The state comes from the request rather than as a dependency: each dependency FastAPI solves costs time.
+    async def write(body: ServiceSettings | dict[str, Any], caller: SettingsCaller, request: Request) -> Any:
+        state = state_of(request)
+        ctx = caller.context
         ensure_licensed(settings_class, ctx)
-        # The stored document came with the session lookup: a GET is one statement (docs/performance.md).
-        return service_settings.document(settings_class, auth.user.id, auth.documents[name])
-
-    # The session lookup also reads this service's stored document: a GET is one statement (and so needs no
-    # transaction around it), a PUT one statement fewer.
-    read.__annotations__["auth"] = Annotated[Authenticated, Depends(authenticated_with_document(name, read_only=True))]
-    with_document = Annotated[Authenticated, Depends(authenticated_with_document(name))]
-
-    async def write(body: ServiceSettings | dict[str, Any], auth: CurrentUser, session: Session, state: State) -> Any:
-        ctx = auth.context
-        ensure_licensed(settings_class, ctx)
-        current, related = await current_and_related(session, auth, settings_class, ctx)
+        current = service_settings.document(settings_class, caller.user_id, caller.document)
+        related = await related_documents(state, caller, settings_class)
         proposed = body if isinstance(body, dict) else body.model_dump(mode="json", exclude_unset=True)
         new = change(
             settings_class,
             current,
             proposed,
             ctx,
-            stepped_up=auth.stepped_up,
+            stepped_up=caller.stepped_up,
             related=related,
             now=datetime.now(UTC),
         )
-        await service_settings.save(session, auth.user.id, new)
-        await commit(session, state)
+        await service_settings.save_and_commit(autocommit_of(state), caller.user_id, new, writer_of(state))
+        state.events.published()  # after the commit, as `deps.commit` does
         return new
 
-    # Routes are built per service, so the body's model is only known here (annotations are strings).
+    # Routes are built per service, so the body's model and the dependency are only known here (annotations are
+    # strings, resolved in the module's namespace).
+    read.__annotations__["caller"] = caller_of_service
+    write.__annotations__["caller"] = caller_of_service
     write.__annotations__["body"] = settings_class
-    write.__annotations__["auth"] = with_document
 
     router.add_api_route(
         f"/{name}",

@@ -12,6 +12,9 @@ export const VERSION = "0.1.0";
 const NAV = ["overview", "calls", "contacts", "settings"];
 
 let events = null;
+// Live call control (incall.js) is loaded after the first screen, so it does not weigh on the first load.
+let inCallModule = null;
+const inCall = () => (inCallModule ||= import("./incall.js"));
 
 export function applyTheme(theme) {
   const root = document.documentElement;
@@ -34,6 +37,7 @@ export function go(path) {
 function stopEvents() {
   if (events) events.abort();
   events = null;
+  if (inCallModule) inCallModule.then((module) => module.forgetCalls()).catch(() => {});
 }
 
 export async function logOut() {
@@ -59,9 +63,17 @@ function startEvents() {
   if (events) events.abort();
   events = new AbortController();
   listenToEvents(onLiveEvent, events.signal);
+  // The calls going on now (the call bar and the in-call screen); events keep them current from here on.
+  inCall().then((module) => module.refreshCalls()).catch(() => {});
 }
 
-async function onLiveEvent(type) {
+async function onLiveEvent(type, payload) {
+  // A call's state (call.ringing / call.started / call.updated / call.ended): the call list follows it at once. A
+  // call ringing or changing state alone changes nothing else, so it re-reads no profile and redraws no screen.
+  if (type.startsWith("call.")) {
+    inCall().then((module) => module.callEvent(type, payload)).catch(() => {});
+    if (type === "call.updated" || type === "call.ringing") return;
+  }
   // Any change to this user's data: re-read the profile (voicemail count, licences, app settings such as a
   // theme chosen on another device) and redraw the screen unless the user is typing in it.
   try {
@@ -130,7 +142,7 @@ export async function render() {
   // Marks the screen as loading until its data arrived (tests and screenshots wait for this).
   document.documentElement.dataset.busy = "true";
   const title = typeof route.title === "function" ? route.title(...params) : t(route.title);
-  const { main, heading } = frame(app, route, name, title);
+  const { main, heading, callbar } = frame(app, route, name, title);
   try {
     await route.render(main, ...params);
   } catch (error) {
@@ -139,6 +151,8 @@ export async function render() {
     main.append(h("p", { class: "error", role: "alert" }, errorText(error)));
   }
   if (startLive && session.token && !events) startEvents();
+  // Filled once the screen is drawn: the call module is not part of the first load.
+  if (callbar) inCall().then((module) => module.callBar(callbar)).catch(() => {});
   if (count !== renderCount) return;
   delete document.documentElement.dataset.busy;
   if (!main.contains(document.activeElement)) heading.focus({ preventScroll: true });
@@ -158,6 +172,8 @@ function frame(app, route, name, title) {
     h("div", { class: "topbar-actions", id: "topbar-actions" }),
   );
   const main = h("main", { class: "content", id: "main" });
+  // While a call goes on, a bar on every other screen leads back to it (manual 5.2: the call shows in the app).
+  const callbar = session.token && !route.bare && name !== "call" ? h("aside", { class: "callbar", id: "callbar", "aria-label": t("incall.bar"), hidden: true }) : null;
   const nav = route.bare
     ? null
     : h(
@@ -175,9 +191,9 @@ function frame(app, route, name, title) {
           ),
         ),
       );
-  const shell = h("div", { class: route.bare ? "shell bare" : "shell" }, header, main, nav);
+  const shell = h("div", { class: route.bare ? "shell bare" : "shell" }, header, callbar, main, nav);
   clear(app).append(shell);
-  return { main, heading };
+  return { main, heading, callbar };
 }
 
 // Started without a connection to the exchange: the overview as this device last saw it, a retry, and a

@@ -1,7 +1,7 @@
 // Recent calls, voicemail (list, player, greetings) and contacts (§4, §6, §7.4.2).
 
 import { ApiError, api } from "./api.js";
-import { callLink, liveCallsSection } from "./calls.js";
+import { callLink } from "./calls.js";
 import { append, h, icon } from "./dom.js";
 import { notAvailable } from "./forms.js";
 import { formatDateTime, formatNumber, plural, t } from "./i18n.js";
@@ -109,7 +109,6 @@ function editableList(main, items, { row, remove, empty, label }) {
 
 async function recentScreen(main) {
   main.append(callTabs("calls"));
-  await liveCallsSection(main);
   const page = await fetchPage("/me/call-logs", main);
   if (!page) return;
   editableList(main, page.calls, {
@@ -681,6 +680,8 @@ function localContactsScreen(main) {
 
 export const listRoutes = {
   calls: { title: "screen.calls", live: true, render: recentScreen },
+  // The in-call screen (manual 5.2) keeps itself current from the call events: no redraw of the whole screen.
+  call: { title: "screen.call", back: "calls", tab: "calls", render: (main, id) => import("./incall.js").then((calls) => calls.inCallScreen(main, id)) },
   voicemails: { title: "screen.calls", tab: "calls", live: true, render: voicemailsScreen },
   dialpad: { title: "screen.calls", tab: "calls", render: (main) => import("./calls.js").then((calls) => calls.dialpadScreen(main)) },
   voicemail: { title: "screen.voicemail-message", back: "voicemails", tab: "calls", render: voicemailScreen },

@@ -1,0 +1,86 @@
+"""How many asyncio tasks the exchange starts for one plain call (issue 9: one task and one inbox per call).
+
+Every task the exchange's own code creates while a real answered call A → B runs (SIPp both sides) is counted by
+a task factory on the running loop, by the coroutine that runs in it; SIPp's process handling and the test's own
+waits are not the exchange's and are left out. The ceiling catches a change that adds tasks to every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Coroutine, Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import hipper
+from tests.calls.conftest import Exchange, phone, place_call, scenario
+
+pytestmark = pytest.mark.sip
+
+SOURCE = str(Path(hipper.__file__).parent)
+CALLS = 3
+# Tasks of the exchange's own code per plain answered call (measured: see docs/performance.md, issue 9 point 1).
+CEILING = 4
+
+
+def _where(coro: Coroutine[Any, Any, Any] | Generator[Any, None, Any]) -> str | None:
+    """The exchange function a task runs, or None when it is not the exchange's."""
+    code = getattr(coro, "cr_code", None) or getattr(coro, "gi_code", None)
+    if code is None or not code.co_filename.startswith(SOURCE):
+        return None
+    return f"{Path(code.co_filename).stem}.{getattr(coro, '__qualname__', code.co_name)}"
+
+
+@contextlib.contextmanager
+def tasks_counted(started: Counter[str]) -> Iterator[None]:
+    """Count into `started`, by the exchange function each runs, the tasks created on the running loop."""
+    loop = asyncio.get_running_loop()
+    previous = loop.get_task_factory()
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        where = _where(coro)
+        if where is not None:
+            started[where] += 1
+        return asyncio.Task(coro, loop=loop, **kwargs) if previous is None else previous(loop, coro, **kwargs)
+
+    loop.set_task_factory(counting)
+    try:
+        yield
+    finally:
+        loop.set_task_factory(previous)
+
+
+async def test_a_plain_call_starts_few_tasks(exchange: Exchange) -> None:
+    await exchange.add_user("alice", "201")
+    for index in range(CALLS):  # a callee per call: one phone each, so each call rings one branch
+        await exchange.add_user(f"bob{index}", f"21{index}")
+    started: Counter[str] = Counter()
+    for index in range(CALLS):
+        bob = await phone(exchange, f"bob{index}", "bob", scenario("callee.xml", ring_ms=100))
+        with tasks_counted(started):
+            alice = await place_call(exchange, "alice", f"21{index}", "final_talks.xml", talk_ms=200)
+            await alice.succeeded()
+            await bob.succeeded()
+            assert (await exchange.next_call()).answered
+    per_call = sum(started.values()) / CALLS
+    print(f"tasks per call: {per_call:.1f}", dict(started))
+    assert per_call <= CEILING, started
+
+
+async def test_an_answered_calls_re_invite_is_handled_by_the_calls_own_task(exchange: Exchange) -> None:
+    """The caller holds with a re-INVITE (answered recvonly from the anchored endpoint): the call's inbox is
+    drained by the call's own task while it waits for its end, so no task runs for the request."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    started: Counter[str] = Counter()
+    bob = await phone(exchange, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    with tasks_counted(started):
+        alice = await place_call(exchange, "alice", "202", "final_hold.xml")
+        await alice.succeeded()  # its sendonly offer was answered recvonly by the exchange
+        await bob.succeeded()
+        assert (await exchange.next_call()).answered
+    assert not [where for where in started if "renegotiate" in where or "_drain" in where], started

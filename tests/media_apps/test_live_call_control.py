@@ -1,0 +1,489 @@
+"""Live call control from the app (manual 5.2, /api/v1/me/calls/{id}/…): hold and resume with music on hold,
+blind transfer, consultation then attended transfer or merge, call pull, recording on demand — each on a real
+exchange with SIPp phones, judged on the audio each phone hears (a test-owned RTP socket per phone, sending its
+own tone) and on the call-log rows."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from hipper.domain.services import CallMethod, CallRecording, FixedMobile, Voicemail
+from hipper.media.engine import Release
+from hipper.media.g711 import Pcm
+from hipper.media.tones import MUSIC_ON_HOLD_NOTES
+from hipper.store.models import Recording
+from hipper.store.models import Voicemail as Message
+from tests.calls.conftest import Exchange, start_sipp
+from tests.calls.test_app_calls import Api, live_calls, serving_api
+from tests.media_apps.conftest import (
+    Ear,
+    answering_phone,
+    audio_of,
+    band_energy,
+    call_from_phone,
+    ear,
+    scenario,
+    settled,
+    tone,
+    utc,
+)
+from tests.ops.test_events import next_event, read_events
+
+pytestmark = pytest.mark.sip
+
+TONES = {"alice": 500.0, "bob": 800.0, "carol": 1250.0, "bob_mobile": 1900.0}
+BOB_MOBILE = "+31612340202"
+OUTSIDE = "+31207654321"
+HOLD_NOTE = MUSIC_ON_HOLD_NOTES[1]
+
+
+@pytest.fixture
+async def api(exchange: Exchange) -> AsyncIterator[Api]:
+    async with serving_api(exchange) as served:
+        yield served
+
+
+@dataclass
+class Office:
+    """alice (201) calls bob (202), who answers on his desk phone; carol (203) is there to be transferred to."""
+
+    exchange: Exchange
+    api: Api
+    ears: dict[str, Ear]
+    phones: dict[str, Any]
+    bob: dict[str, str]  # bob's API headers
+
+    async def bob_call(self) -> str:
+        async with asyncio.timeout(15):
+            while True:
+                calls = await live_calls(self.api, self.bob)
+                if calls and calls[0]["state"] == "active":
+                    return str(calls[0]["id"])
+                await asyncio.sleep(0.05)
+
+    async def post(self, path: str, json: dict[str, object] | None = None, headers: dict[str, str] | None = None,
+                   ) -> Any:  # fmt: skip
+        return await self.api.http.post(f"/api/v1/me/calls/{path}", json=json, headers=headers or self.bob)
+
+
+@pytest.fixture
+async def office(exchange: Exchange, api: Api) -> AsyncIterator[Office]:
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202", mobile=BOB_MOBILE)
+    await exchange.add_user("carol", "203")
+    await exchange.set_service("bob", CallMethod(method="callback", callback_device="mobile"))
+    # alice's call rings bob's desk phone only: a mobile branch would still be retransmitting its INVITE (no 1xx
+    # came, so no CANCEL may go, RFC 3261 §9.1) when the test's mobile starts listening, and answer that.
+    await exchange.set_service("bob", FixedMobile(fixed_rings="desk"))
+    ears = {name: await ear() for name in TONES}
+    try:
+        phones = {"bob": await answering_phone(exchange, "bob", ears["bob"])}
+        phones["alice"] = await call_from_phone(
+            exchange, "alice", "202", ears["alice"], end="end_hang_up.xml", talk_ms=12000
+        )
+        for name in ("alice", "bob"):
+            await ears[name].connected()
+            ears[name].keep_talking(tone(TONES[name], 30.0))
+        yield Office(exchange, api, ears, phones, await api.login("bob"))
+    finally:
+        for each in ears.values():
+            each.close()
+
+
+async def bob_mobile_answers(office: Office) -> Any:
+    """bob's mobile (on the mobile network's port) answers the exchange's next call there."""
+    text = scenario("callee.xml", rtp_port=office.ears["bob_mobile"].port)
+    office.ears["bob_mobile"].sipp_logs = (office.exchange.workdir, "bob-mobile")
+    return await start_sipp(office.exchange, "bob-mobile", text, port=office.exchange.mobile_port, limit=40)
+
+
+async def talking(office: Office, name: str) -> None:
+    await office.ears[name].connected()
+    office.ears[name].keep_talking(tone(TONES[name], 30.0))
+
+
+async def hears(office: Office, name: str, frequency: float, limit: float = 10.0) -> None:
+    heard = office.ears[name]
+    await heard.wait_for_tone(frequency, limit=limit, after=len(heard.audio()))
+
+
+async def test_hold_plays_music_to_the_other_party_and_resume_brings_them_back(office: Office) -> None:
+    call_id = await office.bob_call()
+    [listed] = await live_calls(office.api, office.bob)
+    assert (listed["remote_number"], listed["remote_name"], listed["direction"]) == ("201", "Alice", "incoming")
+    await hears(office, "alice", TONES["bob"])
+
+    # A second device of bob's (the app's event stream) learns of the hold without asking.
+    async with office.api.http.stream("GET", "/api/v1/events", headers=office.bob) as stream:
+        events = read_events(stream)
+        held = await office.post(f"{call_id}/hold")
+        assert held.status_code == 200, held.text
+        assert (held.json()["state"], held.json()["held"]) == ("held", True)
+        update = await next_event(events)
+        while update.event != "call.updated":
+            update = await next_event(events)
+        assert (update.data["id"], update.data["state"]) == (call_id, "held")
+    await hears(office, "alice", HOLD_NOTE)  # music on hold, not bob
+    again = await office.post(f"{call_id}/hold")
+    assert (again.status_code, again.json()["code"]) == (409, "already_held")
+
+    resumed = await office.post(f"{call_id}/resume")
+    assert resumed.status_code == 200, resumed.text
+    assert (resumed.json()["state"], resumed.json()["held"]) == ("active", False)
+    await hears(office, "alice", TONES["bob"])
+    await hears(office, "bob", TONES["alice"])
+    again = await office.post(f"{call_id}/resume")
+    assert (again.status_code, again.json()["code"]) == (409, "not_held")
+    # Someone else's call is no call at all to carol.
+    carol = await office.api.login("carol")
+    assert (await office.post(f"{call_id}/hold", headers=carol)).status_code == 404
+    assert (await office.post("00ff/hold")).status_code == 404
+    # alice's media goes away under the operation (she hangs up at that very moment): 409, never a 5xx.
+    [call] = office.exchange.b2bua.calls
+    assert call.a.endpoint_id is not None
+    await office.exchange.media.execute(Release(call.a.endpoint_id))
+    raced = await office.post(f"{call_id}/hold")
+    assert (raced.status_code, raced.json()["code"]) == (409, "call_changed")
+    await office.phones["alice"].succeeded()
+    await office.phones["bob"].succeeded()
+
+
+async def test_blind_transfer_connects_the_caller_to_the_target_and_releases_the_user(office: Office) -> None:
+    exchange = office.exchange
+    office.phones["carol"] = await answering_phone(exchange, "carol", office.ears["carol"])
+    call_id = await office.bob_call()
+
+    bad = await office.post(f"{call_id}/transfer", {"mode": "blind", "to": "not a number"})
+    assert bad.status_code == 422, bad.text
+    missing = await office.post(f"{call_id}/transfer", {"mode": "blind"})
+    assert missing.status_code == 422, missing.text
+    barred = await office.post(f"{call_id}/transfer", {"mode": "blind", "to": "0900 123 4567"})  # premium
+    assert (barred.status_code, barred.json()["code"]) == (403, "barred")
+    await hears(office, "alice", TONES["bob"])  # refused: the call is as it was
+    moved = await office.post(f"{call_id}/transfer", {"mode": "blind", "to": "203"})
+    assert moved.status_code == 202, moved.text
+
+    await office.phones["bob"].succeeded()  # bob's leg got its BYE at once
+    await talking(office, "carol")
+    await hears(office, "alice", TONES["carol"])
+    await hears(office, "carol", TONES["alice"])
+    assert await live_calls(office.api, office.bob) == []  # the call goes on, but no longer bob's
+    await office.phones["alice"].succeeded()  # alice hangs up …
+    await office.phones["carol"].succeeded()  # … and carol gets her BYE
+    await settled_calls(exchange)
+    [carol_row] = await exchange.call_logs("carol")
+    assert (carol_row.direction, carol_row.remote_number) == ("received", "201")  # carol saw alice, not bob
+    assert carol_row.answered_at is not None
+    [bob_row] = await exchange.call_logs("bob")  # carol is a colleague: no call out on bob's account
+    assert bob_row.direction == "received" and bob_row.answered_at is not None
+    # bob's row ends when he transferred (his part of the call), and says so; carol's when the call ended.
+    assert bob_row.outcome == "answered, transferred"
+    assert bob_row.ended_at is not None and carol_row.ended_at is not None and bob_row.ended_at < carol_row.ended_at
+
+
+async def settled_calls(exchange: Exchange, limit: float = 15.0) -> None:
+    """Every call of the exchange ended and logged (the B2BUA forgets a call once its rows are written)."""
+    async with asyncio.timeout(limit):
+        while exchange.b2bua.calls or exchange.applications.app_calls.callbacks:  # noqa: ASYNC110 - no event
+            await asyncio.sleep(0.05)
+
+
+async def consulting(office: Office) -> tuple[str, str]:
+    """bob consults carol: alice waits on hold, bob's mobile rings and answers, then carol's phone."""
+    office.phones["bob_mobile"] = await bob_mobile_answers(office)
+    office.phones["carol"] = await answering_phone(office.exchange, "carol", office.ears["carol"])
+    call_id = await office.bob_call()
+    started = await office.post(f"{call_id}/consultations", {"to": "203"})
+    assert started.status_code == 202, started.text
+    consultation = started.json()["id"]
+    await hears(office, "alice", HOLD_NOTE)
+    await talking(office, "bob_mobile")
+    await talking(office, "carol")
+    await hears(office, "carol", TONES["bob_mobile"])
+    async with asyncio.timeout(10):
+        while True:
+            calls = {c["id"]: c for c in await live_calls(office.api, office.bob)}
+            if calls.get(consultation, {}).get("state") == "active":
+                break
+            await asyncio.sleep(0.05)
+    assert calls[call_id]["held"] is True and calls[consultation]["consultation_of"] == call_id
+    return call_id, consultation
+
+
+async def test_consultation_then_attended_transfer_connects_the_two_others(office: Office) -> None:
+    call_id, consultation = await consulting(office)
+    # Swap: back to alice (carol waits), then to carol again.
+    assert (await office.post(f"{call_id}/resume")).status_code == 200
+    await hears(office, "bob", TONES["alice"])
+    await hears(office, "carol", HOLD_NOTE)
+    assert (await office.post(f"{consultation}/resume")).status_code == 200
+    await hears(office, "carol", TONES["bob_mobile"])
+
+    done = await office.post(f"{call_id}/transfer", {"mode": "attended", "consultation": consultation})
+    assert done.status_code == 200, done.text
+    await office.phones["bob"].succeeded()  # both of bob's legs released
+    await office.phones["bob_mobile"].succeeded()
+    await hears(office, "alice", TONES["carol"])
+    await hears(office, "carol", TONES["alice"])
+    assert await live_calls(office.api, office.bob) == []
+    await office.phones["alice"].succeeded()  # alice hangs up: carol, on the other call, gets BYE too
+    await office.phones["carol"].succeeded()
+
+
+async def test_an_attended_transfer_to_an_outside_consultation_keeps_its_cost_on_the_users_log(office: Office,
+                                                                                               ) -> None:  # fmt: skip
+    """bob consults an outside number (a callback: his mobile, then the trunk) and connects alice to it: his rows
+    end at the transfer, and the call out — still on his account — is a row of its own until it ends."""
+    exchange = office.exchange
+    office.phones["bob_mobile"] = await bob_mobile_answers(office)
+    office.ears["carol"].sipp_logs = (exchange.workdir, "outside")
+    outside = await start_sipp(
+        exchange, "outside", scenario("callee.xml", rtp_port=office.ears["carol"].port), port=exchange.trunk_port,
+        limit=40,
+    )  # fmt: skip
+    call_id = await office.bob_call()
+    started = await office.post(f"{call_id}/consultations", {"to": OUTSIDE})
+    assert started.status_code == 202, started.text
+    await talking(office, "bob_mobile")
+    await talking(office, "carol")
+    await hears(office, "carol", TONES["bob_mobile"])
+    consultation = started.json()["id"]
+    async with asyncio.timeout(10):
+        while True:
+            calls = {c["id"]: c for c in await live_calls(office.api, office.bob)}
+            if calls.get(consultation, {}).get("state") == "active":
+                break
+            await asyncio.sleep(0.05)
+    done = await office.post(f"{call_id}/transfer", {"mode": "attended", "consultation": consultation})
+    assert done.status_code == 200, done.text
+    await office.phones["bob"].succeeded()
+    await office.phones["bob_mobile"].succeeded()
+    transferred_at = datetime.now(UTC)
+    await hears(office, "alice", TONES["carol"])
+    await office.phones["alice"].succeeded()  # alice hangs up: the outside party gets BYE
+    await outside.succeeded()
+    await settled_calls(exchange)
+    received, callback, rest = await exchange.call_logs("bob")
+    assert (received.direction, received.outcome) == ("received", "answered, transferred")
+    assert (callback.remote_number, callback.outcome) == (OUTSIDE, "callback, answered, transferred")
+    assert (rest.direction, rest.remote_number, rest.outcome) == ("placed", OUTSIDE, "transfer, answered")
+    assert utc(callback.ended_at) <= transferred_at < utc(rest.ended_at)
+
+
+async def test_merge_makes_a_three_way_call(office: Office) -> None:
+    call_id, consultation = await consulting(office)
+    merged = await office.post(f"{call_id}/merge", {"with": consultation})
+    assert merged.status_code == 200, merged.text
+    assert merged.json()["merged"] is True
+    await office.phones["bob_mobile"].succeeded()  # bob talks on his desk phone, the mobile leg is released
+    # One speaker at a time (a mix of two tones is neither tone): the other two hear them.
+    parties = ("alice", "bob", "carol")
+    for speaker in parties:
+        for name in parties:
+            await office.ears[name].quiet()
+        await talking(office, speaker)
+        for listener in parties:
+            if listener != speaker:
+                await hears(office, listener, TONES[speaker])
+    assert [c["id"] for c in await live_calls(office.api, office.bob)] == [call_id]
+    assert (await office.post(f"{call_id}/hold")).json()["code"] == "merged"
+    # alice hangs up (her call's first party!): bob and carol go on talking.
+    await office.phones["alice"].succeeded()
+    await office.ears["alice"].quiet()
+    for speaker, listener in (("bob", "carol"), ("carol", "bob")):
+        for name in parties:
+            await office.ears[name].quiet()
+        await talking(office, speaker)
+        await hears(office, listener, TONES[speaker])
+    ended = await office.api.http.delete(f"/api/v1/me/calls/{call_id}", headers=office.bob)
+    assert ended.status_code == 204, ended.text
+    await office.phones["bob"].succeeded()
+    await office.phones["carol"].succeeded()
+
+
+async def test_pull_moves_the_call_to_the_mobile(office: Office) -> None:
+    office.phones["bob_mobile"] = await bob_mobile_answers(office)
+    call_id = await office.bob_call()
+    pulled = await office.post(f"{call_id}/pull", {"device": "mobile"})
+    assert pulled.status_code == 200, pulled.text
+    await office.phones["bob"].succeeded()  # the desk phone's leg got BYE
+    await talking(office, "bob_mobile")
+    await hears(office, "alice", TONES["bob_mobile"])
+    await hears(office, "bob_mobile", TONES["alice"])
+    assert [c["id"] for c in await live_calls(office.api, office.bob)] == [call_id]
+    await office.phones["alice"].succeeded()
+    await office.phones["bob_mobile"].succeeded()
+
+
+@pytest.mark.parametrize("mode", ["on_demand_user_start"])
+async def test_recording_started_and_paused_from_the_app_is_kept(office: Office, mode: str) -> None:
+    exchange = office.exchange
+    call_id = await office.bob_call()
+    # Recording is off for bob (mode "never", the default): nothing to control on this call.
+    listed = await live_calls(office.api, office.bob)
+    assert listed[0]["recording"] is None
+    refused = await office.post(f"{call_id}/recording", {"action": "start"})
+    assert (refused.status_code, refused.json()["code"]) == (409, "recording_not_allowed")
+    await office.phones["alice"].succeeded()
+    await office.phones["bob"].succeeded()
+    await settled_calls(exchange)
+    await exchange.set_service("bob", CallRecording.model_validate({"mode": mode}))
+
+    # The next call: started from the app, paused, resumed, stopped — stored for bob.
+    office.phones["bob"] = await answering_phone(exchange, "bob", office.ears["bob"])
+    office.ears["alice"].phone.engine_address = None
+    office.phones["alice"] = await call_from_phone(
+        exchange, "alice", "202", office.ears["alice"], end="end_hang_up.xml", talk_ms=8000
+    )
+    call_id = await office.bob_call()
+    assert (await live_calls(office.api, office.bob))[0]["recording"] == "off"
+    for action, state in (("start", "on"), ("pause", "paused"), ("resume", "on")):
+        changed = await office.post(f"{call_id}/recording", {"action": action})
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["recording"] == state
+    again = await office.post(f"{call_id}/recording", {"action": "resume"})
+    assert (again.status_code, again.json()["code"]) == (409, "recording_running")
+    stopped = await office.post(f"{call_id}/recording", {"action": "stop"})
+    assert stopped.json()["recording"] == "off"
+    await office.phones["alice"].succeeded()
+    await settled(exchange)
+    async with exchange.sessions() as session:
+        found = await session.execute(select(Recording).where(Recording.user_id == exchange.users["bob"]))
+        rows = list(found.scalars())
+    assert len(rows) == 1 and rows[0].remote_number == "201"
+
+
+async def test_blind_transfer_follows_the_targets_own_routing_to_voicemail(office: Office) -> None:
+    """Nobody answers for carol (all her calls go to voicemail): alice, transferred, leaves carol a message, and
+    the message is from alice — the transfer ran carol's own plan with alice as the caller."""
+    exchange = office.exchange
+    await exchange.set_service("carol", Voicemail(active=True, all_calls_to_voicemail=True))
+    call_id = await office.bob_call()
+    moved = await office.post(f"{call_id}/transfer", {"mode": "blind", "to": "203"})
+    assert moved.status_code == 202, moved.text
+    await office.phones["bob"].succeeded()
+    await office.ears["alice"].wait_for_tone(1000.0, limit=20)  # carol's voicemail: greeting, then the beep
+    await office.phones["alice"].succeeded()  # alice speaks (her tone) until she hangs up
+    await settled_calls(exchange)
+    async with exchange.sessions() as session:
+        found = await session.execute(select(Message).where(Message.user_id == exchange.users["carol"]))
+        [message] = list(found.scalars())
+    assert message.caller_number == "201"
+
+
+async def recorded_call(exchange: Exchange, api: Api, ears: dict[str, Ear], talk_ms: int) -> tuple[Office, str]:
+    """bob records every call (mode "always"); alice calls him, his desk phone answers, both talk."""
+    await exchange.set_service("bob", CallRecording.model_validate({"mode": "always"}))
+    await exchange.set_service("bob", FixedMobile(fixed_rings="desk"))  # as in `office`
+    phones = {"bob": await answering_phone(exchange, "bob", ears["bob"])}
+    phones["alice"] = await call_from_phone(exchange, "alice", "202", ears["alice"], end="end_hang_up.xml",
+                                            talk_ms=talk_ms)  # fmt: skip
+    office = Office(exchange, api, ears, phones, await api.login("bob"))
+    for name in ("alice", "bob"):
+        await talking(office, name)
+    return office, await office.bob_call()
+
+
+async def bobs_recording(exchange: Exchange) -> Pcm:
+    """The one recording bob has, once stored."""
+    await settled(exchange)
+    async with exchange.sessions() as session:
+        found = await session.execute(select(Recording).where(Recording.user_id == exchange.users["bob"]))
+        [row] = list(found.scalars())
+    return audio_of(exchange, row)
+
+
+async def test_a_users_recording_ends_when_they_transfer_the_call_away(exchange: Exchange, api: Api) -> None:
+    """bob records every call; he transfers alice to carol: his recording holds alice and him, never carol."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    await exchange.add_user("carol", "203")
+    ears = {name: await ear() for name in ("alice", "bob", "carol")}
+    try:
+        carol_phone = await answering_phone(exchange, "carol", ears["carol"])
+        office, call_id = await recorded_call(exchange, api, ears, talk_ms=9000)
+        async with asyncio.timeout(10):
+            while (await live_calls(api, office.bob))[0]["recording"] != "on":  # noqa: ASYNC110 - polled API
+                await asyncio.sleep(0.05)
+        heard = ears["alice"]  # a second of talk recorded, then the transfer
+        await heard.wait_for_tone(TONES["bob"], limit=10, after=len(heard.audio()) + 8000)
+        assert (await office.post(f"{call_id}/transfer", {"mode": "blind", "to": "203"})).status_code == 202
+        await office.phones["bob"].succeeded()
+        await talking(office, "carol")
+        await hears(office, "alice", TONES["carol"])
+        await office.phones["alice"].succeeded()
+        await carol_phone.succeeded()
+        audio = await bobs_recording(exchange)  # both directions mixed: alice's and bob's tones, none of carol's
+    finally:
+        for each in ears.values():
+            each.close()
+    assert band_energy(audio, TONES["bob"]) > 0.2 and band_energy(audio, TONES["alice"]) > 0.2
+    assert band_energy(audio, TONES["carol"]) < 0.02
+
+
+async def test_a_pulled_call_is_recorded_on_on_the_new_device(exchange: Exchange, api: Api) -> None:
+    """bob records every call; he pulls alice's call to his mobile: the one recording holds his mobile's voice too."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202", mobile=BOB_MOBILE)
+    ears = {name: await ear() for name in ("alice", "bob", "bob_mobile")}
+    try:
+        office, call_id = await recorded_call(exchange, api, ears, talk_ms=8000)
+        mobile = await bob_mobile_answers(office)  # only now: the desk phone answered alice's call
+        pulled = await office.post(f"{call_id}/pull", {"device": "mobile"})
+        assert pulled.status_code == 200, pulled.text
+        await office.phones["bob"].succeeded()
+        await talking(office, "bob_mobile")
+        await hears(office, "alice", TONES["bob_mobile"])
+        await office.phones["alice"].succeeded()
+        await mobile.succeeded()
+        audio = await bobs_recording(exchange)
+    finally:
+        for each in ears.values():
+            each.close()
+    # alice talks throughout; bob on his desk phone for a moment, then on his mobile until the end.
+    assert band_energy(audio, TONES["bob"]) > 0.005 and band_energy(audio, TONES["bob_mobile"]) > 0.05
+
+
+async def test_a_call_placed_from_the_app_is_recorded_and_controlled_like_one_answered(
+    exchange: Exchange, api: Api
+) -> None:
+    """bob records every call, with pause and resume; his call placed from the app (the exchange rings his mobile,
+    then alice) is recorded once — both voices — and the app pauses and resumes it."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202", mobile=BOB_MOBILE)
+    await exchange.set_service("bob", CallMethod(method="callback", callback_device="mobile"))
+    await exchange.set_service("bob", CallRecording.model_validate({"mode": "always_pause_resume"}))
+    ears = {name: await ear() for name in ("alice", "bob_mobile")}
+    try:
+        office = Office(exchange, api, ears, {}, await api.login("bob"))
+        office.phones["bob_mobile"] = await bob_mobile_answers(office)
+        office.phones["alice"] = await answering_phone(exchange, "alice", ears["alice"])
+        placed = await api.http.post("/api/v1/me/calls", json={"to": "201"}, headers=office.bob)
+        assert placed.status_code == 202, placed.text
+        callback_id = placed.json()["id"]
+        await talking(office, "bob_mobile")
+        await talking(office, "alice")
+        await hears(office, "alice", TONES["bob_mobile"])
+        async with asyncio.timeout(10):
+            while (await live_calls(api, office.bob))[0]["recording"] != "on":  # noqa: ASYNC110 - polled API
+                await asyncio.sleep(0.05)
+        for action, state in (("pause", "paused"), ("resume", "on")):
+            changed = await office.post(f"{callback_id}/recording", {"action": action})
+            assert changed.status_code == 200, changed.text
+            assert changed.json()["recording"] == state
+        await hears(office, "bob_mobile", TONES["alice"])  # recorded again after the resume
+        assert (await api.http.delete(f"/api/v1/me/calls/{callback_id}", headers=office.bob)).status_code == 204
+        await office.phones["bob_mobile"].succeeded()
+        await office.phones["alice"].succeeded()
+        audio = await bobs_recording(exchange)  # one recording: the callback's, not also its far leg's
+    finally:
+        for each in ears.values():
+            each.close()
+    assert band_energy(audio, TONES["bob_mobile"]) > 0.05 and band_energy(audio, TONES["alice"]) > 0.05
