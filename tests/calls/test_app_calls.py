@@ -39,6 +39,7 @@ from tests.calls.conftest import (
     trunk,
     with_request_uri,
 )
+from tests.calls.test_groups import hunt_group
 from tests.ops.conftest import free_port
 from tests.ops.test_events import next_event, read_events
 
@@ -677,3 +678,28 @@ async def test_a_node_that_cannot_be_asked_leaves_the_list_working_and_control_a
     assert await live_calls(api, headers) == []
     held = await api.http.post(f"/api/v1/me/calls/{'c' * 16}/hold", headers=headers)
     assert (held.status_code, held.json()["code"]) == (503, "node_unreachable")
+
+
+async def test_a_hunt_groups_members_see_the_call_ring_and_the_one_who_answers_sees_it_start(
+    exchange: Exchange, api: Api
+) -> None:
+    """A simultaneous hunt group rings alice and carol; carol answers. Both apps drew the call while it rang
+    (`call.ringing`); alice's ends for her when carol takes it, carol's starts and ends with the call."""
+    await alice(exchange)
+    await exchange.add_user("carol", "203")
+    await hunt_group(exchange, "simultaneous", ["alice", "carol"])
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee_rings.xml"))  # cancelled by carol's answer
+    carol = await phone(exchange, "carol", "carol", scenario("callee.xml", ring_ms=1500), "-rtp_echo")
+    bob = await place_call(exchange, "bob", "500", "final_talks.xml", talk_ms=500)
+    await bob.succeeded()
+    await carol.succeeded()
+    await desk.succeeded()
+    key = call_key((await exchange.next_call()).call_id)
+    alices = await call_stream(api, await api.login("alice"), "call.updated")
+    assert [(kind, payload["id"]) for kind, payload in alices] == [("call.ringing", key), ("call.updated", key)]
+    assert alices[1][1] == {"id": key, "state": "ended"}
+    carols = await call_stream(api, await api.login("carol"), "call.ended")
+    assert [(kind, payload["id"]) for kind, payload in carols] == [
+        ("call.ringing", key), ("call.started", key), ("call.ended", key)
+    ]  # fmt: skip
+    assert LiveCallOut.model_validate(carols[0][1]).remote_number == "202"

@@ -156,7 +156,10 @@ async def _hunt(call: Call, hunt_group_id: int, number: str, incoming: IncomingC
             continue  # registered a moment ago, gone now: as if it had not been reached
         for target in round_.members:
             alerted.setdefault(target.user_id, _party(call, target.user_id, number, plan_json))
-        result = await call.ring(branches, round_.timeout_seconds, _max_forwards(incoming), (), _from(call, group.name))
+        members = tuple(target.user_id for target in round_.members)
+        result = await call.ring(
+            branches, round_.timeout_seconds, _max_forwards(incoming), (), _from(call, group.name), ringing=members
+        )
         if result.outcome == "answered" and call.connected is not None:
             winner = call.connected.user_id
             if winner is not None and winner in alerted:
@@ -351,8 +354,9 @@ async def _queue(call: Call, call_center_id: int, name: str, number: str, incomi
                     if holding is not None:
                         holding.cancel()  # the ring step plays its own ringback to an answered caller
                     result = await call.ring(
-                        branches, decision.timeout_seconds, _max_forwards(incoming), (), _from(call, name)
-                    )
+                        branches, decision.timeout_seconds, _max_forwards(incoming), (), _from(call, name),
+                        ringing=(user_id,),
+                    )  # fmt: skip
                 finally:
                     # Answered: the row holds the agent until the wrap-up is stored; else they are free again.
                     connected = result is not None and result.outcome == "answered" and call.connected is not None

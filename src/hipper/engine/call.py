@@ -841,13 +841,8 @@ class Call:
             return ForkResult("not-reachable")
         max_forwards = max(1, routing.incoming.max_forwards - 1)
         headers = history_headers(routing.history, self.settings.sip_realm) if routing.history.forwarded else []
-        # The user's apps show the call while it rings (their answer is `call_started`, SPEC D3).
-        applications, user_id = self.b2bua.applications, routing.callee.user_id
-        applications.call_ringing(self, user_id, True)
-        try:
-            result = await self.ring(branches, step.timeout_seconds, max_forwards, tuple(headers))
-        finally:
-            applications.call_ringing(self, user_id, False)  # answered, or it stops ringing for them unanswered
+        ringing = (routing.callee.user_id,)
+        result = await self.ring(branches, step.timeout_seconds, max_forwards, tuple(headers), ringing=ringing)
         if result.outcome == "answered" and self.connected is not None:
             party = routing.party
             party.kind = "received"
@@ -924,8 +919,28 @@ class Call:
         max_forwards: int,
         headers: tuple[tuple[str, str], ...],
         from_: NameAddr | None = None,
+        *,
+        ringing: tuple[int, ...] = (),
     ) -> ForkResult:
-        """Fork to `branches` (engine/fork.py); the winner is connected to the caller."""
+        """Fork to `branches` (engine/fork.py); the winner is connected to the caller. The apps of the `ringing`
+        users show the call while it rings for them (their answer is `call_started`, SPEC D3)."""
+        applications = self.b2bua.applications
+        for user_id in ringing:
+            applications.call_ringing(self, user_id, True)
+        try:
+            return await self._ring(branches, ring_seconds, max_forwards, headers, from_)
+        finally:
+            for user_id in ringing:
+                applications.call_ringing(self, user_id, False)  # answered, or it stops ringing for them unanswered
+
+    async def _ring(
+        self,
+        branches: list[Branch],
+        ring_seconds: float | None,
+        max_forwards: int,
+        headers: tuple[tuple[str, str], ...],
+        from_: NameAddr | None,
+    ) -> ForkResult:
         ringback: str | None = None
         if self.a.answered and self.a.endpoint_id is not None:
             # The caller was answered by an application (Personal Assistant): they hear ringback meanwhile.
