@@ -13,7 +13,8 @@ from sqlalchemy import select
 
 from hipper.domain.services import CallRecording
 from hipper.store.models import CallLog, Recording
-from tests.calls.conftest import Exchange, Sipp, register, start_sipp
+from tests.calls.conftest import Exchange, Sipp, register, start_sipp, trunk
+from tests.calls.conftest import scenario as calls_scenario
 from tests.media_apps.conftest import (
     Ear,
     answering_phone,
@@ -264,6 +265,35 @@ async def test_an_added_party_out_through_the_trunk_is_subject_to_the_users_call
             await asyncio.sleep(0.05)
         await alice_phone.succeeded(20)
         await bob_phone.succeeded(20)
+    finally:
+        for phone in ears.values():
+            phone.close()
+
+
+@pytest.mark.parametrize("exchange", [{"outbound_max_calls_per_user": 1}], indirect=True)
+async def test_an_added_outside_party_who_hung_up_no_longer_counts_against_the_users_limit(
+    exchange: Exchange,
+) -> None:
+    """Toll fraud limits count what is up: alice (one outside call at a time) adds an outside party with *7, who
+    answers and hangs up; she is back with bob, and a second outside party she adds rings — the first one's place
+    in her limit went with its leg, not with the whole call."""
+    await three_users(exchange)
+    ears = {name: await ear() for name in ("alice", "bob")}
+    try:
+        bob_phone = await answering_phone(exchange, "bob", ears["bob"])
+        alice_phone = await call_from_phone(
+            exchange, "alice", "202", ears["alice"], end="end_hang_up.xml", talk_ms=15000
+        )
+        await ears["bob"].connected()
+        await ears["alice"].connected()
+        ears["bob"].keep_talking(tone(TONES["bob"], 14.0))
+        for number in ("0301234567", "0301234568"):
+            outside = await trunk(exchange, f"far-{number}", calls_scenario("callee_hangs_up.xml"))
+            await ears["alice"].press(f"*7{number}#")
+            await outside.succeeded(15)  # it rang, answered and hung up
+            await ears["alice"].wait_for_tone(TONES["bob"], limit=5)  # alice is back with bob
+        await alice_phone.succeeded(30)
+        await bob_phone.succeeded(30)
     finally:
         for phone in ears.values():
             phone.close()

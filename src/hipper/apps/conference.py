@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ADD_RING_SECONDS = 30.0
-WATCH_SECONDS = 0.5
 
 
 class ThreeWay:
@@ -42,7 +41,6 @@ class ThreeWay:
         self.other = other
         self.third: CalleeLeg | None = None
         self.merged = False
-        self._watch: asyncio.Task[None] | None = None
         self.admission: str | None = None  # the added party's place in the outbound limits, out through the trunk
 
     async def _branches(self, number: str) -> tuple[list[Branch], NameAddr, NameAddr]:
@@ -62,7 +60,7 @@ class ThreeWay:
         if resolved.kind == "external" and trunk is not None:
             # Out through the trunk on the user's account: their call barring and outbound limits apply, as to their
             # own calls out (docs/security.md "Toll fraud"); a refused number is not rung. The added leg counts
-            # against the limits until the call ends (or at once no longer, when nobody answers it).
+            # against the limits until its leg ends (`_watch_third`; at once no longer when nobody answers it).
             admission = f"{call.call_id}/add/{secrets.token_hex(4)}"
             if await call.b2bua.outbound.admit(admission, resolved.number, self.user_id, company_id) is not None:
                 return [], from_, to
@@ -130,7 +128,7 @@ class ThreeWay:
         self.third = winner
         winner.start_session_timer()  # when it expires the leg gets BYE and the user is back with the first party
         await call.media.execute(Connect(self.own, winner.endpoint_id))  # the first party now waits
-        self._watch = asyncio.ensure_future(self._watch_third(winner))
+        call.spawn(self._watch_third(winner))  # a task of the call's: its end cancels it
         log.info("conference.added", extra={"call_id": call.call_id})
 
     async def _release_at_end(self, admission: str) -> None:
@@ -138,11 +136,13 @@ class ThreeWay:
         self.call.b2bua.outbound.release(admission)
 
     async def _watch_third(self, leg: CalleeLeg) -> None:
-        """The added party hung up before the merge: back to the first party."""
-        while True:  # polled: a leg's end is a flag set by the SIP side, with no event to await
-            if leg.ended or self.call.over.is_set():
-                break
-            await asyncio.sleep(WATCH_SECONDS)
+        """The added party hung up: no longer counted out through the trunk; before the merge, back to the first
+        party."""
+        await self.call.race(leg.wait_ended(), None)
+        if leg.ended and self.admission is not None:
+            # Its place in the user's outbound limits goes with the leg (merged or not), not with the whole call.
+            self.call.b2bua.outbound.release(self.admission)
+            self.admission = None
         if self.call.over.is_set() or self.merged or self.third is not leg:
             return
         self.third = None

@@ -127,6 +127,7 @@ class Leg:
         # party, the trunk, the exchange itself. A phone's own requests (REFER, Replaces) act for this user only
         # (apps/phone_control.py, docs/security.md "Toll fraud").
         self.device_user_id: int | None = None
+        self._ended: asyncio.Event | None = None  # made by the first `wait_ended`: most legs are never awaited
 
     @property
     def local_tag(self) -> str:
@@ -140,6 +141,8 @@ class Leg:
         self.state = state
         if state is LegState.CONFIRMED:
             self.was_confirmed = True
+        elif state is LegState.TERMINATED and self._ended is not None:
+            self._ended.set()
 
     @property
     def ended(self) -> bool:
@@ -148,6 +151,14 @@ class Leg:
 
     def terminate(self) -> None:
         self.enter(LegState.TERMINATED)
+
+    async def wait_ended(self) -> None:
+        """Until the leg has ended (at once when it has)."""
+        if self.ended:
+            return
+        if self._ended is None:
+            self._ended = asyncio.Event()
+        await self._ended.wait()
 
     def start_session(self, session: Session | None, *, we_refresh: bool) -> None:
         if session is not None and self.session_timer is None:
