@@ -409,6 +409,7 @@ class Exchange:
     statements: Counter[str] = field(default_factory=Counter)
     idle_rate: float = 0.0  # CPU seconds per second with no calls (measured once, after the registrations)
     database_pid: int | None = None  # PostgreSQL's postmaster, whose backends' CPU is part of a call's cost
+    summaries: asyncio.Queue[CallSummary] = field(default_factory=asyncio.Queue)  # watched from the start
 
     async def close(self) -> None:
         await self.b2bua.close()
@@ -424,12 +425,12 @@ class Exchange:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(limit):
                 while len(summaries) < count:
-                    summaries.append(await self.b2bua.ended.get())
+                    summaries.append(await self.summaries.get())
         return summaries
 
     def drain(self) -> None:
-        while not self.b2bua.ended.empty():
-            self.b2bua.ended.get_nowait()
+        while not self.summaries.empty():
+            self.summaries.get_nowait()
 
 
 async def add_bench_users(session: AsyncSession, users: int) -> tuple[Company, list[str]]:
@@ -494,7 +495,9 @@ async def start_exchange(workdir: Path, users: int, trunk_port: int, database_ur
     # full collection walks ≈ 400,000 objects here (≈ 0.25 s, 0.5 ms per call at 40/s), which production
     # does not pay.
     await freeze_heap_when_started(server)
-    return Exchange(settings, state, stack, b2bua, server, server_task, http_port, numbers, statements)
+    exchange = Exchange(settings, state, stack, b2bua, server, server_task, http_port, numbers, statements)
+    exchange.summaries = b2bua.ended.watch()
+    return exchange
 
 
 # -- parts ----------------------------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ async def alice(exchange: Exchange, method: str = "callback", device: str = "des
 
 async def finished_callback(exchange: Exchange, limit: float = 20.0) -> Callback:
     async with asyncio.timeout(limit):
-        return await exchange.applications.app_calls.ended.get()
+        return await exchange.callbacks_ended.get()
 
 
 async def desk_ringing(exchange: Exchange, callback_id: str, limit: float = 15.0) -> None:

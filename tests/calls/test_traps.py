@@ -8,6 +8,7 @@ import itertools
 
 import pytest
 
+from hipper.engine.b2bua import Finished
 from hipper.engine.call import Call
 from hipper.sip.message import Response
 from hipper.sip.transaction import State
@@ -186,3 +187,12 @@ async def test_a_call_without_rtp_is_ended_by_the_rtp_timeout(exchange: Exchange
     call = await exchange.next_call()
     assert call.answered
     assert not exchange.b2bua.on_call(exchange.users["bob"])
+
+
+def test_what_ended_is_kept_only_for_those_who_watch() -> None:
+    """A node runs for months: a call's summary (or a finished callback) nobody watches is not kept."""
+    ended: Finished[str] = Finished()
+    ended.put("before anyone watched")
+    watching = ended.watch()
+    ended.put("a call")
+    assert watching.get_nowait() == "a call" and watching.empty()

@@ -114,7 +114,7 @@ async def test_a_callback_out_through_the_trunk_counts_against_the_limits(exchan
     app_calls.start_callback("a" * 16, exchange.users["bob"], exchange.company_id, "+31201234102", "+31612345679",
                              identity, targets)  # fmt: skip
     async with asyncio.timeout(20):
-        callback = await app_calls.ended.get()
+        callback = await exchange.callbacks_ended.get()
     assert callback.outcome == "not-reachable" and callback.far_leg is None
     await desk.succeeded()  # bob answered, heard the busy tone, and was hung up
     await first.succeeded()

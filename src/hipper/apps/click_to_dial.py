@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hipper.apps.recording import CallRecorder, recording_for
 from hipper.domain.outgoing import CallerIdentity
 from hipper.domain.routing.outcome import RingOutcomeKind
-from hipper.engine.b2bua import LoopbackCaller
+from hipper.engine.b2bua import Finished, LoopbackCaller
 from hipper.engine.call import Call, CallerInfo, Party, call_key
 from hipper.engine.directory import resolve
 from hipper.engine.fork import Branch, Fork
@@ -84,8 +84,8 @@ class AppCalls:
     def __init__(self, b2bua: B2bua) -> None:
         self.b2bua = b2bua
         self.callbacks: dict[str, Callback] = {}
-        # Finished callbacks, for tests and metrics (like the B2BUA's `ended` for its calls).
-        self.ended: asyncio.Queue[Callback] = asyncio.Queue()
+        # Finished callbacks, for whoever watches (like the B2BUA's `ended` for its calls).
+        self.ended: Finished[Callback] = Finished()
         # Proves that a callback's far leg came from this process: it never leaves the host (sent to ourselves).
         self._loopback_secret = secrets.token_urlsafe(24)
         # Incoming calls ringing a user's phones, by (Call-ID, user): the announcement still to come, or None once
@@ -451,7 +451,7 @@ class Callback:
         if call.rtp_timed_out and self.outcome == "answered":
             self.outcome = "rtp-timeout"
         if self.recorder is not None:
-            await self.recorder.finish()
+            await self.recorder.close()
         party = call.placed
         if party is not None:
             party.remote_name = self.remote_name
@@ -461,7 +461,7 @@ class Callback:
     async def ended(self, call: Call) -> None:
         await self._share(callback_ended)
         self.calls.callbacks.pop(self.id, None)
-        self.calls.ended.put_nowait(self)
+        self.calls.ended.put(self)
 
     async def _share(self, change: Callable[[AsyncSession, str], Awaitable[None]]) -> None:
         """Tell the other nodes (store/active_calls.py `callbacks`): answered (the user may place another), ended."""

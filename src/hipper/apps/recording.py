@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
-from weakref import WeakKeyDictionary
 
 from hipper.apps.conference import ThreeWay
 from hipper.domain.services.call_recording import PAUSE_RESUME_MODES, CallRecording
@@ -118,8 +117,9 @@ class Recorded(Protocol):
 
 
 # Each call's running recorders by user: live call control (apps/call_control.py) drives the same recorder as the
-# keypad codes. Weak keys: the entry goes with the call.
-_RECORDERS: WeakKeyDictionary[Recorded, dict[int, CallRecorder]] = WeakKeyDictionary()
+# keypad codes. A recorder removes itself when its owner closes it (`CallRecorder.close`). The keys cannot be weak: a
+# recorder holds its call, so a weak key would never die, and every recorded call would stay in memory for good.
+_RECORDERS: dict[Recorded, dict[int, CallRecorder]] = {}
 
 
 def recorders_of(call: Recorded) -> dict[int, CallRecorder]:
@@ -130,7 +130,7 @@ async def recording_for(
     call: Recorded, user_id: int, endpoints: tuple[str, str], remote_number: str
 ) -> CallRecorder | None:
     """The user's recorder for this call per their mode (None: "never"), known to call control; started at
-    once unless the user starts it. `finish` it when the call ends."""
+    once unless the user starts it. `close` it when the call ends."""
     # Cached with the user's routing snapshot and dropped by the same outbox events (engine/snapshots.py).
     settings = await call.b2bua.snapshots.document(user_id, CallRecording)
     assert isinstance(settings, CallRecording)
@@ -139,7 +139,11 @@ async def recording_for(
     recorder = CallRecorder(call, user_id, settings.mode, endpoints, remote_number)
     _RECORDERS.setdefault(call, {})[user_id] = recorder
     if settings.mode != "on_demand_user_start":
-        await recorder.start()
+        try:
+            await recorder.start()
+        except BaseException:  # cancelled with the call: nobody will close it, so it closes itself
+            await recorder.close()
+            raise
     return recorder
 
 
@@ -191,8 +195,19 @@ class CallRecorder:
                 await self.call.b2bua.media.execute(command)
                 self.paused = pause
 
+    async def close(self) -> None:
+        """The user's part in the call is over: `finish`, and call control no longer finds the recorder."""
+        try:
+            await self.finish()
+        finally:
+            recorders = _RECORDERS.get(self.call)
+            if recorders is not None and recorders.get(self.user_id) is self:
+                del recorders[self.user_id]
+                if not recorders:
+                    del _RECORDERS[self.call]
+
     async def finish(self) -> None:
-        """Stop; store the recording when it is to be kept, else remove it."""
+        """Stop; store the recording when it is to be kept, else remove it (the user may start another)."""
         if self.recording_id is None or self.path is None or self.started_at is None:
             return
         recording_id, self.recording_id = self.recording_id, None
@@ -254,7 +269,7 @@ async def user_controls(
                 await recorder.on_code(code)
     finally:
         if recorder is not None:
-            await recorder.finish()
+            await recorder.close()
 
 
 async def in_call(call: Call, leg: CalleeLeg) -> None:

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -63,6 +63,25 @@ class NodeApplications(CallApplications, Protocol):
 
     async def close(self) -> None: ...
 
+T = TypeVar("T")
+
+
+class Finished(Generic[T]):
+    """What ended (a call's summary, a callback), for whoever watches from the moment they start: tests and tools.
+    Nothing is kept while nobody watches: a queue nobody reads grows with every call, for good."""
+
+    def __init__(self) -> None:
+        self._watchers: list[asyncio.Queue[T]] = []
+
+    def watch(self) -> asyncio.Queue[T]:
+        queue: asyncio.Queue[T] = asyncio.Queue()
+        self._watchers.append(queue)
+        return queue
+
+    def put(self, item: T) -> None:
+        for queue in self._watchers:
+            queue.put_nowait(item)
+
 
 class B2bua:
     def __init__(
@@ -100,7 +119,7 @@ class B2bua:
         self.endpoints: dict[str, LegOwner] = {}
         self.calls: set[Call] = set()
         self.history: deque[CallSummary] = deque(maxlen=HISTORY)
-        self.ended: asyncio.Queue[CallSummary] = asyncio.Queue()
+        self.ended: Finished[CallSummary] = Finished()
         self._tasks: set[asyncio.Task[None]] = set()
         self._events_task: asyncio.Task[None] | None = None
         self.outbound = OutboundGuard(settings, sessions)  # barring and limits of trunk calls (engine/outbound.py)
@@ -174,7 +193,7 @@ class B2bua:
         # What tests and metrics read of INVITEs' calls; a call the node placed is reported by whoever placed it.
         if call.summary is not None and call.first is None:
             self.history.append(call.summary)
-            self.ended.put_nowait(call.summary)
+            self.ended.put(call.summary)
 
     async def _media_events(self) -> None:
         while True:
