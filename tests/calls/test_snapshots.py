@@ -161,8 +161,8 @@ async def test_call_path_reads_return_what_sqlalchemy_returns(
 
 
 async def test_a_snapshot_built_from_the_call_path_reads_is_the_one_the_orm_builds(exchange: Exchange) -> None:
-    # `read_user_state` (two statements on the cheap reads) against `load_user_state` (the ORM session it replaced
-    # on the call path): every number kind, licences, stored and default documents, and no such user.
+    # `read_user_state` on the call path's own connection, on a pooled one and through `load_user_state` (the API's
+    # ORM session): every number kind, licences, stored and default documents, and no such user.
     bob = await exchange.add_user("bob", "202", direct="+31201234202", mobile="+31612345202")
     carol = await exchange.add_user("carol", "203", licences=())
     await exchange.set_service("bob", DoNotDisturb(active=True))
@@ -194,6 +194,12 @@ async def test_a_snapshot_built_from_the_call_path_reads_is_the_one_the_orm_buil
                                                                     "call_center"}  # fmt: skip
         assert bob_state.services["do-not-disturb"] == DoNotDisturb(active=True)
         assert await read_user_state(direct, 10_000, devices=[]) is None
+        async with exchange.sessions() as session:  # the ORM path reads what its session holds, flushed or not
+            carol_row = await session.get(User, carol)
+            assert carol_row is not None
+            carol_row.direct_number = "+31201234203"
+            carol_state = await load_user_state(session, carol_row, now, devices=devices)
+            assert carol_state.numbers["direct"] == "+31201234203"
     finally:
         direct.close()
 
