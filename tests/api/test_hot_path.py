@@ -8,7 +8,9 @@ statements a request costs does not creep back up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import os
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -21,10 +23,12 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from sqlalchemy import event, select
 
-from hipper.api.deps import reads_of, writer_of
+from hipper.api.deps import autocommit_of, reads_of, writer_of
 from hipper.api.routers import calls, events, services
+from hipper.domain.services import DoNotDisturb
 from hipper.store.models import Event, ServiceSetting
-from tests.conftest import UserFactory
+from hipper.store.service_settings import LoopWriter, save_and_commit
+from tests.conftest import LoggedIn, UserFactory
 
 
 @contextmanager
@@ -295,17 +299,23 @@ def test_settings_event_and_call_routes_have_no_thread_pool_dependencies() -> No
     assert {route: found for route, found in plain.items() if found} == {}
 
 
+async def _user_and_loop_writer(make_user: UserFactory, app: FastAPI, database_url: str) -> tuple[LoggedIn, LoopWriter]:
+    """A user whose first PUT opened the app's settings `LoopWriter` (SQLite only: skips elsewhere)."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("SQLite's write lock and WAL")
+    user = await make_user(["full"])
+    assert (await user.put("/me/services/do-not-disturb", json={"active": False})).status_code == 200
+    writer = writer_of(app.state.hipper)
+    assert writer is not None
+    return user, writer
+
+
 async def test_a_locked_database_sends_the_write_to_the_worker_thread(
     make_user: UserFactory, app: FastAPI, database_url: str
 ) -> None:
     # The settings writer commits on the loop only when it gets SQLite's write lock at once; while another
     # connection holds it, the PUT waits for it on the worker thread (busy timeout), never on the loop.
-    if not database_url.startswith("sqlite"):
-        pytest.skip("SQLite's write lock")
-    user = await make_user(["full"])
-    assert (await user.put("/me/services/do-not-disturb", json={"active": False})).status_code == 200
-    writer = writer_of(app.state.hipper)
-    assert writer is not None
+    user, writer = await _user_and_loop_writer(make_user, app, database_url)
     database = app.state.hipper.engine.url.database
     holder = sqlite3.connect(database, isolation_level=None)
     try:
@@ -337,3 +347,65 @@ async def test_a_locked_database_sends_the_write_to_the_worker_thread(
             .all()[-1]
         )
     assert last.payload["settings"]["active"] is True  # its event, written with it
+
+
+def _wal_generation(database: str) -> tuple[int, int]:
+    """The WAL header's checkpoint sequence number and first salt (sqlite.org/fileformat2.html §4.1, big-endian):
+    both change exactly when a writer starts the WAL over, which syncs the new header to disk."""
+    with open(f"{database}-wal", "rb") as wal:
+        header = wal.read(32)
+    return int.from_bytes(header[12:16], "big"), int.from_bytes(header[16:20], "big")
+
+
+def _wal_bytes(database: str) -> int:
+    return os.path.getsize(f"{database}-wal")
+
+
+async def test_the_loop_writer_neither_checkpoints_nor_starts_the_wal_over(
+    make_user: UserFactory, app: FastAPI, database_url: str
+) -> None:
+    # Both sync the disk: a checkpoint (both files), and the first commit after a complete one (the WAL's new
+    # header, whatever `synchronous` says) — that one took 11–39 ms on the loop under load. The loop writer leaves
+    # the first to a thread and the second to the worker thread's path; durability stays `synchronous=NORMAL`.
+    user, writer = await _user_and_loop_writer(make_user, app, database_url)
+    state = app.state.hipper
+    writer.CHECKPOINT_EVERY = 10**9  # no checkpoint of its own on the thread either, for the first part
+    engine = autocommit_of(state)
+    database = engine.url.database
+    restarted_on_loop = 0
+    try_write = writer.try_write
+
+    def watched(upsert: tuple[Any, ...], insert: tuple[Any, ...]) -> bool:
+        nonlocal restarted_on_loop
+        before = _wal_generation(database)
+        wrote = try_write(upsert, insert)
+        restarted_on_loop += wrote and _wal_generation(database) != before
+        return wrote
+
+    writer.try_write = watched  # type: ignore[method-assign]
+    with contextlib.closing(sqlite3.connect(database)) as other:
+        assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)  # the database's, for every connection
+    assert writer.connection.execute("PRAGMA synchronous").fetchone() == (1,)  # NORMAL, as the pool's
+    async with engine.connect() as pooled:
+        assert (await pooled.exec_driver_sql("PRAGMA synchronous")).scalar() == 1
+
+    # Past SQLite's default checkpoint threshold (1000 pages): a writer that checkpointed would start the WAL
+    # over instead of growing it.
+    page = writer.connection.execute("PRAGMA page_size").fetchone()[0]
+    generation, handed = _wal_generation(database), (writer.busy, writer.wal_restarts)
+    written = 0
+    while _wal_bytes(database) < 1100 * (page + 24):
+        await save_and_commit(engine, user.id, DoNotDisturb(active=written % 2 == 0), writer)
+        written += 1
+    assert _wal_generation(database) == generation and (writer.busy, writer.wal_restarts) == handed
+
+    # A complete checkpoint elsewhere (the pool's connections, or the writer's own thread): the next commit
+    # starts the WAL over — on the worker thread, once — and the loop writes again after it.
+    with contextlib.closing(sqlite3.connect(database)) as other:
+        busy, frames, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and frames == copied > 0
+    for active in (True, False, True):
+        await save_and_commit(engine, user.id, DoNotDisturb(active=active), writer)
+    assert _wal_generation(database) != generation
+    assert (writer.busy, writer.wal_restarts) == (handed[0], handed[1] + 1) and restarted_on_loop == 0
+    assert (await user.get("/me/services/do-not-disturb")).json()["active"] is True

@@ -7,10 +7,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import event
 
 from hipper.domain.routing import RegisteredDevice
 from hipper.domain.services import DoNotDisturb
-from hipper.engine.directory import resolve, resolve_user
+from hipper.engine.directory import NotAUser, resolve, resolve_user
 from hipper.engine.snapshots import _NEW_EVENTS, SnapshotCache
 from hipper.store import admin, call_logs, db
 from hipper.store.db import LOOP_READ_BUDGET_SECONDS, CallPathReads, PooledReads
@@ -160,8 +161,8 @@ async def test_call_path_reads_return_what_sqlalchemy_returns(
 
 
 async def test_a_snapshot_built_from_the_call_path_reads_is_the_one_the_orm_builds(exchange: Exchange) -> None:
-    # `read_user_state` (two statements on the cheap reads) against `load_user_state` (the ORM session it replaced
-    # on the call path): every number kind, licences, stored and default documents, and no such user.
+    # `read_user_state` on the call path's own connection, on a pooled one and through `load_user_state` (the API's
+    # ORM session): every number kind, licences, stored and default documents, and no such user.
     bob = await exchange.add_user("bob", "202", direct="+31201234202", mobile="+31612345202")
     carol = await exchange.add_user("carol", "203", licences=())
     await exchange.set_service("bob", DoNotDisturb(active=True))
@@ -193,6 +194,12 @@ async def test_a_snapshot_built_from_the_call_path_reads_is_the_one_the_orm_buil
                                                                     "call_center"}  # fmt: skip
         assert bob_state.services["do-not-disturb"] == DoNotDisturb(active=True)
         assert await read_user_state(direct, 10_000, devices=[]) is None
+        async with exchange.sessions() as session:  # the ORM path reads what its session holds, flushed or not
+            carol_row = await session.get(User, carol)
+            assert carol_row is not None
+            carol_row.direct_number = "+31201234203"
+            carol_state = await load_user_state(session, carol_row, now, devices=devices)
+            assert carol_state.numbers["direct"] == "+31201234203"
     finally:
         direct.close()
 
@@ -208,14 +215,47 @@ async def test_a_number_resolved_on_the_call_path_reads_is_what_resolve_says(exc
     engine = exchange.sessions.kw["bind"]
     reads = CallPathReads(engine)
     try:
-        for dialled, company_id in (("202", exchange.company_id), ("0201234202", None), ("+31612345202", None),
-                                    ("202", None), ("not a number", None)):  # fmt: skip
+        for dialled, company_id, kind in (("202", exchange.company_id, "user"), ("0201234202", None, "user"),
+                                          ("+31612345202", None, "user"), ("202", None, "unknown"),
+                                          ("not a number", None, "unknown")):  # fmt: skip
             async with exchange.sessions() as session:
                 expected = await resolve(session, dialled, company_id, "NL")
-            assert await resolve_user(reads, dialled, company_id, "NL") == expected, dialled
-        for dialled, company_id in (("209", exchange.company_id), ("+31201234500", None), ("+31301112222", None)):
+            assert expected.kind == kind and await resolve_user(reads, dialled, company_id, "NL") == expected, dialled
+        assert expected.callee is None
+        for dialled, company_id, kind in (("209", exchange.company_id, "unknown"), ("+31201234500", None, "group"),
+                                          ("+31301112222", None, "external")):  # fmt: skip
             async with exchange.sessions() as session:
-                assert (await resolve(session, dialled, company_id, "NL")).kind != "user"
-            assert await resolve_user(reads, dialled, company_id, "NL") is None, dialled
+                assert (await resolve(session, dialled, company_id, "NL")).kind == kind
+            found = await resolve_user(reads, dialled, company_id, "NL")
+            assert isinstance(found, NotAUser), dialled
     finally:
         reads.close()
+
+
+async def test_a_number_that_is_no_users_is_looked_up_as_a_user_once(exchange: Exchange) -> None:
+    # The cache's `resolve` asks the cheap reads for a user, then an ORM session for the rest: the session must
+    # not look for the user again (it did: one statement more on every first call to a group or outside number).
+    async with exchange.sessions() as session:
+        company = await session.get(Company, exchange.company_id)
+        assert company is not None
+        await admin.create_group(session, company, "Sales", "+31201234500")
+        await session.commit()
+    cache = SnapshotCache(exchange.sessions)
+    engine = exchange.sessions.kw["bind"].sync_engine
+    statements: list[str] = []
+
+    def before(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        for number, kind in (("+31201234500", "group"), ("+31301112222", "external")):
+            statements.clear()
+            cache.reads.direct_statements.clear()
+            assert (await cache.resolve(number, exchange.company_id, "NL")).kind == kind
+            sent = [*statements, *cache.reads.direct_statements.elements()]
+            user_lookups = [sql for sql in sent if "FROM users" in sql and "users.mobile_number =" in sql]
+            assert len(user_lookups) == 1, sent
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        cache.reads.close()

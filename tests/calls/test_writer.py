@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -192,3 +193,22 @@ async def test_active_call_rows_read_back_as_the_core_statements_write_them(
     columns = [c.key for c in ActiveCall.__table__.columns if c.key != "id"]
     assert [getattr(rows["batched"], c) for c in columns] == [getattr(rows["core"], c) for c in columns]
     assert aware(rows["batched"].started_at) == started
+
+
+async def test_submit_logged_logs_a_failed_write_on_the_callers_logger(
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
+) -> None:
+    (user,) = await make_users(sessions, 1)
+    writer = BatchWriter(sessions)
+    writer.start()
+    logger = logging.getLogger("hipper.tests.caller")
+    with caplog.at_level(logging.ERROR, logger="hipper.tests.caller"):
+        good = writer.submit_logged([record(user, 1)], logger, "caller.write_failed", {"call": 1})
+        bad = writer.submit_logged([record(user, 2, kind="no-such-kind")], logger, "caller.write_failed", {"call": 2})
+        # The logging callback was added before gather's own, so it has run when gather returns.
+        await asyncio.gather(good, bad, return_exceptions=True)
+    assert good.exception() is None and bad.exception() is not None
+    failed = [entry for entry in caplog.records if entry.name == "hipper.tests.caller"]
+    assert [(entry.getMessage(), getattr(entry, "call", None)) for entry in failed] == [("caller.write_failed", 2)]
+    assert failed[0].exc_info is not None
+    await writer.close()

@@ -19,7 +19,14 @@ from hipper.domain.moments import aware
 from hipper.store.db import CallPathReads, Reads
 from hipper.store.models import AuthSession, Company, Group, ServiceSetting, User
 from hipper.store.service_settings import LoopWriter, loop_writer_for
-from hipper.store.users import call_center_number_of, context_from, numbers_by_kind, numbers_from
+from hipper.store.users import (
+    CONTEXT_COLUMNS,
+    call_center_number_of,
+    context_from,
+    context_from_columns,
+    context_joins,
+    numbers_from,
+)
 
 bearer = HTTPBearer(auto_error=False, description="The session token from POST /api/v1/auth/login")
 
@@ -111,23 +118,9 @@ class SettingsCaller:
 # requested service, in one statement. The document is joined on the session's own user, so it can only ever be
 # the caller's. Run through `CallPathReads`: on SQLite straight on the loop, on PostgreSQL on a pooled connection
 # in autocommit (no BEGIN/ROLLBACK) — no ORM session, identity map or transaction around it. Built once.
+_CALLER = select(AuthSession.expires_at, AuthSession.step_up_until, User.id, *CONTEXT_COLUMNS, ServiceSetting.data)
 SETTINGS_LOOKUP = (
-    select(
-        AuthSession.expires_at,
-        AuthSession.step_up_until,
-        User.id,
-        User.extension,
-        User.licences,
-        Company.number,
-        User.direct_number,
-        Group.number,
-        User.mobile_number,
-        call_center_number_of(AuthSession.user_id),
-        ServiceSetting.data,
-    )
-    .join(User, User.id == AuthSession.user_id)
-    .outerjoin(Company, Company.id == User.company_id)
-    .outerjoin(Group, Group.id == User.group_id)
+    context_joins(_CALLER.join(User, User.id == AuthSession.user_id))
     .outerjoin(
         ServiceSetting,
         and_(ServiceSetting.user_id == AuthSession.user_id, ServiceSetting.service == bindparam("service")),
@@ -158,11 +151,8 @@ async def find_settings_caller(
     rows = await (reads or reads_of(state)).rows(SETTINGS_LOOKUP, {"token_hash": hash_token(token), "service": service})
     if not rows or aware(rows[0][0]) <= datetime.now(UTC):
         return None
-    _expires_at, step_up_until, user_id, extension, licences, *numbers, document = rows[0]
-    context = UserContext(
-        user_id=user_id, extension=extension, numbers=numbers_by_kind(*numbers), licences=frozenset(licences or ())
-    )
-    return SettingsCaller(user_id, context, step_up_until, document)
+    _expires_at, step_up_until, user_id, *columns, document = rows[0]
+    return SettingsCaller(user_id, context_from_columns(user_id, columns), step_up_until, document)
 
 
 def writer_of(state: AppState) -> LoopWriter | None:

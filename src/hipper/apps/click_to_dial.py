@@ -20,7 +20,6 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from functools import partial
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, unquote
 
@@ -305,13 +304,8 @@ async def publish(b2bua: CallHost, user_ids: list[int], type_: str, payload: dic
 def publish_soon(b2bua: CallHost, user_ids: list[int], type_: str, payload: dict[str, object]) -> None:
     """`publish` without waiting and without a task of its own (store/writer.py `submit`): the same batch a task
     calling `publish` would have joined; a failure is logged, the call goes on."""
-    done = b2bua.writer.submit([OutboxEvent(user_id, type_, payload) for user_id in user_ids])
-    done.add_done_callback(partial(_published, user_ids, type_))
-
-
-def _published(user_ids: list[int], type_: str, done: asyncio.Future[None]) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        log.error("click_to_dial.event_failed", extra={"users": user_ids, "type": type_}, exc_info=done.exception())
+    events = [OutboxEvent(user_id, type_, payload) for user_id in user_ids]
+    b2bua.writer.submit_logged(events, log, "click_to_dial.event_failed", {"users": user_ids, "type": type_})
 
 
 class Callback:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper.domain.group_routing import GroupNumber
 from hipper.domain.numbers import NumberError, is_extension, normalise
-from hipper.store.db import Reads
+from hipper.store.db import PooledReads, Reads
 from hipper.store.group_calls import GroupRef, find_by_extension, find_by_number
 from hipper.store.models import Company, Group, User
 from hipper.store.user_state import group_number_of
@@ -40,14 +40,11 @@ class Resolved:
     company_id: int | None = None
 
 
-def _callee(user: User, called: Literal["fixed", "mobile"]) -> Callee:
-    name = f"{user.first_name} {user.last_name}".strip() or user.username
-    return Callee(user.id, user.company_id, called, user.extension, name)
-
-
-# `resolve`'s user lookups as plain columns, built once, for `resolve_user` (the call path's cheap reads).
+# The user lookups as plain columns, built once, on `Reads` (the call path's cheap reads; an ORM session through
+# `PooledReads` elsewhere): a user's first call cost an ORM session for them.
 _USER_COLUMNS = (User.id, User.company_id, User.extension, User.first_name, User.last_name, User.username,
                  User.direct_number)  # fmt: skip
+# (company_id, extension) is unique: at most one row.
 _USER_BY_EXTENSION = select(*_USER_COLUMNS).where(
     User.company_id == bindparam("company_id"), User.extension == bindparam("number")
 )
@@ -56,6 +53,14 @@ _USER_BY_NUMBER = (
     .where(or_(User.direct_number == bindparam("number"), User.mobile_number == bindparam("number")))
     .limit(1)
 )
+
+
+@dataclass(frozen=True)
+class NotAUser:
+    """A usable number that is no user's (`resolve_user`): `resolve_other` says what it is."""
+
+    number: str
+    company_id: int | None
 
 
 def _normalised(dialled: str, company_id: int | None, region: str) -> str | Resolved:
@@ -69,10 +74,9 @@ def _normalised(dialled: str, company_id: int | None, region: str) -> str | Reso
     return number
 
 
-async def resolve_user(reads: Reads, dialled: str, company_id: int | None, region: str) -> Resolved | None:
-    """What `resolve` answers when the number is a user's or cannot be one (unknown); None when it is neither
-    and `resolve` must look further (groups, hunt groups, call centers, outside). The same lookups in the same
-    order as `resolve`, on `Reads` instead of an ORM session: a user's first call cost an ORM session for this."""
+async def resolve_user(reads: Reads, dialled: str, company_id: int | None, region: str) -> Resolved | NotAUser:
+    """The first half of `resolve`: the user whose number this is, or "unknown" when it cannot be a number
+    (extensions are looked up inside the caller's company; numbers everywhere); `NotAUser` for the rest."""
     number = _normalised(dialled, company_id, region)
     if isinstance(number, Resolved):
         return number
@@ -81,37 +85,22 @@ async def resolve_user(reads: Reads, dialled: str, company_id: int | None, regio
     else:
         rows = await reads.rows(_USER_BY_NUMBER, {"number": number})
     if not rows:
-        return None
-    if len(rows) > 1:
-        return None  # `resolve` would refuse it (scalar_one_or_none): let it
+        return NotAUser(number, company_id)
     user_id, user_company, extension, first_name, last_name, username, direct_number = rows[0]
     called: Literal["fixed", "mobile"] = "fixed" if is_extension(number) or direct_number == number else "mobile"
     name = f"{first_name} {last_name}".strip() or username
     return Resolved("user", number, Callee(user_id, user_company, called, extension, name))
 
 
-async def resolve(session: AsyncSession, dialled: str, company_id: int | None, region: str) -> Resolved:
-    """Extensions are looked up inside the caller's company (no company: nowhere); numbers everywhere."""
-    number = _normalised(dialled, company_id, region)
-    if isinstance(number, Resolved):
-        return number
+async def resolve_other(session: AsyncSession, found: NotAUser) -> Resolved:
+    """The second half of `resolve`, for a number `resolve_user` found no user for: a hunt group or call center
+    extension, a company or department number, a hunt group or call center number, or outside."""
+    number, company_id = found.number, found.company_id
     if company_id is not None and is_extension(number):  # (no company: `_normalised` said unknown)
-        user = (
-            await session.execute(select(User).where(User.company_id == company_id, User.extension == number))
-        ).scalar_one_or_none()
-        if user is not None:
-            return Resolved("user", number, _callee(user, "fixed"))
         queue = await find_by_extension(session, company_id, number)
         if queue is not None:
             return Resolved(queue.kind, number, queue=queue, company_id=queue.company_id)
         return Resolved("unknown", number)
-    user = (
-        await session.execute(
-            select(User).where(or_(User.direct_number == number, User.mobile_number == number)).limit(1)
-        )
-    ).scalar_one_or_none()
-    if user is not None:
-        return Resolved("user", number, _callee(user, "fixed" if user.direct_number == number else "mobile"))
     group = await group_number_of(session, number)
     if group is not None:
         owner = (await session.execute(select(Company.id).where(Company.number == number))).scalar_one_or_none()
@@ -122,6 +111,13 @@ async def resolve(session: AsyncSession, dialled: str, company_id: int | None, r
     if queue is not None:
         return Resolved(queue.kind, number, queue=queue, company_id=queue.company_id)
     return Resolved("external", number)
+
+
+async def resolve(session: AsyncSession, dialled: str, company_id: int | None, region: str) -> Resolved:
+    """Who a dialled number is: `resolve_user`, then `resolve_other` (the call path's cache, engine/snapshots.py,
+    runs the two halves on different connections)."""
+    found = await resolve_user(PooledReads(session), dialled, company_id, region)
+    return found if isinstance(found, Resolved) else await resolve_other(session, found)
 
 
 async def user_row(sessions: async_sessionmaker[AsyncSession], user_id: int) -> User | None:

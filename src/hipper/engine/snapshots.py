@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper.domain.routing import UserState
 from hipper.domain.services import ServiceSettings
-from hipper.engine.directory import Resolved, resolve, resolve_user
+from hipper.engine.directory import Resolved, resolve_other, resolve_user
 from hipper.store import service_settings
 from hipper.store.db import CallPathReads, PooledReads, Reads
 from hipper.store.models import Event
@@ -138,11 +138,11 @@ class SnapshotCache:
             generation = self._generation
             # A user's number (or no number at all) on the same cheap reads; anything else through the session.
             found = await resolve_user(reads, dialled, company_id, region)
-        if found is not None:
+        if isinstance(found, Resolved):
             resolved = found
         else:
             async with self.sessions() as session:
-                resolved = await resolve(session, dialled, company_id, region)
+                resolved = await resolve_other(session, found)
         # Users and outside numbers only: company and department numbers carry a night mode people flip and
         # expect to apply at once (also when written without an outbox event), hunt groups and call centers
         # their members and state; those are read fresh.

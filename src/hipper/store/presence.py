@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import socket
@@ -130,15 +129,10 @@ class Presence:
 
     def _write(self, item: CallJoined | CallLeft) -> None:
         # Queued with the next batch, followed by a callback rather than a task per row (two rows per call).
-        done = self.writer.submit([item])
+        # A failure is logged: this node still knows; other nodes miss it (the database refused a write).
+        done = self.writer.submit_logged([item], log, "presence.write_failed", {"item": type(item).__name__})
         self._writes.add(done)
-        done.add_done_callback(functools.partial(self._written, type(item).__name__))
-
-    def _written(self, item: str, done: asyncio.Future[None]) -> None:
-        self._writes.discard(done)
-        error = None if done.cancelled() else done.exception()
-        if error is not None:  # this node still knows; other nodes miss it (logged: the database refused a write)
-            log.error("presence.write_failed", exc_info=error, extra={"item": item})
+        done.add_done_callback(self._writes.discard)
 
     async def written(self) -> None:
         """Wait until what `joined` and `left` handed to the writer so far is committed (or failed)."""

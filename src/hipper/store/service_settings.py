@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import mmap
 import sqlite3
 import time
 from datetime import UTC, datetime
@@ -169,10 +170,19 @@ class LoopWriter:
     lock at once or fails at once (another connection is writing), and then the caller takes the worker-thread
     path, which waits for the lock there as before. Holding the lock, nothing in the transaction waits.
 
-    The one slow thing a commit can do is a checkpoint (copying the WAL into the database file, with an fsync):
-    this connection never checkpoints by itself (`wal_autocheckpoint=0`); every `CHECKPOINT_EVERY` commits it
-    asks for a PASSIVE checkpoint on a thread, on a second connection, without waiting for it (a passive
-    checkpoint takes no lock writers or readers wait for). The pool's connections still checkpoint as before.
+    A commit can sync the disk twice over, and neither may happen here. A checkpoint (copying the WAL into the
+    database file) syncs both files: this connection never checkpoints by itself (`wal_autocheckpoint=0`); every
+    `CHECKPOINT_EVERY` commits it asks for a PASSIVE checkpoint on a thread, on a second connection, without
+    waiting for it (a passive checkpoint takes no lock writers or readers wait for). The pool's connections still
+    checkpoint as before. And once a checkpoint has copied the whole WAL, the next writer starts the WAL over
+    from its beginning and syncs its new header, even with `synchronous=NORMAL` (SQLite's wal.c: an
+    out-of-order write after a restart could corrupt the database): under load that first commit after a
+    checkpoint took 11–39 ms on the loop. So, holding the write lock, this writer looks whether that is due —
+    SQLite's WAL-index header in the `-shm` file (sqlite.org/walformat.html) says how many frames the WAL has
+    (`mxFrame`) and how many a checkpoint copied (`nBackfill`); equal means the next commit restarts — and if so
+    rolls back (nothing written yet) and leaves that commit to the worker thread's path (`wal_restarts` counts
+    them: one per complete checkpoint). Checked under the write lock, the answer cannot go stale in the direction
+    that matters: whether this transaction restarts the WAL was settled when it began, and no one else can write.
     """
 
     CHECKPOINT_EVERY = 500
@@ -185,7 +195,9 @@ class LoopWriter:
         self._checkpointer: sqlite3.Connection | None = None
         self._checkpointing: asyncio.Task[None] | None = None
         self._commits = 0
+        self._wal_index = _WalIndex.of(database, self._connection)
         self.busy = 0  # writes handed to the worker thread because another connection held the lock
+        self.wal_restarts = 0  # writes handed to the worker thread because they would start the WAL over
         self.slowest = 0.0  # the longest write on the loop, in seconds
 
     def _connect(self) -> sqlite3.Connection:
@@ -211,6 +223,10 @@ class LoopWriter:
                     self.busy += 1
                     return False
                 raise
+            if self._wal_index is not None and self._wal_index.restart_due():
+                cursor.execute("ROLLBACK")  # nothing written: the worker thread's path restarts the WAL
+                self.wal_restarts += 1
+                return False
             try:
                 cursor.execute(_SQLITE_UPSERT.sql, upsert)
                 cursor.execute(_SQLITE_EVENT.sql, event)
@@ -253,9 +269,46 @@ class LoopWriter:
         if self._checkpointing is not None:
             with contextlib.suppress(Exception):
                 await self._checkpointing
+        if self._wal_index is not None:
+            self._wal_index.close()
         self._connection.close()
         if self._checkpointer is not None:
             self._checkpointer.close()
+
+
+class _WalIndex:
+    """The two numbers of SQLite's WAL-index header (the `-shm` file, sqlite.org/walformat.html §2.1, native byte
+    order) that say whether the next commit starts the WAL over: `mxFrame`, the frames in the WAL (a u32 at byte
+    16), and `nBackfill`, how many of them a checkpoint has copied into the database (a u32 at byte 96). Read
+    through a read-only shared mapping: a few hundred nanoseconds, no system call."""
+
+    _MX_FRAME = 16 // 4
+    _N_BACKFILL = 96 // 4
+    _SIZE = 136  # both copies of the header and the checkpoint information
+
+    def __init__(self, mapped: mmap.mmap) -> None:
+        self._mapped = mapped
+        self._words = memoryview(mapped).cast("I")
+
+    @classmethod
+    def of(cls, database: str, connection: sqlite3.Connection) -> _WalIndex | None:
+        """The WAL index of the database `connection` has open in WAL mode (which keeps the file in place); None
+        when there is none to read (then commits on the loop may restart the WAL, as before: logged)."""
+        connection.execute("SELECT count(*) FROM sqlite_master").fetchall()  # opens the WAL and its index
+        try:
+            with open(f"{database}-shm", "rb") as file:
+                return cls(mmap.mmap(file.fileno(), cls._SIZE, access=mmap.ACCESS_READ))
+        except (OSError, ValueError):
+            log.warning("settings writer: no WAL index to read; a commit on the loop may restart the WAL")
+            return None
+
+    def restart_due(self) -> bool:
+        words = self._words
+        return bool(words[self._MX_FRAME] == words[self._N_BACKFILL])
+
+    def close(self) -> None:
+        self._words.release()
+        self._mapped.close()
 
 
 def loop_writer_for(engine: AsyncEngine) -> LoopWriter | None:

@@ -22,10 +22,10 @@ from hipper.domain.routing.state import DeviceKind
 from hipper.domain.services import SERVICES, ServiceSettings
 from hipper.store import service_settings
 from hipper.store.active_calls import ON_CALL_ELSEWHERE
-from hipper.store.db import Reads
+from hipper.store.db import PooledReads, Reads
 from hipper.store.models import Company, Group, Registration, ServiceSetting, SipDevice, User
 from hipper.store.registrations import Binding
-from hipper.store.users import call_center_number_of, numbers_by_kind, numbers_of
+from hipper.store.users import CONTEXT_COLUMNS, context_from_columns, context_joins
 
 
 def device_kind(kind: str) -> DeviceKind:
@@ -108,50 +108,11 @@ async def reachable(reads: Reads, user_id: int, now: datetime, node_id: str = ""
     return Reachable(bindings, [devices[key] for key in sorted(devices)], elsewhere)
 
 
-async def load_user_state(
-    session: AsyncSession,
-    user: User,
-    now: datetime,
-    *,
-    on_call: bool = False,
-    devices: list[RegisteredDevice] | None = None,
-) -> UserState:
-    licences = frozenset(user.licences or ())
-    documents: dict[str, ServiceSettings] = {}
-    for name in licensed_services(licences):
-        settings_class = SERVICES.get(name)
-        if settings_class is not None:
-            documents[name] = await service_settings.load(session, user.id, settings_class)
-    return UserState(
-        user_id=user.id,
-        extension=user.extension,
-        numbers=await numbers_of(session, user),
-        licences=licences,
-        services=documents,
-        on_call=on_call,
-        devices=tuple(await registered_devices(session, user.id, now) if devices is None else devices),
-    )
-
-
-# What `load_user_state` reads through an ORM session (the user, their company, department and call center for
-# their numbers, then one statement per licensed service), in two statements of plain columns built once. A
-# snapshot is built on the first call to a user and after every change to them; through the ORM session it cost
+# A snapshot in two statements of plain columns, built once: the user's context and their stored documents. A
+# snapshot is built on the first call to a user and after every change to them; through an ORM session (the user,
+# their company, department and call center for their numbers, then one statement per licensed service) it cost
 # ≈ 2–3 ms of CPU (a session, five statements, entity loading), most of a cold call's extra cost.
-_SNAPSHOT_USER = (
-    select(
-        User.extension,
-        User.licences,
-        User.direct_number,
-        User.mobile_number,
-        Company.number.label("company_number"),
-        Group.number.label("group_number"),
-        call_center_number_of(User.id).label("call_center_number"),
-    )
-    .select_from(User)
-    .outerjoin(Company, Company.id == User.company_id)
-    .outerjoin(Group, Group.id == User.group_id)
-    .where(User.id == bindparam("user_id"))
-)
+_SNAPSHOT_USER = context_joins(select(*CONTEXT_COLUMNS).select_from(User)).where(User.id == bindparam("user_id"))
 _SNAPSHOT_DOCUMENTS = select(ServiceSetting.service, ServiceSetting.data).where(
     ServiceSetting.user_id == bindparam("user_id")
 )
@@ -160,15 +121,14 @@ _SNAPSHOT_DOCUMENTS = select(ServiceSetting.service, ServiceSetting.data).where(
 async def read_user_state(
     reads: Reads, user_id: int, *, devices: list[RegisteredDevice], on_call: bool = False
 ) -> UserState | None:
-    """`load_user_state` through `Reads` (engine/snapshots.py: the call path's cheap reads) for a user given by
-    id; None when there is no such user. The same snapshot, value for value (tests/calls/test_snapshots.py)."""
+    """The routing snapshot of the user given by id; None when there is no such user. On the call path's cheap
+    reads (engine/snapshots.py), or on an ORM session through `load_user_state`."""
     rows = await reads.rows(_SNAPSHOT_USER, {"user_id": user_id})
     if not rows:
         return None
-    extension, licence_list, direct, mobile, company_number, group_number, call_center_number = rows[0]
-    licences = frozenset(licence_list or ())
+    context = context_from_columns(user_id, rows[0])
     documents: dict[str, ServiceSettings] = {}
-    services = [(name, SERVICES.get(name)) for name in licensed_services(licences)]
+    services = [(name, SERVICES.get(name)) for name in licensed_services(context.licences)]
     if any(settings_class is not None for _, settings_class in services):
         stored = {service: data for service, data in await reads.rows(_SNAPSHOT_DOCUMENTS, {"user_id": user_id})}
         for name, settings_class in services:
@@ -176,13 +136,31 @@ async def read_user_state(
                 documents[name] = service_settings.document(settings_class, user_id, stored.get(settings_class.service))
     return UserState(
         user_id=user_id,
-        extension=extension,
-        numbers=numbers_by_kind(company_number, direct, group_number, mobile, call_center_number),
-        licences=licences,
+        extension=context.extension,
+        numbers=context.numbers,
+        licences=context.licences,
         services=documents,
         on_call=on_call,
         devices=tuple(devices),
     )
+
+
+async def load_user_state(
+    session: AsyncSession,
+    user: User,
+    now: datetime,
+    *,
+    on_call: bool = False,
+    devices: list[RegisteredDevice] | None = None,
+) -> UserState:
+    """`read_user_state` on the caller's ORM session (the API's routes), for a user it holds; the registered
+    devices are read unless given."""
+    if devices is None:
+        devices = await registered_devices(session, user.id, now)
+    state = await read_user_state(PooledReads(session), user.id, devices=devices, on_call=on_call)
+    if state is None:  # deleted by another transaction since the caller read it
+        raise LookupError(f"user {user.id} no longer exists")
+    return state
 
 
 async def is_colleague(session: AsyncSession, user: User, dialled: str) -> bool:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
-from sqlalchemy import ScalarSelect, select
+from sqlalchemy import ScalarSelect, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.domain.context import UserContext
 from hipper.store.models import CallCenter, CallCenterMember, Company, Group, User
+
+SelectT = TypeVar("SelectT", bound=Select[Any])
 
 
 async def by_username(session: AsyncSession, username: str) -> User | None:
@@ -55,6 +58,33 @@ def numbers_by_kind(
         if number:
             numbers[kind] = number
     return numbers
+
+
+# A user's `UserContext` as plain columns, no ORM entities (the settings routes' lookup, api/deps.py, and the
+# routing snapshot, store/user_state.py): extension, licences, then the numbers in `numbers_by_kind`'s order. A
+# select of them joins the company and the department with `context_joins`; `context_from_columns` builds it.
+CONTEXT_COLUMNS = (
+    User.extension,
+    User.licences,
+    Company.number,
+    User.direct_number,
+    Group.number,
+    User.mobile_number,
+    call_center_number_of(User.id),
+)
+
+
+def context_joins(statement: SelectT) -> SelectT:
+    """`statement` (which selects from `User`) joined with what `CONTEXT_COLUMNS` reads besides the user."""
+    return statement.outerjoin(Company, Company.id == User.company_id).outerjoin(Group, Group.id == User.group_id)
+
+
+def context_from_columns(user_id: int, columns: Sequence[Any]) -> UserContext:
+    """The context from the values of `CONTEXT_COLUMNS`, in that order."""
+    extension, licences, *numbers = columns
+    return UserContext(
+        user_id=user_id, extension=extension, numbers=numbers_by_kind(*numbers), licences=frozenset(licences or ())
+    )
 
 
 async def numbers_of(session: AsyncSession, user: User) -> dict[str, str]:

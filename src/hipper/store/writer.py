@@ -20,6 +20,7 @@ statements.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 from collections import Counter
@@ -144,6 +145,12 @@ class _Job:
     done: asyncio.Future[None]
 
 
+def _log_failure(logger: logging.Logger, message: str, extra: dict[str, object], done: asyncio.Future[None]) -> None:
+    error = None if done.cancelled() else done.exception()
+    if error is not None:
+        logger.error(message, exc_info=error, extra=extra)
+
+
 class BatchWriter:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, max_batch: int = MAX_BATCH) -> None:
         self.sessions = sessions
@@ -192,6 +199,15 @@ class BatchWriter:
         job = _Job(items, loop.create_future())
         loop.call_soon(self._enqueue, job)
         return job.done
+
+    def submit_logged(
+        self, items: Sequence[Item], logger: logging.Logger, message: str, extra: dict[str, object]
+    ) -> asyncio.Future[None]:
+        """`submit` for a caller that goes on without waiting (a call's live events, presence rows): a failure is
+        logged on `logger` as `message` with `extra` once the batch is settled, and the caller is not told."""
+        done = self.submit(items)
+        done.add_done_callback(functools.partial(_log_failure, logger, message, extra))
+        return done
 
     def _enqueue(self, job: _Job) -> None:
         if self._task is not None and not self._task.done():
