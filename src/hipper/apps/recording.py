@@ -101,7 +101,7 @@ class CodeReader:
 
 
 class Recorded(Protocol):
-    """What a recording follows: a call, or a callback (apps/click_to_dial.py: the user's two legs are its own)."""
+    """What a recording follows: a call (a callback from the app too: apps/click_to_dial.py records its two legs)."""
 
     @property
     def b2bua(self) -> CallHost: ...
