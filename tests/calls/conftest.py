@@ -259,7 +259,7 @@ class Sipp:
         """Until SIPp has bound its SIP port: a request sent before would be lost, and its retransmission comes
         after timers that ring for a second or two may have run out."""
         async with asyncio.timeout(limit):
-            while not udp_listening(port):  # another process's socket: no event to wait on
+            while not udp_listening(port, self.process.pid):  # another process's socket: no event to wait on
                 if self.process.returncode is not None:
                     await self.succeeded()
                     raise AssertionError(f"SIPp {self.name} ended before it listened")

@@ -13,6 +13,7 @@ test run on the same machine rarely walks the same ports). Each pick is still ch
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import random
@@ -104,10 +105,44 @@ def engine_range(width: int = 200) -> int:
     return ENGINE_RANGE.take(width)
 
 
-def udp_listening(port: int) -> bool:
-    """Whether some process has a UDP socket bound to 127.0.0.1:`port` (or to every address), read from the kernel's
-    table without touching the port: binding it to find out could take it from the process about to bind it."""
+def udp_listening(port: int, owner: int | None = None) -> bool:
+    """Whether a UDP socket is bound to 127.0.0.1:`port` (or to every address) — with `owner`, one held by that
+    process or a child of it (SIPp runs under `timeout`), not by whoever else may hold the port. Read from the
+    kernel's tables without touching the port: binding it to find out could take it from the process about to bind
+    it."""
     wanted = {f"0100007F:{port:04X}", f"00000000:{port:04X}"}
     with open("/proc/net/udp") as table:
         next(table)
-        return any(line.split()[1] in wanted for line in table)
+        inodes = {fields[9] for line in table if (fields := line.split())[1] in wanted}
+    if owner is None or not inodes:
+        return bool(inodes)
+    return any(_socket_inodes(pid) & inodes for pid in _family(owner))
+
+
+def _family(pid: int) -> list[int]:
+    """`pid` and its children (one level: enough for `timeout sipp …`)."""
+    family = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    # The field after the parenthesised command name is the state, then the parent's pid.
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+            if parent == pid:
+                family.append(int(entry))
+    return family
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes: set[str] = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    except OSError:
+        pass  # gone meanwhile
+    return inodes
