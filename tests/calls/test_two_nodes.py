@@ -19,7 +19,8 @@ from typing import cast
 import pytest
 from sqlalchemy import func, select
 
-from hipper.domain.services import CallWaiting
+from hipper.domain.services import CallWaiting, Voicemail
+from hipper.store import active_calls
 from hipper.store.models import ActiveCall
 from tests.calls.conftest import (
     Exchange,
@@ -172,3 +173,35 @@ async def on_call_for(exchange: Exchange, name: str) -> bool:
     state = await exchange.b2bua.snapshots.state(exchange.users[name], datetime.now(UTC))
     assert state is not None
     return state.on_call
+
+
+async def test_a_call_ringing_on_node_a_is_known_to_node_b_without_making_the_user_busy(nodes: Nodes) -> None:
+    """Bob's phone rings for alice's call on node A: once it has rung a moment node B knows where (its API lists
+    the call and sends its control there, docs/scale-out.md), yet routes Bob as free; the row goes with the ring."""
+    await nodes.add_user("alice", "201")
+    await nodes.add_user("bob", "202")
+    await nodes.a.set_service("bob", Voicemail(active=False))  # it rings until alice gives up
+    bob = await phone(nodes.a, "bob", "bob", scenario("callee_rings.xml"))  # rings until cancelled
+    alice = await place_call(
+        nodes.a, "alice", "202", "final_cancel.xml", ring_ms=5000,
+        provisional='<recv response="100" optional="true" />\n  <recv response="180" />',
+    )  # fmt: skip
+    async with asyncio.timeout(5):
+        while not await calls_elsewhere(nodes.b, "bob"):  # noqa: ASYNC110 - a row node A writes
+            await asyncio.sleep(0.05)
+    [(call_id, _)] = await calls_elsewhere(nodes.b, "bob")
+    assert [summary.call_id for summary in nodes.a.b2bua.calls] == [call_id]
+    assert not await on_call_for(nodes.b, "bob")  # ringing is not busy: a second call rings him too
+    await alice.succeeded()  # it gave up: CANCEL, 487
+    await bob.succeeded()
+    await nodes.a.next_call()
+    await nodes.a.b2bua.presence.written()
+    assert await calls_elsewhere(nodes.b, "bob") == []
+
+
+async def calls_elsewhere(exchange: Exchange, name: str) -> list[tuple[str, str]]:
+    """The user's calls on other live nodes as `exchange` finds them (its API lists and forwards by these)."""
+    async with exchange.sessions() as session:
+        return await active_calls.calls_elsewhere(
+            session, exchange.users[name], exchange.settings.node_id, datetime.now(UTC)
+        )

@@ -162,11 +162,15 @@ class Cluster:
         node.process.send_signal(signal.SIGKILL)
 
     async def on_call(self, name: str) -> set[str]:
-        """The nodes that wrote an `active_calls` row for the user (store/presence.py)."""
+        """The nodes that wrote that the user is on an answered call (store/presence.py; not a ringing row)."""
         engine = create_engine(self.database_url)
         try:
             async with session_factory(engine)() as session:
-                rows = await session.execute(select(ActiveCall.node_id).where(ActiveCall.user_id == self.users[name]))
+                rows = await session.execute(
+                    select(ActiveCall.node_id).where(
+                        ActiveCall.user_id == self.users[name], ActiveCall.ringing.is_(False)
+                    )
+                )
                 return set(rows.scalars())
         finally:
             await engine.dispose()

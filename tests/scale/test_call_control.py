@@ -51,6 +51,28 @@ async def test_a_call_on_node_b_is_listed_held_and_resumed_through_node_a(cluste
     await bob_phone.succeeded()
 
 
+async def test_a_call_ringing_on_node_b_is_listed_and_refused_through_node_a(cluster: Cluster) -> None:
+    """Bob's phone rings on node B; his app, talking to node A, sees the call ringing and refuses it there: node B
+    stops the ringing (CANCEL) and the caller gets its final answer."""
+    await cluster.edge.only(cluster.b)
+    desk = await phone(via(cluster), "bob", "bob", scenario("callee_rings.xml"))  # rings until cancelled
+    alice = await place_call(via(cluster), "alice", "202", "final_rejected.xml", status=487)
+    async with httpx.AsyncClient(timeout=10) as http:
+        on_a = {"Authorization": f"Bearer {await cluster.a.login(http, 'bob')}"}
+        async with asyncio.timeout(15):
+            # Node B writes where the call rings once it has rung a moment (another process: polled).
+            url = f"{cluster.a.url}/api/v1/me/calls"
+            while not (listed := (await http.get(url, headers=on_a)).json()["calls"]):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        [call] = listed
+        assert (call["direction"], call["state"], call["remote_number"]) == ("incoming", "ringing", "201")
+        assert await cluster.on_call("bob") == set()  # ringing, not on a call
+        refused = await http.delete(f"{cluster.a.url}/api/v1/me/calls/{call['id']}", headers=on_a)
+        assert refused.status_code == 204, refused.text
+    await desk.succeeded()  # node B cancelled the ringing
+    await alice.succeeded()
+
+
 async def test_a_callback_running_on_node_b_is_seen_refused_twice_and_hung_up_through_node_a(cluster: Cluster) -> None:
     await cluster.edge.only(cluster.b)
     desk = await phone(via(cluster), "bob", "bob", scenario("callee_rings.xml"))  # rings until cancelled

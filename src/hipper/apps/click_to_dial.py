@@ -97,8 +97,9 @@ class AppCalls:
     def ringing(self, call: Call, user_id: int, ringing: bool) -> None:
         """An incoming call starts or stops ringing the user's phones (engine/call.py `ring_step`). The user's apps
         get `call.ringing` once it has rung RINGING_EVENT_SECONDS, with what they draw it with (the call as `GET
-        /me/calls` lists it); when it then stops ringing for them unanswered (the caller gave up; no answer in time,
-        on to voicemail or a forward) `call.updated` with state `ended`. Their answer is `call.started`."""
+        /me/calls` lists it), and a ringing row in the shared store for the other nodes; when it then stops ringing
+        for them unanswered (the caller gave up; no answer in time, on to voicemail or a forward) `call.updated` with
+        state `ended`. Their answer is `call.started`."""
         key = (call.call_id, user_id)
         if ringing:
             loop = asyncio.get_running_loop()
@@ -110,6 +111,7 @@ class AppCalls:
         if pending is not None:
             pending.cancel()  # answered or given up within the moment: nothing was announced, nothing to end
             return
+        self.b2bua.presence.stopped_ringing(user_id, call.call_id)
         connected = call.connected
         if call.answered_at is None or connected is None or connected.user_id != user_id:
             payload: dict[str, object] = {"id": call_key(call.call_id), "state": "ended"}
@@ -125,6 +127,8 @@ class AppCalls:
         live = LiveCall(key_id, "incoming", call.caller.number or "", "ringing", call.started_at, call.caller.display)
         payload = {**asdict(live), "started_at": live.started_at.isoformat()}
         publish_soon(self.b2bua, [user_id], "call.ringing", payload)
+        # Other nodes list it too, and send its control (DELETE: refuse it) here (docs/scale-out.md).
+        self.b2bua.presence.ringing(user_id, call.call_id)
 
     # -- a colleague's own plan for callbacks -----------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""Who is on a call, in the shared store: one `active_calls` row per user on an answered call, tagged with the
-node carrying the call, and one `nodes` row per live node with its lease (store/presence.py keeps both); and the
+"""Who is on a call, in the shared store: one `active_calls` row per user on an answered call (or on an incoming
+call still ringing them, `ringing`: listed and controlled through any node, but not busy), tagged with the node
+carrying the call, and one `nodes` row per live node with its lease (store/presence.py keeps both); and the
 callbacks under way (`callbacks`, kept by apps/click_to_dial.py).
 
 A row counts only while its node's lease runs: a node that dies (SIGKILL, power) leaves its rows behind, and
@@ -22,13 +23,15 @@ from hipper.store.models import ActiveCall, LiveCallback, MwiSubscription, Node
 
 @dataclass(frozen=True)
 class CallJoined:
-    """A user's call was answered on `node_id` (written through store/writer.py)."""
+    """A user's call was answered on `node_id` — or, `ringing`, rings them there (written through
+    store/writer.py)."""
 
     id: str
     user_id: int
     call_id: str
     node_id: str
     started_at: datetime
+    ringing: bool = False
 
     def values(self) -> dict[str, Any]:
         return {
@@ -37,6 +40,7 @@ class CallJoined:
             "call_id": self.call_id,
             "node_id": self.node_id,
             "started_at": self.started_at,
+            "ringing": self.ringing,
         }
 
 
@@ -55,6 +59,7 @@ ON_CALL_ELSEWHERE = (
     .where(
         ActiveCall.user_id == bindparam("user_id"),
         ActiveCall.node_id != bindparam("node_id"),
+        ActiveCall.ringing.is_(False),  # a call still ringing them does not make them busy
         Node.lease_until > bindparam("now"),
     )
     .limit(1)
@@ -77,8 +82,8 @@ async def renew_lease(
 
 
 async def calls_elsewhere(session: AsyncSession, user_id: int, node_id: str, now: datetime) -> list[tuple[str, str]]:
-    """The user's answered calls and callbacks under way on other live nodes that take forwarded requests:
-    (call id, the node's API URL)."""
+    """The user's answered and ringing calls and callbacks under way on other live nodes that take forwarded
+    requests: (call id, the node's API URL)."""
     answered = (
         select(ActiveCall.call_id, Node.api_url)
         .join(Node, Node.node_id == ActiveCall.node_id)

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -344,7 +345,9 @@ class Node(Base):
 
 class ActiveCall(Base):
     """A user on an answered call, on the node that carries it (store/presence.py): the "on a call" input of
-    routing (busy, call waiting) for every node. Written when the call is answered, deleted when it ends."""
+    routing (busy, call waiting) for every node. Written when the call is answered, deleted when it ends. A
+    `ringing` row is an incoming call still ringing the user (written once it has rung a moment, apps/click_to_dial
+    `AppCalls.ringing`): not busy, but listed and controllable through every node."""
 
     __tablename__ = "active_calls"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # made by the node: its delete needs no read
@@ -352,6 +355,7 @@ class ActiveCall(Base):
     call_id: Mapped[str] = mapped_column(String(200))
     node_id: Mapped[str] = mapped_column(String(100), index=True)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ringing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class LiveCallback(Base):

@@ -60,6 +60,7 @@ class Presence:
         self.api_url = api_url  # where the other nodes forward call control for this node's calls
         self._here: Counter[int] = Counter()  # users on a call on this node: how many calls each
         self._joined: dict[tuple[str, int], list[CallJoined]] = {}  # this node's rows, by (call id, user id)
+        self._ringing: dict[tuple[str, int], str] = {}  # this node's ringing rows' ids, by (call id, user id)
         self._writes: set[asyncio.Future[None]] = set()  # handed to the writer, not yet committed
         self._renewing: asyncio.Task[None] | None = None
         self._leased = False  # whether a renewal succeeded since the start
@@ -112,6 +113,18 @@ class Presence:
         row = CallJoined(uuid.uuid4().hex, user_id, call_id[:200], self.node_id, datetime.now(UTC))
         self._joined.setdefault((row.call_id, user_id), []).append(row)
         self._write(row)
+
+    def ringing(self, user_id: int, call_id: str) -> None:
+        """An incoming call rings the user on this node: other nodes list it and forward its control here (not
+        busy: `on_call` ignores it). Not written again after a purge (`rejoin`): it rings a few seconds."""
+        row = CallJoined(uuid.uuid4().hex, user_id, call_id[:200], self.node_id, datetime.now(UTC), ringing=True)
+        self._ringing[(row.call_id, user_id)] = row.id
+        self._write(row)
+
+    def stopped_ringing(self, user_id: int, call_id: str) -> None:
+        row_id = self._ringing.pop((call_id[:200], user_id), None)
+        if row_id is not None:
+            self._write(CallLeft(row_id))
 
     def left(self, user_id: int, call_id: str) -> None:
         """The user's call (one `joined`) ended."""
