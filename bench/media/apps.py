@@ -47,6 +47,7 @@ from hipper.media.engine import (
     MediaEngine,
     Started,
     StartRecording,
+    StartSending,
     StopRecording,
 )
 from hipper.media.sdp import build_offer
@@ -180,6 +181,7 @@ async def run(mode: str, count: int, seconds: float, spread: bool = False) -> di
     for port in ports:
         created = await engine.execute(CreateEndpoint(remote_sdp=build_offer("127.0.0.1", port, ("PCMA",)).serialize()))
         assert isinstance(created, EndpointCreated)
+        await engine.execute(StartSending(created.endpoint_id))  # our answer went out
         endpoints.append(created.endpoint_id)
     parent.send([engine.local_port(e) for e in endpoints])
     scratch = Path(tempfile.mkdtemp(prefix="hipper-bench-media-"))

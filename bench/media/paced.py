@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 from hipper.media import tones
-from hipper.media.engine import CreateEndpoint, EndpointCreated, MediaEngine, PlayPcm
+from hipper.media.engine import CreateEndpoint, EndpointCreated, MediaEngine, PlayPcm, StartSending
 from hipper.media.sdp import build_offer
 
 
@@ -56,6 +56,7 @@ async def measure(endpoints: int, seconds: float) -> dict[str, float]:
         for _ in range(endpoints):
             reply = await engine.execute(CreateEndpoint(build_offer("127.0.0.1", sink_port, ("PCMA",)).serialize()))
             assert isinstance(reply, EndpointCreated)
+            await engine.execute(StartSending(reply.endpoint_id))  # our answer went out
             ids.append(reply.endpoint_id)
         for endpoint_id in ids:
             await engine.execute(PlayPcm(endpoint_id, ringback, loop=True))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from hipper.media.engine import Connect, CreateEndpoint, EndpointCreated, MediaEngine
+from hipper.media.engine import Connect, CreateEndpoint, EndpointCreated, MediaEngine, StartSending
 from hipper.media.sdp import build_offer
 
 
@@ -86,6 +86,8 @@ async def measure(pairs: int, seconds: float, rate: int, transcode: bool) -> dic
                 a = await engine.execute(CreateEndpoint(build_offer("127.0.0.1", a_port, (codecs[0],)).serialize()))
                 b = await engine.execute(CreateEndpoint(build_offer("127.0.0.1", b_port, (codecs[1],)).serialize()))
                 assert isinstance(a, EndpointCreated) and isinstance(b, EndpointCreated)
+                for created in (a, b):
+                    await engine.execute(StartSending(created.endpoint_id))  # our answers went out
                 await engine.execute(Connect(a.endpoint_id, b.endpoint_id))
                 targets.append(a.local_port)
             loop = asyncio.get_running_loop()

@@ -39,6 +39,7 @@ from hipper.media.engine import (
     SetRemoteSdp,
     Started,
     StartRecording,
+    StartSending,
     StopRecording,
 )
 from hipper.media.prompts import tone_path
@@ -52,11 +53,13 @@ E = TypeVar("E", bound=MediaEvent)
 
 
 async def attach(engine: MediaEngine, phone: Phone, sdp_address: str = "127.0.0.1") -> str:
-    """The phone offers; the engine answers (what a B2BUA does with an incoming INVITE)."""
+    """The phone offers; the engine answers and the answer goes out (what a B2BUA does with an incoming INVITE
+    it answers at once): the endpoint sends from then on."""
     await phone.open()
     reply = await engine.execute(CreateEndpoint(remote_sdp=phone.offer(sdp_address)))
     assert isinstance(reply, EndpointCreated)
     phone.engine_address = ("127.0.0.1", reply.local_port)
+    await engine.execute(StartSending(reply.endpoint_id))
     return reply.endpoint_id
 
 
@@ -536,6 +539,7 @@ async def test_the_answer_to_our_repeated_sdp_moves_the_stream_to_the_new_addres
     await after.open()
     created = await engine.execute(CreateEndpoint(remote_sdp=before.offer()))
     assert isinstance(created, EndpointCreated)
+    await engine.execute(StartSending(created.endpoint_id))  # our answer went out
     async with asyncio.timeout(5):
         while len(before.received) < 3:  # noqa: ASYNC110 - the phone counts what arrives
             await asyncio.sleep(0.02)
@@ -555,8 +559,8 @@ async def test_the_answer_to_our_repeated_sdp_moves_the_stream_to_the_new_addres
     after.close()
 
 
-async def test_rtcp_sender_reports_go_out_and_garbage_rtcp_is_survived() -> None:
-    # RTCP needs the phone's RTP port + 1 (no rtcp-mux): find a free even/odd pair.
+def rtp_rtcp_pair() -> tuple[socket.socket, socket.socket, int]:
+    """A phone's RTP and RTCP sockets: RTCP needs the RTP port + 1 (no rtcp-mux), so find a free pair."""
     for _ in range(50):
         rtp_sock, rtcp_sock = (
             socket.socket(socket.AF_INET, socket.SOCK_DGRAM),
@@ -566,16 +570,85 @@ async def test_rtcp_sender_reports_go_out_and_garbage_rtcp_is_survived() -> None
         try:
             rtp_sock.bind(("127.0.0.1", port))
             rtcp_sock.bind(("127.0.0.1", port + 1))
-            break
         except OSError:
             rtp_sock.close()
             rtcp_sock.close()
-    rtcp_sock.settimeout(0)
+            continue
+        rtp_sock.setblocking(False)
+        rtcp_sock.setblocking(False)
+        return rtp_sock, rtcp_sock, port
+    raise AssertionError("no free RTP/RTCP port pair for the test phone")
+
+
+def nothing_waiting(sock: socket.socket) -> bool:
+    try:
+        sock.recv(2048)
+    except BlockingIOError:
+        return True
+    return False
+
+
+async def test_an_answering_endpoint_sends_nothing_before_start_sending_but_receives_from_the_start() -> None:
+    """RFC 3264 §6: the answerer sends once its answer is out. An endpoint created from the caller's offer sends
+    no RTP (no prompt, no relayed audio) and no RTCP before ``StartSending`` (the B2BUA's 183 or 200 went out),
+    yet it receives and latches meanwhile; one that offered starts when the answer arrives."""
+    quiet_rtp, quiet_rtcp, quiet_port = rtp_rtcp_pair()
+    control_rtp, control_rtcp, control_port = rtp_rtcp_pair()
+    base = engine_range()
+    loop = asyncio.get_running_loop()
+    async with MediaEngine(port_min=base, port_max=base + 200, rtcp_interval_seconds=0.1) as engine:
+        created = await engine.execute(CreateEndpoint(build_offer("127.0.0.1", quiet_port, ("PCMU",)).serialize()))
+        assert isinstance(created, EndpointCreated)
+        quiet = created.endpoint_id
+        # The control endpoint offered and was answered: it sends without being told, and its packets show that
+        # the ticker ran (RTP every 20 ms, RTCP every 0.1 s here).
+        offered = await engine.execute(CreateEndpoint())
+        assert isinstance(offered, EndpointCreated)
+        await engine.execute(SetRemoteSdp(offered.endpoint_id, build_offer("127.0.0.1", control_port).serialize()))
+        await engine.execute(PlayPcm(quiet, tone(800, 1.0), loop=True))
+        packet = RtpPacket(0, 1, 160, 0x5EC0, g711.silence("PCMU")).serialize()
+        quiet_rtp.sendto(packet, ("127.0.0.1", created.local_port))
+        async with asyncio.timeout(3):
+            for _ in range(10):
+                await loop.sock_recv(control_rtp, 2048)
+            for _ in range(2):
+                await loop.sock_recv(control_rtcp, 2048)
+            while engine.stats(quiet)["packets_received"] < 1:  # noqa: ASYNC110 - the engine's reader counts it
+                await asyncio.sleep(0.01)
+        # A bridge relays nothing to it either, although the other side's packets arrive.
+        far = Phone()
+        far_ep = await attach(engine, far)
+        await engine.execute(Connect(quiet, far_ep))
+        for _ in range(5):
+            far.send(g711.silence("PCMU"))
+        async with asyncio.timeout(3):
+            while engine.stats(far_ep)["packets_received"] < 5:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert nothing_waiting(quiet_rtp) and nothing_waiting(quiet_rtcp)
+        assert engine.stats(quiet)["packets_sent"] == 0
+        # The 200 OK went out: from now on it sends, to where it latched, RTP and then RTCP reports.
+        await engine.execute(StartSending(quiet))
+        far.send(g711.silence("PCMU"))
+        async with asyncio.timeout(3):
+            first = RtpPacket.parse(await loop.sock_recv(quiet_rtp, 2048))
+            report = parse_rtcp(await loop.sock_recv(quiet_rtcp, 2048))[0]
+            while not isinstance(report, RtcpSenderReport):  # a receiver report if the tick came before the RTP
+                report = parse_rtcp(await loop.sock_recv(quiet_rtcp, 2048))[0]
+    assert first.marker
+    assert report.ssrc == first.ssrc
+    far.close()
+    for sock in (quiet_rtp, quiet_rtcp, control_rtp, control_rtcp):
+        sock.close()
+
+
+async def test_rtcp_sender_reports_go_out_and_garbage_rtcp_is_survived() -> None:
+    rtp_sock, rtcp_sock, port = rtp_rtcp_pair()
     base = engine_range()
     async with MediaEngine(port_min=base, port_max=base + 200, rtcp_interval_seconds=0.2) as engine:
         offer = build_offer("127.0.0.1", port, ("PCMU",)).serialize()
         created = await engine.execute(CreateEndpoint(remote_sdp=offer))
         assert isinstance(created, EndpointCreated)
+        await engine.execute(StartSending(created.endpoint_id))  # our answer went out
         rtcp_sock.sendto(b"\x80\xc9\x00\x07garbage", ("127.0.0.1", created.local_port + 1))
         rtcp_sock.sendto(RtcpReceiverReport(1234).serialize(), ("127.0.0.1", created.local_port + 1))
         loop = asyncio.get_running_loop()

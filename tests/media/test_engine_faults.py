@@ -18,6 +18,7 @@ from hipper.media.engine import (
     Release,
     RtpTimeout,
     SetRemoteSdp,
+    StartSending,
 )
 from hipper.media.rtp import RtpPacket
 from tests.media.phones import Phone
@@ -82,6 +83,7 @@ async def test_only_the_signalled_host_latches(engine: MediaEngine) -> None:
     created = await engine.execute(CreateEndpoint(remote_sdp=phone.offer("127.0.0.1"), signalling_host="127.0.0.1"))
     assert isinstance(created, EndpointCreated)
     endpoint = created.endpoint_id
+    await engine.execute(StartSending(endpoint))  # our answer went out: a latched intruder would hear us
     phone.engine_address = ("127.0.0.1", created.local_port)
     intruder = intruder_socket()
     packet = RtpPacket(0, 1, 160, 0x5EC0, g711.silence("PCMU")).serialize()
@@ -102,6 +104,7 @@ async def test_behind_nat_only_the_sip_host_latches_and_only_new_sdp_moves_it(en
     created = await engine.execute(CreateEndpoint(remote_sdp=phone.offer("192.0.2.1"), signalling_host="127.0.0.1"))
     assert isinstance(created, EndpointCreated)
     endpoint = created.endpoint_id
+    await engine.execute(StartSending(endpoint))  # our answer went out: a latched intruder would hear us
     phone.engine_address = ("127.0.0.1", created.local_port)
     intruder = intruder_socket()
     intruder.sendto(RtpPacket(0, 1, 160, 0x5EC0, g711.silence("PCMU")).serialize(), phone.engine_address)

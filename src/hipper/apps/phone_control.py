@@ -386,7 +386,7 @@ class PhoneControl:
             # their one call-log row and counts them on a call — as for a callback's far leg.
             call.caller = replace(caller, for_callback=True)
             # The new device's media: our answer (its offer was applied when the call began), then the other party.
-            call.a.answer(call.a_sdp)
+            await call.send_answer()
             await self.control.take_over(controls, call.a, call)
         except PhoneRequestError as error:
             call.fail(error.status, error.reason)

@@ -87,6 +87,7 @@ from hipper.media.engine import (
     Release,
     SetRemoteSdp,
     Started,
+    StartSending,
 )
 from hipper.media.prompts import PRESENCE_REASONS, personal_assistant_announcement, sentence, tone_path
 from hipper.sip.message import URI, NameAddr, ParseError, Response
@@ -664,8 +665,18 @@ class Call:
     async def answer_caller(self) -> None:
         """Answer the caller ourselves (an application takes the call) and give the ACK a moment to arrive."""
         if not self.a.answered:
-            self.a.answer(self.a_sdp)
+            await self.send_answer()
             await self.race(asyncio.shield(self.a.acked), 2.0)
+
+    async def send_answer(self) -> None:
+        """Our 200 OK (our SDP: the answer, or a late offer) to the caller; its endpoint sends from now on."""
+        self.a.answer(self.a_sdp)
+        await self._caller_may_send()
+
+    async def _caller_may_send(self) -> None:
+        # RFC 3264 §6: media to the caller once our SDP is out, not from the INVITE on (media/engine.py).
+        if self.a.endpoint_id is not None:
+            await self.media.execute(StartSending(self.a.endpoint_id))
 
     # -- routing -----------------------------------------------------------------------------------------------
 
@@ -987,6 +998,7 @@ class Call:
                 return False
             await self.media.execute(Connect(self.a.endpoint_id, leg.endpoint_id))
             self.a.early_media(self.a_sdp)
+            await self._caller_may_send()
             return True
         self.a.ringing()
         return False
@@ -1033,7 +1045,7 @@ class Call:
         leg.start_session_timer()  # RFC 4028 on the callee's side (the caller's started with our 200)
         await self.media.execute(Connect(self.a.endpoint_id, leg.endpoint_id))
         if not self.a.answered:
-            self.a.answer(self.a_sdp)
+            await self.send_answer()
         self.mark_answered(leg.user_id)
         log.debug("call.connected", extra={"call_id": self.call_id, "branch": leg.label})
         # In-call keypad codes and call recording (apps/recording.py) last until the call ends; the B2BUA owns the

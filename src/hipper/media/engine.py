@@ -12,6 +12,9 @@ Design notes (see DESIGN.md "Media" and "Telephony traps"):
   timestamps, whatever it is fed (ringback, prompt, bridged peer, mixer, silence). At every switch of source the
   timestamp jumps by the wall-clock time since the last packet and the marker bit is set (RFC 3551 §4.1), so the
   far end's jitter buffer resynchronises instead of discarding "late" packets from a "new" stream.
+- Nothing is sent before our SDP is out (RFC 3264 §6): an endpoint answering an offer waits for
+  ``StartSending`` (the B2BUA sends it with the 183 or 200), one that offered starts when the answer arrives.
+  Besides being right, it saves the largest per-call cost there was: silence sent to callers still ringing.
 - Packets go to where the remote's packets come from (latching / symmetric RTP, RFC 4961): the SDP address is
   only the first guess, because a phone behind NAT announces an address nobody can reach.
 - Paced sources (players, tones, the mixer, DTMF) run off one 20 ms ticker scheduled with ``loop.call_at`` on
@@ -32,8 +35,10 @@ Design notes (see DESIGN.md "Media" and "Telephony traps"):
 
 A call, as a B2BUA drives it::
 
-    caller = await engine.execute(CreateEndpoint(remote_sdp=invite_sdp))      # answer goes in our 200 OK
+    caller = await engine.execute(CreateEndpoint(remote_sdp=invite_sdp))      # answer goes in our 183 / 200 OK
     await engine.execute(Play(caller.endpoint_id, (tone_path("ringback"),), loop=True))
+    ...  # the 183 (or 200) with caller.local_sdp goes out
+    await engine.execute(StartSending(caller.endpoint_id))                    # the ringback is heard from now
     callee = await engine.execute(CreateEndpoint())                           # offer goes in the new INVITE
     await engine.execute(SetRemoteSdp(callee.endpoint_id, answer_sdp))        # the callee answered
     await engine.execute(Connect(caller.endpoint_id, callee.endpoint_id))     # ringback -> callee, one stream
@@ -167,6 +172,17 @@ class CreateOffer:
 
 
 @dataclass(frozen=True, slots=True)
+class StartSending:
+    """Our SDP is out (the answer in a 183 or the 200 OK, or, with a late offer, our offer in the 200): from now on
+    the endpoint may send RTP and RTCP. An endpoint created from the remote's offer sends nothing before this (RFC
+    3264 §6: the answerer may send once the answer is out; the remote cannot even tell our packets from a
+    stranger's before it has our SDP). An endpoint whose offer the remote answered (``SetRemoteSdp``) needs no
+    such command: the answer arriving is that moment. Receiving and latching work from creation either way."""
+
+    endpoint_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Connect:
     """Bridge two endpoints: each hears what the other receives (transcoding if their codecs differ)."""
 
@@ -268,8 +284,9 @@ class Release:
 
 
 Command = (
-    CreateEndpoint | SetRemoteSdp | CreateOffer | Connect | Disconnect | Play | PlayPcm | SendDtmf | StartRecording
-    | PauseRecording | ResumeRecording | RecordAlso | StopRecording | CreateMixer | AddToMixer | Release
+    CreateEndpoint | SetRemoteSdp | CreateOffer | StartSending | Connect | Disconnect | Play | PlayPcm | SendDtmf
+    | StartRecording | PauseRecording | ResumeRecording | RecordAlso | StopRecording | CreateMixer | AddToMixer
+    | Release
 )  # fmt: skip
 
 
@@ -385,7 +402,12 @@ class _Endpoint:
         self.sdp_session_id = random.getrandbits(31)
         self.sdp_version = 0
         self.session: AudioSession | None = None
-        self.may_send = True  # false while the negotiated direction is recvonly/inactive
+        # Sending needs both: our SDP is out (``StartSending``, or the remote answered our offer), and the
+        # negotiated direction lets us send (not recvonly/inactive). ``may_send`` is their conjunction, kept as one
+        # flag because the relay checks it per packet.
+        self.started = False
+        self.direction_sends = True
+        self.may_send = False
         self.remote: tuple[str, int] | None = None
         self.remote_rtcp: tuple[str, int] | None = None
         self.latched = False
@@ -564,6 +586,8 @@ class MediaEngine:
                 return self._set_remote_sdp(endpoint, command.sdp, command.answers)
             case CreateOffer():
                 return self._create_offer(self._endpoint(command.endpoint_id), command.direction)
+            case StartSending():
+                self._start_sending(self._endpoint(command.endpoint_id))
             case Connect():
                 self._connect(self._endpoint(command.endpoint_a), self._endpoint(command.endpoint_b))
             case Disconnect():
@@ -756,6 +780,7 @@ class MediaEngine:
                 session = accept_answer(endpoint.pending_offer, remote)
                 endpoint.pending_offer = None
                 self._apply_session(endpoint, session)
+                self._start_sending(endpoint)  # the offer/answer exchange is complete: we may send
                 return SessionUpdated(endpoint.id, session, None)
             answer = self._answer(endpoint, remote)  # first: the session it agrees is what the reply reports
             return SessionUpdated(endpoint.id, endpoint.session, answer)
@@ -795,7 +820,8 @@ class MediaEngine:
         )
         endpoint.latched = False  # new SDP, the only thing that may move the media (see ``_may_latch``)
         # RFC 3264 §6.1: recvonly/inactive from our point of view means we must not send.
-        endpoint.may_send = session.direction in ("sendrecv", "sendonly")
+        endpoint.direction_sends = session.direction in ("sendrecv", "sendonly")
+        endpoint.may_send = endpoint.started and endpoint.direction_sends
         endpoint.signalled = (session.remote_address, session.remote_port)
         endpoint.signalled_routable = _routable(session.remote_address)
         if session.remote_address != "0.0.0.0" and session.remote_port:
@@ -803,6 +829,13 @@ class MediaEngine:
             endpoint.remote_rtcp = (session.remote_address, session.remote_port + 1)
         if endpoint.source == SOURCE_NONE:
             self._set_source(endpoint, SOURCE_SILENCE)
+
+    def _start_sending(self, endpoint: _Endpoint) -> None:
+        if endpoint.started:
+            return
+        endpoint.started = True
+        endpoint.may_send = endpoint.direction_sends
+        endpoint.switched = True  # a prompt or a bridge that began before: its first packet is marked
 
     def _set_source(self, endpoint: _Endpoint, source: int) -> None:
         endpoint.source = source
@@ -1338,8 +1371,8 @@ class MediaEngine:
         wall = time.time()
         failed: list[tuple[_Endpoint, Exception]] = []
         for endpoint in self._endpoints.values():
-            if endpoint.remote_rtcp is None:
-                continue
+            if endpoint.remote_rtcp is None or not endpoint.started:
+                continue  # RTCP starts with RTP: nothing goes to the remote before our SDP is out
             try:
                 self._send_report(endpoint, wall)
             except Exception as error:
@@ -1404,6 +1437,7 @@ __all__ = [
     "SendDtmf",
     "SetRemoteSdp",
     "StartRecording",
+    "StartSending",
     "Started",
     "StopRecording",
     "engine_from_settings",
