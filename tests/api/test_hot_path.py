@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import os
 import sqlite3
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -399,13 +400,43 @@ async def test_the_loop_writer_neither_checkpoints_nor_starts_the_wal_over(
         written += 1
     assert _wal_generation(database) == generation and (writer.busy, writer.wal_restarts) == handed
 
-    # A complete checkpoint elsewhere (the pool's connections, or the writer's own thread): the next commit
-    # starts the WAL over — on the worker thread, once — and the loop writes again after it.
-    with contextlib.closing(sqlite3.connect(database)) as other:
-        busy, frames, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    assert busy == 0 and frames == copied > 0
+    # The writer's own checkpoint (on its thread) copies the whole WAL: the next commit starts the WAL over — on
+    # the worker thread, once — and the loop writes again after it.
+    writer.CHECKPOINT_EVERY = 1
+    await save_and_commit(engine, user.id, DoNotDisturb(active=False), writer)
+    assert writer._checkpointing is not None
+    await writer._checkpointing
+    assert writer._restart_due
     for active in (True, False, True):
         await save_and_commit(engine, user.id, DoNotDisturb(active=active), writer)
     assert _wal_generation(database) != generation
     assert (writer.busy, writer.wal_restarts) == (handed[0], handed[1] + 1) and restarted_on_loop == 0
     assert (await user.get("/me/services/do-not-disturb")).json()["active"] is True
+
+
+async def test_the_loop_writer_leaves_sqlites_locks_held(
+    make_user: UserFactory, app: FastAPI, database_url: str
+) -> None:
+    # POSIX drops every lock a process holds on a file when any of its descriptors of that file is closed
+    # (sqlite.org/howtocorrupt.html §2.2). Opening SQLite's files ourselves (say, to read the WAL index in `-shm`)
+    # would drop the shared lock that tells another process the index is in use, and that process (a backup, the
+    # CLI) would then rebuild it under the live node. Asked from another process, as SQLite itself asks.
+    user, writer = await _user_and_loop_writer(make_user, app, database_url)
+    database = autocommit_of(app.state.hipper).url.database
+    probe = (
+        "import fcntl, os, struct, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "wanted = struct.pack('hhqqi', fcntl.F_WRLCK, os.SEEK_SET, 128, 1, 0)\n"
+        "kind, _, _, _, pid = struct.unpack('hhqqi', fcntl.fcntl(fd, fcntl.F_GETLK, wanted))\n"
+        "print(kind == fcntl.F_RDLCK, pid)\n"
+    )
+    for _ in range(2):  # with the writer open, and again once it has checkpointed on its thread
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", probe, f"{database}-shm", stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await process.communicate()
+        assert out.decode().split() == ["True", str(os.getpid())]
+        writer.CHECKPOINT_EVERY = 1
+        await save_and_commit(autocommit_of(app.state.hipper), user.id, DoNotDisturb(active=True), writer)
+        if writer._checkpointing is not None:
+            await writer._checkpointing

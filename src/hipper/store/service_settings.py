@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import mmap
 import sqlite3
 import time
 from datetime import UTC, datetime
@@ -177,12 +176,13 @@ class LoopWriter:
     checkpoint as before. And once a checkpoint has copied the whole WAL, the next writer starts the WAL over
     from its beginning and syncs its new header, even with `synchronous=NORMAL` (SQLite's wal.c: an
     out-of-order write after a restart could corrupt the database): under load that first commit after a
-    checkpoint took 11–39 ms on the loop. So, holding the write lock, this writer looks whether that is due —
-    SQLite's WAL-index header in the `-shm` file (sqlite.org/walformat.html) says how many frames the WAL has
-    (`mxFrame`) and how many a checkpoint copied (`nBackfill`); equal means the next commit restarts — and if so
-    rolls back (nothing written yet) and leaves that commit to the worker thread's path (`wal_restarts` counts
-    them: one per complete checkpoint). Checked under the write lock, the answer cannot go stale in the direction
-    that matters: whether this transaction restarts the WAL was settled when it began, and no one else can write.
+    checkpoint took 11–39 ms on the loop. So when this writer's own checkpoint reports the whole WAL copied
+    (`log == checkpointed`), its next write goes to the worker thread's path (`wal_restarts` counts them), which
+    restarts the WAL off the loop. A complete checkpoint by another connection (the pool's autocheckpoint, at
+    1000 pages) is not seen: one commit on the loop may then restart the WAL, a slow commit but a correct one.
+    (Reading SQLite's WAL index from the `-shm` file instead would see every checkpoint, but opening and closing a
+    descriptor of that file drops the process's POSIX locks on it — sqlite.org/howtocorrupt.html §2.2 — and
+    another process opening the database then rebuilds the index under the live node.)
     """
 
     CHECKPOINT_EVERY = 500
@@ -195,7 +195,7 @@ class LoopWriter:
         self._checkpointer: sqlite3.Connection | None = None
         self._checkpointing: asyncio.Task[None] | None = None
         self._commits = 0
-        self._wal_index = _WalIndex.of(database, self._connection)
+        self._restart_due = False  # this writer's checkpoint copied the whole WAL: the next commit restarts it
         self.busy = 0  # writes handed to the worker thread because another connection held the lock
         self.wal_restarts = 0  # writes handed to the worker thread because they would start the WAL over
         self.slowest = 0.0  # the longest write on the loop, in seconds
@@ -223,8 +223,9 @@ class LoopWriter:
                     self.busy += 1
                     return False
                 raise
-            if self._wal_index is not None and self._wal_index.restart_due():
+            if self._restart_due:
                 cursor.execute("ROLLBACK")  # nothing written: the worker thread's path restarts the WAL
+                self._restart_due = False
                 self.wal_restarts += 1
                 return False
             try:
@@ -261,54 +262,20 @@ class LoopWriter:
             self._checkpointer = self._connect()
             self._checkpointer.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
         try:
-            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            busy, frames, copied = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.Error:  # the pool's connections checkpoint too; the next round tries again
             log.warning("settings writer: WAL checkpoint failed", exc_info=True)
+            return
+        if not busy and frames == copied:
+            self._restart_due = True  # read on the loop at the next write (a plain flag: the GIL orders it)
 
     async def close(self) -> None:
         if self._checkpointing is not None:
             with contextlib.suppress(Exception):
                 await self._checkpointing
-        if self._wal_index is not None:
-            self._wal_index.close()
         self._connection.close()
         if self._checkpointer is not None:
             self._checkpointer.close()
-
-
-class _WalIndex:
-    """The two numbers of SQLite's WAL-index header (the `-shm` file, sqlite.org/walformat.html §2.1, native byte
-    order) that say whether the next commit starts the WAL over: `mxFrame`, the frames in the WAL (a u32 at byte
-    16), and `nBackfill`, how many of them a checkpoint has copied into the database (a u32 at byte 96). Read
-    through a read-only shared mapping: a few hundred nanoseconds, no system call."""
-
-    _MX_FRAME = 16 // 4
-    _N_BACKFILL = 96 // 4
-    _SIZE = 136  # both copies of the header and the checkpoint information
-
-    def __init__(self, mapped: mmap.mmap) -> None:
-        self._mapped = mapped
-        self._words = memoryview(mapped).cast("I")
-
-    @classmethod
-    def of(cls, database: str, connection: sqlite3.Connection) -> _WalIndex | None:
-        """The WAL index of the database `connection` has open in WAL mode (which keeps the file in place); None
-        when there is none to read (then commits on the loop may restart the WAL, as before: logged)."""
-        connection.execute("SELECT count(*) FROM sqlite_master").fetchall()  # opens the WAL and its index
-        try:
-            with open(f"{database}-shm", "rb") as file:
-                return cls(mmap.mmap(file.fileno(), cls._SIZE, access=mmap.ACCESS_READ))
-        except (OSError, ValueError):
-            log.warning("settings writer: no WAL index to read; a commit on the loop may restart the WAL")
-            return None
-
-    def restart_due(self) -> bool:
-        words = self._words
-        return bool(words[self._MX_FRAME] == words[self._N_BACKFILL])
-
-    def close(self) -> None:
-        self._words.release()
-        self._mapped.close()
 
 
 def loop_writer_for(engine: AsyncEngine) -> LoopWriter | None:
