@@ -62,9 +62,13 @@ class Exchange:
     mobile_port: int
     company_id: int = 0
     users: dict[str, int] = field(default_factory=dict)
-    # Watched from the start: the exchange keeps nothing that nobody watches.
-    calls_ended: asyncio.Queue[CallSummary] = field(default_factory=asyncio.Queue)
-    callbacks_ended: asyncio.Queue[Callback] = field(default_factory=asyncio.Queue)
+    calls_ended: asyncio.Queue[CallSummary] = field(init=False)
+    callbacks_ended: asyncio.Queue[Callback] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Watched from the start: the exchange keeps nothing that nobody watches.
+        self.calls_ended = self.b2bua.ended.watch()
+        self.callbacks_ended = self.applications.app_calls.ended.watch()
 
     @property
     def port(self) -> int:
@@ -169,8 +173,6 @@ async def running_exchange(
     b2bua = await start_call_processing(settings, stack, sessions)
     try:
         exchange = Exchange(settings, stack, sessions, b2bua.media, b2bua, trunk_port, workdir, mobile_port, company_id)
-        exchange.calls_ended = b2bua.ended.watch()
-        exchange.callbacks_ended = exchange.applications.app_calls.ended.watch()
         yield exchange
     finally:
         await b2bua.close()

@@ -156,9 +156,9 @@ async def _hunt(call: Call, hunt_group_id: int, number: str, incoming: IncomingC
             continue  # registered a moment ago, gone now: as if it had not been reached
         for target in round_.members:
             alerted.setdefault(target.user_id, _party(call, target.user_id, number, plan_json))
-        members = tuple(target.user_id for target in round_.members)
+        rung = tuple(dict.fromkeys(b.user_id for b in branches if b.user_id is not None))  # whose phones ring
         result = await call.ring(
-            branches, round_.timeout_seconds, _max_forwards(incoming), (), _from(call, group.name), ringing=members
+            branches, round_.timeout_seconds, _max_forwards(incoming), (), _from(call, group.name), ringing=rung
         )
         if result.outcome == "answered" and call.connected is not None:
             winner = call.connected.user_id

@@ -263,10 +263,13 @@ async def user_controls(
             if code is None:
                 continue
             log.info("call.code", extra={"call_id": call.call_id, "user_id": user_id, "code": code.action})
-            if code.action in ("add", "merge"):
-                await (conference.add(code.number) if code.action == "add" else conference.merge())
-            elif recorder is not None:
-                await recorder.on_code(code)
+            try:
+                if code.action in ("add", "merge"):
+                    await (conference.add(code.number) if code.action == "add" else conference.merge())
+                elif recorder is not None:
+                    await recorder.on_code(code)
+            except Exception:  # e.g. no media port for the added party: the call and its other codes go on
+                log.exception("call.code_failed", extra={"call_id": call.call_id, "code": code.action})
     finally:
         if recorder is not None:
             await recorder.close()
