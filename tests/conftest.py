@@ -85,6 +85,11 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     yield asyncio.run(server.template_copy())
 
 
+# For a test whose subject the database cannot change (request validation, the OpenAPI document, a licence refusal):
+# `database_url` would otherwise run it on PostgreSQL too, for nothing but time. Where storage matters, keep both.
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=database_url, **FAST_ARGON2)

@@ -15,7 +15,7 @@ from hipper.domain.services import SERVICES, change
 from hipper.store import service_settings
 from hipper.store.models import ServiceSetting, User
 from hipper.store.users import context_of
-from tests.conftest import LoggedIn, UserFactory
+from tests.conftest import LoggedIn, UserFactory, sqlite_only
 
 # The user under test always has this extension, so that loops can be written into the table.
 OWN_EXTENSION = "301"
@@ -195,6 +195,7 @@ async def test_round_trip(make_user: UserFactory, service: str) -> None:
     assert echoed.json() == again.json()
 
 
+@sqlite_only
 @pytest.mark.parametrize("service", USER_WRITABLE)
 async def test_invalid_input_names_the_field(make_user: UserFactory, service: str) -> None:
     case = CASES[service]
@@ -209,6 +210,7 @@ async def test_invalid_input_names_the_field(make_user: UserFactory, service: st
     assert (await user.get(f"/me/services/{service}")).json() == before
 
 
+@sqlite_only
 @pytest.mark.parametrize("service", USER_SERVICES)
 async def test_unlicensed_user_gets_403_not_licensed(make_user: UserFactory, service: str) -> None:
     user = await _user(make_user, sorted(ALL_LICENCES - {service}))
@@ -369,6 +371,7 @@ async def test_option_behind_another_licence_answers_not_licensed(make_user: Use
         assert refused.json()["detail"].startswith(f"{field_name}: ")
 
 
+@sqlite_only
 async def test_openapi_documents_each_service_with_its_own_schema(make_user: UserFactory) -> None:
     user = await _user(make_user)
     spec = (await user.client.get("/api/v1/openapi.json")).json()

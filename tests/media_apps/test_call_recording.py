@@ -30,21 +30,27 @@ from tests.media_apps.conftest import (
 pytestmark = pytest.mark.sip
 
 
-async def recorded_call(exchange: Exchange, mode: str, script: Callable[[Ear], Awaitable[None]]) -> list[Recording]:
-    """alice (mode `mode`) calls bob; `script` talks and presses keys on alice's phone; then alice hangs up."""
+async def recorded_call(
+    exchange: Exchange, mode: str, script: Callable[[Ear], Awaitable[None]], talk_ms: int | None = None
+) -> list[Recording]:
+    """alice (mode `mode`) calls bob; `script` talks and presses keys on alice's phone; then alice hangs up: at once,
+    or `talk_ms` after the answer."""
     await exchange.add_user("alice", "201")
     await exchange.add_user("bob", "202")
     await exchange.set_service("alice", CallRecording.model_validate({"mode": mode}))
     alice, bob = await ear(), await ear()
     try:
         bob_phone = await answering_phone(exchange, "bob", bob)
-        sipp = await call_from_phone(exchange, "alice", "202", alice, end="end_hang_up.xml", talk_ms=7000)
+        if talk_ms is None:
+            sipp = await call_from_phone(exchange, "alice", "202", alice, end="end_hang_up_when_told.xml")
+        else:
+            sipp = await call_from_phone(exchange, "alice", "202", alice, end="end_hang_up.xml", talk_ms=talk_ms)
         await bob.connected()
         await alice.connected()
         if mode not in ("never", "on_demand_user_start"):
             await recording_started(exchange, "alice")  # the recorder starts just after the answer, not with it
         await script(alice)
-        await sipp.succeeded(20)
+        await (sipp.hang_up(20) if talk_ms is None else sipp.succeeded(20))
         await bob_phone.succeeded(20)
     finally:
         alice.close()
@@ -104,7 +110,7 @@ async def test_always_records_the_whole_call_and_ignores_pause(exchange: Exchang
         await alice.press("*2")
         await alice.talk(tone(880.0, 1.0))
 
-    rows = await recorded_call(exchange, "always", script)
+    rows = await recorded_call(exchange, "always", script, talk_ms=7000)  # a call longer than the talk
     assert len(rows) == 1
     audio = audio_of(exchange, rows[0])
     assert has_tone(audio, 440.0) and has_tone(audio, 880.0)

@@ -16,6 +16,7 @@ from hipper.store.models import CallLog, Recording
 from tests.calls.conftest import Exchange, Sipp, register, start_sipp, trunk
 from tests.calls.conftest import scenario as calls_scenario
 from tests.media_apps.conftest import (
+    Caller,
     Ear,
     answering_phone,
     audio_of,
@@ -48,14 +49,13 @@ async def carol_added_then_gone(
     ears: dict[str, Ear],
     carol: Callable[[], Awaitable[Sipp]],
     *,
-    talk_ms: int,
     carol_limit: float,
-) -> tuple[Sipp, Sipp]:
+) -> tuple[Caller, Sipp]:
     """bob answers alice's call; alice adds carol (*7203#), whose phone (`carol`) ends up gone before any merge;
     returns alice's and bob's phones once alice hears bob again."""
     bob_phone = await answering_phone(exchange, "bob", ears["bob"])
     carol_phone = await carol()
-    alice_phone = await call_from_phone(exchange, "alice", "202", ears["alice"], end="end_hang_up.xml", talk_ms=talk_ms)
+    alice_phone = await call_from_phone(exchange, "alice", "202", ears["alice"], end="end_hang_up_when_told.xml")
     await ears["bob"].connected()
     await ears["alice"].connected()
     await ears["alice"].press("*7203#")
@@ -71,9 +71,7 @@ async def test_add_then_merge_each_hears_the_others_never_itself(exchange: Excha
     try:
         bob_phone = await answering_phone(exchange, "bob", ears["bob"])
         carol_phone = await answering_phone(exchange, "carol", ears["carol"])
-        alice_phone = await call_from_phone(
-            exchange, "alice", "202", ears["alice"], end="end_hang_up.xml", talk_ms=12000
-        )
+        alice_phone = await call_from_phone(exchange, "alice", "202", ears["alice"], end="end_hang_up_when_told.xml")
         await ears["bob"].connected()
         await ears["alice"].connected()
         # Add: carol's phone rings and answers; alice talks to carol, bob waits.
@@ -93,7 +91,7 @@ async def test_add_then_merge_each_hears_the_others_never_itself(exchange: Excha
             phone.keep_talking(tone(TONES[name], 3.0))
         await asyncio.sleep(3.2)
         heard = {name: heard_since(phone, starts[name]) for name, phone in ears.items()}
-        await alice_phone.succeeded(20)
+        await alice_phone.hang_up(20)
         await bob_phone.succeeded(20)
         await carol_phone.succeeded(20)
     finally:
@@ -119,18 +117,26 @@ async def test_added_party_hanging_up_before_the_merge_brings_back_the_first(exc
             return await answering_phone(exchange, "carol", ears["carol"], hang_up_ms=1500)
 
         alice_phone, bob_phone = await carol_added_then_gone(
-            exchange, ears, carol_answers_then_hangs_up, talk_ms=9000, carol_limit=15
+            exchange, ears, carol_answers_then_hangs_up, carol_limit=15
         )
         await ears["alice"].press("*8")  # nothing to merge now: the call goes on as it was
         await asyncio.sleep(0.5)
         await ears["alice"].wait_for_tone(TONES["bob"], limit=3)
-        await alice_phone.succeeded(20)
+        await alice_phone.hang_up(20)
         await bob_phone.succeeded(20)
     finally:
         for phone in ears.values():
             phone.close()
     call = await exchange.next_call()
     assert call.answered
+
+
+async def hears_for(phone: Ear, seconds: float, limit: float = 15.0) -> None:
+    """Until `phone` has received `seconds` more of the call's audio (counted in packets, not in wall time)."""
+    target = len(phone.audio()) + int(8000 * seconds)
+    async with asyncio.timeout(limit):
+        while len(phone.audio()) < target:  # noqa: ASYNC110 - packets arriving on the phone's socket
+            await asyncio.sleep(0.05)
 
 
 def windows(audio: np.ndarray, size: int) -> np.ndarray:
@@ -142,13 +148,12 @@ async def test_a_recorded_call_records_the_conference_from_the_merge_on(exchange
     while only alice hears her. The file: alice and bob, then all three from the merge on, without a gap."""
     await three_users(exchange)
     await exchange.set_service("alice", CallRecording.model_validate({"mode": "always_pause_resume"}))
-    talk_ms = 16000
     ears = {name: await ear() for name in TONES}
     alice, bob, carol = ears["alice"], ears["bob"], ears["carol"]
     try:
         bob_phone = await answering_phone(exchange, "bob", bob)
         carol_phone = await answering_phone(exchange, "carol", carol)
-        alice_phone = await call_from_phone(exchange, "alice", "202", alice, end="end_hang_up.xml", talk_ms=talk_ms)
+        alice_phone = await call_from_phone(exchange, "alice", "202", alice, end="end_hang_up_when_told.xml")
         await bob.connected()
         await alice.connected()
         bob.keep_talking(tone(TONES["bob"], 30.0))
@@ -165,7 +170,8 @@ async def test_a_recorded_call_records_the_conference_from_the_merge_on(exchange
         await asyncio.sleep(1.2)  # everyone talks on, into the paused recording
         await alice.press("*3")
         alice.keep_talking(tone(TONES["alice"], 30.0))
-        await alice_phone.succeeded(talk_ms / 1000 + 20)
+        await hears_for(alice, 3.0)  # all three talk on, recorded again
+        await alice_phone.hang_up(20)
         await bob_phone.succeeded(20)
         await carol_phone.succeeded(20)
     finally:
@@ -229,10 +235,8 @@ async def test_an_added_party_whose_session_expires_gets_bye_and_the_first_party
             return await start_sipp(exchange, "callee-carol", text, port=port, limit=40)
 
         # carol's phone was offered the timer, answered, then got BYE when the session expired
-        alice_phone, bob_phone = await carol_added_then_gone(
-            exchange, ears, carol_never_refreshes, talk_ms=12000, carol_limit=20
-        )
-        await alice_phone.succeeded(30)
+        alice_phone, bob_phone = await carol_added_then_gone(exchange, ears, carol_never_refreshes, carol_limit=20)
+        await alice_phone.hang_up(30)
         await bob_phone.succeeded(30)
     finally:
         for phone in ears.values():
@@ -252,9 +256,7 @@ async def test_an_added_party_out_through_the_trunk_is_subject_to_the_users_call
     ears = {name: await ear() for name in ("alice", "bob")}
     try:
         bob_phone = await answering_phone(exchange, "bob", ears["bob"])
-        alice_phone = await call_from_phone(
-            exchange, "alice", "202", ears["alice"], end="end_hang_up.xml", talk_ms=5000
-        )
+        alice_phone = await call_from_phone(exchange, "alice", "202", ears["alice"], end="end_hang_up_when_told.xml")
         await ears["bob"].connected()
         await ears["alice"].connected()
         await ears["alice"].press("*709001234567#")
@@ -263,7 +265,7 @@ async def test_an_added_party_out_through_the_trunk_is_subject_to_the_users_call
         for _ in range(60):  # 3 s
             assert not [leg.uri.user for leg in call.branches if leg.label == "conference"], "barred number rung"
             await asyncio.sleep(0.05)
-        await alice_phone.succeeded(20)
+        await alice_phone.hang_up(20)
         await bob_phone.succeeded(20)
     finally:
         for phone in ears.values():

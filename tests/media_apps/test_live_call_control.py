@@ -86,7 +86,7 @@ async def office(exchange: Exchange, api: Api) -> AsyncIterator[Office]:
     try:
         phones = {"bob": await answering_phone(exchange, "bob", ears["bob"])}
         phones["alice"] = await call_from_phone(
-            exchange, "alice", "202", ears["alice"], end="end_hang_up.xml", talk_ms=12000
+            exchange, "alice", "202", ears["alice"], end="end_hang_up_when_told.xml"
         )
         for name in ("alice", "bob"):
             await ears[name].connected()
@@ -151,7 +151,7 @@ async def test_hold_plays_music_to_the_other_party_and_resume_brings_them_back(o
     await office.exchange.media.execute(Release(call.a.endpoint_id))
     raced = await office.post(f"{call_id}/hold")
     assert (raced.status_code, raced.json()["code"]) == (409, "call_changed")
-    await office.phones["alice"].succeeded()
+    await office.phones["alice"].hang_up()
     await office.phones["bob"].succeeded()
 
 
@@ -175,7 +175,7 @@ async def test_blind_transfer_connects_the_caller_to_the_target_and_releases_the
     await hears(office, "alice", TONES["carol"])
     await hears(office, "carol", TONES["alice"])
     assert await live_calls(office.api, office.bob) == []  # the call goes on, but no longer bob's
-    await office.phones["alice"].succeeded()  # alice hangs up …
+    await office.phones["alice"].hang_up()  # alice hangs up …
     await office.phones["carol"].succeeded()  # … and carol gets her BYE
     await settled_calls(exchange)
     [carol_row] = await exchange.call_logs("carol")
@@ -233,7 +233,7 @@ async def test_consultation_then_attended_transfer_connects_the_two_others(offic
     await hears(office, "alice", TONES["carol"])
     await hears(office, "carol", TONES["alice"])
     assert await live_calls(office.api, office.bob) == []
-    await office.phones["alice"].succeeded()  # alice hangs up: carol, on the other call, gets BYE too
+    await office.phones["alice"].hang_up()  # alice hangs up: carol, on the other call, gets BYE too
     await office.phones["carol"].succeeded()
 
 
@@ -267,7 +267,7 @@ async def test_an_attended_transfer_to_an_outside_consultation_keeps_its_cost_on
     await office.phones["bob_mobile"].succeeded()
     transferred_at = datetime.now(UTC)
     await hears(office, "alice", TONES["carol"])
-    await office.phones["alice"].succeeded()  # alice hangs up: the outside party gets BYE
+    await office.phones["alice"].hang_up()  # alice hangs up: the outside party gets BYE
     await outside.succeeded()
     await settled_calls(exchange)
     received, callback, rest = await exchange.call_logs("bob")
@@ -295,7 +295,7 @@ async def test_merge_makes_a_three_way_call(office: Office) -> None:
     assert [c["id"] for c in await live_calls(office.api, office.bob)] == [call_id]
     assert (await office.post(f"{call_id}/hold")).json()["code"] == "merged"
     # alice hangs up (her call's first party!): bob and carol go on talking.
-    await office.phones["alice"].succeeded()
+    await office.phones["alice"].hang_up()
     await office.ears["alice"].quiet()
     for speaker, listener in (("bob", "carol"), ("carol", "bob")):
         for name in parties:
@@ -318,7 +318,7 @@ async def test_pull_moves_the_call_to_the_mobile(office: Office) -> None:
     await hears(office, "alice", TONES["bob_mobile"])
     await hears(office, "bob_mobile", TONES["alice"])
     assert [c["id"] for c in await live_calls(office.api, office.bob)] == [call_id]
-    await office.phones["alice"].succeeded()
+    await office.phones["alice"].hang_up()
     await office.phones["bob_mobile"].succeeded()
 
 
@@ -331,7 +331,7 @@ async def test_recording_started_and_paused_from_the_app_is_kept(office: Office,
     assert listed[0]["recording"] is None
     refused = await office.post(f"{call_id}/recording", {"action": "start"})
     assert (refused.status_code, refused.json()["code"]) == (409, "recording_not_allowed")
-    await office.phones["alice"].succeeded()
+    await office.phones["alice"].hang_up()
     await office.phones["bob"].succeeded()
     await settled_calls(exchange)
     await exchange.set_service("bob", CallRecording.model_validate({"mode": mode}))
@@ -339,9 +339,8 @@ async def test_recording_started_and_paused_from_the_app_is_kept(office: Office,
     # The next call: started from the app, paused, resumed, stopped — stored for bob.
     office.phones["bob"] = await answering_phone(exchange, "bob", office.ears["bob"])
     office.ears["alice"].phone.engine_address = None
-    office.phones["alice"] = await call_from_phone(
-        exchange, "alice", "202", office.ears["alice"], end="end_hang_up.xml", talk_ms=8000
-    )
+    office.phones["alice"] = await call_from_phone(exchange, "alice", "202", office.ears["alice"],
+                                                   end="end_hang_up_when_told.xml")  # fmt: skip
     call_id = await office.bob_call()
     assert (await live_calls(office.api, office.bob))[0]["recording"] == "off"
     for action, state in (("start", "on"), ("pause", "paused"), ("resume", "on")):
@@ -352,7 +351,7 @@ async def test_recording_started_and_paused_from_the_app_is_kept(office: Office,
     assert (again.status_code, again.json()["code"]) == (409, "recording_running")
     stopped = await office.post(f"{call_id}/recording", {"action": "stop"})
     assert stopped.json()["recording"] == "off"
-    await office.phones["alice"].succeeded()
+    await office.phones["alice"].hang_up()
     await settled(exchange)
     async with exchange.sessions() as session:
         found = await session.execute(select(Recording).where(Recording.user_id == exchange.users["bob"]))
@@ -370,7 +369,8 @@ async def test_blind_transfer_follows_the_targets_own_routing_to_voicemail(offic
     assert moved.status_code == 202, moved.text
     await office.phones["bob"].succeeded()
     await office.ears["alice"].wait_for_tone(1000.0, limit=20)  # carol's voicemail: greeting, then the beep
-    await office.phones["alice"].succeeded()  # alice speaks (her tone) until she hangs up
+    await asyncio.sleep(2.0)  # alice's message: two seconds of her tone
+    await office.phones["alice"].hang_up()
     await settled_calls(exchange)
     async with exchange.sessions() as session:
         found = await session.execute(select(Message).where(Message.user_id == exchange.users["carol"]))
@@ -378,13 +378,12 @@ async def test_blind_transfer_follows_the_targets_own_routing_to_voicemail(offic
     assert message.caller_number == "201"
 
 
-async def recorded_call(exchange: Exchange, api: Api, ears: dict[str, Ear], talk_ms: int) -> tuple[Office, str]:
+async def recorded_call(exchange: Exchange, api: Api, ears: dict[str, Ear]) -> tuple[Office, str]:
     """bob records every call (mode "always"); alice calls him, his desk phone answers, both talk."""
     await exchange.set_service("bob", CallRecording.model_validate({"mode": "always"}))
     await exchange.set_service("bob", FixedMobile(fixed_rings="desk"))  # as in `office`
     phones = {"bob": await answering_phone(exchange, "bob", ears["bob"])}
-    phones["alice"] = await call_from_phone(exchange, "alice", "202", ears["alice"], end="end_hang_up.xml",
-                                            talk_ms=talk_ms)  # fmt: skip
+    phones["alice"] = await call_from_phone(exchange, "alice", "202", ears["alice"], end="end_hang_up_when_told.xml")
     office = Office(exchange, api, ears, phones, await api.login("bob"))
     for name in ("alice", "bob"):
         await talking(office, name)
@@ -408,7 +407,7 @@ async def test_a_users_recording_ends_when_they_transfer_the_call_away(exchange:
     ears = {name: await ear() for name in ("alice", "bob", "carol")}
     try:
         carol_phone = await answering_phone(exchange, "carol", ears["carol"])
-        office, call_id = await recorded_call(exchange, api, ears, talk_ms=9000)
+        office, call_id = await recorded_call(exchange, api, ears)
         async with asyncio.timeout(10):
             while (await live_calls(api, office.bob))[0]["recording"] != "on":  # noqa: ASYNC110 - polled API
                 await asyncio.sleep(0.05)
@@ -418,7 +417,7 @@ async def test_a_users_recording_ends_when_they_transfer_the_call_away(exchange:
         await office.phones["bob"].succeeded()
         await talking(office, "carol")
         await hears(office, "alice", TONES["carol"])
-        await office.phones["alice"].succeeded()
+        await office.phones["alice"].hang_up()
         await carol_phone.succeeded()
         audio = await bobs_recording(exchange)  # both directions mixed: alice's and bob's tones, none of carol's
     finally:
@@ -434,14 +433,15 @@ async def test_a_pulled_call_is_recorded_on_on_the_new_device(exchange: Exchange
     await exchange.add_user("bob", "202", mobile=BOB_MOBILE)
     ears = {name: await ear() for name in ("alice", "bob", "bob_mobile")}
     try:
-        office, call_id = await recorded_call(exchange, api, ears, talk_ms=8000)
+        office, call_id = await recorded_call(exchange, api, ears)
         mobile = await bob_mobile_answers(office)  # only now: the desk phone answered alice's call
         pulled = await office.post(f"{call_id}/pull", {"device": "mobile"})
         assert pulled.status_code == 200, pulled.text
         await office.phones["bob"].succeeded()
         await talking(office, "bob_mobile")
-        await hears(office, "alice", TONES["bob_mobile"])
-        await office.phones["alice"].succeeded()
+        heard = ears["alice"]  # two seconds of bob's mobile heard (and recorded), then alice hangs up
+        await heard.wait_for_tone(TONES["bob_mobile"], limit=10, after=len(heard.audio()) + 16000)
+        await office.phones["alice"].hang_up()
         await mobile.succeeded()
         audio = await bobs_recording(exchange)
     finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import socket
 import string
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from hipper.store.models import Event
 from tests.calls.conftest import PASSWORD, Exchange, Sipp, register, start_sipp
 from tests.calls.conftest import scenario as calls_scenario
 from tests.calls.test_baresip import baresip_config
-from tests.media_apps.conftest import SCENARIOS, Ear, answering_phone, ear, tone, utc
+from tests.media_apps.conftest import SCENARIOS, Ear, answering_phone, ear, poke, tone, utc
 from tests.sip.peers import free_udp_port, require, stop
 
 pytestmark = pytest.mark.sip
@@ -187,28 +186,6 @@ class Script:
     def text(self) -> str:
         references = f'\n  <Reference variables="{",".join(self.variables)}" />' if self.variables else ""
         return "".join(self.parts) + references
-
-
-async def poke(port: int, call_id: str, *headers: str) -> None:
-    """An OPTIONS into the phone's dialog (SIPp matches it by its Call-ID): the phone's scenario takes its next
-    step. Sent once and not answered (SIPp would send its answer to the exchange, not here): loopback UDP."""
-    loop = asyncio.get_running_loop()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.setblocking(False)
-        token = secrets.token_hex(6)
-        lines = [
-            f"OPTIONS sip:phone@127.0.0.1:{port} SIP/2.0",
-            f"Via: SIP/2.0/UDP 127.0.0.1:{sock.getsockname()[1]};branch=z9hG4bK{token}",
-            f"From: <sip:test@127.0.0.1>;tag={token}",
-            "To: <sip:phone@127.0.0.1>",
-            f"Call-ID: {call_id}",
-            "CSeq: 1 OPTIONS",
-            "Max-Forwards: 70",
-            *headers,
-            "Content-Length: 0",
-        ]
-        await loop.sock_sendto(sock, ("\r\n".join(lines) + "\r\n\r\n").encode(), ("127.0.0.1", port))
 
 
 @dataclass

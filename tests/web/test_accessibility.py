@@ -39,10 +39,14 @@ def violations(page: Page) -> list[str]:
     ]
 
 
+# Toasts and transitions (switch thumbs, 150 ms) finished: axe judges colours as drawn. Waited for as such (the Web
+# Animations API lists running CSS transitions), not as a fixed 250 ms after each of the ~45 screens and dialogs.
+AT_REST = "document.getAnimations().every((animation) => animation.playState !== 'running')"
+
+
 def settle(page: Page) -> None:
     page.wait_for_function(SETTLED)
-    # Let toasts and transitions (switch thumbs, 150 ms) finish: axe judges colours as drawn.
-    page.wait_for_timeout(250)
+    page.wait_for_function(AT_REST)
 
 
 @pytest.mark.parametrize("locale", ["nl-NL", "en-GB"])
