@@ -299,3 +299,30 @@ async def test_an_added_outside_party_who_hung_up_no_longer_counts_against_the_u
     finally:
         for phone in ears.values():
             phone.close()
+
+
+async def test_after_the_added_party_leaves_a_three_way_call_another_can_be_added(exchange: Exchange) -> None:
+    """alice merges carol into her call with bob (*7203#, *8); carol hangs up: alice and bob talk on, and alice
+    can add a party again (the three-way slot went with carol)."""
+    await three_users(exchange)
+    ears = {name: await ear() for name in TONES}
+    try:
+        bob_phone = await answering_phone(exchange, "bob", ears["bob"])
+        carol_phone = await answering_phone(exchange, "carol", ears["carol"], hang_up_ms=2500)
+        alice_phone = await call_from_phone(exchange, "alice", "202", ears["alice"], end="end_hang_up_when_told.xml")
+        await ears["bob"].connected()
+        await ears["alice"].connected()
+        await ears["alice"].press("*7203#")
+        await ears["carol"].connected()
+        await ears["alice"].press("*8")
+        await carol_phone.succeeded(15)  # she hung up from the three-way call
+        ears["bob"].keep_talking(tone(TONES["bob"], 6.0))
+        await ears["alice"].wait_for_tone(TONES["bob"], limit=5)  # alice and bob talk on
+        carol_again = await answering_phone(exchange, "carol", ears["carol"], hang_up_ms=500)
+        await ears["alice"].press("*7203#")
+        await carol_again.succeeded(15)  # added: her phone rang, she answered and hung up
+        await alice_phone.hang_up(20)
+        await bob_phone.succeeded(20)
+    finally:
+        for phone in ears.values():
+            phone.close()

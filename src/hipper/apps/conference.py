@@ -136,16 +136,17 @@ class ThreeWay:
         self.call.b2bua.outbound.release(admission)
 
     async def _watch_third(self, leg: CalleeLeg) -> None:
-        """The added party hung up: no longer counted out through the trunk; before the merge, back to the first
-        party."""
+        """The added party hung up: no longer counted out through the trunk, and the user is back with the first
+        party alone (before the merge, or after it: out of the three-way mix), free to add another."""
         await self.call.race(leg.wait_ended(), None)
         if leg.ended and self.admission is not None:
             # Its place in the user's outbound limits goes with the leg (merged or not), not with the whole call.
             self.call.b2bua.outbound.release(self.admission)
             self.admission = None
-        if self.call.over.is_set() or self.merged or self.third is not leg:
+        if self.call.over.is_set() or self.third is not leg:
             return
         self.third = None
+        self.merged = False
         with contextlib.suppress(MediaError):
             await self.call.media.execute(Connect(self.own, self.other))
 
