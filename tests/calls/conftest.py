@@ -11,7 +11,9 @@ import contextlib
 import gc
 import json
 import re
+import secrets
 import shutil
+import socket
 import string
 import sys
 from collections.abc import AsyncIterator
@@ -269,6 +271,52 @@ class Sipp:
         return self
 
 
+async def poke(port: int, call_id: str, *headers: str) -> None:
+    """An OPTIONS into a SIPp phone's dialog (SIPp matches it by its Call-ID): the phone's scenario takes its next
+    step. Sent once and not answered (SIPp would send its answer to the exchange, not here): loopback UDP."""
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        token = secrets.token_hex(6)
+        lines = [
+            f"OPTIONS sip:phone@127.0.0.1:{port} SIP/2.0",
+            f"Via: SIP/2.0/UDP 127.0.0.1:{sock.getsockname()[1]};branch=z9hG4bK{token}",
+            f"From: <sip:test@127.0.0.1>;tag={token}",
+            "To: <sip:phone@127.0.0.1>",
+            f"Call-ID: {call_id}",
+            "CSeq: 1 OPTIONS",
+            "Max-Forwards: 70",
+            *headers,
+            "Content-Length: 0",
+        ]
+        await loop.sock_sendto(sock, ("\r\n".join(lines) + "\r\n\r\n").encode(), ("127.0.0.1", port))
+
+
+@dataclass
+class Caller(Sipp):
+    """A calling SIPp phone on a known port and Call-ID (`calling`). With a scenario that ends in a wait for the
+    test's poke (final_hangs_up_when_told.xml here, end_hang_up_when_told.xml in tests/media_apps) it talks until
+    the test tells it to hang up: no fixed talk time for the test to wait out once its checks are done."""
+
+    port: int = 0
+    call_id: str = ""
+
+    async def hang_up(self, limit: float = 30.0) -> None:
+        await poke(self.port, self.call_id)
+        await self.succeeded(limit)
+
+
+async def calling(
+    exchange: Exchange, name: str, text: str, *args: str, port: int | None = None, limit: int = 25
+) -> Caller:
+    """`start_sipp` for a calling phone, on a port and with a Call-ID of our choosing (so it can be told to hang up)."""
+    port = port or free_udp_port()
+    call_id = f"{name}-{secrets.token_hex(6)}@127.0.0.1"
+    sipp = await start_sipp(exchange, name, text, *args, "-cid_str", call_id, port=port, limit=limit)
+    return Caller(sipp.process, sipp.workdir, sipp.name, port, call_id)
+
+
 def free_media_port() -> int:
     """An even port with the next three free: SIPp binds RTP/RTCP (and video) there at start."""
     return peer_media_port()
@@ -388,6 +436,15 @@ async def place_call(exchange: Exchange, user: str, dialled: str, final: str, *a
                      **values: Any) -> Sipp:  # fmt: skip
     text = scenario("caller.xml", final=final, user=user, **values)
     return await start_sipp(
+        exchange, f"caller-{user}", text, "-s", dialled, "-au", user, "-ap", PASSWORD, *args, limit=limit
+    )
+
+
+async def call_until_told(exchange: Exchange, user: str, dialled: str, *args: str, limit: int = 25, **values: Any
+                          ) -> Caller:  # fmt: skip
+    """`place_call` whose phone talks until the test tells it to hang up (`Caller.hang_up`)."""
+    text = scenario("caller.xml", final="final_hangs_up_when_told.xml", user=user, **values)
+    return await calling(
         exchange, f"caller-{user}", text, "-s", dialled, "-au", user, "-ap", PASSWORD, *args, limit=limit
     )
 

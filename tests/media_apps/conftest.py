@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
-import socket
 import string
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,13 +22,13 @@ from hipper.media.g711 import Pcm
 from hipper.media.wavfile import read_wav
 from hipper.store import media_files
 from hipper.store.models import Recording
-from tests.calls.conftest import PASSWORD, Exchange, Sipp, exchange, register, start_sipp
+from tests.calls.conftest import PASSWORD, Caller, Exchange, calling, exchange, poke, register, start_sipp
 from tests.media.phones import Phone, band_energy, dominant_frequency, rms, tone
 from tests.sip.peers import free_udp_port
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 
-__all__ = ["band_energy", "dominant_frequency", "exchange", "rms", "tone"]
+__all__ = ["Caller", "band_energy", "dominant_frequency", "exchange", "poke", "rms", "tone"]
 
 
 def scenario(name: str, end: str | None = None, **values: Any) -> str:
@@ -150,48 +148,6 @@ async def ear() -> Ear:
     return await Ear().open()
 
 
-async def poke(port: int, call_id: str, *headers: str) -> None:
-    """An OPTIONS into a SIPp phone's dialog (SIPp matches it by its Call-ID): the phone's scenario takes its next
-    step. Sent once and not answered (SIPp would send its answer to the exchange, not here): loopback UDP."""
-    loop = asyncio.get_running_loop()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.setblocking(False)
-        token = secrets.token_hex(6)
-        lines = [
-            f"OPTIONS sip:phone@127.0.0.1:{port} SIP/2.0",
-            f"Via: SIP/2.0/UDP 127.0.0.1:{sock.getsockname()[1]};branch=z9hG4bK{token}",
-            f"From: <sip:test@127.0.0.1>;tag={token}",
-            "To: <sip:phone@127.0.0.1>",
-            f"Call-ID: {call_id}",
-            "CSeq: 1 OPTIONS",
-            "Max-Forwards: 70",
-            *headers,
-            "Content-Length: 0",
-        ]
-        await loop.sock_sendto(sock, ("\r\n".join(lines) + "\r\n\r\n").encode(), ("127.0.0.1", port))
-
-
-@dataclass
-class Caller(Sipp):
-    """A calling SIPp phone on a known port and Call-ID: with end="end_hang_up_when_told.xml" it talks until the
-    test tells it to hang up, so a test waits for no fixed talk time once its checks are done."""
-
-    port: int = 0
-    call_id: str = ""
-
-    async def hang_up(self, limit: float = 30.0) -> None:
-        await poke(self.port, self.call_id)
-        await self.succeeded(limit)
-
-
-async def _calling(exchange: Exchange, name: str, text: str, *args: str, port: int | None, limit: int) -> Caller:
-    port = port or free_udp_port()
-    call_id = f"{name}-{secrets.token_hex(6)}@127.0.0.1"
-    sipp = await start_sipp(exchange, name, text, *args, "-cid_str", call_id, port=port, limit=limit)
-    return Caller(sipp.process, sipp.workdir, sipp.name, port, call_id)
-
-
 async def call_from_phone(
     exchange: Exchange, user: str, dialled: str, ear: Ear, end: str = "end_wait_bye.xml", limit: int = 40, **values: Any
 ) -> Caller:
@@ -199,7 +155,7 @@ async def call_from_phone(
     text = scenario("caller.xml", end, user=user, from_user=user, rtp_port=ear.port, **values)
     ear.sipp_logs = (exchange.workdir, f"caller-{user}")
     name = f"caller-{user}"
-    return await _calling(exchange, name, text, "-s", dialled, "-au", user, "-ap", PASSWORD, port=None, limit=limit)
+    return await calling(exchange, name, text, "-s", dialled, "-au", user, "-ap", PASSWORD, limit=limit)
 
 
 async def call_from_trunk(
@@ -208,7 +164,7 @@ async def call_from_trunk(
 ) -> Caller:  # fmt: skip
     text = scenario("trunk_caller.xml", end, from_user=from_number, rtp_port=ear.port, **values)
     ear.sipp_logs = (exchange.workdir, "trunk-caller")
-    return await _calling(exchange, "trunk-caller", text, "-s", dialled, port=exchange.trunk_port, limit=limit)
+    return await calling(exchange, "trunk-caller", text, "-s", dialled, port=exchange.trunk_port, limit=limit)
 
 
 async def answering_phone(exchange: Exchange, user: str, ear: Ear, limit: int = 40, hang_up_ms: int = 0) -> Any:

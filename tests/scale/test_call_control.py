@@ -9,7 +9,7 @@ import contextlib
 import httpx
 import pytest
 
-from tests.calls.conftest import phone, place_call, scenario
+from tests.calls.conftest import call_until_told, phone, place_call, scenario
 from tests.scale.conftest import Cluster
 from tests.scale.test_edge import received, via
 
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.sip, pytest.mark.postgres]
 async def test_a_call_on_node_b_is_listed_held_and_resumed_through_node_a(cluster: Cluster) -> None:
     await cluster.edge.only(cluster.b)
     bob_phone = await phone(via(cluster), "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
-    alice = await place_call(via(cluster), "alice", "202", "final_talks.xml", talk_ms=6000)
+    alice = await call_until_told(via(cluster), "alice", "202")
     await cluster.answered_on(cluster.b, "bob")
     async with httpx.AsyncClient(timeout=10) as http:
         on_a = {"Authorization": f"Bearer {await cluster.a.login(http, 'bob')}"}
@@ -47,7 +47,7 @@ async def test_a_call_on_node_b_is_listed_held_and_resumed_through_node_a(cluste
         resumed = await http.post(f"{cluster.a.url}/api/v1/me/calls/{call['id']}/resume", headers=on_a)
         assert resumed.status_code == 200, resumed.text
         assert not resumed.json()["held"]
-    await alice.succeeded()
+    await alice.hang_up()
     await bob_phone.succeeded()
 
 

@@ -13,7 +13,7 @@ from typing import cast
 import httpx
 import pytest
 
-from tests.calls.conftest import Exchange, phone, place_call, scenario
+from tests.calls.conftest import Exchange, call_until_told, phone, place_call, scenario
 from tests.scale.conftest import Cluster
 from tests.support.exchange_process import ExchangeProcess
 
@@ -73,7 +73,7 @@ async def test_busy_and_waiting_across_nodes_follow_settings_changed_through_eit
         assert off.status_code == 200, off.text
         await cluster.edge.only(cluster.a)
         first = await phone(via(cluster), "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
-        alice = await place_call(via(cluster), "alice", "202", "final_talks.xml", talk_ms=6000)
+        alice = await call_until_told(via(cluster), "alice", "202")
         await cluster.answered_on(cluster.a, "bob")
         await cluster.edge.only(cluster.b)
         carol = await place_call(via(cluster), "carol", "202", "final_rejected.xml", "-cid_str", "busy-%u", status=486)
@@ -88,7 +88,7 @@ async def test_busy_and_waiting_across_nodes_follow_settings_changed_through_eit
     dave = await place_call(via(cluster), "dave", "202", "final_talks.xml", "-cid_str", "waiting-%u", talk_ms=300)
     await dave.succeeded()
     await second.succeeded()
-    await alice.succeeded()
+    await alice.hang_up()
     await first.succeeded()
     await cluster.wait_in_log(cluster.b, '"call_id": "waiting-1"')
     assert "waiting-1" not in cluster.log(cluster.a)
@@ -99,11 +99,11 @@ async def test_a_killed_node_ends_its_own_calls_only_and_new_calls_go_to_the_oth
     bob = await phone(via(cluster), "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
     # Alice's call dies with node A: her BYE reaches nobody, and the edge answers it 408 (RFC 3261 §12.2.1.2:
     # the dialog is over for her phone).
-    alice = await place_call(via(cluster), "alice", "202", "final_talks.xml", talk_ms=6000, bye_status=408)
+    alice = await call_until_told(via(cluster), "alice", "202", bye_status=408)
     await cluster.answered_on(cluster.a, "bob")
     await cluster.edge.only(cluster.b)
     dave = await phone(via(cluster), "dave", "dave", scenario("callee.xml", ring_ms=100), "-rtp_echo")
-    carol = await place_call(via(cluster), "carol", "204", "final_talks.xml", talk_ms=6000)
+    carol = await call_until_told(via(cluster), "carol", "204")
     await cluster.answered_on(cluster.b, "dave")
     await cluster.edge.all()
     after = len(cluster.edge.lines)
@@ -117,9 +117,9 @@ async def test_a_killed_node_ends_its_own_calls_only_and_new_calls_go_to_the_oth
     assert await down - killed < 5
     await erin.succeeded()
     await frank.succeeded()
-    await carol.succeeded()  # node B's call went on to its end
+    await carol.hang_up()  # node B's call went on until she hung up
     await dave.succeeded()
-    await alice.succeeded()
+    await alice.hang_up()
     with contextlib.suppress(TimeoutError):
         await bob.result(1)  # his leg was node A's: a real phone ends it at its session timer
     # …which node A's INVITE set up (RFC 4028 §9: the phone sends BYE before the interval ends unrefreshed).

@@ -10,9 +10,10 @@ import pytest
 from hipper.domain.outgoing import CallerIdentity
 from hipper.media.engine import CreateEndpoint, EndpointCreated, MediaError, Release
 from tests.calls.conftest import (  # noqa: F401 - the fixture
-    PASSWORD,
+    Caller,
     Exchange,
     Sipp,
+    call_until_told,
     exchange,
     phone,
     scenario,
@@ -35,14 +36,12 @@ LIMITS = [
 ]
 
 
-async def alice_calls_out(exchange: Exchange, talk_ms: int) -> tuple[Sipp, Sipp]:  # noqa: F811
-    """alice's call out through the trunk, answered there: once it returns, the call counts against the limits."""
+async def alice_calls_out(exchange: Exchange) -> tuple[Sipp, Caller]:  # noqa: F811
+    """alice's call out through the trunk, answered there: once it returns, the call counts against the limits,
+    until she is told to hang up."""
     network = await start_sipp(exchange, "trunk", scenario("callee.xml", ring_ms=100), "-rtp_echo",
                                port=exchange.trunk_port)  # fmt: skip
-    first = await start_sipp(
-        exchange, "caller-alice", scenario("caller.xml", final="final_talks.xml", user="alice", talk_ms=talk_ms),
-        "-s", "0612345678", "-au", "alice", "-ap", PASSWORD,
-    )  # fmt: skip
+    first = await call_until_told(exchange, "alice", "0612345678")
     async with asyncio.timeout(15):
         while exchange.b2bua.outbound.gate.trunk < 1:  # noqa: ASYNC110 - admitted: it counts from then on
             await asyncio.sleep(0.01)
@@ -66,10 +65,10 @@ async def test_concurrent_outbound_calls_are_limited(
     await exchange.add_user("bob", "202", direct="+31201234102")
     if company_limit is not None:
         await hipper_cli(exchange, "barring", "set", "--company", "Acme", "--bar", "premium", "--max-calls", "1")
-    network, first = await alice_calls_out(exchange, talk_ms=3000)
+    network, first = await alice_calls_out(exchange)
     gate = exchange.b2bua.outbound.gate
     await refused_call(exchange, second, "0612345679", status, reason)
-    await first.succeeded()
+    await first.hang_up()
     await network.succeeded()
     ended = [await exchange.next_call() for _ in range(2)]  # the refused call, the first one
     assert sorted(call.answered for call in ended) == [False, True]
@@ -103,7 +102,7 @@ async def test_a_callback_out_through_the_trunk_counts_against_the_limits(exchan
     phone's call: with the trunk full it is not placed, and the far end is never called."""
     await exchange.add_user("alice", "201", direct="+31201234101")
     await exchange.add_user("bob", "202", direct="+31201234102")
-    network, first = await alice_calls_out(exchange, talk_ms=4000)
+    network, first = await alice_calls_out(exchange)
     gate = exchange.b2bua.outbound.gate
     desk = await phone(exchange, "bob", "bob-desk", scenario("callee.xml", ring_ms=100), "-rtp_echo")
     app_calls = exchange.applications.app_calls
@@ -117,7 +116,7 @@ async def test_a_callback_out_through_the_trunk_counts_against_the_limits(exchan
         callback = await exchange.callbacks_ended.get()
     assert callback.outcome == "not-reachable" and callback.far_leg is None
     await desk.succeeded()  # bob answered, heard the busy tone, and was hung up
-    await first.succeeded()
+    await first.hang_up()
     await network.succeeded()  # one call on the trunk: the first, never the callback's
     async with asyncio.timeout(5):
         while gate.trunk:  # noqa: ASYNC110 - released when the first call ended
