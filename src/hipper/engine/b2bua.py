@@ -63,6 +63,7 @@ class NodeApplications(CallApplications, Protocol):
 
     async def close(self) -> None: ...
 
+
 T = TypeVar("T")
 
 
