@@ -102,6 +102,8 @@ class AppCalls:
         state `ended`. Their answer is `call.started`."""
         key = (call.call_id, user_id)
         if ringing:
+            if key in self._ringing:
+                return  # rings them already (one announcement, one row)
             loop = asyncio.get_running_loop()
             self._ringing[key] = loop.call_later(self.ringing_event_seconds, self._announce_ringing, call, user_id)
             return
@@ -126,9 +128,10 @@ class AppCalls:
         key_id = call_key(call.call_id)
         live = LiveCall(key_id, "incoming", call.caller.number or "", "ringing", call.started_at, call.caller.display)
         payload = {**asdict(live), "started_at": live.started_at.isoformat()}
-        publish_soon(self.b2bua, [user_id], "call.ringing", payload)
-        # Other nodes list it too, and send its control (DELETE: refuse it) here (docs/scale-out.md).
+        # Other nodes list it too, and send its control (DELETE: refuse it) here (docs/scale-out.md); the row is
+        # queued before the event, so an app that acts on the event through another node finds it.
         self.b2bua.presence.ringing(user_id, call.call_id)
+        publish_soon(self.b2bua, [user_id], "call.ringing", payload)
 
     # -- a colleague's own plan for callbacks -----------------------------------------------------------------
 

@@ -149,6 +149,8 @@ class ThreeWay:
         self.merged = False
         with contextlib.suppress(MediaError):
             await self.call.media.execute(Connect(self.own, self.other))
+        # Its endpoint goes now, not with the call: out of the mixer (which then goes too), its port pair free.
+        await self.call.release(leg.endpoint_id)
 
     async def merge(self) -> None:
         third = self.third

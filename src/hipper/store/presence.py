@@ -117,11 +117,14 @@ class Presence:
     def ringing(self, user_id: int, call_id: str) -> None:
         """An incoming call rings the user on this node: other nodes list it and forward its control here (not
         busy: `on_call` ignores it). Not written again after a purge (`rejoin`): it rings a few seconds."""
+        if (call_id[:200], user_id) in self._ringing:
+            return
         row = CallJoined(uuid.uuid4().hex, user_id, call_id[:200], self.node_id, datetime.now(UTC), ringing=True)
         self._ringing[(row.call_id, user_id)] = row.id
         self._write(row)
 
     def stopped_ringing(self, user_id: int, call_id: str) -> None:
+        """The call of `ringing` stopped ringing the user (answered, given up, on to voicemail): its row goes."""
         row_id = self._ringing.pop((call_id[:200], user_id), None)
         if row_id is not None:
             self._write(CallLeft(row_id))
@@ -141,7 +144,8 @@ class Presence:
         self._write(CallLeft(row.id))
 
     def _write(self, item: CallJoined | CallLeft) -> None:
-        # Queued with the next batch, followed by a callback rather than a task per row (two rows per call).
+        # Queued with the next batch, followed by a callback rather than a task per row (two rows per answered call,
+        # two more for a call that rang a while).
         # A failure is logged: this node still knows; other nodes miss it (the database refused a write).
         done = self.writer.submit_logged([item], log, "presence.write_failed", {"item": type(item).__name__})
         self._writes.add(done)

@@ -266,7 +266,7 @@ class LoopWriter:
         except sqlite3.Error:  # the pool's connections checkpoint too; the next round tries again
             log.warning("settings writer: WAL checkpoint failed", exc_info=True)
             return
-        if not busy and frames == copied:
+        if not busy and frames >= 0 and frames == copied:  # -1: not in WAL mode
             self._restart_due = True  # read on the loop at the next write (a plain flag: the GIL orders it)
 
     async def close(self) -> None:
