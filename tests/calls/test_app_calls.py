@@ -703,3 +703,24 @@ async def test_a_hunt_groups_members_see_the_call_ring_and_the_one_who_answers_s
         ("call.ringing", key), ("call.started", key), ("call.ended", key)
     ]  # fmt: skip
     assert LiveCallOut.model_validate(carols[0][1]).remote_number == "202"
+
+
+async def test_a_hunt_group_member_refusing_the_call_stops_only_their_phone(exchange: Exchange, api: Api) -> None:
+    """alice refuses (DELETE) a hunt-group call that rings her and carol: her desk stops ringing, carol's rings on
+    and she takes the call — one member's refusal does not end the call for the others."""
+    await alice(exchange)
+    await exchange.add_user("carol", "203")
+    await hunt_group(exchange, "simultaneous", ["alice", "carol"])
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee_rings.xml"))  # rings until cancelled
+    carol = await phone(exchange, "carol", "carol", scenario("callee.xml", ring_ms=6000), "-rtp_echo")
+    bob = await place_call(exchange, "bob", "500", "final_talks.xml", talk_ms=500)
+    headers = await api.login("alice")
+    listed = await wait_for_state(api, headers, "ringing")
+    refused = await api.http.delete(f"/api/v1/me/calls/{listed['id']}", headers=headers)
+    assert refused.status_code == 204, refused.text
+    await desk.succeeded()  # CANCEL for alice's desk
+    assert await live_calls(api, headers) == []  # no longer hers
+    await carol.succeeded()  # carol still rang, answered and talked
+    await bob.succeeded()
+    call = await exchange.next_call()
+    assert call.answered and sorted(call.branches) == [("desk", 200), ("desk", 487)]

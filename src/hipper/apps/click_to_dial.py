@@ -223,12 +223,23 @@ class AppCalls:
         return sorted(found, key=lambda c: c.started_at)
 
     def hang_up(self, user_id: int, call_id: str) -> bool:
-        """End one of the user's calls (BYE or CANCEL on every leg); False when it is not theirs or gone."""
+        """End one of the user's calls (BYE or CANCEL on every leg); False when it is not theirs or gone. An
+        incoming call that also rings others (a hunt group's colleagues) stops ringing only this user's phones."""
         for call in self.b2bua.calls:
             if call.key == call_id and _live_call(call, user_id) is not None:
+                if call.first is None and call.answered_at is None and call.caller.user_id != user_id:
+                    theirs = [leg for leg in _ringing_legs(call) if leg.user_id == user_id]
+                    if len(theirs) < len(_ringing_legs(call)):
+                        for leg in theirs:
+                            leg.cancel()
+                        return True
                 call.fail(487, "Request Terminated")  # answered already: the call's teardown BYEs both legs
                 return True
         return False
+
+
+def _ringing_legs(call: Call) -> list[CalleeLeg]:
+    return [leg for leg in call.branches if leg.status is None and not leg.cancelled]
 
 
 def _live_call(call: Call, user_id: int) -> LiveCall | None:
@@ -243,9 +254,7 @@ def _live_call(call: Call, user_id: int) -> LiveCall | None:
         return LiveCall(call_key(call.call_id), "outgoing", remote, state, call.started_at, name)
     connected = call.connected
     # Incoming and still ringing one of the user's phones (not: forwarded away, or in their voicemail).
-    ringing = call.answered_at is None and any(
-        leg.user_id == user_id and leg.status is None and not leg.cancelled for leg in call.branches
-    )
+    ringing = call.answered_at is None and any(leg.user_id == user_id for leg in _ringing_legs(call))
     if (connected is not None and connected.user_id == user_id) or ringing:
         return LiveCall(
             call_key(call.call_id), "incoming", call.caller.number or "", state, call.started_at, call.caller.display
