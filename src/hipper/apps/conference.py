@@ -79,19 +79,26 @@ class ThreeWay:
         call = self.call
         queue: asyncio.Queue[tuple[CalleeLeg, Response]] = asyncio.Queue()
         legs: list[CalleeLeg] = []
-        for branch in branches:
-            endpoint = await call.new_endpoint()
-            leg = CalleeLeg(
-                call.b2bua.stack, call, peer=branch.peer, uri=branch.uri, from_=from_, to=branch.to,
-                label="conference",
-            )  # fmt: skip
-            leg.endpoint_id = endpoint.endpoint_id
-            leg.user_id = branch.user_id
-            leg.session_policy = policy_of(call.settings)  # RFC 4028 like the call's own legs
-            leg.listener = lambda leg, response: queue.put_nowait((leg, response))
-            leg.start(endpoint.local_sdp, [], provisional_timeout=call.settings.branch_provisional_seconds)
-            legs.append(leg)
-            call.branches.append(leg)  # the call's end hangs it up (BYE) or cancels it
+        try:
+            for branch in branches:
+                endpoint = await call.new_endpoint()
+                leg = CalleeLeg(
+                    call.b2bua.stack, call, peer=branch.peer, uri=branch.uri, from_=from_, to=branch.to,
+                    label="conference",
+                )  # fmt: skip
+                leg.endpoint_id = endpoint.endpoint_id
+                leg.user_id = branch.user_id
+                leg.session_policy = policy_of(call.settings)  # RFC 4028 like the call's own legs
+                leg.listener = lambda leg, response: queue.put_nowait((leg, response))
+                leg.start(endpoint.local_sdp, [], provisional_timeout=call.settings.branch_provisional_seconds)
+                legs.append(leg)
+                call.branches.append(leg)  # the call's end hangs it up (BYE) or cancels it
+        except BaseException:  # e.g. no media port for the next branch: none of this add goes on
+            for leg in legs:
+                leg.cancel()
+                call.spawn(call.release(leg.endpoint_id))
+            self._release_admission()
+            raise
         winner: CalleeLeg | None = None
         pending = set(legs)
         loop = asyncio.get_running_loop()
@@ -121,15 +128,18 @@ class ThreeWay:
             call.spawn(call.release(leg.endpoint_id))
         if winner is None or winner.endpoint_id is None:
             log.info("conference.add_failed", extra={"call_id": call.call_id})
-            if self.admission is not None:
-                call.b2bua.outbound.release(self.admission)
-                self.admission = None
+            self._release_admission()
             return
         self.third = winner
         winner.start_session_timer()  # when it expires the leg gets BYE and the user is back with the first party
         await call.media.execute(Connect(self.own, winner.endpoint_id))  # the first party now waits
         call.spawn(self._watch_third(winner))  # a task of the call's: its end cancels it
         log.info("conference.added", extra={"call_id": call.call_id})
+
+    def _release_admission(self) -> None:
+        if self.admission is not None:
+            self.call.b2bua.outbound.release(self.admission)
+            self.admission = None
 
     async def _release_at_end(self, admission: str) -> None:
         await self.call.over.wait()
@@ -139,10 +149,8 @@ class ThreeWay:
         """The added party hung up: no longer counted out through the trunk, and the user is back with the first
         party alone (before the merge, or after it: out of the three-way mix), free to add another."""
         await self.call.race(leg.wait_ended(), None)
-        if leg.ended and self.admission is not None:
-            # Its place in the user's outbound limits goes with the leg (merged or not), not with the whole call.
-            self.call.b2bua.outbound.release(self.admission)
-            self.admission = None
+        if leg.ended:
+            self._release_admission()  # its place in the user's outbound limits goes with the leg, not the call
         if self.call.over.is_set() or self.third is not leg:
             return
         self.third = None
