@@ -39,7 +39,7 @@ from tests.calls.conftest import (
     trunk,
     with_request_uri,
 )
-from tests.calls.test_groups import hunt_group
+from tests.calls.test_groups import QUEUE_NUMBER, call_center, call_from_trunk, hunt_group
 from tests.ops.conftest import free_port
 from tests.ops.test_events import next_event, read_events
 
@@ -724,3 +724,22 @@ async def test_a_hunt_group_member_refusing_the_call_stops_only_their_phone(exch
     await bob.succeeded()
     call = await exchange.next_call()
     assert call.answered and sorted(call.branches) == [("desk", 200), ("desk", 487)]
+
+
+async def test_a_call_center_agent_sees_the_offered_call_ring_then_start(exchange: Exchange, api: Api) -> None:
+    """A call-center call offered to its available agent is drawn in her app while it rings, like a call of her
+    own: `call.ringing`, then `call.started` when she answers, then `call.ended`."""
+    await exchange.add_user("alice", "201")
+    await call_center(exchange, ["alice"])
+    headers = await api.login("alice")
+    agent = "/api/v1/me/services/call-center-agent"
+    assert (await api.http.put(agent, json={"state": "available"}, headers=headers)).status_code == 200
+    desk = await phone(exchange, "alice", "alice", scenario("callee.xml", ring_ms=1500), "-rtp_echo")
+    outside = await call_from_trunk(exchange, QUEUE_NUMBER)
+    await outside.succeeded()
+    await desk.succeeded()
+    key = call_key((await exchange.next_call()).call_id)
+    found = await call_stream(api, headers, "call.ended")
+    assert [(kind, payload["id"]) for kind, payload in found] == [
+        ("call.ringing", key), ("call.started", key), ("call.ended", key)
+    ]  # fmt: skip
