@@ -15,7 +15,6 @@ import secrets
 import shutil
 import socket
 import string
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ from hipper.sip.stack import SipStack
 from hipper.store import admin, devices, service_settings
 from hipper.store.db import create_engine, session_factory
 from hipper.store.models import CallLog, Company, Registration, User
-from tests.media_apps.exchange_process import ROOT
+from tests.media_apps.exchange_process import Elsewhere, exchange_process
 from tests.sip.peers import free_udp_port, require, stop
 from tests.support.ports import engine_range, peer_media_port, udp_listening
 
@@ -364,19 +363,18 @@ class Nodes:
         await self.a.add_user(name, extension)
         self.b.users[name] = self.a.users[name]
 
-    async def third_node(self, workdir: Path, node_id: str, lease: float) -> asyncio.subprocess.Process:
+    def third_node(
+        self, workdir: Path, node_id: str, lease: float
+    ) -> contextlib.AbstractAsyncContextManager[tuple[asyncio.subprocess.Process, Elsewhere]]:
         """A third node as a process of its own (tests/media_apps/exchange_process.py: it can be killed with
-        SIGKILL), on node A's configuration with `lease`; it prints "READY <sip port>" once it takes calls."""
+        SIGKILL), on node A's configuration with `lease`, once it takes calls."""
         config = self.a.settings.model_dump(mode="json")
         top = self.b.settings.rtp_port_max
         config.update(node_id=node_id, node_lease_seconds=lease, rtp_port_min=top + 2, rtp_port_max=top + 200,
                       data_dir=str(workdir / node_id))  # fmt: skip
         path = workdir / f"{node_id}.json"
         path.write_text(json.dumps(config))
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.media_apps.exchange_process", str(path),
-            cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+        return exchange_process(path, workdir)
 
 
 @contextlib.asynccontextmanager

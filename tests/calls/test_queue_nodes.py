@@ -31,7 +31,6 @@ from hipper.store.models import CallCenterCall
 from tests.calls.conftest import Exchange, Nodes, Sipp, phone, scenario, start_sipp, two_nodes
 from tests.calls.test_groups import OUTSIDE, QUEUE_NUMBER, call_center, call_from_trunk
 from tests.media_apps.conftest import Ear, call_from_phone, ear
-from tests.media_apps.exchange_process import Elsewhere
 from tests.media_apps.test_voicemail_greetings import match
 from tests.support import postgres
 
@@ -162,42 +161,37 @@ async def test_a_killed_nodes_waiting_caller_is_written_off_as_lost_once(
     await nodes.agent("alice", AcdState.UNAVAILABLE)  # signed in, not taking calls: callers wait
     caplog.set_level("WARNING", logger="hipper.store.group_calls")
     lease = 3.0
-    process = await nodes.third_node(tmp_path, "node-c", lease)
     caller: Sipp | None = None
-    try:
-        assert process.stdout is not None
-        async with asyncio.timeout(20):
-            line = (await process.stdout.readline()).decode()
-        assert line.startswith("READY "), line
-        node_c = cast(Exchange, Elsewhere(int(line.split()[1]), tmp_path))
-        text = scenario("trunk_caller.xml", final="final_talks.xml", talk_ms=30000, user=OUTSIDE,
-                        from_user=OUTSIDE, display="Outside", extra="")  # fmt: skip
-        caller = await start_sipp(node_c, "trunk-caller", text, "-s", QUEUE_NUMBER, port=nodes.a.trunk_port)
-        await nodes.until_queued(1)
-        # Node B counts node C's caller while node C lives.
-        async with nodes.b.sessions() as session:
-            [row] = await nodes.queue()
-            view = await group_calls.queue_view(session, row.id + 1, row.call_center_id, "node-b", datetime.now(UTC))
-            assert view.position == 2
-        os.kill(process.pid, signal.SIGKILL)
-        await process.wait()
-        # Both survivors do their housekeeping at the same moment once node C's lease has run out: one of them
-        # writes the caller off, the other finds nothing left to do.
-        await asyncio.sleep(lease)
-        async with asyncio.timeout(lease * 3):
-            while True:
-                await asyncio.gather(nodes.a.b2bua.presence.renew(), nodes.b.b2bua.presence.renew())
-                if (await nodes.queue())[0].state == "ended":
-                    break
-                await asyncio.sleep(0.2)
-        await asyncio.gather(nodes.a.b2bua.presence.renew(), nodes.b.b2bua.presence.renew())
-    finally:
-        if process.returncode is None:
-            process.kill()
+    async with nodes.third_node(tmp_path, "node-c", lease) as (process, node_c_process):
+        node_c = cast(Exchange, node_c_process)
+        try:
+            text = scenario("trunk_caller.xml", final="final_talks.xml", talk_ms=30000, user=OUTSIDE,
+                            from_user=OUTSIDE, display="Outside", extra="")  # fmt: skip
+            caller = await start_sipp(node_c, "trunk-caller", text, "-s", QUEUE_NUMBER, port=nodes.a.trunk_port)
+            await nodes.until_queued(1)
+            # Node B counts node C's caller while node C lives.
+            async with nodes.b.sessions() as session:
+                [row] = await nodes.queue()
+                view = await group_calls.queue_view(
+                    session, row.id + 1, row.call_center_id, "node-b", datetime.now(UTC)
+                )
+                assert view.position == 2
+            os.kill(process.pid, signal.SIGKILL)
             await process.wait()
-        if caller is not None:
-            with contextlib.suppress(TimeoutError):
-                await caller.result(1)  # its call died with node C: stop it
+            # Both survivors do their housekeeping at the same moment once node C's lease has run out: one of them
+            # writes the caller off, the other finds nothing left to do.
+            await asyncio.sleep(lease)
+            async with asyncio.timeout(lease * 3):
+                while True:
+                    await asyncio.gather(nodes.a.b2bua.presence.renew(), nodes.b.b2bua.presence.renew())
+                    if (await nodes.queue())[0].state == "ended":
+                        break
+                    await asyncio.sleep(0.2)
+            await asyncio.gather(nodes.a.b2bua.presence.renew(), nodes.b.b2bua.presence.renew())
+        finally:
+            if caller is not None:
+                with contextlib.suppress(TimeoutError):
+                    await caller.result(1)  # its call died with node C: stop it
     [row] = await nodes.queue()
     assert (row.node_id, row.state, row.outcome) == ("node-c", "ended", group_calls.LOST)
     assert row.ended_at is not None

@@ -36,7 +36,6 @@ from tests.calls.conftest import (
     until_on_a_call,
 )
 from tests.calls.test_app_calls import ACCESS, ALICE_DIRECT, ALICE_MOBILE, FAR, SHOWN, alice, serving_api
-from tests.media_apps.exchange_process import Elsewhere
 from tests.support import postgres
 
 pytestmark = [pytest.mark.sip, pytest.mark.postgres]
@@ -137,35 +136,28 @@ async def test_a_killed_nodes_calls_stop_counting_when_its_lease_runs_out(nodes:
     await nodes.add_user("alice", "201")
     await nodes.add_user("bob", "202")
     lease = 3.0
-    process = await nodes.third_node(tmp_path, "node-c", lease)
     bob = alice = None
-    try:
-        assert process.stdout is not None
-        async with asyncio.timeout(20):
-            line = (await process.stdout.readline()).decode()
-        assert line.startswith("READY "), line
-        node_c = cast(Exchange, Elsewhere(int(line.split()[1]), tmp_path))
-        bob = await phone(nodes.a, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
-        alice = await place_call(node_c, "alice", "202", "final_talks.xml", talk_ms=20000)
-        async with asyncio.timeout(10):
-            while not await on_call_for(nodes.b, "bob"):  # noqa: ASYNC110 - written by another process
-                await asyncio.sleep(0.05)
-        os.kill(process.pid, signal.SIGKILL)
-        await process.wait()
-        async with asyncio.timeout(lease * 3):  # node C renewed every lease / 3 until it was killed
-            while await on_call_for(nodes.b, "bob"):  # noqa: ASYNC110 - a lease running out in the database
-                await asyncio.sleep(0.1)
-        await nodes.b.b2bua.presence.renew()  # any node's next renewal deletes what node C left
-        async with nodes.b.sessions() as session:
-            assert (await session.execute(select(func.count()).select_from(ActiveCall))).scalar_one() == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
+    async with nodes.third_node(tmp_path, "node-c", lease) as (process, node_c_process):
+        node_c = cast(Exchange, node_c_process)
+        try:
+            bob = await phone(nodes.a, "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+            alice = await place_call(node_c, "alice", "202", "final_talks.xml", talk_ms=20000)
+            async with asyncio.timeout(10):
+                while not await on_call_for(nodes.b, "bob"):  # noqa: ASYNC110 - written by another process
+                    await asyncio.sleep(0.05)
+            os.kill(process.pid, signal.SIGKILL)
             await process.wait()
-        for sipp in (alice, bob):
-            if sipp is not None:
-                with contextlib.suppress(TimeoutError):
-                    await sipp.result(1)  # their call died with node C: stop them
+            async with asyncio.timeout(lease * 3):  # node C renewed every lease / 3 until it was killed
+                while await on_call_for(nodes.b, "bob"):  # noqa: ASYNC110 - a lease running out in the database
+                    await asyncio.sleep(0.1)
+            await nodes.b.b2bua.presence.renew()  # any node's next renewal deletes what node C left
+            async with nodes.b.sessions() as session:
+                assert (await session.execute(select(func.count()).select_from(ActiveCall))).scalar_one() == 0
+        finally:
+            for sipp in (alice, bob):
+                if sipp is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await sipp.result(1)  # their call died with node C: stop them
 
 
 async def on_call_for(exchange: Exchange, name: str) -> bool:

@@ -9,8 +9,10 @@ SETTINGS.json holds `Settings` fields; the database must exist (migrated, with i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,28 @@ class Elsewhere:
 
     port: int
     workdir: Path
+
+
+@contextlib.asynccontextmanager
+async def exchange_process(
+    settings_path: Path, workdir: Path
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, Elsewhere]]:
+    """The exchange of `settings_path` as a process of its own, once it takes calls: the process (to SIGKILL) and
+    where SIPp reaches it. Killed on the way out if it still runs."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.media_apps.exchange_process", str(settings_path),
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(20):
+            line = (await process.stdout.readline()).decode()
+        assert line.startswith("READY "), line
+        yield process, Elsewhere(int(line.split()[1]), workdir)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 async def main(settings: Settings) -> None:

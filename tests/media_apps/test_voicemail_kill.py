@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import cast
@@ -22,7 +21,7 @@ from hipper.store.db import create_engine, session_factory
 from hipper.store.models import Voicemail as Message
 from tests.calls.conftest import Exchange
 from tests.media_apps.conftest import call_from_phone, ear, tone
-from tests.media_apps.exchange_process import ROOT, Elsewhere
+from tests.media_apps.exchange_process import exchange_process
 
 pytestmark = pytest.mark.sip
 
@@ -39,31 +38,21 @@ async def test_sigkill_mid_message_leaves_no_message(exchange: Exchange, tmp_pat
     config["rtp_port_min"], config["rtp_port_max"] = settings.rtp_port_max + 2, settings.rtp_port_max + 200
     path = tmp_path / "settings.json"
     path.write_text(json.dumps(config))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.media_apps.exchange_process", str(path),
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
     alice = await ear()
     sipp = None
     try:
-        assert process.stdout is not None
-        async with asyncio.timeout(20):
-            line = (await process.stdout.readline()).decode()
-        assert line.startswith("READY "), line
-        elsewhere = cast(Exchange, Elsewhere(int(line.split()[1]), exchange.workdir))
-        sipp = await call_from_phone(elsewhere, "alice", "202", alice, limit=30)
-        await alice.wait_for_tone(1000.0, limit=30)
-        await asyncio.sleep(0.5)
-        await alice.talk(tone(440.0, 2.5))  # 2.5 s into the message (well past the engine's first 1 s write)
-        spool = settings.data_dir / "spool" / "voicemail"
-        assert [p.name for p in spool.iterdir() if p.name.endswith(".part")], "the message is being recorded"
-        os.kill(process.pid, signal.SIGKILL)
-        await process.wait()
+        async with exchange_process(path, exchange.workdir) as (process, elsewhere_process):
+            elsewhere = cast(Exchange, elsewhere_process)
+            sipp = await call_from_phone(elsewhere, "alice", "202", alice, limit=30)
+            await alice.wait_for_tone(1000.0, limit=30)
+            await asyncio.sleep(0.5)
+            await alice.talk(tone(440.0, 2.5))  # 2.5 s into the message (well past the engine's first 1 s write)
+            spool = settings.data_dir / "spool" / "voicemail"
+            assert [p.name for p in spool.iterdir() if p.name.endswith(".part")], "the message is being recorded"
+            os.kill(process.pid, signal.SIGKILL)
+            await process.wait()
     finally:
         alice.close()
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
         if sipp is not None:
             with contextlib.suppress(TimeoutError):
                 await sipp.result(1)  # its call died with the exchange: stop it
