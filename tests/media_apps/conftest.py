@@ -180,6 +180,13 @@ async def answering_phone(exchange: Exchange, user: str, ear: Ear, limit: int = 
     return await start_sipp(exchange, f"callee-{user}", text, port=port, limit=limit)
 
 
+async def settled_calls(exchange: Exchange, limit: float = 15.0) -> None:
+    """Every call of the exchange ended and logged (the B2BUA forgets a call once its rows are written)."""
+    async with asyncio.timeout(limit):
+        while exchange.b2bua.calls or exchange.applications.app_calls.callbacks:  # noqa: ASYNC110 - B2BUA state
+            await asyncio.sleep(0.05)
+
+
 async def settled(exchange: Exchange, limit: float = 10.0) -> None:
     """Recordings are stored (or discarded) just after the call ends: wait until the spool is empty."""
     spool = exchange.settings.data_dir / "spool"

@@ -31,6 +31,7 @@ from tests.media_apps.conftest import (
     ear,
     scenario,
     settled,
+    settled_calls,
     tone,
     utc,
 )
@@ -188,10 +189,13 @@ async def test_blind_transfer_connects_the_caller_to_the_target_and_releases_the
     assert bob_row.ended_at is not None and carol_row.ended_at is not None and bob_row.ended_at < carol_row.ended_at
 
 
-async def settled_calls(exchange: Exchange, limit: float = 15.0) -> None:
-    """Every call of the exchange ended and logged (the B2BUA forgets a call once its rows are written)."""
+async def once_active(office: Office, call_id: str, limit: float = 10.0) -> dict[str, dict[str, Any]]:
+    """Bob's calls by id, once `call_id` among them is active (answered on another phone: polled)."""
     async with asyncio.timeout(limit):
-        while exchange.b2bua.calls or exchange.applications.app_calls.callbacks:  # noqa: ASYNC110 - no event
+        while True:
+            calls = {c["id"]: c for c in await live_calls(office.api, office.bob)}
+            if calls.get(call_id, {}).get("state") == "active":
+                return calls
             await asyncio.sleep(0.05)
 
 
@@ -207,12 +211,7 @@ async def consulting(office: Office) -> tuple[str, str]:
     await talking(office, "bob_mobile")
     await talking(office, "carol")
     await hears(office, "carol", TONES["bob_mobile"])
-    async with asyncio.timeout(10):
-        while True:
-            calls = {c["id"]: c for c in await live_calls(office.api, office.bob)}
-            if calls.get(consultation, {}).get("state") == "active":
-                break
-            await asyncio.sleep(0.05)
+    calls = await once_active(office, consultation)
     assert calls[call_id]["held"] is True and calls[consultation]["consultation_of"] == call_id
     return call_id, consultation
 
@@ -255,12 +254,7 @@ async def test_an_attended_transfer_to_an_outside_consultation_keeps_its_cost_on
     await talking(office, "carol")
     await hears(office, "carol", TONES["bob_mobile"])
     consultation = started.json()["id"]
-    async with asyncio.timeout(10):
-        while True:
-            calls = {c["id"]: c for c in await live_calls(office.api, office.bob)}
-            if calls.get(consultation, {}).get("state") == "active":
-                break
-            await asyncio.sleep(0.05)
+    await once_active(office, consultation)
     done = await office.post(f"{call_id}/transfer", {"mode": "attended", "consultation": consultation})
     assert done.status_code == 200, done.text
     await office.phones["bob"].succeeded()

@@ -34,7 +34,7 @@ from hipper.store.models import Event
 from tests.calls.conftest import PASSWORD, Exchange, Sipp, register, start_sipp
 from tests.calls.conftest import scenario as calls_scenario
 from tests.calls.test_baresip import baresip_config
-from tests.media_apps.conftest import SCENARIOS, Ear, answering_phone, ear, poke, tone, utc
+from tests.media_apps.conftest import SCENARIOS, Ear, answering_phone, ear, poke, settled_calls, tone, utc
 from tests.sip.peers import free_udp_port, require, stop
 
 pytestmark = pytest.mark.sip
@@ -312,13 +312,6 @@ async def answered_leg(exchange: Exchange, user: str, limit: float = 15.0) -> Le
 def dialog_call_id(leg: Leg) -> str:
     assert leg.dialog is not None
     return leg.dialog.call_id
-
-
-async def settled_calls(exchange: Exchange, limit: float = 15.0) -> None:
-    """Every call of the exchange ended and logged (the B2BUA forgets a call once its rows are written)."""
-    async with asyncio.timeout(limit):
-        while exchange.b2bua.calls or exchange.applications.app_calls.callbacks:  # noqa: ASYNC110 - B2BUA state
-            await asyncio.sleep(0.05)
 
 
 @pytest.fixture
