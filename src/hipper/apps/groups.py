@@ -192,12 +192,6 @@ async def _hunt(call: Call, hunt_group_id: int, number: str, incoming: IncomingC
 # -- call centers: the queue ---------------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
-class _Entry:
-    call_center_id: int
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 @dataclass
 class Queues:
     """This node's queued call-center calls, to wake them at once when something on this node lets an agent go.
@@ -206,11 +200,11 @@ class Queues:
     positions, and which agent a queue call holds (offered, or connected until the wrap-up is stored). Changes on
     another node are seen at the next look, `queue_poll_seconds` later (docs/scale-out.md)."""
 
-    entries: list[_Entry] = field(default_factory=list)
+    entries: list[asyncio.Event] = field(default_factory=list)  # one per queued call: set to look again at once
 
     def wake(self) -> None:
         for entry in self.entries:
-            entry.wake.set()
+            entry.set()
 
 
 _QUEUES: weakref.WeakKeyDictionary[CallHost, Queues] = weakref.WeakKeyDictionary()
@@ -299,7 +293,7 @@ async def _queue(call: Call, call_center_id: int, name: str, number: str, incomi
     registry = queues(call.b2bua)
     node_id = _node_id(call)
     entry_id = await _enter(call, call_center_id, node_id)
-    entry = _Entry(call_center_id)
+    entry = asyncio.Event()
     registry.entries.append(entry)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.queue_max_wait_seconds
@@ -389,11 +383,11 @@ async def _queue(call: Call, call_center_id: int, name: str, number: str, incomi
             ):
                 holding = asyncio.ensure_future(_hold(call, view.position, first=False))
                 announced_at = loop.time()
-            entry.wake.clear()
+            entry.clear()
             pause = min(settings.queue_poll_seconds, max(0.0, deadline - loop.time()))
             if retry_at is not None:
                 pause = min(pause, max(0.0, retry_at - loop.time()))
-            await call.race(entry.wake.wait(), pause)
+            await call.race(entry.wait(), pause)
     finally:
         registry.entries.remove(entry)
         if holding is not None:
