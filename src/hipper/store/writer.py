@@ -163,7 +163,7 @@ class BatchWriter:
         self._closing = False
         self.transactions = 0  # tests and benchmarks read these
         self.jobs = 0
-        self.committed: list[Callable[[], None]] = []  # told after each batch's commit
+        self.committed: list[Callable[[], None]] = []  # told after each batch's commit that wrote outbox events
         # Statements sent past SQLAlchemy (the SQLite path), by SQL text: SQLAlchemy's events do not see them.
         self.direct_statements: Counter[str] = Counter()
         dialect = self._engine.dialect
@@ -282,8 +282,9 @@ class BatchWriter:
                 async with connection.begin():
                     await write_items(connection, items)
         self.transactions += 1
-        for committed in self.committed:
-            committed()  # e.g. this node's live-event streams look at once (api/app.py attach_calls)
+        if any(isinstance(item, (CallRecord, OutboxEvent)) for item in items):  # a batch that wrote events
+            for committed in self.committed:
+                committed()  # e.g. this node's live-event streams look at once (api/app.py attach_calls)
 
     async def _commit_on_sqlite_thread(self, driver: LoopReadsConnection, items: Sequence[Item]) -> None:
         """What `write_items` and a commit do, as one call on the SQLite connection's worker thread."""
