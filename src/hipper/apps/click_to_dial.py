@@ -29,7 +29,7 @@ from hipper.apps.recording import CallRecorder, recording_for
 from hipper.domain.outgoing import CallerIdentity
 from hipper.domain.routing.outcome import RingOutcomeKind
 from hipper.engine.b2bua import Finished, LoopbackCaller
-from hipper.engine.call import Call, CallerInfo, Party, call_key
+from hipper.engine.call import Call, CallerInfo, Party
 from hipper.engine.directory import resolve
 from hipper.engine.fork import Branch, Fork
 from hipper.engine.leg import CalleeLeg
@@ -116,7 +116,7 @@ class AppCalls:
         self.b2bua.presence.stopped_ringing(user_id, call.call_id)
         connected = call.connected
         if call.answered_at is None or connected is None or connected.user_id != user_id:
-            payload: dict[str, object] = {"id": call_key(call.call_id), "state": "ended"}
+            payload: dict[str, object] = {"id": call.key, "state": "ended"}
             publish_soon(self.b2bua, [user_id], "call.updated", payload)
 
     def _announce_ringing(self, call: Call, user_id: int) -> None:
@@ -125,7 +125,7 @@ class AppCalls:
             self._ringing.pop(key, None)  # its ring ended without telling (the call's end): nothing to announce
             return
         self._ringing[key] = None
-        key_id = call_key(call.call_id)
+        key_id = call.key
         live = LiveCall(key_id, "incoming", call.caller.number or "", "ringing", call.started_at, call.caller.display)
         payload = {**asdict(live), "started_at": live.started_at.isoformat()}
         # Other nodes list it too, and send its control (DELETE: refuse it) here (docs/scale-out.md); the row is
@@ -251,13 +251,13 @@ def _live_call(call: Call, user_id: int) -> LiveCall | None:
             return None  # the far leg of the user's own callback, listed (with its number) as the callback
         remote = call.placed.remote_number if call.placed is not None else ""
         name = call.placed.remote_name if call.placed is not None else ""
-        return LiveCall(call_key(call.call_id), "outgoing", remote, state, call.started_at, name)
+        return LiveCall(call.key, "outgoing", remote, state, call.started_at, name)
     connected = call.connected
     # Incoming and still ringing one of the user's phones (not: forwarded away, or in their voicemail).
     ringing = call.answered_at is None and any(leg.user_id == user_id for leg in _ringing_legs(call))
     if (connected is not None and connected.user_id == user_id) or ringing:
         return LiveCall(
-            call_key(call.call_id), "incoming", call.caller.number or "", state, call.started_at, call.caller.display
+            call.key, "incoming", call.caller.number or "", state, call.started_at, call.caller.display
         )
     return None
 
@@ -304,7 +304,7 @@ async def handles(app_calls: AppCalls, call: Call, dialled: str) -> bool:
 def announce_started(call: Call) -> None:
     """`call.started` for the users a call just connected; the executor writes `call.ended` with the call log."""
     if call.on_call_users:
-        payload: dict[str, object] = {"id": call_key(call.call_id)}
+        payload: dict[str, object] = {"id": call.key}
         publish_soon(call.b2bua, list(call.on_call_users), "call.started", payload)
 
 
