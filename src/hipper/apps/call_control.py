@@ -34,10 +34,8 @@ from hipper.media.engine import (
     Connect,
     CreateMixer,
     MediaError,
-    PauseRecording,
     Play,
     RecordAlso,
-    ResumeRecording,
 )
 from hipper.media.prompts import tone_path
 from hipper.media.wavfile import read_wav
@@ -472,9 +470,7 @@ class CallControl:
             pause = action == "pause"
             if pause == recorder.paused:
                 raise CallControlError("recording_paused" if pause else "recording_running", f"already {action}d")
-            command = PauseRecording(recorder.recording_id) if pause else ResumeRecording(recorder.recording_id)
-            await self.b2bua.media.execute(command)
-            recorder.paused = pause
+            await recorder.set_paused(pause)
         else:  # stop
             if mode in ("always", "always_pause_resume") or recorder.recording_id is None:
                 raise CallControlError("recording_not_allowed", f"the recording cannot be stopped in mode {mode}")

@@ -191,9 +191,14 @@ class CallRecorder:
                 return
             pause = code.action == "pause"
             if pause != self.paused:
-                command = PauseRecording(self.recording_id) if pause else ResumeRecording(self.recording_id)
-                await self.call.b2bua.media.execute(command)
-                self.paused = pause
+                await self.set_paused(pause)
+
+    async def set_paused(self, pause: bool) -> None:
+        """Pause or resume the running recording (the keypad's *2/*3, the app's buttons)."""
+        assert self.recording_id is not None
+        command = PauseRecording(self.recording_id) if pause else ResumeRecording(self.recording_id)
+        await self.call.b2bua.media.execute(command)
+        self.paused = pause
 
     async def close(self) -> None:
         """The user's part in the call is over: `finish`, and call control no longer finds the recorder."""
