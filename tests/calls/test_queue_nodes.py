@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import cast
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from hipper.domain.agent_state import AcdState
 from hipper.domain.services import CallCenterAgent
@@ -47,6 +47,18 @@ class QueueNodes(Nodes):
     async def queue(self) -> list[CallCenterCall]:
         async with self.a.sessions() as session:
             return list((await session.execute(select(CallCenterCall).order_by(CallCenterCall.id))).scalars())
+
+    async def until_waiting_on_a_lock(self, limit: float = 10.0) -> None:
+        """Until a statement of this database waits on a lock another transaction holds (PostgreSQL says so)."""
+        waiting = text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        async with asyncio.timeout(limit):
+            while True:
+                async with self.a.sessions() as session:
+                    if (await session.execute(waiting)).scalar_one():
+                        return
+                await asyncio.sleep(0.02)
 
     async def until_queued(self, waiting: int, limit: float = 20.0) -> None:
         """Until `waiting` callers wait in the shared queue (whichever node took them)."""
@@ -137,7 +149,7 @@ async def test_two_nodes_claiming_one_agent_at_once_never_both_get_them(nodes: Q
     async with nodes.a.sessions() as on_a, nodes.b.sessions() as on_b:
         assert await group_calls.claim_agent(on_a, a_entry, alice)
         racing = asyncio.ensure_future(group_calls.claim_agent(on_b, b_entry, alice))
-        await asyncio.sleep(0.3)
+        await nodes.until_waiting_on_a_lock()
         assert not racing.done()  # PostgreSQL holds B's claim until A's transaction ends
         await on_a.commit()
         assert not await racing
