@@ -256,9 +256,7 @@ def _live_call(call: Call, user_id: int) -> LiveCall | None:
     # Incoming and still ringing one of the user's phones (not: forwarded away, or in their voicemail).
     ringing = call.answered_at is None and any(leg.user_id == user_id for leg in _ringing_legs(call))
     if (connected is not None and connected.user_id == user_id) or ringing:
-        return LiveCall(
-            call.key, "incoming", call.caller.number or "", state, call.started_at, call.caller.display
-        )
+        return LiveCall(call.key, "incoming", call.caller.number or "", state, call.started_at, call.caller.display)
     return None
 
 
