@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page
 from tests.web.conftest import BYPASS_CSP, VIEWPORT
 from tests.web.live_server import PASSWORD, LiveServer
 from tests.web.screens import SCREENS
-from tests.web.test_app_browser import SETTLED, new_user
+from tests.web.test_app_browser import SETTLED, log_in, new_user
 
 pytestmark = pytest.mark.browser
 
@@ -115,3 +115,34 @@ def test_no_axe_violations_on_any_screen(
         context.close()
     problems = {screen: lines for screen, lines in found.items() if lines}
     assert not problems, "\n".join(f"{screen}: {line}" for screen, lines in problems.items() for line in lines)
+
+
+def test_keyboard_focus_is_never_hidden_under_the_bars(page: Page, exchange: LiveServer) -> None:
+    """WCAG 2.4.11: a control reached with Tab is scrolled clear of the fixed tab bar, the sticky top bar and a
+    screen's sticky save bar, not left behind one of them."""
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    # Every bar drawn over the content (fixed or sticky), other than one the focused control is in, must be clear of
+    # the control's whole box.
+    obscured = """() => {
+      const focused = document.activeElement;
+      if (!focused || focused === document.body) return null;
+      const box = focused.getBoundingClientRect();
+      for (const bar of document.querySelectorAll('.tabbar, .topbar, .actions.sticky')) {
+        const over = bar.getBoundingClientRect();
+        if (!bar.contains(focused) && box.bottom > over.top && box.top < over.bottom)
+          return `${focused.outerHTML.slice(0, 60)} under ${bar.className}`;
+      }
+      return null;
+    }"""
+    covered = []
+    # Screens several times the viewport's height; the personal assistant has a sticky save bar.
+    for screen in ("app-settings", "service/personal-assistant", "service/simultaneous-ring"):
+        page.goto(f"{exchange.url}/#/{screen}")
+        settle(page)
+        for _ in range(40):
+            page.keyboard.press("Tab")
+            found = page.evaluate(obscured)
+            if found:
+                covered.append(f"{screen}: {found}")
+    assert covered == []

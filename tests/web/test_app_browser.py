@@ -204,8 +204,11 @@ def test_theme_and_language_switch(page: Page, exchange: LiveServer) -> None:
     expect(page.locator("html")).to_have_attribute("data-theme", "dark")
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(15, 20, 27)"
-    page.get_by_role("radio", name="English (Engels)").check()
+    # click, not check: choosing a language draws the screen again in it, so the radio that was clicked is gone and
+    # its successor is named "English" (check() re-finds it by the old name and would wait out its timeout).
+    page.get_by_role("radio", name="English (Engels)").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("App settings")
+    expect(page.get_by_role("radio", name="English", exact=True)).to_be_checked()
     expect(page.locator("html")).to_have_attribute("lang", "en")
     stored = api(page, exchange, "/me/app-settings")
     assert (stored["theme"], stored["language"]) == ("dark", "en")

@@ -9,7 +9,6 @@ SIPp runs on the exchange's own event loop with the call tests' helpers (tests/w
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,11 +199,10 @@ def test_hold_and_resume_show_on_both_devices_of_the_user(
         page.get_by_role("button", name="Wachtstand").click()
     assert held.value.status == 200, held.value.text()
     assert held.value.json()["held"] is True
-    done = time.monotonic()
     expect(page.locator(".call-card .call-state")).to_have_text("In de wacht")
-    # The other device hears of it from /api/v1/events (call.updated), not by reloading.
+    # The other device hears of it from /api/v1/events (call.updated), not by reloading: the call screen of an
+    # answered call reads the list again only when an event says so (incall.js polls only while a call rings).
     expect(other.locator(".call-card")).to_have_attribute("data-state", "held")
-    latency = time.monotonic() - done
     expect(other.locator(".call-card .call-state")).to_have_text("On hold")
     # Taken back on the other device; the first follows.
     with other.expect_response(lambda r: r.url.endswith(f"/me/calls/{call_id}/resume")) as resumed:
@@ -213,8 +211,6 @@ def test_hold_and_resume_show_on_both_devices_of_the_user(
     expect(page.locator(".call-card")).to_have_attribute("data-state", "active")
     expect(page.get_by_role("button", name="Wachtstand")).to_be_visible()
     expect(other.get_by_role("button", name="Hold")).to_be_visible()
-    # Within the event hub's poll (1 s) and the app's reading of the list, with room for a loaded machine.
-    assert latency < 3.0, f"the second device showed the hold after {latency:.1f} s"
     page.get_by_role("button", name="Ophangen").click()
     expect(other.locator(".call-card")).to_have_count(0)
     expect(other.get_by_text("You have no calls going on now.")).to_be_visible()
