@@ -40,6 +40,7 @@ from tests.calls.conftest import (
     with_request_uri,
 )
 from tests.calls.test_groups import QUEUE_NUMBER, call_center, call_from_trunk, hunt_group
+from tests.calls.test_settings_matrix import greeting_ms
 from tests.ops.conftest import free_port
 from tests.ops.test_events import next_event, read_events
 
@@ -352,18 +353,66 @@ async def test_callback_to_a_colleague_rings_their_phone_showing_the_extension(e
 @pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
 async def test_an_incoming_call_is_listed_while_it_rings_and_can_be_refused(exchange: Exchange, api: Api) -> None:
     await alice(exchange)
+    await exchange.set_service("alice", Voicemail(active=False))  # nothing for busy: the caller hears the refusal
     desk = await phone(exchange, "alice", "alice-desk", scenario("callee_rings.xml"))
-    bob_calls = await place_call(exchange, "bob", "201", "final_rejected.xml", status=487)
+    bob_calls = await place_call(exchange, "bob", "201", "final_rejected.xml", status=486)
     headers = await api.login("alice")
     listed = await wait_for_state(api, headers, "ringing")
     assert (listed["direction"], listed["remote_number"]) == ("incoming", "202")
     assert [c["direction"] for c in await live_calls(api, await api.login("bob"))] == ["outgoing"]
     ended = await api.http.delete(f"/api/v1/me/calls/{listed['id']}", headers=headers)
     assert ended.status_code == 204
-    await bob_calls.succeeded()  # Bob's phone got 487
+    await bob_calls.succeeded()  # Bob's phone got busy (486): alice has nothing for busy
     await desk.succeeded()  # Alice's phone got CANCEL
-    await exchange.next_call()
+    call = await exchange.next_call()
+    assert not call.answered and call.branches and {status for _, status in call.branches} == {603}
     assert await live_calls(api, headers) == []
+
+
+async def test_a_call_refused_from_the_app_goes_to_the_users_voicemail_for_busy(exchange: Exchange, api: Api) -> None:
+    """Refusing a ringing call in the app is the user's Decline: the call goes on as their plan says for busy —
+    here voicemail on busy takes a message — not ended for the caller as if they had hung up (BroadWorks: a
+    rejected call gets the busy treatment)."""
+    await alice(exchange)
+    await exchange.set_service("alice", Voicemail(active=True, on_busy=True, on_no_answer=False))
+    desk = await phone(exchange, "alice", "alice-desk", scenario("callee_rings.xml"))
+    bob = await place_call(exchange, "bob", "201", "final_leaves_message.xml", greeting_ms=greeting_ms("201"), limit=40)
+    headers = await api.login("alice")
+    listed = await wait_for_state(api, headers, "ringing")
+    refused = await api.http.delete(f"/api/v1/me/calls/{listed['id']}", headers=headers)
+    assert refused.status_code == 204, refused.text
+    await desk.succeeded()  # CANCEL for alice's desk
+    await bob.succeeded(45)  # the voicemail answered: greeting, tone, bob's message, its BYE
+    call = await exchange.next_call(45)
+    assert call.outcome == "voicemail"
+    assert call.branches and {status for _, status in call.branches} == {603}  # her desk (and mobile) declined
+    rows = await exchange.call_logs("alice")
+    assert [(r.direction, r.outcome) for r in rows] == [("missed", "busy, voicemail")]
+
+
+async def test_an_agent_refusing_an_offered_call_center_call_passes_it_to_the_next_agent(
+    exchange: Exchange, api: Api
+) -> None:
+    """A call-center agent who refuses the offered call in the app only passes it on: the caller stays in the
+    queue and the next available agent gets it (before, the refusal ended the queued caller's call)."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("carol", "203")
+    await call_center(exchange, ["alice", "carol"])
+    agent = "/api/v1/me/services/call-center-agent"
+    alice_headers, carol_headers = await api.login("alice"), await api.login("carol")
+    assert (await api.http.put(agent, json={"state": "available"}, headers=alice_headers)).status_code == 200
+    desk = await phone(exchange, "alice", "alice", scenario("callee_rings.xml"))  # rings until cancelled
+    carol = await phone(exchange, "carol", "carol", scenario("callee.xml", ring_ms=500), "-rtp_echo")
+    outside = await call_from_trunk(exchange, QUEUE_NUMBER)
+    listed = await wait_for_state(api, alice_headers, "ringing")  # offered to alice, the only one available
+    assert (await api.http.put(agent, json={"state": "available"}, headers=carol_headers)).status_code == 200
+    refused = await api.http.delete(f"/api/v1/me/calls/{listed['id']}", headers=alice_headers)
+    assert refused.status_code == 204, refused.text
+    await desk.succeeded()  # CANCEL for alice's phone
+    await carol.succeeded()  # the same caller, offered to carol, answered and talked
+    await outside.succeeded()
+    call = await exchange.next_call()
+    assert call.answered and [status for _, status in call.branches] == [603, 200]
 
 
 async def call_stream(api: Api, headers: dict[str, str], last: str) -> list[tuple[str, dict[str, object]]]:
@@ -723,7 +772,7 @@ async def test_a_hunt_group_member_refusing_the_call_stops_only_their_phone(exch
     await carol.succeeded()  # carol still rang, answered and talked
     await bob.succeeded()
     call = await exchange.next_call()
-    assert call.answered and sorted(call.branches) == [("desk", 200), ("desk", 487)]
+    assert call.answered and sorted(call.branches) == [("desk", 200), ("desk", 603)]
 
 
 async def test_a_call_center_agent_sees_the_offered_call_ring_then_start(exchange: Exchange, api: Api) -> None:

@@ -53,10 +53,10 @@ async def test_a_call_on_node_b_is_listed_held_and_resumed_through_node_a(cluste
 
 async def test_a_call_ringing_on_node_b_is_listed_and_refused_through_node_a(cluster: Cluster) -> None:
     """Bob's phone rings on node B; his app, talking to node A, sees the call ringing and refuses it there: node B
-    stops the ringing (CANCEL) and the caller gets its final answer."""
+    stops the ringing (CANCEL) and the call goes on as Bob's plan says for busy — his voicemail answers."""
     await cluster.edge.only(cluster.b)
     desk = await phone(via(cluster), "bob", "bob", scenario("callee_rings.xml"))  # rings until cancelled
-    alice = await place_call(via(cluster), "alice", "202", "final_rejected.xml", status=487)
+    alice = await place_call(via(cluster), "alice", "202", "final_talks.xml", talk_ms=500)
     async with httpx.AsyncClient(timeout=10) as http:
         on_a = {"Authorization": f"Bearer {await cluster.a.login(http, 'bob')}"}
         async with asyncio.timeout(15):

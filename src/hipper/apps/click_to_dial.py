@@ -223,16 +223,17 @@ class AppCalls:
         return sorted(found, key=lambda c: c.started_at)
 
     def hang_up(self, user_id: int, call_id: str) -> bool:
-        """End one of the user's calls (BYE or CANCEL on every leg); False when it is not theirs or gone. An
-        incoming call that also rings others (a hunt group's colleagues) stops ringing only this user's phones."""
+        """End one of the user's calls; False when it is not theirs or gone. An answered call, or the user's own
+        outgoing one, ends (BYE or CANCEL on every leg). An incoming call still ringing is declined: the user's
+        phones stop ringing and count as a Decline, so the call goes on as the user's plan says for busy (their
+        voicemail, a forward; else busy to the caller); a hunt group's colleagues' phones ring on."""
         for call in self.b2bua.calls:
             if call.key == call_id and _live_call(call, user_id) is not None:
                 if call.first is None and call.answered_at is None and call.caller.user_id != user_id:
-                    theirs = [leg for leg in _ringing_legs(call) if leg.user_id == user_id]
-                    if len(theirs) < len(_ringing_legs(call)):
-                        for leg in theirs:
-                            leg.cancel()
-                        return True
+                    for leg in _ringing_legs(call):
+                        if leg.user_id == user_id:
+                            leg.decline()
+                    return True
                 call.fail(487, "Request Terminated")  # answered already: the call's teardown BYEs both legs
                 return True
         return False

@@ -444,7 +444,7 @@ class Call:
             call_id=self.call_id,
             outcome=self.outcome(),
             answered=self.answered_at is not None,
-            branches=[(leg.label, leg.status) for leg in self.branches],
+            branches=[(leg.label, leg.outcome_status) for leg in self.branches],
             media=media,
             parties=[(p.user_id, p.kind, ", ".join(p.outcome)) for p in self._all_parties()],
         )

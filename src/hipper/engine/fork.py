@@ -205,7 +205,7 @@ class Fork:
                         winner = leg
                         break
                     pending.discard(leg)
-                    statuses.append(status)
+                    statuses.append(leg.outcome_status or status)
                     await owner.release(leg.endpoint_id)
                 elif event == "confirmed":
                     winner = leg

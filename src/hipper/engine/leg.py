@@ -340,6 +340,7 @@ class CalleeLeg(Leg):
         self.block_diversion = block_diversion
         self.min_answer_seconds = 0.0
         self.refused: str | None = None  # why the guard refused this branch's answer
+        self.declined = False  # the user refused the call from the app: its end counts as 603 Decline (`decline`)
         # Offer RFC 4028 session timers in the INVITE (the executor's call branches; not ring splashes).
         self.session_policy: SessionTimerPolicy | None = None
         self.answer_response: Response | None = None
@@ -407,6 +408,23 @@ class CalleeLeg(Leg):
             return
         self.cancelled = True
         self.tx.cancel()
+
+    def decline(self) -> None:
+        """The user refused the call from the app while this branch rang: stop it like `cancel`, but what the
+        branch came to is the user's 603 Decline, not a caller's cancel — their busy treatment follows (RFC 3261
+        §21.6.2; a phone's own Decline button does the same)."""
+        if self.cancelled or self.status is not None or self.tx is None:
+            return
+        self.declined = True
+        self.cancel()
+
+    @property
+    def outcome_status(self) -> int | None:
+        """The final status as the call's ring counts it: a branch the user declined ended in 603 whatever its
+        CANCEL brought back (487, or 408 from a phone that never rang)."""
+        if self.declined and self.status is not None and self.status >= 300:
+            return 603
+        return self.status
 
     def _on_response(self, response: Response) -> None:
         assert self.request is not None

@@ -249,7 +249,9 @@ def _recording_when_answered(control: CallControl, user_id: int, call_id: str, s
     "/{call_id}", status_code=204, responses={404: {"description": "no such call of yours"}}, dependencies=[CarriedHere]
 )
 async def hang_up(call_id: CallId, auth: CurrentUser, calls: Calls, control: Control) -> Response:
-    """Hang up: every leg of the call gets its BYE (or CANCEL while ringing). A consultation hung up leaves the call
+    """Hang up: every leg of the call gets its BYE (or CANCEL while ringing). An incoming call still ringing is
+    declined: your phones stop ringing and the call goes on as your plan says for busy (voicemail, forward on busy;
+    else the caller hears busy); a hunt group's colleagues' phones ring on. A consultation hung up leaves the call
     it consulted for on hold, to be resumed."""
     hidden = control is not None and control.hidden(auth.user.id, call_id)
     controls = control.state_of(auth.user.id, call_id) if control is not None else None
