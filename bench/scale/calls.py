@@ -115,7 +115,7 @@ async def run_level(
         nodes: list[ExchangeProcess] = list(await asyncio.gather(*started))
         edge_dir = workdir / f"edge-{node_count}"
         edge_dir.mkdir()
-        edge = Edge(edge_dir, nodes)
+        edge = Edge(edge_dir, nodes, flood_limit=1_000_000)  # every SIPp phone sends from 127.0.0.1
         stack.push_async_callback(edge.close)
         await edge.start()
         csv = workdir / f"users-{node_count}.csv"

@@ -37,9 +37,10 @@ SECOND_PHONES = {"bob": "bob-second"}  # another phone of the user (digest usern
 class Edge:
     """Kamailio in front of the nodes; its log lines can be awaited."""
 
-    def __init__(self, workdir: Path, nodes: list[ExchangeProcess]) -> None:
+    def __init__(self, workdir: Path, nodes: list[ExchangeProcess], *, flood_limit: int | None = None) -> None:
         self.workdir = workdir
         self.nodes = nodes
+        self.flood_limit = flood_limit  # requests per address and 2 s window (kamailio.cfg FLOOD_LIMIT; None: its own)
         self.port = 0
         self.lines: list[str] = []
         self._changed = asyncio.Condition()
@@ -63,10 +64,11 @@ class Edge:
         for _attempt in range(3):
             self.port = free_udp_port()
             self.lines = []
+            limit = () if self.flood_limit is None else ("-A", f"FLOOD_LIMIT={self.flood_limit}")
             self._process = await asyncio.create_subprocess_exec(
                 kamailio, "-DD", "-E", "-f", str(CONFIG), "-Y", str(self.workdir), "-P", str(self.workdir / "pid"),
                 "-A", f"LISTEN=udp:127.0.0.1:{self.port}", "-A", f'DISPATCHER_LIST="{listing}"',
-                "-A", f'CTL_SOCKET="{self.ctl}"', "-A", "CHILDREN=2",
+                "-A", f'CTL_SOCKET="{self.ctl}"', "-A", "CHILDREN=2", *limit,
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             self._reader = asyncio.get_running_loop().create_task(self._read())

@@ -15,6 +15,7 @@ import pytest
 
 from tests.calls.conftest import Exchange, call_until_told, phone, place_call, scenario
 from tests.scale.conftest import Cluster
+from tests.security.conftest import attacker, invite_text
 from tests.support.exchange_process import ExchangeProcess
 
 pytestmark = [pytest.mark.sip, pytest.mark.postgres]
@@ -126,3 +127,33 @@ async def test_a_killed_node_ends_its_own_calls_only_and_new_calls_go_to_the_oth
     invite = received(cluster, "bob", "INVITE ")
     assert re.search(r"^Session-Expires: 1800(;|\s|$)", invite, re.MULTILINE), invite
     assert await cluster.registered_through("bob") == {"node-a"}  # nothing of the shared store was lost
+
+
+async def test_a_flood_from_one_address_is_cut_off_at_the_edge_and_calls_still_complete(cluster: Cluster) -> None:
+    """The nodes exempt the edge from their per-address limit (it carries everyone's traffic), so the edge limits
+    each outside address itself: 2,000 INVITEs from one address get at most the edge's allowance per 2-second
+    window through to a node (here its 407), the rest is dropped there; the phones' calls go on."""
+    limit = 400  # kamailio.cfg FLOOD_LIMIT, the default
+    async with attacker("127.0.0.5") as flooder:
+        started = time.time()  # Kamailio's windows follow the wall clock ($Ts)
+        for batch in range(20):
+            for index in range(100):
+                text = invite_text(
+                    port=cluster.port, client=flooder, host="127.0.0.5", dialled="201", call_id=f"f{batch}-{index}"
+                )
+                flooder.send(text, cluster.port)
+            await asyncio.sleep(0.01)
+        sent = time.time()
+        answered: set[str] = set()  # by Call-ID: the edge retransmits a final answer nobody ACKs
+        with contextlib.suppress(TimeoutError):
+            while True:
+                answer = await flooder.receive(2.0)
+                if answer.status >= 200:  # the edge's own 100 Trying aside
+                    answered.add(answer.call_id)
+    windows = int(sent // 2) - int(started // 2) + 1
+    assert 0 < len(answered) <= limit * windows, (len(answered), windows)
+    await cluster.edge.wait_for(r"hipper-edge: flood from 127\.0\.0\.5 cut off")
+    bob = await phone(via(cluster), "bob", "bob", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    alice = await place_call(via(cluster), "alice", "202", "final_talks.xml", talk_ms=300)
+    await alice.succeeded()
+    await bob.succeeded()
