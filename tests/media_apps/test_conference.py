@@ -330,3 +330,37 @@ async def test_after_the_added_party_leaves_a_three_way_call_another_can_be_adde
     finally:
         for phone in ears.values():
             phone.close()
+
+
+async def test_when_the_first_party_leaves_a_three_way_call_the_user_and_the_added_party_talk_on(
+    exchange: Exchange,
+) -> None:
+    """bob calls alice; alice adds carol (*7203#) and merges (*8); bob hangs up: alice and carol go on talking (any
+    party of a three-way call may leave, as in the app's merge), and the call ends when alice hangs up."""
+    await three_users(exchange)
+    ears = {name: await ear() for name in TONES}
+    try:
+        alice_phone = await answering_phone(exchange, "alice", ears["alice"])
+        carol_phone = await answering_phone(exchange, "carol", ears["carol"])
+        bob_phone = await call_from_phone(exchange, "bob", "201", ears["bob"], end="end_hang_up_when_told.xml")
+        await ears["bob"].connected()
+        await ears["alice"].connected()
+        await ears["alice"].press("*7203#")
+        await ears["carol"].connected()
+        await ears["alice"].press("*8")
+        ears["bob"].keep_talking(tone(TONES["bob"], 6.0))
+        await ears["carol"].wait_for_tone(TONES["bob"], limit=10)  # merged: carol hears bob
+        await bob_phone.hang_up(20)  # the first party leaves
+        for talker, listener in (("carol", "alice"), ("alice", "carol")):
+            ears[talker].keep_talking(tone(TONES[talker], 4.0))
+            await ears[listener].wait_for_tone(TONES[talker], limit=5)
+            await ears[talker].quiet()
+        [call] = exchange.b2bua.calls
+        assert exchange.applications.app_calls.hang_up(exchange.users["alice"], call.key)  # alice hangs up (the app)
+        await alice_phone.succeeded(20)
+        await carol_phone.succeeded(20)
+    finally:
+        for phone in ears.values():
+            phone.close()
+    call = await exchange.next_call()
+    assert call.answered
