@@ -35,6 +35,7 @@ from tests.media_apps.conftest import (
     tone,
     utc,
 )
+from tests.media_apps.test_phone_call_control import HUNT_GROUP_ABROAD, hunt_group_abroad
 from tests.ops.test_events import next_event, read_events
 
 pytestmark = pytest.mark.sip
@@ -187,6 +188,32 @@ async def test_blind_transfer_connects_the_caller_to_the_target_and_releases_the
     # bob's row ends when he transferred (his part of the call), and says so; carol's when the call ended.
     assert bob_row.outcome == "answered, transferred"
     assert bob_row.ended_at is not None and carol_row.ended_at is not None and bob_row.ended_at < carol_row.ended_at
+
+
+async def test_a_transfer_inside_the_exchange_is_not_barred_and_one_to_nobody_keeps_the_call(office: Office) -> None:
+    """bob may not call abroad. The company's Brussels hunt group is no call abroad but one inside the exchange:
+    transferred (it was 403 barred here, while the phone's REFER connected it: test_phone_call_control.py). An
+    extension that is nobody's is refused before bob lets go of the call (it was 202, and alice heard the busy
+    tone and was hung up), as the phone's REFER gets NOTIFY 404."""
+    exchange = office.exchange
+    await hunt_group_abroad(exchange, "carol", "bob")
+    office.phones["carol"] = await answering_phone(exchange, "carol", office.ears["carol"])
+    call_id = await office.bob_call()
+
+    nobody = await office.post(f"{call_id}/transfer", {"mode": "blind", "to": "299"})
+    assert (nobody.status_code, nobody.json()["detail"][0]["code"]) == (422, "unknown_number"), nobody.text
+    abroad = await office.post(f"{call_id}/transfer", {"mode": "blind", "to": "+3225550199"})  # outside: barred
+    assert (abroad.status_code, abroad.json()["code"]) == (403, "barred"), abroad.text
+    await hears(office, "alice", TONES["bob"])  # refused: the call is as it was
+    moved = await office.post(f"{call_id}/transfer", {"mode": "blind", "to": HUNT_GROUP_ABROAD})
+    assert moved.status_code == 202, moved.text
+
+    await office.phones["bob"].succeeded()
+    await talking(office, "carol")
+    await hears(office, "alice", TONES["carol"])
+    await hears(office, "carol", TONES["alice"])
+    await office.phones["alice"].hang_up()
+    await office.phones["carol"].succeeded()
 
 
 async def once_active(office: Office, call_id: str, limit: float = 10.0) -> dict[str, dict[str, Any]]:
