@@ -216,6 +216,37 @@ async def test_a_transfer_inside_the_exchange_is_not_barred_and_one_to_nobody_ke
     await office.phones["carol"].succeeded()
 
 
+async def test_a_call_placed_from_the_app_to_a_number_inside_the_exchange_is_not_barred(
+    exchange: Exchange, api: Api
+) -> None:
+    """bob may not call abroad; his callback to the company's Brussels hunt group is no call abroad — the exchange
+    rings its far leg inside (it was 403 here: the app judged "internal" by colleagues' numbers only)."""
+    await exchange.add_user("bob", "202", mobile=BOB_MOBILE)
+    await exchange.add_user("carol", "203")
+    await exchange.set_service("bob", CallMethod(method="callback", callback_device="mobile"))
+    await hunt_group_abroad(exchange, "carol", "bob")
+    ears = {name: await ear() for name in ("carol", "bob_mobile")}
+    try:
+        office = Office(exchange, api, ears, {}, await api.login("bob"))
+        barred = await api.http.post("/api/v1/me/calls", json={"to": "+3225550199"}, headers=office.bob)
+        assert (barred.status_code, barred.json()["detail"]) == (403, "International Calls Barred")
+        office.phones["bob_mobile"] = await bob_mobile_answers(office)
+        office.phones["carol"] = await answering_phone(exchange, "carol", ears["carol"])
+        placed = await api.http.post("/api/v1/me/calls", json={"to": HUNT_GROUP_ABROAD}, headers=office.bob)
+        assert placed.status_code == 202, placed.text
+        await talking(office, "bob_mobile")
+        await talking(office, "carol")
+        await hears(office, "carol", TONES["bob_mobile"])
+        await hears(office, "bob_mobile", TONES["carol"])
+        hung_up = await api.http.delete(f"/api/v1/me/calls/{placed.json()['id']}", headers=office.bob)
+        assert hung_up.status_code == 204
+        await office.phones["bob_mobile"].succeeded()
+        await office.phones["carol"].succeeded()
+    finally:
+        for each in ears.values():
+            each.close()
+
+
 async def once_active(office: Office, call_id: str, limit: float = 10.0) -> dict[str, dict[str, Any]]:
     """Bob's calls by id, once `call_id` among them is active (answered on another phone: polled)."""
     async with asyncio.timeout(limit):

@@ -137,11 +137,11 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
         return CallPlaced(method=method, to=to, identity=identity)
     if calls is None:
         raise Conflict("no_call_processing", NO_CALL_PROCESSING)
-    if not placed.internal:
-        # Call barring (docs/security.md "Toll fraud"): the exchange would pay for this call's outside leg.
-        refusal = await calls.b2bua.outbound.barred(to, user.id, user.company_id)
-        if refusal is not None:
-            raise HTTPException(403, refusal.reason)
+    # Call barring (docs/security.md "Toll fraud"): the exchange would pay for this call's outside leg — judged as
+    # the callback's far leg and the access number's call are (`AppCalls.barring`), a transfer's too.
+    _, refusal = await calls.barring(to, user.id, user.company_id)
+    if refusal is not None:
+        raise HTTPException(403, refusal.reason)
     if method == "via_exchange":
         access = state.settings.call_access_number
         if not access:
