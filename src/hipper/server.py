@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from hipper import logs
 from hipper.api.app import attach_calls, create_app
 from hipper.api.connections import ConnectionGuard, guarded_protocol
+from hipper.api.deps import reads_of
 from hipper.api.state import AppState
 from hipper.apps.node import start_call_processing
 from hipper.apps.voicemail import sweep_spool
@@ -31,7 +32,6 @@ from hipper.sip.registrar import Registrar, RegistrarPolicy
 from hipper.sip.stack import SipStack
 from hipper.sip.transport import Peer, TlsSetupError, server_context
 from hipper.store import events, media_sweep
-from hipper.store.db import CallPathReads
 from hipper.store.models import Event
 from hipper.store.registrations import DeviceDirectory, LocationStore
 
@@ -52,28 +52,33 @@ async def follow_device_events(state: AppState, directory: DeviceDirectory) -> N
 
     The outbox hub wakes us after commits; the events name the device's auth username. Other nodes fall back
     to the directory's TTL until cross-node events exist. Every commit wakes this (a settings PUT too), so the
-    look goes the cheapest way the database has (`CallPathReads`: on SQLite one statement on the loop, no ORM
-    session): through an ORM session it was ≈ a quarter of the server's CPU per settings PUT at 150 PUT/s.
+    look goes the cheapest way the database has — the app's own `CallPathReads` (`deps.reads_of`: on SQLite one
+    statement on the loop, no ORM session, and no second connection of its own): through an ORM session it was ≈
+    a quarter of the server's CPU per settings PUT at 150 PUT/s.
+
+    Started with the SIP stack, before the app's lifespan has migrated a new database: it waits for that
+    (`AppState.migrated`; its first look at a database without tables ended it for the process's life). The
+    lifespan closes the reads, after the hub (`EventHub.close`) has ended this loop.
     """
-    reads = CallPathReads(state.sessions.kw["bind"])
+    await state.migrated.wait()
+    reads = reads_of(state)
+    last = (await reads.rows(_NEWEST_EVENT))[0][0] or 0
+    waiter = state.events.subscribe()
     try:
-        last = (await reads.rows(_NEWEST_EVENT))[0][0] or 0
-        waiter = state.events.subscribe()
-        try:
-            while True:
-                await waiter.wait()
-                waiter.clear()
-                for event_id, payload in await reads.rows(_DEVICE_EVENTS_AFTER, {"after": last}):
-                    last = max(last, event_id)
-                    name = payload.get("auth_username") if isinstance(payload, dict) else None
-                    if isinstance(name, str):
-                        directory.invalidate(name)
-                    elif isinstance(payload, dict) and isinstance(payload.get("id"), int):
-                        directory.invalidate_device(payload["id"])
-        finally:
-            state.events.unsubscribe(waiter)
+        while True:
+            await waiter.wait()
+            waiter.clear()
+            if state.events.closed:
+                return  # shutting down
+            for event_id, payload in await reads.rows(_DEVICE_EVENTS_AFTER, {"after": last}):
+                last = max(last, event_id)
+                name = payload.get("auth_username") if isinstance(payload, dict) else None
+                if isinstance(name, str):
+                    directory.invalidate(name)
+                elif isinstance(payload, dict) and isinstance(payload.get("id"), int):
+                    directory.invalidate_device(payload["id"])
     finally:
-        reads.close()
+        state.events.unsubscribe(waiter)
 
 
 def create_sip_stack(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> SipStack:

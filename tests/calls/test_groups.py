@@ -314,6 +314,37 @@ async def test_a_queued_caller_waits_and_gets_the_agent_who_becomes_available(ex
     await api.agent_in("wrap_up", "alice")
 
 
+async def test_each_look_at_the_queue_reads_in_one_session(
+    exchange: Exchange, api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A waiting caller's queue looks at its place in line and, first in line, at the agents every
+    queue_poll_seconds: both in one database session (it was a session for each, per waiting caller per poll)."""
+    reads: list[tuple[str, object]] = []  # the sessions themselves, kept alive: a freed one's id could be reused
+    looked_twice = asyncio.Event()
+    view_of, members_of = group_calls.queue_view, group_calls.queue_members
+
+    async def queue_view(session: Any, *args: Any) -> group_calls.QueueView:
+        reads.append(("view", session))
+        return await view_of(session, *args)
+
+    async def queue_members(session: Any, call_center_id: int) -> list[group_calls.QueueMember]:
+        reads.append(("members", session))
+        if sum(kind == "members" for kind, _ in reads) >= 2:
+            looked_twice.set()
+        return await members_of(session, call_center_id)
+
+    monkeypatch.setattr(group_calls, "queue_view", queue_view)
+    monkeypatch.setattr(group_calls, "queue_members", queue_members)
+    alice, outside = await one_caller_waits_for_alice(exchange, api)
+    await asyncio.wait_for(looked_twice.wait(), 15)
+    for index, (kind, session) in enumerate(reads):
+        if kind == "members":
+            assert reads[index - 1] == ("view", session), reads
+    await api.change_agent("alice", state="available")
+    await outside.succeeded()
+    await alice.succeeded()
+
+
 async def test_a_call_center_without_a_signed_in_agent_is_480(exchange: Exchange, api: Api) -> None:
     await exchange.add_user("alice", "201")
     await call_center(exchange, ["alice"])

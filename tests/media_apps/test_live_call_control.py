@@ -35,6 +35,7 @@ from tests.media_apps.conftest import (
     tone,
     utc,
 )
+from tests.media_apps.test_phone_call_control import HUNT_GROUP_ABROAD, hunt_group_abroad
 from tests.ops.test_events import next_event, read_events
 
 pytestmark = pytest.mark.sip
@@ -187,6 +188,63 @@ async def test_blind_transfer_connects_the_caller_to_the_target_and_releases_the
     # bob's row ends when he transferred (his part of the call), and says so; carol's when the call ended.
     assert bob_row.outcome == "answered, transferred"
     assert bob_row.ended_at is not None and carol_row.ended_at is not None and bob_row.ended_at < carol_row.ended_at
+
+
+async def test_a_transfer_inside_the_exchange_is_not_barred_and_one_to_nobody_keeps_the_call(office: Office) -> None:
+    """bob may not call abroad. The company's Brussels hunt group is no call abroad but one inside the exchange:
+    transferred (it was 403 barred here, while the phone's REFER connected it: test_phone_call_control.py). An
+    extension that is nobody's is refused before bob lets go of the call (it was 202, and alice heard the busy
+    tone and was hung up), as the phone's REFER gets NOTIFY 404."""
+    exchange = office.exchange
+    await hunt_group_abroad(exchange, "carol", "bob")
+    office.phones["carol"] = await answering_phone(exchange, "carol", office.ears["carol"])
+    call_id = await office.bob_call()
+
+    nobody = await office.post(f"{call_id}/transfer", {"mode": "blind", "to": "299"})
+    assert (nobody.status_code, nobody.json()["detail"][0]["code"]) == (422, "unknown_number"), nobody.text
+    abroad = await office.post(f"{call_id}/transfer", {"mode": "blind", "to": "+3225550199"})  # outside: barred
+    assert (abroad.status_code, abroad.json()["code"]) == (403, "barred"), abroad.text
+    await hears(office, "alice", TONES["bob"])  # refused: the call is as it was
+    moved = await office.post(f"{call_id}/transfer", {"mode": "blind", "to": HUNT_GROUP_ABROAD})
+    assert moved.status_code == 202, moved.text
+
+    await office.phones["bob"].succeeded()
+    await talking(office, "carol")
+    await hears(office, "alice", TONES["carol"])
+    await hears(office, "carol", TONES["alice"])
+    await office.phones["alice"].hang_up()
+    await office.phones["carol"].succeeded()
+
+
+async def test_a_call_placed_from_the_app_to_a_number_inside_the_exchange_is_not_barred(
+    exchange: Exchange, api: Api
+) -> None:
+    """bob may not call abroad; his callback to the company's Brussels hunt group is no call abroad — the exchange
+    rings its far leg inside (it was 403 here: the app judged "internal" by colleagues' numbers only)."""
+    await exchange.add_user("bob", "202", mobile=BOB_MOBILE)
+    await exchange.add_user("carol", "203")
+    await exchange.set_service("bob", CallMethod(method="callback", callback_device="mobile"))
+    await hunt_group_abroad(exchange, "carol", "bob")
+    ears = {name: await ear() for name in ("carol", "bob_mobile")}
+    try:
+        office = Office(exchange, api, ears, {}, await api.login("bob"))
+        barred = await api.http.post("/api/v1/me/calls", json={"to": "+3225550199"}, headers=office.bob)
+        assert (barred.status_code, barred.json()["detail"]) == (403, "International Calls Barred")
+        office.phones["bob_mobile"] = await bob_mobile_answers(office)
+        office.phones["carol"] = await answering_phone(exchange, "carol", ears["carol"])
+        placed = await api.http.post("/api/v1/me/calls", json={"to": HUNT_GROUP_ABROAD}, headers=office.bob)
+        assert placed.status_code == 202, placed.text
+        await talking(office, "bob_mobile")
+        await talking(office, "carol")
+        await hears(office, "carol", TONES["bob_mobile"])
+        await hears(office, "bob_mobile", TONES["carol"])
+        hung_up = await api.http.delete(f"/api/v1/me/calls/{placed.json()['id']}", headers=office.bob)
+        assert hung_up.status_code == 204
+        await office.phones["bob_mobile"].succeeded()
+        await office.phones["carol"].succeeded()
+    finally:
+        for each in ears.values():
+            each.close()
 
 
 async def once_active(office: Office, call_id: str, limit: float = 10.0) -> dict[str, dict[str, Any]]:

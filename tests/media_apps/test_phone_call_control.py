@@ -29,8 +29,8 @@ from hipper.domain.services.simultaneous_ring import SimultaneousRingTarget
 from hipper.engine.call import Call
 from hipper.engine.leg import Leg
 from hipper.media.tones import MUSIC_ON_HOLD_NOTES
-from hipper.store import outbound
-from hipper.store.models import Event
+from hipper.store import admin, outbound
+from hipper.store.models import Company, Event
 from tests.calls.conftest import PASSWORD, Exchange, Sipp, register, start_sipp
 from tests.calls.conftest import scenario as calls_scenario
 from tests.calls.test_baresip import baresip_config
@@ -611,6 +611,49 @@ async def test_refer_to_a_barred_number_is_notified_403_and_the_call_stays(offic
         assert [r.direction for r in await exchange.call_logs("bob")] == ["received"]
     finally:
         close(alice, bob)
+
+
+# The company's hunt group in Brussels: a number abroad (from NL), yet inside the exchange.
+HUNT_GROUP_ABROAD = "+3225550100"
+
+
+async def hunt_group_abroad(exchange: Exchange, member: str, barred_user: str) -> None:
+    """A hunt group numbered abroad whose one member is `member`; `barred_user` may not call abroad."""
+    async with exchange.sessions() as session:
+        company = await session.get(Company, exchange.company_id)
+        assert company is not None
+        await admin.create_hunt_group(
+            session, company, "Brussels desk", number=HUNT_GROUP_ABROAD, member_user_ids=[exchange.users[member]]
+        )
+        await outbound.set_policy(
+            session, user_id=exchange.users[barred_user], barred=["international"], prefixes=[], max_calls=None
+        )
+        await session.commit()
+
+
+async def test_refer_to_a_number_inside_the_exchange_is_not_barred(office: Exchange) -> None:
+    """A hunt group's number is no call out, whatever its country code: alice, who may not call abroad, transfers
+    bob to the company's Brussels hunt group (carol answers) — as the app's transfer key does
+    (tests/media_apps/test_live_call_control.py: both ask apps/call_control.CallControl.target)."""
+    exchange = office
+    await hunt_group_abroad(exchange, "carol", "alice")
+    script = (
+        Script("caller").poke().refer(f"<sip:{HUNT_GROUP_ABROAD}@127.0.0.1>").notify("100 Trying", "^ *active")
+        .bye_received().notify("200 OK", "^ *terminated")
+    )  # fmt: skip
+    carol = await answering(exchange, "carol", Script("callee").bye_received())
+    alice, bob = await alice_calls_bob(exchange, script, Script("callee").poke().bye())
+    try:
+        await poke(alice.port, alice.call_id)  # the transfer key
+        await alice.sipp.succeeded()
+        await talking(carol, TONES["carol"])
+        await hears(bob, TONES["carol"])
+        await hears(carol, TONES["bob"])
+        await poke(bob.port, bob.call_id)
+        await bob.sipp.succeeded()
+        await carol.sipp.succeeded()
+    finally:
+        close(alice, bob, carol)
 
 
 async def test_bad_refers_get_their_4xx_and_leave_the_call_as_it_was(office: Exchange) -> None:

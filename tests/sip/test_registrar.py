@@ -362,7 +362,9 @@ async def test_committed_device_events_drop_cached_credentials(sip_server: SipSe
     from hipper.store.events import add_event
 
     directory = sip_server.stack.registrar.devices  # type: ignore[union-attr]
-    state = AppState(settings=sip_server.settings, engine=None, sessions=sip_server.sessions, hasher=None)  # type: ignore[arg-type]
+    engine = sip_server.sessions.kw["bind"]
+    state = AppState(settings=sip_server.settings, engine=engine, sessions=sip_server.sessions, hasher=None)  # type: ignore[arg-type]
+    state.migrated.set()  # what the app's lifespan does
     follower = asyncio.create_task(follow_device_events(state, directory))
     try:
         async with asyncio.timeout(5):
@@ -380,6 +382,8 @@ async def test_committed_device_events_drop_cached_credentials(sip_server: SipSe
                 await asyncio.sleep(0.02)
     finally:
         follower.cancel()
+        if state.reads is not None:  # the app's reads (`deps.reads_of`), which its lifespan would close
+            state.reads.close()
 
 
 async def test_tcp_connections_that_send_nothing_are_closed(sip_server: SipServer) -> None:

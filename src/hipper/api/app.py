@@ -80,6 +80,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
         logs.configure(settings.log_level, settings.log_json)
         if run_migrations:
             await migrate(engine)
+        state.migrated.set()
         try:
             async with metrics.loop_lag_monitor():
                 notifications = await start_notifications(state)  # e-mail and Web Push (hipper.notify)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import inspect
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
@@ -38,9 +37,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hipper.api.deps import SettingsCaller, autocommit_of, find_settings_caller, writer_of
 from hipper.api.limits import is_json
-from hipper.api.routers.services import OWN_ROUTES, related_documents
+from hipper.api.routers.services import OWN_ROUTES, current_document, new_document
 from hipper.api.state import AppState
-from hipper.domain.services import SERVICES, ServiceSettings, change, ensure_licensed
+from hipper.domain.services import SERVICES, ServiceSettings
 from hipper.store import service_settings
 from hipper.store.db import PooledReads, Reads
 
@@ -115,8 +114,7 @@ class SettingsFastPath:
     async def _get(self, scope: Scope, receive: Receive, send: Send, service: _Service, token: str) -> None:
         try:
             caller = await _caller(scope["app"].state.hipper, service.settings_class, token)
-            ensure_licensed(service.settings_class, caller.context)
-            document = service_settings.document(service.settings_class, caller.user_id, caller.document)
+            document = current_document(caller, service.settings_class)
         except Exception:
             await self.app(scope, receive, send)
             return
@@ -170,10 +168,10 @@ async def _change_and_save(
     connection: AsyncConnection | None,
 ) -> tuple[int, ServiceSettings] | Exception | None:
     """The route's steps: the user and the new document written with its event (user id, document); None when
-    something is not the plain case (nothing written); the exception the write raised."""
+    something is not the plain case (nothing written); the exception the write raised. Only the body's parsing is
+    this path's own; the document is the route's `new_document`."""
     try:
         caller = await _caller(state, settings_class, token, reads)
-        ensure_licensed(settings_class, caller.context)
         # As FastAPI validates the body parameter (`ModelField.validate`: the model's validate_python on the
         # decoded JSON), then as the route reads it (`model_dump(mode="json", exclude_unset=True)`).
         parsed = json.loads(body) if body else None
@@ -182,17 +180,7 @@ async def _change_and_save(
         proposed = settings_class.model_validate(parsed, from_attributes=True).model_dump(
             mode="json", exclude_unset=True
         )
-        current = service_settings.document(settings_class, caller.user_id, caller.document)
-        related = await related_documents(state, caller, settings_class)
-        new = change(
-            settings_class,
-            current,
-            proposed,
-            caller.context,
-            stepped_up=caller.stepped_up,
-            related=related,
-            now=datetime.now(UTC),
-        )
+        new = await new_document(state, caller, settings_class, proposed)
     except Exception:
         return None
     try:

@@ -131,4 +131,7 @@ class AppState:
     # (store/service_settings.py `LoopWriter`); opened with `reads`, closed by the lifespan. False: none to open.
     settings_writer: LoopWriter | bool | None = None
     events: EventHub = field(default_factory=EventHub)
+    # Set by the app's lifespan once the database is migrated: `hipper serve` starts the SIP side first, and what
+    # it reads through `reads` (server.py `follow_device_events`) waits for this, as a request waits for the start.
+    migrated: asyncio.Event = field(default_factory=asyncio.Event)
     unknown_logins: UnknownNameFailures = field(default_factory=UnknownNameFailures)

@@ -284,6 +284,19 @@ class CallControl:
 
     # -- transfer ----------------------------------------------------------------------------------------------
 
+    async def target(self, number: str, user_id: int, company_id: int | None) -> str:
+        """Where the user's transfer or consultation to `number` (normalised) goes, as the exchange dials it — the
+        same answer for the app's keys (api/routers/calls.py) and the phone's REFER (apps/phone_control.py). A
+        number that is nobody's (an unknown extension) is refused here, before the user lets go of the call; one
+        that leaves through the trunk is the user's own call, and their call barring applies (`AppCalls.barring`).
+        """
+        resolved, refusal = await self.app_calls.barring(number, user_id, company_id)
+        if resolved.kind == "unknown":
+            raise CallControlError("unknown_number", "no such number or extension", 422)
+        if refusal is not None:
+            raise CallControlError("barred", refusal.reason, 403)
+        return resolved.number
+
     async def transfer_blind(
         self, controls: UserControls, to: str, answered: Callable[[bool], None] | None = None
     ) -> None:

@@ -26,11 +26,12 @@ from urllib.parse import quote, unquote
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hipper.apps.recording import CallRecorder, recording_for
+from hipper.domain.barring import Refusal
 from hipper.domain.outgoing import CallerIdentity
 from hipper.domain.routing.outcome import RingOutcomeKind
 from hipper.engine.b2bua import Finished, LoopbackCaller
 from hipper.engine.call import Call, CallerInfo, Party
-from hipper.engine.directory import resolve
+from hipper.engine.directory import Resolved, resolve
 from hipper.engine.fork import Branch, Fork
 from hipper.engine.leg import CalleeLeg
 from hipper.engine.peers import identity_headers
@@ -134,6 +135,18 @@ class AppCalls:
         publish_soon(self.b2bua, [user_id], "call.ringing", payload)
 
     # -- a colleague's own plan for callbacks -----------------------------------------------------------------
+
+    async def barring(self, number: str, user_id: int, company_id: int | None) -> tuple[Resolved, Refusal | None]:
+        """Who `number` (normalised) is for a call the exchange makes for the user — a callback's far leg, a
+        transfer, a consultation — and the user's call barring's refusal when it leaves through the trunk on their
+        account (docs/security.md "Toll fraud"). Inside the exchange (`Resolved.internal`) nothing is barred: its
+        own routing carries the call, as when the user dials the number from a desk phone. The one check for the
+        app's calls (api/routers/calls.py) and the phones' transfers (apps/phone_control.py)."""
+        b2bua = self.b2bua
+        resolved = await b2bua.snapshots.resolve(number, company_id, b2bua.settings.default_region)
+        if resolved.internal or resolved.kind == "unknown":
+            return resolved, None
+        return resolved, await b2bua.outbound.barred(resolved.number, user_id, company_id)
 
     def loopback_target(
         self, to: str, user_id: int, shown: tuple[str | None, str] | None = None
@@ -281,7 +294,7 @@ async def handles(app_calls: AppCalls, call: Call, dialled: str) -> bool:
     call.placed = Party(armed.user_id, "placed", armed.to, local_identity=armed.identity.number)
     async with b2bua.sessions() as session:
         resolved = await resolve(session, armed.to, call.caller.company_id, settings.default_region)
-    if resolved.kind in ("user", "group", "hunt_group", "call_center"):
+    if resolved.internal:
         # A colleague or a group number: routed like any call of the user's, by the callee's own plan.
         await call.forward_to(armed.to, None, None)
         return True
@@ -490,7 +503,7 @@ class Callback:
             self.remote_name = resolved.callee.name
         elif resolved.group is not None:
             self.remote_name = resolved.group.name
-        if resolved.kind in ("user", "group", "hunt_group", "call_center"):
+        if resolved.internal:
             target, header = self.calls.loopback_target(self.to, self.user_id)
             return [target], [header]
         trunk = self.b2bua.peers.trunk_uri(resolved.number)

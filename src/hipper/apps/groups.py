@@ -223,9 +223,17 @@ def _node_id(call: Call) -> str:
     return presence.node_id if presence is not None else call.settings.node_id
 
 
-async def _agents(call: Call, call_center_id: int, now: datetime) -> list[Agent]:
+async def _look(call: Call, entry_id: int, call_center_id: int, node_id: str, now: datetime
+                ) -> tuple[group_calls.QueueView, list[group_calls.QueueMember]]:  # fmt: skip
+    """One poll's read, in one session: the caller's place in line and, when they are first, the members who might
+    take the call (none otherwise: the call waits)."""
     async with call.b2bua.sessions() as session:
-        members = await group_calls.queue_members(session, call_center_id)
+        view = await group_calls.queue_view(session, entry_id, call_center_id, node_id, now)
+        members = await group_calls.queue_members(session, call_center_id) if view.first_in_line else []
+    return view, members
+
+
+async def _agents(call: Call, members: list[group_calls.QueueMember], now: datetime) -> list[Agent]:
     agents = []
     for member in members:
         if member.user_id == call.caller.user_id:
@@ -315,11 +323,10 @@ async def _queue(call: Call, call_center_id: int, name: str, number: str, incomi
                 passed.clear()  # every free agent had their turn: offer the call to them again
                 retry_at = None
                 await _move(call, entry_id, "waiting")
-            async with call.b2bua.sessions() as session:
-                view = await group_calls.queue_view(session, entry_id, call_center_id, node_id, now)
+            view, members = await _look(call, entry_id, call_center_id, node_id, now)
             decision: Offer | Wait | Refuse
             if view.first_in_line:
-                agents = await _agents(call, call_center_id, now)
+                agents = await _agents(call, members, now)
                 decision = next_agent(agents, now, rules, skip=frozenset(passed) | view.held)
             else:
                 decision = Wait(reason="an earlier caller is first in line")

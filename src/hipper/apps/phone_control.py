@@ -54,8 +54,6 @@ SIPFRAG = "message/sipfrag;version=2.0"
 SUBSCRIPTION_SECONDS = 180
 # A NOTIFY's answer is waited for this long at most (a phone that forgot the dialog must not stall the transfer).
 NOTIFY_WAIT_SECONDS = 4.0
-# Numbers a transfer target resolves to that stay inside the exchange (no call out, no barring).
-INTERNAL_KINDS = ("user", "group", "hunt_group", "call_center")
 
 
 class PhoneRequestError(Exception):
@@ -141,6 +139,8 @@ def wants_subscription(request: Request) -> bool:
 
 def sip_status(error: CallControlError) -> tuple[int, str]:
     """A refused call-control operation in SIP words (the API's codes: apps/call_control.py)."""
+    if error.code == "unknown_number":
+        return 404, "Not Found"  # the transfer target, not the call
     if error.status == 404:
         return 481, "Call/Transaction Does Not Exist"
     if error.code == "operation_pending":
@@ -306,17 +306,8 @@ class PhoneControl:
         await subscription.notify(status, reason, final=True)
 
     async def _blind(self, conversation: Conversation, user_id: int, number: str) -> tuple[int, str]:
-        b2bua = self.b2bua
-        user = await user_row(b2bua.sessions, user_id)
-        company_id = user.company_id if user is not None else None
-        resolved = await b2bua.snapshots.resolve(number, company_id, b2bua.settings.default_region)
-        if resolved.kind == "unknown":
-            return 404, "Not Found"
-        if resolved.kind not in INTERNAL_KINDS:
-            # The transfer goes out through the trunk on the user's account: their barring, as for a call of theirs.
-            refusal = await b2bua.outbound.barred(resolved.number, user_id, company_id)
-            if refusal is not None:
-                return 403, refusal.reason
+        user = await user_row(self.b2bua.sessions, user_id)
+        target = await self.control.target(number, user_id, user.company_id if user is not None else None)
         controls = self.control.controls_of(user_id, conversation_id(conversation))
         answered: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
@@ -324,7 +315,7 @@ class PhoneControl:
             if not answered.done():
                 answered.set_result(winner)
 
-        await self.control.transfer_blind(controls, resolved.number, answered=rung)
+        await self.control.transfer_blind(controls, target, answered=rung)
         # The target's answer (or its routing's: voicemail) ends the subscription with 200; nobody, with 480; the
         # transferred party hanging up meanwhile, with 487.
         outcome = await race_until(asyncio.shield(answered), conversation.over, TRANSFER_RING_SECONDS + 5)

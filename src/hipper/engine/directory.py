@@ -29,6 +29,11 @@ class Callee:
     name: str
 
 
+# What a dialled number reaches inside the exchange: its own routing carries the call, nothing leaves through the
+# trunk on the caller's account (a user of any company, a company or department number, a hunt group, a call center).
+INTERNAL_KINDS = ("user", "group", "hunt_group", "call_center")
+
+
 @dataclass(frozen=True)
 class Resolved:
     kind: Literal["user", "group", "hunt_group", "call_center", "external", "unknown"]
@@ -38,6 +43,11 @@ class Resolved:
     queue: GroupRef | None = None  # a hunt group or call center (apps/groups.py)
     # The company a group number belongs to: its destinations' extensions are looked up there.
     company_id: int | None = None
+
+    @property
+    def internal(self) -> bool:
+        """Reached inside the exchange (`INTERNAL_KINDS`): no call out, so no call barring."""
+        return self.kind in INTERNAL_KINDS
 
 
 # The user lookups as plain columns, built once, on `Reads` (the call path's cheap reads; an ORM session through

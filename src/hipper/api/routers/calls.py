@@ -137,11 +137,11 @@ async def place_call(body: PlaceCall, auth: CurrentUser, session: Session, state
         return CallPlaced(method=method, to=to, identity=identity)
     if calls is None:
         raise Conflict("no_call_processing", NO_CALL_PROCESSING)
-    if not placed.internal:
-        # Call barring (docs/security.md "Toll fraud"): the exchange would pay for this call's outside leg.
-        refusal = await calls.b2bua.outbound.barred(to, user.id, user.company_id)
-        if refusal is not None:
-            raise HTTPException(403, refusal.reason)
+    # Call barring (docs/security.md "Toll fraud"): the exchange would pay for this call's outside leg — judged as
+    # the callback's far leg and the access number's call are (`AppCalls.barring`), a transfer's too.
+    _, refusal = await calls.barring(to, user.id, user.company_id)
+    if refusal is not None:
+        raise HTTPException(403, refusal.reason)
     if method == "via_exchange":
         access = state.settings.call_access_number
         if not access:
@@ -347,33 +347,34 @@ class Transfer(BaseModel):
     )
 
 
-async def _number(to: str, auth_user: User, state: AppState, control: CallControl, session: AsyncSession) -> str:
-    """`to` as the exchange dials it; 422 when it is no number, 403 when the user may not call it."""
+async def _number(to: str, auth_user: User, state: AppState, control: CallControl) -> str:
+    """`to` as the exchange dials it (`CallControl.target`, as for a phone's REFER); 422 when it is no number or
+    nobody's, 403 when it leaves through the trunk and the user's call barring bars it."""
     try:
         number = normalise(to, state.settings.default_region)
     except NumberError as exc:
         raise invalid_body("to", str(exc), exc.code) from exc
-    if not await is_colleague(session, auth_user, number):
-        # Call barring (docs/security.md "Toll fraud"): a transfer out through the trunk is the user's call.
-        refusal = await control.b2bua.outbound.barred(number, auth_user.id, auth_user.company_id)
-        if refusal is not None:
-            raise ApiProblem(403, "barred", refusal.reason)
-    return number
+    try:
+        return await control.target(number, auth_user.id, auth_user.company_id)
+    except CallControlError as error:
+        if error.code == "unknown_number":
+            raise invalid_body("to", error.reason, error.code) from error
+        raise _problem(error) from error
 
 
 @router.post("/{call_id}/transfer", status_code=202, response_class=Response, responses={
     **CONTROL_ERRORS, 202: {"description": "blind: the other party is being connected; your leg is released"},
-    403: {"description": "`code`: barred"}, 422: {"description": "`to` is no number, or the body is incomplete"},
+    403: {"description": "`code`: barred"},
+    422: {"description": "`to` is no number (field code `unknown_number`: nobody's), or the body is incomplete"},
 })  # fmt: skip
-async def transfer(call_id: CallId, body: Transfer, auth: CurrentUser, session: Session, state: State,
-                   control: Running) -> Response:  # fmt: skip
+async def transfer(call_id: CallId, body: Transfer, auth: CurrentUser, state: State, control: Running) -> Response:
     """Blind: the other party is connected to `to` (its own routing applies if nobody answers); attended: the other
     party is connected to the other party of your consultation call, and you leave both calls."""
     controls = _controls(control, auth.user.id, call_id)
     if body.mode == "blind":
         if body.to is None:
             raise invalid_body("to", "a blind transfer needs the number to transfer to", "missing")
-        number = await _number(body.to, auth.user, state, control, session)
+        number = await _number(body.to, auth.user, state, control)
         await _run(control.transfer_blind(controls, number))
     else:
         if body.consultation is None:
@@ -398,7 +399,7 @@ async def consult(call_id: CallId, body: Consultation, auth: CurrentUser, sessio
     your device, then `to`. Then merge the two, transfer one to the other, or hang up the consultation."""
     controls = _controls(control, auth.user.id, call_id)
     user = auth.user
-    to = await _number(body.to, user, state, control, session)
+    to = await _number(body.to, user, state, control)
     user_state = await load_user_state(session, user, datetime.now(UTC))
     if "call-method" not in user_state.licences:
         raise NotLicensed("call-method")

@@ -46,6 +46,32 @@ async def related_documents(
         return await service_settings.load_many(session, caller.user_id, related)
 
 
+def current_document(caller: SettingsCaller, settings_class: type[ServiceSettings]) -> ServiceSettings:
+    """What a GET answers: the caller's stored document (defaults where none is stored), behind the licence gate."""
+    ensure_licensed(settings_class, caller.context)
+    return service_settings.document(settings_class, caller.user_id, caller.document)
+
+
+async def new_document(
+    state: AppState, caller: SettingsCaller, settings_class: type[ServiceSettings], proposed: dict[str, Any]
+) -> ServiceSettings:
+    """What a PUT writes: the `proposed` fields (the body as the client set them) applied to the current document
+    by the domain's rules (`change`: read-only fields, step-up for a new number, the related documents they read).
+    The one step between a parsed body and the write, for the route and the fast path (api/settings_fast_path.py)
+    alike; raises what the route answers (403 not_licensed / read_only / step_up_required, 422)."""
+    current = current_document(caller, settings_class)
+    related = await related_documents(state, caller, settings_class)
+    return change(
+        settings_class,
+        current,
+        proposed,
+        caller.context,
+        stepped_up=caller.stepped_up,
+        related=related,
+        now=datetime.now(UTC),
+    )
+
+
 def _add_routes(settings_class: type[ServiceSettings]) -> None:
     name = settings_class.service
     doc = (settings_class.__doc__ or "").strip()
@@ -54,26 +80,13 @@ def _add_routes(settings_class: type[ServiceSettings]) -> None:
     caller_of_service = Annotated[SettingsCaller, Depends(settings_caller(name))]
 
     async def read(caller: SettingsCaller) -> Any:
-        ensure_licensed(settings_class, caller.context)
-        return service_settings.document(settings_class, caller.user_id, caller.document)
+        return current_document(caller, settings_class)
 
     # The state comes from the request rather than as a dependency: each dependency FastAPI solves costs time.
     async def write(body: ServiceSettings | dict[str, Any], caller: SettingsCaller, request: Request) -> Any:
         state = state_of(request)
-        ctx = caller.context
-        ensure_licensed(settings_class, ctx)
-        current = service_settings.document(settings_class, caller.user_id, caller.document)
-        related = await related_documents(state, caller, settings_class)
         proposed = body if isinstance(body, dict) else body.model_dump(mode="json", exclude_unset=True)
-        new = change(
-            settings_class,
-            current,
-            proposed,
-            ctx,
-            stepped_up=caller.stepped_up,
-            related=related,
-            now=datetime.now(UTC),
-        )
+        new = await new_document(state, caller, settings_class, proposed)
         await service_settings.save_and_commit(autocommit_of(state), caller.user_id, new, writer_of(state))
         state.events.published()  # after the commit, as `deps.commit` does
         return new
