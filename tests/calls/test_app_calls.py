@@ -31,6 +31,7 @@ from hipper.engine.leg import CalleeLeg, LegState
 from hipper.store.models import ActiveCall, Node
 from tests.calls.conftest import (
     Exchange,
+    call_until_told,
     expect_headers,
     phone,
     place_call,
@@ -254,6 +255,36 @@ async def test_via_the_exchange_a_call_after_the_window_or_unannounced_is_refuse
         await handset.succeeded()
         call = await exchange.next_call()
         assert not call.answered
+
+
+@pytest.mark.parametrize("exchange", [{**SETTINGS, "outbound_max_calls_per_user": 1}], indirect=True)
+async def test_via_the_exchange_a_call_out_counts_against_the_outbound_limit(exchange: Exchange, api: Api) -> None:
+    """A call via the exchange goes out through the trunk on the user's account: with alice's one outside call
+    already talking from her desk phone, her mobile's call to the access number is refused as her own second call
+    out would be (toll fraud: before, it went out whatever the limits said)."""
+    await alice(exchange, method="via_exchange")
+    network = await trunk(exchange, "far", scenario("callee.xml", ring_ms=100), "-rtp_echo")
+    first = await call_until_told(exchange, "alice", "0612345678")
+    async with asyncio.timeout(15):
+        while exchange.b2bua.outbound.gate.trunk < 1:  # noqa: ASYNC110 - admitted: it counts from then on
+            await asyncio.sleep(0.01)
+    headers = await api.login("alice")
+    placed = await api.http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
+    assert placed.status_code == 202, placed.text
+    text = scenario(
+        "trunk_caller.xml", final="final_rejected.xml", user=ALICE_MOBILE, from_user=ALICE_MOBILE, display="Alice",
+        extra="", status=403,
+    )  # fmt: skip
+    handset = await start_sipp(exchange, "handset", text, "-s", ACCESS, port=exchange.mobile_port)
+    await handset.succeeded()
+    refused = await exchange.next_call()
+    assert not refused.answered and refused.branches == []  # the trunk was not rung for it
+    await first.hang_up()
+    await network.succeeded()
+    assert (await exchange.next_call()).answered
+    async with asyncio.timeout(5):
+        while exchange.b2bua.outbound.gate.trunk:  # noqa: ASYNC110 - released when the call ended
+            await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)

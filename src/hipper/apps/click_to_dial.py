@@ -298,9 +298,17 @@ async def handles(app_calls: AppCalls, call: Call, dialled: str) -> bool:
         # A colleague or a group number: routed like any call of the user's, by the callee's own plan.
         await call.forward_to(armed.to, None, None)
         return True
-    trunk = b2bua.peers.trunk_uri(armed.to)
+    if resolved.kind == "unknown":  # e.g. an extension nobody has: nothing to send to the trunk
+        call.fail(404, "Not Found")
+        return True
+    trunk = b2bua.peers.trunk_uri(resolved.number)
     if trunk is None:
         call.fail(503, "No trunk configured")
+        return True
+    # Out through the trunk on the user's account, like their own calls out and a callback's far leg: call barring
+    # again (it may have changed since the app armed the call) and the concurrent-call limits, which count calls
+    # under way and so can only be applied now (docs/security.md "Toll fraud"). Released when the call ends.
+    if not await call.admitted_out(resolved.number, armed.user_id, call.caller.company_id):
         return True
     from_, headers = identity_headers(armed.identity, settings.sip_realm, trusted=b2bua.peers.trunk_trusted)
     branch = Branch(trunk[0], trunk[1], b2bua.peers.address(armed.to), "access-number")
