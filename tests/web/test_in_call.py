@@ -247,6 +247,14 @@ def test_blind_transfer_to_a_contact_and_a_bad_number_refused(page: Page, exchan
         "Dit is geen geldig telefoonnummer. Gebruik alleen cijfers, bijvoorbeeld 06 1234 5678."
     )
     assert [c["state"] for c in live_calls(exchange, page)] == ["active"]
+    # An extension nobody has: refused as well (it would only give the caller a busy tone), said in words.
+    page.get_by_role("button", name="Doorverbinden").click()
+    pick(page, "Doorverbinden", "299")
+    with post_to(page, f"/me/calls/{call_id}/transfer") as unknown:
+        page.get_by_role("dialog").get_by_role("button", name="Blind doorverbinden naar 299").click()
+    assert unknown.value.status == 422
+    expect(row.get_by_role("alert")).to_have_text("Dit nummer is van niemand.")
+    assert [c["state"] for c in live_calls(exchange, page)] == ["active"]
     # Now to Carol, chosen from the contacts (the company's colleagues). Her phone answers, talks a second and
     # hangs up: Alice's call ends with it.
     carol_phone = phones.desk_phone(carol, scenario("callee_hangs_up.xml"))
