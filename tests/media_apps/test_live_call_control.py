@@ -18,7 +18,7 @@ from hipper.domain.services import CallMethod, CallRecording, FixedMobile, Voice
 from hipper.media.engine import Release
 from hipper.media.g711 import Pcm
 from hipper.media.tones import MUSIC_ON_HOLD_NOTES
-from hipper.store.models import Recording
+from hipper.store.models import Event, Recording
 from hipper.store.models import Voicemail as Message
 from tests.calls.conftest import Exchange, start_sipp
 from tests.calls.test_app_calls import Api, live_calls, serving_api
@@ -327,6 +327,83 @@ async def test_an_attended_transfer_to_an_outside_consultation_keeps_its_cost_on
     assert (callback.remote_number, callback.outcome) == (OUTSIDE, "callback, answered, transferred")
     assert (rest.direction, rest.remote_number, rest.outcome) == ("placed", OUTSIDE, "transfer, answered")
     assert utc(callback.ended_at) <= transferred_at < utc(rest.ended_at)
+
+
+async def test_listing_the_calls_makes_no_call_control_and_the_call_ends_once(office: Office) -> None:
+    """GET /me/calls is safe (RFC 9110 §9.2.1): listing makes no call-control state. It made controls for every
+    answered call it listed, and those ended the call a second time for the user (a `call.updated` `ended` next
+    to the call's own `call.ended`)."""
+    exchange = office.exchange
+    control = exchange.applications.call_control
+    alice = await office.api.login("alice")
+    call_id = await office.bob_call()
+    for _ in range(2):
+        [bobs] = await live_calls(office.api, office.bob)
+        assert (bobs["id"], bobs["state"], bobs["held"], bobs["merged"]) == (call_id, "active", False, False)
+        assert (bobs["consultation_of"], bobs["recording"]) == (None, None)  # recording is off for bob
+        [alices] = await live_calls(office.api, alice)
+        assert (alices["id"], alices["direction"], alices["state"]) == (call_id, "outgoing", "active")
+    assert control.controls == {} and control.consultations == {}
+    await office.phones["alice"].hang_up()
+    await office.phones["bob"].succeeded()
+    await settled_calls(exchange)  # the call's rows, and with them its call.ended, are written
+    async with exchange.sessions() as session:
+        found = await session.execute(select(Event).order_by(Event.id))
+        events = list(found.scalars())
+    for name in ("alice", "bob"):
+        ends = [
+            event.type for event in events
+            if event.user_id == exchange.users[name] and event.payload.get("id") == call_id
+            and (event.type == "call.ended" or event.payload.get("state") == "ended")
+        ]  # fmt: skip
+        assert ends == ["call.ended"], (name, ends)
+
+
+async def test_consult_swap_and_attended_transfer_without_listing_the_calls(office: Office) -> None:
+    """An API client need not list its calls between the steps: the call's id from `call.started`, the
+    consultation's answer from its `call.updated`, then swap and transfer. The swap held only calls a GET had
+    happened to make controls for: without one, carol was not put on hold and the swap back to her was 409."""
+    exchange = office.exchange
+    office.phones["bob_mobile"] = await bob_mobile_answers(office)
+    office.phones["carol"] = await answering_phone(exchange, "carol", office.ears["carol"])
+    stream_headers = {**office.bob, "Last-Event-ID": "0"}
+    async with office.api.http.stream("GET", "/api/v1/events", headers=stream_headers) as stream:
+        events = read_events(stream)
+        started = await next_event(events, 15)
+        while started.event != "call.started":
+            started = await next_event(events, 15)
+        call_id = started.data["id"]
+        consulted = await office.post(f"{call_id}/consultations", {"to": "203"})
+        assert consulted.status_code == 202, consulted.text
+        consultation = consulted.json()["id"]
+        update = await next_event(events, 15)
+        while (update.event, update.data.get("id"), update.data.get("state")) != (
+            "call.updated", consultation, "active"
+        ):  # fmt: skip
+            update = await next_event(events, 15)
+    await hears(office, "alice", HOLD_NOTE)
+    await talking(office, "bob_mobile")
+    await talking(office, "carol")
+    await hears(office, "carol", TONES["bob_mobile"])
+
+    swapped = await office.post(f"{call_id}/resume")  # back to alice: carol waits
+    assert swapped.status_code == 200, swapped.text
+    await hears(office, "bob", TONES["alice"])
+    await hears(office, "carol", HOLD_NOTE)
+    back = await office.post(f"{consultation}/resume")  # and to carol again: alice waits
+    assert back.status_code == 200, back.text
+    await hears(office, "carol", TONES["bob_mobile"])
+    await hears(office, "alice", HOLD_NOTE)
+
+    done = await office.post(f"{call_id}/transfer", {"mode": "attended", "consultation": consultation})
+    assert done.status_code == 200, done.text
+    await office.phones["bob"].succeeded()  # both of bob's legs released
+    await office.phones["bob_mobile"].succeeded()
+    await hears(office, "alice", TONES["carol"])
+    await hears(office, "carol", TONES["alice"])
+    assert await live_calls(office.api, office.bob) == []
+    await office.phones["alice"].hang_up()  # alice hangs up: carol, on the other call, gets BYE too
+    await office.phones["carol"].succeeded()
 
 
 async def test_merge_makes_a_three_way_call(office: Office) -> None:

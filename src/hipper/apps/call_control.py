@@ -115,14 +115,18 @@ class UserControls:
         return recorders_of(self.conversation).get(self.user_id)
 
     def recording_state(self) -> RecordingState | None:
-        recorder = self.recorder
-        if recorder is None:
-            return None
-        if recorder.recording_id is None:
-            return "off"
-        if recorder.mode == "on_demand" and not recorder.keep:
-            return "off"  # running, but only kept when asked: to the user it is not recording yet
-        return "paused" if recorder.paused else "on"
+        return recording_state(self.recorder)
+
+
+def recording_state(recorder: CallRecorder | None) -> RecordingState | None:
+    """What the user's recording of a call is to them; None: no recording control on this call."""
+    if recorder is None:
+        return None
+    if recorder.recording_id is None:
+        return "off"
+    if recorder.mode == "on_demand" and not recorder.keep:
+        return "off"  # running, but only kept when asked: to the user it is not recording yet
+    return "paused" if recorder.paused else "on"
 
 
 @dataclass
@@ -207,6 +211,21 @@ class CallControl:
         """What call control knows of a listed call (None: nothing done to it yet)."""
         return self.controls.get((call_id, user_id))
 
+    def listed(self, user_id: int, call_id: str, answered: bool) -> dict[str, object]:
+        """The call-control part of a call as `GET /me/calls` lists it — read only: a GET makes no controls (they
+        would outlive it, and end the call with an event of their own). A call nothing was done to yet is plain:
+        not held, not merged, its recording as the recording module has it (`answered`: the user's call is
+        answered, so it may have one)."""
+        controls = self.controls.get((call_id, user_id))
+        if controls is not None:
+            return self.describe(controls)
+        recording = None
+        conversation = self.find(call_id) if answered else None
+        if conversation is not None and answered_side(conversation, user_id) is not None:
+            recording = recording_state(recorders_of(conversation).get(user_id))
+        return {"held": False, "merged": False, "consultation_of": self.consultations.get(call_id),
+                "recording": recording}  # fmt: skip
+
     def hidden(self, user_id: int, call_id: str) -> bool:
         """A call the user transferred away goes on, but is no longer theirs to list."""
         controls = self.controls.get((call_id, user_id))
@@ -243,10 +262,15 @@ class CallControl:
         await self._publish(controls)
 
     def _active_calls_of(self, user_id: int) -> list[UserControls]:
-        return [
-            c for (_, owner), c in self.controls.items()
-            if owner == user_id and not c.gone and not c.conversation.over.is_set()
-        ]  # fmt: skip
+        """The user's answered calls on this node, each with its controls — made here for a call nothing was done
+        to yet (a consultation just answered, a second call taken on a phone): a swap holds every other call of
+        theirs, not only those an earlier operation happened to touch."""
+        found = []
+        for call in self.app_calls.live(user_id):
+            if call.state == "active":
+                with contextlib.suppress(CallControlError):  # transferred away meanwhile, or just ended
+                    found.append(self.controls_of(user_id, call.id))
+        return found
 
     async def remote_hold(self, conversation: Conversation, leg: Leg, held: bool) -> None:
         """A phone put its own call on hold (re-INVITE sendonly/inactive) or took it back (sendrecv): the other

@@ -227,22 +227,9 @@ def _live(user_id: int, calls: AppCalls | None, control: CallControl | None) -> 
         if control is not None:
             if control.hidden(user_id, call.id):
                 continue  # transferred away: it goes on without you
-            controls = control.state_of(user_id, call.id)
-            if controls is not None:
-                out = out.model_copy(update=control.describe(controls))
-            else:
-                out.consultation_of = control.consultations.get(call.id)
-                out.recording = _recording_when_answered(control, user_id, call.id, call.state)
+            out = out.model_copy(update=control.listed(user_id, call.id, answered=call.state == "active"))
         found.append(out)
     return found
-
-
-def _recording_when_answered(control: CallControl, user_id: int, call_id: str, state: str) -> RecordingState | None:
-    if state != "active":
-        return None
-    with contextlib.suppress(CallControlError):
-        return control.controls_of(user_id, call_id).recording_state()
-    return None
 
 
 @router.delete(
