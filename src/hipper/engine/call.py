@@ -617,14 +617,17 @@ class Call:
 
     def listen(self, endpoint_id: str, listener: Callable[[MediaEvent], Awaitable[None]]) -> None:
         """The endpoint's media events go to `listener` from now on, handled through the inbox like the call's
-        requests (a feature's keypad codes while the call is answered): no task waits for them. Events queued
-        before (digits pressed while the call was being connected) go first, in their order."""
+        requests (a feature's keypad codes while the call is answered): no task waits for them. Digits queued
+        before (pressed while the call was being connected) go first, in their order; what else a step before left
+        there (a prompt's end) was that step's."""
         queue = self.events.get(endpoint_id)
         if queue is None:
             return  # not (or no longer) the call's endpoint
         self._listeners[endpoint_id] = listener
         while not queue.empty():
-            self.post(partial(listener, queue.get_nowait()))
+            event = queue.get_nowait()
+            if isinstance(event, DtmfReceived):
+                self.post(partial(listener, event))
 
     def rtp_timeout(self, endpoint_id: str) -> None:
         legs = [leg for leg in (self.first_leg, self.connected, *self.joined) if leg not in self.released]
@@ -1105,7 +1108,10 @@ class Call:
         # In-call keypad codes and call recording (apps/recording.py): set up here, in the call's own task, and not
         # raced with the call's end — a recording once asked for is started whole, then closed by the call's end
         # (`at_end`); from then on the users' digits reach them through the inbox (`listen`), no task waits.
-        await self.b2bua.applications.in_call(self, leg)
+        try:
+            await self.b2bua.applications.in_call(self, leg)
+        except Exception:  # the call goes on without them rather than end for it
+            log.exception("call.in_call_failed", extra={"call_id": self.call_id})
 
     # -- forwarding and calls out ----------------------------------------------------------------------------
 
