@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,6 +39,7 @@ from hipper.domain.services.call_recording import PAUSE_RESUME_MODES, CallRecord
 from hipper.media.engine import (
     DtmfReceived,
     MediaError,
+    MediaEvent,
     PauseRecording,
     ResumeRecording,
     Started,
@@ -245,54 +247,89 @@ class CallRecorder:
             await run_cpu(path.unlink, True)
 
 
-async def user_controls(
+class KeypadCodes:
+    """One user's side of an answered call: their keypad codes (a three-way call's Add and Merge, their recording's
+    *1/*2/*3) and their recording. Plain state, no task: the call hands it the user's media events through its
+    inbox (`Call.listen`), one after the other with the call's requests.
+
+    Adding a party rings it for up to half a minute: that runs in a task of the call's of its own (its end cancels
+    it), so the inbox goes on meanwhile — a BYE, a hold, the recording's codes. The Add and Merge codes that follow
+    it wait for it, in order (a Merge pressed while the added party rings merges once it answered)."""
+
+    def __init__(self, call: Call, user_id: int, own: str, other: str, recorder: CallRecorder | None) -> None:
+        self.call = call
+        self.user_id = user_id
+        self.recorder = recorder
+        self.conference = ThreeWay(call, user_id, own, other)
+        self.reader = CodeReader()
+        self.adding = False  # an Add's task runs (the Add/Merge codes after it wait in `waiting`)
+        self.waiting: deque[Code] = deque()
+
+    async def on_media(self, event: MediaEvent) -> None:
+        if not isinstance(event, DtmfReceived):
+            return
+        code = self.reader.feed(event.digit, asyncio.get_running_loop().time())
+        if code is None:
+            return
+        log.info("call.code", extra={"call_id": self.call.call_id, "user_id": self.user_id, "code": code.action})
+        if code.action not in ("add", "merge"):
+            await self._run(code)
+        elif self.adding:
+            self.waiting.append(code)
+        elif code.action == "add":
+            self.adding = True
+            self.call.spawn(self._conference(code))
+        else:
+            await self._run(code)
+
+    async def _conference(self, code: Code) -> None:
+        try:
+            await self._run(code)
+            while self.waiting:
+                await self._run(self.waiting.popleft())
+        finally:
+            self.adding = False
+
+    async def _run(self, code: Code) -> None:
+        try:
+            if code.action == "add":
+                await self.conference.add(code.number)
+            elif code.action == "merge":
+                await self.conference.merge()
+            elif self.recorder is not None:
+                await self.recorder.on_code(code)
+        except Exception:  # e.g. no media port for the added party: the call and its other codes go on
+            log.exception("call.code_failed", extra={"call_id": self.call.call_id, "code": code.action})
+
+
+async def user_side(
     call: Call, user_id: int, own: str, other: str, remote_number: str, *, record: bool = True
-) -> None:
-    """One user's side of an answered call: their recording (unless another part records it) and their keypad
-    codes, until the call ends."""
-    queue = call.events.get(own)
-    if queue is None:
-        return
+) -> KeypadCodes | None:
+    """Set up one user's side of an answered call: their recording first (unless another part records it; closed
+    at the call's end, `Call.at_end`), then their keypad codes — digits pressed meanwhile are handled after it."""
+    if own not in call.events:
+        return None
     recorder = None
-    conference = ThreeWay(call, user_id, own, other)
-    reader = CodeReader()
-    loop = asyncio.get_running_loop()
-    try:
-        if record:
+    if record:
+        try:
             recorder = await recording_for(call, user_id, (own, other), remote_number)
-        while not call.over.is_set():
-            event = await call.race(queue.get(), None)
-            if not isinstance(event, DtmfReceived):
-                continue
-            code = reader.feed(event.digit, loop.time())
-            if code is None:
-                continue
-            log.info("call.code", extra={"call_id": call.call_id, "user_id": user_id, "code": code.action})
-            try:
-                if code.action in ("add", "merge"):
-                    await (conference.add(code.number) if code.action == "add" else conference.merge())
-                elif recorder is not None:
-                    await recorder.on_code(code)
-            except Exception:  # e.g. no media port for the added party: the call and its other codes go on
-                log.exception("call.code_failed", extra={"call_id": call.call_id, "code": code.action})
-    finally:
+        except Exception:  # the settings could not be read: the call goes on unrecorded, its keypad codes work
+            log.exception("call.in_call_failed", extra={"call_id": call.call_id, "user_id": user_id})
         if recorder is not None:
-            await recorder.close()
+            call.at_end(recorder.close)
+    codes = KeypadCodes(call, user_id, own, other, recorder)
+    call.listen(own, codes.on_media)
+    return codes
 
 
 async def in_call(call: Call, leg: CalleeLeg) -> None:
-    """Started when a call is answered (executor.connect): the controls of each involved user."""
+    """When a call is answered (engine/call.py `connect`): the side of each involved user."""
     if call.a.endpoint_id is None or leg.endpoint_id is None:
         return
-    sides = []
     if call.caller.user_id is not None and call.caller.user_present:
         # A callback's far leg comes back to the exchange as a call of the user's (click_to_dial.loopback_target):
         # the user's keypad codes arrive here, but the callback records the user's two legs itself.
-        user_side = (call.caller.user_id, call.a.endpoint_id, leg.endpoint_id, leg.to.uri.user or "")
-        sides.append(user_controls(call, *user_side, record=not call.caller.for_callback))
+        user_side_of = (call.caller.user_id, call.a.endpoint_id, leg.endpoint_id, leg.to.uri.user or "")
+        await user_side(call, *user_side_of, record=not call.caller.for_callback)
     if leg.user_id is not None and leg.user_id != call.caller.user_id:
-        sides.append(user_controls(call, leg.user_id, leg.endpoint_id, call.a.endpoint_id, call.caller.number or ""))
-    try:
-        await asyncio.gather(*sides)
-    except Exception:
-        log.exception("call.in_call_failed", extra={"call_id": call.call_id})
+        await user_side(call, leg.user_id, leg.endpoint_id, call.a.endpoint_id, call.caller.number or "")

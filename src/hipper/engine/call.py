@@ -114,6 +114,13 @@ def call_key(call_id: str) -> str:
     return hashlib.sha256(call_id.encode()).hexdigest()[:16]
 
 
+async def _closed(closing: Callable[[], Awaitable[None]], call_id: str) -> None:
+    try:
+        await closing()
+    except Exception:  # one feature's failure must not keep the others from closing, nor the call from its end
+        log.exception("call.at_end_failed", extra={"call_id": call_id})
+
+
 class CallApplications(Protocol):
     """The features a call hands over to (apps/): the engine names none of them, they plug in here.
 
@@ -126,7 +133,10 @@ class CallApplications(Protocol):
 
     async def leave_message(self, call: Call, user_id: int, called_number: str, cause: DiversionReason) -> None: ...
 
-    async def in_call(self, call: Call, leg: CalleeLeg) -> None: ...
+    async def in_call(self, call: Call, leg: CalleeLeg) -> None:
+        """The call is answered by `leg`: set up what its users have during the call (keypad codes, a recording) as
+        plain state — no task of its own: their media events come through the call's inbox (`Call.listen`), what
+        must end with them is closed by the call (`Call.at_end`)."""
 
     def call_started(self, call: Call) -> None: ...
 
@@ -312,7 +322,11 @@ class Call:
         self.parties: list[Party] = []
         self.placed: Party | None = None
         self.final_status: int | None = None
+        # Each endpoint's media events: queued for the step that waits for them (a prompt, a menu, a confirmation),
+        # or, once a feature listens to the endpoint (`listen`), handed to it through the inbox.
         self.events: dict[str, asyncio.Queue[MediaEvent]] = {}
+        self._listeners: dict[str, Callable[[MediaEvent], Awaitable[None]]] = {}
+        self._at_end: list[Callable[[], Awaitable[None]]] | None = []  # None: the call's end ran them already
         self._fork: Fork | None = None  # the ring under way, told when one of its branches hangs up
         self._tasks: set[asyncio.Task[None]] = set()
         self.summary: CallSummary | None = None
@@ -325,7 +339,8 @@ class Call:
         # A party of a three-way call leaving it (call control's conference decides whether the call goes on).
         self.left: Callable[[Leg], bool] | None = None
         self.rtp_timed_out = False
-        # The call's inbox (`post`): in-dialog offers and a late offer's answer, handled in arrival order by one task.
+        # The call's inbox (`post`): in-dialog offers, a late offer's answer, the media events features listen to,
+        # handled in arrival order by one task.
         self._inbox: deque[Callable[[], Awaitable[None]]] = deque()
         self._inbox_worker: asyncio.Task[None] | None = None
         self._serving = False
@@ -364,6 +379,7 @@ class Call:
                     await self.first.ending(self)
                 except Exception:
                     log.exception("call.first_step_ending_failed", extra={"call_id": self.call_id})
+            await self._run_at_end()
             try:
                 await self.teardown()
             except Exception:
@@ -403,6 +419,20 @@ class Call:
         if self.a.answered:
             await self.serve()
 
+    def at_end(self, closing: Callable[[], Awaitable[None]]) -> None:
+        """`closing` runs when the call is over, in the call's own task before its legs are torn down (a feature's
+        recording stops from the live endpoints, then is stored) — whatever ended the call, its node's shutdown too.
+        Registered after that moment (the call long over), it runs at once in a task of the node's."""
+        if self._at_end is None:
+            self.b2bua.spawn(_closed(closing, self.call_id))
+        else:
+            self._at_end.append(closing)
+
+    async def _run_at_end(self) -> None:
+        closings, self._at_end = self._at_end or [], None
+        for closing in closings:
+            await _closed(closing, self.call_id)
+
     def fail(self, status: int, reason: str = "") -> None:
         """The call cannot be completed: a final error to the caller, or (already answered) hang up."""
         if self.final_status is None:
@@ -437,6 +467,7 @@ class Call:
                 await self.media.execute(Release(endpoint_id))
             self.b2bua.unwatch(endpoint_id)
         self.events.clear()
+        self._listeners.clear()
         for user_id in self.on_call_users:
             self.b2bua.on_call_ended(user_id, self.call_id)
         self.on_call_users = []
@@ -576,9 +607,27 @@ class Call:
     def media_event(self, event: MediaEvent) -> None:
         if isinstance(event, RecordingFinished):
             return
+        listener = self._listeners.get(event.endpoint_id)
+        if listener is not None:
+            self.post(partial(listener, event))
+            return
         queue = self.events.get(event.endpoint_id)
         if queue is not None:
             queue.put_nowait(event)
+
+    def listen(self, endpoint_id: str, listener: Callable[[MediaEvent], Awaitable[None]]) -> None:
+        """The endpoint's media events go to `listener` from now on, handled through the inbox like the call's
+        requests (a feature's keypad codes while the call is answered): no task waits for them. Digits queued
+        before (pressed while the call was being connected) go first, in their order; what else a step before left
+        there (a prompt's end) was that step's."""
+        queue = self.events.get(endpoint_id)
+        if queue is None:
+            return  # not (or no longer) the call's endpoint
+        self._listeners[endpoint_id] = listener
+        while not queue.empty():
+            event = queue.get_nowait()
+            if isinstance(event, DtmfReceived):
+                self.post(partial(listener, event))
 
     def rtp_timeout(self, endpoint_id: str) -> None:
         legs = [leg for leg in (self.first_leg, self.connected, *self.joined) if leg not in self.released]
@@ -598,6 +647,7 @@ class Call:
         if endpoint_id is None or endpoint_id not in self.events:
             return
         del self.events[endpoint_id]
+        self._listeners.pop(endpoint_id, None)
         self.b2bua.unwatch(endpoint_id)
         with contextlib.suppress(MediaError):
             await self.media.execute(Release(endpoint_id))
@@ -614,24 +664,33 @@ class Call:
     # -- the inbox ---------------------------------------------------------------------------------------------
 
     def post(self, work: Callable[[], Awaitable[None]]) -> None:
-        """Something for the call to handle (an in-dialog offer, a late offer's answer), in arrival order by one
-        task: the call's own while it only waits for its end (`serve`), else one worker that drains the inbox and
-        ends — not a task per event. Two offers of one phone are thus answered one after the other."""
-        self._inbox.append(work)
-        if self._inbox_worker is not None:
-            return  # the worker takes it after what it is handling
-        if self._serving:
-            self._posted.set()
+        """Something for the call to handle (an in-dialog offer, a late offer's answer, a media event a feature
+        listens to), in arrival order by one task: the call's own while it only waits for its end (`serve`), else
+        — an application holds it (a prompt, a menu, a queue) — one worker that drains the inbox and ends; never a
+        task per event. Two offers of one phone are thus answered one after the other. Work for a call that is
+        over is dropped: the call's end hangs up its legs."""
+        if self.over.is_set():
             return
-        worker = asyncio.get_running_loop().create_task(self._drain())
+        self._inbox.append(work)
+        if self._serving or self._inbox_worker is not None:
+            self._posted.set()  # the call's own task takes it (after the worker it waits for, if one still drains)
+            return
+        worker = asyncio.get_running_loop().create_task(self._work())
         self._inbox_worker = worker
-        self._tasks.add(worker)  # the teardown cancels it, as it cancelled the tasks per event before
+        self._tasks.add(worker)  # the teardown cancels it, should it still run then
         worker.add_done_callback(self._tasks.discard)
 
     async def _drain(self) -> None:
+        """The one way the inbox is handled, by whichever task drains it: each piece of work in turn, raced with
+        the call's end — a hold whose event commit is slow must not hold up the BYE to the other side when one
+        hangs up; what the call's end interrupts or leaves in the inbox is dropped with the call."""
+        while self._inbox and not self.over.is_set():
+            work = self._inbox.popleft()
+            await self.race(self._handle(work), None)
+
+    async def _work(self) -> None:
         try:
-            while self._inbox:
-                await self._handle(self._inbox.popleft())
+            await self._drain()
         finally:
             self._inbox_worker = None
             self._posted.set()  # the call's own task, if it serves meanwhile, goes on from here
@@ -643,15 +702,13 @@ class Call:
             log.exception("call.inbox_failed", extra={"call_id": self.call_id})
 
     async def serve(self) -> None:
-        """Wait for the call's end (it is answered, nothing else to run), handling its inbox meanwhile."""
+        """Wait for the call's end (it is answered, nothing else to run), handling its inbox meanwhile: the call's
+        one task at rest. A worker still draining (started while an application held the call) finishes first."""
         self._serving = True
         try:
             while not self.over.is_set():
-                if self._inbox and self._inbox_worker is None:
-                    # Raced with the call's end, as a task per event was cancelled by the teardown: a hold whose
-                    # event commit is slow must not hold up the BYE to the other side when one hangs up.
-                    await self.race(self._handle(self._inbox.popleft()), None)
-                    continue
+                if self._inbox_worker is None:
+                    await self._drain()
                 self._posted.clear()
                 await self.race(self._posted.wait(), None)
         finally:
@@ -1048,9 +1105,13 @@ class Call:
             await self.send_answer()
         self.mark_answered(leg.user_id)
         log.debug("call.connected", extra={"call_id": self.call_id, "branch": leg.label})
-        # In-call keypad codes and call recording (apps/recording.py) last until the call ends; the B2BUA owns the
-        # task, so the call's teardown does not cancel the storing of a recording.
-        self.b2bua.spawn(self.b2bua.applications.in_call(self, leg))
+        # In-call keypad codes and call recording (apps/recording.py): set up here, in the call's own task, and not
+        # raced with the call's end — a recording once asked for is started whole, then closed by the call's end
+        # (`at_end`); from then on the users' digits reach them through the inbox (`listen`), no task waits.
+        try:
+            await self.b2bua.applications.in_call(self, leg)
+        except Exception:  # the call goes on without them rather than end for it
+            log.exception("call.in_call_failed", extra={"call_id": self.call_id})
 
     # -- forwarding and calls out ----------------------------------------------------------------------------
 
