@@ -29,10 +29,11 @@ import asyncio
 import logging
 import uuid
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hipper.apps.conference import ThreeWay
 from hipper.domain.services.call_recording import PAUSE_RESUME_MODES, CallRecording
@@ -203,9 +204,13 @@ class CallRecorder:
         self.paused = pause
 
     async def close(self) -> None:
-        """The user's part in the call is over: `finish`, and call control no longer finds the recorder."""
+        """The user's part in the call is over: stop now (while its endpoints are live), and call control no longer
+        finds the recorder. Storing it goes on in a task of the node's, so the call's teardown — the other party's
+        BYE — does not wait for the file and its database row."""
         try:
-            await self.finish()
+            storing = await self._stop()
+            if storing is not None:
+                self.call.b2bua.spawn(storing)
         finally:
             recorders = _RECORDERS.get(self.call)
             if recorders is not None and recorders.get(self.user_id) is self:
@@ -215,17 +220,26 @@ class CallRecorder:
 
     async def finish(self) -> None:
         """Stop; store the recording when it is to be kept, else remove it (the user may start another)."""
+        storing = await self._stop()
+        if storing is not None:
+            await storing
+
+    async def _stop(self) -> Coroutine[Any, Any, None] | None:
+        """Stop the running recording; what stores (or discards) its file, None when nothing was recording."""
         if self.recording_id is None or self.path is None or self.started_at is None:
-            return
+            return None
         recording_id, self.recording_id = self.recording_id, None
         try:
             await self.call.b2bua.media.execute(StopRecording(recording_id))
         except MediaError:
             log.exception("recording.stop_failed", extra={"call_id": self.call.call_id})
-            return
-        path = self.path
+            return None
+        return self._store(self.path, self.started_at, keep=self.keep)
+
+    async def _store(self, path: Path, started_at: datetime, *, keep: bool) -> None:
+        """Keep the stopped recording's file (moved to the media directory, then its row committed) or drop it."""
         try:
-            if not self.keep:
+            if not keep:
                 log.info("recording.discarded", extra={"call_id": self.call.call_id, "user_id": self.user_id})
                 return
             data = await run_cpu(path.read_bytes)
@@ -238,7 +252,7 @@ class CallRecorder:
                     data,
                     call_id=self.call.call_id,
                     remote_number=self.remote_number,
-                    started_at=self.started_at,
+                    started_at=started_at,
                     duration_ms=len(samples) * 1000 // SAMPLE_RATE,
                 )
         except (OSError, WavFormatError):
