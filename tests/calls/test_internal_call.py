@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from tests.calls.conftest import PASSWORD, Exchange, expect_headers, phone, place_call, scenario, start_sipp
+from hipper.passwords import Hasher
+from hipper.store import admin, devices
+from tests.calls.conftest import (
+    PASSWORD,
+    REALM,
+    Exchange,
+    expect_headers,
+    phone,
+    place_call,
+    scenario,
+    start_sipp,
+)
 
 pytestmark = pytest.mark.sip
 
@@ -111,3 +122,31 @@ async def test_a_phone_is_told_it_may_transfer(exchange: Exchange) -> None:
     alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=200)
     await bob.succeeded()
     await alice.succeeded()
+
+
+async def test_a_user_of_another_company_sees_the_callers_number_not_their_extension(exchange: Exchange) -> None:
+    """Extensions are per company: alice's 201 is someone else's at Other BV. Calling dave there (his direct number),
+    alice is shown as the outside world sees her — her direct number in E.164 — on his phone and in his call log,
+    so his callback reaches her; her own row says which of her numbers the call used."""
+    await exchange.add_user("alice", "201", direct="+31201234101")
+    async with exchange.sessions() as session:
+        other = await admin.create_company(session, "Other BV", "+31301230000")
+        dave = await admin.create_user(
+            session, Hasher(1, 1024), username="dave", password="correct horse 1", company=other, first_name="Dave",
+            extension="201", direct_number="+31301234567", licences=["full"],
+        )  # fmt: skip
+        await devices.create_device(session, dave, auth_username="dave", password=PASSWORD, realm=REALM)
+        await session.commit()
+        exchange.users["dave"] = dave.id
+    checks = expect_headers(("From", r"sip:\+31201234101@"))
+    callee = await phone(exchange, "dave", "dave", scenario("callee.xml", ring_ms=100, **checks), "-rtp_echo")
+    alice = await place_call(exchange, "alice", "+31301234567", "final_talks.xml", talk_ms=300)
+    await alice.succeeded()
+    await callee.succeeded()
+    assert (await exchange.next_call()).answered
+    [received] = await exchange.call_logs("dave")
+    assert (received.direction, received.remote_number) == ("received", "+31201234101")
+    [placed] = await exchange.call_logs("alice")
+    assert (placed.direction, placed.remote_number, placed.local_identity) == (
+        "placed", "+31301234567", "+31201234101"
+    )  # fmt: skip

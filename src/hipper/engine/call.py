@@ -37,7 +37,14 @@ from hipper.domain.call_logs import CallKind
 from hipper.domain.errors import DomainError
 from hipper.domain.group_routing import GroupNumber, plan_group_call
 from hipper.domain.numbers import NumberError, normalise
-from hipper.domain.outgoing import ANONYMOUS_DISPLAY, ANONYMOUS_HOST, ANONYMOUS_USER, PlacedCall, outgoing_identity
+from hipper.domain.outgoing import (
+    ANONYMOUS_DISPLAY,
+    ANONYMOUS_HOST,
+    ANONYMOUS_USER,
+    CallerIdentity,
+    PlacedCall,
+    outgoing_identity,
+)
 from hipper.domain.routing import (
     AnswerConfirmation,
     CallHistory,
@@ -745,10 +752,12 @@ class Call:
         resolved = await self.b2bua.snapshots.resolve(dialled, self.caller.company_id, self.settings.default_region)
         if self.caller.user_id is not None and not self.caller.for_callback:
             self.placed = Party(self.caller.user_id, "placed", resolved.number)
-            if resolved.kind in ("user", "group", "hunt_group", "call_center"):
+            if resolved.internal:
                 self.placed.local_identity = self.caller.number or ""  # colleagues see the caller's extension
             if resolved.callee is not None:
                 self.placed.remote_name = resolved.callee.name
+        if self.caller.user_id is not None and resolved.internal and _company_of(resolved) != self.caller.company_id:
+            await self.shown_as_outside()
         try:
             max_forwards = request.int_header("Max-Forwards")
         except ParseError:
@@ -1177,25 +1186,41 @@ class Call:
         if result.outcome not in ("answered", "gone"):
             self.fail(result.status or 480)
 
+    async def shown_as_outside(self) -> None:
+        """A user of another company is called: extensions are per company (the caller's 201 is someone else's
+        there), so the callee sees the caller as the outside world does — their outgoing identity, E.164 or
+        anonymous — on the phone and in the call log, and the caller's row says which number the call used."""
+        identity = await self._outgoing_identity()
+        if identity is None:
+            return
+        number = None if identity.anonymous else identity.number
+        self.caller = replace(self.caller, number=number, display="" if number is None else self.caller.display)
+        if self.placed is not None:
+            self.placed.local_identity = identity.number
+
+    async def _outgoing_identity(self) -> CallerIdentity | None:
+        """The calling user's outgoing identity for this call (their setting), None when it cannot be worked out."""
+        if self.caller.user_id is None:
+            return None
+        state = await self.b2bua.snapshots.state(self.caller.user_id, datetime.now(UTC), on_call=False)
+        if state is None:
+            return None
+        try:
+            return outgoing_identity(PlacedCall("", self.caller.device_kind), state)
+        except DomainError:
+            return None
+
     async def presented_identity(self, *, record: bool = True) -> tuple[NameAddr, tuple[tuple[str, str], ...]]:
         """Who the outside world sees, as an E.164 number in From and P-Asserted-Identity (never an extension):
         a colleague's call shows the colleague's configured outgoing identity (their direct or the company's
         number, or anonymous), as if they had called out themselves; a call from outside shows its caller.
         `record`: the identity is this call's own (a call out or a forward), so the caller's row shows it."""
-        if self.caller.user_id is not None:
-            state = await self.b2bua.snapshots.state(self.caller.user_id, datetime.now(UTC), on_call=False)
-            if state is not None:
-                try:
-                    identity = outgoing_identity(PlacedCall("", self.caller.device_kind), state)
-                except DomainError:
-                    identity = None
-                if identity is not None:
-                    from_, headers = identity_headers(
-                        identity, self.settings.sip_realm, trusted=self.b2bua.peers.trunk_trusted
-                    )
-                    if self.placed is not None and record:
-                        self.placed.local_identity = identity.number
-                    return from_, tuple(headers)
+        identity = await self._outgoing_identity()
+        if identity is not None:
+            from_, headers = identity_headers(identity, self.settings.sip_realm, trusted=self.b2bua.peers.trunk_trusted)
+            if self.placed is not None and record:
+                self.placed.local_identity = identity.number
+            return from_, tuple(headers)
         if self.caller.number is None:
             return self.caller_address(), ()
         try:  # a caller from outside in national format still leaves as E.164
@@ -1336,3 +1361,8 @@ class Call:
                 elif 200 <= leg.status < 300:
                     await leg.bye()  # a phone that answered the splash anyway
                 await self.release(leg.endpoint_id)
+
+
+def _company_of(resolved: Resolved) -> int | None:
+    """The company an internal number belongs to (a user's, a company or department number's, a group's)."""
+    return resolved.callee.company_id if resolved.callee is not None else resolved.company_id
