@@ -274,15 +274,8 @@ async def consulting(office: Office) -> tuple[str, str]:
     return call_id, consultation
 
 
-async def test_consultation_then_attended_transfer_connects_the_two_others(office: Office) -> None:
-    call_id, consultation = await consulting(office)
-    # Swap: back to alice (carol waits), then to carol again.
-    assert (await office.post(f"{call_id}/resume")).status_code == 200
-    await hears(office, "bob", TONES["alice"])
-    await hears(office, "carol", HOLD_NOTE)
-    assert (await office.post(f"{consultation}/resume")).status_code == 200
-    await hears(office, "carol", TONES["bob_mobile"])
-
+async def transferred_attended(office: Office, call_id: str, consultation: str) -> None:
+    """bob transfers alice to carol (attended): his legs go, the two others talk, and alice's hanging up ends it."""
     done = await office.post(f"{call_id}/transfer", {"mode": "attended", "consultation": consultation})
     assert done.status_code == 200, done.text
     await office.phones["bob"].succeeded()  # both of bob's legs released
@@ -292,6 +285,18 @@ async def test_consultation_then_attended_transfer_connects_the_two_others(offic
     assert await live_calls(office.api, office.bob) == []
     await office.phones["alice"].hang_up()  # alice hangs up: carol, on the other call, gets BYE too
     await office.phones["carol"].succeeded()
+
+
+async def test_consultation_then_attended_transfer_connects_the_two_others(office: Office) -> None:
+    call_id, consultation = await consulting(office)
+    # Swap: back to alice (carol waits), then to carol again.
+    assert (await office.post(f"{call_id}/resume")).status_code == 200
+    await hears(office, "bob", TONES["alice"])
+    await hears(office, "carol", HOLD_NOTE)
+    assert (await office.post(f"{consultation}/resume")).status_code == 200
+    await hears(office, "carol", TONES["bob_mobile"])
+
+    await transferred_attended(office, call_id, consultation)
 
 
 async def test_an_attended_transfer_to_an_outside_consultation_keeps_its_cost_on_the_users_log(office: Office,
@@ -395,15 +400,7 @@ async def test_consult_swap_and_attended_transfer_without_listing_the_calls(offi
     await hears(office, "carol", TONES["bob_mobile"])
     await hears(office, "alice", HOLD_NOTE)
 
-    done = await office.post(f"{call_id}/transfer", {"mode": "attended", "consultation": consultation})
-    assert done.status_code == 200, done.text
-    await office.phones["bob"].succeeded()  # both of bob's legs released
-    await office.phones["bob_mobile"].succeeded()
-    await hears(office, "alice", TONES["carol"])
-    await hears(office, "carol", TONES["alice"])
-    assert await live_calls(office.api, office.bob) == []
-    await office.phones["alice"].hang_up()  # alice hangs up: carol, on the other call, gets BYE too
-    await office.phones["carol"].succeeded()
+    await transferred_attended(office, call_id, consultation)
 
 
 async def test_merge_makes_a_three_way_call(office: Office) -> None:
