@@ -15,7 +15,7 @@ import pytest
 
 from tests.calls.conftest import Exchange, call_until_told, phone, place_call, scenario
 from tests.scale.conftest import Cluster
-from tests.security.conftest import attacker, invite_text
+from tests.security.conftest import attacker, flood
 from tests.support.exchange_process import ExchangeProcess
 
 pytestmark = [pytest.mark.sip, pytest.mark.postgres]
@@ -136,13 +136,7 @@ async def test_a_flood_from_one_address_is_cut_off_at_the_edge_and_calls_still_c
     limit = 400  # kamailio.cfg FLOOD_LIMIT, the default
     async with attacker("127.0.0.5") as flooder:
         started = time.time()  # Kamailio's windows follow the wall clock ($Ts)
-        for batch in range(20):
-            for index in range(100):
-                text = invite_text(
-                    port=cluster.port, client=flooder, host="127.0.0.5", dialled="201", call_id=f"f{batch}-{index}"
-                )
-                flooder.send(text, cluster.port)
-            await asyncio.sleep(0.01)
+        await flood(flooder, cluster.port, "127.0.0.5", "201")
         sent = time.time()
         answered: set[str] = set()  # by Call-ID: the edge retransmits a final answer nobody ACKs
         with contextlib.suppress(TimeoutError):

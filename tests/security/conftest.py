@@ -77,6 +77,16 @@ def invite_text(
     return "\r\n".join(lines) + f"\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
 
 
+async def flood(client: RawClient, port: int, host: str, dialled: str) -> None:
+    """2,000 INVITEs to `dialled` at `port` from `client` on `host`, in 20 bursts of 100 ~10 ms apart (Call-IDs
+    f<burst>-<n>): a flood from one address."""
+    for batch in range(20):
+        for index in range(100):
+            text = invite_text(port=port, client=client, host=host, dialled=dialled, call_id=f"f{batch}-{index}")
+            client.send(text, port)
+        await asyncio.sleep(0.01)
+
+
 def ack_text(invite: str, answered: Response) -> str:
     """The ACK of a non-2xx final answer to `invite` (§17.1.1.3: same branch, the answer's To tag)."""
     head = invite.split("\r\n\r\n")[0].split("\r\n")

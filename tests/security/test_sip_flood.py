@@ -9,7 +9,7 @@ import contextlib
 import pytest
 
 from tests.security.calls_support import still_serves
-from tests.security.conftest import Exchange, attacker, final, invite_text
+from tests.security.conftest import Exchange, attacker, final, flood, invite_text
 
 pytestmark = pytest.mark.sip
 
@@ -39,13 +39,7 @@ async def test_a_burst_from_one_source_is_cut_off_and_calls_still_complete(excha
     allowance = settings.sip_source_burst + settings.sip_source_messages_per_second * 1.0
     async with attacker("127.0.0.5") as flooder:
         started = asyncio.get_running_loop().time()
-        for batch in range(20):
-            for index in range(100):
-                text = invite_text(
-                    port=exchange.port, client=flooder, host="127.0.0.5", dialled="201", call_id=f"f{batch}-{index}"
-                )
-                flooder.send(text, exchange.port)
-            await asyncio.sleep(0.01)
+        await flood(flooder, exchange.port, "127.0.0.5", "201")
         answers = 0
         with contextlib.suppress(TimeoutError):
             while True:
