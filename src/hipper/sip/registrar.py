@@ -68,7 +68,13 @@ class Registrar:
         self.proxies = proxies or TrustedProxies()
 
     def screen(
-        self, request: Request, source: Peer, *, proxy: bool = False, to_tag: str | None = None
+        self,
+        request: Request,
+        source: Peer,
+        *,
+        proxy: bool = False,
+        to_tag: str | None = None,
+        origin: Peer | None = None,
     ) -> Response | None:
         """The stateless part of authentication: None when the request's credentials are worth looking up.
 
@@ -78,9 +84,11 @@ class Registrar:
         get someone else's address banned (a nonce proves the address received our challenge).
 
         `source` is the transport peer; behind a trusted edge proxy the address it attests stands for it
-        (sip/proxies.py), here and in `authenticate`.
+        (sip/proxies.py), here and in `authenticate`. `origin` is that address as the stack worked it out when the
+        request arrived (`tx.origin`): given, it is used as it is; not given (a caller without a stack), it is
+        worked out here from `source`, by the same rule.
         """
-        source = self.proxies.origin(request, source)
+        source = self.proxies.origin(request, source) if origin is None else origin
         header = "Proxy-Authorization" if proxy else "Authorization"
         values = [value for value in request.headers.get_all(header) if value[:6].lower() == "digest"]
         if not values:
@@ -100,15 +108,21 @@ class Registrar:
         return None
 
     async def authenticate(
-        self, request: Request, source: Peer, *, proxy: bool = False, to_tag: str | None = None
+        self,
+        request: Request,
+        source: Peer,
+        *,
+        proxy: bool = False,
+        to_tag: str | None = None,
+        origin: Peer | None = None,
     ) -> Device | Response:
         """The device whose good credentials `request` carries, or the response to send (§22.4).
 
         For any request from a device: REGISTER and SUBSCRIBE are challenged with 401, INVITE (`proxy`) with 407
-        Proxy-Authenticate as a proxy would (§22.3).
+        Proxy-Authenticate as a proxy would (§22.3). `source` and `origin` as for `screen`.
         """
-        refused = self.screen(request, source, proxy=proxy, to_tag=to_tag)
-        source = self.proxies.origin(request, source)
+        source = self.proxies.origin(request, source) if origin is None else origin
+        refused = self.screen(request, source, proxy=proxy, to_tag=to_tag, origin=source)
         if refused is not None:
             return refused
         header = "Proxy-Authorization" if proxy else "Authorization"
@@ -139,11 +153,12 @@ class Registrar:
             response.headers.add(name, value)
         return response
 
-    async def handle(self, request: Request, source: Peer) -> Response:
+    async def handle(self, request: Request, source: Peer, origin: Peer | None = None) -> Response:
+        """A REGISTER from `source` (the transport peer, where its binding's requests go); `origin` as for `screen`."""
         to = request.to
         if to.uri.scheme not in ("sip", "sips") or not to.uri.user:
             return Response.for_request(request, 404, "Not Found")
-        device = await self.authenticate(request, source)
+        device = await self.authenticate(request, source, origin=origin)
         if isinstance(device, Response):
             return device
         if device.credentials.username != to.uri.user:
