@@ -90,13 +90,12 @@ class Registrar:
         """
         source = self.proxies.origin(request, source) if origin is None else origin
         header = "Proxy-Authorization" if proxy else "Authorization"
-        values = [value for value in request.headers.get_all(header) if value[:6].lower() == "digest"]
-        if not values:
-            return self._challenge(request, source, proxy=proxy, stale=False, to_tag=to_tag)
         try:
-            params = parse_credentials(values[0])
+            params = credentials(request, header)
         except ParseError:
             return Response.for_request(request, 400, f"Bad {header} header", to_tag=to_tag)
+        if params is None:
+            return self._challenge(request, source, proxy=proxy, stale=False, to_tag=to_tag)
         outcome = self.authenticator.screen(params, request.method, request.uri, source.host)
         if outcome.verdict == Verdict.STALE:
             return self._challenge(request, source, proxy=proxy, stale=True, to_tag=to_tag)
@@ -125,9 +124,8 @@ class Registrar:
         refused = self.screen(request, source, proxy=proxy, to_tag=to_tag, origin=source)
         if refused is not None:
             return refused
-        header = "Proxy-Authorization" if proxy else "Authorization"
-        value = next(value for value in request.headers.get_all(header) if value[:6].lower() == "digest")
-        params = parse_credentials(value)
+        params = credentials(request, "Proxy-Authorization" if proxy else "Authorization")
+        assert params is not None  # screened: it has them
         username = params.get("username", "")
         device = await self.devices.lookup(username)
         outcome = self.authenticator.verify(
@@ -146,9 +144,9 @@ class Registrar:
         return Response.for_request(request, 403, "Wrong credentials", to_tag=to_tag)
 
     def _challenge(self, request: Request, source: Peer, *, proxy: bool, stale: bool, to_tag: str | None) -> Response:
-        response = Response.for_request(request, 407 if proxy else 401, to_tag=to_tag or stateless_tag(request))
-        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         key = request_key(request)
+        response = Response.for_request(request, 407 if proxy else 401, to_tag=to_tag or _tag_of(key))
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         for value in self.authenticator.challenges(source.host, request.method, stale=stale, request_key=key):
             response.headers.add(name, value)
         return response
@@ -260,4 +258,23 @@ def request_key(request: Request) -> str:
 
 def stateless_tag(request: Request) -> str:
     """A To tag that is the same for every retransmission of a request (§8.2.7: a stateless UAS keeps none)."""
-    return hashlib.sha256(request_key(request).encode("utf-8", "replace")).hexdigest()[:12]
+    return _tag_of(request_key(request))
+
+
+def _tag_of(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:12]
+
+
+def credentials(request: Request, header: str) -> dict[str, str] | None:
+    """The request's first Digest credentials in `header` (Authorization or Proxy-Authorization), None without.
+
+    Read up to three times per request (the stack's screening, then `authenticate`'s, then the check against the
+    device's secrets), parsed once: the parse is kept with the header's value (`Headers.parsed`), so a changed
+    value is parsed again. The dict is shared: read it, never change it. ParseError when they cannot be read."""
+    headers = request.headers
+    for value in headers.get_all(header):
+        if value[:6].lower() == "digest":
+            if value == headers.get(header):
+                return headers.parsed(header, parse_credentials)
+            return parse_credentials(value)  # behind another scheme's value: rare, not kept
+    return None
