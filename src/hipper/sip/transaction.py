@@ -92,8 +92,12 @@ def response_peer(via: Via, peer: Peer) -> Peer:
 def stamp_via(request: Request, peer: Peer) -> None:
     """§18.2.1 `received` and RFC 3581 `rport`: record where the request really came from in its top Via."""
     via = request.top_via
-    if via.host == peer.host and "rport" not in via.params:
+    params = via.params
+    rport = "rport" in params
+    if via.host == peer.host and not rport:
         return  # nothing to add (the usual case on a LAN)
+    if params.get("received") == peer.host and (not rport or params.get("rport") == str(peer.port)):
+        return  # stamped already: the stack stamps a request it screens, then the transaction layer would again
     via = Via(via.transport, via.host, via.port, dict(via.params))  # our own copy to change: the parsed one is shared
     changed = False
     if via.host != peer.host:
