@@ -147,6 +147,10 @@ class SipStack:
             self._reply_statelessly(request, peer, Response.for_request(request, 483))
             return
         try:
+            if request.method == "ACK":
+                # Part of its INVITE's transaction or of none (§17.1.1.3), and trusted by no one for its address.
+                self.transactions.receive_request(request, peer)
+                return
             # Who sent it, worked out once, here where it enters: the screening, the transaction and through it
             # the registrar and the B2BUA are all handed this one value (`tx.origin`), never the header again.
             origin = self.origin(request, peer)
