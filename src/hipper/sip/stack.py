@@ -37,7 +37,6 @@ from hipper.sip.message import (
     ParseError,
     Request,
     Response,
-    Via,
     parse_head,
     parse_message,
     split_head,
@@ -212,10 +211,10 @@ class SipStack:
         if not peer.reliable:
             # §18.2.2 with the Via unstamped: the source address stands for `received`; its port only with rport.
             try:
-                via = Via.parse(request.headers.get_all("Via")[0])
+                via = request.top_via  # parsed already for a request that got this far (stamping adds no rport)
                 if "rport" not in via.params:
                     destination = Peer(peer.transport, peer.host, via.port or 5060)
-            except (ParseError, IndexError):
+            except ParseError:
                 pass
         self.transactions.send(response.serialize(), destination)
 
