@@ -1,6 +1,6 @@
 """The SIP work of one authenticated call through the stack, in process: CPU per call of `SipStack` itself.
 
-Usage: .venv/bin/python -m bench.sip.stack [--calls 5000] [--rounds 5] [--edge] [--profile]
+Usage: .venv/bin/python -m bench.sip.stack [--calls 5000] [--rounds 5] [--edge] [--phone] [--profile]
 
 Where `bench/sip/messages.py` replays what the layers do to messages, this feeds the bytes of one call to a real
 `SipStack` with its `Registrar` (`SipStack.receive`, as the UDP transport does) and answers the way the B2BUA does
@@ -9,7 +9,9 @@ credentials, screened, given a transaction, authenticated by the registrar (the 
 in-memory directory: no database), and forked to one callee through a client transaction; the callee's 180 and 200
 go back to the caller, the callee's 200 is ACKed, the caller's ACK stops our 200, the caller's BYE is answered and
 passed on. With `--edge` every request of the caller arrives through a trusted edge proxy with the phone's address
-in X-Hipper-Source (docs/scale-out.md). Sockets are not written (sends are collected) and transaction timers are
+in X-Hipper-Source (docs/scale-out.md). With `--phone` the caller's requests and the callee's answers carry
+the Allow, Supported and User-Agent headers a desk phone sends (SIPp's scenarios, and so the default, carry none).
+Sockets are not written (sends are collected) and transaction timers are
 not run (a stepped clock that never steps): the figure is the SIP layer's CPU per call on this process's CPU clock,
 best of `rounds`. `--profile` prints a deterministic cProfile of one round instead.
 """
@@ -51,6 +53,14 @@ SDP = (
     b"m=audio 47000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
 )
 _NONCE = re.compile(rb'nonce="([^"]+)"')
+# What a desk phone adds to its INVITE, BYE and 2xx (a Yealink's, roughly).
+PHONE_HEADERS = (
+    "Allow: INVITE, INFO, PRACK, ACK, BYE, CANCEL, OPTIONS, NOTIFY, REGISTER, SUBSCRIBE, REFER, PUBLISH, UPDATE, "
+    "MESSAGE",
+    "Supported: replaces, timer, 100rel",
+    "User-Agent: Yealink SIP-T54W 96.86.0.70",
+    "Allow-Events: talk, hold, conference, refer, check-sync",
+)
 
 
 class Directory:
@@ -145,7 +155,15 @@ class Node:
 
 
 def caller_request(
-    method: str, call_id: str, cseq: int, branch: str, *, to_tag: str = "", auth: str = "", edge: bool = False
+    method: str,
+    call_id: str,
+    cseq: int,
+    branch: str,
+    *,
+    to_tag: str = "",
+    auth: str = "",
+    edge: bool = False,
+    phone: bool = False,
 ) -> bytes:
     body = SDP if method == "INVITE" else b""
     to = "<sip:202@hipper.test>" + (f";tag={to_tag}" if to_tag else "")
@@ -163,22 +181,27 @@ def caller_request(
         head.append(f"Proxy-Authorization: {auth}")
     if edge:
         head.append(f"X-Hipper-Source: {PHONE}")
+    if phone and method != "ACK":
+        head.extend(PHONE_HEADERS)
     if body:
         head.append("Content-Type: application/sdp")
     head.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-def callee_response(request: Request, status: int, to_tag: str, body: bytes = b"") -> bytes:
+def callee_response(request: Request, status: int, to_tag: str, body: bytes = b"", phone: bool = False) -> bytes:
     answer = Response.for_request(request, status, to_tag=to_tag, body=body)
     answer.headers.add("Contact", "<sip:202@127.0.0.1:42200>")
+    for line in PHONE_HEADERS if phone and request.method == "INVITE" else ():
+        name, _, value = line.partition(": ")
+        answer.headers.add(name, value)
     if body:
         answer.headers.add("Content-Type", "application/sdp")
     return answer.serialize()
 
 
 class Bench:
-    def __init__(self, *, edge: bool) -> None:
+    def __init__(self, *, edge: bool, phone: bool = False) -> None:
         proxies = TrustedProxies(frozenset({EDGE.host} if edge else set()))
         registrar = Registrar(Authenticator(REALM), cast(Any, Directory()), cast(Any, None), proxies=proxies)
         self.stack = SipStack(registrar, clock=Never())
@@ -188,6 +211,7 @@ class Bench:
         self.stack.transactions.send = self._send  # type: ignore[method-assign]
         self.source = EDGE if edge else PHONE
         self.edge = edge
+        self.phone = phone
 
     def _send(self, data: bytes, peer: Peer, on_error: object = None) -> None:
         self.sent.append(data)
@@ -196,10 +220,10 @@ class Bench:
         await self.stack.start("127.0.0.1", 0, tcp=False)
 
     async def call(self) -> None:
-        receive, source, edge, node = self.stack.receive, self.source, self.edge, self.node
+        receive, source, edge, node, phone = self.stack.receive, self.source, self.edge, self.node, self.phone
         call_id = secrets.token_hex(8)
         first = "z9hG4bK" + secrets.token_hex(6)
-        receive(caller_request("INVITE", call_id, 1, first, edge=edge), source)
+        receive(caller_request("INVITE", call_id, 1, first, edge=edge, phone=phone), source)
         challenge = self.sent[-1]
         nonce = _NONCE.search(challenge)
         assert challenge.startswith(b"SIP/2.0 407") and nonce is not None, challenge[:200]
@@ -216,17 +240,18 @@ class Bench:
             f'response="{digest}", algorithm=MD5, qop=auth, nc=00000001, cnonce="0a4f113b"'
         )
         branch = "z9hG4bK" + secrets.token_hex(6)
-        receive(caller_request("INVITE", call_id, 2, branch, auth=auth, edge=edge), source)
+        receive(caller_request("INVITE", call_id, 2, branch, auth=auth, edge=edge, phone=phone), source)
         for pending in node.pending:
             await pending
         node.pending.clear()
         assert node.out is not None and node.caller is not None
         callee_tag = new_tag()
-        receive(callee_response(node.out, 180, callee_tag), CALLEE)
-        receive(callee_response(node.out, 200, callee_tag, SDP), CALLEE)
+        receive(callee_response(node.out, 180, callee_tag, phone=phone), CALLEE)
+        receive(callee_response(node.out, 200, callee_tag, SDP, phone=phone), CALLEE)
         our_tag = node.caller.to_tag
         receive(caller_request("ACK", call_id, 2, "z9hG4bK" + secrets.token_hex(6), to_tag=our_tag, edge=edge), source)
-        receive(caller_request("BYE", call_id, 3, "z9hG4bK" + secrets.token_hex(6), to_tag=our_tag, edge=edge), source)
+        bye_branch = "z9hG4bK" + secrets.token_hex(6)
+        receive(caller_request("BYE", call_id, 3, bye_branch, to_tag=our_tag, edge=edge, phone=phone), source)
         bye = self.stack.transactions.client
         bye_tx = next(reversed(bye.values()))
         assert bye_tx.request.method == "BYE"
@@ -239,7 +264,7 @@ class Bench:
 
 
 async def run(args: argparse.Namespace) -> None:
-    bench = Bench(edge=args.edge)
+    bench = Bench(edge=args.edge, phone=args.phone)
     await bench.start()
     try:
         for _ in range(50):
@@ -260,7 +285,8 @@ async def run(args: argparse.Namespace) -> None:
             best = min(best, (time.process_time() - start) / args.calls)
     finally:
         await bench.stack.close()
-    print(json.dumps({"edge": args.edge, "stack_cpu_us_per_call": round(best * 1e6, 1), "calls": args.calls}))
+    figure = round(best * 1e6, 1)
+    print(json.dumps({"edge": args.edge, "phone": args.phone, "stack_cpu_us_per_call": figure, "calls": args.calls}))
 
 
 def main() -> None:
@@ -268,6 +294,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--edge", action="store_true", help="requests arrive through a trusted edge proxy")
+    parser.add_argument("--phone", action="store_true", help="requests and answers carry a desk phone's headers")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of one round")
     parser.add_argument("--profile-lines", type=int, default=40)
     asyncio.run(run(parser.parse_args()))
