@@ -145,7 +145,7 @@ class Registrar:
 
     def _challenge(self, request: Request, source: Peer, *, proxy: bool, stale: bool, to_tag: str | None) -> Response:
         key = request_key(request)
-        response = Response.for_request(request, 407 if proxy else 401, to_tag=to_tag or _tag_of(key))
+        response = Response.for_request(request, 407 if proxy else 401, to_tag=to_tag or stateless_tag(key))
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         for value in self.authenticator.challenges(source.host, request.method, stale=stale, request_key=key):
             response.headers.add(name, value)
@@ -256,12 +256,9 @@ def request_key(request: Request) -> str:
     return "\0".join(field or "" for field in fields)
 
 
-def stateless_tag(request: Request) -> str:
-    """A To tag that is the same for every retransmission of a request (§8.2.7: a stateless UAS keeps none)."""
-    return _tag_of(request_key(request))
-
-
-def _tag_of(key: str) -> str:
+def stateless_tag(key: str) -> str:
+    """A To tag that is the same for every retransmission of a request (§8.2.7: a stateless UAS keeps none), from
+    its `request_key`."""
     return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:12]
 
 
