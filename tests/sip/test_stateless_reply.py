@@ -38,6 +38,7 @@ def invite(rport: bool) -> bytes:
     ).encode()
 
 
+@pytest.mark.skipif(not str(message_module.__file__).endswith(".py"), reason="counts calls inside the pure module")
 @pytest.mark.parametrize(("rport", "destination"), [(True, NAT), (False, Peer("udp", NAT.host, 5070))])
 def test_a_challenge_goes_back_by_the_via_parsed_once(
     monkeypatch: pytest.MonkeyPatch, rport: bool, destination: Peer
@@ -45,7 +46,7 @@ def test_a_challenge_goes_back_by_the_via_parsed_once(
     stack = SipStack(Registrar(Authenticator("hipper.test"), cast(Any, None), cast(Any, None)))
     stack.handler = Handler()
     sent: list[tuple[bytes, Peer]] = []
-    monkeypatch.setattr(stack.transactions, "send", lambda data, peer, on_error=None: sent.append((data, peer)))
+    monkeypatch.setattr(stack.transports, "send_nowait", lambda data, peer: sent.append((data, peer)))
     parsed: list[str] = []
     real = Via.parse.__func__  # type: ignore[attr-defined]
 
