@@ -195,7 +195,7 @@ class Mwi:
         if registrar is None:
             tx.respond(tx.response(403, "No devices here"))
             return None
-        device = await registrar.authenticate(request, tx.peer, to_tag=tx.to_tag)
+        device = await registrar.authenticate(request, tx.peer, to_tag=tx.to_tag, origin=tx.origin)
         if isinstance(device, Response):
             tx.respond(device)
             return None

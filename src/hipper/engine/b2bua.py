@@ -322,7 +322,7 @@ class B2bua:
                 "device", number, display, user_id=user.id, company_id=user.company_id, for_callback=True,
                 user_present=loopback.shown is None,
             )  # fmt: skip
-        origin = self.peers.origin(self.stack.origin(request, tx.peer))  # behind an edge: who it says
+        origin = self.peers.origin(tx.origin)  # behind an edge: who it says (the stack worked it out on arrival)
         if origin is not None:
             from_ = request.from_
             privacy = (request.headers.get("Privacy") or "").lower()
@@ -358,7 +358,7 @@ class B2bua:
         if self.registrar is None:
             tx.respond(tx.response(403, "No devices here"))
             return None
-        device = await self.registrar.authenticate(tx.request, tx.peer, proxy=True, to_tag=tx.to_tag)
+        device = await self.registrar.authenticate(tx.request, tx.peer, proxy=True, to_tag=tx.to_tag, origin=tx.origin)
         if isinstance(device, Response):
             tx.respond(device)
             return None

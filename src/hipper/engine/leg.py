@@ -352,7 +352,9 @@ class CalleeLeg(Leg):
         self.cancelled = False  # we asked it to stop ringing (CANCEL now or after its first 1xx)
         self.answered = False  # the call chose this branch's answer and connected it
         self.listener: BranchListener | None = None
-        self._ack: bytes | None = None
+        # What every later 2xx gets once this branch's own was ACKed (a retransmission: our ACK was lost or late;
+        # another fork's): made with that ACK, once per branch, not once per 2xx.
+        self._acked: _AckedBranch | None = None
         self.tx: ClientTransaction | None = None
 
     @property
@@ -485,8 +487,8 @@ class CalleeLeg(Leg):
         """A 2xx (also a retransmission the transaction no longer matches): ACK it, once per dialog."""
         assert self.request is not None
         remote_tag = response.to.tag or ""
-        if self._ack is not None and self.dialog is not None:
-            _AckedBranch(self.stack, self.peer, self.request, self.dialog.remote_tag, self._ack)(response)
+        if self._acked is not None:
+            self._acked(response)
             return
         if self.dialog is None or self.dialog.remote_tag != remote_tag:
             self.dialog = Dialog.as_uac(self.request, response)
@@ -497,7 +499,8 @@ class CalleeLeg(Leg):
         self.enter(LegState.CONFIRMED)
         self.answer_response = response
         self.peer_allows_update = allows_update(response)
-        self._ack = send_ack(self.stack, self.peer, self.dialog)
+        ack = send_ack(self.stack, self.peer, self.dialog)
+        self._acked = _AckedBranch(self.stack, self.peer, self.request, self.dialog.remote_tag, ack)
         self.call.b2bua.add_leg(self)
         if self.cancelled:
             # §9.1 race: the callee answered while our CANCEL was under way. ACK, then BYE (DESIGN trap).
@@ -528,12 +531,12 @@ class CalleeLeg(Leg):
 
     def terminate(self) -> None:
         super().terminate()
-        if self.tx is not None and self.request is not None and self._ack is not None and self.dialog is not None:
+        if self.tx is not None and self._acked is not None:
             # The INVITE transaction lives on for 32 s (RFC 6026 Timer M) and passes every 2xx it still gets to
             # its callback. All an answered, ended branch does with one is `_AckedBranch`'s; handing it that
             # instead of this leg lets the leg — and through it the whole call — go as soon as the call ends,
             # not 32 s later (40 calls/s kept ≈ 1,300 ended calls' objects alive for the garbage collector).
-            self.tx.on_response = _AckedBranch(self.stack, self.peer, self.request, self.dialog.remote_tag, self._ack)
+            self.tx.on_response = self._acked
 
     def _tell(self, response: Response) -> None:
         if self.listener is not None:

@@ -52,8 +52,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import ipaddress
 import itertools
 import logging
 import random
@@ -76,7 +74,15 @@ from hipper.media.g711 import PCMA, PCMU, SAMPLES_PER_FRAME, Pcm
 from hipper.media.jitter import DELAY_FRAMES, RecordingBuffer
 from hipper.media.mixer import SILENT_FRAME, FrameBuffer, Mixer, mix
 from hipper.media.rtp import RTP_HEADER, RtcpReceiverReport, RtcpSenderReport, ntp_timestamp, parse_rtcp
-from hipper.media.sdp import AudioSession, SdpError, SessionDescription, accept_answer, answer_offer, build_offer
+from hipper.media.sdp import (
+    AudioSession,
+    SdpError,
+    SessionDescription,
+    accept_answer,
+    answer_offer,
+    build_offer,
+    routable,
+)
 from hipper.media.wavfile import AsyncWavWriter, append_all, read_wav
 from hipper.offload import run_cpu
 from hipper.socket_buffers import size_buffers
@@ -479,17 +485,6 @@ def _allowed_ports(port_min: int, port_max: int) -> list[int]:
     return list(range(first, port_max - 1, 2))
 
 
-@functools.lru_cache(maxsize=4096)
-def _routable(address: str) -> bool:
-    """Whether packets can come from this SDP address: private, shared (CGNAT), documentation and other
-    special-purpose addresses are what a phone behind NAT announces (RFC 6890). Cached: `is_global` walks
-    ipaddress's special-purpose networks (≈ 7 µs), asked for every SDP, and calls come from few addresses."""
-    try:
-        return ipaddress.IPv4Address(address).is_global
-    except ValueError:
-        return False
-
-
 class MediaEngine:
     """Owns every endpoint, the 20 ms ticker and the events. Use from one event loop only.
 
@@ -823,7 +818,7 @@ class MediaEngine:
         endpoint.direction_sends = session.direction in ("sendrecv", "sendonly")
         endpoint.may_send = endpoint.started and endpoint.direction_sends
         endpoint.signalled = (session.remote_address, session.remote_port)
-        endpoint.signalled_routable = _routable(session.remote_address)
+        endpoint.signalled_routable = routable(session.remote_address)  # parsed once, with the SDP (media/sdp.py)
         if session.remote_address != "0.0.0.0" and session.remote_port:
             endpoint.remote = (session.remote_address, session.remote_port)
             endpoint.remote_rtcp = (session.remote_address, session.remote_port + 1)

@@ -68,7 +68,13 @@ class Registrar:
         self.proxies = proxies or TrustedProxies()
 
     def screen(
-        self, request: Request, source: Peer, *, proxy: bool = False, to_tag: str | None = None
+        self,
+        request: Request,
+        source: Peer,
+        *,
+        proxy: bool = False,
+        to_tag: str | None = None,
+        origin: Peer | None = None,
     ) -> Response | None:
         """The stateless part of authentication: None when the request's credentials are worth looking up.
 
@@ -78,17 +84,18 @@ class Registrar:
         get someone else's address banned (a nonce proves the address received our challenge).
 
         `source` is the transport peer; behind a trusted edge proxy the address it attests stands for it
-        (sip/proxies.py), here and in `authenticate`.
+        (sip/proxies.py), here and in `authenticate`. `origin` is that address as the stack worked it out when the
+        request arrived (`tx.origin`): given, it is used as it is; not given (a caller without a stack), it is
+        worked out here from `source`, by the same rule.
         """
-        source = self.proxies.origin(request, source)
+        source = self.proxies.origin(request, source) if origin is None else origin
         header = "Proxy-Authorization" if proxy else "Authorization"
-        values = [value for value in request.headers.get_all(header) if value[:6].lower() == "digest"]
-        if not values:
-            return self._challenge(request, source, proxy=proxy, stale=False, to_tag=to_tag)
         try:
-            params = parse_credentials(values[0])
+            params = credentials(request, header)
         except ParseError:
             return Response.for_request(request, 400, f"Bad {header} header", to_tag=to_tag)
+        if params is None:
+            return self._challenge(request, source, proxy=proxy, stale=False, to_tag=to_tag)
         outcome = self.authenticator.screen(params, request.method, request.uri, source.host)
         if outcome.verdict == Verdict.STALE:
             return self._challenge(request, source, proxy=proxy, stale=True, to_tag=to_tag)
@@ -100,20 +107,25 @@ class Registrar:
         return None
 
     async def authenticate(
-        self, request: Request, source: Peer, *, proxy: bool = False, to_tag: str | None = None
+        self,
+        request: Request,
+        source: Peer,
+        *,
+        proxy: bool = False,
+        to_tag: str | None = None,
+        origin: Peer | None = None,
     ) -> Device | Response:
         """The device whose good credentials `request` carries, or the response to send (§22.4).
 
         For any request from a device: REGISTER and SUBSCRIBE are challenged with 401, INVITE (`proxy`) with 407
-        Proxy-Authenticate as a proxy would (§22.3).
+        Proxy-Authenticate as a proxy would (§22.3). `source` and `origin` as for `screen`.
         """
-        refused = self.screen(request, source, proxy=proxy, to_tag=to_tag)
-        source = self.proxies.origin(request, source)
+        source = self.proxies.origin(request, source) if origin is None else origin
+        refused = self.screen(request, source, proxy=proxy, to_tag=to_tag, origin=source)
         if refused is not None:
             return refused
-        header = "Proxy-Authorization" if proxy else "Authorization"
-        value = next(value for value in request.headers.get_all(header) if value[:6].lower() == "digest")
-        params = parse_credentials(value)
+        params = credentials(request, "Proxy-Authorization" if proxy else "Authorization")
+        assert params is not None  # screened: it has them
         username = params.get("username", "")
         device = await self.devices.lookup(username)
         outcome = self.authenticator.verify(
@@ -132,18 +144,19 @@ class Registrar:
         return Response.for_request(request, 403, "Wrong credentials", to_tag=to_tag)
 
     def _challenge(self, request: Request, source: Peer, *, proxy: bool, stale: bool, to_tag: str | None) -> Response:
-        response = Response.for_request(request, 407 if proxy else 401, to_tag=to_tag or stateless_tag(request))
-        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         key = request_key(request)
+        response = Response.for_request(request, 407 if proxy else 401, to_tag=to_tag or stateless_tag(key))
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         for value in self.authenticator.challenges(source.host, request.method, stale=stale, request_key=key):
             response.headers.add(name, value)
         return response
 
-    async def handle(self, request: Request, source: Peer) -> Response:
+    async def handle(self, request: Request, source: Peer, origin: Peer | None = None) -> Response:
+        """A REGISTER from `source` (the transport peer, where its binding's requests go); `origin` as for `screen`."""
         to = request.to
         if to.uri.scheme not in ("sip", "sips") or not to.uri.user:
             return Response.for_request(request, 404, "Not Found")
-        device = await self.authenticate(request, source)
+        device = await self.authenticate(request, source, origin=origin)
         if isinstance(device, Response):
             return device
         if device.credentials.username != to.uri.user:
@@ -243,6 +256,22 @@ def request_key(request: Request) -> str:
     return "\0".join(field or "" for field in fields)
 
 
-def stateless_tag(request: Request) -> str:
-    """A To tag that is the same for every retransmission of a request (§8.2.7: a stateless UAS keeps none)."""
-    return hashlib.sha256(request_key(request).encode("utf-8", "replace")).hexdigest()[:12]
+def stateless_tag(key: str) -> str:
+    """A To tag that is the same for every retransmission of a request (§8.2.7: a stateless UAS keeps none), from
+    its `request_key`."""
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:12]
+
+
+def credentials(request: Request, header: str) -> dict[str, str] | None:
+    """The request's first Digest credentials in `header` (Authorization or Proxy-Authorization), None without.
+
+    Read up to three times per request (the stack's screening, then `authenticate`'s, then the check against the
+    device's secrets), parsed once: the parse is kept with the header's value (`Headers.parsed`), so a changed
+    value is parsed again. The dict is shared: read it, never change it. ParseError when they cannot be read."""
+    headers = request.headers
+    for value in headers.get_all(header):
+        if value[:6].lower() == "digest":
+            if value == headers.get(header):
+                return headers.parsed(header, parse_credentials)
+            return parse_credentials(value)  # behind another scheme's value: rare, not kept
+    return None

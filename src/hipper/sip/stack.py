@@ -12,14 +12,16 @@ retransmitted by the transaction until the ACK, and `await tx.acked` tells wheth
 ring a user, `await stack.registrar.locations.for_user(user_id)` gives bindings; send each leg with
 `stack.send_request(request, binding.peer, on_response, provisional_timeout=...)` so it reaches the phone
 where it registered from (NAT), and `Dialog.as_uac(request, response)` builds the dialog from a 1xx/2xx.
-Devices are authenticated on INVITE with `stack.registrar.authenticate(request, tx.peer, proxy=True)`.
+Devices are authenticated on INVITE with `stack.registrar.authenticate(request, tx.peer, proxy=True,
+origin=tx.origin)`.
 
 New REGISTER, INVITE and SUBSCRIBE requests are screened before any transaction exists (`Registrar.screen`):
 without credentials, or on a nonce we cannot vouch for, they are challenged statelessly (§8.2.7), so a flood
 of them costs no state and a 401/407 is never retransmitted; from a source banned for failed logins they are
 dropped. `stack.unchallenged` names the requests the B2BUA does not authenticate (the trunk, the exchange's
 own callback legs). Behind a trusted edge proxy (Kamailio, docs/scale-out.md) all of these look at the address
-the proxy attests (`stack.origin`, sip/proxies.py), while answers and requests still go back through the proxy.
+the proxy attests (`stack.origin`, sip/proxies.py, worked out once per request and kept as `tx.origin`), while
+answers and requests still go back through the proxy.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ from hipper.sip.message import (
     ParseError,
     Request,
     Response,
-    Via,
     parse_head,
     parse_message,
     split_head,
@@ -145,14 +146,21 @@ class SipStack:
             self._reply_statelessly(request, peer, Response.for_request(request, 483))
             return
         try:
-            if self._screened(request, peer):
+            if request.method == "ACK":
+                # Part of its INVITE's transaction or of none (§17.1.1.3), and trusted by no one for its address.
+                self.transactions.receive_request(request, peer)
                 return
-            self.transactions.receive_request(request, peer)
+            # Who sent it, worked out once, here where it enters: the screening, the transaction and through it
+            # the registrar and the B2BUA are all handed this one value (`tx.origin`), never the header again.
+            origin = self.origin(request, peer)
+            if self._screened(request, peer, origin):
+                return
+            self.transactions.receive_request(request, peer, origin)
         except ParseError as exc:
             self.malformed += 1
             self._reply_statelessly(request, peer, Response.for_request(request, 400, exc.reason))
 
-    def _screened(self, request: Request, peer: Peer) -> bool:
+    def _screened(self, request: Request, peer: Peer, origin: Peer) -> bool:
         """True when a new REGISTER/INVITE/SUBSCRIBE was answered (or dropped) here, without a transaction."""
         registrar = self.registrar
         method = request.method
@@ -160,7 +168,6 @@ class SipStack:
             return False
         if method != "REGISTER" and (self.handler is None or request.to.tag is not None):
             return False  # in-dialog requests belong to their dialog; without a handler they get 480/501
-        origin = self.origin(request, peer)
         unchallenged = method != "REGISTER" and self.unchallenged(request, origin)
         if registrar.guard.source_banned(origin.host) and not unchallenged:
             registrar.guard.dropped()
@@ -168,7 +175,7 @@ class SipStack:
         if unchallenged:
             return False
         stamp_via(request, peer)  # received/rport in an answer's Via (RFC 3581), as a transaction would
-        response = registrar.screen(request, peer, proxy=method == "INVITE")
+        response = registrar.screen(request, peer, proxy=method == "INVITE", origin=origin)
         if response is None:
             return False
         self._reply_statelessly(request, peer, response)
@@ -176,7 +183,8 @@ class SipStack:
 
     def origin(self, request: Request, peer: Peer) -> Peer:
         """Who sent `request` (received from `peer`): behind a trusted edge proxy, the address the proxy
-        attests (sip/proxies.py); that address is what authentication, bans and trust by address look at."""
+        attests (sip/proxies.py); that address is what authentication, bans and trust by address look at.
+        Asked once per request, when it arrives; the server transaction keeps the answer (`tx.origin`)."""
         return peer if self.registrar is None else self.registrar.proxies.origin(request, peer)
 
     def _receive_response(self, response: Response, peer: Peer) -> None:
@@ -203,10 +211,10 @@ class SipStack:
         if not peer.reliable:
             # §18.2.2 with the Via unstamped: the source address stands for `received`; its port only with rport.
             try:
-                via = Via.parse(request.headers.get_all("Via")[0])
+                via = request.top_via  # parsed already for a request that got this far (stamping adds no rport)
                 if "rport" not in via.params:
                     destination = Peer(peer.transport, peer.host, via.port or 5060)
-            except (ParseError, IndexError):
+            except ParseError:
                 pass
         self.transactions.send(response.serialize(), destination)
 
@@ -245,7 +253,7 @@ class SipStack:
     async def _register(self, tx: ServerTransaction) -> None:
         assert self.registrar is not None
         try:
-            response = await self.registrar.handle(tx.request, tx.peer)
+            response = await self.registrar.handle(tx.request, tx.peer, tx.origin)
         except Exception:
             log.exception("sip.register_failed")
             response = Response.for_request(tx.request, 500)

@@ -92,8 +92,12 @@ def response_peer(via: Via, peer: Peer) -> Peer:
 def stamp_via(request: Request, peer: Peer) -> None:
     """§18.2.1 `received` and RFC 3581 `rport`: record where the request really came from in its top Via."""
     via = request.top_via
-    if via.host == peer.host and "rport" not in via.params:
+    params = via.params
+    rport = "rport" in params
+    if via.host == peer.host and not rport:
         return  # nothing to add (the usual case on a LAN)
+    if params.get("received") == peer.host and (not rport or params.get("rport") == str(peer.port)):
+        return  # stamped already: the stack stamps a request it screens, then the transaction layer would again
     via = Via(via.transport, via.host, via.port, dict(via.params))  # our own copy to change: the parsed one is shared
     changed = False
     if via.host != peer.host:
@@ -123,10 +127,16 @@ def server_key(request: Request, via: Via) -> tuple[str, ...]:
 class ServerTransaction:
     """§17.2.1 (INVITE) and §17.2.2 (non-INVITE) server transactions."""
 
-    def __init__(self, layer: TransactionLayer, request: Request, peer: Peer, key: tuple[str, ...]) -> None:
+    def __init__(
+        self, layer: TransactionLayer, request: Request, peer: Peer, key: tuple[str, ...], origin: Peer | None = None
+    ) -> None:
         self.layer = layer
         self.request = request
-        self.peer = peer
+        self.peer = peer  # where it came from and where answers go (behind an edge: the edge proxy)
+        # Who sent it as far as trust goes: `peer`, or behind a trusted edge proxy the address it attests, as the
+        # stack worked it out when the request arrived (SipStack.origin). Authentication, bans and trust by
+        # address (the trunk) all read this one value.
+        self.origin = peer if origin is None else origin
         self.key = key
         self.method = request.method
         self.invite = request.method == "INVITE"
@@ -481,7 +491,8 @@ class TransactionLayer:
 
             task.add_done_callback(_done)
 
-    def receive_request(self, request: Request, peer: Peer) -> None:
+    def receive_request(self, request: Request, peer: Peer, origin: Peer | None = None) -> None:
+        """`origin`: who sent it behind a trusted edge proxy (SipStack.origin); without one, `peer` itself."""
         stamp_via(request, peer)
         via = request.top_via
         key = server_key(request, via)
@@ -496,7 +507,7 @@ class TransactionLayer:
                 accepted.ack_received()
             self.tu.on_ack(request, peer)
             return
-        tx = ServerTransaction(self, request, peer, key)
+        tx = ServerTransaction(self, request, peer, key, origin)
         self.server[key] = tx
         if request.method == "CANCEL":
             invite_key = (*key[:-1], "INVITE")
