@@ -171,31 +171,40 @@ async def serve(settings: Settings) -> None:
         max_connections=settings.sip_tcp_max_connections,
         max_per_source=settings.sip_tcp_max_connections_per_source,
     )
-    await stack.start(
-        settings.sip_host,
-        settings.sip_port,
-        tcp=settings.sip_tcp,
-        advertised_host=settings.sip_advertised_host,
-        tls_port=settings.sip_tls_port,
-        tls_context=tls_context,
-    )
-    app.state.sip = stack
-    assert stack.registrar is not None
-    background = [
-        asyncio.create_task(follow_device_events(state, stack.registrar.devices)),
-        asyncio.create_task(purge_registrations(stack.registrar.locations)),
-        asyncio.create_task(housekeeping(state)),
-    ]
-    calls = await start_call_processing(settings, stack, state.sessions)
-    attach_calls(app, calls)  # the API lists and controls the live calls; their events wake its streams
-    background.append(asyncio.create_task(freeze_heap_when_started(server)))
     try:
+        await stack.start(
+            settings.sip_host,
+            settings.sip_port,
+            tcp=settings.sip_tcp,
+            advertised_host=settings.sip_advertised_host,
+            tls_port=settings.sip_tls_port,
+            tls_context=tls_context,
+        )
+        # Stopped by the app's lifespan before it closes the database (`AppState.close`), last added first: the
+        # background tasks, then call processing (its last writes), then the SIP stack.
+        state.stop_before_close(stack.close)
+        app.state.sip = stack
+        assert stack.registrar is not None
+        background = [
+            asyncio.create_task(follow_device_events(state, stack.registrar.devices)),
+            asyncio.create_task(purge_registrations(stack.registrar.locations)),
+            asyncio.create_task(housekeeping(state)),
+        ]
+        state.stop_before_close(lambda: stop_tasks(background))
+        calls = await start_call_processing(settings, stack, state.sessions)
+        state.stop_before_close(calls.close)
+        attach_calls(app, calls)  # the API lists and controls the live calls; their events wake its streams
+        background.append(asyncio.create_task(freeze_heap_when_started(server)))
         await server.serve()
     finally:
-        for task in background:
-            task.cancel()
-        await calls.close()
-        await stack.close()
+        await state.close()  # done by the lifespan; here too when it never ran to its end (a failed start)
+
+
+async def stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the tasks and wait until they have ended (a database call under way included)."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def freeze_heap_when_started(server: uvicorn.Server) -> None:

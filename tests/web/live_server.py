@@ -125,17 +125,20 @@ class LiveServer:
     async def _serve_with_calls(self, app: Any, server: uvicorn.Server) -> None:
         """What hipper.server.serve does, on a free SIP port: the B2BUA on app.state.calls for /me/calls."""
         settings = Settings(data_dir=self.data_dir, sip_port=free_port(), **FAST_ARGON2, **(self.extra_settings or {}))  # type: ignore[arg-type]
-        stack = create_sip_stack(settings, app.state.hipper.sessions)
-        await stack.start(settings.sip_host, settings.sip_port)
-        calls = await start_call_processing(settings, stack, app.state.hipper.sessions)
-        attach_calls(app, calls)
-        self.loop, self.sip, self.b2bua, self.sip_settings = asyncio.get_running_loop(), stack, calls, settings
-        self.sessions = app.state.hipper.sessions
+        state = app.state.hipper
+        stack = create_sip_stack(settings, state.sessions)
         try:
+            await stack.start(settings.sip_host, settings.sip_port)
+            # As `hipper serve`: stopped by the app's lifespan before it closes the database (`AppState.close`).
+            state.stop_before_close(stack.close)
+            calls = await start_call_processing(settings, stack, state.sessions)
+            state.stop_before_close(calls.close)
+            attach_calls(app, calls)
+            self.loop, self.sip, self.b2bua, self.sip_settings = asyncio.get_running_loop(), stack, calls, settings
+            self.sessions = state.sessions
             await server.serve()
         finally:
-            await calls.close()
-            await stack.close()
+            await state.close()  # done by the lifespan; here too when it never ran to its end
 
     def run(self, work: Coroutine[Any, Any, T], limit: float = 60.0) -> T:
         """Run a coroutine on the exchange's own loop (with call processing) and wait for its result: what runs

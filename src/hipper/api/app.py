@@ -28,7 +28,6 @@ from hipper.store.db import (
     session_factory,
 )
 from hipper.store.events import listen_dsn
-from hipper.store.service_settings import LoopWriter
 
 API_PREFIX = "/api/v1"
 
@@ -87,11 +86,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> FastAPI:
                 yield
                 await notifications.close()
         finally:
-            if state.reads is not None:  # opened by the first settings request (api/deps.py `reads_of`)
-                state.reads.close()
-            if isinstance(state.settings_writer, LoopWriter):  # likewise (`writer_of`)
-                await state.settings_writer.close()
-        await engine.dispose()
+            await state.close()  # what runs beside the API (call processing), then the database
 
     app = FastAPI(
         title="Hipper exchange API",

@@ -6,6 +6,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
@@ -40,6 +41,7 @@ class EventHub:
         self.keepalive_seconds = keepalive_seconds
         self._waiters: set[asyncio.Event] = set()
         self._watcher: asyncio.Task[None] | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
         self._newest_seen: int | None = None
         # Open live-event streams by user (the per-user cap, api/routers/events.py), and whether the node is
         # shutting down (streams then end at once instead of holding the shutdown up).
@@ -66,7 +68,17 @@ class EventHub:
         self._waiters.discard(waiter)
         if not self._waiters and self._watcher is not None:
             self._watcher.cancel()
+            self._stopping.add(self._watcher)  # may be in a query yet: `stop` waits for it
+            self._watcher.add_done_callback(self._stopping.discard)
             self._watcher = None
+
+    async def stop(self) -> None:
+        """The watcher ended, a query under way included: before the database it reads is closed."""
+        watchers = [*self._stopping, *([self._watcher] if self._watcher is not None else [])]
+        self._watcher = None
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
 
     @staticmethod
     async def wait(waiter: asyncio.Event, seconds: float) -> bool:
@@ -135,3 +147,34 @@ class AppState:
     # it reads through `reads` (server.py `follow_device_events`) waits for this, as a request waits for the start.
     migrated: asyncio.Event = field(default_factory=asyncio.Event)
     unknown_logins: UnknownNameFailures = field(default_factory=UnknownNameFailures)
+    # What the process runs beside the API on the same database (`hipper serve`: call processing, the SIP stack,
+    # their background tasks), stopped by `close` — the app's lifespan — last added first, before the database is
+    # closed. Stopped after it, their last writes (a call's log, the node leaving) opened pooled connections on the
+    # disposed engine that nobody closed: aiosqlite threads outliving the event loop.
+    beside: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def stop_before_close(self, stop: Callable[[], Awaitable[None]]) -> None:
+        """Have `close` run `stop` first (after what was added later): what runs beside the API and uses the
+        database."""
+        self.beside.append(stop)
+
+    async def close(self) -> None:
+        """Stop what runs beside the API, then close the database: the settings reads and writer, then the
+        engine's pool. Idempotent: the app's lifespan calls it, and `hipper serve` again for when the lifespan
+        never ran to its end (a failed start). What a later request opens again is opened afresh."""
+        try:
+            while self.beside:
+                stop = self.beside.pop()
+                try:
+                    await stop()
+                except Exception:  # the rest is still stopped and the database still closed
+                    logging.getLogger(__name__).exception("shutdown.stop_failed")
+        finally:
+            await self.events.stop()
+            reads, self.reads = self.reads, None  # opened by the first settings request (api/deps.py `reads_of`)
+            if reads is not None:
+                reads.close()
+            writer, self.settings_writer = self.settings_writer, None  # likewise (`writer_of`)
+            if isinstance(writer, LoopWriter):
+                await writer.close()
+            await self.engine.dispose()
