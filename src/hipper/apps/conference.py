@@ -15,7 +15,6 @@ for the app's merge (apps/call_control.py).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
@@ -24,10 +23,10 @@ from dataclasses import dataclass
 
 from hipper.engine.call import Call
 from hipper.engine.directory import resolve, user_row
-from hipper.engine.fork import Branch
-from hipper.engine.leg import CalleeLeg, Leg, policy_of
-from hipper.media.engine import Connect, CreateMixer, MediaError, SetRemoteSdp
-from hipper.sip.message import URI, NameAddr, Response
+from hipper.engine.fork import Branch, Fork
+from hipper.engine.leg import CalleeLeg, Leg
+from hipper.media.engine import Connect, CreateMixer, MediaError
+from hipper.sip.message import URI, NameAddr
 
 log = logging.getLogger(__name__)
 
@@ -115,55 +114,15 @@ class ThreeWay:
             log.info("conference.add_unroutable", extra={"call_id": self.call.call_id})
             return
         call = self.call
-        queue: asyncio.Queue[tuple[CalleeLeg, Response]] = asyncio.Queue()
-        legs: list[CalleeLeg] = []
+        # The engine's one fork (engine/fork.py); its legs are the call's (`track`): the call's end cancels or hangs
+        # them up. A failure starting them (no media port) cancels those started, and the add is off.
+        fork = Fork(call, call.settings, from_=from_, ring_seconds=ADD_RING_SECONDS, track=call.branches.append)
         try:
-            for branch in branches:
-                endpoint = await call.new_endpoint()
-                leg = CalleeLeg(
-                    call.b2bua.stack, call, peer=branch.peer, uri=branch.uri, from_=from_, to=branch.to,
-                    label="conference",
-                )  # fmt: skip
-                leg.endpoint_id = endpoint.endpoint_id
-                leg.user_id = branch.user_id
-                leg.session_policy = policy_of(call.settings)  # RFC 4028 like the call's own legs
-                leg.listener = lambda leg, response: queue.put_nowait((leg, response))
-                leg.start(endpoint.local_sdp, [], provisional_timeout=call.settings.branch_provisional_seconds)
-                legs.append(leg)
-                call.branches.append(leg)  # the call's end hangs it up (BYE) or cancels it
-        except BaseException:  # e.g. no media port for the next branch: none of this add goes on
-            for leg in legs:
-                leg.cancel()
-                call.spawn(call.release(leg.endpoint_id))
+            result = await fork.run(branches)
+        except BaseException:
             self._release_admission()
             raise
-        winner: CalleeLeg | None = None
-        pending = set(legs)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + ADD_RING_SECONDS
-        while pending and winner is None:
-            item = await call.race(queue.get(), max(0.0, deadline - loop.time()))
-            if item is None:
-                break
-            leg, response = item
-            if response.status < 200:
-                continue
-            pending.discard(leg)
-            if response.status < 300 and leg.endpoint_id is not None:
-                try:
-                    await call.media.execute(SetRemoteSdp(leg.endpoint_id, response.body.decode(errors="replace")))
-                except MediaError:
-                    call.spawn(leg.bye())
-                    continue
-                winner = leg
-        for leg in legs:
-            if leg is winner:
-                continue
-            if leg.status is None:
-                leg.cancel()
-            elif 200 <= leg.status < 300 and not leg.ended:
-                call.spawn(leg.bye())
-            call.spawn(call.release(leg.endpoint_id))
+        winner = result.winner
         if winner is None or winner.endpoint_id is None:
             log.info("conference.add_failed", extra={"call_id": call.call_id})
             self._release_admission()
