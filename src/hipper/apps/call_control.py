@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from hipper.apps.click_to_dial import AppCalls, Callback, publish
+from hipper.apps.conference import Merged
 from hipper.apps.recording import CallRecorder, recorders_of
 from hipper.domain.services.call_recording import PAUSE_RESUME_MODES
 from hipper.engine.call import Call
@@ -127,31 +128,6 @@ def recording_state(recorder: CallRecorder | None) -> RecordingState | None:
     if recorder.mode == "on_demand" and not recorder.keep:
         return "off"  # running, but only kept when asked: to the user it is not recording yet
     return "paused" if recorder.paused else "on"
-
-
-@dataclass
-class ThreeWayCall:
-    """A merged call: any party hanging up leaves the other two talking; with one left, both calls end."""
-
-    parties: set[Leg]
-    conversations: tuple[Conversation, Conversation]
-    user: UserControls  # the merging user's side: their leaving is bookkept like a transfer's
-    user_left: Callable[[UserControls, str], None]
-
-    def left(self, leg: Leg) -> bool:
-        """A leg of one of the two conversations hung up; True when it was a party (handled here)."""
-        if leg not in self.parties:
-            return False
-        self.parties.discard(leg)
-        if leg is self.user.own:
-            self.user_left(self.user, "left")
-        owner = leg.call
-        if isinstance(owner, Call):
-            owner.spawn(owner.release(leg.endpoint_id))  # out of the mixer; the others go on
-        if len(self.parties) < 2:
-            for conversation in self.conversations:
-                conversation.over.set()
-        return True
 
 
 class CallControl:
@@ -392,9 +368,13 @@ class CallControl:
             await self.b2bua.media.execute(CreateMixer(endpoints))
             await self._release(second, "merged")
             self._link(controls.conversation, second.conversation)
-            conference = ThreeWayCall(
-                set(parties), (controls.conversation, second.conversation), controls, self._user_left
-            )
+
+            def gone(leg: Leg) -> bool:
+                if leg is controls.own:
+                    self._user_left(controls, "left")  # bookkept like a transfer's leaving
+                return True  # any party hanging up leaves the other two talking
+
+            conference = Merged(list(parties), (controls.conversation, second.conversation), gone)
             controls.conversation.left = second.conversation.left = conference.left
         finally:
             controls.busy = second.busy = False
@@ -563,11 +543,7 @@ class CallControl:
         if controls.gone:
             return
         controls.gone = True
-        conversation = controls.conversation
-        conversation.user_left(controls.user_id, why)
-        if controls.user_id in conversation.on_call_users:
-            conversation.on_call_users.remove(controls.user_id)
-            self.b2bua.on_call_ended(controls.user_id, conversation.call_id)
+        controls.conversation.user_left(controls.user_id, why)
         self.b2bua.spawn(self._publish(controls, ended=True))
 
     def _link(self, first: Conversation, second: Conversation) -> None:

@@ -7,28 +7,64 @@ If the new party hangs up before the merge, the user is back with the first part
 Merge: the media engine's mixer joins all three; each participant hears the other two, never themself
 ("mix-minus", media/mixer.py). Running recordings of the call follow into the mix by themselves (the engine
 records every participant of a mixer one of a recording's endpoints joins): from the merge on they hold all three.
+Leaving: the added party hanging up brings the user back to the first party; the first party hanging up leaves the
+user and the added party talking, who is then the party the user is on the call with (its BYE ends the call, and
+*7 adds again). The user hanging up ends the call. What a party's leaving does to the mix is `Merged`, the same
+for the app's merge (apps/call_control.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from hipper.engine.call import Call
 from hipper.engine.directory import resolve, user_row
-from hipper.engine.fork import Branch
-from hipper.engine.leg import CalleeLeg, policy_of
-from hipper.media.engine import Connect, CreateMixer, MediaError, SetRemoteSdp
-from hipper.sip.message import URI, NameAddr, Response
-
-if TYPE_CHECKING:
-    from hipper.engine.call import Call
+from hipper.engine.fork import Branch, Fork
+from hipper.engine.leg import CalleeLeg, Leg
+from hipper.media.engine import Connect, CreateMixer, MediaError
+from hipper.sip.message import URI, NameAddr
 
 log = logging.getLogger(__name__)
 
 ADD_RING_SECONDS = 30.0
+
+
+@dataclass
+class Merged:
+    """Three parties in the media engine's mixer — the app's merge of two calls (apps/call_control.py) or the
+    phone's *8 (`ThreeWay`): a party hanging up leaves the other two talking, a plain bridge of their two endpoints
+    (the mixer goes with its last participant); with one left, the call(s) end. `gone` is the owner's bookkeeping
+    of a party leaving (a user's call-log row ends, who talks to whom); False: that party's leaving ends the call
+    as it would without the merge."""
+
+    parties: list[Leg]
+    conversations: tuple[Call, ...]
+    gone: Callable[[Leg], bool]
+
+    def left(self, leg: Leg) -> bool:
+        """A leg of the merged call(s) hung up (`Call.left`); True when it was a party and the others talk on."""
+        if leg not in self.parties or not self.gone(leg):
+            return False
+        self.parties.remove(leg)
+        owner = leg.call
+        if isinstance(owner, Call):
+            owner.spawn(self._after(owner, leg))
+        if len(self.parties) < 2:
+            for conversation in self.conversations:
+                conversation.over.set()
+        return True
+
+    async def _after(self, owner: Call, leg: Leg) -> None:
+        if len(self.parties) == 2:
+            first, second = (party.endpoint_id for party in self.parties)
+            if first is not None and second is not None:
+                with contextlib.suppress(MediaError):
+                    await owner.media.execute(Connect(first, second))  # out of the mixer: a bridge of two
+        await owner.release(leg.endpoint_id)  # out of the mixer too, which then goes (it has nobody left)
 
 
 class ThreeWay:
@@ -41,6 +77,7 @@ class ThreeWay:
         self.other = other
         self.third: CalleeLeg | None = None
         self.merged = False
+        self.mix: Merged | None = None  # the three of them, once merged
         self.admission: str | None = None  # the added party's place in the outbound limits, out through the trunk
 
     async def _branches(self, number: str) -> tuple[list[Branch], NameAddr, NameAddr]:
@@ -77,55 +114,15 @@ class ThreeWay:
             log.info("conference.add_unroutable", extra={"call_id": self.call.call_id})
             return
         call = self.call
-        queue: asyncio.Queue[tuple[CalleeLeg, Response]] = asyncio.Queue()
-        legs: list[CalleeLeg] = []
+        # The engine's one fork (engine/fork.py); its legs are the call's (`track`): the call's end cancels or hangs
+        # them up. A failure starting them (no media port) cancels those started, and the add is off.
+        fork = Fork(call, call.settings, from_=from_, ring_seconds=ADD_RING_SECONDS, track=call.branches.append)
         try:
-            for branch in branches:
-                endpoint = await call.new_endpoint()
-                leg = CalleeLeg(
-                    call.b2bua.stack, call, peer=branch.peer, uri=branch.uri, from_=from_, to=branch.to,
-                    label="conference",
-                )  # fmt: skip
-                leg.endpoint_id = endpoint.endpoint_id
-                leg.user_id = branch.user_id
-                leg.session_policy = policy_of(call.settings)  # RFC 4028 like the call's own legs
-                leg.listener = lambda leg, response: queue.put_nowait((leg, response))
-                leg.start(endpoint.local_sdp, [], provisional_timeout=call.settings.branch_provisional_seconds)
-                legs.append(leg)
-                call.branches.append(leg)  # the call's end hangs it up (BYE) or cancels it
-        except BaseException:  # e.g. no media port for the next branch: none of this add goes on
-            for leg in legs:
-                leg.cancel()
-                call.spawn(call.release(leg.endpoint_id))
+            result = await fork.run(branches)
+        except BaseException:
             self._release_admission()
             raise
-        winner: CalleeLeg | None = None
-        pending = set(legs)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + ADD_RING_SECONDS
-        while pending and winner is None:
-            item = await call.race(queue.get(), max(0.0, deadline - loop.time()))
-            if item is None:
-                break
-            leg, response = item
-            if response.status < 200:
-                continue
-            pending.discard(leg)
-            if response.status < 300 and leg.endpoint_id is not None:
-                try:
-                    await call.media.execute(SetRemoteSdp(leg.endpoint_id, response.body.decode(errors="replace")))
-                except MediaError:
-                    call.spawn(leg.bye())
-                    continue
-                winner = leg
-        for leg in legs:
-            if leg is winner:
-                continue
-            if leg.status is None:
-                leg.cancel()
-            elif 200 <= leg.status < 300 and not leg.ended:
-                call.spawn(leg.bye())
-            call.spawn(call.release(leg.endpoint_id))
+        winner = result.winner
         if winner is None or winner.endpoint_id is None:
             log.info("conference.add_failed", extra={"call_id": call.call_id})
             self._release_admission()
@@ -153,6 +150,9 @@ class ThreeWay:
             self._release_admission()  # its place in the user's outbound limits goes with the leg, not the call
         if self.call.over.is_set() or self.third is not leg:
             return
+        if self.mix is not None:  # merged: out of the mix as any party leaving it (its end seen here: no BYE came)
+            self.mix.left(leg)
+            return
         self.third = None
         self.merged = False
         with contextlib.suppress(MediaError):
@@ -164,6 +164,36 @@ class ThreeWay:
         third = self.third
         if third is None or third.endpoint_id is None or self.merged or self.call.over.is_set():
             return
-        await self.call.media.execute(CreateMixer((self.own, self.other, third.endpoint_id)))
+        call = self.call
+        await call.media.execute(CreateMixer((self.own, self.other, third.endpoint_id)))
         self.merged = True
-        log.info("conference.merged", extra={"call_id": self.call.call_id})
+        own, other = self._leg_of(self.own), self._leg_of(self.other)
+        if own is not None and other is not None and call.left is None:
+            self.mix = Merged([own, other, third], (call,), self._gone)
+            call.left = self.mix.left
+        log.info("conference.merged", extra={"call_id": call.call_id})
+
+    def _leg_of(self, endpoint_id: str) -> Leg | None:
+        call = self.call
+        for leg in (call.first_leg, call.connected, *call.joined):
+            if leg is not None and leg.endpoint_id == endpoint_id and leg not in call.released:
+                return leg
+        return None
+
+    def _gone(self, leg: Leg) -> bool:
+        """A party of the merged call left (`Merged`): the user's leaving ends the call; else the user talks on
+        with the one left, as with a party never added — free to add another."""
+        call, third = self.call, self.third
+        if leg.endpoint_id == self.own or third is None or third.endpoint_id is None:
+            return False
+        if leg is not third:  # the first party: the added one takes its place on the call
+            self.other = third.endpoint_id
+            call.joined.append(third)  # its BYE ends the call now, as the first party's would have
+            user_id = call.user_of(leg)
+            if user_id is not None:
+                call.user_left(user_id, "left")  # their row ends now; they are free
+        self.third = None
+        self.merged = False
+        self.mix = None
+        call.left = None
+        return True

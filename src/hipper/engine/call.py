@@ -525,10 +525,14 @@ class Call:
 
     def user_left(self, user_id: int, why: str) -> None:
         """The user left this call while it goes on (apps/call_control.py): their row ends now, saying `why`; a
-        call they placed out through the trunk goes on on their account (`Party.handed_on`)."""
+        call they placed out through the trunk goes on on their account (`Party.handed_on`). They are free from now
+        on: a new call does not find them busy with this one."""
         for party in self._all_parties():
             if party.user_id == user_id:
                 party.leave(why)
+        if user_id in self.on_call_users:
+            self.on_call_users.remove(user_id)
+            self.b2bua.on_call_ended(user_id, self.call_id)
         placed, connected = self.placed, self.connected
         if (
             placed is not None and placed.user_id == user_id and connected is not None
@@ -588,6 +592,14 @@ class Call:
         except MediaError:
             log.info("call.bad_ack_sdp", extra={"call_id": self.call_id})
             self.over.set()  # no usable media: end the call rather than leave it silent
+
+    def user_of(self, leg: Leg) -> int | None:
+        """The user on this call through `leg` (whose call-log row it is), if any: the caller's (not a callback's
+        far leg, nor a transferred call's: the exchange is that caller), or the user whose phone a branch rang."""
+        if leg is self._a:
+            caller = self.caller
+            return caller.user_id if caller.user_present and not caller.for_callback else None
+        return leg.user_id if isinstance(leg, CalleeLeg) else None
 
     def leg_gone(self, leg: Leg) -> None:
         if leg in self.released or (self.left is not None and self.left(leg)):

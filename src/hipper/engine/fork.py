@@ -161,10 +161,6 @@ class Fork:
             return ForkResult("not-reachable", 480)
         loop = asyncio.get_running_loop()
         owner = self.owner
-        for branch in branches:
-            await self._start(branch)
-        deadline = None if self.ring_seconds is None else loop.time() + self.ring_seconds
-        pending = set(self.legs)
         statuses: list[int] = []
         rang = False
         timed_out = False
@@ -172,6 +168,10 @@ class Fork:
         early: CalleeLeg | None = None
         confirming: dict[CalleeLeg, asyncio.Task[None]] = {}
         try:
+            for branch in branches:  # a failure starting one (no media port) cancels those started (finally)
+                await self._start(branch)
+            deadline = None if self.ring_seconds is None else loop.time() + self.ring_seconds
+            pending = set(self.legs)
             while pending:
                 wait = None if deadline is None else deadline - loop.time()
                 if wait is not None and wait <= 0:
