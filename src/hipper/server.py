@@ -32,6 +32,7 @@ from hipper.sip.registrar import Registrar, RegistrarPolicy
 from hipper.sip.stack import SipStack
 from hipper.sip.transport import Peer, TlsSetupError, server_context
 from hipper.store import events, media_sweep
+from hipper.store.db import migrate
 from hipper.store.models import Event
 from hipper.store.registrations import DeviceDirectory, LocationStore
 
@@ -160,9 +161,12 @@ def http_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
 
 async def serve(settings: Settings) -> None:
     tls_context = sip_tls_context(settings)  # first: a bad certificate stops the start before anything listens
-    app = create_app(settings)
-    # The registrar only touches the database on a REGISTER; uvicorn's lifespan migrates right at startup.
+    # Migrated here, not by the app's lifespan: call processing starts before uvicorn runs the lifespan, and its
+    # start reads the database (the outbox for MWI, the node's rows) — on a brand-new data directory it found no
+    # tables and `hipper serve` stopped.
+    app = create_app(settings, run_migrations=False)
     state: AppState = app.state.hipper
+    await migrate(state.engine)
     server = ExchangeServer(http_config(app, settings), state)
     stack = create_sip_stack(settings, state.sessions)
     stack.transports.set_limits(

@@ -1,4 +1,4 @@
-"""`hipper serve` stopping closes every database connection it opened.
+"""`hipper serve` starts on a brand-new data directory, and stopping closes every database connection it opened.
 
 Call processing ended after the app's lifespan had disposed of the engine: its last writes (the node leaving,
 `Presence.close`) opened a pooled connection on the disposed engine's fresh pool, which nobody closed. Its aiosqlite
@@ -17,7 +17,6 @@ import pytest
 import hipper.server
 from hipper.config import Settings
 from hipper.server import ExchangeServer, serve
-from hipper.store.db import create_engine, migrate
 from tests.support.ports import engine_range, server_port, sip_port
 
 
@@ -48,12 +47,7 @@ async def test_serve_closes_every_database_connection_when_it_stops(
         argon2_memory_cost=1024,
         log_level="WARNING",
     )
-    # Migrated beforehand, as the live server does: call processing starts before the lifespan migrates, and its
-    # start reads the outbox (apps/mwi.py).
-    settings.data_dir.mkdir(parents=True)
-    engine = create_engine(settings.resolved_database_url())
-    await migrate(engine)
-    await engine.dispose()
+    # A brand-new data directory: `serve` migrates before call processing starts (its start reads the outbox).
     before = aiosqlite_workers()
     serving = asyncio.create_task(serve(settings))
     async with asyncio.timeout(30):
