@@ -369,6 +369,59 @@ async def test_when_the_first_party_leaves_a_three_way_call_the_user_and_the_add
     assert call.answered
 
 
+@pytest.mark.parametrize("exchange", [{"session_min_se_seconds": 2}], indirect=True)
+async def test_a_user_leaving_a_three_way_call_has_their_recording_end_when_they_left(exchange: Exchange) -> None:
+    """bob, who records always, calls alice; alice adds carol and merges; bob hangs up. His recording stops then
+    and is stored (row and file) — not holding alice and carol talking on after he left — and his keypad codes'
+    endpoint is gone from the call."""
+    await three_users(exchange)
+    await exchange.set_service("bob", CallRecording.model_validate({"mode": "always"}))
+    ears = {name: await ear() for name in TONES}
+    try:
+        alice_phone = await answering_phone(exchange, "alice", ears["alice"])
+        carol_phone = await answering_phone(exchange, "carol", ears["carol"])
+        bob_phone = await call_from_phone(exchange, "bob", "201", ears["bob"], end="end_hang_up_when_told.xml")
+        await ears["bob"].connected()
+        await ears["alice"].connected()
+        await ears["alice"].press("*7203#")
+        await ears["carol"].connected()
+        await ears["alice"].press("*8")
+        ears["bob"].keep_talking(tone(TONES["bob"], 6.0))
+        await ears["carol"].wait_for_tone(TONES["bob"], limit=10)  # merged
+        [call] = exchange.b2bua.calls
+        bob_endpoint = call.a.endpoint_id
+        await bob_phone.hang_up(20)  # bob leaves
+        ears["carol"].keep_talking(tone(TONES["carol"], 30.0))
+        await ears["alice"].wait_for_tone(TONES["carol"], limit=5)
+        await hears_for(ears["alice"], 4.0)  # alice and carol talk on, for 4 s of audio at least
+        assert bob_endpoint not in call.events  # his endpoint, and his keypad codes with it, left the call
+        assert exchange.applications.app_calls.hang_up(exchange.users["alice"], call.key)
+        await alice_phone.succeeded(20)
+        await carol_phone.succeeded(20)
+    finally:
+        for phone in ears.values():
+            phone.close()
+    await settled_calls(exchange)
+    await settled(exchange)
+    async with exchange.sessions() as session:
+        [row] = list((await session.execute(select(Recording))).scalars())
+        logs = {
+            log.user_id: log
+            for log in (await session.execute(select(CallLog).where(CallLog.call_id == bob_phone.call_id))).scalars()
+        }
+    assert row.user_id == exchange.users["bob"]
+    audio = audio_of(exchange, row)  # the file is there
+    assert abs(len(audio) * 1000 // 8000 - row.duration_ms) <= 20
+    bob_log, alice_log = logs[exchange.users["bob"]], logs[exchange.users["alice"]]
+    assert bob_log.outcome == "answered, left"
+    assert bob_log.answered_at is not None and bob_log.ended_at is not None and alice_log.ended_at is not None
+    bob_part = (bob_log.ended_at - bob_log.answered_at).total_seconds()
+    whole_call = (alice_log.ended_at - bob_log.answered_at).total_seconds()
+    assert whole_call - bob_part >= 3.5, (bob_part, whole_call)  # alice and carol talked on after he left
+    # The recording ends when bob left, not with the call.
+    assert abs(row.duration_ms / 1000 - bob_part) < 1.0, (row.duration_ms, bob_part, whole_call)
+
+
 async def test_after_the_first_party_left_the_user_adds_again_and_the_added_partys_bye_ends_the_call(
     exchange: Exchange,
 ) -> None:

@@ -26,7 +26,7 @@ from typing import Literal
 
 from hipper.apps.click_to_dial import AppCalls, Callback, publish
 from hipper.apps.conference import Merged
-from hipper.apps.recording import CallRecorder, recorders_of
+from hipper.apps.recording import CallRecorder, recorders_of, user_part_over
 from hipper.domain.services.call_recording import PAUSE_RESUME_MODES
 from hipper.engine.call import Call
 from hipper.engine.fork import Branch, Fork
@@ -374,7 +374,8 @@ class CallControl:
                     self._user_left(controls, "left")  # bookkept like a transfer's leaving
                 return True  # any party hanging up leaves the other two talking
 
-            conference = Merged(list(parties), (controls.conversation, second.conversation), gone)
+            conversations = (controls.conversation, second.conversation)
+            conference = Merged(list(parties), conversations, gone, user_part_over)
             controls.conversation.left = second.conversation.left = conference.left
         finally:
             controls.busy = second.busy = False
@@ -530,9 +531,8 @@ class CallControl:
         conversation.released.add(leg)
         if why is not None:
             self._user_left(controls, why)
-            recorder = controls.recorder
-            if recorder is not None:
-                await recorder.finish()  # their recording ends with their part in the call (kept per their mode)
+            # Their recording ends with their part in the call (kept per their mode), as in a three-way call's leaving.
+            await user_part_over(conversation, controls.user_id)
         await leg.bye()
         await conversation.release(leg.endpoint_id)
 

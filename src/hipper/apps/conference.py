@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from hipper.engine.call import Call
@@ -39,11 +39,13 @@ class Merged:
     phone's *8 (`ThreeWay`): a party hanging up leaves the other two talking, a plain bridge of their two endpoints
     (the mixer goes with its last participant); with one left, the call(s) end. `gone` is the owner's bookkeeping
     of a party leaving (a user's call-log row ends, who talks to whom); False: that party's leaving ends the call
-    as it would without the merge."""
+    as it would without the merge. `part_over` ends a leaving user's part (apps/recording.py `user_part_over`: their
+    recording stops then, not at the call's end)."""
 
     parties: list[Leg]
     conversations: tuple[Call, ...]
     gone: Callable[[Leg], bool]
+    part_over: Callable[[Call, int], Awaitable[None]] | None = None
 
     def left(self, leg: Leg) -> bool:
         """A leg of the merged call(s) hung up (`Call.left`); True when it was a party and the others talk on."""
@@ -59,19 +61,27 @@ class Merged:
         return True
 
     async def _after(self, owner: Call, leg: Leg) -> None:
+        user_id = owner.user_of(leg)
+        if self.part_over is not None and user_id is not None:
+            await self.part_over(owner, user_id)  # first: their recording holds nothing of the other two alone
         if len(self.parties) == 2:
             first, second = (party.endpoint_id for party in self.parties)
             if first is not None and second is not None:
                 with contextlib.suppress(MediaError):
                     await owner.media.execute(Connect(first, second))  # out of the mixer: a bridge of two
-        await owner.release(leg.endpoint_id)  # out of the mixer too, which then goes (it has nobody left)
+        # Out of the mixer too, which then goes (it has nobody left); its keypad codes' listener goes with it.
+        await owner.release(leg.endpoint_id)
 
 
 class ThreeWay:
     """One user's Add/Merge within a call: `own` is the user's endpoint, `other` the first party's."""
 
-    def __init__(self, call: Call, user_id: int, own: str, other: str) -> None:
+    def __init__(
+        self, call: Call, user_id: int, own: str, other: str,
+        part_over: Callable[[Call, int], Awaitable[None]] | None = None,
+    ) -> None:  # fmt: skip
         self.call = call
+        self.part_over = part_over  # a party's leaving the merged call (`Merged`)
         self.user_id = user_id
         self.own = own
         self.other = other
@@ -169,7 +179,7 @@ class ThreeWay:
         self.merged = True
         own, other = self._leg_of(self.own), self._leg_of(self.other)
         if own is not None and other is not None and call.left is None:
-            self.mix = Merged([own, other, third], (call,), self._gone)
+            self.mix = Merged([own, other, third], (call,), self._gone, self.part_over)
             call.left = self.mix.left
         log.info("conference.merged", extra={"call_id": call.call_id})
 

@@ -150,6 +150,16 @@ async def recording_for(
     return recorder
 
 
+async def user_part_over(call: Recorded, user_id: int) -> None:
+    """The user left the call while it goes on (transferred, or out of a three-way call, either merge): their
+    recording stops now — it holds nothing of the others' talk after they left — and is stored (or dropped, per
+    their mode) in a task of the node's. The one way both the app (apps/call_control.py) and the phone's three-way
+    call (apps/conference.py `Merged`) end it."""
+    recorder = recorders_of(call).get(user_id)
+    if recorder is not None:
+        await recorder.close()
+
+
 def spool_directory(data_dir: Path) -> Path:
     return data_dir / "spool" / "recordings"
 
@@ -274,7 +284,7 @@ class KeypadCodes:
         self.call = call
         self.user_id = user_id
         self.recorder = recorder
-        self.conference = ThreeWay(call, user_id, own, other)
+        self.conference = ThreeWay(call, user_id, own, other, user_part_over)
         self.reader = CodeReader()
         self.adding = False  # an Add's task runs (the Add/Merge codes after it wait in `waiting`)
         self.waiting: deque[Code] = deque()
