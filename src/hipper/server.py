@@ -57,9 +57,9 @@ async def follow_device_events(state: AppState, directory: DeviceDirectory) -> N
     statement on the loop, no ORM session, and no second connection of its own): through an ORM session it was ≈
     a quarter of the server's CPU per settings PUT at 150 PUT/s.
 
-    Started with the SIP stack, before the app's lifespan has migrated a new database: it waits for that
-    (`AppState.migrated`; its first look at a database without tables ended it for the process's life). The
-    lifespan closes the reads, after the hub (`EventHub.close`) has ended this loop.
+    It waits until the database is migrated (`AppState.migrated`: `serve` migrates before it starts anything; its
+    first look at a database without tables ended it for the process's life). The lifespan closes the reads, after
+    the hub (`EventHub.close`) has ended this loop.
     """
     await state.migrated.wait()
     reads = reads_of(state)
@@ -167,6 +167,7 @@ async def serve(settings: Settings) -> None:
     app = create_app(settings, run_migrations=False)
     state: AppState = app.state.hipper
     await migrate(state.engine)
+    state.migrated.set()
     server = ExchangeServer(http_config(app, settings), state)
     stack = create_sip_stack(settings, state.sessions)
     stack.transports.set_limits(
@@ -184,8 +185,8 @@ async def serve(settings: Settings) -> None:
             tls_port=settings.sip_tls_port,
             tls_context=tls_context,
         )
-        # Stopped by the app's lifespan before it closes the database (`AppState.close`), last added first: the
-        # background tasks, then call processing (its last writes), then the SIP stack.
+        # Stopped by the app's lifespan before it closes the database (`AppState.close`), last added first: call
+        # processing (its last writes), then the background tasks, then the SIP stack.
         state.stop_before_close(stack.close)
         app.state.sip = stack
         assert stack.registrar is not None

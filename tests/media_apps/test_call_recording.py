@@ -156,3 +156,29 @@ async def test_never_records_nothing_even_when_asked(exchange: Exchange) -> None
         await alice.talk(tone(440.0, 1.0))
 
     assert await recorded_call(exchange, "never", script) == []
+
+
+async def test_a_recording_of_a_call_going_on_when_the_node_stops_is_stored(exchange: Exchange) -> None:
+    """The node stops (`B2bua.close`) while alice's recorded call goes on: the call ends, and its recording —
+    stopped at the call's end and stored in a task of its own — is stored before the database closes."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    await exchange.set_service("alice", CallRecording.model_validate({"mode": "always"}))
+    alice, bob = await ear(), await ear()
+    try:
+        bob_phone = await answering_phone(exchange, "bob", bob)
+        alice_phone = await call_from_phone(exchange, "alice", "202", alice)
+        await bob.connected()
+        await alice.connected()
+        await recording_started(exchange, "alice")
+        await alice.talk(tone(440.0, 1.0))
+        await exchange.b2bua.close()  # the node stops: the call's end is its BYEs
+        await alice_phone.succeeded(20)
+        await bob_phone.succeeded(20)
+    finally:
+        alice.close()
+        bob.close()
+    async with exchange.sessions() as session:
+        rows = list((await session.execute(select(Recording))).scalars())
+    assert [row.user_id for row in rows] == [exchange.users["alice"]]
+    assert has_tone(audio_of(exchange, rows[0]), 440.0)

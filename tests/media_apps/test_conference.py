@@ -359,6 +359,9 @@ async def test_when_the_first_party_leaves_a_three_way_call_the_user_and_the_add
             await ears[listener].wait_for_tone(TONES[talker], limit=5)
             await ears[talker].quiet()
         [call] = exchange.b2bua.calls
+        # Call control too finds carol as the party alice talks to now (a hold's music, a transfer, the listing).
+        talking_to = exchange.applications.call_control.controls_of(exchange.users["alice"], call.key).other
+        assert talking_to.endpoint_id is not None and talking_to.user_id == exchange.users["carol"]
         assert exchange.applications.app_calls.hang_up(exchange.users["alice"], call.key)  # alice hangs up (the app)
         await alice_phone.succeeded(20)
         await carol_phone.succeeded(20)

@@ -34,13 +34,25 @@ USERS = ["alice", "bob", "carol", "dave", "erin", "frank"]  # extensions 201… 
 SECOND_PHONES = {"bob": "bob-second"}  # another phone of the user (digest username)
 
 
+# An address the edge exempts from its flood limit, as it would the trunk's (tests/scale/test_edge.py).
+TRUNK_LIKE = r"^127\.0\.0\.6$"
+
+
 class Edge:
     """Kamailio in front of the nodes; its log lines can be awaited."""
 
-    def __init__(self, workdir: Path, nodes: list[ExchangeProcess], *, flood_limit: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        nodes: list[ExchangeProcess],
+        *,
+        flood_limit: int | None = None,
+        flood_exempt: str | None = None,
+    ) -> None:
         self.workdir = workdir
         self.nodes = nodes
         self.flood_limit = flood_limit  # requests per address and 2 s window (kamailio.cfg FLOOD_LIMIT; None: its own)
+        self.flood_exempt = flood_exempt  # addresses never limited, a regular expression (FLOOD_EXEMPT: the trunk)
         self.port = 0
         self.lines: list[str] = []
         self._changed = asyncio.Condition()
@@ -65,6 +77,8 @@ class Edge:
             self.port = free_udp_port()
             self.lines = []
             limit = () if self.flood_limit is None else ("-A", f"FLOOD_LIMIT={self.flood_limit}")
+            if self.flood_exempt is not None:
+                limit = (*limit, "-A", f'FLOOD_EXEMPT="{self.flood_exempt}"')
             self._process = await asyncio.create_subprocess_exec(
                 kamailio, "-DD", "-E", "-f", str(CONFIG), "-Y", str(self.workdir), "-P", str(self.workdir / "pid"),
                 "-A", f"LISTEN=udp:127.0.0.1:{self.port}", "-A", f'DISPATCHER_LIST="{listing}"',
@@ -218,7 +232,7 @@ async def cluster(tmp_path: Path, postgres_server: postgres.PostgresServer) -> A
             stack.enter_async_context(exchange_process(tmp_path / "b", url, seed=False, **node_settings("node-b"))),
         )
         await add_phones(url, a.users)
-        edge = Edge(tmp_path / "edge", [a, b])
+        edge = Edge(tmp_path / "edge", [a, b], flood_exempt=TRUNK_LIKE)
         stack.push_async_callback(edge.close)
         await edge.start()
         yield Cluster(edge, a, b, tmp_path, url, dict(a.users))

@@ -77,14 +77,14 @@ def invite_text(
     return "\r\n".join(lines) + f"\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
 
 
-async def flood(client: RawClient, port: int, host: str, dialled: str) -> None:
-    """2,000 INVITEs to `dialled` at `port` from `client` on `host`, in 20 bursts of 100 ~10 ms apart (Call-IDs
-    f<burst>-<n>): a flood from one address."""
+async def flood(client: RawClient, port: int, host: str, dialled: str, gap: float = 0.01) -> None:
+    """2,000 INVITEs to `dialled` at `port` from `client` on `host`, in 20 bursts of 100 `gap` seconds apart
+    (Call-IDs f<burst>-<n>): a flood from one address."""
     for batch in range(20):
         for index in range(100):
             text = invite_text(port=port, client=client, host=host, dialled=dialled, call_id=f"f{batch}-{index}")
             client.send(text, port)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(gap)
 
 
 def ack_text(invite: str, answered: Response) -> str:

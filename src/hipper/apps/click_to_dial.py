@@ -296,7 +296,7 @@ async def handles(app_calls: AppCalls, call: Call, dialled: str) -> bool:
         resolved = await resolve(session, armed.to, call.caller.company_id, settings.default_region)
     if resolved.internal:
         # A colleague or a group number: routed like any call of the user's, by the callee's own plan.
-        await call.forward_to(armed.to, None, None)
+        await call.forward_to(resolved.number, None, None)
         return True
     if resolved.kind == "unknown":  # e.g. an extension nobody has: nothing to send to the trunk
         call.fail(404, "Not Found")
@@ -311,7 +311,7 @@ async def handles(app_calls: AppCalls, call: Call, dialled: str) -> bool:
     if not await call.admitted_out(resolved.number, armed.user_id, call.caller.company_id):
         return True
     from_, headers = identity_headers(armed.identity, settings.sip_realm, trusted=b2bua.peers.trunk_trusted)
-    branch = Branch(trunk[0], trunk[1], b2bua.peers.address(armed.to), "access-number")
+    branch = Branch(trunk[0], trunk[1], b2bua.peers.address(resolved.number), "access-number")
     result = await call.ring([branch], None, max(1, call.incoming_max_forwards() - 1), tuple(headers), from_)
     if result.outcome == "answered":
         await call.serve()

@@ -199,6 +199,9 @@ class ThreeWay:
         if leg is not third:  # the first party: the added one takes its place on the call
             self.other = third.endpoint_id
             call.joined.append(third)  # its BYE ends the call now, as the first party's would have
+            # Gone from the call, as a leg call control releases: whoever looks for the party the user talks to
+            # (a hold's music, a transfer, the listing) finds the added party, not the one who left.
+            call.released.add(leg)
             user_id = call.user_of(leg)
             if user_id is not None:
                 call.user_left(user_id, "left")  # their row ends now; they are free

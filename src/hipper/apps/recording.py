@@ -48,7 +48,7 @@ from hipper.media.engine import (
     StopRecording,
 )
 from hipper.media.g711 import SAMPLE_RATE
-from hipper.media.wavfile import WavFormatError, read_wav
+from hipper.media.wavfile import read_wav
 from hipper.offload import run_cpu
 from hipper.store import recordings
 
@@ -265,7 +265,7 @@ class CallRecorder:
                     started_at=started_at,
                     duration_ms=len(samples) * 1000 // SAMPLE_RATE,
                 )
-        except (OSError, WavFormatError):
+        except Exception:  # a disk or database error: logged (the task storing it has nobody to tell)
             log.exception("recording.store_failed", extra={"call_id": self.call.call_id})
         finally:
             await run_cpu(path.unlink, True)

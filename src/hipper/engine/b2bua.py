@@ -139,7 +139,9 @@ class B2bua:
         await self.applications.close()
         for task in list(self._tasks):
             task.cancel()
-        if self._tasks:
+        # Until none is left: a call cancelled here may start work as it ends (a recording stopped at its end is
+        # stored in a task of its own, apps/recording.py), which must be done before the database closes.
+        while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.writer.close()  # after the calls: what they queued while ending is written, not lost
         await self.presence.close()

@@ -577,6 +577,9 @@ class Call:
             leg.terminate()
             self.leg_gone(leg)
         elif method in ("INVITE", "UPDATE"):
+            if self.over.is_set():  # ending: the inbox takes nothing more, and its BYE follows
+                tx.respond(tx.response(481, "Call Ending"))
+                return
             self.post(partial(self._renegotiate, leg, tx))
         elif method == "REFER":
             self.b2bua.applications.phone_refer(self, leg, tx)  # a phone's transfer key (apps/phone_control.py)
@@ -768,7 +771,12 @@ class Call:
                 self.placed.local_identity = self.caller.number or ""  # colleagues see the caller's extension
             if resolved.callee is not None:
                 self.placed.remote_name = resolved.callee.name
-        if self.caller.user_id is not None and resolved.internal and _company_of(resolved) != self.caller.company_id:
+        if (
+            self.caller.user_id is not None
+            and self.caller.user_present  # not a transferred call: its caller is the party transferred
+            and resolved.internal
+            and _company_of(resolved) != self.caller.company_id
+        ):
             await self.shown_as_outside()
         try:
             max_forwards = request.int_header("Max-Forwards")
