@@ -432,6 +432,9 @@ async def test_merge_makes_a_three_way_call(office: Office) -> None:
     assert ended.status_code == 204, ended.text
     await office.phones["bob"].succeeded()
     await office.phones["carol"].succeeded()
+    await settled_calls(office.exchange)
+    # alice (a colleague) left the three-way call: her row ends then, as when she leaves one merged on a phone.
+    assert [row.outcome for row in await office.exchange.call_logs("alice")] == ["answered, left"]
 
 
 async def test_pull_moves_the_call_to_the_mobile(office: Office) -> None:

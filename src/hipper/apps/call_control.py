@@ -372,6 +372,8 @@ class CallControl:
             def gone(leg: Leg) -> bool:
                 if leg is controls.own:
                     self._user_left(controls, "left")  # bookkept like a transfer's leaving
+                elif isinstance(owner := leg.call, Call) and (user_id := owner.user_of(leg)) is not None:
+                    owner.user_left(user_id, "left")  # a colleague hanging up: their row ends now, they are free
                 return True  # any party hanging up leaves the other two talking
 
             conversations = (controls.conversation, second.conversation)
