@@ -13,6 +13,7 @@ import pytest
 from hipper.sip.message import Request
 from hipper.sip.proxies import TrustedProxies
 from hipper.sip.transport import Peer
+from hipper.store import outbound
 from tests.security.conftest import Exchange, RawClient, ack_text, answer, attacker, challenged, final, invite_text
 
 pytestmark = pytest.mark.sip
@@ -91,3 +92,28 @@ async def test_the_origin_of_an_invite_is_worked_out_once(exchange: Exchange, re
     # Screening, authentication and the B2BUA's "is it the trunk?" all used the value worked out on arrival, once
     # for each of the three INVITEs (the phone's two, the spoofer's); an ACK needs none (the three sent here).
     assert list(resolved.values()) == [1, 1, 1], resolved
+
+
+@pytest.mark.parametrize("exchange", THROUGH_EDGE, indirect=True)
+async def test_an_authenticated_phone_claiming_to_be_the_trunk_calls_as_itself(exchange: Exchange) -> None:
+    """alice's phone, with her valid credentials but not behind the edge, adds the edge's header naming the trunk
+    to an INVITE for an international number she is barred from: the call is hers (refused by her barring), never
+    the trunk's (which would not be barred, and would be routed as a call from outside)."""
+    trunk = f"udp:127.0.0.1:{exchange.trunk_port}"
+    await exchange.add_user("alice", "201")
+    async with exchange.sessions() as session:
+        await outbound.set_policy(
+            session, user_id=exchange.users["alice"], barred=["international"], prefixes=[], max_calls=None
+        )
+        await session.commit()
+    abroad = "+4930123456"
+    async with attacker(ATTACKER) as phone:
+        invite = relayed(invite_text(port=exchange.port, client=phone, host=ATTACKER, dialled=abroad), trunk)
+        challenge = await challenged(phone, exchange.port, invite)
+        assert challenge.status == 407  # a device to challenge, header or not
+        auth = answer(challenge, uri=f"sip:{abroad}@127.0.0.1:{exchange.port}", method="INVITE")
+        again = invite_text(
+            port=exchange.port, client=phone, host=ATTACKER, dialled=abroad, cseq=2, proxy_authorization=auth
+        )
+        refused = await challenged(phone, exchange.port, relayed(again, trunk))
+    assert refused.status == 403 and "International" in refused.reason, (refused.status, refused.reason)
