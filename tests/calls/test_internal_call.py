@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from hipper.domain.services import CallForwardingAlways
 from hipper.passwords import Hasher
 from hipper.store import admin, devices
 from tests.calls.conftest import (
     PASSWORD,
     REALM,
     Exchange,
+    Sipp,
     expect_headers,
     phone,
     place_call,
@@ -129,17 +131,7 @@ async def test_a_user_of_another_company_sees_the_callers_number_not_their_exten
     alice is shown as the outside world sees her — her direct number in E.164 — on his phone and in his call log,
     so his callback reaches her; her own row says which of her numbers the call used."""
     await exchange.add_user("alice", "201", direct="+31201234101")
-    async with exchange.sessions() as session:
-        other = await admin.create_company(session, "Other BV", "+31301230000")
-        dave = await admin.create_user(
-            session, Hasher(1, 1024), username="dave", password="correct horse 1", company=other, first_name="Dave",
-            extension="201", direct_number="+31301234567", licences=["full"],
-        )  # fmt: skip
-        await devices.create_device(session, dave, auth_username="dave", password=PASSWORD, realm=REALM)
-        await session.commit()
-        exchange.users["dave"] = dave.id
-    checks = expect_headers(("From", r"sip:\+31201234101@"))
-    callee = await phone(exchange, "dave", "dave", scenario("callee.xml", ring_ms=100, **checks), "-rtp_echo")
+    callee = await dave_at_other_bv(exchange)
     alice = await place_call(exchange, "alice", "+31301234567", "final_talks.xml", talk_ms=300)
     await alice.succeeded()
     await callee.succeeded()
@@ -150,3 +142,34 @@ async def test_a_user_of_another_company_sees_the_callers_number_not_their_exten
     assert (placed.direction, placed.remote_number, placed.local_identity) == (
         "placed", "+31301234567", "+31201234101"
     )  # fmt: skip
+
+
+async def dave_at_other_bv(exchange: Exchange) -> Sipp:
+    """dave, extension 201 (as alice's) at another company on the exchange, direct +31301234567; his phone answers
+    and checks that the caller shows as alice's direct number."""
+    async with exchange.sessions() as session:
+        other = await admin.create_company(session, "Other BV", "+31301230000")
+        dave = await admin.create_user(
+            session, Hasher(1, 1024), username="dave", password="correct horse 1", company=other, first_name="Dave",
+            extension="201", direct_number="+31301234567", licences=["full"],
+        )  # fmt: skip
+        await devices.create_device(session, dave, auth_username="dave", password=PASSWORD, realm=REALM)
+        await session.commit()
+        exchange.users["dave"] = dave.id
+    checks = expect_headers(("From", r"sip:\+31201234101@"))
+    return await phone(exchange, "dave", "dave", scenario("callee.xml", ring_ms=100, **checks), "-rtp_echo")
+
+
+async def test_a_call_forwarded_to_another_company_shows_the_callers_number(exchange: Exchange) -> None:
+    """alice calls her colleague bob, who forwards everything to dave at Other BV: dave sees alice's direct number,
+    not her extension (the forward crosses companies as a direct call does)."""
+    await exchange.add_user("alice", "201", direct="+31201234101")
+    await exchange.add_user("bob", "202")
+    await exchange.set_service("bob", CallForwardingAlways(active=True, destination="+31301234567"))
+    callee = await dave_at_other_bv(exchange)
+    alice = await place_call(exchange, "alice", "202", "final_talks.xml", talk_ms=300)
+    await alice.succeeded()
+    await callee.succeeded()
+    assert (await exchange.next_call()).answered
+    [received] = await exchange.call_logs("dave")
+    assert (received.direction, received.remote_number) == ("received", "+31201234101")

@@ -771,13 +771,7 @@ class Call:
                 self.placed.local_identity = self.caller.number or ""  # colleagues see the caller's extension
             if resolved.callee is not None:
                 self.placed.remote_name = resolved.callee.name
-        if (
-            self.caller.user_id is not None
-            and self.caller.user_present  # not a transferred call: its caller is the party transferred
-            and resolved.internal
-            and _company_of(resolved) != self.caller.company_id
-        ):
-            await self.shown_as_outside()
+        await self.shown_to(resolved)
         try:
             max_forwards = request.int_header("Max-Forwards")
         except ParseError:
@@ -1160,6 +1154,7 @@ class Call:
             company_id = routing.callee.company_id if routing is not None else self.caller.company_id
         async with self.b2bua.sessions() as session:
             resolved = await resolve(session, destination, company_id, self.settings.default_region)
+        await self.shown_to(resolved)  # a forward to another company's user: not the caller's extension
         diversion = step.diversion if step is not None else None
         reason = diversion.reason if diversion is not None else None
         if routing is not None:
@@ -1205,6 +1200,17 @@ class Call:
         result = await self.ring([branch], None, max_forwards, (*headers, *privacy), from_)
         if result.outcome not in ("answered", "gone"):
             self.fail(result.status or 480)
+
+    async def shown_to(self, resolved: Resolved) -> None:
+        """Before the call reaches `resolved` (dialled, or a forward's destination): a user of another company
+        sees the calling user as the outside world does (`shown_as_outside`)."""
+        if (
+            self.caller.user_id is not None
+            and self.caller.user_present  # not a transferred call: its caller is the party transferred
+            and resolved.internal
+            and _company_of(resolved) != self.caller.company_id
+        ):
+            await self.shown_as_outside()
 
     async def shown_as_outside(self) -> None:
         """A user of another company is called: extensions are per company (the caller's 201 is someone else's
