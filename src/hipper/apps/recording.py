@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hipper.apps.conference import ThreeWay
 from hipper.domain.services.call_recording import PAUSE_RESUME_MODES, CallRecording
+from hipper.engine.waiting import race_until
 from hipper.media.engine import (
     DtmfReceived,
     MediaError,
@@ -134,8 +135,12 @@ async def recording_for(
 ) -> CallRecorder | None:
     """The user's recorder for this call per their mode (None: "never"), known to call control; started at
     once unless the user starts it. `close` it when the call ends."""
-    # Cached with the user's routing snapshot and dropped by the same outbox events (engine/snapshots.py).
-    settings = await call.b2bua.snapshots.document(user_id, CallRecording)
+    # Cached with the user's routing snapshot and dropped by the same outbox events (engine/snapshots.py). Raced
+    # with the call's end: it is read in the call's own task, whose teardown (the other party's BYE) must not wait
+    # for a slow database; once started, a recording is finished whole.
+    settings = await race_until(call.b2bua.snapshots.document(user_id, CallRecording), call.over, None)
+    if settings is None:
+        return None
     assert isinstance(settings, CallRecording)
     if settings.mode == "never":
         return None
