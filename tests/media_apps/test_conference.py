@@ -335,6 +335,17 @@ async def test_after_the_added_party_leaves_a_three_way_call_another_can_be_adde
             phone.close()
 
 
+async def merged_by_alice(alice: Ear, bob: Ear, carol: Ear) -> None:
+    """bob's call to alice is answered; alice adds carol (*7203#) and merges (*8): carol hears bob (who talks on)."""
+    await bob.connected()
+    await alice.connected()
+    await alice.press("*7203#")
+    await carol.connected()
+    await alice.press("*8")
+    bob.keep_talking(tone(TONES["bob"], 6.0))
+    await carol.wait_for_tone(TONES["bob"], limit=10)
+
+
 async def test_when_the_first_party_leaves_a_three_way_call_the_user_and_the_added_party_talk_on(
     exchange: Exchange,
 ) -> None:
@@ -346,13 +357,7 @@ async def test_when_the_first_party_leaves_a_three_way_call_the_user_and_the_add
         alice_phone = await answering_phone(exchange, "alice", ears["alice"])
         carol_phone = await answering_phone(exchange, "carol", ears["carol"])
         bob_phone = await call_from_phone(exchange, "bob", "201", ears["bob"], end="end_hang_up_when_told.xml")
-        await ears["bob"].connected()
-        await ears["alice"].connected()
-        await ears["alice"].press("*7203#")
-        await ears["carol"].connected()
-        await ears["alice"].press("*8")
-        ears["bob"].keep_talking(tone(TONES["bob"], 6.0))
-        await ears["carol"].wait_for_tone(TONES["bob"], limit=10)  # merged: carol hears bob
+        await merged_by_alice(ears["alice"], ears["bob"], ears["carol"])
         await bob_phone.hang_up(20)  # the first party leaves
         for talker, listener in (("carol", "alice"), ("alice", "carol")):
             ears[talker].keep_talking(tone(TONES[talker], 4.0))
@@ -384,13 +389,7 @@ async def test_a_user_leaving_a_three_way_call_has_their_recording_end_when_they
         alice_phone = await answering_phone(exchange, "alice", ears["alice"])
         carol_phone = await answering_phone(exchange, "carol", ears["carol"])
         bob_phone = await call_from_phone(exchange, "bob", "201", ears["bob"], end="end_hang_up_when_told.xml")
-        await ears["bob"].connected()
-        await ears["alice"].connected()
-        await ears["alice"].press("*7203#")
-        await ears["carol"].connected()
-        await ears["alice"].press("*8")
-        ears["bob"].keep_talking(tone(TONES["bob"], 6.0))
-        await ears["carol"].wait_for_tone(TONES["bob"], limit=10)  # merged
+        await merged_by_alice(ears["alice"], ears["bob"], ears["carol"])
         [call] = exchange.b2bua.calls
         bob_endpoint = call.a.endpoint_id
         await bob_phone.hang_up(20)  # bob leaves
@@ -438,13 +437,7 @@ async def test_after_the_first_party_left_the_user_adds_again_and_the_added_part
         alice_phone = await answering_phone(exchange, "alice", ears["alice"])
         carol = await answering(exchange, "carol", Script("callee").poke().bye())
         bob_phone = await call_from_phone(exchange, "bob", "201", ears["bob"], end="end_hang_up_when_told.xml")
-        await ears["bob"].connected()
-        await ears["alice"].connected()
-        await ears["alice"].press("*7203#")
-        await carol.ear.connected()
-        await ears["alice"].press("*8")
-        ears["bob"].keep_talking(tone(TONES["bob"], 6.0))
-        await carol.ear.wait_for_tone(TONES["bob"], limit=10)  # merged
+        await merged_by_alice(ears["alice"], ears["bob"], carol.ear)
         await bob_phone.hang_up(20)  # the first party leaves
         [call] = exchange.b2bua.calls
         [carol_leg] = call.joined  # in the first party's place
