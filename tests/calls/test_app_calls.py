@@ -9,6 +9,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -31,6 +32,7 @@ from hipper.engine.leg import CalleeLeg, LegState
 from hipper.store.models import ActiveCall, Node
 from tests.calls.conftest import (
     Exchange,
+    Sipp,
     call_until_told,
     expect_headers,
     phone,
@@ -209,6 +211,14 @@ async def test_hanging_up_through_the_api_ends_both_legs_and_only_the_owner_can(
     assert (await api.http.delete(f"/api/v1/me/calls/{call_id}", headers=headers)).status_code == 404
 
 
+async def mobile_calls_the_access_number(exchange: Exchange, final: str, name: str = "handset", **values: Any) -> Sipp:
+    """alice's mobile, through the mobile network, calls the access number (a call via the exchange)."""
+    text = scenario(
+        "trunk_caller.xml", final=final, user=ALICE_MOBILE, from_user=ALICE_MOBILE, display="Alice", extra="", **values
+    )
+    return await start_sipp(exchange, name, text, "-s", ACCESS, port=exchange.mobile_port)
+
+
 @pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
 async def test_via_the_exchange_the_mobile_calling_the_access_number_in_time_is_connected(
     exchange: Exchange, api: Api
@@ -221,11 +231,7 @@ async def test_via_the_exchange_the_mobile_calling_the_access_number_in_time_is_
     placed = await api.http.post("/api/v1/me/calls", json={"to": "020 765 4321"}, headers=headers)
     assert placed.status_code == 202, placed.text
     assert placed.json()["access_number"] == ACCESS and placed.json()["expires_in_seconds"] == 2.0
-    text = scenario(
-        "trunk_caller.xml", final="final_talks.xml", user=ALICE_MOBILE, from_user=ALICE_MOBILE, display="Alice",
-        extra="", talk_ms=1500,
-    )  # fmt: skip
-    handset = await start_sipp(exchange, "handset", text, "-s", ACCESS, port=exchange.mobile_port)
+    handset = await mobile_calls_the_access_number(exchange, "final_talks.xml", talk_ms=1500)
     listed = await wait_for_state(api, headers, "active")
     assert (listed["direction"], listed["remote_number"]) == ("outgoing", FAR)
     assert (await call_events(api, headers))[0] == ("call.started", listed["id"])
@@ -247,11 +253,9 @@ async def test_via_the_exchange_a_call_after_the_window_or_unannounced_is_refuse
     assert placed.status_code == 202, placed.text
     await asyncio.sleep(2.5)  # the window (2 s here, 30 s by default) has passed
     for attempt in ("late", "again"):  # a second try finds nothing armed either
-        text = scenario(
-            "trunk_caller.xml", final="final_rejected.xml", user=ALICE_MOBILE, from_user=ALICE_MOBILE,
-            display="Alice", extra="", status=403,
-        )  # fmt: skip
-        handset = await start_sipp(exchange, f"handset-{attempt}", text, "-s", ACCESS, port=exchange.mobile_port)
+        handset = await mobile_calls_the_access_number(
+            exchange, "final_rejected.xml", name=f"handset-{attempt}", status=403
+        )
         await handset.succeeded()
         call = await exchange.next_call()
         assert not call.answered
@@ -271,11 +275,7 @@ async def test_via_the_exchange_a_call_out_counts_against_the_outbound_limit(exc
     headers = await api.login("alice")
     placed = await api.http.post("/api/v1/me/calls", json={"to": FAR}, headers=headers)
     assert placed.status_code == 202, placed.text
-    text = scenario(
-        "trunk_caller.xml", final="final_rejected.xml", user=ALICE_MOBILE, from_user=ALICE_MOBILE, display="Alice",
-        extra="", status=403,
-    )  # fmt: skip
-    handset = await start_sipp(exchange, "handset", text, "-s", ACCESS, port=exchange.mobile_port)
+    handset = await mobile_calls_the_access_number(exchange, "final_rejected.xml", status=403)
     await handset.succeeded()
     refused = await exchange.next_call()
     assert not refused.answered and refused.branches == []  # the trunk was not rung for it
@@ -627,11 +627,7 @@ async def test_via_the_exchange_to_a_colleague_rings_their_phone(exchange: Excha
     headers = await api.login("alice")
     placed = await api.http.post("/api/v1/me/calls", json={"to": "202"}, headers=headers)
     assert placed.status_code == 202, placed.text
-    text = scenario(
-        "trunk_caller.xml", final="final_talks.xml", user=ALICE_MOBILE, from_user=ALICE_MOBILE, display="Alice",
-        extra="", talk_ms=1000,
-    )  # fmt: skip
-    handset = await start_sipp(exchange, "handset", text, "-s", ACCESS, port=exchange.mobile_port)
+    handset = await mobile_calls_the_access_number(exchange, "final_talks.xml", talk_ms=1000)
     await handset.succeeded()
     await bob.succeeded()
     call = await exchange.next_call()
