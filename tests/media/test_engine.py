@@ -368,15 +368,20 @@ async def test_a_call_recording_follows_the_call_into_a_conference(engine: Media
     await asyncio.gather(a.talk(tone(600, 2.0)), b.talk(tone(1400, 2.0)), c.talk(tone(1000, 2.0)), merge_after(1.0))
     await engine.execute(StopRecording(reply.id))
     samples = read_recording(tmp_path / "call.wav")
-    assert len(samples) / 8000 == pytest.approx(2.0, abs=0.15)  # one timeline: no jump at the merge
-    before, after = window(samples, 0.1, 0.9), window(samples, 1.2, 1.9)
+    # One timeline: the talk is 2 s of sound (100 frames), with no gap, repeat or skip at the merge. The silence
+    # after it depends on when the stop arrives, which a loaded machine delays.
+    loud = loud_frames(samples)
+    first, last = int(np.argmax(loud)), len(loud) - 1 - int(np.argmax(loud[::-1]))
+    assert loud[first : last + 1].all(), "a frame of silence inside the talk"
+    assert last - first + 1 == pytest.approx(100, abs=1)
+    start = first * 160 / 8000
+    before, after = window(samples, start + 0.1, start + 0.9), window(samples, start + 1.2, start + 1.9)
     for part, expected in ((before, (600, 1400)), (after, (600, 1400, 1000))):
         for frequency in (600, 1400, 1000):
             if frequency in expected:
                 assert band_energy(part, frequency) > 0.2, frequency
             else:
                 assert band_energy(part, frequency) < 0.01, frequency
-    assert loud_frames(window(samples, 0.05, 1.95)).all()  # no gap, at the merge or elsewhere
     for phone in (a, b, c):
         phone.close()
 

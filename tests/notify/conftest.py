@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 import ssl
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -57,6 +58,8 @@ class MailSink:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.attempts = 0
+        # Set (on the server's thread) at the first DATA command, whatever the answer.
+        self.attempted = threading.Event()
         self.refuse = 0
         self.refuse_with = "451 4.3.0 try again later"
         # Called (on the server's thread) for each accepted message.
@@ -64,6 +67,7 @@ class MailSink:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.attempts += 1
+        self.attempted.set()
         if self.attempts <= self.refuse:
             return self.refuse_with
         content = envelope.original_content or b""

@@ -289,6 +289,8 @@ async def test_an_smtp_outage_does_not_hold_up_pushes(
             while len(push_service.delivered) < 3:
                 push_service.arrived.clear()
                 await push_service.arrived.wait()
+        # The pushes need not wait for the mail slot's first try, nor it for them: wait for both.
+        assert await asyncio.to_thread(smtp_server.sink.attempted.wait, 10)
         assert smtp_server.sink.attempts == 1  # the one mail slot is waiting to retry; the other mail queues
     finally:
         await dispatcher.close(grace_seconds=0.1)
