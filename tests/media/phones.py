@@ -41,9 +41,11 @@ class Phone:
     ts: int = field(default_factory=lambda: random.getrandbits(32))
     sent: int = 0
     engine_address: tuple[str, int] | None = None
+    opened_at: float = 0.0  # the loop's time at open(): before the engine can have sent us anything
 
     async def open(self) -> Phone:
         loop = asyncio.get_running_loop()
+        self.opened_at = loop.time()
         transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(self), local_addr=("127.0.0.1", 0))
         self.transport = transport
         self.port = transport.get_extra_info("sockname")[1]

@@ -75,8 +75,9 @@ def audio_packets(phone: Phone) -> list[Received]:
     return [r for r in phone.received if r.packet.payload_type in (0, 8)]
 
 
-def assert_one_continuous_stream(received: list[Received]) -> list[int]:
+def assert_one_continuous_stream(phone: Phone) -> list[int]:
     """Same SSRC, sequence +1 each packet, timestamps advancing with time; returns the marker positions."""
+    received = audio_packets(phone)
     packets = [r.packet for r in received]
     assert len({p.ssrc for p in packets}) == 1
     markers = [i for i, p in enumerate(packets) if p.marker]
@@ -84,9 +85,13 @@ def assert_one_continuous_stream(received: list[Received]) -> list[int]:
         assert current.packet.sequence_number == (previous.packet.sequence_number + 1) & 0xFFFF, i
         step = (current.packet.timestamp - previous.packet.timestamp) & 0xFFFFFFFF
         if current.packet.marker:
-            # A switch: the timestamp jumps by about the wall-clock gap (never backwards, never one frame less).
-            elapsed = round((current.at - previous.at) * 8000)
-            assert 160 <= step <= max(160, elapsed) + 800, (i, step, elapsed)
+            # A switch: the timestamp jumps by about the time that passed (never backwards, never one frame less).
+            # A packet's arrival time says little on a loaded machine: the phone shares the engine's loop, so a
+            # stall delivers packets sent far apart together. What holds whatever the load: the stream's
+            # timeline never runs ahead of the time since the phone opened (nothing can be sent before that).
+            assert step >= 160, (i, step)
+            ahead = (current.packet.timestamp - packets[0].timestamp) & 0xFFFFFFFF
+            assert ahead <= round((current.at - phone.opened_at) * 8000) + 800, (i, ahead)
         else:
             assert step == 160, (i, step)
     return markers
@@ -110,7 +115,7 @@ async def test_one_outgoing_stream_across_ringback_prompt_bridge_and_silence(eng
     await asyncio.sleep(0.1)
 
     received = audio_packets(caller)
-    markers = assert_one_continuous_stream(received)
+    markers = assert_one_continuous_stream(caller)
 
     def source_of(r: Received) -> str:
         pcm = g711.decode(r.packet.payload, "PCMU")
@@ -182,7 +187,7 @@ async def test_relay_between_two_sockets_transcodes_and_loses_nothing(engine: Me
         pytest.approx(700, abs=10)
     )
     if lost == 0:
-        assert_one_continuous_stream(audio_packets(b))
+        assert_one_continuous_stream(b)
     a.close()
     b.close()
 
@@ -462,7 +467,7 @@ async def test_three_party_mixer_never_echoes_a_participant(engine: MediaEngine)
         for other in frequencies:
             if other != own:
                 assert band_energy(heard, other) > 0.25
-        assert_one_continuous_stream(audio_packets(phone))
+        assert_one_continuous_stream(phone)
     for phone in phones:
         phone.close()
 
@@ -529,7 +534,7 @@ async def test_hold_and_resume_by_re_offer_stop_and_restart_our_stream(engine: M
     assert int(resume.local_sdp.split("o=hipper ")[1].split()[1]) == first_version + 1
     await asyncio.sleep(0.2)
     assert len(phone.received) >= held_at + 5
-    assert_one_continuous_stream(audio_packets(phone))  # the same stream resumes, with a marker
+    assert_one_continuous_stream(phone)  # the same stream resumes, with a marker
     # We put the phone on hold: a new offer from us, sendonly; the phone's answer is recvonly.
     reoffer = await engine.execute(CreateOffer(endpoint, "sendonly"))
     assert isinstance(reoffer, SessionUpdated) and reoffer.local_sdp is not None and "a=sendonly" in reoffer.local_sdp
