@@ -194,6 +194,7 @@ class Phone:
     port: int
     ear: Ear
     call_id: str = ""  # the dialog's Call-ID, once known
+    sound: float = 0.0  # the tone it sends, once `talking`
 
 
 async def calling_phone(exchange: Exchange, user: str, dialled: str, script: Script, *, name: str | None = None,
@@ -276,11 +277,33 @@ async def answering_on_the_trunk(exchange: Exchange, script: Script, limit: int 
 
 async def talking(phone: Phone, frequency: float) -> None:
     await phone.ear.connected()
+    phone.sound = frequency
     phone.ear.keep_talking(tone(frequency, 30.0))
 
 
 async def hears(phone: Phone, frequency: float, limit: float = 10.0) -> None:
     await phone.ear.wait_for_tone(frequency, limit=limit, after=len(phone.ear.audio()))
+
+
+async def hear_each_other(one: Phone, other: Phone) -> None:
+    """Two phones that are `talking` are connected: each hears the other's tone."""
+    await hears(one, other.sound)
+    await hears(other, one.sound)
+
+
+async def transferred_to(target: Phone, frequency: float, party: Phone) -> None:
+    """A transfer went through: its `target` (who answered) talks, and it and the transferred `party` hear each
+    other."""
+    await talking(target, frequency)
+    await hear_each_other(party, target)
+
+
+async def hangs_up(phone: Phone, *others: Phone) -> None:
+    """`phone` hangs up (a poke: its script's next step is its BYE); its scenario and the others' end well."""
+    await poke(phone.port, phone.call_id)
+    await phone.sipp.succeeded()
+    for other in others:
+        await other.sipp.succeeded()
 
 
 async def start_callback(exchange: Exchange, user: str, to: str) -> None:
@@ -365,11 +388,8 @@ async def test_a_calling_phone_holds_and_the_other_party_hears_music_until_it_re
         await poke(alice.port, alice.call_id)  # hold
         await hears(bob, HOLD_NOTE)
         await poke(alice.port, alice.call_id)  # resume
-        await hears(bob, TONES["alice"])
-        await hears(alice, TONES["bob"])
-        await poke(alice.port, alice.call_id)  # hang up
-        await alice.sipp.succeeded()
-        await bob.sipp.succeeded()
+        await hear_each_other(bob, alice)
+        await hangs_up(alice, bob)
         await settled_calls(exchange)
         for user, direction_ in (("alice", "placed"), ("bob", "received")):
             [row] = await exchange.call_logs(user)
@@ -396,11 +416,8 @@ async def test_an_answering_phone_holds_and_the_caller_hears_music_until_it_resu
         await poke(bob.port, bob.call_id)  # bob holds
         await hears(alice, HOLD_NOTE)
         await poke(bob.port, bob.call_id)  # bob takes the call back
-        await hears(alice, TONES["bob"])
-        await hears(bob, TONES["alice"])
-        await poke(alice.port, alice.call_id)
-        await alice.sipp.succeeded()
-        await bob.sipp.succeeded()
+        await hear_each_other(alice, bob)
+        await hangs_up(alice, bob)
     finally:
         close(alice, bob)
 
@@ -427,11 +444,8 @@ async def test_a_callback_user_holds_from_the_phone_and_the_far_end_hears_music(
         await poke(bob.port, bob.call_id)
         await hears(carol, HOLD_NOTE)
         await poke(bob.port, bob.call_id)
-        await hears(carol, TONES["bob"])
-        await hears(bob, TONES["carol"])
-        await poke(bob.port, bob.call_id)
-        await bob.sipp.succeeded()
-        await carol.sipp.succeeded()
+        await hear_each_other(carol, bob)
+        await hangs_up(bob, carol)
         await settled_calls(exchange)
         [row] = await exchange.call_logs("bob")  # the callback's one row; carol's call wrote hers
         assert row.direction == "placed" and row.answered_at is not None
@@ -460,16 +474,12 @@ async def test_refer_transfers_the_other_party_to_the_target_with_notify_progres
     try:
         await poke(alice.port, alice.call_id)  # the transfer key
         await alice.sipp.succeeded()
-        await talking(carol, TONES["carol"])
-        await hears(bob, TONES["carol"])
-        await hears(carol, TONES["bob"])
+        await transferred_to(carol, TONES["carol"], bob)
         await poke(bob.port, bob.call_id)  # bob holds: carol, now his other party, hears the music
         await hears(carol, HOLD_NOTE)
         await poke(bob.port, bob.call_id)
         await hears(carol, TONES["bob"])
-        await poke(bob.port, bob.call_id)  # bob hangs up: carol gets her BYE
-        await bob.sipp.succeeded()
-        await carol.sipp.succeeded()
+        await hangs_up(bob, carol)  # bob hangs up: carol gets her BYE
         await settled_calls(exchange)
         [alice_row] = await exchange.call_logs("alice")
         [bob_row] = await exchange.call_logs("bob")
@@ -500,12 +510,8 @@ async def test_an_answering_desk_phone_transfers_its_incoming_call(office: Excha
         await hears(alice, TONES["bob"])
         await poke(bob.port, bob.call_id)  # to carol
         await bob.sipp.succeeded()
-        await talking(carol, TONES["carol"])
-        await hears(alice, TONES["carol"])
-        await hears(carol, TONES["alice"])
-        await poke(alice.port, alice.call_id)
-        await alice.sipp.succeeded()
-        await carol.sipp.succeeded()
+        await transferred_to(carol, TONES["carol"], alice)
+        await hangs_up(alice, carol)
         await settled_calls(exchange)
         [carol_row] = await exchange.call_logs("carol")
         assert (carol_row.direction, carol_row.remote_number) == ("received", "201")  # she saw alice
@@ -532,13 +538,9 @@ async def test_a_transfer_out_through_the_trunk_is_logged_for_the_user_who_pays_
         await poke(bob.port, bob.call_id)  # the transfer key
         await wait_for_log(exchange, "callee-bob", "BYE sip:")
         transferred_at = datetime.now(UTC)  # bob's leg got its BYE: he is off the call
-        await talking(outside, TONES["carol"])
-        await hears(alice, TONES["carol"])
-        await hears(outside, TONES["alice"])
+        await transferred_to(outside, TONES["carol"], alice)
         await bob.sipp.succeeded()
-        await poke(alice.port, alice.call_id)  # alice hangs up: the outside party gets BYE
-        await alice.sipp.succeeded()
-        await outside.sipp.succeeded()
+        await hangs_up(alice, outside)  # alice hangs up: the outside party gets BYE
         await settled_calls(exchange)
         [alice_row] = await exchange.call_logs("alice")
         received, placed = await exchange.call_logs("bob")
@@ -571,13 +573,9 @@ async def test_a_callback_user_transfers_the_far_end_from_the_phone(office: Exch
         await hears(carol, TONES["bob"])
         await poke(bob.port, bob.call_id)
         await bob.sipp.succeeded()
-        await talking(alice, TONES["alice"])
-        await hears(carol, TONES["alice"])
-        await hears(alice, TONES["carol"])
+        await transferred_to(alice, TONES["alice"], carol)
         alice.call_id = dialog_call_id(await answered_leg(exchange, "alice"))
-        await poke(alice.port, alice.call_id)  # alice hangs up: carol gets her BYE
-        await alice.sipp.succeeded()
-        await carol.sipp.succeeded()
+        await hangs_up(alice, carol)  # alice hangs up: carol gets her BYE
         await settled_calls(exchange)
         [bob_row] = await exchange.call_logs("bob")
         assert (bob_row.direction, bob_row.outcome) == ("placed", "callback, answered, transferred")
@@ -601,11 +599,8 @@ async def test_refer_to_a_barred_number_is_notified_403_and_the_call_stays(offic
     try:
         await poke(alice.port, alice.call_id)
         await wait_for_log(exchange, "alice", "NOTIFY", "403 ")
-        await hears(bob, TONES["alice"])  # unchanged: still alice
-        await hears(alice, TONES["bob"])
-        await poke(alice.port, alice.call_id)
-        await alice.sipp.succeeded()
-        await bob.sipp.succeeded()
+        await hear_each_other(bob, alice)  # unchanged: still alice
+        await hangs_up(alice, bob)
         await settled_calls(exchange)
         assert [r.direction for r in await exchange.call_logs("alice")] == ["placed"]
         assert [r.direction for r in await exchange.call_logs("bob")] == ["received"]
@@ -646,12 +641,8 @@ async def test_refer_to_a_number_inside_the_exchange_is_not_barred(office: Excha
     try:
         await poke(alice.port, alice.call_id)  # the transfer key
         await alice.sipp.succeeded()
-        await talking(carol, TONES["carol"])
-        await hears(bob, TONES["carol"])
-        await hears(carol, TONES["bob"])
-        await poke(bob.port, bob.call_id)
-        await bob.sipp.succeeded()
-        await carol.sipp.succeeded()
+        await transferred_to(carol, TONES["carol"], bob)
+        await hangs_up(bob, carol)
     finally:
         close(alice, bob, carol)
 
@@ -674,11 +665,8 @@ async def test_bad_refers_get_their_4xx_and_leave_the_call_as_it_was(office: Exc
     try:
         await poke(alice.port, alice.call_id)
         await alice.sipp.succeeded()
-        await talking(carol, TONES["carol"])
-        await hears(bob, TONES["carol"])
-        await poke(bob.port, bob.call_id)
-        await bob.sipp.succeeded()
-        await carol.sipp.succeeded()
+        await transferred_to(carol, TONES["carol"], bob)
+        await hangs_up(bob, carol)
     finally:
         close(alice, bob, carol)
 
@@ -695,11 +683,8 @@ async def test_refer_sub_false_is_honoured(office: Exchange) -> None:
     try:
         await poke(alice.port, alice.call_id)
         await alice.sipp.succeeded()  # a NOTIFY would have been an unexpected message
-        await talking(carol, TONES["carol"])
-        await hears(bob, TONES["carol"])
-        await poke(bob.port, bob.call_id)
-        await bob.sipp.succeeded()
-        await carol.sipp.succeeded()
+        await transferred_to(carol, TONES["carol"], bob)
+        await hangs_up(bob, carol)
     finally:
         close(alice, bob, carol)
 
@@ -717,9 +702,7 @@ async def test_a_refer_from_an_outside_caller_is_refused(office: Exchange) -> No
         await poke(outside.port, outside.call_id)
         await wait_for_log(exchange, "trunk", "403")
         await hears(bob, TONES["alice"])
-        await poke(outside.port, outside.call_id)
-        await outside.sipp.succeeded()
-        await bob.sipp.succeeded()
+        await hangs_up(outside, bob)
     finally:
         close(outside, bob)
 
@@ -760,11 +743,8 @@ async def test_a_refer_from_a_colleagues_phone_rung_for_the_user_is_refused(offi
     try:
         await poke(carol.port, carol.call_id)  # carol's transfer key
         await wait_for_log(exchange, "callee-carol", "SIP/2.0 403")
-        await hears(alice, TONES["carol"])  # unchanged: still alice and carol
-        await hears(carol, TONES["alice"])
-        await poke(carol.port, carol.call_id)  # carol hangs up
-        await carol.sipp.succeeded()
-        await alice.sipp.succeeded()
+        await hear_each_other(alice, carol)  # unchanged: still alice and carol
+        await hangs_up(carol, alice)  # carol hangs up
         await settled_calls(exchange)
         [bob_row] = await exchange.call_logs("bob")  # the call was bob's, and nothing went out on his account
         assert (bob_row.direction, bob_row.remote_number) == ("received", "201")
@@ -785,11 +765,8 @@ async def test_invite_with_replaces_naming_a_colleagues_phone_is_refused(office:
         text = with_replaces(calls_scenario("caller.xml", final="final_rejected.xml", user="bob", status=403), replaces)
         intruder = await start_sipp(exchange, "bob-pulls", text, "-s", "202", "-au", "bob", "-ap", PASSWORD)
         await intruder.succeeded()
-        await hears(alice, TONES["carol"])  # the call is as it was
-        await hears(carol, TONES["alice"])
-        await poke(alice.port, alice.call_id)
-        await alice.sipp.succeeded()
-        await carol.sipp.succeeded()
+        await hear_each_other(alice, carol)  # the call is as it was
+        await hangs_up(alice, carol)
     finally:
         close(alice, carol)
 
@@ -852,11 +829,8 @@ async def test_refer_with_replaces_connects_the_two_other_parties(office: Exchan
         await poke(alice.port, alice.call_id, f"X-Replaces: {replaces}")  # the transfer key
         await alice.sipp.succeeded()
         await consultation.sipp.succeeded()  # its leg got BYE too
-        await hears(bob, TONES["carol"])
-        await hears(carol, TONES["bob"])
-        await poke(bob.port, bob.call_id)  # bob hangs up: carol, on the other call, gets BYE
-        await bob.sipp.succeeded()
-        await carol.sipp.succeeded()
+        await hear_each_other(bob, carol)
+        await hangs_up(bob, carol)  # bob hangs up: carol, on the other call, gets BYE
         await settled_calls(exchange)
         assert [r.direction for r in await exchange.call_logs("alice")] == ["placed", "placed"]
         assert [r.direction for r in await exchange.call_logs("bob")] == ["received"]
@@ -893,11 +867,8 @@ async def test_an_attended_transfer_to_an_outside_call_keeps_its_cost_on_the_use
         await alice.sipp.succeeded()
         await consultation.sipp.succeeded()
         transferred_at = datetime.now(UTC)  # both of alice's legs got their BYE
-        await hears(bob, TONES["carol"])
-        await hears(outside, TONES["bob"])
-        await poke(bob.port, bob.call_id)  # bob hangs up: the outside party, on the other call, gets BYE
-        await bob.sipp.succeeded()
-        await outside.sipp.succeeded()
+        await hear_each_other(bob, outside)
+        await hangs_up(bob, outside)  # bob hangs up: the outside party, on the other call, gets BYE
         await settled_calls(exchange)
         to_bob, out, rest = await exchange.call_logs("alice")
         assert (to_bob.remote_number, to_bob.outcome) == ("202", "answered, transferred")
@@ -920,11 +891,8 @@ async def test_refer_with_replaces_naming_no_call_is_notified_481_and_the_call_s
     try:
         await poke(alice.port, alice.call_id)
         await wait_for_log(exchange, "caller-alice", "NOTIFY", "481 ")
-        await hears(bob, TONES["alice"])
-        await hears(alice, TONES["bob"])
-        await poke(alice.port, alice.call_id)
-        await alice.sipp.succeeded()
-        await bob.sipp.succeeded()
+        await hear_each_other(bob, alice)
+        await hangs_up(alice, bob)
     finally:
         close(alice, bob)
 
@@ -946,16 +914,12 @@ async def test_invite_with_replaces_from_the_users_other_device_takes_the_call_o
         await alice.sipp.succeeded()  # the old leg got BYE
         [listed] = exchange.applications.app_calls.live(exchange.users["alice"])  # still one call to the app
         assert listed.direction == "outgoing" and listed.remote_number == "202"
-        await talking(other, TONES["alice2"])
-        await hears(bob, TONES["alice2"])
-        await hears(other, TONES["bob"])
+        await transferred_to(other, TONES["alice2"], bob)
         await poke(other.port, other.call_id)  # the new device holds the call it took over: music for bob
         await hears(bob, HOLD_NOTE)
         await poke(other.port, other.call_id)
         await hears(bob, TONES["alice2"])
-        await poke(bob.port, bob.call_id)  # bob hangs up: the new device gets BYE
-        await bob.sipp.succeeded()
-        await other.sipp.succeeded()
+        await hangs_up(bob, other)  # bob hangs up: the new device gets BYE
         await settled_calls(exchange)
         [alice_row] = await exchange.call_logs("alice")  # one call, one row, though two devices had it
         [bob_row] = await exchange.call_logs("bob")
@@ -979,11 +943,8 @@ async def test_invite_with_replaces_for_a_call_not_yours_is_refused_and_changes_
         )
         intruder = await start_sipp(exchange, f"intruder-{who}", text, "-s", "202", "-au", who, "-ap", PASSWORD)
         await intruder.succeeded()
-        await hears(bob, TONES["alice"])  # the call is as it was
-        await hears(alice, TONES["bob"])
-        await poke(alice.port, alice.call_id)
-        await alice.sipp.succeeded()
-        await bob.sipp.succeeded()
+        await hear_each_other(bob, alice)  # the call is as it was
+        await hangs_up(alice, bob)
     finally:
         close(alice, bob)
 
@@ -1036,12 +997,8 @@ async def test_baresip_transfers_a_call_with_its_transfer_command(office: Exchan
         await hears(alice, BARESIP_TONE)
         answer = await baresip_command(control, "transfer", f"sip:203@127.0.0.1:{exchange.port}")
         assert answer.get("ok") is True, answer
-        await talking(carol, TONES["carol"])
-        await hears(alice, TONES["carol"])
-        await hears(carol, TONES["alice"])
-        await poke(alice.port, alice.call_id)
-        await alice.sipp.succeeded()
-        await carol.sipp.succeeded()
+        await transferred_to(carol, TONES["carol"], alice)
+        await hangs_up(alice, carol)
         await settled_calls(exchange)
         [carol_row] = await exchange.call_logs("carol")
         assert (carol_row.direction, carol_row.remote_number) == ("received", "201")
