@@ -42,6 +42,27 @@ def heard_since(phone: Ear, start: int) -> np.ndarray:
     return phone.audio()[start:]
 
 
+async def in_the_mix(phone: Ear, frequency: float, limit: float = 15.0) -> None:
+    """Until the last 200 ms `phone` heard hold `frequency` among other sounds (a share of a mix, not most of it)."""
+    async with asyncio.timeout(limit):
+        while True:  # polled: packets arriving on the phone's socket
+            recent = phone.audio()[-1600:]
+            if len(recent) == 1600 and rms(recent) > 300 and band_energy(recent, frequency) > 0.2:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def code_handled(caplog: pytest.LogCaptureFixture, action: str, limit: float = 15.0) -> float:
+    """Until the exchange took the keypad code `action` (its `call.code` line, written as it is carried out);
+    returns when (the record's wall-clock time)."""
+    async with asyncio.timeout(limit):
+        while True:  # polled: the digits reach the exchange as RTP, with no event a test can await
+            taken = [r for r in caplog.records if r.getMessage() == "call.code" and getattr(r, "code", "") == action]
+            if taken:
+                return taken[-1].created
+            await asyncio.sleep(0.05)
+
+
 async def three_users(exchange: Exchange) -> None:
     for name, extension in (("alice", "201"), ("bob", "202"), ("carol", "203")):
         await exchange.add_user(name, extension)
@@ -63,8 +84,8 @@ async def carol_added_then_gone(
     await ears["alice"].connected()
     await ears["alice"].press("*7203#")
     await carol_phone.succeeded(carol_limit)
-    ears["bob"].keep_talking(tone(TONES["bob"], 4.0))
-    await ears["alice"].wait_for_tone(TONES["bob"], limit=5)  # alice is back with bob
+    ears["bob"].keep_talking(tone(TONES["bob"], 30.0))
+    await ears["alice"].wait_for_tone(TONES["bob"], limit=10)  # alice is back with bob
     return alice_phone, bob_phone
 
 
@@ -88,11 +109,12 @@ async def test_add_then_merge_each_hears_the_others_never_itself(exchange: Excha
         waiting = ears["bob"].audio()[bob_before:]
         assert not len(waiting) or band_energy(waiting, TONES["carol"]) < 0.01 or rms(waiting) < 50
         await ears["alice"].press("*8")
-        await asyncio.sleep(0.3)
-        starts = {name: len(phone.audio()) for name, phone in ears.items()}
         for name, phone in ears.items():
-            phone.keep_talking(tone(TONES[name], 3.0))
-        await asyncio.sleep(3.2)
+            phone.keep_talking(tone(TONES[name], 30.0))
+        await in_the_mix(ears["bob"], TONES["carol"])  # merged: bob, who waited, hears carol
+        starts = {name: len(phone.audio()) for name, phone in ears.items()}
+        for phone in ears.values():
+            await hears_for(phone, 2.5)
         heard = {name: heard_since(phone, starts[name]) for name, phone in ears.items()}
         await alice_phone.hang_up(20)
         await bob_phone.succeeded(20)
@@ -103,7 +125,7 @@ async def test_add_then_merge_each_hears_the_others_never_itself(exchange: Excha
     await exchange.next_call()
     for name, audio in heard.items():
         assert len(audio) >= 2 * 8000, f"{name} heard only {len(audio)} samples"
-        middle = audio[4000 : 4000 + 16000]  # 2 s well inside the stretch where all three talk
+        middle = audio[4000 : 4000 + 16000]  # 2 s from half a second after the merge: all three talk
         assert rms(middle) > 1000
         others = [other for other in TONES if other != name]
         for other in others:
@@ -111,8 +133,11 @@ async def test_add_then_merge_each_hears_the_others_never_itself(exchange: Excha
         assert band_energy(middle, TONES[name]) < 0.01, f"{name} hears itself"
 
 
-async def test_added_party_hanging_up_before_the_merge_brings_back_the_first(exchange: Exchange) -> None:
+async def test_added_party_hanging_up_before_the_merge_brings_back_the_first(
+    exchange: Exchange, caplog: pytest.LogCaptureFixture
+) -> None:
     await three_users(exchange)
+    caplog.set_level("INFO", logger="hipper")
     ears = {name: await ear() for name in TONES}
     try:
 
@@ -123,8 +148,8 @@ async def test_added_party_hanging_up_before_the_merge_brings_back_the_first(exc
             exchange, ears, carol_answers_then_hangs_up, carol_limit=15
         )
         await ears["alice"].press("*8")  # nothing to merge now: the call goes on as it was
-        await asyncio.sleep(0.5)
-        await ears["alice"].wait_for_tone(TONES["bob"], limit=3)
+        await code_handled(caplog, "merge")
+        await ears["alice"].wait_for_tone(TONES["bob"], limit=10, after=len(ears["alice"].audio()))
         await alice_phone.hang_up(20)
         await bob_phone.succeeded(20)
     finally:
@@ -290,19 +315,17 @@ async def test_an_added_outside_party_who_hung_up_no_longer_counts_against_the_u
     ears = {name: await ear() for name in ("alice", "bob")}
     try:
         bob_phone = await answering_phone(exchange, "bob", ears["bob"])
-        alice_phone = await call_from_phone(
-            exchange, "alice", "202", ears["alice"], end="end_hang_up.xml", talk_ms=15000
-        )
+        alice_phone = await call_from_phone(exchange, "alice", "202", ears["alice"], end="end_hang_up_when_told.xml")
         await ears["bob"].connected()
         await ears["alice"].connected()
-        ears["bob"].keep_talking(tone(TONES["bob"], 14.0))
+        ears["bob"].keep_talking(tone(TONES["bob"], 30.0))
         for number in ("0301234567", "0301234568"):
             outside = await trunk(exchange, f"far-{number}", calls_scenario("callee_hangs_up.xml"))
             await ears["alice"].press(f"*7{number}#")
             await outside.succeeded(15)  # it rang, answered and hung up
-            await ears["alice"].wait_for_tone(TONES["bob"], limit=5)  # alice is back with bob
-        await alice_phone.succeeded(30)
-        await bob_phone.succeeded(30)
+            await ears["alice"].wait_for_tone(TONES["bob"], limit=10)  # alice is back with bob
+        await alice_phone.hang_up(20)
+        await bob_phone.succeeded(20)
     finally:
         for phone in ears.values():
             phone.close()
