@@ -10,13 +10,15 @@ import pytest
 from sqlalchemy import select
 
 from hipper.domain.services import Voicemail as VoicemailService
+from hipper.media import g711
+from hipper.media.prompts import prompt_path
 from hipper.media.tones import sine
-from hipper.media.wavfile import write_wav
+from hipper.media.wavfile import read_wav, write_wav
 from hipper.passwords import Hasher
 from hipper.store import media_files, voicemails
 from hipper.store.models import User, Voicemail
 from tests.calls.conftest import Exchange, place_call
-from tests.media_apps.conftest import band_energy, call_from_phone, call_from_trunk, ear, rms, tone_heard
+from tests.media_apps.conftest import Ear, band_energy, call_from_phone, call_from_trunk, ear, rms, tone_heard
 
 pytestmark = pytest.mark.sip
 
@@ -30,6 +32,20 @@ async def leave(exchange: Exchange, user: str, frequency: float, minutes_ago: in
             received_at=datetime.now(UTC) - timedelta(minutes=minutes_ago), caller_number="+31612345678",
         )  # fmt: skip
         return row.id
+
+
+async def prompt_begins(exchange: Exchange, caller: Ear, key: str, limit: float = 20.0) -> None:
+    """Until `caller` hears the prompt `key` begin after what it heard so far: its first loud 20 ms, exactly as
+    the engine sends it (A-law). Keys pressed while the exchange still speaks the prompt before it ("That PIN is
+    not correct") only stop that one, so a test waits for this instead of the time the prompts take."""
+    samples = read_wav(prompt_path(exchange.settings.prompt_language, key))
+    frames = samples[: len(samples) - len(samples) % 160].reshape(-1, 160)
+    loud = next(frame for frame in frames if rms(frame) > 1000)
+    payload = g711.encode(loud, "PCMA")
+    start = len(caller.phone.received)
+    async with asyncio.timeout(limit):
+        while not any(r.packet.payload == payload for r in caller.phone.received[start:]):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # polled: packets arriving on the caller's socket
 
 
 async def rows(exchange: Exchange, user: str) -> dict[int, Voicemail]:
@@ -91,9 +107,8 @@ async def test_from_outside_with_mailbox_and_pin_after_a_wrong_pin(exchange: Exc
         await caller.connected()
         await caller.press("0201234102#")
         await caller.press("1111#")  # wrong
-        await asyncio.sleep(0.5)
+        await prompt_begins(exchange, caller, "enter_mailbox")  # "That PIN is not correct", then the mailbox again
         assert not tone_heard(caller.audio(), 700.0)
-        await asyncio.sleep(3.5)  # "That PIN is not correct", then the mailbox prompt again
         await caller.press("0201234102#")
         await caller.press("2580#")
         await caller.wait_for_tone(700.0, limit=20)
@@ -159,11 +174,11 @@ async def test_three_wrong_pins_from_outside_end_the_call_and_lock_the_pin(excha
         await caller.connected()
         for wrong in ("1111", "2222"):
             await caller.press(f"0201234102#{wrong}#")
-            await asyncio.sleep(3.5)  # "That PIN is not correct", then the mailbox prompt again
+            await prompt_begins(exchange, caller, "enter_mailbox")  # "That PIN is not correct", then the mailbox
         await caller.press("0201234102#3333#")
-        # "That PIN is not correct. Goodbye." and the BYE, well before a fourth try could have timed out (the
-        # mailbox prompt and 10 s for a key).
-        await sipp.succeeded(8)
+        # "That PIN is not correct. Goodbye." (about 2 s) and the BYE, well before a fourth try could have timed out
+        # (the same, the mailbox prompt and 10 s for a key: 15 s).
+        await sipp.succeeded(11)
     finally:
         caller.close()
     await exchange.next_call()
