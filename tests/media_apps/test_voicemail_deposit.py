@@ -59,12 +59,13 @@ async def test_message_after_system_greeting_and_beep_ends_on_silence(exchange: 
     message = rows[0]
     assert message.caller_number == "201" and not message.heard
     audio = read_wav(media_files.resolve(exchange.settings.data_dir, message.media_path))
-    # 2 s of tone plus the kept second of silence (the rest of the silent tail is cut), give or take timing.
-    assert 2.4 <= len(audio) / SAMPLE_RATE <= 3.6
     assert abs(message.duration_ms - len(audio) * 1000 // SAMPLE_RATE) <= 1
     voiced = audio[np.abs(audio) > 500]
     assert 1.6 <= len(voiced) / SAMPLE_RATE <= 2.2  # a busy machine may start the talking late
     loud_start = int(np.argmax(np.abs(audio) > 500))
+    # From the first sound: 2 s of tone plus the kept second of silence (the rest of the silent tail is cut). The
+    # silence before it is the time between the beep's end and our talking, which a loaded machine stretches.
+    assert 2.8 <= (len(audio) - loud_start) / SAMPLE_RATE <= 3.2
     assert dominant_frequency(audio[loud_start : loud_start + SAMPLE_RATE]) == pytest.approx(440.0, abs=10)
     assert rms(audio[-SAMPLE_RATE // 2 :]) < 50  # it ends in the kept silence
     # No spool file is left and the message lies in media/voicemail only.
