@@ -63,6 +63,14 @@ def eventually(read: Callable[[], Any], done: Callable[[Any], Any], seconds: flo
         time.sleep(0.1)
 
 
+def saving_app_settings(page: Page) -> Any:
+    """Around an action that saves the app settings: until the exchange answered the PUT. A switch or radio shows
+    its new state before that, and a next change sent meanwhile may reach the exchange first."""
+    return page.expect_response(
+        lambda response: response.url.endswith("/api/v1/me/app-settings") and response.request.method == "PUT"
+    )
+
+
 def toast(page: Page) -> Locator:
     """The app's message line (index.html #toast); other parts of a screen have the status role too (a pending
     action's "Een moment…"), so the role alone may name two elements."""
@@ -200,7 +208,8 @@ def test_theme_and_language_switch(page: Page, exchange: LiveServer) -> None:
     log_in(page, exchange, username)
     expect(page.get_by_role("heading", level=1)).to_have_text("Overzicht")
     page.goto(exchange.url + "/#/app-settings")
-    page.get_by_role("radio", name="Donker").check()
+    with saving_app_settings(page):  # the theme shows at once, and is saved meanwhile
+        page.get_by_role("radio", name="Donker").check()
     expect(page.locator("html")).to_have_attribute("data-theme", "dark")
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background == "rgb(15, 20, 27)"

@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.web.conftest import BYPASS_CSP, VIEWPORT
 from tests.web.live_server import LiveServer
-from tests.web.test_app_browser import api, log_in, new_user, wait_ready
+from tests.web.test_app_browser import api, log_in, new_user, saving_app_settings, wait_ready
 
 pytestmark = pytest.mark.browser
 
@@ -40,8 +40,10 @@ def test_notification_toggle_asks_the_browser_with_the_exchanges_vapid_key(
         expect(status).to_contain_text("Dit toestel ontvangt geen meldingen.")
         switch = page.get_by_role("switch", name="Gemiste gesprekken")
         expect(switch).to_be_checked()
-        with page.expect_request("**/api/v1/push/vapid-public-key") as asked:
+        # Each change saved before the next (two PUTs in flight at once may reach the exchange in either order).
+        with saving_app_settings(page):
             switch.uncheck()
+        with page.expect_request("**/api/v1/push/vapid-public-key") as asked, saving_app_settings(page):
             switch.check()
         assert asked.value.method == "GET"
         # The browser could not reach a push service here: the screen says so instead of pretending.
