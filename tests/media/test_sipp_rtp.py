@@ -66,9 +66,8 @@ async def test_dtmf_played_by_sipp_reaches_the_engine_once(engine: MediaEngine, 
         offer = await engine.execute(CreateEndpoint())
         assert isinstance(offer, EndpointCreated)
         call_id = uuid.uuid4().hex
-        await asyncio.sleep(0.3)  # let SIPp bind its port
         invite = request("INVITE", sipp_port, my_port, call_id, 1, "", offer.local_sdp)
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(15):  # SIPp's start (a loaded machine's may take seconds), then its answer
             while True:  # SIPp may not listen yet: resend like a SIP client (RFC 3261 timer A) until answered
                 await loop.sock_sendto(sip, invite, ("127.0.0.1", sipp_port))
                 try:
@@ -84,7 +83,7 @@ async def test_dtmf_played_by_sipp_reaches_the_engine_once(engine: MediaEngine, 
         assert isinstance(updated, SessionUpdated) and updated.session is not None
         assert updated.session.codec == "PCMA"
         await loop.sock_sendto(sip, request("ACK", sipp_port, my_port, call_id, 1, to_tag), ("127.0.0.1", sipp_port))
-        digit = await next_event(engine, DtmfReceived, within=5)
+        digit = await next_event(engine, DtmfReceived, within=15)  # SIPp plays its pcap after the ACK
         assert (digit.endpoint_id, digit.digit) == (offer.endpoint_id, "1")
         await asyncio.sleep(0.3)
         assert not any(isinstance(event, DtmfReceived) for event in drain(engine))  # three end packets, one digit
