@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.postgres]
 
 DND = "/api/v1/me/services/do-not-disturb"
 # Far longer than the test waits: an event that arrives came by notification, not by the poll.
-SLOW_POLL = {"events_poll_seconds": "60"}
+SLOW_POLL = {"events_poll_seconds": "600"}
 
 
 @pytest.fixture
@@ -82,12 +82,13 @@ async def test_an_event_committed_through_node_a_reaches_a_stream_on_node_b_at_o
             started = time.monotonic()
             put = await http.put(f"{a.url}{DND}", json={"active": True}, headers={"Authorization": f"Bearer {on_a}"})
             assert put.status_code == 200, put.text
-            first_id, kind = await live.next_event(5)
+            first_id, kind = await live.next_event(10)
             assert kind == "service.changed"
-            assert time.monotonic() - started < 2  # the poll would take up to 60 s
+            # The poll would take up to 600 s; a loaded machine's two processes and PostgreSQL take a few.
+            assert time.monotonic() - started < 10
         # The app moves to node A (its balancer picked another node) and resumes after what it saw.
         put = await http.put(f"{b.url}{DND}", json={"active": False}, headers={"Authorization": f"Bearer {on_b}"})
         assert put.status_code == 200, put.text
         async with stream(http, a, on_a, resume=first_id) as resumed:
-            second_id, kind = await resumed.next_event(5)
+            second_id, kind = await resumed.next_event(10)
             assert kind == "service.changed" and int(second_id) > int(first_id)
