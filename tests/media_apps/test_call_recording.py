@@ -71,6 +71,17 @@ async def recording_started(exchange: Exchange, user: str, limit: float = 10.0) 
             await asyncio.sleep(0.02)  # polled: the recorder has no event to wait on
 
 
+async def recording_paused(exchange: Exchange, user: str, paused: bool, limit: float = 10.0) -> None:
+    """Until the user's recorder has carried out *2 (`paused`) or *3: the keys reach it as RTP, then its call's
+    task, which a loaded machine runs later than the next thing the phone says."""
+    async with asyncio.timeout(limit):
+        while True:
+            recorders = [recorders_of(call).get(exchange.users[user]) for call in exchange.b2bua.calls]
+            if any(recorder is not None and recorder.paused == paused for recorder in recorders):
+                return
+            await asyncio.sleep(0.02)  # polled: the recorder has no event to wait on
+
+
 def loud_seconds(audio: np.ndarray) -> float:
     """How much of the recording is loud, in 100 ms windows."""
     windows = audio[: len(audio) - len(audio) % 800].reshape(-1, 800)
@@ -86,8 +97,10 @@ async def test_always_with_pause_resume_writes_silence_where_paused(exchange: Ex
     async def script(alice: Ear) -> None:
         await alice.talk(tone(440.0, 1.0))
         await alice.press("*2")
+        await recording_paused(exchange, "alice", True)
         await alice.talk(tone(880.0, 1.0))  # said while paused: must not be in the recording
         await alice.press("*3")
+        await recording_paused(exchange, "alice", False)
         await alice.talk(tone(660.0, 1.0))
 
     rows = await recorded_call(exchange, "always_pause_resume", script)
@@ -141,6 +154,7 @@ async def test_on_demand_user_start_records_from_the_key_press(exchange: Exchang
     async def script(alice: Ear) -> None:
         await alice.talk(tone(440.0, 1.0))
         await alice.press("*1")
+        await recording_started(exchange, "alice")  # carried out: a loaded machine's start comes later than the talk
         await alice.talk(tone(660.0, 1.0))
 
     rows = await recorded_call(exchange, "on_demand_user_start", script)
