@@ -55,7 +55,8 @@ SHOWN = re.escape(ALICE_DIRECT)  # SIPp checks headers with regular expressions
 ALICE_MOBILE = "+31612340201"
 FAR = "+31207654321"  # what "020 765 4321" becomes
 LOCATION = "+31612345678"  # an Anywhere location (reached over the trunk)
-SETTINGS = {"call_access_number": ACCESS, "call_access_seconds": 2.0}
+# The window for the mobile's call is the default's (30 s): SIPp starts within it however loaded the machine is.
+SETTINGS = {"call_access_number": ACCESS, "call_access_seconds": 30.0}
 
 
 @dataclass
@@ -230,7 +231,7 @@ async def test_via_the_exchange_the_mobile_calling_the_access_number_in_time_is_
 
     placed = await api.http.post("/api/v1/me/calls", json={"to": "020 765 4321"}, headers=headers)
     assert placed.status_code == 202, placed.text
-    assert placed.json()["access_number"] == ACCESS and placed.json()["expires_in_seconds"] == 2.0
+    assert placed.json()["access_number"] == ACCESS and placed.json()["expires_in_seconds"] == 30.0
     handset = await mobile_calls_the_access_number(exchange, "final_talks.xml", talk_ms=1500)
     listed = await wait_for_state(api, headers, "active")
     assert (listed["direction"], listed["remote_number"]) == ("outgoing", FAR)
@@ -245,7 +246,7 @@ async def test_via_the_exchange_the_mobile_calling_the_access_number_in_time_is_
     assert await call_events(api, headers) == [("call.started", listed["id"]), ("call.ended", listed["id"])]
 
 
-@pytest.mark.parametrize("exchange", [SETTINGS], indirect=True)
+@pytest.mark.parametrize("exchange", [{**SETTINGS, "call_access_seconds": 2.0}], indirect=True)
 async def test_via_the_exchange_a_call_after_the_window_or_unannounced_is_refused(exchange: Exchange, api: Api) -> None:
     await alice(exchange, method="via_exchange")
     headers = await api.login("alice")
