@@ -353,8 +353,8 @@ async def test_after_the_added_party_leaves_a_three_way_call_another_can_be_adde
         await ears["carol"].connected()
         await ears["alice"].press("*8")
         await carol_phone.succeeded(15)  # she hung up from the three-way call
-        ears["bob"].keep_talking(tone(TONES["bob"], 6.0))
-        await ears["alice"].wait_for_tone(TONES["bob"], limit=5)  # alice and bob talk on
+        ears["bob"].keep_talking(tone(TONES["bob"], 30.0))
+        await ears["alice"].wait_for_tone(TONES["bob"], limit=10)  # alice and bob talk on
         carol_again = await answering_phone(exchange, "carol", ears["carol"], hang_up_ms=500)
         await ears["alice"].press("*7203#")
         await carol_again.succeeded(15)  # added: her phone rang, she answered and hung up
@@ -390,8 +390,8 @@ async def test_when_the_first_party_leaves_a_three_way_call_the_user_and_the_add
         await merged_by_alice(ears["alice"], ears["bob"], ears["carol"])
         await bob_phone.hang_up(20)  # the first party leaves
         for talker, listener in (("carol", "alice"), ("alice", "carol")):
-            ears[talker].keep_talking(tone(TONES[talker], 4.0))
-            await ears[listener].wait_for_tone(TONES[talker], limit=5)
+            ears[talker].keep_talking(tone(TONES[talker], 30.0))
+            await ears[listener].wait_for_tone(TONES[talker], limit=10)
             await ears[talker].quiet()
         [call] = exchange.b2bua.calls
         # Call control too finds carol as the party alice talks to now (a hold's music, a transfer, the listing).
@@ -424,7 +424,7 @@ async def test_a_user_leaving_a_three_way_call_has_their_recording_end_when_they
         bob_endpoint = call.a.endpoint_id
         await bob_phone.hang_up(20)  # bob leaves
         ears["carol"].keep_talking(tone(TONES["carol"], 30.0))
-        await ears["alice"].wait_for_tone(TONES["carol"], limit=5)
+        await ears["alice"].wait_for_tone(TONES["carol"], limit=10)
         await hears_for(ears["alice"], 4.0)  # alice and carol talk on, for 4 s of audio at least
         assert bob_endpoint not in call.events  # his endpoint, and his keypad codes with it, left the call
         assert exchange.applications.app_calls.hang_up(exchange.users["alice"], call.key)
@@ -477,8 +477,8 @@ async def test_after_the_first_party_left_the_user_adds_again_and_the_added_part
         bob_again = await answering_phone(exchange, "bob", bob_again_ear, hang_up_ms=500)
         await ears["alice"].press("*7202#")
         await bob_again.succeeded(15)  # added: his phone rang, he answered and hung up
-        carol.ear.keep_talking(tone(TONES["carol"], 6.0))
-        await ears["alice"].wait_for_tone(TONES["carol"], limit=5, after=len(ears["alice"].audio()))  # with carol
+        carol.ear.keep_talking(tone(TONES["carol"], 30.0))
+        await ears["alice"].wait_for_tone(TONES["carol"], limit=10, after=len(ears["alice"].audio()))  # with carol
         await poke(carol.port, carol.call_id)  # carol hangs up
         await carol.sipp.succeeded(20)
         await alice_phone.succeeded(20)  # the call ended: alice got BYE
@@ -528,8 +528,8 @@ async def test_a_failure_starting_the_added_partys_legs_cancels_those_started(
         await ears["alice"].press("*7203#")
         await carol_phone.succeeded(15)  # her first phone rang and got CANCEL while the call goes on
         assert exchange.b2bua.calls
-        ears["bob"].keep_talking(tone(TONES["bob"], 4.0))
-        await ears["alice"].wait_for_tone(TONES["bob"], limit=5)
+        ears["bob"].keep_talking(tone(TONES["bob"], 30.0))
+        await ears["alice"].wait_for_tone(TONES["bob"], limit=10)
         await alice_phone.hang_up(20)
         await bob_phone.succeeded(20)
     finally:
