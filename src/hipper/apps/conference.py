@@ -15,15 +15,17 @@ for the app's merge (apps/call_control.py).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from hipper.engine.call import Call
 from hipper.engine.directory import resolve, user_row
-from hipper.engine.fork import Branch, Fork
+from hipper.engine.fork import Branch, Fork, ForkResult
 from hipper.engine.leg import CalleeLeg, Leg
 from hipper.media.engine import Connect, CreateMixer, MediaError
 from hipper.sip.message import URI, NameAddr
@@ -71,6 +73,25 @@ class Merged:
                     await owner.media.execute(Connect(first, second))  # out of the mixer: a bridge of two
         # Out of the mixer too, which then goes (it has nobody left); its keypad codes' listener goes with it.
         await owner.release(leg.endpoint_id)
+
+
+async def _unless_gone(ringing: Coroutine[Any, Any, ForkResult], own: Leg | None) -> ForkResult | None:
+    """The add's ring, unless the user's own leg ends first — they left the call (hung up their side of a three-way
+    call, transferred it, pulled it to another phone) and the party would answer into nothing: None, and the ring
+    is cancelled, its legs with it (CANCEL, engine/fork.py)."""
+    if own is None:
+        return await ringing
+    ring = asyncio.ensure_future(ringing)
+    left = asyncio.ensure_future(own.wait_ended())
+    try:
+        await asyncio.wait((ring, left), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        left.cancel()
+        if not ring.done():
+            ring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ring  # its legs are cancelled by now (the fork's own end)
+    return None if ring.cancelled() else ring.result()
 
 
 class ThreeWay:
@@ -127,15 +148,21 @@ class ThreeWay:
         # The engine's one fork (engine/fork.py); its legs are the call's (`track`): the call's end cancels or hangs
         # them up. A failure starting them (no media port) cancels those started, and the add is off.
         fork = Fork(call, call.settings, from_=from_, ring_seconds=ADD_RING_SECONDS, track=call.branches.append)
+        own = self._leg_of(self.own)
         try:
-            result = await fork.run(branches)
+            result = await _unless_gone(fork.run(branches), own)
         except BaseException:
             self._release_admission()
             raise
-        winner = result.winner
+        winner = result.winner if result is not None else None
         if winner is None or winner.endpoint_id is None:
-            log.info("conference.add_failed", extra={"call_id": call.call_id})
+            log.info("conference.add_failed", extra={"call_id": call.call_id, "user_left": result is None})
             self._release_admission()
+            return
+        if own is not None and own.ended:  # answered just as the user left: nobody is there to talk to them
+            self._release_admission()
+            await winner.bye()
+            await call.release(winner.endpoint_id)
             return
         self.third = winner
         winner.start_session_timer()  # when it expires the leg gets BYE and the user is back with the first party
