@@ -437,6 +437,46 @@ async def test_merge_makes_a_three_way_call(office: Office) -> None:
     assert [row.outcome for row in await office.exchange.call_logs("alice")] == ["answered, left"]
 
 
+async def test_a_phones_merge_on_a_call_the_app_merged_joins_its_three_way_call(office: Office) -> None:
+    """bob merges his call with alice and his consultation with carol (the app); carol leaves it (her app's hang-up).
+    bob then adds dave from his desk phone (*7204#) and merges him in (*8): the call's one leave hook takes dave in,
+    so alice — the first party — hanging up leaves bob and dave talking. Before, the phone's merge made a hook of
+    its own the call never used, and alice's leaving ended the whole call."""
+    exchange = office.exchange
+    await exchange.add_user("dave", "204")
+    dave_tone = 1600.0
+    office.ears["dave"] = dave = await ear()  # closed with the others
+    call_id, consultation = await consulting(office)
+    merged = await office.post(f"{call_id}/merge", {"with": consultation})
+    assert merged.status_code == 200, merged.text
+    await office.phones["bob_mobile"].succeeded()
+    app_calls = exchange.applications.app_calls
+    [carols] = app_calls.live(exchange.users["carol"])
+    assert app_calls.hang_up(exchange.users["carol"], carols.id)  # carol leaves the three-way call
+    await office.phones["carol"].succeeded()
+    await hears(office, "bob", TONES["alice"])  # bob and alice talk on
+    dave_phone = await answering_phone(exchange, "dave", dave)
+    await office.ears["bob"].quiet()  # his keys, not his talk
+    await office.ears["bob"].press("*7204#")
+    await dave.connected()
+    dave.keep_talking(tone(dave_tone, 30.0))
+    await hears(office, "bob", dave_tone)
+    await office.ears["bob"].press("*8")
+    await hears(office, "alice", dave_tone)  # the three of them in the mix
+    [call] = [c for c in exchange.b2bua.calls if c.key == call_id]
+    await office.phones["alice"].hang_up()  # the first party leaves
+    await office.ears["alice"].quiet()
+    await talking(office, "bob")
+    await dave.wait_for_tone(TONES["bob"], limit=10, after=len(dave.audio()))
+    await hears(office, "bob", dave_tone)
+    assert not call.over.is_set()  # bob and dave talk on
+    ended = await office.api.http.delete(f"/api/v1/me/calls/{call_id}", headers=office.bob)
+    assert ended.status_code == 204, ended.text
+    await office.phones["bob"].succeeded()
+    await dave_phone.succeeded()
+    await settled_calls(exchange)
+
+
 async def test_pull_moves_the_call_to_the_mobile(office: Office) -> None:
     office.phones["bob_mobile"] = await bob_mobile_answers(office)
     call_id = await office.bob_call()

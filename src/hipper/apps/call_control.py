@@ -378,7 +378,7 @@ class CallControl:
 
             conversations = (controls.conversation, second.conversation)
             conference = Merged(list(parties), conversations, gone, user_part_over)
-            controls.conversation.left = second.conversation.left = conference.left
+            controls.conversation.left = second.conversation.left = conference  # the calls' one leave hook
         finally:
             controls.busy = second.busy = False
         controls.merged, controls.held = True, False

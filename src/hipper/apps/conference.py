@@ -42,12 +42,23 @@ class Merged:
     (the mixer goes with its last participant); with one left, the call(s) end. `gone` is the owner's bookkeeping
     of a party leaving (a user's call-log row ends, who talks to whom); False: that party's leaving ends the call
     as it would without the merge. `part_over` ends a leaving user's part (apps/recording.py `user_part_over`: their
-    recording stops then, not at the call's end)."""
+    recording stops then, not at the call's end).
+
+    It is the call's one leave hook (`Call.left`, set to the object itself), whichever merge made it: a phone's *8
+    on a call the app merged, one of whose parties left since, brings the added party into this same mix (`join`)
+    rather than making a second one the call would not use."""
 
     parties: list[Leg]
     conversations: tuple[Call, ...]
     gone: Callable[[Leg], bool]
     part_over: Callable[[Call, int], Awaitable[None]] | None = None
+
+    def __call__(self, leg: Leg) -> bool:
+        return self.left(leg)
+
+    def join(self, leg: Leg) -> None:
+        """Another party is in the mixer with the others (a phone's *8 on this merged call)."""
+        self.parties.append(leg)
 
     def left(self, leg: Leg) -> bool:
         """A leg of the merged call(s) hung up (`Call.left`); True when it was a party and the others talk on."""
@@ -189,11 +200,13 @@ class ThreeWay:
             return
         if self.mix is not None:  # merged: out of the mix as any party leaving it (its end seen here: no BYE came)
             self.mix.left(leg)
+            if self.third is leg:  # the app's mix (`join`): its leaving rules took it out, the slot is free again
+                self.third, self.merged, self.mix = None, False, None
             return
         self.third = None
         self.merged = False
         with contextlib.suppress(MediaError):
-            await self.call.media.execute(Connect(self.own, self.other))
+            await self.call.media.execute(Connect(self.own, self._first_party()))
         # Its endpoint goes now, not with the call: out of the mixer (which then goes too), its port pair free.
         await self.call.release(leg.endpoint_id)
 
@@ -202,13 +215,33 @@ class ThreeWay:
         if third is None or third.endpoint_id is None or self.merged or self.call.over.is_set():
             return
         call = self.call
+        shared = call.left if isinstance(call.left, Merged) else None
+        if shared is not None:
+            # A call the app merged (apps/call_control.py), a party of which left since: the added party joins that
+            # mix, whose hook the call keeps — any of the three leaving then leaves the other two talking.
+            endpoints = tuple(leg.endpoint_id for leg in (*shared.parties, third) if leg.endpoint_id is not None)
+            await call.media.execute(CreateMixer(endpoints))
+            shared.join(third)
+            self.merged, self.mix = True, shared
+            log.info("conference.merged", extra={"call_id": call.call_id, "joined": True})
+            return
         await call.media.execute(CreateMixer((self.own, self.other, third.endpoint_id)))
         self.merged = True
         own, other = self._leg_of(self.own), self._leg_of(self.other)
         if own is not None and other is not None and call.left is None:
             self.mix = Merged([own, other, third], (call,), self._gone, self.part_over)
-            call.left = self.mix.left
+            call.left = self.mix
         log.info("conference.merged", extra={"call_id": call.call_id})
+
+    def _first_party(self) -> str:
+        """The endpoint of the party the user talks to besides an added one: the first party — or, on a call the
+        app merged whose other party left, the one still in that mix with the user."""
+        shared = self.call.left
+        if isinstance(shared, Merged) and shared is not self.mix:
+            others = [leg.endpoint_id for leg in shared.parties if leg.endpoint_id not in (self.own, None)]
+            if len(others) == 1 and others[0] is not None:
+                return others[0]
+        return self.other
 
     def _leg_of(self, endpoint_id: str) -> Leg | None:
         call = self.call
