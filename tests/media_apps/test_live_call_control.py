@@ -491,6 +491,53 @@ async def test_pull_moves_the_call_to_the_mobile(office: Office) -> None:
     await office.phones["bob_mobile"].succeeded()
 
 
+@pytest.mark.parametrize(("how", "controls_before"), [
+    ("attended", True), ("attended", False), ("blind", True), ("pull", True),
+], ids=["attended", "attended-no-controls-before", "blind", "pull"])  # fmt: skip
+async def test_the_other_partys_controls_follow_the_leg_that_replaced_the_users(
+    office: Office, how: str, controls_before: bool
+) -> None:
+    """alice, a user too, is on bob's call; bob transfers her to carol (attended or blind), or pulls the call to his
+    mobile. alice then holds: the party she talks to now hears the music, and her resume brings them back. Before,
+    controls she had made earlier still pointed at bob's released leg (the music went nowhere), and after an
+    attended transfer controls made afterwards found nobody to talk to (409 not_answered)."""
+    exchange = office.exchange
+    alice = await office.api.login("alice")
+    call_id = await office.bob_call()
+    if controls_before:  # alice's controls of the call exist, made while she talked to bob
+        for operation in ("hold", "resume"):
+            done = await office.post(f"{call_id}/{operation}", headers=alice)
+            assert done.status_code == 200, done.text
+        await hears(office, "alice", TONES["bob"])
+    if how == "attended":
+        _, consultation = await consulting(office)
+        moved = await office.post(f"{call_id}/transfer", {"mode": "attended", "consultation": consultation})
+        assert moved.status_code == 200, moved.text
+        await office.phones["bob_mobile"].succeeded()
+    elif how == "blind":
+        office.phones["carol"] = await answering_phone(exchange, "carol", office.ears["carol"])
+        moved = await office.post(f"{call_id}/transfer", {"mode": "blind", "to": "203"})
+        assert moved.status_code == 202, moved.text
+        await talking(office, "carol")
+    else:
+        office.phones["bob_mobile"] = await bob_mobile_answers(office)
+        moved = await office.post(f"{call_id}/pull", {"device": "mobile"})
+        assert moved.status_code == 200, moved.text
+        await talking(office, "bob_mobile")
+    await office.phones["bob"].succeeded()  # the desk phone's leg is gone
+    now = "bob_mobile" if how == "pull" else "carol"  # whom alice talks to now
+    await hears(office, now, TONES["alice"])
+    held = await office.post(f"{call_id}/hold", headers=alice)
+    assert held.status_code == 200, held.text
+    await hears(office, now, HOLD_NOTE)
+    resumed = await office.post(f"{call_id}/resume", headers=alice)
+    assert resumed.status_code == 200, resumed.text
+    await hears(office, now, TONES["alice"])
+    await office.phones["alice"].hang_up()
+    await office.phones[now].succeeded()
+    await settled_calls(exchange)
+
+
 @pytest.mark.parametrize("mode", ["on_demand_user_start"])
 async def test_recording_started_and_paused_from_the_app_is_kept(office: Office, mode: str) -> None:
     exchange = office.exchange

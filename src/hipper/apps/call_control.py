@@ -314,10 +314,10 @@ class CallControl:
         finally:
             controls.busy = False
         log.info("call_control.blind_transfer", extra={"call": controls.id, "user_id": controls.user_id})
-        conversation.spawn(self._ring_into(conversation, other, target, header, shown, answered))
+        conversation.spawn(self._ring_into(conversation, other, controls.own, target, header, shown, answered))
 
     async def _ring_into(
-        self, conversation: Conversation, other: Leg, target: Branch, header: tuple[str, str],
+        self, conversation: Conversation, other: Leg, gone: Leg, target: Branch, header: tuple[str, str],
         shown: tuple[str | None, str], answered: Callable[[bool], None] | None = None,
     ) -> None:  # fmt: skip
         realm = self.b2bua.settings.sip_realm
@@ -337,6 +337,7 @@ class CallControl:
                 conversation.over.set()
             return
         await self._connect(other, winner)
+        self._stand_in(conversation, gone, winner)
 
     async def transfer_attended(self, controls: UserControls, consultation: UserControls) -> None:
         """The two other parties are connected; both of the user's legs are released."""
@@ -345,6 +346,9 @@ class CallControl:
         self._claim(controls, consultation)
         try:
             await self._connect(controls.other, consultation.other)
+            # Each other party now talks to the other one: a user among them controls their call on that leg.
+            self._stand_in(controls.conversation, controls.own, consultation.other)
+            self._stand_in(consultation.conversation, consultation.own, controls.other)
             await self._release(controls, "transferred")
             await self._release(consultation, "transferred")
             self._link(controls.conversation, consultation.conversation)
@@ -453,6 +457,7 @@ class CallControl:
             # The user's voice comes from the new leg now: the recording goes on with it (one file, one timeline).
             await self.b2bua.media.execute(RecordAlso(recorder.recording_id, leg.endpoint_id))
         await self._release(controls, None)
+        self._stand_in(controls.conversation, controls.own, leg)
         controls.own = leg
 
     # -- recording on demand -------------------------------------------------------------------------------------
@@ -537,6 +542,18 @@ class CallControl:
             await user_part_over(conversation, controls.user_id)
         await leg.bye()
         await conversation.release(leg.endpoint_id)
+
+    def _stand_in(self, conversation: Conversation, gone: Leg, by: Leg) -> None:
+        """`by` talks from now on to whoever talked to `gone`, a user's leg that left the conversation (transferred
+        away, or moved to another device): the controls of that party's own side — a user of the exchange too — act
+        on `by` from now on (a hold's music, a transfer, a merge), not on the leg that went; controls made later
+        find it as well (`answered_side`: the one joined leg not released). A leg of another, linked conversation
+        (an attended transfer's) joins too: its end ends that conversation, and with it this one."""
+        if by not in conversation.joined:
+            conversation.joined.append(by)
+        for each in self.controls.values():
+            if each.conversation is conversation and each.other is gone and not each.gone:
+                each.other = by
 
     def _user_left(self, controls: UserControls, why: str) -> None:
         """The user is no longer on this call (transferred, or left a three-way call): not listed any more, a new
