@@ -334,6 +334,34 @@ async def test_an_attended_transfer_to_an_outside_consultation_keeps_its_cost_on
     assert utc(callback.ended_at) <= transferred_at < utc(rest.ended_at)
 
 
+async def ends_told(exchange: Exchange, name: str, call_id: str) -> list[str]:
+    """The user's events that told the end of the call `call_id` (`call.ended`, a `call.updated` `ended`)."""
+    async with exchange.sessions() as session:
+        found = await session.execute(select(Event).where(Event.user_id == exchange.users[name]).order_by(Event.id))
+        events = list(found.scalars())
+    return [
+        event.type for event in events
+        if event.payload.get("id") == call_id and (event.type == "call.ended" or event.payload.get("state") == "ended")
+    ]  # fmt: skip
+
+
+async def test_a_call_with_controls_ends_once_on_the_event_stream(office: Office) -> None:
+    """bob holds and resumes the call (it has his controls now); alice hangs up. bob's apps hear the call's end once,
+    its `call.ended` — before, his controls' end also sent a `call.updated` with state `ended`."""
+    exchange = office.exchange
+    call_id = await office.bob_call()
+    for operation in ("hold", "resume"):
+        done = await office.post(f"{call_id}/{operation}")
+        assert done.status_code == 200, done.text
+    await office.phones["alice"].hang_up()
+    await office.phones["bob"].succeeded()
+    await settled_calls(exchange)  # the call's rows, and with them its call.ended, are written
+    # The controls' end ran (with the call's end, before its rows): an event of theirs would be written by now.
+    assert exchange.applications.call_control.controls == {}
+    assert await ends_told(exchange, "bob", call_id) == ["call.ended"]
+    assert await ends_told(exchange, "alice", call_id) == ["call.ended"]
+
+
 async def test_listing_the_calls_makes_no_call_control_and_the_call_ends_once(office: Office) -> None:
     """GET /me/calls is safe (RFC 9110 §9.2.1): listing makes no call-control state. It made controls for every
     answered call it listed, and those ended the call a second time for the user (a `call.updated` `ended` next

@@ -93,6 +93,14 @@ def _now_talking_to(call: Call, own: Leg, other: Leg) -> tuple[Leg, Leg] | None:
     return own, other
 
 
+def _logged(conversation: Conversation, user_id: int) -> bool:
+    """Whether the call writes a call-log row of the user's when it ends (its `call.ended` goes with it)."""
+    placed = conversation.placed
+    if placed is not None and placed.user_id == user_id:
+        return True
+    return any(party.user_id == user_id for party in conversation.parties)
+
+
 @dataclass
 class UserControls:
     """One user's side of one answered conversation, and what call control did to it so far."""
@@ -180,7 +188,8 @@ class CallControl:
         if self.controls.get(key) is controls:
             del self.controls[key]
         self.consultations.pop(key[0], None)
-        if not controls.gone:
+        if not controls.gone and not _logged(controls.conversation, controls.user_id):
+            # The call's end is its `call.ended`, written with the user's call-log row (engine/call.py): told once.
             await self._publish(controls, ended=True)
 
     def state_of(self, user_id: int, call_id: str) -> UserControls | None:
