@@ -15,12 +15,14 @@ import pytest
 from sqlalchemy import select
 
 from hipper.domain.services import CallMethod, CallRecording, FixedMobile, Voicemail
+from hipper.engine.leg import Leg
 from hipper.media.engine import Release
 from hipper.media.g711 import Pcm
 from hipper.media.tones import MUSIC_ON_HOLD_NOTES
+from hipper.sip.transaction import ServerTransaction
 from hipper.store.models import Event, Recording
 from hipper.store.models import Voicemail as Message
-from tests.calls.conftest import Exchange, start_sipp
+from tests.calls.conftest import Exchange, poke, start_sipp
 from tests.calls.test_app_calls import Api, live_calls, serving_api
 from tests.media_apps.conftest import (
     Ear,
@@ -35,7 +37,14 @@ from tests.media_apps.conftest import (
     tone,
     utc,
 )
-from tests.media_apps.test_phone_call_control import HUNT_GROUP_ABROAD, hunt_group_abroad
+from tests.media_apps.test_phone_call_control import (
+    HOLD_SDP,
+    HUNT_GROUP_ABROAD,
+    Script,
+    answering,
+    dialog_call_id,
+    hunt_group_abroad,
+)
 from tests.ops.test_events import next_event, read_events
 
 pytestmark = pytest.mark.sip
@@ -731,3 +740,123 @@ async def test_a_call_placed_from_the_app_is_recorded_and_controlled_like_one_an
         for each in ears.values():
             each.close()
     assert band_energy(audio, TONES["bob_mobile"]) > 0.05 and band_energy(audio, TONES["alice"]) > 0.05
+
+
+# A re-INVITE of the answering phone (its first request in the dialog) answered 481, and the ACK of that 481: the
+# INVITE's own branch (RFC 3261 §17.1.1.3; SIPp's [branch-3]: the INVITE three messages back).
+REINVITE_481 = (
+    """
+  <send retrans="500">
+    <![CDATA[
+      INVITE [$target] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      From: <sip:callee@[local_ip]>;tag=[pid]callee[call_number]
+      To:[$remote]
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:callee@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      """
+    + HOLD_SDP.format(version=2, address="127.0.0.1", direction="sendonly")
+    + """
+    ]]>
+  </send>
+  <recv response="100" optional="true" />
+  <recv response="481" />
+  <send>
+    <![CDATA[
+      ACK [$target] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-3];rport
+      From: <sip:callee@[local_ip]>;tag=[pid]callee[call_number]
+      To:[$remote]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>"""
+)
+
+
+async def test_an_offer_arriving_while_the_call_ends_is_answered_481(
+    exchange: Exchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alice's call to bob is ending — over, its legs not torn down yet (a closing of the call's still runs) — when
+    bob's phone re-INVITEs: 481 at once, then the BYE. Before, the offer went to the call's inbox, which takes
+    nothing once the call is over: it was never answered (the phone retransmitted it into the BYE)."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    script = Script("callee").poke()
+    script.parts.append(REINVITE_481)
+    bob = await answering(exchange, "bob", script.bye_received())
+    alice_ear = await ear()
+    try:
+        alice = await call_from_phone(exchange, "alice", "202", alice_ear)
+        await alice_ear.connected()
+        [call] = exchange.b2bua.calls
+        assert call.connected is not None
+        bob.call_id = dialog_call_id(call.connected)
+        closing, offered = asyncio.Event(), asyncio.Event()
+
+        async def still_closing() -> None:  # the call's end waits here, its legs still up
+            await closing.wait()
+
+        call.at_end(still_closing)
+        in_dialog = call.in_dialog
+
+        def seen(leg: Leg, tx: ServerTransaction) -> None:
+            in_dialog(leg, tx)  # answered (or not) by the call, at once
+            if tx.request.method == "INVITE":
+                offered.set()
+
+        monkeypatch.setattr(call, "in_dialog", seen)
+        assert exchange.applications.app_calls.hang_up(exchange.users["alice"], call.key)  # the call is over
+        await poke(bob.port, bob.call_id)  # bob's phone re-INVITEs
+        async with asyncio.timeout(10):
+            await offered.wait()
+        closing.set()  # the call's end goes on: BYE to both
+        await bob.sipp.succeeded()  # 481 (and its ACK), then the BYE
+        await alice.succeeded()
+    finally:
+        for phone in (alice_ear, bob.ear):
+            phone.close()
+    await settled_calls(exchange)
+
+
+async def test_reading_the_recording_mode_at_the_answer_gives_way_to_the_calls_end(
+    exchange: Exchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bob answers alice's call while reading the users' recording mode hangs (a slow database); alice hangs up
+    meanwhile: bob's phone gets its BYE at once — the read is raced with the call's end (apps/recording.py), so
+    the call's teardown does not wait for it. The read still hangs while the test checks."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    snapshots = exchange.b2bua.snapshots
+    document = snapshots.document
+    reading, database_back = asyncio.Event(), asyncio.Event()
+
+    async def slow(user_id: int, model: Any) -> Any:
+        if model is CallRecording:
+            reading.set()
+            await database_back.wait()
+        return await document(user_id, model)
+
+    monkeypatch.setattr(snapshots, "document", slow)
+    ears = {name: await ear() for name in ("alice", "bob")}
+    try:
+        bob = await answering_phone(exchange, "bob", ears["bob"])
+        alice = await call_from_phone(exchange, "alice", "202", ears["alice"], end="end_hang_up_when_told.xml")
+        async with asyncio.timeout(15):
+            await reading.wait()  # the call is answered, its recording mode being read
+        await alice.hang_up()
+        await bob.succeeded(10)  # BYE while the read still hangs
+        assert not database_back.is_set()
+    finally:
+        database_back.set()
+        for phone in ears.values():
+            phone.close()
+    await settled_calls(exchange)
