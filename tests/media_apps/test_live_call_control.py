@@ -528,6 +528,36 @@ async def test_pull_moves_the_call_to_the_mobile(office: Office) -> None:
     await office.phones["bob_mobile"].succeeded()
 
 
+async def test_a_three_way_call_merged_on_the_phone_is_merged_for_the_app_too(office: Office) -> None:
+    """bob adds carol from his desk phone (*7203#) and merges (*8): his app lists the call merged, and refuses what
+    a three-way call does not do (hold: 409 merged) — the call's one leave hook says so, whichever merge made it.
+    Before, the app saw a plain call, and its hold played music over the mix to alice."""
+    exchange = office.exchange
+    office.phones["carol"] = await answering_phone(exchange, "carol", office.ears["carol"])
+    call_id = await office.bob_call()
+    await office.ears["bob"].quiet()  # his keys, not his talk
+    await office.ears["bob"].press("*7203#")
+    await talking(office, "carol")
+    await hears(office, "bob", TONES["carol"])
+    await office.ears["bob"].press("*8")
+    await hears(office, "alice", TONES["carol"])  # the three of them in the mix
+    [listed] = await live_calls(office.api, office.bob)
+    assert (listed["id"], listed["merged"]) == (call_id, True)
+    held = await office.post(f"{call_id}/hold")
+    assert (held.status_code, held.json()["code"]) == (409, "merged")
+    [listed] = await live_calls(office.api, office.bob)
+    assert listed["merged"] is True and listed["held"] is False
+    await hears(office, "alice", TONES["carol"])  # the mix as it was, no music
+    await office.phones["alice"].hang_up()  # the first party leaves: bob and carol talk on
+    await talking(office, "bob")
+    await hears(office, "carol", TONES["bob"])
+    ended = await office.api.http.delete(f"/api/v1/me/calls/{call_id}", headers=office.bob)
+    assert ended.status_code == 204, ended.text
+    await office.phones["bob"].succeeded()
+    await office.phones["carol"].succeeded()
+    await settled_calls(exchange)
+
+
 @pytest.mark.parametrize(("how", "controls_before"), [
     ("attended", True), ("attended", False), ("blind", True), ("pull", True),
 ], ids=["attended", "attended-no-controls-before", "blind", "pull"])  # fmt: skip

@@ -93,6 +93,11 @@ def _now_talking_to(call: Call, own: Leg, other: Leg) -> tuple[Leg, Leg] | None:
     return own, other
 
 
+def in_mix(conversation: Conversation) -> bool:
+    """Whether the conversation is a three-way call in the media engine's mixer (`Merged`, either merge's)."""
+    return isinstance(conversation.left, Merged)
+
+
 def _logged(conversation: Conversation, user_id: int) -> bool:
     """Whether the call writes a call-log row of the user's when it ends (its `call.ended` goes with it)."""
     placed = conversation.placed
@@ -110,7 +115,7 @@ class UserControls:
     own: Leg
     other: Leg
     held: bool = False
-    merged: bool = False
+    merging: bool = False  # the app's merge made it a three-way call (`merged`)
     gone: bool = False  # transferred away: the conversation goes on without this user
     consultation_of: str | None = None
     busy: bool = False  # an operation is under way (one at a time)
@@ -118,6 +123,11 @@ class UserControls:
     @property
     def id(self) -> str:
         return conversation_id(self.conversation)
+
+    @property
+    def merged(self) -> bool:
+        """A three-way call, whichever merge made it: the app's, or a phone's *8 (the call's leave hook)."""
+        return self.merging or in_mix(self.conversation)
 
     @property
     def recorder(self) -> CallRecorder | None:
@@ -204,11 +214,12 @@ class CallControl:
         controls = self.controls.get((call_id, user_id))
         if controls is not None:
             return self.describe(controls)
-        recording = None
+        recording, merged = None, False
         conversation = self.find(call_id) if answered else None
         if conversation is not None and answered_side(conversation, user_id) is not None:
             recording = recording_state(recorders_of(conversation).get(user_id))
-        return {"held": False, "merged": False, "consultation_of": self.consultations.get(call_id),
+            merged = in_mix(conversation)  # a phone's *8
+        return {"held": False, "merged": merged, "consultation_of": self.consultations.get(call_id),
                 "recording": recording}  # fmt: skip
 
     def hidden(self, user_id: int, call_id: str) -> bool:
@@ -261,7 +272,7 @@ class CallControl:
         """A phone put its own call on hold (re-INVITE sendonly/inactive) or took it back (sendrecv): the other
         party hears music on hold meanwhile (RFC 6337 §5.3 leaves the music to the holding side's exchange)."""
         controls = next((c for c in self.controls.values() if c.conversation is conversation and not c.gone), None)
-        if controls is not None and (controls.merged or controls.busy):
+        if in_mix(conversation) or (controls is not None and (controls.merged or controls.busy)):
             return  # a three-way call's mixer, or an operation under way, owns the media now
         other = self._other_of(conversation, leg)
         if other is None or other.endpoint_id is None:
@@ -394,7 +405,7 @@ class CallControl:
             controls.conversation.left = second.conversation.left = conference  # the calls' one leave hook
         finally:
             controls.busy = second.busy = False
-        controls.merged, controls.held = True, False
+        controls.merging, controls.held = True, False
         log.info("call_control.merged", extra={"call": controls.id, "user_id": controls.user_id})
         await self._publish(controls)
 
