@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy import select
 
 from hipper.api.app import attach_calls, create_app
 from hipper.api.routers.calls import LiveCallOut
@@ -482,6 +483,61 @@ async def test_an_incoming_call_rings_on_the_event_stream_and_ends_there_when_no
     assert ended == {"id": key, "state": "ended"} and logged["id"] == key
     [row] = await exchange.call_logs("alice")
     assert (row.direction, row.outcome) == ("missed", "no-answer, voicemail")
+
+
+async def shared_rows(exchange: Exchange, name: str) -> list[tuple[str, bool]]:
+    """The user's rows in the shared `active_calls` table (what the other nodes list): (call id, ringing)."""
+    async with exchange.sessions() as session:
+        rows = await session.execute(
+            select(ActiveCall.call_id, ActiveCall.ringing).where(ActiveCall.user_id == exchange.users[name])
+        )
+        return [(call_id, ringing) for call_id, ringing in rows.all()]
+
+
+async def test_a_call_placed_from_a_phone_is_shared_ringing_until_hung_up_from_the_app(
+    exchange: Exchange, api: Api
+) -> None:
+    """alice's desk phone calls bob, whose phone rings: her call is written to the shared table as ringing (another
+    node lists it and forwards its control here) with its `call.ringing`, as an incoming call is; hung up in her
+    app (CANCEL to bob, 487 to her phone) its row goes with the call. Before, her ringing call had no row at all."""
+    await alice(exchange)
+    desk = await phone(exchange, "bob", "bob-desk", scenario("callee_rings.xml"))  # rings until cancelled
+    calling = await place_call(exchange, "alice", "202", "final_rejected.xml", status=487)
+    headers = await api.login("alice")
+    [(_, payload)] = await call_stream(api, headers, "call.ringing")
+    drawn = LiveCallOut.model_validate(payload)
+    assert (drawn.direction, drawn.state, drawn.remote_number, drawn.remote_name) == ("outgoing", "ringing", "202",
+                                                                                       "Bob")  # fmt: skip
+    [call] = exchange.b2bua.calls
+    assert drawn.id == call.key and await shared_rows(exchange, "alice") == [(call.call_id, True)]
+    hung_up = await api.http.delete(f"/api/v1/me/calls/{drawn.id}", headers=headers)
+    assert hung_up.status_code == 204, hung_up.text
+    await calling.succeeded()
+    await desk.succeeded()
+    found = await call_stream(api, headers, "call.ended")
+    assert [kind for kind, _ in found] == ["call.ringing", "call.ended"]  # her own call: no `call.updated` ended
+    assert await shared_rows(exchange, "alice") == []
+
+
+async def test_a_call_placed_from_a_phone_is_shared_ringing_then_answered(exchange: Exchange, api: Api) -> None:
+    """The ringing row of alice's own call gives way to her answered row when bob answers, and that goes with the
+    call's end."""
+    await alice(exchange)
+    desk = await phone(exchange, "bob", "bob-desk", scenario("callee.xml", ring_ms=1500), "-rtp_echo")
+    calling = await call_until_told(exchange, "alice", "202")
+    headers = await api.login("alice")
+    await call_stream(api, headers, "call.ringing")
+    [call] = exchange.b2bua.calls
+    assert await shared_rows(exchange, "alice") == [(call.call_id, True)]
+    found = await call_stream(api, headers, "call.started")
+    assert [kind for kind, _ in found] == ["call.ringing", "call.started"]
+    assert await shared_rows(exchange, "alice") == [(call.call_id, False)]  # on a call now: busy on every node
+    await calling.hang_up()
+    await desk.succeeded()
+    assert [kind for kind, _ in await call_stream(api, headers, "call.ended")] == [
+        "call.ringing", "call.started", "call.ended"
+    ]  # fmt: skip
+    assert await shared_rows(exchange, "alice") == []
 
 
 @pytest.mark.parametrize(("ring_ms", "announce_after", "events"), [

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from hipper.domain.services import CallRecording
+from hipper.engine.leg import LegState
 from hipper.media.engine import Command, CreateEndpoint, MediaError
 from hipper.store.models import CallLog, Recording
 from tests.calls.conftest import Exchange, Sipp, poke, register, start_sipp, trunk
@@ -407,6 +408,40 @@ async def test_when_the_first_party_leaves_a_three_way_call_the_user_and_the_add
     assert call.answered
 
 
+async def test_a_party_leaving_a_three_way_call_cancels_their_own_add_still_ringing(exchange: Exchange) -> None:
+    """bob calls alice; alice adds carol and merges. bob, a user too, adds dave (*7204#) and hangs up while dave's
+    phone rings: dave's ringing is cancelled at once (it rang on for the add's 30 s, and an answer would have
+    reached nobody), and alice and carol talk on."""
+    await three_users(exchange)
+    await exchange.add_user("dave", "204")
+    ears = {name: await ear() for name in TONES}
+    try:
+        alice_phone = await answering_phone(exchange, "alice", ears["alice"])
+        carol_phone = await answering_phone(exchange, "carol", ears["carol"])
+        bob_phone = await call_from_phone(exchange, "bob", "201", ears["bob"], end="end_hang_up_when_told.xml")
+        await merged_by_alice(ears["alice"], ears["bob"], ears["carol"])
+        dave_phone = await start_ringing(exchange, "dave")  # rings until cancelled
+        [call] = exchange.b2bua.calls
+        await ears["bob"].quiet()  # his keys, not his talk
+        await ears["bob"].press("*7204#")
+        dave = exchange.users["dave"]
+        async with asyncio.timeout(10):
+            while not any(leg.user_id == dave and leg.state is LegState.EARLY for leg in call.branches):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)  # the call's legs: no event to wait on
+        await bob_phone.hang_up(20)  # bob leaves the three-way call, his add still ringing
+        await dave_phone.succeeded(10)  # CANCEL now, not when the add's 30 s ran out
+        assert exchange.b2bua.calls == {call}  # the call goes on for alice and carol
+        ears["carol"].keep_talking(tone(TONES["carol"], 6.0))
+        await ears["alice"].wait_for_tone(TONES["carol"], limit=5)
+        assert exchange.applications.app_calls.hang_up(exchange.users["alice"], call.key)
+        await alice_phone.succeeded(20)
+        await carol_phone.succeeded(20)
+    finally:
+        for phone in ears.values():
+            phone.close()
+    await settled_calls(exchange)
+
+
 @pytest.mark.parametrize("exchange", [{"session_min_se_seconds": 2}], indirect=True)
 async def test_a_user_leaving_a_three_way_call_has_their_recording_end_when_they_left(exchange: Exchange) -> None:
     """bob, who records always, calls alice; alice adds carol and merges; bob hangs up. His recording stops then
@@ -541,6 +576,11 @@ async def test_a_failure_starting_the_added_partys_legs_cancels_those_started(
 
 
 async def start_carol_ringing(exchange: Exchange) -> Sipp:
+    return await start_ringing(exchange, "carol")
+
+
+async def start_ringing(exchange: Exchange, name: str) -> Sipp:
+    """The user's phone, ringing for the next call until it is cancelled."""
     port = free_udp_port()
-    await register(exchange, "carol", port)
-    return await start_sipp(exchange, "callee-carol", calls_scenario("callee_rings.xml"), port=port)
+    await register(exchange, name, port)
+    return await start_sipp(exchange, f"callee-{name}", calls_scenario("callee_rings.xml"), port=port)

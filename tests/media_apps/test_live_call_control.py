@@ -15,12 +15,14 @@ import pytest
 from sqlalchemy import select
 
 from hipper.domain.services import CallMethod, CallRecording, FixedMobile, Voicemail
+from hipper.engine.leg import Leg
 from hipper.media.engine import Release
 from hipper.media.g711 import Pcm
 from hipper.media.tones import MUSIC_ON_HOLD_NOTES
+from hipper.sip.transaction import ServerTransaction
 from hipper.store.models import Event, Recording
 from hipper.store.models import Voicemail as Message
-from tests.calls.conftest import Exchange, start_sipp
+from tests.calls.conftest import Exchange, poke, start_sipp
 from tests.calls.test_app_calls import Api, live_calls, serving_api
 from tests.media_apps.conftest import (
     Ear,
@@ -35,7 +37,14 @@ from tests.media_apps.conftest import (
     tone,
     utc,
 )
-from tests.media_apps.test_phone_call_control import HUNT_GROUP_ABROAD, hunt_group_abroad
+from tests.media_apps.test_phone_call_control import (
+    HOLD_SDP,
+    HUNT_GROUP_ABROAD,
+    Script,
+    answering,
+    dialog_call_id,
+    hunt_group_abroad,
+)
 from tests.ops.test_events import next_event, read_events
 
 pytestmark = pytest.mark.sip
@@ -334,6 +343,34 @@ async def test_an_attended_transfer_to_an_outside_consultation_keeps_its_cost_on
     assert utc(callback.ended_at) <= transferred_at < utc(rest.ended_at)
 
 
+async def ends_told(exchange: Exchange, name: str, call_id: str) -> list[str]:
+    """The user's events that told the end of the call `call_id` (`call.ended`, a `call.updated` `ended`)."""
+    async with exchange.sessions() as session:
+        found = await session.execute(select(Event).where(Event.user_id == exchange.users[name]).order_by(Event.id))
+        events = list(found.scalars())
+    return [
+        event.type for event in events
+        if event.payload.get("id") == call_id and (event.type == "call.ended" or event.payload.get("state") == "ended")
+    ]  # fmt: skip
+
+
+async def test_a_call_with_controls_ends_once_on_the_event_stream(office: Office) -> None:
+    """bob holds and resumes the call (it has his controls now); alice hangs up. bob's apps hear the call's end once,
+    its `call.ended` — before, his controls' end also sent a `call.updated` with state `ended`."""
+    exchange = office.exchange
+    call_id = await office.bob_call()
+    for operation in ("hold", "resume"):
+        done = await office.post(f"{call_id}/{operation}")
+        assert done.status_code == 200, done.text
+    await office.phones["alice"].hang_up()
+    await office.phones["bob"].succeeded()
+    await settled_calls(exchange)  # the call's rows, and with them its call.ended, are written
+    # The controls' end ran (with the call's end, before its rows): an event of theirs would be written by now.
+    assert exchange.applications.call_control.controls == {}
+    assert await ends_told(exchange, "bob", call_id) == ["call.ended"]
+    assert await ends_told(exchange, "alice", call_id) == ["call.ended"]
+
+
 async def test_listing_the_calls_makes_no_call_control_and_the_call_ends_once(office: Office) -> None:
     """GET /me/calls is safe (RFC 9110 §9.2.1): listing makes no call-control state. It made controls for every
     answered call it listed, and those ended the call a second time for the user (a `call.updated` `ended` next
@@ -437,6 +474,46 @@ async def test_merge_makes_a_three_way_call(office: Office) -> None:
     assert [row.outcome for row in await office.exchange.call_logs("alice")] == ["answered, left"]
 
 
+async def test_a_phones_merge_on_a_call_the_app_merged_joins_its_three_way_call(office: Office) -> None:
+    """bob merges his call with alice and his consultation with carol (the app); carol leaves it (her app's hang-up).
+    bob then adds dave from his desk phone (*7204#) and merges him in (*8): the call's one leave hook takes dave in,
+    so alice — the first party — hanging up leaves bob and dave talking. Before, the phone's merge made a hook of
+    its own the call never used, and alice's leaving ended the whole call."""
+    exchange = office.exchange
+    await exchange.add_user("dave", "204")
+    dave_tone = 1600.0
+    office.ears["dave"] = dave = await ear()  # closed with the others
+    call_id, consultation = await consulting(office)
+    merged = await office.post(f"{call_id}/merge", {"with": consultation})
+    assert merged.status_code == 200, merged.text
+    await office.phones["bob_mobile"].succeeded()
+    app_calls = exchange.applications.app_calls
+    [carols] = app_calls.live(exchange.users["carol"])
+    assert app_calls.hang_up(exchange.users["carol"], carols.id)  # carol leaves the three-way call
+    await office.phones["carol"].succeeded()
+    await hears(office, "bob", TONES["alice"])  # bob and alice talk on
+    dave_phone = await answering_phone(exchange, "dave", dave)
+    await office.ears["bob"].quiet()  # his keys, not his talk
+    await office.ears["bob"].press("*7204#")
+    await dave.connected()
+    dave.keep_talking(tone(dave_tone, 30.0))
+    await hears(office, "bob", dave_tone)
+    await office.ears["bob"].press("*8")
+    await hears(office, "alice", dave_tone)  # the three of them in the mix
+    [call] = [c for c in exchange.b2bua.calls if c.key == call_id]
+    await office.phones["alice"].hang_up()  # the first party leaves
+    await office.ears["alice"].quiet()
+    await talking(office, "bob")
+    await dave.wait_for_tone(TONES["bob"], limit=10, after=len(dave.audio()))
+    await hears(office, "bob", dave_tone)
+    assert not call.over.is_set()  # bob and dave talk on
+    ended = await office.api.http.delete(f"/api/v1/me/calls/{call_id}", headers=office.bob)
+    assert ended.status_code == 204, ended.text
+    await office.phones["bob"].succeeded()
+    await dave_phone.succeeded()
+    await settled_calls(exchange)
+
+
 async def test_pull_moves_the_call_to_the_mobile(office: Office) -> None:
     office.phones["bob_mobile"] = await bob_mobile_answers(office)
     call_id = await office.bob_call()
@@ -449,6 +526,83 @@ async def test_pull_moves_the_call_to_the_mobile(office: Office) -> None:
     assert [c["id"] for c in await live_calls(office.api, office.bob)] == [call_id]
     await office.phones["alice"].hang_up()
     await office.phones["bob_mobile"].succeeded()
+
+
+async def test_a_three_way_call_merged_on_the_phone_is_merged_for_the_app_too(office: Office) -> None:
+    """bob adds carol from his desk phone (*7203#) and merges (*8): his app lists the call merged, and refuses what
+    a three-way call does not do (hold: 409 merged) — the call's one leave hook says so, whichever merge made it.
+    Before, the app saw a plain call, and its hold played music over the mix to alice."""
+    exchange = office.exchange
+    office.phones["carol"] = await answering_phone(exchange, "carol", office.ears["carol"])
+    call_id = await office.bob_call()
+    await office.ears["bob"].quiet()  # his keys, not his talk
+    await office.ears["bob"].press("*7203#")
+    await talking(office, "carol")
+    await hears(office, "bob", TONES["carol"])
+    await office.ears["bob"].press("*8")
+    await hears(office, "alice", TONES["carol"])  # the three of them in the mix
+    [listed] = await live_calls(office.api, office.bob)
+    assert (listed["id"], listed["merged"]) == (call_id, True)
+    held = await office.post(f"{call_id}/hold")
+    assert (held.status_code, held.json()["code"]) == (409, "merged")
+    [listed] = await live_calls(office.api, office.bob)
+    assert listed["merged"] is True and listed["held"] is False
+    await hears(office, "alice", TONES["carol"])  # the mix as it was, no music
+    await office.phones["alice"].hang_up()  # the first party leaves: bob and carol talk on
+    await talking(office, "bob")
+    await hears(office, "carol", TONES["bob"])
+    ended = await office.api.http.delete(f"/api/v1/me/calls/{call_id}", headers=office.bob)
+    assert ended.status_code == 204, ended.text
+    await office.phones["bob"].succeeded()
+    await office.phones["carol"].succeeded()
+    await settled_calls(exchange)
+
+
+@pytest.mark.parametrize(("how", "controls_before"), [
+    ("attended", True), ("attended", False), ("blind", True), ("pull", True),
+], ids=["attended", "attended-no-controls-before", "blind", "pull"])  # fmt: skip
+async def test_the_other_partys_controls_follow_the_leg_that_replaced_the_users(
+    office: Office, how: str, controls_before: bool
+) -> None:
+    """alice, a user too, is on bob's call; bob transfers her to carol (attended or blind), or pulls the call to his
+    mobile. alice then holds: the party she talks to now hears the music, and her resume brings them back. Before,
+    controls she had made earlier still pointed at bob's released leg (the music went nowhere), and after an
+    attended transfer controls made afterwards found nobody to talk to (409 not_answered)."""
+    exchange = office.exchange
+    alice = await office.api.login("alice")
+    call_id = await office.bob_call()
+    if controls_before:  # alice's controls of the call exist, made while she talked to bob
+        for operation in ("hold", "resume"):
+            done = await office.post(f"{call_id}/{operation}", headers=alice)
+            assert done.status_code == 200, done.text
+        await hears(office, "alice", TONES["bob"])
+    if how == "attended":
+        _, consultation = await consulting(office)
+        moved = await office.post(f"{call_id}/transfer", {"mode": "attended", "consultation": consultation})
+        assert moved.status_code == 200, moved.text
+        await office.phones["bob_mobile"].succeeded()
+    elif how == "blind":
+        office.phones["carol"] = await answering_phone(exchange, "carol", office.ears["carol"])
+        moved = await office.post(f"{call_id}/transfer", {"mode": "blind", "to": "203"})
+        assert moved.status_code == 202, moved.text
+        await talking(office, "carol")
+    else:
+        office.phones["bob_mobile"] = await bob_mobile_answers(office)
+        moved = await office.post(f"{call_id}/pull", {"device": "mobile"})
+        assert moved.status_code == 200, moved.text
+        await talking(office, "bob_mobile")
+    await office.phones["bob"].succeeded()  # the desk phone's leg is gone
+    now = "bob_mobile" if how == "pull" else "carol"  # whom alice talks to now
+    await hears(office, now, TONES["alice"])
+    held = await office.post(f"{call_id}/hold", headers=alice)
+    assert held.status_code == 200, held.text
+    await hears(office, now, HOLD_NOTE)
+    resumed = await office.post(f"{call_id}/resume", headers=alice)
+    assert resumed.status_code == 200, resumed.text
+    await hears(office, now, TONES["alice"])
+    await office.phones["alice"].hang_up()
+    await office.phones[now].succeeded()
+    await settled_calls(exchange)
 
 
 @pytest.mark.parametrize("mode", ["on_demand_user_start"])
@@ -616,3 +770,123 @@ async def test_a_call_placed_from_the_app_is_recorded_and_controlled_like_one_an
         for each in ears.values():
             each.close()
     assert band_energy(audio, TONES["bob_mobile"]) > 0.05 and band_energy(audio, TONES["alice"]) > 0.05
+
+
+# A re-INVITE of the answering phone (its first request in the dialog) answered 481, and the ACK of that 481: the
+# INVITE's own branch (RFC 3261 §17.1.1.3; SIPp's [branch-3]: the INVITE three messages back).
+REINVITE_481 = (
+    """
+  <send retrans="500">
+    <![CDATA[
+      INVITE [$target] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
+      From: <sip:callee@[local_ip]>;tag=[pid]callee[call_number]
+      To:[$remote]
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: <sip:callee@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      """
+    + HOLD_SDP.format(version=2, address="127.0.0.1", direction="sendonly")
+    + """
+    ]]>
+  </send>
+  <recv response="100" optional="true" />
+  <recv response="481" />
+  <send>
+    <![CDATA[
+      ACK [$target] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch-3];rport
+      From: <sip:callee@[local_ip]>;tag=[pid]callee[call_number]
+      To:[$remote]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>"""
+)
+
+
+async def test_an_offer_arriving_while_the_call_ends_is_answered_481(
+    exchange: Exchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alice's call to bob is ending — over, its legs not torn down yet (a closing of the call's still runs) — when
+    bob's phone re-INVITEs: 481 at once, then the BYE. Before, the offer went to the call's inbox, which takes
+    nothing once the call is over: it was never answered (the phone retransmitted it into the BYE)."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    script = Script("callee").poke()
+    script.parts.append(REINVITE_481)
+    bob = await answering(exchange, "bob", script.bye_received())
+    alice_ear = await ear()
+    try:
+        alice = await call_from_phone(exchange, "alice", "202", alice_ear)
+        await alice_ear.connected()
+        [call] = exchange.b2bua.calls
+        assert call.connected is not None
+        bob.call_id = dialog_call_id(call.connected)
+        closing, offered = asyncio.Event(), asyncio.Event()
+
+        async def still_closing() -> None:  # the call's end waits here, its legs still up
+            await closing.wait()
+
+        call.at_end(still_closing)
+        in_dialog = call.in_dialog
+
+        def seen(leg: Leg, tx: ServerTransaction) -> None:
+            in_dialog(leg, tx)  # answered (or not) by the call, at once
+            if tx.request.method == "INVITE":
+                offered.set()
+
+        monkeypatch.setattr(call, "in_dialog", seen)
+        assert exchange.applications.app_calls.hang_up(exchange.users["alice"], call.key)  # the call is over
+        await poke(bob.port, bob.call_id)  # bob's phone re-INVITEs
+        async with asyncio.timeout(10):
+            await offered.wait()
+        closing.set()  # the call's end goes on: BYE to both
+        await bob.sipp.succeeded()  # 481 (and its ACK), then the BYE
+        await alice.succeeded()
+    finally:
+        for phone in (alice_ear, bob.ear):
+            phone.close()
+    await settled_calls(exchange)
+
+
+async def test_reading_the_recording_mode_at_the_answer_gives_way_to_the_calls_end(
+    exchange: Exchange, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bob answers alice's call while reading the users' recording mode hangs (a slow database); alice hangs up
+    meanwhile: bob's phone gets its BYE at once — the read is raced with the call's end (apps/recording.py), so
+    the call's teardown does not wait for it. The read still hangs while the test checks."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    snapshots = exchange.b2bua.snapshots
+    document = snapshots.document
+    reading, database_back = asyncio.Event(), asyncio.Event()
+
+    async def slow(user_id: int, model: Any) -> Any:
+        if model is CallRecording:
+            reading.set()
+            await database_back.wait()
+        return await document(user_id, model)
+
+    monkeypatch.setattr(snapshots, "document", slow)
+    ears = {name: await ear() for name in ("alice", "bob")}
+    try:
+        bob = await answering_phone(exchange, "bob", ears["bob"])
+        alice = await call_from_phone(exchange, "alice", "202", ears["alice"], end="end_hang_up_when_told.xml")
+        async with asyncio.timeout(15):
+            await reading.wait()  # the call is answered, its recording mode being read
+        await alice.hang_up()
+        await bob.succeeded(10)  # BYE while the read still hangs
+        assert not database_back.is_set()
+    finally:
+        database_back.set()
+        for phone in ears.values():
+            phone.close()
+    await settled_calls(exchange)

@@ -73,6 +73,32 @@ async def test_a_call_ringing_on_node_b_is_listed_and_refused_through_node_a(clu
     await alice.succeeded()
 
 
+async def test_a_call_placed_on_node_b_still_ringing_is_listed_and_hung_up_through_node_a(cluster: Cluster) -> None:
+    """Alice's desk phone calls Bob through node B and his phone rings; her app, talking to node A, sees her call
+    ringing (it saw nothing until Bob answered) and hangs it up there: node B cancels it (CANCEL to Bob, 487 to
+    her phone)."""
+    await cluster.edge.only(cluster.b)
+    desk = await phone(via(cluster), "bob", "bob", scenario("callee_rings.xml"))  # rings until cancelled
+    alice = await place_call(via(cluster), "alice", "202", "final_rejected.xml", status=487)
+    async with httpx.AsyncClient(timeout=10) as http:
+        on_a = {"Authorization": f"Bearer {await cluster.a.login(http, 'alice')}"}
+        async with asyncio.timeout(15):
+            # Node B writes her ringing call once it has rung a moment (another process: polled).
+            url = f"{cluster.a.url}/api/v1/me/calls"
+            while not (listed := (await http.get(url, headers=on_a)).json()["calls"]):  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        [call] = listed
+        assert (call["direction"], call["state"], call["remote_number"]) == ("outgoing", "ringing", "202")
+        assert await cluster.on_call("alice") == set()  # ringing, not on a call
+        hung_up = await http.delete(f"{cluster.a.url}/api/v1/me/calls/{call['id']}", headers=on_a)
+        assert hung_up.status_code == 204, hung_up.text
+        await alice.succeeded()  # node B ended her call: 487
+        await desk.succeeded()  # and cancelled Bob's ringing
+        async with asyncio.timeout(10):
+            while (await http.get(url, headers=on_a)).json()["calls"]:  # noqa: ASYNC110 - another process's rows
+                await asyncio.sleep(0.1)
+
+
 async def test_a_callback_running_on_node_b_is_seen_refused_twice_and_hung_up_through_node_a(cluster: Cluster) -> None:
     await cluster.edge.only(cluster.b)
     desk = await phone(via(cluster), "bob", "bob", scenario("callee_rings.xml"))  # rings until cancelled

@@ -93,6 +93,19 @@ def _now_talking_to(call: Call, own: Leg, other: Leg) -> tuple[Leg, Leg] | None:
     return own, other
 
 
+def in_mix(conversation: Conversation) -> bool:
+    """Whether the conversation is a three-way call in the media engine's mixer (`Merged`, either merge's)."""
+    return isinstance(conversation.left, Merged)
+
+
+def _logged(conversation: Conversation, user_id: int) -> bool:
+    """Whether the call writes a call-log row of the user's when it ends (its `call.ended` goes with it)."""
+    placed = conversation.placed
+    if placed is not None and placed.user_id == user_id:
+        return True
+    return any(party.user_id == user_id for party in conversation.parties)
+
+
 @dataclass
 class UserControls:
     """One user's side of one answered conversation, and what call control did to it so far."""
@@ -102,7 +115,7 @@ class UserControls:
     own: Leg
     other: Leg
     held: bool = False
-    merged: bool = False
+    merging: bool = False  # the app's merge made it a three-way call (`merged`)
     gone: bool = False  # transferred away: the conversation goes on without this user
     consultation_of: str | None = None
     busy: bool = False  # an operation is under way (one at a time)
@@ -110,6 +123,11 @@ class UserControls:
     @property
     def id(self) -> str:
         return conversation_id(self.conversation)
+
+    @property
+    def merged(self) -> bool:
+        """A three-way call, whichever merge made it: the app's, or a phone's *8 (the call's leave hook)."""
+        return self.merging or in_mix(self.conversation)
 
     @property
     def recorder(self) -> CallRecorder | None:
@@ -180,7 +198,8 @@ class CallControl:
         if self.controls.get(key) is controls:
             del self.controls[key]
         self.consultations.pop(key[0], None)
-        if not controls.gone:
+        if not controls.gone and not _logged(controls.conversation, controls.user_id):
+            # The call's end is its `call.ended`, written with the user's call-log row (engine/call.py): told once.
             await self._publish(controls, ended=True)
 
     def state_of(self, user_id: int, call_id: str) -> UserControls | None:
@@ -195,11 +214,12 @@ class CallControl:
         controls = self.controls.get((call_id, user_id))
         if controls is not None:
             return self.describe(controls)
-        recording = None
+        recording, merged = None, False
         conversation = self.find(call_id) if answered else None
         if conversation is not None and answered_side(conversation, user_id) is not None:
             recording = recording_state(recorders_of(conversation).get(user_id))
-        return {"held": False, "merged": False, "consultation_of": self.consultations.get(call_id),
+            merged = in_mix(conversation)  # a phone's *8
+        return {"held": False, "merged": merged, "consultation_of": self.consultations.get(call_id),
                 "recording": recording}  # fmt: skip
 
     def hidden(self, user_id: int, call_id: str) -> bool:
@@ -252,7 +272,7 @@ class CallControl:
         """A phone put its own call on hold (re-INVITE sendonly/inactive) or took it back (sendrecv): the other
         party hears music on hold meanwhile (RFC 6337 §5.3 leaves the music to the holding side's exchange)."""
         controls = next((c for c in self.controls.values() if c.conversation is conversation and not c.gone), None)
-        if controls is not None and (controls.merged or controls.busy):
+        if in_mix(conversation) or (controls is not None and (controls.merged or controls.busy)):
             return  # a three-way call's mixer, or an operation under way, owns the media now
         other = self._other_of(conversation, leg)
         if other is None or other.endpoint_id is None:
@@ -314,10 +334,10 @@ class CallControl:
         finally:
             controls.busy = False
         log.info("call_control.blind_transfer", extra={"call": controls.id, "user_id": controls.user_id})
-        conversation.spawn(self._ring_into(conversation, other, target, header, shown, answered))
+        conversation.spawn(self._ring_into(conversation, other, controls.own, target, header, shown, answered))
 
     async def _ring_into(
-        self, conversation: Conversation, other: Leg, target: Branch, header: tuple[str, str],
+        self, conversation: Conversation, other: Leg, gone: Leg, target: Branch, header: tuple[str, str],
         shown: tuple[str | None, str], answered: Callable[[bool], None] | None = None,
     ) -> None:  # fmt: skip
         realm = self.b2bua.settings.sip_realm
@@ -337,6 +357,7 @@ class CallControl:
                 conversation.over.set()
             return
         await self._connect(other, winner)
+        self._stand_in(conversation, gone, winner)
 
     async def transfer_attended(self, controls: UserControls, consultation: UserControls) -> None:
         """The two other parties are connected; both of the user's legs are released."""
@@ -345,6 +366,9 @@ class CallControl:
         self._claim(controls, consultation)
         try:
             await self._connect(controls.other, consultation.other)
+            # Each other party now talks to the other one: a user among them controls their call on that leg.
+            self._stand_in(controls.conversation, controls.own, consultation.other)
+            self._stand_in(consultation.conversation, consultation.own, controls.other)
             await self._release(controls, "transferred")
             await self._release(consultation, "transferred")
             self._link(controls.conversation, consultation.conversation)
@@ -378,10 +402,10 @@ class CallControl:
 
             conversations = (controls.conversation, second.conversation)
             conference = Merged(list(parties), conversations, gone, user_part_over)
-            controls.conversation.left = second.conversation.left = conference.left
+            controls.conversation.left = second.conversation.left = conference  # the calls' one leave hook
         finally:
             controls.busy = second.busy = False
-        controls.merged, controls.held = True, False
+        controls.merging, controls.held = True, False
         log.info("call_control.merged", extra={"call": controls.id, "user_id": controls.user_id})
         await self._publish(controls)
 
@@ -453,6 +477,7 @@ class CallControl:
             # The user's voice comes from the new leg now: the recording goes on with it (one file, one timeline).
             await self.b2bua.media.execute(RecordAlso(recorder.recording_id, leg.endpoint_id))
         await self._release(controls, None)
+        self._stand_in(controls.conversation, controls.own, leg)
         controls.own = leg
 
     # -- recording on demand -------------------------------------------------------------------------------------
@@ -537,6 +562,18 @@ class CallControl:
             await user_part_over(conversation, controls.user_id)
         await leg.bye()
         await conversation.release(leg.endpoint_id)
+
+    def _stand_in(self, conversation: Conversation, gone: Leg, by: Leg) -> None:
+        """`by` talks from now on to whoever talked to `gone`, a user's leg that left the conversation (transferred
+        away, or moved to another device): the controls of that party's own side — a user of the exchange too — act
+        on `by` from now on (a hold's music, a transfer, a merge), not on the leg that went; controls made later
+        find it as well (`answered_side`: the one joined leg not released). A leg of another, linked conversation
+        (an attended transfer's) joins too: its end ends that conversation, and with it this one."""
+        if by not in conversation.joined:
+            conversation.joined.append(by)
+        for each in self.controls.values():
+            if each.conversation is conversation and each.other is gone and not each.gone:
+                each.other = by
 
     def _user_left(self, controls: UserControls, why: str) -> None:
         """The user is no longer on this call (transferred, or left a three-way call): not listed any more, a new

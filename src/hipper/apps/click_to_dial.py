@@ -93,10 +93,12 @@ class AppCalls:
         self._ringing: dict[tuple[str, int], asyncio.TimerHandle | None] = {}
         self.ringing_event_seconds = RINGING_EVENT_SECONDS
 
-    # -- an incoming call ringing ------------------------------------------------------------------------------
+    # -- a call ringing ------------------------------------------------------------------------------------------
 
     def ringing(self, call: Call, user_id: int, ringing: bool) -> None:
-        """An incoming call starts or stops ringing the user's phones (engine/call.py `ring_step`). The user's apps
+        """An incoming call starts or stops ringing the user's phones (engine/call.py `ring_step`), or the user's own
+        call from a phone starts ringing the far end or stops (`placing`: no `call.updated` at its end, its
+        `call.started` / `call.ended` tell). The user's apps
         get `call.ringing` once it has rung RINGING_EVENT_SECONDS, with what they draw it with (the call as `GET
         /me/calls` lists it), and a ringing row in the shared store for the other nodes; when it then stops ringing
         for them unanswered (the caller gave up; no answer in time, on to voicemail or a forward) `call.updated` with
@@ -115,10 +117,32 @@ class AppCalls:
             pending.cancel()  # answered or given up within the moment: nothing was announced, nothing to end
             return
         self.b2bua.presence.stopped_ringing(user_id, call.call_id)
+        if _placed_by(call, user_id) and call.placed is not None:
+            return  # the user's own call: its answer is `call.started`, its end `call.ended` with its call-log row
         connected = call.connected
         if call.answered_at is None or connected is None or connected.user_id != user_id:
             payload: dict[str, object] = {"id": call.key, "state": "ended"}
             publish_soon(self.b2bua, [user_id], "call.updated", payload)
+
+    def placing(self, call: Call) -> None:
+        """A user's own call from one of their phones (a desk phone, their handset through the mobile network)
+        starts: listed ringing as an incoming call is (`ringing`: its event, its row in the shared store, so another
+        node lists it and sends its hang-up here) until it is answered (`answered`) or over."""
+        user_id = call.caller.user_id
+        if user_id is None or call.caller.for_callback:
+            return  # from outside; or the far leg of the user's callback, listed as the callback
+
+        async def over() -> None:
+            self.ringing(call, user_id, False)
+
+        self.ringing(call, user_id, True)
+        call.at_end(over)
+
+    def answered(self, call: Call) -> None:
+        """The call is answered: the user's own call stops ringing (its row goes, `call.started` draws it)."""
+        user_id = call.caller.user_id
+        if user_id is not None and _placed_by(call, user_id):
+            self.ringing(call, user_id, False)
 
     def _announce_ringing(self, call: Call, user_id: int) -> None:
         key = (call.call_id, user_id)
@@ -126,8 +150,10 @@ class AppCalls:
             self._ringing.pop(key, None)  # its ring ended without telling (the call's end): nothing to announce
             return
         self._ringing[key] = None
-        key_id = call.key
-        live = LiveCall(key_id, "incoming", call.caller.number or "", "ringing", call.started_at, call.caller.display)
+        live = _live_call(call, user_id) if _placed_by(call, user_id) else None
+        if live is None:
+            live = LiveCall(call.key, "incoming", call.caller.number or "", "ringing", call.started_at,
+                            call.caller.display)  # fmt: skip
         payload = {**asdict(live), "started_at": live.started_at.isoformat()}
         # Other nodes list it too, and send its control (DELETE: refuse it) here (docs/scale-out.md); the row is
         # queued before the event, so an app that acts on the event through another node finds it.
@@ -250,6 +276,11 @@ class AppCalls:
                 call.fail(487, "Request Terminated")  # answered already: the call's teardown BYEs both legs
                 return True
         return False
+
+
+def _placed_by(call: Call, user_id: int) -> bool:
+    """Whether the call is one the user placed from a phone of theirs (not a callback: its first step lists it)."""
+    return call.first is None and call.caller.user_id == user_id and not call.caller.for_callback
 
 
 def _ringing_legs(call: Call) -> list[CalleeLeg]:

@@ -15,15 +15,17 @@ for the app's merge (apps/call_control.py).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from hipper.engine.call import Call
 from hipper.engine.directory import resolve, user_row
-from hipper.engine.fork import Branch, Fork
+from hipper.engine.fork import Branch, Fork, ForkResult
 from hipper.engine.leg import CalleeLeg, Leg
 from hipper.media.engine import Connect, CreateMixer, MediaError
 from hipper.sip.message import URI, NameAddr
@@ -40,12 +42,23 @@ class Merged:
     (the mixer goes with its last participant); with one left, the call(s) end. `gone` is the owner's bookkeeping
     of a party leaving (a user's call-log row ends, who talks to whom); False: that party's leaving ends the call
     as it would without the merge. `part_over` ends a leaving user's part (apps/recording.py `user_part_over`: their
-    recording stops then, not at the call's end)."""
+    recording stops then, not at the call's end).
+
+    It is the call's one leave hook (`Call.left`, set to the object itself), whichever merge made it: a phone's *8
+    on a call the app merged, one of whose parties left since, brings the added party into this same mix (`join`)
+    rather than making a second one the call would not use."""
 
     parties: list[Leg]
     conversations: tuple[Call, ...]
     gone: Callable[[Leg], bool]
     part_over: Callable[[Call, int], Awaitable[None]] | None = None
+
+    def __call__(self, leg: Leg) -> bool:
+        return self.left(leg)
+
+    def join(self, leg: Leg) -> None:
+        """Another party is in the mixer with the others (a phone's *8 on this merged call)."""
+        self.parties.append(leg)
 
     def left(self, leg: Leg) -> bool:
         """A leg of the merged call(s) hung up (`Call.left`); True when it was a party and the others talk on."""
@@ -71,6 +84,25 @@ class Merged:
                     await owner.media.execute(Connect(first, second))  # out of the mixer: a bridge of two
         # Out of the mixer too, which then goes (it has nobody left); its keypad codes' listener goes with it.
         await owner.release(leg.endpoint_id)
+
+
+async def _unless_gone(ringing: Coroutine[Any, Any, ForkResult], own: Leg | None) -> ForkResult | None:
+    """The add's ring, unless the user's own leg ends first — they left the call (hung up their side of a three-way
+    call, transferred it, pulled it to another phone) and the party would answer into nothing: None, and the ring
+    is cancelled, its legs with it (CANCEL, engine/fork.py)."""
+    if own is None:
+        return await ringing
+    ring = asyncio.ensure_future(ringing)
+    left = asyncio.ensure_future(own.wait_ended())
+    try:
+        await asyncio.wait((ring, left), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        left.cancel()
+        if not ring.done():
+            ring.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ring  # its legs are cancelled by now (the fork's own end)
+    return None if ring.cancelled() else ring.result()
 
 
 class ThreeWay:
@@ -127,15 +159,21 @@ class ThreeWay:
         # The engine's one fork (engine/fork.py); its legs are the call's (`track`): the call's end cancels or hangs
         # them up. A failure starting them (no media port) cancels those started, and the add is off.
         fork = Fork(call, call.settings, from_=from_, ring_seconds=ADD_RING_SECONDS, track=call.branches.append)
+        own = self._leg_of(self.own)
         try:
-            result = await fork.run(branches)
+            result = await _unless_gone(fork.run(branches), own)
         except BaseException:
             self._release_admission()
             raise
-        winner = result.winner
+        winner = result.winner if result is not None else None
         if winner is None or winner.endpoint_id is None:
-            log.info("conference.add_failed", extra={"call_id": call.call_id})
+            log.info("conference.add_failed", extra={"call_id": call.call_id, "user_left": result is None})
             self._release_admission()
+            return
+        if own is not None and own.ended:  # answered just as the user left: nobody is there to talk to them
+            self._release_admission()
+            await winner.bye()
+            await call.release(winner.endpoint_id)
             return
         self.third = winner
         winner.start_session_timer()  # when it expires the leg gets BYE and the user is back with the first party
@@ -162,11 +200,13 @@ class ThreeWay:
             return
         if self.mix is not None:  # merged: out of the mix as any party leaving it (its end seen here: no BYE came)
             self.mix.left(leg)
+            if self.third is leg:  # the app's mix (`join`): its leaving rules took it out, the slot is free again
+                self.third, self.merged, self.mix = None, False, None
             return
         self.third = None
         self.merged = False
         with contextlib.suppress(MediaError):
-            await self.call.media.execute(Connect(self.own, self.other))
+            await self.call.media.execute(Connect(self.own, self._first_party()))
         # Its endpoint goes now, not with the call: out of the mixer (which then goes too), its port pair free.
         await self.call.release(leg.endpoint_id)
 
@@ -175,13 +215,33 @@ class ThreeWay:
         if third is None or third.endpoint_id is None or self.merged or self.call.over.is_set():
             return
         call = self.call
+        shared = call.left if isinstance(call.left, Merged) else None
+        if shared is not None:
+            # A call the app merged (apps/call_control.py), a party of which left since: the added party joins that
+            # mix, whose hook the call keeps — any of the three leaving then leaves the other two talking.
+            endpoints = tuple(leg.endpoint_id for leg in (*shared.parties, third) if leg.endpoint_id is not None)
+            await call.media.execute(CreateMixer(endpoints))
+            shared.join(third)
+            self.merged, self.mix = True, shared
+            log.info("conference.merged", extra={"call_id": call.call_id, "joined": True})
+            return
         await call.media.execute(CreateMixer((self.own, self.other, third.endpoint_id)))
         self.merged = True
         own, other = self._leg_of(self.own), self._leg_of(self.other)
         if own is not None and other is not None and call.left is None:
             self.mix = Merged([own, other, third], (call,), self._gone, self.part_over)
-            call.left = self.mix.left
+            call.left = self.mix
         log.info("conference.merged", extra={"call_id": call.call_id})
+
+    def _first_party(self) -> str:
+        """The endpoint of the party the user talks to besides an added one: the first party — or, on a call the
+        app merged whose other party left, the one still in that mix with the user."""
+        shared = self.call.left
+        if isinstance(shared, Merged) and shared is not self.mix:
+            others = [leg.endpoint_id for leg in shared.parties if leg.endpoint_id not in (self.own, None)]
+            if len(others) == 1 and others[0] is not None:
+                return others[0]
+        return self.other
 
     def _leg_of(self, endpoint_id: str) -> Leg | None:
         call = self.call

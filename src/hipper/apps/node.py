@@ -38,11 +38,10 @@ class Applications:
     async def take(self, call: Call, dialled: str) -> bool:
         # An INVITE with Replaces (call pull from another device), the voicemail access code / number (listening by
         # phone), then the app's access number ("via the exchange").
-        return (
-            await self.phones.take_over(call)
-            or await voicemail_menu.handles(call, dialled)
-            or await click_to_dial.handles(self.app_calls, call, dialled)
-        )
+        if await self.phones.take_over(call):
+            return True
+        self.app_calls.placing(call)  # a user's own call: listed ringing, on every node, until answered or over
+        return await voicemail_menu.handles(call, dialled) or await click_to_dial.handles(self.app_calls, call, dialled)
 
     async def route_group(self, call: Call, resolved: Resolved, incoming: IncomingCall) -> None:
         await groups.route(call, resolved, incoming)
@@ -54,6 +53,7 @@ class Applications:
         await recording.in_call(call, leg)
 
     def call_started(self, call: Call) -> None:
+        self.app_calls.answered(call)
         click_to_dial.announce_started(call)
 
     def call_ringing(self, call: Call, user_id: int, ringing: bool) -> None:

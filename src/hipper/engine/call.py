@@ -342,7 +342,7 @@ class Call:
         # nothing) and legs it joined to the call (a transfer's target, a pulled call's new device: their BYE ends
         # the call like the first two legs').
         self.released: set[Leg] = set()
-        self.joined: list[CalleeLeg] = []
+        self.joined: list[Leg] = []
         # A party of a three-way call leaving it (call control's conference decides whether the call goes on).
         self.left: Callable[[Leg], bool] | None = None
         self.rtp_timed_out = False
