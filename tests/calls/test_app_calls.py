@@ -540,6 +540,30 @@ async def test_a_call_placed_from_a_phone_is_shared_ringing_then_answered(exchan
     assert await shared_rows(exchange, "alice") == []
 
 
+async def test_a_call_placed_from_a_phone_that_a_colleagues_voicemail_answers_rings_no_more(
+    exchange: Exchange, api: Api
+) -> None:
+    """alice's desk phone calls bob, whose phone rings once; then his voicemail answers her. For her the call rings
+    no more: listed active (`call.updated`), its ringing row gone from the shared table, so no other node lists it
+    ringing for the length of her message. Before, it stayed ringing until she hung up."""
+    await alice(exchange)
+    await exchange.set_service("bob", Voicemail(active=True, on_no_answer=True, rings=1))
+    desk = await phone(exchange, "bob", "bob-desk", scenario("callee_rings.xml"))  # cancelled after a ring
+    calling = await call_until_told(exchange, "alice", "202")
+    headers = await api.login("alice")
+    await desk.succeeded()
+    found = await call_stream(api, headers, "call.updated")
+    assert [kind for kind, _ in found] == ["call.ringing", "call.updated"], found
+    [call] = exchange.b2bua.calls
+    assert found[1][1] == {"id": call.key, "state": "active"}
+    listed = await wait_for_state(api, headers, "active")
+    assert (listed["id"], listed["direction"]) == (call.key, "outgoing")
+    assert await shared_rows(exchange, "alice") == []
+    await calling.hang_up()
+    found = await call_stream(api, headers, "call.ended")
+    assert [kind for kind, _ in found] == ["call.ringing", "call.updated", "call.ended"], found
+
+
 @pytest.mark.parametrize(("ring_ms", "announce_after", "events"), [
     (1500, 0.5, ["call.ringing", "call.started", "call.ended"]),
     # Answered before the announcement is due (a long wait here, so a loaded machine cannot make the answer late):

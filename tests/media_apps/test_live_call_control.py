@@ -465,6 +465,15 @@ async def test_merge_makes_a_three_way_call(office: Office) -> None:
             await office.ears[name].quiet()
         await talking(office, speaker)
         await hears(office, listener, TONES[speaker])
+    # The two of them: a plain call again, which bob holds and resumes — carol hears the music, then bob.
+    [listed] = await live_calls(office.api, office.bob)
+    assert listed["merged"] is False
+    assert (await office.post(f"{call_id}/hold")).status_code == 200
+    await hears(office, "carol", HOLD_NOTE)
+    assert (await office.post(f"{call_id}/resume")).status_code == 200
+    await office.ears["carol"].quiet()
+    await talking(office, "bob")
+    await hears(office, "carol", TONES["bob"])
     ended = await office.api.http.delete(f"/api/v1/me/calls/{call_id}", headers=office.bob)
     assert ended.status_code == 204, ended.text
     await office.phones["bob"].succeeded()
@@ -492,6 +501,8 @@ async def test_a_phones_merge_on_a_call_the_app_merged_joins_its_three_way_call(
     assert app_calls.hang_up(exchange.users["carol"], carols.id)  # carol leaves the three-way call
     await office.phones["carol"].succeeded()
     await hears(office, "bob", TONES["alice"])  # bob and alice talk on
+    [listed] = await live_calls(office.api, office.bob)
+    assert listed["merged"] is False  # the two of them: a plain call again (hold, transfer), as after a phone's *8
     dave_phone = await answering_phone(exchange, "dave", dave)
     await office.ears["bob"].quiet()  # his keys, not his talk
     await office.ears["bob"].press("*7204#")
@@ -500,6 +511,7 @@ async def test_a_phones_merge_on_a_call_the_app_merged_joins_its_three_way_call(
     await hears(office, "bob", dave_tone)
     await office.ears["bob"].press("*8")
     await hears(office, "alice", dave_tone)  # the three of them in the mix
+    assert [c["merged"] for c in await live_calls(office.api, office.bob)] == [True]
     [call] = [c for c in exchange.b2bua.calls if c.key == call_id]
     await office.phones["alice"].hang_up()  # the first party leaves
     await office.ears["alice"].quiet()

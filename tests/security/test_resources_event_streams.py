@@ -37,7 +37,7 @@ async def open_stream(http: httpx.AsyncClient, url: str, token: str, opened: lis
         return time.monotonic()
 
 
-async def test_streams_are_capped_per_user_and_end_within_a_second_of_sigterm(tmp_path: Path) -> None:
+async def test_streams_are_capped_per_user_and_end_before_the_graceful_shutdown_wait(tmp_path: Path) -> None:
     async with (
         exchange_process(tmp_path, users=["alice", "bob"], events_max_streams_per_user=str(CAP)) as exchange,
         httpx.AsyncClient(timeout=httpx.Timeout(10, read=None), limits=httpx.Limits(max_connections=50)) as http,

@@ -94,8 +94,10 @@ def _now_talking_to(call: Call, own: Leg, other: Leg) -> tuple[Leg, Leg] | None:
 
 
 def in_mix(conversation: Conversation) -> bool:
-    """Whether the conversation is a three-way call in the media engine's mixer (`Merged`, either merge's)."""
-    return isinstance(conversation.left, Merged)
+    """Whether the conversation is a three-way call in the media engine's mixer (`Merged`, either merge's; down to
+    two parties it is a plain call again)."""
+    left = conversation.left
+    return isinstance(left, Merged) and left.mixing
 
 
 def _logged(conversation: Conversation, user_id: int) -> bool:
@@ -115,7 +117,6 @@ class UserControls:
     own: Leg
     other: Leg
     held: bool = False
-    merging: bool = False  # the app's merge made it a three-way call (`merged`)
     gone: bool = False  # transferred away: the conversation goes on without this user
     consultation_of: str | None = None
     busy: bool = False  # an operation is under way (one at a time)
@@ -127,7 +128,7 @@ class UserControls:
     @property
     def merged(self) -> bool:
         """A three-way call, whichever merge made it: the app's, or a phone's *8 (the call's leave hook)."""
-        return self.merging or in_mix(self.conversation)
+        return in_mix(self.conversation)
 
     @property
     def recorder(self) -> CallRecorder | None:
@@ -396,16 +397,20 @@ class CallControl:
             def gone(leg: Leg) -> bool:
                 if leg is controls.own:
                     self._user_left(controls, "left")  # bookkept like a transfer's leaving
-                elif isinstance(owner := leg.call, Call) and (user_id := owner.user_of(leg)) is not None:
+                    return True
+                if leg is controls.other:
+                    # The user talks on with the second call's party: their controls act on that leg from now on.
+                    self._stand_in(controls.conversation, leg, second.other)
+                if isinstance(owner := leg.call, Call) and (user_id := owner.user_of(leg)) is not None:
                     owner.user_left(user_id, "left")  # a colleague hanging up: their row ends now, they are free
                 return True  # any party hanging up leaves the other two talking
 
             conversations = (controls.conversation, second.conversation)
-            conference = Merged(list(parties), conversations, gone, user_part_over)
+            conference = Merged(list(parties), conversations, gone, user_part_over, by_app=True)
             controls.conversation.left = second.conversation.left = conference  # the calls' one leave hook
         finally:
             controls.busy = second.busy = False
-        controls.merging, controls.held = True, False
+        controls.held = False
         log.info("call_control.merged", extra={"call": controls.id, "user_id": controls.user_id})
         await self._publish(controls)
 

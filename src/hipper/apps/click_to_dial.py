@@ -139,10 +139,16 @@ class AppCalls:
         call.at_end(over)
 
     def answered(self, call: Call) -> None:
-        """The call is answered: the user's own call stops ringing (its row goes, `call.started` draws it)."""
+        """The call is answered — by a phone, or by the exchange itself (a colleague's voicemail, a queue): the
+        user's own call rings no more (its row goes; `call.started` draws a phone's answer, `call.updated` active
+        the exchange's, which writes no answered row: the call is listed on its own node)."""
         user_id = call.caller.user_id
-        if user_id is not None and _placed_by(call, user_id):
-            self.ringing(call, user_id, False)
+        if user_id is None or not _placed_by(call, user_id):
+            return
+        announced = self._ringing.get((call.call_id, user_id), False) is None
+        self.ringing(call, user_id, False)
+        if announced and call.answered_at is None:
+            publish_soon(self.b2bua, [user_id], "call.updated", {"id": call.key, "state": "active"})
 
     def _announce_ringing(self, call: Call, user_id: int) -> None:
         key = (call.call_id, user_id)
@@ -292,6 +298,8 @@ def _live_call(call: Call, user_id: int) -> LiveCall | None:
         return call.first.live() if call.first.user_id == user_id else None
     state: CallState = "ringing" if call.answered_at is None else "active"
     if call.caller.user_id == user_id:
+        if call.a.answered:
+            state = "active"  # answered by the exchange itself too (a colleague's voicemail, a queue)
         if call.caller.for_callback:
             return None  # the far leg of the user's own callback, listed (with its number) as the callback
         remote = call.placed.remote_number if call.placed is not None else ""

@@ -52,9 +52,20 @@ class Merged:
     conversations: tuple[Call, ...]
     gone: Callable[[Leg], bool]
     part_over: Callable[[Call, int], Awaitable[None]] | None = None
+    by_app: bool = False  # the app's merge (a phone's *8 may join it once it is down to two); else a phone's own
 
     def __call__(self, leg: Leg) -> bool:
         return self.left(leg)
+
+    @property
+    def mixing(self) -> bool:
+        """Three or more parties in the mixer (with two left it is a plain bridge of the two)."""
+        return len(self.parties) > 2
+
+    @property
+    def joinable(self) -> bool:
+        """A phone's *8 brings its added party into this mix: the app's merge, one of whose parties left."""
+        return self.by_app and len(self.parties) == 2
 
     def join(self, leg: Leg) -> None:
         """Another party is in the mixer with the others (a phone's *8 on this merged call)."""
@@ -151,15 +162,18 @@ class ThreeWay:
     async def add(self, number: str) -> None:
         if self.third is not None or self.call.over.is_set():
             return  # one added party at a time
+        own = self._leg_of(self.own)  # before the lookups below: the user may leave while they run
         branches, from_, _ = await self._branches(number)
         if not branches:
             log.info("conference.add_unroutable", extra={"call_id": self.call.call_id})
             return
         call = self.call
+        if own is None or own.ended:  # the user left while the number was looked up: nobody to add a party for
+            self._release_admission()
+            return
         # The engine's one fork (engine/fork.py); its legs are the call's (`track`): the call's end cancels or hangs
         # them up. A failure starting them (no media port) cancels those started, and the add is off.
         fork = Fork(call, call.settings, from_=from_, ring_seconds=ADD_RING_SECONDS, track=call.branches.append)
-        own = self._leg_of(self.own)
         try:
             result = await _unless_gone(fork.run(branches), own)
         except BaseException:
@@ -170,7 +184,7 @@ class ThreeWay:
             log.info("conference.add_failed", extra={"call_id": call.call_id, "user_left": result is None})
             self._release_admission()
             return
-        if own is not None and own.ended:  # answered just as the user left: nobody is there to talk to them
+        if own.ended:  # answered just as the user left: nobody is there to talk to them
             self._release_admission()
             await winner.bye()
             await call.release(winner.endpoint_id)
@@ -216,6 +230,10 @@ class ThreeWay:
             return
         call = self.call
         shared = call.left if isinstance(call.left, Merged) else None
+        if shared is not None and not shared.joinable:
+            # Another mix holds this call (all three of an app merge, or another user's *8): not a fourth party.
+            log.info("conference.merge_refused", extra={"call_id": call.call_id})
+            return
         if shared is not None:
             # A call the app merged (apps/call_control.py), a party of which left since: the added party joins that
             # mix, whose hook the call keeps — any of the three leaving then leaves the other two talking.

@@ -56,6 +56,9 @@ class Applications:
         self.app_calls.answered(call)
         click_to_dial.announce_started(call)
 
+    def caller_answered_here(self, call: Call) -> None:
+        self.app_calls.answered(call)
+
     def call_ringing(self, call: Call, user_id: int, ringing: bool) -> None:
         self.app_calls.ringing(call, user_id, ringing)
 

@@ -147,6 +147,10 @@ class CallApplications(Protocol):
 
     def call_started(self, call: Call) -> None: ...
 
+    def caller_answered_here(self, call: Call) -> None:
+        """The exchange answered the caller itself (a voicemail, a queue, the personal assistant, the voicemail
+        menu): for the caller the call rings no more."""
+
     def call_ringing(self, call: Call, user_id: int, ringing: bool) -> None: ...
 
     async def phone_hold(self, owner: LegOwner, leg: Leg, held: bool) -> None: ...
@@ -745,6 +749,7 @@ class Call:
         """Answer the caller ourselves (an application takes the call) and give the ACK a moment to arrive."""
         if not self.a.answered:
             await self.send_answer()
+            self.b2bua.applications.caller_answered_here(self)
             await self.race(asyncio.shield(self.a.acked), 2.0)
 
     async def send_answer(self) -> None:
