@@ -299,7 +299,24 @@ def format_params(params: dict[str, str | None]) -> str:
 
 
 def split_hostport(text: str) -> tuple[str, int | None]:
-    """`host`, `host:port`, `[v6]`, `[v6]:port` → (host, port); IPv6 hosts are returned without brackets."""
+    """`host`, `host:port`, `[v6]`, `[v6]:port` → (host, port); IPv6 hosts are returned without brackets.
+
+    A call's messages carry the same few host:port texts again and again (≈ 30 splits per call): each text's
+    answer is kept (a tuple, shared safely), bounded like `_NAMES`; what does not parse raises every time."""
+    found = _HOSTPORTS.get(text)
+    if found is None:
+        found = _split_hostport(text)
+        if len(_HOSTPORTS) >= _MAX_CACHED:
+            _HOSTPORTS.clear()
+        _HOSTPORTS[text] = found
+    return found
+
+
+_HOSTPORTS: dict[str, tuple[str, int | None]] = {}
+_MAX_CACHED = 4096
+
+
+def _split_hostport(text: str) -> tuple[str, int | None]:
     text = text.strip()
     if text.startswith("["):
         end = text.find("]")
@@ -348,6 +365,20 @@ class URI:
 
     @classmethod
     def parse(cls, text: str) -> URI:
+        """Each call is a new URI (the caller may change it); its parts are kept per text, bounded like
+        `_NAMES`: a call's messages name the same few URIs (the request line, From, To, Contact) again and again."""
+        kept = _URIS.get(text)
+        if kept is None:
+            uri = cls._parse(text)
+            if len(_URIS) >= _MAX_CACHED:
+                _URIS.clear()
+            _URIS[text] = (uri.scheme, uri.host, uri.user, uri.password, uri.port, dict(uri.params), uri.headers)
+            return uri
+        scheme, host, user, password, port, params, headers = kept
+        return cls(scheme, host, user, password, port, dict(params), headers)
+
+    @classmethod
+    def _parse(cls, text: str) -> URI:
         text = text.strip()
         scheme, colon, rest = text.partition(":")
         lowered = scheme.lower()
@@ -397,6 +428,10 @@ class URI:
         """The address-of-record form used as a registration key: scheme, user and host only (§10.3 step 5)."""
         user = f"{self.user}@" if self.user else ""
         return f"{self.scheme}:{user}{format_host(self.host)}"
+
+
+# URI.parse's kept parts: scheme, host, user, password, port, params (copied for every URI made), headers.
+_URIS: dict[str, tuple[str, str, str | None, str | None, int | None, dict[str, str | None], str]] = {}
 
 
 @dataclass
