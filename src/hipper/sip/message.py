@@ -260,9 +260,14 @@ def _split_outside_quotes(text: str, separator: str) -> list[str]:
     return parts
 
 
+_ESCAPED = re.compile(r"\\(.)")
+_QUOTED_DISPLAY = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
 def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", value[1:-1])
+        inner = value[1:-1]
+        return _ESCAPED.sub(r"\1", inner) if "\\" in inner else inner
     return value
 
 
@@ -451,7 +456,7 @@ class NameAddr:
         search_from = 0
         if text.startswith('"'):
             # A quoted display name may itself contain '<' (RFC 4475 §3.1.1.x): skip past its closing quote.
-            match = re.match(r'"(?:[^"\\]|\\.)*"', text)
+            match = _QUOTED_DISPLAY.match(text)
             if match is None:
                 raise ParseError("unterminated quoted display name")
             search_from = match.end()
