@@ -116,6 +116,8 @@ class B2bua:
         if self.registrar is not None:
             self.registrar.locations.on_change.append(self.snapshots.forget_bindings)
         self.legs: dict[tuple[str, str], Leg] = {}
+        # The keys in `legs` of each owner's legs (by the owner's id: a call's end drops its own, not a scan of all).
+        self._leg_keys: dict[int, list[tuple[str, str]]] = {}
         self.invites: dict[ServerTransaction, Call] = {}
         self.endpoints: dict[str, LegOwner] = {}
         self.calls: set[Call] = set()
@@ -157,7 +159,11 @@ class B2bua:
 
     def add_leg(self, leg: Leg) -> None:
         if leg.dialog is not None:
-            self.legs[(leg.dialog.call_id, leg.local_tag)] = leg
+            self._keep_leg((leg.dialog.call_id, leg.local_tag), leg)
+
+    def _keep_leg(self, key: tuple[str, str], leg: Leg) -> None:
+        self.legs[key] = leg
+        self._leg_keys.setdefault(id(leg.call), []).append(key)
 
     def watch(self, endpoint_id: str, owner: LegOwner) -> None:
         self.endpoints[endpoint_id] = owner
@@ -191,8 +197,10 @@ class B2bua:
         self.outbound.release(call.call_id)
         if call.tx is not None:
             self.invites.pop(call.tx, None)
-        for key in [key for key, leg in self.legs.items() if leg.call is call]:
-            del self.legs[key]
+        for key in self._leg_keys.pop(id(call), ()):
+            leg = self.legs.get(key)
+            if leg is not None and leg.call is call:  # (an id outlives its owner: a key of another's is left)
+                del self.legs[key]
         # What tests and metrics read of INVITEs' calls; a call the node placed is reported by whoever placed it.
         if call.summary is not None and call.first is None:
             self.history.append(call.summary)
@@ -303,7 +311,7 @@ class B2bua:
         call = Call(self, tx, caller)
         self.calls.add(call)
         self.invites[tx] = call
-        self.legs[(request.call_id, tx.to_tag)] = call.a
+        self._keep_leg((request.call_id, tx.to_tag), call.a)
         await self._host(call)
 
     async def _identify(self, tx: ServerTransaction) -> CallerInfo | None:

@@ -837,7 +837,8 @@ class Call:
             plan=plan.model_dump(mode="json"),
         )
         self.parties.append(party)
-        log.debug("call.plan", extra={"call_id": self.call_id, "user_id": callee.user_id, "plan": plan.describe()})
+        if log.isEnabledFor(logging.DEBUG):  # the plan's sentences only for a line that is written
+            log.debug("call.plan", extra={"call_id": self.call_id, "user_id": callee.user_id, "plan": plan.describe()})
         await self.run_steps(plan.steps, Routing(party, callee, incoming, called_number, history))
 
     async def loop_back(

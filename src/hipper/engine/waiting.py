@@ -65,6 +65,8 @@ async def race_until(awaitable: Awaitable[T], over: asyncio.Event, limit: float 
     # taken back below when it was ours, so a cancellation from outside still propagates.
     over.listen(call_over)
     try:
+        if limit is None:  # no deadline: no timeout to arm (the call's end is the one way out)
+            return await awaitable
         async with asyncio.timeout(limit):
             return await awaitable
     except TimeoutError:

@@ -60,6 +60,7 @@ def response(
     return _hash(algorithm, f"{ha1_hex}:{nonce}:{ha2}")
 
 
+_ESCAPED = re.compile(r"\\(.)")
 _AUTH_PARAM = re.compile(r'\s*([A-Za-z0-9_\-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(?:,|$)')
 
 
@@ -77,7 +78,9 @@ def parse_credentials(value: str) -> dict[str, str]:
             raise ParseError("bad Authorization header")
         name, raw = match.group(1).lower(), match.group(2)
         if raw.startswith('"'):
-            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+            raw = raw[1:-1]
+            if "\\" in raw:
+                raw = _ESCAPED.sub(r"\1", raw)
         params[name] = raw
         position = match.end()
     return params

@@ -260,9 +260,14 @@ def _split_outside_quotes(text: str, separator: str) -> list[str]:
     return parts
 
 
+_ESCAPED = re.compile(r"\\(.)")
+_QUOTED_DISPLAY = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
 def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", value[1:-1])
+        inner = value[1:-1]
+        return _ESCAPED.sub(r"\1", inner) if "\\" in inner else inner
     return value
 
 
@@ -299,7 +304,24 @@ def format_params(params: dict[str, str | None]) -> str:
 
 
 def split_hostport(text: str) -> tuple[str, int | None]:
-    """`host`, `host:port`, `[v6]`, `[v6]:port` → (host, port); IPv6 hosts are returned without brackets."""
+    """`host`, `host:port`, `[v6]`, `[v6]:port` → (host, port); IPv6 hosts are returned without brackets.
+
+    A call's messages carry the same few host:port texts again and again (≈ 30 splits per call): each text's
+    answer is kept (a tuple, shared safely), bounded like `_NAMES`; what does not parse raises every time."""
+    found = _HOSTPORTS.get(text)
+    if found is None:
+        found = _split_hostport(text)
+        if len(_HOSTPORTS) >= _MAX_CACHED:
+            _HOSTPORTS.clear()
+        _HOSTPORTS[text] = found
+    return found
+
+
+_HOSTPORTS: dict[str, tuple[str, int | None]] = {}
+_MAX_CACHED = 4096
+
+
+def _split_hostport(text: str) -> tuple[str, int | None]:
     text = text.strip()
     if text.startswith("["):
         end = text.find("]")
@@ -348,6 +370,20 @@ class URI:
 
     @classmethod
     def parse(cls, text: str) -> URI:
+        """Each call is a new URI (the caller may change it); its parts are kept per text, bounded like
+        `_NAMES`: a call's messages name the same few URIs (the request line, From, To, Contact) again and again."""
+        kept = _URIS.get(text)
+        if kept is None:
+            uri = cls._parse(text)
+            if len(_URIS) >= _MAX_CACHED:
+                _URIS.clear()
+            _URIS[text] = (uri.scheme, uri.host, uri.user, uri.password, uri.port, dict(uri.params), uri.headers)
+            return uri
+        scheme, host, user, password, port, params, headers = kept
+        return cls(scheme, host, user, password, port, dict(params), headers)
+
+    @classmethod
+    def _parse(cls, text: str) -> URI:
         text = text.strip()
         scheme, colon, rest = text.partition(":")
         lowered = scheme.lower()
@@ -399,6 +435,10 @@ class URI:
         return f"{self.scheme}:{user}{format_host(self.host)}"
 
 
+# URI.parse's kept parts: scheme, host, user, password, port, params (copied for every URI made), headers.
+_URIS: dict[str, tuple[str, str, str | None, str | None, int | None, dict[str, str | None], str]] = {}
+
+
 @dataclass
 class NameAddr:
     """A From/To/Contact/Route value (§20.10, §25.1 name-addr / addr-spec) with its header parameters."""
@@ -416,7 +456,7 @@ class NameAddr:
         search_from = 0
         if text.startswith('"'):
             # A quoted display name may itself contain '<' (RFC 4475 §3.1.1.x): skip past its closing quote.
-            match = re.match(r'"(?:[^"\\]|\\.)*"', text)
+            match = _QUOTED_DISPLAY.match(text)
             if match is None:
                 raise ParseError("unterminated quoted display name")
             search_from = match.end()
@@ -813,6 +853,82 @@ def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
     start = lines[0].strip()
     if len(lines) > 4 * MAX_HEADERS:
         raise ParseError("too many headers")  # before any work per line: lines are cheap to send
+    parsed = None if "\n " in text or "\n\t" in text else _plain_headers(lines)
+    if parsed is None:
+        items, keys, lengths = _headers_of(lines)
+    else:
+        items, keys, lengths = parsed
+    headers = Headers(items, keys)
+    message: Request | Response
+    if start.startswith("SIP/"):
+        parts = start.split(" ", 2)
+        if len(parts) < 2 or parts[0].upper() != SIP_VERSION:
+            raise ParseError("bad status line")
+        if not is_number(parts[1]) or len(parts[1]) != 3 or not 100 <= int(parts[1]) <= 699:
+            raise ParseError("bad status code")
+        message = Response(int(parts[1]), parts[2] if len(parts) > 2 else "", headers)
+    else:
+        parts = start.split()
+        if len(parts) != 3 or not _TOKEN.match(parts[0]):
+            raise ParseError("bad request line")
+        if parts[2].upper() != SIP_VERSION:
+            raise ParseError("unsupported SIP version")
+        message = Request(parts[0], URI.parse(parts[1]), headers)
+    if not lengths:
+        return message, None
+    if len(lengths) > 1 and len({value.strip() for value in lengths}) > 1:
+        # Two different lengths would let a stream peer smuggle one message inside another.
+        raise ParseError("conflicting Content-Length")
+    length = lengths[0].strip()
+    if not is_number(length) or len(length) > 10:
+        raise ParseError("bad Content-Length")
+    return message, int(length)
+
+
+def _plain_headers(lines: list[str]) -> tuple[list[tuple[str, str]], list[str], list[str]] | None:
+    """The headers of `lines[1:]` in one pass, when no line is folded (the caller checked): what `_headers_of`
+    gives, without its list per header. None when a list header needs the quote-aware split (a comma in quotes
+    or brackets): `_headers_of` then does it all, so that errors are found in the same order."""
+    items: list[tuple[str, str]] = []
+    keys: list[str] = []
+    lengths: list[str] = []
+    count = 0
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon:
+            if not line.strip():
+                continue
+            raise ParseError("bad header line")
+        name = name.strip()
+        names = _NAMES.get(name)
+        if names is None:
+            if not name or not _TOKEN.match(name):
+                raise ParseError("bad header line")
+            names = _names(name)
+        count += 1
+        if count > MAX_HEADERS:
+            raise ParseError("too many headers")
+        canonical, key = names
+        value = value.strip()
+        if "," in value and key in _LIST_HEADERS:
+            if '"' in value or "<" in value:
+                return None
+            for part in value.split(","):
+                part = part.strip()
+                if part:
+                    items.append((canonical, part))
+                    keys.append(key)
+            continue
+        items.append((canonical, value))
+        keys.append(key)
+        if key == "content-length":
+            lengths.append(value)
+    return items, keys, lengths
+
+
+def _headers_of(lines: list[str]) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """The headers of `lines[1:]`, folded lines joined (§7.3.1), list headers one value per entry; and the values
+    of Content-Length."""
     current: list[Any] | None = None
     raw: list[list[Any]] = []
     for line in lines[1:]:
@@ -839,6 +955,7 @@ def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
             raise ParseError("too many headers")
     items: list[tuple[str, str]] = []
     keys: list[str] = []
+    lengths: list[str] = []
     for (canonical, key), value in raw:
         if "," in value and key in _LIST_HEADERS:
             # Without quotes or angle brackets (Allow, Supported, most Vias) a plain split is what the quote-aware
@@ -852,28 +969,9 @@ def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
         else:
             items.append((canonical, value))
             keys.append(key)
-    headers = Headers(items, keys)
-    message: Request | Response
-    if start.startswith("SIP/"):
-        parts = start.split(" ", 2)
-        if len(parts) < 2 or parts[0].upper() != SIP_VERSION:
-            raise ParseError("bad status line")
-        if not is_number(parts[1]) or len(parts[1]) != 3 or not 100 <= int(parts[1]) <= 699:
-            raise ParseError("bad status code")
-        message = Response(int(parts[1]), parts[2] if len(parts) > 2 else "", headers)
-    else:
-        parts = start.split()
-        if len(parts) != 3 or not _TOKEN.match(parts[0]):
-            raise ParseError("bad request line")
-        if parts[2].upper() != SIP_VERSION:
-            raise ParseError("unsupported SIP version")
-        message = Request(parts[0], URI.parse(parts[1]), headers)
-    lengths = headers.get_all("Content-Length")
-    if len(lengths) > 1 and len({value.strip() for value in lengths}) > 1:
-        # Two different lengths would let a stream peer smuggle one message inside another.
-        raise ParseError("conflicting Content-Length")
-    length = message.int_header("Content-Length")
-    return message, length
+            if key == "content-length":
+                lengths.append(value)
+    return items, keys, lengths
 
 
 def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
