@@ -65,7 +65,7 @@ async def attach(engine: MediaEngine, phone: Phone, sdp_address: str = "127.0.0.
     return reply.endpoint_id
 
 
-async def next_event(engine: MediaEngine, kind: type[E], within: float = 3.0) -> E:
+async def next_event(engine: MediaEngine, kind: type[E], within: float = 10.0) -> E:
     async with asyncio.timeout(within):
         while True:
             event = await engine.events.get()

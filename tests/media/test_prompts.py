@@ -95,7 +95,7 @@ async def test_a_composed_sentence_plays_as_one_stream_to_the_end(engine: MediaE
     endpoint = await attach(engine, phone)
     reply = await engine.execute(Play(endpoint, files))
     assert isinstance(reply, Started)
-    finished = await next_event(engine, PlaybackFinished, within=expected_seconds + 2)
+    finished = await next_event(engine, PlaybackFinished, within=expected_seconds + 10)
     assert finished.playback_id == reply.id
     await asyncio.sleep(0.05)
     speech = [r for r in phone.received if r.packet.payload_type == 8]
