@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, FilePayload, Locator, Page, expect
+from playwright.sync_api import Browser, FilePayload, Locator, Page, Route, expect
 
 from tests.web.conftest import BYPASS_CSP
 from tests.web.live_server import PASSWORD, LiveServer
@@ -69,6 +69,18 @@ def saving_app_settings(page: Page) -> Any:
     return page.expect_response(
         lambda response: response.url.endswith("/api/v1/me/app-settings") and response.request.method == "PUT"
     )
+
+
+def until(page: Page, done: Callable[[], bool], limit: float = 10.0, must: bool = True) -> bool:
+    """Until `done()` holds; Playwright's sync API runs the page's event handlers (routes, responses) while it
+    waits, so this waits in the page. `must`: a timeout fails the test; else it just says so."""
+    deadline = time.monotonic() + limit
+    while not done():
+        if time.monotonic() > deadline:
+            assert not must, "timed out"
+            return False
+        page.wait_for_timeout(20)
+    return True
 
 
 def toast(page: Page) -> Locator:
@@ -226,6 +238,37 @@ def test_theme_and_language_switch(page: Page, exchange: LiveServer) -> None:
     wait_ready(page)
     expect(page.get_by_role("heading", level=1)).to_have_text("App settings")
     expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+
+
+def test_quick_changes_to_the_app_settings_reach_the_exchange_in_order(page: Page, exchange: LiveServer) -> None:
+    """Dark, then at once light: the first save is held up on its way (a slow network), and the exchange must still
+    end up with light — the app sends its saves one after another. Before, the second PUT overtook the held one,
+    which then landed last and kept dark."""
+    username = new_user(exchange, pin="2580")
+    log_in(page, exchange, username)
+    page.goto(exchange.url + "/#/app-settings")
+    wait_ready(page)
+    held: list[Route] = []
+    answered: list[str] = []
+
+    def hold_the_first(route: Route) -> None:
+        if route.request.method == "PUT" and not held:
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/me/app-settings", hold_the_first)
+    page.on("response", lambda r: answered.append(r.url) if r.request.method == "PUT" else None)
+    page.get_by_role("radio", name="Donker").check()
+    page.get_by_role("radio", name="Licht").check()
+    expect(page.locator("html")).to_have_attribute("data-theme", "light")
+    until(page, lambda: bool(held))
+    # A second PUT sent meanwhile would be answered while the first is held: give it the moment it would take.
+    # (Sent one after another, none is; a loaded machine can only make this test pass on the old code, not fail.)
+    until(page, lambda: bool(answered), limit=1.0, must=False)
+    held[0].continue_()
+    until(page, lambda: len(answered) == 2)
+    assert api(page, exchange, "/me/app-settings")["theme"] == "light"
 
 
 SCREENS = {

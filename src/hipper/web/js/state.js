@@ -98,7 +98,20 @@ function merge(base, change) {
   return out;
 }
 
-export async function savePrefs(changes) {
+// The app's saves, one after another: the exchange merges each partial document into what it holds, so two PUTs
+// in flight at once (a switch flipped twice, a theme then another) could land in either order and keep the older.
+let saving = Promise.resolve();
+
+export function savePrefs(changes) {
+  const run = saving.then(
+    () => saveNow(changes),
+    () => saveNow(changes),
+  );
+  saving = run.catch(() => {});
+  return run;
+}
+
+async function saveNow(changes) {
   const next = merge(store.prefs, changes);
   if (store.prefsOnServer) {
     // The exchange merges a partial document, so only the change is sent.
