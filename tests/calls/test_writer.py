@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper.domain.moments import aware
@@ -212,3 +212,44 @@ async def test_submit_logged_logs_a_failed_write_on_the_callers_logger(
     assert [(entry.getMessage(), getattr(entry, "call", None)) for entry in failed] == [("caller.write_failed", 2)]
     assert failed[0].exc_info is not None
     await writer.close()
+
+
+async def test_a_busy_writer_commits_at_most_once_per_window(sessions: async_sessionmaker[AsyncSession]) -> None:
+    # A quiet writer writes at once; what is handed in within the window after that waits for the next commit,
+    # however many moments it came at (each call hands in its event, presence rows and logs at different ones).
+    (user,) = await make_users(sessions, 1)
+    writer = BatchWriter(sessions, window=3600.0)
+    writer.start()
+    await asyncio.wait_for(writer.write([record(user, 0)]), 10)  # at once: nothing was committed before
+    assert writer.transactions == 1
+    later = []
+    for call in range(1, 4):
+        later.append(writer.submit([record(user, call)]))
+        await asyncio.sleep(0.05)  # moments apart: written as they came, each would be a transaction
+    assert not any(done.done() for done in later)  # all wait for the window
+    await writer.close()  # ends the window: what waits is written now, in one transaction
+    assert all(done.done() and done.exception() is None for done in later)
+    assert writer.transactions == 2
+    assert sorted(row.call_id for row in (await logs(sessions)).values()) == [f"call-{i}" for i in range(4)]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_writer_keeps_one_sqlite_connection_across_batches(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    (user,) = await make_users(sessions, 1)
+    engine = sessions.kw["bind"]
+    checkouts: list[object] = []
+    event.listen(engine.sync_engine, "checkout", lambda *_: checkouts.append(1))
+    writer = BatchWriter(sessions, window=0.0)
+    writer.start()
+    for call in range(5):
+        await writer.write([record(user, call)])
+    # A row the database refuses fails its batch: the next batch starts on a fresh connection.
+    with pytest.raises(RuntimeError):
+        await writer.write([record(user + 1000, 5)])
+    await writer.write([record(user, 6)])
+    await writer.close()
+    assert writer.transactions == 6
+    assert len(checkouts) == 2
+    assert engine.sync_engine.pool.checkedout() == 0  # given back at close
