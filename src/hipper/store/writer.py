@@ -4,8 +4,8 @@
 Each call used to open its own session and commit for its call-log rows and events; at tens of calls per second
 those commits and sessions were a large share of a call's CPU and of the pool's connections. Here one task takes
 whatever calls have handed in since it last wrote and writes it all in one transaction: one connection, one
-multi-row INSERT of call logs, one of events, one commit; at most one commit per `BATCH_WINDOW_SECONDS` (a
-quiet writer writes at once), and on SQLite on one connection it keeps. A call still waits until its own rows
+multi-row INSERT of call logs, one of events, one commit; `BATCH_WINDOW_SECONDS` after one commit before the
+next (a quiet writer writes at once), and on SQLite on one connection it keeps. A call still waits until its own rows
 are committed (`write` returns then), so nothing reads a call as ended before its log exists. If a batch fails,
 every call's part is retried in a transaction of its own, so one bad record costs only its own call's log.
 `close` writes everything still queued before it returns: a shutdown loses no call log.
@@ -43,12 +43,15 @@ from hipper.store.models import ActiveCall, CallLog, Event
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 200  # calls' worth of rows per transaction
-# At most one commit this often: what is handed in meanwhile waits for the next one (the batch window). Each call
-# hands in three or four things at different moments (its `call.started` event, who is on it, its call-log rows),
-# and written as they came, at 40 calls/s that was 1.6 transactions per call; a transaction costs ≈ 0.3–0.5 ms of
-# CPU, on the loop and the connection's thread together, and wakes the live-event streams (docs/performance.md).
-# A writer that has not committed for this long writes at once, so a quiet exchange adds no delay; a crash loses
-# at most what one window holds, never half of it (one transaction).
+# After each commit the writer waits this long before the next one: what is handed in meanwhile goes in one
+# transaction (the batch window). Each call hands in three or four things at different moments (its
+# `call.started` event, who is on it, its call-log rows), and written as they came, at 40 calls/s that was
+# ≈ 2 transactions per call; a transaction costs ≈ 0.3–0.5 ms of CPU, on the loop and the connection's thread
+# together, and wakes the live-event streams (docs/performance.md). Counted from the end of the last commit, not
+# its start: where a transaction takes long (PostgreSQL on a busy machine) the writes that queued meanwhile
+# already batch, and a window from the start would commit more often than that. A writer that has not committed
+# for this long writes at once, so a quiet exchange adds no delay; a crash loses at most what one window and one
+# transaction hold, never half of it.
 BATCH_WINDOW_SECONDS = 0.05
 
 
@@ -179,7 +182,7 @@ class BatchWriter:
         self.window = window
         self._pending: list[_Job] = []
         self._wake = asyncio.Event()
-        self._last_batch = -1e9  # loop time when the last batch started to be written
+        self._last_batch = -1e9  # loop time when the last batch was written
         self._hurry: asyncio.Future[None] | None = None  # the window's wait, ended early by `close`
         # SQLite: the connection the batch task writes on, kept from one batch to the next (`_commit`).
         self._held: tuple[AsyncConnection, LoopReadsConnection] | None = None
@@ -271,15 +274,16 @@ class BatchWriter:
                 self._wake.clear()
                 while self._pending:
                     await self._wait_for_window(loop)
-                    self._last_batch = loop.time()
                     await self._write_batch()
+                    self._last_batch = loop.time()
                 if self._closing:
                     return
         finally:
             await self._release_held()
 
     async def _wait_for_window(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Until `window` has passed since the last batch began (at once when closing, or with a full batch)."""
+        """Until `window` has passed since the last batch was written (at once when closing, or with a full
+        batch)."""
         delay = self._last_batch + self.window - loop.time()
         if delay <= 0 or self._closing or len(self._pending) >= self.max_batch:
             return
