@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper.domain.moments import aware
@@ -212,3 +213,109 @@ async def test_submit_logged_logs_a_failed_write_on_the_callers_logger(
     assert [(entry.getMessage(), getattr(entry, "call", None)) for entry in failed] == [("caller.write_failed", 2)]
     assert failed[0].exc_info is not None
     await writer.close()
+
+
+async def test_a_busy_writer_commits_at_most_once_per_window(sessions: async_sessionmaker[AsyncSession]) -> None:
+    # A quiet writer writes at once; what is handed in within the window after that waits for the next commit,
+    # however many moments it came at (each call hands in its event, presence rows and logs at different ones).
+    (user,) = await make_users(sessions, 1)
+    writer = BatchWriter(sessions, window=3600.0)
+    writer.start()
+    await asyncio.wait_for(writer.write([record(user, 0)]), 10)  # at once: nothing was committed before
+    assert writer.transactions == 1
+    later = []
+    for call in range(1, 4):
+        later.append(writer.submit([record(user, call)]))
+        await asyncio.sleep(0.05)  # moments apart: written as they came, each would be a transaction
+    assert not any(done.done() for done in later)  # all wait for the window
+    await writer.close()  # ends the window: what waits is written now, in one transaction
+    assert all(done.done() and done.exception() is None for done in later)
+    assert writer.transactions == 2
+    assert sorted(row.call_id for row in (await logs(sessions)).values()) == [f"call-{i}" for i in range(4)]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_writer_keeps_one_sqlite_connection_across_batches(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    (user,) = await make_users(sessions, 1)
+    engine = sessions.kw["bind"]
+    checkouts: list[object] = []
+    event.listen(engine.sync_engine, "checkout", lambda *_: checkouts.append(1))
+    writer = BatchWriter(sessions, window=0.0)
+    writer.start()
+    for call in range(5):
+        await writer.write([record(user, call)])
+    # A row the database refuses fails its batch: the next batch starts on a fresh connection.
+    with pytest.raises(RuntimeError):
+        await writer.write([record(user + 1000, 5)])
+    await writer.write([record(user, 6)])
+    await writer.close()
+    assert writer.transactions == 6
+    assert len(checkouts) == 2
+    assert engine.sync_engine.pool.checkedout() == 0  # given back at close
+
+
+# A process that writes calls through a batch writer as fast as it can and says which ones `write` returned for.
+_WRITING_PROCESS = """
+import asyncio, sys
+from datetime import UTC, datetime
+from hipper.store.call_logs import CallRecord
+from hipper.store.db import create_engine, session_factory
+from hipper.store.writer import BatchWriter
+
+async def main(url, user):
+    writer = BatchWriter(session_factory(create_engine(url)), window=0.05)
+    writer.start()
+
+    async def call(n):
+        record = CallRecord(user, "received", datetime.now(UTC), call_id=f"call-{n}", outcome="answered",
+                            events=(("call.ended", {"id": f"c{n}"}),))
+        await writer.write([record])
+        sys.stdout.write(f"{n}\\n")
+        sys.stdout.flush()
+
+    tasks, n = set(), 0
+    while True:
+        task = asyncio.create_task(call(n))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        n += 1
+        await asyncio.sleep(0.002)
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+async def test_a_killed_writer_loses_at_most_its_window_and_never_half_a_call(
+    sessions: async_sessionmaker[AsyncSession], database_url: str
+) -> None:
+    # SIGKILL while calls are being written, a batch window (50 ms, ≈ 25 calls here) pending and one committing:
+    # every call whose `write` returned is stored; what is lost is the newest calls only (batches commit in
+    # order); and each stored call has its row and both its events, never a part of them (one transaction).
+    (user,) = await make_users(sessions, 1)
+    before = len(await events(sessions))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _WRITING_PROCESS, database_url, str(user), stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    acknowledged: set[int] = set()
+    try:
+        async with asyncio.timeout(60):
+            while len(acknowledged) < 200:
+                line = await process.stdout.readline()
+                assert line, "the writing process ended"
+                acknowledged.add(int(line))
+    finally:
+        process.kill()  # SIGKILL
+        await process.wait()
+    stored = {int(row.call_id.removeprefix("call-")): row for row in (await logs(sessions)).values()}
+    assert acknowledged <= set(stored)
+    assert sorted(stored) == list(range(len(stored)))  # no hole: only the newest calls can be missing
+    new = (await events(sessions))[before:]
+    assert len(new) == 2 * len(stored)
+    added = {int(str(payload["id"])) for _, type_, payload in new if type_ == "call_log.added"}
+    assert added == {row.id for row in stored.values()}
+    assert sorted(str(payload["id"]) for _, type_, payload in new if type_ == "call.ended") == sorted(
+        f"c{n}" for n in stored
+    )

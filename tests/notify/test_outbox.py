@@ -20,6 +20,7 @@ from sqlalchemy.orm import ORMExecuteState, Session
 
 from hipper.api.state import AppState
 from hipper.notify import Notifications
+from hipper.notify import dispatcher as dispatcher_module
 from hipper.store import call_logs
 from hipper.store.events import add_event
 from hipper.store.models import Event, NotificationCursor
@@ -265,3 +266,35 @@ async def test_a_burst_of_missed_calls_holds_few_database_sessions_at_once(
     assert len(push_service.delivered) == 40  # every one still sent
     # Two reading, two pushing (each reads the subscriptions), nothing else open: not one per pending job.
     assert most <= 4, most
+
+
+async def test_a_claim_sends_statements_built_once(app: FastAPI, make_user: UserFactory) -> None:
+    # Composing the claim's five statements per claim (and generating their cache keys) was most of its CPU, four
+    # claims a second under a steady stream of calls: each one is built once, with bound parameters.
+    state: AppState = app.state.hipper
+    user = await make_user()
+    dispatcher = Notifications(state.settings, state.sessions, settle_seconds=0.0)
+    await drain(dispatcher)
+    built_once = {
+        id(statement)
+        for statement in (dispatcher_module._CURSOR, dispatcher_module._UNSETTLED, dispatcher_module._SETTLED,
+                          dispatcher_module._SETTLED_BELOW, dispatcher_module._OURS_UP_TO, dispatcher_module._MOVE)
+    }  # fmt: skip
+    sent: list[object] = []
+
+    def record(execution: ORMExecuteState) -> None:
+        sent.append(execution.statement)
+
+    for n in range(3):
+        await other_event(state, user.id, n)
+    first = await missed_call(state, user.id, number="+31611111111")
+    event.listen(Session, "do_orm_execute", record)
+    try:
+        events, _ = await dispatcher.claim()
+    finally:
+        event.remove(Session, "do_orm_execute", record)
+    assert [claimed.payload["id"] for claimed in events] == [first.id]
+    assert len(sent) == 5 and {id(statement) for statement in sent} <= built_once, sent
+    position, newest = await cursor_position(state)
+    assert position == newest
+    await dispatcher.close()

@@ -28,7 +28,7 @@ from hipper.domain.routing import UserState
 from hipper.domain.services import ServiceSettings
 from hipper.engine.directory import Resolved, resolve_other, resolve_user
 from hipper.store import service_settings
-from hipper.store.db import CallPathReads, PooledReads, Reads
+from hipper.store.db import CallPathReads, Reads
 from hipper.store.models import Event
 from hipper.store.presence import Presence
 from hipper.store.registrations import Binding
@@ -186,12 +186,12 @@ class SnapshotCache:
         cached = documents.get(settings_class.service) if documents is not None else None
         if cached is not None and recent:
             return cached
-        async with self.sessions() as session:
-            await self._catch_up(PooledReads(session))
+        async with self.reads.connect() as reads:
+            await self._catch_up(reads)
             documents = self._documents.get(user_id)
             cached = documents.get(settings_class.service) if documents is not None else None
             if cached is None:
-                cached = await service_settings.load(session, user_id, settings_class)
+                cached = await service_settings.read(reads, user_id, settings_class)
                 if documents is None:
                     if len(self._documents) >= self.max_users:
                         self._documents.clear()

@@ -4,10 +4,11 @@
 Each call used to open its own session and commit for its call-log rows and events; at tens of calls per second
 those commits and sessions were a large share of a call's CPU and of the pool's connections. Here one task takes
 whatever calls have handed in since it last wrote and writes it all in one transaction: one connection, one
-multi-row INSERT of call logs, one of events, one commit. A call still waits until its own rows are committed
-(`write` returns then), so nothing reads a call as ended before its log exists. If a batch fails, every call's
-part is retried in a transaction of its own, so one bad record costs only its own call's log. `close` writes
-everything still queued before it returns: a shutdown loses no call log.
+multi-row INSERT of call logs, one of events, one commit; `BATCH_WINDOW_SECONDS` after one commit before the
+next (a quiet writer writes at once), and on SQLite on one connection it keeps. A call still waits until its own rows
+are committed (`write` returns then), so nothing reads a call as ended before its log exists. If a batch fails,
+every call's part is retried in a transaction of its own, so one bad record costs only its own call's log.
+`close` writes everything still queued before it returns: a shutdown loses no call log.
 
 On SQLite (a file database, `store/db.py`'s `LoopReadsConnection`) a batch's transaction runs on the
 connection's worker thread in one hand-off: the two INSERTs as SQL text with each column's own SQLAlchemy bind
@@ -20,6 +21,7 @@ statements.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import sqlite3
@@ -41,6 +43,16 @@ from hipper.store.models import ActiveCall, CallLog, Event
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 200  # calls' worth of rows per transaction
+# After each commit the writer waits this long before the next one: what is handed in meanwhile goes in one
+# transaction (the batch window). Each call hands in three or four things at different moments (its
+# `call.started` event, who is on it, its call-log rows), and written as they came, at 40 calls/s that was
+# ≈ 2 transactions per call; a transaction costs ≈ 0.3–0.5 ms of CPU, on the loop and the connection's thread
+# together, and wakes the live-event streams (docs/performance.md). Counted from the end of the last commit, not
+# its start: where a transaction takes long (PostgreSQL on a busy machine) the writes that queued meanwhile
+# already batch, and a window from the start would commit more often than that. A writer that has not committed
+# for this long writes at once, so a quiet exchange adds no delay; a crash loses at most what one window and one
+# transaction hold, never half of it.
+BATCH_WINDOW_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -145,6 +157,11 @@ class _Job:
     done: asyncio.Future[None]
 
 
+def _done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _log_failure(logger: logging.Logger, message: str, extra: dict[str, object], done: asyncio.Future[None]) -> None:
     error = None if done.cancelled() else done.exception()
     if error is not None:
@@ -152,12 +169,23 @@ def _log_failure(logger: logging.Logger, message: str, extra: dict[str, object],
 
 
 class BatchWriter:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        max_batch: int = MAX_BATCH,
+        window: float = BATCH_WINDOW_SECONDS,
+    ) -> None:
         self.sessions = sessions
         self._engine = sessions.kw["bind"]
         self.max_batch = max_batch
+        self.window = window
         self._pending: list[_Job] = []
         self._wake = asyncio.Event()
+        self._last_batch = -1e9  # loop time when the last batch was written
+        self._hurry: asyncio.Future[None] | None = None  # the window's wait, ended early by `close`
+        # SQLite: the connection the batch task writes on, kept from one batch to the next (`_commit`).
+        self._held: tuple[AsyncConnection, LoopReadsConnection] | None = None
         self._task: asyncio.Task[None] | None = None
         self._alone: set[asyncio.Task[None]] = set()  # `submit`s while not running, being written
         self._closing = False
@@ -234,21 +262,43 @@ class BatchWriter:
         task, self._task = self._task, None  # writes from now on go straight to the database
         self._closing = True
         self._wake.set()
+        if self._hurry is not None and not self._hurry.done():
+            self._hurry.set_result(None)  # what waits for the window is written now
         await task
 
     async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                await self._write_batch()
-            if self._closing:
-                return
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._pending:
+                    await self._wait_for_window(loop)
+                    await self._write_batch()
+                    self._last_batch = loop.time()
+                if self._closing:
+                    return
+        finally:
+            await self._release_held()
+
+    async def _wait_for_window(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Until `window` has passed since the last batch was written (at once when closing, or with a full
+        batch)."""
+        delay = self._last_batch + self.window - loop.time()
+        if delay <= 0 or self._closing or len(self._pending) >= self.max_batch:
+            return
+        self._hurry = hurry = loop.create_future()
+        timer = loop.call_later(delay, _done, hurry)
+        try:
+            await hurry
+        finally:
+            timer.cancel()
+            self._hurry = None
 
     async def _write_batch(self) -> None:
         batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
         try:
-            await self._commit([item for job in batch for item in job.items])
+            await self._commit([item for job in batch for item in job.items], hold=True)
         except Exception:
             if len(batch) == 1:
                 self._settle(batch[0], failed=True)
@@ -271,20 +321,52 @@ class BatchWriter:
         else:
             job.done.set_result(None)
 
-    async def _commit(self, items: Sequence[Item]) -> None:
-        # A Core connection, not an ORM session: given a list of parameter sets, an ORM session runs its bulk
-        # insert machinery (per-row object state), which cost more than the statements themselves.
-        async with self._engine.connect() as connection:
-            driver = (await connection.get_raw_connection()).driver_connection
-            if isinstance(driver, LoopReadsConnection):
-                await self._commit_on_sqlite_thread(driver, items)
-            else:
-                async with connection.begin():
-                    await write_items(connection, items)
+    async def _commit(self, items: Sequence[Item], *, hold: bool = False) -> None:
+        """`hold`: the batch task's own writes; on SQLite they keep one connection from batch to batch instead of
+        taking one from the pool (and giving it back) each time."""
+        if hold and self._held is not None:
+            await self._commit_held(self._held, items)
+        else:
+            # A Core connection, not an ORM session: given a list of parameter sets, an ORM session runs its bulk
+            # insert machinery (per-row object state), which cost more than the statements themselves.
+            connection = await self._engine.connect()
+            kept = False
+            try:
+                driver = (await connection.get_raw_connection()).driver_connection
+                if isinstance(driver, LoopReadsConnection):
+                    if hold:
+                        self._held = (connection, driver)
+                        kept = True
+                        await self._commit_held(self._held, items)
+                    else:
+                        await self._commit_on_sqlite_thread(driver, items)
+                else:
+                    async with connection.begin():
+                        await write_items(connection, items)
+            finally:
+                if not kept:
+                    await connection.close()
         self.transactions += 1
         if any(isinstance(item, (CallRecord, OutboxEvent)) for item in items):  # a batch that wrote events
             for committed in self.committed:
                 committed()  # e.g. this node's live-event streams look at once (api/app.py attach_calls)
+
+    async def _commit_held(self, held: tuple[AsyncConnection, LoopReadsConnection], items: Sequence[Item]) -> None:
+        try:
+            await self._commit_on_sqlite_thread(held[1], items)
+        except BaseException:
+            # Whatever went wrong, the next batch starts on a fresh connection: this one may be closed, or (had
+            # the rollback failed too) still in the transaction.
+            self._held = None
+            with contextlib.suppress(Exception):
+                await held[0].invalidate()
+                await held[0].close()
+            raise
+
+    async def _release_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            await held[0].close()
 
     async def _commit_on_sqlite_thread(self, driver: LoopReadsConnection, items: Sequence[Item]) -> None:
         """What `write_items` and a commit do, as one call on the SQLite connection's worker thread."""
