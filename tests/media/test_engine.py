@@ -355,6 +355,33 @@ async def test_recording_holds_the_received_audio_and_the_pause(
     phone.close()
 
 
+async def test_a_pause_asked_for_after_a_stall_starts_where_it_was_asked_for(
+    engine: MediaEngine, tmp_path: Path
+) -> None:
+    """The loop stalls 0.4 s (the phone quiet meanwhile) and the pause is asked for right after it, before the
+    ticker caught up: the pause starts at the moment it was asked for, so the 0.4 s before it are in the file
+    (silence), and the talk while paused is not. Before, it took effect where the ticker had got to — the stall's
+    worth too early (the CI flake of the pause test under load: 1.04 s for 1.2 s)."""
+    phone = Phone("PCMA")
+    endpoint = await attach(engine, phone)
+    reply = await engine.execute(StartRecording((endpoint,), tmp_path / "rec.wav", False))
+    assert isinstance(reply, Started)
+    await phone.talk(tone(1000, 0.6))
+    time.sleep(0.4)  # noqa: ASYNC251 - blocks the loop: the ticker owes 20 frames when the pause comes
+    phone.ts = (phone.ts + 3200) & 0xFFFFFFFF  # the phone's clock went on meanwhile (it sent nothing)
+    await engine.execute(PauseRecording(reply.id))
+    await phone.talk(tone(1000, 0.4))  # said while paused: must not be in the file
+    await engine.execute(ResumeRecording(reply.id))
+    await phone.talk(tone(500, 0.6))
+    await written_to_the_end(engine, reply.id)
+    await engine.execute(StopRecording(reply.id))
+    samples = sounding(read_recording(tmp_path / "rec.wav"))
+    assert len(samples) / 8000 == pytest.approx(1.6, abs=0.06)  # 0.6 s talk, the stall's 0.4 s, 0.6 s talk
+    assert rms(window(samples, 0.7, 0.9)) == 0
+    assert dominant_frequency(window(samples, 1.1, 1.5)) == pytest.approx(500, abs=10)
+    phone.close()
+
+
 async def test_recording_a_phone_that_sends_30_ms_packets_keeps_time(engine: MediaEngine, tmp_path: Path) -> None:
     # SIPp's own g711a capture uses 30 ms packets; the recorder takes 20 ms frames.
     phone = Phone("PCMA")

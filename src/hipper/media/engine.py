@@ -476,8 +476,10 @@ class _Recording:
         endpoint.recorders.append(buffer)
         self.sources.append((endpoint, buffer))
 
-    def toggle(self, paused: bool) -> None:
-        self.toggles.append((self.frames + DELAY_FRAMES, paused))
+    def toggle(self, paused: bool, behind: int) -> None:
+        """`behind`: frames the ticker owes (a stalled loop catches up at its next tick): the command came at the
+        moment those frames stand for, not where the ticker has got to."""
+        self.toggles.append((self.frames + behind + DELAY_FRAMES, paused))
 
 
 def _allowed_ports(port_min: int, port_max: int) -> list[int]:
@@ -599,9 +601,9 @@ class MediaEngine:
             case StartRecording():
                 return Started(await self._start_recording(command))
             case PauseRecording():
-                self._recording(command.recording_id).toggle(True)
+                self._recording(command.recording_id).toggle(True, self._frames_behind())
             case ResumeRecording():
-                self._recording(command.recording_id).toggle(False)
+                self._recording(command.recording_id).toggle(False, self._frames_behind())
             case RecordAlso():
                 recording = self._recording(command.recording_id)
                 endpoint = self._endpoint(command.endpoint_id)
@@ -1193,6 +1195,13 @@ class MediaEngine:
             endpoint.dtmf_first = False
             endpoint.switched = True
             endpoint.relay_ssrc = -1
+
+    def _frames_behind(self) -> int:
+        """The frames the ticker's next step will take beyond its one (0 when it is on time): after a stall."""
+        if self._loop is None:
+            return 0
+        late = self._loop.time() - self._deadline
+        return max(0, min(int(late / FRAME_SECONDS) + 1, RECORDING_CATCH_UP_FRAMES) - 1) if late >= 0 else 0
 
     def _tick(self) -> None:
         """The 20 ms step. Whatever one step raises, the next one is scheduled: the ticker serves every call's
