@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from hipper.domain.services import CallRecording
+from hipper.engine.call import Call
 from hipper.engine.leg import LegState
 from hipper.media.engine import Command, CreateEndpoint, MediaError
 from hipper.store.models import CallLog, Recording
@@ -398,9 +399,7 @@ async def test_when_the_first_party_leaves_a_three_way_call_the_user_and_the_add
         # Call control too finds carol as the party alice talks to now (a hold's music, a transfer, the listing).
         talking_to = exchange.applications.call_control.controls_of(exchange.users["alice"], call.key).other
         assert talking_to.endpoint_id is not None and talking_to.user_id == exchange.users["carol"]
-        assert exchange.applications.app_calls.hang_up(exchange.users["alice"], call.key)  # alice hangs up (the app)
-        await alice_phone.succeeded(20)
-        await carol_phone.succeeded(20)
+        await alice_hangs_up_in_the_app(exchange, call, alice_phone, carol_phone)
     finally:
         for phone in ears.values():
             phone.close()
@@ -433,13 +432,18 @@ async def test_a_party_leaving_a_three_way_call_cancels_their_own_add_still_ring
         assert exchange.b2bua.calls == {call}  # the call goes on for alice and carol
         ears["carol"].keep_talking(tone(TONES["carol"], 30.0))
         await ears["alice"].wait_for_tone(TONES["carol"], limit=10)
-        assert exchange.applications.app_calls.hang_up(exchange.users["alice"], call.key)
-        await alice_phone.succeeded(20)
-        await carol_phone.succeeded(20)
+        await alice_hangs_up_in_the_app(exchange, call, alice_phone, carol_phone)
     finally:
         for phone in ears.values():
             phone.close()
     await settled_calls(exchange)
+
+
+async def alice_hangs_up_in_the_app(exchange: Exchange, call: Call, *phones: Sipp) -> None:
+    """alice ends the call from her app: every phone still on it gets its BYE (their scenarios end)."""
+    assert exchange.applications.app_calls.hang_up(exchange.users["alice"], call.key)
+    for each in phones:
+        await each.succeeded(20)
 
 
 @pytest.mark.parametrize("exchange", [{"session_min_se_seconds": 2}], indirect=True)
@@ -462,9 +466,7 @@ async def test_a_user_leaving_a_three_way_call_has_their_recording_end_when_they
         await ears["alice"].wait_for_tone(TONES["carol"], limit=10)
         await hears_for(ears["alice"], 4.0)  # alice and carol talk on, for 4 s of audio at least
         assert bob_endpoint not in call.events  # his endpoint, and his keypad codes with it, left the call
-        assert exchange.applications.app_calls.hang_up(exchange.users["alice"], call.key)
-        await alice_phone.succeeded(20)
-        await carol_phone.succeeded(20)
+        await alice_hangs_up_in_the_app(exchange, call, alice_phone, carol_phone)
     finally:
         for phone in ears.values():
             phone.close()

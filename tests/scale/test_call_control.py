@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import httpx
 import pytest
@@ -51,6 +52,18 @@ async def test_a_call_on_node_b_is_listed_held_and_resumed_through_node_a(cluste
     await bob_phone.succeeded()
 
 
+async def ringing_through_a(cluster: Cluster, http: httpx.AsyncClient, user: str) -> tuple[dict[str, str], Any]:
+    """The user's app logged in to node A, and the one call it lists: node B writes a ringing call to the shared
+    table once it has rung a moment (another process: polled)."""
+    on_a = {"Authorization": f"Bearer {await cluster.a.login(http, user)}"}
+    url = f"{cluster.a.url}/api/v1/me/calls"
+    async with asyncio.timeout(15):
+        while not (listed := (await http.get(url, headers=on_a)).json()["calls"]):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    [call] = listed
+    return on_a, call
+
+
 async def test_a_call_ringing_on_node_b_is_listed_and_refused_through_node_a(cluster: Cluster) -> None:
     """Bob's phone rings on node B; his app, talking to node A, sees the call ringing and refuses it there: node B
     stops the ringing (CANCEL) and the call goes on as Bob's plan says for busy — his voicemail answers."""
@@ -58,13 +71,7 @@ async def test_a_call_ringing_on_node_b_is_listed_and_refused_through_node_a(clu
     desk = await phone(via(cluster), "bob", "bob", scenario("callee_rings.xml"))  # rings until cancelled
     alice = await place_call(via(cluster), "alice", "202", "final_talks.xml", talk_ms=500)
     async with httpx.AsyncClient(timeout=10) as http:
-        on_a = {"Authorization": f"Bearer {await cluster.a.login(http, 'bob')}"}
-        async with asyncio.timeout(15):
-            # Node B writes where the call rings once it has rung a moment (another process: polled).
-            url = f"{cluster.a.url}/api/v1/me/calls"
-            while not (listed := (await http.get(url, headers=on_a)).json()["calls"]):  # noqa: ASYNC110
-                await asyncio.sleep(0.1)
-        [call] = listed
+        on_a, call = await ringing_through_a(cluster, http, "bob")
         assert (call["direction"], call["state"], call["remote_number"]) == ("incoming", "ringing", "201")
         assert await cluster.on_call("bob") == set()  # ringing, not on a call
         refused = await http.delete(f"{cluster.a.url}/api/v1/me/calls/{call['id']}", headers=on_a)
@@ -81,13 +88,7 @@ async def test_a_call_placed_on_node_b_still_ringing_is_listed_and_hung_up_throu
     desk = await phone(via(cluster), "bob", "bob", scenario("callee_rings.xml"))  # rings until cancelled
     alice = await place_call(via(cluster), "alice", "202", "final_rejected.xml", status=487)
     async with httpx.AsyncClient(timeout=10) as http:
-        on_a = {"Authorization": f"Bearer {await cluster.a.login(http, 'alice')}"}
-        async with asyncio.timeout(15):
-            # Node B writes her ringing call once it has rung a moment (another process: polled).
-            url = f"{cluster.a.url}/api/v1/me/calls"
-            while not (listed := (await http.get(url, headers=on_a)).json()["calls"]):  # noqa: ASYNC110
-                await asyncio.sleep(0.1)
-        [call] = listed
+        on_a, call = await ringing_through_a(cluster, http, "alice")
         assert (call["direction"], call["state"], call["remote_number"]) == ("outgoing", "ringing", "202")
         assert await cluster.on_call("alice") == set()  # ringing, not on a call
         hung_up = await http.delete(f"{cluster.a.url}/api/v1/me/calls/{call['id']}", headers=on_a)
@@ -95,7 +96,7 @@ async def test_a_call_placed_on_node_b_still_ringing_is_listed_and_hung_up_throu
         await alice.succeeded()  # node B ended her call: 487
         await desk.succeeded()  # and cancelled Bob's ringing
         async with asyncio.timeout(10):
-            while (await http.get(url, headers=on_a)).json()["calls"]:  # noqa: ASYNC110 - another process's rows
+            while (await http.get(f"{cluster.a.url}/api/v1/me/calls", headers=on_a)).json()["calls"]:  # noqa: ASYNC110 - another process's rows
                 await asyncio.sleep(0.1)
 
 

@@ -885,6 +885,18 @@ def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
     return message, int(length)
 
 
+def _header_names(name: str) -> tuple[str, str]:
+    """A header name's canonical spelling and its lookup key. Names seen before (ours, and every common one) were
+    checked then: one dict lookup instead of a regex."""
+    name = name.strip()
+    names = _NAMES.get(name)
+    if names is None:
+        if not name or not _TOKEN.match(name):
+            raise ParseError("bad header line")
+        names = _names(name)
+    return names
+
+
 def _plain_headers(lines: list[str]) -> tuple[list[tuple[str, str]], list[str], list[str]] | None:
     """The headers of `lines[1:]` in one pass, when no line is folded (the caller checked): what `_headers_of`
     gives, without its list per header. None when a list header needs the quote-aware split (a comma in quotes
@@ -899,12 +911,7 @@ def _plain_headers(lines: list[str]) -> tuple[list[tuple[str, str]], list[str], 
             if not line.strip():
                 continue
             raise ParseError("bad header line")
-        name = name.strip()
-        names = _NAMES.get(name)
-        if names is None:
-            if not name or not _TOKEN.match(name):
-                raise ParseError("bad header line")
-            names = _names(name)
+        names = _header_names(name)
         count += 1
         if count > MAX_HEADERS:
             raise ParseError("too many headers")
@@ -942,14 +949,7 @@ def _headers_of(lines: list[str]) -> tuple[list[tuple[str, str]], list[str], lis
             if not line.strip():
                 continue
             raise ParseError("bad header line")
-        name = name.strip()
-        # Names seen before (ours, and every common one) were checked then: one dict lookup instead of a regex.
-        names = _NAMES.get(name)
-        if names is None:
-            if not name or not _TOKEN.match(name):
-                raise ParseError("bad header line")
-            names = _names(name)
-        current = [names, value.strip()]
+        current = [_header_names(name), value.strip()]
         raw.append(current)
         if len(raw) > MAX_HEADERS:
             raise ParseError("too many headers")
