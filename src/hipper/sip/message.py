@@ -212,6 +212,10 @@ def canonical_name(name: str) -> str:
 # Names come from our code and from peers; bounded so that a peer inventing names cannot grow it without end.
 _NAMES: dict[str, tuple[str, str]] = {}
 _MAX_NAMES = 4096
+# Only texts this short are kept (names, host:port, URIs): the caches are bounded in entries, and a sender of long
+# texts (a 60 KB URI in every request) would otherwise pin 4,096 of them — hundreds of MB — before any
+# authentication. Real names, hosts and URIs are far shorter.
+_MAX_CACHED_TEXT = 256
 
 
 def _names(name: str) -> tuple[str, str]:
@@ -219,9 +223,10 @@ def _names(name: str) -> tuple[str, str]:
     if names is None:
         canonical = canonical_name(name)
         names = (canonical, canonical.lower())
-        if len(_NAMES) >= _MAX_NAMES:
-            _NAMES.clear()
-        _NAMES[name] = names
+        if len(name) <= _MAX_CACHED_TEXT:
+            if len(_NAMES) >= _MAX_NAMES:
+                _NAMES.clear()
+            _NAMES[name] = names
     return names
 
 
@@ -311,9 +316,10 @@ def split_hostport(text: str) -> tuple[str, int | None]:
     found = _HOSTPORTS.get(text)
     if found is None:
         found = _split_hostport(text)
-        if len(_HOSTPORTS) >= _MAX_CACHED:
-            _HOSTPORTS.clear()
-        _HOSTPORTS[text] = found
+        if len(text) <= _MAX_CACHED_TEXT:
+            if len(_HOSTPORTS) >= _MAX_CACHED:
+                _HOSTPORTS.clear()
+            _HOSTPORTS[text] = found
     return found
 
 
@@ -375,9 +381,10 @@ class URI:
         kept = _URIS.get(text)
         if kept is None:
             uri = cls._parse(text)
-            if len(_URIS) >= _MAX_CACHED:
-                _URIS.clear()
-            _URIS[text] = (uri.scheme, uri.host, uri.user, uri.password, uri.port, dict(uri.params), uri.headers)
+            if len(text) <= _MAX_CACHED_TEXT:
+                if len(_URIS) >= _MAX_CACHED:
+                    _URIS.clear()
+                _URIS[text] = (uri.scheme, uri.host, uri.user, uri.password, uri.port, dict(uri.params), uri.headers)
             return uri
         scheme, host, user, password, port, params, headers = kept
         return cls(scheme, host, user, password, port, dict(params), headers)
