@@ -384,6 +384,10 @@ class CallControl:
             raise CallControlError("no_consultation", "merge a call with another of your calls")
         if controls.merged or second.merged:
             raise CallControlError("merged", "already a three-way call")
+        if any(isinstance(each.conversation.left, Merged) for each in (controls, second)):
+            # A merge down to two keeps its hook (its calls are linked through it): a second merge's hook would
+            # leave the first's to end the calls when its last other party leaves.
+            raise CallControlError("merged", "this call was a three-way call: add a party from the phone (*7, *8)")
         self._claim(controls, second)
         try:
             parties = (controls.own, controls.other, second.other)
@@ -399,8 +403,11 @@ class CallControl:
                     self._user_left(controls, "left")  # bookkept like a transfer's leaving
                     return True
                 if leg is controls.other:
-                    # The user talks on with the second call's party: their controls act on that leg from now on.
-                    self._stand_in(controls.conversation, leg, second.other)
+                    # The user talks on with the one party left in the mix (the second call's, or one a phone's *8
+                    # joined since): their controls act on that leg from now on.
+                    left_in_mix = [party for party in conference.parties if party not in (leg, controls.own)]
+                    if len(left_in_mix) == 1:
+                        self._stand_in(controls.conversation, leg, left_in_mix[0])
                 if isinstance(owner := leg.call, Call) and (user_id := owner.user_of(leg)) is not None:
                     owner.user_left(user_id, "left")  # a colleague hanging up: their row ends now, they are free
                 return True  # any party hanging up leaves the other two talking
