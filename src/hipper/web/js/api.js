@@ -59,6 +59,8 @@ export function setUnauthorizedHandler(handler) {
 }
 
 // `raw` sends the body as it is (a file, a FormData) with `contentType` (none for FormData: the browser sets it).
+const REQUEST_TIMEOUT_MS = 30_000;
+
 export async function request(method, path, body, { retryStepUp = true, blob = false, raw = false, contentType } = {}) {
   const headers = { Accept: blob ? "*/*" : "application/json" };
   const token = session.token;
@@ -71,6 +73,10 @@ export async function request(method, path, body, { retryStepUp = true, blob = f
       method,
       headers,
       body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
+      // A request that hangs (a dead link the browser does not notice) ends as "offline", not never: the app's
+      // saves go one after another (state.js), so one hung request would hold up every later one. Uploads and
+      // downloads may take longer on a slow link.
+      signal: raw || blob ? undefined : AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
   } catch {
     throw new ApiError(0, { detail: "offline", code: "offline" });

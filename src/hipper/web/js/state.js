@@ -101,12 +101,15 @@ function merge(base, change) {
 // The app's saves, one after another: the exchange merges each partial document into what it holds, so two PUTs
 // in flight at once (a switch flipped twice, a theme then another) could land in either order and keep the older.
 let saving = Promise.resolve();
+let generation = 0; // one per signed-in user (`forget`): a save queued by one is never sent with the next's token
 
 export function savePrefs(changes) {
-  const run = saving.then(
-    () => saveNow(changes),
-    () => saveNow(changes),
-  );
+  const mine = generation;
+  const go = () => {
+    if (mine !== generation) throw new Error("signed out");
+    return saveNow(changes);
+  };
+  const run = saving.then(go, go);
   saving = run.catch(() => {});
   return run;
 }
@@ -125,6 +128,8 @@ async function saveNow(changes) {
 }
 
 export function forget() {
+  generation += 1; // a save still queued is the user's who left: it is not sent
+  saving = Promise.resolve();
   session.token = null;
   localStorage.removeItem(PROFILE_KEY);
   store.profile = null;
