@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import event, select
@@ -319,3 +321,39 @@ async def test_a_killed_writer_loses_at_most_its_window_and_never_half_a_call(
     assert sorted(str(payload["id"]) for _, type_, payload in new if type_ == "call.ended") == sorted(
         f"c{n}" for n in stored
     )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("failures", [2, 3])
+async def test_a_busy_database_gets_the_whole_batch_again_not_each_call_alone(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch, failures: int
+) -> None:
+    """The database is locked past its busy timeout (or a PostgreSQL link drops) while a batch of three calls is
+    written: the writer writes the same batch again in a moment (two more tries), and does not split it into
+    calls written alone — each would wait out the busy timeout in turn. Two failures: all three written in one
+    transaction; three: all three fail (logged) after three tries. Before, it tried 1 + 3 times, one call each."""
+    monkeypatch.setattr("hipper.store.writer.TRANSIENT_RETRY_SECONDS", (0.0, 0.0))
+    (user,) = await make_users(sessions, 1)
+    writer = BatchWriter(sessions, window=3600.0)
+    writer.start()
+    await writer.write([record(user, 0)])  # the window starts: the next three wait for one batch
+    attempts: list[int] = []
+    commit = writer._commit
+
+    async def locked_at_first(items: Any, *, hold: bool = False) -> None:
+        attempts.append(len(items))
+        if len(attempts) <= failures:
+            raise sqlite3.OperationalError("database is locked")
+        await commit(items, hold=hold)
+
+    monkeypatch.setattr(writer, "_commit", locked_at_first)
+    calls = [writer.submit([record(user, call)]) for call in (1, 2, 3)]
+    await asyncio.sleep(0)  # they join the queue at the loop's next turn
+    await writer.close()
+    outcomes = [call.exception() is None for call in calls]
+    if failures == 2:
+        assert attempts == [3, 3, 3] and outcomes == [True, True, True]
+        assert sorted(row.call_id for row in (await logs(sessions)).values()) == [f"call-{i}" for i in range(4)]
+    else:
+        assert attempts == [3, 3, 3] and outcomes == [False, False, False]
+        assert [row.call_id for row in (await logs(sessions)).values()] == ["call-0"]

@@ -33,6 +33,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, insert
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from hipper.store.active_calls import CallJoined, CallLeft
@@ -168,6 +169,18 @@ def _log_failure(logger: logging.Logger, message: str, extra: dict[str, object],
         logger.error(message, exc_info=error, extra=extra)
 
 
+# Pauses before writing a batch again after a transient failure (the database locked past its busy timeout, a
+# PostgreSQL connection lost in a failover): then its calls fail (logged).
+TRANSIENT_RETRY_SECONDS = (0.1, 0.5)
+
+
+def _transient(error: BaseException) -> bool:
+    """A failure of the database or the link, not of the records: the same batch may well go through again."""
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated or isinstance(error, (OperationalError, InterfaceError))
+    return isinstance(error, (sqlite3.OperationalError, sqlite3.InterfaceError, ConnectionError, OSError))
+
+
 class BatchWriter:
     def __init__(
         self,
@@ -297,18 +310,28 @@ class BatchWriter:
 
     async def _write_batch(self) -> None:
         batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-        try:
-            await self._commit([item for job in batch for item in job.items], hold=True)
-        except Exception:
-            if len(batch) == 1:
-                self._settle(batch[0], failed=True)
+        items = [item for job in batch for item in job.items]
+        for pause in (*TRANSIENT_RETRY_SECONDS, None):
+            try:
+                await self._commit(items, hold=True)
+            except Exception as error:
+                if pause is not None and _transient(error):
+                    # The database is busy or the link dropped: the same batch again in a moment. Split into
+                    # single calls, each would wait out the busy timeout in turn and then be lost all the same.
+                    log.warning("writer.batch_retried", exc_info=True, extra={"jobs": len(batch), "pause": pause})
+                    await asyncio.sleep(pause)
+                    continue
+                if len(batch) == 1 or _transient(error):
+                    for job in batch:
+                        self._settle(job, failed=True)
+                    return
+                log.warning("writer.batch_failed", exc_info=True, extra={"jobs": len(batch)})
+                for job in batch:  # one call's bad record must not cost the others their logs
+                    await self._write_alone(job)
                 return
-            log.warning("writer.batch_failed", exc_info=True, extra={"jobs": len(batch)})
-            for job in batch:  # one call's bad record must not cost the others their logs
-                await self._write_alone(job)
-        else:
             for job in batch:
                 self._settle(job)
+            return
 
     def _settle(self, job: _Job, *, failed: bool = False) -> None:
         self.jobs += 1
