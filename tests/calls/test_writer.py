@@ -357,3 +357,16 @@ async def test_a_busy_database_gets_the_whole_batch_again_not_each_call_alone(
     else:
         assert attempts == [3, 3, 3] and outcomes == [False, False, False]
         assert [row.call_id for row in (await logs(sessions)).values()] == ["call-0"]
+
+
+async def test_close_waits_for_what_was_submitted_just_before(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Calls hand in their last rows without waiting (`submit`) as the node stops: once `close` returns they are
+    written (or failed), not still on their way with the database about to close."""
+    (user,) = await make_users(sessions, 1)
+    writer = BatchWriter(sessions, window=3600.0)
+    writer.start()
+    await writer.write([record(user, 0)])
+    last = [writer.submit([record(user, call)]) for call in (1, 2)]
+    await writer.close()
+    assert all(done.done() and done.exception() is None for done in last)
+    assert sorted(row.call_id for row in (await logs(sessions)).values()) == ["call-0", "call-1", "call-2"]

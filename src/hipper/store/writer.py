@@ -278,6 +278,9 @@ class BatchWriter:
         if self._hurry is not None and not self._hurry.done():
             self._hurry.set_result(None)  # what waits for the window is written now
         await task
+        await asyncio.sleep(0)  # a `submit` of the moment before the close joins at this turn: written alone
+        while self._alone:  # written alone meanwhile (a `submit` that came after the task ended): wait for them
+            await asyncio.gather(*self._alone, return_exceptions=True)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
