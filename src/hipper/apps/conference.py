@@ -97,12 +97,10 @@ class Merged:
         await owner.release(leg.endpoint_id)
 
 
-async def _unless_gone(ringing: Coroutine[Any, Any, ForkResult], own: Leg | None) -> ForkResult | None:
+async def _unless_gone(ringing: Coroutine[Any, Any, ForkResult], own: Leg) -> ForkResult | None:
     """The add's ring, unless the user's own leg ends first — they left the call (hung up their side of a three-way
     call, transferred it, pulled it to another phone) and the party would answer into nothing: None, and the ring
     is cancelled, its legs with it (CANCEL, engine/fork.py)."""
-    if own is None:
-        return await ringing
     ring = asyncio.ensure_future(ringing)
     left = asyncio.ensure_future(own.wait_ended())
     try:
