@@ -519,10 +519,56 @@ async def test_a_phones_merge_on_a_call_the_app_merged_joins_its_three_way_call(
     await dave.wait_for_tone(TONES["bob"], limit=10, after=len(dave.audio()))
     await hears(office, "bob", dave_tone)
     assert not call.over.is_set()  # bob and dave talk on
+    # bob's controls follow the one party left in the mix (dave), not alice's ended leg: a hold plays dave the music.
+    assert [c["merged"] for c in await live_calls(office.api, office.bob)] == [False]
+    held = await office.post(f"{call_id}/hold")
+    assert held.status_code == 200, held.text
+    await dave.wait_for_tone(HOLD_NOTE, limit=10, after=len(dave.audio()))
+    assert (await office.post(f"{call_id}/resume")).status_code == 200
+    await dave.wait_for_tone(TONES["bob"], limit=10, after=len(dave.audio()))
     ended = await office.api.http.delete(f"/api/v1/me/calls/{call_id}", headers=office.bob)
     assert ended.status_code == 204, ended.text
     await office.phones["bob"].succeeded()
     await dave_phone.succeeded()
+    await settled_calls(exchange)
+
+
+async def test_a_second_app_merge_of_a_merge_down_to_two_is_refused(office: Office) -> None:
+    """bob merges his call with alice and his consultation with carol (the app); carol leaves, so bob and alice talk
+    on as a plain call. bob consults dave from it and asks to merge again: refused (409 merged), since the call keeps
+    the first merge's leave hook and a second merge's hook would end dave's call when the last other party left.
+    The refusal changes nothing: bob hangs up the consultation (dave gets BYE) and goes back to alice."""
+    exchange = office.exchange
+    await exchange.add_user("dave", "204")
+    office.ears["dave"] = dave = await ear()  # closed with the others
+    call_id, consultation = await consulting(office)
+    merged = await office.post(f"{call_id}/merge", {"with": consultation})
+    assert merged.status_code == 200, merged.text
+    await office.phones["bob_mobile"].succeeded()
+    app_calls = exchange.applications.app_calls
+    [carols] = app_calls.live(exchange.users["carol"])
+    assert app_calls.hang_up(exchange.users["carol"], carols.id)  # carol leaves the three-way call
+    await office.phones["carol"].succeeded()
+    await hears(office, "bob", TONES["alice"])
+    office.phones["bob_mobile"] = await bob_mobile_answers(office)
+    dave_phone = await answering_phone(exchange, "dave", dave)
+    started = await office.post(f"{call_id}/consultations", {"to": "204"})
+    assert started.status_code == 202, started.text
+    second = started.json()["id"]
+    await once_active(office, second)
+    refused = await office.post(f"{call_id}/merge", {"with": second})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "merged"
+    hung_up = await office.api.http.delete(f"/api/v1/me/calls/{second}", headers=office.bob)
+    assert hung_up.status_code == 204, hung_up.text
+    await dave_phone.succeeded()
+    await office.phones["bob_mobile"].succeeded()
+    resumed = await office.post(f"{call_id}/resume")
+    assert resumed.status_code == 200, resumed.text
+    await office.ears["alice"].quiet()
+    await hears(office, "alice", TONES["bob"])
+    await office.phones["alice"].hang_up()
+    await office.phones["bob"].succeeded()
     await settled_calls(exchange)
 
 
