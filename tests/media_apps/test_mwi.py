@@ -108,3 +108,45 @@ async def test_unsolicited_notify_to_registered_phones_when_configured(exchange:
             session, exchange.settings.data_dir, exchange.users["bob"], wav.read_bytes(), received_at=datetime.now(UTC)
         )
     await phone.succeeded(15)
+
+
+async def test_the_outbox_poll_reads_on_the_call_path_reads(exchange: Exchange) -> None:
+    # The poll runs three times a second on every node, idle or not: on a SQLite file its read goes the cheap way
+    # (one statement on the loop), not through SQLAlchemy's ORM session (≈ 1 ms of CPU each time).
+    from sqlalchemy import event
+
+    from hipper.apps.mwi import _FOLLOWED
+    from hipper.store.db import Prepared
+
+    reads = exchange.b2bua.snapshots.reads
+    if reads._sqlite is None:
+        pytest.skip("the cheap reads are pooled connections on this database")
+    sql = Prepared(_FOLLOWED, exchange.sessions.kw["bind"].dialect).sql
+    engine = exchange.sessions.kw["bind"].sync_engine
+    through_sqlalchemy: list[str] = []
+
+    def before(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        through_sqlalchemy.append(statement)
+
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        polled = reads.direct_statements[sql]
+        async with asyncio.timeout(10):
+            while reads.direct_statements[sql] < polled + 3:  # noqa: ASYNC110 (a counter: three polls seen)
+                await asyncio.sleep(0.05)
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+    assert not [s for s in through_sqlalchemy if "voicemail" in s or "events.type IN" in s], through_sqlalchemy
+
+
+def test_the_cheap_reads_refuse_a_statement_they_cannot_run() -> None:
+    # An expanding IN (a Python list) is rendered by SQLAlchemy at each execution; compiled once for the cheap
+    # reads it reached SQLite as "[POSTCOMPILE_type_1]" and failed every time. Refused where it is prepared.
+    from sqlalchemy import select
+    from sqlalchemy.dialects import sqlite
+
+    from hipper.store.db import Prepared
+    from hipper.store.models import Event
+
+    with pytest.raises(ValueError, match="expanding IN"):
+        Prepared(select(Event.id).where(Event.type.in_(["a", "b"])), sqlite.dialect())

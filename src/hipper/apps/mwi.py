@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, func, literal, select
 
 from hipper.engine.leg import contact_header
 from hipper.sip.dialog import Dialog, new_call_id, new_tag
@@ -55,7 +55,8 @@ MIN_EXPIRES = 60  # RFC 6665 §4.2.1.1: shorter refresh intervals are answered 4
 # cost more than running it.
 _FOLLOWED = (
     select(Event.id, Event.user_id)
-    .where(Event.id > bindparam("cursor"), Event.type.in_(FOLLOWED_EVENTS))
+    # The types as plain parameters, not an expanding IN list: the cheap reads run the statement compiled once.
+    .where(Event.id > bindparam("cursor"), Event.type.in_([literal(type_) for type_ in FOLLOWED_EVENTS]))
     .order_by(Event.id)
     .limit(BATCH)
 )
@@ -276,12 +277,15 @@ class Mwi:
         while True:
             await asyncio.sleep(POLL_SECONDS)
             try:
-                async with self.b2bua.sessions() as session:
-                    rows = (await session.execute(_FOLLOWED, {"cursor": self._cursor})).all()
-                    through = max((int(event_id) for event_id, _ in rows), default=self._cursor)
-                    # Unsolicited NOTIFYs: only for the events this node claimed (each event, one node).
-                    claimed = None
-                    if self.settings.mwi_unsolicited and rows:
+                # On the call path's cheap reads (on SQLite one statement straight on the loop, ≈ 20 µs): this
+                # runs three times a second on every node, idle or not, and an ORM session for it cost ≈ 1 ms.
+                async with self.b2bua.snapshots.reads.connect() as reads:
+                    rows = await reads.rows(_FOLLOWED, {"cursor": self._cursor})
+                through = max((int(event_id) for event_id, _ in rows), default=self._cursor)
+                # Unsolicited NOTIFYs: only for the events this node claimed (each event, one node).
+                claimed = None
+                if self.settings.mwi_unsolicited and rows:
+                    async with self.b2bua.sessions() as session:
                         claimed = await mwi_subscriptions.claim(session, through)
                 users: dict[int, bool] = {}  # in event order: whether to announce unsolicited
                 for event_id, user_id in rows:

@@ -142,6 +142,10 @@ class Prepared:
         compiled = statement.compile(dialect=dialect)
         self.compiled = compiled
         self.sql = str(compiled)
+        if "POSTCOMPILE" in self.sql:
+            # An expanding parameter (`in_` of a Python list) is rendered per execution by SQLAlchemy; compiled
+            # once, it would reach SQLite as "[POSTCOMPILE_…]". Refused here, where the statement is written.
+            raise ValueError(f"not a statement for the cheap reads (expanding IN): {self.sql}")
         self.names = tuple(compiled.positiontup or ())
         self.binds = tuple(
             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.names
