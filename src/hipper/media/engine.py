@@ -19,6 +19,10 @@ Design notes (see DESIGN.md "Media" and "Telephony traps"):
   only the first guess, because a phone behind NAT announces an address nobody can reach.
 - Paced sources (players, tones, the mixer, DTMF) run off one 20 ms ticker scheduled with ``loop.call_at`` on
   absolute deadlines of the loop's monotonic clock, so lateness does not accumulate (no ``sleep(0.02)`` drift).
+  It runs only while something is paced (an endpoint sending silence, a prompt or DTMF; a mixer; a recording):
+  bridged calls relay as packets arrive, and calls that ring or are bridged need no 20 ms wake-up (each costs
+  ≈ 50–100 µs of CPU on a VM, 50 a second, with or without calls). Otherwise one wake-up a second does the
+  housekeeping (RTP timeouts, RTCP), and none at all without endpoints.
 - Relayed audio is forwarded as it arrives (no pacing, no jitter buffer): the header is rewritten with
   ``struct`` and PCMU<->PCMA is a ``bytes.translate``; no per-packet logging or objects beyond the datagram.
 - Sockets are non-blocking and read with ``add_reader`` until EAGAIN (several times the throughput of
@@ -532,6 +536,14 @@ class MediaEngine:
         self._writes: list[tuple[AsyncWavWriter, bytes]] = []
         self._last_tick = 0.0
         self._background: set[asyncio.Task[None]] = set()
+        self._running = False
+        self._served = 0  # endpoints the last 20 ms step sent for
+        # Whether the ticker runs every 20 ms (something is paced) or only for the housekeeping (see ``_tick``).
+        self._pacing = False
+        # Endpoints a command may have given something to send while the ticker rests: looked at once at the end of
+        # the loop's turn (``_check_waking``), when the command's caller has done the rest of its step — a callee's
+        # answer is followed by the bridge, a release by the other leg's release, and neither needs the ticker.
+        self._waking: list[_Endpoint] = []
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
@@ -542,23 +554,33 @@ class MediaEngine:
         self._next_housekeeping = self._now + 1.0
         self._next_rtcp = self._now + self.rtcp_interval_seconds
         self._last_tick = self._now
-        self._tick_handle = self._loop.call_at(self._deadline, self._tick)
+        self._running = True
 
     async def stop(self) -> None:
         for recording_id in list(self._recordings):
             await self._stop_recording(recording_id)
         for endpoint_id in list(self._endpoints):
             self._release(endpoint_id)
+        self._running = False
+        self._pacing = False
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
 
     @property
     def alive(self) -> bool:
-        """The ticker is scheduled and ran within ``LIVENESS_SECONDS``: prompts, tones and recordings work."""
-        if self._loop is None or self._tick_handle is None or self._loop.is_closed():
+        """The ticker does what is asked of it: it ran within ``LIVENESS_SECONDS`` (it runs at least once a second
+        while there are endpoints), or there is nothing to tick for: prompts, tones and recordings work."""
+        if self._loop is None or not self._running or self._loop.is_closed():
             return False
+        if self._tick_handle is None:
+            return not (self._endpoints or self._recordings or self._mixers)
         return self._loop.time() - self._last_tick < LIVENESS_SECONDS
+
+    @property
+    def pacing(self) -> bool:
+        """Whether the 20 ms ticker runs (something is paced); else it wakes once a second at most."""
+        return self._pacing
 
     async def __aenter__(self) -> MediaEngine:
         await self.start()
@@ -738,7 +760,9 @@ class MediaEngine:
         self._endpoints[endpoint.id] = endpoint
         self._loop.add_reader(rtp.fileno(), self._on_rtp_readable, endpoint)
         self._loop.add_reader(rtcp.fileno(), self._on_rtcp_readable, endpoint)
-        endpoint.last_received = self._now
+        endpoint.last_received = self._loop.time()
+        if self._tick_handle is None:
+            self._schedule_housekeeping()
         return EndpointCreated(endpoint.id, port, local_sdp, endpoint.session)
 
     def _offer(self, endpoint: _Endpoint, direction: str) -> str:
@@ -826,6 +850,8 @@ class MediaEngine:
             endpoint.remote_rtcp = (session.remote_address, session.remote_port + 1)
         if endpoint.source == SOURCE_NONE:
             self._set_source(endpoint, SOURCE_SILENCE)
+        else:
+            self._may_wake(endpoint)
 
     def _start_sending(self, endpoint: _Endpoint) -> None:
         if endpoint.started:
@@ -833,11 +859,14 @@ class MediaEngine:
         endpoint.started = True
         endpoint.may_send = endpoint.direction_sends
         endpoint.switched = True  # a prompt or a bridge that began before: its first packet is marked
+        self._may_wake(endpoint)
 
     def _set_source(self, endpoint: _Endpoint, source: int) -> None:
         endpoint.source = source
         endpoint.switched = True
         endpoint.relay_ssrc = -1
+        if source != SOURCE_PEER:
+            self._may_wake(endpoint)
 
     def _detach(self, endpoint: _Endpoint) -> None:
         """Take an endpoint out of any bridge or mixer and stop its player; it falls back to silence."""
@@ -887,6 +916,7 @@ class MediaEngine:
                 endpoint.dtmf_out.extend(event_payloads(digit, duration_ms))
         except ValueError as error:
             raise MediaError(f"digits: {error}") from error
+        self._may_wake(endpoint)
 
     async def _start_recording(self, command: StartRecording) -> str:
         endpoints = [self._endpoint(endpoint_id) for endpoint_id in command.endpoint_ids]
@@ -897,7 +927,7 @@ class MediaEngine:
         except OSError as error:
             raise MediaError(f"path: cannot write {command.path}: {error.strerror or error}") from error
         recording = _Recording(self._new_id("rec"), command.path, writer, command.pause_writes_silence)
-        recording.loud_at = self._now
+        recording.loud_at = self._loop.time() if self._loop is not None else self._now
         # The sources' first DELAY_FRAMES frames are always empty (audio is placed that far behind its arrival):
         # not written, so the file starts when the recording was asked for.
         recording.frames = -DELAY_FRAMES
@@ -907,6 +937,7 @@ class MediaEngine:
         for endpoint in endpoints:
             if endpoint.mixer is not None:
                 self._recordings_follow(endpoint.mixer)
+        self._start_pacing()
         return recording.id
 
     def _recordings_follow(self, mixer: Mixer) -> None:
@@ -940,6 +971,7 @@ class MediaEngine:
         endpoints = [self._endpoint(endpoint_id) for endpoint_id in endpoint_ids]
         mixer = Mixer(self._new_id("mix"))
         self._mixers[mixer.mixer_id] = mixer
+        self._start_pacing()
         for endpoint in endpoints:
             self._join_mixer(mixer, endpoint)
         self._recordings_follow(mixer)
@@ -960,6 +992,7 @@ class MediaEngine:
         endpoint = self._endpoints.pop(endpoint_id, None)
         if endpoint is None:
             return
+        endpoint.may_send = False  # it sends nothing more (and does not wake the ticker on its way out)
         self._detach(endpoint)
         endpoint.source = SOURCE_NONE
         if self._loop is not None:
@@ -1002,6 +1035,9 @@ class MediaEngine:
 
     def _on_rtp_readable(self, endpoint: _Endpoint) -> None:
         recvfrom = endpoint.rtp.recvfrom
+        # The time of arrival (last_received, the relay's last_sent): the ticker's is up to a second old while it
+        # rests.
+        self._now = self._time()
         try:
             for _ in range(READ_BATCH):
                 try:
@@ -1061,6 +1097,7 @@ class MediaEngine:
             endpoint.remote = address
             endpoint.remote_rtcp = (address[0], address[1] + 1)
             endpoint.latched = True
+            self._may_wake(endpoint)  # it may have had nowhere to send before (an old-style hold's c=0.0.0.0)
         endpoint.last_received = self._now
         endpoint.packets_received += 1
         offset = 12 + 4 * (first & 0x0F)
@@ -1128,6 +1165,7 @@ class MediaEngine:
         out.octets_sent += len(payload)
 
     def _on_rtcp_readable(self, endpoint: _Endpoint) -> None:
+        self._now = self._time()
         try:
             for _ in range(READ_BATCH):
                 try:
@@ -1203,21 +1241,98 @@ class MediaEngine:
         late = self._loop.time() - self._deadline
         return max(0, min(int(late / FRAME_SECONDS) + 1, RECORDING_CATCH_UP_FRAMES) - 1) if late >= 0 else 0
 
+    def _time(self) -> float:
+        return self._loop.time() if self._loop is not None else self._now
+
+    def _paced(self, endpoint: _Endpoint) -> bool:
+        """Whether the ticker has something to send for this endpoint (the test of ``_frame``/``_frame_of``)."""
+        return (
+            endpoint.may_send
+            and endpoint.remote is not None
+            and endpoint.source != SOURCE_NONE
+            and (endpoint.source != SOURCE_PEER or bool(endpoint.dtmf_out))
+        )
+
+    def _may_wake(self, endpoint: _Endpoint) -> None:
+        """A command (or latching) may have given `endpoint` something to send: while the ticker rests, look at it
+        at the end of this turn of the loop."""
+        if self._pacing or self._loop is None or not self._paced(endpoint):
+            return  # not sending now: whatever makes it send later passes here again
+        if not self._waking:
+            self._loop.call_soon(self._check_waking)
+        self._waking.append(endpoint)
+
+    def _check_waking(self) -> None:
+        waking, self._waking = self._waking, []
+        if self._pacing or not self._running:
+            return
+        endpoints = self._endpoints
+        if any(endpoints.get(endpoint.id) is endpoint and self._paced(endpoint) for endpoint in waking):
+            self._start_pacing()
+
+    def _start_pacing(self) -> None:
+        """The ticker runs every 20 ms from the next step of its grid on (the first frame comes as it always did,
+        within 20 ms; no catch-up for the time it rested)."""
+        if self._pacing or self._loop is None or not self._running:
+            return
+        now = self._loop.time()
+        if self._deadline <= now:
+            self._deadline += (int((now - self._deadline) / FRAME_SECONDS) + 1) * FRAME_SECONDS
+        if self._tick_handle is None:
+            self._last_tick = now
+        else:
+            self._tick_handle.cancel()
+        self._pacing = True
+        self._tick_handle = self._loop.call_at(self._deadline, self._tick)
+
+    def _schedule_housekeeping(self) -> None:
+        """The resting ticker's next wake-up: the next timeout check or RTCP round, none without endpoints."""
+        assert self._loop is not None
+        if not self._endpoints:
+            self._tick_handle = None
+            return
+        now = self._loop.time()
+        if self._tick_handle is None:
+            self._last_tick = now  # rested with nothing to do: not a stalled ticker
+            self._next_housekeeping = max(self._next_housekeeping, now + 1.0)
+            self._next_rtcp = max(self._next_rtcp, now + self.rtcp_interval_seconds)
+        self._tick_handle = self._loop.call_at(min(self._next_housekeeping, self._next_rtcp), self._tick)
+
     def _tick(self) -> None:
-        """The 20 ms step. Whatever one step raises, the next one is scheduled: the ticker serves every call's
-        prompts, tones, mixers and recordings, so it must outlive any one call's fault (issue: one SDP once
-        stopped it for the whole node)."""
+        """The 20 ms step, or (nothing paced) the housekeeping. Whatever one step raises, the next one is
+        scheduled: the ticker serves every call's prompts, tones, mixers and recordings, so it must outlive any one
+        call's fault (issue: one SDP once stopped it for the whole node)."""
         assert self._loop is not None
         now = self._loop.time()
         self._now = now
         self._last_tick = now
+        if not self._pacing:
+            try:
+                self._housekeeping(now)
+            except Exception:
+                log.exception("media.tick_failed")
+            self._schedule_housekeeping()
+            return
         due = max(1, int((now - self._deadline) / FRAME_SECONDS) + 1)
         try:
             self._step(now, due)
         except Exception:
             log.exception("media.tick_failed")  # a bug outside any one endpoint: logged, the ticker goes on
         self._deadline += due * FRAME_SECONDS
-        self._tick_handle = self._loop.call_at(self._deadline, self._tick)
+        if self._served or self._recordings or self._mixers:
+            self._tick_handle = self._loop.call_at(self._deadline, self._tick)
+        else:
+            self._pacing = False  # nothing sent this step: rest until a command gives something to send
+            self._tick_handle = None
+            self._schedule_housekeeping()
+
+    def _housekeeping(self, now: float) -> None:
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + 1.0
+            self._check_timeouts(now)
+        if now >= self._next_rtcp:
+            self._next_rtcp = now + self.rtcp_interval_seconds
+            self._send_rtcp()
 
     def _step(self, now: float, due: int) -> None:
         if due > 1 and self._recordings:
@@ -1239,12 +1354,7 @@ class MediaEngine:
             self._frame(now)
             self._record_frame()
         self._flush_writes()
-        if now >= self._next_housekeeping:
-            self._next_housekeeping = now + 1.0
-            self._check_timeouts(now)
-        if now >= self._next_rtcp:
-            self._next_rtcp = now + self.rtcp_interval_seconds
-            self._send_rtcp()
+        self._housekeeping(now)
 
     def _frame(self, now: float) -> None:
         """One 20 ms step of every paced source."""
@@ -1259,13 +1369,17 @@ class MediaEngine:
                 mixed.update(mixer.tick())
             except Exception as error:
                 failed += [(e, error) for p in mixer.buffers if (e := self._endpoints.get(p)) is not None]
+        served = 0
         for endpoint in self._endpoints.values():
             if endpoint.remote is None or endpoint.source == SOURCE_NONE or not endpoint.may_send:
                 continue
+            if endpoint.source != SOURCE_PEER or endpoint.dtmf_out:
+                served += 1
             try:
                 self._frame_of(endpoint, mixed, now)
             except Exception as error:
                 failed.append((endpoint, error))  # dropped after the loop: the table must not change under it
+        self._served = served
         for endpoint, cause in failed:
             if endpoint.id in self._endpoints:
                 self._fail_endpoint(endpoint, "ticker", cause)
