@@ -10,6 +10,10 @@ callee's 200 (`SetRemoteSdp` with its answer), the bridge (`Connect`), our 200 t
 and at the end the call log's `stats` of both and `Release` of both. The steps are separate turns of the loop, as
 in a real call (each yields once: a watcher added and removed in one turn would cost libuv no system call at all).
 
+The engine's range is 1,000 pairs and the warm-up uses every one: from then on each pair drawn is one that an
+earlier call released (when none has rested yet, the oldest resting one), as on a node that has run for
+PORT_REST_SECONDS.
+
 Two figures:
 
 - **commands**: the calls back to back, CPU per call on this process's clock, best of `rounds` (the commands and
@@ -50,6 +54,8 @@ from hipper.media.engine import (
 )
 
 PHONE_HOST = "127.0.0.1"
+PORTS = (56000, 58000)  # the engine's range: 1,000 pairs
+PAIRS = (PORTS[1] - PORTS[0]) // 2
 # The SIPp caller's offer and callee's answer (bench/sip/call_uac.xml, call_uas.xml), ports filled in.
 OFFER = (
     "v=0\r\no=sipp 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
@@ -106,14 +112,16 @@ async def run(args: argparse.Namespace) -> None:
     phones = phone_sockets()
     offer = OFFER.format(port=phones[0].getsockname()[1])
     answer = ANSWER.format(port=phones[2].getsockname()[1])
-    engine = MediaEngine(port_min=56000, port_max=58000, rtp_timeout_seconds=30.0)
+    engine = MediaEngine(port_min=PORTS[0], port_max=PORTS[1], rtp_timeout_seconds=30.0)
     loop = asyncio.get_running_loop()
 
     async def turn(_: float) -> None:
         await asyncio.sleep(0)
 
     async with engine:
-        for _ in range(200):  # warm-up: caches, the free-port table, the allocator
+        # Warm-up: caches, the allocator, and every pair of the range used once, so that from now on each pair
+        # drawn is one an earlier call released — a node's steady state once it has run for PORT_REST_SECONDS.
+        for _ in range(PAIRS // 2 + 200):
             await one_call(engine, offer, answer, turn, (0, 0, 0))
         if args.profile:
             profiler = cProfile.Profile()

@@ -33,6 +33,12 @@ Design notes (see DESIGN.md "Media" and "Telephony traps"):
   hijacking). Only new SDP (``SetRemoteSdp``: a re-INVITE or UPDATE) unlatches, for a phone that moved.
 - Port pairs are drawn at random from the free ones (``secrets``, not the ``random`` whose state the SSRCs and
   sequence numbers we send would reveal), so a call's ports cannot be guessed from another call's.
+- A released pair keeps its sockets (bound, sized, non-blocking, registered with the loop, a reader that drops what
+  arrives) and is drawn again, at random among such pairs, once it has rested: opening, binding, sizing, closing
+  and (un)registering two sockets was about a third of a call's media CPU. Nothing of the old call survives in it:
+  what arrived meanwhile is drained, and the new call's signalled peer is set afresh, so strict latching refuses the
+  old peer as any other stranger. A pooled port is one an earlier call used; as before it rests first, and latching,
+  not the port's secrecy, is what refuses a third party (spraying the whole range takes milliseconds).
 - No exception of one endpoint stops the shared ticker or another endpoint: it is logged, counted, and that
   endpoint is dropped (its call sees an ``RtpTimeout`` and ends). ``alive`` says whether the ticker still runs
   (``/health`` reports it).
@@ -121,6 +127,9 @@ BIND_ATTEMPTS: Final = 64
 # could latch first and the new call's real peer be refused. Seen in the tests, where every phone is 127.0.0.1: a
 # transferor's phone, still sending, took the leg to the transfer target, and the target was never heard.
 PORT_REST_SECONDS: Final = 10.0
+# Released pairs kept open for reuse (resting or ready), at most: ≈ the pairs released in PORT_REST_SECONDS at
+# 50 calls/s (two endpoints a call). Beyond that a released pair is closed, as all were before.
+POOLED_PAIRS: Final = 1024
 RTP_REJECTED = Counter(
     "hipper_rtp_rejected_packets_total",
     "RTP datagrams dropped because they came from a source the call's signalling does not vouch for",
@@ -486,6 +495,18 @@ class _Recording:
         self.toggles.append((self.frames + behind + DELAY_FRAMES, paused))
 
 
+def _drained(sock: socket.socket) -> bool:
+    """Read and drop what waits in a socket; False when more than a batch waits (a flood: not worth reading on)."""
+    for _ in range(READ_BATCH):
+        try:
+            sock.recv(1)  # a datagram is dequeued whole, whatever the size read
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            continue  # an ICMP error queued on the socket: reported once, then gone
+    return False
+
+
 def _allowed_ports(port_min: int, port_max: int) -> list[int]:
     first = port_min + (port_min % 2)  # RTP on even ports, RTCP on the next odd one (RFC 3550 §11)
     return list(range(first, port_max - 1, 2))
@@ -507,6 +528,8 @@ class MediaEngine:
         listener: Callable[[MediaEvent], None] | None = None,
         rtcp_interval_seconds: float = RTCP_INTERVAL_SECONDS,
         socket_buffer_bytes: int = SOCKET_BUFFER_BYTES,
+        port_rest_seconds: float = PORT_REST_SECONDS,
+        pooled_pairs: int = POOLED_PAIRS,
     ) -> None:
         if port_max - port_min < 2:
             raise ValueError("the RTP port range must hold at least one even/odd port pair")
@@ -518,10 +541,15 @@ class MediaEngine:
         self._buffers_checked = False
         self.events: asyncio.Queue[MediaEvent] = asyncio.Queue()
         self._listener = listener
-        # Free port pairs, drawn at random (``_bind_pair``); released ones rest first (PORT_REST_SECONDS), oldest
-        # release first in ``_resting_ports`` (release time, port).
+        # Free port pairs, drawn at random (``_bind_pair``); released ones rest first (``port_rest_seconds``), oldest
+        # release first in ``_resting`` (release time, port, its sockets when they were kept open); rested ones
+        # with their sockets wait in ``_pool`` (port, RTP, RTCP), the others go back to ``_free_ports``.
+        self.port_rest_seconds = port_rest_seconds
+        self.pooled_pairs = pooled_pairs
         self._free_ports = _allowed_ports(port_min, port_max)
-        self._resting_ports: deque[tuple[float, int]] = deque()
+        self._resting: deque[tuple[float, int, socket.socket | None, socket.socket | None]] = deque()
+        self._pool: list[tuple[int, socket.socket, socket.socket]] = []
+        self._open_idle = 0  # pairs in ``_resting`` with their sockets, and in ``_pool``
         self._endpoints: dict[str, _Endpoint] = {}
         self._recordings: dict[str, _Recording] = {}
         self._mixers: dict[str, Mixer] = {}
@@ -561,6 +589,16 @@ class MediaEngine:
             await self._stop_recording(recording_id)
         for endpoint_id in list(self._endpoints):
             self._release(endpoint_id)
+        for _, port, rtp, rtcp in self._resting:
+            if rtp is not None and rtcp is not None:
+                self._close_pair(rtp, rtcp)
+            self._free_ports.append(port)
+        for port, rtp, rtcp in self._pool:
+            self._close_pair(rtp, rtcp)
+            self._free_ports.append(port)
+        self._resting.clear()
+        self._pool.clear()
+        self._open_idle = 0
         self._running = False
         self._pacing = False
         if self._tick_handle is not None:
@@ -689,10 +727,22 @@ class MediaEngine:
 
     def _bind_pair(self) -> tuple[socket.socket, socket.socket, int]:
         free = self._free_ports
-        resting = self._resting_ports
-        rested = time.monotonic() - PORT_REST_SECONDS
-        while resting and (resting[0][0] <= rested or not free):  # a resting pair rather than none
-            free.append(resting.popleft()[1])
+        resting = self._resting
+        pool = self._pool
+        rested = time.monotonic() - self.port_rest_seconds
+        while resting and (resting[0][0] <= rested or not (free or pool)):  # a resting pair rather than none
+            self._rested(resting.popleft())
+        while pool:
+            index = secrets.randbelow(len(pool))
+            port, rtp, rtcp = pool[index]
+            pool[index] = pool[-1]  # O(1) removal; the order of the pool does not matter
+            pool.pop()
+            self._open_idle -= 1
+            if _drained(rtp) and _drained(rtcp):
+                return rtp, rtcp, port
+            # Still receiving a flood after its rest: closed, and the port rests again (a fresh pair instead).
+            self._close_pair(rtp, rtcp)
+            resting.append((time.monotonic(), port, None, None))
         for _ in range(BIND_ATTEMPTS):
             if not free:
                 break
@@ -714,11 +764,29 @@ class MediaEngine:
             self._size_buffers(rtp)
             return rtp, rtcp, port
         if resting:  # the free pairs are held by other processes: the resting ones rather than a refusal
-            free.extend(port for _, port in resting)
-            resting.clear()
+            while resting:
+                self._rested(resting.popleft())
             return self._bind_pair()
         log.warning("media.ports_exhausted", extra={"free": len(free), "endpoints": len(self._endpoints)})
         raise PortsExhausted("no free RTP port pair in the configured range")
+
+    def _rested(self, entry: tuple[float, int, socket.socket | None, socket.socket | None]) -> None:
+        _, port, rtp, rtcp = entry
+        if rtp is None or rtcp is None:
+            self._free_ports.append(port)
+        else:
+            self._pool.append((port, rtp, rtcp))
+
+    def _close_pair(self, rtp: socket.socket, rtcp: socket.socket) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(rtp.fileno())
+            self._loop.remove_reader(rtcp.fileno())
+        rtp.close()
+        rtcp.close()
+
+    def _drop_idle(self, sock: socket.socket) -> None:
+        """The reader of a released socket: what still arrives (a phone slow to stop) is dropped as it comes."""
+        _drained(sock)
 
     def _size_buffers(self, rtp: socket.socket) -> None:
         """Room for `socket_buffer_bytes` of RTP each way (the default 208 KiB is ≈ 1–2 s at 50 packets/s once
@@ -753,11 +821,11 @@ class MediaEngine:
             else:
                 local_sdp = self._offer(endpoint, "sendrecv")
         except SdpError as error:
-            rtp.close()
-            rtcp.close()
+            self._close_pair(rtp, rtcp)  # unused: a pooled pair closes, and its port is free again
             self._free_ports.append(port)
             raise MediaError(f"remote_sdp: {error}") from error
         self._endpoints[endpoint.id] = endpoint
+        # A pooled pair is registered already: this replaces its reader (no system call).
         self._loop.add_reader(rtp.fileno(), self._on_rtp_readable, endpoint)
         self._loop.add_reader(rtcp.fileno(), self._on_rtcp_readable, endpoint)
         endpoint.last_received = self._loop.time()
@@ -995,12 +1063,15 @@ class MediaEngine:
         endpoint.may_send = False  # it sends nothing more (and does not wake the ticker on its way out)
         self._detach(endpoint)
         endpoint.source = SOURCE_NONE
-        if self._loop is not None:
-            self._loop.remove_reader(endpoint.rtp.fileno())
-            self._loop.remove_reader(endpoint.rtcp.fileno())
-        endpoint.rtp.close()
-        endpoint.rtcp.close()
-        self._resting_ports.append((time.monotonic(), endpoint.port))
+        if self._loop is not None and self._open_idle < self.pooled_pairs:
+            # Kept for a later call (see the module's notes): its readers now drop what arrives.
+            self._loop.add_reader(endpoint.rtp.fileno(), self._drop_idle, endpoint.rtp)
+            self._loop.add_reader(endpoint.rtcp.fileno(), self._drop_idle, endpoint.rtcp)
+            self._open_idle += 1
+            self._resting.append((time.monotonic(), endpoint.port, endpoint.rtp, endpoint.rtcp))
+        else:
+            self._close_pair(endpoint.rtp, endpoint.rtcp)
+            self._resting.append((time.monotonic(), endpoint.port, None, None))
         if endpoint.packets_rejected:
             log.warning(
                 "media.rtp_rejected_total",
