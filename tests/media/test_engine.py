@@ -903,3 +903,26 @@ async def test_rtp_timeouts_come_while_the_ticker_rests_and_only_for_silence(eng
     assert timeouts == {a, b}
     caller.close()
     callee.close()
+
+
+async def test_rtp_timeouts_come_while_prompts_start_and_stop_the_ticker(engine: MediaEngine) -> None:
+    """The ticker starting and resting several times a second (a short prompt, then the bridge again) does not put
+    off the timeout check: it stays on its once-a-second schedule."""
+    quiet, busy = Phone(), Phone()
+    quiet_ep, busy_ep = await attach(engine, quiet), await attach(engine, busy)
+    await engine.execute(Connect(quiet_ep, busy_ep))  # nothing paced: the ticker rests
+    timeouts: list[str] = []
+    async with asyncio.timeout(4):
+        while not timeouts:
+            busy.send(g711.silence("PCMU"))  # the busy phone talks: only the quiet one may time out
+            await engine.execute(PlayPcm(busy_ep, tone(800, 0.04)))  # the ticker starts …
+            while not isinstance(event := await engine.events.get(), PlaybackFinished):
+                if isinstance(event, RtpTimeout):
+                    timeouts.append(event.endpoint_id)
+            await engine.execute(Connect(quiet_ep, busy_ep))  # … and rests again at its next step
+            await until(lambda: not engine.pacing)
+            await asyncio.sleep(0.25)
+            timeouts += [e.endpoint_id for e in drain(engine) if isinstance(e, RtpTimeout)]
+    assert timeouts == [quiet_ep]
+    quiet.close()
+    busy.close()

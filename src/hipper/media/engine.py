@@ -828,8 +828,11 @@ class MediaEngine:
         # A pooled pair is registered already: this replaces its reader (no system call).
         self._loop.add_reader(rtp.fileno(), self._on_rtp_readable, endpoint)
         self._loop.add_reader(rtcp.fileno(), self._on_rtcp_readable, endpoint)
-        endpoint.last_received = self._loop.time()
-        if self._tick_handle is None:
+        endpoint.last_received = now = self._loop.time()
+        if self._tick_handle is None:  # the first endpoint: the housekeeping's times are stale
+            self._last_tick = now  # rested with nothing to do: not a stalled ticker
+            self._next_housekeeping = max(self._next_housekeeping, now + 1.0)
+            self._next_rtcp = max(self._next_rtcp, now + self.rtcp_interval_seconds)
             self._schedule_housekeeping()
         return EndpointCreated(endpoint.id, port, local_sdp, endpoint.session)
 
@@ -1357,16 +1360,12 @@ class MediaEngine:
         self._tick_handle = self._loop.call_at(self._deadline, self._tick)
 
     def _schedule_housekeeping(self) -> None:
-        """The resting ticker's next wake-up: the next timeout check or RTCP round, none without endpoints."""
+        """The resting ticker's next wake-up: the next timeout check or RTCP round, as they were due (a ticker that
+        starts and rests often must not put them off), none without endpoints."""
         assert self._loop is not None
         if not self._endpoints:
             self._tick_handle = None
             return
-        now = self._loop.time()
-        if self._tick_handle is None:
-            self._last_tick = now  # rested with nothing to do: not a stalled ticker
-            self._next_housekeeping = max(self._next_housekeeping, now + 1.0)
-            self._next_rtcp = max(self._next_rtcp, now + self.rtcp_interval_seconds)
         self._tick_handle = self._loop.call_at(min(self._next_housekeeping, self._next_rtcp), self._tick)
 
     def _tick(self) -> None:
