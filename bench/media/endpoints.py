@@ -23,8 +23,13 @@ Two figures:
   and the same window with no call (idle CPU per second); net = (paced − idle) per call.
 
 Old and new compare as ratios in one window: copy this file into an exported tree (`git archive <commit> | tar -x
--C /tmp/base`) and run the two alternately with the same interpreter. The remote "phones" are sockets of this
-process that never send RTP (a closed port would answer RTCP with ICMP errors).
+-C /tmp/base`) and run the two alternately with the same interpreter. On a shared machine the other processes move
+a run's figure by ±15 %; `--against /tmp/base/src/hipper/media/engine.py` instead loads that engine module beside
+this tree's (the rest of the package is this tree's: use it when only engine.py differs) and runs both in this
+process, in turns of 100 calls each, so that the load falls on both alike: the figure is then the ratio.
+
+The remote "phones" are sockets of this process that never send RTP (a closed port would answer RTCP with ICMP
+errors).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
+import importlib.util
 import os
 import pstats
 import socket
@@ -39,7 +46,10 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+import prometheus_client
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
@@ -66,6 +76,12 @@ ANSWER = (
     "v=0\r\no=sipp 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
     "m=audio {port} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
 )
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have been busy (/proc/stat), to tell how much others used meanwhile."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def phone_sockets() -> list[socket.socket]:
@@ -108,16 +124,38 @@ async def one_call(engine: MediaEngine, offer: str, answer: str, pause: Callable
     await pause(0)
 
 
+async def paced(engine: MediaEngine, offer: str, answer: str, rate: float, seconds: float) -> None:
+    loop = asyncio.get_running_loop()
+    idle_start, idle_wall = time.process_time(), loop.time()
+    await asyncio.sleep(seconds)
+    idle = (time.process_time() - idle_start) / (loop.time() - idle_wall)
+    tasks: set[asyncio.Task[None]] = set()
+    count = int(rate * seconds)
+    start, wall = time.process_time(), loop.time()
+    for index in range(count):
+        await asyncio.sleep(max(0.0, wall + index / rate - loop.time()))
+        task = loop.create_task(one_call(engine, offer, answer, asyncio.sleep, (0.005, 0.01, 0.015)))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    while tasks:
+        await asyncio.wait(set(tasks))
+    cpu, elapsed = time.process_time() - start, loop.time() - wall
+    print(
+        f"paced: {cpu / count * 1e6:.1f} µs CPU per call at {rate}/s over {elapsed:.1f} s "
+        f"(idle {idle * 100:.2f} % of a core; net of idle {(cpu - idle * elapsed) / count * 1e6:.1f} µs per call)"
+    )
+
+
 async def run(args: argparse.Namespace) -> None:
     phones = phone_sockets()
     offer = OFFER.format(port=phones[0].getsockname()[1])
     answer = ANSWER.format(port=phones[2].getsockname()[1])
     engine = MediaEngine(port_min=PORTS[0], port_max=PORTS[1], rtp_timeout_seconds=30.0)
-    loop = asyncio.get_running_loop()
 
     async def turn(_: float) -> None:
         await asyncio.sleep(0)
 
+    busy_before, cpu_before, wall_before = machine_busy_seconds(), time.process_time(), time.perf_counter()
     async with engine:
         # Warm-up: caches, the allocator, and every pair of the range used once, so that from now on each pair
         # drawn is one an earlier call released — a node's steady state once it has run for PORT_REST_SECONDS.
@@ -138,27 +176,77 @@ async def run(args: argparse.Namespace) -> None:
                 await one_call(engine, offer, answer, turn, (0, 0, 0))
             best = min(best, (time.process_time() - start) / args.calls)
         print(f"commands: {best * 1e6:.1f} µs CPU per call (best of {args.rounds} x {args.calls} calls)")
-        if args.no_paced:
-            return
-        idle_start, idle_wall = time.process_time(), loop.time()
-        await asyncio.sleep(args.seconds)
-        idle = (time.process_time() - idle_start) / (loop.time() - idle_wall)
-        tasks: set[asyncio.Task[None]] = set()
-        count = int(args.rate * args.seconds)
-        start, wall = time.process_time(), loop.time()
-        for index in range(count):
-            deadline = wall + index / args.rate
-            await asyncio.sleep(max(0.0, deadline - loop.time()))
-            task = loop.create_task(one_call(engine, offer, answer, asyncio.sleep, (0.005, 0.01, 0.015)))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        while tasks:
-            await asyncio.wait(set(tasks))
-        cpu, elapsed = time.process_time() - start, loop.time() - wall
-        print(
-            f"paced: {cpu / count * 1e6:.1f} µs CPU per call at {args.rate}/s over {elapsed:.1f} s "
-            f"(idle {idle * 100:.2f} % of a core; net of idle {(cpu - idle * elapsed) / count * 1e6:.1f} µs per call)"
-        )
+        if not args.no_paced:
+            await paced(engine, offer, answer, args.rate, args.seconds)
+    for sock in phones:
+        sock.close()
+    others = machine_busy_seconds() - busy_before - (time.process_time() - cpu_before)
+    print(f"others used {100 * max(0.0, others) / (time.perf_counter() - wall_before):.0f} % of a core meanwhile")
+
+
+def load_engine(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_other_engine", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    counter = prometheus_client.Counter
+    # Its metrics are not registered (this tree's engine registered the same names).
+    setattr(prometheus_client, "Counter", functools.partial(counter, registry=None))  # noqa: B010
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        setattr(prometheus_client, "Counter", counter)  # noqa: B010
+    return module
+
+
+async def compare(args: argparse.Namespace) -> None:
+    """This tree's engine against another engine.py, in one process, in turns (see the module's notes)."""
+    other = load_engine(Path(args.against))
+    phones = phone_sockets()
+    offer = OFFER.format(port=phones[0].getsockname()[1])
+    answer = ANSWER.format(port=phones[2].getsockname()[1])
+
+    async def turn(_: float) -> None:
+        await asyncio.sleep(0)
+
+    async def calls(engine: Any, module: Any, count: int) -> None:
+        for _ in range(count):
+            caller = await engine.execute(module.CreateEndpoint(remote_sdp=offer, signalling_host=PHONE_HOST))
+            await turn(0)
+            callee = await engine.execute(module.CreateEndpoint(signalling_host=PHONE_HOST))
+            await turn(0)
+            await engine.execute(module.SetRemoteSdp(callee.endpoint_id, answer, signalling_host=PHONE_HOST))
+            await engine.execute(module.Connect(caller.endpoint_id, callee.endpoint_id))
+            await engine.execute(module.StartSending(caller.endpoint_id))
+            await turn(0)
+            engine.stats(caller.endpoint_id)
+            engine.stats(callee.endpoint_id)
+            await engine.execute(module.Release(caller.endpoint_id))
+            await engine.execute(module.Release(callee.endpoint_id))
+            await turn(0)
+
+    import hipper.media.engine as this
+
+    sides = [
+        ("other", other, other.MediaEngine(port_min=PORTS[0], port_max=PORTS[1], rtp_timeout_seconds=30.0)),
+        ("this", this, this.MediaEngine(port_min=PORTS[1], port_max=PORTS[1] + 2 * PAIRS, rtp_timeout_seconds=30.0)),
+    ]
+    for _, module, engine in sides:
+        await engine.start()
+        await calls(engine, module, PAIRS // 2 + 200)
+    spent = {name: 0.0 for name, _, _ in sides}
+    for _ in range(max(1, args.calls * args.rounds // 100)):
+        for name, module, engine in sides:
+            start = time.process_time()
+            await calls(engine, module, 100)
+            spent[name] += time.process_time() - start
+    count = max(1, args.calls * args.rounds // 100) * 100
+    print(
+        f"{args.against}: {spent['other'] / count * 1e6:.1f} µs, this tree: {spent['this'] / count * 1e6:.1f} µs "
+        f"CPU per call ({count} calls each, in turns of 100): ratio {spent['this'] / spent['other']:.3f}"
+    )
+    for _, _, engine in sides:
+        await engine.stop()
     for sock in phones:
         sock.close()
 
@@ -172,14 +260,16 @@ def main() -> None:
     parser.add_argument("--no-paced", action="store_true", help="only the back-to-back figure")
     parser.add_argument("--no-uvloop", action="store_true")
     parser.add_argument("--profile", action="store_true", help="a cProfile of one round instead")
+    parser.add_argument("--against", help="another engine.py to run in turns with this tree's (see above)")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f}")
+    main_coroutine = compare(args) if args.against else run(args)
     if args.no_uvloop:
-        asyncio.run(run(args))
+        asyncio.run(main_coroutine)
     else:
         import uvloop
 
-        uvloop.run(run(args))
+        uvloop.run(main_coroutine)
 
 
 if __name__ == "__main__":
