@@ -842,3 +842,87 @@ async def test_a_burst_that_arrives_while_the_loop_is_busy_waits_in_the_socket_b
             assert relayed() < count
         a.close()
         b.close()
+
+
+async def bridged_call(engine: MediaEngine, caller: Phone, callee: Phone) -> tuple[str, str]:
+    """What a call asks of the engine (engine/call.py, fork.py): the caller's endpoint from its offer, the
+    callee's from our offer and its answer, the bridge, our 200 to the caller."""
+    await caller.open()
+    await callee.open()
+    a = await engine.execute(CreateEndpoint(remote_sdp=caller.offer(), signalling_host="127.0.0.1"))
+    b = await engine.execute(CreateEndpoint(signalling_host="127.0.0.1"))
+    assert isinstance(a, EndpointCreated) and isinstance(b, EndpointCreated)
+    caller.engine_address = ("127.0.0.1", a.local_port)
+    callee.engine_address = ("127.0.0.1", b.local_port)
+    await engine.execute(SetRemoteSdp(b.endpoint_id, callee.offer(), signalling_host="127.0.0.1"))
+    await engine.execute(Connect(a.endpoint_id, b.endpoint_id))
+    await engine.execute(StartSending(a.endpoint_id))
+    return a.endpoint_id, b.endpoint_id
+
+
+async def test_the_ticker_rests_while_nothing_is_paced_and_wakes_for_a_prompt(engine: MediaEngine) -> None:
+    """A bridged call relays as packets arrive: the 20 ms ticker does not wake for it (it cost ≈ 5 ms of CPU a
+    second on an idle node). A prompt wakes it, and it rests again once nothing is paced."""
+    steps = 0
+    step = engine._step
+
+    def counted(now: float, due: int) -> None:
+        nonlocal steps
+        steps += 1
+        step(now, due)
+
+    engine._step = counted  # type: ignore[method-assign]
+    caller, callee = Phone(), Phone()
+    a, b = await bridged_call(engine, caller, callee)
+    await asyncio.sleep(0.3)  # 15 steps of a ticker that never rests
+    assert (steps, engine.pacing, engine.alive) == (0, False, True)
+    caller.send(g711.silence("PCMU"))
+    await until(lambda: len(audio_packets(callee)) == 1)  # relayed without the ticker
+    await engine.execute(PlayPcm(a, tone(800, 0.2)))
+    await until(lambda: len(audio_packets(caller)) >= 5)
+    assert engine.pacing and steps >= 5
+    await engine.execute(Connect(a, b))
+    await until(lambda: not engine.pacing)
+    rested = steps
+    await asyncio.sleep(0.2)
+    assert steps == rested
+    caller.close()
+    callee.close()
+
+
+async def test_rtp_timeouts_come_while_the_ticker_rests_and_only_for_silence(engine: MediaEngine) -> None:
+    """The resting ticker still checks for RTP timeouts once a second, against the time packets really arrived
+    (not the time of its last wake-up, up to a second old: with the fixture's 1 s timeout, talking phones would
+    time out)."""
+    caller, callee = Phone(), Phone()
+    a, b = await bridged_call(engine, caller, callee)
+    await asyncio.gather(caller.talk(tone(400, 2.5)), callee.talk(tone(500, 2.5)))
+    assert not any(isinstance(event, RtpTimeout) for event in drain(engine))
+    assert not engine.pacing
+    timeouts = {(await next_event(engine, RtpTimeout, within=5)).endpoint_id for _ in range(2)}
+    assert timeouts == {a, b}
+    caller.close()
+    callee.close()
+
+
+async def test_rtp_timeouts_come_while_prompts_start_and_stop_the_ticker(engine: MediaEngine) -> None:
+    """The ticker starting and resting several times a second (a short prompt, then the bridge again) does not put
+    off the timeout check: it stays on its once-a-second schedule."""
+    quiet, busy = Phone(), Phone()
+    quiet_ep, busy_ep = await attach(engine, quiet), await attach(engine, busy)
+    await engine.execute(Connect(quiet_ep, busy_ep))  # nothing paced: the ticker rests
+    timeouts: list[str] = []
+    async with asyncio.timeout(4):
+        while not timeouts:
+            busy.send(g711.silence("PCMU"))  # the busy phone talks: only the quiet one may time out
+            await engine.execute(PlayPcm(busy_ep, tone(800, 0.04)))  # the ticker starts …
+            while not isinstance(event := await engine.events.get(), PlaybackFinished):
+                if isinstance(event, RtpTimeout):
+                    timeouts.append(event.endpoint_id)
+            await engine.execute(Connect(quiet_ep, busy_ep))  # … and rests again at its next step
+            await until(lambda: not engine.pacing)
+            await asyncio.sleep(0.25)
+            timeouts += [e.endpoint_id for e in drain(engine) if isinstance(e, RtpTimeout)]
+    assert timeouts == [quiet_ep]
+    quiet.close()
+    busy.close()

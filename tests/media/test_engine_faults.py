@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 
 from hipper.media import g711
 from hipper.media.engine import (
+    Connect,
     CreateEndpoint,
     EndpointCreated,
     MediaEngine,
@@ -21,8 +22,9 @@ from hipper.media.engine import (
     StartSending,
 )
 from hipper.media.rtp import RtpPacket
+from hipper.media.sdp import build_offer
 from tests.media.phones import Phone
-from tests.media.test_engine import attach, audio_packets, next_event
+from tests.media.test_engine import attach, audio_packets, next_event, until
 from tests.support.ports import engine_range
 
 
@@ -180,3 +182,71 @@ async def test_a_resting_pair_is_drawn_before_refusing_when_the_free_ones_are_he
         finally:
             for squatter in squatters:
                 squatter.close()
+
+
+async def test_a_reused_pair_relays_nothing_from_the_previous_calls_peer() -> None:
+    """A released pair is kept open and reused by a later call (media/engine.py): what the previous call's phone
+    sent before the reuse is drained, and what it sends after is refused by the new call's latching — nothing of
+    it reaches the new call's other side, not even before the new caller's first packet."""
+    base = engine_range()
+    async with MediaEngine(port_min=base, port_max=base + 4) as engine:  # two pairs: the released one is reused
+        old_phone = intruder_socket("127.0.0.77")
+        old_port = old_phone.getsockname()[1]
+        first = await engine.execute(
+            CreateEndpoint(
+                remote_sdp=build_offer("127.0.0.77", old_port, ("PCMU",)).serialize(), signalling_host="127.0.0.77"
+            )
+        )
+        assert isinstance(first, EndpointCreated)
+        await engine.execute(StartSending(first.endpoint_id))
+        old_audio, new_audio = b"\x01" * 160, b"\x02" * 160
+        packet = RtpPacket(0, 1, 160, 0x01D, old_audio).serialize()
+        old_phone.sendto(packet, ("127.0.0.1", first.local_port))
+        await wait_for_stat(engine, first.endpoint_id, "packets_received", 1)  # latched: the old call's peer
+        await engine.execute(Release(first.endpoint_id))
+        # The next call: its callee's endpoint takes the other pair, its caller's the released one.
+        callee, caller = Phone(), Phone()
+        b = await attach(engine, callee)
+        await caller.open()
+        old_phone.sendto(packet, ("127.0.0.1", first.local_port))  # in the socket when the new call takes it
+        created = await engine.execute(CreateEndpoint(remote_sdp=caller.offer(), signalling_host="127.0.0.1"))
+        assert isinstance(created, EndpointCreated) and created.local_port == first.local_port
+        a = created.endpoint_id
+        caller.engine_address = ("127.0.0.1", created.local_port)
+        await engine.execute(Connect(a, b))
+        await engine.execute(StartSending(a))
+        for _ in range(3):
+            old_phone.sendto(packet, ("127.0.0.1", created.local_port))
+        await wait_for_stat(engine, a, "packets_rejected", 3)
+        caller.send(new_audio)
+        await until(lambda: any(r.packet.payload == new_audio for r in callee.received))
+        await asyncio.sleep(0.1)  # anything else relayed would have arrived with it
+        assert not any(r.packet.payload == old_audio for r in callee.received)
+        assert engine.stats(a)["packets_rejected"] == 3  # the packet from before the reuse was drained, not read
+        assert engine.stats(a)["packets_received"] == 1
+        caller.close()
+        callee.close()
+        old_phone.close()
+
+
+async def test_a_released_pair_is_reused_once_rested() -> None:
+    """Released sockets are kept open and drawn again after their rest (no socket, bind, sizing or reader
+    registration per call); with no room to keep them, they are closed as before."""
+    base = engine_range()
+    async with MediaEngine(port_min=base, port_max=base + 200, port_rest_seconds=0.0) as engine:
+        ports, sockets = [], []
+        for _ in range(3):
+            created = await engine.execute(CreateEndpoint())
+            assert isinstance(created, EndpointCreated)
+            ports.append(created.local_port)
+            sockets.append(engine._endpoints[created.endpoint_id].rtp)
+            await engine.execute(Release(created.endpoint_id))
+        assert len(set(ports)) == 1 and len({id(sock) for sock in sockets}) == 1  # 99 other pairs were free
+        assert sockets[0].fileno() != -1
+    assert sockets[0].fileno() == -1  # closed when the engine stops
+    async with MediaEngine(port_min=base, port_max=base + 200, port_rest_seconds=0.0, pooled_pairs=0) as engine:
+        created = await engine.execute(CreateEndpoint())
+        assert isinstance(created, EndpointCreated)
+        rtp = engine._endpoints[created.endpoint_id].rtp
+        await engine.execute(Release(created.endpoint_id))
+        assert rtp.fileno() == -1

@@ -19,6 +19,10 @@ Design notes (see DESIGN.md "Media" and "Telephony traps"):
   only the first guess, because a phone behind NAT announces an address nobody can reach.
 - Paced sources (players, tones, the mixer, DTMF) run off one 20 ms ticker scheduled with ``loop.call_at`` on
   absolute deadlines of the loop's monotonic clock, so lateness does not accumulate (no ``sleep(0.02)`` drift).
+  It runs only while something is paced (an endpoint sending silence, a prompt or DTMF; a mixer; a recording):
+  bridged calls relay as packets arrive, and calls that ring or are bridged need no 20 ms wake-up (each costs
+  ≈ 50–100 µs of CPU on a VM, 50 a second, with or without calls). Otherwise one wake-up a second does the
+  housekeeping (RTP timeouts, RTCP), and none at all without endpoints.
 - Relayed audio is forwarded as it arrives (no pacing, no jitter buffer): the header is rewritten with
   ``struct`` and PCMU<->PCMA is a ``bytes.translate``; no per-packet logging or objects beyond the datagram.
 - Sockets are non-blocking and read with ``add_reader`` until EAGAIN (several times the throughput of
@@ -29,6 +33,12 @@ Design notes (see DESIGN.md "Media" and "Telephony traps"):
   hijacking). Only new SDP (``SetRemoteSdp``: a re-INVITE or UPDATE) unlatches, for a phone that moved.
 - Port pairs are drawn at random from the free ones (``secrets``, not the ``random`` whose state the SSRCs and
   sequence numbers we send would reveal), so a call's ports cannot be guessed from another call's.
+- A released pair keeps its sockets (bound, sized, non-blocking, registered with the loop, a reader that drops what
+  arrives) and is drawn again, at random among such pairs, once it has rested: opening, binding, sizing, closing
+  and (un)registering two sockets was about a third of a call's media CPU. Nothing of the old call survives in it:
+  what arrived meanwhile is drained, and the new call's signalled peer is set afresh, so strict latching refuses the
+  old peer as any other stranger. A pooled port is one an earlier call used; as before it rests first, and latching,
+  not the port's secrecy, is what refuses a third party (spraying the whole range takes milliseconds).
 - No exception of one endpoint stops the shared ticker or another endpoint: it is logged, counted, and that
   endpoint is dropped (its call sees an ``RtpTimeout`` and ends). ``alive`` says whether the ticker still runs
   (``/health`` reports it).
@@ -117,6 +127,9 @@ BIND_ATTEMPTS: Final = 64
 # could latch first and the new call's real peer be refused. Seen in the tests, where every phone is 127.0.0.1: a
 # transferor's phone, still sending, took the leg to the transfer target, and the target was never heard.
 PORT_REST_SECONDS: Final = 10.0
+# Released pairs kept open for reuse (resting or ready), at most: ≈ the pairs released in PORT_REST_SECONDS at
+# 50 calls/s (two endpoints a call). Beyond that a released pair is closed, as all were before.
+POOLED_PAIRS: Final = 1024
 RTP_REJECTED = Counter(
     "hipper_rtp_rejected_packets_total",
     "RTP datagrams dropped because they came from a source the call's signalling does not vouch for",
@@ -482,6 +495,18 @@ class _Recording:
         self.toggles.append((self.frames + behind + DELAY_FRAMES, paused))
 
 
+def _drained(sock: socket.socket) -> bool:
+    """Read and drop what waits in a socket; False when more than a batch waits (a flood: not worth reading on)."""
+    for _ in range(READ_BATCH):
+        try:
+            sock.recv(1)  # a datagram is dequeued whole, whatever the size read
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            continue  # an ICMP error queued on the socket: reported once, then gone
+    return False
+
+
 def _allowed_ports(port_min: int, port_max: int) -> list[int]:
     first = port_min + (port_min % 2)  # RTP on even ports, RTCP on the next odd one (RFC 3550 §11)
     return list(range(first, port_max - 1, 2))
@@ -503,6 +528,8 @@ class MediaEngine:
         listener: Callable[[MediaEvent], None] | None = None,
         rtcp_interval_seconds: float = RTCP_INTERVAL_SECONDS,
         socket_buffer_bytes: int = SOCKET_BUFFER_BYTES,
+        port_rest_seconds: float = PORT_REST_SECONDS,
+        pooled_pairs: int = POOLED_PAIRS,
     ) -> None:
         if port_max - port_min < 2:
             raise ValueError("the RTP port range must hold at least one even/odd port pair")
@@ -514,10 +541,15 @@ class MediaEngine:
         self._buffers_checked = False
         self.events: asyncio.Queue[MediaEvent] = asyncio.Queue()
         self._listener = listener
-        # Free port pairs, drawn at random (``_bind_pair``); released ones rest first (PORT_REST_SECONDS), oldest
-        # release first in ``_resting_ports`` (release time, port).
+        # Free port pairs, drawn at random (``_bind_pair``); released ones rest first (``port_rest_seconds``), oldest
+        # release first in ``_resting`` (release time, port, its sockets when they were kept open); rested ones
+        # with their sockets wait in ``_pool`` (port, RTP, RTCP), the others go back to ``_free_ports``.
+        self.port_rest_seconds = port_rest_seconds
+        self.pooled_pairs = pooled_pairs
         self._free_ports = _allowed_ports(port_min, port_max)
-        self._resting_ports: deque[tuple[float, int]] = deque()
+        self._resting: deque[tuple[float, int, socket.socket | None, socket.socket | None]] = deque()
+        self._pool: list[tuple[int, socket.socket, socket.socket]] = []
+        self._open_idle = 0  # pairs in ``_resting`` with their sockets, and in ``_pool``
         self._endpoints: dict[str, _Endpoint] = {}
         self._recordings: dict[str, _Recording] = {}
         self._mixers: dict[str, Mixer] = {}
@@ -532,6 +564,14 @@ class MediaEngine:
         self._writes: list[tuple[AsyncWavWriter, bytes]] = []
         self._last_tick = 0.0
         self._background: set[asyncio.Task[None]] = set()
+        self._running = False
+        self._served = 0  # endpoints the last 20 ms step sent for
+        # Whether the ticker runs every 20 ms (something is paced) or only for the housekeeping (see ``_tick``).
+        self._pacing = False
+        # Endpoints a command may have given something to send while the ticker rests: looked at once at the end of
+        # the loop's turn (``_check_waking``), when the command's caller has done the rest of its step — a callee's
+        # answer is followed by the bridge, a release by the other leg's release, and neither needs the ticker.
+        self._waking: list[_Endpoint] = []
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
@@ -542,23 +582,43 @@ class MediaEngine:
         self._next_housekeeping = self._now + 1.0
         self._next_rtcp = self._now + self.rtcp_interval_seconds
         self._last_tick = self._now
-        self._tick_handle = self._loop.call_at(self._deadline, self._tick)
+        self._running = True
 
     async def stop(self) -> None:
         for recording_id in list(self._recordings):
             await self._stop_recording(recording_id)
         for endpoint_id in list(self._endpoints):
             self._release(endpoint_id)
+        for _, port, rtp, rtcp in self._resting:
+            if rtp is not None and rtcp is not None:
+                self._close_pair(rtp, rtcp)
+            self._free_ports.append(port)
+        for port, rtp, rtcp in self._pool:
+            self._close_pair(rtp, rtcp)
+            self._free_ports.append(port)
+        self._resting.clear()
+        self._pool.clear()
+        self._open_idle = 0
+        self._running = False
+        self._pacing = False
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
 
     @property
     def alive(self) -> bool:
-        """The ticker is scheduled and ran within ``LIVENESS_SECONDS``: prompts, tones and recordings work."""
-        if self._loop is None or self._tick_handle is None or self._loop.is_closed():
+        """The ticker does what is asked of it: it ran within ``LIVENESS_SECONDS`` (it runs at least once a second
+        while there are endpoints), or there is nothing to tick for: prompts, tones and recordings work."""
+        if self._loop is None or not self._running or self._loop.is_closed():
             return False
+        if self._tick_handle is None:
+            return not (self._endpoints or self._recordings or self._mixers)
         return self._loop.time() - self._last_tick < LIVENESS_SECONDS
+
+    @property
+    def pacing(self) -> bool:
+        """Whether the 20 ms ticker runs (something is paced); else it wakes once a second at most."""
+        return self._pacing
 
     async def __aenter__(self) -> MediaEngine:
         await self.start()
@@ -667,10 +727,22 @@ class MediaEngine:
 
     def _bind_pair(self) -> tuple[socket.socket, socket.socket, int]:
         free = self._free_ports
-        resting = self._resting_ports
-        rested = time.monotonic() - PORT_REST_SECONDS
-        while resting and (resting[0][0] <= rested or not free):  # a resting pair rather than none
-            free.append(resting.popleft()[1])
+        resting = self._resting
+        pool = self._pool
+        rested = time.monotonic() - self.port_rest_seconds
+        while resting and (resting[0][0] <= rested or not (free or pool)):  # a resting pair rather than none
+            self._rested(resting.popleft())
+        while pool:
+            index = secrets.randbelow(len(pool))
+            port, rtp, rtcp = pool[index]
+            pool[index] = pool[-1]  # O(1) removal; the order of the pool does not matter
+            pool.pop()
+            self._open_idle -= 1
+            if _drained(rtp) and _drained(rtcp):
+                return rtp, rtcp, port
+            # Still receiving a flood after its rest: closed, and the port rests again (a fresh pair instead).
+            self._close_pair(rtp, rtcp)
+            resting.append((time.monotonic(), port, None, None))
         for _ in range(BIND_ATTEMPTS):
             if not free:
                 break
@@ -692,11 +764,29 @@ class MediaEngine:
             self._size_buffers(rtp)
             return rtp, rtcp, port
         if resting:  # the free pairs are held by other processes: the resting ones rather than a refusal
-            free.extend(port for _, port in resting)
-            resting.clear()
+            while resting:
+                self._rested(resting.popleft())
             return self._bind_pair()
         log.warning("media.ports_exhausted", extra={"free": len(free), "endpoints": len(self._endpoints)})
         raise PortsExhausted("no free RTP port pair in the configured range")
+
+    def _rested(self, entry: tuple[float, int, socket.socket | None, socket.socket | None]) -> None:
+        _, port, rtp, rtcp = entry
+        if rtp is None or rtcp is None:
+            self._free_ports.append(port)
+        else:
+            self._pool.append((port, rtp, rtcp))
+
+    def _close_pair(self, rtp: socket.socket, rtcp: socket.socket) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(rtp.fileno())
+            self._loop.remove_reader(rtcp.fileno())
+        rtp.close()
+        rtcp.close()
+
+    def _drop_idle(self, sock: socket.socket) -> None:
+        """The reader of a released socket: what still arrives (a phone slow to stop) is dropped as it comes."""
+        _drained(sock)
 
     def _size_buffers(self, rtp: socket.socket) -> None:
         """Room for `socket_buffer_bytes` of RTP each way (the default 208 KiB is ≈ 1–2 s at 50 packets/s once
@@ -731,14 +821,19 @@ class MediaEngine:
             else:
                 local_sdp = self._offer(endpoint, "sendrecv")
         except SdpError as error:
-            rtp.close()
-            rtcp.close()
+            self._close_pair(rtp, rtcp)  # unused: a pooled pair closes, and its port is free again
             self._free_ports.append(port)
             raise MediaError(f"remote_sdp: {error}") from error
         self._endpoints[endpoint.id] = endpoint
+        # A pooled pair is registered already: this replaces its reader (no system call).
         self._loop.add_reader(rtp.fileno(), self._on_rtp_readable, endpoint)
         self._loop.add_reader(rtcp.fileno(), self._on_rtcp_readable, endpoint)
-        endpoint.last_received = self._now
+        endpoint.last_received = now = self._loop.time()
+        if self._tick_handle is None:  # the first endpoint: the housekeeping's times are stale
+            self._last_tick = now  # rested with nothing to do: not a stalled ticker
+            self._next_housekeeping = max(self._next_housekeeping, now + 1.0)
+            self._next_rtcp = max(self._next_rtcp, now + self.rtcp_interval_seconds)
+            self._schedule_housekeeping()
         return EndpointCreated(endpoint.id, port, local_sdp, endpoint.session)
 
     def _offer(self, endpoint: _Endpoint, direction: str) -> str:
@@ -826,6 +921,8 @@ class MediaEngine:
             endpoint.remote_rtcp = (session.remote_address, session.remote_port + 1)
         if endpoint.source == SOURCE_NONE:
             self._set_source(endpoint, SOURCE_SILENCE)
+        else:
+            self._may_wake(endpoint)
 
     def _start_sending(self, endpoint: _Endpoint) -> None:
         if endpoint.started:
@@ -833,11 +930,14 @@ class MediaEngine:
         endpoint.started = True
         endpoint.may_send = endpoint.direction_sends
         endpoint.switched = True  # a prompt or a bridge that began before: its first packet is marked
+        self._may_wake(endpoint)
 
     def _set_source(self, endpoint: _Endpoint, source: int) -> None:
         endpoint.source = source
         endpoint.switched = True
         endpoint.relay_ssrc = -1
+        if source != SOURCE_PEER:
+            self._may_wake(endpoint)
 
     def _detach(self, endpoint: _Endpoint) -> None:
         """Take an endpoint out of any bridge or mixer and stop its player; it falls back to silence."""
@@ -887,6 +987,7 @@ class MediaEngine:
                 endpoint.dtmf_out.extend(event_payloads(digit, duration_ms))
         except ValueError as error:
             raise MediaError(f"digits: {error}") from error
+        self._may_wake(endpoint)
 
     async def _start_recording(self, command: StartRecording) -> str:
         endpoints = [self._endpoint(endpoint_id) for endpoint_id in command.endpoint_ids]
@@ -897,7 +998,7 @@ class MediaEngine:
         except OSError as error:
             raise MediaError(f"path: cannot write {command.path}: {error.strerror or error}") from error
         recording = _Recording(self._new_id("rec"), command.path, writer, command.pause_writes_silence)
-        recording.loud_at = self._now
+        recording.loud_at = self._loop.time() if self._loop is not None else self._now
         # The sources' first DELAY_FRAMES frames are always empty (audio is placed that far behind its arrival):
         # not written, so the file starts when the recording was asked for.
         recording.frames = -DELAY_FRAMES
@@ -907,6 +1008,7 @@ class MediaEngine:
         for endpoint in endpoints:
             if endpoint.mixer is not None:
                 self._recordings_follow(endpoint.mixer)
+        self._start_pacing()
         return recording.id
 
     def _recordings_follow(self, mixer: Mixer) -> None:
@@ -940,6 +1042,7 @@ class MediaEngine:
         endpoints = [self._endpoint(endpoint_id) for endpoint_id in endpoint_ids]
         mixer = Mixer(self._new_id("mix"))
         self._mixers[mixer.mixer_id] = mixer
+        self._start_pacing()
         for endpoint in endpoints:
             self._join_mixer(mixer, endpoint)
         self._recordings_follow(mixer)
@@ -960,14 +1063,18 @@ class MediaEngine:
         endpoint = self._endpoints.pop(endpoint_id, None)
         if endpoint is None:
             return
+        endpoint.may_send = False  # it sends nothing more (and does not wake the ticker on its way out)
         self._detach(endpoint)
         endpoint.source = SOURCE_NONE
-        if self._loop is not None:
-            self._loop.remove_reader(endpoint.rtp.fileno())
-            self._loop.remove_reader(endpoint.rtcp.fileno())
-        endpoint.rtp.close()
-        endpoint.rtcp.close()
-        self._resting_ports.append((time.monotonic(), endpoint.port))
+        if self._loop is not None and self._open_idle < self.pooled_pairs:
+            # Kept for a later call (see the module's notes): its readers now drop what arrives.
+            self._loop.add_reader(endpoint.rtp.fileno(), self._drop_idle, endpoint.rtp)
+            self._loop.add_reader(endpoint.rtcp.fileno(), self._drop_idle, endpoint.rtcp)
+            self._open_idle += 1
+            self._resting.append((time.monotonic(), endpoint.port, endpoint.rtp, endpoint.rtcp))
+        else:
+            self._close_pair(endpoint.rtp, endpoint.rtcp)
+            self._resting.append((time.monotonic(), endpoint.port, None, None))
         if endpoint.packets_rejected:
             log.warning(
                 "media.rtp_rejected_total",
@@ -1002,6 +1109,9 @@ class MediaEngine:
 
     def _on_rtp_readable(self, endpoint: _Endpoint) -> None:
         recvfrom = endpoint.rtp.recvfrom
+        # The time of arrival (last_received, the relay's last_sent): the ticker's is up to a second old while it
+        # rests.
+        self._now = self._time()
         try:
             for _ in range(READ_BATCH):
                 try:
@@ -1061,6 +1171,7 @@ class MediaEngine:
             endpoint.remote = address
             endpoint.remote_rtcp = (address[0], address[1] + 1)
             endpoint.latched = True
+            self._may_wake(endpoint)  # it may have had nowhere to send before (an old-style hold's c=0.0.0.0)
         endpoint.last_received = self._now
         endpoint.packets_received += 1
         offset = 12 + 4 * (first & 0x0F)
@@ -1128,6 +1239,7 @@ class MediaEngine:
         out.octets_sent += len(payload)
 
     def _on_rtcp_readable(self, endpoint: _Endpoint) -> None:
+        self._now = self._time()
         try:
             for _ in range(READ_BATCH):
                 try:
@@ -1203,21 +1315,94 @@ class MediaEngine:
         late = self._loop.time() - self._deadline
         return max(0, min(int(late / FRAME_SECONDS) + 1, RECORDING_CATCH_UP_FRAMES) - 1) if late >= 0 else 0
 
+    def _time(self) -> float:
+        return self._loop.time() if self._loop is not None else self._now
+
+    def _paced(self, endpoint: _Endpoint) -> bool:
+        """Whether the ticker has something to send for this endpoint (the test of ``_frame``/``_frame_of``)."""
+        return (
+            endpoint.may_send
+            and endpoint.remote is not None
+            and endpoint.source != SOURCE_NONE
+            and (endpoint.source != SOURCE_PEER or bool(endpoint.dtmf_out))
+        )
+
+    def _may_wake(self, endpoint: _Endpoint) -> None:
+        """A command (or latching) may have given `endpoint` something to send: while the ticker rests, look at it
+        at the end of this turn of the loop."""
+        if self._pacing or self._loop is None or not self._paced(endpoint):
+            return  # not sending now: whatever makes it send later passes here again
+        if not self._waking:
+            self._loop.call_soon(self._check_waking)
+        self._waking.append(endpoint)
+
+    def _check_waking(self) -> None:
+        waking, self._waking = self._waking, []
+        if self._pacing or not self._running:
+            return
+        endpoints = self._endpoints
+        if any(endpoints.get(endpoint.id) is endpoint and self._paced(endpoint) for endpoint in waking):
+            self._start_pacing()
+
+    def _start_pacing(self) -> None:
+        """The ticker runs every 20 ms from the next step of its grid on (the first frame comes as it always did,
+        within 20 ms; no catch-up for the time it rested)."""
+        if self._pacing or self._loop is None or not self._running:
+            return
+        now = self._loop.time()
+        if self._deadline <= now:
+            self._deadline += (int((now - self._deadline) / FRAME_SECONDS) + 1) * FRAME_SECONDS
+        if self._tick_handle is None:
+            self._last_tick = now
+        else:
+            self._tick_handle.cancel()
+        self._pacing = True
+        self._tick_handle = self._loop.call_at(self._deadline, self._tick)
+
+    def _schedule_housekeeping(self) -> None:
+        """The resting ticker's next wake-up: the next timeout check or RTCP round, as they were due (a ticker that
+        starts and rests often must not put them off), none without endpoints."""
+        assert self._loop is not None
+        if not self._endpoints:
+            self._tick_handle = None
+            return
+        self._tick_handle = self._loop.call_at(min(self._next_housekeeping, self._next_rtcp), self._tick)
+
     def _tick(self) -> None:
-        """The 20 ms step. Whatever one step raises, the next one is scheduled: the ticker serves every call's
-        prompts, tones, mixers and recordings, so it must outlive any one call's fault (issue: one SDP once
-        stopped it for the whole node)."""
+        """The 20 ms step, or (nothing paced) the housekeeping. Whatever one step raises, the next one is
+        scheduled: the ticker serves every call's prompts, tones, mixers and recordings, so it must outlive any one
+        call's fault (issue: one SDP once stopped it for the whole node)."""
         assert self._loop is not None
         now = self._loop.time()
         self._now = now
         self._last_tick = now
+        if not self._pacing:
+            try:
+                self._housekeeping(now)
+            except Exception:
+                log.exception("media.tick_failed")
+            self._schedule_housekeeping()
+            return
         due = max(1, int((now - self._deadline) / FRAME_SECONDS) + 1)
         try:
             self._step(now, due)
         except Exception:
             log.exception("media.tick_failed")  # a bug outside any one endpoint: logged, the ticker goes on
         self._deadline += due * FRAME_SECONDS
-        self._tick_handle = self._loop.call_at(self._deadline, self._tick)
+        if self._served or self._recordings or self._mixers:
+            self._tick_handle = self._loop.call_at(self._deadline, self._tick)
+        else:
+            self._pacing = False  # nothing sent this step: rest until a command gives something to send
+            self._tick_handle = None
+            self._schedule_housekeeping()
+
+    def _housekeeping(self, now: float) -> None:
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + 1.0
+            self._check_timeouts(now)
+        if now >= self._next_rtcp:
+            self._next_rtcp = now + self.rtcp_interval_seconds
+            self._send_rtcp()
 
     def _step(self, now: float, due: int) -> None:
         if due > 1 and self._recordings:
@@ -1239,12 +1424,7 @@ class MediaEngine:
             self._frame(now)
             self._record_frame()
         self._flush_writes()
-        if now >= self._next_housekeeping:
-            self._next_housekeeping = now + 1.0
-            self._check_timeouts(now)
-        if now >= self._next_rtcp:
-            self._next_rtcp = now + self.rtcp_interval_seconds
-            self._send_rtcp()
+        self._housekeeping(now)
 
     def _frame(self, now: float) -> None:
         """One 20 ms step of every paced source."""
@@ -1259,13 +1439,17 @@ class MediaEngine:
                 mixed.update(mixer.tick())
             except Exception as error:
                 failed += [(e, error) for p in mixer.buffers if (e := self._endpoints.get(p)) is not None]
+        served = 0
         for endpoint in self._endpoints.values():
             if endpoint.remote is None or endpoint.source == SOURCE_NONE or not endpoint.may_send:
                 continue
+            if endpoint.source != SOURCE_PEER or endpoint.dtmf_out:
+                served += 1
             try:
                 self._frame_of(endpoint, mixed, now)
             except Exception as error:
                 failed.append((endpoint, error))  # dropped after the loop: the table must not change under it
+        self._served = served
         for endpoint, cause in failed:
             if endpoint.id in self._endpoints:
                 self._fail_endpoint(endpoint, "ticker", cause)
