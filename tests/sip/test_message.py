@@ -126,6 +126,26 @@ def test_parsed_headers_follow_changes_of_their_value() -> None:
         message.to  # noqa: B018
 
 
+def test_a_kept_parse_goes_with_every_change_of_its_value() -> None:
+    # The accessors trust a kept parse without comparing texts: each change of a first value must drop or replace it.
+    message = parse_message(INVITE)
+    assert isinstance(message, Request)
+    first, second = message.headers.get_all("Via")[:2]
+    assert message.top_via == Via.parse(first)
+    message.headers.pop_first("Via")
+    assert message.top_via == Via.parse(second)
+    message.headers.prepend("v", first)  # text, in a compact spelling: parsed again when read
+    assert message.top_via == Via.parse(first)
+    contacts = message.contacts
+    message.headers.add("Contact", "<sip:other@192.0.2.8>")  # a second value: the list changes, the first does not
+    assert len(message.contacts) == len(contacts) + 1 and message.contacts[0] == contacts[0]
+    copy = Headers()
+    copy.add("From", "<sip:someone-else@hipper.test>;tag=x")
+    message.from_  # noqa: B018 - parsed on the original
+    copy.share_parsed(message.headers, "From")  # another value: not taken over
+    assert Request("INVITE", message.uri, copy).from_.uri.user == "someone-else"
+
+
 def test_typed_values_are_serialised_once_and_never_parsed_back() -> None:
     # Issue 9 point 3: what the exchange builds is written out once; its own accessors hand back the very
     # objects it was built from (no text round trip), and a response or an ACK made from it shares them.

@@ -553,7 +553,10 @@ class Headers:
     A lookup lower-cases the name asked for once (`_key`, cached per spelling) and compares with `list.index`.
 
     It also keeps the parse of first values (`parsed`): typed values given to `add`/`prepend`/`set` are their
-    own parse, and received values are parsed on first access only, so headers nobody reads stay text.
+    own parse, and received values are parsed on first access only, so headers nobody reads stay text. A kept
+    parse is always the parse of the header's present first value: every method that changes a header's first
+    value replaces or drops its parse, so a lookup of a kept parse is one dict lookup (a call reads its messages'
+    Via, From, To and CSeq ≈ 65 times).
     """
 
     __slots__ = ("_items", "_keys", "_parsed")
@@ -562,7 +565,8 @@ class Headers:
         """`keys`, when given, are the names of `items` lower-cased already (the parser has them)."""
         self._items: list[tuple[str, str]] = items or []
         self._keys: list[str] = keys if keys is not None else [_key(name) for name, _ in self._items]
-        # lower-cased name → (the raw first value it was parsed from, its parse); checked against the value.
+        # lower-cased name → (the raw first value it was parsed from, its parse), dropped when that value changes;
+        # "*" + name → (all the values, the parse of each), checked against the values.
         self._parsed: dict[str, tuple[object, Any]] = {}
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
@@ -584,22 +588,34 @@ class Headers:
             return []
         return [item[1] for key, item in zip(self._keys, self._items, strict=True) if key == wanted]
 
-    def _text(self, key: str, value: HeaderValue, first: bool) -> str:
+    def _first(self, key: str, value: HeaderValue) -> str:
+        """The text of `value`, which becomes the first value of `key`: its parse when typed, else none kept."""
+        parsed = self._parsed
         if isinstance(value, str):
+            if parsed:
+                parsed.pop(key, None)
+                parsed.pop("*" + key, None)
             return value
         text = str(value)
-        if first:
-            self._parsed[key] = (text, value)
+        parsed[key] = (text, value)
+        if parsed:
+            parsed.pop("*" + key, None)
         return text
 
     def add(self, name: str, value: HeaderValue) -> None:
         canonical, key = _NAMES.get(name) or _names(name)
-        self._items.append((canonical, self._text(key, value, key not in self._keys)))
+        if key in self._keys:
+            text = value if isinstance(value, str) else str(value)
+            if self._parsed:
+                self._parsed.pop("*" + key, None)
+        else:
+            text = self._first(key, value)
+        self._items.append((canonical, text))
         self._keys.append(key)
 
     def prepend(self, name: str, value: HeaderValue) -> None:
         canonical, key = _NAMES.get(name) or _names(name)
-        self._items.insert(0, (canonical, self._text(key, value, True)))
+        self._items.insert(0, (canonical, self._first(key, value)))
         self._keys.insert(0, key)
 
     def set(self, name: str, value: HeaderValue) -> None:
@@ -610,7 +626,7 @@ class Headers:
         except ValueError:
             self.add(name, value)
             return
-        self._items[index] = (canonical, self._text(wanted, value, True))
+        self._items[index] = (canonical, self._first(wanted, value))
         keep = [i for i, key in enumerate(self._keys) if i <= index or key != wanted]
         self._items = [self._items[i] for i in keep]
         self._keys = [self._keys[i] for i in keep]
@@ -619,17 +635,25 @@ class Headers:
         wanted = _key(name)
         if wanted not in self._keys:
             return
+        self._forget(wanted)
         keep = [i for i, key in enumerate(self._keys) if key != wanted]
         self._items = [self._items[i] for i in keep]
         self._keys = [self._keys[i] for i in keep]
 
     def pop_first(self, name: str) -> str | None:
+        key = _key(name)
         try:
-            index = self._keys.index(_key(name))
+            index = self._keys.index(key)
         except ValueError:
             return None
+        self._forget(key)
         del self._keys[index]
         return self._items.pop(index)[1]
+
+    def _forget(self, key: str) -> None:
+        if self._parsed:
+            self._parsed.pop(key, None)
+            self._parsed.pop("*" + key, None)
 
     def copy(self) -> Headers:
         copied = Headers(list(self._items), list(self._keys))
@@ -637,17 +661,17 @@ class Headers:
         return copied
 
     def parsed(self, name: str, parse: Callable[[str], _T]) -> _T:
-        """`parse` of the first value of `name`, from the last time when the value is still the same."""
+        """`parse` of the first value of `name`, kept until that value changes."""
         names = _NAMES.get(name) or _names(name)
         key = names[1]
+        kept = self._parsed.get(key)
+        if kept is not None:
+            parsed: _T = kept[1]
+            return parsed
         try:
             value = self._items[self._keys.index(key)][1]
         except ValueError:
             raise ParseError(f"missing {names[0]}") from None
-        kept = self._parsed.get(key)
-        if kept is not None and kept[0] == value:
-            parsed: _T = kept[1]
-            return parsed
         parsed = parse(value)
         self._parsed[key] = (value, parsed)
         return parsed
@@ -667,11 +691,12 @@ class Headers:
         return parsed
 
     def share_parsed(self, other: Headers, *names: str) -> None:
-        """Take over what `other` parsed of these headers (its values were copied here: no parsing them again)."""
+        """Take over what `other` parsed of these headers where the first values are the same (they were copied
+        here: no parsing them again)."""
         for name in names:
             key = _key(name)
             kept = other._parsed.get(key)
-            if kept is not None:
+            if kept is not None and kept[0] == self.get(name):
                 self._parsed[key] = kept
 
     def forget_parsed(self) -> None:
@@ -719,15 +744,24 @@ class Message:
 
     @property
     def cseq(self) -> tuple[int, str]:
-        return self.headers.parsed("CSeq", _parse_cseq)
+        kept = self.headers._parsed.get("cseq")  # kept parses are current: one lookup (Headers)
+        if kept is None:
+            return self.headers.parsed("CSeq", _parse_cseq)
+        return kept[1]  # type: ignore[no-any-return]
 
     @property
     def from_(self) -> NameAddr:
-        return self.headers.parsed("From", NameAddr.parse)
+        kept = self.headers._parsed.get("from")  # kept parses are current: one lookup (Headers)
+        if kept is None:
+            return self.headers.parsed("From", NameAddr.parse)
+        return kept[1]  # type: ignore[no-any-return]
 
     @property
     def to(self) -> NameAddr:
-        return self.headers.parsed("To", NameAddr.parse)
+        kept = self.headers._parsed.get("to")  # kept parses are current: one lookup (Headers)
+        if kept is None:
+            return self.headers.parsed("To", NameAddr.parse)
+        return kept[1]  # type: ignore[no-any-return]
 
     @property
     def vias(self) -> list[Via]:
@@ -735,7 +769,10 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        return self.headers.parsed("Via", Via.parse)
+        kept = self.headers._parsed.get("via")  # kept parses are current: one lookup (Headers)
+        if kept is None:
+            return self.headers.parsed("Via", Via.parse)
+        return kept[1]  # type: ignore[no-any-return]
 
     @property
     def contacts(self) -> list[NameAddr]:
@@ -821,7 +858,17 @@ class Response(Message):
                 items.append((name, value))
                 keys.append(key)
         headers = Headers(items, keys)
-        headers.share_parsed(request_headers, "Via", "From", "CSeq", "To")
+        request_parsed = request_headers._parsed
+        if request_parsed:
+            # The first Via, From and CSeq are the request's, unchanged: so is their parse; the To's, if untagged.
+            parsed = headers._parsed
+            for key in ("via", "from", "cseq"):
+                kept = request_parsed.get(key)
+                if kept is not None:
+                    parsed[key] = kept
+            kept = request_parsed.get("to")
+            if kept is not None and tagged is None and kept[0] == headers.get("To"):
+                parsed["to"] = kept
         if tagged is not None:
             headers._parsed["to"] = (headers.get("To"), tagged)
         return cls(status, reason, headers, body)
