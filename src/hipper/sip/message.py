@@ -9,6 +9,7 @@ comma-separated values, IPv6 references §19.1.1) and strict about what it canno
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -223,7 +224,8 @@ def _names(name: str) -> tuple[str, str]:
     if names is None:
         canonical = canonical_name(name)
         names = (canonical, canonical.lower())
-        if len(name) <= _MAX_CACHED_TEXT:
+        # Only names without surrounding whitespace: the parser looks a header line's name up before stripping it.
+        if len(name) <= _MAX_CACHED_TEXT and name == name.strip():
             if len(_NAMES) >= _MAX_NAMES:
                 _NAMES.clear()
             _NAMES[name] = names
@@ -895,7 +897,10 @@ def split_head(data: bytes) -> tuple[bytes, bytes] | None:
 
 def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
     """Parse the start line and headers; return the message (without body) and its Content-Length."""
-    text = _decode(head)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = _decode(head)
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     lines = text.split("\n")
@@ -959,17 +964,17 @@ def _plain_headers(lines: list[str]) -> tuple[list[tuple[str, str]], list[str], 
     keys: list[str] = []
     lengths: list[str] = []
     count = 0
-    for line in lines[1:]:
+    known = _NAMES.get  # a name met before, as written (kept names have no surrounding whitespace)
+    for line in itertools.islice(lines, 1, None):
         name, colon, value = line.partition(":")
         if not colon:
             if not line.strip():
                 continue
             raise ParseError("bad header line")
-        names = _header_names(name)
+        canonical, key = known(name) or _header_names(name)
         count += 1
         if count > MAX_HEADERS:
             raise ParseError("too many headers")
-        canonical, key = names
         value = value.strip()
         if "," in value and key in _LIST_HEADERS:
             if '"' in value or "<" in value:
