@@ -379,8 +379,8 @@ def test_invalid_variants_are_parse_errors(replacement: tuple[bytes, bytes]) -> 
 
 
 def test_long_texts_from_a_sender_are_not_kept_by_the_parser() -> None:
-    """The parser keeps the answers for names, host:port texts and URIs it saw (bounded in number): a sender of
-    requests each naming a different 12 KB URI, header name and host must not make it keep them (4,096 such
+    """The parser keeps the answers for names, host:port texts, URIs and name-addrs it saw (bounded in number): a
+    sender of requests each naming a different 12 KB URI, header name and host must not make it keep them (4,096 such
     entries would pin hundreds of MB before any authentication). Before, 200 of them kept ≈ 12 MB."""
     tracemalloc.start()
     try:
@@ -398,8 +398,21 @@ def test_long_texts_from_a_sender_are_not_kept_by_the_parser() -> None:
             assert isinstance(message, Request)
             message.uri.host  # noqa: B018 - read what the call path reads
             message.top_via.host  # noqa: B018
+            message.to.uri.user  # noqa: B018 - a name-addr's answer is kept per text too
         del message
         kept = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
     assert kept < 1_000_000, kept
+
+
+def test_a_name_addr_parsed_again_is_a_new_one() -> None:
+    # Each text's answer is kept; what is handed out is a copy, so a caller that changes its own cannot change
+    # the next call's (the same From in another message, another call).
+    first = NameAddr.parse("<sip:alice@hipper.test;transport=udp>;tag=1")
+    first.params["tag"] = "changed"
+    first.uri.params["transport"] = "tcp"
+    first.uri.user = "mallory"
+    again = NameAddr.parse("<sip:alice@hipper.test;transport=udp>;tag=1")
+    assert again.tag == "1" and again.uri.params == {"transport": "udp"} and again.uri.user == "alice"
+    assert again is not first and again.uri is not first.uri

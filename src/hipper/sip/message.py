@@ -446,6 +446,8 @@ class URI:
 
 # URI.parse's kept parts: scheme, host, user, password, port, params (copied for every URI made), headers.
 _URIS: dict[str, tuple[str, str, str | None, str | None, int | None, dict[str, str | None], str]] = {}
+# NameAddr.parse's kept answers: never handed out, copied (URI and params) for every NameAddr made.
+_NAME_ADDRS: dict[str, NameAddr] = {}
 
 
 @dataclass
@@ -459,6 +461,26 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
+        """Each call is a new NameAddr with a new URI (the caller may change them); each text's answer is kept,
+        bounded like `URI.parse`'s: a call's requests carry the same From and To four or five times each."""
+        kept = _NAME_ADDRS.get(text)
+        if kept is None:
+            parsed = cls._parse(text)
+            if len(text) <= _MAX_CACHED_TEXT:
+                if len(_NAME_ADDRS) >= _MAX_CACHED:
+                    _NAME_ADDRS.clear()
+                _NAME_ADDRS[text] = parsed
+            kept = parsed
+        uri = kept.uri
+        return cls(
+            URI(uri.scheme, uri.host, uri.user, uri.password, uri.port, dict(uri.params), uri.headers),
+            kept.display_name,
+            dict(kept.params),
+            kept.wildcard,
+        )
+
+    @classmethod
+    def _parse(cls, text: str) -> NameAddr:
         text = text.strip()
         if text == "*":
             return cls(uri=URI("sip", "*"), wildcard=True)
