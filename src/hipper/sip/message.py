@@ -628,12 +628,15 @@ class Headers:
 
     def add(self, name: str, value: HeaderValue) -> None:
         canonical, key = _NAMES.get(name) or _names(name)
-        if key in self._keys:
-            text = value if isinstance(value, str) else str(value)
-            if self._parsed:
-                self._parsed.pop("*" + key, None)
+        parsed = self._parsed
+        if isinstance(value, str):
+            text = value  # a first value has no parse kept (none is kept for a header that is absent)
         else:
-            text = self._first(key, value)
+            text = str(value)
+            if key not in self._keys:
+                parsed[key] = (text, value)
+        if parsed and key in self._keys:
+            parsed.pop("*" + key, None)  # the list of values changes
         self._items.append((canonical, text))
         self._keys.append(key)
 
