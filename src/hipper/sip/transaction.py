@@ -493,8 +493,13 @@ class TransactionLayer:
 
     def receive_request(self, request: Request, peer: Peer, origin: Peer | None = None) -> None:
         """`origin`: who sent it behind a trusted edge proxy (SipStack.origin); without one, `peer` itself."""
-        stamp_via(request, peer)
         via = request.top_via
+        if request.method != "ACK" or not (via.branch or "").startswith(BRANCH_COOKIE):
+            # An ACK is never answered, so no answer needs its Via's received/rport (§18.2.1, RFC 3581); with an
+            # RFC 3261 branch it is matched by branch and sent-by, which stamping leaves as they are. An RFC 2543
+            # key holds the whole Via: such an ACK is stamped like its INVITE was, or it would not match.
+            stamp_via(request, peer)
+            via = request.top_via
         key = server_key(request, via)
         tx = self.server.get(key)
         if tx is not None:
