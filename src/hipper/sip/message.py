@@ -186,6 +186,9 @@ REASONS = {
 }
 
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+# Tokens all (the request line's method is checked against _TOKEN only when it is none of these).
+_METHODS = frozenset(("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "REFER", "NOTIFY"))
+_METHODS |= {"PRACK", "SUBSCRIBE", "MESSAGE", "PUBLISH"}
 _SIP_SCHEMES = ("sip", "sips")
 _TRANSPORT = re.compile(r"[A-Za-z0-9\-]+")
 _SENT_PROTOCOL = re.compile(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-]+)\s+(.*)$", re.S)
@@ -837,12 +840,13 @@ class Request(Message):
         _, method = self.cseq
         if method != self.method:
             raise ParseError("CSeq method does not match the request method")
-        if self.int_header("Max-Forwards") is None and self.headers.get("Max-Forwards") is not None:
-            raise ParseError("bad Max-Forwards")
+        self.int_header("Max-Forwards")  # None only when absent; a bad value raises "bad Max-Forwards"
         self.int_header("Expires")
 
 
 _ECHOED = frozenset(("via", "from", "to", "call-id", "cseq"))  # what a response copies from its request (§8.2.6.2)
+_ECHOED_ROUTED = _ECHOED | {"record-route"}
+_DIALOG_MAKING = frozenset(("INVITE", "SUBSCRIBE", "REFER"))
 
 
 class Response(Message):
@@ -872,17 +876,20 @@ class Response(Message):
         request_headers = request.headers
         # §12.1.1: a response that may make a dialog carries the request's Record-Route, in order, so that the
         # proxies that asked to stay in the path (an edge in front of several nodes) see the dialog's requests.
-        routed = 100 < status < 300 and request.method in ("INVITE", "SUBSCRIBE", "REFER")
-        for (name, value), key in zip(request_headers._items, request_headers._keys, strict=True):
-            if key in _ECHOED or (routed and key == "record-route"):
-                if key == "to" and to_tag and status > 100 and ";tag=" not in value.lower().replace(" ", ""):
-                    kept = request_headers._parsed.get("to")
-                    if kept is not None and kept[0] == value and tagged is None:
-                        # The request's To as parsed, plus our tag: the response's To needs no parsing either.
-                        to: NameAddr = kept[1]
-                        tagged = NameAddr(to.uri, to.display_name, {**to.params, "tag": to_tag})
-                    value = f"{value};tag={to_tag}"
-                items.append((name, value))
+        echoed = _ECHOED_ROUTED if 100 < status < 300 and request.method in _DIALOG_MAKING else _ECHOED
+        tagging = bool(to_tag) and status > 100
+        for item, key in zip(request_headers._items, request_headers._keys, strict=True):
+            if key in echoed:
+                if key == "to" and tagging:
+                    name, value = item
+                    if ";tag=" not in value.lower().replace(" ", ""):
+                        kept = request_headers._parsed.get("to")
+                        if kept is not None and kept[0] == value and tagged is None:
+                            # The request's To as parsed, plus our tag: the response's To needs no parsing either.
+                            to: NameAddr = kept[1]
+                            tagged = NameAddr(to.uri, to.display_name, {**to.params, "tag": to_tag})
+                        item = (name, f"{value};tag={to_tag}")
+                items.append(item)
                 keys.append(key)
         headers = Headers(items, keys)
         request_parsed = request_headers._parsed
@@ -953,7 +960,7 @@ def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
         message = Response(int(parts[1]), parts[2] if len(parts) > 2 else "", headers)
     else:
         parts = start.split()
-        if len(parts) != 3 or not _TOKEN.match(parts[0]):
+        if len(parts) != 3 or (parts[0] not in _METHODS and not _TOKEN.match(parts[0])):
             raise ParseError("bad request line")
         if parts[2].upper() != SIP_VERSION:
             raise ParseError("unsupported SIP version")
