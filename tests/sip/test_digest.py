@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from hipper.sip.digest import Authenticator, Credentials, Verdict, ha1, parse_credentials, response, same_uri
 from hipper.sip.message import URI
 
@@ -160,3 +162,30 @@ def test_a_replayed_nonce_count_gets_a_fresh_challenge_and_an_invite_nonce_is_si
     invite = auth.nonce(HOST, "INVITE")
     assert verdict(auth, _answer(invite, "pw")) == Verdict.OK
     assert verdict(auth, _answer(invite, "pw", nc="00000002")) == Verdict.STALE  # the next call: a new challenge
+
+
+def test_a_good_nonce_is_signature_checked_once_a_forged_one_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An authenticated INVITE's nonce is screened by the stack, by authenticate and by verify, then remembered:
+    # four HMACs of the same nonce, now one. A forged nonce is never kept: each answer on it costs its HMAC.
+    auth = Authenticator("hipper.test")
+    nonce = auth.nonce(HOST, "INVITE")
+    signed: list[bytes] = []
+    sign = auth._sign
+
+    def counted(stamp: bytes, source: str, method: str) -> bytes:
+        signed.append(stamp)
+        return sign(stamp, source, method)
+
+    monkeypatch.setattr(auth, "_sign", counted)
+    answer = _answer(nonce, "pw")
+    assert auth.screen(answer, "INVITE", URI_201, HOST).verdict == Verdict.OK
+    assert auth.screen(answer, "INVITE", URI_201, HOST).verdict == Verdict.OK
+    assert verdict(auth, answer) == Verdict.OK
+    assert len(signed) == 1
+    assert auth.nonce_age(nonce, "192.0.2.8", "INVITE") is None  # still bound to the address it went to
+    assert auth.nonce_age(nonce, HOST, "REGISTER") is None  # and to the method
+    forged = nonce[:-2] + ("AA" if not nonce.endswith("AA") else "BB")
+    signed.clear()
+    for _ in range(3):
+        assert auth.nonce_age(forged, HOST, "INVITE") is None
+    assert len(signed) == 3

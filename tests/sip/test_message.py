@@ -126,6 +126,26 @@ def test_parsed_headers_follow_changes_of_their_value() -> None:
         message.to  # noqa: B018
 
 
+def test_a_kept_parse_goes_with_every_change_of_its_value() -> None:
+    # The accessors trust a kept parse without comparing texts: each change of a first value must drop or replace it.
+    message = parse_message(INVITE)
+    assert isinstance(message, Request)
+    first, second = message.headers.get_all("Via")[:2]
+    assert message.top_via == Via.parse(first)
+    message.headers.pop_first("Via")
+    assert message.top_via == Via.parse(second)
+    message.headers.prepend("v", first)  # text, in a compact spelling: parsed again when read
+    assert message.top_via == Via.parse(first)
+    contacts = message.contacts
+    message.headers.add("Contact", "<sip:other@192.0.2.8>")  # a second value: the list changes, the first does not
+    assert len(message.contacts) == len(contacts) + 1 and message.contacts[0] == contacts[0]
+    copy = Headers()
+    copy.add("From", "<sip:someone-else@hipper.test>;tag=x")
+    message.from_  # noqa: B018 - parsed on the original
+    copy.share_parsed(message.headers, "From")  # another value: not taken over
+    assert Request("INVITE", message.uri, copy).from_.uri.user == "someone-else"
+
+
 def test_typed_values_are_serialised_once_and_never_parsed_back() -> None:
     # Issue 9 point 3: what the exchange builds is written out once; its own accessors hand back the very
     # objects it was built from (no text round trip), and a response or an ACK made from it shares them.
@@ -359,8 +379,8 @@ def test_invalid_variants_are_parse_errors(replacement: tuple[bytes, bytes]) -> 
 
 
 def test_long_texts_from_a_sender_are_not_kept_by_the_parser() -> None:
-    """The parser keeps the answers for names, host:port texts and URIs it saw (bounded in number): a sender of
-    requests each naming a different 12 KB URI, header name and host must not make it keep them (4,096 such
+    """The parser keeps the answers for names, host:port texts, URIs and name-addrs it saw (bounded in number): a
+    sender of requests each naming a different 12 KB URI, header name and host must not make it keep them (4,096 such
     entries would pin hundreds of MB before any authentication). Before, 200 of them kept ≈ 12 MB."""
     tracemalloc.start()
     try:
@@ -378,8 +398,21 @@ def test_long_texts_from_a_sender_are_not_kept_by_the_parser() -> None:
             assert isinstance(message, Request)
             message.uri.host  # noqa: B018 - read what the call path reads
             message.top_via.host  # noqa: B018
+            message.to.uri.user  # noqa: B018 - a name-addr's answer is kept per text too
         del message
         kept = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
     assert kept < 1_000_000, kept
+
+
+def test_a_name_addr_parsed_again_is_a_new_one() -> None:
+    # Each text's answer is kept; what is handed out is a copy, so a caller that changes its own cannot change
+    # the next call's (the same From in another message, another call).
+    first = NameAddr.parse("<sip:alice@hipper.test;transport=udp>;tag=1")
+    first.params["tag"] = "changed"
+    first.uri.params["transport"] = "tcp"
+    first.uri.user = "mallory"
+    again = NameAddr.parse("<sip:alice@hipper.test;transport=udp>;tag=1")
+    assert again.tag == "1" and again.uri.params == {"transport": "udp"} and again.uri.user == "alice"
+    assert again is not first and again.uri is not first.uri

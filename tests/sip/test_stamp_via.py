@@ -3,17 +3,17 @@ screens before the transaction layer stamps every request, and the second time i
 
 from __future__ import annotations
 
-from hipper.sip.message import Request, parse_message
-from hipper.sip.transaction import stamp_via
-from hipper.sip.transport import Peer
+from hipper.sip.message import Request, Response, parse_message
+from hipper.sip.transaction import ServerTransaction, TransactionLayer, stamp_via
+from hipper.sip.transport import Peer, Transports
 
 NAT = Peer("udp", "203.0.113.5", 40123)
 
 
-def request(via: str) -> Request:
+def request(via: str, method: str = "OPTIONS") -> Request:
     text = (
-        f"OPTIONS sip:hipper.test SIP/2.0\r\nVia: {via}\r\nFrom: <sip:a@hipper.test>;tag=1\r\n"
-        "To: <sip:hipper.test>\r\nCall-ID: stamp\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        f"{method} sip:hipper.test SIP/2.0\r\nVia: {via}\r\nFrom: <sip:a@hipper.test>;tag=1\r\n"
+        f"To: <sip:hipper.test>\r\nCall-ID: stamp\r\nCSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
     )
     message = parse_message(text.encode())
     assert isinstance(message, Request)
@@ -39,3 +39,37 @@ def test_a_via_is_stamped_once_and_then_left_alone() -> None:
     message = request("SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK-1;received=198.51.100.1")
     stamp_via(message, NAT)
     assert message.top_via.params["received"] == NAT.host
+
+
+class Recorder:
+    """A transaction user that keeps the ACKs it is handed."""
+
+    def __init__(self) -> None:
+        self.acks: list[Request] = []
+
+    def on_request(self, tx: ServerTransaction) -> None:
+        raise AssertionError("no new transaction expected")
+
+    def on_ack(self, request: Request, peer: Peer) -> None:
+        self.acks.append(request)
+
+    def on_cancel(self, tx: ServerTransaction, cancel: Request) -> None:
+        raise AssertionError("no CANCEL expected")
+
+    def on_stray_response(self, response: Response, peer: Peer) -> None:
+        raise AssertionError("no response expected")
+
+
+def test_an_ack_is_not_stamped_an_rfc2543_one_is() -> None:
+    # An ACK gets no answer: stamping its Via (a Via rebuilt per ACK, two per call) served nothing. With an RFC 3261
+    # branch it is matched by branch and sent-by alone; an RFC 2543 ACK is matched by its whole Via, stamped as its
+    # INVITE's was.
+    tu = Recorder()
+    layer = TransactionLayer(Transports(lambda data, peer: None), tu)
+    via = "SIP/2.0/UDP 10.0.0.5:5062;branch=z9hG4bK-ack;rport"
+    ack = request(via, "ACK")
+    layer.receive_request(ack, NAT)
+    assert tu.acks == [ack] and ack.headers.get("Via") == via
+    old = request("SIP/2.0/UDP 10.0.0.5:5062;rport", "ACK")
+    layer.receive_request(old, NAT)
+    assert old.top_via.params == {"received": NAT.host, "rport": str(NAT.port)}

@@ -332,6 +332,29 @@ async def test_2xx_is_retransmitted_until_the_ack(
     assert [a.method for a in handler.acks] == ["ACK"]
 
 
+async def test_after_the_ack_timer_l_still_ends_the_accepted_transaction(
+    stepped: SipStack, clock: SteppedClock, udp_client: RawClient
+) -> None:
+    # RFC 6026 §7.1: the ACK stops the 2xx retransmissions and arms nothing; the transaction stays Accepted,
+    # absorbing INVITE retransmissions, until Timer L — 64·T1 after the 2xx, not after the ACK.
+    handler = Answer()
+    stepped.handler = handler
+    udp_client.send(invite_text(stepped.port, udp_client.port, "z9hG4bKtimerl"), stepped.port)
+    ok = parse_message((await take(udp_client, 2))[1])
+    assert await schedule(clock, udp_client, 7.5) == [0.5, 1.5, 3.5, 7.5]
+    udp_client.send(ack_text(udp_client.port, udp_client.port, ok.headers.get("To"), "z9hG4bKacktimerl"), stepped.port)
+    assert handler.tx is not None
+    async with asyncio.timeout(PATIENCE):
+        assert await handler.tx.acked is True
+    assert clock.next_deadline() == 64 * T1  # Timer L only
+    udp_client.send(invite_text(stepped.port, udp_client.port, "z9hG4bKtimerl"), stepped.port)  # retransmitted
+    await settle()
+    assert await schedule(clock, udp_client, 64 * T1 - 0.01) == [] and handler.tx.state == State.ACCEPTED
+    clock.advance_to(64 * T1)
+    assert handler.tx.state == State.TERMINATED and not stepped.transactions.server
+    assert [a.method for a in handler.acks] == ["ACK"]
+
+
 async def test_2xx_without_ack_tells_the_handler(stepped: SipStack, clock: SteppedClock, udp_client: RawClient) -> None:
     handler = Answer()
     stepped.handler = handler

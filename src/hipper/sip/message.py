@@ -9,6 +9,7 @@ comma-separated values, IPv6 references §19.1.1) and strict about what it canno
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -185,6 +186,9 @@ REASONS = {
 }
 
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
+# Tokens all (the request line's method is checked against _TOKEN only when it is none of these).
+_METHODS = frozenset(("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "REFER", "NOTIFY"))
+_METHODS |= {"PRACK", "SUBSCRIBE", "MESSAGE", "PUBLISH"}
 _SIP_SCHEMES = ("sip", "sips")
 _TRANSPORT = re.compile(r"[A-Za-z0-9\-]+")
 _SENT_PROTOCOL = re.compile(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-]+)\s+(.*)$", re.S)
@@ -223,7 +227,8 @@ def _names(name: str) -> tuple[str, str]:
     if names is None:
         canonical = canonical_name(name)
         names = (canonical, canonical.lower())
-        if len(name) <= _MAX_CACHED_TEXT:
+        # Only names without surrounding whitespace: the parser looks a header line's name up before stripping it.
+        if len(name) <= _MAX_CACHED_TEXT and name == name.strip():
             if len(_NAMES) >= _MAX_NAMES:
                 _NAMES.clear()
             _NAMES[name] = names
@@ -444,6 +449,8 @@ class URI:
 
 # URI.parse's kept parts: scheme, host, user, password, port, params (copied for every URI made), headers.
 _URIS: dict[str, tuple[str, str, str | None, str | None, int | None, dict[str, str | None], str]] = {}
+# NameAddr.parse's kept answers: never handed out, copied (URI and params) for every NameAddr made.
+_NAME_ADDRS: dict[str, NameAddr] = {}
 
 
 @dataclass
@@ -457,6 +464,26 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> NameAddr:
+        """Each call is a new NameAddr with a new URI (the caller may change them); each text's answer is kept,
+        bounded like `URI.parse`'s: a call's requests carry the same From and To four or five times each."""
+        kept = _NAME_ADDRS.get(text)
+        if kept is None:
+            parsed = cls._parse(text)
+            if len(text) <= _MAX_CACHED_TEXT:
+                if len(_NAME_ADDRS) >= _MAX_CACHED:
+                    _NAME_ADDRS.clear()
+                _NAME_ADDRS[text] = parsed
+            kept = parsed
+        uri = kept.uri
+        return cls(
+            URI(uri.scheme, uri.host, uri.user, uri.password, uri.port, dict(uri.params), uri.headers),
+            kept.display_name,
+            dict(kept.params),
+            kept.wildcard,
+        )
+
+    @classmethod
+    def _parse(cls, text: str) -> NameAddr:
         text = text.strip()
         if text == "*":
             return cls(uri=URI("sip", "*"), wildcard=True)
@@ -553,7 +580,10 @@ class Headers:
     A lookup lower-cases the name asked for once (`_key`, cached per spelling) and compares with `list.index`.
 
     It also keeps the parse of first values (`parsed`): typed values given to `add`/`prepend`/`set` are their
-    own parse, and received values are parsed on first access only, so headers nobody reads stay text.
+    own parse, and received values are parsed on first access only, so headers nobody reads stay text. A kept
+    parse is always the parse of the header's present first value: every method that changes a header's first
+    value replaces or drops its parse, so a lookup of a kept parse is one dict lookup (a call reads its messages'
+    Via, From, To and CSeq ≈ 65 times).
     """
 
     __slots__ = ("_items", "_keys", "_parsed")
@@ -562,7 +592,8 @@ class Headers:
         """`keys`, when given, are the names of `items` lower-cased already (the parser has them)."""
         self._items: list[tuple[str, str]] = items or []
         self._keys: list[str] = keys if keys is not None else [_key(name) for name, _ in self._items]
-        # lower-cased name → (the raw first value it was parsed from, its parse); checked against the value.
+        # lower-cased name → (the raw first value it was parsed from, its parse), dropped when that value changes;
+        # "*" + name → (all the values, the parse of each), checked against the values.
         self._parsed: dict[str, tuple[object, Any]] = {}
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
@@ -584,22 +615,37 @@ class Headers:
             return []
         return [item[1] for key, item in zip(self._keys, self._items, strict=True) if key == wanted]
 
-    def _text(self, key: str, value: HeaderValue, first: bool) -> str:
+    def _first(self, key: str, value: HeaderValue) -> str:
+        """The text of `value`, which becomes the first value of `key`: its parse when typed, else none kept."""
+        parsed = self._parsed
         if isinstance(value, str):
+            if parsed:
+                parsed.pop(key, None)
+                parsed.pop("*" + key, None)
             return value
         text = str(value)
-        if first:
-            self._parsed[key] = (text, value)
+        parsed[key] = (text, value)
+        if parsed:
+            parsed.pop("*" + key, None)
         return text
 
     def add(self, name: str, value: HeaderValue) -> None:
         canonical, key = _NAMES.get(name) or _names(name)
-        self._items.append((canonical, self._text(key, value, key not in self._keys)))
+        parsed = self._parsed
+        if isinstance(value, str):
+            text = value  # a first value has no parse kept (none is kept for a header that is absent)
+        else:
+            text = str(value)
+            if key not in self._keys:
+                parsed[key] = (text, value)
+        if parsed and key in self._keys:
+            parsed.pop("*" + key, None)  # the list of values changes
+        self._items.append((canonical, text))
         self._keys.append(key)
 
     def prepend(self, name: str, value: HeaderValue) -> None:
         canonical, key = _NAMES.get(name) or _names(name)
-        self._items.insert(0, (canonical, self._text(key, value, True)))
+        self._items.insert(0, (canonical, self._first(key, value)))
         self._keys.insert(0, key)
 
     def set(self, name: str, value: HeaderValue) -> None:
@@ -610,7 +656,7 @@ class Headers:
         except ValueError:
             self.add(name, value)
             return
-        self._items[index] = (canonical, self._text(wanted, value, True))
+        self._items[index] = (canonical, self._first(wanted, value))
         keep = [i for i, key in enumerate(self._keys) if i <= index or key != wanted]
         self._items = [self._items[i] for i in keep]
         self._keys = [self._keys[i] for i in keep]
@@ -619,17 +665,25 @@ class Headers:
         wanted = _key(name)
         if wanted not in self._keys:
             return
+        self._forget(wanted)
         keep = [i for i, key in enumerate(self._keys) if key != wanted]
         self._items = [self._items[i] for i in keep]
         self._keys = [self._keys[i] for i in keep]
 
     def pop_first(self, name: str) -> str | None:
+        key = _key(name)
         try:
-            index = self._keys.index(_key(name))
+            index = self._keys.index(key)
         except ValueError:
             return None
+        self._forget(key)
         del self._keys[index]
         return self._items.pop(index)[1]
+
+    def _forget(self, key: str) -> None:
+        if self._parsed:
+            self._parsed.pop(key, None)
+            self._parsed.pop("*" + key, None)
 
     def copy(self) -> Headers:
         copied = Headers(list(self._items), list(self._keys))
@@ -637,17 +691,17 @@ class Headers:
         return copied
 
     def parsed(self, name: str, parse: Callable[[str], _T]) -> _T:
-        """`parse` of the first value of `name`, from the last time when the value is still the same."""
+        """`parse` of the first value of `name`, kept until that value changes."""
         names = _NAMES.get(name) or _names(name)
         key = names[1]
+        kept = self._parsed.get(key)
+        if kept is not None:
+            parsed: _T = kept[1]
+            return parsed
         try:
             value = self._items[self._keys.index(key)][1]
         except ValueError:
             raise ParseError(f"missing {names[0]}") from None
-        kept = self._parsed.get(key)
-        if kept is not None and kept[0] == value:
-            parsed: _T = kept[1]
-            return parsed
         parsed = parse(value)
         self._parsed[key] = (value, parsed)
         return parsed
@@ -667,11 +721,12 @@ class Headers:
         return parsed
 
     def share_parsed(self, other: Headers, *names: str) -> None:
-        """Take over what `other` parsed of these headers (its values were copied here: no parsing them again)."""
+        """Take over what `other` parsed of these headers where the first values are the same (they were copied
+        here: no parsing them again)."""
         for name in names:
             key = _key(name)
             kept = other._parsed.get(key)
-            if kept is not None:
+            if kept is not None and kept[0] == self.get(name):
                 self._parsed[key] = kept
 
     def forget_parsed(self) -> None:
@@ -719,15 +774,24 @@ class Message:
 
     @property
     def cseq(self) -> tuple[int, str]:
-        return self.headers.parsed("CSeq", _parse_cseq)
+        kept = self.headers._parsed.get("cseq")  # kept parses are current: one lookup (Headers)
+        if kept is None:
+            return self.headers.parsed("CSeq", _parse_cseq)
+        return kept[1]  # type: ignore[no-any-return]
 
     @property
     def from_(self) -> NameAddr:
-        return self.headers.parsed("From", NameAddr.parse)
+        kept = self.headers._parsed.get("from")  # kept parses are current: one lookup (Headers)
+        if kept is None:
+            return self.headers.parsed("From", NameAddr.parse)
+        return kept[1]  # type: ignore[no-any-return]
 
     @property
     def to(self) -> NameAddr:
-        return self.headers.parsed("To", NameAddr.parse)
+        kept = self.headers._parsed.get("to")  # kept parses are current: one lookup (Headers)
+        if kept is None:
+            return self.headers.parsed("To", NameAddr.parse)
+        return kept[1]  # type: ignore[no-any-return]
 
     @property
     def vias(self) -> list[Via]:
@@ -735,7 +799,10 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        return self.headers.parsed("Via", Via.parse)
+        kept = self.headers._parsed.get("via")  # kept parses are current: one lookup (Headers)
+        if kept is None:
+            return self.headers.parsed("Via", Via.parse)
+        return kept[1]  # type: ignore[no-any-return]
 
     @property
     def contacts(self) -> list[NameAddr]:
@@ -773,12 +840,13 @@ class Request(Message):
         _, method = self.cseq
         if method != self.method:
             raise ParseError("CSeq method does not match the request method")
-        if self.int_header("Max-Forwards") is None and self.headers.get("Max-Forwards") is not None:
-            raise ParseError("bad Max-Forwards")
+        self.int_header("Max-Forwards")  # None only when absent; a bad value raises "bad Max-Forwards"
         self.int_header("Expires")
 
 
 _ECHOED = frozenset(("via", "from", "to", "call-id", "cseq"))  # what a response copies from its request (§8.2.6.2)
+_ECHOED_ROUTED = _ECHOED | {"record-route"}
+_DIALOG_MAKING = frozenset(("INVITE", "SUBSCRIBE", "REFER"))
 
 
 class Response(Message):
@@ -808,20 +876,33 @@ class Response(Message):
         request_headers = request.headers
         # §12.1.1: a response that may make a dialog carries the request's Record-Route, in order, so that the
         # proxies that asked to stay in the path (an edge in front of several nodes) see the dialog's requests.
-        routed = 100 < status < 300 and request.method in ("INVITE", "SUBSCRIBE", "REFER")
-        for (name, value), key in zip(request_headers._items, request_headers._keys, strict=True):
-            if key in _ECHOED or (routed and key == "record-route"):
-                if key == "to" and to_tag and status > 100 and ";tag=" not in value.lower().replace(" ", ""):
-                    kept = request_headers._parsed.get("to")
-                    if kept is not None and kept[0] == value and tagged is None:
-                        # The request's To as parsed, plus our tag: the response's To needs no parsing either.
-                        to: NameAddr = kept[1]
-                        tagged = NameAddr(to.uri, to.display_name, {**to.params, "tag": to_tag})
-                    value = f"{value};tag={to_tag}"
-                items.append((name, value))
+        echoed = _ECHOED_ROUTED if 100 < status < 300 and request.method in _DIALOG_MAKING else _ECHOED
+        tagging = bool(to_tag) and status > 100
+        for item, key in zip(request_headers._items, request_headers._keys, strict=True):
+            if key in echoed:
+                if key == "to" and tagging:
+                    name, value = item
+                    if ";tag=" not in value.lower().replace(" ", ""):
+                        kept = request_headers._parsed.get("to")
+                        if kept is not None and kept[0] == value and tagged is None:
+                            # The request's To as parsed, plus our tag: the response's To needs no parsing either.
+                            to: NameAddr = kept[1]
+                            tagged = NameAddr(to.uri, to.display_name, {**to.params, "tag": to_tag})
+                        item = (name, f"{value};tag={to_tag}")
+                items.append(item)
                 keys.append(key)
         headers = Headers(items, keys)
-        headers.share_parsed(request_headers, "Via", "From", "CSeq", "To")
+        request_parsed = request_headers._parsed
+        if request_parsed:
+            # The first Via, From and CSeq are the request's, unchanged: so is their parse; the To's, if untagged.
+            parsed = headers._parsed
+            for key in ("via", "from", "cseq"):
+                kept = request_parsed.get(key)
+                if kept is not None:
+                    parsed[key] = kept
+            kept = request_parsed.get("to")
+            if kept is not None and tagged is None and kept[0] == headers.get("To"):
+                parsed["to"] = kept
         if tagged is not None:
             headers._parsed["to"] = (headers.get("To"), tagged)
         return cls(status, reason, headers, body)
@@ -848,7 +929,10 @@ def split_head(data: bytes) -> tuple[bytes, bytes] | None:
 
 def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
     """Parse the start line and headers; return the message (without body) and its Content-Length."""
-    text = _decode(head)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = _decode(head)
     if "\r" in text:
         text = text.replace("\r\n", "\n")
     lines = text.split("\n")
@@ -876,7 +960,7 @@ def parse_head(head: bytes) -> tuple[Request | Response, int | None]:
         message = Response(int(parts[1]), parts[2] if len(parts) > 2 else "", headers)
     else:
         parts = start.split()
-        if len(parts) != 3 or not _TOKEN.match(parts[0]):
+        if len(parts) != 3 or (parts[0] not in _METHODS and not _TOKEN.match(parts[0])):
             raise ParseError("bad request line")
         if parts[2].upper() != SIP_VERSION:
             raise ParseError("unsupported SIP version")
@@ -912,17 +996,17 @@ def _plain_headers(lines: list[str]) -> tuple[list[tuple[str, str]], list[str], 
     keys: list[str] = []
     lengths: list[str] = []
     count = 0
-    for line in lines[1:]:
+    known = _NAMES.get  # a name met before, as written (kept names have no surrounding whitespace)
+    for line in itertools.islice(lines, 1, None):
         name, colon, value = line.partition(":")
         if not colon:
             if not line.strip():
                 continue
             raise ParseError("bad header line")
-        names = _header_names(name)
+        canonical, key = known(name) or _header_names(name)
         count += 1
         if count > MAX_HEADERS:
             raise ParseError("too many headers")
-        canonical, key = names
         value = value.strip()
         if "," in value and key in _LIST_HEADERS:
             if '"' in value or "<" in value:

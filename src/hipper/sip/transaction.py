@@ -146,6 +146,7 @@ class ServerTransaction:
         self.to_tag = secrets.token_hex(6)
         self.cancelled = False
         self._timers: list[Timer] = []
+        self._retransmission: Timer | None = None  # of our 2xx, until the ACK (Timer L is in _timers)
         self._retransmit_interval = layer.timers.t1
         self.terminated = asyncio.get_running_loop().create_future()
         # For an INVITE answered 2xx: True once the ACK came, False when Timer L ran out without one.
@@ -179,7 +180,7 @@ class ServerTransaction:
             self.state = State.ACCEPTED
             self.layer.awaiting_ack[self.ack_key] = self
             if not self.peer.reliable:
-                self._after(self._retransmit_interval, self._retransmit_2xx)
+                self._retransmission = self.layer.call_later(self._retransmit_interval, self._retransmit_2xx)
             self._after(self.layer.timers.timeout, self._no_ack)  # Timer L
         elif self.invite:
             self.state = State.COMPLETED
@@ -220,18 +221,21 @@ class ServerTransaction:
     def ack_received(self) -> None:
         if self.state == State.ACCEPTED and not self.acked.done():
             self.acked.set_result(True)
-            self._cancel_timers()
-            self._after(self.layer.timers.timeout, self._terminate)  # still absorb INVITE retransmissions
+            # RFC 6026 §7.1: our 2xx is no longer retransmitted; the transaction stays Accepted, absorbing INVITE
+            # retransmissions, until Timer L (armed with the 2xx) ends it. The ACK arms nothing.
+            if self._retransmission is not None:
+                self._retransmission.cancel()
+                self._retransmission = None
 
     def _retransmit_2xx(self) -> None:
         if self.state != State.ACCEPTED or self.acked.done() or self.last_response is None:
             return
         self._send(self.last_response)
         self._retransmit_interval = min(2 * self._retransmit_interval, self.layer.timers.t2)
-        self._after(self._retransmit_interval, self._retransmit_2xx)
+        self._retransmission = self.layer.call_later(self._retransmit_interval, self._retransmit_2xx)
 
     def _no_ack(self) -> None:
-        # §13.3.1.4: no ACK within 64·T1 — the TU should end the session (BYE); it learns it from `acked`.
+        # Timer L. §13.3.1.4: no ACK within 64·T1 — the TU should end the session (BYE); it learns it from `acked`.
         if not self.acked.done():
             self.acked.set_result(False)
         self._terminate()
@@ -255,6 +259,9 @@ class ServerTransaction:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
+        if self._retransmission is not None:
+            self._retransmission.cancel()
+            self._retransmission = None
 
     def _terminate(self) -> None:
         self._cancel_timers()
@@ -493,8 +500,13 @@ class TransactionLayer:
 
     def receive_request(self, request: Request, peer: Peer, origin: Peer | None = None) -> None:
         """`origin`: who sent it behind a trusted edge proxy (SipStack.origin); without one, `peer` itself."""
-        stamp_via(request, peer)
         via = request.top_via
+        if request.method != "ACK" or not (via.branch or "").startswith(BRANCH_COOKIE):
+            # An ACK is never answered, so no answer needs its Via's received/rport (§18.2.1, RFC 3581); with an
+            # RFC 3261 branch it is matched by branch and sent-by, which stamping leaves as they are. An RFC 2543
+            # key holds the whole Via: such an ACK is stamped like its INVITE was, or it would not match.
+            stamp_via(request, peer)
+            via = request.top_via
         key = server_key(request, via)
         tx = self.server.get(key)
         if tx is not None:

@@ -41,6 +41,7 @@ _HEAD_END = re.compile(rb"\r?\n\r?\n")
 
 
 TRANSPORTS = ("udp", "tcp", "tls")
+_MAX_PEERS = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,10 @@ class UdpTransport(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.host = ""
         self.port = 0
+        # The Peer of each source address met (a frozen dataclass costs ≈ 0.45 µs to make; a call brings ≈ 10
+        # datagrams from two or three addresses). Bounded: sources that change all the time (a spoofed flood)
+        # only empty it now and then.
+        self._peers: dict[tuple[str | object, ...], Peer] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's and asyncio's UDP transports do not all subclass DatagramTransport; they all quack like it.
@@ -99,11 +104,16 @@ class UdpTransport(asyncio.DatagramProtocol):
         # Keepalives (RFC 5626 §4.4.1 / common NAT pings) are bare CRLFs or a few bytes of whitespace.
         if len(data) <= 4 and not data.strip():
             return
-        host = str(addr[0])
-        port = addr[1]
-        assert isinstance(port, int)
+        peer = self._peers.get(addr)
+        if peer is None:
+            port = addr[1]
+            assert isinstance(port, int)
+            peer = Peer("udp", str(addr[0]), port)
+            if len(self._peers) >= _MAX_PEERS:
+                self._peers.clear()
+            self._peers[addr] = peer
         try:
-            self.receiver(data, Peer("udp", host, port))
+            self.receiver(data, peer)
         except Exception:  # the stack guards itself; this only keeps one bad datagram from killing the socket
             log.exception("sip.udp.receive_failed")
 
