@@ -40,7 +40,7 @@ def hot_line(logger: logging.Logger, event: str, **fields: Any) -> bool:
     when logging is not configured by `configure` (then the caller logs the ordinary way).
     """
     handler = _hot_handler
-    if handler is None:
+    if handler is None or not _only_our_handler(logger, handler):
         return False
     if not logger.isEnabledFor(logging.INFO):
         return True
@@ -53,6 +53,19 @@ def hot_line(logger: logging.Logger, event: str, **fields: Any) -> bool:
             handler.flush()
         except (OSError, ValueError):  # a closed or full log stream must never fail the request being logged
             pass
+    return True
+
+
+def _only_our_handler(logger: logging.Logger, handler: logging.Handler) -> bool:
+    """Whether a record of `logger` would reach `handler` alone: with any other handler on its way (a test's
+    capture, an error tracker added later) the line goes the ordinary way, so every handler still sees it."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        if current.handlers and (current.parent is not None or current.handlers != [handler]):
+            return False
+        if not current.propagate:
+            return False
+        current = current.parent
     return True
 
 

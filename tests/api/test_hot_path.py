@@ -210,6 +210,23 @@ async def test_numbers_come_with_the_session(make_user: UserFactory, app: FastAP
     assert profile["numbers"]["company"] == "+31201234000"
 
 
+@contextlib.contextmanager
+def hipper_handler_alone() -> Iterator[None]:
+    """The root logger with our handler only (as under `hipper serve`): pytest's own capture handlers otherwise sit
+    beside it, and `hot_line` gives way to any other handler."""
+    import logging
+
+    from hipper import logs
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers = [handler for handler in saved if handler is logs._hot_handler]
+    try:
+        yield
+    finally:
+        root.handlers = saved
+
+
 def test_the_fast_request_line_reads_like_any_other_line() -> None:
     # hot_line skips the standard library's record machinery; what it writes must not differ from log.info.
     import io
@@ -225,10 +242,12 @@ def test_the_fast_request_line_reads_like_any_other_line() -> None:
         stream = io.StringIO()
         logs.configure("INFO", json=as_json, stream=stream)
         try:
-            structlog.get_logger("hipper.http").info("request", **fields)
-            assert logs.hot_line(logging.getLogger("hipper.http"), "request", **fields)
+            with hipper_handler_alone():
+                structlog.get_logger("hipper.http").info("request", **fields)
+                assert logs.hot_line(logging.getLogger("hipper.http"), "request", **fields)
             logs.configure("WARNING", json=as_json, stream=stream)
-            assert logs.hot_line(logging.getLogger("hipper.http"), "request", **fields)  # below the level
+            with hipper_handler_alone():
+                assert logs.hot_line(logging.getLogger("hipper.http"), "request", **fields)  # below the level
         finally:
             logs.configure("WARNING", json=True)
         ordinary, fast = stream.getvalue().splitlines()
@@ -239,6 +258,34 @@ def test_the_fast_request_line_reads_like_any_other_line() -> None:
             assert list(fast_fields.items()) == list(ordinary_fields.items())
         else:
             assert ordinary.split(" ", 1)[1] == fast.split(" ", 1)[1]  # all but the timestamp
+
+
+def test_the_fast_line_gives_way_to_any_other_handler(caplog: pytest.LogCaptureFixture) -> None:
+    # hot_line writes to our handler only: with another handler on the record's way (a test's capture, an error
+    # tracker) it answers False and the caller logs the ordinary way, so that handler sees the line too. Before,
+    # a call's `call.ended` went past the capture whenever an earlier test in the process had configured logging.
+    import io
+    import logging
+
+    from hipper import logs
+
+    stream = io.StringIO()
+    logs.configure("INFO", json=True, stream=stream)
+    try:
+        logger = logging.getLogger("hipper.engine.call")
+        with hipper_handler_alone():
+            assert logs.hot_line(logger, "call.ended", call_id="c1")  # ours alone: the fast way
+            extra = logging.StreamHandler(io.StringIO())
+            logging.getLogger("hipper").addHandler(extra)  # a handler on the way up
+            try:
+                assert not logs.hot_line(logger, "call.ended", call_id="c3")
+            finally:
+                logging.getLogger("hipper").removeHandler(extra)
+        with caplog.at_level("INFO", logger="hipper"):  # pytest's capture beside ours on the root logger
+            assert not logs.hot_line(logger, "call.ended", call_id="c2")
+    finally:
+        logs.configure("WARNING", json=True)
+    assert '"c1"' in stream.getvalue() and '"c2"' not in stream.getvalue()
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
