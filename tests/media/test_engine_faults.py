@@ -250,3 +250,16 @@ async def test_a_released_pair_is_reused_once_rested() -> None:
         rtp = engine._endpoints[created.endpoint_id].rtp
         await engine.execute(Release(created.endpoint_id))
         assert rtp.fileno() == -1
+
+
+def test_the_socket_pool_takes_at_most_an_eighth_of_a_low_open_file_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Idle pairs hold two sockets each: under a low open-file limit (a soft 1,024 nobody raised) 1,024 pairs would
+    # take every descriptor the phones on TCP and the live calls need.
+    import resource
+
+    from hipper.media import engine
+
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1024, 4096))
+    assert engine.pooled_pairs_for_open_files() == 64  # 128 sockets: an eighth
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (1_048_576, 1_048_576))
+    assert engine.pooled_pairs_for_open_files() == engine.POOLED_PAIRS

@@ -65,6 +65,7 @@ import contextlib
 import itertools
 import logging
 import random
+import resource
 import secrets
 import socket
 import time
@@ -130,6 +131,17 @@ PORT_REST_SECONDS: Final = 10.0
 # Released pairs kept open for reuse (resting or ready), at most: ≈ the pairs released in PORT_REST_SECONDS at
 # 50 calls/s (two endpoints a call). Beyond that a released pair is closed, as all were before.
 POOLED_PAIRS: Final = 1024
+
+
+def pooled_pairs_for_open_files() -> int:
+    """POOLED_PAIRS, or fewer where the open-file limit is low: the idle pairs' sockets (two each) take at most an
+    eighth of it, so phones on TCP, HTTP clients and live calls keep the rest (`server.raise_open_file_limit`)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return POOLED_PAIRS
+    return max(0, min(POOLED_PAIRS, soft // 16))
+
+
 RTP_REJECTED = Counter(
     "hipper_rtp_rejected_packets_total",
     "RTP datagrams dropped because they came from a source the call's signalling does not vouch for",
@@ -529,7 +541,7 @@ class MediaEngine:
         rtcp_interval_seconds: float = RTCP_INTERVAL_SECONDS,
         socket_buffer_bytes: int = SOCKET_BUFFER_BYTES,
         port_rest_seconds: float = PORT_REST_SECONDS,
-        pooled_pairs: int = POOLED_PAIRS,
+        pooled_pairs: int | None = None,
     ) -> None:
         if port_max - port_min < 2:
             raise ValueError("the RTP port range must hold at least one even/odd port pair")
@@ -545,7 +557,7 @@ class MediaEngine:
         # release first in ``_resting`` (release time, port, its sockets when they were kept open); rested ones
         # with their sockets wait in ``_pool`` (port, RTP, RTCP), the others go back to ``_free_ports``.
         self.port_rest_seconds = port_rest_seconds
-        self.pooled_pairs = pooled_pairs
+        self.pooled_pairs = pooled_pairs_for_open_files() if pooled_pairs is None else pooled_pairs
         self._free_ports = _allowed_ports(port_min, port_max)
         self._resting: deque[tuple[float, int, socket.socket | None, socket.socket | None]] = deque()
         self._pool: list[tuple[int, socket.socket, socket.socket]] = []
