@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sqlite3
+import threading
 import time
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from hipper import logs, metrics
 from hipper.api.app import create_app
 from hipper.config import Settings
+from hipper.store import db
 from tests.conftest import UserFactory
 
 
@@ -48,6 +52,26 @@ async def test_health_answers_503_when_the_database_fails(tmp_path: Path) -> Non
         await app.state.hipper.engine.dispose()
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable", "database": "unreachable"}
+
+
+def test_a_database_that_cannot_be_opened_leaves_no_thread_raising_after_the_loop(tmp_path: Path) -> None:
+    # aiosqlite stops the connection's worker thread after a failed open without waiting for it; the thread then
+    # handed its stop's result to a loop the caller may have closed already (the health check above, in a test)
+    # and raised there: "Event loop is closed", an unhandled exception in a thread, reported in a later test.
+    raised: list[BaseException | None] = []
+    hook = threading.excepthook
+    threading.excepthook = lambda args: raised.append(args.exc_value)
+    try:
+        loop = asyncio.new_event_loop()
+        connection = db._loop_reads_creator(str(tmp_path / "missing" / "x.db"))()
+        with pytest.raises(sqlite3.OperationalError):
+            loop.run_until_complete(connection)
+        loop.close()  # at once, as a test's loop closes after its last await
+        connection._thread.join(5)
+    finally:
+        threading.excepthook = hook
+    assert not connection._thread.is_alive()
+    assert raised == []
 
 
 async def test_health_answers_503_when_postgresql_is_down(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import time
@@ -40,6 +41,10 @@ def _read_all(cursor: sqlite3.Cursor, *args: Any) -> list[Any]:
     return cursor.fetchall()
 
 
+# How long a failed connection's worker thread is waited for (it only has to return from its stop).
+STOP_WAIT_SECONDS = 5.0
+
+
 class LoopReadsConnection(aiosqlite.Connection):
     """aiosqlite, except that short reads run on the event loop's thread instead of the connection's worker thread.
 
@@ -63,6 +68,23 @@ class LoopReadsConnection(aiosqlite.Connection):
         super().__init__(connector, iter_chunk_size)
         # Rows of reads already run to completion, by cursor, handed out by the fetch calls that follow.
         self._rows: dict[sqlite3.Cursor, list[Any]] = {}
+        self._stopped: asyncio.Future[Any] | None = None
+
+    def stop(self) -> asyncio.Future[Any] | None:
+        self._stopped = super().stop()
+        return self._stopped
+
+    async def _connect(self) -> aiosqlite.Connection:
+        try:
+            return await super()._connect()
+        except Exception:
+            # A database that cannot be opened: aiosqlite stops the worker thread without waiting for it, and the
+            # thread then hands its stop's result to a loop that may have closed meanwhile (a health check's, at
+            # shutdown) and raises there. Waited for here, while the loop runs.
+            if self._stopped is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(self._stopped), STOP_WAIT_SECONDS)
+            raise
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         owner = getattr(fn, "__self__", None)
