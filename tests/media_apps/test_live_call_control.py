@@ -483,14 +483,11 @@ async def test_merge_makes_a_three_way_call(office: Office) -> None:
     assert [row.outcome for row in await office.exchange.call_logs("alice")] == ["answered, left"]
 
 
-async def test_a_phones_merge_on_a_call_the_app_merged_joins_its_three_way_call(office: Office) -> None:
-    """bob merges his call with alice and his consultation with carol (the app); carol leaves it (her app's hang-up).
-    bob then adds dave from his desk phone (*7204#) and merges him in (*8): the call's one leave hook takes dave in,
-    so alice — the first party — hanging up leaves bob and dave talking. Before, the phone's merge made a hook of
-    its own the call never used, and alice's leaving ended the whole call."""
+async def merged_then_carol_leaves(office: Office) -> tuple[str, Ear]:
+    """bob merges his call with alice and his consultation with carol (the app), then carol leaves (her app's
+    hang-up): bob and alice talk on. Also makes dave (204) and his ear; the call's id and dave's ear."""
     exchange = office.exchange
     await exchange.add_user("dave", "204")
-    dave_tone = 1600.0
     office.ears["dave"] = dave = await ear()  # closed with the others
     call_id, consultation = await consulting(office)
     merged = await office.post(f"{call_id}/merge", {"with": consultation})
@@ -501,6 +498,17 @@ async def test_a_phones_merge_on_a_call_the_app_merged_joins_its_three_way_call(
     assert app_calls.hang_up(exchange.users["carol"], carols.id)  # carol leaves the three-way call
     await office.phones["carol"].succeeded()
     await hears(office, "bob", TONES["alice"])  # bob and alice talk on
+    return call_id, dave
+
+
+async def test_a_phones_merge_on_a_call_the_app_merged_joins_its_three_way_call(office: Office) -> None:
+    """bob merges his call with alice and his consultation with carol (the app); carol leaves it (her app's hang-up).
+    bob then adds dave from his desk phone (*7204#) and merges him in (*8): the call's one leave hook takes dave in,
+    so alice — the first party — hanging up leaves bob and dave talking. Before, the phone's merge made a hook of
+    its own the call never used, and alice's leaving ended the whole call."""
+    exchange = office.exchange
+    dave_tone = 1600.0
+    call_id, dave = await merged_then_carol_leaves(office)
     [listed] = await live_calls(office.api, office.bob)
     assert listed["merged"] is False  # the two of them: a plain call again (hold, transfer), as after a phone's *8
     dave_phone = await answering_phone(exchange, "dave", dave)
@@ -539,17 +547,7 @@ async def test_a_second_app_merge_of_a_merge_down_to_two_is_refused(office: Offi
     the first merge's leave hook and a second merge's hook would end dave's call when the last other party left.
     The refusal changes nothing: bob hangs up the consultation (dave gets BYE) and goes back to alice."""
     exchange = office.exchange
-    await exchange.add_user("dave", "204")
-    office.ears["dave"] = dave = await ear()  # closed with the others
-    call_id, consultation = await consulting(office)
-    merged = await office.post(f"{call_id}/merge", {"with": consultation})
-    assert merged.status_code == 200, merged.text
-    await office.phones["bob_mobile"].succeeded()
-    app_calls = exchange.applications.app_calls
-    [carols] = app_calls.live(exchange.users["carol"])
-    assert app_calls.hang_up(exchange.users["carol"], carols.id)  # carol leaves the three-way call
-    await office.phones["carol"].succeeded()
-    await hears(office, "bob", TONES["alice"])
+    call_id, dave = await merged_then_carol_leaves(office)
     office.phones["bob_mobile"] = await bob_mobile_answers(office)
     dave_phone = await answering_phone(exchange, "dave", dave)
     started = await office.post(f"{call_id}/consultations", {"to": "204"})

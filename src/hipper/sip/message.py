@@ -215,11 +215,20 @@ def canonical_name(name: str) -> str:
 # A header name as written (any case, compact form) → (its canonical name, that lower-cased: the lookup key).
 # Names come from our code and from peers; bounded so that a peer inventing names cannot grow it without end.
 _NAMES: dict[str, tuple[str, str]] = {}
-_MAX_NAMES = 4096
+# Entries of each of the parse caches here (names, host:port, URIs, name-addrs): a full cache is dropped whole.
+_MAX_CACHED = 4096
 # Only texts this short are kept (names, host:port, URIs): the caches are bounded in entries, and a sender of long
 # texts (a 60 KB URI in every request) would otherwise pin 4,096 of them — hundreds of MB — before any
 # authentication. Real names, hosts and URIs are far shorter.
 _MAX_CACHED_TEXT = 256
+
+
+def _keep(cache: dict[str, _T], text: str, value: _T) -> None:
+    """Remember a parse's answer for `text`: short texts only, and the whole cache dropped when it is full."""
+    if len(text) <= _MAX_CACHED_TEXT:
+        if len(cache) >= _MAX_CACHED:
+            cache.clear()
+        cache[text] = value
 
 
 def _names(name: str) -> tuple[str, str]:
@@ -228,10 +237,8 @@ def _names(name: str) -> tuple[str, str]:
         canonical = canonical_name(name)
         names = (canonical, canonical.lower())
         # Only names without surrounding whitespace: the parser looks a header line's name up before stripping it.
-        if len(name) <= _MAX_CACHED_TEXT and name == name.strip():
-            if len(_NAMES) >= _MAX_NAMES:
-                _NAMES.clear()
-            _NAMES[name] = names
+        if name == name.strip():
+            _keep(_NAMES, name, names)
     return names
 
 
@@ -321,15 +328,11 @@ def split_hostport(text: str) -> tuple[str, int | None]:
     found = _HOSTPORTS.get(text)
     if found is None:
         found = _split_hostport(text)
-        if len(text) <= _MAX_CACHED_TEXT:
-            if len(_HOSTPORTS) >= _MAX_CACHED:
-                _HOSTPORTS.clear()
-            _HOSTPORTS[text] = found
+        _keep(_HOSTPORTS, text, found)
     return found
 
 
 _HOSTPORTS: dict[str, tuple[str, int | None]] = {}
-_MAX_CACHED = 4096
 
 
 def _split_hostport(text: str) -> tuple[str, int | None]:
@@ -386,10 +389,7 @@ class URI:
         kept = _URIS.get(text)
         if kept is None:
             uri = cls._parse(text)
-            if len(text) <= _MAX_CACHED_TEXT:
-                if len(_URIS) >= _MAX_CACHED:
-                    _URIS.clear()
-                _URIS[text] = (uri.scheme, uri.host, uri.user, uri.password, uri.port, dict(uri.params), uri.headers)
+            _keep(_URIS, text, (uri.scheme, uri.host, uri.user, uri.password, uri.port, dict(uri.params), uri.headers))
             return uri
         scheme, host, user, password, port, params, headers = kept
         return cls(scheme, host, user, password, port, dict(params), headers)
@@ -469,10 +469,7 @@ class NameAddr:
         kept = _NAME_ADDRS.get(text)
         if kept is None:
             parsed = cls._parse(text)
-            if len(text) <= _MAX_CACHED_TEXT:
-                if len(_NAME_ADDRS) >= _MAX_CACHED:
-                    _NAME_ADDRS.clear()
-                _NAME_ADDRS[text] = parsed
+            _keep(_NAME_ADDRS, text, parsed)
             kept = parsed
         uri = kept.uri
         return cls(
