@@ -7,7 +7,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event
 
 from hipper.domain.routing import RegisteredDevice
 from hipper.domain.services import DoNotDisturb
@@ -20,6 +19,7 @@ from hipper.store.models import Company, User
 from hipper.store.registrations import Binding, BindingChange
 from hipper.store.user_state import _REACHABLE, load_user_state, reachable, read_user_state
 from tests.calls.conftest import Exchange, phone, place_call, scenario
+from tests.support.sql import statements_through_sqlalchemy
 
 pytestmark = pytest.mark.sip
 
@@ -242,23 +242,15 @@ async def test_a_number_that_is_no_users_is_looked_up_as_a_user_once(exchange: E
         await admin.create_group(session, company, "Sales", "+31201234500")
         await session.commit()
     cache = SnapshotCache(exchange.sessions)
-    engine = exchange.sessions.kw["bind"].sync_engine
-    statements: list[str] = []
-
-    def before(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", before)
     try:
         for number, kind in (("+31201234500", "group"), ("+31301112222", "external")):
-            statements.clear()
             cache.reads.direct_statements.clear()
-            assert (await cache.resolve(number, exchange.company_id, "NL")).kind == kind
+            with statements_through_sqlalchemy(exchange.sessions.kw["bind"]) as statements:
+                assert (await cache.resolve(number, exchange.company_id, "NL")).kind == kind
             sent = [*statements, *cache.reads.direct_statements.elements()]
             user_lookups = [sql for sql in sent if "FROM users" in sql and "users.mobile_number =" in sql]
             assert len(user_lookups) == 1, sent
     finally:
-        event.remove(engine, "before_cursor_execute", before)
         cache.reads.close()
 
 
@@ -270,20 +262,13 @@ async def test_a_document_a_call_needs_is_read_on_the_call_path_reads(exchange: 
     carol = await exchange.add_user("carol", "203")
     await exchange.set_service("bob", CallRecording(mode="always"))
     cache = SnapshotCache(exchange.sessions)
-    engine = exchange.sessions.kw["bind"].sync_engine
     statements: list[str] = []
-
-    def before(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        statements.append(statement)
-
     try:
         await cache.resolve("202", exchange.company_id, "NL")  # a call's first look at the outbox
         for user_id in (bob, carol):
-            event.listen(engine, "before_cursor_execute", before)
-            try:
+            with statements_through_sqlalchemy(exchange.sessions.kw["bind"]) as sent:
                 got = await cache.document(user_id, CallRecording)
-            finally:
-                event.remove(engine, "before_cursor_execute", before)
+            statements += sent
             async with exchange.sessions() as session:
                 assert got == await service_settings.load(session, user_id, CallRecording)
         assert isinstance(got, CallRecording) and got.mode == "never"  # carol: the defaults

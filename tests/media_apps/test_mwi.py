@@ -113,29 +113,20 @@ async def test_unsolicited_notify_to_registered_phones_when_configured(exchange:
 async def test_the_outbox_poll_reads_on_the_call_path_reads(exchange: Exchange) -> None:
     # The poll runs three times a second on every node, idle or not: on a SQLite file its read goes the cheap way
     # (one statement on the loop), not through SQLAlchemy's ORM session (≈ 1 ms of CPU each time).
-    from sqlalchemy import event
-
     from hipper.apps.mwi import _FOLLOWED
     from hipper.store.db import Prepared
+    from tests.support.sql import statements_through_sqlalchemy
 
     reads = exchange.b2bua.snapshots.reads
     if reads._sqlite is None:
         pytest.skip("the cheap reads are pooled connections on this database")
-    sql = Prepared(_FOLLOWED, exchange.sessions.kw["bind"].dialect).sql
-    engine = exchange.sessions.kw["bind"].sync_engine
-    through_sqlalchemy: list[str] = []
-
-    def before(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        through_sqlalchemy.append(statement)
-
-    event.listen(engine, "before_cursor_execute", before)
-    try:
+    engine = exchange.sessions.kw["bind"]
+    sql = Prepared(_FOLLOWED, engine.dialect).sql
+    with statements_through_sqlalchemy(engine) as through_sqlalchemy:
         polled = reads.direct_statements[sql]
         async with asyncio.timeout(10):
             while reads.direct_statements[sql] < polled + 3:  # noqa: ASYNC110 (a counter: three polls seen)
                 await asyncio.sleep(0.05)
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
     assert not [s for s in through_sqlalchemy if "voicemail" in s or "events.type IN" in s], through_sqlalchemy
 
 

@@ -58,9 +58,9 @@ export function setUnauthorizedHandler(handler) {
   onUnauthorized = handler;
 }
 
-// `raw` sends the body as it is (a file, a FormData) with `contentType` (none for FormData: the browser sets it).
 const REQUEST_TIMEOUT_MS = 30_000;
 
+// `raw` sends the body as it is (a file, a FormData) with `contentType` (none for FormData: the browser sets it).
 export async function request(method, path, body, { retryStepUp = true, blob = false, raw = false, contentType } = {}) {
   const headers = { Accept: blob ? "*/*" : "application/json" };
   const token = session.token;
