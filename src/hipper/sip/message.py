@@ -187,8 +187,10 @@ REASONS = {
 
 _TOKEN = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 # Tokens all (the request line's method is checked against _TOKEN only when it is none of these).
-_METHODS = frozenset(("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "REFER", "NOTIFY"))
-_METHODS |= {"PRACK", "SUBSCRIBE", "MESSAGE", "PUBLISH"}
+_METHODS = frozenset(
+    ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "REFER", "NOTIFY", "PRACK",
+     "SUBSCRIBE", "MESSAGE", "PUBLISH")
+)  # fmt: skip
 _SIP_SCHEMES = ("sip", "sips")
 _TRANSPORT = re.compile(r"[A-Za-z0-9\-]+")
 _SENT_PROTOCOL = re.compile(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-]+)\s+(.*)$", re.S)
