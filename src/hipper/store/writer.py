@@ -52,8 +52,10 @@ MAX_BATCH = 200  # calls' worth of rows per transaction
 # its start: where a transaction takes long (PostgreSQL on a busy machine) the writes that queued meanwhile
 # already batch, and a window from the start would commit more often than that. A writer that has not committed
 # for this long writes at once, so a quiet exchange adds no delay; a crash loses at most what one window and one
-# transaction hold, never half of it.
-BATCH_WINDOW_SECONDS = 0.05
+# transaction hold, never half of it. 100 ms, not 50: at 40 calls/s half the transactions (0.5 → 0.25 per call),
+# ≈ 0.1–0.2 ms less CPU per call (`bench.sip.writer`, docs/performance.md "Twelfth session"), while the app's
+# call state and another node's view of who is on a call lag by at most a tenth of a second more.
+BATCH_WINDOW_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
