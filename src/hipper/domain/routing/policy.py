@@ -5,7 +5,11 @@ Read `plan_incoming` top to bottom: it is the precedence of docs/call-routing.md
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
+
+from pydantic import TypeAdapter
 
 from hipper.domain.moments import aware
 from hipper.domain.numbers import same_number
@@ -69,6 +73,77 @@ def plan_incoming(
         steps=tuple(steps),
         notes=tuple(planner.notes),
     )
+
+
+# How many plans one snapshot keeps (kinds of call: which number was dialled, the counters a forwarded call
+# carries, on a call or not, the registered devices); past it they are all dropped and made again.
+PLANS_PER_SNAPSHOT = 32
+# The plan's `at` as `RoutingPlan.model_dump(mode="json")` writes it (the same serialiser as the field's).
+_MOMENT = TypeAdapter(datetime)
+
+
+@dataclass(frozen=True, slots=True)
+class _Made:
+    """A plan's steps and notes as made for one kind of call from one snapshot, and their JSON."""
+
+    # The snapshot parts the plan was made from, held so that their ids in the key stay theirs.
+    services: Mapping[str, object]
+    numbers: Mapping[str, str]
+    steps: tuple[Step, ...]
+    notes: tuple[str, ...]
+    steps_json: object
+    notes_json: object
+
+
+def plan_for_call(
+    call: IncomingCall, state: UserState, now: datetime, rules: RoutingRules | None = None
+) -> tuple[RoutingPlan, dict[str, object]]:
+    """`plan_incoming` and the plan's `model_dump(mode="json")` (for the call-log row), for the call path.
+
+    Without an active Personal Assistant a plan depends on the call only through which number was dialled, its
+    counters, and the snapshot's live facts (devices, "on a call"): not on the caller nor the time, which only
+    fill the plan's `caller` and `at`. So a snapshot (`UserState.plans`, shared by its per-call copies) keeps the
+    steps and notes for each such kind of call, with their JSON, and the next call of that kind takes them: the
+    steps are frozen models, the JSON lists are shared by the rows of those calls and only read (stored, shown)."""
+    rules = rules or RoutingRules()
+    pa = state.services.get(PersonalAssistant.service)
+    if pa is not None and (pa.active if isinstance(pa, PersonalAssistant) else True):
+        plan = plan_incoming(call, state, now, rules)
+        return plan, plan.model_dump(mode="json")
+    key = (
+        call.called,
+        call.diversion_count,
+        call.max_forwards,
+        state.on_call,
+        tuple(state.devices),
+        rules.seconds_per_ring,
+        rules.diversion_limit,
+        state.user_id,
+        state.extension,
+        id(state.services),
+        id(state.numbers),
+    )
+    made = state.plans.get(key)
+    if made is None:
+        plan = plan_incoming(call, state, now, rules)
+        dumped = plan.model_dump(mode="json")
+        if len(state.plans) >= PLANS_PER_SNAPSHOT:
+            state.plans.clear()
+        steps_json, notes_json = dumped["steps"], dumped["notes"]
+        state.plans[key] = _Made(state.services, state.numbers, plan.steps, plan.notes, steps_json, notes_json)
+        return plan, dumped
+    plan = RoutingPlan(
+        user_id=state.user_id, called=call.called, caller=call.caller, at=aware(now), steps=made.steps, notes=made.notes
+    )
+    dumped = {
+        "user_id": plan.user_id,
+        "called": plan.called,
+        "caller": plan.caller,
+        "at": _MOMENT.dump_python(plan.at, mode="json"),
+        "steps": made.steps_json,
+        "notes": made.notes_json,
+    }
+    return plan, dumped
 
 
 def plan_loop(call: IncomingCall, state: UserState, now: datetime, rules: RoutingRules | None = None) -> RoutingPlan:
