@@ -1,7 +1,7 @@
 """The routing plan of one call, in process: what `Call.route_user` asks of the routing policy per call.
 
 Usage: .venv/bin/python -m bench.domain.plan [--state plain|forwarding|simring|assistant|all] [--plans 20000]
-[--rounds 5] [--check]
+[--rounds 5] [--first] [--check]
 
 One "plan" is what `route_user` does between reading the user's snapshot and running the steps: the per-call copy
 of the cached snapshot (`dataclasses.replace` with the devices and the "on a call" fact, as engine/snapshots.py
@@ -19,6 +19,7 @@ and the time, so it is planned afresh for every call).
 Figures: CPU per plan on this process's clock, best of `rounds` (the machine is shared). For instruction counts
 (deterministic): `PYTHONHASHSEED=0 valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null
 python -m bench.domain.plan --state plain --plans N --rounds 1` for N and 3N; (count(3N) − count(N)) / 2N.
+`--first`: every plan is the first of its snapshot (a snapshot just read, nothing kept from earlier calls).
 `--check` prints each state's plan sentences and JSON once (to compare builds by eye or by diff).
 """
 
@@ -93,9 +94,11 @@ def snapshot(name: str) -> tuple[UserState, bool]:
     return state, on_call
 
 
-def route(cached: UserState, on_call: bool, caller: str) -> tuple[Any, dict[str, Any]]:
+def route(cached: UserState, on_call: bool, caller: str, first: bool = False) -> tuple[Any, dict[str, Any]]:
     """What route_user does with the snapshot, in whichever build is on the path."""
     state = dataclasses.replace(cached, devices=(DESK, APP), on_call=on_call)
+    if first and hasattr(state, "plans"):
+        state.plans.clear()
     incoming = IncomingCall(caller=caller, called="fixed")
     now = datetime.now(UTC)
     plan_for_call = getattr(policy, "plan_for_call", None)
@@ -106,13 +109,13 @@ def route(cached: UserState, on_call: bool, caller: str) -> tuple[Any, dict[str,
     return plan, plan.model_dump(mode="json")
 
 
-def run(name: str, plans: int) -> float:
+def run(name: str, plans: int, first: bool) -> float:
     cached, on_call = snapshot(name)
     callers = CALLERS
     count = len(callers)
     started = time.process_time()
     for i in range(plans):
-        route(cached, on_call, callers[i % count])
+        route(cached, on_call, callers[i % count], first)
     return (time.process_time() - started) / plans
 
 
@@ -121,6 +124,7 @@ def main() -> None:
     parser.add_argument("--state", default="all", choices=[*STATES, "all"])
     parser.add_argument("--plans", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--first", action="store_true")
     parser.add_argument("--check", action="store_true")
     args = parser.parse_args()
     names = list(STATES) if args.state == "all" else [args.state]
@@ -134,8 +138,9 @@ def main() -> None:
             print(" ", json.dumps(dumped, sort_keys=False))
         return
     for name in names:
-        best = min(run(name, args.plans) for _ in range(args.rounds))
-        print(f"{name}: {best * 1e6:.2f} µs per plan ({build}, {policy.__file__})")
+        best = min(run(name, args.plans, args.first) for _ in range(args.rounds))
+        first = ", the first of its snapshot" if args.first else ""
+        print(f"{name}: {best * 1e6:.2f} µs per plan ({build}{first}, {policy.__file__})")
 
 
 if __name__ == "__main__":
