@@ -5,8 +5,6 @@ Read `plan_incoming` top to bottom: it is the precedence of docs/call-routing.md
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
 from pydantic import TypeAdapter
@@ -82,19 +80,6 @@ PLANS_PER_SNAPSHOT = 32
 _MOMENT = TypeAdapter(datetime)
 
 
-@dataclass(frozen=True, slots=True)
-class _Made:
-    """A plan's steps and notes as made for one kind of call from one snapshot, and their JSON."""
-
-    # The snapshot parts the plan was made from, held so that their ids in the key stay theirs.
-    services: Mapping[str, object]
-    numbers: Mapping[str, str]
-    steps: tuple[Step, ...]
-    notes: tuple[str, ...]
-    steps_json: object
-    notes_json: object
-
-
 def plan_for_call(
     call: IncomingCall, state: UserState, now: datetime, rules: RoutingRules | None = None
 ) -> tuple[RoutingPlan, dict[str, object]]:
@@ -129,19 +114,20 @@ def plan_for_call(
         dumped = plan.model_dump(mode="json")
         if len(state.plans) >= PLANS_PER_SNAPSHOT:
             state.plans.clear()
-        steps_json, notes_json = dumped["steps"], dumped["notes"]
-        state.plans[key] = _Made(state.services, state.numbers, plan.steps, plan.notes, steps_json, notes_json)
+        # The snapshot parts the plan was made from are held with it, so that their ids in the key stay theirs.
+        state.plans[key] = (plan.steps, plan.notes, dumped["steps"], dumped["notes"], state.services, state.numbers)
         return plan, dumped
+    steps, notes, steps_json, notes_json, _, _ = made
     plan = RoutingPlan(
-        user_id=state.user_id, called=call.called, caller=call.caller, at=aware(now), steps=made.steps, notes=made.notes
+        user_id=state.user_id, called=call.called, caller=call.caller, at=aware(now), steps=steps, notes=notes
     )
     dumped = {
         "user_id": plan.user_id,
         "called": plan.called,
         "caller": plan.caller,
         "at": _MOMENT.dump_python(plan.at, mode="json"),
-        "steps": made.steps_json,
-        "notes": made.notes_json,
+        "steps": steps_json,
+        "notes": notes_json,
     }
     return plan, dumped
 
