@@ -61,7 +61,7 @@ from hipper.domain.routing import (
     Target,
     UserState,
     VoicemailStep,
-    plan_incoming,
+    plan_for_call,
     plan_loop,
     public_number,
 )
@@ -828,14 +828,15 @@ class Call:
             await self.loop_back(callee, incoming, called_number, history, state, now)
             return
         history = history.reach(public_number(state, callee.called) or called_number, callee.user_id, reason)
-        plan = plan_incoming(incoming, state, now, self.b2bua.rules)
+        # The plan and its JSON for the call-log row, made once per kind of call from a snapshot (policy.py).
+        plan, dumped = plan_for_call(incoming, state, now, self.b2bua.rules)
         party = Party(
             callee.user_id,
             "missed",
             self.caller.number or "",
             remote_name=self.caller.display,
             local_identity=called_number,
-            plan=plan.model_dump(mode="json"),
+            plan=dumped,
         )
         self.parties.append(party)
         if log.isEnabledFor(logging.DEBUG):  # the plan's sentences only for a line that is written

@@ -15,7 +15,7 @@ from hipper.domain.routing.plan import (
     Target,
     VoicemailStep,
 )
-from hipper.domain.routing.policy import plan_incoming, plan_loop
+from hipper.domain.routing.policy import plan_for_call, plan_incoming, plan_loop
 from hipper.domain.routing.state import IncomingCall, RegisteredDevice, RoutingRules, UserState
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "Target",
     "UserState",
     "VoicemailStep",
+    "plan_for_call",
     "plan_incoming",
     "plan_loop",
     "public_number",

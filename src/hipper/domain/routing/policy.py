@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import TypeAdapter
+
 from hipper.domain.moments import aware
 from hipper.domain.numbers import same_number
 from hipper.domain.routing.plan import (
@@ -69,6 +71,65 @@ def plan_incoming(
         steps=tuple(steps),
         notes=tuple(planner.notes),
     )
+
+
+# How many plans one snapshot keeps (kinds of call: which number was dialled, the counters a forwarded call
+# carries, on a call or not, the registered devices); past it they are all dropped and made again.
+PLANS_PER_SNAPSHOT = 32
+# The plan's `at` as `RoutingPlan.model_dump(mode="json")` writes it (the same serialiser as the field's).
+_MOMENT = TypeAdapter(datetime)
+
+
+def plan_for_call(
+    call: IncomingCall, state: UserState, now: datetime, rules: RoutingRules | None = None
+) -> tuple[RoutingPlan, dict[str, object]]:
+    """`plan_incoming` and the plan's `model_dump(mode="json")` (for the call-log row), for the call path.
+
+    Without an active Personal Assistant a plan depends on the call only through which number was dialled, its
+    counters, and the snapshot's live facts (devices, "on a call"): not on the caller nor the time, which only
+    fill the plan's `caller` and `at`. So a snapshot (`UserState.plans`, shared by its per-call copies) keeps the
+    steps and notes for each such kind of call, with their JSON, and the next call of that kind takes them: the
+    steps are frozen models, the JSON lists are shared by the rows of those calls and only read (stored, shown)."""
+    rules = rules or RoutingRules()
+    pa = state.services.get(PersonalAssistant.service)
+    if pa is not None and (pa.active if isinstance(pa, PersonalAssistant) else True):
+        plan = plan_incoming(call, state, now, rules)
+        return plan, plan.model_dump(mode="json")
+    key = (
+        call.called,
+        call.diversion_count,
+        call.max_forwards,
+        state.on_call,
+        tuple(state.devices),
+        rules.seconds_per_ring,
+        rules.diversion_limit,
+        state.user_id,
+        state.extension,
+        id(state.services),
+        id(state.numbers),
+    )
+    made = state.plans.get(key)
+    if made is None:
+        plan = plan_incoming(call, state, now, rules)
+        dumped = plan.model_dump(mode="json")
+        if len(state.plans) >= PLANS_PER_SNAPSHOT:
+            state.plans.clear()
+        # The snapshot parts the plan was made from are held with it, so that their ids in the key stay theirs.
+        state.plans[key] = (plan.steps, plan.notes, dumped["steps"], dumped["notes"], state.services, state.numbers)
+        return plan, dumped
+    steps, notes, steps_json, notes_json, _, _ = made
+    plan = RoutingPlan(
+        user_id=state.user_id, called=call.called, caller=call.caller, at=aware(now), steps=steps, notes=notes
+    )
+    dumped = {
+        "user_id": plan.user_id,
+        "called": plan.called,
+        "caller": plan.caller,
+        "at": _MOMENT.dump_python(plan.at, mode="json"),
+        "steps": steps_json,
+        "notes": notes_json,
+    }
+    return plan, dumped
 
 
 def plan_loop(call: IncomingCall, state: UserState, now: datetime, rules: RoutingRules | None = None) -> RoutingPlan:

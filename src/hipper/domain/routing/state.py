@@ -8,8 +8,8 @@ models (`service(state, Voicemail)`), so a renamed field fails the type check in
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Literal, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
 
 from hipper.domain.services.base import ServiceSettings
 
@@ -45,6 +45,9 @@ class UserState:
     # live facts
     on_call: bool = False
     devices: Sequence[RegisteredDevice] = ()
+    # Plans made from this snapshot (`policy.plan_for_call`), by what the call adds: the per-call copies made with
+    # `dataclasses.replace` (engine/snapshots.py: the devices, "on a call") share it, and it goes with the snapshot.
+    plans: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def fixed_number(self) -> str | None:
