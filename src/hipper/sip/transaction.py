@@ -20,6 +20,7 @@ from typing import Protocol
 
 from hipper.sip.message import (
     BRANCH_COOKIE,
+    URI,
     Headers,
     ParseError,
     Request,
@@ -131,7 +132,8 @@ class ServerTransaction:
         self, layer: TransactionLayer, request: Request, peer: Peer, key: tuple[str, ...], origin: Peer | None = None
     ) -> None:
         self.layer = layer
-        self.request = request
+        self._request: Request | None = request
+        self._kept: _Kept | None = None
         self.peer = peer  # where it came from and where answers go (behind an edge: the edge proxy)
         # Who sent it as far as trust goes: `peer`, or behind a trusted edge proxy the address it attests, as the
         # stack worked it out when the request arrived (SipStack.origin). Authentication, bans and trust by
@@ -141,19 +143,58 @@ class ServerTransaction:
         self.method = request.method
         self.invite = request.method == "INVITE"
         self.state = State.PROCEEDING if self.invite else State.TRYING
-        self.last_response: Response | None = None
+        self._last: bytes | None = None  # the latest response as sent: what a retransmitted request gets again
         self.destination = response_peer(request.top_via, peer)
         self.to_tag = secrets.token_hex(6)
         self.cancelled = False
         self._timers: list[Timer] = []
         self._retransmission: Timer | None = None  # of our 2xx, until the ACK (Timer L is in _timers)
         self._retransmit_interval = layer.timers.t1
-        self.terminated = asyncio.get_running_loop().create_future()
-        # For an INVITE answered 2xx: True once the ACK came, False when Timer L ran out without one.
-        self.acked: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._ack_key: tuple[str, str, int] | None = None  # set in Accepted, where the layer files it
+        # `terminated` and `acked` are made when someone asks (most transactions are never asked): each is
+        # resolved at once when what it waits for already happened.
+        self._terminated: asyncio.Future[None] | None = None
+        self._acked: asyncio.Future[bool] | None = None
+        self._acked_result: bool | None = None
 
     def __repr__(self) -> str:
         return f"<ServerTransaction {self.method} {self.state.value}>"
+
+    @property
+    def request(self) -> Request:
+        """The request. Once answered with a final response the transaction keeps only its text (what a lingering
+        transaction needs is the response's bytes); asked for then, it is rebuilt from that text, unparsed."""
+        request = self._request
+        if request is None:
+            assert self._kept is not None
+            request = self._request = self._kept.request()
+        return request
+
+    @property
+    def terminated(self) -> asyncio.Future[None]:
+        future = self._terminated
+        if future is None:
+            future = self._terminated = asyncio.get_running_loop().create_future()
+            if self.state == State.TERMINATED:
+                future.set_result(None)
+        return future
+
+    @property
+    def acked(self) -> asyncio.Future[bool]:
+        """For an INVITE answered 2xx: True once the ACK came, False when Timer L ran out without one."""
+        future = self._acked
+        if future is None:
+            future = self._acked = asyncio.get_running_loop().create_future()
+            if self._acked_result is not None:
+                future.set_result(self._acked_result)
+        return future
+
+    def _settle_acked(self, acked: bool) -> None:
+        if self._acked_result is None:
+            self._acked_result = acked
+            future = self._acked
+            if future is not None and not future.done():
+                future.set_result(acked)
 
     def response(self, status: int, reason: str = "", body: bytes = b"") -> Response:
         """A response with this transaction's To tag (one tag per transaction: §8.2.6.2)."""
@@ -164,7 +205,6 @@ class ServerTransaction:
             return  # the final answer is out; later ones are the TU's mistake, ignored per §17.2
         if self.state == State.ACCEPTED and not 200 <= response.status < 300:
             return
-        self.last_response = response
         self._send(response)
         status = response.status
         if status < 200:
@@ -178,7 +218,8 @@ class ServerTransaction:
             # RFC 6026 Accepted: absorb INVITE retransmissions. §13.3.1.4 makes retransmitting the 2xx until
             # the ACK arrives the UAS core's job; it is done here, once, for every user of the stack.
             self.state = State.ACCEPTED
-            self.layer.awaiting_ack[self.ack_key] = self
+            self._ack_key = self.ack_key
+            self.layer.awaiting_ack[self._ack_key] = self
             if not self.peer.reliable:
                 self._retransmission = self.layer.call_later(self._retransmit_interval, self._retransmit_2xx)
             self._after(self.layer.timers.timeout, self._no_ack)  # Timer L
@@ -190,10 +231,13 @@ class ServerTransaction:
         else:
             self.state = State.COMPLETED
             self._after(0 if self.peer.reliable else self.layer.timers.timeout, self._terminate)  # Timer J
-        if self.state == State.COMPLETED:
-            # Answered: the request stays for up to 32 s only to absorb retransmissions; what the accessors
-            # parsed of its headers (≈ 2.5 KB) need not stay with it.
-            self.request.forget_parsed()
+        # Answered: from here on the transaction only absorbs retransmissions (for up to 32 s after the call, ≈ 1,300
+        # ended calls at 40 calls/s), which needs the bytes of the last response, not the parsed request: only its
+        # text stays, so the garbage collector has no parsed message to walk.
+        request = self._request
+        if request is not None:
+            self._kept = _Kept.of_request(request)
+            self._request = None
 
     def receive_request(self, request: Request) -> None:
         if request.method == "ACK":
@@ -207,20 +251,24 @@ class ServerTransaction:
                 self.layer.tu.on_ack(request, self.peer)
             return
         # A retransmission of the request: repeat the latest response (§17.2.1, §17.2.2).
-        if self.last_response is not None and self.state in (State.PROCEEDING, State.COMPLETED):
-            self._send(self.last_response)
+        if self._last is not None and self.state in (State.PROCEEDING, State.COMPLETED):
+            self.layer.send(self._last, self.destination)
 
     def _send(self, response: Response) -> None:
-        self.layer.send(response.serialize(), self.destination)
+        self._last = data = response.serialize()
+        self.layer.send(data, self.destination)
 
     @property
     def ack_key(self) -> tuple[str, str, int]:
         """What an ACK for our 2xx shares with the INVITE (it has a branch of its own, §17.1.1.3)."""
-        return (self.request.call_id, self.request.from_.tag or "", self.request.cseq[0])
+        if self._ack_key is not None:
+            return self._ack_key
+        request = self.request
+        return (request.call_id, request.from_.tag or "", request.cseq[0])
 
     def ack_received(self) -> None:
-        if self.state == State.ACCEPTED and not self.acked.done():
-            self.acked.set_result(True)
+        if self.state == State.ACCEPTED and self._acked_result is None:
+            self._settle_acked(True)
             # RFC 6026 §7.1: our 2xx is no longer retransmitted; the transaction stays Accepted, absorbing INVITE
             # retransmissions, until Timer L (armed with the 2xx) ends it. The ACK arms nothing.
             if self._retransmission is not None:
@@ -228,22 +276,21 @@ class ServerTransaction:
                 self._retransmission = None
 
     def _retransmit_2xx(self) -> None:
-        if self.state != State.ACCEPTED or self.acked.done() or self.last_response is None:
+        if self.state != State.ACCEPTED or self._acked_result is not None or self._last is None:
             return
-        self._send(self.last_response)
+        self.layer.send(self._last, self.destination)
         self._retransmit_interval = min(2 * self._retransmit_interval, self.layer.timers.t2)
         self._retransmission = self.layer.call_later(self._retransmit_interval, self._retransmit_2xx)
 
     def _no_ack(self) -> None:
         # Timer L. §13.3.1.4: no ACK within 64·T1 — the TU should end the session (BYE); it learns it from `acked`.
-        if not self.acked.done():
-            self.acked.set_result(False)
+        self._settle_acked(False)
         self._terminate()
 
     def _timer_g(self) -> None:
-        if self.state != State.COMPLETED or self.last_response is None:
+        if self.state != State.COMPLETED or self._last is None:
             return
-        self._send(self.last_response)
+        self.layer.send(self._last, self.destination)
         self._retransmit_interval = min(2 * self._retransmit_interval, self.layer.timers.t2)
         self._after(self._retransmit_interval, self._timer_g)
 
@@ -267,12 +314,42 @@ class ServerTransaction:
         self._cancel_timers()
         self.state = State.TERMINATED
         self.layer.server.pop(self.key, None)
-        if self.invite and self.layer.awaiting_ack.get(self.ack_key) is self:
-            del self.layer.awaiting_ack[self.ack_key]
-        if not self.acked.done():
-            self.acked.set_result(False)
-        if not self.terminated.done():
-            self.terminated.set_result(None)
+        ack_key = self._ack_key
+        if ack_key is not None and self.layer.awaiting_ack.get(ack_key) is self:
+            del self.layer.awaiting_ack[ack_key]
+        self._settle_acked(False)
+        terminated = self._terminated
+        if terminated is not None and not terminated.done():
+            terminated.set_result(None)
+
+
+class _Kept:
+    """A message a lingering transaction no longer needs parsed: its first line's parts, header lines and body
+    (strings and bytes, which the garbage collector does not track), to rebuild it, unparsed, if it is asked for."""
+
+    __slots__ = ("body", "first", "items", "second")
+
+    def __init__(self, first: str | int, second: URI | str, items: tuple[tuple[str, str], ...], body: bytes) -> None:
+        self.first = first
+        self.second = second
+        self.items = items
+        self.body = body
+
+    @classmethod
+    def of_request(cls, request: Request) -> _Kept:
+        return cls(request.method, request.uri, tuple(request.headers), request.body)
+
+    @classmethod
+    def of_response(cls, response: Response) -> _Kept:
+        return cls(response.status, response.reason, tuple(response.headers), response.body)
+
+    def request(self) -> Request:
+        assert isinstance(self.first, str) and isinstance(self.second, URI)
+        return Request(self.first, self.second, Headers(list(self.items)), self.body)
+
+    def response(self) -> Response:
+        assert isinstance(self.first, int) and isinstance(self.second, str)
+        return Response(self.first, self.second, Headers(list(self.items)), self.body)
 
 
 ResponseCallback = Callable[[Response], None]
@@ -295,25 +372,70 @@ class ClientTransaction:
         provisional_timeout: float | None = None,
     ) -> None:
         self.layer = layer
-        self.request = request
+        self._request: Request | None = request
+        self._kept: _Kept | None = None  # the request's text, once only retransmissions are absorbed
+        self._kept_final: _Kept | None = None  # the final response's text, then
         self.peer = peer
+        self.method = request.method
         self.invite = request.method == "INVITE"
         self.state = State.CALLING if self.invite else State.TRYING
         self.branch = request.top_via.branch or ""
         self.key = (self.branch, request.method)
         self.on_response = on_response
-        self.final: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._final: asyncio.Future[Response] | None = asyncio.get_running_loop().create_future()
         self.provisional_received = False
         self._cancel_requested = False
         self._data = request.serialize()
         self._interval = layer.timers.t1
         self._timers: list[Timer] = []
         self._ack: bytes | None = None
-        self.terminated = asyncio.get_running_loop().create_future()
+        self._terminated: asyncio.Future[None] | None = None  # made when someone asks (few do)
         self._provisional_timeout = provisional_timeout
 
     def __repr__(self) -> str:
-        return f"<ClientTransaction {self.request.method} {self.state.value}>"
+        return f"<ClientTransaction {self.method} {self.state.value}>"
+
+    @property
+    def request(self) -> Request:
+        """The request. Once a final response came, the transaction keeps only its text (it then only absorbs
+        retransmitted responses); asked for then, it is rebuilt from that text, unparsed."""
+        request = self._request
+        if request is None:
+            assert self._kept is not None
+            request = self._request = self._kept.request()
+        return request
+
+    @property
+    def final(self) -> asyncio.Future[Response]:
+        future = self._final
+        if future is None:
+            # Resolved and let go when the transaction started lingering: the same response again, rebuilt.
+            assert self._kept_final is not None
+            future = self._final = asyncio.get_running_loop().create_future()
+            future.set_result(self._kept_final.response())
+        return future
+
+    @property
+    def terminated(self) -> asyncio.Future[None]:
+        future = self._terminated
+        if future is None:
+            future = self._terminated = asyncio.get_running_loop().create_future()
+            if self.state == State.TERMINATED:
+                future.set_result(None)
+        return future
+
+    def _linger(self, final: asyncio.Future[Response]) -> None:
+        """Only retransmissions are absorbed from here on (Timer D, K or M, up to 32 s after the call): keep the
+        text of the request and of the final response, not their parses, nor the future that held the response
+        (whoever waited on it has it; one cancelled by its user stays as it is)."""
+        request = self._request
+        if request is not None:
+            self._kept = _Kept.of_request(request)
+            self._request = None
+        if not final.cancelled():
+            self._kept_final = _Kept.of_response(final.result())
+            self._final = None
+        self._data = b""
 
     def start(self) -> None:
         self._transmit()
@@ -360,8 +482,9 @@ class ClientTransaction:
 
     def _fail(self, status: int, reason: str) -> None:
         response = Response.for_request(self.request, status, reason)
-        if not self.final.done():
-            self.final.set_result(response)
+        final = self.final
+        if not final.done():
+            final.set_result(response)
         if self.on_response is not None:
             self.on_response(response)
         self._terminate()
@@ -387,8 +510,10 @@ class ClientTransaction:
                 self.state = State.ACCEPTED
                 self._cancel_timers()
                 self._after(self.layer.timers.timeout, self._terminate)  # Timer M (RFC 6026)
-                if not self.final.done():
-                    self.final.set_result(response)
+                final = self.final
+                if not final.done():
+                    final.set_result(response)
+                self._linger(final)
             if self.on_response is not None:
                 self.on_response(response)  # every 2xx, also retransmissions and forks, goes up (§17.1.1.2)
             return
@@ -406,11 +531,12 @@ class ClientTransaction:
             self._after(0 if self.peer.reliable else 32.0, self._terminate)  # Timer D (> 32 s on UDP)
         else:
             self._after(0 if self.peer.reliable else self.layer.timers.t4, self._terminate)  # Timer K
-        if not self.final.done():
-            self.final.set_result(response)
+        final = self.final
+        if not final.done():
+            final.set_result(response)
+        self._linger(final)
         if self.on_response is not None:
             self.on_response(response)
-        self.request.forget_parsed()  # kept until Timer D / K only to ACK or absorb retransmissions
 
     def ack_for(self, response: Response) -> Request:
         """§17.1.1.3: the ACK for a non-2xx final response is part of the INVITE transaction."""
@@ -451,8 +577,9 @@ class ClientTransaction:
         self._cancel_timers()
         self.state = State.TERMINATED
         self.layer.client.pop(self.key, None)
-        if not self.terminated.done():
-            self.terminated.set_result(None)
+        terminated = self._terminated
+        if terminated is not None and not terminated.done():
+            terminated.set_result(None)
 
 
 class TransactionLayer:
