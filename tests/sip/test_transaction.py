@@ -514,3 +514,59 @@ async def test_a_client_transaction_with_its_final_response_keeps_no_parsed_mess
         assert len(seen) == 1
     assert (await tx.final).serialize() == seen[0]  # asked for again: the same response, rebuilt from its text
     assert tx.request.method == "INVITE" and tx.request.headers.get("Call-ID") == "INVITE-timers"
+
+
+class TimedSteppedClock(SteppedClock):
+    """A stepped clock that also tells its time and takes deadlines, as the event loop does (`TimedClock`)."""
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> SteppedClock.Handle:
+        return self.call_later(when - self.now, callback)
+
+
+async def test_the_timers_that_end_a_lingering_transaction_share_a_wake_up_on_a_grid_of_t1(
+    udp_client: RawClient,
+) -> None:
+    """Timers D, I, J, K, L and M are minimum waits (RFC 3261 §17): on a clock that tells its time they are rounded
+    up to the next multiple of T1, so the transactions of many calls end in one wake-up — never earlier than the
+    RFC's time, at most T1 later. (Other clocks, such as `SteppedClock`, keep the exact schedule.)"""
+    clock = TimedSteppedClock()
+    sip = SipStack(timers=RFC, clock=clock)
+    await sip.start("127.0.0.1", 0, tcp=False)
+    try:
+        sip.handler = Forgetful()
+        clock.advance_to(0.3)
+        udp_client.send(bye_text(sip.port, udp_client.port, "z9hG4bKgrid1"), sip.port)
+        await take(udp_client, 1)
+        clock.advance_to(0.45)
+        udp_client.send(bye_text(sip.port, udp_client.port, "z9hG4bKgrid2"), sip.port)
+        await take(udp_client, 1)
+        assert clock.next_deadline() == 32.5  # Timer J: 64·T1 after 0.3 and after 0.45, rounded up to 65·T1
+        clock.advance_to(0.45 + 64 * T1)
+        assert len(sip.transactions.server) == 2  # neither ends early
+        clock.advance_to(32.5)
+        assert not sip.transactions.server  # both at once
+    finally:
+        await sip.close()
+
+
+async def test_on_the_event_loop_lingering_timers_are_rounded_up_to_t1(stack: SipStack) -> None:
+    loop = asyncio.get_running_loop()
+    grid = FAST.t1
+    handles = []
+    for _ in range(3):
+        armed_at = loop.time()
+        handle = stack.transactions.call_at_least(FAST.timeout, lambda: None)
+        assert isinstance(handle, asyncio.TimerHandle)
+        when = handle.when()
+        assert armed_at + FAST.timeout <= when < loop.time() + FAST.timeout + grid
+        assert abs(when / grid - round(when / grid)) < 1e-6  # on the grid
+        handles.append(handle)
+        await asyncio.sleep(0)
+    for handle in handles:
+        handle.cancel()
+    zero = stack.transactions.call_at_least(0, lambda: None)  # reliable transports: never delayed
+    assert isinstance(zero, asyncio.TimerHandle) and zero.when() <= loop.time()
+    zero.cancel()

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from hipper.sip.message import (
     BRANCH_COOKIE,
@@ -55,6 +56,17 @@ class Clock(Protocol):
     """Where the transaction timers run; by default the event loop (`asyncio.TimerHandle` is a `Timer`)."""
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer: ...
+
+
+@runtime_checkable
+class TimedClock(Protocol):
+    """A `Clock` that also tells its time and takes deadlines, like the event loop: `call_at_least` rounds on it."""
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Timer: ...
+
+    def time(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer: ...
 
 
 class State(Enum):
@@ -222,7 +234,7 @@ class ServerTransaction:
             self.layer.awaiting_ack[self._ack_key] = self
             if not self.peer.reliable:
                 self._retransmission = self.layer.call_later(self._retransmit_interval, self._retransmit_2xx)
-            self._after(self.layer.timers.timeout, self._no_ack)  # Timer L
+            self._linger_for(self.layer.timers.timeout, self._no_ack)  # Timer L
         elif self.invite:
             self.state = State.COMPLETED
             if not self.peer.reliable:
@@ -230,7 +242,7 @@ class ServerTransaction:
             self._after(self.layer.timers.timeout, self._timer_h)
         else:
             self.state = State.COMPLETED
-            self._after(0 if self.peer.reliable else self.layer.timers.timeout, self._terminate)  # Timer J
+            self._linger_for(0 if self.peer.reliable else self.layer.timers.timeout, self._terminate)  # Timer J
         # Answered: from here on the transaction only absorbs retransmissions (for up to 32 s after the call, ≈ 1,300
         # ended calls at 40 calls/s), which needs the bytes of the last response, not the parsed request: only its
         # text stays, so the garbage collector has no parsed message to walk.
@@ -244,7 +256,7 @@ class ServerTransaction:
             if self.invite and self.state == State.COMPLETED:
                 self.state = State.CONFIRMED
                 self._cancel_timers()
-                self._after(0 if self.peer.reliable else self.layer.timers.t4, self._terminate)  # Timer I
+                self._linger_for(0 if self.peer.reliable else self.layer.timers.t4, self._terminate)  # Timer I
             elif self.state == State.ACCEPTED:
                 # An ACK that reused the INVITE's branch (RFC 2543 peers): still the ACK of our 2xx.
                 self.ack_received()
@@ -301,6 +313,9 @@ class ServerTransaction:
 
     def _after(self, delay: float, callback: Callable[[], None]) -> None:
         self._timers.append(self.layer.call_later(delay, callback))
+
+    def _linger_for(self, delay: float, callback: Callable[[], None]) -> None:
+        self._timers.append(self.layer.call_at_least(delay, callback))
 
     def _cancel_timers(self) -> None:
         for timer in self._timers:
@@ -509,7 +524,7 @@ class ClientTransaction:
             if self.state != State.ACCEPTED:
                 self.state = State.ACCEPTED
                 self._cancel_timers()
-                self._after(self.layer.timers.timeout, self._terminate)  # Timer M (RFC 6026)
+                self._linger_for(self.layer.timers.timeout, self._terminate)  # Timer M (RFC 6026)
                 final = self.final
                 if not final.done():
                     final.set_result(response)
@@ -528,9 +543,9 @@ class ClientTransaction:
         if self.invite:
             self._ack = self.ack_for(response).serialize()
             self.layer.send(self._ack, self.peer)
-            self._after(0 if self.peer.reliable else 32.0, self._terminate)  # Timer D (> 32 s on UDP)
+            self._linger_for(0 if self.peer.reliable else 32.0, self._terminate)  # Timer D (> 32 s on UDP)
         else:
-            self._after(0 if self.peer.reliable else self.layer.timers.t4, self._terminate)  # Timer K
+            self._linger_for(0 if self.peer.reliable else self.layer.timers.t4, self._terminate)  # Timer K
         final = self.final
         if not final.done():
             final.set_result(response)
@@ -562,6 +577,9 @@ class ClientTransaction:
 
     def _after(self, delay: float, callback: Callable[[], None]) -> None:
         self._timers.append(self.layer.call_later(delay, callback))
+
+    def _linger_for(self, delay: float, callback: Callable[[], None]) -> None:
+        self._timers.append(self.layer.call_at_least(delay, callback))
 
     def _cancel_timers(self) -> None:
         for timer in self._timers:
@@ -597,10 +615,35 @@ class TransactionLayer:
         self.awaiting_ack: dict[tuple[str, str, int], ServerTransaction] = {}
         self._pending_sends: set[asyncio.Task[None]] = set()
 
+    @property
+    def clock(self) -> Clock | None:
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Clock | None) -> None:
+        self._clock = clock
+        # `call_at_least` rounds deadlines on the loop's clock or on a given one that tells its time.
+        self._timed_clock: TimedClock | None = clock if isinstance(clock, TimedClock) else None
+        self._rounds = clock is None or self._timed_clock is not None
+
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        if self.clock is not None:
-            return self.clock.call_later(delay, callback)
+        if self._clock is not None:
+            return self._clock.call_later(delay, callback)
         return asyncio.get_running_loop().call_later(delay, callback)
+
+    def call_at_least(self, delay: float, callback: Callable[[], None]) -> Timer:
+        """For the timers that always fire, ending a transaction that only lingered to absorb retransmissions
+        (Timers D, I, J, K, L, M): the RFC gives each as a time to wait at least, so the deadline is rounded up to
+        the next multiple of T1 on the clock's own time. The calls of one T1 then end in one wake-up of the loop
+        instead of one each (at 40 calls/s four such timers a call: 160 wake-ups a second become ≈ 2 on the RFC's
+        T1). On the event loop's clock, or a `Clock` that also tells its time (`time()`, `call_at()`, as the loop
+        does); any other `Clock` (the tests' stepped one) gets the exact delay. A zero delay (reliable transports)
+        is never rounded."""
+        if delay <= 0 or not self._rounds:
+            return self.call_later(delay, callback)
+        clock = self._timed_clock or asyncio.get_running_loop()
+        grid = self.timers.t1
+        return clock.call_at(math.ceil((clock.time() + delay) / grid) * grid, callback)
 
     def send(self, data: bytes, peer: Peer, on_error: Callable[[BaseException], None] | None = None) -> None:
         try:
