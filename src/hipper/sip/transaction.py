@@ -21,7 +21,6 @@ from typing import Protocol, runtime_checkable
 
 from hipper.sip.message import (
     BRANCH_COOKIE,
-    URI,
     Headers,
     ParseError,
     Request,
@@ -97,9 +96,10 @@ def response_peer(via: Via, peer: Peer) -> Peer:
         return peer  # back over the connection the request came on
     host = via.params.get("received") or via.host
     rport = via.params.get("rport")
-    if rport and is_number(rport) and 0 < int(rport) < 65536:
-        return Peer(peer.transport, host, int(rport))
-    return Peer(peer.transport, host, via.port or 5060)
+    port = int(rport) if rport and is_number(rport) and 0 < int(rport) < 65536 else via.port or 5060
+    if port == peer.port and host == peer.host:
+        return peer  # back where it came from (rport, or no NAT): the same (frozen) Peer, not one more to keep
+    return Peer(peer.transport, host, port)
 
 
 def stamp_via(request: Request, peer: Peer) -> None:
@@ -145,7 +145,10 @@ class ServerTransaction:
     ) -> None:
         self.layer = layer
         self._request: Request | None = request
-        self._kept: _Kept | None = None
+        self._uri = request.uri
+        self._names: _Strings = ()  # with `_values` and `_body`: the request's text once it is answered
+        self._values: _Strings = ()
+        self._body = b""
         self.peer = peer  # where it came from and where answers go (behind an edge: the edge proxy)
         # Who sent it as far as trust goes: `peer`, or behind a trusted edge proxy the address it attests, as the
         # stack worked it out when the request arrived (SipStack.origin). Authentication, bans and trust by
@@ -178,8 +181,9 @@ class ServerTransaction:
         transaction needs is the response's bytes); asked for then, it is rebuilt from that text, unparsed."""
         request = self._request
         if request is None:
-            assert self._kept is not None
-            request = self._request = self._kept.request()
+            request = self._request = Request(
+                self.method, self._uri, _headers_of(self._names, self._values), self._body
+            )
         return request
 
     @property
@@ -248,7 +252,8 @@ class ServerTransaction:
         # text stays, so the garbage collector has no parsed message to walk.
         request = self._request
         if request is not None:
-            self._kept = _Kept.of_request(request)
+            self._names, self._values = _header_text(request.headers)
+            self._body = request.body
             self._request = None
 
     def receive_request(self, request: Request) -> None:
@@ -338,33 +343,22 @@ class ServerTransaction:
             terminated.set_result(None)
 
 
-class _Kept:
-    """A message a lingering transaction no longer needs parsed: its first line's parts, header lines and body
-    (strings and bytes, which the garbage collector does not track), to rebuild it, unparsed, if it is asked for."""
+# A message a lingering transaction no longer needs parsed is kept as text, to rebuild it (unparsed) if it is asked
+# for: its header names and values as two flat tuples of strings, which the garbage collector stops tracking at its
+# first pass over them (nested tuples take a pass per level), beside the body and the first line's parts.
+_Strings = tuple[str, ...]
 
-    __slots__ = ("body", "first", "items", "second")
 
-    def __init__(self, first: str | int, second: URI | str, items: tuple[tuple[str, str], ...], body: bytes) -> None:
-        self.first = first
-        self.second = second
-        self.items = items
-        self.body = body
+def _header_text(headers: Headers) -> tuple[_Strings, _Strings]:
+    lines = list(headers)
+    if not lines:
+        return (), ()
+    names, values = zip(*lines, strict=True)
+    return names, values
 
-    @classmethod
-    def of_request(cls, request: Request) -> _Kept:
-        return cls(request.method, request.uri, tuple(request.headers), request.body)
 
-    @classmethod
-    def of_response(cls, response: Response) -> _Kept:
-        return cls(response.status, response.reason, tuple(response.headers), response.body)
-
-    def request(self) -> Request:
-        assert isinstance(self.first, str) and isinstance(self.second, URI)
-        return Request(self.first, self.second, Headers(list(self.items)), self.body)
-
-    def response(self) -> Response:
-        assert isinstance(self.first, int) and isinstance(self.second, str)
-        return Response(self.first, self.second, Headers(list(self.items)), self.body)
+def _headers_of(names: _Strings, values: _Strings) -> Headers:
+    return Headers(list(zip(names, values, strict=True)))
 
 
 ResponseCallback = Callable[[Response], None]
@@ -388,8 +382,16 @@ class ClientTransaction:
     ) -> None:
         self.layer = layer
         self._request: Request | None = request
-        self._kept: _Kept | None = None  # the request's text, once only retransmissions are absorbed
-        self._kept_final: _Kept | None = None  # the final response's text, then
+        # Once only retransmissions are absorbed: the request's text (`_uri`, `_names`, `_values`, `_body`) and the
+        # final response's (`_final_line`, `_final_names`, `_final_values`, `_final_body`).
+        self._uri = request.uri
+        self._names: _Strings = ()
+        self._values: _Strings = ()
+        self._body = b""
+        self._final_line: tuple[int, str] | None = None
+        self._final_names: _Strings = ()
+        self._final_values: _Strings = ()
+        self._final_body = b""
         self.peer = peer
         self.method = request.method
         self.invite = request.method == "INVITE"
@@ -416,8 +418,9 @@ class ClientTransaction:
         retransmitted responses); asked for then, it is rebuilt from that text, unparsed."""
         request = self._request
         if request is None:
-            assert self._kept is not None
-            request = self._request = self._kept.request()
+            request = self._request = Request(
+                self.method, self._uri, _headers_of(self._names, self._values), self._body
+            )
         return request
 
     @property
@@ -425,9 +428,11 @@ class ClientTransaction:
         future = self._final
         if future is None:
             # Resolved and let go when the transaction started lingering: the same response again, rebuilt.
-            assert self._kept_final is not None
+            assert self._final_line is not None
+            status, reason = self._final_line
+            headers = _headers_of(self._final_names, self._final_values)
             future = self._final = asyncio.get_running_loop().create_future()
-            future.set_result(self._kept_final.response())
+            future.set_result(Response(status, reason, headers, self._final_body))
         return future
 
     @property
@@ -445,10 +450,14 @@ class ClientTransaction:
         (whoever waited on it has it; one cancelled by its user stays as it is)."""
         request = self._request
         if request is not None:
-            self._kept = _Kept.of_request(request)
+            self._names, self._values = _header_text(request.headers)
+            self._body = request.body
             self._request = None
         if not final.cancelled():
-            self._kept_final = _Kept.of_response(final.result())
+            response = final.result()
+            self._final_line = (response.status, response.reason)
+            self._final_names, self._final_values = _header_text(response.headers)
+            self._final_body = response.body
             self._final = None
         self._data = b""
 
