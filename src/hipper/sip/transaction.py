@@ -776,8 +776,9 @@ class TransactionLayer:
         for server_tx in list(self.server.values()):
             server_tx._terminate()
         for client_tx in list(self.client.values()):
-            if not client_tx.final.done():
-                client_tx.final.cancel()
+            final = client_tx._final  # None once lingering: resolved then
+            if final is not None and not final.done():
+                final.cancel()
             client_tx._terminate()
         for task in self._pending_sends:
             task.cancel()
