@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from hipper.sip import transaction
-from hipper.sip.message import URI, Headers, Request, Response, parse_message
+from hipper.sip.message import URI, Headers, ParseError, Request, Response, parse_message
 from hipper.sip.stack import SipStack
 from hipper.sip.transaction import ServerTransaction, State, TimerConfig
 from hipper.sip.transport import UDP_BUFFER_BYTES, Peer
@@ -577,15 +576,21 @@ async def test_on_the_event_loop_lingering_timers_are_rounded_up_to_t1(stack: Si
 
 
 def test_a_message_kept_as_text_is_rebuilt_as_it_was() -> None:
-    """What a lingering transaction keeps of a message (its header names and values, flat) gives back the same
-    header lines in the same order: 2,000 random header lists, empty ones included."""
+    """What a lingering transaction keeps of a message (its header lines, `tuple(headers)`) gives back headers that
+    answer every lookup as the parsed ones did: the 1,179 of 2,000 random messages that parse (empty ones too)."""
     rng = random.Random(9)
-    names = ["Via", "From", "To", "Call-ID", "CSeq", "Contact", "Route", "X-Odd", "Content-Type", "Allow"]
+    names = ["Via", "v", "From", "f", "To", "Call-ID", "CSeq", "Contact", "m", "Route", "X-Odd", "Content-Type"]
     for _ in range(2000):
-        headers = Headers()
+        lines = []
         for _ in range(rng.randrange(0, 14)):
             value = "".join(rng.choice("ab;=<>:@ ,\"'") for _ in range(rng.randrange(0, 20)))
-            headers.add(rng.choice(names), value)
-        rebuilt = transaction._headers_of(*transaction._header_text(headers))
-        assert list(rebuilt) == list(headers)
-        assert all(rebuilt.get_all(name) == headers.get_all(name) for name in names)
+            lines.append(f"{rng.choice(names)}: {value}")
+        data = ("OPTIONS sip:b@127.0.0.1 SIP/2.0\r\n" + "".join(line + "\r\n" for line in lines) + "\r\n").encode()
+        try:
+            message = parse_message(data)
+        except ParseError:
+            continue
+        rebuilt = Headers(list(tuple(message.headers)))
+        assert list(rebuilt) == list(message.headers)
+        assert all(rebuilt.get_all(name) == message.headers.get_all(name) for name in names)
+        assert all(rebuilt.get(name) == message.headers.get(name) for name in names)

@@ -146,8 +146,7 @@ class ServerTransaction:
         self.layer = layer
         self._request: Request | None = request
         self._uri = request.uri
-        self._names: _Strings = ()  # with `_values` and `_body`: the request's text once it is answered
-        self._values: _Strings = ()
+        self._lines: _Lines = ()  # with `_uri` and `_body`: the request's text once it is answered
         self._body = b""
         self.peer = peer  # where it came from and where answers go (behind an edge: the edge proxy)
         # Who sent it as far as trust goes: `peer`, or behind a trusted edge proxy the address it attests, as the
@@ -181,9 +180,7 @@ class ServerTransaction:
         transaction needs is the response's bytes); asked for then, it is rebuilt from that text, unparsed."""
         request = self._request
         if request is None:
-            request = self._request = Request(
-                self.method, self._uri, _headers_of(self._names, self._values), self._body
-            )
+            request = self._request = Request(self.method, self._uri, Headers(list(self._lines)), self._body)
         return request
 
     @property
@@ -252,7 +249,7 @@ class ServerTransaction:
         # text stays, so the garbage collector has no parsed message to walk.
         request = self._request
         if request is not None:
-            self._names, self._values = _header_text(request.headers)
+            self._lines = tuple(request.headers)
             self._body = request.body
             self._request = None
 
@@ -344,21 +341,9 @@ class ServerTransaction:
 
 
 # A message a lingering transaction no longer needs parsed is kept as text, to rebuild it (unparsed) if it is asked
-# for: its header names and values as two flat tuples of strings, which the garbage collector stops tracking at its
-# first pass over them (nested tuples take a pass per level), beside the body and the first line's parts.
-_Strings = tuple[str, ...]
-
-
-def _header_text(headers: Headers) -> tuple[_Strings, _Strings]:
-    lines = list(headers)
-    if not lines:
-        return (), ()
-    names, values = zip(*lines, strict=True)
-    return names, values
-
-
-def _headers_of(names: _Strings, values: _Strings) -> Headers:
-    return Headers(list(zip(names, values, strict=True)))
+# for: its header lines as one tuple of (name, value) string pairs (which the garbage collector stops tracking once
+# it has been over them), beside the body and the first line's parts.
+_Lines = tuple[tuple[str, str], ...]
 
 
 ResponseCallback = Callable[[Response], None]
@@ -382,15 +367,13 @@ class ClientTransaction:
     ) -> None:
         self.layer = layer
         self._request: Request | None = request
-        # Once only retransmissions are absorbed: the request's text (`_uri`, `_names`, `_values`, `_body`) and the
-        # final response's (`_final_line`, `_final_names`, `_final_values`, `_final_body`).
+        # Once only retransmissions are absorbed: the request's text (`_uri`, `_lines`, `_body`) and the final
+        # response's (`_final_line`, `_final_lines`, `_final_body`).
         self._uri = request.uri
-        self._names: _Strings = ()
-        self._values: _Strings = ()
+        self._lines: _Lines = ()
         self._body = b""
         self._final_line: tuple[int, str] | None = None
-        self._final_names: _Strings = ()
-        self._final_values: _Strings = ()
+        self._final_lines: _Lines = ()
         self._final_body = b""
         self.peer = peer
         self.method = request.method
@@ -418,9 +401,7 @@ class ClientTransaction:
         retransmitted responses); asked for then, it is rebuilt from that text, unparsed."""
         request = self._request
         if request is None:
-            request = self._request = Request(
-                self.method, self._uri, _headers_of(self._names, self._values), self._body
-            )
+            request = self._request = Request(self.method, self._uri, Headers(list(self._lines)), self._body)
         return request
 
     @property
@@ -430,7 +411,7 @@ class ClientTransaction:
             # Resolved and let go when the transaction started lingering: the same response again, rebuilt.
             assert self._final_line is not None
             status, reason = self._final_line
-            headers = _headers_of(self._final_names, self._final_values)
+            headers = Headers(list(self._final_lines))
             future = self._final = asyncio.get_running_loop().create_future()
             future.set_result(Response(status, reason, headers, self._final_body))
         return future
@@ -450,13 +431,13 @@ class ClientTransaction:
         (whoever waited on it has it; one cancelled by its user stays as it is)."""
         request = self._request
         if request is not None:
-            self._names, self._values = _header_text(request.headers)
+            self._lines = tuple(request.headers)
             self._body = request.body
             self._request = None
         if not final.cancelled():
             response = final.result()
             self._final_line = (response.status, response.reason)
-            self._final_names, self._final_values = _header_text(response.headers)
+            self._final_lines = tuple(response.headers)
             self._final_body = response.body
             self._final = None
         self._data = b""
