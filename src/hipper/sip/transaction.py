@@ -6,6 +6,13 @@ the event loop's monotonic clock (`loop.call_later`), or on a `Clock` given to t
 their own, so the RFC's schedule is checked exactly however busy the machine is). Retransmission timers run only
 over UDP (§17.1.1.2).
 Transactions never decide anything about a call: they hand requests and responses to their user.
+
+Once its final response is out, a transaction only lingers to absorb retransmissions (Timers D, I, J, K, L, M: up
+to 32 s after the call, ≈ 1,300 ended calls at 40 calls/s). It then keeps what that needs — the bytes of the last
+response and where they go, its keys, the ACK's bytes — and of its messages only their text: no parsed request or
+response, no future nobody asked for, for the garbage collector to walk (`tx.request` and `tx.final` are rebuilt
+from that text, unparsed, if asked for). The timers that end it always fire, so on a clock that tells its time
+(the loop's) their deadlines are rounded up to a multiple of T1: the calls of one T1 end in one wake-up.
 """
 
 from __future__ import annotations
