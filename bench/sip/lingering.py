@@ -20,6 +20,11 @@ instructions per call (deterministic, load-independent), run it under valgrind a
 
 `--time-collect` keeps the collector off during the calls and then times one `gc.collect(1)`: what walking the
 kept objects of `--calls` calls costs (1,280 calls: 32 s at 40 calls/s).
+`--steady` lets the timers fire as the virtual time passes them (the loop would): after a warm-up of 34 s of calls
+the last 32 s of calls linger and older ones go; it reports the collector's CPU per call (`gc.callbacks`) and the
+process's, with production thresholds. The exchange allocates far more per call than this benchmark, so its
+collector runs far more often: `--young-every 18 --collect-every 200` gives the 65 young and 6 middle collections
+per 1,200 calls measured end to end at 40 calls/s (docs/performance.md).
 `--types K` prints the K commonest types among the objects kept.
 """
 
@@ -29,6 +34,7 @@ import argparse
 import asyncio
 import collections
 import gc
+import heapq
 import json
 import math
 import sys
@@ -67,6 +73,16 @@ class HoldingClock:
         self.now = 0.0
         self.live: set[Held] = set()
         self.armed = 0
+        self._due: list[tuple[float, int, Held]] = []
+
+    def fire_due(self) -> None:
+        """What the loop would have run by now (`--steady`): every live timer whose deadline has passed."""
+        while self._due and self._due[0][0] <= self.now:
+            held = heapq.heappop(self._due)[2]
+            callback = held.callback
+            if callback is not None:
+                held.cancel()
+                callback()
 
     def time(self) -> float:
         return self.now
@@ -78,6 +94,7 @@ class HoldingClock:
         held = Held(self, when, callback)
         self.live.add(held)
         self.armed += 1
+        heapq.heappush(self._due, (when, self.armed, held))
         return held
 
 
@@ -88,7 +105,67 @@ class KeepAll(dict[Any, Any]):
         pass
 
 
+async def steady(args: argparse.Namespace) -> dict[str, Any]:
+    """At a steady call rate the timers do fire: the calls of the last 32 s linger, older ones go. The collector's
+    CPU (`gc.callbacks`, by generation) and the process's per call, with production thresholds, after a warm-up
+    long enough to fill the lingering population."""
+    bench = Bench(edge=False)
+    clock = HoldingClock()
+    layer = bench.stack.transactions
+    await bench.start()
+    for _ in range(50):
+        await bench.call()
+    layer.clock = clock
+    layer.server, layer.client, layer.awaiting_ack = KeepAll(), KeepAll(), KeepAll()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(5000, 10, 10)
+    spent_gc = [0.0, 0.0, 0.0]
+    counts = [0, 0, 0]
+    started_gc = [0.0]
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started_gc[0] = time.process_time()
+        else:
+            spent_gc[info["generation"]] += time.process_time() - started_gc[0]
+            counts[info["generation"]] += 1
+
+    warm = int(args.rate * 34)
+    number = 0
+    for number in range(warm):
+        clock.now = number / args.rate
+        clock.fire_due()
+        await bench.call()
+    gc.callbacks.append(watch)
+    started = time.process_time()
+    for number in range(warm, warm + args.calls):
+        clock.now = number / args.rate
+        clock.fire_due()
+        await bench.call()
+        if args.collect_every and number % args.collect_every == 0:
+            gc.collect(1)
+        elif args.young_every and number % args.young_every == 0:
+            gc.collect(0)
+    spent = time.process_time() - started
+    gc.callbacks.remove(watch)
+    lingering = len(layer.server) + len(layer.client)
+    gc.unfreeze()
+    await bench.stack.close()
+    return {
+        "calls": args.calls,
+        "steady": True,
+        "lingering_transactions": lingering,
+        "cpu_us_per_call": round(spent / args.calls * 1e6, 1),
+        "gc_us_per_call": round(sum(spent_gc) / args.calls * 1e6, 1),
+        "collections": counts,
+        "gc_ms_by_generation": [round(value * 1000, 1) for value in spent_gc],
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.steady:
+        return await steady(args)
     bench = Bench(edge=False)
     clock = HoldingClock()
     layer = bench.stack.transactions
@@ -157,6 +234,8 @@ def main() -> None:
     parser.add_argument(
         "--time-collect", action="store_true", help="collector off during the calls, then time one gc.collect(1)"
     )
+    parser.add_argument("--young-every", type=int, default=0, help="gc.collect(0) every N calls (--steady)")
+    parser.add_argument("--steady", action="store_true", help="timers fire: the collector's CPU at a steady rate")
     parser.add_argument("--types", type=int, default=0, help="show the K commonest types kept")
     result = asyncio.run(run(parser.parse_args()))
     print(json.dumps(result))
