@@ -373,7 +373,8 @@ class B2bua:
 
     async def _caller_user(self, user_id: int) -> _CallerUser | None:
         """The calling user as the call shows them, read fresh for every call (as an ORM session's `get` did)
-        with the call path's cheap reads (engine/snapshots.py `reads`): ≈ 60 % of the ORM's instructions."""
+        with the call path's cheap reads (engine/snapshots.py `reads`; on a SQLite file one statement on the loop):
+        ≈ 400 → 11 µs of CPU a call in process (an ORM session, a pooled connection and the aiosqlite thread)."""
         rows = await self.snapshots.reads.rows(_CALLER_USER, {"user_id": user_id})
         if not rows:
             return None
