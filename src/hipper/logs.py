@@ -71,6 +71,8 @@ def _json_renderer(shared: list[Any], renderer: Any) -> Callable[[logging.Logger
     inline (structlog's own code for the context variables), and the renderer's JSON encoder made once instead of
     once per line (`json.dumps` with a `default` builds a new `JSONEncoder` every time). None when the chain or
     the renderer is not the one this was written for (then `hot_line` runs the processors in turn)."""
+    if len(shared) != 5:
+        return None
     merge, add_level, add_name, stamper, secrets_ = shared
     expected = (
         merge is structlog.contextvars.merge_contextvars
