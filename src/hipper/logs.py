@@ -67,7 +67,8 @@ def hot_line(logger: logging.Logger, event: str, **fields: Any) -> bool:
 
 def _json_renderer(shared: list[Any], renderer: Any) -> Callable[[logging.Logger, dict[str, Any]], str] | None:
     """The chain `configure(json=True)` sets up — `shared`, then structlog's JSONRenderer — as one function giving
-    the same line for an INFO event (≈ 11 → 5 µs, the one line per call and per request): each processor's step
+    the same line for an INFO event (a whole `hot_line` ≈ 11 → 9 µs, 99,000 → 80,000 instructions; the one line
+    per call and per request): each processor's step
     inline (structlog's own code for the context variables), and the renderer's JSON encoder made once instead of
     once per line (`json.dumps` with a `default` builds a new `JSONEncoder` every time). None when the chain or
     the renderer is not the one this was written for (then `hot_line` runs the processors in turn)."""
