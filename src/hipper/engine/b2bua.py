@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Generic, Protocol, TypeVar
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper.config import Settings
 from hipper.domain.routing import RoutingRules
 from hipper.engine.call import Call, CallApplications, CallerInfo, CallSummary
-from hipper.engine.directory import mobile_user, user_row
+from hipper.engine.directory import mobile_user
 from hipper.engine.leg import CalleeLeg, CallerLeg, Leg, LegOwner, policy_of
 from hipper.engine.outbound import OutboundGuard
 from hipper.engine.peers import Peers, number_of
@@ -34,6 +35,7 @@ from hipper.sip.session_timer import too_small
 from hipper.sip.stack import SipStack
 from hipper.sip.transaction import ServerTransaction
 from hipper.sip.transport import Peer
+from hipper.store.models import User
 from hipper.store.presence import Presence
 from hipper.store.registrations import Device
 from hipper.store.writer import BatchWriter
@@ -82,6 +84,20 @@ class Finished(Generic[T]):
     def put(self, item: T) -> None:
         for queue in self._watchers:
             queue.put_nowait(item)
+
+
+# What a call shows of its calling user (`B2bua._caller_user`): plain columns, built once.
+_CALLER_USER = select(
+    User.id, User.company_id, User.extension, User.direct_number, User.first_name, User.last_name, User.username
+).where(User.id == bindparam("user_id"))
+
+
+@dataclass(frozen=True)
+class _CallerUser:
+    id: int
+    company_id: int | None
+    number: str | None  # their extension, else their direct number
+    name: str  # "first last", else their username
 
 
 class B2bua:
@@ -320,16 +336,15 @@ class B2bua:
         if loopback is not None:
             # A leg this exchange sent to itself so the callee's own plan applies: a user's callback, or a call
             # the user transferred (then the callee sees the transferred party, `shown`).
-            user = await user_row(self.sessions, loopback.user_id)
-            if user is None:
+            looped = await self._caller_user(loopback.user_id)
+            if looped is None:
                 tx.respond(tx.response(404, "User gone"))
                 return None
-            name = f"{user.first_name} {user.last_name}".strip() or user.username
-            number, display = user.extension or user.direct_number, name
+            number, display = looped.number, looped.name
             if loopback.shown is not None:
                 number, display = loopback.shown
             return CallerInfo(
-                "device", number, display, user_id=user.id, company_id=user.company_id, for_callback=True,
+                "device", number, display, user_id=looped.id, company_id=looped.company_id, for_callback=True,
                 user_present=loopback.shown is None,
             )  # fmt: skip
         origin = self.peers.origin(tx.origin)  # behind an edge: who it says (the stack worked it out on arrival)
@@ -350,18 +365,22 @@ class B2bua:
         device = await self._authenticate(tx)
         if device is None:
             return None
-        user = await user_row(self.sessions, device.user_id)
-        if user is None:
+        caller = await self._caller_user(device.user_id)
+        if caller is None:
             tx.respond(tx.response(403, "Device without user"))
             return None
-        name = f"{user.first_name} {user.last_name}".strip() or user.username
-        return CallerInfo(
-            "device",
-            user.extension or user.direct_number,
-            name,
-            user_id=user.id,
-            company_id=user.company_id,
-        )
+        return CallerInfo("device", caller.number, caller.name, user_id=caller.id, company_id=caller.company_id)
+
+    async def _caller_user(self, user_id: int) -> _CallerUser | None:
+        """The calling user as the call shows them, read fresh for every call (as an ORM session's `get` did)
+        with the call path's cheap reads (engine/snapshots.py `reads`; on a SQLite file one statement on the loop):
+        ≈ 400 → 11 µs of CPU a call in process (an ORM session, a pooled connection and the aiosqlite thread)."""
+        rows = await self.snapshots.reads.rows(_CALLER_USER, {"user_id": user_id})
+        if not rows:
+            return None
+        id_, company_id, extension, direct_number, first_name, last_name, username = rows[0]
+        name = f"{first_name} {last_name}".strip() or username
+        return _CallerUser(id_, company_id, extension or direct_number, name)
 
     async def _authenticate(self, tx: ServerTransaction) -> Device | None:
         """Digest on INVITE as a proxy-style challenge (407 Proxy-Authenticate, RFC 3261 §22.3; sip/registrar.py)."""

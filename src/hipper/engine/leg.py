@@ -660,11 +660,18 @@ REFRESH_WAIT_SECONDS = 32.0
 
 
 def policy_of(settings: Settings) -> SessionTimerPolicy:
-    return SessionTimerPolicy(
-        enabled=settings.session_timers,
-        expires=settings.session_expires_seconds,
-        min_se=settings.session_min_se_seconds,
-    )
+    """The session-timer policy the settings say (asked ≈ 3 times a call): one frozen policy per distinct value,
+    not a new one each time — read from the settings every time, so a changed setting applies at once."""
+    key = (settings.session_timers, settings.session_expires_seconds, settings.session_min_se_seconds)
+    policy = _POLICIES.get(key)
+    if policy is None:
+        if len(_POLICIES) >= 64:  # settings that keep changing (tests): never a growing table
+            _POLICIES.clear()
+        policy = _POLICIES[key] = SessionTimerPolicy(enabled=key[0], expires=key[1], min_se=key[2])
+    return policy
+
+
+_POLICIES: dict[tuple[bool, int, int], SessionTimerPolicy] = {}
 
 
 class SessionTimer:
