@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import bindparam, select
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from hipper.domain.routing import RegisteredDevice
 from hipper.domain.services import DoNotDisturb
@@ -16,7 +19,7 @@ from hipper.engine import snapshots
 from hipper.engine.directory import NotAUser, resolve, resolve_user
 from hipper.engine.snapshots import _NEW_EVENTS, SnapshotCache
 from hipper.store import admin, call_logs, db, service_settings
-from hipper.store.db import LOOP_READ_BUDGET_SECONDS, CallPathReads, PooledReads, Reads
+from hipper.store.db import LOOP_READ_BUDGET_SECONDS, CallPathReads, PooledReads, Prepared, Reads
 from hipper.store.models import Company, User
 from hipper.store.registrations import Binding, BindingChange
 from hipper.store.user_state import _REACHABLE, load_user_state, reachable, read_user_state
@@ -357,3 +360,82 @@ async def test_a_snapshot_or_document_read_while_its_change_was_seen_is_not_cach
         assert isinstance(new, CallRecording) and new.mode == "always"
     finally:
         cache.close()
+
+
+def _reference_parameters(prepared: Prepared, values: dict[str, Any]) -> tuple[Any, ...]:
+    """`Prepared.parameters` as it was (every statement through `construct_params`)."""
+    given = prepared.compiled.construct_params(values)
+    return tuple(
+        given[name] if process is None or given[name] is None else process(given[name])
+        for name, process in zip(prepared.names, prepared.binds, strict=True)
+    )
+
+
+def _reference_row(prepared: Prepared, raw: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(
+        value if process is None or value is None else process(value)
+        for process, value in zip(prepared.results, raw, strict=True)
+    )
+
+
+def _outcome(function: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return ("value", function(*args))
+    except Exception as error:
+        return ("error", type(error), str(error))
+
+
+def test_prepared_statements_convert_as_sqlalchemy_does_without_construct_params() -> None:
+    # `Prepared.parameters` finds each value as `construct_params` does but without building its dictionary, and
+    # `row` converts only the columns that have a converter: the same parameters, rows and errors as the old
+    # code (kept above as the reference) for every statement the cheap reads and the settings writer prepare,
+    # plus anonymous literals, a computed value and missing ones, on 20,000 random value sets.
+    from hipper.api.deps import SETTINGS_LOOKUP
+    from hipper.apps.mwi import _FOLLOWED
+    from hipper.engine.directory import _USER_BY_EXTENSION, _USER_BY_NUMBER
+    from hipper.server import _DEVICE_EVENTS_AFTER
+    from hipper.store.active_calls import ON_CALL_ELSEWHERE
+    from hipper.store.events import EVENT_INSERT
+    from hipper.store.models import Event
+    from hipper.store.user_state import _SNAPSHOT_DOCUMENTS, _SNAPSHOT_USER
+
+    statements: list[Any] = [
+        _NEW_EVENTS, snapshots._MAX_EVENT, _REACHABLE, _SNAPSHOT_USER, _SNAPSHOT_DOCUMENTS, service_settings._LOAD,
+        ON_CALL_ELSEWHERE, _USER_BY_EXTENSION, _USER_BY_NUMBER, SETTINGS_LOOKUP, _FOLLOWED, _DEVICE_EVENTS_AFTER,
+        service_settings._UPSERTS["sqlite"], EVENT_INSERT,
+        select(Event.id, Event.payload, Event.created_at).where(Event.id > 5, Event.type == "x").limit(3),
+        select(Event.id).where(Event.id > bindparam("after", callable_=lambda: 7)),
+        select(Event.id).where(Event.id > bindparam("after", 4), Event.user_id == bindparam("user_id")),
+    ]  # fmt: skip
+    dialect = sqlite_dialect()
+    rng = random.Random(12)
+    now = datetime.now(UTC)
+    samples: list[Any] = [
+        None, 0, 1, 42, -3, "", "text", "+31201234567", now, now.replace(tzinfo=None), {"a": [1, None]}, [], True,
+    ]  # fmt: skip
+    raw_samples: list[Any] = [None, 0, 1, 7, "text", "2026-12-07 16:05:00.123456", '{"a": [1, null]}', "[]"]
+    checked = 0
+    for statement in statements:
+        prepared = Prepared(statement, dialect)
+        names = {*prepared.names, *(bind.key for bind in prepared.compiled.binds.values()), "unrelated"}
+        for _ in range(20_000 // len(statements)):
+            values = {name: rng.choice(samples) for name in names if rng.random() < 0.85}
+            assert _outcome(prepared.parameters, values) == _outcome(_reference_parameters, prepared, values)
+            checked += 1
+        width = len(prepared.results)
+        for _ in range(500):
+            raw = tuple(rng.choice(raw_samples) for _ in range(width + rng.choice((0, 0, 0, 1, -1))))
+            assert _outcome(prepared.row, raw) == _outcome(_reference_row, prepared, raw)
+    assert checked >= 19_000
+
+
+def test_plain_prepared_statements_do_without_construct_params(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ≈ 1 µs of a cheap read's ≈ 7 µs was `construct_params` building a dictionary of every bind.
+    prepared = Prepared(_REACHABLE, sqlite_dialect())
+
+    def refused(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("construct_params called")
+
+    monkeypatch.setattr(prepared.compiled, "construct_params", refused)
+    now = datetime.now(UTC)
+    assert len(prepared.parameters({"user_id": 1, "now": now, "node_id": "a"})) == len(prepared.names)
