@@ -20,6 +20,8 @@ from hipper.store.events import listen
 from hipper.store.models import Event
 from hipper.store.service_settings import LoopWriter
 
+_NEWEST_EVENT = select(func.max(Event.id))
+
 
 class EventHub:
     """Wakes live-event listeners when new outbox rows may exist; listeners then read the rows themselves.
@@ -115,18 +117,28 @@ class EventHub:
                     await listening
 
     async def _poll(self, sessions: async_sessionmaker[AsyncSession]) -> None:
-        while self._waiters:
-            try:
-                async with sessions() as session:
-                    newest = (await session.execute(select(func.max(Event.id)))).scalar_one_or_none() or 0
-            except Exception:  # a database hiccup must not end live events; the next poll retries
-                logging.getLogger(__name__).warning("event watcher could not read the outbox", exc_info=True)
-            else:
-                # The first poll wakes everyone too: a row may have landed between a listener's read and now.
-                if self._newest_seen is None or newest > self._newest_seen:
-                    self.published()
-                self._newest_seen = newest
-            await asyncio.sleep(self.poll_seconds)
+        # On the call path's cheap reads (store/db.py: on a SQLite file one statement on the loop, on a connection
+        # of the watcher's own; elsewhere a pooled connection, no ORM session): the notification dispatcher listens
+        # for as long as the exchange runs, so this runs every `poll_seconds` whether calls flow or not.
+        reads: CallPathReads | None = None
+        try:
+            while self._waiters:
+                try:
+                    if reads is None:
+                        reads = CallPathReads(sessions.kw["bind"])
+                    rows = await reads.rows(_NEWEST_EVENT)
+                    newest = (rows[0][0] if rows else None) or 0
+                except Exception:  # a database hiccup must not end live events; the next poll retries
+                    logging.getLogger(__name__).warning("event watcher could not read the outbox", exc_info=True)
+                else:
+                    # The first poll wakes everyone too: a row may have landed between a listener's read and now.
+                    if self._newest_seen is None or newest > self._newest_seen:
+                        self.published()
+                    self._newest_seen = newest
+                await asyncio.sleep(self.poll_seconds)
+        finally:
+            if reads is not None:
+                reads.close()
 
 
 @dataclass

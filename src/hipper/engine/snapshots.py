@@ -88,6 +88,10 @@ class SnapshotCache:
         self._bindings: dict[int, tuple[float, list[Binding]]] = {}
         self._resolved: dict[tuple[str, int | None, str], Resolved] = {}
         self._generation = 0  # bumped whenever numbers may have changed (drops `_resolved`)
+        # Bumped by every drop of snapshots or documents: one read while a drop happened may predate the change
+        # that caused it (the look that saw its event ran while the read waited for the database), so it is used
+        # for its call but not cached.
+        self._drops = 0
         self.reads = CallPathReads(sessions.kw["bind"])
         self._last_event: int | None = None
         self._caught_up_at = -1e9  # loop time when a look at the outbox last started
@@ -110,14 +114,16 @@ class SnapshotCache:
                 )
             cached = self._states.get(user_id)
             if cached is None:
+                drops = self._drops
                 # Built with the same cheap reads (two statements), not an ORM session: store/user_state.py.
                 cached = await read_user_state(reads, user_id, devices=devices)
                 if cached is None:
                     return None
                 self.loads += 1
-                if len(self._states) >= self.max_users:
-                    self._states.clear()
-                self._states[user_id] = cached
+                if drops == self._drops:
+                    if len(self._states) >= self.max_users:
+                        self._states.clear()
+                    self._states[user_id] = cached
             else:
                 self.hits += 1
         self._keep_bindings(user_id, bindings)
@@ -187,16 +193,24 @@ class SnapshotCache:
         if cached is not None and recent:
             return cached
         async with self.reads.connect() as reads:
-            await self._catch_up(reads)
-            documents = self._documents.get(user_id)
-            cached = documents.get(settings_class.service) if documents is not None else None
+            if cached is not None or self._last_event is None:
+                # A cached document is trusted only after a recent look at the outbox. One not cached needs no look
+                # first: read now, it holds every change committed before the read, and the events of changes it
+                # missed are read by the next look, whenever that is, and drop it then (`_last_event` is known,
+                # so the next look starts where the last one ended; none yet: this look sets it).
+                await self._catch_up(reads)
+                documents = self._documents.get(user_id)
+                cached = documents.get(settings_class.service) if documents is not None else None
             if cached is None:
+                drops = self._drops
                 cached = await service_settings.read(reads, user_id, settings_class)
-                if documents is None:
-                    if len(self._documents) >= self.max_users:
-                        self._documents.clear()
-                    documents = self._documents[user_id] = {}
-                documents[settings_class.service] = cached
+                if drops == self._drops:
+                    documents = self._documents.get(user_id)
+                    if documents is None:
+                        if len(self._documents) >= self.max_users:
+                            self._documents.clear()
+                        documents = self._documents[user_id] = {}
+                    documents[settings_class.service] = cached
         return cached
 
     async def _catch_up(self, reads: Reads) -> None:
@@ -231,6 +245,7 @@ class SnapshotCache:
                 self._drop(user_id)
 
     def _drop(self, user_id: int) -> None:
+        self._drops += 1
         self._states.pop(user_id, None)
         self._documents.pop(user_id, None)
 
@@ -238,6 +253,7 @@ class SnapshotCache:
         self.reads.close()
 
     def clear(self) -> None:
+        self._drops += 1
         self._states.clear()
         self._documents.clear()
         self._resolved.clear()

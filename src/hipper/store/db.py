@@ -36,6 +36,9 @@ class _OverBudget(Exception):
     pass
 
 
+_REQUIRED = object()  # a bind without a value of its own (`Prepared`)
+
+
 def _read_all(cursor: sqlite3.Cursor, *args: Any) -> list[Any]:
     cursor.execute(*args)
     return cursor.fetchall()
@@ -174,8 +177,38 @@ class Prepared:
         )
         selected = statement.selected_columns if isinstance(statement, Select) else ()
         self.results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in selected)
+        # Where each parameter's value comes from, as `construct_params` finds it but without building its
+        # dictionary of every bind (≈ 1 µs a statement): the caller's value under the bind's key, else under its
+        # name in the SQL (an anonymous bind's key is not its name), else the bind's own value (a literal such as
+        # LIMIT's); none of the three: `construct_params`, which raises SQLAlchemy's error. Only for statements
+        # whose names are not escaped and whose values are not computed when the statement runs (a callable).
+        binds = [compiled.binds[name] for name in self.names]
+        self._plain = not compiled.escaped_bind_names and all(bind.callable is None for bind in binds)
+        self._slots = tuple(
+            (bind.key, name, _REQUIRED if bind.required else bind.value, process)
+            for name, bind, process in zip(self.names, binds, self.binds, strict=True)
+        )
+        # The result columns that need converting, by position (none: rows are handed out as SQLite gives them).
+        self._converted = tuple((index, process) for index, process in enumerate(self.results) if process is not None)
 
     def parameters(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        if self._plain:
+            parameters: list[Any] = []
+            try:
+                for key, name, default, process in self._slots:
+                    if key in values:
+                        value = values[key]
+                    elif name in values:
+                        value = values[name]
+                    elif default is _REQUIRED:
+                        break  # missing: `construct_params` says so, below
+                    else:
+                        value = default
+                    parameters.append(value if process is None or value is None else process(value))
+                else:
+                    return tuple(parameters)
+            except Exception:
+                pass  # a value its converter refuses: the error as SQLAlchemy's order of work gives it, below
         given = self.compiled.construct_params(values)  # with the statement's own literals (LIMIT)
         return tuple(
             given[name] if process is None or given[name] is None else process(given[name])
@@ -183,10 +216,19 @@ class Prepared:
         )
 
     def row(self, raw: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(
-            value if process is None or value is None else process(value)
-            for process, value in zip(self.results, raw, strict=True)
-        )
+        if len(raw) != len(self.results):  # not from this statement: SQLAlchemy's converters, then the error
+            return tuple(
+                value if process is None or value is None else process(value)
+                for process, value in zip(self.results, raw, strict=True)
+            )
+        if not self._converted:
+            return raw
+        row = list(raw)
+        for index, process in self._converted:
+            value = row[index]
+            if value is not None:
+                row[index] = process(value)
+        return tuple(row)
 
 
 class CallPathReads:
@@ -210,6 +252,15 @@ class CallPathReads:
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") and not url.query:
             self._sqlite = sqlite3.connect(url.database, timeout=SQLITE_BUSY_SECONDS, check_same_thread=False)
             self._sqlite.execute("PRAGMA query_only=ON")  # reads only, whatever a caller hands in
+            # `LOOP_READ_BUDGET_SECONDS` as in `_read_within_budget`, with the handler set once: every statement on
+            # this connection is such a read, and each sets its deadline (`rows`).
+            self._deadline = 0.0
+            self._over = False
+            self._sqlite.set_progress_handler(self._progress, _PROGRESS_STEPS)
+
+    def _progress(self) -> int:
+        self._over = time.perf_counter() > self._deadline
+        return 1 if self._over else 0  # non-zero interrupts the statement (SQLITE_INTERRUPT)
 
     def close(self) -> None:
         if self._sqlite is not None:
@@ -233,11 +284,17 @@ class CallPathReads:
         if prepared is None:
             prepared = self._prepared[statement] = Prepared(statement, self._engine.dialect)
         self.direct_statements[prepared.sql] += 1
+        parameters = prepared.parameters(values or {})
         cursor = connection.cursor()
+        self._over = False
+        self._deadline = time.perf_counter() + LOOP_READ_BUDGET_SECONDS
         try:
-            raw = _read_within_budget(connection, cursor, (prepared.sql, prepared.parameters(values or {})))
-        except _OverBudget:
-            async with self._engine.connect() as pooled:
+            cursor.execute(prepared.sql, parameters)
+            raw = cursor.fetchall()
+        except sqlite3.OperationalError:
+            if not self._over:
+                raise
+            async with self._engine.connect() as pooled:  # over budget: again, off the loop
                 return await PooledReads(pooled).rows(statement, values)
         finally:
             cursor.close()
