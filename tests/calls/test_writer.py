@@ -6,7 +6,6 @@ import asyncio
 import logging
 import sqlite3
 import sys
-from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +22,6 @@ from hipper.store.call_logs import CallRecord
 from hipper.store.db import create_engine, session_factory
 from hipper.store.models import ActiveCall, CallLog, Event
 from hipper.store.writer import BatchWriter, OutboxEvent, write_items
-from tests.support.sql import statements_through_sqlalchemy
 
 
 @pytest.fixture
@@ -198,35 +196,6 @@ async def test_active_call_rows_read_back_as_the_core_statements_write_them(
     columns = [c.key for c in ActiveCall.__table__.columns if c.key != "id"]
     assert [getattr(rows["batched"], c) for c in columns] == [getattr(rows["core"], c) for c in columns]
     assert aware(rows["batched"].started_at) == started
-
-
-async def test_a_presence_row_added_and_removed_in_one_batch_is_not_written(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    # A call that rings and is answered within one window (or is answered and ends): its rows' INSERTs are left
-    # out of the transaction that deletes them (nobody could have seen them); what stays is written as before.
-    (user,) = await make_users(sessions, 1)
-    started = datetime(2026, 11, 26, 1, 2, 3, tzinfo=UTC)
-    writer = BatchWriter(sessions, window=3600.0)
-    writer.start()
-    await writer.write([CallJoined("earlier", user, "call-0", "node-a", started)])  # at once; opens the window
-    before = Counter(writer.direct_statements)
-    with statements_through_sqlalchemy(sessions.kw["bind"]) as sent:
-        done = [
-            writer.submit([CallJoined("ringing", user, "call-1", "node-a", started, ringing=True)]),
-            writer.submit([CallLeft("ringing"), CallJoined("answered", user, "call-1", "node-a", started)]),
-            writer.submit([CallLeft("answered"), CallLeft("earlier"), record(user, 1)]),
-        ]
-        await asyncio.sleep(0)  # queued (`submit` joins the queue at the loop's next turn)
-        await writer.close()  # ends the window: one transaction
-    assert all(future.done() and future.exception() is None for future in done)
-    assert writer.transactions == 2
-    statements = [*sent, *(writer.direct_statements - before).elements()]
-    assert [sql for sql in statements if sql.startswith("INSERT INTO active_calls")] == []
-    assert sum(sql.startswith("DELETE FROM active_calls") for sql in statements) == 1
-    async with sessions() as session:
-        assert list((await session.execute(select(ActiveCall.id))).scalars()) == []
-    assert [row.call_id for row in (await logs(sessions)).values()] == ["call-1"]
 
 
 async def test_submit_logged_logs_a_failed_write_on_the_callers_logger(

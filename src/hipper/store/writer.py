@@ -102,17 +102,9 @@ async def write_items(connection: AsyncConnection, items: Sequence[Item]) -> Non
 
 def _presence(items: Sequence[Item]) -> tuple[list[dict[str, Any]], list[str]]:
     """The `active_calls` rows to add and the ids to delete. All adds go first: a call's end is queued after
-    its answer, so a row added and deleted in one batch would be added, then deleted.
-
-    Such a row (a call that rang and was answered, or was answered and ended, within one window) is not added
-    at all: no other connection could see it between the two, and its INSERT dirtied three pages (the table and
-    its two indexes) that the commit wrote out. Its DELETE is still sent: it finds nothing and writes nothing,
-    and should a row of that id exist all the same (`active_calls.rejoin` writes this node's rows anew after a
-    purge, on a session of its own), it is gone afterwards, as it would be had the INSERT been sent."""
-    left = [item.id for item in items if isinstance(item, CallLeft)]
-    gone = set(left)
-    joined = [item.values() for item in items if isinstance(item, CallJoined) and item.id not in gone]
-    return joined, left
+    its answer, so a row added and deleted in one batch is added, then deleted."""
+    joined = [item.values() for item in items if isinstance(item, CallJoined)]
+    return joined, [item.id for item in items if isinstance(item, CallLeft)]
 
 
 def _events(items: Sequence[Item], log_ids: list[int], now: datetime) -> list[dict[str, Any]]:
