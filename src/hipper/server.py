@@ -64,7 +64,7 @@ async def follow_device_events(state: AppState, directory: DeviceDirectory) -> N
     await state.migrated.wait()
     reads = reads_of(state)
     last = (await reads.rows(_NEWEST_EVENT))[0][0] or 0
-    waiter = state.events.subscribe()
+    waiter = state.events.subscribe(interest=lambda type_, _: type_ in DEVICE_EVENTS)
     try:
         while True:
             await waiter.wait()

@@ -44,10 +44,10 @@ async def test_device_events_are_followed_on_a_database_the_start_up_migrates(tm
     subscribed = asyncio.Event()  # the follower took its starting point and listens (the hub has other listeners)
     subscribe = state.events.subscribe
 
-    def subscribing(*args: Any) -> asyncio.Event:
+    def subscribing(*args: Any, **kwargs: Any) -> asyncio.Event:
         if asyncio.current_task() is follower:
             subscribed.set()
-        return subscribe(*args)
+        return subscribe(*args, **kwargs)
 
     state.events.subscribe = subscribing  # type: ignore[method-assign]
     follower = asyncio.create_task(follow_device_events(state, cast(DeviceDirectory, seen)))

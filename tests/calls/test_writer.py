@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sqlite3
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -14,12 +15,15 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from hipper.api.state import EventHub
 from hipper.domain.moments import aware
+from hipper.notify import dispatcher as dispatcher_module
 from hipper.passwords import Hasher
 from hipper.store import admin
 from hipper.store.active_calls import CallJoined, CallLeft
 from hipper.store.call_logs import CallRecord
 from hipper.store.db import create_engine, session_factory
+from hipper.store.events import add_event
 from hipper.store.models import ActiveCall, CallLog, Event
 from hipper.store.writer import BatchWriter, OutboxEvent, write_items
 
@@ -370,3 +374,53 @@ async def test_close_waits_for_what_was_submitted_just_before(sessions: async_se
     await writer.close()
     assert all(done.done() and done.exception() is None for done in last)
     assert sorted(row.call_id for row in (await logs(sessions)).values()) == ["call-0", "call-1", "call-2"]
+
+
+async def test_a_commit_tells_its_events_and_wakes_only_the_listeners_that_want_one(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # The notification dispatcher acts on missed calls and voicemails only: an answered call's commit (its
+    # call_log.added "received", call.started, call.ended) must not wake it — at 40 calls/s each wake-up was a
+    # claim of the outbox for nothing — while the app's live-event streams (no interest) are woken by every one.
+    (user_id,) = await make_users(sessions, 1)
+    hub = EventHub()
+    told: list[list[tuple[str, str | None]]] = []
+    dispatcher = hub.subscribe(interest=dispatcher_module.wanted)
+    stream = hub.subscribe()
+    writer = BatchWriter(sessions, window=0.0)
+    writer.committed.append(hub.published)
+    writer.committed.append(lambda written: told.append([(type_, p.get("kind")) for type_, p in written]))
+    writer.start()
+    try:
+        writer.submit([OutboxEvent(user_id, "call.started", {"id": "c1"})])
+        await writer.write([record(user_id, 1)])
+        assert stream.is_set() and not dispatcher.is_set()
+        stream.clear()
+        await writer.write([record(user_id, 2, kind="missed", outcome="missed")])
+        assert stream.is_set() and dispatcher.is_set()
+    finally:
+        await writer.close()
+        hub.unsubscribe(dispatcher)
+        hub.unsubscribe(stream)
+    assert Counter(entry for batch in told for entry in batch) == Counter([
+        ("call.started", None), ("call_log.added", "received"), ("call.ended", None),
+        ("call_log.added", "missed"), ("call.ended", None),
+    ])  # fmt: skip
+    hub.published()  # a commit whose events are not known (a settings change, another node): everyone looks
+    assert dispatcher.is_set()
+
+
+@pytest.mark.parametrize("kind", ["missed", "received", "placed", None])
+@pytest.mark.parametrize("type_", ["call_log.added", "voicemail.deposited", "call.ended", "service.changed"])
+async def test_what_wakes_the_dispatcher_is_what_its_claim_selects(
+    sessions: async_sessionmaker[AsyncSession], type_: str, kind: str | None
+) -> None:
+    # `wanted` judges a reported event in Python; the claim selects with `OURS` in SQL: the two must agree, or a
+    # wake-up is missed (an event the claim wants, not woken for) or wasted.
+    (user_id,) = await make_users(sessions, 1)
+    payload = {"id": 1} if kind is None else {"id": 1, "kind": kind}
+    async with sessions() as session:
+        add_event(session, user_id, type_, payload)
+        await session.commit()
+        selected = (await session.execute(select(Event.id).where(dispatcher_module.OURS))).all()
+    assert bool(selected) == dispatcher_module.wanted(type_, payload)

@@ -6,8 +6,9 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -21,6 +22,12 @@ from hipper.store.models import Event
 from hipper.store.service_settings import LoopWriter
 
 _NEWEST_EVENT = select(func.max(Event.id))
+
+
+# What a listener wants to be woken for, judged on an outbox event's type and payload (`EventHub.subscribe`).
+Interest = Callable[[str, Mapping[str, Any]], bool]
+# The outbox events a commit wrote, as (type, payload), when the committer knows them (`EventHub.published`).
+Published = Sequence[tuple[str, Mapping[str, Any]]]
 
 
 class EventHub:
@@ -41,7 +48,7 @@ class EventHub:
         self.listen_dsn = listen_dsn
         # Idle streams get a comment this often: proxies and load balancers drop silent connections (~60 s).
         self.keepalive_seconds = keepalive_seconds
-        self._waiters: set[asyncio.Event] = set()
+        self._waiters: dict[asyncio.Event, Interest | None] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
         self._newest_seen: int | None = None
@@ -55,19 +62,28 @@ class EventHub:
         self.closed = True
         self.published()
 
-    def published(self) -> None:
-        for waiter in self._waiters:
-            waiter.set()
+    def published(self, events: Published | None = None) -> None:
+        """Outbox rows may have been committed. `events`: the ones a commit wrote, when the committer knows them
+        (the batch writer does): a listener subscribed with an interest is then woken only for an event it wants.
+        None (a settings change, another node's commit, the watcher's poll): every listener looks."""
+        for waiter, interest in self._waiters.items():
+            if events is None or interest is None or any(interest(type_, payload) for type_, payload in events):
+                waiter.set()
 
-    def subscribe(self, sessions: async_sessionmaker[AsyncSession] | None = None) -> asyncio.Event:
+    def subscribe(
+        self, sessions: async_sessionmaker[AsyncSession] | None = None, interest: Interest | None = None
+    ) -> asyncio.Event:
+        """A waiter set when outbox rows may have been committed; with `interest`, not for the batch writer's
+        commits that wrote no event it wants (the notification dispatcher acts on voicemails and missed calls, not
+        on the two or three events of every answered call: each wake-up was a read of the outbox)."""
         waiter = asyncio.Event()
-        self._waiters.add(waiter)
+        self._waiters[waiter] = interest
         if sessions is not None and (self._watcher is None or self._watcher.done()):
             self._watcher = asyncio.get_running_loop().create_task(self._watch(sessions), name="event-hub-watcher")
         return waiter
 
     def unsubscribe(self, waiter: asyncio.Event) -> None:
-        self._waiters.discard(waiter)
+        self._waiters.pop(waiter, None)
         if not self._waiters and self._watcher is not None:
             self._watcher.cancel()
             self._stopping.add(self._watcher)  # may be in a query yet: `stop` waits for it

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -57,6 +57,13 @@ OURS = or_(
     Event.type == "voicemail.deposited",
     and_(Event.type == "call_log.added", Event.payload["kind"].as_string() == "missed"),
 )
+
+
+def wanted(type_: str, payload: Mapping[str, Any]) -> bool:
+    """`OURS` on one event as a commit reports it (`EventHub.published`): whether a claim may find work."""
+    return type_ == "voicemail.deposited" or (type_ == "call_log.added" and payload.get("kind") == "missed")
+
+
 PAGE = 500
 # The claim's reads, built once with bound parameters: composed per claim (and their cache keys generated) they
 # were most of a claim's CPU — ≈ 1.7 ms each, four claims a second under a steady stream of calls
@@ -354,7 +361,10 @@ class Notifications:
             log.exception("notification for event %s (%s) failed", event.id, event.type)
 
     async def run(self) -> None:
-        waiter = self._hub.subscribe(self.sessions) if self._hub is not None else asyncio.Event()
+        # Woken by this node's commits only when they wrote an event `handle` acts on (at 40 calls/s the answered
+        # calls' commits woke it ≈ 4 times a second for nothing, ≈ 1.2 ms of CPU each); the outbox is still read
+        # at least every `idle_seconds`, so the cursor keeps up with everything else.
+        waiter = self._hub.subscribe(self.sessions, wanted) if self._hub is not None else asyncio.Event()
         try:
             await self._follow(waiter)
         finally:

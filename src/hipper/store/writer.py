@@ -107,6 +107,19 @@ def _presence(items: Sequence[Item]) -> tuple[list[dict[str, Any]], list[str]]:
     return joined, [item.id for item in items if isinstance(item, CallLeft)]
 
 
+def _published(items: Sequence[Item]) -> list[tuple[str, dict[str, Any]]]:
+    """The outbox events of `items` as (type, payload) for those told of a commit (`BatchWriter.committed`); a
+    `call_log.added` payload without the row's id, which only the transaction knew."""
+    written: list[tuple[str, dict[str, Any]]] = []
+    for item in items:
+        if isinstance(item, CallRecord):
+            written.append(("call_log.added", {"kind": item.kind}))
+            written.extend(item.events)
+        elif isinstance(item, OutboxEvent):
+            written.append((item.type, item.payload))
+    return written
+
+
 def _events(items: Sequence[Item], log_ids: list[int], now: datetime) -> list[dict[str, Any]]:
     """The outbox rows of `items` in their order; `log_ids` are the ids their call-log rows got, in order."""
     events: list[dict[str, Any]] = []
@@ -206,7 +219,8 @@ class BatchWriter:
         self._closing = False
         self.transactions = 0  # tests and benchmarks read these
         self.jobs = 0
-        self.committed: list[Callable[[], None]] = []  # told after each batch's commit that wrote outbox events
+        # Told after each batch's commit that wrote outbox events, with those events as (type, payload).
+        self.committed: list[Callable[[Sequence[tuple[str, dict[str, Any]]]], None]] = []
         # Statements sent past SQLAlchemy (the SQLite path), by SQL text: SQLAlchemy's events do not see them.
         self.direct_statements: Counter[str] = Counter()
         dialect = self._engine.dialect
@@ -375,9 +389,9 @@ class BatchWriter:
                 if not kept:
                     await connection.close()
         self.transactions += 1
-        if any(isinstance(item, (CallRecord, OutboxEvent)) for item in items):  # a batch that wrote events
+        if self.committed and (written := _published(items)):  # a batch that wrote events
             for committed in self.committed:
-                committed()  # e.g. this node's live-event streams look at once (api/app.py attach_calls)
+                committed(written)  # e.g. this node's live-event streams look at once (api/app.py attach_calls)
 
     async def _commit_held(self, held: tuple[AsyncConnection, LoopReadsConnection], items: Sequence[Item]) -> None:
         try:
