@@ -144,47 +144,30 @@ def server_key(request: Request, via: Via) -> tuple[str, ...]:
     return (request.call_id, request.from_.tag or "", str(request.cseq[0]), str(via), method)
 
 
-class ServerTransaction:
-    """§17.2.1 (INVITE) and §17.2.2 (non-INVITE) server transactions."""
+# A message a lingering transaction no longer needs parsed is kept as text, to rebuild it (unparsed) if it is asked
+# for: its header lines as one tuple of (name, value) string pairs (which the garbage collector stops tracking once
+# it has been over them), beside the body and the first line's parts.
+_Lines = tuple[tuple[str, str], ...]
 
-    def __init__(
-        self, layer: TransactionLayer, request: Request, peer: Peer, key: tuple[str, ...], origin: Peer | None = None
-    ) -> None:
-        self.layer = layer
+
+class _Transaction:
+    """What server and client transactions share: the request, kept as text once only retransmissions are
+    absorbed, and `terminated`, made when someone asks (most transactions are never asked)."""
+
+    state: State
+
+    def __init__(self, request: Request) -> None:
         self._request: Request | None = request
         self._uri = request.uri
-        self._lines: _Lines = ()  # with `_uri` and `_body`: the request's text once it is answered
+        self._lines: _Lines = ()  # with `_uri` and `_body`: the request's text once it lingers
         self._body = b""
-        self.peer = peer  # where it came from and where answers go (behind an edge: the edge proxy)
-        # Who sent it as far as trust goes: `peer`, or behind a trusted edge proxy the address it attests, as the
-        # stack worked it out when the request arrived (SipStack.origin). Authentication, bans and trust by
-        # address (the trunk) all read this one value.
-        self.origin = peer if origin is None else origin
-        self.key = key
         self.method = request.method
-        self.invite = request.method == "INVITE"
-        self.state = State.PROCEEDING if self.invite else State.TRYING
-        self._last: bytes | None = None  # the latest response as sent: what a retransmitted request gets again
-        self.destination = response_peer(request.top_via, peer)
-        self.to_tag = secrets.token_hex(6)
-        self.cancelled = False
-        self._timers: list[Timer] = []
-        self._retransmission: Timer | None = None  # of our 2xx, until the ACK (Timer L is in _timers)
-        self._retransmit_interval = layer.timers.t1
-        self._ack_key: tuple[str, str, int] | None = None  # set in Accepted, where the layer files it
-        # `terminated` and `acked` are made when someone asks (most transactions are never asked): each is
-        # resolved at once when what it waits for already happened.
         self._terminated: asyncio.Future[None] | None = None
-        self._acked: asyncio.Future[bool] | None = None
-        self._acked_result: bool | None = None
-
-    def __repr__(self) -> str:
-        return f"<ServerTransaction {self.method} {self.state.value}>"
 
     @property
     def request(self) -> Request:
-        """The request. Once answered with a final response the transaction keeps only its text (what a lingering
-        transaction needs is the response's bytes); asked for then, it is rebuilt from that text, unparsed."""
+        """The request. Once the transaction lingers (only absorbing retransmissions) it keeps only its text;
+        asked for then, it is rebuilt from that text, unparsed."""
         request = self._request
         if request is None:
             request = self._request = Request(self.method, self._uri, Headers(list(self._lines)), self._body)
@@ -198,6 +181,50 @@ class ServerTransaction:
             if self.state == State.TERMINATED:
                 future.set_result(None)
         return future
+
+    def _keep_request_as_text(self) -> None:
+        request = self._request
+        if request is not None:
+            self._lines = tuple(request.headers)
+            self._body = request.body
+            self._request = None
+
+    def _resolve_terminated(self) -> None:
+        terminated = self._terminated
+        if terminated is not None and not terminated.done():
+            terminated.set_result(None)
+
+
+class ServerTransaction(_Transaction):
+    """§17.2.1 (INVITE) and §17.2.2 (non-INVITE) server transactions."""
+
+    def __init__(
+        self, layer: TransactionLayer, request: Request, peer: Peer, key: tuple[str, ...], origin: Peer | None = None
+    ) -> None:
+        super().__init__(request)
+        self.layer = layer
+        self.peer = peer  # where it came from and where answers go (behind an edge: the edge proxy)
+        # Who sent it as far as trust goes: `peer`, or behind a trusted edge proxy the address it attests, as the
+        # stack worked it out when the request arrived (SipStack.origin). Authentication, bans and trust by
+        # address (the trunk) all read this one value.
+        self.origin = peer if origin is None else origin
+        self.key = key
+        self.invite = request.method == "INVITE"
+        self.state = State.PROCEEDING if self.invite else State.TRYING
+        self._last: bytes | None = None  # the latest response as sent: what a retransmitted request gets again
+        self.destination = response_peer(request.top_via, peer)
+        self.to_tag = secrets.token_hex(6)
+        self.cancelled = False
+        self._timers: list[Timer] = []
+        self._retransmission: Timer | None = None  # of our 2xx, until the ACK (Timer L is in _timers)
+        self._retransmit_interval = layer.timers.t1
+        self._ack_key: tuple[str, str, int] | None = None  # set in Accepted, where the layer files it
+        # `acked`, like `terminated`, is made when someone asks: resolved at once when the ACK's fate is known.
+        self._acked: asyncio.Future[bool] | None = None
+        self._acked_result: bool | None = None
+
+    def __repr__(self) -> str:
+        return f"<ServerTransaction {self.method} {self.state.value}>"
 
     @property
     def acked(self) -> asyncio.Future[bool]:
@@ -254,11 +281,7 @@ class ServerTransaction:
         # Answered: from here on the transaction only absorbs retransmissions (for up to 32 s after the call, ≈ 1,300
         # ended calls at 40 calls/s), which needs the bytes of the last response, not the parsed request: only its
         # text stays, so the garbage collector has no parsed message to walk.
-        request = self._request
-        if request is not None:
-            self._lines = tuple(request.headers)
-            self._body = request.body
-            self._request = None
+        self._keep_request_as_text()
 
     def receive_request(self, request: Request) -> None:
         if request.method == "ACK":
@@ -342,21 +365,13 @@ class ServerTransaction:
         if ack_key is not None and self.layer.awaiting_ack.get(ack_key) is self:
             del self.layer.awaiting_ack[ack_key]
         self._settle_acked(False)
-        terminated = self._terminated
-        if terminated is not None and not terminated.done():
-            terminated.set_result(None)
-
-
-# A message a lingering transaction no longer needs parsed is kept as text, to rebuild it (unparsed) if it is asked
-# for: its header lines as one tuple of (name, value) string pairs (which the garbage collector stops tracking once
-# it has been over them), beside the body and the first line's parts.
-_Lines = tuple[tuple[str, str], ...]
+        self._resolve_terminated()
 
 
 ResponseCallback = Callable[[Response], None]
 
 
-class ClientTransaction:
+class ClientTransaction(_Transaction):
     """§17.1.1 (INVITE) and §17.1.2 (non-INVITE) client transactions.
 
     `final` resolves with the first final response, or a locally made 408 (Timer B/F, or the per-branch
@@ -372,18 +387,13 @@ class ClientTransaction:
         on_response: ResponseCallback | None = None,
         provisional_timeout: float | None = None,
     ) -> None:
+        super().__init__(request)
         self.layer = layer
-        self._request: Request | None = request
-        # Once only retransmissions are absorbed: the request's text (`_uri`, `_lines`, `_body`) and the final
-        # response's (`_final_line`, `_final_lines`, `_final_body`).
-        self._uri = request.uri
-        self._lines: _Lines = ()
-        self._body = b""
+        # Once only retransmissions are absorbed: the final response's text, beside the request's.
         self._final_line: tuple[int, str] | None = None
         self._final_lines: _Lines = ()
         self._final_body = b""
         self.peer = peer
-        self.method = request.method
         self.invite = request.method == "INVITE"
         self.state = State.CALLING if self.invite else State.TRYING
         self.branch = request.top_via.branch or ""
@@ -396,20 +406,10 @@ class ClientTransaction:
         self._interval = layer.timers.t1
         self._timers: list[Timer] = []
         self._ack: bytes | None = None
-        self._terminated: asyncio.Future[None] | None = None  # made when someone asks (few do)
         self._provisional_timeout = provisional_timeout
 
     def __repr__(self) -> str:
         return f"<ClientTransaction {self.method} {self.state.value}>"
-
-    @property
-    def request(self) -> Request:
-        """The request. Once a final response came, the transaction keeps only its text (it then only absorbs
-        retransmitted responses); asked for then, it is rebuilt from that text, unparsed."""
-        request = self._request
-        if request is None:
-            request = self._request = Request(self.method, self._uri, Headers(list(self._lines)), self._body)
-        return request
 
     @property
     def final(self) -> asyncio.Future[Response]:
@@ -423,24 +423,11 @@ class ClientTransaction:
             future.set_result(Response(status, reason, headers, self._final_body))
         return future
 
-    @property
-    def terminated(self) -> asyncio.Future[None]:
-        future = self._terminated
-        if future is None:
-            future = self._terminated = asyncio.get_running_loop().create_future()
-            if self.state == State.TERMINATED:
-                future.set_result(None)
-        return future
-
     def _linger(self, final: asyncio.Future[Response]) -> None:
         """Only retransmissions are absorbed from here on (Timer D, K or M, up to 32 s after the call): keep the
         text of the request and of the final response, not their parses, nor the future that held the response
         (whoever waited on it has it; one cancelled by its user stays as it is)."""
-        request = self._request
-        if request is not None:
-            self._lines = tuple(request.headers)
-            self._body = request.body
-            self._request = None
+        self._keep_request_as_text()
         if not final.cancelled():
             response = final.result()
             self._final_line = (response.status, response.reason)
@@ -592,9 +579,7 @@ class ClientTransaction:
         self._cancel_timers()
         self.state = State.TERMINATED
         self.layer.client.pop(self.key, None)
-        terminated = self._terminated
-        if terminated is not None and not terminated.done():
-            terminated.set_result(None)
+        self._resolve_terminated()
 
 
 class TransactionLayer:
