@@ -545,14 +545,18 @@ class CalleeLeg(Leg):
 
 class _AckedBranch:
     """A 2xx for a branch whose own 2xx was ACKed (§13.2.2.4): the same dialog's again is ACKed again; another
-    fork's (a second dialog behind this branch) is accepted only to be ended at once."""
+    fork's (a second dialog behind this branch) is accepted only to be ended at once.
 
-    __slots__ = ("ack", "peer", "remote_tag", "request", "stack")
+    It lives as long as the branch's INVITE transaction lingers (Timer M, 32 s after the call), so it keeps the
+    INVITE as text, not parsed (sip/transaction.py keeps its own the same way): a second dialog is rare, and the
+    request is rebuilt for it then."""
+
+    __slots__ = ("ack", "peer", "remote_tag", "request_text", "stack")
 
     def __init__(self, stack: SipStack, peer: Peer, request: Request, remote_tag: str, ack: bytes) -> None:
         self.stack = stack
         self.peer = peer
-        self.request = request
+        self.request_text = (request.method, request.uri, tuple(request.headers), request.body)
         self.remote_tag = remote_tag
         self.ack = ack
 
@@ -560,7 +564,8 @@ class _AckedBranch:
         if (response.to.tag or "") == self.remote_tag:
             self.stack.transactions.send(self.ack, self.peer)  # a retransmitted 2xx: ACK it again
             return
-        stray = Dialog.as_uac(self.request, response)
+        method, uri, lines, body = self.request_text
+        stray = Dialog.as_uac(Request(method, uri, Headers(list(lines)), body), response)
         send_ack(self.stack, self.peer, stray)
         asyncio.get_running_loop().create_task(_bye_dialog(self.stack, self.peer, stray))
 
