@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from hipper.engine.directory import user_row
+from hipper.engine.directory import mobile_user, user_row
 from hipper.passwords import Hasher
 from hipper.store import admin
 from hipper.store.models import Company, User
@@ -57,3 +57,28 @@ async def test_a_renamed_caller_is_shown_by_their_new_name_on_the_next_call(exch
         await session.commit()
     second = await exchange.b2bua._caller_user(user_id)
     assert second is not None and (second.name, second.number) == ("Alicia", "209")
+
+
+async def test_a_handset_caller_is_read_like_a_device_caller(exchange: Exchange) -> None:
+    """A call from a user's own mobile through the mobile network (SPEC G3): the user found by that number on the
+    same cheap reads, shown by their extension, else by the mobile number itself."""
+    async with exchange.sessions() as session:
+        company = await session.get(Company, exchange.company_id)
+        users = {}
+        for username, extension, mobile in (("fay", "206", "+31612345606"), ("gus", None, "+31612345607")):
+            user = await admin.create_user(
+                session, Hasher(1, 1024), username=username, password="correct horse 1", company=company,
+                first_name=username.title(), extension=extension, mobile_number=mobile,
+            )  # fmt: skip
+            users[username] = user.id
+        await session.commit()
+    reads = exchange.b2bua.snapshots.reads
+    with statements_through_sqlalchemy(exchange.sessions.kw["bind"]) as statements:
+        fay = await mobile_user(reads, "0612345606", "NL")  # as the mobile network may present it: national
+        gus = await mobile_user(reads, "+31612345607", "NL")
+        nobody = await mobile_user(reads, "+31612345699", "NL")
+        garbage = await mobile_user(reads, "not a number", "NL")
+    assert statements == []
+    assert fay is not None and (fay.id, fay.number, fay.name) == (users["fay"], "206", "Fay")
+    assert gus is not None and (gus.id, gus.number, gus.name) == (users["gus"], "+31612345607", "Gus")
+    assert nobody is None and garbage is None

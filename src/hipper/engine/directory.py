@@ -6,8 +6,9 @@ Reads the database for each call (a few indexed lookups); the routing snapshots 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -135,11 +136,42 @@ async def user_row(sessions: async_sessionmaker[AsyncSession], user_id: int) -> 
         return await session.get(User, user_id)
 
 
-async def mobile_user(sessions: async_sessionmaker[AsyncSession], number: str, region: str) -> User | None:
-    """The user whose mobile number this is (a call from their own handset through the mobile network)."""
+@dataclass(frozen=True)
+class CallerUser:
+    """A user placing a call, as the call shows them."""
+
+    id: int
+    company_id: int | None
+    number: str | None  # their extension, else their direct (from a device) or mobile (from the handset) number
+    name: str  # "first last", else their username
+
+
+_CALLER_USER = select(
+    User.id, User.company_id, User.extension, User.direct_number, User.first_name, User.last_name, User.username
+).where(User.id == bindparam("user_id"))
+_HANDSET_USER = select(
+    User.id, User.company_id, User.extension, User.mobile_number, User.first_name, User.last_name, User.username
+).where(User.mobile_number == bindparam("number"))
+
+
+async def caller_user(reads: Reads, user_id: int) -> CallerUser | None:
+    """The user a device (or a callback leg) calls for, read fresh for every call on the call path's cheap reads
+    (on a SQLite file one statement on the loop): ≈ 400 → 11 µs of CPU a call against an ORM session's `get`."""
+    return _caller(await reads.rows(_CALLER_USER, {"user_id": user_id}))
+
+
+async def mobile_user(reads: Reads, number: str, region: str) -> CallerUser | None:
+    """The user whose mobile number this is (a call from their own handset through the mobile network), read like
+    `caller_user`."""
     try:
         normalised = normalise(number, region)
     except NumberError:
         return None
-    async with sessions() as session:
-        return (await session.execute(select(User).where(User.mobile_number == normalised))).scalar_one_or_none()
+    return _caller(await reads.rows(_HANDSET_USER, {"number": normalised}))
+
+
+def _caller(rows: Sequence[Any]) -> CallerUser | None:
+    if not rows:
+        return None
+    id_, company_id, extension, other_number, first_name, last_name, username = rows[0]
+    return CallerUser(id_, company_id, extension or other_number, f"{first_name} {last_name}".strip() or username)
