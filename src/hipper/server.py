@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import bindparam, func, literal, or_, select
+from sqlalchemy import bindparam, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper import logs
@@ -45,7 +45,6 @@ _DEVICE_EVENTS_AFTER = (
     .where(Event.id > bindparam("after"), or_(*(Event.type == literal(type_) for type_ in DEVICE_EVENTS)))
     .order_by(Event.id)
 )
-_NEWEST_EVENT = select(func.max(Event.id))
 
 
 async def follow_device_events(state: AppState, directory: DeviceDirectory) -> None:
@@ -63,7 +62,7 @@ async def follow_device_events(state: AppState, directory: DeviceDirectory) -> N
     """
     await state.migrated.wait()
     reads = reads_of(state)
-    last = (await reads.rows(_NEWEST_EVENT))[0][0] or 0
+    last = (await reads.rows(events.NEWEST_EVENT))[0][0] or 0
     waiter = state.events.subscribe(interest=lambda type_, _: type_ in DEVICE_EVENTS)
     try:
         while True:

@@ -20,6 +20,7 @@ from hipper.engine.directory import NotAUser, resolve, resolve_user
 from hipper.engine.snapshots import _NEW_EVENTS, SnapshotCache
 from hipper.store import admin, call_logs, db, service_settings
 from hipper.store.db import LOOP_READ_BUDGET_SECONDS, CallPathReads, PooledReads, Prepared, Reads
+from hipper.store.events import NEWEST_EVENT
 from hipper.store.models import Company, User
 from hipper.store.registrations import Binding, BindingChange
 from hipper.store.user_state import _REACHABLE, load_user_state, reachable, read_user_state
@@ -400,7 +401,7 @@ def test_prepared_statements_convert_as_sqlalchemy_does_without_construct_params
     from hipper.store.user_state import _SNAPSHOT_DOCUMENTS, _SNAPSHOT_USER
 
     statements: list[Any] = [
-        _NEW_EVENTS, snapshots._MAX_EVENT, _REACHABLE, _SNAPSHOT_USER, _SNAPSHOT_DOCUMENTS, service_settings._LOAD,
+        _NEW_EVENTS, NEWEST_EVENT, _REACHABLE, _SNAPSHOT_USER, _SNAPSHOT_DOCUMENTS, service_settings._LOAD,
         ON_CALL_ELSEWHERE, _USER_BY_EXTENSION, _USER_BY_NUMBER, SETTINGS_LOOKUP, _FOLLOWED, _DEVICE_EVENTS_AFTER,
         service_settings._UPSERTS["sqlite"], EVENT_INSERT,
         select(Event.id, Event.payload, Event.created_at).where(Event.id > 5, Event.type == "x").limit(3),

@@ -10,19 +10,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from hipper.api.login_guard import UnknownNameFailures
 from hipper.config import Settings
 from hipper.passwords import Hasher
 from hipper.store.db import CallPathReads
-from hipper.store.events import listen
-from hipper.store.models import Event
+from hipper.store.events import NEWEST_EVENT, listen
 from hipper.store.service_settings import LoopWriter
-
-_NEWEST_EVENT = select(func.max(Event.id))
-
 
 # What a listener wants to be woken for, judged on an outbox event's type and payload (`EventHub.subscribe`).
 Interest = Callable[[str, Mapping[str, Any]], bool]
@@ -142,7 +137,7 @@ class EventHub:
                 try:
                     if reads is None:
                         reads = CallPathReads(sessions.kw["bind"])
-                    rows = await reads.rows(_NEWEST_EVENT)
+                    rows = await reads.rows(NEWEST_EVENT)
                     newest = (rows[0][0] if rows else None) or 0
                 except Exception:  # a database hiccup must not end live events; the next poll retries
                     logging.getLogger(__name__).warning("event watcher could not read the outbox", exc_info=True)

@@ -21,7 +21,7 @@ import dataclasses
 from contextvars import ContextVar
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from hipper.domain.routing import UserState
@@ -29,6 +29,7 @@ from hipper.domain.services import ServiceSettings
 from hipper.engine.directory import Resolved, resolve_other, resolve_user
 from hipper.store import service_settings
 from hipper.store.db import CallPathReads, Reads
+from hipper.store.events import NEWEST_EVENT
 from hipper.store.models import Event
 from hipper.store.presence import Presence
 from hipper.store.registrations import Binding
@@ -67,7 +68,6 @@ CALL_CATCH_UP_SECONDS = 1.0
 # Per task, i.e. per call: when `resolve` last looked at the outbox (loop time), for the `state` that follows.
 _CAUGHT_UP: ContextVar[float | None] = ContextVar("snapshots_caught_up", default=None)
 
-_MAX_EVENT = select(func.max(Event.id))
 _NEW_EVENTS = (
     select(Event.id, Event.user_id, Event.type)
     .where(Event.id > bindparam("after"))
@@ -219,7 +219,7 @@ class SnapshotCache:
         self._caught_up_at = max(self._caught_up_at, started)
 
     async def _max_event(self, reads: Reads) -> int:
-        rows = await reads.rows(_MAX_EVENT)
+        rows = await reads.rows(NEWEST_EVENT)
         return int(rows[0][0] or 0) if rows else 0
 
     async def _read_events(self, reads: Reads) -> None:

@@ -19,6 +19,8 @@ from hipper.store.models import Event, NotificationCursor
 
 # On PostgreSQL every commit that wrote outbox rows notifies this channel (migration 0009's trigger).
 CHANNEL = "hipper_events"
+# The newest outbox event's id: where a follower of the outbox starts, and what a poll compares (built once).
+NEWEST_EVENT = select(func.max(Event.id))
 
 
 def add_event(
