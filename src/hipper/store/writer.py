@@ -107,35 +107,38 @@ def _presence(items: Sequence[Item]) -> tuple[list[dict[str, Any]], list[str]]:
     return joined, [item.id for item in items if isinstance(item, CallLeft)]
 
 
+def _outbox(items: Sequence[Item]) -> list[tuple[int | None, str, dict[str, Any], bool]]:
+    """The outbox events of `items` in their order as (user, type, payload, is the row's own `call_log.added`):
+    that one's payload gets the row's id when the transaction knows it (`_events`)."""
+    outbox: list[tuple[int | None, str, dict[str, Any], bool]] = []
+    for item in items:
+        if isinstance(item, CallRecord):
+            outbox.append((item.user_id, "call_log.added", {"kind": item.kind}, True))
+            outbox.extend((item.user_id, type_, payload, False) for type_, payload in item.events)
+        elif isinstance(item, OutboxEvent):
+            outbox.append((item.user_id, item.type, item.payload, False))
+    return outbox
+
+
 def _published(items: Sequence[Item]) -> list[tuple[str, dict[str, Any]]]:
     """The outbox events of `items` as (type, payload) for those told of a commit (`BatchWriter.committed`); a
     `call_log.added` payload without the row's id, which only the transaction knew."""
-    written: list[tuple[str, dict[str, Any]]] = []
-    for item in items:
-        if isinstance(item, CallRecord):
-            written.append(("call_log.added", {"kind": item.kind}))
-            written.extend(item.events)
-        elif isinstance(item, OutboxEvent):
-            written.append((item.type, item.payload))
-    return written
+    return [(type_, payload) for _, type_, payload, _ in _outbox(items)]
 
 
 def _events(items: Sequence[Item], log_ids: list[int], now: datetime) -> list[dict[str, Any]]:
     """The outbox rows of `items` in their order; `log_ids` are the ids their call-log rows got, in order."""
-    events: list[dict[str, Any]] = []
-
-    def event(user_id: int | None, type_: str, payload: dict[str, Any]) -> None:
-        events.append({"user_id": user_id, "company_id": None, "type": type_, "payload": payload, "created_at": now})
-
     logs = iter(log_ids)
-    for item in items:
-        if isinstance(item, CallRecord):
-            event(item.user_id, "call_log.added", {"id": next(logs), "kind": item.kind})
-            for type_, payload in item.events:
-                event(item.user_id, type_, payload)
-        elif isinstance(item, OutboxEvent):
-            event(item.user_id, item.type, item.payload)
-    return events
+    return [
+        {
+            "user_id": user_id,
+            "company_id": None,
+            "type": type_,
+            "payload": {"id": next(logs), **payload} if own_log else payload,
+            "created_at": now,
+        }
+        for user_id, type_, payload, own_log in _outbox(items)
+    ]
 
 
 @dataclass(frozen=True)
