@@ -12,10 +12,11 @@ from typing import Any, Literal
 
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
 from hipper.domain.group_routing import GroupNumber
 from hipper.domain.numbers import NumberError, is_extension, normalise
-from hipper.store.db import PooledReads, Reads
+from hipper.store.db import AnySelect, PooledReads, Reads
 from hipper.store.group_calls import GroupRef, find_by_extension, find_by_number
 from hipper.store.models import Company, Group, User
 from hipper.store.user_state import group_number_of
@@ -146,12 +147,13 @@ class CallerUser:
     name: str  # "first last", else their username
 
 
-_CALLER_USER = select(
-    User.id, User.company_id, User.extension, User.direct_number, User.first_name, User.last_name, User.username
-).where(User.id == bindparam("user_id"))
-_HANDSET_USER = select(
-    User.id, User.company_id, User.extension, User.mobile_number, User.first_name, User.last_name, User.username
-).where(User.mobile_number == bindparam("number"))
+def _shown_with(number: InstrumentedAttribute[str | None]) -> AnySelect:
+    """The columns a `CallerUser` is made of (`_caller`), `number` being the one shown without an extension."""
+    return select(User.id, User.company_id, User.extension, number, User.first_name, User.last_name, User.username)
+
+
+_CALLER_USER = _shown_with(User.direct_number).where(User.id == bindparam("user_id"))
+_HANDSET_USER = _shown_with(User.mobile_number).where(User.mobile_number == bindparam("number"))
 
 
 async def caller_user(reads: Reads, user_id: int) -> CallerUser | None:
