@@ -137,23 +137,38 @@ class LoopReadsConnection(aiosqlite.Connection):
         return _read_within_budget(self._conn, cursor, args)
 
 
+class _ReadBudget:
+    """`LOOP_READ_BUDGET_SECONDS` for reads on the loop: set as a connection's progress handler, it interrupts a read
+    that runs past it (`read` then raises `_OverBudget`, and the caller runs it again off the loop)."""
+
+    __slots__ = ("deadline", "over")
+
+    def __init__(self) -> None:
+        self.deadline = 0.0
+        self.over = False
+
+    def progress(self) -> int:
+        self.over = time.perf_counter() > self.deadline
+        return 1 if self.over else 0  # non-zero interrupts the statement (SQLITE_INTERRUPT)
+
+    def read(self, cursor: sqlite3.Cursor, args: tuple[Any, ...]) -> list[Any]:
+        self.over = False
+        self.deadline = time.perf_counter() + LOOP_READ_BUDGET_SECONDS
+        try:
+            return _read_all(cursor, *args)
+        except sqlite3.OperationalError:
+            if self.over:
+                raise _OverBudget from None
+            raise
+
+
 def _read_within_budget(connection: sqlite3.Connection, cursor: sqlite3.Cursor, args: tuple[Any, ...]) -> list[Any]:
-    """The rows of a read run right here, or `_OverBudget` once it took `LOOP_READ_BUDGET_SECONDS`."""
-    deadline = time.perf_counter() + LOOP_READ_BUDGET_SECONDS
-    over = False
-
-    def progress() -> int:
-        nonlocal over
-        over = time.perf_counter() > deadline
-        return 1 if over else 0  # non-zero interrupts the statement (SQLITE_INTERRUPT)
-
-    connection.set_progress_handler(progress, _PROGRESS_STEPS)
+    """The rows of a read run right here, or `_OverBudget` once it took `LOOP_READ_BUDGET_SECONDS`: the budget's
+    handler set for this read only (the connection's worker thread runs writes on it too)."""
+    budget = _ReadBudget()
+    connection.set_progress_handler(budget.progress, _PROGRESS_STEPS)
     try:
-        return _read_all(cursor, *args)
-    except sqlite3.OperationalError:
-        if over:
-            raise _OverBudget from None
-        raise
+        return budget.read(cursor, args)
     finally:
         connection.set_progress_handler(None, 0)
 
@@ -252,15 +267,9 @@ class CallPathReads:
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") and not url.query:
             self._sqlite = sqlite3.connect(url.database, timeout=SQLITE_BUSY_SECONDS, check_same_thread=False)
             self._sqlite.execute("PRAGMA query_only=ON")  # reads only, whatever a caller hands in
-            # `LOOP_READ_BUDGET_SECONDS` as in `_read_within_budget`, with the handler set once: every statement on
-            # this connection is such a read, and each sets its deadline (`rows`).
-            self._deadline = 0.0
-            self._over = False
-            self._sqlite.set_progress_handler(self._progress, _PROGRESS_STEPS)
-
-    def _progress(self) -> int:
-        self._over = time.perf_counter() > self._deadline
-        return 1 if self._over else 0  # non-zero interrupts the statement (SQLITE_INTERRUPT)
+            # The read budget's handler set once: every statement on this connection is a read on the loop.
+            self._budget = _ReadBudget()
+            self._sqlite.set_progress_handler(self._budget.progress, _PROGRESS_STEPS)
 
     def close(self) -> None:
         if self._sqlite is not None:
@@ -286,15 +295,10 @@ class CallPathReads:
         self.direct_statements[prepared.sql] += 1
         parameters = prepared.parameters(values or {})
         cursor = connection.cursor()
-        self._over = False
-        self._deadline = time.perf_counter() + LOOP_READ_BUDGET_SECONDS
         try:
-            cursor.execute(prepared.sql, parameters)
-            raw = cursor.fetchall()
-        except sqlite3.OperationalError:
-            if not self._over:
-                raise
-            async with self._engine.connect() as pooled:  # over budget: again, off the loop
+            raw = self._budget.read(cursor, (prepared.sql, parameters))
+        except _OverBudget:
+            async with self._engine.connect() as pooled:  # again, off the loop
                 return await PooledReads(pooled).rows(statement, values)
         finally:
             cursor.close()
