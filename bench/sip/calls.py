@@ -77,9 +77,13 @@ DEVICE_PASSWORD = "bench-phone-secret"
 LOGIN_PASSWORD = "bench login password 1"
 EXCHANGE_CORE = 0
 LOAD_CORE = 1
-RTP_PORTS = (40000, 46000)  # the engine's pairs; SIPp's media ports sit above them
-CALLER_MEDIA_PORT = 47000
-CALLEE_MEDIA_PORT = 47100
+# BENCH_PORT_OFFSET moves the exchange's SIP port and every fixed media port, so that two benchmark processes
+# (two builds measured side by side in the same minutes, bench/sip/pair.py) do not meet.
+PORT_OFFSET = int(os.environ.get("BENCH_PORT_OFFSET", "0"))
+SIP_PORT = 5060 + PORT_OFFSET
+RTP_PORTS = (40000 + PORT_OFFSET, 46000 + PORT_OFFSET)  # the engine's pairs; SIPp's media ports sit above them
+CALLER_MEDIA_PORT = 47000 + PORT_OFFSET
+CALLEE_MEDIA_PORT = 47100 + PORT_OFFSET
 RAMP_RATE = 25  # new calls per second while a level ramps up; the set-up cost must not swamp the RTP
 CAPTURE_SECONDS = 7.1  # g711a.pcap lasts 7.05 s (236 packets)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -457,6 +461,7 @@ async def start_exchange(workdir: Path, users: int, trunk_port: int, database_ur
         data_dir=workdir / "data",
         database_url=database_url or f"sqlite+aiosqlite:///{workdir / 'hipper.db'}",
         http_port=http_port,
+        sip_port=SIP_PORT,
         sip_realm=REALM,
         sip_node="bench",
         sip_max_expires=3600,

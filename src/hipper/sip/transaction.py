@@ -24,7 +24,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast
 
 from hipper.sip.message import (
     BRANCH_COOKIE,
@@ -64,7 +64,6 @@ class Clock(Protocol):
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer: ...
 
 
-@runtime_checkable
 class TimedClock(Protocol):
     """A `Clock` that also tells its time and takes deadlines, like the event loop: `call_at_least` rounds on it."""
 
@@ -605,7 +604,12 @@ class TransactionLayer:
     def clock(self, clock: Clock | None) -> None:
         self._clock = clock
         # `call_at_least` rounds deadlines on the loop's clock or on a given one that tells its time.
-        self._timed_clock: TimedClock | None = clock if isinstance(clock, TimedClock) else None
+        # Asked of the object, not by isinstance on a runtime-checkable Protocol: the compiled build (mypyc)
+        # refuses those.
+        timed = (
+            clock is not None and callable(getattr(clock, "time", None)) and callable(getattr(clock, "call_at", None))
+        )
+        self._timed_clock: TimedClock | None = cast(TimedClock, clock) if timed else None
         self._rounds = clock is None or self._timed_clock is not None
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
