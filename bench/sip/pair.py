@@ -1,7 +1,7 @@
 """Two builds' CPU per call measured side by side, in the same minutes: two `bench.sip.rates` processes at once.
 
 Usage: .venv/bin/python -m bench.sip.pair --a <src of build A> --b <src of build B> [--rates 40] [--seconds 60]
-       [--rounds 2]
+       [--rounds 2] [--a-env NAME=VALUE] [--b-env NAME=VALUE]
 
 One run of `bench.sip.calls` moves ± 15 % from the next on this machine (docs/performance.md), so two builds
 measured one after the other cannot be told apart by less than that. Here both exchanges run at the same time on
@@ -29,8 +29,10 @@ SLOT_OFFSETS = (0, 10000)
 FIGURES = ("cpu_ms_per_call_net_of_idle", "gross_ms_per_call")
 
 
-async def measure(source: str, offset: int, rates: str, seconds: int) -> dict[int, dict[str, float]]:
-    environment = {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{ROOT}", "BENCH_PORT_OFFSET": str(offset)}
+async def measure(
+    source: str, offset: int, rates: str, seconds: int, extra: dict[str, str]
+) -> dict[int, dict[str, float]]:
+    environment = {**os.environ, **extra, "PYTHONPATH": f"{source}{os.pathsep}{ROOT}", "BENCH_PORT_OFFSET": str(offset)}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.sip.rates", "--rates", rates, "--seconds", str(seconds),
         cwd=ROOT, env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -51,18 +53,19 @@ async def measure(source: str, offset: int, rates: str, seconds: int) -> dict[in
 async def run(args: argparse.Namespace) -> None:
     ratios: dict[str, list[float]] = {figure: [] for figure in FIGURES}
     lines: list[dict[str, object]] = []
+    builds = {"a": (args.a, dict(args.a_env)), "b": (args.b, dict(args.b_env))}
     for round_ in range(args.rounds):
-        slots = (args.a, args.b) if round_ % 2 == 0 else (args.b, args.a)
+        order = ("a", "b") if round_ % 2 == 0 else ("b", "a")
         measured = await asyncio.gather(
             *(
-                measure(source, offset, args.rates, args.seconds)
-                for source, offset in zip(slots, SLOT_OFFSETS, strict=True)
+                measure(builds[build][0], offset, args.rates, args.seconds, builds[build][1])
+                for build, offset in zip(order, SLOT_OFFSETS, strict=True)
             )
         )
-        by_build = dict(zip(slots, measured, strict=True))
-        for rate in sorted(by_build[args.a]):
-            a, b = by_build[args.a][rate], by_build[args.b][rate]
-            line: dict[str, object] = {"round": round_ + 1, "rate": rate, "a_slot": slots.index(args.a)}
+        by_build = dict(zip(order, measured, strict=True))
+        for rate in sorted(by_build["a"]):
+            a, b = by_build["a"][rate], by_build["b"][rate]
+            line: dict[str, object] = {"round": round_ + 1, "rate": rate, "a_slot": order.index("a")}
             for figure in FIGURES:
                 line[f"a_{figure}"] = round(a[figure], 3)
                 line[f"b_{figure}"] = round(b[figure], 3)
@@ -74,7 +77,8 @@ async def run(args: argparse.Namespace) -> None:
     medians = {f"median_b_over_a_{figure}": round(statistics.median(values), 3) for figure, values in ratios.items()}
     print(json.dumps(medians))
     out = HERE / "results" / f"pair-{time.strftime('%Y-%m-%dT%H%M', time.gmtime())}.json"
-    out.write_text(json.dumps({"a": args.a, "b": args.b, "rounds": lines, **medians}, indent=1) + "\n")
+    described = {"a": args.a, "b": args.b, "a_env": dict(args.a_env), "b_env": dict(args.b_env)}
+    out.write_text(json.dumps({**described, "rounds": lines, **medians}, indent=1) + "\n")
     print("results written to", out)
 
 
@@ -82,6 +86,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--a", required=True, help="source tree of build A (its src directory)")
     parser.add_argument("--b", required=True, help="source tree of build B (its src directory)")
+    parser.add_argument("--a-env", action="append", default=[], type=lambda text: tuple(text.split("=", 1)),
+                        help="NAME=VALUE in build A's environment only (repeatable)")  # fmt: skip
+    parser.add_argument("--b-env", action="append", default=[], type=lambda text: tuple(text.split("=", 1)),
+                        help="NAME=VALUE in build B's environment only (repeatable)")  # fmt: skip
     parser.add_argument("--rates", default="40")
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=2)

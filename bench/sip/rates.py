@@ -66,7 +66,8 @@ async def run(args: argparse.Namespace) -> None:
     finally:
         await exchange.close()
         os.dup2(saved_stderr, 2)
-    out = bench.HERE / "results" / f"rates-{time.strftime('%Y-%m-%dT%H%M', time.gmtime())}.json"
+    slot = f"-ports{bench.PORT_OFFSET}" if bench.PORT_OFFSET else ""  # two at once (bench.sip.pair): two files
+    out = bench.HERE / "results" / f"rates-{time.strftime('%Y-%m-%dT%H%M', time.gmtime())}{slot}.json"
     out.write_text(json.dumps(results, indent=1) + "\n")
     print("results written to", out)
 
