@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from hipper.domain.routing import (
     IncomingCall,
@@ -27,6 +28,7 @@ from hipper.domain.routing import (
     plan_for_call,
     plan_incoming,
 )
+from hipper.domain.services import SERVICES
 from tests.domain.test_routing import CASES, NOW, X, Y, Z, user_state
 from tests.domain.test_routing_properties import services
 
@@ -193,3 +195,13 @@ def test_a_snapshot_keeps_a_bounded_number_of_plans() -> None:
         call = IncomingCall(caller=CALLERS[0], called="fixed", max_forwards=count + 2)
         same(plan_for_call(call, snapshot, NOW, RULES), call, snapshot, NOW)
         assert 1 <= len(snapshot.plans) <= 32
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_a_service_document_cannot_be_changed_in_place(service: str) -> None:
+    # Kept plans are only right while the documents they were made from stay as they were: a change is a new
+    # document (and an outbox event that drops the snapshot), never an assignment to a kept one.
+    document = SERVICES[service]()
+    field = next(iter(type(document).model_fields))
+    with pytest.raises(ValidationError, match="frozen"):
+        setattr(document, field, getattr(document, field))

@@ -34,7 +34,9 @@ DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, max_length
 
 
 class ServiceSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Frozen: routing snapshots keep documents and the plans made from them (`plan_for_call`), and a plan kept for
+    # a document changed in place would route by the old settings. A change is a new document.
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     service: ClassVar[str]
     # Fields only the administrator sets (shown read-only to the user).
