@@ -23,12 +23,16 @@ from urllib.parse import urlsplit
 SERVICE_PATH = "/api/v1/me/services/do-not-disturb"
 REQUEST_TIMEOUT = 5.0
 MAX_CONNECTIONS = 512
+# uvicorn closes a kept-alive connection after 5 s without a request (`timeout_keep_alive`); a request written on
+# it as it closes gets no answer. HTTP clients reopen such a connection; so does this one, a little before.
+KEEP_ALIVE_SECONDS = 4.0
 
 
 @dataclass
 class Connection:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    last_used: float = 0.0  # perf_counter when its last answer came (or when it was opened)
 
 
 def requests_for(op: str, host: str, tokens: list[str]) -> list[bytes]:
@@ -79,7 +83,7 @@ async def run(url: str, op: str, rate: float, seconds: float, warmup: float, tok
         nonlocal opened
         reader, writer = await asyncio.open_connection(host, port)
         opened += 1
-        return Connection(reader, writer)
+        return Connection(reader, writer, clock())
 
     # A warm pool: opening TCP connections is not what we measure.
     idle.extend(await asyncio.gather(*(connect() for _ in range(min(64, int(rate // 10) + 8)))))
@@ -87,6 +91,9 @@ async def run(url: str, op: str, rate: float, seconds: float, warmup: float, tok
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     errors = 0
+    # What each counted error was, and whether it came on a kept-alive connection or a new one: a server that
+    # closes an idle connection as a request is sent on it (keep-alive timeout) is not one that failed a request.
+    error_kinds: dict[str, int] = {}
     answered = 0  # including the warm-up: the server's CPU time is divided by this
     total = int(rate * (seconds + warmup))
     start = clock() + 0.1
@@ -96,17 +103,27 @@ async def run(url: str, op: str, rate: float, seconds: float, warmup: float, tok
         nonlocal errors, answered
         async with slots:
             connection = idle.pop() if idle else None
+            while connection is not None and clock() - connection.last_used > KEEP_ALIVE_SECONDS:
+                connection.writer.close()
+                connection = idle.pop() if idle else None
+            reused = connection is not None
             try:
                 async with asyncio.timeout(REQUEST_TIMEOUT):
                     if connection is None:
                         connection = await connect()
                     status = await exchange(connection, request)
-            except (OSError, TimeoutError, RuntimeError, asyncio.IncompleteReadError, ValueError):
+            except (OSError, TimeoutError, RuntimeError, asyncio.IncompleteReadError, ValueError) as error:
                 if scheduled >= measure_from:
                     errors += 1
+                    kind = f"{type(error).__name__} on a new connection"
+                    if reused and connection is not None:
+                        idle_for = clock() - connection.last_used
+                        kind = f"{type(error).__name__} on a connection kept alive {idle_for:.0f} s"
+                    error_kinds[kind] = error_kinds.get(kind, 0) + 1
                 if connection is not None:
                     connection.writer.close()
                 return
+            connection.last_used = clock()
             idle.append(connection)
             answered += 1
         if scheduled >= measure_from:
@@ -141,6 +158,7 @@ async def run(url: str, op: str, rate: float, seconds: float, warmup: float, tok
         "completed": len(latencies),
         "answered_total": answered,
         "errors": errors,
+        "error_kinds": error_kinds,
         "statuses": statuses,
         "connections": opened,
         "p50_ms": quantile(0.50),
