@@ -155,7 +155,9 @@ class _Transaction:
 
     state: State
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, layer: TransactionLayer, request: Request) -> None:
+        self.layer = layer
+        self._timers: list[Timer] = []
         self._request: Request | None = request
         self._uri = request.uri
         self._lines: _Lines = ()  # with `_uri` and `_body`: the request's text once it lingers
@@ -193,6 +195,13 @@ class _Transaction:
         if terminated is not None and not terminated.done():
             terminated.set_result(None)
 
+    def _after(self, delay: float, callback: Callable[[], None]) -> None:
+        self._timers.append(self.layer.call_later(delay, callback))
+
+    def _linger_for(self, delay: float, callback: Callable[[], None]) -> None:
+        """A timer that ends the lingering (D, I, J, K, L, M): on the T1 grid (`TransactionLayer.call_at_least`)."""
+        self._timers.append(self.layer.call_at_least(delay, callback))
+
 
 class ServerTransaction(_Transaction):
     """§17.2.1 (INVITE) and §17.2.2 (non-INVITE) server transactions."""
@@ -200,8 +209,7 @@ class ServerTransaction(_Transaction):
     def __init__(
         self, layer: TransactionLayer, request: Request, peer: Peer, key: tuple[str, ...], origin: Peer | None = None
     ) -> None:
-        super().__init__(request)
-        self.layer = layer
+        super().__init__(layer, request)
         self.peer = peer  # where it came from and where answers go (behind an edge: the edge proxy)
         # Who sent it as far as trust goes: `peer`, or behind a trusted edge proxy the address it attests, as the
         # stack worked it out when the request arrived (SipStack.origin). Authentication, bans and trust by
@@ -214,7 +222,6 @@ class ServerTransaction(_Transaction):
         self.destination = response_peer(request.top_via, peer)
         self.to_tag = secrets.token_hex(6)
         self.cancelled = False
-        self._timers: list[Timer] = []
         self._retransmission: Timer | None = None  # of our 2xx, until the ACK (Timer L is in _timers)
         self._retransmit_interval = layer.timers.t1
         self._ack_key: tuple[str, str, int] | None = None  # set in Accepted, where the layer files it
@@ -342,12 +349,6 @@ class ServerTransaction(_Transaction):
             log.info("sip.transaction.ack_timeout", extra={"call_id": self.request.headers.get("Call-ID")})
             self._terminate()
 
-    def _after(self, delay: float, callback: Callable[[], None]) -> None:
-        self._timers.append(self.layer.call_later(delay, callback))
-
-    def _linger_for(self, delay: float, callback: Callable[[], None]) -> None:
-        self._timers.append(self.layer.call_at_least(delay, callback))
-
     def _cancel_timers(self) -> None:
         for timer in self._timers:
             timer.cancel()
@@ -386,8 +387,7 @@ class ClientTransaction(_Transaction):
         on_response: ResponseCallback | None = None,
         provisional_timeout: float | None = None,
     ) -> None:
-        super().__init__(request)
-        self.layer = layer
+        super().__init__(layer, request)
         # Once only retransmissions are absorbed: the final response's text, beside the request's.
         self._final_line: tuple[int, str] | None = None
         self._final_lines: _Lines = ()
@@ -403,7 +403,6 @@ class ClientTransaction(_Transaction):
         self._cancel_requested = False
         self._data = request.serialize()
         self._interval = layer.timers.t1
-        self._timers: list[Timer] = []
         self._ack: bytes | None = None
         self._provisional_timeout = provisional_timeout
 
@@ -557,12 +556,6 @@ class ClientTransaction(_Transaction):
             self.layer.send_cancel(self)
         elif self.state == State.CALLING:
             self._cancel_requested = True
-
-    def _after(self, delay: float, callback: Callable[[], None]) -> None:
-        self._timers.append(self.layer.call_later(delay, callback))
-
-    def _linger_for(self, delay: float, callback: Callable[[], None]) -> None:
-        self._timers.append(self.layer.call_at_least(delay, callback))
 
     def _cancel_timers(self) -> None:
         for timer in self._timers:
