@@ -47,14 +47,10 @@ from hipper.store import db
 
 sys.path.append(str(Path(__file__).resolve().parents[2]))  # after hipper: see the module docstring
 from bench.sip.calls import DEVICE_PASSWORD, REALM, add_bench_users
+from bench.sip.stack import NONCE, SDP_FOR
 
 CALLER = Peer("udp", "127.0.0.1", 47062)
 CALLEE = Peer("udp", "127.0.0.1", 47162)
-SDP = (
-    b"v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-    b"m=audio %d RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
-)
-_CHALLENGE = re.compile(rb'nonce="([^"]+)"')
 
 
 class Never:
@@ -87,7 +83,7 @@ def request(method: str, uri: str, call_id: str, cseq: int, branch: str, from_: 
 
 
 def authorization(header: str, user: str, method: str, uri: str, challenge: bytes) -> str:
-    nonce = _CHALLENGE.search(challenge)
+    nonce = NONCE.search(challenge)
     assert nonce is not None, challenge[:300]
     digest = response(
         algorithm="MD5", ha1_hex=ha1(user, REALM, DEVICE_PASSWORD), method=method, uri=uri,
@@ -159,17 +155,19 @@ class Phones:
         call_id = f"call-{self.next_id()}@127.0.0.1"
         from_, to = "<sip:u0000@hipper.test>;tag=caller1", "<sip:2001@hipper.test>"
         first = self.next_id()
-        receive(request("INVITE", uri, call_id, 1, first, from_, to, CALLER, body=SDP % 47000), CALLER)
+        receive(request("INVITE", uri, call_id, 1, first, from_, to, CALLER, body=SDP_FOR % 47000), CALLER)
         challenge = await self.expect(CALLER, b"SIP/2.0 407")
         tag = re.search(rb"To: [^\r]*;tag=([^\r;]+)", challenge)
         assert tag is not None
         receive(request("ACK", uri, call_id, 1, first, from_, f"{to};tag={tag[1].decode()}", CALLER), CALLER)
         auth = authorization("Proxy-Authorization", "u0000", "INVITE", uri, challenge)
-        receive(request("INVITE", uri, call_id, 2, self.next_id(), from_, to, CALLER, auth, body=SDP % 47000), CALLER)
+        receive(
+            request("INVITE", uri, call_id, 2, self.next_id(), from_, to, CALLER, auth, body=SDP_FOR % 47000), CALLER
+        )
         invite = parse_message(await self.expect(CALLEE, b"INVITE "))
         assert isinstance(invite, Request)
         callee_tag = f"callee{self.next_id()}"
-        for status, body in ((180, b""), (200, SDP % 47100)):
+        for status, body in ((180, b""), (200, SDP_FOR % 47100)):
             answer = Response.for_request(invite, status, to_tag=callee_tag, body=body)
             answer.headers.add("Contact", f"<sip:u0001@{CALLEE.host}:{CALLEE.port}>")
             if body:

@@ -49,11 +49,13 @@ PASSWORD = "s3cret-pass"
 PHONE = Peer("udp", "203.0.113.5", 5062)
 EDGE = Peer("udp", "192.0.2.10", 5060)
 CALLEE = Peer("udp", "127.0.0.1", 42200)
-SDP = (
-    b"v=0\r\no=sipp 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-    b"m=audio 47000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+# A phone's offer or answer, for its RTP port (`SDP_FOR % port`; bench/engine/calls.py uses it too).
+SDP_FOR = (
+    b"v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    b"m=audio %d RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
 )
-_NONCE = re.compile(rb'nonce="([^"]+)"')
+SDP = SDP_FOR % 47000
+NONCE = re.compile(rb'nonce="([^"]+)"')  # of a digest challenge
 # What a desk phone adds to its INVITE, BYE and 2xx (a Yealink's, roughly).
 PHONE_HEADERS = (
     "Allow: INVITE, INFO, PRACK, ACK, BYE, CANCEL, OPTIONS, NOTIFY, REGISTER, SUBSCRIBE, REFER, PUBLISH, UPDATE, "
@@ -226,7 +228,7 @@ class Bench:
         first = "z9hG4bK" + secrets.token_hex(6)
         receive(caller_request("INVITE", call_id, 1, first, edge=edge, phone=phone), source)
         challenge = self.sent[-1]
-        nonce = _NONCE.search(challenge)
+        nonce = NONCE.search(challenge)
         assert challenge.startswith(b"SIP/2.0 407") and nonce is not None, challenge[:200]
         tag = re.search(rb"To: [^\r]*;tag=([0-9a-f]+)", challenge)
         assert tag is not None
