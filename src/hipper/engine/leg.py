@@ -21,7 +21,18 @@ from hipper.config import Settings
 from hipper.engine.diversion_guard import diverting, refused_answer
 from hipper.media.engine import MediaEngine, MediaError, MediaEvent, SessionUpdated, SetRemoteSdp
 from hipper.sip.dialog import Dialog, new_call_id, new_tag
-from hipper.sip.message import URI, Headers, Message, NameAddr, ParseError, Request, Response
+from hipper.sip.message import (
+    URI,
+    Headers,
+    Message,
+    NameAddr,
+    ParseError,
+    Request,
+    RequestText,
+    Response,
+    request_from_text,
+    request_text,
+)
 from hipper.sip.session_timer import (
     MAX_INTERVAL,
     Session,
@@ -551,12 +562,12 @@ class _AckedBranch:
     INVITE as text, not parsed (sip/transaction.py keeps its own the same way): a second dialog is rare, and the
     request is rebuilt for it then."""
 
-    __slots__ = ("ack", "peer", "remote_tag", "request_text", "stack")
+    __slots__ = ("ack", "invite", "peer", "remote_tag", "stack")
 
     def __init__(self, stack: SipStack, peer: Peer, request: Request, remote_tag: str, ack: bytes) -> None:
         self.stack = stack
         self.peer = peer
-        self.request_text = (request.method, request.uri, tuple(request.headers), request.body)
+        self.invite: RequestText = request_text(request)
         self.remote_tag = remote_tag
         self.ack = ack
 
@@ -564,8 +575,7 @@ class _AckedBranch:
         if (response.to.tag or "") == self.remote_tag:
             self.stack.transactions.send(self.ack, self.peer)  # a retransmitted 2xx: ACK it again
             return
-        method, uri, lines, body = self.request_text
-        stray = Dialog.as_uac(Request(method, uri, Headers(list(lines)), body), response)
+        stray = Dialog.as_uac(request_from_text(self.invite), response)
         send_ack(self.stack, self.peer, stray)
         asyncio.get_running_loop().create_task(_bye_dialog(self.stack, self.peer, stray))
 

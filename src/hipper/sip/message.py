@@ -843,6 +843,22 @@ class Request(Message):
         self.int_header("Expires")
 
 
+# A request kept long after use (a lingering transaction, an ACKed branch: up to 32 s after the call) is kept as
+# text, to rebuild it unparsed if it is asked for: method, URI, its header lines as one tuple of (name, value) string
+# pairs (which the garbage collector stops tracking once it has been over them), body.
+HeaderLines = tuple[tuple[str, str], ...]
+RequestText = tuple[str, URI, HeaderLines, bytes]
+
+
+def request_text(request: Request) -> RequestText:
+    return (request.method, request.uri, tuple(request.headers), request.body)
+
+
+def request_from_text(text: RequestText) -> Request:
+    method, uri, lines, body = text
+    return Request(method, uri, Headers(list(lines)), body)
+
+
 _ECHOED = frozenset(("via", "from", "to", "call-id", "cseq"))  # what a response copies from its request (§8.2.6.2)
 _ECHOED_ROUTED = _ECHOED | {"record-route"}
 _DIALOG_MAKING = frozenset(("INVITE", "SUBSCRIBE", "REFER"))

@@ -28,13 +28,17 @@ from typing import Protocol, cast
 
 from hipper.sip.message import (
     BRANCH_COOKIE,
+    HeaderLines,
     Headers,
     ParseError,
     Request,
+    RequestText,
     Response,
     Via,
     format_hostport,
     is_number,
+    request_from_text,
+    request_text,
 )
 from hipper.sip.transport import Peer, TransportError, Transports
 
@@ -143,12 +147,6 @@ def server_key(request: Request, via: Via) -> tuple[str, ...]:
     return (request.call_id, request.from_.tag or "", str(request.cseq[0]), str(via), method)
 
 
-# A message a lingering transaction no longer needs parsed is kept as text, to rebuild it (unparsed) if it is asked
-# for: its header lines as one tuple of (name, value) string pairs (which the garbage collector stops tracking once
-# it has been over them), beside the body and the first line's parts.
-_Lines = tuple[tuple[str, str], ...]
-
-
 class _Transaction:
     """What server and client transactions share: the request, kept as text once only retransmissions are
     absorbed, and `terminated`, made when someone asks (most transactions are never asked)."""
@@ -159,9 +157,7 @@ class _Transaction:
         self.layer = layer
         self._timers: list[Timer] = []
         self._request: Request | None = request
-        self._uri = request.uri
-        self._lines: _Lines = ()  # with `_uri` and `_body`: the request's text once it lingers
-        self._body = b""
+        self._text: RequestText | None = None  # the request's text once it lingers
         self.method = request.method
         self._terminated: asyncio.Future[None] | None = None
 
@@ -171,7 +167,8 @@ class _Transaction:
         asked for then, it is rebuilt from that text, unparsed."""
         request = self._request
         if request is None:
-            request = self._request = Request(self.method, self._uri, Headers(list(self._lines)), self._body)
+            assert self._text is not None
+            request = self._request = request_from_text(self._text)
         return request
 
     @property
@@ -186,8 +183,7 @@ class _Transaction:
     def _keep_request_as_text(self) -> None:
         request = self._request
         if request is not None:
-            self._lines = tuple(request.headers)
-            self._body = request.body
+            self._text = request_text(request)
             self._request = None
 
     def _resolve_terminated(self) -> None:
@@ -390,7 +386,7 @@ class ClientTransaction(_Transaction):
         super().__init__(layer, request)
         # Once only retransmissions are absorbed: the final response's text, beside the request's.
         self._final_line: tuple[int, str] | None = None
-        self._final_lines: _Lines = ()
+        self._final_lines: HeaderLines = ()
         self._final_body = b""
         self.peer = peer
         self.invite = request.method == "INVITE"
