@@ -153,6 +153,20 @@ def git_commit() -> str:
         return ""
 
 
+def interpreter() -> dict[str, str]:
+    """Which Python ran the exchange. The same code costs ≈ 9 % less CPU per call on Debian's python3 (built with
+    profile-guided optimisation and LTO, libpython linked into the executable) than on a default pyenv build
+    (`--enable-shared`, no PGO: every call into the interpreter goes through libpython's PLT), so figures taken on
+    different interpreters are not comparable (docs/performance.md, "Fourteenth session")."""
+    maps = Path("/proc/self/maps")
+    mapped = maps.read_text() if maps.exists() else ""
+    return {
+        "python": sys.version.split()[0],
+        "executable": os.path.realpath(sys.executable),
+        "libpython": "shared library" if "libpython" in mapped else "linked into the executable",
+    }
+
+
 def udp_counters() -> dict[str, int]:
     """The kernel's UDP counters (whole machine): RcvbufErrors are datagrams dropped because a socket's receive
     buffer was full, i.e. its reader (the exchange's loop, or SIPp) did not read in time."""
@@ -929,6 +943,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} vCPU, load average at start {os.getloadavg()[0]:.1f}",
         "commit": git_commit(),
+        "interpreter": interpreter(),
         "exchange_core": EXCHANGE_CORE,
         "load_core": LOAD_CORE,
         "database": "PostgreSQL" if args.database_url else "SQLite",

@@ -30,7 +30,9 @@ async def run(args: argparse.Namespace) -> None:
     os.dup2(log_fd, 2)  # the exchange logs at INFO into the work directory
     trunk_port, callee_port = bench.free_port(), bench.free_port()
     exchange = await bench.start_exchange(workdir, args.users, trunk_port, None)
-    results: dict[str, object] = {"commit": bench.git_commit(), "users": args.users, "workdir": str(workdir)}
+    results: dict[str, object] = {
+        "commit": bench.git_commit(), "interpreter": bench.interpreter(), "users": args.users, "workdir": str(workdir),
+    }  # fmt: skip
     try:
         await bench.register_all(exchange, workdir, callee_port)
         await bench.settle(0.02, limit=10.0)
