@@ -154,10 +154,11 @@ def git_commit() -> str:
 
 
 def interpreter() -> dict[str, str]:
-    """Which Python ran the exchange. The same code costs ≈ 9 % less CPU per call on Debian's python3 (built with
+    """Which Python ran the exchange. The same code costs ≈ 8.5 % less CPU per call on Debian's python3 (built with
     profile-guided optimisation and LTO, libpython linked into the executable) than on a default pyenv build
-    (`--enable-shared`, no PGO: every call into the interpreter goes through libpython's PLT), so figures taken on
-    different interpreters are not comparable (docs/performance.md, "Fourteenth session")."""
+    (`--enable-shared` without PGO, so without `-fno-semantic-interposition`: calls between libpython's own
+    functions can go through its PLT), so figures taken on different interpreters are not comparable
+    (docs/performance.md, "Fourteenth session")."""
     maps = Path("/proc/self/maps")
     mapped = maps.read_text() if maps.exists() else ""
     return {
