@@ -544,8 +544,9 @@ async def test_a_call_placed_from_a_phone_that_a_colleagues_voicemail_answers_ri
     exchange: Exchange, api: Api
 ) -> None:
     """alice's desk phone calls bob, whose phone rings once; then his voicemail answers her. For her the call rings
-    no more: listed active (`call.updated`), its ringing row gone from the shared table, so no other node lists it
-    ringing for the length of her message. Before, it stayed ringing until she hung up."""
+    no more: listed active (`call.updated`), its ringing row in the shared table replaced by an answered one, so no
+    other node lists it ringing for the length of her message (before, it stayed ringing until she hung up), and
+    every node finds her on a call (before, no node did)."""
     await alice(exchange)
     await exchange.set_service("bob", Voicemail(active=True, on_no_answer=True, rings=1))
     desk = await phone(exchange, "bob", "bob-desk", scenario("callee_rings.xml"))  # cancelled after a ring
@@ -558,10 +559,13 @@ async def test_a_call_placed_from_a_phone_that_a_colleagues_voicemail_answers_ri
     assert found[1][1] == {"id": call.key, "state": "active"}
     listed = await wait_for_state(api, headers, "active")
     assert (listed["id"], listed["direction"]) == (call.key, "outgoing")
-    assert await shared_rows(exchange, "alice") == []
+    await exchange.b2bua.presence.written()
+    assert await shared_rows(exchange, "alice") == [(call.call_id, False)]  # answered: busy on every node
     await calling.hang_up()
     found = await call_stream(api, headers, "call.ended")
     assert [kind for kind, _ in found] == ["call.ringing", "call.updated", "call.ended"], found
+    await exchange.b2bua.presence.written()
+    assert await shared_rows(exchange, "alice") == []
 
 
 @pytest.mark.parametrize(("ring_ms", "announce_after", "events"), [

@@ -26,6 +26,7 @@ from tests.calls.conftest import (
     Exchange,
     Nodes,
     Sipp,
+    call_until_told,
     expect_headers,
     phone,
     place_call,
@@ -76,6 +77,41 @@ async def test_a_call_on_node_a_makes_the_user_busy_for_node_b(nodes: Nodes) -> 
     await nodes.a.b2bua.presence.written()
     async with nodes.b.b2bua.snapshots.reads.connect() as reads:
         assert not await nodes.b.b2bua.presence.on_call(reads, nodes.b.users["bob"], datetime.now(UTC))
+
+
+async def test_a_caller_the_exchange_answered_on_node_a_is_busy_for_node_b(
+    tmp_path: Path, postgres_server: postgres.PostgresServer
+) -> None:
+    """A call the exchange itself answers (here: a colleague's voicemail takes Alice's call) is Alice's call as
+    much as one a phone answered: with call waiting off, Carol's call through node B finds her busy, and her call
+    is in the shared store that every node lists calls from. Before, it was known only to node A's own listing
+    and to nobody's routing. Once she hangs up she is free again everywhere."""
+    silence = {"voicemail_silence_seconds": 30.0}  # Alice says nothing: the voicemail keeps listening meanwhile
+    async with two_nodes(tmp_path, await postgres_server.template_copy(), silence) as (a, b):
+        nodes = Nodes(a, b)
+        await nodes.add_user("alice", "201")
+        await nodes.add_user("bob", "202")
+        await nodes.add_user("carol", "203")
+        await a.set_service("alice", CallWaiting(active=False))
+        await a.set_service("bob", Voicemail(active=True))  # no phone of Bob's registered: voicemail at once
+        alice = await call_until_told(a, "alice", "202")
+        await answered_on(a, "alice", alice)
+        async with a.sessions() as session:
+            rows = (await session.execute(select(ActiveCall).where(ActiveCall.user_id == a.users["alice"]))).all()
+        assert len(rows) == 1 and rows[0][0].node_id == a.settings.node_id and not rows[0][0].ringing
+        carol = await place_call(b, "carol", "201", "final_rejected.xml", status=486)
+        await carol.succeeded()
+        second = await b.next_call()
+        assert second.outcome == "busy" and second.branches == []  # by Alice's plan: nothing rang
+        busy = [row for row in await b.call_logs("alice") if row.outcome == "busy"]
+        assert busy and busy[0].plan is not None and busy[0].plan["steps"][0]["line"] == 7
+        await alice.hang_up()
+        first = await a.next_call()
+        assert first.outcome == "voicemail"
+        await a.b2bua.presence.written()
+        assert not a.b2bua.on_call(a.users["alice"])
+        async with b.b2bua.snapshots.reads.connect() as reads:
+            assert not await b.b2bua.presence.on_call(reads, b.users["alice"], datetime.now(UTC))
 
 
 async def test_with_call_waiting_on_node_b_rings_a_waiting_call(nodes: Nodes) -> None:

@@ -140,8 +140,9 @@ class AppCalls:
 
     def answered(self, call: Call) -> None:
         """The call is answered — by a phone, or by the exchange itself (a colleague's voicemail, a queue): the
-        user's own call rings no more (its row goes; `call.started` draws a phone's answer, `call.updated` active
-        the exchange's, which writes no answered row: the call is listed on its own node)."""
+        user's own call rings no more (its ringing row goes; `call.started` draws a phone's answer, `call.updated`
+        active the exchange's). Either way the user is on a call (`Call.mark_answered` / `answer_caller`: the
+        answered row), so every node lists it."""
         user_id = call.caller.user_id
         if user_id is None or not _placed_by(call, user_id):
             return

@@ -747,9 +747,13 @@ class Call:
         task.add_done_callback(self._tasks.discard)
 
     async def answer_caller(self) -> None:
-        """Answer the caller ourselves (an application takes the call) and give the ACK a moment to arrive."""
+        """Answer the caller ourselves (an application takes the call: a colleague's voicemail, a queue, the
+        Personal Assistant, the voicemail menu) and give the ACK a moment to arrive. A user who called is on a
+        call from then on, as when a phone answers: a second call finds them busy (or waiting) on every node, and
+        every node lists the call (its row in the shared store)."""
         if not self.a.answered:
             await self.send_answer()
+            self._on_a_call(None if self.caller.for_callback else self.caller.user_id)
             self.b2bua.applications.caller_answered_here(self)
             await self.race(asyncio.shield(self.a.acked), 2.0)
 
@@ -1121,10 +1125,16 @@ class Call:
             self.placed.answered_at = self.answered_at
             self.placed.outcome.append("answered")
         caller_user = None if self.caller.for_callback else self.caller.user_id
-        self.on_call_users = [u for u in (caller_user, callee_user_id) if u is not None]
-        for user_id in self.on_call_users:
-            self.b2bua.on_call_started(user_id, self.call_id)
+        self._on_a_call(caller_user, callee_user_id)
         self.b2bua.applications.call_started(self)
+
+    def _on_a_call(self, *user_ids: int | None) -> None:
+        """These users are on this call from now on, each once: a caller the exchange answered (`answer_caller`)
+        and then connected (a Personal Assistant's transfer, a queue's agent) is on it once, and leaves it once."""
+        for user_id in user_ids:
+            if user_id is not None and user_id not in self.on_call_users:
+                self.on_call_users.append(user_id)
+                self.b2bua.on_call_started(user_id, self.call_id)
 
     async def connect(self, leg: CalleeLeg, ringback: str | None) -> None:
         assert leg.endpoint_id is not None and self.a.endpoint_id is not None
