@@ -13,12 +13,13 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
 from hipper.api.app import create_app
 from hipper.apps.groups import queues
 from hipper.domain.services import FixedMobile
 from hipper.store import admin, group_calls
-from hipper.store.models import Company, User
+from hipper.store.models import ActiveCall, Company, User
 from tests.calls.conftest import (
     Exchange,
     Sipp,
@@ -311,6 +312,33 @@ async def test_a_queued_caller_waits_and_gets_the_agent_who_becomes_available(ex
     [row] = await exchange.call_logs("alice")
     assert (row.direction, row.outcome) == ("received", "answered")
     assert row.plan is not None and row.plan["kind"] == "call_center"
+    await api.agent_in("wrap_up", "alice")
+
+
+async def test_a_colleague_waiting_in_the_queue_is_on_a_call_once_and_free_after_the_agents_answer(
+    exchange: Exchange, api: Api
+) -> None:
+    """Bob calls the call center from his desk phone. The queue answers him, so he is on a call while he waits (a
+    second call would find him busy). When alice takes the call, he is still on it once, and once it ends he is free
+    again: being answered twice (by the queue, then by her phone) does not count him twice."""
+    await exchange.add_user("alice", "201")
+    await exchange.add_user("bob", "202")
+    await call_center(exchange, ["alice"], wrap_up_seconds=30)
+    await api.change_agent("alice", state="unavailable")
+    alice = await phone(exchange, "alice", "alice", scenario("callee.xml", ring_ms=200), "-rtp_echo")
+    bob = await place_call(exchange, "bob", "600", "final_talks.xml", talk_ms=4000)
+    await queued(exchange, 1)
+    bob_id = exchange.users["bob"]
+    assert exchange.b2bua.on_call(bob_id) and not any(c.connected for c in exchange.b2bua.calls)
+    await api.change_agent("alice", state="available")
+    await bob.succeeded()
+    await alice.succeeded()
+    call = await exchange.next_call()
+    assert call.answered and call.branches == [("desk", 200)]
+    assert not exchange.b2bua.on_call(bob_id) and not exchange.b2bua.on_call(exchange.users["alice"])
+    await exchange.b2bua.presence.written()
+    async with exchange.sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(ActiveCall))).scalar_one() == 0
     await api.agent_in("wrap_up", "alice")
 
 
