@@ -96,9 +96,8 @@ async def test_a_caller_the_exchange_answered_on_node_a_is_busy_for_node_b(
         await a.set_service("bob", Voicemail(active=True))  # no phone of Bob's registered: voicemail at once
         alice = await call_until_told(a, "alice", "202")
         await answered_on(a, "alice", alice)
-        async with a.sessions() as session:
-            rows = (await session.execute(select(ActiveCall).where(ActiveCall.user_id == a.users["alice"]))).all()
-        assert len(rows) == 1 and rows[0][0].node_id == a.settings.node_id and not rows[0][0].ringing
+        [(call_id, _)] = await calls_elsewhere(b, "alice")  # what node B's API lists and forwards by
+        assert [call.call_id for call in a.b2bua.calls] == [call_id]
         carol = await place_call(b, "carol", "201", "final_rejected.xml", status=486)
         await carol.succeeded()
         second = await b.next_call()
@@ -109,7 +108,7 @@ async def test_a_caller_the_exchange_answered_on_node_a_is_busy_for_node_b(
         first = await a.next_call()
         assert first.outcome == "voicemail"
         await a.b2bua.presence.written()
-        assert not a.b2bua.on_call(a.users["alice"])
+        assert not a.b2bua.on_call(a.users["alice"]) and await calls_elsewhere(b, "alice") == []
         async with b.b2bua.snapshots.reads.connect() as reads:
             assert not await b.b2bua.presence.on_call(reads, b.users["alice"], datetime.now(UTC))
 
