@@ -141,8 +141,8 @@ class AppCalls:
     def answered(self, call: Call) -> None:
         """The call is answered — by a phone, or by the exchange itself (a colleague's voicemail, a queue): the
         user's own call rings no more (its ringing row goes; `call.started` draws a phone's answer, `call.updated`
-        active the exchange's). Either way the user is on a call (`Call.mark_answered` / `answer_caller`: the
-        answered row), so every node lists it."""
+        active the exchange's). Either way the user is on a call (`Call.users_on_it`: the answered row), so
+        every node lists it."""
         user_id = call.caller.user_id
         if user_id is None or not _placed_by(call, user_id):
             return
@@ -508,8 +508,7 @@ class Callback:
         call.answered_at = datetime.now(UTC)
         self.state = "active"
         self.outcome = "answered"
-        call.on_call_users = [self.user_id]
-        self.b2bua.on_call_started(self.user_id, self.id)
+        call.users_on_it(self.user_id)  # its call's id is the callback's (`Callback.key`)
         await self._share(callback_answered)  # a second call to the user finds them busy (or waiting)
         log.debug("click_to_dial.connected", extra={"id": self.id})
         # The app shows the call answered now (a consultation's answer included), not at its next read.

@@ -753,7 +753,7 @@ class Call:
         every node lists the call (its row in the shared store)."""
         if not self.a.answered:
             await self.send_answer()
-            self._on_a_call(None if self.caller.for_callback else self.caller.user_id)
+            self.users_on_it(None if self.caller.for_callback else self.caller.user_id)
             self.b2bua.applications.caller_answered_here(self)
             await self.race(asyncio.shield(self.a.acked), 2.0)
 
@@ -1125,12 +1125,13 @@ class Call:
             self.placed.answered_at = self.answered_at
             self.placed.outcome.append("answered")
         caller_user = None if self.caller.for_callback else self.caller.user_id
-        self._on_a_call(caller_user, callee_user_id)
+        self.users_on_it(caller_user, callee_user_id)
         self.b2bua.applications.call_started(self)
 
-    def _on_a_call(self, *user_ids: int | None) -> None:
-        """These users are on this call from now on, each once: a caller the exchange answered (`answer_caller`)
-        and then connected (a Personal Assistant's transfer, a queue's agent) is on it once, and leaves it once."""
+    def users_on_it(self, *user_ids: int | None) -> None:
+        """These users are on this call from now on (busy or waiting for a second call on every node; they leave
+        it at the call's end or by `user_left`), each once: a caller the exchange answered (`answer_caller`) and
+        then connected (a Personal Assistant's transfer, a queue's agent) is on it once, and leaves it once."""
         for user_id in user_ids:
             if user_id is not None and user_id not in self.on_call_users:
                 self.on_call_users.append(user_id)
