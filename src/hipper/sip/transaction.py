@@ -198,6 +198,11 @@ class _Transaction:
         """A timer that ends the lingering (D, I, J, K, L, M): on the T1 grid (`TransactionLayer.call_at_least`)."""
         self._timers.append(self.layer.call_at_least(delay, callback))
 
+    def _cancel_timers(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+
 
 class ServerTransaction(_Transaction):
     """§17.2.1 (INVITE) and §17.2.2 (non-INVITE) server transactions."""
@@ -346,9 +351,7 @@ class ServerTransaction(_Transaction):
             self._terminate()
 
     def _cancel_timers(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
+        super()._cancel_timers()
         if self._retransmission is not None:
             self._retransmission.cancel()
             self._retransmission = None
@@ -552,11 +555,6 @@ class ClientTransaction(_Transaction):
             self.layer.send_cancel(self)
         elif self.state == State.CALLING:
             self._cancel_requested = True
-
-    def _cancel_timers(self) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
 
     def _cancel_timers_except_b(self) -> None:
         # In Proceeding an INVITE stops retransmitting; Timer B no longer applies either (§17.1.1.2),
